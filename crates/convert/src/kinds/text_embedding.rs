@@ -1,0 +1,10 @@
+//! text_embedding (being written)
+use crate::{ConvertError, Converted, Source};
+
+pub fn recognise(_src: &Source) -> bool {
+    false
+}
+
+pub fn convert(_src: &Source) -> Result<Converted, ConvertError> {
+    Err(ConvertError::Other("text_embedding conversion is not written yet".into()))
+}

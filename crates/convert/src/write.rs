@@ -1,0 +1,2 @@
+//! Writing a converted model folder atomically (temporary folder + rename).
+//! (being written)

@@ -1,0 +1,1 @@
+//! inception_v3 (being written)

@@ -1,0 +1,1 @@
+//! stylization (being written)
