@@ -21,3 +21,5 @@ pub fn convert_any(src: &Source) -> Result<Option<Converted>, ConvertError> {
     }
     Ok(None)
 }
+
+pub mod magenta_tflite;

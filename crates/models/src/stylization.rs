@@ -1,1 +1,0 @@
-//! stylization (being written)

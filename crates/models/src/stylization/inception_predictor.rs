@@ -1,0 +1,1 @@
+//! inception_predictor (being written)

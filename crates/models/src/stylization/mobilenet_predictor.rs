@@ -1,0 +1,1 @@
+//! mobilenet_predictor (being written)
