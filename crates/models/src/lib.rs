@@ -8,6 +8,8 @@ pub mod backend;
 pub mod weights;
 
 pub mod inception_v3;
+pub mod npy;
+pub mod report;
 pub mod stylization;
 pub mod text_embedding;
 
