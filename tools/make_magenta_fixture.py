@@ -33,7 +33,8 @@ Writes, under OUT:
                               as float32 (what a decoded 8-bit image gives)
   <case>_stylized.npy         float32 NHWC output of the *loaded SavedModel* (TF2 `tf.saved_model.load`)
   <case>_bottleneck.npy       float32 [1,100] style bottleneck (same weights, TF1 graph: not a signature output)
-In --full mode the inputs are the shared images (../shared/data/images) when present: content
+In --full mode the TF1 name-based checkpoint the export was made from is kept as tf1_ckpt/model.ckpt
+(for tools/bench_stylization_tf.py), and the inputs are the shared images (../shared/data/images) when present: content
 resized to 384x384 and style to 256x256 by TF bilinear resize, quantized to uint8 and saved as PNG too
 (<case>_content.png, <case>_style.png) so a program reading images sees exactly the same values.
 """
@@ -272,7 +273,11 @@ def main():
     for stage in ["checkpoint", "export", "run"]:
         subprocess.check_call([sys.executable, os.path.abspath(__file__), "--out", out, "--stage", stage]
                               + (["--full"] if args.full else []))
-    shutil.rmtree(os.path.join(out, "tmp_ckpt"))
+    if args.full:
+        # Kept for tools/bench_stylization_tf.py (per-half TF timings need the TF1 graph).
+        os.replace(os.path.join(out, "tmp_ckpt"), os.path.join(out, "tf1_ckpt"))
+    else:
+        shutil.rmtree(os.path.join(out, "tmp_ckpt"))
     if not args.full:
         # The graph (saved_model.pb, ~1.4 MB) compresses well; commit it as a gzipped tar.
         import tarfile

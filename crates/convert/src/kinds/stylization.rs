@@ -1,10 +1,345 @@
-//! stylization (being written)
-use crate::{ConvertError, Converted, Source};
+//! Magenta's arbitrary image stylization SavedModel
+//! (`google/magenta/arbitrary-image-stylization-v1-256`, exported by Magenta's
+//! `export_hub.py`): kind `stylization`, both halves in one folder.
+//!
+//! TF variables (spec §2.5 / Appendix B) -> Burn parameters (`models::stylization`):
+//!
+//! | TensorFlow | Burn | layout |
+//! |---|---|---|
+//! | `InceptionV3/Conv2d_1a_3x3/weights` | `predictor.backbone.conv2d_1a_3x3.conv.weight` | HWIO -> OIHW |
+//! | `InceptionV3/<S>/BatchNorm/{beta,moving_mean,moving_variance}` | `predictor.backbone.<s>.bn.{beta,moving_mean,moving_variance}` | |
+//! | `InceptionV3/Mixed_5c/Branch_1/Conv_1_0c_5x5/weights` | `predictor.backbone.mixed_5c.branch_1.1.conv.weight` | convs of a branch by execution order |
+//! | `Conv/{weights,biases}` | `predictor.bottleneck.{weight,bias}` | `[1,1,768,100]` -> `[768,100]` |
+//! | `transformer/contract/conv{i}/weights` | `transformer.contract.{i-1}.conv.weight` | HWIO -> OIHW |
+//! | `transformer/contract/conv{i}/BatchNorm/{beta,moving_mean,moving_variance}` | `transformer.contract.{i-1}.bn.{beta,running_mean,running_var}`, `bn.gamma` = 1 | slim BN has no scale |
+//! | `transformer/residual/residual{r}/conv{c}/weights` | `transformer.residual.{r-1}.conv{c}.conv.weight` | HWIO -> OIHW |
+//! | `transformer/expand/conv{i}/conv/weights` | `transformer.expand.{i-1}.conv.weight` | HWIO -> OIHW |
+//! | `style_params/<N>/Conv/{weights,biases}` (beta) | `<layer of N>.beta.{weight,bias}` | `[1,1,100,C]` -> `[100,C]` |
+//! | `style_params/<N>/Conv_1/{weights,biases}` (gamma) | `<layer of N>.gamma.{weight,bias}` | same |
+//!
+//! Widths are read from the shapes: the transformer's `alpha` from `contract/conv1`
+//! (32·alpha channels), the Inception `depth_multiplier`/`min_depth` by finding slim's
+//! `depth(d) = max(int(d * depth_multiplier), min_depth)` that reproduces every conv width.
 
-pub fn recognise(_src: &Source) -> bool {
-    false
+use crate::{ConvertError, Converted, F32Tensor, OutTensor, Source};
+use serde_json::json;
+
+/// The 70 convs of slim's `inception_v3_base` up to `Mixed_6e` in execution order:
+/// (scope under `InceptionV3/`, nominal output depth before slim's `depth()`).
+/// Source: spec Appendix A.1 rows 0..69.
+#[rustfmt::skip]
+pub const INCEPTION_CONVS: [(&str, usize); 70] = [
+    ("Conv2d_1a_3x3", 32), ("Conv2d_2a_3x3", 32), ("Conv2d_2b_3x3", 64), ("Conv2d_3b_1x1", 80), ("Conv2d_4a_3x3", 192),
+    ("Mixed_5b/Branch_0/Conv2d_0a_1x1", 64),
+    ("Mixed_5b/Branch_1/Conv2d_0a_1x1", 48), ("Mixed_5b/Branch_1/Conv2d_0b_5x5", 64),
+    ("Mixed_5b/Branch_2/Conv2d_0a_1x1", 64), ("Mixed_5b/Branch_2/Conv2d_0b_3x3", 96), ("Mixed_5b/Branch_2/Conv2d_0c_3x3", 96),
+    ("Mixed_5b/Branch_3/Conv2d_0b_1x1", 32),
+    ("Mixed_5c/Branch_0/Conv2d_0a_1x1", 64),
+    ("Mixed_5c/Branch_1/Conv2d_0b_1x1", 48), ("Mixed_5c/Branch_1/Conv_1_0c_5x5", 64),
+    ("Mixed_5c/Branch_2/Conv2d_0a_1x1", 64), ("Mixed_5c/Branch_2/Conv2d_0b_3x3", 96), ("Mixed_5c/Branch_2/Conv2d_0c_3x3", 96),
+    ("Mixed_5c/Branch_3/Conv2d_0b_1x1", 64),
+    ("Mixed_5d/Branch_0/Conv2d_0a_1x1", 64),
+    ("Mixed_5d/Branch_1/Conv2d_0a_1x1", 48), ("Mixed_5d/Branch_1/Conv2d_0b_5x5", 64),
+    ("Mixed_5d/Branch_2/Conv2d_0a_1x1", 64), ("Mixed_5d/Branch_2/Conv2d_0b_3x3", 96), ("Mixed_5d/Branch_2/Conv2d_0c_3x3", 96),
+    ("Mixed_5d/Branch_3/Conv2d_0b_1x1", 64),
+    ("Mixed_6a/Branch_0/Conv2d_1a_1x1", 384),
+    ("Mixed_6a/Branch_1/Conv2d_0a_1x1", 64), ("Mixed_6a/Branch_1/Conv2d_0b_3x3", 96), ("Mixed_6a/Branch_1/Conv2d_1a_1x1", 96),
+    ("Mixed_6b/Branch_0/Conv2d_0a_1x1", 192),
+    ("Mixed_6b/Branch_1/Conv2d_0a_1x1", 128), ("Mixed_6b/Branch_1/Conv2d_0b_1x7", 128), ("Mixed_6b/Branch_1/Conv2d_0c_7x1", 192),
+    ("Mixed_6b/Branch_2/Conv2d_0a_1x1", 128), ("Mixed_6b/Branch_2/Conv2d_0b_7x1", 128), ("Mixed_6b/Branch_2/Conv2d_0c_1x7", 128),
+    ("Mixed_6b/Branch_2/Conv2d_0d_7x1", 128), ("Mixed_6b/Branch_2/Conv2d_0e_1x7", 192),
+    ("Mixed_6b/Branch_3/Conv2d_0b_1x1", 192),
+    ("Mixed_6c/Branch_0/Conv2d_0a_1x1", 192),
+    ("Mixed_6c/Branch_1/Conv2d_0a_1x1", 160), ("Mixed_6c/Branch_1/Conv2d_0b_1x7", 160), ("Mixed_6c/Branch_1/Conv2d_0c_7x1", 192),
+    ("Mixed_6c/Branch_2/Conv2d_0a_1x1", 160), ("Mixed_6c/Branch_2/Conv2d_0b_7x1", 160), ("Mixed_6c/Branch_2/Conv2d_0c_1x7", 160),
+    ("Mixed_6c/Branch_2/Conv2d_0d_7x1", 160), ("Mixed_6c/Branch_2/Conv2d_0e_1x7", 192),
+    ("Mixed_6c/Branch_3/Conv2d_0b_1x1", 192),
+    ("Mixed_6d/Branch_0/Conv2d_0a_1x1", 192),
+    ("Mixed_6d/Branch_1/Conv2d_0a_1x1", 160), ("Mixed_6d/Branch_1/Conv2d_0b_1x7", 160), ("Mixed_6d/Branch_1/Conv2d_0c_7x1", 192),
+    ("Mixed_6d/Branch_2/Conv2d_0a_1x1", 160), ("Mixed_6d/Branch_2/Conv2d_0b_7x1", 160), ("Mixed_6d/Branch_2/Conv2d_0c_1x7", 160),
+    ("Mixed_6d/Branch_2/Conv2d_0d_7x1", 160), ("Mixed_6d/Branch_2/Conv2d_0e_1x7", 192),
+    ("Mixed_6d/Branch_3/Conv2d_0b_1x1", 192),
+    ("Mixed_6e/Branch_0/Conv2d_0a_1x1", 192),
+    ("Mixed_6e/Branch_1/Conv2d_0a_1x1", 192), ("Mixed_6e/Branch_1/Conv2d_0b_1x7", 192), ("Mixed_6e/Branch_1/Conv2d_0c_7x1", 192),
+    ("Mixed_6e/Branch_2/Conv2d_0a_1x1", 192), ("Mixed_6e/Branch_2/Conv2d_0b_7x1", 192), ("Mixed_6e/Branch_2/Conv2d_0c_1x7", 192),
+    ("Mixed_6e/Branch_2/Conv2d_0d_7x1", 192), ("Mixed_6e/Branch_2/Conv2d_0e_1x7", 192),
+    ("Mixed_6e/Branch_3/Conv2d_0b_1x1", 192),
+];
+
+/// The 13 style-normalized layers: (Magenta scope `N` of `style_params/N/...`, Burn path
+/// under `transformer.`). Order of `nza_model.style_normalization_activations`.
+fn style_norm_layers() -> Vec<(String, String)> {
+    let mut v = Vec::new();
+    for r in 1..=5 {
+        for c in 1..=2 {
+            v.push((format!("transformer/residual/residual{r}/conv{c}"), format!("residual.{}.conv{c}", r - 1)));
+        }
+    }
+    for i in 1..=3 {
+        v.push((format!("transformer/expand/conv{i}/conv"), format!("expand.{}", i - 1)));
+    }
+    v
 }
 
-pub fn convert(_src: &Source) -> Result<Converted, ConvertError> {
-    Err(ConvertError::Other("stylization conversion is not written yet".into()))
+/// Burn path of an Inception conv (without `predictor.backbone.`): `conv2d_1a_3x3`, or
+/// `mixed_5c.branch_1.1` (index = position among the convs of that branch).
+pub fn inception_burn_path(index: usize) -> String {
+    let (scope, _) = INCEPTION_CONVS[index];
+    let parts: Vec<&str> = scope.split('/').collect();
+    if parts.len() == 1 {
+        return scope.to_ascii_lowercase();
+    }
+    let prefix = format!("{}/{}/", parts[0], parts[1]);
+    let pos = INCEPTION_CONVS[..index].iter().filter(|(s, _)| s.starts_with(&prefix)).count();
+    format!("{}.{}.{}", parts[0].to_ascii_lowercase(), parts[1].to_ascii_lowercase(), pos)
+}
+
+/// Recognises Magenta's SavedModel: Inception-v3 style predictor variables, the bottleneck
+/// conv, the style parameter convs and the transformer.
+pub fn recognise(src: &Source) -> bool {
+    ["InceptionV3/Mixed_6e/Branch_3/Conv2d_0b_1x1/weights", "transformer/contract/conv1/weights", "transformer/expand/conv3/conv/weights"]
+        .iter()
+        .all(|n| src.get(n).is_some())
+        && src.get("style_params/transformer/expand/conv3/conv/StyleNorm/Conv_1/weights").is_some()
+        && src.get("InceptionV3/Mixed_7a/Branch_0/Conv2d_0a_1x1/weights").is_none()
+}
+
+fn shape_err(name: &str, t: &F32Tensor, expected: String) -> ConvertError {
+    ConvertError::Shape { name: name.to_string(), found: t.shape.clone(), expected }
+}
+
+/// A conv kernel `[kh, kw, cin, cout]` checked against the expected sizes (`None` = any).
+fn conv_kernel<'a>(src: &'a Source, name: &str, expect: [Option<usize>; 4]) -> Result<&'a F32Tensor, ConvertError> {
+    let t = src.require(name)?;
+    let ok = t.shape.len() == 4 && t.shape.iter().zip(expect).all(|(&d, e)| e.is_none_or(|e| e == d));
+    if !ok {
+        let show = expect.map(|e| e.map_or("?".to_string(), |v| v.to_string())).join(", ");
+        return Err(shape_err(name, t, format!("[{show}]")));
+    }
+    Ok(t)
+}
+
+/// HWIO `[kh, kw, cin, cout]` -> OIHW `[cout, cin, kh, kw]`.
+fn hwio_to_oihw(t: &F32Tensor) -> (Vec<usize>, Vec<f32>) {
+    let [kh, kw, ci, co] = [t.shape[0], t.shape[1], t.shape[2], t.shape[3]];
+    let mut out = vec![0f32; t.data.len()];
+    for h in 0..kh {
+        for w in 0..kw {
+            for i in 0..ci {
+                for o in 0..co {
+                    out[((o * ci + i) * kh + h) * kw + w] = t.data[((h * kw + w) * ci + i) * co + o];
+                }
+            }
+        }
+    }
+    (vec![co, ci, kh, kw], out)
+}
+
+fn vector<'a>(src: &'a Source, name: &str, len: usize) -> Result<&'a F32Tensor, ConvertError> {
+    let t = src.require(name)?;
+    if t.shape != [len] {
+        return Err(shape_err(name, t, format!("[{len}]")));
+    }
+    Ok(t)
+}
+
+struct Out(Vec<OutTensor>);
+
+impl Out {
+    fn push(&mut self, name: String, shape: Vec<usize>, data: Vec<f32>) {
+        self.0.push(OutTensor { name, shape, data });
+    }
+
+    /// A conv kernel, permuted to OIHW.
+    fn conv(&mut self, name: String, t: &F32Tensor) {
+        let (shape, data) = hwio_to_oihw(t);
+        self.push(name, shape, data);
+    }
+
+    /// A 1x1 conv `[1, 1, in, out]` (+ bias) as a Burn `Linear` (`weight [in, out]`).
+    fn linear(&mut self, src: &Source, tf: &str, burn: &str, d_in: usize, d_out: Option<usize>) -> Result<usize, ConvertError> {
+        let w = conv_kernel(src, &format!("{tf}/weights"), [Some(1), Some(1), Some(d_in), d_out])?;
+        let out = w.shape[3];
+        let b = vector(src, &format!("{tf}/biases"), out)?;
+        self.push(format!("{burn}.weight"), vec![d_in, out], w.data.clone());
+        self.push(format!("{burn}.bias"), vec![out], b.data.clone());
+        Ok(out)
+    }
+}
+
+/// slim's `depth(d)`.
+fn slim_depth(d: usize, multiplier: f64, min_depth: usize) -> usize {
+    ((d as f64 * multiplier) as usize).max(min_depth)
+}
+
+/// Finds `(depth_multiplier, min_depth)` reproducing the conv widths `couts`
+/// (one per entry of [`INCEPTION_CONVS`]); prefers slim's default `min_depth` 16.
+fn infer_inception_width(couts: &[usize]) -> Option<(f64, usize)> {
+    let fits = |m: f64, md: usize| INCEPTION_CONVS.iter().zip(couts).all(|(&(_, d), &c)| slim_depth(d, m, md) == c);
+    let smallest = *couts.iter().min()?;
+    let mut multipliers = vec![1.0];
+    for (&(_, d), &c) in INCEPTION_CONVS.iter().zip(couts) {
+        if c > smallest || c == d {
+            // int(d * m) == c  <=>  m in [c/d, (c+1)/d): try the exact ratio and binary fractions.
+            multipliers.push(c as f64 / d as f64);
+        }
+    }
+    for k in 0..=12 {
+        multipliers.push(1.0 / f64::from(1u32 << k));
+    }
+    let mut min_depths = vec![16, smallest];
+    min_depths.extend(1..=smallest);
+    for &md in &min_depths {
+        for &m in &multipliers {
+            if m > 0.0 && fits(m, md) {
+                return Some((m, md));
+            }
+        }
+    }
+    None
+}
+
+fn map_predictor(src: &Source, out: &mut Out) -> Result<serde_json::Value, ConvertError> {
+    let mut couts = Vec::with_capacity(INCEPTION_CONVS.len());
+    for (i, (scope, _)) in INCEPTION_CONVS.iter().enumerate() {
+        let name = format!("InceptionV3/{scope}/weights");
+        let w = conv_kernel(src, &name, [None, None, None, None])?;
+        let co = w.shape[3];
+        couts.push(co);
+        let path = format!("predictor.backbone.{}", inception_burn_path(i));
+        out.conv(format!("{path}.conv.weight"), w);
+        for (tf, burn) in [("beta", "beta"), ("moving_mean", "moving_mean"), ("moving_variance", "moving_variance")] {
+            let t = vector(src, &format!("InceptionV3/{scope}/BatchNorm/{tf}"), co)?;
+            out.push(format!("{path}.bn.{burn}"), vec![co], t.data.clone());
+        }
+    }
+    let (multiplier, min_depth) = infer_inception_width(&couts).ok_or_else(|| {
+        ConvertError::Other(format!(
+            "InceptionV3 conv widths {couts:?} match no slim depth_multiplier/min_depth"
+        ))
+    })?;
+    // Mixed_6e output = 4 * depth(192).
+    let feature_dim = 4 * slim_depth(192, multiplier, min_depth);
+    let bottleneck = out.linear(src, "Conv", "predictor.bottleneck", feature_dim, None)?;
+    Ok(json!({
+        "backbone": {
+            "num_classes": null,
+            "depth_multiplier": multiplier,
+            "min_depth": min_depth,
+            "activation": "relu6",
+            "final_endpoint": "Mixed_6e",
+            "batch_norm_epsilon": 0.001,
+        },
+        "bottleneck": bottleneck,
+    }))
+}
+
+fn map_transformer(src: &Source, out: &mut Out, bottleneck: usize) -> Result<serde_json::Value, ConvertError> {
+    let c1 = conv_kernel(src, "transformer/contract/conv1/weights", [Some(9), Some(9), Some(3), None])?.shape[3];
+    // Magenta: 32·alpha, 64·alpha, 128·alpha channels.
+    let alpha = c1 as f64 / 32.0;
+    let widths = [c1, 2 * c1, 4 * c1];
+    let has_bn = src.get("transformer/contract/conv1/BatchNorm/moving_mean").is_some();
+    let mut cin = 3;
+    for (i, (&c, k)) in widths.iter().zip([9, 3, 3]).enumerate() {
+        let scope = format!("transformer/contract/conv{}", i + 1);
+        let w = conv_kernel(src, &format!("{scope}/weights"), [Some(k), Some(k), Some(cin), Some(c)])?;
+        out.conv(format!("transformer.contract.{i}.conv.weight"), w);
+        if has_bn {
+            out.push(format!("transformer.contract.{i}.bn.gamma"), vec![c], vec![1.0; c]);
+            for (tf, burn) in [("beta", "beta"), ("moving_mean", "running_mean"), ("moving_variance", "running_var")] {
+                let t = vector(src, &format!("{scope}/BatchNorm/{tf}"), c)?;
+                out.push(format!("transformer.contract.{i}.bn.{burn}"), vec![c], t.data.clone());
+            }
+        } else {
+            let b = vector(src, &format!("{scope}/biases"), c)?;
+            out.push(format!("transformer.contract.{i}.conv.bias"), vec![c], b.data.clone());
+        }
+        cin = c;
+    }
+    let [w1, w2, w3] = widths;
+    // (in, out, kernel) of the 13 style-normalized convs, Magenta's order.
+    let mut convs = vec![(w3, w3, 3); 10];
+    convs.extend([(w3, w2, 3), (w2, w1, 3), (w1, 3, 9)]);
+    for ((tf_scope, burn), (ci, co, k)) in style_norm_layers().into_iter().zip(convs) {
+        let w = conv_kernel(src, &format!("{tf_scope}/weights"), [Some(k), Some(k), Some(ci), Some(co)])?;
+        out.conv(format!("transformer.{burn}.conv.weight"), w);
+        let params = format!("style_params/{tf_scope}/StyleNorm");
+        out.linear(src, &format!("{params}/Conv"), &format!("transformer.{burn}.beta"), bottleneck, Some(co))?;
+        out.linear(src, &format!("{params}/Conv_1"), &format!("transformer.{burn}.gamma"), bottleneck, Some(co))?;
+    }
+    Ok(json!({
+        "alpha": alpha,
+        "contract_batch_norm": has_bn,
+        "batch_norm_epsilon": 0.001,
+        "style_norm_epsilon": 1e-5,
+        "bottleneck": bottleneck,
+    }))
+}
+
+/// Maps every variable of Magenta's SavedModel onto the Burn `stylization` model.
+pub fn convert(src: &Source) -> Result<Converted, ConvertError> {
+    let mut out = Out(Vec::new());
+    let predictor = map_predictor(src, &mut out)?;
+    let bottleneck = predictor["bottleneck"].as_u64().unwrap_or(100) as usize;
+    let transformer = map_transformer(src, &mut out, bottleneck)?;
+    Ok(Converted {
+        kind: "stylization".into(),
+        config: json!({ "predictor": predictor, "transformer": transformer }),
+        tensors: out.0,
+        assets: Vec::new(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inception_paths_follow_branch_order() {
+        assert_eq!(inception_burn_path(0), "conv2d_1a_3x3");
+        assert_eq!(inception_burn_path(14), "mixed_5c.branch_1.1");
+        assert_eq!(inception_burn_path(29), "mixed_6a.branch_1.2");
+        assert_eq!(inception_burn_path(68), "mixed_6e.branch_2.4");
+        assert_eq!(inception_burn_path(69), "mixed_6e.branch_3.0");
+    }
+
+    #[test]
+    fn width_inference_finds_slim_parameters() {
+        for (m, md) in [(1.0, 16), (0.0625, 4), (0.5, 16), (0.25, 8)] {
+            let couts: Vec<usize> = INCEPTION_CONVS.iter().map(|&(_, d)| slim_depth(d, m, md)).collect();
+            let (m2, md2) = infer_inception_width(&couts).unwrap();
+            let again: Vec<usize> = INCEPTION_CONVS.iter().map(|&(_, d)| slim_depth(d, m2, md2)).collect();
+            assert_eq!(again, couts, "multiplier {m} min_depth {md} -> {m2} {md2}");
+        }
+        assert_eq!(infer_inception_width(&INCEPTION_CONVS.map(|(_, d)| d)), Some((1.0, 16)));
+    }
+
+    #[test]
+    fn hwio_to_oihw_moves_every_element() {
+        // [kh=1, kw=2, cin=2, cout=3], value = 1000h + 100w + 10i + o
+        let mut data = Vec::new();
+        for w in 0..2 {
+            for i in 0..2 {
+                for o in 0..3 {
+                    data.push((100 * w + 10 * i + o) as f32);
+                }
+            }
+        }
+        let (shape, out) = hwio_to_oihw(&F32Tensor { shape: vec![1, 2, 2, 3], data });
+        assert_eq!(shape, vec![3, 2, 1, 2]);
+        // out[o][i][0][w]
+        assert_eq!(out[((2 * 2 + 1) * 1) * 2 + 1], 112.0);
+        assert_eq!(out[0..4], [0.0, 100.0, 10.0, 110.0]);
+    }
+
+    #[test]
+    fn not_recognised_without_the_transformer() {
+        let mut src = Source::default();
+        src.tensors.insert(
+            "InceptionV3/Mixed_6e/Branch_3/Conv2d_0b_1x1/weights".into(),
+            F32Tensor { shape: vec![1, 1, 768, 192], data: vec![] },
+        );
+        assert!(!recognise(&src));
+    }
 }
