@@ -1,0 +1,274 @@
+//! LevelDB-style SSTable reader (the format of `variables.index`, as written by tsl's
+//! `table_builder.cc`): 48-byte footer with magic, blocks with a type byte and a masked
+//! CRC32C trailer, prefix-compressed keys with restart points, and an index block pointing
+//! at the data blocks. Every block's CRC is checked. Snappy-compressed blocks are rejected
+//! (TensorBundle never writes them).
+//!
+//! Errors are plain messages; [`crate::read`] wraps them with the file name.
+
+/// `kTableMagicNumber` of LevelDB / tsl tables.
+pub const TABLE_MAGIC: u64 = 0xdb47_7524_8b80_fb57;
+/// Footer length: two block handles padded to 40 bytes, then the 8-byte magic.
+pub const FOOTER_LEN: usize = 48;
+const BLOCK_TRAILER_LEN: usize = 5;
+const MASK_DELTA: u32 = 0xa282_ead8;
+
+/// `crc32c::Mask` of tsl: rotate right by 15 bits and add a constant.
+pub fn mask_crc(crc: u32) -> u32 {
+    crc.rotate_right(15).wrapping_add(MASK_DELTA)
+}
+
+/// Inverse of [`mask_crc`].
+pub fn unmask_crc(masked: u32) -> u32 {
+    masked.wrapping_sub(MASK_DELTA).rotate_left(15)
+}
+
+/// Reads a base-128 varint of at most 64 bits from `buf` at `*pos`, advancing `*pos`.
+pub fn read_varint64(buf: &[u8], pos: &mut usize) -> Result<u64, String> {
+    let mut result = 0u64;
+    for i in 0..10 {
+        let b = *buf.get(*pos).ok_or_else(|| "varint runs past the end".to_string())?;
+        *pos += 1;
+        if i == 9 && b > 1 {
+            return Err("varint longer than 64 bits".into());
+        }
+        result |= u64::from(b & 0x7f) << (7 * i);
+        if b & 0x80 == 0 {
+            return Ok(result);
+        }
+    }
+    Err("varint longer than 64 bits".into())
+}
+
+fn read_varint32(buf: &[u8], pos: &mut usize) -> Result<usize, String> {
+    let v = read_varint64(buf, pos)?;
+    u32::try_from(v).map(|v| v as usize).map_err(|_| "varint32 out of range".to_string())
+}
+
+fn read_fixed32(buf: &[u8], pos: usize) -> Result<u32, String> {
+    let b = buf
+        .get(pos..pos.checked_add(4).ok_or("offset overflow")?)
+        .ok_or_else(|| format!("fixed32 at {pos} runs past the end"))?;
+    Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+}
+
+/// Location of a block: offset and size (without the 5-byte trailer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlockHandle {
+    pub offset: u64,
+    pub size: u64,
+}
+
+impl BlockHandle {
+    fn decode(buf: &[u8], pos: &mut usize) -> Result<Self, String> {
+        let offset = read_varint64(buf, pos)?;
+        let size = read_varint64(buf, pos)?;
+        Ok(BlockHandle { offset, size })
+    }
+}
+
+/// Decoded footer: the metaindex and index block handles.
+#[derive(Debug, Clone, Copy)]
+pub struct Footer {
+    pub metaindex: BlockHandle,
+    pub index: BlockHandle,
+}
+
+/// Parses the last 48 bytes of `file`.
+pub fn read_footer(file: &[u8]) -> Result<Footer, String> {
+    if file.len() < FOOTER_LEN {
+        return Err(format!("file is {} bytes, shorter than the {FOOTER_LEN}-byte table footer", file.len()));
+    }
+    let footer = &file[file.len() - FOOTER_LEN..];
+    let lo = u64::from(read_fixed32(footer, 40)?);
+    let hi = u64::from(read_fixed32(footer, 44)?);
+    let magic = (hi << 32) | lo;
+    if magic != TABLE_MAGIC {
+        return Err(format!("bad table magic {magic:#018x} (expected {TABLE_MAGIC:#018x}); not an SSTable or truncated"));
+    }
+    let mut pos = 0;
+    let metaindex = BlockHandle::decode(&footer[..40], &mut pos)?;
+    let index = BlockHandle::decode(&footer[..40], &mut pos)?;
+    Ok(Footer { metaindex, index })
+}
+
+/// Returns the contents of the block at `h`, after checking its trailer CRC and type.
+pub fn read_block<'a>(file: &'a [u8], h: BlockHandle, what: &str) -> Result<&'a [u8], String> {
+    let start = usize::try_from(h.offset).map_err(|_| format!("{what} block offset too large"))?;
+    let size = usize::try_from(h.size).map_err(|_| format!("{what} block size too large"))?;
+    let end = start
+        .checked_add(size)
+        .and_then(|e| e.checked_add(BLOCK_TRAILER_LEN))
+        .ok_or_else(|| format!("{what} block handle overflows"))?;
+    if end > file.len() {
+        return Err(format!(
+            "{what} block at {start} (+{size} bytes) runs past the end of the file ({} bytes)",
+            file.len()
+        ));
+    }
+    let contents = &file[start..start + size];
+    let kind = file[start + size];
+    let stored = read_fixed32(file, start + size + 1)?;
+    let actual = crc32c::crc32c_append(crc32c::crc32c(contents), &[kind]);
+    if unmask_crc(stored) != actual {
+        return Err(format!(
+            "{what} block at {start}: checksum mismatch (stored {:#010x}, computed {actual:#010x})",
+            unmask_crc(stored)
+        ));
+    }
+    match kind {
+        0 => Ok(contents),
+        1 => Err(format!("{what} block at {start} is Snappy-compressed, which is not supported")),
+        k => Err(format!("{what} block at {start} has unknown compression type {k}")),
+    }
+}
+
+/// Decodes the prefix-compressed entries of a block's contents.
+pub fn block_entries(contents: &[u8], what: &str) -> Result<Vec<(Vec<u8>, Vec<u8>)>, String> {
+    if contents.len() < 4 {
+        return Err(format!("{what} block is {} bytes, too short for its restart count", contents.len()));
+    }
+    let num_restarts = read_fixed32(contents, contents.len() - 4)? as usize;
+    let restarts_len = num_restarts
+        .checked_mul(4)
+        .and_then(|n| n.checked_add(4))
+        .filter(|&n| n <= contents.len())
+        .ok_or_else(|| format!("{what} block: restart count {num_restarts} does not fit the block"))?;
+    let data = &contents[..contents.len() - restarts_len];
+    let mut out: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+    let mut key: Vec<u8> = Vec::new();
+    let mut pos = 0;
+    while pos < data.len() {
+        let shared = read_varint32(data, &mut pos).map_err(|e| format!("{what} block entry at {pos}: {e}"))?;
+        let non_shared = read_varint32(data, &mut pos).map_err(|e| format!("{what} block entry at {pos}: {e}"))?;
+        let value_len = read_varint32(data, &mut pos).map_err(|e| format!("{what} block entry at {pos}: {e}"))?;
+        if shared > key.len() {
+            return Err(format!(
+                "{what} block entry at {pos}: shares {shared} key bytes but the previous key has {}",
+                key.len()
+            ));
+        }
+        let key_end = pos.checked_add(non_shared).filter(|&e| e <= data.len());
+        let key_end = key_end.ok_or_else(|| format!("{what} block entry at {pos}: key runs past the block"))?;
+        let val_end = key_end.checked_add(value_len).filter(|&e| e <= data.len());
+        let val_end = val_end.ok_or_else(|| format!("{what} block entry at {pos}: value runs past the block"))?;
+        key.truncate(shared);
+        key.extend_from_slice(&data[pos..key_end]);
+        out.push((key.clone(), data[key_end..val_end].to_vec()));
+        pos = val_end;
+    }
+    Ok(out)
+}
+
+/// Reads every (key, value) pair of the table in `file`, in file order.
+pub fn read_table(file: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, String> {
+    let footer = read_footer(file)?;
+    let index = read_block(file, footer.index, "index")?;
+    let mut out = Vec::new();
+    for (_, handle) in block_entries(index, "index")? {
+        let mut pos = 0;
+        let h = BlockHandle::decode(&handle, &mut pos).map_err(|e| format!("index entry: bad block handle: {e}"))?;
+        let data = read_block(file, h, "data")?;
+        let entries = block_entries(data, "data")?;
+        if let (Some((last, _)), Some((first, _))) = (out.last(), entries.first()) {
+            if first <= last {
+                return Err("data blocks are out of order (keys not increasing)".into());
+            }
+        }
+        out.extend(entries);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The complete `variables.index` of the tiny text-embedding export (spec 4.6).
+    pub(crate) fn spec_example() -> Vec<u8> {
+        let mut f = Vec::new();
+        let mut data = Vec::new();
+        data.extend([0, 0, 6]);
+        data.extend([0x08, 0x01, 0x1a, 0x02, 0x08, 0x01]);
+        data.extend([0, 0x1c, 0x0f]);
+        data.extend(b"_CHECKPOINTABLE_OBJECT_GRAPH");
+        data.extend([0x08, 0x07, 0x12, 0x00, 0x20, 0xe0, 0x01, 0x28, 0xeb, 0x04, 0x35, 0x5b, 0x5f, 0xa8, 0x58]);
+        data.extend([0, 0x25, 0x14]);
+        data.extend(b"embeddings/.ATTRIBUTES/VARIABLE_VALUE");
+        data.extend([
+            0x08, 0x02, 0x12, 0x08, 0x12, 0x02, 0x08, 0x09, 0x12, 0x02, 0x08, 0x03, 0x28, 0xd8, 0x01, 0x35, 0x58,
+            0x65, 0xba, 0xe2,
+        ]);
+        data.extend([0, 0x27, 0x0e]);
+        data.extend(b"save_counter/.ATTRIBUTES/VARIABLE_VALUE");
+        data.extend([0x08, 0x09, 0x12, 0x00, 0x20, 0xd8, 0x01, 0x28, 0x08, 0x35, 0x29, 0x03, 0x98, 0x07]);
+        data.extend([0, 0, 0, 0, 1, 0, 0, 0]);
+        assert_eq!(data.len(), 179);
+        f.extend(&data);
+        f.extend([0x00, 0x26, 0x14, 0x02, 0xeb]);
+        f.extend([0, 0, 0, 0, 1, 0, 0, 0, 0x00, 0xc0, 0xf2, 0xa1, 0xb0]);
+        f.extend([0x00, 0x01, 0x03, b't', 0x00, 0xb3, 0x01, 0, 0, 0, 0, 1, 0, 0, 0, 0x00, 0xf7, 0xa4, 0x2f, 0xc4]);
+        let mut footer = vec![0xb8, 0x01, 0x08, 0xc5, 0x01, 0x0f];
+        footer.resize(40, 0);
+        footer.extend([0x57, 0xfb, 0x80, 0x8b, 0x24, 0x75, 0x47, 0xdb]);
+        f.extend(footer);
+        assert_eq!(f.len(), 265);
+        f
+    }
+
+    #[test]
+    fn reads_the_spec_example_with_valid_crcs() {
+        let f = spec_example();
+        let entries = read_table(&f).unwrap();
+        let keys: Vec<&[u8]> = entries.iter().map(|(k, _)| k.as_slice()).collect();
+        assert_eq!(
+            keys,
+            vec![
+                &b""[..],
+                b"_CHECKPOINTABLE_OBJECT_GRAPH",
+                b"embeddings/.ATTRIBUTES/VARIABLE_VALUE",
+                b"save_counter/.ATTRIBUTES/VARIABLE_VALUE"
+            ]
+        );
+        assert_eq!(entries[0].1, vec![0x08, 0x01, 0x1a, 0x02, 0x08, 0x01]);
+    }
+
+    #[test]
+    fn mask_round_trips_and_matches_tsl() {
+        for c in [0u32, 1, 0xdead_beef, u32::MAX] {
+            assert_eq!(unmask_crc(mask_crc(c)), c);
+        }
+        // Mask(crc32c("")) as tsl computes it: crc32c("") = 0, so Mask = 0xa282ead8.
+        assert_eq!(mask_crc(0), 0xa282_ead8);
+    }
+
+    #[test]
+    fn every_single_byte_flip_is_an_error_or_different_table() {
+        let f = spec_example();
+        let good = read_table(&f).unwrap();
+        for i in 0..f.len() {
+            for bit in [0x01u8, 0x80] {
+                let mut g = f.clone();
+                g[i] ^= bit;
+                // Padding bytes of the footer are not covered by any CRC; anything else must fail.
+                if let Ok(t) = read_table(&g) {
+                    assert_eq!(t, good, "flip at {i} gave a different table without an error");
+                }
+            }
+        }
+        for n in 0..f.len() {
+            assert!(read_table(&f[..n]).is_err(), "truncation to {n} bytes was accepted");
+        }
+    }
+
+    #[test]
+    fn snappy_block_is_rejected_clearly() {
+        let mut f = spec_example();
+        // Set the data block's type byte to 1 and recompute its CRC.
+        f[179] = 1;
+        let crc = mask_crc(crc32c::crc32c_append(crc32c::crc32c(&f[..179]), &[1]));
+        f[180..184].copy_from_slice(&crc.to_le_bytes());
+        let err = read_table(&f).unwrap_err();
+        assert!(err.contains("Snappy"), "{err}");
+    }
+}
