@@ -7,6 +7,7 @@
 pub mod backend;
 pub mod weights;
 
+pub mod finetune;
 pub mod inception_v3;
 pub mod npy;
 pub mod report;
