@@ -1,0 +1,201 @@
+"""TF Lite ground truth for the `tflite` reader and the Magenta TF Lite stylization port.
+
+Usage (from the repository root):
+
+    tools/.venv/bin/python tools/tflite_reference.py fixtures
+        Writes tests/fixtures/stylization_tflite/tiny_{f16,int8}.tflite (two tiny
+        conv models made with the TF Lite converter: float16 weights behind a
+        DEQUANTIZE op, and full-integer int8 with per-channel weight scales) and
+        tiny_expected.json: every constant tensor's name, dtype, shape,
+        quantization and values as the TF Lite interpreter dequantizes them, plus
+        each model's input and interpreter output (the tflite crate's tests read it).
+
+    tools/.venv/bin/python tools/tflite_reference.py magenta [--data ../shared/data]
+        Runs tf.lite.Interpreter on the shared Magenta files
+        (style_predict_quantized_256.tflite, style_transfer_{f16,quantized}_384.tflite)
+        with the shared images, preprocessed like the TF Lite Magenta example
+        (central square crop, bilinear resize: style 256x256, content 384x384,
+        values in [0,1]; no blur). Writes tests/fixtures/stylization_tflite/:
+          magenta_reference.npz: style_<name> [1,256,256,3] float16 inputs are NOT
+          stored (re-derivable, see below); bottleneck_<style> [100] float32
+          (interpreter, quantized predictor), and for content tuebingen:
+          out_<style>_<f16|int8> [96,96,3] uint8 (the 384x384 interpreter output,
+          4x4 average-pooled then rounded to 8 bits: small, still a faithful
+          picture of the output for a PSNR check), and
+          input_checksums: sums of the preprocessed float inputs so the Rust side
+          can verify its preprocessing matches before comparing.
+        To make the interpreter see exactly our inputs the Rust tests feed the
+        same decoded images; the preprocessing here is pure numpy (PIL decode,
+        crop, TF bilinear resize with antialias=False, half-pixel centers).
+"""
+
+import argparse
+import json
+import os
+import sys
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FIX = os.path.join(ROOT, "tests", "fixtures", "stylization_tflite")
+
+
+def _tf():
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+    return tf
+
+
+def tensor_record(interp, d):
+    q = d["quantization_parameters"]
+    try:
+        v = interp.get_tensor(d["index"])
+    except ValueError:
+        return None
+    rec = {
+        "name": d["name"],
+        "dtype": np.dtype(d["dtype"]).name,
+        "shape": [int(x) for x in d["shape"]],
+        "scales": [float(x) for x in q["scales"]],
+        "zero_points": [int(x) for x in q["zero_points"]],
+        "quantized_dimension": int(q["quantized_dimension"]),
+        "raw": v.astype(np.float64).ravel().tolist(),
+    }
+    if len(q["scales"]) > 0:
+        sc = np.asarray(q["scales"], np.float64)
+        zp = np.asarray(q["zero_points"], np.float64)
+        if len(sc) == 1:
+            deq = (v.astype(np.float64) - zp[0]) * sc[0]
+        else:
+            ax = int(q["quantized_dimension"])
+            shp = [1] * v.ndim
+            shp[ax] = -1
+            deq = (v.astype(np.float64) - zp.reshape(shp)) * sc.reshape(shp)
+        rec["dequantized"] = deq.ravel().tolist()
+    elif v.dtype in (np.float16, np.float32):
+        rec["dequantized"] = v.astype(np.float64).ravel().tolist()
+    return rec
+
+
+def fixtures():
+    tf = _tf()
+    os.makedirs(FIX, exist_ok=True)
+    rng = np.random.default_rng(0)
+    inp = tf.keras.Input((8, 8, 3), batch_size=1, name="image")
+    x = tf.keras.layers.Conv2D(4, 3, padding="same", activation="relu6", name="conv")(inp)
+    x = tf.keras.layers.DepthwiseConv2D(3, strides=2, padding="same", name="dw")(x)
+    x = tf.keras.layers.GlobalAveragePooling2D(keepdims=True, name="mean")(x)
+    model = tf.keras.Model(inp, x)
+    model.get_layer("conv").set_weights([rng.normal(size=(3, 3, 3, 4)).astype(np.float32) * 0.5,
+                                         rng.normal(size=(4,)).astype(np.float32) * 0.1])
+    model.get_layer("dw").set_weights([rng.normal(size=(3, 3, 4, 1)).astype(np.float32) * 0.5,
+                                       rng.normal(size=(4,)).astype(np.float32) * 0.1])
+    x_in = rng.uniform(0, 1, size=(1, 8, 8, 3)).astype(np.float32)
+    out = {"input": x_in.ravel().tolist(), "models": {}}
+    for kind in ["f16", "int8"]:
+        conv = tf.lite.TFLiteConverter.from_keras_model(model)
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        if kind == "f16":
+            conv.target_spec.supported_types = [tf.float16]
+        else:
+            def rep():
+                for _ in range(8):
+                    yield [rng.uniform(0, 1, size=(1, 8, 8, 3)).astype(np.float32)]
+            conv.representative_dataset = rep
+        data = conv.convert()
+        path = os.path.join(FIX, f"tiny_{kind}.tflite")
+        with open(path, "wb") as f:
+            f.write(data)
+        it = tf.lite.Interpreter(model_content=data, experimental_preserve_all_tensors=True)
+        it.allocate_tensors()
+        it.set_tensor(it.get_input_details()[0]["index"], x_in)
+        it.invoke()
+        y = it.get_tensor(it.get_output_details()[0]["index"])
+        recs = []
+        for d in it.get_tensor_details():
+            r = tensor_record(it, d)
+            if r is not None and np.all(np.isfinite(r["raw"])) and d["name"] and ("conv" in d["name"] or "dw" in d["name"]) and r["shape"] and len(r["raw"]) < 200:
+                recs.append(r)
+        ops = [o["op_name"] for o in it._get_ops_details()]
+        out["models"][kind] = {"file": f"tiny_{kind}.tflite", "ops": ops, "tensors": recs,
+                               "output": y.astype(np.float64).ravel().tolist(),
+                               "float_output": model(x_in).numpy().astype(np.float64).ravel().tolist()}
+        print(kind, len(data), "bytes, ops", ops)
+    with open(os.path.join(FIX, "tiny_expected.json"), "w") as f:
+        json.dump(out, f)
+
+
+# ---------------------------------------------------------------- Magenta
+
+def load_rgb(path):
+    from PIL import Image
+    return np.asarray(Image.open(path).convert("RGB"), dtype=np.float32) / 255.0
+
+
+def central_crop(img):
+    h, w, _ = img.shape
+    s = min(h, w)
+    y, x = (h - s) // 2, (w - s) // 2
+    return img[y:y + s, x:x + s]
+
+
+def resize(img, size):
+    tf = _tf()
+    return tf.image.resize(img[None], (size, size), method="bilinear", antialias=False).numpy()[0]
+
+
+def preprocess(path, size):
+    return resize(central_crop(load_rgb(path)), size).astype(np.float32)
+
+
+def run(interp_path, inputs):
+    tf = _tf()
+    it = tf.lite.Interpreter(model_path=interp_path)
+    it.allocate_tensors()
+    dets = it.get_input_details()
+    for d in dets:
+        for k, v in inputs.items():
+            if k in d["name"]:
+                it.set_tensor(d["index"], v.reshape(d["shape"]).astype(np.float32))
+    it.invoke()
+    return it.get_tensor(it.get_output_details()[0]["index"])
+
+
+def magenta(data):
+    mdir = os.path.join(data, "magenta-tflite")
+    idir = os.path.join(data, "images")
+    styles = ["starry_night", "kandinsky", "The_Great_Wave_off_Kanagawa"]
+    res = {}
+    content = preprocess(os.path.join(idir, "tuebingen.jpg"), 384)
+    res["content_sum"] = np.float64(content.sum())
+    for s in styles:
+        style = preprocess(os.path.join(idir, s + ".jpg"), 256)
+        res[f"style_sum_{s}"] = np.float64(style.sum())
+        b = run(os.path.join(mdir, "style_predict_quantized_256.tflite"), {"style_image": style[None]})
+        res[f"bottleneck_{s}"] = b.reshape(-1).astype(np.float32)
+        for kind, fname in [("f16", "style_transfer_f16_384.tflite"), ("int8", "style_transfer_quantized_384.tflite")]:
+            y = run(os.path.join(mdir, fname), {"content_image": content[None], "style_bottleneck": b})
+            y = y.reshape(384, 384, 3)
+            small = y.reshape(96, 4, 96, 4, 3).mean(axis=(1, 3))
+            res[f"out_{s}_{kind}"] = np.clip(np.round(small * 255.0), 0, 255).astype(np.uint8)
+            full = os.path.join(ROOT, "tools", "out", f"tflite_{s}_{kind}.npy")
+            os.makedirs(os.path.dirname(full), exist_ok=True)
+            np.save(full, y.astype(np.float32))
+        print(s, "bottleneck norm", float(np.linalg.norm(b)))
+    np.savez_compressed(os.path.join(FIX, "magenta_reference.npz"), **res)
+    print("wrote", os.path.join(FIX, "magenta_reference.npz"))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("what", choices=["fixtures", "magenta"])
+    ap.add_argument("--data", default=os.path.join(ROOT, "..", "shared", "data"))
+    a = ap.parse_args()
+    if a.what == "fixtures":
+        fixtures()
+    else:
+        magenta(a.data)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
