@@ -527,7 +527,8 @@ impl Trainer {
     }
 
     fn prepare(model: ImageClassifier, options: &FinetuneOptions, device: &Device) -> ImageClassifier {
-        let mut model = model.to_device(device).train();
+        // Through a plain device: `train()` on parameters created on an autodiff device panics.
+        let mut model = model.valid().to_device(device).train();
         if !options.train_backbone {
             model.backbone = model.backbone.no_grad();
         }
@@ -594,6 +595,7 @@ impl Trainer {
     pub fn step(&mut self, data: &ImageFolder, idx: &[usize]) -> Result<(f64, usize), FinetuneError> {
         let device = self.device.clone();
         let (logits, labels) = if self.options.frozen_backbone() {
+            self.cache_features(data, idx, self.epochs_done + 1, &mut |_| {})?;
             let (f, y) = self.cached(data, idx, &device);
             (self.model.forward_head(f), y)
         } else {
