@@ -1,1 +1,219 @@
-fn main() {}
+//! `finetune`: trains a new Dense head (optionally the whole network) on top of a
+//! converted Inception-v3 on a folder of images with one sub-folder per class, as the
+//! TF Hub blog does with `hub.KerasLayer(feature_vector, trainable=...)`.
+//!
+//! Contract: docs `cli.md` "finetune". Library: `models::finetune`.
+//!
+//! Writes into `--out DIR`: the trained model as an `inception_v3` folder
+//! (`config.json`, `model.safetensors`, `labels.txt`; `classify --model DIR` loads it),
+//! `checkpoint/` (model + Adam state + epoch counter, rewritten after every epoch;
+//! `--resume DIR` continues from it), `metrics.json`, `metrics.csv` and `curves.png`.
+//!
+//! `--epochs` is the total number of epochs: a resumed run trains the epochs that are
+//! left. A resumed run keeps the options saved in its checkpoint (batch size, learning
+//! rate, what is trained, split, image size); `--data` must name the same folder.
+//!
+//! Image files (`.jpg`, `.jpeg`, `.png`) whose header cannot be read are skipped with a
+//! warning naming the file; an image that fails to decode later is an error.
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use indicatif::{ProgressBar, ProgressStyle};
+use models::finetune::{BatchNormPolicy, FinetuneOptions, ImageClassifier, ImageFolder, Progress, Trainer};
+use models::Backend;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+
+#[derive(Parser, Debug)]
+#[command(name = "finetune", about = "Fine-tune Inception-v3 (TF Hub style) on a folder of images, one sub-folder per class")]
+struct Args {
+    /// Converted Inception-v3 folder (feature vector or classifier) or a TF Hub handle whose
+    /// cached copy is a converted folder. Not needed with --resume.
+    #[arg(long)]
+    model: Option<String>,
+    /// Folder with one sub-folder of .jpg/.png images per class (sub-folder name = label).
+    #[arg(long)]
+    data: PathBuf,
+    /// Total number of epochs (a resumed run trains the remaining ones).
+    #[arg(long, default_value_t = 5)]
+    epochs: usize,
+    #[arg(long, default_value_t = 32)]
+    batch_size: usize,
+    /// Adam learning rate (epsilon 1e-7 as Keras).
+    #[arg(long, default_value_t = 1e-3)]
+    learning_rate: f64,
+    /// Train the whole network, not only the new head.
+    #[arg(long)]
+    train_backbone: bool,
+    /// Use batch statistics in the backbone's batch norms and update their moving averages
+    /// (default: frozen moving statistics, as TF Hub's fine-tuning).
+    #[arg(long)]
+    train_batch_norm: bool,
+    /// TF-style decay of the batch-norm moving averages with --train-batch-norm
+    /// (moving = m * moving + (1 - m) * batch; TF Hub's default 0.99).
+    #[arg(long, default_value_t = 0.99)]
+    batch_norm_momentum: f64,
+    /// Dropout rate before the head (the TF Hub blog uses 0.2).
+    #[arg(long, default_value_t = 0.2)]
+    dropout: f64,
+    /// Fraction of each class held out for validation (seeded split).
+    #[arg(long, default_value_t = 0.2)]
+    validation_fraction: f64,
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Resume from a checkpoint folder (or an output folder holding `checkpoint/`).
+    #[arg(long)]
+    resume: Option<PathBuf>,
+    /// Output folder.
+    #[arg(long, default_value = "finetuned")]
+    out: PathBuf,
+    #[arg(long, default_value = "flex", value_parser = parse_backend)]
+    backend: Backend,
+    /// Images are resized (bilinear) to this size (>= 75).
+    #[arg(long, default_value_t = 299)]
+    image_size: usize,
+    /// Do not download anything (same as TFHUB_OFFLINE=1).
+    #[arg(long)]
+    offline: bool,
+}
+
+fn parse_backend(s: &str) -> Result<Backend, String> {
+    s.parse()
+}
+
+fn main() {
+    let args = Args::parse();
+    if let Err(e) = run(args) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn model_dir(spec: &str, offline: bool) -> Result<PathBuf> {
+    let p = Path::new(spec);
+    if p.join("config.json").is_file() {
+        return Ok(p.to_path_buf());
+    }
+    if p.exists() {
+        bail!("{}: not a converted model folder (no config.json); convert it first: `convert {spec} --out DIR`", p.display());
+    }
+    let opts = hub::Options { offline: offline || std::env::var("TFHUB_OFFLINE").is_ok_and(|v| v == "1"), ..Default::default() };
+    let resolved = hub::resolve(spec, &opts).with_context(|| format!("{spec}: cannot resolve the model"))?;
+    if resolved.path.join("config.json").is_file() {
+        return Ok(resolved.path);
+    }
+    bail!(
+        "{}: not a converted model folder (no config.json); convert it first: `convert {spec} --out DIR`, then `finetune --model DIR`",
+        resolved.path.display()
+    )
+}
+
+fn checkpoint_dir(p: &Path) -> PathBuf {
+    if p.join("checkpoint.json").is_file() {
+        p.to_path_buf()
+    } else {
+        p.join("checkpoint")
+    }
+}
+
+fn run(args: Args) -> Result<()> {
+    let device = args.backend.autodiff_device();
+    let data = ImageFolder::scan(&args.data).with_context(|| format!("{}: cannot read the image folder", args.data.display()))?;
+    for (file, why) in &data.skipped {
+        eprintln!("warning: {}: skipped, not a readable image: {why}", file.display());
+    }
+    let mut trainer = match &args.resume {
+        Some(dir) => {
+            let ckpt = checkpoint_dir(dir);
+            let t = Trainer::resume(&ckpt, &device).with_context(|| format!("{}: cannot resume", ckpt.display()))?;
+            if t.classes != data.classes {
+                bail!(
+                    "{}: the checkpoint's classes {:?} differ from the folders of {}: {:?}",
+                    ckpt.display(),
+                    t.classes,
+                    args.data.display(),
+                    data.classes
+                );
+            }
+            eprintln!("resuming after epoch {} from {}", t.epochs_done, ckpt.display());
+            t
+        }
+        None => {
+            let Some(spec) = &args.model else { bail!("--model is required (unless --resume is given)") };
+            let dir = model_dir(spec, args.offline)?;
+            let options = FinetuneOptions {
+                batch_size: args.batch_size,
+                learning_rate: args.learning_rate,
+                train_backbone: args.train_backbone,
+                batch_norm: if args.train_batch_norm {
+                    BatchNormPolicy::Train { momentum: args.batch_norm_momentum }
+                } else {
+                    BatchNormPolicy::Frozen
+                },
+                validation_fraction: args.validation_fraction,
+                seed: args.seed,
+                image_size: args.image_size,
+                dropout_rate: args.dropout,
+            };
+            options.validate()?;
+            let model = ImageClassifier::from_folder(&dir, data.classes.len(), options.dropout_rate, options.batch_norm, &device)
+                .with_context(|| format!("{}: cannot load the Inception-v3 backbone", dir.display()))?;
+            Trainer::new(model, data.classes.clone(), options, &device)?
+        }
+    };
+    let (train, val) = data.split(trainer.options.validation_fraction, trainer.options.seed);
+    trainer.report.set("train_examples", train.len());
+    trainer.report.set("validation_examples", val.len());
+    trainer.report.set("classes", data.classes.clone());
+    trainer.report.set("skipped_files", data.skipped.iter().map(|(p, _)| p.display().to_string()).collect::<Vec<_>>());
+    eprintln!(
+        "{} classes, {} training and {} validation images, backend {}, {}",
+        data.classes.len(),
+        train.len(),
+        val.len(),
+        args.backend,
+        if trainer.options.train_backbone { "training the whole network" } else { "training the head" }
+    );
+    std::fs::create_dir_all(&args.out).with_context(|| format!("{}: cannot create the output folder", args.out.display()))?;
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let b = ProgressBar::new(0);
+        b.set_style(
+            ProgressStyle::with_template("epoch {prefix} {msg:>10} [{bar:30}] {pos}/{len} {elapsed}/{eta}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        b
+    });
+    let mut on_progress = |p: Progress| {
+        if let Some(b) = &bar {
+            b.set_prefix(p.epoch.to_string());
+            b.set_length(p.total as u64);
+            b.set_position(p.done as u64);
+            if p.phase == "train" {
+                b.set_message(format!("loss {:.4}", p.loss));
+            } else {
+                b.set_message(p.phase);
+            }
+        }
+    };
+    while trainer.epochs_done < args.epochs {
+        let r = trainer.train_epoch(&data, &train, &val, &mut on_progress)?;
+        if let Some(b) = &bar {
+            b.finish_and_clear();
+            b.reset();
+        }
+        let val_text = match (r.val_loss, r.val_accuracy) {
+            (Some(l), Some(a)) => format!(", val_loss {l:.4}, val_accuracy {a:.4}"),
+            _ => String::new(),
+        };
+        eprintln!(
+            "epoch {}/{}: loss {:.4}, accuracy {:.4}{val_text} ({:.1} s)",
+            r.epoch, args.epochs, r.loss, r.accuracy, r.seconds
+        );
+        trainer.save_checkpoint(&args.out.join("checkpoint"))?;
+        trainer.report.write_all(&args.out)?;
+    }
+    trainer.export(&args.out)?;
+    trainer.report.write_all(&args.out)?;
+    println!("{}", args.out.display());
+    Ok(())
+}

@@ -1,0 +1,132 @@
+//! The `finetune` program end to end on a synthetic image set with a narrow, randomly
+//! initialised Inception-v3 feature-vector folder written here.
+
+use burn::store::{ModuleSnapshot, SafetensorsStore};
+use burn::tensor::Device;
+use models::inception_v3::{InceptionV3, InceptionV3Config};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("finetune-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn make_images(root: &Path, per_class: usize) {
+    for (c, name) in ["red", "green", "blue"].iter().enumerate() {
+        let dir = root.join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        for i in 0..per_class {
+            let img = image::RgbImage::from_fn(90, 84, |x, y| {
+                let t = ((x * 7 + y * 13 + i as u32 * 31) % 40) as i32 - 20;
+                let mut p = [60i32, 60, 60];
+                p[c] = 200;
+                image::Rgb(p.map(|v| (v + t).clamp(0, 255) as u8))
+            });
+            img.save(dir.join(format!("{i}.png"))).unwrap();
+        }
+    }
+}
+
+/// A converted-looking `inception_v3` feature-vector folder with random weights.
+fn make_backbone(dir: &Path) {
+    let cfg = InceptionV3Config { num_classes: None, depth_multiplier: 0.1, min_depth: 4, ..InceptionV3Config::default() };
+    let net: InceptionV3 = cfg.init(&Device::flex()).unwrap();
+    std::fs::create_dir_all(dir).unwrap();
+    let mut store = SafetensorsStore::from_file(dir.join("model.safetensors"));
+    net.save_into(&mut store).unwrap();
+    let config = serde_json::json!({"kind": "inception_v3", "config": cfg, "source": "test", "converter_version": "0"});
+    std::fs::write(dir.join("config.json"), serde_json::to_string(&config).unwrap()).unwrap();
+}
+
+fn finetune(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_finetune")).args(args).output().unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+fn metrics(dir: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("metrics.json")).unwrap()).unwrap()
+}
+
+#[test]
+fn trains_writes_outputs_and_resumes() {
+    let root = tmp("run");
+    let data = root.join("data");
+    make_images(&data, 10);
+    let backbone = root.join("backbone");
+    make_backbone(&backbone);
+    let out = root.join("out");
+    let common = [
+        "--data", data.to_str().unwrap(), "--image-size", "80", "--batch-size", "8", "--learning-rate", "0.01",
+        "--out", out.to_str().unwrap(),
+    ];
+    let mut args = vec!["--model", backbone.to_str().unwrap(), "--epochs", "2"];
+    args.extend_from_slice(&common);
+    let (ok, stdout, stderr) = finetune(&args);
+    assert!(ok, "finetune failed: {stderr}");
+    assert_eq!(stdout.lines().last().unwrap(), out.to_str().unwrap());
+    for f in ["config.json", "model.safetensors", "labels.txt", "metrics.json", "metrics.csv", "curves.png", "checkpoint/checkpoint.json"] {
+        assert!(out.join(f).is_file(), "missing {f}");
+    }
+    assert_eq!(std::fs::read_to_string(out.join("labels.txt")).unwrap(), "blue\ngreen\nred\n");
+    let m = metrics(&out);
+    let epochs = m["epochs"].as_array().unwrap();
+    assert_eq!(epochs.len(), 2);
+    for key in ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "seconds"] {
+        assert!(epochs[1][key].is_number(), "epochs[1].{key} = {}", epochs[1][key]);
+    }
+    assert_eq!(m["train_examples"].as_u64(), Some(24));
+    assert_eq!(m["validation_examples"].as_u64(), Some(6));
+    assert_eq!(std::fs::read_to_string(out.join("metrics.csv")).unwrap().lines().count(), 3);
+
+    // The export is a 3-class inception_v3 folder.
+    let net = InceptionV3::load(&out, &Device::flex()).unwrap();
+    assert_eq!(net.config().num_classes, Some(3));
+
+    // Resume: epoch numbering continues, earlier records are kept.
+    let ckpt = out.join("checkpoint");
+    let mut args = vec!["--resume", ckpt.to_str().unwrap(), "--epochs", "3"];
+    args.extend_from_slice(&common);
+    let (ok, _, stderr) = finetune(&args);
+    assert!(ok, "resume failed: {stderr}");
+    assert!(stderr.contains("resuming after epoch 2"), "{stderr}");
+    let m2 = metrics(&out);
+    let e2 = m2["epochs"].as_array().unwrap();
+    assert_eq!(e2.len(), 3);
+    assert_eq!(e2[2]["epoch"].as_u64(), Some(3));
+    assert_eq!(e2[0], epochs[0]);
+    std::fs::remove_dir_all(&root).ok();
+}
+
+#[test]
+fn errors_name_the_problem() {
+    let root = tmp("errors");
+    let backbone = root.join("backbone");
+    make_backbone(&backbone);
+    let missing = root.join("no_such_folder");
+    let (ok, _, stderr) = finetune(&["--model", backbone.to_str().unwrap(), "--data", missing.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(stderr.contains("no_such_folder") && !stderr.contains("panicked"), "{stderr}");
+
+    let data = root.join("data");
+    make_images(&data, 2);
+    std::fs::create_dir_all(data.join("empty_class")).unwrap();
+    let (ok, _, stderr) = finetune(&["--model", backbone.to_str().unwrap(), "--data", data.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(stderr.contains("empty_class"), "{stderr}");
+    std::fs::remove_dir_all(data.join("empty_class")).unwrap();
+
+    let other = root.join("embedding");
+    std::fs::create_dir_all(&other).unwrap();
+    std::fs::write(other.join("config.json"), r#"{"kind": "text_embedding", "config": {}}"#).unwrap();
+    let out = root.join("out");
+    let (ok, _, stderr) = finetune(&[
+        "--model", other.to_str().unwrap(), "--data", data.to_str().unwrap(), "--out", out.to_str().unwrap(),
+    ]);
+    assert!(!ok);
+    assert!(stderr.contains("text_embedding"), "{stderr}");
+    assert!(!out.join("config.json").exists());
+    std::fs::remove_dir_all(&root).ok();
+}
