@@ -26,7 +26,8 @@ num_classes 11):
         a/Mixed_5b, a/Mixed_6e, a/Mixed_7c (NHWC end points),
         b/input_u8 [1, 75, 75, 3], b/logits, b/features,
         m/input_u8 [2, 83, 83, 3], m/Mixed_6e: the same weights run as Magenta's style backbone
-        (ReLU6 everywhere, final_endpoint Mixed_6e) for `InceptionV3Config::magenta_style_backbone`.
+        (ReLU6 everywhere, final_endpoint Mixed_6e) for `InceptionV3Config::magenta_style_backbone`,
+        fed the raw network input (input_u8 / 255 * 2 - 1) * 10 (so that ReLU6 clips).
     expected.json                config + shapes + top-5 per image.
 
 Full mode writes tools/out/inception_v3_full/ (depth 1.0, min_depth 16, 1001 classes):
@@ -59,15 +60,19 @@ ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 
 
 def build(num_classes, depth_multiplier, min_depth, with_function=True):
-    def net(x, activation=tf.nn.relu, final_endpoint=None):
+    def net(x, activation=tf.nn.relu, final_endpoint=None, raw=False):
         # updates_collections=None selects slim's fused batch norm (the keras path is not
         # importable with TF 2.21); identical inference arithmetic.
         with slim.arg_scope(iv3.inception_v3_arg_scope(updates_collections=None)):
             with slim.arg_scope([slim.conv2d], activation_fn=activation):
-                x = x * 2.0 - 1.0
+                if not raw:  # raw: x is already the network's input (no hub rescale)
+                    x = x * 2.0 - 1.0
                 if final_endpoint is not None:
-                    _, eps = iv3.inception_v3_base(x, final_endpoint=final_endpoint, min_depth=min_depth,
-                                                   depth_multiplier=depth_multiplier, scope="InceptionV3")
+                    # inception_v3() sets is_training=False on batch_norm itself; the bare base
+                    # needs it here (slim's default is batch statistics).
+                    with slim.arg_scope([slim.batch_norm], is_training=False):
+                        _, eps = iv3.inception_v3_base(x, final_endpoint=final_endpoint, min_depth=min_depth,
+                                                       depth_multiplier=depth_multiplier, scope="InceptionV3")
                     return None, eps
                 logits, eps = iv3.inception_v3(x, num_classes=num_classes, is_training=False,
                                                depth_multiplier=depth_multiplier, min_depth=min_depth,
@@ -184,10 +189,17 @@ def small(out):
         meta["cases"][case] = {"input": shape, "top5": top5(logits)}
     # Magenta-style backbone from the same variables: ReLU6, final_endpoint Mixed_6e.
     u8, x = image([2, 83, 83, 3])
-    _, eps = run(tmpl, x, activation=tf.nn.relu6, final_endpoint="Mixed_6e")
+    # Fed raw (NCHW in Rust: forward_base) with a x10 range so that ReLU6 actually clips.
+    xr = (x * np.float32(2.0) - np.float32(1.0)) * np.float32(10.0)
+    _, eps = run(tmpl, xr, activation=tf.nn.relu6, final_endpoint="Mixed_6e", raw=True)
+    _, eps_relu = run(tmpl, xr, activation=tf.nn.relu, final_endpoint="Mixed_6e", raw=True)
+    gap = float(np.abs(eps["Mixed_6e"] - eps_relu["Mixed_6e"]).max() / np.abs(eps["Mixed_6e"]).max())
+    assert gap > 0.05, f"ReLU6 makes no difference ({gap}); the case would not test it"
     exp["m/input_u8"] = u8
     exp["m/Mixed_6e"] = eps["Mixed_6e"]
-    meta["cases"]["m"] = {"input": list(x.shape), "activation": "relu6", "final_endpoint": "Mixed_6e"}
+    meta["cases"]["m"] = {"input": list(x.shape), "activation": "relu6", "final_endpoint": "Mixed_6e",
+                          "raw_input": "(input_u8 / 255 * 2 - 1) * 10, fed without the hub rescale",
+                          "relu_vs_relu6_rel_gap": gap}
     # The SavedModel must restore the same variables (checks the export).
     loaded = tf.saved_model.load(os.path.join(out, "saved_model"))
     got = {v.name[:-2]: v.numpy() for v in loaded.all_variables}

@@ -1,0 +1,229 @@
+//! End to end: TF-Slim Inception-v3 variables (as TensorFlow saved them) -> `convert`'s
+//! inception_v3 mapping -> `models::InceptionV3::load` -> outputs equal to what TensorFlow
+//! computed, on flex, ndarray and wgpu.
+//!
+//! Fixture: `tests/fixtures/inception_v3/small/` made by `tools/make_inception_fixture.py`
+//! (depth_multiplier 0.05, min_depth 4, 11 classes, random weights and BN statistics).
+
+use burn::tensor::{Device, Tensor, TensorData};
+use convert::{F32Tensor, Source};
+use models::inception_v3::{Activation, EndPoint, InceptionV3, InceptionV3Config};
+use models::Backend;
+use safetensors::SafeTensors;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+fn fixture() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/inception_v3/small")
+}
+
+/// Reads a safetensors file as name -> (shape, f32 values); uint8 tensors are returned
+/// as u8 / 255 (the fixture's image encoding).
+fn read_tensors(path: &Path) -> BTreeMap<String, (Vec<usize>, Vec<f32>)> {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let st = SafeTensors::deserialize(&bytes).unwrap();
+    let mut out = BTreeMap::new();
+    for (name, view) in st.tensors() {
+        let data: Vec<f32> = match view.dtype() {
+            safetensors::Dtype::F32 => {
+                view.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+            }
+            safetensors::Dtype::U8 => view.data().iter().map(|&b| b as f32 / 255.0).collect(),
+            other => panic!("{name}: unexpected dtype {other:?}"),
+        };
+        out.insert(name.to_string(), (view.shape().to_vec(), data));
+    }
+    out
+}
+
+fn source_from_tf_variables() -> Source {
+    let mut src = Source { handle: "fixture".into(), ..Default::default() };
+    for (name, (shape, data)) in read_tensors(&fixture().join("variables_tf.safetensors")) {
+        src.tensors.insert(name, F32Tensor { shape, data });
+    }
+    src
+}
+
+/// Writes a converted model folder the way `convert` lays it out (config.json + model.safetensors).
+fn write_folder(conv: &convert::Converted, tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("tfhub-rs-inception-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let views: Vec<(String, safetensors::tensor::TensorView)> = conv
+        .tensors
+        .iter()
+        .map(|t| {
+            let bytes: &[u8] = unsafe { std::slice::from_raw_parts(t.data.as_ptr() as *const u8, t.data.len() * 4) };
+            (t.name.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, t.shape.clone(), bytes).unwrap())
+        })
+        .collect();
+    safetensors::serialize_to_file(views, None, &dir.join("model.safetensors")).unwrap();
+    let cfg = serde_json::json!({"kind": conv.kind, "config": conv.config, "source": "fixture", "converter_version": "test"});
+    std::fs::write(dir.join("config.json"), serde_json::to_string_pretty(&cfg).unwrap()).unwrap();
+    dir
+}
+
+fn converted_folder() -> PathBuf {
+    let src = source_from_tf_variables();
+    assert!(convert::kinds::inception_v3::recognise(&src));
+    let conv = convert::kinds::inception_v3::convert(&src).expect("convert");
+    write_folder(&conv, "small")
+}
+
+fn input(t: &BTreeMap<String, (Vec<usize>, Vec<f32>)>, name: &str, dev: &Device) -> Tensor<4> {
+    let (shape, data) = &t[name];
+    Tensor::from_data(TensorData::new(data.clone(), shape.clone()), dev)
+}
+
+fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    t.into_data().to_vec::<f32>().unwrap()
+}
+
+/// max |a - b| / max |b|
+fn rel_err(got: &[f32], want: &[f32]) -> f32 {
+    assert_eq!(got.len(), want.len(), "length");
+    let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let diff = got.iter().zip(want).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+    diff / scale.max(1e-12)
+}
+
+fn top5(row: &[f32]) -> Vec<usize> {
+    let mut idx: Vec<usize> = (0..row.len()).collect();
+    idx.sort_by(|&a, &b| row[b].partial_cmp(&row[a]).unwrap().then(a.cmp(&b)));
+    idx.truncate(5);
+    idx
+}
+
+fn check(what: &str, got: &[f32], want: &[f32], tol: f32) {
+    let e = rel_err(got, want);
+    println!("{what}: rel err {e:.2e}");
+    assert!(e <= tol, "{what}: max|diff|/max|ref| = {e:.3e} > {tol:e}");
+}
+
+/// NHWC reference -> NCHW order.
+fn nhwc_to_nchw(shape: &[usize], data: &[f32]) -> Vec<f32> {
+    let (b, h, w, c) = (shape[0], shape[1], shape[2], shape[3]);
+    let mut out = vec![0.0; data.len()];
+    for n in 0..b {
+        for y in 0..h {
+            for x in 0..w {
+                for k in 0..c {
+                    out[((n * c + k) * h + y) * w + x] = data[((n * h + y) * w + x) * c + k];
+                }
+            }
+        }
+    }
+    out
+}
+
+fn parity_on(backend: Backend, dir: &Path) {
+    let dev = backend.device();
+    let exp = read_tensors(&fixture().join("expected.safetensors"));
+    let model = InceptionV3::load(dir, &dev).expect("load");
+    assert_eq!(model.config().num_classes, Some(11));
+    assert_eq!(model.config().depth_multiplier, 0.05);
+    assert_eq!(model.config().min_depth, 4);
+
+    for case in ["a", "b"] {
+        let x = input(&exp, &format!("{case}/input_u8"), &dev);
+        let logits = values(model.forward(x.clone()).unwrap());
+        let (lshape, want) = &exp[&format!("{case}/logits")];
+        check(&format!("{backend} {case}/logits"), &logits, want, 1e-4);
+        let classes = lshape[1];
+        for (i, (g, w)) in logits.chunks(classes).zip(want.chunks(classes)).enumerate() {
+            assert_eq!(top5(g), top5(w), "{backend} {case} image {i}: top-5 differs");
+        }
+        let feats = values(model.features(x).unwrap());
+        check(&format!("{backend} {case}/features"), &feats, &exp[&format!("{case}/features")].1, 1e-4);
+    }
+
+    // Intermediate end points by name (NCHW here, NHWC in TF).
+    let x = input(&exp, "a/input_u8", &dev);
+    let wanted = [EndPoint::Mixed_5b, EndPoint::Mixed_6e, EndPoint::Mixed_7c];
+    let eps = model.forward_end_points(x.clone(), &wanted).unwrap();
+    for e in wanted {
+        let (shape, want) = &exp[&format!("a/{e}")];
+        let got = eps.get(e).unwrap().clone();
+        assert_eq!(got.dims(), [shape[0], shape[3], shape[1], shape[2]], "{e} shape");
+        check(&format!("{backend} a/{e}"), &values(got), &nhwc_to_nchw(shape, want), 1e-4);
+    }
+
+    // Batch norm folded into the convs: same numbers.
+    let fused = model.fuse_for_inference();
+    check(&format!("{backend} a/logits fused"), &values(fused.forward(x).unwrap()), &exp["a/logits"].1, 1e-4);
+}
+
+#[test]
+fn inception_v3_matches_tensorflow_on_flex_and_ndarray() {
+    let dir = converted_folder();
+    for backend in [Backend::Flex, Backend::NdArray] {
+        parity_on(backend, &dir);
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn inception_v3_matches_tensorflow_on_wgpu() {
+    let dir = converted_folder();
+    parity_on(Backend::Wgpu, &dir);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn magenta_style_backbone_relu6_to_mixed_6e_matches_tensorflow() {
+    let dir = converted_folder();
+    let exp = read_tensors(&fixture().join("expected.safetensors"));
+    let dev = Backend::Flex.device();
+    let cfg = InceptionV3Config {
+        depth_multiplier: 0.05,
+        min_depth: 4,
+        ..InceptionV3Config::magenta_style_backbone()
+    };
+    assert_eq!(cfg.activation, Activation::Relu6);
+    let model = InceptionV3::load_expecting(&dir, &dev, &cfg).expect("load backbone");
+    // Raw network input (input_u8 / 255 * 2 - 1) * 10, NCHW, as the fixture fed it.
+    let raw = InceptionV3::preprocess(input(&exp, "m/input_u8", &dev)).mul_scalar(10.0);
+    let out = model.forward_base(raw, &[]).last;
+    let (shape, want) = &exp["m/Mixed_6e"];
+    assert_eq!(out.dims(), [shape[0], shape[3], shape[1], shape[2]]);
+    check("relu6 Mixed_6e", &values(out), &nhwc_to_nchw(shape, want), 1e-4);
+
+    // A different width is refused with a clear error.
+    let wrong = InceptionV3Config { depth_multiplier: 0.1, ..cfg };
+    let err = InceptionV3::load_expecting(&dir, &dev, &wrong).unwrap_err().to_string();
+    assert!(err.contains("config mismatch") && err.contains("depth_multiplier 0.05"), "{err}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn loading_another_kind_is_refused() {
+    let dir = std::env::temp_dir().join(format!("tfhub-rs-inception-kind-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("config.json"), r#"{"kind": "text_embedding", "config": {}}"#).unwrap();
+    let err = InceptionV3::load(&dir, &Backend::Flex.device()).unwrap_err().to_string();
+    assert!(err.contains("text_embedding") && err.contains("inception_v3"), "{err}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn converter_reads_width_and_classes_off_the_shapes() {
+    let conv = convert::kinds::inception_v3::convert(&source_from_tf_variables()).unwrap();
+    assert_eq!(conv.kind, "inception_v3");
+    assert_eq!(conv.config["num_classes"], 11);
+    assert_eq!(conv.config["depth_multiplier"], 0.05);
+    assert_eq!(conv.config["min_depth"], 4);
+    assert_eq!(conv.config["final_endpoint"], "Mixed_7c");
+    assert_eq!(conv.tensors.len(), 94 * 4 + 2);
+    // The config deserializes into the model's config type.
+    let cfg: InceptionV3Config = serde_json::from_value(conv.config.clone()).unwrap();
+    assert_eq!(cfg.feature_dim(), exp_feature_dim());
+    // Without the logits variables: the feature-vector model.
+    let mut src = source_from_tf_variables();
+    src.tensors.retain(|k, _| !k.contains("/Logits/"));
+    let conv = convert::kinds::inception_v3::convert(&src).unwrap();
+    assert_eq!(conv.config["num_classes"], serde_json::Value::Null);
+    assert_eq!(conv.tensors.len(), 94 * 4);
+}
+
+fn exp_feature_dim() -> usize {
+    read_tensors(&fixture().join("expected.safetensors"))["a/features"].0[1]
+}
