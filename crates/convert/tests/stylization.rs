@@ -1,0 +1,68 @@
+//! End to end: Magenta's arbitrary image stylization SavedModel (built by Magenta's own
+//! `build_model` and exported by its `export_hub.py`, random weights, reduced width:
+//! `tools/make_magenta_fixture.py`) -> `savedmodel::read` -> `kinds::stylization` ->
+//! `model.safetensors` + `config.json` -> `models::stylization` -> outputs compared with
+//! what TensorFlow computed for the same inputs (`tests/fixtures/stylization`).
+
+mod stylization_common;
+
+use convert::kinds::stylization;
+use models::Backend;
+use stylization_common::*;
+
+/// TF vs Burn tolerance on the output pixels and the bottleneck.
+const TOL: f32 = 1e-4;
+
+#[test]
+fn maps_every_magenta_variable() {
+    let (_guard, dir) = unpack_saved_model();
+    let src = source_of(&dir);
+    // 359 model variables (+ save_counter, int64).
+    assert_eq!(src.tensors.len(), 359);
+    assert!(src.other_variables.contains_key("save_counter"), "{:?}", src.other_variables.keys());
+    let c = stylization::convert(&src).unwrap();
+    assert_eq!(c.kind, "stylization");
+    // 70 Inception convs x (weight + 3 BN) + bottleneck (2) + 3 contract x (conv + 4 BN)
+    // + 13 style-normalized convs x (conv + beta w/b + gamma w/b).
+    assert_eq!(c.tensors.len(), 280 + 2 + 15 + 65);
+    let cfg = &c.config;
+    assert_eq!(cfg["transformer"]["alpha"], 0.25);
+    assert_eq!(cfg["transformer"]["contract_batch_norm"], true);
+    assert_eq!(cfg["transformer"]["bottleneck"], 100);
+    assert_eq!(cfg["predictor"]["backbone"]["depth_multiplier"], 0.0625);
+    assert_eq!(cfg["predictor"]["backbone"]["min_depth"], 4);
+    assert_eq!(cfg["predictor"]["bottleneck"], 100);
+    // Spot-check values: the first conv's kernel is HWIO in TF, OIHW here.
+    let tf = src.get("InceptionV3/Conv2d_1a_3x3/weights").unwrap();
+    let burn = c.tensors.iter().find(|t| t.name == "predictor.backbone.conv2d_1a_3x3.conv.weight").unwrap();
+    let [kh, kw, ci, co] = [tf.shape[0], tf.shape[1], tf.shape[2], tf.shape[3]];
+    assert_eq!(burn.shape, vec![co, ci, kh, kw]);
+    let (h, w, i, o) = (2, 1, 2, co - 1);
+    assert_eq!(burn.data[((o * ci + i) * kh + h) * kw + w], tf.data[((h * kw + w) * ci + i) * co + o]);
+    // The slim batch norm has no gamma: it is written as ones.
+    let gamma = c.tensors.iter().find(|t| t.name == "transformer.contract.0.bn.gamma").unwrap();
+    assert!(gamma.data.iter().all(|&g| g == 1.0));
+    let var = c.tensors.iter().find(|t| t.name == "transformer.contract.0.bn.running_var").unwrap();
+    assert_eq!(var.data, src.get("transformer/contract/conv1/BatchNorm/moving_variance").unwrap().data);
+}
+
+#[test]
+fn stylization_matches_tensorflow_on_flex() {
+    check_small(Backend::Flex);
+}
+
+#[test]
+fn stylization_matches_tensorflow_on_ndarray() {
+    check_small(Backend::NdArray);
+}
+
+#[test]
+fn stylization_matches_tensorflow_on_wgpu() {
+    check_small(Backend::Wgpu);
+}
+
+fn check_small(backend: Backend) {
+    let (_guard, dir) = unpack_saved_model();
+    let (db, dy) = check_backend(backend, &dir, &fixture_dir(), TOL);
+    println!("{backend}: worst bottleneck diff {db:.3e}, worst pixel diff {dy:.3e}");
+}

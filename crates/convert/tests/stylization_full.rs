@@ -1,0 +1,27 @@
+//! Full-size check of the Magenta stylization SavedModel (published widths: Inception-v3
+//! at depth multiplier 1, transformer alpha 1; content 384x384, style 256x256, the shared
+//! images). Needs `tools/out/stylization_full`, written by
+//! `tools/.venv/bin/python tools/make_magenta_fixture.py --full` (or
+//! `tools/check_stylization_full.py`); skipped with a message when it is absent.
+
+mod stylization_common;
+
+use models::Backend;
+use stylization_common::*;
+
+/// Full-size tolerance: same bar as the small fixture.
+const TOL: f32 = 1e-4;
+
+#[test]
+fn full_size_stylization_matches_tensorflow_on_flex() {
+    let dir = full_dir();
+    if !dir.join("saved_model").join("saved_model.pb").is_file() || !dir.join("cases.json").is_file() {
+        println!(
+            "SKIPPED: {} is absent; run `tools/.venv/bin/python tools/make_magenta_fixture.py --full` first",
+            dir.display()
+        );
+        return;
+    }
+    let (db, dy) = check_backend(Backend::Flex, &dir.join("saved_model"), &dir, TOL);
+    println!("full size, flex: worst bottleneck diff {db:.3e}, worst pixel diff {dy:.3e}");
+}
