@@ -1,1 +1,0 @@
-//! text_embedding (being written)
