@@ -16,16 +16,15 @@ Usage (from the repository root):
         with the shared images, preprocessed like the TF Lite Magenta example
         (central square crop, bilinear resize: style 256x256, content 384x384,
         values in [0,1]; no blur). Writes tests/fixtures/stylization_tflite/:
-          magenta_reference.npz: style_<name> [1,256,256,3] float16 inputs are NOT
-          stored (re-derivable, see below); bottleneck_<style> [100] float32
-          (interpreter, quantized predictor), and for content tuebingen:
-          out_<style>_<f16|int8> [96,96,3] uint8 (the 384x384 interpreter output,
-          4x4 average-pooled then rounded to 8 bits: small, still a faithful
-          picture of the output for a PSNR check), and
-          input_checksums: sums of the preprocessed float inputs so the Rust side
-          can verify its preprocessing matches before comparing.
+          magenta_reference.json: bottleneck_<style> [100] (interpreter, int8
+          predictor), content_sum / style_sum_<style> (sums of the preprocessed
+          float inputs, so the Rust side can check its preprocessing matches);
+          out_<style>_<f16|int8>.u8: raw uint8 [96,96,3] = the 384x384 interpreter
+          output for content tuebingen, 4x4 average-pooled then rounded to 8 bits
+          (small, still a faithful picture of the output for a PSNR check).
+        Full-size interpreter outputs go to tools/out/tflite_<style>_<kind>.npy.
         To make the interpreter see exactly our inputs the Rust tests feed the
-        same decoded images; the preprocessing here is pure numpy (PIL decode,
+        same decoded images; the preprocessing here is numpy + TF (tf.io.decode_jpeg,
         crop, TF bilinear resize with antialias=False, half-pixel centers).
 """
 
@@ -128,8 +127,9 @@ def fixtures():
 # ---------------------------------------------------------------- Magenta
 
 def load_rgb(path):
-    from PIL import Image
-    return np.asarray(Image.open(path).convert("RGB"), dtype=np.float32) / 255.0
+    tf = _tf()
+    img = tf.io.decode_jpeg(tf.io.read_file(path), channels=3).numpy()
+    return img.astype(np.float32) / 255.0
 
 
 def central_crop(img):
@@ -154,9 +154,9 @@ def run(interp_path, inputs):
     it.allocate_tensors()
     dets = it.get_input_details()
     for d in dets:
-        for k, v in inputs.items():
-            if k in d["name"]:
-                it.set_tensor(d["index"], v.reshape(d["shape"]).astype(np.float32))
+        # Match inputs by shape: images end in 3 channels, the bottleneck in 100.
+        key = "bottleneck" if int(d["shape"][-1]) == 100 else "image"
+        it.set_tensor(d["index"], inputs[key].reshape(d["shape"]).astype(np.float32))
     it.invoke()
     return it.get_tensor(it.get_output_details()[0]["index"])
 
@@ -171,10 +171,10 @@ def magenta(data):
     for s in styles:
         style = preprocess(os.path.join(idir, s + ".jpg"), 256)
         res[f"style_sum_{s}"] = np.float64(style.sum())
-        b = run(os.path.join(mdir, "style_predict_quantized_256.tflite"), {"style_image": style[None]})
+        b = run(os.path.join(mdir, "style_predict_quantized_256.tflite"), {"image": style[None]})
         res[f"bottleneck_{s}"] = b.reshape(-1).astype(np.float32)
         for kind, fname in [("f16", "style_transfer_f16_384.tflite"), ("int8", "style_transfer_quantized_384.tflite")]:
-            y = run(os.path.join(mdir, fname), {"content_image": content[None], "style_bottleneck": b})
+            y = run(os.path.join(mdir, fname), {"image": content[None], "bottleneck": b})
             y = y.reshape(384, 384, 3)
             small = y.reshape(96, 4, 96, 4, 3).mean(axis=(1, 3))
             res[f"out_{s}_{kind}"] = np.clip(np.round(small * 255.0), 0, 255).astype(np.uint8)
@@ -182,8 +182,16 @@ def magenta(data):
             os.makedirs(os.path.dirname(full), exist_ok=True)
             np.save(full, y.astype(np.float32))
         print(s, "bottleneck norm", float(np.linalg.norm(b)))
-    np.savez_compressed(os.path.join(FIX, "magenta_reference.npz"), **res)
-    print("wrote", os.path.join(FIX, "magenta_reference.npz"))
+    meta = {}
+    for k, v in res.items():
+        if k.startswith("out_"):
+            v.tofile(os.path.join(FIX, k + ".u8"))
+        else:
+            meta[k] = np.asarray(v).astype(np.float64).tolist()
+    meta["styles"] = styles
+    with open(os.path.join(FIX, "magenta_reference.json"), "w") as f:
+        json.dump(meta, f)
+    print("wrote", os.path.join(FIX, "magenta_reference.json"), "and out_*.u8")
 
 
 def main():

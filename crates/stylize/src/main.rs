@@ -1,1 +1,248 @@
-fn main() {}
+//! `stylize`: Magenta arbitrary image stylization (see docs/cli.md "stylize").
+//!
+//! ```text
+//! stylize --predictor style_predict_quantized_256.tflite --transfer style_transfer_f16_384.tflite \
+//!         --content tuebingen.jpg --style starry_night.jpg -o out.png
+//! ```
+
+use anyhow::{anyhow, bail, Context, Result};
+use burn::tensor::{Device, Tensor, TensorData};
+use clap::Parser;
+use models::stylization::{blend_bottlenecks, StylePredictor, Transformer};
+use models::Backend;
+use std::path::{Path, PathBuf};
+use stylize::{load_half, to_vec, Half, Image};
+
+/// Stylize content images with the style of another image (Magenta arbitrary
+/// image stylization: a style predictor gives a 100-d style vector, a transfer
+/// network renders the content with it).
+#[derive(Parser, Debug)]
+#[command(name = "stylize", version)]
+struct Args {
+    /// A model holding both halves: "PREDICTOR,TRANSFER" (two .tflite files or
+    /// converted folders), or a folder holding a style_predict*.tflite and a
+    /// style_transfer*.tflite file.
+    #[arg(long)]
+    model: Option<String>,
+    /// Style predictor: a .tflite file or a converted `style_predictor` folder.
+    #[arg(long)]
+    predictor: Option<PathBuf>,
+    /// Style transfer network: a .tflite file or a converted `style_transfer` folder.
+    #[arg(long)]
+    transfer: Option<PathBuf>,
+    /// Content image(s) (PNG or JPEG).
+    #[arg(long, num_args = 1.., required = true)]
+    content: Vec<PathBuf>,
+    /// Style image (PNG or JPEG). Not needed with --style-vector.
+    #[arg(long)]
+    style: Option<PathBuf>,
+    /// Output: a file (.png, .jpg or .npy) for one content image, a folder for several.
+    #[arg(short = 'o', long = "output")]
+    output: PathBuf,
+    /// Content side after the central crop (0 = keep the image's own size).
+    #[arg(long, default_value_t = 384)]
+    content_size: usize,
+    /// Style side after the central crop (0 = keep the image's own size).
+    #[arg(long, default_value_t = 256)]
+    style_size: usize,
+    /// Do not crop images to their central square.
+    #[arg(long)]
+    no_crop: bool,
+    /// Do not blur the style image (3x3 average pool, as the TF-Hub tutorial does).
+    #[arg(long)]
+    no_blur: bool,
+    /// Style strength in [0, 1]: blends the style vector with the content's own.
+    #[arg(long, default_value_t = 1.0)]
+    strength: f32,
+    /// Write the style bottleneck [1, 100] as float32 .npy.
+    #[arg(long)]
+    save_style: Option<PathBuf>,
+    /// Use this style bottleneck (.npy [1, 100] or [100]) instead of predicting one.
+    #[arg(long)]
+    style_vector: Option<PathBuf>,
+    /// Compute backend: flex, ndarray or wgpu.
+    #[arg(long, default_value = "flex")]
+    backend: String,
+}
+
+fn main() {
+    if let Err(e) = run(Args::parse()) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn split_model(spec: &str) -> Result<(PathBuf, PathBuf)> {
+    if let Some((a, b)) = spec.split_once(',') {
+        return Ok((PathBuf::from(a), PathBuf::from(b)));
+    }
+    let dir = PathBuf::from(spec);
+    if dir.is_dir() && !dir.join("config.json").is_file() {
+        let mut pred = None;
+        let mut tran = None;
+        let mut entries: Vec<_> = std::fs::read_dir(&dir).with_context(|| format!("{}", dir.display()))?.flatten().map(|e| e.path()).collect();
+        entries.sort();
+        for p in entries {
+            let name = p.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+            if name.ends_with(".tflite") && name.contains("predict") && pred.is_none() {
+                pred = Some(p);
+            } else if name.ends_with(".tflite") && name.contains("transfer") && tran.is_none() {
+                tran = Some(p);
+            }
+        }
+        if let (Some(a), Some(b)) = (pred, tran) {
+            return Ok((a, b));
+        }
+    }
+    bail!(
+        "{spec}: --model must be \"PREDICTOR,TRANSFER\" or a folder with style_predict*.tflite and style_transfer*.tflite \
+         (for separate halves use --predictor/--transfer)"
+    )
+}
+
+fn read_npy_f32(path: &Path) -> Result<Vec<f32>> {
+    let bytes = std::fs::read(path).with_context(|| format!("{}", path.display()))?;
+    if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
+        bail!("{}: not a .npy file", path.display());
+    }
+    let (hlen, start) = if bytes[6] == 1 {
+        (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10)
+    } else {
+        if bytes.len() < 12 {
+            bail!("{}: truncated .npy header", path.display());
+        }
+        (u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize, 12)
+    };
+    let header = bytes.get(start..start + hlen).ok_or_else(|| anyhow!("{}: truncated .npy header", path.display()))?;
+    let header = String::from_utf8_lossy(header);
+    if !header.contains("'<f4'") || header.contains("'fortran_order': True") {
+        bail!("{}: expected a little-endian float32 C-order array, header {header}", path.display());
+    }
+    let body = &bytes[start + hlen..];
+    if body.len() % 4 != 0 {
+        bail!("{}: data is not a whole number of float32s", path.display());
+    }
+    Ok(body.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+}
+
+fn npy_bytes(shape: &[usize], data: &[f32]) -> Vec<u8> {
+    let dims = shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ");
+    let dims = if shape.len() == 1 { format!("{dims},") } else { dims };
+    let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({dims}), }}");
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut out = b"\x93NUMPY\x01\x00".to_vec();
+    out.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    out.extend_from_slice(header.as_bytes());
+    for v in data {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    out
+}
+
+/// Writes `bytes` to `path` through a temporary file in the same folder.
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(".{}.tmp{}", path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default(), std::process::id()));
+    std::fs::write(&tmp, bytes).with_context(|| format!("{}: cannot write", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("{}: cannot rename into place", path.display()))
+}
+
+fn save_image(path: &Path, h: usize, w: usize, data: &[f32]) -> Result<()> {
+    let ext = path.extension().map(|e| e.to_string_lossy().to_lowercase()).unwrap_or_default();
+    let bytes = match ext.as_str() {
+        "npy" => npy_bytes(&[h, w, 3], data),
+        "png" | "jpg" | "jpeg" => {
+            let px: Vec<u8> = data.iter().map(|v| (v.clamp(0.0, 1.0) * 255.0).round() as u8).collect();
+            let img = image::RgbImage::from_raw(w as u32, h as u32, px).ok_or_else(|| anyhow!("internal: image size"))?;
+            let mut buf = std::io::Cursor::new(Vec::new());
+            let fmt = if ext == "png" { image::ImageFormat::Png } else { image::ImageFormat::Jpeg };
+            img.write_to(&mut buf, fmt).with_context(|| format!("{}: cannot encode", path.display()))?;
+            buf.into_inner()
+        }
+        _ => bail!("{}: unknown output type (use .png, .jpg or .npy)", path.display()),
+    };
+    write_atomic(path, &bytes)
+}
+
+fn run(a: Args) -> Result<()> {
+    if !(0.0..=1.0).contains(&a.strength) {
+        bail!("--strength must be in [0, 1], got {}", a.strength);
+    }
+    let backend: Backend = a.backend.parse().map_err(|e: String| anyhow!(e))?;
+    let device: Device = backend.device();
+    let (pred_path, tran_path) = match (&a.model, &a.predictor, &a.transfer) {
+        (Some(m), None, None) => split_model(m)?,
+        (None, Some(p), Some(t)) => (p.clone(), t.clone()),
+        (None, None, Some(t)) if a.style_vector.is_some() && a.strength >= 1.0 => (PathBuf::new(), t.clone()),
+        _ => bail!("give --model, or both --predictor and --transfer (--transfer alone with --style-vector)"),
+    };
+    let transformer: Transformer = match load_half(&tran_path, &device)? {
+        Half::Transfer(t) => t,
+        Half::Predictor(_) => bail!("{}: is a style predictor, expected a style transfer network", tran_path.display()),
+    };
+    let predictor: Option<StylePredictor> = if pred_path.as_os_str().is_empty() {
+        None
+    } else {
+        match load_half(&pred_path, &device)? {
+            Half::Predictor(p) => Some(p),
+            Half::Transfer(_) => bail!("{}: is a style transfer network, expected a style predictor", pred_path.display()),
+        }
+    };
+    let crop = !a.no_crop;
+    // Style bottleneck [1, 100].
+    let bottleneck: Vec<f32> = if let Some(v) = &a.style_vector {
+        let v = read_npy_f32(v)?;
+        if v.len() != 100 {
+            bail!("{}: style vector has {} values, expected 100", a.style_vector.as_ref().unwrap().display(), v.len());
+        }
+        v
+    } else {
+        let style_path = a.style.as_ref().ok_or_else(|| anyhow!("give --style IMAGE or --style-vector IN.npy"))?;
+        let style = Image::open(style_path)?.prepare(crop, a.style_size, !a.no_blur);
+        if style.height < 1 || style.width < 1 {
+            bail!("{}: image is empty", style_path.display());
+        }
+        let p = predictor.as_ref().ok_or_else(|| anyhow!("a style predictor is needed for --style"))?;
+        to_vec(p.predict_style(style.to_tensor(&device)))
+    };
+    if let Some(out) = &a.save_style {
+        write_atomic(out, &npy_bytes(&[1, 100], &bottleneck))?;
+    }
+    let style_t = Tensor::<2>::from_data(TensorData::new(bottleneck, [1, 100]), &device);
+    let several = a.content.len() > 1;
+    if several {
+        std::fs::create_dir_all(&a.output).with_context(|| format!("{}: cannot create output folder", a.output.display()))?;
+    }
+    for (i, c) in a.content.iter().enumerate() {
+        if several {
+            eprintln!("[{}/{}] {}", i + 1, a.content.len(), c.display());
+        }
+        let img = Image::open(c)?;
+        let content = img.prepare(crop, a.content_size, false);
+        if content.height < 5 || content.width < 5 {
+            bail!("{}: image is {}x{} after preprocessing; the transfer network needs at least 5x5", c.display(), content.width, content.height);
+        }
+        let b = if a.strength < 1.0 {
+            let p = predictor.as_ref().ok_or_else(|| anyhow!("--strength below 1 needs a style predictor"))?;
+            let own = p.predict_style(img.prepare(crop, a.style_size, false).to_tensor(&device));
+            blend_bottlenecks(style_t.clone(), own, a.strength)
+        } else {
+            style_t.clone()
+        };
+        let y = transformer.transfer(content.to_tensor(&device), b);
+        let [_, h, w, _] = y.dims();
+        let data = to_vec(y);
+        let out = if several {
+            let stem = c.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_else(|| format!("{i}"));
+            a.output.join(format!("{stem}_stylized.png"))
+        } else {
+            a.output.clone()
+        };
+        save_image(&out, h, w, &data)?;
+        println!("{}", out.display());
+    }
+    Ok(())
+}
