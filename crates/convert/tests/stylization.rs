@@ -66,3 +66,24 @@ fn check_small(backend: Backend) {
     let (db, dy) = check_backend(backend, &dir, &fixture_dir(), TOL);
     println!("{backend}: worst bottleneck diff {db:.3e}, worst pixel diff {dy:.3e}");
 }
+
+#[test]
+fn stylization_api_loads_the_converted_folder() {
+    use burn::tensor::{Tensor, TensorData};
+    use models::stylization::{StylePredictor, Stylization};
+    let (_guard, dir) = unpack_saved_model();
+    let out = tempfile::tempdir().unwrap();
+    write_folder(&converted(&dir), out.path());
+    let device = Backend::Flex.device();
+    let model = Stylization::load(out.path(), &device).expect("Stylization::load");
+    assert!(matches!(model.predictor, StylePredictor::Inception(_)));
+    let case = &cases(&fixture_dir())[0];
+    let t = |(s, d): &(Vec<usize>, Vec<f32>)| Tensor::<4>::from_data(TensorData::new(d.clone(), [s[0], s[1], s[2], s[3]]), &device);
+    let y = model.stylize(t(&case.content), t(&case.style));
+    let d = max_abs_diff(&to_vec(y), &case.stylized.1);
+    assert!(d <= TOL, "{}: differs from TF by {d}", case.name);
+    // The predictor half alone, from the same folder.
+    let p = StylePredictor::load(out.path(), &device).expect("StylePredictor::load");
+    let b = p.predict_style(t(&case.style)).into_data().try_to_vec::<f32>().unwrap();
+    assert!(max_abs_diff(&b, &case.bottleneck.1) <= TOL);
+}

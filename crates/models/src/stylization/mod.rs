@@ -41,6 +41,8 @@ pub const KIND_STYLE_TRANSFER: &str = "style_transfer";
 pub enum StylePredictor {
     /// Magenta's distilled MobileNetV2 predictor (TF Lite).
     MobileNet(MobileNetStylePredictor),
+    /// The TF-Hub SavedModel's Inception-v3 predictor.
+    Inception(inception_predictor::InceptionStylePredictor),
 }
 
 impl StylePredictor {
@@ -52,15 +54,18 @@ impl StylePredictor {
     pub fn predict_style(&self, style: Tensor<4>) -> Tensor<2> {
         match self {
             StylePredictor::MobileNet(p) => p.predict_style(style),
+            StylePredictor::Inception(p) => p.predict_style(style),
         }
     }
 
-    /// Loads a predictor from a converted folder of kind `style_predictor`.
+    /// Loads a predictor from a converted folder of kind `style_predictor`, or the
+    /// predictor half of a `stylization` folder (the SavedModel).
     pub fn load(dir: impl AsRef<Path>, device: &Device) -> Result<Self, WeightsError> {
         let dir = dir.as_ref();
         let kind = folder_kind(dir)?;
         match kind.as_str() {
             KIND_STYLE_PREDICTOR => Ok(StylePredictor::MobileNet(MobileNetStylePredictor::load(dir, device)?)),
+            KIND_STYLIZATION => Ok(StylePredictor::Inception(inception_predictor::load_saved_model_halves(dir, device)?.0)),
             other => Err(WeightsError::WrongKind {
                 path: dir.to_path_buf(),
                 found: other.to_string(),
@@ -94,6 +99,12 @@ impl Stylization {
     /// bottleneck length, 100 for every Magenta model).
     pub fn from_parts(predictor: StylePredictor, transformer: Transformer) -> Self {
         Self { predictor, transformer }
+    }
+
+    /// Loads a converted SavedModel folder (kind `stylization`: both halves).
+    pub fn load(dir: impl AsRef<Path>, device: &Device) -> Result<Self, WeightsError> {
+        let (predictor, transformer) = inception_predictor::load_saved_model_halves(dir, device)?;
+        Ok(Self::from_parts(StylePredictor::Inception(predictor), transformer))
     }
 
     /// Loads from two converted folders (`style_predictor` + `style_transfer`).
