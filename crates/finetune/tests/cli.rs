@@ -130,3 +130,52 @@ fn errors_name_the_problem() {
     assert!(!out.join("config.json").exists());
     std::fs::remove_dir_all(&root).ok();
 }
+
+/// `classify --model OUT` reads what finetune exports (labels from `labels.txt`) and gives
+/// the probabilities of the exported network. Needs the `classify` binary next to this
+/// one (`cargo build -p classify`); skipped with a message otherwise.
+#[test]
+fn classify_loads_the_export() {
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_finetune")).parent().unwrap().to_path_buf();
+    let classify = bin_dir.join(format!("classify{}", std::env::consts::EXE_SUFFIX));
+    if !classify.is_file() {
+        eprintln!("skipping: {} not built (run `cargo build -p classify` first)", classify.display());
+        return;
+    }
+    let root = tmp("classify");
+    let data = root.join("data");
+    make_images(&data, 6);
+    let backbone = root.join("backbone");
+    make_backbone(&backbone);
+    let out = root.join("out");
+    let (ok, _, stderr) = finetune(&[
+        "--model", backbone.to_str().unwrap(), "--data", data.to_str().unwrap(), "--image-size", "80",
+        "--epochs", "3", "--batch-size", "6", "--learning-rate", "0.05", "--out", out.to_str().unwrap(),
+    ]);
+    assert!(ok, "{stderr}");
+    let img = data.join("green").join("0.png");
+    let res = Command::new(&classify)
+        .args(["--model", out.to_str().unwrap(), "--size", "80", "--top", "3", "--json", img.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(res.status.success(), "classify failed: {}", String::from_utf8_lossy(&res.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&res.stdout).unwrap();
+    let top = json[0]["top"].as_array().unwrap();
+    assert_eq!(top.len(), 3);
+    // Reference: the exported network loaded by models, same preprocessing as training.
+    let net = InceptionV3::load(&out, &Device::flex()).unwrap();
+    let x = models::finetune::load_image(&img, 80).unwrap();
+    let x = burn::tensor::Tensor::<4>::from_data(burn::tensor::TensorData::new(x, [1, 80, 80, 3]), &Device::flex());
+    let logits = net.forward(x).unwrap().into_data().convert::<f32>().try_into_vec::<f32>().unwrap();
+    let m = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let e: Vec<f32> = logits.iter().map(|v| (v - m).exp()).collect();
+    let s: f32 = e.iter().sum();
+    let labels = ["blue", "green", "red"];
+    for t in top {
+        let i = t["index"].as_u64().unwrap() as usize;
+        assert_eq!(t["label"].as_str().unwrap(), labels[i]);
+        let p = t["probability"].as_f64().unwrap() as f32;
+        assert!((p - e[i] / s).abs() < 1e-3, "class {i}: classify {p} vs {}", e[i] / s);
+    }
+    std::fs::remove_dir_all(&root).ok();
+}
