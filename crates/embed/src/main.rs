@@ -1,1 +1,127 @@
-fn main() {}
+//! `embed`: sentence embeddings with a converted TF-Hub text embedding
+//! (e.g. gnews-swivel-20dim).
+//!
+//! One sentence per line of `--input` (or stdin), taken as raw bytes (invalid UTF-8
+//! included; only `\n` ends a line, so a `\r` stays part of the sentence; a final
+//! newline does not start an extra empty sentence). Writes a float32 `.npy` `[N, D]`
+//! with `-o`, else one JSON array of D numbers per line on stdout.
+
+use anyhow::{bail, Context, Result};
+use burn::tensor::Device;
+use clap::Parser;
+use models::text_embedding::TextEmbedding;
+use models::Backend;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+#[derive(Parser, Debug)]
+#[command(name = "embed", version, about = "Embed sentences (one per line) with a converted TF-Hub text embedding")]
+struct Args {
+    /// Converted model folder (written by `convert`), or a handle already converted into one.
+    #[arg(long)]
+    model: String,
+    /// Input file, one sentence per line (default: stdin).
+    #[arg(long)]
+    input: Option<PathBuf>,
+    /// Output `.npy` file (float32 [N, D]); without it, JSON lines on stdout.
+    #[arg(short = 'o', long = "output")]
+    output: Option<PathBuf>,
+    /// Compute backend: flex, ndarray or wgpu.
+    #[arg(long, default_value = "flex")]
+    backend: Backend,
+    /// Sentences per forward pass.
+    #[arg(long, default_value_t = 4096)]
+    batch: usize,
+    /// Use the hub cache only (no download).
+    #[arg(long)]
+    offline: bool,
+}
+
+/// Splits input bytes into lines: only `\n` separates, a trailing `\n` ends the last line.
+fn lines(input: &[u8]) -> Vec<&[u8]> {
+    if input.is_empty() {
+        return Vec::new();
+    }
+    let body = input.strip_suffix(b"\n").unwrap_or(input);
+    body.split(|&b| b == b'\n').collect()
+}
+
+fn model_dir(model: &str, offline: bool) -> Result<PathBuf> {
+    let p = Path::new(model);
+    let dir = if p.join("config.json").is_file() {
+        p.to_path_buf()
+    } else {
+        let opts = hub::Options { offline: offline || std::env::var("TFHUB_OFFLINE").is_ok_and(|v| v == "1"), progress: true, ..Default::default() };
+        hub::resolve(model, &opts).with_context(|| format!("cannot resolve model `{model}`"))?.path
+    };
+    if !dir.join("config.json").is_file() {
+        if dir.join("saved_model.pb").is_file() {
+            bail!(
+                "{}: is a TensorFlow SavedModel, not a converted model; run `convert {model}` first and pass the folder it prints",
+                dir.display()
+            );
+        }
+        bail!("{}: no config.json (not a model folder written by `convert`)", dir.display());
+    }
+    Ok(dir)
+}
+
+fn run(args: Args) -> Result<()> {
+    let dir = model_dir(&args.model, args.offline)?;
+    let device: Device = args.backend.device();
+    let model = TextEmbedding::load(&dir, &device).with_context(|| format!("cannot load {}", dir.display()))?;
+    let mut input = Vec::new();
+    match &args.input {
+        Some(path) => {
+            input = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+        }
+        None => {
+            std::io::stdin().lock().read_to_end(&mut input).context("cannot read stdin")?;
+        }
+    }
+    let sentences = lines(&input);
+    let dim = model.dim();
+    let mut values = Vec::with_capacity(sentences.len() * dim);
+    for chunk in sentences.chunks(args.batch.max(1)) {
+        let out = model.embed(chunk);
+        let data = out.into_data().try_into_vec::<f32>().map_err(|e| anyhow::anyhow!("reading the output tensor: {e:?}"))?;
+        values.extend(data);
+    }
+    match &args.output {
+        Some(path) => {
+            models::npy::write(path, &[sentences.len(), dim], &values)?;
+            eprintln!("{}: {} x {} float32", path.display(), sentences.len(), dim);
+        }
+        None => {
+            let stdout = std::io::stdout();
+            let mut w = std::io::BufWriter::new(stdout.lock());
+            for row in values.chunks(dim.max(1)).take(sentences.len()) {
+                serde_json::to_writer(&mut w, row)?;
+                w.write_all(b"\n")?;
+            }
+            w.flush()?;
+        }
+    }
+    Ok(())
+}
+
+fn main() {
+    let args = Args::parse();
+    if let Err(e) = run(args) {
+        eprintln!("embed: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::lines;
+
+    #[test]
+    fn only_newline_ends_a_line() {
+        assert_eq!(lines(b""), Vec::<&[u8]>::new());
+        assert_eq!(lines(b"a\n"), vec![&b"a"[..]]);
+        assert_eq!(lines(b"a\r\n\nb"), vec![&b"a\r"[..], b"", b"b"]);
+        assert_eq!(lines(b"\n"), vec![&b""[..]]);
+    }
+}
