@@ -6,6 +6,7 @@
 //! TensorFlow variables onto the Burn module's parameter names and layouts,
 //! giving a [`Converted`]; [`write`] puts that on disk atomically.
 
+pub mod from_savedmodel;
 pub mod kinds;
 pub mod source;
 pub mod write;

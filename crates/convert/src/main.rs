@@ -1,1 +1,304 @@
-fn main() {}
+//! `convert`: TF Hub SavedModels / TF Lite files -> `weights/<name>/` folders that
+//! `models` loads; `convert inspect` describes a model. Contract: docs `cli.md` "convert".
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use convert::{Converted, OutTensor};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "convert",
+    version,
+    about = "Convert a TF Hub model (SavedModel or TF Lite) into a weights folder for tfhub-rs",
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    convert: ConvertArgs,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Show signatures, variables (name, dtype, shape, bytes), assets and op types.
+    Inspect {
+        /// Handle, URL, archive, SavedModel folder or .tflite file.
+        handle: String,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Use the cache only (same as TFHUB_OFFLINE=1).
+        #[arg(long)]
+        offline: bool,
+    },
+}
+
+#[derive(Args, Debug)]
+struct ConvertArgs {
+    /// Handle: https://tfhub.dev/..., Kaggle URL, http(s)://...tar.gz, file://..., a local
+    /// SavedModel folder, a .tar/.tar.gz/.tgz archive or a .tflite file.
+    #[arg(required = true)]
+    handle: Option<String>,
+    /// Output folder (default: weights/<name> under the current directory).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Name of the output folder under weights/ (default: derived from the handle).
+    #[arg(long)]
+    name: Option<String>,
+    /// Write every float variable under its TensorFlow name (kind "raw"), even for
+    /// models no converter recognises.
+    #[arg(long)]
+    raw: bool,
+    /// Use the cache only (same as TFHUB_OFFLINE=1).
+    #[arg(long)]
+    offline: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Some(Command::Inspect { handle, json, offline }) => inspect(&handle, json, offline),
+        None => run_convert(&cli.convert),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", error_paragraph(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The error and its causes on one line, leaving out causes already quoted by their parent.
+fn error_paragraph(e: &anyhow::Error) -> String {
+    let mut msg = String::new();
+    for cause in e.chain() {
+        let s = cause.to_string();
+        if !msg.contains(&s) {
+            if !msg.is_empty() {
+                msg.push_str(": ");
+            }
+            msg.push_str(&s);
+        }
+    }
+    msg.replace('\n', " ")
+}
+
+fn resolve(handle: &str, offline: bool) -> Result<PathBuf> {
+    let offline = offline || std::env::var("TFHUB_OFFLINE").is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true"));
+    let opts = hub::Options { offline, cache_dir: None, progress: true };
+    let r = hub::resolve(handle, &opts).with_context(|| format!("cannot get the model `{handle}`"))?;
+    Ok(r.path)
+}
+
+fn is_tflite(p: &Path) -> bool {
+    p.is_file() && p.extension().is_some_and(|e| e.eq_ignore_ascii_case("tflite"))
+}
+
+/// Output folder name derived from a handle: the last three meaningful path segments of a
+/// URL (`.../imagenet/inception_v3/classification/5` -> `inception_v3_classification_5`),
+/// or the base name of a local folder/file without archive/model extensions.
+pub fn derive_name(handle: &str) -> String {
+    let h = handle.split(['?', '#']).next().unwrap_or(handle);
+    let raw = if let Some((_, rest)) = h.split_once("://").filter(|(s, _)| s.starts_with("http")) {
+        let mut segs: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).skip(1).collect();
+        if segs.first() == Some(&"models") {
+            segs.remove(0); // kaggle.com/models/<publisher>/...
+        }
+        let framework = ["tensorflow1", "tensorflow2", "tflite", "tfjs", "tfLite"];
+        segs.retain(|s| !framework.iter().any(|f| s.eq_ignore_ascii_case(f)));
+        if segs.len() > 2 {
+            segs.remove(0); // publisher
+        }
+        let start = segs.len().saturating_sub(3);
+        let mut s = segs[start..].join("_");
+        for ext in [".tar.gz", ".tgz", ".tar", ".tflite"] {
+            if let Some(x) = s.strip_suffix(ext) {
+                s = x.to_string();
+            }
+        }
+        s
+    } else {
+        let p = h.strip_prefix("file://").unwrap_or(h);
+        let base = Path::new(p.trim_end_matches('/')).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let mut s = base;
+        for ext in [".tar.gz", ".tgz", ".tar", ".tflite"] {
+            if let Some(x) = s.strip_suffix(ext) {
+                s = x.to_string();
+                break;
+            }
+        }
+        s
+    };
+    let clean: String = raw.chars().map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '_' }).collect();
+    let clean = clean.trim_matches('.').to_string();
+    if clean.is_empty() {
+        "model".into()
+    } else {
+        clean
+    }
+}
+
+fn run_convert(a: &ConvertArgs) -> Result<()> {
+    let handle = a.handle.as_deref().unwrap_or_default();
+    let out = match (&a.out, &a.name) {
+        (Some(o), _) => o.clone(),
+        (None, Some(n)) => {
+            if n.is_empty() || n.contains('/') || n.contains('\\') || n == "." || n == ".." {
+                bail!("--name `{n}` must be a plain folder name");
+            }
+            PathBuf::from("weights").join(n)
+        }
+        (None, None) => PathBuf::from("weights").join(derive_name(handle)),
+    };
+    let path = resolve(handle, a.offline)?;
+    let converted = if is_tflite(&path) {
+        if a.raw {
+            bail!("{}: --raw is for SavedModels; TF Lite files are converted by their own kind", path.display());
+        }
+        convert::kinds::magenta_tflite::convert_tflite(&path, handle)
+            .with_context(|| format!("{}: cannot convert the TF Lite model", path.display()))?
+    } else {
+        let sm = savedmodel::read(&path).with_context(|| format!("cannot read the SavedModel of `{handle}`"))?;
+        let src = convert::from_savedmodel::source_from_savedmodel(&sm, handle)
+            .with_context(|| format!("cannot read the variables of `{handle}`"))?;
+        if a.raw {
+            raw_conversion(&src)
+        } else {
+            match convert::kinds::convert_any(&src).with_context(|| format!("{}: conversion failed", path.display()))? {
+                Some(c) => c,
+                None => bail!(
+                    "{}: unrecognised model (not Inception-v3, Magenta stylization or a text embedding); \
+                     use --raw to write its variables under their TensorFlow names",
+                    path.display()
+                ),
+            }
+        }
+    };
+    let files = convert::write::source_files(&path).with_context(|| format!("{}: cannot list files", path.display()))?;
+    let written = convert::write::write_model(&out, &converted, handle, &files)?;
+    eprintln!("wrote {} tensors of kind `{}`", converted.tensors.len(), converted.kind);
+    println!("{}", written.display());
+    Ok(())
+}
+
+/// `--raw`: every float variable as float32 under its TensorFlow name; other dtypes are
+/// listed in the config under `skipped` (and noted on stderr).
+fn raw_conversion(src: &convert::Source) -> Converted {
+    let tensors: Vec<OutTensor> = src
+        .tensors
+        .iter()
+        .map(|(n, t)| OutTensor { name: n.clone(), shape: t.shape.clone(), data: t.data.clone() })
+        .collect();
+    let mut skipped = serde_json::Map::new();
+    for (n, (dtype, shape)) in &src.other_variables {
+        eprintln!("note: skipping non-float variable `{n}` ({dtype} {shape:?})");
+        skipped.insert(n.clone(), serde_json::json!({"dtype": dtype, "shape": shape}));
+    }
+    Converted {
+        kind: "raw".into(),
+        config: serde_json::json!({"skipped": skipped, "op_types": src.op_types}),
+        tensors,
+        assets: src.assets.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+    }
+}
+
+fn shape_str(s: &Option<Vec<i64>>) -> String {
+    match s {
+        None => "<unknown rank>".into(),
+        Some(d) => format!("[{}]", d.iter().map(|x| if *x < 0 { "?".into() } else { x.to_string() }).collect::<Vec<_>>().join(", ")),
+    }
+}
+
+fn inspect(handle: &str, json: bool, offline: bool) -> Result<()> {
+    let path = resolve(handle, offline)?;
+    if is_tflite(&path) {
+        let text = convert::kinds::magenta_tflite::inspect_tflite(&path, json)
+            .with_context(|| format!("{}: cannot inspect the TF Lite model", path.display()))?;
+        println!("{}", text.trim_end());
+        return Ok(());
+    }
+    let sm = savedmodel::read(&path).with_context(|| format!("cannot read the SavedModel of `{handle}`"))?;
+    let asset_size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).ok();
+    if json {
+        let doc = serde_json::json!({
+            "path": path.display().to_string(),
+            "tags": sm.tags(),
+            "tensorflow_version": sm.tensorflow_version(),
+            "signatures": sm.signatures().iter().map(|s| serde_json::json!({
+                "key": s.key,
+                "method_name": s.method_name,
+                "inputs": s.inputs.iter().map(|t| serde_json::json!({"name": t.name, "tensor_name": t.tensor_name, "dtype": t.dtype.name(), "shape": t.shape})).collect::<Vec<_>>(),
+                "outputs": s.outputs.iter().map(|t| serde_json::json!({"name": t.name, "tensor_name": t.tensor_name, "dtype": t.dtype.name(), "shape": t.shape})).collect::<Vec<_>>(),
+            })).collect::<Vec<_>>(),
+            "variables": sm.variables().iter().map(|v| serde_json::json!({
+                "name": v.name, "key": v.key, "dtype": v.dtype.name(), "shape": v.shape, "bytes": v.stored_bytes, "slices": v.slices,
+            })).collect::<Vec<_>>(),
+            "assets": sm.assets().iter().map(|a| serde_json::json!({"filename": a.filename, "bytes": asset_size(&a.path)})).collect::<Vec<_>>(),
+            "op_types": sm.op_types(),
+        });
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+        return Ok(());
+    }
+    let mut o = String::new();
+    use std::fmt::Write as _;
+    writeln!(o, "SavedModel: {}", path.display())?;
+    writeln!(o, "tags: {}", sm.tags().join(", "))?;
+    if !sm.tensorflow_version().is_empty() {
+        writeln!(o, "written by TensorFlow {}", sm.tensorflow_version())?;
+    }
+    writeln!(o, "\nsignatures ({}):", sm.signatures().len())?;
+    for s in sm.signatures() {
+        writeln!(o, "  {} (method {})", s.key, s.method_name)?;
+        for (what, list) in [("inputs", &s.inputs), ("outputs", &s.outputs)] {
+            writeln!(o, "    {what}:")?;
+            for t in list {
+                writeln!(o, "      {}: {} {} ({})", t.name, t.dtype, shape_str(&t.shape), t.tensor_name)?;
+            }
+        }
+    }
+    let total: u64 = sm.variables().iter().map(|v| v.stored_bytes).sum();
+    writeln!(o, "\nvariables ({}, {} bytes):", sm.variables().len(), total)?;
+    for v in sm.variables() {
+        let slices = if v.slices > 0 { format!(" in {} slices", v.slices) } else { String::new() };
+        writeln!(o, "  {}  {} {:?}  {} bytes{}", v.name, v.dtype, v.shape, v.stored_bytes, slices)?;
+    }
+    writeln!(o, "\nassets ({}):", sm.assets().len())?;
+    for a in sm.assets() {
+        match asset_size(&a.path) {
+            Some(n) => writeln!(o, "  {} ({n} bytes)", a.filename)?,
+            None => writeln!(o, "  {} (missing)", a.filename)?,
+        }
+    }
+    writeln!(o, "\nop types ({}):", sm.op_types().len())?;
+    writeln!(o, "  {}", sm.op_types().iter().cloned().collect::<Vec<_>>().join(", "))?;
+    print!("{o}");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::derive_name;
+
+    #[test]
+    fn names_from_handles() {
+        assert_eq!(derive_name("https://tfhub.dev/google/imagenet/inception_v3/classification/5"), "inception_v3_classification_5");
+        assert_eq!(
+            derive_name("https://tfhub.dev/google/magenta/arbitrary-image-stylization-v1-256/2"),
+            "magenta_arbitrary-image-stylization-v1-256_2"
+        );
+        assert_eq!(
+            derive_name("https://www.kaggle.com/models/google/inception-v3/tensorFlow2/classification/2"),
+            "inception-v3_classification_2"
+        );
+        assert_eq!(derive_name("/tmp/models/my_model/"), "my_model");
+        assert_eq!(derive_name("file:///x/model.tar.gz"), "model");
+        assert_eq!(derive_name("style.tflite"), "style");
+        assert_eq!(derive_name("https://tfhub.dev/google/x/1?tf-hub-format=compressed"), "x_1");
+        assert_eq!(derive_name("/"), "model");
+    }
+}

@@ -1,2 +1,256 @@
 //! Writing a converted model folder atomically (temporary folder + rename).
-//! (being written)
+//!
+//! Layout: `model.safetensors` (float32 tensors under the Burn parameter names),
+//! `config.json` (`{"kind", "config", "source", "source_sha256", "converter_version"}`)
+//! and the assets. Everything is written into a hidden temporary folder beside the
+//! destination, then renamed into place; an existing destination is renamed away first
+//! and deleted only once the new folder is in place. On any error the temporary folder is
+//! removed, so no half-written output is ever left behind.
+
+use crate::Converted;
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Component, Path, PathBuf};
+
+/// Errors of writing; each names the path.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    #[error("{path}: no space left on the device while writing the converted model; free some space or choose another --out folder")]
+    DiskFull { path: PathBuf },
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Maps an I/O error on `path` to a [`WriteError`], recognising a full disk (ENOSPC).
+pub fn io_error(path: &Path, e: std::io::Error) -> WriteError {
+    if e.kind() == std::io::ErrorKind::StorageFull || e.raw_os_error() == Some(28) {
+        WriteError::DiskFull { path: path.to_path_buf() }
+    } else {
+        WriteError::Io { path: path.to_path_buf(), source: e }
+    }
+}
+
+/// Every regular file under `root` (or `root` itself when it is a file) as
+/// (path relative to `root` with `/` separators, full path), sorted.
+pub fn source_files(root: &Path) -> std::io::Result<Vec<(String, PathBuf)>> {
+    let mut out = Vec::new();
+    if root.is_file() {
+        let name = root.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        out.push((name, root.to_path_buf()));
+        return Ok(out);
+    }
+    fn walk(dir: &Path, rel: &str, out: &mut Vec<(String, PathBuf)>) -> std::io::Result<()> {
+        for e in std::fs::read_dir(dir)? {
+            let e = e?;
+            let name = e.file_name().to_string_lossy().into_owned();
+            let r = if rel.is_empty() { name } else { format!("{rel}/{name}") };
+            let ft = e.file_type()?;
+            if ft.is_dir() {
+                walk(&e.path(), &r, out)?;
+            } else if ft.is_file() {
+                out.push((r, e.path()));
+            }
+        }
+        Ok(())
+    }
+    walk(root, "", &mut out)?;
+    out.sort();
+    Ok(out)
+}
+
+fn sha256_file(path: &Path) -> Result<String, WriteError> {
+    let mut f = std::fs::File::open(path).map_err(|e| io_error(path, e))?;
+    let mut h = Sha256::new();
+    std::io::copy(&mut f, &mut h).map_err(|e| io_error(path, e))?;
+    Ok(hex::encode(h.finalize()))
+}
+
+fn check_relative(name: &str) -> Result<(), WriteError> {
+    let p = Path::new(name);
+    if name.is_empty() || !p.components().all(|c| matches!(c, Component::Normal(_))) {
+        return Err(WriteError::Invalid(format!("asset name `{name}` is not a plain relative path")));
+    }
+    Ok(())
+}
+
+/// The safetensors bytes of `converted.tensors` (all float32).
+pub fn safetensors_bytes(converted: &Converted) -> Result<Vec<u8>, WriteError> {
+    let mut seen = std::collections::HashSet::new();
+    let mut raw: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::with_capacity(converted.tensors.len());
+    for t in &converted.tensors {
+        if !seen.insert(t.name.as_str()) {
+            return Err(WriteError::Invalid(format!("tensor `{}` appears twice", t.name)));
+        }
+        let n: usize = t.shape.iter().product();
+        if n != t.data.len() {
+            return Err(WriteError::Invalid(format!(
+                "tensor `{}` has shape {:?} ({n} elements) but {} values",
+                t.name,
+                t.shape,
+                t.data.len()
+            )));
+        }
+        let mut bytes = Vec::with_capacity(t.data.len() * 4);
+        for v in &t.data {
+            bytes.extend_from_slice(&v.to_le_bytes());
+        }
+        raw.push((t.name.clone(), t.shape.clone(), bytes));
+    }
+    let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = raw
+        .iter()
+        .map(|(n, s, b)| {
+            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b)
+                .map(|v| (n.clone(), v))
+                .map_err(|e| WriteError::Invalid(format!("tensor `{n}`: {e}")))
+        })
+        .collect::<Result<_, _>>()?;
+    safetensors::tensor::serialize(views, None).map_err(|e| WriteError::Invalid(format!("safetensors: {e}")))
+}
+
+fn write_file(path: &Path, bytes: &[u8]) -> Result<(), WriteError> {
+    let mut f = std::fs::File::create(path).map_err(|e| io_error(path, e))?;
+    f.write_all(bytes).map_err(|e| io_error(path, e))?;
+    f.sync_all().map_err(|e| io_error(path, e))?;
+    Ok(())
+}
+
+/// Writes `converted` to `out_dir` (replacing an existing folder) and returns `out_dir`.
+/// `handle` is recorded as `source`; `source_files` (relative name, path) are hashed into
+/// `source_sha256`.
+pub fn write_model(
+    out_dir: &Path,
+    converted: &Converted,
+    handle: &str,
+    source_files: &[(String, PathBuf)],
+) -> Result<PathBuf, WriteError> {
+    let name = out_dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .ok_or_else(|| WriteError::Invalid(format!("{}: output path has no folder name", out_dir.display())))?;
+    let parent = match out_dir.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&parent).map_err(|e| io_error(&parent, e))?;
+    let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    let tmp = parent.join(format!(".{name}.tmp-{}-{stamp}", std::process::id()));
+    std::fs::create_dir(&tmp).map_err(|e| io_error(&tmp, e))?;
+    let result = fill(&tmp, converted, handle, source_files).and_then(|()| swap_in(&tmp, out_dir, &parent, &name, stamp));
+    if result.is_err() {
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
+    result.map(|()| out_dir.to_path_buf())
+}
+
+fn fill(tmp: &Path, converted: &Converted, handle: &str, source_files: &[(String, PathBuf)]) -> Result<(), WriteError> {
+    write_file(&tmp.join("model.safetensors"), &safetensors_bytes(converted)?)?;
+    let mut hashes = BTreeMap::new();
+    for (rel, path) in source_files {
+        hashes.insert(rel.clone(), sha256_file(path)?);
+    }
+    let config = serde_json::json!({
+        "kind": converted.kind,
+        "config": converted.config,
+        "source": handle,
+        "source_sha256": hashes,
+        "converter_version": crate::CONVERTER_VERSION,
+    });
+    let text = serde_json::to_string_pretty(&config).map_err(|e| WriteError::Invalid(e.to_string()))?;
+    write_file(&tmp.join("config.json"), text.as_bytes())?;
+    for (rel, bytes) in &converted.assets {
+        check_relative(rel)?;
+        if rel == "model.safetensors" || rel == "config.json" {
+            return Err(WriteError::Invalid(format!("asset name `{rel}` clashes with an output file")));
+        }
+        let path = tmp.join(rel);
+        if let Some(p) = path.parent() {
+            std::fs::create_dir_all(p).map_err(|e| io_error(p, e))?;
+        }
+        write_file(&path, bytes)?;
+    }
+    Ok(())
+}
+
+fn swap_in(tmp: &Path, out_dir: &Path, parent: &Path, name: &str, stamp: u128) -> Result<(), WriteError> {
+    let old = parent.join(format!(".{name}.old-{}-{stamp}", std::process::id()));
+    let had_old = out_dir.exists();
+    if had_old {
+        std::fs::rename(out_dir, &old).map_err(|e| io_error(out_dir, e))?;
+    }
+    if let Err(e) = std::fs::rename(tmp, out_dir) {
+        if had_old {
+            let _ = std::fs::rename(&old, out_dir);
+        }
+        return Err(io_error(out_dir, e));
+    }
+    if had_old {
+        let _ = std::fs::remove_dir_all(&old);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::OutTensor;
+
+    fn sample() -> Converted {
+        Converted {
+            kind: "raw".into(),
+            config: serde_json::json!({"a": 1}),
+            tensors: vec![OutTensor { name: "w".into(), shape: vec![2, 2], data: vec![1.0, 2.0, 3.0, -4.5] }],
+            assets: vec![("tokens.txt".into(), b"a\nb\n".to_vec())],
+        }
+    }
+
+    #[test]
+    fn enospc_maps_to_a_disk_full_message() {
+        let e = io_error(Path::new("/x/model.safetensors"), std::io::Error::from_raw_os_error(28));
+        assert!(matches!(e, WriteError::DiskFull { .. }));
+        let msg = e.to_string();
+        assert!(msg.contains("/x/model.safetensors") && msg.contains("no space left"), "{msg}");
+        let other = io_error(Path::new("/x"), std::io::Error::from_raw_os_error(13));
+        assert!(matches!(other, WriteError::Io { .. }));
+    }
+
+    #[test]
+    fn writes_and_replaces_atomically() {
+        let base = std::env::temp_dir().join(format!("convert-write-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        let out = base.join("weights/m");
+        let p = write_model(&out, &sample(), "h", &[]).unwrap();
+        assert_eq!(p, out);
+        let st = std::fs::read(out.join("model.safetensors")).unwrap();
+        let t = safetensors::SafeTensors::deserialize(&st).unwrap();
+        let w = t.tensor("w").unwrap();
+        assert_eq!(w.shape(), &[2, 2]);
+        assert_eq!(&w.data()[12..16], &(-4.5f32).to_le_bytes());
+        assert_eq!(std::fs::read(out.join("tokens.txt")).unwrap(), b"a\nb\n");
+        // Replace: the old folder's extra file disappears, nothing temporary is left.
+        std::fs::write(out.join("stale"), b"x").unwrap();
+        let mut c = sample();
+        c.assets.clear();
+        write_model(&out, &c, "h2", &[]).unwrap();
+        assert!(!out.join("stale").exists() && !out.join("tokens.txt").exists());
+        let cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("config.json")).unwrap()).unwrap();
+        assert_eq!(cfg["source"], "h2");
+        assert_eq!(cfg["kind"], "raw");
+        let left: Vec<_> = std::fs::read_dir(base.join("weights")).unwrap().collect();
+        assert_eq!(left.len(), 1);
+        // An invalid conversion leaves the previous output untouched and no temp folder.
+        let mut bad = sample();
+        bad.tensors[0].data.pop();
+        assert!(write_model(&out, &bad, "h3", &[]).is_err());
+        let cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("config.json")).unwrap()).unwrap();
+        assert_eq!(cfg["source"], "h2");
+        assert_eq!(std::fs::read_dir(base.join("weights")).unwrap().count(), 1);
+        let mut evil = sample();
+        evil.assets[0].0 = "../escape".into();
+        assert!(write_model(&out, &evil, "h4", &[]).is_err());
+        assert!(!base.join("weights/escape").exists());
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+}

@@ -1,0 +1,244 @@
+//! The `convert` binary on the SavedModel fixtures of `tools/make_savedmodel_fixtures.py`:
+//! `inspect` (text and JSON) against TensorFlow's description, `--raw` round trip against
+//! TensorFlow's values, and error cases (one-paragraph error, non-zero exit, no output left).
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/savedmodel").join(name)
+}
+
+fn expected(name: &str) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(fixture(name).join("expected.json")).unwrap()).unwrap()
+}
+
+fn scratch(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("convert-cli-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn convert(args: &[&str], cwd: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_convert")).args(args).current_dir(cwd).env("TFHUB_OFFLINE", "1").output().unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[test]
+fn inspect_json_matches_tensorflow() {
+    for model in ["tf1", "tf2"] {
+        let dir = fixture(model);
+        let out = convert(&["inspect", dir.to_str().unwrap(), "--json"], &std::env::temp_dir());
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let exp = expected(model);
+        assert_eq!(doc["op_types"], exp["op_types"]);
+        assert_eq!(doc["tags"], exp["tags"]);
+        let assets: Vec<Value> = doc["assets"].as_array().unwrap().iter().map(|a| a["filename"].clone()).collect();
+        assert_eq!(Value::Array(assets), exp["assets"]);
+        let vars = exp["variables"].as_object().unwrap();
+        let ours = doc["variables"].as_array().unwrap();
+        assert_eq!(ours.len(), vars.len());
+        for v in ours {
+            let e = &vars[v["name"].as_str().unwrap()];
+            assert_eq!(v["dtype"], e["dtype"]);
+            assert_eq!(v["shape"], e["shape"]);
+        }
+        let sigs = exp["signatures"].as_object().unwrap();
+        for s in doc["signatures"].as_array().unwrap() {
+            let es = &sigs[s["key"].as_str().unwrap()];
+            for io in ["inputs", "outputs"] {
+                for t in s[io].as_array().unwrap() {
+                    let et = &es[io][t["name"].as_str().unwrap()];
+                    assert_eq!(t["dtype"], et["dtype"]);
+                    assert_eq!(t["shape"], et["shape"]);
+                    assert_eq!(t["tensor_name"], et["name"]);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn inspect_text_lists_everything() {
+    let out = convert(&["inspect", fixture("tf1").to_str().unwrap()], &std::env::temp_dir());
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let s = text(&out.stdout);
+    for needle in [
+        "serving_default",
+        "x: float32 [?, 3] (x:0)",
+        "emb  float32 [10, 3]  120 bytes in 3 slices",
+        "strings  string [4]",
+        "tokens.txt (18 bytes)",
+        "MergeV2Checkpoints",
+        "bf16var  bfloat16 [2, 2]  8 bytes",
+    ] {
+        assert!(s.contains(needle), "missing `{needle}` in:\n{s}");
+    }
+}
+
+#[test]
+fn raw_conversion_round_trips_tensorflow_values() {
+    for model in ["tf1", "tf2"] {
+        let work = scratch(&format!("raw-{model}"));
+        let dir = fixture(model);
+        let out = convert(&[dir.to_str().unwrap(), "--raw"], &work);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let stdout = text(&out.stdout);
+        let last = stdout.lines().last().unwrap();
+        assert_eq!(last, format!("weights/{model}"));
+        let folder = work.join(last);
+        let st = std::fs::read(folder.join("model.safetensors")).unwrap();
+        let st = safetensors::SafeTensors::deserialize(&st).unwrap();
+        let exp = expected(model);
+        let mut n_float = 0;
+        for (name, e) in exp["variables"].as_object().unwrap() {
+            let dtype = e["dtype"].as_str().unwrap();
+            if !["float32", "float64", "float16", "bfloat16"].contains(&dtype) {
+                assert!(st.tensor(name).is_err(), "{name} ({dtype}) should be skipped");
+                continue;
+            }
+            n_float += 1;
+            let t = st.tensor(name).unwrap_or_else(|_| panic!("{name} missing from {model}"));
+            assert_eq!(t.dtype(), safetensors::Dtype::F32);
+            let shape: Vec<usize> = e["shape"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap() as usize).collect();
+            assert_eq!(t.shape(), shape.as_slice(), "{name}");
+            let ours: Vec<f32> = t.data().chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
+            let theirs: Vec<f32> = e["values"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
+            assert_eq!(ours, theirs, "{model}/{name}");
+        }
+        assert_eq!(st.names().len(), n_float);
+        let cfg: Value = serde_json::from_slice(&std::fs::read(folder.join("config.json")).unwrap()).unwrap();
+        assert_eq!(cfg["kind"], "raw");
+        assert_eq!(cfg["source"], dir.to_str().unwrap());
+        let pb = std::fs::read(dir.join("saved_model.pb")).unwrap();
+        let sha = cfg["source_sha256"]["saved_model.pb"].as_str().unwrap();
+        assert_eq!(sha.len(), 64);
+        assert_ne!(sha, "0".repeat(64));
+        assert!(!pb.is_empty());
+        for a in exp["assets"].as_array().unwrap() {
+            let a = a.as_str().unwrap();
+            assert_eq!(std::fs::read(folder.join(a)).unwrap(), std::fs::read(dir.join("assets").join(a)).unwrap());
+        }
+        std::fs::remove_dir_all(&work).unwrap();
+    }
+}
+
+#[test]
+fn out_and_name_options_choose_the_folder() {
+    let work = scratch("out");
+    let out = convert(&[fixture("tf2").to_str().unwrap(), "--raw", "--name", "mine"], &work);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(work.join("weights/mine/model.safetensors").is_file());
+    let target = work.join("elsewhere/x");
+    let out = convert(&[fixture("tf2").to_str().unwrap(), "--raw", "--out", target.to_str().unwrap()], &work);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).lines().last().unwrap(), target.to_str().unwrap());
+    assert!(target.join("config.json").is_file());
+    std::fs::remove_dir_all(&work).unwrap();
+}
+
+fn assert_clean_failure(out: &Output, needles: &[&str]) {
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    // Notes may come first; the error is one line starting with `error: `, the last one.
+    let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("error: ")).collect();
+    assert_eq!(errors.len(), 1, "{err}");
+    assert_eq!(err.trim_end().lines().last(), Some(errors[0]), "{err}");
+    assert!(!errors[0].contains("(os error 17): File exists"), "duplicated cause: {err}");
+    for n in needles {
+        assert!(err.contains(n), "missing `{n}` in: {err}");
+    }
+}
+
+#[test]
+fn unrecognised_model_without_raw_is_a_clear_error_and_writes_nothing() {
+    let work = scratch("unrec");
+    let out = convert(&[fixture("tf1").to_str().unwrap()], &work);
+    assert_clean_failure(&out, &["unrecognised model", "--raw", "tf1"]);
+    assert!(!work.join("weights/tf1").exists());
+    std::fs::remove_dir_all(&work).unwrap();
+}
+
+#[test]
+fn corrupt_model_fails_naming_the_tensor_and_leaves_no_output() {
+    let work = scratch("corrupt");
+    let model = work.join("model");
+    for sub in ["", "variables", "assets"] {
+        std::fs::create_dir_all(model.join(sub)).unwrap();
+    }
+    let src = fixture("tf1");
+    for f in ["saved_model.pb", "variables/variables.index", "assets/tokens.txt"] {
+        std::fs::copy(src.join(f), model.join(f)).unwrap();
+    }
+    for i in 0..3 {
+        let f = format!("variables/variables.data-0000{i}-of-00003");
+        let mut b = std::fs::read(src.join(&f)).unwrap();
+        if i == 0 {
+            b[16] ^= 1; // inside dense/kernel
+        }
+        std::fs::write(model.join(&f), b).unwrap();
+    }
+    let out = convert(&[model.to_str().unwrap(), "--raw"], &work);
+    assert_clean_failure(&out, &["dense/kernel", "checksum"]);
+    assert!(!work.join("weights").join("model").exists());
+    let leftovers = std::fs::read_dir(&work).unwrap().filter(|e| e.as_ref().unwrap().file_name() != "model").count();
+    assert!(leftovers <= 1, "left files in {}", work.display());
+    if work.join("weights").exists() {
+        assert_eq!(std::fs::read_dir(work.join("weights")).unwrap().count(), 0);
+    }
+    std::fs::remove_dir_all(&work).unwrap();
+}
+
+#[test]
+fn not_a_model_and_missing_paths_fail_cleanly() {
+    let work = scratch("missing");
+    let out = convert(&[work.join("nope").to_str().unwrap(), "--raw"], &work);
+    assert_clean_failure(&out, &["nope"]);
+    let out = convert(&["inspect", work.to_str().unwrap()], &work);
+    assert_clean_failure(&out, &["not a SavedModel"]);
+    assert!(!work.join("weights").exists());
+    std::fs::remove_dir_all(&work).unwrap();
+}
+
+#[cfg(unix)]
+#[test]
+fn unwritable_output_folder_fails_and_leaves_nothing() {
+    use std::os::unix::fs::PermissionsExt;
+    let work = scratch("ro");
+    let ro = work.join("ro");
+    std::fs::create_dir(&ro).unwrap();
+    std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o555)).unwrap();
+    // Root ignores permissions; only assert when the folder really is read-only.
+    let probe = std::fs::write(ro.join("probe"), b"x").is_err();
+    let target = ro.join("out");
+    let out = convert(&[fixture("tf2").to_str().unwrap(), "--raw", "--out", target.to_str().unwrap()], &work);
+    if probe {
+        assert_clean_failure(&out, &[ro.to_str().unwrap()]);
+        assert_eq!(std::fs::read_dir(&ro).unwrap().count(), 0);
+    } else {
+        eprintln!("running as root: read-only folder check skipped");
+        let _ = std::fs::remove_file(ro.join("probe"));
+    }
+    std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::remove_dir_all(&work).unwrap();
+}
+
+#[test]
+fn output_path_under_a_file_fails_cleanly() {
+    // Works even as root: the parent of --out is a regular file.
+    let work = scratch("file-parent");
+    std::fs::write(work.join("afile"), b"x").unwrap();
+    let target = work.join("afile/out");
+    let out = convert(&[fixture("tf2").to_str().unwrap(), "--raw", "--out", target.to_str().unwrap()], &work);
+    assert_clean_failure(&out, &["afile"]);
+    assert_eq!(std::fs::read(work.join("afile")).unwrap(), b"x");
+    assert_eq!(std::fs::read_dir(&work).unwrap().count(), 1);
+    std::fs::remove_dir_all(&work).unwrap();
+}
