@@ -153,6 +153,7 @@ pub(crate) fn extract_local(path: &Path, dest: &Path, max_bytes: u64) -> Result<
         Kind::Other => {
             return Err(Error::UnexpectedContent {
                 url: label,
+                final_url: String::new(),
                 expected: "tar or tar.gz archive".into(),
                 status: 0,
                 content_type: String::new(),

@@ -133,6 +133,7 @@ impl<R: Read> Read for Counted<R> {
 
 struct Fetch {
     url: String,
+    final_url: String,
     status: u16,
     content_type: String,
     expected: Option<u64>,
@@ -163,6 +164,7 @@ impl Fetch {
     fn unexpected(&self, expected: &str) -> Error {
         Error::UnexpectedContent {
             url: self.url.clone(),
+            final_url: self.final_url.clone(),
             expected: expected.to_string(),
             status: self.status,
             content_type: self.content_type.clone(),
@@ -258,6 +260,7 @@ impl Http {
         };
         Ok(Fetch {
             url: url.to_string(),
+            final_url,
             status: status.as_u16(),
             content_type,
             expected,

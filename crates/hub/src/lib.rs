@@ -155,10 +155,13 @@ pub enum Error {
         message: String,
     },
     /// The body is not what was expected (an HTML page instead of a tar archive or model file).
-    #[error("{url} does not appear to be a valid {expected} (HTTP {status}, content-type {content_type:?}, body starts with {body_start:?})")]
+    #[error("{url}{} does not appear to be a valid {expected} (HTTP {status}, content-type {content_type:?}, body starts with {body_start:?})", redirect_note(url, final_url))]
     UnexpectedContent {
-        /// The URL requested.
+        /// The URL requested (or the local file).
         url: String,
+        /// The URL that answered, after redirects (query string dropped; empty for local files).
+        /// A tfhub.dev handle that lands on an HTML page of kaggle.com was usually not migrated.
+        final_url: String,
         /// What was expected: "module archive (tar or tar.gz)", "TF Lite model", ...
         expected: String,
         /// The HTTP status code (0 for local files).
@@ -212,7 +215,7 @@ pub enum Error {
 }
 
 fn redirect_note(url: &str, final_url: &str) -> String {
-    if final_url.is_empty() || url.starts_with(final_url) {
+    if final_url.is_empty() || url.split(['?', '#']).next() == Some(final_url) {
         String::new()
     } else {
         format!(" (redirected to {final_url})")

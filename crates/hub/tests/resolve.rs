@@ -163,18 +163,24 @@ fn truncated_body_fails_and_leaves_nothing() {
 #[test]
 fn html_body_is_not_an_archive() {
     let server = Server::start(|_| {
-        vec![(
-            "/models/google/x".into(),
-            Reply::Ok { body: b"<!DOCTYPE html>\n<html><title>Kaggle</title></html>".to_vec(), content_type: "text/html; charset=utf-8" },
-        )]
+        vec![
+            // What tfhub.dev does for a model that was not migrated to Kaggle.
+            ("/models/google/x".into(), Reply::Redirect { code: 302, location: "/models?tfhub-redirect=true".into() }),
+            (
+                "/models".into(),
+                Reply::Ok { body: b"<!DOCTYPE html>\n<html><title>Kaggle</title></html>".to_vec(), content_type: "text/html; charset=utf-8" },
+            ),
+        ]
     });
     let cache = tempfile::tempdir().unwrap();
     let handle = format!("{}/models/google/x", server.base);
     let e = resolver(cache.path()).resolve(&handle).unwrap_err();
     let msg = e.to_string();
     assert!(matches!(e, Error::UnexpectedContent { status: 200, .. }), "{e:?}");
-    assert!(msg.contains(&format!("{handle}?tf-hub-format=compressed does not appear to be a valid module archive")), "{msg}");
+    assert!(msg.starts_with(&format!("{handle}?tf-hub-format=compressed (redirected to ")), "{msg}");
+    assert!(msg.contains("does not appear to be a valid module archive"), "{msg}");
     assert!(msg.contains("HTTP 200") && msg.contains("text/html") && msg.contains("<!DOCTYPE html>"), "{msg}");
+    assert!(msg.contains(&format!("(redirected to {}/models)", server.base)), "{msg}");
     assert_cache_names(cache.path(), &[]);
 }
 
