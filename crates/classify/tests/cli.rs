@@ -1,0 +1,139 @@
+//! The `classify` CLI on the small Inception-v3 fixture (converted in the test from the
+//! TensorFlow variables): JSON shape, labels.txt, --features, error messages.
+
+use convert::{F32Tensor, Source};
+use safetensors::SafeTensors;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Converts tests/fixtures/inception_v3/small into a model folder under a temp dir.
+fn small_model(tag: &str) -> PathBuf {
+    let bytes = std::fs::read(repo().join("tests/fixtures/inception_v3/small/variables_tf.safetensors")).unwrap();
+    let st = SafeTensors::deserialize(&bytes).unwrap();
+    let mut src = Source::default();
+    for (name, v) in st.tensors() {
+        let data = v.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+        src.tensors.insert(name, F32Tensor { shape: v.shape().to_vec(), data });
+    }
+    let conv = convert::kinds::inception_v3::convert(&src).unwrap();
+    let dir = std::env::temp_dir().join(format!("tfhub-rs-classify-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let views: Vec<(String, safetensors::tensor::TensorView)> = conv
+        .tensors
+        .iter()
+        .map(|t| {
+            let bytes: &[u8] = unsafe { std::slice::from_raw_parts(t.data.as_ptr() as *const u8, t.data.len() * 4) };
+            (t.name.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, t.shape.clone(), bytes).unwrap())
+        })
+        .collect();
+    safetensors::serialize_to_file(views, None, &dir.join("model.safetensors")).unwrap();
+    let cfg = serde_json::json!({"kind": conv.kind, "config": conv.config, "source": "fixture", "converter_version": "test"});
+    std::fs::write(dir.join("config.json"), cfg.to_string()).unwrap();
+    dir
+}
+
+fn shared_images() -> Option<Vec<PathBuf>> {
+    let dir = repo().join("../shared/data/images");
+    let imgs: Vec<PathBuf> = ["grace_hopper.jpg", "YellowLabradorLooking_new.jpg"].iter().map(|f| dir.join(f)).collect();
+    if imgs.iter().all(|p| p.is_file()) {
+        Some(imgs)
+    } else {
+        println!("SKIP: {} not found", dir.display());
+        None
+    }
+}
+
+fn classify(args: &[&std::ffi::OsStr]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_classify")).args(args).output().unwrap()
+}
+
+#[test]
+fn json_output_has_one_entry_per_image_with_sorted_top_k_and_own_labels() {
+    let Some(images) = shared_images() else { return };
+    let model = small_model("json");
+    let names: Vec<String> = (0..11).map(|i| format!("label {i}")).collect();
+    std::fs::write(model.join("labels.txt"), names.join("\n")).unwrap();
+    let npy = model.join("out.npy");
+    let out = classify(&[
+        "--model".as_ref(),
+        model.as_os_str(),
+        "--json".as_ref(),
+        "--top".as_ref(),
+        "3".as_ref(),
+        "--batch".as_ref(),
+        "1".as_ref(),
+        "--features".as_ref(),
+        npy.as_os_str(),
+        images[0].as_os_str(),
+        images[1].as_os_str(),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let list = doc.as_array().unwrap();
+    assert_eq!(list.len(), 2);
+    for (entry, img) in list.iter().zip(&images) {
+        assert_eq!(entry["file"], img.display().to_string());
+        let top = entry["top"].as_array().unwrap();
+        assert_eq!(top.len(), 3);
+        let probs: Vec<f64> = top.iter().map(|t| t["probability"].as_f64().unwrap()).collect();
+        assert!(probs.windows(2).all(|w| w[0] >= w[1]) && probs[0] <= 1.0 && probs.iter().sum::<f64>() > 0.0);
+        let i = top[0]["index"].as_u64().unwrap() as usize;
+        assert!(i < 11);
+        assert_eq!(top[0]["label"], format!("label {i}"));
+    }
+    // --features: float32 [2, 11] logits, and the softmax of its row gives the printed probability.
+    let bytes = std::fs::read(&npy).unwrap();
+    assert_eq!(&bytes[..6], b"\x93NUMPY");
+    let hlen = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+    let header = std::str::from_utf8(&bytes[10..10 + hlen]).unwrap();
+    assert!(header.contains("'shape': (2, 11)"), "{header}");
+    let vals: Vec<f32> = bytes[10 + hlen..].chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+    assert_eq!(vals.len(), 22);
+    let row = &vals[..11];
+    let m = row.iter().copied().fold(f32::MIN, f32::max);
+    let z: f32 = row.iter().map(|v| (v - m).exp()).sum();
+    let i = list[0]["top"][0]["index"].as_u64().unwrap() as usize;
+    let p = ((row[i] - m).exp() / z) as f64;
+    assert!((p - list[0]["top"][0]["probability"].as_f64().unwrap()).abs() < 1e-6);
+    let _ = std::fs::remove_dir_all(model);
+}
+
+#[test]
+fn batching_does_not_change_results() {
+    let Some(images) = shared_images() else { return };
+    let model = small_model("batch");
+    let run = |batch: &str| {
+        let out = classify(&["--model".as_ref(), model.as_os_str(), "--json".as_ref(), "--batch".as_ref(), batch.as_ref(), images[0].as_os_str(), images[1].as_os_str()]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let (a, b) = (run("1"), run("2"));
+    for k in 0..2 {
+        assert_eq!(a[k]["top"][0]["index"], b[k]["top"][0]["index"]);
+        let (pa, pb) = (a[k]["top"][0]["probability"].as_f64().unwrap(), b[k]["top"][0]["probability"].as_f64().unwrap());
+        assert!((pa - pb).abs() < 1e-5);
+        // 11 classes without labels.txt: generic names.
+        assert!(a[k]["top"][0]["label"].as_str().unwrap().starts_with("class_"));
+    }
+    let _ = std::fs::remove_dir_all(model);
+}
+
+#[test]
+fn undecodable_image_is_named_in_the_error() {
+    let model = small_model("bad");
+    let bad = model.join("not_an_image.jpg");
+    std::fs::write(&bad, b"this is not a jpeg").unwrap();
+    let out = classify(&["--model".as_ref(), model.as_os_str(), bad.as_os_str()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not_an_image.jpg") && err.contains("image"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    let out = classify(&["--model".as_ref(), "/nonexistent/model".as_ref(), bad.as_os_str()]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/model"));
+    let _ = std::fs::remove_dir_all(model);
+}
