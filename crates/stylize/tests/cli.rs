@@ -1,0 +1,132 @@
+//! The `stylize` program end to end on Magenta's TF Lite files (skipped when
+//! ../shared/data is absent) and its error paths.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn data() -> Option<PathBuf> {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data");
+    if p.join("magenta-tflite").is_dir() {
+        Some(p)
+    } else {
+        eprintln!("SKIP: {} not found (shared data absent)", p.display());
+        None
+    }
+}
+
+fn stylize() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_stylize"))
+}
+
+fn read_npy(p: &std::path::Path) -> (String, Vec<f32>) {
+    let b = std::fs::read(p).unwrap();
+    let hlen = u16::from_le_bytes([b[8], b[9]]) as usize;
+    let header = String::from_utf8_lossy(&b[10..10 + hlen]).to_string();
+    (header, b[10 + hlen..].chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+}
+
+#[test]
+fn style_vector_round_trip_strength_and_several_contents() {
+    let Some(d) = data() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let pred = d.join("magenta-tflite/style_predict_quantized_256.tflite");
+    let tran = d.join("magenta-tflite/style_transfer_quantized_384.tflite");
+    let vec = tmp.path().join("style.npy");
+    let out1 = tmp.path().join("a.npy");
+    let st = stylize()
+        .args(["--predictor".as_ref(), pred.as_os_str(), "--transfer".as_ref(), tran.as_os_str()])
+        .arg("--content").arg(d.join("images/YellowLabradorLooking_new.jpg"))
+        .arg("--style").arg(d.join("images/skrik.jpg"))
+        .args(["--content-size", "64"])
+        .arg("--save-style").arg(&vec)
+        .arg("-o").arg(&out1)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let (h, v) = read_npy(&vec);
+    assert!(h.contains("(1, 100)"), "{h}");
+    assert_eq!(v.len(), 100);
+    let (h, img) = read_npy(&out1);
+    assert!(h.contains("(64, 64, 3)"), "{h}");
+    assert!(img.iter().all(|x| (0.0..=1.0).contains(x)));
+    // The saved vector reproduces the same picture without a predictor.
+    let out2 = tmp.path().join("b.npy");
+    let st = stylize()
+        .arg("--transfer").arg(&tran)
+        .arg("--content").arg(d.join("images/YellowLabradorLooking_new.jpg"))
+        .arg("--style-vector").arg(&vec)
+        .args(["--content-size", "64"])
+        .arg("-o").arg(&out2)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    assert_eq!(read_npy(&out2).1, img);
+    // Strength 0 = the content's own style: a different picture.
+    let out3 = tmp.path().join("c.npy");
+    let st = stylize()
+        .args(["--predictor".as_ref(), pred.as_os_str(), "--transfer".as_ref(), tran.as_os_str()])
+        .arg("--content").arg(d.join("images/YellowLabradorLooking_new.jpg"))
+        .arg("--style").arg(d.join("images/skrik.jpg"))
+        .args(["--content-size", "64", "--strength", "0"])
+        .arg("-o").arg(&out3)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let c = read_npy(&out3).1;
+    let diff: f32 = c.iter().zip(&img).map(|(a, b)| (a - b).abs()).sum::<f32>() / c.len() as f32;
+    assert!(diff > 0.02, "strength 0 should change the picture, mean |diff| {diff}");
+    // Several content images -> a folder of PNGs.
+    let dir = tmp.path().join("many");
+    let st = stylize()
+        .arg("--model").arg(format!("{},{}", pred.display(), tran.display()))
+        .arg("--content").arg(d.join("images/YellowLabradorLooking_new.jpg")).arg(d.join("images/grace_hopper.jpg"))
+        .arg("--style").arg(d.join("images/skrik.jpg"))
+        .args(["--content-size", "48"])
+        .arg("-o").arg(&dir)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let png = image::open(dir.join("grace_hopper_stylized.png")).unwrap();
+    assert_eq!((png.width(), png.height()), (48, 48));
+    assert!(dir.join("YellowLabradorLooking_new_stylized.png").is_file());
+}
+
+#[test]
+fn bad_inputs_fail_with_a_message() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bad = tmp.path().join("bad.jpg");
+    std::fs::write(&bad, b"not a jpeg").unwrap();
+    let fake = tmp.path().join("fake.tflite");
+    std::fs::write(&fake, b"xxxxxxxxTFL3 truncated").unwrap();
+    let out = stylize()
+        .arg("--predictor").arg(&fake).arg("--transfer").arg(&fake)
+        .arg("--content").arg(&bad).arg("--style").arg(&bad)
+        .arg("-o").arg(tmp.path().join("o.png"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("fake.tflite"), "{err}");
+    assert!(!tmp.path().join("o.png").exists());
+    let Some(d) = data() else { return };
+    let tran = d.join("magenta-tflite/style_transfer_f16_384.tflite");
+    let pred = d.join("magenta-tflite/style_predict_quantized_256.tflite");
+    let out = stylize()
+        .arg("--predictor").arg(&pred).arg("--transfer").arg(&tran)
+        .arg("--content").arg(&bad).arg("--style").arg(d.join("images/skrik.jpg"))
+        .arg("-o").arg(tmp.path().join("o.png"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad.jpg") && err.contains("cannot decode"), "{err}");
+    let out = stylize()
+        .arg("--predictor").arg(&pred).arg("--transfer").arg(&tran)
+        .arg("--content").arg(d.join("images/skrik.jpg")).arg("--style").arg(d.join("images/skrik.jpg"))
+        .args(["--content-size", "4"])
+        .arg("-o").arg(tmp.path().join("o.png"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("at least 5x5"));
+}
