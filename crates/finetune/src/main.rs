@@ -37,6 +37,7 @@ struct Args {
     /// Total number of epochs (a resumed run trains the remaining ones).
     #[arg(long, default_value_t = 5)]
     epochs: usize,
+    /// Images per training step.
     #[arg(long, default_value_t = 32)]
     batch_size: usize,
     /// Adam learning rate (epsilon 1e-7 as Keras).
@@ -59,6 +60,7 @@ struct Args {
     /// Fraction of each class held out for validation (seeded split).
     #[arg(long, default_value_t = 0.2)]
     validation_fraction: f64,
+    /// Seed of the train/validation split and of the per-epoch shuffles.
     #[arg(long, default_value_t = 42)]
     seed: u64,
     /// Resume from a checkpoint folder (or an output folder holding `checkpoint/`).
@@ -67,6 +69,7 @@ struct Args {
     /// Output folder.
     #[arg(long, default_value = "finetuned")]
     out: PathBuf,
+    /// Compute backend: flex, ndarray or wgpu.
     #[arg(long, default_value = "flex", value_parser = parse_backend)]
     backend: Backend,
     /// Images are resized (bilinear) to this size (>= 75).
