@@ -70,7 +70,7 @@ def lookup(vocab_path, oov, ragged_tokens):
 
 
 class SqrtnBag(keras.layers.Layer):
-    """safe_embedding_lookup_sparse(combiner="sqrtn") over padded ids (-1 = padding)."""
+    """safe_embedding_lookup_sparse(combiner="sqrtn") over padded ids (-1 = padding), dense gradient."""
 
     def __init__(self, table, **kw):
         super().__init__(**kw)
@@ -79,7 +79,10 @@ class SqrtnBag(keras.layers.Layer):
 
     def call(self, ids):
         mask = tf.cast(ids >= 0, self.table.dtype)
-        emb = tf.gather(self.table, tf.maximum(ids, 0)) * mask[..., None]
+        # `* 1.0` makes the table's gradient dense: with the IndexedSlices a bare gather gives,
+        # Keras 3's Adam squares each occurrence's gradient separately (sum of squares instead of
+        # square of the sum for a repeated token), which is not the Adam update.
+        emb = tf.gather(tf.convert_to_tensor(self.table) * 1.0, tf.maximum(ids, 0)) * mask[..., None]
         n = tf.reduce_sum(mask, axis=1, keepdims=True)
         return tf.reduce_sum(emb, axis=1) / tf.sqrt(tf.maximum(n, 1.0))
 

@@ -1,1 +1,374 @@
-fn main() {}
+//! `train-imdb`: the TF tutorial "Text classification with TensorFlow Hub" on IMDB,
+//! in Burn: text embedding (converted TF-Hub module or a fresh table) → Dense(16, relu)
+//! → Dense(1), binary cross-entropy on logits, Keras' Adam (lr 1e-3, ε 1e-7).
+//!
+//! Split: the 25,000 training reviews are sorted by path, shuffled with `--seed`
+//! (splitmix64 Fisher–Yates, the same as `tools/keras_imdb.py`), and the last
+//! `--validation` of them are held out (the tutorial's `train[:60%]` / `train[60%:]`
+//! for 10,000). Test = the 25,000 test reviews. Tokenization happens once up front.
+
+use train_imdb::{data, model, plot};
+
+use anyhow::{bail, Context, Result};
+use burn::module::Module;
+use burn::tensor::Device;
+use clap::{Args, Parser, Subcommand};
+use data::{Imdb, SplitMix64};
+use model::{bce_with_logits, Classifier, DeviceBatch, KerasAdam};
+use models::text_embedding::{SplitMode, TextEmbedding, TextEmbeddingConfig, TokenBatch};
+use models::Backend;
+use std::io::{IsTerminal, Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// The official archive (used when `--data` is not given).
+const IMDB_URL: &str = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz";
+
+#[derive(Parser, Debug)]
+#[command(name = "train-imdb", version, about = "Train the TF-Hub IMDB sentiment classifier in Burn", args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    train: TrainArgs,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Probability of a positive review for each TEXT (or each stdin line).
+    Predict(PredictArgs),
+}
+
+#[derive(Args, Debug)]
+struct PredictArgs {
+    /// Folder written by `train-imdb`.
+    #[arg(long)]
+    model: PathBuf,
+    #[arg(long, default_value = "flex")]
+    backend: Backend,
+    /// Texts to classify; without any, one per stdin line.
+    texts: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+struct TrainArgs {
+    /// aclImdb folder or the aclImdb_v1 .tar.gz (default: download the official archive).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Converted text-embedding folder (from `convert`) to start from.
+    #[arg(long, conflicts_with = "from_scratch")]
+    embedding: Option<String>,
+    /// Random embedding table: the 20,000 most frequent training tokens + 1 OOV bucket, 20 dims
+    /// (the gnews-swivel-20dim shape). Default when --embedding is not given.
+    #[arg(long)]
+    from_scratch: bool,
+    #[arg(long, default_value_t = 20)]
+    epochs: usize,
+    #[arg(long, default_value_t = 512)]
+    batch_size: usize,
+    /// Training reviews held out for validation.
+    #[arg(long, default_value_t = 10000)]
+    validation: usize,
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Keep the embedding table fixed (train only the dense layers).
+    #[arg(long)]
+    freeze_embedding: bool,
+    #[arg(long, default_value = "imdb-model")]
+    out: PathBuf,
+    #[arg(long, default_value = "flex")]
+    backend: Backend,
+    #[arg(long, default_value_t = 1e-3)]
+    learning_rate: f32,
+    /// Vocabulary size for --from-scratch.
+    #[arg(long, default_value_t = 20000)]
+    vocab_size: usize,
+    /// Embedding dimension for --from-scratch.
+    #[arg(long, default_value_t = 20)]
+    dim: usize,
+}
+
+/// Tokenized examples: ids of example i are `ids[offsets[i]..offsets[i+1]]`.
+struct Encoded {
+    ids: Vec<u32>,
+    offsets: Vec<usize>,
+    labels: Vec<f32>,
+}
+
+impl Encoded {
+    fn new(emb: &TextEmbedding, reviews: &[&data::Review]) -> Self {
+        let mut e = Encoded { ids: Vec::new(), offsets: vec![0], labels: Vec::new() };
+        for r in reviews {
+            emb.tokenizer().ids_into(&r.text, &mut e.ids);
+            e.offsets.push(e.ids.len());
+            e.labels.push(r.label as f32);
+        }
+        e
+    }
+    fn len(&self) -> usize {
+        self.labels.len()
+    }
+    fn batch(&self, idx: &[usize], device: &Device) -> DeviceBatch {
+        let tb = TokenBatch::from_id_lists(idx.iter().map(|&i| &self.ids[self.offsets[i]..self.offsets[i + 1]]));
+        let labels: Vec<f32> = idx.iter().map(|&i| self.labels[i]).collect();
+        DeviceBatch::new(&tb, &labels, device)
+    }
+}
+
+/// (sum of losses, number correct) of one batch.
+fn batch_stats(logits: &[f32], labels: &[f32]) -> usize {
+    logits.iter().zip(labels).filter(|(l, y)| ((**l > 0.0) as u8 as f32) == **y).count()
+}
+
+/// Loss and accuracy over a whole set (inference device, batches of `bs`).
+fn evaluate(model: &Classifier, set: &Encoded, bs: usize, device: &Device) -> Result<(f64, f64)> {
+    let (mut loss, mut correct) = (0.0f64, 0usize);
+    let idx: Vec<usize> = (0..set.len()).collect();
+    for chunk in idx.chunks(bs) {
+        let b = set.batch(chunk, device);
+        let logits = model.forward(&b);
+        let l = bce_with_logits(logits.clone(), b.labels.clone()).into_scalar::<f32>();
+        let lv = logits.into_data().try_into_vec::<f32>().map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        let labels: Vec<f32> = chunk.iter().map(|&i| set.labels[i]).collect();
+        correct += batch_stats(&lv, &labels);
+        loss += l as f64 * chunk.len() as f64;
+    }
+    let n = set.len().max(1) as f64;
+    Ok((loss / n, correct as f64 / n))
+}
+
+fn resolve_embedding(handle: &str) -> Result<PathBuf> {
+    let p = Path::new(handle);
+    if p.join("config.json").is_file() {
+        return Ok(p.to_path_buf());
+    }
+    let r = hub::resolve(handle, &hub::Options { progress: true, ..Default::default() })
+        .with_context(|| format!("cannot resolve embedding `{handle}`"))?;
+    if !r.path.join("config.json").is_file() {
+        bail!("{}: not a converted model folder; run `convert {handle}` first and pass the folder it prints", r.path.display());
+    }
+    Ok(r.path)
+}
+
+fn train(args: TrainArgs) -> Result<()> {
+    if args.batch_size == 0 || args.epochs == 0 {
+        bail!("--batch-size and --epochs must be positive");
+    }
+    let data_path = match &args.data {
+        Some(p) => p.clone(),
+        None => {
+            let opts = hub::Options { progress: true, ..Default::default() };
+            match hub::resolve(IMDB_URL, &opts) {
+                Ok(r) => r.path,
+                Err(e) => bail!("cannot download the IMDB dataset from {IMDB_URL}: {e}. Pass --data <aclImdb folder | aclImdb_v1.tar.gz> instead"),
+            }
+        }
+    };
+    let t0 = Instant::now();
+    let imdb = Imdb::load(&data_path)?;
+    if args.validation >= imdb.train.len() {
+        bail!("--validation {} leaves no training reviews (the data has {})", args.validation, imdb.train.len());
+    }
+    let mut order: Vec<usize> = (0..imdb.train.len()).collect();
+    SplitMix64(args.seed).shuffle(&mut order);
+    let n_train = imdb.train.len() - args.validation;
+    let train_reviews: Vec<&data::Review> = order[..n_train].iter().map(|&i| &imdb.train[i]).collect();
+    let val_reviews: Vec<&data::Review> = order[n_train..].iter().map(|&i| &imdb.train[i]).collect();
+    let test_reviews: Vec<&data::Review> = imdb.test.iter().collect();
+
+    let backend = args.backend;
+    let device = backend.autodiff_device();
+    let embedding = match &args.embedding {
+        Some(h) => {
+            let dir = resolve_embedding(h)?;
+            TextEmbedding::load(&dir, &device).with_context(|| format!("cannot load {}", dir.display()))?
+        }
+        None => {
+            let vocab = data::build_vocab(train_reviews.iter().map(|r| r.text.as_slice()), args.vocab_size);
+            let config = TextEmbeddingConfig {
+                vocab_size: vocab.iter().filter(|&&b| b == b'\n').count(),
+                oov_buckets: 1,
+                dim: args.dim,
+                split: SplitMode::KeepEmpty,
+                remove_punctuation: true,
+                vocab_file: "tokens.txt".into(),
+                source_dtype: None,
+            };
+            TextEmbedding::random_like(config, "tokens.txt (built from the training reviews)", vocab, args.seed, &device)?
+        }
+    };
+    let train_set = Encoded::new(&embedding, &train_reviews);
+    let val_set = Encoded::new(&embedding, &val_reviews);
+    let test_set = Encoded::new(&embedding, &test_reviews);
+    eprintln!(
+        "data: {} train, {} validation, {} test reviews ({} train tokens), read and tokenized in {:.1}s; backend {backend}",
+        train_set.len(),
+        val_set.len(),
+        test_set.len(),
+        train_set.ids.len(),
+        t0.elapsed().as_secs_f64()
+    );
+
+    let mut model = Classifier::new(embedding, 16, args.seed, &device);
+    let train_embedding = !args.freeze_embedding;
+    if !train_embedding {
+        model.embedding = model.embedding.no_grad();
+    }
+    let mut opt = KerasAdam::new(args.learning_rate);
+    let mut rng = SplitMix64(args.seed.wrapping_add(0x5EED));
+    let mut epochs = Vec::new();
+    let inference = backend.device();
+    let steps = n_train.div_ceil(args.batch_size);
+    for epoch in 1..=args.epochs {
+        let start = Instant::now();
+        let bar = if std::io::stderr().is_terminal() {
+            let b = indicatif::ProgressBar::new(steps as u64);
+            b.set_style(
+                indicatif::ProgressStyle::with_template("epoch {prefix} {bar:30} {pos}/{len} {msg}")
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            b.set_prefix(format!("{epoch}/{}", args.epochs));
+            Some(b)
+        } else {
+            None
+        };
+        let mut perm: Vec<usize> = (0..n_train).collect();
+        rng.shuffle(&mut perm);
+        let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
+        for chunk in perm.chunks(args.batch_size) {
+            let b = train_set.batch(chunk, &device);
+            let logits = model.forward(&b);
+            let loss = bce_with_logits(logits.clone(), b.labels.clone());
+            let grads = loss.backward();
+            let lv = loss.clone().into_scalar::<f32>();
+            let logits = logits.inner().into_data().try_into_vec::<f32>().map_err(|e| anyhow::anyhow!("{e:?}"))?;
+            let labels: Vec<f32> = chunk.iter().map(|&i| train_set.labels[i]).collect();
+            correct += batch_stats(&logits, &labels);
+            loss_sum += lv as f64 * chunk.len() as f64;
+            seen += chunk.len();
+            model = opt.step(model, &grads, train_embedding);
+            if let Some(bar) = &bar {
+                bar.inc(1);
+                bar.set_message(format!("loss {:.4} accuracy {:.4}", loss_sum / seen as f64, correct as f64 / seen as f64));
+            }
+        }
+        let train_secs = start.elapsed().as_secs_f64();
+        let eval_model = model.valid();
+        let (val_loss, val_acc) = evaluate(&eval_model, &val_set, 4096, &inference)?;
+        if let Some(bar) = bar {
+            bar.finish_and_clear();
+        }
+        let rec = serde_json::json!({
+            "epoch": epoch,
+            "loss": loss_sum / seen as f64,
+            "accuracy": correct as f64 / seen as f64,
+            "val_loss": val_loss,
+            "val_accuracy": val_acc,
+            "seconds": start.elapsed().as_secs_f64(),
+            "train_seconds": train_secs,
+        });
+        eprintln!(
+            "epoch {epoch}/{}: loss {:.4} accuracy {:.4} val_loss {val_loss:.4} val_accuracy {val_acc:.4} ({train_secs:.2}s training, {:.2}s with validation)",
+            args.epochs,
+            loss_sum / seen as f64,
+            correct as f64 / seen as f64,
+            start.elapsed().as_secs_f64()
+        );
+        epochs.push(rec);
+    }
+    let eval_model = model.valid();
+    let (test_loss, test_acc) = evaluate(&eval_model, &test_set, 4096, &inference)?;
+    eprintln!("test: loss {test_loss:.4} accuracy {test_acc:.4}");
+    let metrics = serde_json::json!({
+        "epochs": epochs,
+        "test_loss": test_loss,
+        "test_accuracy": test_acc,
+        "train_examples": n_train,
+        "validation_examples": val_set.len(),
+        "test_examples": test_set.len(),
+        "backend": backend.name(),
+        "seed": args.seed,
+        "batch_size": args.batch_size,
+        "freeze_embedding": args.freeze_embedding,
+        "embedding": args.embedding.clone().unwrap_or_else(|| "from-scratch".into()),
+    });
+    write_outputs(&args.out, &eval_model, &metrics)?;
+    println!("{}", args.out.display());
+    Ok(())
+}
+
+fn write_outputs(out: &Path, model: &Classifier, metrics: &serde_json::Value) -> Result<()> {
+    let name = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "imdb-model".into());
+    let parent = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+    let tmp = parent.join(format!(".{name}.tmp-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+    let result = (|| -> Result<()> {
+        model.save(&tmp)?;
+        std::fs::write(tmp.join("metrics.json"), serde_json::to_vec_pretty(metrics)?)?;
+        let mut csv = String::from("epoch,loss,accuracy,val_loss,val_accuracy,seconds\n");
+        let eps = metrics["epochs"].as_array().cloned().unwrap_or_default();
+        let col = |k: &str| -> Vec<f64> { eps.iter().map(|e| e[k].as_f64().unwrap_or(f64::NAN)).collect() };
+        for e in &eps {
+            csv.push_str(&format!("{},{},{},{},{},{}\n", e["epoch"], e["loss"], e["accuracy"], e["val_loss"], e["val_accuracy"], e["seconds"]));
+        }
+        std::fs::write(tmp.join("metrics.csv"), csv)?;
+        let img = plot::curves(&col("loss"), &col("val_loss"), &col("accuracy"), &col("val_accuracy"));
+        img.save(tmp.join("curves.png")).context("cannot write curves.png")?;
+        Ok(())
+    })();
+    if let Err(e) = result {
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Err(e.context(format!("writing {}", out.display())));
+    }
+    if out.exists() {
+        let old = parent.join(format!(".{name}.old-{}", std::process::id()));
+        std::fs::rename(out, &old).with_context(|| format!("cannot replace {}", out.display()))?;
+        std::fs::rename(&tmp, out).with_context(|| format!("cannot write {}", out.display()))?;
+        let _ = std::fs::remove_dir_all(&old);
+    } else {
+        std::fs::rename(&tmp, out).with_context(|| format!("cannot write {}", out.display()))?;
+    }
+    Ok(())
+}
+
+fn predict(args: PredictArgs) -> Result<()> {
+    let device = args.backend.device();
+    let model = Classifier::load(&args.model, &device)?;
+    let texts: Vec<Vec<u8>> = if args.texts.is_empty() {
+        let mut input = Vec::new();
+        std::io::stdin().lock().read_to_end(&mut input).context("cannot read stdin")?;
+        let body = input.strip_suffix(b"\n").unwrap_or(&input);
+        if input.is_empty() {
+            Vec::new()
+        } else {
+            body.split(|&b| b == b'\n').map(|l| l.to_vec()).collect()
+        }
+    } else {
+        args.texts.iter().map(|t| t.as_bytes().to_vec()).collect()
+    };
+    let mut w = std::io::BufWriter::new(std::io::stdout().lock());
+    for chunk in texts.chunks(1024) {
+        let tb = model.embedding.tokenize(chunk);
+        let b = DeviceBatch::new(&tb, &vec![0.0; chunk.len()], &device);
+        let p = burn::tensor::activation::sigmoid(model.forward(&b));
+        for v in p.into_data().try_into_vec::<f32>().map_err(|e| anyhow::anyhow!("{e:?}"))? {
+            writeln!(w, "{v:.6}")?;
+        }
+    }
+    w.flush()?;
+    Ok(())
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Some(Command::Predict(p)) => predict(p),
+        None => train(cli.train),
+    };
+    if let Err(e) = result {
+        eprintln!("train-imdb: {e:#}");
+        std::process::exit(1);
+    }
+}

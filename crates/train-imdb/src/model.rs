@@ -1,0 +1,201 @@
+//! The TF tutorial's classifier ("Text classification with TensorFlow Hub"):
+//! text embedding (sqrtn bag) → Dense(16, relu) → Dense(1) logits, binary
+//! cross-entropy on logits, and Keras' Adam update rule.
+
+use crate::data::SplitMix64;
+use anyhow::{Context, Result};
+use burn::module::{Module, Param};
+use burn::store::{ModuleSnapshot, SafetensorsStore};
+use burn::tensor::Gradients;
+use burn::tensor::{activation, Device, Int, Tensor, TensorData};
+use models::text_embedding::{TextEmbedding, TextEmbeddingConfig, TokenBatch};
+use models::weights::ModelFolder;
+use std::collections::HashMap;
+use std::path::Path;
+
+/// `kind` of the trained model's `config.json`.
+pub const KIND: &str = "imdb_classifier";
+
+#[derive(Module, Debug)]
+pub struct Classifier {
+    pub embedding: TextEmbedding,
+    /// `[dim, hidden]` (Keras Dense kernel layout).
+    pub dense_kernel: Param<Tensor<2>>,
+    pub dense_bias: Param<Tensor<1>>,
+    /// `[hidden, 1]`.
+    pub out_kernel: Param<Tensor<2>>,
+    pub out_bias: Param<Tensor<1>>,
+}
+
+/// A batch already on the device.
+pub struct DeviceBatch {
+    pub ids: Tensor<1, Int>,
+    pub rows: Tensor<1, Int>,
+    pub weights: Tensor<2>,
+    /// `[B, 1]` labels as 0/1 floats.
+    pub labels: Tensor<2>,
+    pub batch: usize,
+}
+
+impl DeviceBatch {
+    pub fn new(tb: &TokenBatch, labels: &[f32], device: &Device) -> Self {
+        let ids = Tensor::<1, Int>::from_data(TensorData::new(tb.ids.iter().map(|&i| i as i64).collect(), [tb.ids.len()]), device);
+        let rows = Tensor::<1, Int>::from_data(TensorData::new(tb.rows.iter().map(|&i| i as i64).collect(), [tb.rows.len()]), device);
+        let weights = Tensor::<2>::from_data(TensorData::new(tb.weights.clone(), [tb.weights.len(), 1]), device);
+        let labels = Tensor::<2>::from_data(TensorData::new(labels.to_vec(), [labels.len(), 1]), device);
+        DeviceBatch { ids, rows, weights, labels, batch: tb.batch }
+    }
+}
+
+fn glorot(rng: &mut SplitMix64, fan_in: usize, fan_out: usize) -> Vec<f32> {
+    let limit = (6.0 / (fan_in + fan_out) as f32).sqrt();
+    (0..fan_in * fan_out).map(|_| rng.uniform(limit)).collect()
+}
+
+impl Classifier {
+    /// Keras defaults: Dense kernels glorot-uniform, biases zero (seeded by `seed`).
+    pub fn new(embedding: TextEmbedding, hidden: usize, seed: u64, device: &Device) -> Self {
+        let mut rng = SplitMix64(seed.wrapping_add(1));
+        let dim = embedding.dim();
+        let dk = glorot(&mut rng, dim, hidden);
+        let ok = glorot(&mut rng, hidden, 1);
+        Self::from_values(embedding, hidden, dk, vec![0.0; hidden], ok, vec![0.0], device)
+    }
+
+    pub fn from_values(
+        embedding: TextEmbedding,
+        hidden: usize,
+        dense_kernel: Vec<f32>,
+        dense_bias: Vec<f32>,
+        out_kernel: Vec<f32>,
+        out_bias: Vec<f32>,
+        device: &Device,
+    ) -> Self {
+        let dim = embedding.dim();
+        let p2 = |v: Vec<f32>, s: [usize; 2]| Param::from_tensor(Tensor::<2>::from_data(TensorData::new(v, s), device));
+        let p1 = |v: Vec<f32>| {
+            let n = v.len();
+            Param::from_tensor(Tensor::<1>::from_data(TensorData::new(v, [n]), device))
+        };
+        Classifier {
+            embedding,
+            dense_kernel: p2(dense_kernel, [dim, hidden]),
+            dense_bias: p1(dense_bias),
+            out_kernel: p2(out_kernel, [hidden, 1]),
+            out_bias: p1(out_bias),
+        }
+    }
+
+    pub fn hidden(&self) -> usize {
+        self.dense_bias.dims()[0]
+    }
+
+    /// Logits `[B, 1]`.
+    pub fn forward(&self, b: &DeviceBatch) -> Tensor<2> {
+        let x = self.embedding.forward_tensors(b.ids.clone(), b.rows.clone(), b.weights.clone(), b.batch); // [B, D]
+        let h = activation::relu(x.matmul(self.dense_kernel.val()) + self.dense_bias.val().unsqueeze_dim(0)); // [B, 16]
+        h.matmul(self.out_kernel.val()) + self.out_bias.val().unsqueeze_dim(0) // [B, 1]
+    }
+
+    /// Loads a folder written by [`Classifier::save`].
+    pub fn load(dir: &Path, device: &Device) -> Result<Self> {
+        let folder = ModelFolder::open(dir, KIND)?;
+        let cfg: TextEmbeddingConfig = serde_json::from_value(folder.config["embedding"].clone())
+            .with_context(|| format!("{}: config.embedding", dir.join("config.json").display()))?;
+        let hidden = folder.config["hidden"].as_u64().with_context(|| format!("{}: config.hidden missing", dir.join("config.json").display()))? as usize;
+        let vocab_path = folder.file(&cfg.vocab_file);
+        let vocab = std::fs::read(&vocab_path).with_context(|| format!("{}: cannot read", vocab_path.display()))?;
+        let n = cfg.rows() * cfg.dim;
+        let dim = cfg.dim;
+        let emb = TextEmbedding::from_parts(cfg, &vocab_path.display().to_string(), vocab, vec![0.0; n], device)?;
+        let m = Self::from_values(emb, hidden, vec![0.0; dim * hidden], vec![0.0; hidden], vec![0.0; hidden], vec![0.0], device);
+        Ok(folder.load_into(m, "model.safetensors")?)
+    }
+
+    /// Writes `config.json`, `model.safetensors` and the vocabulary into `dir` (which exists).
+    pub fn save(&self, dir: &Path) -> Result<()> {
+        let cfg = serde_json::json!({
+            "kind": KIND,
+            "config": {"embedding": self.embedding.config(), "hidden": self.hidden()},
+            "source": "train-imdb",
+            "converter_version": env!("CARGO_PKG_VERSION"),
+        });
+        std::fs::write(dir.join("config.json"), serde_json::to_vec_pretty(&cfg)?)?;
+        std::fs::write(dir.join(&self.embedding.config().vocab_file), self.embedding.vocab_bytes())?;
+        let path = dir.join("model.safetensors");
+        let mut store = SafetensorsStore::from_file(path.clone());
+        self.save_into(&mut store).map_err(|e| anyhow::anyhow!("{}: cannot write: {e}", path.display()))?;
+        Ok(())
+    }
+}
+
+/// Keras' binary cross-entropy on logits, mean over the batch:
+/// `max(x, 0) - x z + log(1 + exp(-|x|))`.
+pub fn bce_with_logits(logits: Tensor<2>, labels: Tensor<2>) -> Tensor<1> {
+    let x = logits;
+    let loss = activation::relu(x.clone()) - x.clone() * labels + x.abs().neg().exp().log1p();
+    loss.mean()
+}
+
+/// Keras 3 `Adam` (TF backend) update, dense: `m += (g - m)(1 - β1)`, `v += (g² - v)(1 - β2)`,
+/// `p -= lr √(1-β2^t)/(1-β1^t) · m / (√v + ε)`. (Burn's Adam puts ε on the bias-corrected
+/// √v̂, which differs for small gradients.)
+pub struct KerasAdam {
+    pub lr: f32,
+    pub beta_1: f32,
+    pub beta_2: f32,
+    pub epsilon: f32,
+    pub iterations: u32,
+    slots: HashMap<String, (Tensor<1>, Tensor<1>)>,
+}
+
+impl KerasAdam {
+    pub fn new(lr: f32) -> Self {
+        KerasAdam { lr, beta_1: 0.9, beta_2: 0.999, epsilon: 1e-7, iterations: 0, slots: HashMap::new() }
+    }
+
+    /// One step on every trainable parameter of the model.
+    pub fn step(&mut self, model: Classifier, grads: &Gradients, train_embedding: bool) -> Classifier {
+        self.iterations += 1;
+        let t = self.iterations as i32;
+        let alpha = self.lr * (1.0 - self.beta_2.powi(t)).sqrt() / (1.0 - self.beta_1.powi(t));
+        let Classifier { mut embedding, dense_kernel, dense_bias, out_kernel, out_bias } = model;
+        if train_embedding {
+            embedding.embeddings = self.update("embedding", embedding.embeddings, grads, alpha);
+        }
+        Classifier {
+            embedding,
+            dense_kernel: self.update("dense_kernel", dense_kernel, grads, alpha),
+            dense_bias: self.update("dense_bias", dense_bias, grads, alpha),
+            out_kernel: self.update("out_kernel", out_kernel, grads, alpha),
+            out_bias: self.update("out_bias", out_bias, grads, alpha),
+        }
+    }
+
+    fn update<const D: usize>(&mut self, key: &str, p: Param<Tensor<D>>, grads: &Gradients, alpha: f32) -> Param<Tensor<D>> {
+        let Some(g) = p.grad(grads) else { return p };
+        let (b1, b2, eps) = (self.beta_1, self.beta_2, self.epsilon);
+        p.map(|t| {
+            let shape = t.shape();
+            let n = shape.num_elements();
+            let tracked = t.is_require_grad();
+            let inner = t.inner();
+            let g: Tensor<1> = g.reshape([n]);
+            let (m, v) = match self.slots.remove(key) {
+                Some(s) => s,
+                None => (Tensor::zeros([n], &g.device()), Tensor::zeros([n], &g.device())),
+            };
+            let m = m.clone() + (g.clone() - m) * (1.0 - b1);
+            let v = v.clone() + (g.clone() * g - v) * (1.0 - b2);
+            let delta = (m.clone() * alpha) / (v.clone().sqrt() + eps);
+            self.slots.insert(key.to_string(), (m, v));
+            let new = inner - delta.reshape(shape);
+            let new = Tensor::from_inner(new);
+            if tracked {
+                new.require_grad()
+            } else {
+                new
+            }
+        })
+    }
+}
