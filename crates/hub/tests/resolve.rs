@@ -1,6 +1,8 @@
 //! Resolution against a loopback HTTP server: downloads, redirects, errors, unsafe archives,
 //! concurrency, offline mode, locks and local archives. No test here touches the environment.
 
+#![allow(clippy::result_large_err)]
+
 mod common;
 
 use std::fs;

@@ -197,8 +197,8 @@ pub fn raw_tar_member(name: &[u8], ty: tar::EntryType, data: &[u8], link: Option
     let mut out = h.as_bytes().to_vec();
     out.extend_from_slice(data);
     let pad = (512 - data.len() % 512) % 512;
-    out.extend(std::iter::repeat(0u8).take(pad));
-    out.extend(std::iter::repeat(0u8).take(1024));
+    out.extend(std::iter::repeat_n(0u8, pad));
+    out.extend(std::iter::repeat_n(0u8, 1024));
     out
 }
 
