@@ -1,10 +1,157 @@
-//! text_embedding (being written)
-use crate::{ConvertError, Converted, Source};
+//! Token-based text embeddings in the TF-Hub format (gnews-swivel, nnlm, Wiki-words):
+//! a `tokens.txt` asset plus one `[vocab + oov_buckets, dim]` float table
+//! (spec §3). Writes kind `text_embedding` for `models::text_embedding::TextEmbedding`.
+//!
+//! Recognised when the source has a `tokens.txt` asset and one 2-D float variable with
+//! at least as many rows as the vocabulary has lines. The preprocessing variant comes
+//! from the graph's op types (spec §3.8): `StringSplit` (TF1, empty tokens dropped) vs
+//! `StringSplitV2` (TF2, kept); `StaticRegexReplace`/`RegexReplace` present means `\pP`
+//! removal. The OOV bucket count is `rows - vocab lines` (checked against
+//! `StringToHashBucketFast` being present when it is > 0).
 
-pub fn recognise(_src: &Source) -> bool {
-    false
+use crate::{ConvertError, Converted, OutTensor, Source};
+use serde_json::json;
+
+/// The vocabulary asset's file name.
+pub const VOCAB_FILE: &str = "tokens.txt";
+
+/// Names the table is looked up by, in order, before falling back to the only 2-D
+/// float variable.
+const TABLE_NAMES: &[&str] = &["embeddings", "embeddings/.ATTRIBUTES/VARIABLE_VALUE"];
+
+/// Number of vocabulary lines as TensorFlow's `TextFileInitializer` counts them
+/// (a trailing newline does not start a new line).
+pub fn vocab_lines(bytes: &[u8]) -> usize {
+    if bytes.is_empty() {
+        return 0;
+    }
+    let body = bytes.strip_suffix(b"\n").unwrap_or(bytes);
+    body.split(|&b| b == b'\n').count()
 }
 
-pub fn convert(_src: &Source) -> Result<Converted, ConvertError> {
-    Err(ConvertError::Other("text_embedding conversion is not written yet".into()))
+fn table(src: &Source) -> Option<(&str, &crate::F32Tensor)> {
+    for name in TABLE_NAMES {
+        if let Some(t) = src.get(name) {
+            if t.shape.len() == 2 {
+                let key = src.tensors.iter().find(|(_, v)| std::ptr::eq(*v, t)).map(|(k, _)| k.as_str()).unwrap_or(name);
+                return Some((key, t));
+            }
+        }
+    }
+    let mut two_d = src.tensors.iter().filter(|(_, t)| t.shape.len() == 2);
+    match (two_d.next(), two_d.next()) {
+        (Some((k, t)), None) => Some((k.as_str(), t)),
+        _ => None,
+    }
+}
+
+pub fn recognise(src: &Source) -> bool {
+    let Some(vocab) = src.assets.get(VOCAB_FILE) else { return false };
+    let Some((_, t)) = table(src) else { return false };
+    t.shape[0] >= vocab_lines(vocab) && t.shape[1] > 0
+}
+
+pub fn convert(src: &Source) -> Result<Converted, ConvertError> {
+    let vocab = src
+        .assets
+        .get(VOCAB_FILE)
+        .ok_or_else(|| ConvertError::Other(format!("{}: no `{VOCAB_FILE}` asset (text embeddings need their vocabulary)", src.handle)))?;
+    let (name, t) = table(src).ok_or_else(|| {
+        ConvertError::Missing("embeddings (no variable named `embeddings` and not exactly one 2-D float variable)".into())
+    })?;
+    let v = vocab_lines(vocab);
+    let (rows, dim) = (t.shape[0], t.shape[1]);
+    if rows < v || dim == 0 {
+        return Err(ConvertError::Shape {
+            name: name.to_string(),
+            found: t.shape.clone(),
+            expected: format!("[>= {v} (lines of {VOCAB_FILE}), > 0]"),
+        });
+    }
+    let oov = rows - v;
+    let ops = &src.op_types;
+    if !ops.is_empty() && oov > 0 && !ops.contains("StringToHashBucketFast") && !ops.contains("StringToHashBucket") {
+        return Err(ConvertError::Other(format!(
+            "{}: table `{name}` has {oov} rows beyond the {v} vocabulary lines, but the graph has no \
+             StringToHashBucketFast op to address them",
+            src.handle
+        )));
+    }
+    let split = if ops.contains("StringSplit") && !ops.contains("StringSplitV2") { "skip_empty" } else { "keep_empty" };
+    let remove_punctuation = ops.is_empty() || ops.contains("StaticRegexReplace") || ops.contains("RegexReplace");
+    let source_dtype = src.other_variables.get(name).map(|(d, _)| d.clone());
+    Ok(Converted {
+        kind: "text_embedding".into(),
+        config: json!({
+            "vocab_size": v,
+            "oov_buckets": oov,
+            "dim": dim,
+            "split": split,
+            "remove_punctuation": remove_punctuation,
+            "vocab_file": VOCAB_FILE,
+            "source_dtype": source_dtype,
+        }),
+        tensors: vec![OutTensor { name: "embeddings".into(), shape: vec![rows, dim], data: t.data.clone() }],
+        assets: vec![(VOCAB_FILE.to_string(), vocab.clone())],
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::F32Tensor;
+
+    fn source(ops: &[&str], name: &str) -> Source {
+        let mut s = Source { handle: "test".into(), ..Default::default() };
+        s.assets.insert(VOCAB_FILE.into(), b"a\nb\nc\n".to_vec());
+        s.tensors.insert(name.into(), F32Tensor { shape: vec![5, 2], data: (0..10).map(|x| x as f32).collect() });
+        s.tensors.insert("save_counter".into(), F32Tensor { shape: vec![], data: vec![1.0] });
+        s.op_types = ops.iter().map(|s| s.to_string()).collect();
+        s
+    }
+
+    #[test]
+    fn tf2_export_is_keep_empty_with_punctuation_removal() {
+        let s = source(&["StaticRegexReplace", "StringSplitV2", "StringToHashBucketFast"], "Variable");
+        assert!(recognise(&s));
+        let c = convert(&s).unwrap();
+        assert_eq!(c.kind, "text_embedding");
+        assert_eq!(c.config["vocab_size"], 3);
+        assert_eq!(c.config["oov_buckets"], 2);
+        assert_eq!(c.config["dim"], 2);
+        assert_eq!(c.config["split"], "keep_empty");
+        assert_eq!(c.config["remove_punctuation"], true);
+        assert_eq!(c.tensors[0].name, "embeddings");
+        assert_eq!(c.tensors[0].data[9], 9.0);
+        assert_eq!(c.assets[0].0, "tokens.txt");
+    }
+
+    #[test]
+    fn tf1_export_skips_empty_tokens() {
+        let s = source(&["StringSplit", "StringToHashBucketFast"], "module/embeddings");
+        let c = convert(&s).unwrap();
+        assert_eq!(c.config["split"], "skip_empty");
+        assert_eq!(c.config["remove_punctuation"], false);
+    }
+
+    #[test]
+    fn rows_beyond_vocab_without_hashing_is_an_error() {
+        let s = source(&["StringSplitV2"], "embeddings");
+        assert!(convert(&s).unwrap_err().to_string().contains("StringToHashBucketFast"));
+    }
+
+    #[test]
+    fn vocab_lines_counts_like_tensorflow() {
+        assert_eq!(vocab_lines(b""), 0);
+        assert_eq!(vocab_lines(b"a"), 1);
+        assert_eq!(vocab_lines(b"a\nb"), 2);
+        assert_eq!(vocab_lines(b"a\nb\n"), 2);
+    }
+
+    #[test]
+    fn no_vocab_is_not_recognised() {
+        let mut s = source(&[], "embeddings");
+        s.assets.clear();
+        assert!(!recognise(&s));
+    }
 }
