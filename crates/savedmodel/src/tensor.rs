@@ -196,26 +196,54 @@ impl Tensor {
     }
 }
 
+/// Plain numeric types for which every bit pattern is a valid value.
+trait Pod: Copy + Default {
+    fn from_le(b: &[u8]) -> Self;
+}
+macro_rules! pod {
+    ($($t:ty),*) => {$(
+        impl Pod for $t {
+            fn from_le(b: &[u8]) -> Self {
+                let mut a = [0u8; std::mem::size_of::<$t>()];
+                a.copy_from_slice(b);
+                <$t>::from_le_bytes(a)
+            }
+        }
+    )*};
+}
+pod!(f32, f64, i16, i32, i64, u16, u32, u64);
+
+/// Little-endian bytes to a vector of `T` (a plain copy on little-endian machines, so it is
+/// fast even without optimisation). `bytes.len()` must be a multiple of the size of `T`.
+fn le_vec<T: Pod>(bytes: &[u8]) -> Vec<T> {
+    let size = std::mem::size_of::<T>();
+    let n = bytes.len() / size;
+    if cfg!(target_endian = "little") {
+        let mut v = vec![T::default(); n];
+        // SAFETY: `v` owns `n * size` initialised bytes; `T` is a plain numeric type for which
+        // any bit pattern is valid; the regions do not overlap.
+        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), v.as_mut_ptr() as *mut u8, n * size) };
+        v
+    } else {
+        bytes.chunks_exact(size).map(T::from_le).collect()
+    }
+}
+
 /// Decodes little-endian fixed-size elements. `bytes.len()` must equal `n * element_size`.
 pub(crate) fn decode_fixed(dtype: DType, bytes: &[u8]) -> Option<TensorData> {
-    macro_rules! le {
-        ($t:ty, $n:expr) => {
-            bytes.chunks_exact($n).map(|c| <$t>::from_le_bytes(c.try_into().unwrap_or([0; $n]))).collect()
-        };
-    }
     Some(match dtype {
-        DType::F32 => TensorData::F32(le!(f32, 4)),
-        DType::F64 => TensorData::F64(le!(f64, 8)),
-        DType::F16 => TensorData::F16(le!(u16, 2)),
-        DType::BF16 => TensorData::BF16(le!(u16, 2)),
+        DType::F32 => TensorData::F32(le_vec(bytes)),
+        DType::F64 => TensorData::F64(le_vec(bytes)),
+        DType::F16 => TensorData::F16(le_vec(bytes)),
+        DType::BF16 => TensorData::BF16(le_vec(bytes)),
         DType::I8 => TensorData::I8(bytes.iter().map(|&b| b as i8).collect()),
-        DType::I16 => TensorData::I16(le!(i16, 2)),
-        DType::I32 => TensorData::I32(le!(i32, 4)),
-        DType::I64 => TensorData::I64(le!(i64, 8)),
+        DType::I16 => TensorData::I16(le_vec(bytes)),
+        DType::I32 => TensorData::I32(le_vec(bytes)),
+        DType::I64 => TensorData::I64(le_vec(bytes)),
         DType::U8 => TensorData::U8(bytes.to_vec()),
-        DType::U16 => TensorData::U16(le!(u16, 2)),
-        DType::U32 => TensorData::U32(le!(u32, 4)),
-        DType::U64 => TensorData::U64(le!(u64, 8)),
+        DType::U16 => TensorData::U16(le_vec(bytes)),
+        DType::U32 => TensorData::U32(le_vec(bytes)),
+        DType::U64 => TensorData::U64(le_vec(bytes)),
         DType::Bool => TensorData::Bool(bytes.iter().map(|&b| b != 0).collect()),
         _ => return None,
     })
