@@ -20,7 +20,6 @@ Small mode writes tests/fixtures/inception_v3/small/ (depth_multiplier 0.05, min
 num_classes 11):
     saved_model/                 the SavedModel (saved_model.pb, variables/); to keep it small it holds
                                  the variables and object graph only (no serving function)
-    variables_tf.safetensors     the same variables by TF name (`module/InceptionV3/...`)
     expected.safetensors         inputs and TensorFlow's outputs:
         a/input_u8 [2, 91, 107, 3] (uint8; the network input is input_u8 / 255 as float32), a/logits [2, 11], a/features [2, C] (global mean of Mixed_7c),
         a/Mixed_5b, a/Mixed_6e, a/Mixed_7c (NHWC end points),
@@ -31,7 +30,8 @@ num_classes 11):
     expected.json                config + shapes + top-5 per image.
 
 Full mode writes tools/out/inception_v3_full/ (depth 1.0, min_depth 16, 1001 classes):
-    saved_model/, variables_tf.safetensors,
+    saved_model/ (with a serving_default signature), variables_tf.safetensors (the variables by
+    TF name, `module/InceptionV3/...`),
     expected.safetensors: for every image of ../shared/data/images (sorted) `img<i>/input`
         [1, 299, 299, 3] (decode, float [0,1], tf.image.resize bilinear 299x299, antialias off),
         `img<i>/logits` [1, 1001], `img<i>/features` [1, 2048]; and `batch/input` [4, 299, 299, 3]
@@ -134,7 +134,7 @@ def top5(logits):
     return [[int(i) for i in np.argsort(-row, kind="stable")[:5]] for row in logits]
 
 
-def save_model(model, out):
+def save_model(model, out, safetensors_copy):
     sm = os.path.join(out, "saved_model")
     if os.path.exists(sm):
         shutil.rmtree(sm)
@@ -145,7 +145,8 @@ def save_model(model, out):
         # committed saved_model.pb small; the checkpoint is still object-based.
         tf.saved_model.save(model, sm, options=tf.saved_model.SaveOptions(experimental_skip_saver=True))
     tensors = {v.name[:-2]: v.numpy() for v in model.all_variables}
-    save_file(tensors, os.path.join(out, "variables_tf.safetensors"))
+    if safetensors_copy:
+        save_file(tensors, os.path.join(out, "variables_tf.safetensors"))
     return tensors
 
 
@@ -160,7 +161,7 @@ def small(out):
     cfg = dict(num_classes=11, depth_multiplier=0.05, min_depth=4)
     model, tmpl = build(**cfg, with_function=False)
     randomise(model.all_variables)
-    tensors = save_model(model, out)
+    tensors = save_model(model, out, safetensors_copy=False)
     rng = np.random.default_rng(1)
     exp, meta = {}, {"config": cfg, "cases": {}}
 
@@ -220,7 +221,7 @@ def full(out, images_dir):
     cfg = dict(num_classes=1001, depth_multiplier=1.0, min_depth=16)
     model, tmpl = build(**cfg)
     randomise(model.all_variables)
-    save_model(model, out)
+    save_model(model, out, safetensors_copy=True)
     files = sorted(f for f in os.listdir(images_dir) if f.lower().endswith((".jpg", ".jpeg", ".png")))
     exp, meta = {}, {"config": cfg, "images": files, "top5": {}}
     for i, f in enumerate(files):

@@ -10,7 +10,7 @@ use models::Backend;
 use std::time::Instant;
 
 fn sync(t: Tensor<2>) -> f32 {
-    t.into_data().to_vec::<f32>().unwrap()[0]
+    t.into_data().try_to_vec::<f32>().unwrap()[0]
 }
 
 fn time_forward(model: &InceptionV3, batch: usize, iters: usize, dev: &Device) -> f64 {

@@ -1,8 +1,6 @@
 //! The `classify` CLI on the small Inception-v3 fixture (converted in the test from the
 //! TensorFlow variables): JSON shape, labels.txt, --features, error messages.
 
-use convert::{F32Tensor, Source};
-use safetensors::SafeTensors;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -12,13 +10,8 @@ fn repo() -> PathBuf {
 
 /// Converts tests/fixtures/inception_v3/small into a model folder under a temp dir.
 fn small_model(tag: &str) -> PathBuf {
-    let bytes = std::fs::read(repo().join("tests/fixtures/inception_v3/small/variables_tf.safetensors")).unwrap();
-    let st = SafeTensors::deserialize(&bytes).unwrap();
-    let mut src = Source::default();
-    for (name, v) in st.tensors() {
-        let data = v.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
-        src.tensors.insert(name, F32Tensor { shape: v.shape().to_vec(), data });
-    }
+    let sm = savedmodel::read(&repo().join("tests/fixtures/inception_v3/small/saved_model")).unwrap();
+    let src = convert::from_savedmodel::source_from_savedmodel(&sm, "fixture").unwrap();
     let conv = convert::kinds::inception_v3::convert(&src).unwrap();
     let dir = std::env::temp_dir().join(format!("tfhub-rs-classify-{tag}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

@@ -4,7 +4,6 @@
 //! tools/out/inception_v3_full/converted/ for `tools/check_inception_full.py` (classify CLI).
 
 use burn::tensor::{Tensor, TensorData};
-use convert::{F32Tensor, Source};
 use models::inception_v3::InceptionV3;
 use models::Backend;
 use safetensors::SafeTensors;
@@ -62,10 +61,8 @@ fn full_size_inception_v3_matches_tensorflow_on_every_image() {
         println!("SKIP: {} absent (run tools/make_inception_fixture.py --full)", exp_path.display());
         return;
     }
-    let mut src = Source { handle: root.display().to_string(), ..Default::default() };
-    for (name, (shape, data)) in read_tensors(&root.join("variables_tf.safetensors")) {
-        src.tensors.insert(name, F32Tensor { shape, data });
-    }
+    let sm = savedmodel::read(&root.join("saved_model")).expect("read SavedModel");
+    let src = convert::from_savedmodel::source_from_savedmodel(&sm, &root.display().to_string()).expect("source");
     let conv = convert::kinds::inception_v3::convert(&src).expect("convert");
     assert_eq!(conv.config["num_classes"], 1001);
     assert_eq!(conv.config["depth_multiplier"], 1.0);

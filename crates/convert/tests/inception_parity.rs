@@ -6,7 +6,7 @@
 //! (depth_multiplier 0.05, min_depth 4, 11 classes, random weights and BN statistics).
 
 use burn::tensor::{Device, Tensor, TensorData};
-use convert::{F32Tensor, Source};
+use convert::Source;
 use models::inception_v3::{Activation, EndPoint, InceptionV3, InceptionV3Config};
 use models::Backend;
 use safetensors::SafeTensors;
@@ -36,11 +36,13 @@ fn read_tensors(path: &Path) -> BTreeMap<String, (Vec<usize>, Vec<f32>)> {
     out
 }
 
-fn source_from_tf_variables() -> Source {
-    let mut src = Source { handle: "fixture".into(), ..Default::default() };
-    for (name, (shape, data)) in read_tensors(&fixture().join("variables_tf.safetensors")) {
-        src.tensors.insert(name, F32Tensor { shape, data });
-    }
+/// The fixture's SavedModel read by `savedmodel` (object-based checkpoint, names from the
+/// object graph: `module/InceptionV3/...`) as the converter's input.
+fn source_from_saved_model() -> Source {
+    let sm = savedmodel::read(&fixture().join("saved_model")).expect("read SavedModel");
+    let src = convert::from_savedmodel::source_from_savedmodel(&sm, "fixture").expect("source");
+    assert_eq!(src.tensors.len(), 94 * 4 + 2);
+    assert!(src.tensors.contains_key("module/InceptionV3/Mixed_5c/Branch_1/Conv_1_0c_5x5/weights"));
     src
 }
 
@@ -63,7 +65,7 @@ fn write_folder(conv: &convert::Converted, tag: &str) -> PathBuf {
 }
 
 fn converted_folder() -> PathBuf {
-    let src = source_from_tf_variables();
+    let src = source_from_saved_model();
     assert!(convert::kinds::inception_v3::recognise(&src));
     let conv = convert::kinds::inception_v3::convert(&src).expect("convert");
     write_folder(&conv, "small")
@@ -206,7 +208,7 @@ fn loading_another_kind_is_refused() {
 
 #[test]
 fn converter_reads_width_and_classes_off_the_shapes() {
-    let conv = convert::kinds::inception_v3::convert(&source_from_tf_variables()).unwrap();
+    let conv = convert::kinds::inception_v3::convert(&source_from_saved_model()).unwrap();
     assert_eq!(conv.kind, "inception_v3");
     assert_eq!(conv.config["num_classes"], 11);
     assert_eq!(conv.config["depth_multiplier"], 0.05);
@@ -217,7 +219,7 @@ fn converter_reads_width_and_classes_off_the_shapes() {
     let cfg: InceptionV3Config = serde_json::from_value(conv.config.clone()).unwrap();
     assert_eq!(cfg.feature_dim(), exp_feature_dim());
     // Without the logits variables: the feature-vector model.
-    let mut src = source_from_tf_variables();
+    let mut src = source_from_saved_model();
     src.tensors.retain(|k, _| !k.contains("/Logits/"));
     let conv = convert::kinds::inception_v3::convert(&src).unwrap();
     assert_eq!(conv.config["num_classes"], serde_json::Value::Null);
