@@ -6,7 +6,7 @@
 use burn::store::{ModuleSnapshot, SafetensorsStore};
 use burn::tensor::{Device, Tensor, TensorData};
 use models::stylization::{
-    MobileNetPredictorConfig, MobileNetStylePredictor, StylePredictor, Transformer, TransformerConfig, KIND_STYLE_PREDICTOR,
+    MobileNetPredictorConfig, MobileNetStylePredictor, StylePredictor, Stylization, Transformer, TransformerConfig, KIND_STYLE_PREDICTOR,
     KIND_STYLE_TRANSFER,
 };
 use std::path::Path;
@@ -184,6 +184,62 @@ pub fn load_half(path: &Path, device: &Device) -> Result<Half, Error> {
         KIND_STYLE_TRANSFER => Ok(Half::Transfer(Transformer::load(path, device).map_err(|e| err(e.to_string()))?)),
         k => Err(err(format!("holds a `{k}` model, expected a style predictor or style transfer network"))),
     }
+}
+
+/// Loads a predictor from a `.tflite` file or a converted folder
+/// (`style_predictor`, or the Inception predictor of a `stylization` folder).
+pub fn load_predictor(path: &Path, device: &Device) -> Result<StylePredictor, Error> {
+    if path.is_file() {
+        return match load_tflite(path, device)? {
+            Half::Predictor(p) => Ok(p),
+            Half::Transfer(_) => Err(Error::Model {
+                file: path.display().to_string(),
+                msg: "is a style transfer network, expected a style predictor".into(),
+            }),
+        };
+    }
+    StylePredictor::load(path, device).map_err(|e| Error::Model { file: path.display().to_string(), msg: e.to_string() })
+}
+
+/// Loads a transformer from a `.tflite` file or a converted folder
+/// (`style_transfer`, or the transformer of a `stylization` folder).
+pub fn load_transfer(path: &Path, device: &Device) -> Result<Transformer, Error> {
+    let err = |msg: String| Error::Model { file: path.display().to_string(), msg };
+    if path.is_file() {
+        return match load_tflite(path, device)? {
+            Half::Transfer(t) => Ok(t),
+            Half::Predictor(_) => Err(err("is a style predictor, expected a style transfer network".into())),
+        };
+    }
+    let kind = models::stylization::folder_kind(path).map_err(|e| err(e.to_string()))?;
+    if kind == models::stylization::KIND_STYLIZATION {
+        return Ok(Stylization::load(path, device).map_err(|e| err(e.to_string()))?.transformer);
+    }
+    Transformer::load(path, device).map_err(|e| err(e.to_string()))
+}
+
+/// A whole model from a converted `stylization` folder, or from a SavedModel
+/// handle (TF-Hub / Kaggle URL, archive, local SavedModel folder) converted in
+/// memory (through a temporary folder).
+pub fn load_model(spec: &str, device: &Device) -> Result<Stylization, Error> {
+    let err = |msg: String| Error::Model { file: spec.to_string(), msg };
+    let local = Path::new(spec);
+    if local.join("config.json").is_file() {
+        return Stylization::load(local, device).map_err(|e| err(e.to_string()));
+    }
+    let resolved = hub::resolve(spec, &hub::Options::from_env()).map_err(|e| err(e.to_string()))?;
+    if !resolved.path.join("saved_model.pb").is_file() {
+        return Err(err(format!("{} is not a SavedModel folder or a converted model folder", resolved.path.display())));
+    }
+    let sm = savedmodel::read(&resolved.path).map_err(|e| err(e.to_string()))?;
+    let src = convert::from_savedmodel::source_from_savedmodel(&sm, spec).map_err(|e| err(e.to_string()))?;
+    let converted = convert::kinds::convert_any(&src)
+        .map_err(|e| err(e.to_string()))?
+        .ok_or_else(|| err("not recognised as a stylization model".into()))?;
+    let tmp = tempfile::tempdir().map_err(|e| err(e.to_string()))?;
+    let dir = tmp.path().join("model");
+    convert::write::write_model(&dir, &converted, spec, &[]).map_err(|e| err(e.to_string()))?;
+    Stylization::load(&dir, device).map_err(|e| err(e.to_string()))
 }
 
 /// `[N]` floats of a tensor.

@@ -11,7 +11,7 @@ use clap::Parser;
 use models::stylization::{blend_bottlenecks, StylePredictor, Transformer};
 use models::Backend;
 use std::path::{Path, PathBuf};
-use stylize::{load_half, to_vec, Half, Image};
+use stylize::{load_model, load_predictor, load_transfer, to_vec, Image};
 
 /// Stylize content images with the style of another image (Magenta arbitrary
 /// image stylization: a style predictor gives a 100-d style vector, a transfer
@@ -19,9 +19,10 @@ use stylize::{load_half, to_vec, Half, Image};
 #[derive(Parser, Debug)]
 #[command(name = "stylize", version)]
 struct Args {
-    /// A model holding both halves: "PREDICTOR,TRANSFER" (two .tflite files or
-    /// converted folders), or a folder holding a style_predict*.tflite and a
-    /// style_transfer*.tflite file.
+    /// A model holding both halves: a converted `stylization` folder, a SavedModel
+    /// handle (TF-Hub/Kaggle URL, archive, folder; converted in memory),
+    /// "PREDICTOR,TRANSFER" (two .tflite files or converted folders), or a folder
+    /// holding a style_predict*.tflite and a style_transfer*.tflite file.
     #[arg(long)]
     model: Option<String>,
     /// Style predictor: a .tflite file or a converted `style_predictor` folder.
@@ -173,23 +174,18 @@ fn run(a: Args) -> Result<()> {
     }
     let backend: Backend = a.backend.parse().map_err(|e: String| anyhow!(e))?;
     let device: Device = backend.device();
-    let (pred_path, tran_path) = match (&a.model, &a.predictor, &a.transfer) {
-        (Some(m), None, None) => split_model(m)?,
-        (None, Some(p), Some(t)) => (p.clone(), t.clone()),
-        (None, None, Some(t)) if a.style_vector.is_some() && a.strength >= 1.0 => (PathBuf::new(), t.clone()),
+    let (predictor, transformer): (Option<StylePredictor>, Transformer) = match (&a.model, &a.predictor, &a.transfer) {
+        (Some(m), None, None) => match split_model(m) {
+            Ok((p, t)) => (Some(load_predictor(&p, &device)?), load_transfer(&t, &device)?),
+            // A converted `stylization` folder or a SavedModel handle.
+            Err(_) => {
+                let s = load_model(m, &device)?;
+                (Some(s.predictor), s.transformer)
+            }
+        },
+        (None, Some(p), Some(t)) => (Some(load_predictor(p, &device)?), load_transfer(t, &device)?),
+        (None, None, Some(t)) if a.style_vector.is_some() && a.strength >= 1.0 => (None, load_transfer(t, &device)?),
         _ => bail!("give --model, or both --predictor and --transfer (--transfer alone with --style-vector)"),
-    };
-    let transformer: Transformer = match load_half(&tran_path, &device)? {
-        Half::Transfer(t) => t,
-        Half::Predictor(_) => bail!("{}: is a style predictor, expected a style transfer network", tran_path.display()),
-    };
-    let predictor: Option<StylePredictor> = if pred_path.as_os_str().is_empty() {
-        None
-    } else {
-        match load_half(&pred_path, &device)? {
-            Half::Predictor(p) => Some(p),
-            Half::Transfer(_) => bail!("{}: is a style transfer network, expected a style predictor", pred_path.display()),
-        }
     };
     let crop = !a.no_crop;
     // Style bottleneck [1, 100].
