@@ -108,10 +108,16 @@ impl Drop for Lock {
     }
 }
 
-/// Removes the lock file if it still holds `content` (someone may have replaced it meanwhile).
+/// Removes a stale lock file if it still holds `content` (someone may have replaced it
+/// meanwhile), and the abandoned download folder it names.
 fn remove_lock_if(path: &Path, content: &str) {
     if fs::read_to_string(path).map(|c| c == content).unwrap_or(false) {
         let _ = fs::remove_file(path);
+        if let (Some((_, _, uid)), Some(dir)) = (parse_lock(content), path.to_str().and_then(|p| p.strip_suffix(".lock"))) {
+            if !uid.is_empty() && uid.bytes().all(|b| b.is_ascii_alphanumeric()) {
+                let _ = fs::remove_dir_all(tmp_path(Path::new(dir), uid));
+            }
+        }
     }
 }
 
@@ -218,12 +224,24 @@ pub(crate) fn populate_atomically(
         if !is_complete(&tmp) {
             return Err(Error::Other(format!("{handle}: download produced no files")));
         }
+        if is_complete(dir) {
+            // Someone else finished meanwhile (e.g. a lock judged stale too early): keep theirs.
+            let _ = fs::remove_dir_all(&tmp);
+            return Ok(());
+        }
         write_descriptor(dir, handle)?;
         if dir.exists() {
             // An empty leftover folder (not complete by the rule above).
-            let _ = fs::remove_dir_all(dir);
+            let _ = fs::remove_dir(dir);
         }
-        fs::rename(&tmp, dir).map_err(io_err(&tmp, "cannot move download into the cache"))
+        match fs::rename(&tmp, dir) {
+            Ok(()) => Ok(()),
+            Err(_) if is_complete(dir) => {
+                let _ = fs::remove_dir_all(&tmp);
+                Ok(())
+            }
+            Err(e) => Err(io_err(&tmp, "cannot move download into the cache")(e)),
+        }
     });
     if result.is_err() {
         let _ = fs::remove_dir_all(&tmp);

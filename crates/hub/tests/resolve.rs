@@ -352,7 +352,8 @@ fn stale_lock_of_dead_process_is_recovered() {
     // A long lock timeout: only the dead-pid rule can free it quickly.
     let r = resolver(cache.path()).lock_timeout(Duration::from_secs(3600)).resolve(&handle).unwrap();
     assert_fake_model(&r.path);
-    assert!(!lock.exists());
+    // The lock and the abandoned download folder are gone.
+    assert_cache_names(cache.path(), &[sha.clone(), format!("{sha}.descriptor.txt")]);
 }
 
 #[test]
