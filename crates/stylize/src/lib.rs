@@ -198,6 +198,9 @@ pub fn load_predictor(path: &Path, device: &Device) -> Result<StylePredictor, Er
             }),
         };
     }
+    if !path.join("config.json").is_file() {
+        return Ok(load_model(&path.display().to_string(), device)?.predictor);
+    }
     StylePredictor::load(path, device).map_err(|e| Error::Model { file: path.display().to_string(), msg: e.to_string() })
 }
 
@@ -210,6 +213,9 @@ pub fn load_transfer(path: &Path, device: &Device) -> Result<Transformer, Error>
             Half::Transfer(t) => Ok(t),
             Half::Predictor(_) => Err(err("is a style predictor, expected a style transfer network".into())),
         };
+    }
+    if !path.join("config.json").is_file() {
+        return Ok(load_model(&path.display().to_string(), device)?.transformer);
     }
     let kind = models::stylization::folder_kind(path).map_err(|e| err(e.to_string()))?;
     if kind == models::stylization::KIND_STYLIZATION {

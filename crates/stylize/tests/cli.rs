@@ -130,3 +130,43 @@ fn bad_inputs_fail_with_a_message() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("at least 5x5"));
 }
+
+/// `--model` with a SavedModel folder (H6's small Magenta-structured fixture,
+/// converted in memory) and a TF Lite predictor mixed with that SavedModel's transformer.
+#[test]
+fn saved_model_and_mixed_halves() {
+    let Some(d) = data() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let tgz = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/stylization/saved_model.tar.gz");
+    if !tgz.is_file() {
+        eprintln!("SKIP: {} not found", tgz.display());
+        return;
+    }
+    assert!(Command::new("tar").arg("xzf").arg(&tgz).arg("-C").arg(tmp.path()).status().unwrap().success());
+    let sm = tmp.path().join("saved_model");
+    let out = tmp.path().join("sm.npy");
+    let st = stylize()
+        .arg("--model").arg(&sm)
+        .arg("--content").arg(d.join("images/tuebingen.jpg"))
+        .arg("--style").arg(d.join("images/starry_night.jpg"))
+        .args(["--content-size", "50", "--style-size", "64"])
+        .arg("-o").arg(&out)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let (h, v) = read_npy(&out);
+    assert!(h.contains("(52, 52, 3)"), "{h}"); // 4 * ceil(50 / 4)
+    assert!(v.iter().all(|x| (0.0..=1.0).contains(x)));
+    let out = tmp.path().join("mix.png");
+    let st = stylize()
+        .arg("--predictor").arg(d.join("magenta-tflite/style_predict_quantized_256.tflite"))
+        .arg("--transfer").arg(&sm)
+        .arg("--content").arg(d.join("images/tuebingen.jpg"))
+        .arg("--style").arg(d.join("images/starry_night.jpg"))
+        .args(["--content-size", "32"])
+        .arg("-o").arg(&out)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    assert_eq!(image::open(&out).unwrap().width(), 32);
+}
