@@ -242,3 +242,24 @@ fn output_path_under_a_file_fails_cleanly() {
     assert_eq!(std::fs::read_dir(&work).unwrap().count(), 1);
     std::fs::remove_dir_all(&work).unwrap();
 }
+
+#[test]
+fn tflite_files_go_to_the_tflite_converter() {
+    let f = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/magenta-tflite/style_predict_quantized_256.tflite");
+    if !f.is_file() {
+        eprintln!("skipped: {} absent", f.display());
+        return;
+    }
+    let work = scratch("tflite");
+    let out = convert(&["inspect", f.to_str().unwrap()], &work);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("TF Lite"), "{}", text(&out.stdout));
+    let out = convert(&[f.to_str().unwrap()], &work);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).lines().last().unwrap(), "weights/style_predict_quantized_256");
+    let cfg: Value =
+        serde_json::from_slice(&std::fs::read(work.join("weights/style_predict_quantized_256/config.json")).unwrap()).unwrap();
+    assert_ne!(cfg["kind"], "raw");
+    assert_eq!(cfg["source_sha256"].as_object().unwrap().len(), 1);
+    std::fs::remove_dir_all(&work).unwrap();
+}
