@@ -104,11 +104,15 @@ impl Image {
     }
 
     /// Preprocessing of the Magenta examples: optional central crop, resize to
-    /// `size` x `size` (0 keeps the size), optional 3x3 blur.
+    /// fit inside `size` x `size` keeping the aspect ratio (0 keeps the size), optional 3x3 blur.
     pub fn prepare(&self, crop: bool, size: usize, blur: bool) -> Self {
         let mut img = if crop { self.central_crop() } else { self.clone() };
         if size > 0 {
-            img = img.resize(size, size);
+            // `tf.image.resize(img, (size, size), preserve_aspect_ratio=True)`: fit inside size x size.
+            let scale = (size as f64 / img.height as f64).min(size as f64 / img.width as f64);
+            let h = ((img.height as f64 * scale).round() as usize).max(1);
+            let w = ((img.width as f64 * scale).round() as usize).max(1);
+            img = img.resize(h, w);
         }
         if blur {
             img = img.box_blur3();
@@ -251,4 +255,33 @@ pub fn load_model(spec: &str, device: &Device) -> Result<Stylization, Error> {
 /// `[N]` floats of a tensor.
 pub fn to_vec<const D: usize>(t: Tensor<D>) -> Vec<f32> {
     t.into_data().convert::<f32>().try_into_vec::<f32>().unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ramp(h: usize, w: usize) -> Image {
+        Image { height: h, width: w, data: (0..h * w * 3).map(|i| (i % 251) as f32 / 250.0).collect() }
+    }
+
+    #[test]
+    fn crop_and_fit_keep_tf_shapes() {
+        let img = ramp(6, 10);
+        let c = img.central_crop();
+        assert_eq!((c.height, c.width), (6, 6));
+        assert_eq!(&c.data[..3], &img.data[2 * 3..2 * 3 + 3]); // x offset (10 - 6) / 2 = 2
+        let p = img.prepare(false, 5, false);
+        assert_eq!((p.height, p.width), (3, 5));
+        let same = img.resize(6, 10);
+        assert_eq!(same.data, img.data); // identity resize
+    }
+
+    #[test]
+    fn blur_excludes_padding() {
+        // 2x2 single-channel-like pattern: every 3x3 SAME window covers the whole image.
+        let img = Image { height: 2, width: 2, data: vec![0., 0., 0., 1., 1., 1., 2., 2., 2., 3., 3., 3.] };
+        let b = img.box_blur3();
+        assert!(b.data.iter().all(|v| (v - 1.5).abs() < 1e-6));
+    }
 }

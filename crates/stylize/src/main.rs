@@ -25,10 +25,10 @@ struct Args {
     /// holding a style_predict*.tflite and a style_transfer*.tflite file.
     #[arg(long)]
     model: Option<String>,
-    /// Style predictor: a .tflite file or a converted `style_predictor` folder.
+    /// Style predictor: a .tflite file, a converted `style_predictor` or `stylization` folder, or a SavedModel folder.
     #[arg(long)]
     predictor: Option<PathBuf>,
-    /// Style transfer network: a .tflite file or a converted `style_transfer` folder.
+    /// Style transfer network: a .tflite file, a converted `style_transfer` or `stylization` folder, or a SavedModel folder.
     #[arg(long)]
     transfer: Option<PathBuf>,
     /// Content image(s) (PNG or JPEG).
@@ -40,10 +40,10 @@ struct Args {
     /// Output: a file (.png, .jpg or .npy) for one content image, a folder for several.
     #[arg(short = 'o', long = "output")]
     output: PathBuf,
-    /// Content side after the central crop (0 = keep the image's own size).
+    /// Content size: the image is fitted inside SIZE x SIZE (after the central crop: SIZE x SIZE); 0 keeps its own size.
     #[arg(long, default_value_t = 384)]
     content_size: usize,
-    /// Style side after the central crop (0 = keep the image's own size).
+    /// Style size, as --content-size.
     #[arg(long, default_value_t = 256)]
     style_size: usize,
     /// Do not crop images to their central square.
