@@ -222,7 +222,8 @@ def bench(args):
         ds = tf.data.Dataset.from_tensor_slices((ids, labels[:, None]))
         if shuffle:
             ds = ds.shuffle(len(rows), seed=args.seed, reshuffle_each_iteration=True)
-        return ds.padded_batch(args.batch_size, padding_values=(tf.constant(-1, tf.int64), 0.0)).prefetch(2)
+        ds = ds.ragged_batch(args.batch_size).map(lambda x, y: (x.to_tensor(default_value=-1), y))
+        return ds.prefetch(2)
 
     train_ds, val_ds, test_ds = dataset(tr, True), dataset(va, False), dataset(test, False)
     prep = time.time() - t0
