@@ -78,3 +78,36 @@ fn reads_the_real_archive() {
     assert_eq!(d.train.iter().filter(|r| r.label == 1).count(), 12500);
     assert_eq!(d.train[0].path, "train/neg/0_3.txt");
 }
+
+/// `--embedding DIR --freeze-embedding`: starts from a converted folder and leaves its table unchanged.
+#[test]
+fn frozen_pretrained_embedding_stays_unchanged() {
+    use burn::tensor::Device;
+    use models::text_embedding::{SplitMode, TextEmbedding, TextEmbeddingConfig};
+    let tmp = tempfile::tempdir().unwrap();
+    make_data(tmp.path());
+    let vocab = b"a\ngreat\nmovie\nawful\nloved\nhated\nit\n".to_vec();
+    let config = TextEmbeddingConfig {
+        vocab_size: 7,
+        oov_buckets: 2,
+        dim: 3,
+        split: SplitMode::KeepEmpty,
+        remove_punctuation: true,
+        vocab_file: "tokens.txt".into(),
+        source_dtype: None,
+    };
+    let table: Vec<f32> = (0..27).map(|i| (i as f32 * 0.37).sin()).collect();
+    let emb = TextEmbedding::from_parts(config, "tokens.txt", vocab, table.clone(), &Device::flex()).unwrap();
+    let emb_dir = tmp.path().join("emb");
+    emb.save(&emb_dir, "test").unwrap();
+    let out = tmp.path().join("run");
+    let o = Command::new(env!("CARGO_BIN_EXE_train-imdb"))
+        .args(["--data", tmp.path().to_str().unwrap(), "--embedding", emb_dir.to_str().unwrap(), "--freeze-embedding"])
+        .args(["--epochs", "3", "--batch-size", "4", "--validation", "4", "--out", out.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let st = safetensors::SafeTensors::deserialize(&std::fs::read(out.join("model.safetensors")).unwrap()).unwrap().tensor("embedding.embeddings").unwrap().data().to_vec();
+    let saved: Vec<f32> = st.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+    assert_eq!(saved, table);
+}
