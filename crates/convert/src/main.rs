@@ -61,7 +61,11 @@ struct ConvertArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Some(Command::Inspect { handle, json, offline }) => inspect(&handle, json, offline),
+        Some(Command::Inspect {
+            handle,
+            json,
+            offline,
+        }) => inspect(&handle, json, offline),
         None => run_convert(&cli.convert),
     };
     match result {
@@ -89,14 +93,22 @@ fn error_paragraph(e: &anyhow::Error) -> String {
 }
 
 fn resolve(handle: &str, offline: bool) -> Result<PathBuf> {
-    let offline = offline || std::env::var("TFHUB_OFFLINE").is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true"));
-    let opts = hub::Options { offline, cache_dir: None, progress: true };
-    let r = hub::resolve(handle, &opts).with_context(|| format!("cannot get the model `{handle}`"))?;
+    let offline = offline
+        || std::env::var("TFHUB_OFFLINE").is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true"));
+    let opts = hub::Options {
+        offline,
+        cache_dir: None,
+        progress: true,
+    };
+    let r =
+        hub::resolve(handle, &opts).with_context(|| format!("cannot get the model `{handle}`"))?;
     Ok(r.path)
 }
 
 fn is_tflite(p: &Path) -> bool {
-    p.is_file() && p.extension().is_some_and(|e| e.eq_ignore_ascii_case("tflite"))
+    p.is_file()
+        && p.extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("tflite"))
 }
 
 /// Output folder name derived from a handle: the last three meaningful path segments of a
@@ -124,7 +136,10 @@ pub fn derive_name(handle: &str) -> String {
         s
     } else {
         let p = h.strip_prefix("file://").unwrap_or(h);
-        let base = Path::new(p.trim_end_matches('/')).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let base = Path::new(p.trim_end_matches('/'))
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let mut s = base;
         for ext in [".tar.gz", ".tgz", ".tar", ".tflite"] {
             if let Some(x) = s.strip_suffix(ext) {
@@ -134,7 +149,16 @@ pub fn derive_name(handle: &str) -> String {
         }
         s
     };
-    let clean: String = raw.chars().map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '_' }).collect();
+    let clean: String = raw
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
     let clean = clean.trim_matches('.').to_string();
     if clean.is_empty() {
         "model".into()
@@ -158,12 +182,16 @@ fn run_convert(a: &ConvertArgs) -> Result<()> {
     let path = resolve(handle, a.offline)?;
     let converted = if is_tflite(&path) {
         if a.raw {
-            bail!("{}: --raw is for SavedModels; TF Lite files are converted by their own kind", path.display());
+            bail!(
+                "{}: --raw is for SavedModels; TF Lite files are converted by their own kind",
+                path.display()
+            );
         }
         convert::kinds::magenta_tflite::convert_tflite(&path, handle)
             .with_context(|| format!("{}: cannot convert the TF Lite model", path.display()))?
     } else {
-        let sm = savedmodel::read(&path).with_context(|| format!("cannot read the SavedModel of `{handle}`"))?;
+        let sm = savedmodel::read(&path)
+            .with_context(|| format!("cannot read the SavedModel of `{handle}`"))?;
         let src = convert::from_savedmodel::source_from_savedmodel(&sm, handle)
             .with_context(|| format!("cannot read the variables of `{handle}`"))?;
         if a.raw {
@@ -179,9 +207,14 @@ fn run_convert(a: &ConvertArgs) -> Result<()> {
             }
         }
     };
-    let files = convert::write::source_files(&path).with_context(|| format!("{}: cannot list files", path.display()))?;
+    let files = convert::write::source_files(&path)
+        .with_context(|| format!("{}: cannot list files", path.display()))?;
     let written = convert::write::write_model(&out, &converted, handle, &files)?;
-    eprintln!("wrote {} tensors of kind `{}`", converted.tensors.len(), converted.kind);
+    eprintln!(
+        "wrote {} tensors of kind `{}`",
+        converted.tensors.len(),
+        converted.kind
+    );
     println!("{}", written.display());
     Ok(())
 }
@@ -192,25 +225,42 @@ fn raw_conversion(src: &convert::Source) -> Converted {
     let tensors: Vec<OutTensor> = src
         .tensors
         .iter()
-        .map(|(n, t)| OutTensor { name: n.clone(), shape: t.shape.clone(), data: t.data.clone() })
+        .map(|(n, t)| OutTensor {
+            name: n.clone(),
+            shape: t.shape.clone(),
+            data: t.data.clone(),
+        })
         .collect();
     let mut skipped = serde_json::Map::new();
     for (n, (dtype, shape)) in &src.other_variables {
         eprintln!("note: skipping non-float variable `{n}` ({dtype} {shape:?})");
-        skipped.insert(n.clone(), serde_json::json!({"dtype": dtype, "shape": shape}));
+        skipped.insert(
+            n.clone(),
+            serde_json::json!({"dtype": dtype, "shape": shape}),
+        );
     }
     Converted {
         kind: "raw".into(),
         config: serde_json::json!({"skipped": skipped, "op_types": src.op_types}),
         tensors,
-        assets: src.assets.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        assets: src
+            .assets
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
     }
 }
 
 fn shape_str(s: &Option<Vec<i64>>) -> String {
     match s {
         None => "<unknown rank>".into(),
-        Some(d) => format!("[{}]", d.iter().map(|x| if *x < 0 { "?".into() } else { x.to_string() }).collect::<Vec<_>>().join(", ")),
+        Some(d) => format!(
+            "[{}]",
+            d.iter()
+                .map(|x| if *x < 0 { "?".into() } else { x.to_string() })
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
     }
 }
 
@@ -222,7 +272,8 @@ fn inspect(handle: &str, json: bool, offline: bool) -> Result<()> {
         println!("{}", text.trim_end());
         return Ok(());
     }
-    let sm = savedmodel::read(&path).with_context(|| format!("cannot read the SavedModel of `{handle}`"))?;
+    let sm = savedmodel::read(&path)
+        .with_context(|| format!("cannot read the SavedModel of `{handle}`"))?;
     let asset_size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).ok();
     if json {
         let doc = serde_json::json!({
@@ -257,15 +308,35 @@ fn inspect(handle: &str, json: bool, offline: bool) -> Result<()> {
         for (what, list) in [("inputs", &s.inputs), ("outputs", &s.outputs)] {
             writeln!(o, "    {what}:")?;
             for t in list {
-                writeln!(o, "      {}: {} {} ({})", t.name, t.dtype, shape_str(&t.shape), t.tensor_name)?;
+                writeln!(
+                    o,
+                    "      {}: {} {} ({})",
+                    t.name,
+                    t.dtype,
+                    shape_str(&t.shape),
+                    t.tensor_name
+                )?;
             }
         }
     }
     let total: u64 = sm.variables().iter().map(|v| v.stored_bytes).sum();
-    writeln!(o, "\nvariables ({}, {} bytes):", sm.variables().len(), total)?;
+    writeln!(
+        o,
+        "\nvariables ({}, {} bytes):",
+        sm.variables().len(),
+        total
+    )?;
     for v in sm.variables() {
-        let slices = if v.slices > 0 { format!(" in {} slices", v.slices) } else { String::new() };
-        writeln!(o, "  {}  {} {:?}  {} bytes{}", v.name, v.dtype, v.shape, v.stored_bytes, slices)?;
+        let slices = if v.slices > 0 {
+            format!(" in {} slices", v.slices)
+        } else {
+            String::new()
+        };
+        writeln!(
+            o,
+            "  {}  {} {:?}  {} bytes{}",
+            v.name, v.dtype, v.shape, v.stored_bytes, slices
+        )?;
     }
     writeln!(o, "\nassets ({}):", sm.assets().len())?;
     for a in sm.assets() {
@@ -275,7 +346,11 @@ fn inspect(handle: &str, json: bool, offline: bool) -> Result<()> {
         }
     }
     writeln!(o, "\nop types ({}):", sm.op_types().len())?;
-    writeln!(o, "  {}", sm.op_types().iter().cloned().collect::<Vec<_>>().join(", "))?;
+    writeln!(
+        o,
+        "  {}",
+        sm.op_types().iter().cloned().collect::<Vec<_>>().join(", ")
+    )?;
     print!("{o}");
     Ok(())
 }
@@ -286,19 +361,27 @@ mod tests {
 
     #[test]
     fn names_from_handles() {
-        assert_eq!(derive_name("https://tfhub.dev/google/imagenet/inception_v3/classification/5"), "inception_v3_classification_5");
+        assert_eq!(
+            derive_name("https://tfhub.dev/google/imagenet/inception_v3/classification/5"),
+            "inception_v3_classification_5"
+        );
         assert_eq!(
             derive_name("https://tfhub.dev/google/magenta/arbitrary-image-stylization-v1-256/2"),
             "magenta_arbitrary-image-stylization-v1-256_2"
         );
         assert_eq!(
-            derive_name("https://www.kaggle.com/models/google/inception-v3/tensorFlow2/classification/2"),
+            derive_name(
+                "https://www.kaggle.com/models/google/inception-v3/tensorFlow2/classification/2"
+            ),
             "inception-v3_classification_2"
         );
         assert_eq!(derive_name("/tmp/models/my_model/"), "my_model");
         assert_eq!(derive_name("file:///x/model.tar.gz"), "model");
         assert_eq!(derive_name("style.tflite"), "style");
-        assert_eq!(derive_name("https://tfhub.dev/google/x/1?tf-hub-format=compressed"), "x_1");
+        assert_eq!(
+            derive_name("https://tfhub.dev/google/x/1?tf-hub-format=compressed"),
+            "x_1"
+        );
         assert_eq!(derive_name("/"), "model");
     }
 }

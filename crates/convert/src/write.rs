@@ -19,7 +19,10 @@ pub enum WriteError {
     #[error("{path}: no space left on the device while writing the converted model; free some space or choose another --out folder")]
     DiskFull { path: PathBuf },
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{0}")]
     Invalid(String),
 }
@@ -27,9 +30,14 @@ pub enum WriteError {
 /// Maps an I/O error on `path` to a [`WriteError`], recognising a full disk (ENOSPC).
 pub fn io_error(path: &Path, e: std::io::Error) -> WriteError {
     if e.kind() == std::io::ErrorKind::StorageFull || e.raw_os_error() == Some(28) {
-        WriteError::DiskFull { path: path.to_path_buf() }
+        WriteError::DiskFull {
+            path: path.to_path_buf(),
+        }
     } else {
-        WriteError::Io { path: path.to_path_buf(), source: e }
+        WriteError::Io {
+            path: path.to_path_buf(),
+            source: e,
+        }
     }
 }
 
@@ -38,7 +46,10 @@ pub fn io_error(path: &Path, e: std::io::Error) -> WriteError {
 pub fn source_files(root: &Path) -> std::io::Result<Vec<(String, PathBuf)>> {
     let mut out = Vec::new();
     if root.is_file() {
-        let name = root.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = root
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         out.push((name, root.to_path_buf()));
         return Ok(out);
     }
@@ -46,7 +57,11 @@ pub fn source_files(root: &Path) -> std::io::Result<Vec<(String, PathBuf)>> {
         for e in std::fs::read_dir(dir)? {
             let e = e?;
             let name = e.file_name().to_string_lossy().into_owned();
-            let r = if rel.is_empty() { name } else { format!("{rel}/{name}") };
+            let r = if rel.is_empty() {
+                name
+            } else {
+                format!("{rel}/{name}")
+            };
             let ft = e.file_type()?;
             if ft.is_dir() {
                 walk(&e.path(), &r, out)?;
@@ -71,7 +86,9 @@ fn sha256_file(path: &Path) -> Result<String, WriteError> {
 fn check_relative(name: &str) -> Result<(), WriteError> {
     let p = Path::new(name);
     if name.is_empty() || !p.components().all(|c| matches!(c, Component::Normal(_))) {
-        return Err(WriteError::Invalid(format!("asset name `{name}` is not a plain relative path")));
+        return Err(WriteError::Invalid(format!(
+            "asset name `{name}` is not a plain relative path"
+        )));
     }
     Ok(())
 }
@@ -82,7 +99,10 @@ pub fn safetensors_bytes(converted: &Converted) -> Result<Vec<u8>, WriteError> {
     let mut raw: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::with_capacity(converted.tensors.len());
     for t in &converted.tensors {
         if !seen.insert(t.name.as_str()) {
-            return Err(WriteError::Invalid(format!("tensor `{}` appears twice", t.name)));
+            return Err(WriteError::Invalid(format!(
+                "tensor `{}` appears twice",
+                t.name
+            )));
         }
         let n: usize = t.shape.iter().product();
         if n != t.data.len() {
@@ -107,7 +127,8 @@ pub fn safetensors_bytes(converted: &Converted) -> Result<Vec<u8>, WriteError> {
                 .map_err(|e| WriteError::Invalid(format!("tensor `{n}`: {e}")))
         })
         .collect::<Result<_, _>>()?;
-    safetensors::tensor::serialize(views, None).map_err(|e| WriteError::Invalid(format!("safetensors: {e}")))
+    safetensors::tensor::serialize(views, None)
+        .map_err(|e| WriteError::Invalid(format!("safetensors: {e}")))
 }
 
 fn write_file(path: &Path, bytes: &[u8]) -> Result<(), WriteError> {
@@ -129,24 +150,41 @@ pub fn write_model(
     let name = out_dir
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
-        .ok_or_else(|| WriteError::Invalid(format!("{}: output path has no folder name", out_dir.display())))?;
+        .ok_or_else(|| {
+            WriteError::Invalid(format!(
+                "{}: output path has no folder name",
+                out_dir.display()
+            ))
+        })?;
     let parent = match out_dir.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
     std::fs::create_dir_all(&parent).map_err(|e| io_error(&parent, e))?;
-    let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
     let tmp = parent.join(format!(".{name}.tmp-{}-{stamp}", std::process::id()));
     std::fs::create_dir(&tmp).map_err(|e| io_error(&tmp, e))?;
-    let result = fill(&tmp, converted, handle, source_files).and_then(|()| swap_in(&tmp, out_dir, &parent, &name, stamp));
+    let result = fill(&tmp, converted, handle, source_files)
+        .and_then(|()| swap_in(&tmp, out_dir, &parent, &name, stamp));
     if result.is_err() {
         let _ = std::fs::remove_dir_all(&tmp);
     }
     result.map(|()| out_dir.to_path_buf())
 }
 
-fn fill(tmp: &Path, converted: &Converted, handle: &str, source_files: &[(String, PathBuf)]) -> Result<(), WriteError> {
-    write_file(&tmp.join("model.safetensors"), &safetensors_bytes(converted)?)?;
+fn fill(
+    tmp: &Path,
+    converted: &Converted,
+    handle: &str,
+    source_files: &[(String, PathBuf)],
+) -> Result<(), WriteError> {
+    write_file(
+        &tmp.join("model.safetensors"),
+        &safetensors_bytes(converted)?,
+    )?;
     let mut hashes = BTreeMap::new();
     for (rel, path) in source_files {
         hashes.insert(rel.clone(), sha256_file(path)?);
@@ -158,12 +196,15 @@ fn fill(tmp: &Path, converted: &Converted, handle: &str, source_files: &[(String
         "source_sha256": hashes,
         "converter_version": crate::CONVERTER_VERSION,
     });
-    let text = serde_json::to_string_pretty(&config).map_err(|e| WriteError::Invalid(e.to_string()))?;
+    let text =
+        serde_json::to_string_pretty(&config).map_err(|e| WriteError::Invalid(e.to_string()))?;
     write_file(&tmp.join("config.json"), text.as_bytes())?;
     for (rel, bytes) in &converted.assets {
         check_relative(rel)?;
         if rel == "model.safetensors" || rel == "config.json" {
-            return Err(WriteError::Invalid(format!("asset name `{rel}` clashes with an output file")));
+            return Err(WriteError::Invalid(format!(
+                "asset name `{rel}` clashes with an output file"
+            )));
         }
         let path = tmp.join(rel);
         if let Some(p) = path.parent() {
@@ -174,7 +215,13 @@ fn fill(tmp: &Path, converted: &Converted, handle: &str, source_files: &[(String
     Ok(())
 }
 
-fn swap_in(tmp: &Path, out_dir: &Path, parent: &Path, name: &str, stamp: u128) -> Result<(), WriteError> {
+fn swap_in(
+    tmp: &Path,
+    out_dir: &Path,
+    parent: &Path,
+    name: &str,
+    stamp: u128,
+) -> Result<(), WriteError> {
     let old = parent.join(format!(".{name}.old-{}-{stamp}", std::process::id()));
     let had_old = out_dir.exists();
     if had_old {
@@ -201,17 +248,27 @@ mod tests {
         Converted {
             kind: "raw".into(),
             config: serde_json::json!({"a": 1}),
-            tensors: vec![OutTensor { name: "w".into(), shape: vec![2, 2], data: vec![1.0, 2.0, 3.0, -4.5] }],
+            tensors: vec![OutTensor {
+                name: "w".into(),
+                shape: vec![2, 2],
+                data: vec![1.0, 2.0, 3.0, -4.5],
+            }],
             assets: vec![("tokens.txt".into(), b"a\nb\n".to_vec())],
         }
     }
 
     #[test]
     fn enospc_maps_to_a_disk_full_message() {
-        let e = io_error(Path::new("/x/model.safetensors"), std::io::Error::from_raw_os_error(28));
+        let e = io_error(
+            Path::new("/x/model.safetensors"),
+            std::io::Error::from_raw_os_error(28),
+        );
         assert!(matches!(e, WriteError::DiskFull { .. }));
         let msg = e.to_string();
-        assert!(msg.contains("/x/model.safetensors") && msg.contains("no space left"), "{msg}");
+        assert!(
+            msg.contains("/x/model.safetensors") && msg.contains("no space left"),
+            "{msg}"
+        );
         let other = io_error(Path::new("/x"), std::io::Error::from_raw_os_error(13));
         assert!(matches!(other, WriteError::Io { .. }));
     }
@@ -235,7 +292,8 @@ mod tests {
         c.assets.clear();
         write_model(&out, &c, "h2", &[]).unwrap();
         assert!(!out.join("stale").exists() && !out.join("tokens.txt").exists());
-        let cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("config.json")).unwrap()).unwrap();
+        let cfg: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(out.join("config.json")).unwrap()).unwrap();
         assert_eq!(cfg["source"], "h2");
         assert_eq!(cfg["kind"], "raw");
         let left: Vec<_> = std::fs::read_dir(base.join("weights")).unwrap().collect();
@@ -244,7 +302,8 @@ mod tests {
         let mut bad = sample();
         bad.tensors[0].data.pop();
         assert!(write_model(&out, &bad, "h3", &[]).is_err());
-        let cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("config.json")).unwrap()).unwrap();
+        let cfg: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(out.join("config.json")).unwrap()).unwrap();
         assert_eq!(cfg["source"], "h2");
         assert_eq!(std::fs::read_dir(base.join("weights")).unwrap().count(), 1);
         let mut evil = sample();

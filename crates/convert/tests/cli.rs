@@ -7,11 +7,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/savedmodel").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures/savedmodel")
+        .join(name)
 }
 
 fn expected(name: &str) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(fixture(name).join("expected.json")).unwrap()).unwrap()
+    serde_json::from_str(&std::fs::read_to_string(fixture(name).join("expected.json")).unwrap())
+        .unwrap()
 }
 
 fn scratch(tag: &str) -> PathBuf {
@@ -22,7 +25,12 @@ fn scratch(tag: &str) -> PathBuf {
 }
 
 fn convert(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_convert")).args(args).current_dir(cwd).env("TFHUB_OFFLINE", "1").output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_convert"))
+        .args(args)
+        .current_dir(cwd)
+        .env("TFHUB_OFFLINE", "1")
+        .output()
+        .unwrap()
 }
 
 fn text(b: &[u8]) -> String {
@@ -33,13 +41,21 @@ fn text(b: &[u8]) -> String {
 fn inspect_json_matches_tensorflow() {
     for model in ["tf1", "tf2"] {
         let dir = fixture(model);
-        let out = convert(&["inspect", dir.to_str().unwrap(), "--json"], &std::env::temp_dir());
+        let out = convert(
+            &["inspect", dir.to_str().unwrap(), "--json"],
+            &std::env::temp_dir(),
+        );
         assert!(out.status.success(), "{}", text(&out.stderr));
         let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
         let exp = expected(model);
         assert_eq!(doc["op_types"], exp["op_types"]);
         assert_eq!(doc["tags"], exp["tags"]);
-        let assets: Vec<Value> = doc["assets"].as_array().unwrap().iter().map(|a| a["filename"].clone()).collect();
+        let assets: Vec<Value> = doc["assets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["filename"].clone())
+            .collect();
         assert_eq!(Value::Array(assets), exp["assets"]);
         let vars = exp["variables"].as_object().unwrap();
         let ours = doc["variables"].as_array().unwrap();
@@ -66,7 +82,10 @@ fn inspect_json_matches_tensorflow() {
 
 #[test]
 fn inspect_text_lists_everything() {
-    let out = convert(&["inspect", fixture("tf1").to_str().unwrap()], &std::env::temp_dir());
+    let out = convert(
+        &["inspect", fixture("tf1").to_str().unwrap()],
+        &std::env::temp_dir(),
+    );
     assert!(out.status.success(), "{}", text(&out.stderr));
     let s = text(&out.stdout);
     for needle in [
@@ -100,20 +119,40 @@ fn raw_conversion_round_trips_tensorflow_values() {
         for (name, e) in exp["variables"].as_object().unwrap() {
             let dtype = e["dtype"].as_str().unwrap();
             if !["float32", "float64", "float16", "bfloat16"].contains(&dtype) {
-                assert!(st.tensor(name).is_err(), "{name} ({dtype}) should be skipped");
+                assert!(
+                    st.tensor(name).is_err(),
+                    "{name} ({dtype}) should be skipped"
+                );
                 continue;
             }
             n_float += 1;
-            let t = st.tensor(name).unwrap_or_else(|_| panic!("{name} missing from {model}"));
+            let t = st
+                .tensor(name)
+                .unwrap_or_else(|_| panic!("{name} missing from {model}"));
             assert_eq!(t.dtype(), safetensors::Dtype::F32);
-            let shape: Vec<usize> = e["shape"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap() as usize).collect();
+            let shape: Vec<usize> = e["shape"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|d| d.as_u64().unwrap() as usize)
+                .collect();
             assert_eq!(t.shape(), shape.as_slice(), "{name}");
-            let ours: Vec<f32> = t.data().chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
-            let theirs: Vec<f32> = e["values"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
+            let ours: Vec<f32> = t
+                .data()
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+                .collect();
+            let theirs: Vec<f32> = e["values"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap() as f32)
+                .collect();
             assert_eq!(ours, theirs, "{model}/{name}");
         }
         assert_eq!(st.names().len(), n_float);
-        let cfg: Value = serde_json::from_slice(&std::fs::read(folder.join("config.json")).unwrap()).unwrap();
+        let cfg: Value =
+            serde_json::from_slice(&std::fs::read(folder.join("config.json")).unwrap()).unwrap();
         assert_eq!(cfg["kind"], "raw");
         assert_eq!(cfg["source"], dir.to_str().unwrap());
         let pb = std::fs::read(dir.join("saved_model.pb")).unwrap();
@@ -123,7 +162,10 @@ fn raw_conversion_round_trips_tensorflow_values() {
         assert!(!pb.is_empty());
         for a in exp["assets"].as_array().unwrap() {
             let a = a.as_str().unwrap();
-            assert_eq!(std::fs::read(folder.join(a)).unwrap(), std::fs::read(dir.join("assets").join(a)).unwrap());
+            assert_eq!(
+                std::fs::read(folder.join(a)).unwrap(),
+                std::fs::read(dir.join("assets").join(a)).unwrap()
+            );
         }
         std::fs::remove_dir_all(&work).unwrap();
     }
@@ -132,13 +174,27 @@ fn raw_conversion_round_trips_tensorflow_values() {
 #[test]
 fn out_and_name_options_choose_the_folder() {
     let work = scratch("out");
-    let out = convert(&[fixture("tf2").to_str().unwrap(), "--raw", "--name", "mine"], &work);
+    let out = convert(
+        &[fixture("tf2").to_str().unwrap(), "--raw", "--name", "mine"],
+        &work,
+    );
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(work.join("weights/mine/model.safetensors").is_file());
     let target = work.join("elsewhere/x");
-    let out = convert(&[fixture("tf2").to_str().unwrap(), "--raw", "--out", target.to_str().unwrap()], &work);
+    let out = convert(
+        &[
+            fixture("tf2").to_str().unwrap(),
+            "--raw",
+            "--out",
+            target.to_str().unwrap(),
+        ],
+        &work,
+    );
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert_eq!(text(&out.stdout).lines().last().unwrap(), target.to_str().unwrap());
+    assert_eq!(
+        text(&out.stdout).lines().last().unwrap(),
+        target.to_str().unwrap()
+    );
     assert!(target.join("config.json").is_file());
     std::fs::remove_dir_all(&work).unwrap();
 }
@@ -151,7 +207,10 @@ fn assert_clean_failure(out: &Output, needles: &[&str]) {
     let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("error: ")).collect();
     assert_eq!(errors.len(), 1, "{err}");
     assert_eq!(err.trim_end().lines().last(), Some(errors[0]), "{err}");
-    assert!(!errors[0].contains("(os error 17): File exists"), "duplicated cause: {err}");
+    assert!(
+        !errors[0].contains("(os error 17): File exists"),
+        "duplicated cause: {err}"
+    );
     for n in needles {
         assert!(err.contains(n), "missing `{n}` in: {err}");
     }
@@ -174,7 +233,11 @@ fn corrupt_model_fails_naming_the_tensor_and_leaves_no_output() {
         std::fs::create_dir_all(model.join(sub)).unwrap();
     }
     let src = fixture("tf1");
-    for f in ["saved_model.pb", "variables/variables.index", "assets/tokens.txt"] {
+    for f in [
+        "saved_model.pb",
+        "variables/variables.index",
+        "assets/tokens.txt",
+    ] {
         std::fs::copy(src.join(f), model.join(f)).unwrap();
     }
     for i in 0..3 {
@@ -188,7 +251,10 @@ fn corrupt_model_fails_naming_the_tensor_and_leaves_no_output() {
     let out = convert(&[model.to_str().unwrap(), "--raw"], &work);
     assert_clean_failure(&out, &["dense/kernel", "checksum"]);
     assert!(!work.join("weights").join("model").exists());
-    let leftovers = std::fs::read_dir(&work).unwrap().filter(|e| e.as_ref().unwrap().file_name() != "model").count();
+    let leftovers = std::fs::read_dir(&work)
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().file_name() != "model")
+        .count();
     assert!(leftovers <= 1, "left files in {}", work.display());
     if work.join("weights").exists() {
         assert_eq!(std::fs::read_dir(work.join("weights")).unwrap().count(), 0);
@@ -218,7 +284,15 @@ fn unwritable_output_folder_fails_and_leaves_nothing() {
     // Root ignores permissions; only assert when the folder really is read-only.
     let probe = std::fs::write(ro.join("probe"), b"x").is_err();
     let target = ro.join("out");
-    let out = convert(&[fixture("tf2").to_str().unwrap(), "--raw", "--out", target.to_str().unwrap()], &work);
+    let out = convert(
+        &[
+            fixture("tf2").to_str().unwrap(),
+            "--raw",
+            "--out",
+            target.to_str().unwrap(),
+        ],
+        &work,
+    );
     if probe {
         assert_clean_failure(&out, &[ro.to_str().unwrap()]);
         assert_eq!(std::fs::read_dir(&ro).unwrap().count(), 0);
@@ -236,7 +310,15 @@ fn output_path_under_a_file_fails_cleanly() {
     let work = scratch("file-parent");
     std::fs::write(work.join("afile"), b"x").unwrap();
     let target = work.join("afile/out");
-    let out = convert(&[fixture("tf2").to_str().unwrap(), "--raw", "--out", target.to_str().unwrap()], &work);
+    let out = convert(
+        &[
+            fixture("tf2").to_str().unwrap(),
+            "--raw",
+            "--out",
+            target.to_str().unwrap(),
+        ],
+        &work,
+    );
     assert_clean_failure(&out, &["afile"]);
     assert_eq!(std::fs::read(work.join("afile")).unwrap(), b"x");
     assert_eq!(std::fs::read_dir(&work).unwrap().count(), 1);
@@ -245,7 +327,8 @@ fn output_path_under_a_file_fails_cleanly() {
 
 #[test]
 fn tflite_files_go_to_the_tflite_converter() {
-    let f = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/magenta-tflite/style_predict_quantized_256.tflite");
+    let f = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/data/magenta-tflite/style_predict_quantized_256.tflite");
     if !f.is_file() {
         eprintln!("skipped: {} absent", f.display());
         return;
@@ -253,12 +336,21 @@ fn tflite_files_go_to_the_tflite_converter() {
     let work = scratch("tflite");
     let out = convert(&["inspect", f.to_str().unwrap()], &work);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(text(&out.stdout).contains("TF Lite"), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("TF Lite"),
+        "{}",
+        text(&out.stdout)
+    );
     let out = convert(&[f.to_str().unwrap()], &work);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert_eq!(text(&out.stdout).lines().last().unwrap(), "weights/style_predict_quantized_256");
-    let cfg: Value =
-        serde_json::from_slice(&std::fs::read(work.join("weights/style_predict_quantized_256/config.json")).unwrap()).unwrap();
+    assert_eq!(
+        text(&out.stdout).lines().last().unwrap(),
+        "weights/style_predict_quantized_256"
+    );
+    let cfg: Value = serde_json::from_slice(
+        &std::fs::read(work.join("weights/style_predict_quantized_256/config.json")).unwrap(),
+    )
+    .unwrap();
     assert_ne!(cfg["kind"], "raw");
     assert_eq!(cfg["source_sha256"].as_object().unwrap().len(), 1);
     std::fs::remove_dir_all(&work).unwrap();

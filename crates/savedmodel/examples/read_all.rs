@@ -20,7 +20,10 @@ fn main() {
     let t_open = t0.elapsed();
     let mut bytes = 0usize;
     for v in sm.variables() {
-        match sm.tensor(&v.name).and_then(|t| t.to_f32().or_else(|_| Ok(vec![]))) {
+        match sm
+            .tensor(&v.name)
+            .and_then(|t| t.to_f32().or_else(|_| Ok(vec![])))
+        {
             Ok(d) => bytes += d.len() * 4,
             Err(e) => {
                 eprintln!("error: {e}");

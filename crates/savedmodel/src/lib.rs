@@ -40,23 +40,48 @@ pub const OBJECT_GRAPH_KEY: &str = "_CHECKPOINTABLE_OBJECT_GRAPH";
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{0}: not a SavedModel folder (no saved_model.pb in it)")]
     NotSavedModel(PathBuf),
     #[error("{0}: text-format SavedModels (saved_model.pbtxt) are not supported; convert it to saved_model.pb")]
     TextFormat(PathBuf),
     #[error("{path}: cannot parse {what}: {msg}")]
-    Proto { path: PathBuf, what: &'static str, msg: String },
+    Proto {
+        path: PathBuf,
+        what: &'static str,
+        msg: String,
+    },
     #[error("{path}: corrupt or truncated checkpoint index: {msg}")]
     CorruptIndex { path: PathBuf, msg: String },
     #[error("{path}: checksum mismatch in tensor `{tensor}` (stored crc32c {stored:#010x}, computed {computed:#010x}); the file is corrupt")]
-    Crc { path: PathBuf, tensor: String, stored: u32, computed: u32 },
+    Crc {
+        path: PathBuf,
+        tensor: String,
+        stored: u32,
+        computed: u32,
+    },
     #[error("{path}: missing data shard {shard} of {num_shards} (listed by {index})")]
-    MissingShard { path: PathBuf, index: PathBuf, shard: usize, num_shards: usize },
+    MissingShard {
+        path: PathBuf,
+        index: PathBuf,
+        shard: usize,
+        num_shards: usize,
+    },
     #[error("{path}: tensor `{tensor}` has dtype {dtype}, which is not supported")]
-    UnsupportedDType { path: PathBuf, tensor: String, dtype: DType },
+    UnsupportedDType {
+        path: PathBuf,
+        tensor: String,
+        dtype: DType,
+    },
     #[error("{path}: tensor `{tensor}`: {msg}")]
-    CorruptTensor { path: PathBuf, tensor: String, msg: String },
+    CorruptTensor {
+        path: PathBuf,
+        tensor: String,
+        msg: String,
+    },
     #[error("{dir}: no variable named `{name}`")]
     NoSuchVariable { dir: PathBuf, name: String },
     #[error("a {0} tensor cannot be converted to numbers")]
@@ -170,13 +195,14 @@ impl SavedModel {
     /// Decodes the variable `name` (a variable name, or a checkpoint key), checking CRCs
     /// and reassembling slices.
     pub fn tensor(&self, name: &str) -> Result<Tensor, Error> {
-        let v = self
-            .variable(name)
-            .ok_or_else(|| Error::NoSuchVariable { dir: self.dir.clone(), name: name.to_string() })?;
-        let bundle = self
-            .bundle
-            .as_ref()
-            .ok_or_else(|| Error::NoSuchVariable { dir: self.dir.clone(), name: name.to_string() })?;
+        let v = self.variable(name).ok_or_else(|| Error::NoSuchVariable {
+            dir: self.dir.clone(),
+            name: name.to_string(),
+        })?;
+        let bundle = self.bundle.as_ref().ok_or_else(|| Error::NoSuchVariable {
+            dir: self.dir.clone(),
+            name: name.to_string(),
+        })?;
         bundle.read(v.key.as_bytes(), &v.name)
     }
 
@@ -201,9 +227,16 @@ pub fn parse_saved_model_bytes(bytes: &[u8]) -> Result<proto::SavedModel, prost:
 
 /// Parses the entries of a `variables.index` from bytes (exposed for fuzzing): returns the
 /// shard count and the entry keys with dtype and shape.
+#[allow(clippy::type_complexity)]
 pub fn parse_index(bytes: &[u8]) -> Result<(usize, Vec<(Vec<u8>, DType)>), Error> {
     let (n, entries) = bundle::parse_index_bytes(bytes, Path::new("<index bytes>"))?;
-    Ok((n, entries.into_iter().map(|(k, e)| (k, DType::from_proto(e.dtype))).collect()))
+    Ok((
+        n,
+        entries
+            .into_iter()
+            .map(|(k, e)| (k, DType::from_proto(e.dtype)))
+            .collect(),
+    ))
 }
 
 /// Reads the SavedModel in `dir` (its `saved_model.pb` and checkpoint index; data files are
@@ -212,19 +245,33 @@ pub fn read(dir: &Path) -> Result<SavedModel, Error> {
     let pb_path = dir.join("saved_model.pb");
     let bytes = match std::fs::read(&pb_path) {
         Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound || e.kind() == std::io::ErrorKind::NotADirectory => {
+        Err(e)
+            if e.kind() == std::io::ErrorKind::NotFound
+                || e.kind() == std::io::ErrorKind::NotADirectory =>
+        {
             if dir.join("saved_model.pbtxt").exists() {
                 return Err(Error::TextFormat(dir.join("saved_model.pbtxt")));
             }
             return Err(Error::NotSavedModel(dir.to_path_buf()));
         }
-        Err(e) => return Err(Error::Io { path: pb_path, source: e }),
+        Err(e) => {
+            return Err(Error::Io {
+                path: pb_path,
+                source: e,
+            })
+        }
     };
-    let sm = parse_saved_model_bytes(&bytes)
-        .map_err(|e| Error::Proto { path: pb_path.clone(), what: "the SavedModel proto", msg: e.to_string() })?;
+    let sm = parse_saved_model_bytes(&bytes).map_err(|e| Error::Proto {
+        path: pb_path.clone(),
+        what: "the SavedModel proto",
+        msg: e.to_string(),
+    })?;
     drop(bytes);
-    let mg = choose_meta_graph(sm.meta_graphs)
-        .ok_or_else(|| Error::Proto { path: pb_path.clone(), what: "the SavedModel proto", msg: "it has no meta graph".into() })?;
+    let mg = choose_meta_graph(sm.meta_graphs).ok_or_else(|| Error::Proto {
+        path: pb_path.clone(),
+        what: "the SavedModel proto",
+        msg: "it has no meta graph".into(),
+    })?;
 
     let info = mg.meta_info_def.clone().unwrap_or_default();
     let signatures = mg
@@ -258,7 +305,10 @@ pub fn read(dir: &Path) -> Result<SavedModel, Error> {
         Some(Bundle::open(&prefix)?)
     } else {
         if bundle::data_filename(&prefix, 0, 1).exists() {
-            return Err(Error::CorruptIndex { path: index_path, msg: "the index file is missing".into() });
+            return Err(Error::CorruptIndex {
+                path: index_path,
+                msg: "the index file is missing".into(),
+            });
         }
         None
     };
@@ -289,7 +339,12 @@ pub fn read(dir: &Path) -> Result<SavedModel, Error> {
 
 /// Prefers the meta graph tagged `serve`, then an untagged one (TF1 Hub default), then the first.
 fn choose_meta_graph(mut graphs: Vec<proto::MetaGraphDef>) -> Option<proto::MetaGraphDef> {
-    let tags = |g: &proto::MetaGraphDef| g.meta_info_def.as_ref().map(|m| m.tags.clone()).unwrap_or_default();
+    let tags = |g: &proto::MetaGraphDef| {
+        g.meta_info_def
+            .as_ref()
+            .map(|m| m.tags.clone())
+            .unwrap_or_default()
+    };
     let pos = graphs
         .iter()
         .position(|g| tags(g).iter().any(|t| t == "serve"))
@@ -308,19 +363,38 @@ fn tensor_spec(alias: &str, t: &proto::TensorInfo) -> TensorSpec {
         Some(s) => Some(s.dim.iter().map(|d| d.size).collect()),
         None => None,
     };
-    TensorSpec { name: alias.to_string(), tensor_name: t.name.clone(), dtype: DType::from_proto(t.dtype), shape }
+    TensorSpec {
+        name: alias.to_string(),
+        tensor_name: t.name.clone(),
+        dtype: DType::from_proto(t.dtype),
+        shape,
+    }
 }
 
-fn collect_assets(dir: &Path, mg: &proto::MetaGraphDef, pb_path: &Path) -> Result<Vec<Asset>, Error> {
-    let mut names: Vec<String> = mg.asset_file_def.iter().map(|a| a.filename.clone()).collect();
+fn collect_assets(
+    dir: &Path,
+    mg: &proto::MetaGraphDef,
+    pb_path: &Path,
+) -> Result<Vec<Asset>, Error> {
+    let mut names: Vec<String> = mg
+        .asset_file_def
+        .iter()
+        .map(|a| a.filename.clone())
+        .collect();
     // TF1 SavedModelBuilder keeps AssetFileDefs in the `saved_model_assets` collection.
-    if let Some(list) = mg.collection_def.get("saved_model_assets").and_then(|c| c.any_list.as_ref()) {
+    if let Some(list) = mg
+        .collection_def
+        .get("saved_model_assets")
+        .and_then(|c| c.any_list.as_ref())
+    {
         for any in &list.value {
             if any.type_url.ends_with("AssetFileDef") {
-                let a = proto::AssetFileDef::decode(any.value.as_slice()).map_err(|e| Error::Proto {
-                    path: pb_path.to_path_buf(),
-                    what: "an AssetFileDef",
-                    msg: e.to_string(),
+                let a = proto::AssetFileDef::decode(any.value.as_slice()).map_err(|e| {
+                    Error::Proto {
+                        path: pb_path.to_path_buf(),
+                        what: "an AssetFileDef",
+                        msg: e.to_string(),
+                    }
                 })?;
                 names.push(a.filename);
             }
@@ -340,15 +414,24 @@ fn collect_assets(dir: &Path, mg: &proto::MetaGraphDef, pb_path: &Path) -> Resul
 }
 
 /// Maps checkpoint keys to variable names and lists every stored variable.
-fn list_variables(b: &Bundle, objects: Option<&proto::SavedObjectGraph>) -> Result<Vec<VariableInfo>, Error> {
+fn list_variables(
+    b: &Bundle,
+    objects: Option<&proto::SavedObjectGraph>,
+) -> Result<Vec<VariableInfo>, Error> {
     let mut key_to_name: BTreeMap<String, String> = BTreeMap::new();
     if b.entries.contains_key(OBJECT_GRAPH_KEY.as_bytes()) {
         let t = b.read(OBJECT_GRAPH_KEY.as_bytes(), OBJECT_GRAPH_KEY)?;
-        let bytes = t.strings().and_then(|s| s.first()).cloned().unwrap_or_default();
-        let graph = proto::TrackableObjectGraph::decode(bytes.as_slice()).map_err(|e| Error::CorruptTensor {
-            path: b.index_path.clone(),
-            tensor: OBJECT_GRAPH_KEY.into(),
-            msg: format!("cannot parse the object graph: {e}"),
+        let bytes = t
+            .strings()
+            .and_then(|s| s.first())
+            .cloned()
+            .unwrap_or_default();
+        let graph = proto::TrackableObjectGraph::decode(bytes.as_slice()).map_err(|e| {
+            Error::CorruptTensor {
+                path: b.index_path.clone(),
+                tensor: OBJECT_GRAPH_KEY.into(),
+                msg: format!("cannot parse the object graph: {e}"),
+            }
         })?;
         for (i, node) in graph.nodes.iter().enumerate() {
             for a in &node.attributes {
@@ -357,7 +440,10 @@ fn list_variables(b: &Bundle, objects: Option<&proto::SavedObjectGraph>) -> Resu
                 }
                 let mut name = a.full_name.clone();
                 if name.is_empty() && a.name == "VARIABLE_VALUE" {
-                    if let Some(v) = objects.and_then(|o| o.nodes.get(i)).and_then(|n| n.variable.as_ref()) {
+                    if let Some(v) = objects
+                        .and_then(|o| o.nodes.get(i))
+                        .and_then(|n| n.variable.as_ref())
+                    {
                         name = v.name.clone();
                     }
                 }
@@ -374,7 +460,10 @@ fn list_variables(b: &Bundle, objects: Option<&proto::SavedObjectGraph>) -> Resu
             continue;
         }
         let key = String::from_utf8_lossy(k).into_owned();
-        let mut name = key_to_name.get(&key).cloned().unwrap_or_else(|| key.clone());
+        let mut name = key_to_name
+            .get(&key)
+            .cloned()
+            .unwrap_or_else(|| key.clone());
         if !used.insert(name.clone()) {
             name = key.clone();
             used.insert(name.clone());
@@ -386,12 +475,25 @@ fn list_variables(b: &Bundle, objects: Option<&proto::SavedObjectGraph>) -> Resu
             e.slices
                 .iter()
                 .filter_map(|s| {
-                    let enc: Vec<(i64, i64)> = s.extent.iter().map(|x| (x.start, x.length.unwrap_or(-1))).collect();
-                    b.entries.get(&ordered_code::tensor_name_slice_key(k, &enc)).map(|p| p.size.max(0) as u64)
+                    let enc: Vec<(i64, i64)> = s
+                        .extent
+                        .iter()
+                        .map(|x| (x.start, x.length.unwrap_or(-1)))
+                        .collect();
+                    b.entries
+                        .get(&ordered_code::tensor_name_slice_key(k, &enc))
+                        .map(|p| p.size.max(0) as u64)
                 })
                 .sum()
         };
-        out.push(VariableInfo { name, key, dtype, shape, stored_bytes, slices: e.slices.len() });
+        out.push(VariableInfo {
+            name,
+            key,
+            dtype,
+            shape,
+            stored_bytes,
+            slices: e.slices.len(),
+        });
     }
     out.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(out)

@@ -22,8 +22,9 @@ fn write_string(out: &mut Vec<u8>, s: &[u8]) {
 }
 
 const BITS_TO_LENGTH: [u8; 64] = [
-    1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 4, 4, 4, 4, 4, 4, 4, 5, 5, 5, 5, 5, 5, 5, 6,
-    6, 6, 6, 6, 6, 6, 7, 7, 7, 7, 7, 7, 7, 8, 8, 8, 8, 8, 8, 8, 9, 9, 9, 9, 9, 9, 9, 10,
+    1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 4, 4, 4, 4, 4, 4, 4, 5, 5, 5, 5,
+    5, 5, 5, 6, 6, 6, 6, 6, 6, 6, 7, 7, 7, 7, 7, 7, 7, 8, 8, 8, 8, 8, 8, 8, 9, 9, 9, 9, 9, 9, 9,
+    10,
 ];
 const LENGTH_TO_HEADER_BITS: [[u8; 2]; 11] = [
     [0, 0],
@@ -77,7 +78,10 @@ mod tests {
     fn matches_the_key_tensorflow_wrote() {
         // Key of slice [0:4, 0:3] of `emb` in tests/fixtures/savedmodel/tf1 (from its index).
         let k = tensor_name_slice_key(b"emb", &[(0, 4), (0, 3)]);
-        assert_eq!(k, vec![0x00, b'e', b'm', b'b', 0x00, 0x01, 0x01, 0x02, 0x80, 0x84, 0x80, 0x83]);
+        assert_eq!(
+            k,
+            vec![0x00, b'e', b'm', b'b', 0x00, 0x01, 0x01, 0x02, 0x80, 0x84, 0x80, 0x83]
+        );
     }
 
     #[test]

@@ -27,7 +27,9 @@ pub fn unmask_crc(masked: u32) -> u32 {
 pub fn read_varint64(buf: &[u8], pos: &mut usize) -> Result<u64, String> {
     let mut result = 0u64;
     for i in 0..10 {
-        let b = *buf.get(*pos).ok_or_else(|| "varint runs past the end".to_string())?;
+        let b = *buf
+            .get(*pos)
+            .ok_or_else(|| "varint runs past the end".to_string())?;
         *pos += 1;
         if i == 9 && b > 1 {
             return Err("varint longer than 64 bits".into());
@@ -42,7 +44,9 @@ pub fn read_varint64(buf: &[u8], pos: &mut usize) -> Result<u64, String> {
 
 fn read_varint32(buf: &[u8], pos: &mut usize) -> Result<usize, String> {
     let v = read_varint64(buf, pos)?;
-    u32::try_from(v).map(|v| v as usize).map_err(|_| "varint32 out of range".to_string())
+    u32::try_from(v)
+        .map(|v| v as usize)
+        .map_err(|_| "varint32 out of range".to_string())
 }
 
 fn read_fixed32(buf: &[u8], pos: usize) -> Result<u32, String> {
@@ -51,6 +55,9 @@ fn read_fixed32(buf: &[u8], pos: usize) -> Result<u32, String> {
         .ok_or_else(|| format!("fixed32 at {pos} runs past the end"))?;
     Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
 }
+
+/// Key/value pairs of a block or table, in order.
+pub type Entries = Vec<(Vec<u8>, Vec<u8>)>;
 
 /// Location of a block: offset and size (without the 5-byte trailer).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,7 +84,10 @@ pub struct Footer {
 /// Parses the last 48 bytes of `file`.
 pub fn read_footer(file: &[u8]) -> Result<Footer, String> {
     if file.len() < FOOTER_LEN {
-        return Err(format!("file is {} bytes, shorter than the {FOOTER_LEN}-byte table footer", file.len()));
+        return Err(format!(
+            "file is {} bytes, shorter than the {FOOTER_LEN}-byte table footer",
+            file.len()
+        ));
     }
     let footer = &file[file.len() - FOOTER_LEN..];
     let lo = u64::from(read_fixed32(footer, 40)?);
@@ -118,30 +128,42 @@ pub fn read_block<'a>(file: &'a [u8], h: BlockHandle, what: &str) -> Result<&'a 
     }
     match kind {
         0 => Ok(contents),
-        1 => Err(format!("{what} block at {start} is Snappy-compressed, which is not supported")),
-        k => Err(format!("{what} block at {start} has unknown compression type {k}")),
+        1 => Err(format!(
+            "{what} block at {start} is Snappy-compressed, which is not supported"
+        )),
+        k => Err(format!(
+            "{what} block at {start} has unknown compression type {k}"
+        )),
     }
 }
 
 /// Decodes the prefix-compressed entries of a block's contents.
-pub fn block_entries(contents: &[u8], what: &str) -> Result<Vec<(Vec<u8>, Vec<u8>)>, String> {
+pub fn block_entries(contents: &[u8], what: &str) -> Result<Entries, String> {
     if contents.len() < 4 {
-        return Err(format!("{what} block is {} bytes, too short for its restart count", contents.len()));
+        return Err(format!(
+            "{what} block is {} bytes, too short for its restart count",
+            contents.len()
+        ));
     }
     let num_restarts = read_fixed32(contents, contents.len() - 4)? as usize;
     let restarts_len = num_restarts
         .checked_mul(4)
         .and_then(|n| n.checked_add(4))
         .filter(|&n| n <= contents.len())
-        .ok_or_else(|| format!("{what} block: restart count {num_restarts} does not fit the block"))?;
+        .ok_or_else(|| {
+            format!("{what} block: restart count {num_restarts} does not fit the block")
+        })?;
     let data = &contents[..contents.len() - restarts_len];
-    let mut out: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+    let mut out: Entries = Vec::new();
     let mut key: Vec<u8> = Vec::new();
     let mut pos = 0;
     while pos < data.len() {
-        let shared = read_varint32(data, &mut pos).map_err(|e| format!("{what} block entry at {pos}: {e}"))?;
-        let non_shared = read_varint32(data, &mut pos).map_err(|e| format!("{what} block entry at {pos}: {e}"))?;
-        let value_len = read_varint32(data, &mut pos).map_err(|e| format!("{what} block entry at {pos}: {e}"))?;
+        let shared = read_varint32(data, &mut pos)
+            .map_err(|e| format!("{what} block entry at {pos}: {e}"))?;
+        let non_shared = read_varint32(data, &mut pos)
+            .map_err(|e| format!("{what} block entry at {pos}: {e}"))?;
+        let value_len = read_varint32(data, &mut pos)
+            .map_err(|e| format!("{what} block entry at {pos}: {e}"))?;
         if shared > key.len() {
             return Err(format!(
                 "{what} block entry at {pos}: shares {shared} key bytes but the previous key has {}",
@@ -149,9 +171,11 @@ pub fn block_entries(contents: &[u8], what: &str) -> Result<Vec<(Vec<u8>, Vec<u8
             ));
         }
         let key_end = pos.checked_add(non_shared).filter(|&e| e <= data.len());
-        let key_end = key_end.ok_or_else(|| format!("{what} block entry at {pos}: key runs past the block"))?;
+        let key_end = key_end
+            .ok_or_else(|| format!("{what} block entry at {pos}: key runs past the block"))?;
         let val_end = key_end.checked_add(value_len).filter(|&e| e <= data.len());
-        let val_end = val_end.ok_or_else(|| format!("{what} block entry at {pos}: value runs past the block"))?;
+        let val_end = val_end
+            .ok_or_else(|| format!("{what} block entry at {pos}: value runs past the block"))?;
         key.truncate(shared);
         key.extend_from_slice(&data[pos..key_end]);
         out.push((key.clone(), data[key_end..val_end].to_vec()));
@@ -161,13 +185,14 @@ pub fn block_entries(contents: &[u8], what: &str) -> Result<Vec<(Vec<u8>, Vec<u8
 }
 
 /// Reads every (key, value) pair of the table in `file`, in file order.
-pub fn read_table(file: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, String> {
+pub fn read_table(file: &[u8]) -> Result<Entries, String> {
     let footer = read_footer(file)?;
     let index = read_block(file, footer.index, "index")?;
     let mut out = Vec::new();
     for (_, handle) in block_entries(index, "index")? {
         let mut pos = 0;
-        let h = BlockHandle::decode(&handle, &mut pos).map_err(|e| format!("index entry: bad block handle: {e}"))?;
+        let h = BlockHandle::decode(&handle, &mut pos)
+            .map_err(|e| format!("index entry: bad block handle: {e}"))?;
         let data = read_block(file, h, "data")?;
         let entries = block_entries(data, "data")?;
         if let (Some((last, _)), Some((first, _))) = (out.last(), entries.first()) {
@@ -192,22 +217,30 @@ mod tests {
         data.extend([0x08, 0x01, 0x1a, 0x02, 0x08, 0x01]);
         data.extend([0, 0x1c, 0x0f]);
         data.extend(b"_CHECKPOINTABLE_OBJECT_GRAPH");
-        data.extend([0x08, 0x07, 0x12, 0x00, 0x20, 0xe0, 0x01, 0x28, 0xeb, 0x04, 0x35, 0x5b, 0x5f, 0xa8, 0x58]);
+        data.extend([
+            0x08, 0x07, 0x12, 0x00, 0x20, 0xe0, 0x01, 0x28, 0xeb, 0x04, 0x35, 0x5b, 0x5f, 0xa8,
+            0x58,
+        ]);
         data.extend([0, 0x25, 0x14]);
         data.extend(b"embeddings/.ATTRIBUTES/VARIABLE_VALUE");
         data.extend([
-            0x08, 0x02, 0x12, 0x08, 0x12, 0x02, 0x08, 0x09, 0x12, 0x02, 0x08, 0x03, 0x28, 0xd8, 0x01, 0x35, 0x58,
-            0x65, 0xba, 0xe2,
+            0x08, 0x02, 0x12, 0x08, 0x12, 0x02, 0x08, 0x09, 0x12, 0x02, 0x08, 0x03, 0x28, 0xd8,
+            0x01, 0x35, 0x58, 0x65, 0xba, 0xe2,
         ]);
         data.extend([0, 0x27, 0x0e]);
         data.extend(b"save_counter/.ATTRIBUTES/VARIABLE_VALUE");
-        data.extend([0x08, 0x09, 0x12, 0x00, 0x20, 0xd8, 0x01, 0x28, 0x08, 0x35, 0x29, 0x03, 0x98, 0x07]);
+        data.extend([
+            0x08, 0x09, 0x12, 0x00, 0x20, 0xd8, 0x01, 0x28, 0x08, 0x35, 0x29, 0x03, 0x98, 0x07,
+        ]);
         data.extend([0, 0, 0, 0, 1, 0, 0, 0]);
         assert_eq!(data.len(), 179);
         f.extend(&data);
         f.extend([0x00, 0x26, 0x14, 0x02, 0xeb]);
         f.extend([0, 0, 0, 0, 1, 0, 0, 0, 0x00, 0xc0, 0xf2, 0xa1, 0xb0]);
-        f.extend([0x00, 0x01, 0x03, b't', 0x00, 0xb3, 0x01, 0, 0, 0, 0, 1, 0, 0, 0, 0x00, 0xf7, 0xa4, 0x2f, 0xc4]);
+        f.extend([
+            0x00, 0x01, 0x03, b't', 0x00, 0xb3, 0x01, 0, 0, 0, 0, 1, 0, 0, 0, 0x00, 0xf7, 0xa4,
+            0x2f, 0xc4,
+        ]);
         let mut footer = vec![0xb8, 0x01, 0x08, 0xc5, 0x01, 0x0f];
         footer.resize(40, 0);
         footer.extend([0x57, 0xfb, 0x80, 0x8b, 0x24, 0x75, 0x47, 0xdb]);
@@ -252,12 +285,18 @@ mod tests {
                 g[i] ^= bit;
                 // Padding bytes of the footer are not covered by any CRC; anything else must fail.
                 if let Ok(t) = read_table(&g) {
-                    assert_eq!(t, good, "flip at {i} gave a different table without an error");
+                    assert_eq!(
+                        t, good,
+                        "flip at {i} gave a different table without an error"
+                    );
                 }
             }
         }
         for n in 0..f.len() {
-            assert!(read_table(&f[..n]).is_err(), "truncation to {n} bytes was accepted");
+            assert!(
+                read_table(&f[..n]).is_err(),
+                "truncation to {n} bytes was accepted"
+            );
         }
     }
 

@@ -162,8 +162,14 @@ impl Tensor {
         Ok(match &self.data {
             TensorData::F32(v) => v.clone(),
             TensorData::F64(v) => v.iter().map(|&x| x as f32).collect(),
-            TensorData::F16(v) => v.iter().map(|&x| half::f16::from_bits(x).to_f32()).collect(),
-            TensorData::BF16(v) => v.iter().map(|&x| half::bf16::from_bits(x).to_f32()).collect(),
+            TensorData::F16(v) => v
+                .iter()
+                .map(|&x| half::f16::from_bits(x).to_f32())
+                .collect(),
+            TensorData::BF16(v) => v
+                .iter()
+                .map(|&x| half::bf16::from_bits(x).to_f32())
+                .collect(),
             TensorData::I8(v) => v.iter().map(|&x| x as f32).collect(),
             TensorData::I16(v) => v.iter().map(|&x| x as f32).collect(),
             TensorData::I32(v) => v.iter().map(|&x| x as f32).collect(),
@@ -222,7 +228,9 @@ fn le_vec<T: Pod>(bytes: &[u8]) -> Vec<T> {
         let mut v = vec![T::default(); n];
         // SAFETY: `v` owns `n * size` initialised bytes; `T` is a plain numeric type for which
         // any bit pattern is valid; the regions do not overlap.
-        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), v.as_mut_ptr() as *mut u8, n * size) };
+        unsafe {
+            std::ptr::copy_nonoverlapping(bytes.as_ptr(), v.as_mut_ptr() as *mut u8, n * size)
+        };
         v
     } else {
         bytes.chunks_exact(size).map(T::from_le).collect()

@@ -5,7 +5,9 @@
 use std::path::{Path, PathBuf};
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/savedmodel").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures/savedmodel")
+        .join(name)
 }
 
 fn copy_dir(src: &Path, dst: &Path) {
@@ -59,11 +61,18 @@ fn every_index_byte_flip_and_truncation_is_handled() {
                     errors += 1;
                     assert!(!e.to_string().is_empty());
                 }
-                Ok(n) => assert_eq!(n, good, "flip at {i} of {model} index changed the variables silently"),
+                Ok(n) => assert_eq!(
+                    n, good,
+                    "flip at {i} of {model} index changed the variables silently"
+                ),
             }
         }
         // Not covered by a checksum (and not needed): the footer padding, the metaindex block and its handle.
-        assert!(errors >= orig.len() - 60, "{model}: only {errors} of {} flips detected", orig.len());
+        assert!(
+            errors >= orig.len() - 60,
+            "{model}: only {errors} of {} flips detected",
+            orig.len()
+        );
         for n in (0..orig.len()).step_by(7) {
             std::fs::write(&index, &orig[..n]).unwrap();
             let e = read_all(&dir).unwrap_err().to_string();
@@ -87,7 +96,10 @@ fn every_data_byte_flip_is_a_crc_error_naming_the_tensor() {
                 let e = read_all(&dir).expect_err("flipped data byte must be detected");
                 let msg = e.to_string();
                 assert!(
-                    matches!(e, savedmodel::Error::Crc { .. } | savedmodel::Error::CorruptTensor { .. }),
+                    matches!(
+                        e,
+                        savedmodel::Error::Crc { .. } | savedmodel::Error::CorruptTensor { .. }
+                    ),
                     "{msg}"
                 );
                 assert!(msg.contains("tensor `"), "{msg}");
@@ -129,8 +141,21 @@ fn missing_shard_is_named() {
     copy_dir(&fixture("tf2"), &dir);
     std::fs::remove_file(dir.join("variables/variables.data-00002-of-00004")).unwrap();
     let e = savedmodel::read(&dir).unwrap_err();
-    assert!(matches!(e, savedmodel::Error::MissingShard { shard: 2, num_shards: 4, .. }), "{e}");
-    assert!(e.to_string().contains("variables.data-00002-of-00004"), "{e}");
+    assert!(
+        matches!(
+            e,
+            savedmodel::Error::MissingShard {
+                shard: 2,
+                num_shards: 4,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    assert!(
+        e.to_string().contains("variables.data-00002-of-00004"),
+        "{e}"
+    );
 }
 
 #[test]

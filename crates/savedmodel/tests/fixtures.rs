@@ -6,7 +6,9 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/savedmodel").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures/savedmodel")
+        .join(name)
 }
 
 fn expected(name: &str) -> Value {
@@ -24,9 +26,20 @@ fn check_all_variables(name: &str) {
     exp_names.sort();
     assert_eq!(names, exp_names, "variable names of {name}");
     for (vname, ev) in vars {
-        let t = sm.tensor(vname).unwrap_or_else(|e| panic!("{name}/{vname}: {e}"));
-        assert_eq!(t.dtype.name(), ev["dtype"].as_str().unwrap(), "{vname} dtype");
-        let shape: Vec<usize> = ev["shape"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as usize).collect();
+        let t = sm
+            .tensor(vname)
+            .unwrap_or_else(|e| panic!("{name}/{vname}: {e}"));
+        assert_eq!(
+            t.dtype.name(),
+            ev["dtype"].as_str().unwrap(),
+            "{vname} dtype"
+        );
+        let shape: Vec<usize> = ev["shape"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_u64().unwrap() as usize)
+            .collect();
         assert_eq!(t.shape, shape, "{vname} shape");
         let info = sm.variable(vname).unwrap();
         assert_eq!(info.shape, shape);
@@ -37,7 +50,13 @@ fn check_all_variables(name: &str) {
             TensorData::String(s) => {
                 let exp: Vec<Vec<u8>> = values
                     .iter()
-                    .map(|v| v.as_array().unwrap().iter().map(|b| b.as_u64().unwrap() as u8).collect())
+                    .map(|v| {
+                        v.as_array()
+                            .unwrap()
+                            .iter()
+                            .map(|b| b.as_u64().unwrap() as u8)
+                            .collect()
+                    })
                     .collect();
                 assert_eq!(s, &exp, "{vname} strings");
                 assert!(t.to_f32().is_err());
@@ -72,12 +91,27 @@ fn check_all_variables(name: &str) {
 fn check_metadata(name: &str) {
     let sm = savedmodel::read(&fixture(name)).unwrap();
     let exp = expected(name);
-    let tags: Vec<&str> = exp["tags"].as_array().unwrap().iter().map(|t| t.as_str().unwrap()).collect();
+    let tags: Vec<&str> = exp["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
     assert_eq!(sm.tags(), tags.as_slice());
-    let ops: Vec<&str> = exp["op_types"].as_array().unwrap().iter().map(|t| t.as_str().unwrap()).collect();
+    let ops: Vec<&str> = exp["op_types"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
     let ours: Vec<&str> = sm.op_types().iter().map(|s| s.as_str()).collect();
     assert_eq!(ours, ops, "op types of {name}");
-    let assets: Vec<&str> = exp["assets"].as_array().unwrap().iter().map(|t| t.as_str().unwrap()).collect();
+    let assets: Vec<&str> = exp["assets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
     let ours: Vec<&str> = sm.assets().iter().map(|a| a.filename.as_str()).collect();
     assert_eq!(ours, assets);
     for a in sm.assets() {
@@ -94,15 +128,28 @@ fn check_metadata(name: &str) {
             for spec in ours {
                 let t = &theirs[&spec.name];
                 assert_eq!(spec.tensor_name, t["name"].as_str().unwrap());
-                assert_eq!(spec.dtype.name(), t["dtype"].as_str().unwrap(), "{}", spec.name);
-                let shape = t["shape"].as_array().map(|a| a.iter().map(|d| d.as_i64().unwrap()).collect::<Vec<_>>());
+                assert_eq!(
+                    spec.dtype.name(),
+                    t["dtype"].as_str().unwrap(),
+                    "{}",
+                    spec.name
+                );
+                let shape = t["shape"]
+                    .as_array()
+                    .map(|a| a.iter().map(|d| d.as_i64().unwrap()).collect::<Vec<_>>());
                 assert_eq!(spec.shape, shape, "{}", spec.name);
             }
         }
     }
     let shards = std::fs::read_dir(fixture(name).join("variables"))
         .unwrap()
-        .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().contains(".data-"))
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .contains(".data-")
+        })
         .count();
     assert_eq!(shards as u64, exp["num_shards"].as_u64().unwrap());
     assert!(shards > 1, "fixture {name} should have several shards");
@@ -138,7 +185,12 @@ fn tf1_keys_are_names_and_partitioned_variable_is_reassembled() {
     assert_eq!(emb.slices, 3);
     assert_eq!(emb.shape, vec![10, 3]);
     assert_eq!(emb.stored_bytes, 10 * 3 * 4);
-    let keys: Vec<String> = expected("tf1")["keys"].as_array().unwrap().iter().map(|k| k.as_str().unwrap().to_string()).collect();
+    let keys: Vec<String> = expected("tf1")["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k.as_str().unwrap().to_string())
+        .collect();
     let mut ours: Vec<String> = sm.variables().iter().map(|v| v.key.clone()).collect();
     ours.sort();
     assert_eq!(ours, keys);
@@ -150,9 +202,15 @@ fn tf2_object_keys_map_to_variable_names() {
     let k = sm.variable("dense/kernel").unwrap();
     assert_eq!(k.key, "kernel/.ATTRIBUTES/VARIABLE_VALUE");
     assert_eq!(k.dtype, DType::F32);
-    assert_eq!(sm.variable("block1/weights").unwrap().key, "layers/1/.ATTRIBUTES/VARIABLE_VALUE");
+    assert_eq!(
+        sm.variable("block1/weights").unwrap().key,
+        "layers/1/.ATTRIBUTES/VARIABLE_VALUE"
+    );
     // Lookup by checkpoint key works too.
-    assert_eq!(sm.tensor("kernel/.ATTRIBUTES/VARIABLE_VALUE").unwrap(), sm.tensor("dense/kernel").unwrap());
+    assert_eq!(
+        sm.tensor("kernel/.ATTRIBUTES/VARIABLE_VALUE").unwrap(),
+        sm.tensor("dense/kernel").unwrap()
+    );
     let keys: Vec<String> = expected("tf2")["keys"]
         .as_array()
         .unwrap()

@@ -9,7 +9,10 @@ fn full_inception_variables_match_tensorflow() {
     let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tools/out/inception_v3_full");
     let st_path = base.join("variables_tf.safetensors");
     if !st_path.is_file() || !base.join("saved_model/saved_model.pb").is_file() {
-        eprintln!("skipped: {} absent (run tools/make_inception_fixture.py)", base.display());
+        eprintln!(
+            "skipped: {} absent (run tools/make_inception_fixture.py)",
+            base.display()
+        );
         return;
     }
     let sm = savedmodel::read(&base.join("saved_model")).unwrap();
@@ -34,9 +37,22 @@ fn safetensors_lite(b: &[u8]) -> Vec<(String, Vec<usize>, Vec<f32>)> {
             continue;
         }
         assert_eq!(v["dtype"], "F32", "{k}");
-        let shape: Vec<usize> = v["shape"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap() as usize).collect();
-        let off: Vec<usize> = v["data_offsets"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap() as usize).collect();
-        let vals = data[off[0]..off[1]].chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
+        let shape: Vec<usize> = v["shape"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d.as_u64().unwrap() as usize)
+            .collect();
+        let off: Vec<usize> = v["data_offsets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d.as_u64().unwrap() as usize)
+            .collect();
+        let vals = data[off[0]..off[1]]
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+            .collect();
         out.push((k.clone(), shape, vals));
     }
     out
