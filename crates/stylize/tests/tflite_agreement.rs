@@ -72,9 +72,10 @@ fn magenta_tflite_matches_interpreter() {
     let content = Image::open(&data.join("images/tuebingen.jpg")).unwrap().prepare(true, 384, false);
     let csum: f64 = content.data.iter().map(|v| *v as f64).sum();
     let want = r["content_sum"].as_f64().unwrap();
-    // Same crop/resize as TF; the JPEG decoders differ (TF libjpeg-turbo vs the image crate),
-    // measured 0.7% on the pixel sum of tuebingen, so this only guards against gross mistakes.
-    assert!((csum - want).abs() / want < 1e-2, "content preprocessing differs: {csum} vs {want}");
+    // Same decode (the reference uses libjpeg's accurate integer DCT, which the image crate
+    // matches to ~1e-5 on tuebingen pixel sums, 1.3e-3 on kandinsky.jpg), crop and resize as the
+    // reference: the interpreter saw (almost exactly) our inputs.
+    assert!((csum - want).abs() / want < 2e-3, "content preprocessing differs: {csum} vs {want}");
     let transfers: Vec<(String, stylize::Half)> = ["f16", "int8"]
         .iter()
         .map(|k| {
@@ -87,14 +88,14 @@ fn magenta_tflite_matches_interpreter() {
         let img = Image::open(&data.join(format!("images/{style}.jpg"))).unwrap().prepare(true, 256, false);
         let ssum: f64 = img.data.iter().map(|v| *v as f64).sum();
         let want = r[format!("style_sum_{style}")].as_f64().unwrap();
-        assert!((ssum - want).abs() / want < 1e-2, "{style}: style preprocessing differs: {ssum} vs {want}");
+        assert!((ssum - want).abs() / want < 2e-3, "{style}: style preprocessing differs: {ssum} vs {want}");
         let ours = to_vec(predictor.predict_style(img.to_tensor(&device)));
         let theirs = floats(&r[format!("bottleneck_{style}")]);
         let cos = cosine(&ours, &theirs);
         println!("{style}: bottleneck cosine similarity {cos:.5}");
         // The interpreter runs the int8 predictor with int8 activations (57 quantized
-        // layers); we run its dequantized weights in float32. Measured: see report.
-        assert!(cos > 0.97, "{style}: bottleneck cosine {cos}");
+        // layers); we run its dequantized weights in float32. Measured 0.99982-0.99992.
+        assert!(cos > 0.999, "{style}: bottleneck cosine {cos}");
         // Transfer stage alone, fed the interpreter's own bottleneck.
         let b = Tensor::<2>::from_data(TensorData::new(theirs.clone(), [1, 100]), &device);
         for (kind, t) in &transfers {
@@ -103,12 +104,12 @@ fn magenta_tflite_matches_interpreter() {
             let ref_u8 = std::fs::read(root().join(format!("tests/fixtures/stylization_tflite/out_{style}_{kind}.u8"))).unwrap();
             let p = psnr(&pool_u8(&y), &ref_u8);
             println!("{style} {kind}: transfer PSNR {p:.2} dB");
-            // Our float32 run of the dequantized weights vs the interpreter, on inputs that
-            // differ by the JPEG decoder (see above). Measured (flex, 2026-11-25):
-            // f16 33.2-42.6 dB, int8 26.8-33.3 dB (the int8 file runs hybrid int8 kernels
-            // that quantize activations on the fly, so it departs further from float).
-            // Below ~20 dB the pictures would visibly differ; a wrong layout or op gives < 15 dB.
-            let min = if kind == "f16" { 30.0 } else { 24.0 };
+            // Our float32 run of the dequantized weights vs the interpreter on the same inputs.
+            // Measured (flex, 2026-11-25): f16 file 50.9-57.3 dB (float graph: only summation
+            // order differs, plus the reference's 8-bit rounding); int8 file 27.4-33.8 dB (the
+            // interpreter runs hybrid int8 kernels that quantize activations on the fly, so it
+            // departs from float math). A wrong layout or op gives < 15 dB.
+            let min = if kind == "f16" { 45.0 } else { 24.0 };
             assert!(p > min, "{style} {kind}: PSNR {p} dB below {min}");
         }
     }
