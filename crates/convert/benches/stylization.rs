@@ -1,6 +1,9 @@
 //! Speed of the Magenta stylization SavedModel in Burn: 384x384 content, 256x256 style.
 //!
 //! `cargo bench -p convert --bench stylization [-- --iters N --backend flex|ndarray|wgpu]`
+//! (release), or without a release build of every dependency:
+//! `cargo test -p convert --bench stylization -- --iters N` (the workspace builds dependencies
+//! at opt-level 3 in the dev profile too, and all the work happens inside Burn).
 //!
 //! Needs `tools/out/stylization_full` (`tools/make_magenta_fixture.py --full`): the full-width
 //! SavedModel is read, converted and loaded exactly as in the tests, then, after 2 warm-up runs,
