@@ -345,8 +345,8 @@ impl SlimBatchNorm {
 
     /// Per-channel `(scale, shift)` so that `bn(x) = x * scale + shift` at inference.
     pub fn inference_affine(&self) -> (Tensor<1>, Tensor<1>) {
-        let mean = self.moving_mean.value();
-        let var = self.moving_variance.value();
+        let mean = self.moving_mean.value_sync();
+        let var = self.moving_variance.value_sync();
         let scale = var.add_scalar(self.epsilon).sqrt().recip();
         let shift = self.beta.val() - mean * scale.clone();
         (scale, shift)
@@ -940,5 +940,24 @@ mod tests {
         assert!(err.to_string().contains("at least 75x75"), "{err}");
         let out = m.forward(Tensor::zeros([2, 75, 80, 3], &dev)).unwrap();
         assert_eq!(out.dims(), [2, 3]);
+    }
+
+    #[test]
+    fn trainable_on_autodiff_with_frozen_or_training_batch_norm() {
+        let ad = Device::flex().autodiff();
+        let base = InceptionV3Config { depth_multiplier: 0.05, min_depth: 4, num_classes: Some(3), ..Default::default() };
+        let x = || Tensor::<4>::random([2, 75, 75, 3], burn::tensor::Distribution::Uniform(0.0, 1.0), &ad);
+        // Frozen BN (default): gradients reach the first conv and beta; moving stats stay.
+        let m = base.init(&ad).unwrap();
+        let before = m.conv2d_1a_3x3.bn.as_ref().unwrap().moving_mean.value().into_data();
+        let grads = m.forward(x()).unwrap().sum().backward();
+        let g = m.conv2d_1a_3x3.conv.weight.grad(&grads).expect("conv grad");
+        assert!(g.abs().sum().into_scalar::<f32>() > 0.0);
+        assert!(m.conv2d_1a_3x3.bn.as_ref().unwrap().beta.grad(&grads).is_some());
+        assert_eq!(m.conv2d_1a_3x3.bn.as_ref().unwrap().moving_mean.value().into_data(), before);
+        // Training BN: batch statistics update the moving averages.
+        let m = InceptionV3Config { train_batch_norm: true, batch_norm_momentum: 0.9, ..base }.init(&ad).unwrap();
+        let _ = m.forward(x()).unwrap();
+        assert_ne!(m.conv2d_1a_3x3.bn.as_ref().unwrap().moving_mean.value_sync().into_data(), before);
     }
 }
