@@ -18,5 +18,10 @@ fn main() {
         m[i % 3] += *v as f64 * 255.0;
     }
     let n = (img.data.len() / 3) as f64;
-    println!("{}x{} sum {s} mean {:?}", img.width, img.height, m.map(|v| v / n));
+    println!(
+        "{}x{} sum {s} mean {:?}",
+        img.width,
+        img.height,
+        m.map(|v| v / n)
+    );
 }

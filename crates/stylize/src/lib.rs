@@ -6,8 +6,8 @@
 use burn::store::{ModuleSnapshot, SafetensorsStore};
 use burn::tensor::{Device, Tensor, TensorData};
 use models::stylization::{
-    MobileNetPredictorConfig, MobileNetStylePredictor, StylePredictor, Stylization, Transformer, TransformerConfig, KIND_STYLE_PREDICTOR,
-    KIND_STYLE_TRANSFER,
+    MobileNetPredictorConfig, MobileNetStylePredictor, StylePredictor, Stylization, Transformer,
+    TransformerConfig, KIND_STYLE_PREDICTOR, KIND_STYLE_TRANSFER,
 };
 use std::path::Path;
 
@@ -31,10 +31,21 @@ pub enum Error {
 impl Image {
     /// Decodes a PNG/JPEG file to RGB floats in [0, 1].
     pub fn open(path: &Path) -> Result<Self, Error> {
-        let img = image::open(path).map_err(|e| Error::Decode { file: path.display().to_string(), msg: e.to_string() })?;
+        let img = image::open(path).map_err(|e| Error::Decode {
+            file: path.display().to_string(),
+            msg: e.to_string(),
+        })?;
         let rgb = img.to_rgb8();
         let (w, h) = rgb.dimensions();
-        Ok(Self { height: h as usize, width: w as usize, data: rgb.into_raw().into_iter().map(|v| v as f32 / 255.0).collect() })
+        Ok(Self {
+            height: h as usize,
+            width: w as usize,
+            data: rgb
+                .into_raw()
+                .into_iter()
+                .map(|v| v as f32 / 255.0)
+                .collect(),
+        })
     }
 
     /// The central square (side `min(h, w)`, offset `(h - s) / 2`, `(w - s) / 2`, like `crop_to_bounding_box`).
@@ -46,7 +57,11 @@ impl Image {
             let row = ((y0 + y) * self.width + x0) * 3;
             data.extend_from_slice(&self.data[row..row + s * 3]);
         }
-        Self { height: s, width: s, data }
+        Self {
+            height: s,
+            width: s,
+            data,
+        }
     }
 
     /// `tf.image.resize(img, (h, w), 'bilinear', antialias=False)` (TF2: half-pixel centers).
@@ -76,7 +91,11 @@ impl Image {
                 }
             }
         }
-        Self { height: out_h, width: out_w, data }
+        Self {
+            height: out_h,
+            width: out_w,
+            data,
+        }
     }
 
     /// `tf.nn.avg_pool(img, ksize=3, strides=1, padding='SAME')` (padding excluded from the mean).
@@ -100,13 +119,21 @@ impl Image {
                 }
             }
         }
-        Self { height: h, width: w, data }
+        Self {
+            height: h,
+            width: w,
+            data,
+        }
     }
 
     /// Preprocessing of the Magenta examples: optional central crop, resize to
     /// fit inside `size` x `size` keeping the aspect ratio (0 keeps the size), optional 3x3 blur.
     pub fn prepare(&self, crop: bool, size: usize, blur: bool) -> Self {
-        let mut img = if crop { self.central_crop() } else { self.clone() };
+        let mut img = if crop {
+            self.central_crop()
+        } else {
+            self.clone()
+        };
         if size > 0 {
             // `tf.image.resize(img, (size, size), preserve_aspect_ratio=True)`: fit inside size x size.
             let scale = (size as f64 / img.height as f64).min(size as f64 / img.width as f64);
@@ -122,13 +149,19 @@ impl Image {
 
     /// `[1, h, w, 3]` tensor.
     pub fn to_tensor(&self, device: &Device) -> Tensor<4> {
-        Tensor::from_data(TensorData::new(self.data.clone(), [1, self.height, self.width, 3]), device)
+        Tensor::from_data(
+            TensorData::new(self.data.clone(), [1, self.height, self.width, 3]),
+            device,
+        )
     }
 }
 
 /// Serializes converted tensors to safetensors bytes.
 fn safetensors_bytes(tensors: &[convert::OutTensor]) -> Result<Vec<u8>, String> {
-    let bytes: Vec<Vec<u8>> = tensors.iter().map(|t| t.data.iter().flat_map(|v| v.to_le_bytes()).collect()).collect();
+    let bytes: Vec<Vec<u8>> = tensors
+        .iter()
+        .map(|t| t.data.iter().flat_map(|v| v.to_le_bytes()).collect())
+        .collect();
     let views: Vec<(String, safetensors::tensor::TensorView)> = tensors
         .iter()
         .zip(&bytes)
@@ -141,7 +174,10 @@ fn safetensors_bytes(tensors: &[convert::OutTensor]) -> Result<Vec<u8>, String> 
     safetensors::serialize(views, None).map_err(|e| e.to_string())
 }
 
-fn load_bytes<M: burn::module::Module + ModuleSnapshot>(module: M, bytes: Vec<u8>) -> Result<M, String> {
+fn load_bytes<M: burn::module::Module + ModuleSnapshot>(
+    module: M,
+    bytes: Vec<u8>,
+) -> Result<M, String> {
     let mut module = module;
     let mut store = SafetensorsStore::from_bytes(Some(bytes)).allow_partial(false);
     let r = module.load_from(&mut store).map_err(|e| e.to_string())?;
@@ -159,18 +195,26 @@ pub enum Half {
 
 /// Converts a `.tflite` file in memory and builds the matching module.
 pub fn load_tflite(path: &Path, device: &Device) -> Result<Half, Error> {
-    let err = |msg: String| Error::Model { file: path.display().to_string(), msg };
-    let c = convert::kinds::magenta_tflite::convert_tflite(path, &path.display().to_string()).map_err(|e| err(e.to_string()))?;
+    let err = |msg: String| Error::Model {
+        file: path.display().to_string(),
+        msg,
+    };
+    let c = convert::kinds::magenta_tflite::convert_tflite(path, &path.display().to_string())
+        .map_err(|e| err(e.to_string()))?;
     let bytes = safetensors_bytes(&c.tensors).map_err(&err)?;
     match c.kind.as_str() {
         KIND_STYLE_PREDICTOR => {
-            let cfg: MobileNetPredictorConfig = serde_json::from_value(c.config).map_err(|e| err(e.to_string()))?;
+            let cfg: MobileNetPredictorConfig =
+                serde_json::from_value(c.config).map_err(|e| err(e.to_string()))?;
             let p: MobileNetStylePredictor = load_bytes(cfg.init(device), bytes).map_err(&err)?;
             Ok(Half::Predictor(StylePredictor::MobileNet(p)))
         }
         KIND_STYLE_TRANSFER => {
-            let cfg: TransformerConfig = serde_json::from_value(c.config).map_err(|e| err(e.to_string()))?;
-            Ok(Half::Transfer(load_bytes(cfg.init(device), bytes).map_err(&err)?))
+            let cfg: TransformerConfig =
+                serde_json::from_value(c.config).map_err(|e| err(e.to_string()))?;
+            Ok(Half::Transfer(
+                load_bytes(cfg.init(device), bytes).map_err(&err)?,
+            ))
         }
         k => Err(err(format!("unexpected kind {k}"))),
     }
@@ -181,12 +225,21 @@ pub fn load_half(path: &Path, device: &Device) -> Result<Half, Error> {
     if path.is_file() {
         return load_tflite(path, device);
     }
-    let err = |msg: String| Error::Model { file: path.display().to_string(), msg };
+    let err = |msg: String| Error::Model {
+        file: path.display().to_string(),
+        msg,
+    };
     let kind = models::stylization::folder_kind(path).map_err(|e| err(e.to_string()))?;
     match kind.as_str() {
-        KIND_STYLE_PREDICTOR => Ok(Half::Predictor(StylePredictor::load(path, device).map_err(|e| err(e.to_string()))?)),
-        KIND_STYLE_TRANSFER => Ok(Half::Transfer(Transformer::load(path, device).map_err(|e| err(e.to_string()))?)),
-        k => Err(err(format!("holds a `{k}` model, expected a style predictor or style transfer network"))),
+        KIND_STYLE_PREDICTOR => Ok(Half::Predictor(
+            StylePredictor::load(path, device).map_err(|e| err(e.to_string()))?,
+        )),
+        KIND_STYLE_TRANSFER => Ok(Half::Transfer(
+            Transformer::load(path, device).map_err(|e| err(e.to_string()))?,
+        )),
+        k => Err(err(format!(
+            "holds a `{k}` model, expected a style predictor or style transfer network"
+        ))),
     }
 }
 
@@ -205,17 +258,25 @@ pub fn load_predictor(path: &Path, device: &Device) -> Result<StylePredictor, Er
     if !path.join("config.json").is_file() {
         return Ok(load_model(&path.display().to_string(), device)?.predictor);
     }
-    StylePredictor::load(path, device).map_err(|e| Error::Model { file: path.display().to_string(), msg: e.to_string() })
+    StylePredictor::load(path, device).map_err(|e| Error::Model {
+        file: path.display().to_string(),
+        msg: e.to_string(),
+    })
 }
 
 /// Loads a transformer from a `.tflite` file or a converted folder
 /// (`style_transfer`, or the transformer of a `stylization` folder).
 pub fn load_transfer(path: &Path, device: &Device) -> Result<Transformer, Error> {
-    let err = |msg: String| Error::Model { file: path.display().to_string(), msg };
+    let err = |msg: String| Error::Model {
+        file: path.display().to_string(),
+        msg,
+    };
     if path.is_file() {
         return match load_tflite(path, device)? {
             Half::Transfer(t) => Ok(t),
-            Half::Predictor(_) => Err(err("is a style predictor, expected a style transfer network".into())),
+            Half::Predictor(_) => Err(err(
+                "is a style predictor, expected a style transfer network".into(),
+            )),
         };
     }
     if !path.join("config.json").is_file() {
@@ -223,7 +284,9 @@ pub fn load_transfer(path: &Path, device: &Device) -> Result<Transformer, Error>
     }
     let kind = models::stylization::folder_kind(path).map_err(|e| err(e.to_string()))?;
     if kind == models::stylization::KIND_STYLIZATION {
-        return Ok(Stylization::load(path, device).map_err(|e| err(e.to_string()))?.transformer);
+        return Ok(Stylization::load(path, device)
+            .map_err(|e| err(e.to_string()))?
+            .transformer);
     }
     Transformer::load(path, device).map_err(|e| err(e.to_string()))
 }
@@ -232,17 +295,24 @@ pub fn load_transfer(path: &Path, device: &Device) -> Result<Transformer, Error>
 /// handle (TF-Hub / Kaggle URL, archive, local SavedModel folder) converted in
 /// memory (through a temporary folder).
 pub fn load_model(spec: &str, device: &Device) -> Result<Stylization, Error> {
-    let err = |msg: String| Error::Model { file: spec.to_string(), msg };
+    let err = |msg: String| Error::Model {
+        file: spec.to_string(),
+        msg,
+    };
     let local = Path::new(spec);
     if local.join("config.json").is_file() {
         return Stylization::load(local, device).map_err(|e| err(e.to_string()));
     }
     let resolved = hub::resolve(spec, &hub::Options::from_env()).map_err(|e| err(e.to_string()))?;
     if !resolved.path.join("saved_model.pb").is_file() {
-        return Err(err(format!("{} is not a SavedModel folder or a converted model folder", resolved.path.display())));
+        return Err(err(format!(
+            "{} is not a SavedModel folder or a converted model folder",
+            resolved.path.display()
+        )));
     }
     let sm = savedmodel::read(&resolved.path).map_err(|e| err(e.to_string()))?;
-    let src = convert::from_savedmodel::source_from_savedmodel(&sm, spec).map_err(|e| err(e.to_string()))?;
+    let src = convert::from_savedmodel::source_from_savedmodel(&sm, spec)
+        .map_err(|e| err(e.to_string()))?;
     let converted = convert::kinds::convert_any(&src)
         .map_err(|e| err(e.to_string()))?
         .ok_or_else(|| err("not recognised as a stylization model".into()))?;
@@ -254,7 +324,10 @@ pub fn load_model(spec: &str, device: &Device) -> Result<Stylization, Error> {
 
 /// `[N]` floats of a tensor.
 pub fn to_vec<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-    t.into_data().convert::<f32>().try_into_vec::<f32>().unwrap_or_default()
+    t.into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -262,7 +335,11 @@ mod tests {
     use super::*;
 
     fn ramp(h: usize, w: usize) -> Image {
-        Image { height: h, width: w, data: (0..h * w * 3).map(|i| (i % 251) as f32 / 250.0).collect() }
+        Image {
+            height: h,
+            width: w,
+            data: (0..h * w * 3).map(|i| (i % 251) as f32 / 250.0).collect(),
+        }
     }
 
     #[test]
@@ -280,7 +357,11 @@ mod tests {
     #[test]
     fn blur_excludes_padding() {
         // 2x2 single-channel-like pattern: every 3x3 SAME window covers the whole image.
-        let img = Image { height: 2, width: 2, data: vec![0., 0., 0., 1., 1., 1., 2., 2., 2., 3., 3., 3.] };
+        let img = Image {
+            height: 2,
+            width: 2,
+            data: vec![0., 0., 0., 1., 1., 1., 2., 2., 2., 3., 3., 3.],
+        };
         let b = img.box_blur3();
         assert!(b.data.iter().all(|v| (v - 1.5).abs() < 1e-6));
     }

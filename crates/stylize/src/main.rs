@@ -81,10 +81,17 @@ fn split_model(spec: &str) -> Result<(PathBuf, PathBuf)> {
     if dir.is_dir() && !dir.join("config.json").is_file() {
         let mut pred = None;
         let mut tran = None;
-        let mut entries: Vec<_> = std::fs::read_dir(&dir).with_context(|| format!("{}", dir.display()))?.flatten().map(|e| e.path()).collect();
+        let mut entries: Vec<_> = std::fs::read_dir(&dir)
+            .with_context(|| format!("{}", dir.display()))?
+            .flatten()
+            .map(|e| e.path())
+            .collect();
         entries.sort();
         for p in entries {
-            let name = p.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+            let name = p
+                .file_name()
+                .map(|n| n.to_string_lossy().to_string())
+                .unwrap_or_default();
             if name.ends_with(".tflite") && name.contains("predict") && pred.is_none() {
                 pred = Some(p);
             } else if name.ends_with(".tflite") && name.contains("transfer") && tran.is_none() {
@@ -112,23 +119,42 @@ fn read_npy_f32(path: &Path) -> Result<Vec<f32>> {
         if bytes.len() < 12 {
             bail!("{}: truncated .npy header", path.display());
         }
-        (u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize, 12)
+        (
+            u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
+            12,
+        )
     };
-    let header = bytes.get(start..start + hlen).ok_or_else(|| anyhow!("{}: truncated .npy header", path.display()))?;
+    let header = bytes
+        .get(start..start + hlen)
+        .ok_or_else(|| anyhow!("{}: truncated .npy header", path.display()))?;
     let header = String::from_utf8_lossy(header);
     if !header.contains("'<f4'") || header.contains("'fortran_order': True") {
-        bail!("{}: expected a little-endian float32 C-order array, header {header}", path.display());
+        bail!(
+            "{}: expected a little-endian float32 C-order array, header {header}",
+            path.display()
+        );
     }
     let body = &bytes[start + hlen..];
     if body.len() % 4 != 0 {
         bail!("{}: data is not a whole number of float32s", path.display());
     }
-    Ok(body.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+    Ok(body
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect())
 }
 
 fn npy_bytes(shape: &[usize], data: &[f32]) -> Vec<u8> {
-    let dims = shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ");
-    let dims = if shape.len() == 1 { format!("{dims},") } else { dims };
+    let dims = shape
+        .iter()
+        .map(|d| d.to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let dims = if shape.len() == 1 {
+        format!("{dims},")
+    } else {
+        dims
+    };
     let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({dims}), }}");
     while (10 + header.len() + 1) % 64 != 0 {
         header.push(' ');
@@ -145,25 +171,50 @@ fn npy_bytes(shape: &[usize], data: &[f32]) -> Vec<u8> {
 
 /// Writes `bytes` to `path` through a temporary file in the same folder.
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(".{}.tmp{}", path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default(), std::process::id()));
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(
+        ".{}.tmp{}",
+        path.file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default(),
+        std::process::id()
+    ));
     std::fs::write(&tmp, bytes).with_context(|| format!("{}: cannot write", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("{}: cannot rename into place", path.display()))
+    std::fs::rename(&tmp, path)
+        .with_context(|| format!("{}: cannot rename into place", path.display()))
 }
 
 fn save_image(path: &Path, h: usize, w: usize, data: &[f32]) -> Result<()> {
-    let ext = path.extension().map(|e| e.to_string_lossy().to_lowercase()).unwrap_or_default();
+    let ext = path
+        .extension()
+        .map(|e| e.to_string_lossy().to_lowercase())
+        .unwrap_or_default();
     let bytes = match ext.as_str() {
         "npy" => npy_bytes(&[h, w, 3], data),
         "png" | "jpg" | "jpeg" => {
-            let px: Vec<u8> = data.iter().map(|v| (v.clamp(0.0, 1.0) * 255.0).round() as u8).collect();
-            let img = image::RgbImage::from_raw(w as u32, h as u32, px).ok_or_else(|| anyhow!("internal: image size"))?;
+            let px: Vec<u8> = data
+                .iter()
+                .map(|v| (v.clamp(0.0, 1.0) * 255.0).round() as u8)
+                .collect();
+            let img = image::RgbImage::from_raw(w as u32, h as u32, px)
+                .ok_or_else(|| anyhow!("internal: image size"))?;
             let mut buf = std::io::Cursor::new(Vec::new());
-            let fmt = if ext == "png" { image::ImageFormat::Png } else { image::ImageFormat::Jpeg };
-            img.write_to(&mut buf, fmt).with_context(|| format!("{}: cannot encode", path.display()))?;
+            let fmt = if ext == "png" {
+                image::ImageFormat::Png
+            } else {
+                image::ImageFormat::Jpeg
+            };
+            img.write_to(&mut buf, fmt)
+                .with_context(|| format!("{}: cannot encode", path.display()))?;
             buf.into_inner()
         }
-        _ => bail!("{}: unknown output type (use .png, .jpg or .npy)", path.display()),
+        _ => bail!(
+            "{}: unknown output type (use .png, .jpg or .npy)",
+            path.display()
+        ),
     };
     write_atomic(path, &bytes)
 }
@@ -192,16 +243,25 @@ fn run(a: Args) -> Result<()> {
     let bottleneck: Vec<f32> = if let Some(v) = &a.style_vector {
         let v = read_npy_f32(v)?;
         if v.len() != 100 {
-            bail!("{}: style vector has {} values, expected 100", a.style_vector.as_ref().unwrap().display(), v.len());
+            bail!(
+                "{}: style vector has {} values, expected 100",
+                a.style_vector.as_ref().unwrap().display(),
+                v.len()
+            );
         }
         v
     } else {
-        let style_path = a.style.as_ref().ok_or_else(|| anyhow!("give --style IMAGE or --style-vector IN.npy"))?;
+        let style_path = a
+            .style
+            .as_ref()
+            .ok_or_else(|| anyhow!("give --style IMAGE or --style-vector IN.npy"))?;
         let style = Image::open(style_path)?.prepare(crop, a.style_size, !a.no_blur);
         if style.height < 1 || style.width < 1 {
             bail!("{}: image is empty", style_path.display());
         }
-        let p = predictor.as_ref().ok_or_else(|| anyhow!("a style predictor is needed for --style"))?;
+        let p = predictor
+            .as_ref()
+            .ok_or_else(|| anyhow!("a style predictor is needed for --style"))?;
         to_vec(p.predict_style(style.to_tensor(&device)))
     };
     if let Some(out) = &a.save_style {
@@ -210,7 +270,8 @@ fn run(a: Args) -> Result<()> {
     let style_t = Tensor::<2>::from_data(TensorData::new(bottleneck, [1, 100]), &device);
     let several = a.content.len() > 1;
     if several {
-        std::fs::create_dir_all(&a.output).with_context(|| format!("{}: cannot create output folder", a.output.display()))?;
+        std::fs::create_dir_all(&a.output)
+            .with_context(|| format!("{}: cannot create output folder", a.output.display()))?;
     }
     for (i, c) in a.content.iter().enumerate() {
         if several {
@@ -219,10 +280,17 @@ fn run(a: Args) -> Result<()> {
         let img = Image::open(c)?;
         let content = img.prepare(crop, a.content_size, false);
         if content.height < 5 || content.width < 5 {
-            bail!("{}: image is {}x{} after preprocessing; the transfer network needs at least 5x5", c.display(), content.width, content.height);
+            bail!(
+                "{}: image is {}x{} after preprocessing; the transfer network needs at least 5x5",
+                c.display(),
+                content.width,
+                content.height
+            );
         }
         let b = if a.strength < 1.0 {
-            let p = predictor.as_ref().ok_or_else(|| anyhow!("--strength below 1 needs a style predictor"))?;
+            let p = predictor
+                .as_ref()
+                .ok_or_else(|| anyhow!("--strength below 1 needs a style predictor"))?;
             let own = p.predict_style(img.prepare(crop, a.style_size, false).to_tensor(&device));
             blend_bottlenecks(style_t.clone(), own, a.strength)
         } else {
@@ -232,7 +300,10 @@ fn run(a: Args) -> Result<()> {
         let [_, h, w, _] = y.dims();
         let data = to_vec(y);
         let out = if several {
-            let stem = c.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_else(|| format!("{i}"));
+            let stem = c
+                .file_stem()
+                .map(|s| s.to_string_lossy().to_string())
+                .unwrap_or_else(|| format!("{i}"));
             a.output.join(format!("{stem}_stylized.png"))
         } else {
             a.output.clone()

@@ -22,7 +22,13 @@ fn read_npy(p: &std::path::Path) -> (String, Vec<f32>) {
     let b = std::fs::read(p).unwrap();
     let hlen = u16::from_le_bytes([b[8], b[9]]) as usize;
     let header = String::from_utf8_lossy(&b[10..10 + hlen]).to_string();
-    (header, b[10 + hlen..].chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+    (
+        header,
+        b[10 + hlen..]
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect(),
+    )
 }
 
 #[test]
@@ -34,12 +40,21 @@ fn style_vector_round_trip_strength_and_several_contents() {
     let vec = tmp.path().join("style.npy");
     let out1 = tmp.path().join("a.npy");
     let st = stylize()
-        .args(["--predictor".as_ref(), pred.as_os_str(), "--transfer".as_ref(), tran.as_os_str()])
-        .arg("--content").arg(d.join("images/YellowLabradorLooking_new.jpg"))
-        .arg("--style").arg(d.join("images/skrik.jpg"))
+        .args([
+            "--predictor".as_ref(),
+            pred.as_os_str(),
+            "--transfer".as_ref(),
+            tran.as_os_str(),
+        ])
+        .arg("--content")
+        .arg(d.join("images/YellowLabradorLooking_new.jpg"))
+        .arg("--style")
+        .arg(d.join("images/skrik.jpg"))
         .args(["--content-size", "64"])
-        .arg("--save-style").arg(&vec)
-        .arg("-o").arg(&out1)
+        .arg("--save-style")
+        .arg(&vec)
+        .arg("-o")
+        .arg(&out1)
         .status()
         .unwrap();
     assert!(st.success());
@@ -52,11 +67,15 @@ fn style_vector_round_trip_strength_and_several_contents() {
     // The saved vector reproduces the same picture without a predictor.
     let out2 = tmp.path().join("b.npy");
     let st = stylize()
-        .arg("--transfer").arg(&tran)
-        .arg("--content").arg(d.join("images/YellowLabradorLooking_new.jpg"))
-        .arg("--style-vector").arg(&vec)
+        .arg("--transfer")
+        .arg(&tran)
+        .arg("--content")
+        .arg(d.join("images/YellowLabradorLooking_new.jpg"))
+        .arg("--style-vector")
+        .arg(&vec)
         .args(["--content-size", "64"])
-        .arg("-o").arg(&out2)
+        .arg("-o")
+        .arg(&out2)
         .status()
         .unwrap();
     assert!(st.success());
@@ -64,25 +83,41 @@ fn style_vector_round_trip_strength_and_several_contents() {
     // Strength 0 = the content's own style: a different picture.
     let out3 = tmp.path().join("c.npy");
     let st = stylize()
-        .args(["--predictor".as_ref(), pred.as_os_str(), "--transfer".as_ref(), tran.as_os_str()])
-        .arg("--content").arg(d.join("images/YellowLabradorLooking_new.jpg"))
-        .arg("--style").arg(d.join("images/skrik.jpg"))
+        .args([
+            "--predictor".as_ref(),
+            pred.as_os_str(),
+            "--transfer".as_ref(),
+            tran.as_os_str(),
+        ])
+        .arg("--content")
+        .arg(d.join("images/YellowLabradorLooking_new.jpg"))
+        .arg("--style")
+        .arg(d.join("images/skrik.jpg"))
         .args(["--content-size", "64", "--strength", "0"])
-        .arg("-o").arg(&out3)
+        .arg("-o")
+        .arg(&out3)
         .status()
         .unwrap();
     assert!(st.success());
     let c = read_npy(&out3).1;
     let diff: f32 = c.iter().zip(&img).map(|(a, b)| (a - b).abs()).sum::<f32>() / c.len() as f32;
-    assert!(diff > 0.02, "strength 0 should change the picture, mean |diff| {diff}");
+    assert!(
+        diff > 0.02,
+        "strength 0 should change the picture, mean |diff| {diff}"
+    );
     // Several content images -> a folder of PNGs.
     let dir = tmp.path().join("many");
     let st = stylize()
-        .arg("--model").arg(format!("{},{}", pred.display(), tran.display()))
-        .arg("--content").arg(d.join("images/YellowLabradorLooking_new.jpg")).arg(d.join("images/grace_hopper.jpg"))
-        .arg("--style").arg(d.join("images/skrik.jpg"))
+        .arg("--model")
+        .arg(format!("{},{}", pred.display(), tran.display()))
+        .arg("--content")
+        .arg(d.join("images/YellowLabradorLooking_new.jpg"))
+        .arg(d.join("images/grace_hopper.jpg"))
+        .arg("--style")
+        .arg(d.join("images/skrik.jpg"))
         .args(["--content-size", "48"])
-        .arg("-o").arg(&dir)
+        .arg("-o")
+        .arg(&dir)
         .status()
         .unwrap();
     assert!(st.success());
@@ -99,9 +134,16 @@ fn bad_inputs_fail_with_a_message() {
     let fake = tmp.path().join("fake.tflite");
     std::fs::write(&fake, b"xxxxxxxxTFL3 truncated").unwrap();
     let out = stylize()
-        .arg("--predictor").arg(&fake).arg("--transfer").arg(&fake)
-        .arg("--content").arg(&bad).arg("--style").arg(&bad)
-        .arg("-o").arg(tmp.path().join("o.png"))
+        .arg("--predictor")
+        .arg(&fake)
+        .arg("--transfer")
+        .arg(&fake)
+        .arg("--content")
+        .arg(&bad)
+        .arg("--style")
+        .arg(&bad)
+        .arg("-o")
+        .arg(tmp.path().join("o.png"))
         .output()
         .unwrap();
     assert!(!out.status.success());
@@ -112,19 +154,36 @@ fn bad_inputs_fail_with_a_message() {
     let tran = d.join("magenta-tflite/style_transfer_f16_384.tflite");
     let pred = d.join("magenta-tflite/style_predict_quantized_256.tflite");
     let out = stylize()
-        .arg("--predictor").arg(&pred).arg("--transfer").arg(&tran)
-        .arg("--content").arg(&bad).arg("--style").arg(d.join("images/skrik.jpg"))
-        .arg("-o").arg(tmp.path().join("o.png"))
+        .arg("--predictor")
+        .arg(&pred)
+        .arg("--transfer")
+        .arg(&tran)
+        .arg("--content")
+        .arg(&bad)
+        .arg("--style")
+        .arg(d.join("images/skrik.jpg"))
+        .arg("-o")
+        .arg(tmp.path().join("o.png"))
         .output()
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("bad.jpg") && err.contains("cannot decode"), "{err}");
+    assert!(
+        err.contains("bad.jpg") && err.contains("cannot decode"),
+        "{err}"
+    );
     let out = stylize()
-        .arg("--predictor").arg(&pred).arg("--transfer").arg(&tran)
-        .arg("--content").arg(d.join("images/skrik.jpg")).arg("--style").arg(d.join("images/skrik.jpg"))
+        .arg("--predictor")
+        .arg(&pred)
+        .arg("--transfer")
+        .arg(&tran)
+        .arg("--content")
+        .arg(d.join("images/skrik.jpg"))
+        .arg("--style")
+        .arg(d.join("images/skrik.jpg"))
         .args(["--content-size", "4"])
-        .arg("-o").arg(tmp.path().join("o.png"))
+        .arg("-o")
+        .arg(tmp.path().join("o.png"))
         .output()
         .unwrap();
     assert!(!out.status.success());
@@ -137,20 +196,32 @@ fn bad_inputs_fail_with_a_message() {
 fn saved_model_and_mixed_halves() {
     let Some(d) = data() else { return };
     let tmp = tempfile::tempdir().unwrap();
-    let tgz = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/stylization/saved_model.tar.gz");
+    let tgz = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures/stylization/saved_model.tar.gz");
     if !tgz.is_file() {
         eprintln!("SKIP: {} not found", tgz.display());
         return;
     }
-    assert!(Command::new("tar").arg("xzf").arg(&tgz).arg("-C").arg(tmp.path()).status().unwrap().success());
+    assert!(Command::new("tar")
+        .arg("xzf")
+        .arg(&tgz)
+        .arg("-C")
+        .arg(tmp.path())
+        .status()
+        .unwrap()
+        .success());
     let sm = tmp.path().join("saved_model");
     let out = tmp.path().join("sm.npy");
     let st = stylize()
-        .arg("--model").arg(&sm)
-        .arg("--content").arg(d.join("images/tuebingen.jpg"))
-        .arg("--style").arg(d.join("images/starry_night.jpg"))
+        .arg("--model")
+        .arg(&sm)
+        .arg("--content")
+        .arg(d.join("images/tuebingen.jpg"))
+        .arg("--style")
+        .arg(d.join("images/starry_night.jpg"))
         .args(["--content-size", "50", "--style-size", "64"])
-        .arg("-o").arg(&out)
+        .arg("-o")
+        .arg(&out)
         .status()
         .unwrap();
     assert!(st.success());
@@ -159,12 +230,17 @@ fn saved_model_and_mixed_halves() {
     assert!(v.iter().all(|x| (0.0..=1.0).contains(x)));
     let out = tmp.path().join("mix.png");
     let st = stylize()
-        .arg("--predictor").arg(d.join("magenta-tflite/style_predict_quantized_256.tflite"))
-        .arg("--transfer").arg(&sm)
-        .arg("--content").arg(d.join("images/tuebingen.jpg"))
-        .arg("--style").arg(d.join("images/starry_night.jpg"))
+        .arg("--predictor")
+        .arg(d.join("magenta-tflite/style_predict_quantized_256.tflite"))
+        .arg("--transfer")
+        .arg(&sm)
+        .arg("--content")
+        .arg(d.join("images/tuebingen.jpg"))
+        .arg("--style")
+        .arg(d.join("images/starry_night.jpg"))
         .args(["--content-size", "32"])
-        .arg("-o").arg(&out)
+        .arg("-o")
+        .arg(&out)
         .status()
         .unwrap();
     assert!(st.success());

@@ -20,13 +20,27 @@ fn write_folder(src: &Path, dir: &Path) {
     let c = convert::kinds::magenta_tflite::convert_tflite(src, "test").unwrap();
     std::fs::create_dir_all(dir).unwrap();
     let cfg = serde_json::json!({"kind": c.kind, "config": c.config, "source": "test", "converter_version": "test"});
-    std::fs::write(dir.join("config.json"), serde_json::to_string(&cfg).unwrap()).unwrap();
-    let bytes: Vec<Vec<u8>> = c.tensors.iter().map(|t| t.data.iter().flat_map(|v| v.to_le_bytes()).collect()).collect();
+    std::fs::write(
+        dir.join("config.json"),
+        serde_json::to_string(&cfg).unwrap(),
+    )
+    .unwrap();
+    let bytes: Vec<Vec<u8>> = c
+        .tensors
+        .iter()
+        .map(|t| t.data.iter().flat_map(|v| v.to_le_bytes()).collect())
+        .collect();
     let views: Vec<(String, safetensors::tensor::TensorView)> = c
         .tensors
         .iter()
         .zip(&bytes)
-        .map(|(t, b)| (t.name.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, t.shape.clone(), b).unwrap()))
+        .map(|(t, b)| {
+            (
+                t.name.clone(),
+                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, t.shape.clone(), b)
+                    .unwrap(),
+            )
+        })
         .collect();
     safetensors::serialize_to_file(views, None, &dir.join("model.safetensors")).unwrap();
 }
@@ -40,22 +54,43 @@ fn converted_folders_load_like_tflite_files() {
     let tran = d.join("style_transfer_f16_384.tflite");
     write_folder(&pred, &tmp.path().join("p"));
     write_folder(&tran, &tmp.path().join("t"));
-    let style = Tensor::<4>::random([1, 64, 64, 3], burn::tensor::Distribution::Uniform(0.0, 1.0), &device);
-    let content = Tensor::<4>::random([1, 32, 40, 3], burn::tensor::Distribution::Uniform(0.0, 1.0), &device);
-    let (Half::Predictor(p1), Half::Predictor(p2)) = (load_tflite(&pred, &device).unwrap(), load_half(&tmp.path().join("p"), &device).unwrap()) else {
+    let style = Tensor::<4>::random(
+        [1, 64, 64, 3],
+        burn::tensor::Distribution::Uniform(0.0, 1.0),
+        &device,
+    );
+    let content = Tensor::<4>::random(
+        [1, 32, 40, 3],
+        burn::tensor::Distribution::Uniform(0.0, 1.0),
+        &device,
+    );
+    let (Half::Predictor(p1), Half::Predictor(p2)) = (
+        load_tflite(&pred, &device).unwrap(),
+        load_half(&tmp.path().join("p"), &device).unwrap(),
+    ) else {
         panic!("predictors expected")
     };
     let b1 = p1.predict_style(style.clone());
     let b2 = p2.predict_style(style);
     assert_eq!(to_vec(b1.clone()), to_vec(b2));
-    let (Half::Transfer(t1), Half::Transfer(t2)) = (load_tflite(&tran, &device).unwrap(), load_half(&tmp.path().join("t"), &device).unwrap()) else {
+    let (Half::Transfer(t1), Half::Transfer(t2)) = (
+        load_tflite(&tran, &device).unwrap(),
+        load_half(&tmp.path().join("t"), &device).unwrap(),
+    ) else {
         panic!("transfers expected")
     };
     let y1 = to_vec(t1.transfer(content.clone(), b1.clone()));
     assert_eq!(y1, to_vec(t2.transfer(content, b1)));
     assert_eq!(y1.len(), 32 * 40 * 3);
     // The wrong half is refused with the folder named.
-    let s = models::stylization::Stylization::load_parts(tmp.path().join("t"), tmp.path().join("p"), &device);
+    let s = models::stylization::Stylization::load_parts(
+        tmp.path().join("t"),
+        tmp.path().join("p"),
+        &device,
+    );
     let e = s.err().expect("wrong kinds must fail").to_string();
-    assert!(e.contains("style_transfer") || e.contains("style_predictor"), "{e}");
+    assert!(
+        e.contains("style_transfer") || e.contains("style_predictor"),
+        "{e}"
+    );
 }

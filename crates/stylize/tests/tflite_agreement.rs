@@ -27,7 +27,11 @@ fn reference() -> serde_json::Value {
 }
 
 fn floats(v: &serde_json::Value) -> Vec<f32> {
-    v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap() as f32)
+        .collect()
 }
 
 fn cosine(a: &[f32], b: &[f32]) -> f64 {
@@ -57,7 +61,12 @@ fn pool_u8(y: &[f32]) -> Vec<u8> {
 }
 
 fn psnr(a: &[u8], b: &[u8]) -> f64 {
-    let mse: f64 = a.iter().zip(b).map(|(x, y)| (*x as f64 - *y as f64).powi(2)).sum::<f64>() / a.len() as f64;
+    let mse: f64 = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| (*x as f64 - *y as f64).powi(2))
+        .sum::<f64>()
+        / a.len() as f64;
     10.0 * (255.0f64 * 255.0 / mse.max(1e-12)).log10()
 }
 
@@ -66,29 +75,50 @@ fn magenta_tflite_matches_interpreter() {
     let Some(data) = shared() else { return };
     let device = Device::flex();
     let r = reference();
-    let Half::Predictor(predictor) = load_tflite(&data.join("magenta-tflite/style_predict_quantized_256.tflite"), &device).unwrap() else {
+    let Half::Predictor(predictor) = load_tflite(
+        &data.join("magenta-tflite/style_predict_quantized_256.tflite"),
+        &device,
+    )
+    .unwrap() else {
         panic!("predictor expected")
     };
-    let content = Image::open(&data.join("images/tuebingen.jpg")).unwrap().prepare(true, 384, false);
+    let content = Image::open(&data.join("images/tuebingen.jpg"))
+        .unwrap()
+        .prepare(true, 384, false);
     let csum: f64 = content.data.iter().map(|v| *v as f64).sum();
     let want = r["content_sum"].as_f64().unwrap();
     // Same decode (the reference uses libjpeg's accurate integer DCT, which the image crate
     // matches to ~1e-5 on tuebingen pixel sums, 1.3e-3 on kandinsky.jpg), crop and resize as the
     // reference: the interpreter saw (almost exactly) our inputs.
-    assert!((csum - want).abs() / want < 2e-3, "content preprocessing differs: {csum} vs {want}");
+    assert!(
+        (csum - want).abs() / want < 2e-3,
+        "content preprocessing differs: {csum} vs {want}"
+    );
     let transfers: Vec<(String, stylize::Half)> = ["f16", "int8"]
         .iter()
         .map(|k| {
-            let f = if *k == "f16" { "style_transfer_f16_384.tflite" } else { "style_transfer_quantized_384.tflite" };
-            (k.to_string(), load_tflite(&data.join("magenta-tflite").join(f), &device).unwrap())
+            let f = if *k == "f16" {
+                "style_transfer_f16_384.tflite"
+            } else {
+                "style_transfer_quantized_384.tflite"
+            };
+            (
+                k.to_string(),
+                load_tflite(&data.join("magenta-tflite").join(f), &device).unwrap(),
+            )
         })
         .collect();
     for style in r["styles"].as_array().unwrap() {
         let style = style.as_str().unwrap();
-        let img = Image::open(&data.join(format!("images/{style}.jpg"))).unwrap().prepare(true, 256, false);
+        let img = Image::open(&data.join(format!("images/{style}.jpg")))
+            .unwrap()
+            .prepare(true, 256, false);
         let ssum: f64 = img.data.iter().map(|v| *v as f64).sum();
         let want = r[format!("style_sum_{style}")].as_f64().unwrap();
-        assert!((ssum - want).abs() / want < 2e-3, "{style}: style preprocessing differs: {ssum} vs {want}");
+        assert!(
+            (ssum - want).abs() / want < 2e-3,
+            "{style}: style preprocessing differs: {ssum} vs {want}"
+        );
         let ours = to_vec(predictor.predict_style(img.to_tensor(&device)));
         let theirs = floats(&r[format!("bottleneck_{style}")]);
         let cos = cosine(&ours, &theirs);
@@ -101,7 +131,10 @@ fn magenta_tflite_matches_interpreter() {
         for (kind, t) in &transfers {
             let Half::Transfer(t) = t else { panic!() };
             let y = to_vec(t.transfer(content.to_tensor(&device), b.clone()));
-            let ref_u8 = std::fs::read(root().join(format!("tests/fixtures/stylization_tflite/out_{style}_{kind}.u8"))).unwrap();
+            let ref_u8 = std::fs::read(root().join(format!(
+                "tests/fixtures/stylization_tflite/out_{style}_{kind}.u8"
+            )))
+            .unwrap();
             let p = psnr(&pool_u8(&y), &ref_u8);
             println!("{style} {kind}: transfer PSNR {p:.2} dB");
             // Our float32 run of the dequantized weights vs the interpreter on the same inputs.

@@ -17,9 +17,14 @@ pub(crate) struct Table<'a> {
 }
 
 fn read_bytes<const N: usize>(buf: &[u8], pos: usize, what: &str) -> FbResult<[u8; N]> {
-    let end = pos.checked_add(N).ok_or_else(|| format!("{what}: offset overflow"))?;
+    let end = pos
+        .checked_add(N)
+        .ok_or_else(|| format!("{what}: offset overflow"))?;
     if end > buf.len() {
-        return Err(format!("{what}: offset {pos} is past the end of the file ({} bytes)", buf.len()));
+        return Err(format!(
+            "{what}: offset {pos} is past the end of the file ({} bytes)",
+            buf.len()
+        ));
     }
     let mut out = [0u8; N];
     out.copy_from_slice(&buf[pos..end]);
@@ -37,7 +42,9 @@ fn u16_at(buf: &[u8], pos: usize, what: &str) -> FbResult<u16> {
 /// Follows a `uoffset_t` stored at `pos` (relative to `pos`).
 fn follow(buf: &[u8], pos: usize, what: &str) -> FbResult<usize> {
     let off = u32_at(buf, pos, what)? as usize;
-    let target = pos.checked_add(off).ok_or_else(|| format!("{what}: offset overflow"))?;
+    let target = pos
+        .checked_add(off)
+        .ok_or_else(|| format!("{what}: offset overflow"))?;
     if target >= buf.len() {
         return Err(format!("{what}: points past the end of the file"));
     }
@@ -66,7 +73,12 @@ impl<'a> Table<'a> {
         if pos + tbl_len > buf.len() {
             return Err(format!("{what}: table extends past the end of the file"));
         }
-        Ok(Self { buf, pos, vtable, vt_len })
+        Ok(Self {
+            buf,
+            pos,
+            vtable,
+            vt_len,
+        })
     }
 
     /// Position of field `slot` inside the table, or `None` when absent.
@@ -121,13 +133,22 @@ impl<'a> Table<'a> {
 
     /// (position of the first element, element count) of a vector field.
     fn vector(&self, slot: usize, elem: usize, what: &str) -> FbResult<Option<(usize, usize)>> {
-        let Some(p) = self.field(slot, what)? else { return Ok(None) };
+        let Some(p) = self.field(slot, what)? else {
+            return Ok(None);
+        };
         let start = follow(self.buf, p, what)?;
         let len = u32_at(self.buf, start, what)? as usize;
-        let bytes = len.checked_mul(elem).ok_or_else(|| format!("{what}: vector length overflow"))?;
+        let bytes = len
+            .checked_mul(elem)
+            .ok_or_else(|| format!("{what}: vector length overflow"))?;
         let first = start + 4;
-        if first.checked_add(bytes).is_none_or(|end| end > self.buf.len()) {
-            return Err(format!("{what}: vector of {len} elements extends past the end of the file"));
+        if first
+            .checked_add(bytes)
+            .is_none_or(|end| end > self.buf.len())
+        {
+            return Err(format!(
+                "{what}: vector of {len} elements extends past the end of the file"
+            ));
         }
         Ok(Some((first, len)))
     }
@@ -145,31 +166,53 @@ impl<'a> Table<'a> {
     pub(crate) fn i32s(&self, slot: usize, what: &str) -> FbResult<Vec<i32>> {
         Ok(match self.vector(slot, 4, what)? {
             Some((p, n)) => (0..n)
-                .map(|i| i32::from_le_bytes(self.buf[p + 4 * i..p + 4 * i + 4].try_into().expect("4 bytes")))
+                .map(|i| {
+                    i32::from_le_bytes(
+                        self.buf[p + 4 * i..p + 4 * i + 4]
+                            .try_into()
+                            .expect("4 bytes"),
+                    )
+                })
                 .collect(),
             None => Vec::new(),
         })
     }
 
     pub(crate) fn f32s(&self, slot: usize, what: &str) -> FbResult<Vec<f32>> {
-        Ok(self.i32s(slot, what)?.into_iter().map(|v| f32::from_bits(v as u32)).collect())
+        Ok(self
+            .i32s(slot, what)?
+            .into_iter()
+            .map(|v| f32::from_bits(v as u32))
+            .collect())
     }
 
     pub(crate) fn i64s(&self, slot: usize, what: &str) -> FbResult<Vec<i64>> {
         Ok(match self.vector(slot, 8, what)? {
             Some((p, n)) => (0..n)
-                .map(|i| i64::from_le_bytes(self.buf[p + 8 * i..p + 8 * i + 8].try_into().expect("8 bytes")))
+                .map(|i| {
+                    i64::from_le_bytes(
+                        self.buf[p + 8 * i..p + 8 * i + 8]
+                            .try_into()
+                            .expect("8 bytes"),
+                    )
+                })
                 .collect(),
             None => Vec::new(),
         })
     }
 
     pub(crate) fn tables(&self, slot: usize, what: &str) -> FbResult<Vec<Table<'a>>> {
-        let Some((p, n)) = self.vector(slot, 4, what)? else { return Ok(Vec::new()) };
+        let Some((p, n)) = self.vector(slot, 4, what)? else {
+            return Ok(Vec::new());
+        };
         (0..n)
             .map(|i| {
                 let at = p + 4 * i;
-                Table::at(self.buf, follow(self.buf, at, what)?, &format!("{what}[{i}]"))
+                Table::at(
+                    self.buf,
+                    follow(self.buf, at, what)?,
+                    &format!("{what}[{i}]"),
+                )
             })
             .collect()
     }

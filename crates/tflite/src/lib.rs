@@ -179,7 +179,9 @@ pub struct TensorInfo {
 impl TensorInfo {
     /// Number of elements (0 when a dimension is negative).
     pub fn num_elements(&self) -> usize {
-        self.shape.iter().fold(1usize, |a, &d| a.saturating_mul(d.max(0) as usize))
+        self.shape
+            .iter()
+            .fold(1usize, |a, &d| a.saturating_mul(d.max(0) as usize))
     }
 
     /// Shape as `usize` (negative dims become 0).
@@ -312,13 +314,18 @@ impl OperatorCode {
                 return format!("CUSTOM:{c}");
             }
         }
-        builtin_name(self.builtin).map(str::to_string).unwrap_or_else(|| format!("BUILTIN_{}", self.builtin))
+        builtin_name(self.builtin)
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("BUILTIN_{}", self.builtin))
     }
 }
 
 /// Schema name of a builtin operator code.
 pub fn builtin_name(code: i32) -> Option<&'static str> {
-    opnames::BUILTIN_OPS.iter().find(|(c, _)| *c == code).map(|(_, n)| *n)
+    opnames::BUILTIN_OPS
+        .iter()
+        .find(|(c, _)| *c == code)
+        .map(|(_, n)| *n)
 }
 
 /// A subgraph (the main graph is subgraph 0).
@@ -390,7 +397,13 @@ impl fmt::Debug for Model {
 fn read_options(op_name: &str, t: Option<Table<'_>>) -> Result<Options, String> {
     let Some(t) = t else { return Ok(Options::None) };
     let w = "builtin_options";
-    let pad = |slot| -> Result<Padding, String> { Ok(if t.i8(slot, 0, w)? == 1 { Padding::Valid } else { Padding::Same }) };
+    let pad = |slot| -> Result<Padding, String> {
+        Ok(if t.i8(slot, 0, w)? == 1 {
+            Padding::Valid
+        } else {
+            Padding::Same
+        })
+    };
     let pos = |v: i32| v.max(1) as usize;
     Ok(match op_name {
         "CONV_2D" => Options::Conv2d {
@@ -406,11 +419,23 @@ fn read_options(op_name: &str, t: Option<Table<'_>>) -> Result<Options, String> 
             activation: Activation::from_code(t.i8(4, 0, w)?),
             dilation: (pos(t.i32(6, 1, w)?), pos(t.i32(5, 1, w)?)),
         },
-        "ADD" | "SUB" | "MUL" | "DIV" => Options::Elementwise { activation: Activation::from_code(t.i8(0, 0, w)?) },
-        "MEAN" | "SUM" | "REDUCE_MAX" | "REDUCE_MIN" | "REDUCE_PROD" => Options::Reducer { keep_dims: t.bool(0, w)? },
-        "MIRROR_PAD" => Options::MirrorPad { reflect: t.i8(0, 0, w)? == 0 },
-        "RESIZE_NEAREST_NEIGHBOR" => Options::Resize { align_corners: t.bool(0, w)?, half_pixel_centers: t.bool(1, w)? },
-        "RESIZE_BILINEAR" => Options::Resize { align_corners: t.bool(2, w)?, half_pixel_centers: t.bool(3, w)? },
+        "ADD" | "SUB" | "MUL" | "DIV" => Options::Elementwise {
+            activation: Activation::from_code(t.i8(0, 0, w)?),
+        },
+        "MEAN" | "SUM" | "REDUCE_MAX" | "REDUCE_MIN" | "REDUCE_PROD" => Options::Reducer {
+            keep_dims: t.bool(0, w)?,
+        },
+        "MIRROR_PAD" => Options::MirrorPad {
+            reflect: t.i8(0, 0, w)? == 0,
+        },
+        "RESIZE_NEAREST_NEIGHBOR" => Options::Resize {
+            align_corners: t.bool(0, w)?,
+            half_pixel_centers: t.bool(1, w)?,
+        },
+        "RESIZE_BILINEAR" => Options::Resize {
+            align_corners: t.bool(2, w)?,
+            half_pixel_centers: t.bool(3, w)?,
+        },
         _ => Options::None,
     })
 }
@@ -420,13 +445,19 @@ impl Model {
     pub fn open(path: impl AsRef<Path>) -> Result<Self, Error> {
         let path = path.as_ref();
         let file = path.display().to_string();
-        let bytes = std::fs::read(path).map_err(|source| Error::Io { file: file.clone(), source })?;
+        let bytes = std::fs::read(path).map_err(|source| Error::Io {
+            file: file.clone(),
+            source,
+        })?;
         Self::from_bytes(bytes, &file)
     }
 
     /// Decodes the bytes of a `.tflite` file; `file` labels error messages.
     pub fn from_bytes(bytes: Vec<u8>, file: &str) -> Result<Self, Error> {
-        let malformed = |what: String| Error::Malformed { file: file.to_string(), what };
+        let malformed = |what: String| Error::Malformed {
+            file: file.to_string(),
+            what,
+        };
         if bytes.len() < 8 {
             return Err(malformed(format!("only {} bytes", bytes.len())));
         }
@@ -437,9 +468,13 @@ impl Model {
             )));
         }
         let parsed = Self::parse(&bytes).map_err(malformed)?;
-        let (version, description, operator_codes, subgraphs, buffers, metadata, signature_keys) = parsed;
+        let (version, description, operator_codes, subgraphs, buffers, metadata, signature_keys) =
+            parsed;
         if version != 3 {
-            return Err(Error::Version { file: file.to_string(), version });
+            return Err(Error::Version {
+                file: file.to_string(),
+                version,
+            });
         }
         let model = Model {
             file: file.to_string(),
@@ -459,12 +494,27 @@ impl Model {
     #[allow(clippy::type_complexity)]
     fn parse(
         buf: &[u8],
-    ) -> Result<(u32, Option<String>, Vec<OperatorCode>, Vec<Subgraph>, Vec<BufferRange>, Vec<Metadata>, Vec<String>), String> {
+    ) -> Result<
+        (
+            u32,
+            Option<String>,
+            Vec<OperatorCode>,
+            Vec<Subgraph>,
+            Vec<BufferRange>,
+            Vec<Metadata>,
+            Vec<String>,
+        ),
+        String,
+    > {
         let root = Table::root(buf)?;
         let version = root.u32(0, 0, "Model.version")?;
         let description = root.string(3, "Model.description")?;
         let mut codes = Vec::new();
-        for (i, c) in root.tables(1, "Model.operator_codes")?.into_iter().enumerate() {
+        for (i, c) in root
+            .tables(1, "Model.operator_codes")?
+            .into_iter()
+            .enumerate()
+        {
             let what = format!("operator_codes[{i}]");
             let deprecated = c.i8(0, 0, &what)? as i32;
             let builtin = c.i32(3, 0, &what)?;
@@ -484,7 +534,9 @@ impl Model {
                 // Data outside the FlatBuffer (files over 2 GB): offset from the file start.
                 let (o, s) = (offset as usize, size as usize);
                 if o.checked_add(s).is_none_or(|end| end > buf.len()) {
-                    return Err(format!("{what}: data at offset {o} + {s} bytes is past the end of the file"));
+                    return Err(format!(
+                        "{what}: data at offset {o} + {s} bytes is past the end of the file"
+                    ));
                 }
                 BufferRange { offset: o, len: s }
             } else {
@@ -499,7 +551,11 @@ impl Model {
         for (si, s) in root.tables(2, "Model.subgraphs")?.into_iter().enumerate() {
             let what = format!("subgraphs[{si}]");
             let mut tensors = Vec::new();
-            for (ti, t) in s.tables(0, &format!("{what}.tensors"))?.into_iter().enumerate() {
+            for (ti, t) in s
+                .tables(0, &format!("{what}.tensors"))?
+                .into_iter()
+                .enumerate()
+            {
                 let tw = format!("{what}.tensors[{ti}]");
                 let quantization = match t.table(4, &tw)? {
                     Some(q) => {
@@ -527,15 +583,26 @@ impl Model {
                 });
             }
             let mut operators = Vec::new();
-            for (oi, o) in s.tables(3, &format!("{what}.operators"))?.into_iter().enumerate() {
+            for (oi, o) in s
+                .tables(3, &format!("{what}.operators"))?
+                .into_iter()
+                .enumerate()
+            {
                 let ow = format!("{what}.operators[{oi}]");
                 let opcode_index = o.u32(0, 0, &ow)? as usize;
-                let name = codes
-                    .get(opcode_index)
-                    .map(|c| c.name())
-                    .ok_or_else(|| format!("{ow}: opcode_index {opcode_index} out of range ({} codes)", codes.len()))?;
+                let name = codes.get(opcode_index).map(|c| c.name()).ok_or_else(|| {
+                    format!(
+                        "{ow}: opcode_index {opcode_index} out of range ({} codes)",
+                        codes.len()
+                    )
+                })?;
                 let options = read_options(&name, o.table(4, &ow)?)?;
-                operators.push(Operator { opcode_index, inputs: o.i32s(1, &ow)?, outputs: o.i32s(2, &ow)?, options });
+                operators.push(Operator {
+                    opcode_index,
+                    inputs: o.i32s(1, &ow)?,
+                    outputs: o.i32s(2, &ow)?,
+                    options,
+                });
             }
             subgraphs.push(Subgraph {
                 name: s.string(4, &what)?,
@@ -548,19 +615,40 @@ impl Model {
         let mut metadata = Vec::new();
         for (i, m) in root.tables(6, "Model.metadata")?.into_iter().enumerate() {
             let what = format!("metadata[{i}]");
-            metadata.push(Metadata { name: m.string(0, &what)?.unwrap_or_default(), buffer: m.u32(1, 0, &what)? });
+            metadata.push(Metadata {
+                name: m.string(0, &what)?.unwrap_or_default(),
+                buffer: m.u32(1, 0, &what)?,
+            });
         }
         let mut signature_keys = Vec::new();
-        for (i, s) in root.tables(7, "Model.signature_defs")?.into_iter().enumerate() {
-            signature_keys.push(s.string(2, &format!("signature_defs[{i}]"))?.unwrap_or_default());
+        for (i, s) in root
+            .tables(7, "Model.signature_defs")?
+            .into_iter()
+            .enumerate()
+        {
+            signature_keys.push(
+                s.string(2, &format!("signature_defs[{i}]"))?
+                    .unwrap_or_default(),
+            );
         }
-        Ok((version, description, codes, subgraphs, buffers, metadata, signature_keys))
+        Ok((
+            version,
+            description,
+            codes,
+            subgraphs,
+            buffers,
+            metadata,
+            signature_keys,
+        ))
     }
 
     /// Cross-references: tensor/buffer/operator indices in range, constant
     /// data the size its shape and type say.
     fn validate(&self) -> Result<(), Error> {
-        let bad = |what: String| Error::Malformed { file: self.file.clone(), what };
+        let bad = |what: String| Error::Malformed {
+            file: self.file.clone(),
+            what,
+        };
         if self.subgraphs.is_empty() {
             return Err(bad("no subgraphs".into()));
         }
@@ -569,7 +657,9 @@ impl Model {
             let check = |idx: &[i32], what: &str| -> Result<(), Error> {
                 for &i in idx {
                     if i < -1 || i >= n {
-                        return Err(bad(format!("subgraphs[{si}].{what}: tensor index {i} out of range ({n} tensors)")));
+                        return Err(bad(format!(
+                            "subgraphs[{si}].{what}: tensor index {i} out of range ({n} tensors)"
+                        )));
                     }
                 }
                 Ok(())
@@ -582,7 +672,12 @@ impl Model {
             }
             for t in &sg.tensors {
                 if t.buffer as usize >= self.buffers.len() {
-                    return Err(bad(format!("tensor `{}`: buffer {} out of range ({} buffers)", t.name, t.buffer, self.buffers.len())));
+                    return Err(bad(format!(
+                        "tensor `{}`: buffer {} out of range ({} buffers)",
+                        t.name,
+                        t.buffer,
+                        self.buffers.len()
+                    )));
                 }
                 if let Some(q) = &t.quantization {
                     if q.scale.len() > 1 && q.quantized_dimension >= t.shape.len().max(1) {
@@ -596,7 +691,10 @@ impl Model {
         }
         for m in &self.metadata {
             if m.buffer as usize >= self.buffers.len() {
-                return Err(bad(format!("metadata `{}`: buffer {} out of range", m.name, m.buffer)));
+                return Err(bad(format!(
+                    "metadata `{}`: buffer {} out of range",
+                    m.name, m.buffer
+                )));
             }
         }
         Ok(())
@@ -622,12 +720,18 @@ impl Model {
 
     /// The name of an operator's code.
     pub fn op_name(&self, op: &Operator) -> String {
-        self.operator_codes.get(op.opcode_index).map(|c| c.name()).unwrap_or_else(|| "?".into())
+        self.operator_codes
+            .get(op.opcode_index)
+            .map(|c| c.name())
+            .unwrap_or_else(|| "?".into())
     }
 
     /// The bytes of metadata entry `name`, if present.
     pub fn metadata_bytes(&self, name: &str) -> Option<&[u8]> {
-        self.metadata.iter().find(|m| m.name == name).map(|m| self.buffer(m.buffer))
+        self.metadata
+            .iter()
+            .find(|m| m.name == name)
+            .map(|m| self.buffer(m.buffer))
     }
 
     /// The constant data of tensor `tensor` of `subgraph` (`None`: no data, i.e. an activation).
@@ -645,39 +749,83 @@ impl Model {
             .subgraphs
             .get(subgraph)
             .and_then(|s| s.tensors.get(tensor))
-            .ok_or_else(|| Error::Malformed { file: self.file.clone(), what: format!("no tensor {tensor} in subgraph {subgraph}") })?;
-        let err = |what: String| Error::Tensor { file: self.file.clone(), tensor: t.name.clone(), what };
-        let data = self.tensor_data(subgraph, tensor).ok_or_else(|| err("has no constant data".into()))?;
+            .ok_or_else(|| Error::Malformed {
+                file: self.file.clone(),
+                what: format!("no tensor {tensor} in subgraph {subgraph}"),
+            })?;
+        let err = |what: String| Error::Tensor {
+            file: self.file.clone(),
+            tensor: t.name.clone(),
+            what,
+        };
+        let data = self
+            .tensor_data(subgraph, tensor)
+            .ok_or_else(|| err("has no constant data".into()))?;
         let n = t.num_elements();
-        let size = t.dtype.size().ok_or_else(|| err(format!("unsupported dtype {}", t.dtype)))?;
+        let size = t
+            .dtype
+            .size()
+            .ok_or_else(|| err(format!("unsupported dtype {}", t.dtype)))?;
         if n.checked_mul(size) != Some(data.len()) {
-            return Err(err(format!("buffer holds {} bytes, shape {:?} of {} does not match", data.len(), t.shape, t.dtype)));
+            return Err(err(format!(
+                "buffer holds {} bytes, shape {:?} of {} does not match",
+                data.len(),
+                t.shape,
+                t.dtype
+            )));
         }
         let raw: Vec<f64> = match t.dtype {
             TensorType::Float32 => {
-                return Ok(data.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect());
+                return Ok(data
+                    .chunks_exact(4)
+                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect());
             }
             TensorType::Float16 => {
-                return Ok(data.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect());
+                return Ok(data
+                    .chunks_exact(2)
+                    .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
+                    .collect());
             }
             TensorType::BFloat16 => {
-                return Ok(data.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect());
+                return Ok(data
+                    .chunks_exact(2)
+                    .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
+                    .collect());
             }
             TensorType::Float64 => {
-                return Ok(data.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().expect("8")) as f32).collect());
+                return Ok(data
+                    .chunks_exact(8)
+                    .map(|c| f64::from_le_bytes(c.try_into().expect("8")) as f32)
+                    .collect());
             }
             TensorType::Int8 => data.iter().map(|&b| b as i8 as f64).collect(),
             TensorType::UInt8 => data.iter().map(|&b| b as f64).collect(),
-            TensorType::Int16 => data.chunks_exact(2).map(|c| i16::from_le_bytes([c[0], c[1]]) as f64).collect(),
-            TensorType::Int32 => data.chunks_exact(4).map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f64).collect(),
-            TensorType::Int64 => data.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().expect("8")) as f64).collect(),
+            TensorType::Int16 => data
+                .chunks_exact(2)
+                .map(|c| i16::from_le_bytes([c[0], c[1]]) as f64)
+                .collect(),
+            TensorType::Int32 => data
+                .chunks_exact(4)
+                .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f64)
+                .collect(),
+            TensorType::Int64 => data
+                .chunks_exact(8)
+                .map(|c| i64::from_le_bytes(c.try_into().expect("8")) as f64)
+                .collect(),
             other => return Err(err(format!("unsupported dtype {other}"))),
         };
         let Some(q) = t.quantization.as_ref().filter(|q| !q.scale.is_empty()) else {
             // Plain integers (e.g. shape or axis constants).
             return Ok(raw.into_iter().map(|v| v as f32).collect());
         };
-        let zp = |i: usize| q.zero_point.get(i).or(q.zero_point.first()).copied().unwrap_or(0) as f64;
+        let zp = |i: usize| {
+            q.zero_point
+                .get(i)
+                .or(q.zero_point.first())
+                .copied()
+                .unwrap_or(0) as f64
+        };
         if q.scale.len() == 1 {
             let (s, z) = (q.scale[0] as f64, zp(0));
             return Ok(raw.into_iter().map(|v| ((v - z) * s) as f32).collect());
@@ -692,7 +840,9 @@ impl Model {
                 t.shape
             )));
         }
-        let inner: usize = dims[axis + 1..].iter().fold(1usize, |a, &d| a.saturating_mul(d));
+        let inner: usize = dims[axis + 1..]
+            .iter()
+            .fold(1usize, |a, &d| a.saturating_mul(d));
         Ok(raw
             .into_iter()
             .enumerate()

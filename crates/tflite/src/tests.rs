@@ -6,11 +6,15 @@ use super::*;
 use std::path::PathBuf;
 
 fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/stylization_tflite").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures/stylization_tflite")
+        .join(name)
 }
 
 fn shared(name: &str) -> Option<PathBuf> {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/magenta-tflite").join(name);
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/data/magenta-tflite")
+        .join(name);
     if p.is_file() {
         Some(p)
     } else {
@@ -20,7 +24,8 @@ fn shared(name: &str) -> Option<PathBuf> {
 }
 
 fn expected() -> serde_json::Value {
-    let text = std::fs::read_to_string(fixture("tiny_expected.json")).expect("fixture tiny_expected.json");
+    let text =
+        std::fs::read_to_string(fixture("tiny_expected.json")).expect("fixture tiny_expected.json");
     serde_json::from_str(&text).expect("valid json")
 }
 
@@ -34,35 +39,74 @@ fn check_model(kind: &str) {
     let model = Model::open(fixture(m["file"].as_str().unwrap())).expect("parse");
     assert_eq!(model.version, 3);
     // Operators, as the interpreter lists them (minus the delegate nodes it appends).
-    let ops: Vec<String> = model.main().operators.iter().map(|o| model.op_name(o)).collect();
-    let want: Vec<String> =
-        m["ops"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).filter(|s| s != "DELEGATE").collect();
+    let ops: Vec<String> = model
+        .main()
+        .operators
+        .iter()
+        .map(|o| model.op_name(o))
+        .collect();
+    let want: Vec<String> = m["ops"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .filter(|s| s != "DELEGATE")
+        .collect();
     assert_eq!(ops, want);
     let mut checked = 0;
     for t in m["tensors"].as_array().unwrap() {
         let name = t["name"].as_str().unwrap();
         let idx = find(&model, name).unwrap_or_else(|| panic!("tensor {name} not found"));
         let info = &model.main().tensors[idx];
-        let shape: Vec<i32> = t["shape"].as_array().unwrap().iter().map(|v| v.as_i64().unwrap() as i32).collect();
+        let shape: Vec<i32> = t["shape"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_i64().unwrap() as i32)
+            .collect();
         assert_eq!(info.shape, shape, "{name}");
-        assert_eq!(info.dtype.to_string(), t["dtype"].as_str().unwrap().replace("float", "float").to_string(), "{name}");
-        let scales: Vec<f32> = t["scales"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
+        assert_eq!(
+            info.dtype.to_string(),
+            t["dtype"]
+                .as_str()
+                .unwrap()
+                .replace("float", "float")
+                .to_string(),
+            "{name}"
+        );
+        let scales: Vec<f32> = t["scales"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap() as f32)
+            .collect();
         match &info.quantization {
             Some(q) => {
                 assert_eq!(q.scale, scales, "{name}");
-                assert_eq!(q.quantized_dimension as i64, t["quantized_dimension"].as_i64().unwrap());
+                assert_eq!(
+                    q.quantized_dimension as i64,
+                    t["quantized_dimension"].as_i64().unwrap()
+                );
             }
             None => assert!(scales.is_empty(), "{name}: expected scales"),
         }
         if model.tensor_data(0, idx).is_none() {
             continue; // an activation
         }
-        let want = t.get("dequantized").or(Some(&t["raw"])).unwrap().as_array().unwrap();
+        let want = t
+            .get("dequantized")
+            .or(Some(&t["raw"]))
+            .unwrap()
+            .as_array()
+            .unwrap();
         let got = model.tensor_f32(0, idx).expect("dequantize");
         assert_eq!(got.len(), want.len(), "{name}");
         for (g, w) in got.iter().zip(want) {
             let w = w.as_f64().unwrap() as f32;
-            assert!((g - w).abs() <= 1e-6 * w.abs().max(1.0), "{name}: {g} vs {w}");
+            assert!(
+                (g - w).abs() <= 1e-6 * w.abs().max(1.0),
+                "{name}: {g} vs {w}"
+            );
         }
         checked += 1;
     }
@@ -78,7 +122,12 @@ fn float16_weights_match_interpreter() {
 fn int8_per_channel_weights_match_interpreter() {
     check_model("int8");
     let model = Model::open(fixture("tiny_int8.tflite")).unwrap();
-    let per_channel = model.main().tensors.iter().filter(|t| t.quantization.as_ref().is_some_and(|q| q.scale.len() > 1)).count();
+    let per_channel = model
+        .main()
+        .tensors
+        .iter()
+        .filter(|t| t.quantization.as_ref().is_some_and(|q| q.scale.len() > 1))
+        .count();
     assert!(per_channel >= 2);
 }
 
@@ -89,19 +138,38 @@ fn conv_options_are_decoded() {
     let conv = ops.iter().find(|o| model.op_name(o) == "CONV_2D").unwrap();
     assert_eq!(
         conv.options,
-        Options::Conv2d { padding: Padding::Same, stride: (1, 1), dilation: (1, 1), activation: Activation::Relu6 }
+        Options::Conv2d {
+            padding: Padding::Same,
+            stride: (1, 1),
+            dilation: (1, 1),
+            activation: Activation::Relu6
+        }
     );
-    let dw = ops.iter().find(|o| model.op_name(o) == "DEPTHWISE_CONV_2D").unwrap();
+    let dw = ops
+        .iter()
+        .find(|o| model.op_name(o) == "DEPTHWISE_CONV_2D")
+        .unwrap();
     match dw.options {
-        Options::DepthwiseConv2d { padding, stride, activation, .. } => {
-            assert_eq!((padding, stride, activation), (Padding::Same, (2, 2), Activation::None));
+        Options::DepthwiseConv2d {
+            padding,
+            stride,
+            activation,
+            ..
+        } => {
+            assert_eq!(
+                (padding, stride, activation),
+                (Padding::Same, (2, 2), Activation::None)
+            );
         }
         ref o => panic!("{o:?}"),
     }
     let mean = ops.iter().find(|o| model.op_name(o) == "MEAN").unwrap();
     assert_eq!(mean.options, Options::Reducer { keep_dims: true });
     assert_eq!(model.main().inputs.len(), 1);
-    assert_eq!(model.main().tensors[model.main().inputs[0] as usize].shape, vec![1, 8, 8, 3]);
+    assert_eq!(
+        model.main().tensors[model.main().inputs[0] as usize].shape,
+        vec![1, 8, 8, 3]
+    );
 }
 
 /// Every truncation and many single-byte corruptions give `Ok` or `Err`, never a panic.
@@ -138,10 +206,14 @@ fn truncated_and_corrupted_files_do_not_panic() {
 fn wrong_identifier_and_version_are_named() {
     let mut bytes = std::fs::read(fixture("tiny_f16.tflite")).unwrap();
     let e = Model::from_bytes(b"not a flatbuffer at all".to_vec(), "x.bin").unwrap_err();
-    assert!(e.to_string().contains("x.bin") && e.to_string().contains("TFL3"), "{e}");
+    assert!(
+        e.to_string().contains("x.bin") && e.to_string().contains("TFL3"),
+        "{e}"
+    );
     // Patch the version field (slot 0 of the root table) to 2.
     let root = u32::from_le_bytes(bytes[0..4].try_into().unwrap()) as usize;
-    let vt = (root as i64 - i32::from_le_bytes(bytes[root..root + 4].try_into().unwrap()) as i64) as usize;
+    let vt = (root as i64 - i32::from_le_bytes(bytes[root..root + 4].try_into().unwrap()) as i64)
+        as usize;
     let off = u16::from_le_bytes(bytes[vt + 4..vt + 6].try_into().unwrap()) as usize;
     bytes[root + off..root + off + 4].copy_from_slice(&2u32.to_le_bytes());
     let e = Model::from_bytes(bytes, "v2.tflite").unwrap_err();
@@ -151,13 +223,37 @@ fn wrong_identifier_and_version_are_named() {
 #[test]
 fn magenta_files_parse() {
     for (file, must) in [
-        ("style_predict_quantized_256.tflite", &["CONV_2D", "DEPTHWISE_CONV_2D", "MEAN", "QUANTIZE", "DEQUANTIZE", "ADD"][..]),
-        ("style_transfer_f16_384.tflite", &["MIRROR_PAD", "CONV_2D", "DEQUANTIZE", "SQUARED_DIFFERENCE", "RSQRT", "LOGISTIC"][..]),
-        ("style_transfer_quantized_384.tflite", &["MIRROR_PAD", "CONV_2D", "RESIZE_NEAREST_NEIGHBOR", "MEAN"][..]),
+        (
+            "style_predict_quantized_256.tflite",
+            &[
+                "CONV_2D",
+                "DEPTHWISE_CONV_2D",
+                "MEAN",
+                "QUANTIZE",
+                "DEQUANTIZE",
+                "ADD",
+            ][..],
+        ),
+        (
+            "style_transfer_f16_384.tflite",
+            &[
+                "MIRROR_PAD",
+                "CONV_2D",
+                "DEQUANTIZE",
+                "SQUARED_DIFFERENCE",
+                "RSQRT",
+                "LOGISTIC",
+            ][..],
+        ),
+        (
+            "style_transfer_quantized_384.tflite",
+            &["MIRROR_PAD", "CONV_2D", "RESIZE_NEAREST_NEIGHBOR", "MEAN"][..],
+        ),
     ] {
         let Some(p) = shared(file) else { return };
         let m = Model::open(&p).unwrap();
-        let ops: std::collections::BTreeSet<String> = m.main().operators.iter().map(|o| m.op_name(o)).collect();
+        let ops: std::collections::BTreeSet<String> =
+            m.main().operators.iter().map(|o| m.op_name(o)).collect();
         for op in must {
             assert!(ops.contains(*op), "{file}: no {op} in {ops:?}");
         }

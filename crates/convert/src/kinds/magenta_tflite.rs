@@ -37,7 +37,16 @@ use std::path::Path;
 use tflite::{Activation, Model, Options, Padding};
 
 /// Operators that the two Magenta networks may use; anything else is refused.
-const PREDICTOR_OPS: &[&str] = &["QUANTIZE", "DEQUANTIZE", "CONV_2D", "DEPTHWISE_CONV_2D", "ADD", "MEAN", "RESHAPE", "SQUEEZE"];
+const PREDICTOR_OPS: &[&str] = &[
+    "QUANTIZE",
+    "DEQUANTIZE",
+    "CONV_2D",
+    "DEPTHWISE_CONV_2D",
+    "ADD",
+    "MEAN",
+    "RESHAPE",
+    "SQUEEZE",
+];
 const TRANSFER_OPS: &[&str] = &[
     "QUANTIZE",
     "DEQUANTIZE",
@@ -85,7 +94,11 @@ impl<'a> Graph<'a> {
                 }
             }
         }
-        Self { path, model, producer }
+        Self {
+            path,
+            model,
+            producer,
+        }
     }
 
     fn op_name(&self, i: usize) -> String {
@@ -98,8 +111,15 @@ impl<'a> Graph<'a> {
         let idx = usize::try_from(t).map_err(|_| err(self.path, "an operator input is missing"))?;
         let info = &sg.tensors[idx];
         if self.model.tensor_data(0, idx).is_some() {
-            let data = self.model.tensor_f32(0, idx).map_err(|e| ConvertError::Other(e.to_string()))?;
-            return Ok(Constant { name: info.name.clone(), shape: info.dims(), data });
+            let data = self
+                .model
+                .tensor_f32(0, idx)
+                .map_err(|e| ConvertError::Other(e.to_string()))?;
+            return Ok(Constant {
+                name: info.name.clone(),
+                shape: info.dims(),
+                data,
+            });
         }
         if let Some(&p) = self.producer.get(&idx) {
             if self.op_name(p) == "DEQUANTIZE" {
@@ -109,7 +129,10 @@ impl<'a> Graph<'a> {
                 return Ok(c);
             }
         }
-        Err(err(self.path, format!("tensor `{}` is not a constant", info.name)))
+        Err(err(
+            self.path,
+            format!("tensor `{}` is not a constant", info.name),
+        ))
     }
 
     fn check_ops(&self, allowed: &[&str]) -> Result<(), ConvertError> {
@@ -133,7 +156,12 @@ impl<'a> Graph<'a> {
 
 /// `[O, kh, kw, I]` -> `[O, I, kh, kw]`.
 fn ohwi_to_oihw(c: &Constant) -> Result<OutTensor, String> {
-    let [o, kh, kw, i] = c.shape[..] else { return Err(format!("`{}`: expected a 4-d kernel, got {:?}", c.name, c.shape)) };
+    let [o, kh, kw, i] = c.shape[..] else {
+        return Err(format!(
+            "`{}`: expected a 4-d kernel, got {:?}",
+            c.name, c.shape
+        ));
+    };
     let mut out = vec![0f32; c.data.len()];
     for a in 0..o {
         for y in 0..kh {
@@ -144,12 +172,21 @@ fn ohwi_to_oihw(c: &Constant) -> Result<OutTensor, String> {
             }
         }
     }
-    Ok(OutTensor { name: String::new(), shape: vec![o, i, kh, kw], data: out })
+    Ok(OutTensor {
+        name: String::new(),
+        shape: vec![o, i, kh, kw],
+        data: out,
+    })
 }
 
 /// Depthwise `[1, kh, kw, C]` -> `[C, 1, kh, kw]`.
 fn depthwise_to_oihw(c: &Constant) -> Result<OutTensor, String> {
-    let [1, kh, kw, ch] = c.shape[..] else { return Err(format!("`{}`: expected [1,kh,kw,C], got {:?}", c.name, c.shape)) };
+    let [1, kh, kw, ch] = c.shape[..] else {
+        return Err(format!(
+            "`{}`: expected [1,kh,kw,C], got {:?}",
+            c.name, c.shape
+        ));
+    };
     let mut out = vec![0f32; c.data.len()];
     for y in 0..kh {
         for x in 0..kw {
@@ -158,19 +195,32 @@ fn depthwise_to_oihw(c: &Constant) -> Result<OutTensor, String> {
             }
         }
     }
-    Ok(OutTensor { name: String::new(), shape: vec![ch, 1, kh, kw], data: out })
+    Ok(OutTensor {
+        name: String::new(),
+        shape: vec![ch, 1, kh, kw],
+        data: out,
+    })
 }
 
 /// A 1x1 conv `[O, 1, 1, I]` as a Linear weight `[I, O]`.
 fn conv1x1_to_linear(c: &Constant) -> Result<OutTensor, String> {
-    let [o, 1, 1, i] = c.shape[..] else { return Err(format!("`{}`: expected [O,1,1,I], got {:?}", c.name, c.shape)) };
+    let [o, 1, 1, i] = c.shape[..] else {
+        return Err(format!(
+            "`{}`: expected [O,1,1,I], got {:?}",
+            c.name, c.shape
+        ));
+    };
     let mut out = vec![0f32; c.data.len()];
     for a in 0..o {
         for b in 0..i {
             out[b * o + a] = c.data[a * i + b];
         }
     }
-    Ok(OutTensor { name: String::new(), shape: vec![i, o], data: out })
+    Ok(OutTensor {
+        name: String::new(),
+        shape: vec![i, o],
+        data: out,
+    })
 }
 
 fn named(mut t: OutTensor, name: String) -> OutTensor {
@@ -179,7 +229,11 @@ fn named(mut t: OutTensor, name: String) -> OutTensor {
 }
 
 fn vector(c: Constant, name: String) -> OutTensor {
-    OutTensor { name, shape: vec![c.data.len()], data: c.data }
+    OutTensor {
+        name,
+        shape: vec![c.data.len()],
+        data: c.data,
+    }
 }
 
 /// Which Magenta network a file holds.
@@ -190,7 +244,12 @@ enum Which {
 }
 
 fn recognise(model: &Model) -> Option<Which> {
-    let names: Vec<&str> = model.main().tensors.iter().map(|t| t.name.as_str()).collect();
+    let names: Vec<&str> = model
+        .main()
+        .tensors
+        .iter()
+        .map(|t| t.name.as_str())
+        .collect();
     let has = |p: &str| names.iter().any(|n| n.starts_with(p));
     if has("MobilenetV2/") && has("mobilenet_conv/") {
         Some(Which::Predictor)
@@ -229,8 +288,18 @@ pub fn convert_model(path: &Path, model: &Model, handle: &str) -> Result<Convert
 
 fn conv_options(g: &Graph, i: usize) -> (Padding, (usize, usize), Activation) {
     match g.model.main().operators[i].options {
-        Options::Conv2d { padding, stride, activation, .. } => (padding, stride, activation),
-        Options::DepthwiseConv2d { padding, stride, activation, .. } => (padding, stride, activation),
+        Options::Conv2d {
+            padding,
+            stride,
+            activation,
+            ..
+        } => (padding, stride, activation),
+        Options::DepthwiseConv2d {
+            padding,
+            stride,
+            activation,
+            ..
+        } => (padding, stride, activation),
         _ => (Padding::Same, (1, 1), Activation::None),
     }
 }
@@ -240,7 +309,8 @@ fn convert_predictor(g: &Graph) -> Result<Converted, ConvertError> {
     let sg = g.model.main();
     let mut tensors = Vec::new();
     // block index -> (input, expand, output, stride)
-    let mut blocks: BTreeMap<usize, (Option<usize>, Option<usize>, Option<usize>, usize)> = BTreeMap::new();
+    let mut blocks: BTreeMap<usize, (Option<usize>, Option<usize>, Option<usize>, usize)> =
+        BTreeMap::new();
     let (mut stem, mut head, mut bottleneck) = (None, None, None);
     for (i, op) in sg.operators.iter().enumerate() {
         let opn = g.op_name(i);
@@ -253,10 +323,16 @@ fn convert_predictor(g: &Graph) -> Result<Converted, ConvertError> {
         let wname = w.name.trim_end_matches("_dequantize").to_string();
         let want_act = |a: Activation, name: &str| -> Result<(), ConvertError> {
             if act != a {
-                return Err(err(g.path, format!("operator #{i} ({name}): activation {act:?}, expected {a:?}")));
+                return Err(err(
+                    g.path,
+                    format!("operator #{i} ({name}): activation {act:?}, expected {a:?}"),
+                ));
             }
             if padding != Padding::Same {
-                return Err(err(g.path, format!("operator #{i} ({name}): VALID padding, expected SAME")));
+                return Err(err(
+                    g.path,
+                    format!("operator #{i} ({name}): VALID padding, expected SAME"),
+                ));
             }
             Ok(())
         };
@@ -279,14 +355,21 @@ fn convert_predictor(g: &Graph) -> Result<Converted, ConvertError> {
                 return Err(e(format!("`{wname}`: activation {act:?}, expected none")));
             }
             bottleneck = Some(w.shape[0]);
-            tensors.push(named(conv1x1_to_linear(&w).map_err(e)?, "bottleneck.weight".into()));
+            tensors.push(named(
+                conv1x1_to_linear(&w).map_err(e)?,
+                "bottleneck.weight".into(),
+            ));
             tensors.push(vector(b, "bottleneck.bias".into()));
         } else if let Some(rest) = wname.strip_prefix("MobilenetV2/expanded_conv") {
-            let (num, part) = rest.split_once('/').ok_or_else(|| e(format!("unexpected tensor `{wname}`")))?;
+            let (num, part) = rest
+                .split_once('/')
+                .ok_or_else(|| e(format!("unexpected tensor `{wname}`")))?;
             let idx: usize = if num.is_empty() {
                 0
             } else {
-                num.trim_start_matches('_').parse().map_err(|_| e(format!("unexpected tensor `{wname}`")))?
+                num.trim_start_matches('_')
+                    .parse()
+                    .map_err(|_| e(format!("unexpected tensor `{wname}`")))?
             };
             let entry = blocks.entry(idx).or_insert((None, None, None, 1));
             let part = part.split('/').next().unwrap_or("");
@@ -315,7 +398,9 @@ fn convert_predictor(g: &Graph) -> Result<Converted, ConvertError> {
             tensors.push(named(t, format!("blocks.{idx}.{part}.weight")));
             tensors.push(vector(b, format!("blocks.{idx}.{part}.bias")));
         } else {
-            return Err(e(format!("operator #{i}: unexpected conv weights `{wname}`")));
+            return Err(e(format!(
+                "operator #{i}: unexpected conv weights `{wname}`"
+            )));
         }
     }
     let missing = |what: &str| err(g.path, format!("no `{what}` conv found"));
@@ -328,7 +413,10 @@ fn convert_predictor(g: &Graph) -> Result<Converted, ConvertError> {
             return Err(err(g.path, format!("block expanded_conv_{n} is missing")));
         }
         let (Some(input), Some(output)) = (input, output) else {
-            return Err(err(g.path, format!("block expanded_conv_{i} is incomplete")));
+            return Err(err(
+                g.path,
+                format!("block expanded_conv_{i} is incomplete"),
+            ));
         };
         block_cfg.push(serde_json::json!({"input": input, "expand": expand, "output": output, "stride": stride}));
     }
@@ -373,7 +461,10 @@ fn convert_transfer(g: &Graph) -> Result<Converted, ConvertError> {
         let opn = g.op_name(i);
         if opn == "MIRROR_PAD" {
             if let Options::MirrorPad { reflect: false } = op.options {
-                return Err(err(g.path, format!("operator #{i}: MIRROR_PAD SYMMETRIC, expected REFLECT")));
+                return Err(err(
+                    g.path,
+                    format!("operator #{i}: MIRROR_PAD SYMMETRIC, expected REFLECT"),
+                ));
             }
         }
         if opn == "ADD" {
@@ -386,7 +477,10 @@ fn convert_transfer(g: &Graph) -> Result<Converted, ConvertError> {
                             let v = c.data[0];
                             if let Some(prev) = eps {
                                 if (prev - v).abs() > 1e-12 {
-                                    return Err(err(g.path, format!("style norm epsilons differ: {prev} vs {v}")));
+                                    return Err(err(
+                                        g.path,
+                                        format!("style norm epsilons differ: {prev} vs {v}"),
+                                    ));
                                 }
                             }
                             eps = Some(v);
@@ -403,27 +497,35 @@ fn convert_transfer(g: &Graph) -> Result<Converted, ConvertError> {
         let e = |m: String| err(g.path, m);
         if let Some(scope) = wname.strip_prefix("style_params/") {
             // style_params/<N>/Conv[_1]/weights
-            let (layer_scope, which) = if let Some(s) = scope.strip_suffix("/StyleNorm/Conv/weights") {
-                (s, "beta")
-            } else if let Some(s) = scope.strip_suffix("/StyleNorm/Conv_1/weights") {
-                (s, "gamma")
-            } else {
-                return Err(e(format!("unexpected style parameter `{wname}`")));
-            };
-            let layer = transfer_layer(layer_scope).ok_or_else(|| e(format!("unexpected style parameter `{wname}`")))?;
+            let (layer_scope, which) =
+                if let Some(s) = scope.strip_suffix("/StyleNorm/Conv/weights") {
+                    (s, "beta")
+                } else if let Some(s) = scope.strip_suffix("/StyleNorm/Conv_1/weights") {
+                    (s, "gamma")
+                } else {
+                    return Err(e(format!("unexpected style parameter `{wname}`")));
+                };
+            let layer = transfer_layer(layer_scope)
+                .ok_or_else(|| e(format!("unexpected style parameter `{wname}`")))?;
             let b = g.constant(*op.inputs.get(2).unwrap_or(&-1))?;
             bottleneck = Some(w.shape[3]);
             let key = format!("{layer}.{which}");
             if !seen.insert(key.clone()) {
                 return Err(e(format!("`{wname}` appears twice")));
             }
-            tensors.push(named(conv1x1_to_linear(&w).map_err(e)?, format!("{key}.weight")));
+            tensors.push(named(
+                conv1x1_to_linear(&w).map_err(e)?,
+                format!("{key}.weight"),
+            ));
             tensors.push(vector(b, format!("{key}.bias")));
         } else if wname.starts_with("transformer/") {
-            let layer = transfer_layer(&wname).ok_or_else(|| e(format!("unexpected conv weights `{wname}`")))?;
+            let layer = transfer_layer(&wname)
+                .ok_or_else(|| e(format!("unexpected conv weights `{wname}`")))?;
             let (padding, stride, act) = conv_options(g, i);
             if padding != Padding::Valid {
-                return Err(e(format!("operator #{i} (`{wname}`): SAME padding, expected VALID after MIRROR_PAD")));
+                return Err(e(format!(
+                    "operator #{i} (`{wname}`): SAME padding, expected VALID after MIRROR_PAD"
+                )));
             }
             let k = layer.clone() + ".conv";
             if !seen.insert(k.clone()) {
@@ -432,7 +534,9 @@ fn convert_transfer(g: &Graph) -> Result<Converted, ConvertError> {
             tensors.push(named(ohwi_to_oihw(&w).map_err(e)?, format!("{k}.weight")));
             if layer.starts_with("contract.") {
                 if act != Activation::Relu {
-                    return Err(e(format!("operator #{i} (`{wname}`): activation {act:?}, expected Relu")));
+                    return Err(e(format!(
+                        "operator #{i} (`{wname}`): activation {act:?}, expected Relu"
+                    )));
                 }
                 let want_stride = if layer == "contract.0" { 1 } else { 2 };
                 if stride != (want_stride, want_stride) {
@@ -445,14 +549,28 @@ fn convert_transfer(g: &Graph) -> Result<Converted, ConvertError> {
                 tensors.push(vector(b, format!("{k}.bias")));
             }
         } else {
-            return Err(e(format!("operator #{i}: unexpected conv weights `{wname}`")));
+            return Err(e(format!(
+                "operator #{i}: unexpected conv weights `{wname}`"
+            )));
         }
     }
-    let width = contract_width.ok_or_else(|| err(g.path, "no `transformer/contract/conv1` conv found"))?;
-    let eps = eps.ok_or_else(|| err(g.path, "no style norm epsilon (`StyleNorm/batchnorm/add/y`) found"))?;
+    let width =
+        contract_width.ok_or_else(|| err(g.path, "no `transformer/contract/conv1` conv found"))?;
+    let eps = eps.ok_or_else(|| {
+        err(
+            g.path,
+            "no style norm epsilon (`StyleNorm/batchnorm/add/y`) found",
+        )
+    })?;
     let expected = 3 + 3 + 10 + 2 * 13;
     if seen.len() != expected {
-        return Err(err(g.path, format!("found {} of the {expected} transformer layers/style parameters", seen.len())));
+        return Err(err(
+            g.path,
+            format!(
+                "found {} of the {expected} transformer layers/style parameters",
+                seen.len()
+            ),
+        ));
     }
     Ok(Converted {
         kind: "style_transfer".into(),
@@ -520,7 +638,13 @@ pub fn inspect_tflite(path: &Path, json: bool) -> Result<String, ConvertError> {
         return serde_json::to_string_pretty(&doc).map_err(|e| ConvertError::Other(e.to_string()));
     }
     let mut s = String::new();
-    let _ = writeln!(s, "{} (TF Lite, schema version {}, {} subgraph(s))", path.display(), model.version, model.subgraphs.len());
+    let _ = writeln!(
+        s,
+        "{} (TF Lite, schema version {}, {} subgraph(s))",
+        path.display(),
+        model.version,
+        model.subgraphs.len()
+    );
     if let Some(d) = &model.description {
         let _ = writeln!(s, "description: {d}");
     }
@@ -547,11 +671,26 @@ pub fn inspect_tflite(path: &Path, json: bool) -> Result<String, ConvertError> {
     for (i, t) in sg.tensors.iter().enumerate() {
         if let Some(d) = model.tensor_data(0, i) {
             let q = match &t.quantization {
-                Some(q) if q.scale.len() > 1 => format!(" per-channel x{} (axis {})", q.scale.len(), q.quantized_dimension),
-                Some(q) if !q.scale.is_empty() => format!(" scale {} zero {}", q.scale[0], q.zero_point.first().unwrap_or(&0)),
+                Some(q) if q.scale.len() > 1 => format!(
+                    " per-channel x{} (axis {})",
+                    q.scale.len(),
+                    q.quantized_dimension
+                ),
+                Some(q) if !q.scale.is_empty() => format!(
+                    " scale {} zero {}",
+                    q.scale[0],
+                    q.zero_point.first().unwrap_or(&0)
+                ),
                 _ => String::new(),
             };
-            let _ = writeln!(s, "  {} {} {:?} {} bytes{q}", t.name, t.dtype, t.shape, d.len());
+            let _ = writeln!(
+                s,
+                "  {} {} {:?} {} bytes{q}",
+                t.name,
+                t.dtype,
+                t.shape,
+                d.len()
+            );
         }
     }
     Ok(s)
@@ -564,16 +703,28 @@ mod tests {
     #[test]
     fn layouts() {
         // OHWI [2,1,1,3] -> OIHW [2,3,1,1]
-        let c = Constant { name: "w".into(), shape: vec![2, 1, 2, 3], data: (0..12).map(|v| v as f32).collect() };
+        let c = Constant {
+            name: "w".into(),
+            shape: vec![2, 1, 2, 3],
+            data: (0..12).map(|v| v as f32).collect(),
+        };
         let t = ohwi_to_oihw(&c).unwrap();
         assert_eq!(t.shape, vec![2, 3, 1, 2]);
         // out[a=0,b=1,y=0,x=1] = in[a=0,y=0,x=1,b=1] = 4
         assert_eq!(t.data[(0 * 3 + 1) * 2 + 1], 4.0);
-        let d = Constant { name: "d".into(), shape: vec![1, 1, 2, 3], data: (0..6).map(|v| v as f32).collect() };
+        let d = Constant {
+            name: "d".into(),
+            shape: vec![1, 1, 2, 3],
+            data: (0..6).map(|v| v as f32).collect(),
+        };
         let t = depthwise_to_oihw(&d).unwrap();
         assert_eq!(t.shape, vec![3, 1, 1, 2]);
         assert_eq!(t.data, vec![0.0, 3.0, 1.0, 4.0, 2.0, 5.0]);
-        let l = Constant { name: "l".into(), shape: vec![2, 1, 1, 3], data: (0..6).map(|v| v as f32).collect() };
+        let l = Constant {
+            name: "l".into(),
+            shape: vec![2, 1, 1, 3],
+            data: (0..6).map(|v| v as f32).collect(),
+        };
         let t = conv1x1_to_linear(&l).unwrap();
         assert_eq!(t.shape, vec![3, 2]);
         assert_eq!(t.data, vec![0.0, 3.0, 1.0, 4.0, 2.0, 5.0]);
@@ -581,14 +732,25 @@ mod tests {
 
     #[test]
     fn scope_names() {
-        assert_eq!(transfer_layer("transformer/residual/residual5/conv2/weights").as_deref(), Some("residual.4.conv2"));
-        assert_eq!(transfer_layer("transformer/expand/conv3/conv").as_deref(), Some("expand.2"));
-        assert_eq!(transfer_layer("transformer/contract/conv1/weights").as_deref(), Some("contract.0"));
+        assert_eq!(
+            transfer_layer("transformer/residual/residual5/conv2/weights").as_deref(),
+            Some("residual.4.conv2")
+        );
+        assert_eq!(
+            transfer_layer("transformer/expand/conv3/conv").as_deref(),
+            Some("expand.2")
+        );
+        assert_eq!(
+            transfer_layer("transformer/contract/conv1/weights").as_deref(),
+            Some("contract.0")
+        );
         assert_eq!(transfer_layer("other/x"), None);
     }
 
     fn shared(name: &str) -> Option<std::path::PathBuf> {
-        let p = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/magenta-tflite").join(name);
+        let p = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../../../shared/data/magenta-tflite")
+            .join(name);
         if p.is_file() {
             Some(p)
         } else {
@@ -599,15 +761,24 @@ mod tests {
 
     #[test]
     fn converts_the_magenta_files() {
-        let Some(p) = shared("style_predict_quantized_256.tflite") else { return };
+        let Some(p) = shared("style_predict_quantized_256.tflite") else {
+            return;
+        };
         let c = convert_tflite(&p, "x").unwrap();
         assert_eq!(c.kind, "style_predictor");
         assert_eq!(c.config["blocks"].as_array().unwrap().len(), 17);
         assert_eq!(c.config["head"], 1280);
         assert_eq!(c.tensors.len(), 2 * (1 + 17 * 3 - 1 + 1 + 1));
-        let bw = c.tensors.iter().find(|t| t.name == "bottleneck.weight").unwrap();
+        let bw = c
+            .tensors
+            .iter()
+            .find(|t| t.name == "bottleneck.weight")
+            .unwrap();
         assert_eq!(bw.shape, vec![1280, 100]);
-        for f in ["style_transfer_f16_384.tflite", "style_transfer_quantized_384.tflite"] {
+        for f in [
+            "style_transfer_f16_384.tflite",
+            "style_transfer_quantized_384.tflite",
+        ] {
             let Some(p) = shared(f) else { return };
             let c = convert_tflite(&p, "x").unwrap();
             assert_eq!(c.kind, "style_transfer");
@@ -617,12 +788,20 @@ mod tests {
             assert!((eps - 1e-5).abs() < 2e-8, "{f}: eps {eps}");
             // 3 contract (w+b) + 13 normed convs (w) + 26 style linears (w+b)
             assert_eq!(c.tensors.len(), 6 + 13 + 52, "{f}");
-            let g = c.tensors.iter().find(|t| t.name == "expand.2.gamma.weight").unwrap();
+            let g = c
+                .tensors
+                .iter()
+                .find(|t| t.name == "expand.2.gamma.weight")
+                .unwrap();
             assert_eq!(g.shape, vec![100, 3]);
         }
         let text = inspect_tflite(&p, false).unwrap();
         assert!(text.contains("recognised as: style_predictor"), "{text}");
-        let json: serde_json::Value = serde_json::from_str(&inspect_tflite(&p, true).unwrap()).unwrap();
-        assert_eq!(json["inputs"][0]["shape"], serde_json::json!([1, 256, 256, 3]));
+        let json: serde_json::Value =
+            serde_json::from_str(&inspect_tflite(&p, true).unwrap()).unwrap();
+        assert_eq!(
+            json["inputs"][0]["shape"],
+            serde_json::json!([1, 256, 256, 3])
+        );
     }
 }

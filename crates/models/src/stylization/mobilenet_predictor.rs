@@ -55,7 +55,15 @@ impl Default for MobileNetPredictorConfig {
     /// The layout of Magenta's `style_predict_*_256.tflite` (MobileNetV2, depth multiplier 1).
     fn default() -> Self {
         // (expansion t, output c, repeats n, first stride s), MobileNetV2 table 2.
-        let table = [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1)];
+        let table = [
+            (1, 16, 1, 1),
+            (6, 24, 2, 2),
+            (6, 32, 3, 2),
+            (6, 64, 4, 2),
+            (6, 96, 3, 1),
+            (6, 160, 3, 2),
+            (6, 320, 1, 1),
+        ];
         let mut blocks = Vec::new();
         let mut input = 32;
         for (t, c, n, s) in table {
@@ -69,11 +77,23 @@ impl Default for MobileNetPredictorConfig {
                 input = c;
             }
         }
-        Self { stem: 32, blocks, head: 1280, bottleneck: 100 }
+        Self {
+            stem: 32,
+            blocks,
+            head: 1280,
+            bottleneck: 100,
+        }
     }
 }
 
-fn conv(cin: usize, cout: usize, k: usize, stride: usize, groups: usize, device: &Device) -> Conv2d {
+fn conv(
+    cin: usize,
+    cout: usize,
+    k: usize,
+    stride: usize,
+    groups: usize,
+    device: &Device,
+) -> Conv2d {
     Conv2dConfig::new([cin, cout], [k, k])
         .with_stride([stride, stride])
         .with_groups(groups)
@@ -165,7 +185,10 @@ impl MobileNetStylePredictor {
     }
 
     /// Loads from a folder written by `convert` with kind `style_predictor`.
-    pub fn load(dir: impl AsRef<std::path::Path>, device: &Device) -> Result<Self, crate::WeightsError> {
+    pub fn load(
+        dir: impl AsRef<std::path::Path>,
+        device: &Device,
+    ) -> Result<Self, crate::WeightsError> {
         let folder = crate::weights::ModelFolder::open(dir, super::KIND_STYLE_PREDICTOR)?;
         let config: MobileNetPredictorConfig = folder.config()?;
         folder.load_into(config.init(device), "model.safetensors")

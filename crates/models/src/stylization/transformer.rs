@@ -89,7 +89,11 @@ impl TransformerConfig {
 
     /// Magenta's TF Lite transfer network (alpha 0.25, folded batch norms).
     pub fn tflite() -> Self {
-        Self { alpha: 0.25, contract_batch_norm: false, ..Self::saved_model() }
+        Self {
+            alpha: 0.25,
+            contract_batch_norm: false,
+            ..Self::saved_model()
+        }
     }
 
     fn width(&self, base: usize) -> usize {
@@ -109,7 +113,10 @@ impl TransformerConfig {
         let mut out = Vec::new();
         for r in 1..=5 {
             for c in 1..=2 {
-                out.push((format!("transformer/residual/residual{r}/conv{c}/StyleNorm"), c3));
+                out.push((
+                    format!("transformer/residual/residual{r}/conv{c}/StyleNorm"),
+                    c3,
+                ));
             }
         }
         out.push(("transformer/expand/conv1/conv/StyleNorm".into(), c2));
@@ -138,7 +145,12 @@ impl TransformerConfig {
             NormConv::new(c2, c1, 3, self.bottleneck, device),
             NormConv::new(c1, 3, 9, self.bottleneck, device),
         ];
-        Transformer { contract, residual, expand, style_norm_epsilon: self.style_norm_epsilon }
+        Transformer {
+            contract,
+            residual,
+            expand,
+            style_norm_epsilon: self.style_norm_epsilon,
+        }
     }
 }
 
@@ -151,14 +163,26 @@ pub struct ContractConv {
 }
 
 impl ContractConv {
-    fn new(cin: usize, cout: usize, k: usize, stride: usize, bn: bool, eps: f64, device: &Device) -> Self {
+    fn new(
+        cin: usize,
+        cout: usize,
+        k: usize,
+        stride: usize,
+        bn: bool,
+        eps: f64,
+        device: &Device,
+    ) -> Self {
         let conv = Conv2dConfig::new([cin, cout], [k, k])
             .with_stride([stride, stride])
             .with_padding(PaddingConfig2d::Valid)
             .with_bias(!bn)
             .init(device);
         let bn = bn.then(|| BatchNormConfig::new(cout).with_epsilon(eps).init(device));
-        Self { conv, bn, pad: k / 2 }
+        Self {
+            conv,
+            bn,
+            pad: k / 2,
+        }
     }
 
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
@@ -188,7 +212,10 @@ pub struct NormConv {
 impl NormConv {
     fn new(cin: usize, cout: usize, k: usize, bottleneck: usize, device: &Device) -> Self {
         Self {
-            conv: Conv2dConfig::new([cin, cout], [k, k]).with_padding(PaddingConfig2d::Valid).with_bias(false).init(device),
+            conv: Conv2dConfig::new([cin, cout], [k, k])
+                .with_padding(PaddingConfig2d::Valid)
+                .with_bias(false)
+                .init(device),
             beta: LinearConfig::new(bottleneck, cout).init(device),
             gamma: LinearConfig::new(bottleneck, cout).init(device),
             pad: k / 2,
@@ -239,7 +266,11 @@ impl Transformer {
     pub fn transfer(&self, content: Tensor<4>, bottleneck: Tensor<2>) -> Tensor<4> {
         let [b, _, _, _] = content.dims();
         let [bs, d] = bottleneck.dims();
-        let style = if bs == 1 && b > 1 { bottleneck.expand([b, d]) } else { bottleneck };
+        let style = if bs == 1 && b > 1 {
+            bottleneck.expand([b, d])
+        } else {
+            bottleneck
+        };
         let eps = self.style_norm_epsilon;
         let mut x = content.permute([0, 3, 1, 2]); // [B, 3, H, W]
         for layer in &self.contract {
@@ -254,7 +285,11 @@ impl Transformer {
         for (i, layer) in self.expand.iter().enumerate() {
             if i + 1 < n {
                 let [_, _, h, w] = x.dims();
-                x = interpolate(x, InterpolateOptions::new(InterpolateMode::Nearest).with_output_size([2 * h, 2 * w]));
+                x = interpolate(
+                    x,
+                    InterpolateOptions::new(InterpolateMode::Nearest)
+                        .with_output_size([2 * h, 2 * w]),
+                );
                 x = relu(layer.forward(x, &style, eps)); // [B, 64α|32α, 2H, 2W]
             } else {
                 x = sigmoid(layer.forward(x, &style, eps)); // [B, 3, H, W]
@@ -265,7 +300,10 @@ impl Transformer {
 
     /// Loads a transformer from a folder written by `convert` with kind
     /// `style_transfer` (`config.json` `config` = [`TransformerConfig`]).
-    pub fn load(dir: impl AsRef<std::path::Path>, device: &Device) -> Result<Self, crate::WeightsError> {
+    pub fn load(
+        dir: impl AsRef<std::path::Path>,
+        device: &Device,
+    ) -> Result<Self, crate::WeightsError> {
         let folder = crate::weights::ModelFolder::open(dir, super::KIND_STYLE_TRANSFER)?;
         let config: TransformerConfig = folder.config()?;
         folder.load_into(config.init(device), "model.safetensors")
@@ -290,6 +328,9 @@ mod tests {
     fn widths_follow_alpha() {
         assert_eq!(TransformerConfig::tflite().widths(), [8, 16, 32]);
         assert_eq!(TransformerConfig::saved_model().widths(), [32, 64, 128]);
-        assert_eq!(TransformerConfig::saved_model().style_norm_layers().len(), 13);
+        assert_eq!(
+            TransformerConfig::saved_model().style_norm_layers().len(),
+            13
+        );
     }
 }
