@@ -62,21 +62,31 @@ fn main() {
     }
 }
 
-/// Finds the converted folder for `--model`.
-fn model_dir(spec: &str, offline: bool) -> Result<PathBuf> {
+/// The converted folder for `--model`, and whether it is a temporary conversion to delete.
+fn model_dir(spec: &str, offline: bool) -> Result<(PathBuf, bool)> {
     let p = Path::new(spec);
     if p.join("config.json").is_file() {
-        return Ok(p.to_path_buf());
+        return Ok((p.to_path_buf(), false));
     }
     let opts = hub::Options { offline: offline || std::env::var("TFHUB_OFFLINE").is_ok_and(|v| v == "1"), ..Default::default() };
     let resolved = hub::resolve(spec, &opts).with_context(|| format!("{spec}: cannot resolve the model"))?;
     if resolved.path.join("config.json").is_file() {
-        return Ok(resolved.path);
+        return Ok((resolved.path, false));
     }
-    bail!(
-        "{}: not a converted model folder (no config.json); convert it first: `convert {spec} --out DIR`, then `classify --model DIR`",
-        resolved.path.display()
-    )
+    if !resolved.path.join("saved_model.pb").is_file() {
+        bail!("{}: neither a converted model folder (config.json) nor a SavedModel (saved_model.pb)", resolved.path.display());
+    }
+    // A SavedModel: convert it in memory into a temporary folder (use `convert` to keep one).
+    let sm = savedmodel::read(&resolved.path).with_context(|| format!("{}: cannot read the SavedModel", resolved.path.display()))?;
+    let src = convert::from_savedmodel::source_from_savedmodel(&sm, spec)
+        .with_context(|| format!("{}: cannot read the variables", resolved.path.display()))?;
+    if !convert::kinds::inception_v3::recognise(&src) {
+        bail!("{}: not an Inception-v3 model (no InceptionV3/Conv2d_1a_3x3/weights)", resolved.path.display());
+    }
+    let conv = convert::kinds::inception_v3::convert(&src).with_context(|| format!("{}: cannot convert", resolved.path.display()))?;
+    let out = std::env::temp_dir().join(format!("tfhub-rs-classify-{}", std::process::id()));
+    convert::write::write_model(&out, &conv, spec, &[]).with_context(|| format!("{}: cannot write the converted model", out.display()))?;
+    Ok((out, true))
 }
 
 fn labels_for(dir: &Path, classes: usize) -> Result<Vec<String>> {
@@ -130,11 +140,15 @@ fn run(args: Args) -> Result<()> {
     if args.batch == 0 {
         bail!("--batch must be at least 1");
     }
-    let dir = model_dir(&args.model, args.offline)?;
+    let (dir, temporary) = model_dir(&args.model, args.offline)?;
     let device = args.backend.device();
-    let model = InceptionV3::load(&dir, &device)
-        .with_context(|| format!("{}: cannot load the Inception-v3 model", dir.display()))?
-        .fuse_for_inference();
+    let loaded = InceptionV3::load(&dir, &device);
+    let labels_dir = if temporary { PathBuf::from(&args.model) } else { dir.clone() };
+    if temporary {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    let dir = labels_dir;
+    let model = loaded.with_context(|| format!("{}: cannot load the Inception-v3 model", dir.display()))?.fuse_for_inference();
     let classes = model.config().num_classes;
     if classes.is_none() && args.features.is_none() {
         bail!("{}: a feature-vector model has no classes; use --features OUT.npy", dir.display());

@@ -130,3 +130,17 @@ fn undecodable_image_is_named_in_the_error() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/model"));
     let _ = std::fs::remove_dir_all(model);
 }
+
+#[test]
+fn a_savedmodel_folder_is_converted_on_the_fly() {
+    let Some(images) = shared_images() else { return };
+    let model = small_model("sm");
+    let sm = repo().join("tests/fixtures/inception_v3/small/saved_model");
+    let (a, b) = (model.join("a.npy"), model.join("b.npy"));
+    for (m, out) in [(model.as_os_str(), &a), (sm.as_os_str(), &b)] {
+        let o = classify(&["--model".as_ref(), m, "--features".as_ref(), out.as_os_str(), images[0].as_os_str()]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+    let _ = std::fs::remove_dir_all(model);
+}
