@@ -14,7 +14,11 @@ fn sync(t: Tensor<2>) -> f32 {
 }
 
 fn time_forward(model: &InceptionV3, batch: usize, iters: usize, dev: &Device) -> f64 {
-    let x = Tensor::<4>::random([batch, 299, 299, 3], burn::tensor::Distribution::Uniform(0.0, 1.0), dev);
+    let x = Tensor::<4>::random(
+        [batch, 299, 299, 3],
+        burn::tensor::Distribution::Uniform(0.0, 1.0),
+        dev,
+    );
     sync(model.forward(x.clone()).unwrap()); // warm-up
     let t0 = Instant::now();
     for _ in 0..iters {
@@ -24,7 +28,11 @@ fn time_forward(model: &InceptionV3, batch: usize, iters: usize, dev: &Device) -
 }
 
 fn profile(model: &InceptionV3, batch: usize, dev: &Device) {
-    let x = Tensor::<4>::random([batch, 299, 299, 3], burn::tensor::Distribution::Uniform(0.0, 1.0), dev);
+    let x = Tensor::<4>::random(
+        [batch, 299, 299, 3],
+        burn::tensor::Distribution::Uniform(0.0, 1.0),
+        dev,
+    );
     let mut x = InceptionV3::preprocess(x);
     let force = |t: &Tensor<4>| {
         let _ = t.clone().slice([0..1, 0..1, 0..1, 0..1]).into_data();
@@ -40,16 +48,38 @@ fn profile(model: &InceptionV3, batch: usize, dev: &Device) {
     let pool = |x: Tensor<4>| {
         burn::tensor::module::max_pool2d(
             x,
-            burn::tensor::ops::MaxPoolOptions { kernel_size: [3, 3], stride: [2, 2], padding: [(0, 0), (0, 0)], dilation: [1, 1], ceil_mode: false },
+            burn::tensor::ops::MaxPoolOptions {
+                kernel_size: [3, 3],
+                stride: [2, 2],
+                padding: [(0, 0), (0, 0)],
+                dilation: [1, 1],
+                ceil_mode: false,
+            },
         )
     };
     force(&x);
     x = time("Conv2d_1a_3x3", &|x| model.conv2d_1a_3x3.forward(x), x);
-    x = time("Conv2d_2a_3x3", &|x| model.conv2d_2a_3x3.as_ref().unwrap().forward(x), x);
-    x = time("Conv2d_2b_3x3", &|x| model.conv2d_2b_3x3.as_ref().unwrap().forward(x), x);
+    x = time(
+        "Conv2d_2a_3x3",
+        &|x| model.conv2d_2a_3x3.as_ref().unwrap().forward(x),
+        x,
+    );
+    x = time(
+        "Conv2d_2b_3x3",
+        &|x| model.conv2d_2b_3x3.as_ref().unwrap().forward(x),
+        x,
+    );
     x = time("MaxPool_3a_3x3", &pool, x);
-    x = time("Conv2d_3b_1x1", &|x| model.conv2d_3b_1x1.as_ref().unwrap().forward(x), x);
-    x = time("Conv2d_4a_3x3", &|x| model.conv2d_4a_3x3.as_ref().unwrap().forward(x), x);
+    x = time(
+        "Conv2d_3b_1x1",
+        &|x| model.conv2d_3b_1x1.as_ref().unwrap().forward(x),
+        x,
+    );
+    x = time(
+        "Conv2d_4a_3x3",
+        &|x| model.conv2d_4a_3x3.as_ref().unwrap().forward(x),
+        x,
+    );
     x = time("MaxPool_5a_3x3", &pool, x);
     let blocks = [
         ("Mixed_5b", &model.mixed_5b),
@@ -80,15 +110,25 @@ fn profile(model: &InceptionV3, batch: usize, dev: &Device) {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let arg = |k: &str| args.iter().position(|a| a == k).and_then(|i| args.get(i + 1)).cloned();
-    let backend: Backend = arg("--backend").map(|b| b.parse().unwrap()).unwrap_or(Backend::Flex);
+    let arg = |k: &str| {
+        args.iter()
+            .position(|a| a == k)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
+    let backend: Backend = arg("--backend")
+        .map(|b| b.parse().unwrap())
+        .unwrap_or(Backend::Flex);
     let iters: usize = arg("--iters").map(|v| v.parse().unwrap()).unwrap_or(5);
     let dev = backend.device();
     let model = match arg("--model") {
         Some(dir) => InceptionV3::load(&dir, &dev).expect("load"),
         None => InceptionV3Config::classification().init(&dev).unwrap(),
     };
-    println!("backend {backend}, threads {:?}", std::thread::available_parallelism().map(|n| n.get()).ok());
+    println!(
+        "backend {backend}, threads {:?}",
+        std::thread::available_parallelism().map(|n| n.get()).ok()
+    );
     let plain_1 = time_forward(&model, 1, iters, &dev);
     println!("plain  batch 1 : {plain_1:6.2} img/s");
     let fused = model.fuse_for_inference();

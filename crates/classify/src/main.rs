@@ -20,7 +20,11 @@ use std::path::{Path, PathBuf};
 const IMAGENET_LABELS: &str = include_str!("imagenet_labels.txt");
 
 #[derive(Parser, Debug)]
-#[command(name = "classify", version, about = "Classify images with Inception-v3 (TF Hub imagenet/inception_v3), pure Rust")]
+#[command(
+    name = "classify",
+    version,
+    about = "Classify images with Inception-v3 (TF Hub imagenet/inception_v3), pure Rust"
+)]
 struct Args {
     /// Converted model folder (from `convert`), or a handle/SavedModel that `convert` turns into one.
     #[arg(long)]
@@ -68,32 +72,48 @@ fn model_dir(spec: &str, offline: bool) -> Result<(PathBuf, bool)> {
     if p.join("config.json").is_file() {
         return Ok((p.to_path_buf(), false));
     }
-    let opts = hub::Options { offline: offline || std::env::var("TFHUB_OFFLINE").is_ok_and(|v| v == "1"), ..Default::default() };
-    let resolved = hub::resolve(spec, &opts).with_context(|| format!("{spec}: cannot resolve the model"))?;
+    let opts = hub::Options {
+        offline: offline || std::env::var("TFHUB_OFFLINE").is_ok_and(|v| v == "1"),
+        ..Default::default()
+    };
+    let resolved =
+        hub::resolve(spec, &opts).with_context(|| format!("{spec}: cannot resolve the model"))?;
     if resolved.path.join("config.json").is_file() {
         return Ok((resolved.path, false));
     }
     if !resolved.path.join("saved_model.pb").is_file() {
-        bail!("{}: neither a converted model folder (config.json) nor a SavedModel (saved_model.pb)", resolved.path.display());
+        bail!(
+            "{}: neither a converted model folder (config.json) nor a SavedModel (saved_model.pb)",
+            resolved.path.display()
+        );
     }
     // A SavedModel: convert it in memory into a temporary folder (use `convert` to keep one).
-    let sm = savedmodel::read(&resolved.path).with_context(|| format!("{}: cannot read the SavedModel", resolved.path.display()))?;
+    let sm = savedmodel::read(&resolved.path)
+        .with_context(|| format!("{}: cannot read the SavedModel", resolved.path.display()))?;
     let src = convert::from_savedmodel::source_from_savedmodel(&sm, spec)
         .with_context(|| format!("{}: cannot read the variables", resolved.path.display()))?;
     if !convert::kinds::inception_v3::recognise(&src) {
-        bail!("{}: not an Inception-v3 model (no InceptionV3/Conv2d_1a_3x3/weights)", resolved.path.display());
+        bail!(
+            "{}: not an Inception-v3 model (no InceptionV3/Conv2d_1a_3x3/weights)",
+            resolved.path.display()
+        );
     }
-    let conv = convert::kinds::inception_v3::convert(&src).with_context(|| format!("{}: cannot convert", resolved.path.display()))?;
+    let conv = convert::kinds::inception_v3::convert(&src)
+        .with_context(|| format!("{}: cannot convert", resolved.path.display()))?;
     let out = std::env::temp_dir().join(format!("tfhub-rs-classify-{}", std::process::id()));
-    convert::write::write_model(&out, &conv, spec, &[]).with_context(|| format!("{}: cannot write the converted model", out.display()))?;
+    convert::write::write_model(&out, &conv, spec, &[])
+        .with_context(|| format!("{}: cannot write the converted model", out.display()))?;
     Ok((out, true))
 }
 
 fn labels_for(dir: &Path, classes: usize) -> Result<Vec<String>> {
     let own = dir.join("labels.txt");
     let labels: Vec<String> = if own.is_file() {
-        let text = std::fs::read_to_string(&own).with_context(|| format!("{}: cannot read labels", own.display()))?;
-        text.lines().map(|l| l.trim_end_matches('\r').to_string()).collect()
+        let text = std::fs::read_to_string(&own)
+            .with_context(|| format!("{}: cannot read labels", own.display()))?;
+        text.lines()
+            .map(|l| l.trim_end_matches('\r').to_string())
+            .collect()
     } else {
         let all: Vec<String> = IMAGENET_LABELS.lines().map(str::to_string).collect();
         match classes {
@@ -103,7 +123,11 @@ fn labels_for(dir: &Path, classes: usize) -> Result<Vec<String>> {
         }
     };
     if labels.len() < classes {
-        bail!("{}: {} labels for {classes} classes", own.display(), labels.len());
+        bail!(
+            "{}: {} labels for {classes} classes",
+            own.display(),
+            labels.len()
+        );
     }
     Ok(labels)
 }
@@ -116,7 +140,8 @@ fn softmax(row: &[f32]) -> Vec<f32> {
 }
 
 fn write_npy(path: &Path, rows: usize, cols: usize, data: &[f32]) -> Result<()> {
-    let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({rows}, {cols}), }}");
+    let mut header =
+        format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({rows}, {cols}), }}");
     let total = 10 + header.len() + 1;
     header.push_str(&" ".repeat((64 - total % 64) % 64));
     header.push('\n');
@@ -135,7 +160,10 @@ fn write_npy(path: &Path, rows: usize, cols: usize, data: &[f32]) -> Result<()> 
 
 fn run(args: Args) -> Result<()> {
     if !(args.central_crop > 0.0 && args.central_crop <= 1.0) {
-        bail!("--central-crop must be in (0, 1], got {}", args.central_crop);
+        bail!(
+            "--central-crop must be in (0, 1], got {}",
+            args.central_crop
+        );
     }
     if args.batch == 0 {
         bail!("--batch must be at least 1");
@@ -143,15 +171,24 @@ fn run(args: Args) -> Result<()> {
     let (dir, temporary) = model_dir(&args.model, args.offline)?;
     let device = args.backend.device();
     let loaded = InceptionV3::load(&dir, &device);
-    let labels_dir = if temporary { PathBuf::from(&args.model) } else { dir.clone() };
+    let labels_dir = if temporary {
+        PathBuf::from(&args.model)
+    } else {
+        dir.clone()
+    };
     if temporary {
         let _ = std::fs::remove_dir_all(&dir);
     }
     let dir = labels_dir;
-    let model = loaded.with_context(|| format!("{}: cannot load the Inception-v3 model", dir.display()))?.fuse_for_inference();
+    let model = loaded
+        .with_context(|| format!("{}: cannot load the Inception-v3 model", dir.display()))?
+        .fuse_for_inference();
     let classes = model.config().num_classes;
     if classes.is_none() && args.features.is_none() {
-        bail!("{}: a feature-vector model has no classes; use --features OUT.npy", dir.display());
+        bail!(
+            "{}: a feature-vector model has no classes; use --features OUT.npy",
+            dir.display()
+        );
     }
     let labels = match classes {
         Some(n) => labels_for(&dir, n)?,
@@ -166,17 +203,24 @@ fn run(args: Args) -> Result<()> {
         for path in chunk {
             data.extend(preprocess::prepare(path, args.size, args.central_crop)?.data);
         }
-        let x = Tensor::<4>::from_data(TensorData::new(data, [chunk.len(), args.size, args.size, 3]), &device);
+        let x = Tensor::<4>::from_data(
+            TensorData::new(data, [chunk.len(), args.size, args.size, 3]),
+            &device,
+        );
         let y = model.forward(x).map_err(|e| anyhow::anyhow!("{e}"))?;
         let [_, d] = y.dims();
         width = d;
-        let values = y.into_data().try_to_vec::<f32>().map_err(|e| anyhow::anyhow!("reading the output: {e:?}"))?;
+        let values = y
+            .into_data()
+            .try_to_vec::<f32>()
+            .map_err(|e| anyhow::anyhow!("reading the output: {e:?}"))?;
         if classes.is_some() {
             for (path, row) in chunk.iter().zip(values.chunks(d)) {
                 let p = softmax(row);
                 let mut idx: Vec<usize> = (0..d).collect();
                 idx.sort_by(|&a, &b| p[b].total_cmp(&p[a]).then(a.cmp(&b)));
-                let top: Vec<(usize, f32)> = idx.into_iter().take(args.top).map(|i| (i, p[i])).collect();
+                let top: Vec<(usize, f32)> =
+                    idx.into_iter().take(args.top).map(|i| (i, p[i])).collect();
                 results.push((path.clone(), top));
             }
         }

@@ -23,7 +23,15 @@ pub fn load(path: &Path) -> anyhow::Result<Image> {
         .to_rgb8();
     let (w, h) = img.dimensions();
     let scale = 1.0f32 / 255.0;
-    Ok(Image { height: h as usize, width: w as usize, data: img.into_raw().into_iter().map(|v| v as f32 * scale).collect() })
+    Ok(Image {
+        height: h as usize,
+        width: w as usize,
+        data: img
+            .into_raw()
+            .into_iter()
+            .map(|v| v as f32 * scale)
+            .collect(),
+    })
 }
 
 /// `tf.image.central_crop(image, fraction)`.
@@ -39,7 +47,11 @@ pub fn central_crop(img: &Image, fraction: f64) -> Image {
         let row = (y * img.width + x0) * 3;
         data.extend_from_slice(&img.data[row..row + w * 3]);
     }
-    Image { height: h, width: w, data }
+    Image {
+        height: h,
+        width: w,
+        data,
+    }
 }
 
 struct Interp {
@@ -86,7 +98,11 @@ pub fn resize_bilinear(img: &Image, out_h: usize, out_w: usize) -> Image {
             }
         }
     }
-    Image { height: out_h, width: out_w, data }
+    Image {
+        height: out_h,
+        width: out_w,
+        data,
+    }
 }
 
 /// Load, crop and resize one file for the network.
@@ -103,8 +119,19 @@ mod tests {
     fn resize_matches_tf_half_pixel_bilinear() {
         // tf.image.resize([[0,1],[2,3]] as [1,2,2,1], [4,4], "bilinear") row 0:
         // [0, 0.25, 0.75, 1] (values computed by TF 2.21); here on 3 equal channels.
-        let data: Vec<f32> = [0.0f32, 1.0, 2.0, 3.0].iter().flat_map(|&v| [v, v, v]).collect();
-        let out = resize_bilinear(&Image { height: 2, width: 2, data }, 4, 4);
+        let data: Vec<f32> = [0.0f32, 1.0, 2.0, 3.0]
+            .iter()
+            .flat_map(|&v| [v, v, v])
+            .collect();
+        let out = resize_bilinear(
+            &Image {
+                height: 2,
+                width: 2,
+                data,
+            },
+            4,
+            4,
+        );
         let ch0: Vec<f32> = out.data.iter().step_by(3).copied().collect();
         assert_eq!(&ch0[0..4], &[0.0, 0.25, 0.75, 1.0]);
         assert_eq!(&ch0[4..8], &[0.5, 0.75, 1.25, 1.5]);
@@ -114,10 +141,18 @@ mod tests {
     #[test]
     fn central_crop_matches_tf() {
         // tf.image.central_crop on 10x7 with 0.875: start = int((10 - 8.75)/2) = 0, int((7-6.125)/2) = 0
-        let img = Image { height: 10, width: 7, data: vec![0.0; 210] };
+        let img = Image {
+            height: 10,
+            width: 7,
+            data: vec![0.0; 210],
+        };
         let c = central_crop(&img, 0.875);
         assert_eq!((c.height, c.width), (10, 7));
-        let img = Image { height: 100, width: 80, data: (0..24000).map(|v| v as f32).collect() };
+        let img = Image {
+            height: 100,
+            width: 80,
+            data: (0..24000).map(|v| v as f32).collect(),
+        };
         let c = central_crop(&img, 0.5);
         assert_eq!((c.height, c.width), (50, 40));
         assert_eq!(c.data[0], ((25 * 80 + 20) * 3) as f32);

@@ -10,7 +10,8 @@ fn repo() -> PathBuf {
 
 /// Converts tests/fixtures/inception_v3/small into a model folder under a temp dir.
 fn small_model(tag: &str) -> PathBuf {
-    let sm = savedmodel::read(&repo().join("tests/fixtures/inception_v3/small/saved_model")).unwrap();
+    let sm =
+        savedmodel::read(&repo().join("tests/fixtures/inception_v3/small/saved_model")).unwrap();
     let src = convert::from_savedmodel::source_from_savedmodel(&sm, "fixture").unwrap();
     let conv = convert::kinds::inception_v3::convert(&src).unwrap();
     let dir = std::env::temp_dir().join(format!("tfhub-rs-classify-{tag}-{}", std::process::id()));
@@ -19,8 +20,18 @@ fn small_model(tag: &str) -> PathBuf {
         .tensors
         .iter()
         .map(|t| {
-            let bytes: &[u8] = unsafe { std::slice::from_raw_parts(t.data.as_ptr() as *const u8, t.data.len() * 4) };
-            (t.name.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, t.shape.clone(), bytes).unwrap())
+            let bytes: &[u8] = unsafe {
+                std::slice::from_raw_parts(t.data.as_ptr() as *const u8, t.data.len() * 4)
+            };
+            (
+                t.name.clone(),
+                safetensors::tensor::TensorView::new(
+                    safetensors::Dtype::F32,
+                    t.shape.clone(),
+                    bytes,
+                )
+                .unwrap(),
+            )
         })
         .collect();
     safetensors::serialize_to_file(views, None, &dir.join("model.safetensors")).unwrap();
@@ -31,7 +42,10 @@ fn small_model(tag: &str) -> PathBuf {
 
 fn shared_images() -> Option<Vec<PathBuf>> {
     let dir = repo().join("../shared/data/images");
-    let imgs: Vec<PathBuf> = ["grace_hopper.jpg", "YellowLabradorLooking_new.jpg"].iter().map(|f| dir.join(f)).collect();
+    let imgs: Vec<PathBuf> = ["grace_hopper.jpg", "YellowLabradorLooking_new.jpg"]
+        .iter()
+        .map(|f| dir.join(f))
+        .collect();
     if imgs.iter().all(|p| p.is_file()) {
         Some(imgs)
     } else {
@@ -41,12 +55,17 @@ fn shared_images() -> Option<Vec<PathBuf>> {
 }
 
 fn classify(args: &[&std::ffi::OsStr]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_classify")).args(args).output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_classify"))
+        .args(args)
+        .output()
+        .unwrap()
 }
 
 #[test]
 fn json_output_has_one_entry_per_image_with_sorted_top_k_and_own_labels() {
-    let Some(images) = shared_images() else { return };
+    let Some(images) = shared_images() else {
+        return;
+    };
     let model = small_model("json");
     let names: Vec<String> = (0..11).map(|i| format!("label {i}")).collect();
     std::fs::write(model.join("labels.txt"), names.join("\n")).unwrap();
@@ -64,7 +83,11 @@ fn json_output_has_one_entry_per_image_with_sorted_top_k_and_own_labels() {
         images[0].as_os_str(),
         images[1].as_os_str(),
     ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let list = doc.as_array().unwrap();
     assert_eq!(list.len(), 2);
@@ -72,8 +95,15 @@ fn json_output_has_one_entry_per_image_with_sorted_top_k_and_own_labels() {
         assert_eq!(entry["file"], img.display().to_string());
         let top = entry["top"].as_array().unwrap();
         assert_eq!(top.len(), 3);
-        let probs: Vec<f64> = top.iter().map(|t| t["probability"].as_f64().unwrap()).collect();
-        assert!(probs.windows(2).all(|w| w[0] >= w[1]) && probs[0] <= 1.0 && probs.iter().sum::<f64>() > 0.0);
+        let probs: Vec<f64> = top
+            .iter()
+            .map(|t| t["probability"].as_f64().unwrap())
+            .collect();
+        assert!(
+            probs.windows(2).all(|w| w[0] >= w[1])
+                && probs[0] <= 1.0
+                && probs.iter().sum::<f64>() > 0.0
+        );
         let i = top[0]["index"].as_u64().unwrap() as usize;
         assert!(i < 11);
         assert_eq!(top[0]["label"], format!("label {i}"));
@@ -84,7 +114,10 @@ fn json_output_has_one_entry_per_image_with_sorted_top_k_and_own_labels() {
     let hlen = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
     let header = std::str::from_utf8(&bytes[10..10 + hlen]).unwrap();
     assert!(header.contains("'shape': (2, 11)"), "{header}");
-    let vals: Vec<f32> = bytes[10 + hlen..].chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+    let vals: Vec<f32> = bytes[10 + hlen..]
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
     assert_eq!(vals.len(), 22);
     let row = &vals[..11];
     let m = row.iter().copied().fold(f32::MIN, f32::max);
@@ -97,20 +130,40 @@ fn json_output_has_one_entry_per_image_with_sorted_top_k_and_own_labels() {
 
 #[test]
 fn batching_does_not_change_results() {
-    let Some(images) = shared_images() else { return };
+    let Some(images) = shared_images() else {
+        return;
+    };
     let model = small_model("batch");
     let run = |batch: &str| {
-        let out = classify(&["--model".as_ref(), model.as_os_str(), "--json".as_ref(), "--batch".as_ref(), batch.as_ref(), images[0].as_os_str(), images[1].as_os_str()]);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let out = classify(&[
+            "--model".as_ref(),
+            model.as_os_str(),
+            "--json".as_ref(),
+            "--batch".as_ref(),
+            batch.as_ref(),
+            images[0].as_os_str(),
+            images[1].as_os_str(),
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
     };
     let (a, b) = (run("1"), run("2"));
     for k in 0..2 {
         assert_eq!(a[k]["top"][0]["index"], b[k]["top"][0]["index"]);
-        let (pa, pb) = (a[k]["top"][0]["probability"].as_f64().unwrap(), b[k]["top"][0]["probability"].as_f64().unwrap());
+        let (pa, pb) = (
+            a[k]["top"][0]["probability"].as_f64().unwrap(),
+            b[k]["top"][0]["probability"].as_f64().unwrap(),
+        );
         assert!((pa - pb).abs() < 1e-5);
         // 11 classes without labels.txt: generic names.
-        assert!(a[k]["top"][0]["label"].as_str().unwrap().starts_with("class_"));
+        assert!(a[k]["top"][0]["label"]
+            .as_str()
+            .unwrap()
+            .starts_with("class_"));
     }
     let _ = std::fs::remove_dir_all(model);
 }
@@ -123,9 +176,16 @@ fn undecodable_image_is_named_in_the_error() {
     let out = classify(&["--model".as_ref(), model.as_os_str(), bad.as_os_str()]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("not_an_image.jpg") && err.contains("image"), "{err}");
+    assert!(
+        err.contains("not_an_image.jpg") && err.contains("image"),
+        "{err}"
+    );
     assert!(!err.contains("panicked"), "{err}");
-    let out = classify(&["--model".as_ref(), "/nonexistent/model".as_ref(), bad.as_os_str()]);
+    let out = classify(&[
+        "--model".as_ref(),
+        "/nonexistent/model".as_ref(),
+        bad.as_os_str(),
+    ]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/model"));
     let _ = std::fs::remove_dir_all(model);
@@ -133,12 +193,20 @@ fn undecodable_image_is_named_in_the_error() {
 
 #[test]
 fn a_savedmodel_folder_is_converted_on_the_fly() {
-    let Some(images) = shared_images() else { return };
+    let Some(images) = shared_images() else {
+        return;
+    };
     let model = small_model("sm");
     let sm = repo().join("tests/fixtures/inception_v3/small/saved_model");
     let (a, b) = (model.join("a.npy"), model.join("b.npy"));
     for (m, out) in [(model.as_os_str(), &a), (sm.as_os_str(), &b)] {
-        let o = classify(&["--model".as_ref(), m, "--features".as_ref(), out.as_os_str(), images[0].as_os_str()]);
+        let o = classify(&[
+            "--model".as_ref(),
+            m,
+            "--features".as_ref(),
+            out.as_os_str(),
+            images[0].as_os_str(),
+        ]);
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     }
     assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());

@@ -16,7 +16,11 @@ fn read_tensors(path: &Path) -> BTreeMap<String, (Vec<usize>, Vec<f32>)> {
     st.tensors()
         .into_iter()
         .map(|(name, v)| {
-            let data = v.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+            let data = v
+                .data()
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect();
             (name, (v.shape().to_vec(), data))
         })
         .collect()
@@ -24,7 +28,10 @@ fn read_tensors(path: &Path) -> BTreeMap<String, (Vec<usize>, Vec<f32>)> {
 
 fn rel_err(got: &[f32], want: &[f32]) -> f32 {
     let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
-    got.iter().zip(want).fold(0f32, |m, (a, b)| m.max((a - b).abs())) / scale.max(1e-12)
+    got.iter()
+        .zip(want)
+        .fold(0f32, |m, (a, b)| m.max((a - b).abs()))
+        / scale.max(1e-12)
 }
 
 fn top5(row: &[f32]) -> Vec<usize> {
@@ -42,13 +49,27 @@ fn write_folder(conv: &convert::Converted, dir: &Path) {
         .tensors
         .iter()
         .map(|t| {
-            let bytes: &[u8] = unsafe { std::slice::from_raw_parts(t.data.as_ptr() as *const u8, t.data.len() * 4) };
-            (t.name.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, t.shape.clone(), bytes).unwrap())
+            let bytes: &[u8] = unsafe {
+                std::slice::from_raw_parts(t.data.as_ptr() as *const u8, t.data.len() * 4)
+            };
+            (
+                t.name.clone(),
+                safetensors::tensor::TensorView::new(
+                    safetensors::Dtype::F32,
+                    t.shape.clone(),
+                    bytes,
+                )
+                .unwrap(),
+            )
         })
         .collect();
     safetensors::serialize_to_file(views, None, &tmp.join("model.safetensors")).unwrap();
     let cfg = serde_json::json!({"kind": conv.kind, "config": conv.config, "source": "tools/out/inception_v3_full", "converter_version": convert::CONVERTER_VERSION});
-    std::fs::write(tmp.join("config.json"), serde_json::to_string_pretty(&cfg).unwrap()).unwrap();
+    std::fs::write(
+        tmp.join("config.json"),
+        serde_json::to_string_pretty(&cfg).unwrap(),
+    )
+    .unwrap();
     let _ = std::fs::remove_dir_all(dir);
     std::fs::rename(&tmp, dir).unwrap();
 }
@@ -58,11 +79,15 @@ fn full_size_inception_v3_matches_tensorflow_on_every_image() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tools/out/inception_v3_full");
     let exp_path = root.join("expected.safetensors");
     if !exp_path.is_file() {
-        println!("SKIP: {} absent (run tools/make_inception_fixture.py --full)", exp_path.display());
+        println!(
+            "SKIP: {} absent (run tools/make_inception_fixture.py --full)",
+            exp_path.display()
+        );
         return;
     }
     let sm = savedmodel::read(&root.join("saved_model")).expect("read SavedModel");
-    let src = convert::from_savedmodel::source_from_savedmodel(&sm, &root.display().to_string()).expect("source");
+    let src = convert::from_savedmodel::source_from_savedmodel(&sm, &root.display().to_string())
+        .expect("source");
     let conv = convert::kinds::inception_v3::convert(&src).expect("convert");
     assert_eq!(conv.config["num_classes"], 1001);
     assert_eq!(conv.config["depth_multiplier"], 1.0);
@@ -70,13 +95,20 @@ fn full_size_inception_v3_matches_tensorflow_on_every_image() {
     write_folder(&conv, &dir);
     let exp = read_tensors(&exp_path);
     let dev = Backend::Flex.device();
-    let model = InceptionV3::load(&dir, &dev).expect("load").fuse_for_inference();
+    let model = InceptionV3::load(&dir, &dev)
+        .expect("load")
+        .fuse_for_inference();
     let inputs: Vec<&String> = exp.keys().filter(|k| k.ends_with("/input")).collect();
     for key in inputs {
         let case = key.trim_end_matches("/input");
         let (shape, data) = &exp[key.as_str()];
         let x = Tensor::<4>::from_data(TensorData::new(data.clone(), shape.clone()), &dev);
-        let got = model.forward(x).unwrap().into_data().to_vec::<f32>().unwrap();
+        let got = model
+            .forward(x)
+            .unwrap()
+            .into_data()
+            .to_vec::<f32>()
+            .unwrap();
         let want = &exp[&format!("{case}/logits")].1;
         let e = rel_err(&got, want);
         println!("{case}: logits rel err {e:.2e}");

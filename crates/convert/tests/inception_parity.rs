@@ -25,9 +25,11 @@ fn read_tensors(path: &Path) -> BTreeMap<String, (Vec<usize>, Vec<f32>)> {
     let mut out = BTreeMap::new();
     for (name, view) in st.tensors() {
         let data: Vec<f32> = match view.dtype() {
-            safetensors::Dtype::F32 => {
-                view.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
-            }
+            safetensors::Dtype::F32 => view
+                .data()
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
             safetensors::Dtype::U8 => view.data().iter().map(|&b| b as f32 / 255.0).collect(),
             other => panic!("{name}: unexpected dtype {other:?}"),
         };
@@ -42,7 +44,9 @@ fn source_from_saved_model() -> Source {
     let sm = savedmodel::read(&fixture().join("saved_model")).expect("read SavedModel");
     let src = convert::from_savedmodel::source_from_savedmodel(&sm, "fixture").expect("source");
     assert_eq!(src.tensors.len(), 94 * 4 + 2);
-    assert!(src.tensors.contains_key("module/InceptionV3/Mixed_5c/Branch_1/Conv_1_0c_5x5/weights"));
+    assert!(src
+        .tensors
+        .contains_key("module/InceptionV3/Mixed_5c/Branch_1/Conv_1_0c_5x5/weights"));
     src
 }
 
@@ -54,13 +58,27 @@ fn write_folder(conv: &convert::Converted, tag: &str) -> PathBuf {
         .tensors
         .iter()
         .map(|t| {
-            let bytes: &[u8] = unsafe { std::slice::from_raw_parts(t.data.as_ptr() as *const u8, t.data.len() * 4) };
-            (t.name.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, t.shape.clone(), bytes).unwrap())
+            let bytes: &[u8] = unsafe {
+                std::slice::from_raw_parts(t.data.as_ptr() as *const u8, t.data.len() * 4)
+            };
+            (
+                t.name.clone(),
+                safetensors::tensor::TensorView::new(
+                    safetensors::Dtype::F32,
+                    t.shape.clone(),
+                    bytes,
+                )
+                .unwrap(),
+            )
         })
         .collect();
     safetensors::serialize_to_file(views, None, &dir.join("model.safetensors")).unwrap();
     let cfg = serde_json::json!({"kind": conv.kind, "config": conv.config, "source": "fixture", "converter_version": "test"});
-    std::fs::write(dir.join("config.json"), serde_json::to_string_pretty(&cfg).unwrap()).unwrap();
+    std::fs::write(
+        dir.join("config.json"),
+        serde_json::to_string_pretty(&cfg).unwrap(),
+    )
+    .unwrap();
     dir
 }
 
@@ -84,7 +102,10 @@ fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
 fn rel_err(got: &[f32], want: &[f32]) -> f32 {
     assert_eq!(got.len(), want.len(), "length");
     let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
-    let diff = got.iter().zip(want).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+    let diff = got
+        .iter()
+        .zip(want)
+        .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
     diff / scale.max(1e-12)
 }
 
@@ -132,10 +153,19 @@ fn parity_on(backend: Backend, dir: &Path) {
         check(&format!("{backend} {case}/logits"), &logits, want, 1e-4);
         let classes = lshape[1];
         for (i, (g, w)) in logits.chunks(classes).zip(want.chunks(classes)).enumerate() {
-            assert_eq!(top5(g), top5(w), "{backend} {case} image {i}: top-5 differs");
+            assert_eq!(
+                top5(g),
+                top5(w),
+                "{backend} {case} image {i}: top-5 differs"
+            );
         }
         let feats = values(model.features(x).unwrap());
-        check(&format!("{backend} {case}/features"), &feats, &exp[&format!("{case}/features")].1, 1e-4);
+        check(
+            &format!("{backend} {case}/features"),
+            &feats,
+            &exp[&format!("{case}/features")].1,
+            1e-4,
+        );
     }
 
     // Intermediate end points by name (NCHW here, NHWC in TF).
@@ -145,13 +175,27 @@ fn parity_on(backend: Backend, dir: &Path) {
     for e in wanted {
         let (shape, want) = &exp[&format!("a/{e}")];
         let got = eps.get(e).unwrap().clone();
-        assert_eq!(got.dims(), [shape[0], shape[3], shape[1], shape[2]], "{e} shape");
-        check(&format!("{backend} a/{e}"), &values(got), &nhwc_to_nchw(shape, want), 1e-4);
+        assert_eq!(
+            got.dims(),
+            [shape[0], shape[3], shape[1], shape[2]],
+            "{e} shape"
+        );
+        check(
+            &format!("{backend} a/{e}"),
+            &values(got),
+            &nhwc_to_nchw(shape, want),
+            1e-4,
+        );
     }
 
     // Batch norm folded into the convs: same numbers.
     let fused = model.fuse_for_inference();
-    check(&format!("{backend} a/logits fused"), &values(fused.forward(x).unwrap()), &exp["a/logits"].1, 1e-4);
+    check(
+        &format!("{backend} a/logits fused"),
+        &values(fused.forward(x).unwrap()),
+        &exp["a/logits"].1,
+        1e-4,
+    );
 }
 
 #[test]
@@ -187,12 +231,25 @@ fn magenta_style_backbone_relu6_to_mixed_6e_matches_tensorflow() {
     let out = model.forward_base(raw, &[]).last;
     let (shape, want) = &exp["m/Mixed_6e"];
     assert_eq!(out.dims(), [shape[0], shape[3], shape[1], shape[2]]);
-    check("relu6 Mixed_6e", &values(out), &nhwc_to_nchw(shape, want), 1e-4);
+    check(
+        "relu6 Mixed_6e",
+        &values(out),
+        &nhwc_to_nchw(shape, want),
+        1e-4,
+    );
 
     // A different width is refused with a clear error.
-    let wrong = InceptionV3Config { depth_multiplier: 0.1, ..cfg };
-    let err = InceptionV3::load_expecting(&dir, &dev, &wrong).unwrap_err().to_string();
-    assert!(err.contains("config mismatch") && err.contains("depth_multiplier 0.05"), "{err}");
+    let wrong = InceptionV3Config {
+        depth_multiplier: 0.1,
+        ..cfg
+    };
+    let err = InceptionV3::load_expecting(&dir, &dev, &wrong)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("config mismatch") && err.contains("depth_multiplier 0.05"),
+        "{err}"
+    );
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -200,9 +257,18 @@ fn magenta_style_backbone_relu6_to_mixed_6e_matches_tensorflow() {
 fn loading_another_kind_is_refused() {
     let dir = std::env::temp_dir().join(format!("tfhub-rs-inception-kind-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("config.json"), r#"{"kind": "text_embedding", "config": {}}"#).unwrap();
-    let err = InceptionV3::load(&dir, &Backend::Flex.device()).unwrap_err().to_string();
-    assert!(err.contains("text_embedding") && err.contains("inception_v3"), "{err}");
+    std::fs::write(
+        dir.join("config.json"),
+        r#"{"kind": "text_embedding", "config": {}}"#,
+    )
+    .unwrap();
+    let err = InceptionV3::load(&dir, &Backend::Flex.device())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("text_embedding") && err.contains("inception_v3"),
+        "{err}"
+    );
     let _ = std::fs::remove_dir_all(dir);
 }
 

@@ -59,7 +59,9 @@ pub enum Activation {
 
 /// The end points of `inception_v3_base`, in execution order, named as in slim.
 #[allow(non_camel_case_types)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
 pub enum EndPoint {
     Conv2d_1a_3x3,
     Conv2d_2a_3x3,
@@ -137,15 +139,17 @@ impl EndPoint {
     /// Output spatial size of this end point for an input of side `n`, or `None` when the
     /// input is too small for it (slim's chain of VALID and stride-2 layers).
     pub fn output_size(self, n: usize) -> Option<usize> {
-        let valid = |n: usize, k: usize, s: usize| if n >= k { Some((n - k) / s + 1) } else { None };
+        let valid =
+            |n: usize, k: usize, s: usize| if n >= k { Some((n - k) / s + 1) } else { None };
         let mut n = n;
         for e in EndPoint::ALL {
             n = match e {
                 EndPoint::Conv2d_1a_3x3 => valid(n, 3, 2)?,
                 EndPoint::Conv2d_2a_3x3 => valid(n, 3, 1)?,
-                EndPoint::MaxPool_3a_3x3 | EndPoint::MaxPool_5a_3x3 | EndPoint::Mixed_6a | EndPoint::Mixed_7a => {
-                    valid(n, 3, 2)?
-                }
+                EndPoint::MaxPool_3a_3x3
+                | EndPoint::MaxPool_5a_3x3
+                | EndPoint::Mixed_6a
+                | EndPoint::Mixed_7a => valid(n, 3, 2)?,
                 EndPoint::Conv2d_4a_3x3 => valid(n, 3, 1)?,
                 _ => n,
             };
@@ -164,11 +168,17 @@ impl EndPoint {
             EndPoint::Conv2d_3b_1x1 => depth(80),
             EndPoint::Conv2d_4a_3x3 | EndPoint::MaxPool_5a_3x3 => depth(192),
             EndPoint::Mixed_5b => depth(64) + depth(64) + depth(96) + depth(32),
-            EndPoint::Mixed_5c | EndPoint::Mixed_5d => depth(64) + depth(64) + depth(96) + depth(64),
+            EndPoint::Mixed_5c | EndPoint::Mixed_5d => {
+                depth(64) + depth(64) + depth(96) + depth(64)
+            }
             EndPoint::Mixed_6a => depth(384) + depth(96) + EndPoint::Mixed_5d.channels(depth),
-            EndPoint::Mixed_6b | EndPoint::Mixed_6c | EndPoint::Mixed_6d | EndPoint::Mixed_6e => 4 * depth(192),
+            EndPoint::Mixed_6b | EndPoint::Mixed_6c | EndPoint::Mixed_6d | EndPoint::Mixed_6e => {
+                4 * depth(192)
+            }
             EndPoint::Mixed_7a => depth(320) + depth(192) + EndPoint::Mixed_6e.channels(depth),
-            EndPoint::Mixed_7b | EndPoint::Mixed_7c => depth(320) + 2 * depth(384) + 2 * depth(384) + depth(192),
+            EndPoint::Mixed_7b | EndPoint::Mixed_7c => {
+                depth(320) + 2 * depth(384) + 2 * depth(384) + depth(192)
+            }
         }
     }
 }
@@ -231,7 +241,10 @@ impl InceptionV3Config {
 
     /// The TF Hub feature vector: `[batch, 2048]`.
     pub fn feature_vector() -> Self {
-        InceptionV3Config { num_classes: None, ..Self::default() }
+        InceptionV3Config {
+            num_classes: None,
+            ..Self::default()
+        }
     }
 
     /// The backbone of Magenta's style predictor: ReLU6, built up to `Mixed_6e`, no head.
@@ -261,14 +274,19 @@ impl InceptionV3Config {
 
     /// Smallest input side for this configuration.
     pub fn min_input_size(&self) -> usize {
-        (1..=MIN_INPUT_SIZE).find(|&n| self.final_endpoint.output_size(n).is_some_and(|s| s >= 1)).unwrap_or(MIN_INPUT_SIZE)
+        (1..=MIN_INPUT_SIZE)
+            .find(|&n| self.final_endpoint.output_size(n).is_some_and(|s| s >= 1))
+            .unwrap_or(MIN_INPUT_SIZE)
     }
 
     /// Checks the values make sense.
     pub fn validate(&self) -> Result<(), InceptionError> {
         let bad = |msg: String| Err(InceptionError::Config(msg));
         if !(self.depth_multiplier > 0.0 && self.depth_multiplier.is_finite()) {
-            return bad(format!("depth_multiplier must be > 0, got {}", self.depth_multiplier));
+            return bad(format!(
+                "depth_multiplier must be > 0, got {}",
+                self.depth_multiplier
+            ));
         }
         if self.min_depth == 0 {
             return bad("min_depth must be > 0".into());
@@ -277,16 +295,28 @@ impl InceptionV3Config {
             return bad("num_classes must be > 0 (or null for the feature vector)".into());
         }
         if self.num_classes.is_some() && self.final_endpoint != EndPoint::Mixed_7c {
-            return bad(format!("num_classes needs final_endpoint Mixed_7c, got {}", self.final_endpoint));
+            return bad(format!(
+                "num_classes needs final_endpoint Mixed_7c, got {}",
+                self.final_endpoint
+            ));
         }
         if !(self.dropout_keep_prob > 0.0 && self.dropout_keep_prob <= 1.0) {
-            return bad(format!("dropout_keep_prob must be in (0, 1], got {}", self.dropout_keep_prob));
+            return bad(format!(
+                "dropout_keep_prob must be in (0, 1], got {}",
+                self.dropout_keep_prob
+            ));
         }
         if !(0.0..=1.0).contains(&self.batch_norm_momentum) {
-            return bad(format!("batch_norm_momentum must be in [0, 1], got {}", self.batch_norm_momentum));
+            return bad(format!(
+                "batch_norm_momentum must be in [0, 1], got {}",
+                self.batch_norm_momentum
+            ));
         }
         if !(self.batch_norm_epsilon > 0.0) {
-            return bad(format!("batch_norm_epsilon must be > 0, got {}", self.batch_norm_epsilon));
+            return bad(format!(
+                "batch_norm_epsilon must be > 0, got {}",
+                self.batch_norm_epsilon
+            ));
         }
         Ok(())
     }
@@ -307,11 +337,20 @@ pub enum InceptionError {
     #[error(transparent)]
     Weights(#[from] WeightsError),
     #[error("{path}: config mismatch: the folder holds {found}, expected {expected}")]
-    Mismatch { path: std::path::PathBuf, found: String, expected: String },
+    Mismatch {
+        path: std::path::PathBuf,
+        found: String,
+        expected: String,
+    },
     #[error("input must be [batch, height, width, 3], got {0:?}")]
     InputShape(Vec<usize>),
     #[error("input {height}x{width} is too small: Inception-v3 up to {end_point} needs at least {min}x{min}")]
-    InputTooSmall { height: usize, width: usize, min: usize, end_point: EndPoint },
+    InputTooSmall {
+        height: usize,
+        width: usize,
+        min: usize,
+        end_point: EndPoint,
+    },
 }
 
 /// slim `batch_norm` with `center=True, scale=False`: `beta` only, no `gamma`.
@@ -358,20 +397,40 @@ impl SlimBatchNorm {
         let channels = self.beta.dims()[0];
         if self.train_stats && device.is_autodiff() {
             let ones = Tensor::ones([channels], &device);
-            let out = burn::tensor::module::batch_norm_train(x.clone(), ones, self.beta.val(), self.epsilon);
+            let out = burn::tensor::module::batch_norm_train(
+                x.clone(),
+                ones,
+                self.beta.val(),
+                self.epsilon,
+            );
             // TF's fused batch norm updates the moving variance with the unbiased variance.
             let [b, _, h, w] = x.dims();
             let n = (b * h * w) as f64;
-            let unbiased = if n > 1.0 { out.variance.mul_scalar(n / (n - 1.0)) } else { out.variance };
+            let unbiased = if n > 1.0 {
+                out.variance.mul_scalar(n / (n - 1.0))
+            } else {
+                out.variance
+            };
             let d = self.decay;
-            let mm = self.moving_mean.value_sync().to_device(&device).mul_scalar(d) + out.mean.mul_scalar(1.0 - d);
-            let mv = self.moving_variance.value_sync().to_device(&device).mul_scalar(d) + unbiased.mul_scalar(1.0 - d);
+            let mm = self
+                .moving_mean
+                .value_sync()
+                .to_device(&device)
+                .mul_scalar(d)
+                + out.mean.mul_scalar(1.0 - d);
+            let mv = self
+                .moving_variance
+                .value_sync()
+                .to_device(&device)
+                .mul_scalar(d)
+                + unbiased.mul_scalar(1.0 - d);
             self.moving_mean.update(mm.detach());
             self.moving_variance.update(mv.detach());
             return out.output;
         }
         let (scale, shift) = self.inference_affine();
-        x * scale.to_device(&device).reshape([1, channels, 1, 1]) + shift.to_device(&device).reshape([1, channels, 1, 1])
+        x * scale.to_device(&device).reshape([1, channels, 1, 1])
+            + shift.to_device(&device).reshape([1, channels, 1, 1])
     }
 }
 
@@ -394,20 +453,40 @@ enum Pad {
 }
 
 impl BasicConv {
-    fn new(cfg: &InceptionV3Config, c_in: usize, c_out: usize, k: [usize; 2], stride: usize, pad: Pad, device: &Device) -> Self {
+    fn new(
+        cfg: &InceptionV3Config,
+        c_in: usize,
+        c_out: usize,
+        k: [usize; 2],
+        stride: usize,
+        pad: Pad,
+        device: &Device,
+    ) -> Self {
         let padding = match pad {
             Pad::Valid => PaddingConfig2d::Valid,
             // stride 1, odd kernel: symmetric (k-1)/2, same as TF SAME.
-            Pad::Same => PaddingConfig2d::Explicit((k[0] - 1) / 2, (k[1] - 1) / 2, (k[0] - 1) / 2, (k[1] - 1) / 2),
+            Pad::Same => PaddingConfig2d::Explicit(
+                (k[0] - 1) / 2,
+                (k[1] - 1) / 2,
+                (k[0] - 1) / 2,
+                (k[1] - 1) / 2,
+            ),
         };
         let fan_in = (c_in * k[0] * k[1]) as f64;
         let conv = Conv2dConfig::new([c_in, c_out], k)
             .with_stride([stride, stride])
             .with_padding(padding)
             .with_bias(false)
-            .with_initializer(burn::nn::Initializer::Normal { mean: 0.0, std: (2.0 / fan_in).sqrt() })
+            .with_initializer(burn::nn::Initializer::Normal {
+                mean: 0.0,
+                std: (2.0 / fan_in).sqrt(),
+            })
             .init(device);
-        BasicConv { conv, bn: Some(SlimBatchNorm::new(c_out, cfg, device)), relu6: cfg.activation == Activation::Relu6 }
+        BasicConv {
+            conv,
+            bn: Some(SlimBatchNorm::new(c_out, cfg, device)),
+            relu6: cfg.activation == Activation::Relu6,
+        }
     }
 
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
@@ -469,14 +548,26 @@ pub struct Mixed {
 fn avg_pool_3x3_same(x: Tensor<4>) -> Tensor<4> {
     avg_pool2d(
         x,
-        AvgPoolOptions { kernel_size: [3, 3], stride: [1, 1], padding: [(1, 1), (1, 1)], count_include_pad: false, ceil_mode: false },
+        AvgPoolOptions {
+            kernel_size: [3, 3],
+            stride: [1, 1],
+            padding: [(1, 1), (1, 1)],
+            count_include_pad: false,
+            ceil_mode: false,
+        },
     )
 }
 
 fn max_pool_3x3_s2(x: Tensor<4>) -> Tensor<4> {
     max_pool2d(
         x,
-        MaxPoolOptions { kernel_size: [3, 3], stride: [2, 2], padding: [(0, 0), (0, 0)], dilation: [1, 1], ceil_mode: false },
+        MaxPoolOptions {
+            kernel_size: [3, 3],
+            stride: [2, 2],
+            padding: [(0, 0), (0, 0)],
+            dilation: [1, 1],
+            ceil_mode: false,
+        },
     )
 }
 
@@ -485,23 +576,40 @@ fn chain(convs: &[BasicConv], x: Tensor<4>) -> Tensor<4> {
 }
 
 impl Mixed {
-    fn new(cfg: &InceptionV3Config, kind: BlockKind, c_in: usize, variant: usize, device: &Device) -> Self {
+    fn new(
+        cfg: &InceptionV3Config,
+        kind: BlockKind,
+        c_in: usize,
+        variant: usize,
+        device: &Device,
+    ) -> Self {
         let d = |n: usize| cfg.depth(n);
-        let conv = |ci: usize, co: usize, k: [usize; 2]| BasicConv::new(cfg, ci, co, k, 1, Pad::Same, device);
-        let conv_s2 = |ci: usize, co: usize| BasicConv::new(cfg, ci, co, [3, 3], 2, Pad::Valid, device);
+        let conv = |ci: usize, co: usize, k: [usize; 2]| {
+            BasicConv::new(cfg, ci, co, k, 1, Pad::Same, device)
+        };
+        let conv_s2 =
+            |ci: usize, co: usize| BasicConv::new(cfg, ci, co, [3, 3], 2, Pad::Valid, device);
         let (b0, b1, b2, b3) = match kind {
             BlockKind::A => {
                 // variant: Branch_3 width (32 for 5b, 64 for 5c/5d)
                 (
                     vec![conv(c_in, d(64), [1, 1])],
                     vec![conv(c_in, d(48), [1, 1]), conv(d(48), d(64), [5, 5])],
-                    vec![conv(c_in, d(64), [1, 1]), conv(d(64), d(96), [3, 3]), conv(d(96), d(96), [3, 3])],
+                    vec![
+                        conv(c_in, d(64), [1, 1]),
+                        conv(d(64), d(96), [3, 3]),
+                        conv(d(96), d(96), [3, 3]),
+                    ],
                     vec![conv(c_in, d(variant), [1, 1])],
                 )
             }
             BlockKind::ReductionA => (
                 vec![conv_s2(c_in, d(384))],
-                vec![conv(c_in, d(64), [1, 1]), conv(d(64), d(96), [3, 3]), conv_s2(d(96), d(96))],
+                vec![
+                    conv(c_in, d(64), [1, 1]),
+                    conv(d(64), d(96), [3, 3]),
+                    conv_s2(d(96), d(96)),
+                ],
                 vec![],
                 vec![],
             ),
@@ -509,7 +617,11 @@ impl Mixed {
                 let n = d(variant);
                 (
                     vec![conv(c_in, d(192), [1, 1])],
-                    vec![conv(c_in, n, [1, 1]), conv(n, n, [1, 7]), conv(n, d(192), [7, 1])],
+                    vec![
+                        conv(c_in, n, [1, 1]),
+                        conv(n, n, [1, 7]),
+                        conv(n, d(192), [7, 1]),
+                    ],
                     vec![
                         conv(c_in, n, [1, 1]),
                         conv(n, n, [7, 1]),
@@ -522,13 +634,22 @@ impl Mixed {
             }
             BlockKind::ReductionB => (
                 vec![conv(c_in, d(192), [1, 1]), conv_s2(d(192), d(320))],
-                vec![conv(c_in, d(192), [1, 1]), conv(d(192), d(192), [1, 7]), conv(d(192), d(192), [7, 1]), conv_s2(d(192), d(192))],
+                vec![
+                    conv(c_in, d(192), [1, 1]),
+                    conv(d(192), d(192), [1, 7]),
+                    conv(d(192), d(192), [7, 1]),
+                    conv_s2(d(192), d(192)),
+                ],
                 vec![],
                 vec![],
             ),
             BlockKind::E => (
                 vec![conv(c_in, d(320), [1, 1])],
-                vec![conv(c_in, d(384), [1, 1]), conv(d(384), d(384), [1, 3]), conv(d(384), d(384), [3, 1])],
+                vec![
+                    conv(c_in, d(384), [1, 1]),
+                    conv(d(384), d(384), [1, 3]),
+                    conv(d(384), d(384), [3, 1]),
+                ],
                 vec![
                     conv(c_in, d(448), [1, 1]),
                     conv(d(448), d(384), [3, 3]),
@@ -538,7 +659,13 @@ impl Mixed {
                 vec![conv(c_in, d(192), [1, 1])],
             ),
         };
-        Mixed { branch_0: b0, branch_1: b1, branch_2: b2, branch_3: b3, kind }
+        Mixed {
+            branch_0: b0,
+            branch_1: b1,
+            branch_2: b2,
+            branch_3: b3,
+            kind,
+        }
     }
 
     /// `x`: `[B, C_in, H, W]` -> `[B, C_out, H', W']` (channels concatenated in branch order).
@@ -560,9 +687,21 @@ impl Mixed {
             BlockKind::E => {
                 let b0 = chain(&self.branch_0, x.clone());
                 let b1 = self.branch_1[0].forward(x.clone());
-                let b1 = Tensor::cat(vec![self.branch_1[1].forward(b1.clone()), self.branch_1[2].forward(b1)], 1);
+                let b1 = Tensor::cat(
+                    vec![
+                        self.branch_1[1].forward(b1.clone()),
+                        self.branch_1[2].forward(b1),
+                    ],
+                    1,
+                );
                 let b2 = chain(&self.branch_2[..2], x.clone());
-                let b2 = Tensor::cat(vec![self.branch_2[2].forward(b2.clone()), self.branch_2[3].forward(b2)], 1);
+                let b2 = Tensor::cat(
+                    vec![
+                        self.branch_2[2].forward(b2.clone()),
+                        self.branch_2[3].forward(b2),
+                    ],
+                    1,
+                );
                 let b3 = chain(&self.branch_3, avg_pool_3x3_same(x));
                 Tensor::cat(vec![b0, b1, b2, b3], 1)
             }
@@ -571,7 +710,13 @@ impl Mixed {
 
     fn fuse(self) -> Self {
         let f = |v: Vec<BasicConv>| v.into_iter().map(BasicConv::fuse).collect();
-        Mixed { branch_0: f(self.branch_0), branch_1: f(self.branch_1), branch_2: f(self.branch_2), branch_3: f(self.branch_3), kind: self.kind }
+        Mixed {
+            branch_0: f(self.branch_0),
+            branch_1: f(self.branch_1),
+            branch_2: f(self.branch_2),
+            branch_3: f(self.branch_3),
+            kind: self.kind,
+        }
     }
 }
 
@@ -622,29 +767,77 @@ impl InceptionV3 {
         let upto = |e: EndPoint| cfg.final_endpoint >= e;
         let d = |n: usize| cfg.depth(n);
         let conv = |ci, co, k, s, p| BasicConv::new(cfg, ci, co, k, s, p, device);
-        let mixed = |e: EndPoint, kind, c_in, variant| if upto(e) { Some(Mixed::new(cfg, kind, c_in, variant, device)) } else { None };
+        let mixed = |e: EndPoint, kind, c_in, variant| {
+            if upto(e) {
+                Some(Mixed::new(cfg, kind, c_in, variant, device))
+            } else {
+                None
+            }
+        };
         let ch = |e: EndPoint| e.channels(&d);
         InceptionV3 {
             conv2d_1a_3x3: conv(3, d(32), [3, 3], 2, Pad::Valid),
-            conv2d_2a_3x3: upto(EndPoint::Conv2d_2a_3x3).then(|| conv(d(32), d(32), [3, 3], 1, Pad::Valid)),
-            conv2d_2b_3x3: upto(EndPoint::Conv2d_2b_3x3).then(|| conv(d(32), d(64), [3, 3], 1, Pad::Same)),
-            conv2d_3b_1x1: upto(EndPoint::Conv2d_3b_1x1).then(|| conv(d(64), d(80), [1, 1], 1, Pad::Valid)),
-            conv2d_4a_3x3: upto(EndPoint::Conv2d_4a_3x3).then(|| conv(d(80), d(192), [3, 3], 1, Pad::Valid)),
-            mixed_5b: mixed(EndPoint::Mixed_5b, BlockKind::A, ch(EndPoint::MaxPool_5a_3x3), 32),
+            conv2d_2a_3x3: upto(EndPoint::Conv2d_2a_3x3)
+                .then(|| conv(d(32), d(32), [3, 3], 1, Pad::Valid)),
+            conv2d_2b_3x3: upto(EndPoint::Conv2d_2b_3x3)
+                .then(|| conv(d(32), d(64), [3, 3], 1, Pad::Same)),
+            conv2d_3b_1x1: upto(EndPoint::Conv2d_3b_1x1)
+                .then(|| conv(d(64), d(80), [1, 1], 1, Pad::Valid)),
+            conv2d_4a_3x3: upto(EndPoint::Conv2d_4a_3x3)
+                .then(|| conv(d(80), d(192), [3, 3], 1, Pad::Valid)),
+            mixed_5b: mixed(
+                EndPoint::Mixed_5b,
+                BlockKind::A,
+                ch(EndPoint::MaxPool_5a_3x3),
+                32,
+            ),
             mixed_5c: mixed(EndPoint::Mixed_5c, BlockKind::A, ch(EndPoint::Mixed_5b), 64),
             mixed_5d: mixed(EndPoint::Mixed_5d, BlockKind::A, ch(EndPoint::Mixed_5c), 64),
-            mixed_6a: mixed(EndPoint::Mixed_6a, BlockKind::ReductionA, ch(EndPoint::Mixed_5d), 0),
-            mixed_6b: mixed(EndPoint::Mixed_6b, BlockKind::C, ch(EndPoint::Mixed_6a), 128),
-            mixed_6c: mixed(EndPoint::Mixed_6c, BlockKind::C, ch(EndPoint::Mixed_6b), 160),
-            mixed_6d: mixed(EndPoint::Mixed_6d, BlockKind::C, ch(EndPoint::Mixed_6c), 160),
-            mixed_6e: mixed(EndPoint::Mixed_6e, BlockKind::C, ch(EndPoint::Mixed_6d), 192),
-            mixed_7a: mixed(EndPoint::Mixed_7a, BlockKind::ReductionB, ch(EndPoint::Mixed_6e), 0),
+            mixed_6a: mixed(
+                EndPoint::Mixed_6a,
+                BlockKind::ReductionA,
+                ch(EndPoint::Mixed_5d),
+                0,
+            ),
+            mixed_6b: mixed(
+                EndPoint::Mixed_6b,
+                BlockKind::C,
+                ch(EndPoint::Mixed_6a),
+                128,
+            ),
+            mixed_6c: mixed(
+                EndPoint::Mixed_6c,
+                BlockKind::C,
+                ch(EndPoint::Mixed_6b),
+                160,
+            ),
+            mixed_6d: mixed(
+                EndPoint::Mixed_6d,
+                BlockKind::C,
+                ch(EndPoint::Mixed_6c),
+                160,
+            ),
+            mixed_6e: mixed(
+                EndPoint::Mixed_6e,
+                BlockKind::C,
+                ch(EndPoint::Mixed_6d),
+                192,
+            ),
+            mixed_7a: mixed(
+                EndPoint::Mixed_7a,
+                BlockKind::ReductionB,
+                ch(EndPoint::Mixed_6e),
+                0,
+            ),
             mixed_7b: mixed(EndPoint::Mixed_7b, BlockKind::E, ch(EndPoint::Mixed_7a), 0),
             mixed_7c: mixed(EndPoint::Mixed_7c, BlockKind::E, ch(EndPoint::Mixed_7b), 0),
             logits: cfg.num_classes.filter(|_| cfg.has_logits()).map(|n| {
                 Conv2dConfig::new([ch(EndPoint::Mixed_7c), n], [1, 1])
                     .with_bias(true)
-                    .with_initializer(burn::nn::Initializer::Normal { mean: 0.0, std: 0.01 })
+                    .with_initializer(burn::nn::Initializer::Normal {
+                        mean: 0.0,
+                        std: 0.01,
+                    })
                     .init(device)
             }),
             dropout: DropoutConfig::new(1.0 - cfg.dropout_keep_prob).init(),
@@ -658,7 +851,10 @@ impl InceptionV3 {
         let folder = ModelFolder::open(dir.as_ref(), KIND)?;
         let cfg: InceptionV3Config = folder.config()?;
         cfg.validate().map_err(|e| {
-            InceptionError::Weights(WeightsError::Config { path: folder.file("config.json"), msg: e.to_string() })
+            InceptionError::Weights(WeightsError::Config {
+                path: folder.file("config.json"),
+                msg: e.to_string(),
+            })
         })?;
         let model = InceptionV3::build(&cfg, device);
         Ok(folder.load_into(model, "model.safetensors")?)
@@ -666,7 +862,11 @@ impl InceptionV3 {
 
     /// Like [`InceptionV3::load`], but the folder's width, classes and final end point
     /// must equal `expected`'s (its activation and training options are taken from `expected`).
-    pub fn load_expecting(dir: impl AsRef<Path>, device: &Device, expected: &InceptionV3Config) -> Result<Self, InceptionError> {
+    pub fn load_expecting(
+        dir: impl AsRef<Path>,
+        device: &Device,
+        expected: &InceptionV3Config,
+    ) -> Result<Self, InceptionError> {
         let folder = ModelFolder::open(dir.as_ref(), KIND)?;
         let found: InceptionV3Config = folder.config()?;
         let key = |c: &InceptionV3Config| {
@@ -679,14 +879,24 @@ impl InceptionV3 {
         let enough_blocks = found.final_endpoint >= expected.final_endpoint;
         let classes_ok = !expected.has_logits() || found.num_classes == expected.num_classes;
         if !same_width || !enough_blocks || !classes_ok {
-            return Err(InceptionError::Mismatch { path: folder.dir.clone(), found: key(&found), expected: key(expected) });
+            return Err(InceptionError::Mismatch {
+                path: folder.dir.clone(),
+                found: key(&found),
+                expected: key(expected),
+            });
         }
         expected.validate()?;
         let mut build_cfg = expected.clone();
-        build_cfg.num_classes = if expected.has_logits() { found.num_classes } else { None };
+        build_cfg.num_classes = if expected.has_logits() {
+            found.num_classes
+        } else {
+            None
+        };
         let model = InceptionV3::build(&build_cfg, device);
         // Extra blocks / logits in the folder are tolerated only when they are cut off here.
-        if found.final_endpoint == build_cfg.final_endpoint && found.has_logits() == build_cfg.has_logits() {
+        if found.final_endpoint == build_cfg.final_endpoint
+            && found.has_logits() == build_cfg.has_logits()
+        {
             Ok(folder.load_into(model, "model.safetensors")?)
         } else {
             load_ignoring_unused(model, &folder.file("model.safetensors"))
@@ -701,12 +911,17 @@ impl InceptionV3 {
     /// Replaces the head with a fresh `num_classes` logits layer (`None` removes it).
     pub fn with_classes(mut self, num_classes: Option<usize>, device: &Device) -> Self {
         self.config.num_classes = num_classes;
-        self.logits = num_classes.filter(|_| self.config.final_endpoint == EndPoint::Mixed_7c).map(|n| {
-            Conv2dConfig::new([self.config.feature_dim(), n], [1, 1])
-                .with_bias(true)
-                .with_initializer(burn::nn::Initializer::Normal { mean: 0.0, std: 0.01 })
-                .init(device)
-        });
+        self.logits = num_classes
+            .filter(|_| self.config.final_endpoint == EndPoint::Mixed_7c)
+            .map(|n| {
+                Conv2dConfig::new([self.config.feature_dim(), n], [1, 1])
+                    .with_bias(true)
+                    .with_initializer(burn::nn::Initializer::Normal {
+                        mean: 0.0,
+                        std: 0.01,
+                    })
+                    .init(device)
+            });
         self
     }
 
@@ -746,7 +961,12 @@ impl InceptionV3 {
         }
         let e = self.config.final_endpoint;
         if e.output_size(h).is_none() || e.output_size(w).is_none() {
-            return Err(InceptionError::InputTooSmall { height: h, width: w, min: self.config.min_input_size(), end_point: e });
+            return Err(InceptionError::InputTooSmall {
+                height: h,
+                width: w,
+                min: self.config.min_input_size(),
+                end_point: e,
+            });
         }
         Ok(())
     }
@@ -785,7 +1005,11 @@ impl InceptionV3 {
     }
 
     /// Runs the backbone on hub-convention input and keeps the requested end points.
-    pub fn forward_end_points(&self, images: Tensor<4>, wanted: &[EndPoint]) -> Result<EndPoints, InceptionError> {
+    pub fn forward_end_points(
+        &self,
+        images: Tensor<4>,
+        wanted: &[EndPoint],
+    ) -> Result<EndPoints, InceptionError> {
         self.check_input(images.dims())?;
         Ok(self.forward_base(Self::preprocess(images), wanted))
     }
@@ -850,7 +1074,13 @@ impl InceptionV3 {
         let (kh, kw) = (h.min(8), w.min(8));
         let x = avg_pool2d(
             x,
-            AvgPoolOptions { kernel_size: [kh, kw], stride: [2, 2], padding: [(0, 0), (0, 0)], count_include_pad: true, ceil_mode: false },
+            AvgPoolOptions {
+                kernel_size: [kh, kw],
+                stride: [2, 2],
+                padding: [(0, 0), (0, 0)],
+                count_include_pad: true,
+                ceil_mode: false,
+            },
         );
         let x = self.dropout.forward(x);
         let x = logits.forward(x); // [B, classes, h', w']
@@ -865,14 +1095,24 @@ impl InceptionV3 {
 
 /// Loads every parameter of `model` from `path` (all must be there with the right
 /// shape); tensors of blocks the model does not build are ignored.
-fn load_ignoring_unused(mut model: InceptionV3, path: &Path) -> Result<InceptionV3, InceptionError> {
+fn load_ignoring_unused(
+    mut model: InceptionV3,
+    path: &Path,
+) -> Result<InceptionV3, InceptionError> {
     use burn::store::{ModuleSnapshot, SafetensorsStore};
-    let err = |msg: String| InceptionError::Weights(WeightsError::Load { path: path.to_path_buf(), msg });
+    let err = |msg: String| {
+        InceptionError::Weights(WeightsError::Load {
+            path: path.to_path_buf(),
+            msg,
+        })
+    };
     if !path.is_file() {
         return Err(err("file not found".into()));
     }
     let mut store = SafetensorsStore::from_file(path.to_path_buf()).allow_partial(false);
-    let result = model.load_from(&mut store).map_err(|e| err(e.to_string()))?;
+    let result = model
+        .load_from(&mut store)
+        .map_err(|e| err(e.to_string()))?;
     if !result.errors.is_empty() || !result.missing.is_empty() {
         return Err(err(format!("{result}")));
     }
@@ -914,7 +1154,11 @@ mod tests {
         assert_eq!(ch(EndPoint::Mixed_6e), 768);
         assert_eq!(ch(EndPoint::Mixed_7a), 1280);
         assert_eq!(ch(EndPoint::Mixed_7c), 2048);
-        let small = InceptionV3Config { depth_multiplier: 0.1, min_depth: 8, ..c };
+        let small = InceptionV3Config {
+            depth_multiplier: 0.1,
+            min_depth: 8,
+            ..c
+        };
         assert_eq!(small.depth(32), 8);
         assert_eq!(small.depth(192), 19);
         assert_eq!(small.depth(448), 44);
@@ -934,7 +1178,12 @@ mod tests {
     #[test]
     fn too_small_input_is_a_clear_error() {
         let dev = Device::flex();
-        let cfg = InceptionV3Config { depth_multiplier: 0.05, min_depth: 4, num_classes: Some(3), ..Default::default() };
+        let cfg = InceptionV3Config {
+            depth_multiplier: 0.05,
+            min_depth: 4,
+            num_classes: Some(3),
+            ..Default::default()
+        };
         let m = cfg.init(&dev).unwrap();
         let err = m.forward(Tensor::zeros([1, 74, 80, 3], &dev)).unwrap_err();
         assert!(err.to_string().contains("at least 75x75"), "{err}");
@@ -945,19 +1194,68 @@ mod tests {
     #[test]
     fn trainable_on_autodiff_with_frozen_or_training_batch_norm() {
         let ad = Device::flex().autodiff();
-        let base = InceptionV3Config { depth_multiplier: 0.05, min_depth: 4, num_classes: Some(3), ..Default::default() };
-        let x = || Tensor::<4>::random([2, 75, 75, 3], burn::tensor::Distribution::Uniform(0.0, 1.0), &ad);
+        let base = InceptionV3Config {
+            depth_multiplier: 0.05,
+            min_depth: 4,
+            num_classes: Some(3),
+            ..Default::default()
+        };
+        let x = || {
+            Tensor::<4>::random(
+                [2, 75, 75, 3],
+                burn::tensor::Distribution::Uniform(0.0, 1.0),
+                &ad,
+            )
+        };
         // Frozen BN (default): gradients reach the first conv and beta; moving stats stay.
         let m = base.init(&ad).unwrap();
-        let before = m.conv2d_1a_3x3.bn.as_ref().unwrap().moving_mean.value().into_data();
+        let before = m
+            .conv2d_1a_3x3
+            .bn
+            .as_ref()
+            .unwrap()
+            .moving_mean
+            .value()
+            .into_data();
         let grads = m.forward(x()).unwrap().sum().backward();
         let g = m.conv2d_1a_3x3.conv.weight.grad(&grads).expect("conv grad");
         assert!(g.abs().sum().into_scalar::<f32>() > 0.0);
-        assert!(m.conv2d_1a_3x3.bn.as_ref().unwrap().beta.grad(&grads).is_some());
-        assert_eq!(m.conv2d_1a_3x3.bn.as_ref().unwrap().moving_mean.value().into_data(), before);
+        assert!(m
+            .conv2d_1a_3x3
+            .bn
+            .as_ref()
+            .unwrap()
+            .beta
+            .grad(&grads)
+            .is_some());
+        assert_eq!(
+            m.conv2d_1a_3x3
+                .bn
+                .as_ref()
+                .unwrap()
+                .moving_mean
+                .value()
+                .into_data(),
+            before
+        );
         // Training BN: batch statistics update the moving averages.
-        let m = InceptionV3Config { train_batch_norm: true, batch_norm_momentum: 0.9, ..base }.init(&ad).unwrap();
+        let m = InceptionV3Config {
+            train_batch_norm: true,
+            batch_norm_momentum: 0.9,
+            ..base
+        }
+        .init(&ad)
+        .unwrap();
         let _ = m.forward(x()).unwrap();
-        assert_ne!(m.conv2d_1a_3x3.bn.as_ref().unwrap().moving_mean.value_sync().into_data(), before);
+        assert_ne!(
+            m.conv2d_1a_3x3
+                .bn
+                .as_ref()
+                .unwrap()
+                .moving_mean
+                .value_sync()
+                .into_data(),
+            before
+        );
     }
 }

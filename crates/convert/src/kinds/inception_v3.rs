@@ -21,8 +21,13 @@ use serde_json::json;
 pub const ANCHOR: &str = "InceptionV3/Conv2d_1a_3x3/weights";
 
 /// The stem convs: (TF scope, nominal width).
-pub const STEM: [(&str, usize); 5] =
-    [("Conv2d_1a_3x3", 32), ("Conv2d_2a_3x3", 32), ("Conv2d_2b_3x3", 64), ("Conv2d_3b_1x1", 80), ("Conv2d_4a_3x3", 192)];
+pub const STEM: [(&str, usize); 5] = [
+    ("Conv2d_1a_3x3", 32),
+    ("Conv2d_2a_3x3", 32),
+    ("Conv2d_2b_3x3", 64),
+    ("Conv2d_3b_1x1", 80),
+    ("Conv2d_4a_3x3", 192),
+];
 
 /// One conv of a Mixed block: (TF name inside its branch, nominal output width).
 type ConvSpec = (&'static str, usize);
@@ -75,7 +80,11 @@ pub struct ConvEntry {
 pub fn conv_table(last_block: &str) -> Vec<ConvEntry> {
     let mut out: Vec<ConvEntry> = STEM
         .iter()
-        .map(|(s, n)| ConvEntry { tf_scope: format!("InceptionV3/{s}"), burn_path: s.to_lowercase(), nominal: *n })
+        .map(|(s, n)| ConvEntry {
+            tf_scope: format!("InceptionV3/{s}"),
+            burn_path: s.to_lowercase(),
+            nominal: *n,
+        })
         .collect();
     if let Some(i) = STEM.iter().position(|(s, _)| *s == last_block) {
         out.truncate(i + 1);
@@ -130,15 +139,30 @@ pub fn solve_width(pairs: &[(usize, usize)]) -> Option<(f64, usize)> {
         }
     }
     // Otherwise the lower end of the feasible interval of the unclamped widths.
-    let lo = pairs.iter().filter(|p| p.1 > amin).map(|&(d, a)| a as f64 / d as f64).fold(0.0, f64::max);
-    min_depths.into_iter().find(|&md| fits(lo, md)).map(|md| (lo, md))
+    let lo = pairs
+        .iter()
+        .filter(|p| p.1 > amin)
+        .map(|&(d, a)| a as f64 / d as f64)
+        .fold(0.0, f64::max);
+    min_depths
+        .into_iter()
+        .find(|&md| fits(lo, md))
+        .map(|md| (lo, md))
 }
 
 fn hwio_to_oihw(name: &str, t: &crate::F32Tensor) -> Result<(Vec<usize>, Vec<f32>), ConvertError> {
-    let [kh, kw, ci, co] = <[usize; 4]>::try_from(t.shape.as_slice())
-        .map_err(|_| ConvertError::Shape { name: name.into(), found: t.shape.clone(), expected: "[kh, kw, c_in, c_out]".into() })?;
+    let [kh, kw, ci, co] =
+        <[usize; 4]>::try_from(t.shape.as_slice()).map_err(|_| ConvertError::Shape {
+            name: name.into(),
+            found: t.shape.clone(),
+            expected: "[kh, kw, c_in, c_out]".into(),
+        })?;
     if t.data.len() != kh * kw * ci * co {
-        return Err(ConvertError::Other(format!("variable `{name}`: {} values for shape {:?}", t.data.len(), t.shape)));
+        return Err(ConvertError::Other(format!(
+            "variable `{name}`: {} values for shape {:?}",
+            t.data.len(),
+            t.shape
+        )));
     }
     let mut out = vec![0f32; t.data.len()];
     for y in 0..kh {
@@ -157,7 +181,11 @@ fn hwio_to_oihw(name: &str, t: &crate::F32Tensor) -> Result<(Vec<usize>, Vec<f32
 fn vector(src: &Source, name: &str, len: usize) -> Result<Vec<f32>, ConvertError> {
     let t = src.require(name)?;
     if t.shape != [len] || t.data.len() != len {
-        return Err(ConvertError::Shape { name: name.into(), found: t.shape.clone(), expected: format!("[{len}]") });
+        return Err(ConvertError::Shape {
+            name: name.into(),
+            found: t.shape.clone(),
+            expected: format!("[{len}]"),
+        });
     }
     Ok(t.data.clone())
 }
@@ -165,7 +193,12 @@ fn vector(src: &Source, name: &str, len: usize) -> Result<Vec<f32>, ConvertError
 pub fn convert(src: &Source) -> Result<Converted, ConvertError> {
     // How far the network goes: the last block whose first conv exists.
     let mut last_block = "Conv2d_1a_3x3".to_string();
-    for stem in ["Conv2d_2a_3x3", "Conv2d_2b_3x3", "Conv2d_3b_1x1", "Conv2d_4a_3x3"] {
+    for stem in [
+        "Conv2d_2a_3x3",
+        "Conv2d_2b_3x3",
+        "Conv2d_3b_1x1",
+        "Conv2d_4a_3x3",
+    ] {
         if src.get(&format!("InceptionV3/{stem}/weights")).is_some() {
             last_block = stem.into();
         }
@@ -173,14 +206,24 @@ pub fn convert(src: &Source) -> Result<Converted, ConvertError> {
     if last_block == "Conv2d_4a_3x3" {
         last_block = "MaxPool_5a_3x3".into();
         for (block, branches) in BLOCKS {
-            if src.get(&format!("InceptionV3/{block}/Branch_0/{}/weights", branches[0][0].0)).is_some() {
+            if src
+                .get(&format!(
+                    "InceptionV3/{block}/Branch_0/{}/weights",
+                    branches[0][0].0
+                ))
+                .is_some()
+            {
                 last_block = block.into();
             } else {
                 break;
             }
         }
     }
-    let table = conv_table(if last_block == "MaxPool_5a_3x3" { "Conv2d_4a_3x3" } else { &last_block });
+    let table = conv_table(if last_block == "MaxPool_5a_3x3" {
+        "Conv2d_4a_3x3"
+    } else {
+        &last_block
+    });
 
     let mut tensors = Vec::with_capacity(table.len() * 4 + 2);
     let mut widths = Vec::with_capacity(table.len());
@@ -190,14 +233,28 @@ pub fn convert(src: &Source) -> Result<Converted, ConvertError> {
         let (shape, data) = hwio_to_oihw(&wname, w)?;
         let cout = shape[0];
         widths.push((e.nominal, cout));
-        tensors.push(OutTensor { name: format!("{}.conv.weight", e.burn_path), shape, data });
-        for (tf, burn) in [("beta", "beta"), ("moving_mean", "moving_mean"), ("moving_variance", "moving_variance")] {
+        tensors.push(OutTensor {
+            name: format!("{}.conv.weight", e.burn_path),
+            shape,
+            data,
+        });
+        for (tf, burn) in [
+            ("beta", "beta"),
+            ("moving_mean", "moving_mean"),
+            ("moving_variance", "moving_variance"),
+        ] {
             let name = format!("{}/BatchNorm/{tf}", e.tf_scope);
             let data = vector(src, &name, cout)?;
             if tf == "moving_variance" && data.iter().any(|v| !(*v >= 0.0)) {
-                return Err(ConvertError::Other(format!("variable `{name}` has a negative or NaN variance")));
+                return Err(ConvertError::Other(format!(
+                    "variable `{name}` has a negative or NaN variance"
+                )));
             }
-            tensors.push(OutTensor { name: format!("{}.bn.{burn}", e.burn_path), shape: vec![cout], data });
+            tensors.push(OutTensor {
+                name: format!("{}.bn.{burn}", e.burn_path),
+                shape: vec![cout],
+                data,
+            });
         }
     }
     let (depth_multiplier, min_depth) = solve_width(&widths).ok_or_else(|| {
@@ -232,8 +289,16 @@ pub fn convert(src: &Source) -> Result<Converted, ConvertError> {
             }
             let n = shape[0];
             let bias = vector(src, "InceptionV3/Logits/Conv2d_1c_1x1/biases", n)?;
-            tensors.push(OutTensor { name: "logits.weight".into(), shape, data });
-            tensors.push(OutTensor { name: "logits.bias".into(), shape: vec![n], data: bias });
+            tensors.push(OutTensor {
+                name: "logits.weight".into(),
+                shape,
+                data,
+            });
+            tensors.push(OutTensor {
+                name: "logits.bias".into(),
+                shape: vec![n],
+                data: bias,
+            });
             num_classes = Some(n);
         }
     }
@@ -249,7 +314,12 @@ pub fn convert(src: &Source) -> Result<Converted, ConvertError> {
         "batch_norm_momentum": 0.99,
         "batch_norm_epsilon": 0.001,
     });
-    Ok(Converted { kind: "inception_v3".into(), config, tensors, assets: Vec::new() })
+    Ok(Converted {
+        kind: "inception_v3".into(),
+        config,
+        tensors,
+        assets: Vec::new(),
+    })
 }
 
 #[cfg(test)]
@@ -261,12 +331,31 @@ mod tests {
     fn table_has_all_94_convs_with_irregular_names() {
         let t = conv_table("Mixed_7c");
         assert_eq!(t.len(), 94);
-        let find = |s: &str| t.iter().find(|e| e.tf_scope == s).map(|e| e.burn_path.clone());
-        assert_eq!(find("InceptionV3/Mixed_5c/Branch_1/Conv_1_0c_5x5").as_deref(), Some("mixed_5c.branch_1.1"));
-        assert_eq!(find("InceptionV3/Mixed_5c/Branch_1/Conv2d_0b_1x1").as_deref(), Some("mixed_5c.branch_1.0"));
-        assert_eq!(find("InceptionV3/Mixed_6a/Branch_1/Conv2d_1a_1x1").as_deref(), Some("mixed_6a.branch_1.2"));
-        assert_eq!(find("InceptionV3/Mixed_7b/Branch_1/Conv2d_0b_3x1").as_deref(), Some("mixed_7b.branch_1.2"));
-        assert_eq!(find("InceptionV3/Mixed_7c/Branch_1/Conv2d_0c_3x1").as_deref(), Some("mixed_7c.branch_1.2"));
+        let find = |s: &str| {
+            t.iter()
+                .find(|e| e.tf_scope == s)
+                .map(|e| e.burn_path.clone())
+        };
+        assert_eq!(
+            find("InceptionV3/Mixed_5c/Branch_1/Conv_1_0c_5x5").as_deref(),
+            Some("mixed_5c.branch_1.1")
+        );
+        assert_eq!(
+            find("InceptionV3/Mixed_5c/Branch_1/Conv2d_0b_1x1").as_deref(),
+            Some("mixed_5c.branch_1.0")
+        );
+        assert_eq!(
+            find("InceptionV3/Mixed_6a/Branch_1/Conv2d_1a_1x1").as_deref(),
+            Some("mixed_6a.branch_1.2")
+        );
+        assert_eq!(
+            find("InceptionV3/Mixed_7b/Branch_1/Conv2d_0b_3x1").as_deref(),
+            Some("mixed_7b.branch_1.2")
+        );
+        assert_eq!(
+            find("InceptionV3/Mixed_7c/Branch_1/Conv2d_0c_3x1").as_deref(),
+            Some("mixed_7c.branch_1.2")
+        );
         assert_eq!(find("InceptionV3/Mixed_7b/Branch_1/Conv2d_0c_3x1"), None);
         assert_eq!(conv_table("Mixed_6e").len(), 70);
     }
@@ -274,7 +363,10 @@ mod tests {
     #[test]
     fn width_is_solved_from_shapes() {
         let pairs = |m: f64, md: usize| -> Vec<(usize, usize)> {
-            conv_table("Mixed_7c").iter().map(|e| (e.nominal, depth(e.nominal, m, md))).collect()
+            conv_table("Mixed_7c")
+                .iter()
+                .map(|e| (e.nominal, depth(e.nominal, m, md)))
+                .collect()
         };
         assert_eq!(solve_width(&pairs(1.0, 16)), Some((1.0, 16)));
         assert_eq!(solve_width(&pairs(0.5, 16)), Some((0.5, 16)));
@@ -294,7 +386,14 @@ mod tests {
                 }
             }
         }
-        let (shape, out) = hwio_to_oihw("w", &F32Tensor { shape: vec![1, 2, 2, 3], data }).unwrap();
+        let (shape, out) = hwio_to_oihw(
+            "w",
+            &F32Tensor {
+                shape: vec![1, 2, 2, 3],
+                data,
+            },
+        )
+        .unwrap();
         assert_eq!(shape, vec![3, 2, 1, 2]);
         // out[o][i][0][x]
         assert_eq!(out[((2 * 2 + 1) * 1) * 2 + 1], 112.0);
@@ -305,9 +404,18 @@ mod tests {
     #[test]
     fn missing_variable_is_named() {
         let mut src = Source::default();
-        src.tensors.insert(ANCHOR.into(), F32Tensor { shape: vec![3, 3, 3, 32], data: vec![0.0; 864] });
+        src.tensors.insert(
+            ANCHOR.into(),
+            F32Tensor {
+                shape: vec![3, 3, 3, 32],
+                data: vec![0.0; 864],
+            },
+        );
         assert!(recognise(&src));
         let err = convert(&src).unwrap_err().to_string();
-        assert!(err.contains("InceptionV3/Conv2d_1a_3x3/BatchNorm/beta"), "{err}");
+        assert!(
+            err.contains("InceptionV3/Conv2d_1a_3x3/BatchNorm/beta"),
+            "{err}"
+        );
     }
 }
