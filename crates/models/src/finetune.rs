@@ -23,6 +23,7 @@
 //! function: its features are computed once per image (without autodiff) and cached, and
 //! only the head is trained. Results are the same as running the backbone every step.
 
+use crate::imageops::{self, Image, ImageError};
 use crate::inception_v3::{InceptionError, InceptionV3, InceptionV3Config, KIND as INCEPTION_KIND};
 use crate::report::{EpochRecord, ReportError, TrainingReport};
 use crate::weights::{ModelFolder, WeightsError};
@@ -156,54 +157,18 @@ impl ImageFolder {
 /// Decodes an image file, resizes it (bilinear) to `size x size` and returns HWC RGB
 /// values in `[0, 1]`.
 pub fn load_image(path: &Path, size: usize) -> Result<Vec<f32>, FinetuneError> {
-    let img = image::ImageReader::open(path)
-        .map_err(io(path))?
-        .with_guessed_format()
-        .map_err(io(path))?
-        .decode()
-        .map_err(|e| FinetuneError::Image { path: path.to_path_buf(), msg: e.to_string() })?;
-    Ok(image_to_tensor_data(&img.to_rgb8(), size))
+    let img = imageops::decode_rgb8(path).map_err(|e| match e {
+        ImageError::Read { path, source } => FinetuneError::Io { path, source },
+        ImageError::Decode { path, msg } => FinetuneError::Image { path, msg },
+    })?;
+    Ok(image_to_tensor_data(&img, size))
 }
 
 /// `u8 * (1/255)` (TF `convert_image_dtype`), then resized to `size x size` like
 /// `tf.image.resize(..., "bilinear", antialias=False)` (half-pixel centres): HWC RGB in
-/// `[0, 1]`. The same preprocessing as `classify` (without central crop).
+/// `[0, 1]`. The same preprocessing as `classify` (without central crop); see [`imageops`].
 pub fn image_to_tensor_data(img: &image::RgbImage, size: usize) -> Vec<f32> {
-    let (w, h) = (img.width() as usize, img.height() as usize);
-    let scale = 1.0f32 / 255.0;
-    let src: Vec<f32> = img.as_raw().iter().map(|&v| v as f32 * scale).collect();
-    if w == size && h == size {
-        return src;
-    }
-    let ys = interp_weights(size, h);
-    let xs = interp_weights(size, w);
-    let mut out = vec![0f32; size * size * 3];
-    let px = |y: usize, x: usize, c: usize| src[(y * w + x) * 3 + c];
-    for (oy, &(y0, y1, ly)) in ys.iter().enumerate() {
-        for (ox, &(x0, x1, lx)) in xs.iter().enumerate() {
-            for c in 0..3 {
-                let (tl, tr, bl, br) = (px(y0, x0, c), px(y0, x1, c), px(y1, x0, c), px(y1, x1, c));
-                let top = tl + (tr - tl) * lx;
-                let bottom = bl + (br - bl) * lx;
-                out[(oy * size + ox) * 3 + c] = top + (bottom - top) * ly;
-            }
-        }
-    }
-    out
-}
-
-/// TF `compute_interpolation_weights` with `HalfPixelScaler`: `(lower, upper, lerp)`.
-fn interp_weights(out_size: usize, in_size: usize) -> Vec<(usize, usize, f32)> {
-    let scale = in_size as f32 / out_size as f32;
-    (0..out_size)
-        .map(|i| {
-            let x = (i as f32 + 0.5) * scale - 0.5;
-            let xf = x.floor();
-            let lower = (xf as i64).max(0) as usize;
-            let upper = (x.ceil() as i64).min(in_size as i64 - 1).max(0) as usize;
-            (lower, upper, x - xf)
-        })
-        .collect()
+    Image::from_rgb8(img).resize_bilinear(size, size).data
 }
 
 /// Small deterministic generator (SplitMix64) for seeded shuffles.

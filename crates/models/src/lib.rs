@@ -8,6 +8,7 @@ pub mod backend;
 pub mod weights;
 
 pub mod finetune;
+pub mod imageops;
 pub mod inception_v3;
 pub mod npy;
 pub mod report;

@@ -5,7 +5,7 @@ fn main() {
         eprintln!("usage: decode_sum IMAGE");
         std::process::exit(2);
     };
-    let img = match stylize::Image::open(std::path::Path::new(&p)) {
+    let img = match stylize::open_image(std::path::Path::new(&p)) {
         Ok(i) => i,
         Err(e) => {
             eprintln!("{e}");

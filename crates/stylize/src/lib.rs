@@ -4,20 +4,15 @@
 //! file (converted in memory).
 
 use burn::store::{ModuleSnapshot, SafetensorsStore};
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{Device, Tensor};
+use models::imageops;
 use models::stylization::{
     MobileNetPredictorConfig, MobileNetStylePredictor, StylePredictor, Stylization, Transformer,
     TransformerConfig, KIND_STYLE_PREDICTOR, KIND_STYLE_TRANSFER,
 };
 use std::path::Path;
 
-/// An RGB image as floats in [0, 1], row-major `[h, w, 3]`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Image {
-    pub height: usize,
-    pub width: usize,
-    pub data: Vec<f32>,
-}
+pub use models::imageops::Image;
 
 /// Errors of this crate (each names the file).
 #[derive(Debug, thiserror::Error)]
@@ -28,131 +23,39 @@ pub enum Error {
     Model { file: String, msg: String },
 }
 
-impl Image {
-    /// Decodes a PNG/JPEG file to RGB floats in [0, 1].
-    pub fn open(path: &Path) -> Result<Self, Error> {
-        let img = image::open(path).map_err(|e| Error::Decode {
-            file: path.display().to_string(),
-            msg: e.to_string(),
-        })?;
-        let rgb = img.to_rgb8();
-        let (w, h) = rgb.dimensions();
-        Ok(Self {
-            height: h as usize,
-            width: w as usize,
-            data: rgb
-                .into_raw()
-                .into_iter()
-                .map(|v| v as f32 / 255.0)
-                .collect(),
-        })
-    }
+/// Decodes a PNG/JPEG file to RGB floats in [0, 1] (`u8 / 255`, as the reference scripts).
+pub fn open_image(path: &Path) -> Result<Image, Error> {
+    let rgb = imageops::decode_rgb8(path).map_err(|e| Error::Decode {
+        file: path.display().to_string(),
+        msg: match e {
+            imageops::ImageError::Read { source, .. } => source.to_string(),
+            imageops::ImageError::Decode { msg, .. } => msg,
+        },
+    })?;
+    Ok(Image::from_rgb8_div255(&rgb))
+}
 
-    /// The central square (side `min(h, w)`, offset `(h - s) / 2`, `(w - s) / 2`, like `crop_to_bounding_box`).
-    pub fn central_crop(&self) -> Self {
-        let s = self.height.min(self.width);
-        let (y0, x0) = ((self.height - s) / 2, (self.width - s) / 2);
-        let mut data = Vec::with_capacity(s * s * 3);
-        for y in 0..s {
-            let row = ((y0 + y) * self.width + x0) * 3;
-            data.extend_from_slice(&self.data[row..row + s * 3]);
-        }
-        Self {
-            height: s,
-            width: s,
-            data,
-        }
-    }
+/// Preprocessing of the Magenta examples on an [`Image`].
+pub trait Prepare {
+    /// Optional central square crop, resize to fit inside `size` x `size` keeping the
+    /// aspect ratio (0 keeps the size), optional 3x3 blur.
+    fn prepare(&self, crop: bool, size: usize, blur: bool) -> Image;
+}
 
-    /// `tf.image.resize(img, (h, w), 'bilinear', antialias=False)` (TF2: half-pixel centers).
-    pub fn resize(&self, out_h: usize, out_w: usize) -> Self {
-        let weights = |out: usize, inp: usize| -> Vec<(usize, usize, f32)> {
-            let scale = inp as f32 / out as f32;
-            (0..out)
-                .map(|i| {
-                    let x = (i as f32 + 0.5) * scale - 0.5;
-                    let f = x.floor();
-                    let lo = (f as i64).max(0) as usize;
-                    let hi = (x.ceil() as i64).min(inp as i64 - 1).max(0) as usize;
-                    (lo, hi, x - f)
-                })
-                .collect()
-        };
-        let ys = weights(out_h, self.height);
-        let xs = weights(out_w, self.width);
-        let mut data = vec![0f32; out_h * out_w * 3];
-        let px = |y: usize, x: usize, c: usize| self.data[(y * self.width + x) * 3 + c];
-        for (oy, &(y0, y1, ly)) in ys.iter().enumerate() {
-            for (ox, &(x0, x1, lx)) in xs.iter().enumerate() {
-                for c in 0..3 {
-                    let top = px(y0, x0, c) + (px(y0, x1, c) - px(y0, x0, c)) * lx;
-                    let bottom = px(y1, x0, c) + (px(y1, x1, c) - px(y1, x0, c)) * lx;
-                    data[(oy * out_w + ox) * 3 + c] = top + (bottom - top) * ly;
-                }
-            }
-        }
-        Self {
-            height: out_h,
-            width: out_w,
-            data,
-        }
-    }
-
-    /// `tf.nn.avg_pool(img, ksize=3, strides=1, padding='SAME')` (padding excluded from the mean).
-    pub fn box_blur3(&self) -> Self {
-        let (h, w) = (self.height, self.width);
-        let mut data = vec![0f32; h * w * 3];
-        for y in 0..h {
-            for x in 0..w {
-                let mut sum = [0f32; 3];
-                let mut n = 0.0;
-                for yy in y.saturating_sub(1)..(y + 2).min(h) {
-                    for xx in x.saturating_sub(1)..(x + 2).min(w) {
-                        for (c, s) in sum.iter_mut().enumerate() {
-                            *s += self.data[(yy * w + xx) * 3 + c];
-                        }
-                        n += 1.0;
-                    }
-                }
-                for c in 0..3 {
-                    data[(y * w + x) * 3 + c] = sum[c] / n;
-                }
-            }
-        }
-        Self {
-            height: h,
-            width: w,
-            data,
-        }
-    }
-
-    /// Preprocessing of the Magenta examples: optional central crop, resize to
-    /// fit inside `size` x `size` keeping the aspect ratio (0 keeps the size), optional 3x3 blur.
-    pub fn prepare(&self, crop: bool, size: usize, blur: bool) -> Self {
+impl Prepare for Image {
+    fn prepare(&self, crop: bool, size: usize, blur: bool) -> Image {
         let mut img = if crop {
-            self.central_crop()
+            self.central_square()
         } else {
             self.clone()
         };
         if size > 0 {
-            // `tf.image.resize(img, (size, size), preserve_aspect_ratio=True)`: fit inside size x size.
-            let scale = (size as f64 / img.height as f64).min(size as f64 / img.width as f64);
-            let h = ((img.height as f64 * scale).round() as usize).max(1);
-            let w = ((img.width as f64 * scale).round() as usize).max(1);
-            img = img.resize(h, w);
+            img = img.resize_to_fit(size);
         }
         if blur {
-            img = img.box_blur3();
+            img = img.avg_pool3();
         }
         img
-    }
-
-    /// `[1, h, w, 3]` tensor.
-    pub fn to_tensor(&self, device: &Device) -> Tensor<4> {
-        Tensor::from_data(
-            TensorData::new(self.data.clone(), [1, self.height, self.width, 3]),
-            device,
-        )
     }
 }
 
@@ -345,12 +248,12 @@ mod tests {
     #[test]
     fn crop_and_fit_keep_tf_shapes() {
         let img = ramp(6, 10);
-        let c = img.central_crop();
+        let c = img.central_square();
         assert_eq!((c.height, c.width), (6, 6));
         assert_eq!(&c.data[..3], &img.data[2 * 3..2 * 3 + 3]); // x offset (10 - 6) / 2 = 2
         let p = img.prepare(false, 5, false);
         assert_eq!((p.height, p.width), (3, 5));
-        let same = img.resize(6, 10);
+        let same = img.resize_bilinear(6, 10);
         assert_eq!(same.data, img.data); // identity resize
     }
 
@@ -362,7 +265,7 @@ mod tests {
             width: 2,
             data: vec![0., 0., 0., 1., 1., 1., 2., 2., 2., 3., 3., 3.],
         };
-        let b = img.box_blur3();
+        let b = img.avg_pool3();
         assert!(b.data.iter().all(|v| (v - 1.5).abs() < 1e-6));
     }
 }

@@ -11,7 +11,7 @@ use clap::Parser;
 use models::stylization::{blend_bottlenecks, StylePredictor, Transformer};
 use models::Backend;
 use std::path::{Path, PathBuf};
-use stylize::{load_model, load_predictor, load_transfer, to_vec, Image};
+use stylize::{load_model, load_predictor, load_transfer, open_image, to_vec, Prepare};
 
 /// Stylize content images with the style of another image (Magenta arbitrary
 /// image stylization: a style predictor gives a 100-d style vector, a transfer
@@ -255,7 +255,7 @@ fn run(a: Args) -> Result<()> {
             .style
             .as_ref()
             .ok_or_else(|| anyhow!("give --style IMAGE or --style-vector IN.npy"))?;
-        let style = Image::open(style_path)?.prepare(crop, a.style_size, !a.no_blur);
+        let style = open_image(style_path)?.prepare(crop, a.style_size, !a.no_blur);
         if style.height < 1 || style.width < 1 {
             bail!("{}: image is empty", style_path.display());
         }
@@ -277,7 +277,7 @@ fn run(a: Args) -> Result<()> {
         if several {
             eprintln!("[{}/{}] {}", i + 1, a.content.len(), c.display());
         }
-        let img = Image::open(c)?;
+        let img = open_image(c)?;
         let content = img.prepare(crop, a.content_size, false);
         if content.height < 5 || content.width < 5 {
             bail!(

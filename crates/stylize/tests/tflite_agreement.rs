@@ -5,7 +5,7 @@
 
 use burn::tensor::{Device, Tensor, TensorData};
 use std::path::PathBuf;
-use stylize::{load_tflite, to_vec, Half, Image};
+use stylize::{load_tflite, open_image, to_vec, Half, Prepare};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -82,7 +82,7 @@ fn magenta_tflite_matches_interpreter() {
     .unwrap() else {
         panic!("predictor expected")
     };
-    let content = Image::open(&data.join("images/tuebingen.jpg"))
+    let content = open_image(&data.join("images/tuebingen.jpg"))
         .unwrap()
         .prepare(true, 384, false);
     let csum: f64 = content.data.iter().map(|v| *v as f64).sum();
@@ -110,7 +110,7 @@ fn magenta_tflite_matches_interpreter() {
         .collect();
     for style in r["styles"].as_array().unwrap() {
         let style = style.as_str().unwrap();
-        let img = Image::open(&data.join(format!("images/{style}.jpg")))
+        let img = open_image(&data.join(format!("images/{style}.jpg")))
             .unwrap()
             .prepare(true, 256, false);
         let ssum: f64 = img.data.iter().map(|v| *v as f64).sum();
