@@ -171,27 +171,8 @@ pub fn image_to_tensor_data(img: &image::RgbImage, size: usize) -> Vec<f32> {
     Image::from_rgb8(img).resize_bilinear(size, size).data
 }
 
-/// Small deterministic generator (SplitMix64) for seeded shuffles.
-#[derive(Debug, Clone)]
-pub struct SplitMix64(pub u64);
-
-impl SplitMix64 {
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Fisher-Yates shuffle.
-    pub fn shuffle<T>(&mut self, v: &mut [T]) {
-        for i in (1..v.len()).rev() {
-            let j = (self.next_u64() % (i as u64 + 1)) as usize;
-            v.swap(i, j);
-        }
-    }
-}
+/// Small deterministic generator for seeded shuffles (kept here for existing users).
+pub use crate::rng::SplitMix64;
 
 // ---------------------------------------------------------------------------------------------
 // Model

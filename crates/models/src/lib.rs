@@ -12,6 +12,7 @@ pub mod imageops;
 pub mod inception_v3;
 pub mod npy;
 pub mod report;
+pub mod rng;
 pub mod stylization;
 pub mod text_embedding;
 
