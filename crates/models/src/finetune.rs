@@ -615,6 +615,7 @@ impl Trainer {
             val_loss: (!val.is_empty()).then_some(val_loss),
             val_accuracy: (!val.is_empty()).then_some(val_acc),
             seconds: start.elapsed().as_secs_f64(),
+            train_seconds: None,
         };
         self.report.push(record.clone());
         self.epochs_done = epoch;

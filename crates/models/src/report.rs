@@ -34,6 +34,10 @@ pub struct EpochRecord {
     pub val_loss: Option<f64>,
     pub val_accuracy: Option<f64>,
     pub seconds: f64,
+    /// Seconds of the training pass alone (without validation), for programs that
+    /// measure it (`train-imdb`); left out of `metrics.json` when `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub train_seconds: Option<f64>,
 }
 
 /// Per-epoch records plus extra top-level fields of `metrics.json`.
@@ -350,8 +354,8 @@ mod tests {
 
     fn sample() -> TrainingReport {
         let mut r = TrainingReport::new();
-        r.push(EpochRecord { epoch: 1, loss: 1.0, accuracy: 0.4, val_loss: Some(1.1), val_accuracy: Some(0.35), seconds: 2.5 });
-        r.push(EpochRecord { epoch: 2, loss: 0.5, accuracy: 0.8, val_loss: None, val_accuracy: None, seconds: 2.0 });
+        r.push(EpochRecord { epoch: 1, loss: 1.0, accuracy: 0.4, val_loss: Some(1.1), val_accuracy: Some(0.35), seconds: 2.5, train_seconds: None });
+        r.push(EpochRecord { epoch: 2, loss: 0.5, accuracy: 0.8, val_loss: None, val_accuracy: None, seconds: 2.0, train_seconds: None });
         r.set("test_accuracy", 0.75);
         r
     }

@@ -7,7 +7,7 @@
 //! `--validation` of them are held out (the tutorial's `train[:60%]` / `train[60%:]`
 //! for 10,000). Test = the 25,000 test reviews. Tokenization happens once up front.
 
-use train_imdb::{data, model, plot};
+use train_imdb::{data, model};
 
 use anyhow::{bail, Context, Result};
 use burn::module::Module;
@@ -16,6 +16,7 @@ use clap::{Args, Parser, Subcommand};
 use data::{Imdb, SplitMix64};
 use model::{bce_with_logits, Classifier, DeviceBatch, KerasAdam};
 use models::text_embedding::{SplitMode, TextEmbedding, TextEmbeddingConfig, TokenBatch};
+use models::report::{EpochRecord, TrainingReport};
 use models::Backend;
 use std::io::{IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
@@ -216,7 +217,7 @@ fn train(args: TrainArgs) -> Result<()> {
     }
     let mut opt = KerasAdam::new(args.learning_rate);
     let mut rng = SplitMix64(args.seed.wrapping_add(0x5EED));
-    let mut epochs = Vec::new();
+    let mut report = TrainingReport::new();
     let inference = backend.device();
     let steps = n_train.div_ceil(args.batch_size);
     for epoch in 1..=args.epochs {
@@ -258,15 +259,15 @@ fn train(args: TrainArgs) -> Result<()> {
         if let Some(bar) = bar {
             bar.finish_and_clear();
         }
-        let rec = serde_json::json!({
-            "epoch": epoch,
-            "loss": loss_sum / seen as f64,
-            "accuracy": correct as f64 / seen as f64,
-            "val_loss": val_loss,
-            "val_accuracy": val_acc,
-            "seconds": start.elapsed().as_secs_f64(),
-            "train_seconds": train_secs,
-        });
+        let rec = EpochRecord {
+            epoch,
+            loss: loss_sum / seen as f64,
+            accuracy: correct as f64 / seen as f64,
+            val_loss: Some(val_loss),
+            val_accuracy: Some(val_acc),
+            seconds: start.elapsed().as_secs_f64(),
+            train_seconds: Some(train_secs),
+        };
         eprintln!(
             "epoch {epoch}/{}: loss {:.4} accuracy {:.4} val_loss {val_loss:.4} val_accuracy {val_acc:.4} ({train_secs:.2}s training, {:.2}s with validation)",
             args.epochs,
@@ -274,30 +275,27 @@ fn train(args: TrainArgs) -> Result<()> {
             correct as f64 / seen as f64,
             start.elapsed().as_secs_f64()
         );
-        epochs.push(rec);
+        report.push(rec);
     }
     let eval_model = model.valid();
     let (test_loss, test_acc) = evaluate(&eval_model, &test_set, 4096, &inference)?;
     eprintln!("test: loss {test_loss:.4} accuracy {test_acc:.4}");
-    let metrics = serde_json::json!({
-        "epochs": epochs,
-        "test_loss": test_loss,
-        "test_accuracy": test_acc,
-        "train_examples": n_train,
-        "validation_examples": val_set.len(),
-        "test_examples": test_set.len(),
-        "backend": backend.name(),
-        "seed": args.seed,
-        "batch_size": args.batch_size,
-        "freeze_embedding": args.freeze_embedding,
-        "embedding": args.embedding.clone().unwrap_or_else(|| "from-scratch".into()),
-    });
-    write_outputs(&args.out, &eval_model, &metrics)?;
+    report.set("test_loss", test_loss);
+    report.set("test_accuracy", test_acc);
+    report.set("train_examples", n_train);
+    report.set("validation_examples", val_set.len());
+    report.set("test_examples", test_set.len());
+    report.set("backend", backend.name());
+    report.set("seed", args.seed);
+    report.set("batch_size", args.batch_size);
+    report.set("freeze_embedding", args.freeze_embedding);
+    report.set("embedding", args.embedding.clone().unwrap_or_else(|| "from-scratch".into()));
+    write_outputs(&args.out, &eval_model, &report)?;
     println!("{}", args.out.display());
     Ok(())
 }
 
-fn write_outputs(out: &Path, model: &Classifier, metrics: &serde_json::Value) -> Result<()> {
+fn write_outputs(out: &Path, model: &Classifier, report: &TrainingReport) -> Result<()> {
     let name = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "imdb-model".into());
     let parent = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
@@ -306,16 +304,7 @@ fn write_outputs(out: &Path, model: &Classifier, metrics: &serde_json::Value) ->
     std::fs::create_dir_all(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
     let result = (|| -> Result<()> {
         model.save(&tmp)?;
-        std::fs::write(tmp.join("metrics.json"), serde_json::to_vec_pretty(metrics)?)?;
-        let mut csv = String::from("epoch,loss,accuracy,val_loss,val_accuracy,seconds\n");
-        let eps = metrics["epochs"].as_array().cloned().unwrap_or_default();
-        let col = |k: &str| -> Vec<f64> { eps.iter().map(|e| e[k].as_f64().unwrap_or(f64::NAN)).collect() };
-        for e in &eps {
-            csv.push_str(&format!("{},{},{},{},{},{}\n", e["epoch"], e["loss"], e["accuracy"], e["val_loss"], e["val_accuracy"], e["seconds"]));
-        }
-        std::fs::write(tmp.join("metrics.csv"), csv)?;
-        let img = plot::curves(&col("loss"), &col("val_loss"), &col("accuracy"), &col("val_accuracy"));
-        img.save(tmp.join("curves.png")).context("cannot write curves.png")?;
+        report.write_all(&tmp)?;
         Ok(())
     })();
     if let Err(e) = result {
