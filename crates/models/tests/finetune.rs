@@ -11,6 +11,18 @@ use std::path::{Path, PathBuf};
 
 const SIZE: usize = 80;
 
+/// Burn's random initialisation and dropout draw from a generator that may be global to the
+/// process: the training tests seed it and run one at a time, so each run is reproducible.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn seeded_device(seed: u64) -> (std::sync::MutexGuard<'static, ()>, Device) {
+    let guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let device = Device::flex().autodiff();
+    device.seed(seed);
+    Device::flex().seed(seed);
+    (guard, device)
+}
+
 fn tiny_config() -> InceptionV3Config {
     InceptionV3Config { num_classes: None, depth_multiplier: 0.1, min_depth: 4, ..InceptionV3Config::default() }
 }
@@ -76,7 +88,7 @@ fn head_training_learns_and_export_matches() {
     assert_eq!(data.skipped.len(), 1, "{:?}", data.skipped);
     assert!(data.skipped[0].0.ends_with("broken.png"));
 
-    let device = Device::flex().autodiff();
+    let (_serial, device) = seeded_device(11);
     let model = ImageClassifier::new(&tiny_config(), 3, 0.2, &device).unwrap();
     let opts = FinetuneOptions { learning_rate: 0.05, ..options() };
     let mut trainer = Trainer::new(model, data.classes.clone(), opts, &device).unwrap();
@@ -125,7 +137,7 @@ fn resume_continues_exactly() {
     make_images(&root.join("data"), 8, false);
     let data = ImageFolder::scan(root.join("data")).unwrap();
     let (train, val) = data.split(0.25, 7);
-    let device = Device::flex().autodiff();
+    let (_serial, device) = seeded_device(11);
     // No dropout so that two runs from the same state are deterministic.
     let opts = FinetuneOptions { dropout_rate: 0.0, ..options() };
     let model = ImageClassifier::new(&tiny_config(), 3, 0.0, &device).unwrap();
@@ -163,7 +175,7 @@ fn batch_norm_policy_and_backbone_training() {
     make_images(&root.join("data"), 4, false);
     let data = ImageFolder::scan(root.join("data")).unwrap();
     let idx: Vec<usize> = (0..data.items.len()).collect();
-    let device = Device::flex().autodiff();
+    let (_serial, device) = seeded_device(11);
     let stats = |m: &ImageClassifier| {
         let bn = m.backbone.conv2d_1a_3x3.bn.as_ref().unwrap();
         let w = m.backbone.conv2d_1a_3x3.conv.weight.val();
