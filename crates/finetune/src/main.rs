@@ -121,6 +121,8 @@ fn checkpoint_dir(p: &Path) -> PathBuf {
 
 fn run(args: Args) -> Result<()> {
     let device = args.backend.autodiff_device();
+    // Burn's random initialisation (the new head) and dropout draw from the device's generator.
+    device.seed(args.seed);
     let data = ImageFolder::scan(&args.data).with_context(|| format!("{}: cannot read the image folder", args.data.display()))?;
     for (file, why) in &data.skipped {
         eprintln!("warning: {}: skipped, not a readable image: {why}", file.display());
