@@ -8,6 +8,7 @@
 
 pub mod from_savedmodel;
 pub mod kinds;
+pub mod layout;
 pub mod source;
 pub mod write;
 

@@ -164,18 +164,7 @@ fn hwio_to_oihw(name: &str, t: &crate::F32Tensor) -> Result<(Vec<usize>, Vec<f32
             t.shape
         )));
     }
-    let mut out = vec![0f32; t.data.len()];
-    for y in 0..kh {
-        for x in 0..kw {
-            for i in 0..ci {
-                let src = ((y * kw + x) * ci + i) * co;
-                for o in 0..co {
-                    out[((o * ci + i) * kh + y) * kw + x] = t.data[src + o];
-                }
-            }
-        }
-    }
-    Ok((vec![co, ci, kh, kw], out))
+    Ok(crate::layout::permute4([kh, kw, ci, co], &t.data, crate::layout::HWIO_TO_OIHW))
 }
 
 fn vector(src: &Source, name: &str, len: usize) -> Result<Vec<f32>, ConvertError> {

@@ -162,21 +162,8 @@ fn ohwi_to_oihw(c: &Constant) -> Result<OutTensor, String> {
             c.name, c.shape
         ));
     };
-    let mut out = vec![0f32; c.data.len()];
-    for a in 0..o {
-        for y in 0..kh {
-            for x in 0..kw {
-                for b in 0..i {
-                    out[((a * i + b) * kh + y) * kw + x] = c.data[((a * kh + y) * kw + x) * i + b];
-                }
-            }
-        }
-    }
-    Ok(OutTensor {
-        name: String::new(),
-        shape: vec![o, i, kh, kw],
-        data: out,
-    })
+    let (shape, data) = crate::layout::permute4([o, kh, kw, i], &c.data, crate::layout::OHWI_TO_OIHW);
+    Ok(OutTensor { name: String::new(), shape, data })
 }
 
 /// Depthwise `[1, kh, kw, C]` -> `[C, 1, kh, kw]`.
@@ -187,19 +174,8 @@ fn depthwise_to_oihw(c: &Constant) -> Result<OutTensor, String> {
             c.name, c.shape
         ));
     };
-    let mut out = vec![0f32; c.data.len()];
-    for y in 0..kh {
-        for x in 0..kw {
-            for k in 0..ch {
-                out[(k * kh + y) * kw + x] = c.data[(y * kw + x) * ch + k];
-            }
-        }
-    }
-    Ok(OutTensor {
-        name: String::new(),
-        shape: vec![ch, 1, kh, kw],
-        data: out,
-    })
+    let (shape, data) = crate::layout::permute4([1, kh, kw, ch], &c.data, crate::layout::DEPTHWISE_TO_OIHW);
+    Ok(OutTensor { name: String::new(), shape, data })
 }
 
 /// A 1x1 conv `[O, 1, 1, I]` as a Linear weight `[I, O]`.

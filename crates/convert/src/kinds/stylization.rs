@@ -121,18 +121,8 @@ fn conv_kernel<'a>(src: &'a Source, name: &str, expect: [Option<usize>; 4]) -> R
 
 /// HWIO `[kh, kw, cin, cout]` -> OIHW `[cout, cin, kh, kw]`.
 fn hwio_to_oihw(t: &F32Tensor) -> (Vec<usize>, Vec<f32>) {
-    let [kh, kw, ci, co] = [t.shape[0], t.shape[1], t.shape[2], t.shape[3]];
-    let mut out = vec![0f32; t.data.len()];
-    for h in 0..kh {
-        for w in 0..kw {
-            for i in 0..ci {
-                for o in 0..co {
-                    out[((o * ci + i) * kh + h) * kw + w] = t.data[((h * kw + w) * ci + i) * co + o];
-                }
-            }
-        }
-    }
-    (vec![co, ci, kh, kw], out)
+    let shape = [t.shape[0], t.shape[1], t.shape[2], t.shape[3]];
+    crate::layout::permute4(shape, &t.data, crate::layout::HWIO_TO_OIHW)
 }
 
 fn vector<'a>(src: &'a Source, name: &str, len: usize) -> Result<&'a F32Tensor, ConvertError> {
