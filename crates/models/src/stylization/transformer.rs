@@ -29,8 +29,8 @@ use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d};
 use burn::tensor::activation::{relu, sigmoid};
-use burn::tensor::module::interpolate;
-use burn::tensor::ops::{InterpolateMode, InterpolateOptions, PadMode};
+use burn::tensor::module::{conv2d, interpolate};
+use burn::tensor::ops::{ConvOptions, InterpolateMode, InterpolateOptions, PadMode};
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
@@ -228,7 +228,13 @@ impl NormConv {
     /// - `x`: `[B, C_in, H, W]`, `style`: `[B, 100]` -> `[B, C_out, H, W]`
     fn forward(&self, x: Tensor<4>, style: &Tensor<2>, eps: f64) -> Tensor<4> {
         let p = self.pad;
-        let x = self.conv.forward(x.pad([(p, p), (p, p)], PadMode::Reflect)); // [B, C, H, W]
+        let x = x.pad([(p, p), (p, p)], PadMode::Reflect);
+        let [cout, _, kh, kw] = self.conv.weight.dims();
+        let x = if kh * kw >= 25 && cout <= 4 {
+            conv_by_shifted_sums(x, self.conv.weight.val())
+        } else {
+            self.conv.forward(x)
+        }; // [B, C, H, W]
         let [b, c, _, _] = x.dims();
         let mean = x.clone().mean_dim(2).mean_dim(3); // [B, C, 1, 1]
         let centered = x - mean;
@@ -238,6 +244,35 @@ impl NormConv {
         let beta = self.beta.forward(style.clone()).reshape([b, c, 1, 1]);
         normed * gamma + beta
     }
+}
+
+/// A VALID stride-1 convolution with a large kernel and very few output channels (the
+/// network's last layer: 9x9, 32 -> 3), computed as one 1x1 convolution to `kh*kw*c_out`
+/// channels followed by `kh*kw` shifted sums. Same result as `conv2d`, but a matrix
+/// product with a wide right-hand side instead of an im2col matrix `kh*kw*c_in` wide
+/// feeding only `c_out` columns, which is memory-bound on the CPU backends.
+///
+/// # Shapes
+/// - `x`: `[B, C_in, H + kh - 1, W + kw - 1]`, `weight`: `[C_out, C_in, kh, kw]` -> `[B, C_out, H, W]`
+fn conv_by_shifted_sums(x: Tensor<4>, weight: Tensor<4>) -> Tensor<4> {
+    let [cout, cin, kh, kw] = weight.dims();
+    let [b, _, hp, wp] = x.dims();
+    let (h, w) = (hp + 1 - kh, wp + 1 - kw);
+    // Row (i*kw + j)*cout + c of the 1x1 kernel is weight[c, :, i, j].
+    let w1 = weight.permute([2, 3, 0, 1]).reshape([kh * kw * cout, cin, 1, 1]);
+    let z = conv2d(x, w1, None, ConvOptions::new([1, 1], [0, 0], [1, 1], 1));
+    let mut out: Option<Tensor<4>> = None;
+    for i in 0..kh {
+        for j in 0..kw {
+            let c0 = (i * kw + j) * cout;
+            let part = z.clone().slice([0..b, c0..c0 + cout, i..i + h, j..j + w]);
+            out = Some(match out {
+                None => part,
+                Some(acc) => acc + part,
+            });
+        }
+    }
+    out.expect("kernel has at least one tap")
 }
 
 /// `residual_block`: `x + norm(conv2(relu(norm(conv1(x)))))`.
