@@ -3,31 +3,14 @@
 
 mod common;
 
-use std::sync::Mutex;
 
 use common::*;
 use hub::{Error, Resolver};
 
-static ENV: Mutex<()> = Mutex::new(());
 const VARS: [&str; 8] = ["HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy", "NO_PROXY", "no_proxy"];
 
 fn with_env<T>(set: &[(&str, &str)], f: impl FnOnce() -> T) -> T {
-    let _g = ENV.lock().unwrap_or_else(|p| p.into_inner());
-    let saved: Vec<_> = VARS.iter().map(|k| (*k, std::env::var_os(k))).collect();
-    for k in VARS {
-        std::env::remove_var(k);
-    }
-    for (k, v) in set {
-        std::env::set_var(k, v);
-    }
-    let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
-    for (k, v) in saved {
-        match v {
-            Some(v) => std::env::set_var(k, v),
-            None => std::env::remove_var(k),
-        }
-    }
-    out.unwrap_or_else(|p| std::panic::resume_unwind(p))
+    common::with_env(&VARS, set, f)
 }
 
 /// The loopback server plays the proxy: a request for an unresolvable host reaches it in

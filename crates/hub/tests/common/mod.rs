@@ -219,3 +219,26 @@ pub fn names(dir: &Path) -> Vec<String> {
     v.sort();
     v
 }
+
+static ENV_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Runs `f` with exactly `set` among `vars` set (the others removed), one caller at a time
+/// (the environment is process-global), restoring the previous values afterwards.
+pub fn with_env<T>(vars: &[&str], set: &[(&str, &str)], f: impl FnOnce() -> T) -> T {
+    let _g = ENV_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    let saved: Vec<_> = vars.iter().map(|k| (*k, std::env::var_os(k))).collect();
+    for k in vars {
+        std::env::remove_var(k);
+    }
+    for (k, v) in set {
+        std::env::set_var(k, v);
+    }
+    let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    for (k, v) in saved {
+        match v {
+            Some(v) => std::env::set_var(k, v),
+            None => std::env::remove_var(k),
+        }
+    }
+    out.unwrap_or_else(|p| std::panic::resume_unwind(p))
+}
