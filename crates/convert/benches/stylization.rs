@@ -37,12 +37,23 @@ fn median_ms(iters: usize, mut f: impl FnMut()) -> f64 {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let arg = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
+    let arg = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
     let iters: usize = arg("--iters").and_then(|s| s.parse().ok()).unwrap_or(10);
-    let backend: Backend = arg("--backend").map(|s| s.parse().expect("backend")).unwrap_or(Backend::Flex);
-    let dir: PathBuf = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tools/out/stylization_full");
+    let backend: Backend = arg("--backend")
+        .map(|s| s.parse().expect("backend"))
+        .unwrap_or(Backend::Flex);
+    let dir: PathBuf =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tools/out/stylization_full");
     if !dir.join("cases.json").is_file() {
-        eprintln!("{} is absent: run tools/.venv/bin/python tools/make_magenta_fixture.py --full", dir.display());
+        eprintln!(
+            "{} is absent: run tools/.venv/bin/python tools/make_magenta_fixture.py --full",
+            dir.display()
+        );
         return;
     }
     let converted = stylization_common::converted(&dir.join("saved_model"));
@@ -52,13 +63,19 @@ fn main() {
     let (predictor, transformer) = load_saved_model_halves(tmp.path(), &device).expect("load");
     let case = &stylization_common::cases(&dir)[0];
     let tensor = |(shape, data): &(Vec<usize>, Vec<f32>)| {
-        Tensor::<4>::from_data(TensorData::new(data.clone(), [shape[0], shape[1], shape[2], shape[3]]), &device)
+        Tensor::<4>::from_data(
+            TensorData::new(data.clone(), [shape[0], shape[1], shape[2], shape[3]]),
+            &device,
+        )
     };
     let (content, style) = (tensor(&case.content), tensor(&case.style));
     let bottleneck = predictor.predict_style(style.clone());
     let sync = |t: Tensor<2>| t.into_data().try_to_vec::<f32>().expect("read");
     let sync4 = |t: Tensor<4>| t.into_data().try_to_vec::<f32>().expect("read");
-    println!("backend {backend}, content {:?}, style {:?}, {iters} iterations (median)", case.content.0, case.style.0);
+    println!(
+        "backend {backend}, content {:?}, style {:?}, {iters} iterations (median)",
+        case.content.0, case.style.0
+    );
     let p = median_ms(iters, || {
         sync(predictor.predict_style(style.clone()));
     });

@@ -4,7 +4,12 @@
 /// Returns the new shape and data. `shape` must have 4 dims whose product is `data.len()`.
 pub fn permute4(shape: [usize; 4], data: &[f32], perm: [usize; 4]) -> (Vec<usize>, Vec<f32>) {
     debug_assert_eq!(shape.iter().product::<usize>(), data.len());
-    let in_strides = [shape[1] * shape[2] * shape[3], shape[2] * shape[3], shape[3], 1];
+    let in_strides = [
+        shape[1] * shape[2] * shape[3],
+        shape[2] * shape[3],
+        shape[3],
+        1,
+    ];
     let out_shape = perm.map(|p| shape[p]);
     let s = perm.map(|p| in_strides[p]);
     let mut out = Vec::with_capacity(data.len());

@@ -46,7 +46,11 @@ pub enum ConvertError {
     #[error("variable `{0}` is missing")]
     Missing(String),
     #[error("variable `{name}` has shape {found:?}, expected {expected}")]
-    Shape { name: String, found: Vec<usize>, expected: String },
+    Shape {
+        name: String,
+        found: Vec<usize>,
+        expected: String,
+    },
     #[error("{0}")]
     Other(String),
 }

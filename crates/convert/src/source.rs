@@ -43,6 +43,7 @@ impl Source {
 
     /// Like [`Source::get`] but a missing variable is an error naming it.
     pub fn require(&self, name: &str) -> Result<&F32Tensor, crate::ConvertError> {
-        self.get(name).ok_or_else(|| crate::ConvertError::Missing(name.to_string()))
+        self.get(name)
+            .ok_or_else(|| crate::ConvertError::Missing(name.to_string()))
     }
 }

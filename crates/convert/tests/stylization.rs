@@ -19,7 +19,11 @@ fn maps_every_magenta_variable() {
     let src = source_of(&dir);
     // 359 model variables (+ save_counter, int64).
     assert_eq!(src.tensors.len(), 359);
-    assert!(src.other_variables.contains_key("save_counter"), "{:?}", src.other_variables.keys());
+    assert!(
+        src.other_variables.contains_key("save_counter"),
+        "{:?}",
+        src.other_variables.keys()
+    );
     let c = stylization::convert(&src).unwrap();
     assert_eq!(c.kind, "stylization");
     // 70 Inception convs x (weight + 3 BN) + bottleneck (2) + 3 contract x (conv + 4 BN)
@@ -34,16 +38,36 @@ fn maps_every_magenta_variable() {
     assert_eq!(cfg["predictor"]["bottleneck"], 100);
     // Spot-check values: the first conv's kernel is HWIO in TF, OIHW here.
     let tf = src.get("InceptionV3/Conv2d_1a_3x3/weights").unwrap();
-    let burn = c.tensors.iter().find(|t| t.name == "predictor.backbone.conv2d_1a_3x3.conv.weight").unwrap();
+    let burn = c
+        .tensors
+        .iter()
+        .find(|t| t.name == "predictor.backbone.conv2d_1a_3x3.conv.weight")
+        .unwrap();
     let [kh, kw, ci, co] = [tf.shape[0], tf.shape[1], tf.shape[2], tf.shape[3]];
     assert_eq!(burn.shape, vec![co, ci, kh, kw]);
     let (h, w, i, o) = (2, 1, 2, co - 1);
-    assert_eq!(burn.data[((o * ci + i) * kh + h) * kw + w], tf.data[((h * kw + w) * ci + i) * co + o]);
+    assert_eq!(
+        burn.data[((o * ci + i) * kh + h) * kw + w],
+        tf.data[((h * kw + w) * ci + i) * co + o]
+    );
     // The slim batch norm has no gamma: it is written as ones.
-    let gamma = c.tensors.iter().find(|t| t.name == "transformer.contract.0.bn.gamma").unwrap();
+    let gamma = c
+        .tensors
+        .iter()
+        .find(|t| t.name == "transformer.contract.0.bn.gamma")
+        .unwrap();
     assert!(gamma.data.iter().all(|&g| g == 1.0));
-    let var = c.tensors.iter().find(|t| t.name == "transformer.contract.0.bn.running_var").unwrap();
-    assert_eq!(var.data, src.get("transformer/contract/conv1/BatchNorm/moving_variance").unwrap().data);
+    let var = c
+        .tensors
+        .iter()
+        .find(|t| t.name == "transformer.contract.0.bn.running_var")
+        .unwrap();
+    assert_eq!(
+        var.data,
+        src.get("transformer/contract/conv1/BatchNorm/moving_variance")
+            .unwrap()
+            .data
+    );
 }
 
 #[test]
@@ -78,12 +102,21 @@ fn stylization_api_loads_the_converted_folder() {
     let model = Stylization::load(out.path(), &device).expect("Stylization::load");
     assert!(matches!(model.predictor, StylePredictor::Inception(_)));
     let case = &cases(&fixture_dir())[0];
-    let t = |(s, d): &(Vec<usize>, Vec<f32>)| Tensor::<4>::from_data(TensorData::new(d.clone(), [s[0], s[1], s[2], s[3]]), &device);
+    let t = |(s, d): &(Vec<usize>, Vec<f32>)| {
+        Tensor::<4>::from_data(
+            TensorData::new(d.clone(), [s[0], s[1], s[2], s[3]]),
+            &device,
+        )
+    };
     let y = model.stylize(t(&case.content), t(&case.style));
     let d = max_abs_diff(&to_vec(y), &case.stylized.1);
     assert!(d <= TOL, "{}: differs from TF by {d}", case.name);
     // The predictor half alone, from the same folder.
     let p = StylePredictor::load(out.path(), &device).expect("StylePredictor::load");
-    let b = p.predict_style(t(&case.style)).into_data().try_to_vec::<f32>().unwrap();
+    let b = p
+        .predict_style(t(&case.style))
+        .into_data()
+        .try_to_vec::<f32>()
+        .unwrap();
     assert!(max_abs_diff(&b, &case.bottleneck.1) <= TOL);
 }

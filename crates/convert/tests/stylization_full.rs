@@ -15,7 +15,9 @@ const TOL: f32 = 1e-4;
 #[test]
 fn full_size_stylization_matches_tensorflow_on_flex() {
     let dir = full_dir();
-    if !dir.join("saved_model").join("saved_model.pb").is_file() || !dir.join("cases.json").is_file() {
+    if !dir.join("saved_model").join("saved_model.pb").is_file()
+        || !dir.join("cases.json").is_file()
+    {
         println!(
             "SKIPPED: {} is absent; run `tools/.venv/bin/python tools/make_magenta_fixture.py --full` first",
             dir.display()

@@ -16,17 +16,28 @@ fn fixtures() -> PathBuf {
 
 fn source_of(dir: &Path) -> Source {
     let sm = savedmodel::read(dir).expect("read SavedModel");
-    let mut src = Source { handle: dir.display().to_string(), ..Source::default() };
+    let mut src = Source {
+        handle: dir.display().to_string(),
+        ..Source::default()
+    };
     for v in sm.variables() {
         if v.dtype.is_float() {
             let data = sm.tensor(&v.name).expect("tensor").to_f32().expect("f32");
-            src.tensors.insert(v.name.clone(), F32Tensor { shape: v.shape.clone(), data });
+            src.tensors.insert(
+                v.name.clone(),
+                F32Tensor {
+                    shape: v.shape.clone(),
+                    data,
+                },
+            );
         } else {
-            src.other_variables.insert(v.name.clone(), (v.dtype.name(), v.shape.clone()));
+            src.other_variables
+                .insert(v.name.clone(), (v.dtype.name(), v.shape.clone()));
         }
     }
     for a in sm.assets() {
-        src.assets.insert(a.filename.clone(), std::fs::read(&a.path).expect("asset"));
+        src.assets
+            .insert(a.filename.clone(), std::fs::read(&a.path).expect("asset"));
     }
     src.op_types = sm.op_types().clone();
     src
@@ -34,20 +45,39 @@ fn source_of(dir: &Path) -> Source {
 
 fn write_folder(c: &Converted, dir: &Path) {
     use safetensors::tensor::{Dtype, TensorView};
-    let bytes: Vec<Vec<u8>> = c.tensors.iter().map(|t| t.data.iter().flat_map(|x| x.to_le_bytes()).collect()).collect();
-    let views: Vec<(String, TensorView)> =
-        c.tensors.iter().zip(&bytes).map(|(t, b)| (t.name.clone(), TensorView::new(Dtype::F32, t.shape.clone(), b).unwrap())).collect();
+    let bytes: Vec<Vec<u8>> = c
+        .tensors
+        .iter()
+        .map(|t| t.data.iter().flat_map(|x| x.to_le_bytes()).collect())
+        .collect();
+    let views: Vec<(String, TensorView)> = c
+        .tensors
+        .iter()
+        .zip(&bytes)
+        .map(|(t, b)| {
+            (
+                t.name.clone(),
+                TensorView::new(Dtype::F32, t.shape.clone(), b).unwrap(),
+            )
+        })
+        .collect();
     std::fs::create_dir_all(dir).unwrap();
     safetensors::serialize_to_file(views, None, &dir.join("model.safetensors")).unwrap();
     let cfg = serde_json::json!({"kind": c.kind, "config": c.config, "source": "fixture", "converter_version": "test"});
-    std::fs::write(dir.join("config.json"), serde_json::to_vec_pretty(&cfg).unwrap()).unwrap();
+    std::fs::write(
+        dir.join("config.json"),
+        serde_json::to_vec_pretty(&cfg).unwrap(),
+    )
+    .unwrap();
     for (name, data) in &c.assets {
         std::fs::write(dir.join(name), data).unwrap();
     }
 }
 
 fn check(variant: &str, split: SplitMode) {
-    let expected: Value = serde_json::from_str(&std::fs::read_to_string(fixtures().join("expected.json")).unwrap()).unwrap();
+    let expected: Value =
+        serde_json::from_str(&std::fs::read_to_string(fixtures().join("expected.json")).unwrap())
+            .unwrap();
     let v = &expected[variant];
     let src = source_of(&fixtures().join(variant));
     assert!(text_embedding::recognise(&src), "{variant} not recognised");
@@ -67,15 +97,25 @@ fn check(variant: &str, split: SplitMode) {
         .iter()
         .map(|h| {
             let h = h.as_str().unwrap();
-            (0..h.len()).step_by(2).map(|i| u8::from_str_radix(&h[i..i + 2], 16).unwrap()).collect()
+            (0..h.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&h[i..i + 2], 16).unwrap())
+                .collect()
         })
         .collect();
-    let out = model.embed(&sentences).into_data().try_into_vec::<f32>().unwrap();
+    let out = model
+        .embed(&sentences)
+        .into_data()
+        .try_into_vec::<f32>()
+        .unwrap();
     let dim = model.dim();
     for (r, row) in v["outputs"].as_array().unwrap().iter().enumerate() {
         for (k, want) in row.as_array().unwrap().iter().enumerate() {
             let got = out[r * dim + k] as f64;
-            assert!((got - want.as_f64().unwrap()).abs() < 1e-6, "{variant} sentence {r} dim {k}: {got} vs TF {want}");
+            assert!(
+                (got - want.as_f64().unwrap()).abs() < 1e-6,
+                "{variant} sentence {r} dim {k}: {got} vs TF {want}"
+            );
         }
     }
 }

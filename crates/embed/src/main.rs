@@ -15,7 +15,11 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 #[derive(Parser, Debug)]
-#[command(name = "embed", version, about = "Embed sentences (one per line) with a converted TF-Hub text embedding")]
+#[command(
+    name = "embed",
+    version,
+    about = "Embed sentences (one per line) with a converted TF-Hub text embedding"
+)]
 struct Args {
     /// Converted model folder (written by `convert`), or a handle already converted into one.
     #[arg(long)]
@@ -51,8 +55,14 @@ fn model_dir(model: &str, offline: bool) -> Result<PathBuf> {
     let dir = if p.join("config.json").is_file() {
         p.to_path_buf()
     } else {
-        let opts = hub::Options { offline: offline || std::env::var("TFHUB_OFFLINE").is_ok_and(|v| v == "1"), progress: true, ..Default::default() };
-        hub::resolve(model, &opts).with_context(|| format!("cannot resolve model `{model}`"))?.path
+        let opts = hub::Options {
+            offline: offline || std::env::var("TFHUB_OFFLINE").is_ok_and(|v| v == "1"),
+            progress: true,
+            ..Default::default()
+        };
+        hub::resolve(model, &opts)
+            .with_context(|| format!("cannot resolve model `{model}`"))?
+            .path
     };
     if !dir.join("config.json").is_file() {
         if dir.join("saved_model.pb").is_file() {
@@ -61,7 +71,10 @@ fn model_dir(model: &str, offline: bool) -> Result<PathBuf> {
                 dir.display()
             );
         }
-        bail!("{}: no config.json (not a model folder written by `convert`)", dir.display());
+        bail!(
+            "{}: no config.json (not a model folder written by `convert`)",
+            dir.display()
+        );
     }
     Ok(dir)
 }
@@ -69,14 +82,19 @@ fn model_dir(model: &str, offline: bool) -> Result<PathBuf> {
 fn run(args: Args) -> Result<()> {
     let dir = model_dir(&args.model, args.offline)?;
     let device: Device = args.backend.device();
-    let model = TextEmbedding::load(&dir, &device).with_context(|| format!("cannot load {}", dir.display()))?;
+    let model = TextEmbedding::load(&dir, &device)
+        .with_context(|| format!("cannot load {}", dir.display()))?;
     let mut input = Vec::new();
     match &args.input {
         Some(path) => {
-            input = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+            input =
+                std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
         }
         None => {
-            std::io::stdin().lock().read_to_end(&mut input).context("cannot read stdin")?;
+            std::io::stdin()
+                .lock()
+                .read_to_end(&mut input)
+                .context("cannot read stdin")?;
         }
     }
     let sentences = lines(&input);
@@ -84,7 +102,10 @@ fn run(args: Args) -> Result<()> {
     let mut values = Vec::with_capacity(sentences.len() * dim);
     for chunk in sentences.chunks(args.batch.max(1)) {
         let out = model.embed(chunk);
-        let data = out.into_data().try_into_vec::<f32>().map_err(|e| anyhow::anyhow!("reading the output tensor: {e:?}"))?;
+        let data = out
+            .into_data()
+            .try_into_vec::<f32>()
+            .map_err(|e| anyhow::anyhow!("reading the output tensor: {e:?}"))?;
         values.extend(data);
     }
     match &args.output {

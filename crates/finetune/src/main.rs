@@ -19,13 +19,18 @@
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
-use models::finetune::{BatchNormPolicy, FinetuneOptions, ImageClassifier, ImageFolder, Progress, Trainer};
+use models::finetune::{
+    BatchNormPolicy, FinetuneOptions, ImageClassifier, ImageFolder, Progress, Trainer,
+};
 use models::Backend;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 #[derive(Parser, Debug)]
-#[command(name = "finetune", about = "Fine-tune Inception-v3 (TF Hub style) on a folder of images, one sub-folder per class")]
+#[command(
+    name = "finetune",
+    about = "Fine-tune Inception-v3 (TF Hub style) on a folder of images, one sub-folder per class"
+)]
 struct Args {
     /// Converted Inception-v3 folder (feature vector or classifier) or a TF Hub handle whose
     /// cached copy is a converted folder. Not needed with --resume.
@@ -100,8 +105,12 @@ fn model_dir(spec: &str, offline: bool) -> Result<PathBuf> {
     if p.exists() {
         bail!("{}: not a converted model folder (no config.json); convert it first: `convert {spec} --out DIR`", p.display());
     }
-    let opts = hub::Options { offline: offline || std::env::var("TFHUB_OFFLINE").is_ok_and(|v| v == "1"), ..Default::default() };
-    let resolved = hub::resolve(spec, &opts).with_context(|| format!("{spec}: cannot resolve the model"))?;
+    let opts = hub::Options {
+        offline: offline || std::env::var("TFHUB_OFFLINE").is_ok_and(|v| v == "1"),
+        ..Default::default()
+    };
+    let resolved =
+        hub::resolve(spec, &opts).with_context(|| format!("{spec}: cannot resolve the model"))?;
     if resolved.path.join("config.json").is_file() {
         return Ok(resolved.path);
     }
@@ -123,14 +132,19 @@ fn run(args: Args) -> Result<()> {
     let device = args.backend.autodiff_device();
     // Burn's random initialisation (the new head) and dropout draw from the device's generator.
     device.seed(args.seed);
-    let data = ImageFolder::scan(&args.data).with_context(|| format!("{}: cannot read the image folder", args.data.display()))?;
+    let data = ImageFolder::scan(&args.data)
+        .with_context(|| format!("{}: cannot read the image folder", args.data.display()))?;
     for (file, why) in &data.skipped {
-        eprintln!("warning: {}: skipped, not a readable image: {why}", file.display());
+        eprintln!(
+            "warning: {}: skipped, not a readable image: {why}",
+            file.display()
+        );
     }
     let mut trainer = match &args.resume {
         Some(dir) => {
             let ckpt = checkpoint_dir(dir);
-            let t = Trainer::resume(&ckpt, &device).with_context(|| format!("{}: cannot resume", ckpt.display()))?;
+            let t = Trainer::resume(&ckpt, &device)
+                .with_context(|| format!("{}: cannot resume", ckpt.display()))?;
             if t.classes != data.classes {
                 bail!(
                     "{}: the checkpoint's classes {:?} differ from the folders of {}: {:?}",
@@ -140,18 +154,26 @@ fn run(args: Args) -> Result<()> {
                     data.classes
                 );
             }
-            eprintln!("resuming after epoch {} from {}", t.epochs_done, ckpt.display());
+            eprintln!(
+                "resuming after epoch {} from {}",
+                t.epochs_done,
+                ckpt.display()
+            );
             t
         }
         None => {
-            let Some(spec) = &args.model else { bail!("--model is required (unless --resume is given)") };
+            let Some(spec) = &args.model else {
+                bail!("--model is required (unless --resume is given)")
+            };
             let dir = model_dir(spec, args.offline)?;
             let options = FinetuneOptions {
                 batch_size: args.batch_size,
                 learning_rate: args.learning_rate,
                 train_backbone: args.train_backbone,
                 batch_norm: if args.train_batch_norm {
-                    BatchNormPolicy::Train { momentum: args.batch_norm_momentum }
+                    BatchNormPolicy::Train {
+                        momentum: args.batch_norm_momentum,
+                    }
                 } else {
                     BatchNormPolicy::Frozen
                 },
@@ -161,8 +183,14 @@ fn run(args: Args) -> Result<()> {
                 dropout_rate: args.dropout,
             };
             options.validate()?;
-            let model = ImageClassifier::from_folder(&dir, data.classes.len(), options.dropout_rate, options.batch_norm, &device)
-                .with_context(|| format!("{}: cannot load the Inception-v3 backbone", dir.display()))?;
+            let model = ImageClassifier::from_folder(
+                &dir,
+                data.classes.len(),
+                options.dropout_rate,
+                options.batch_norm,
+                &device,
+            )
+            .with_context(|| format!("{}: cannot load the Inception-v3 backbone", dir.display()))?;
             Trainer::new(model, data.classes.clone(), options, &device)?
         }
     };
@@ -170,21 +198,34 @@ fn run(args: Args) -> Result<()> {
     trainer.report.set("train_examples", train.len());
     trainer.report.set("validation_examples", val.len());
     trainer.report.set("classes", data.classes.clone());
-    trainer.report.set("skipped_files", data.skipped.iter().map(|(p, _)| p.display().to_string()).collect::<Vec<_>>());
+    trainer.report.set(
+        "skipped_files",
+        data.skipped
+            .iter()
+            .map(|(p, _)| p.display().to_string())
+            .collect::<Vec<_>>(),
+    );
     eprintln!(
         "{} classes, {} training and {} validation images, backend {}, {}",
         data.classes.len(),
         train.len(),
         val.len(),
         args.backend,
-        if trainer.options.train_backbone { "training the whole network" } else { "training the head" }
+        if trainer.options.train_backbone {
+            "training the whole network"
+        } else {
+            "training the head"
+        }
     );
-    std::fs::create_dir_all(&args.out).with_context(|| format!("{}: cannot create the output folder", args.out.display()))?;
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("{}: cannot create the output folder", args.out.display()))?;
     let bar = std::io::stderr().is_terminal().then(|| {
         let b = ProgressBar::new(0);
         b.set_style(
-            ProgressStyle::with_template("epoch {prefix} {msg:>10} [{bar:30}] {pos}/{len} {elapsed}/{eta}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            ProgressStyle::with_template(
+                "epoch {prefix} {msg:>10} [{bar:30}] {pos}/{len} {elapsed}/{eta}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
         b
     });

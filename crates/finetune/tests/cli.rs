@@ -32,18 +32,34 @@ fn make_images(root: &Path, per_class: usize) {
 
 /// A converted-looking `inception_v3` feature-vector folder with random weights.
 fn make_backbone(dir: &Path) {
-    let cfg = InceptionV3Config { num_classes: None, depth_multiplier: 0.1, min_depth: 4, ..InceptionV3Config::default() };
+    let cfg = InceptionV3Config {
+        num_classes: None,
+        depth_multiplier: 0.1,
+        min_depth: 4,
+        ..InceptionV3Config::default()
+    };
     let net: InceptionV3 = cfg.init(&Device::flex()).unwrap();
     std::fs::create_dir_all(dir).unwrap();
     let mut store = SafetensorsStore::from_file(dir.join("model.safetensors"));
     net.save_into(&mut store).unwrap();
     let config = serde_json::json!({"kind": "inception_v3", "config": cfg, "source": "test", "converter_version": "0"});
-    std::fs::write(dir.join("config.json"), serde_json::to_string(&config).unwrap()).unwrap();
+    std::fs::write(
+        dir.join("config.json"),
+        serde_json::to_string(&config).unwrap(),
+    )
+    .unwrap();
 }
 
 fn finetune(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_finetune")).args(args).output().unwrap();
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    let out = Command::new(env!("CARGO_BIN_EXE_finetune"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 fn metrics(dir: &Path) -> serde_json::Value {
@@ -59,27 +75,63 @@ fn trains_writes_outputs_and_resumes() {
     make_backbone(&backbone);
     let out = root.join("out");
     let common = [
-        "--data", data.to_str().unwrap(), "--image-size", "80", "--batch-size", "8", "--learning-rate", "0.01",
-        "--out", out.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--image-size",
+        "80",
+        "--batch-size",
+        "8",
+        "--learning-rate",
+        "0.01",
+        "--out",
+        out.to_str().unwrap(),
     ];
     let mut args = vec!["--model", backbone.to_str().unwrap(), "--epochs", "2"];
     args.extend_from_slice(&common);
     let (ok, stdout, stderr) = finetune(&args);
     assert!(ok, "finetune failed: {stderr}");
     assert_eq!(stdout.lines().last().unwrap(), out.to_str().unwrap());
-    for f in ["config.json", "model.safetensors", "labels.txt", "metrics.json", "metrics.csv", "curves.png", "checkpoint/checkpoint.json"] {
+    for f in [
+        "config.json",
+        "model.safetensors",
+        "labels.txt",
+        "metrics.json",
+        "metrics.csv",
+        "curves.png",
+        "checkpoint/checkpoint.json",
+    ] {
         assert!(out.join(f).is_file(), "missing {f}");
     }
-    assert_eq!(std::fs::read_to_string(out.join("labels.txt")).unwrap(), "blue\ngreen\nred\n");
+    assert_eq!(
+        std::fs::read_to_string(out.join("labels.txt")).unwrap(),
+        "blue\ngreen\nred\n"
+    );
     let m = metrics(&out);
     let epochs = m["epochs"].as_array().unwrap();
     assert_eq!(epochs.len(), 2);
-    for key in ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "seconds"] {
-        assert!(epochs[1][key].is_number(), "epochs[1].{key} = {}", epochs[1][key]);
+    for key in [
+        "epoch",
+        "loss",
+        "accuracy",
+        "val_loss",
+        "val_accuracy",
+        "seconds",
+    ] {
+        assert!(
+            epochs[1][key].is_number(),
+            "epochs[1].{key} = {}",
+            epochs[1][key]
+        );
     }
     assert_eq!(m["train_examples"].as_u64(), Some(24));
     assert_eq!(m["validation_examples"].as_u64(), Some(6));
-    assert_eq!(std::fs::read_to_string(out.join("metrics.csv")).unwrap().lines().count(), 3);
+    assert_eq!(
+        std::fs::read_to_string(out.join("metrics.csv"))
+            .unwrap()
+            .lines()
+            .count(),
+        3
+    );
 
     // The export is a 3-class inception_v3 folder.
     let net = InceptionV3::load(&out, &Device::flex()).unwrap();
@@ -106,24 +158,46 @@ fn errors_name_the_problem() {
     let backbone = root.join("backbone");
     make_backbone(&backbone);
     let missing = root.join("no_such_folder");
-    let (ok, _, stderr) = finetune(&["--model", backbone.to_str().unwrap(), "--data", missing.to_str().unwrap()]);
+    let (ok, _, stderr) = finetune(&[
+        "--model",
+        backbone.to_str().unwrap(),
+        "--data",
+        missing.to_str().unwrap(),
+    ]);
     assert!(!ok);
-    assert!(stderr.contains("no_such_folder") && !stderr.contains("panicked"), "{stderr}");
+    assert!(
+        stderr.contains("no_such_folder") && !stderr.contains("panicked"),
+        "{stderr}"
+    );
 
     let data = root.join("data");
     make_images(&data, 2);
     std::fs::create_dir_all(data.join("empty_class")).unwrap();
-    let (ok, _, stderr) = finetune(&["--model", backbone.to_str().unwrap(), "--data", data.to_str().unwrap()]);
+    let (ok, _, stderr) = finetune(&[
+        "--model",
+        backbone.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+    ]);
     assert!(!ok);
     assert!(stderr.contains("empty_class"), "{stderr}");
     std::fs::remove_dir_all(data.join("empty_class")).unwrap();
 
     let other = root.join("embedding");
     std::fs::create_dir_all(&other).unwrap();
-    std::fs::write(other.join("config.json"), r#"{"kind": "text_embedding", "config": {}}"#).unwrap();
+    std::fs::write(
+        other.join("config.json"),
+        r#"{"kind": "text_embedding", "config": {}}"#,
+    )
+    .unwrap();
     let out = root.join("out");
     let (ok, _, stderr) = finetune(&[
-        "--model", other.to_str().unwrap(), "--data", data.to_str().unwrap(), "--out", out.to_str().unwrap(),
+        "--model",
+        other.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
     ]);
     assert!(!ok);
     assert!(stderr.contains("text_embedding"), "{stderr}");
@@ -136,10 +210,16 @@ fn errors_name_the_problem() {
 /// one (`cargo build -p classify`); skipped with a message otherwise.
 #[test]
 fn classify_loads_the_export() {
-    let bin_dir = Path::new(env!("CARGO_BIN_EXE_finetune")).parent().unwrap().to_path_buf();
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_finetune"))
+        .parent()
+        .unwrap()
+        .to_path_buf();
     let classify = bin_dir.join(format!("classify{}", std::env::consts::EXE_SUFFIX));
     if !classify.is_file() {
-        eprintln!("skipping: {} not built (run `cargo build -p classify` first)", classify.display());
+        eprintln!(
+            "skipping: {} not built (run `cargo build -p classify` first)",
+            classify.display()
+        );
         return;
     }
     let root = tmp("classify");
@@ -149,24 +229,58 @@ fn classify_loads_the_export() {
     make_backbone(&backbone);
     let out = root.join("out");
     let (ok, _, stderr) = finetune(&[
-        "--model", backbone.to_str().unwrap(), "--data", data.to_str().unwrap(), "--image-size", "80",
-        "--epochs", "3", "--batch-size", "6", "--learning-rate", "0.05", "--out", out.to_str().unwrap(),
+        "--model",
+        backbone.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--image-size",
+        "80",
+        "--epochs",
+        "3",
+        "--batch-size",
+        "6",
+        "--learning-rate",
+        "0.05",
+        "--out",
+        out.to_str().unwrap(),
     ]);
     assert!(ok, "{stderr}");
     let img = data.join("green").join("0.png");
     let res = Command::new(&classify)
-        .args(["--model", out.to_str().unwrap(), "--size", "80", "--top", "3", "--json", img.to_str().unwrap()])
+        .args([
+            "--model",
+            out.to_str().unwrap(),
+            "--size",
+            "80",
+            "--top",
+            "3",
+            "--json",
+            img.to_str().unwrap(),
+        ])
         .output()
         .unwrap();
-    assert!(res.status.success(), "classify failed: {}", String::from_utf8_lossy(&res.stderr));
+    assert!(
+        res.status.success(),
+        "classify failed: {}",
+        String::from_utf8_lossy(&res.stderr)
+    );
     let json: serde_json::Value = serde_json::from_slice(&res.stdout).unwrap();
     let top = json[0]["top"].as_array().unwrap();
     assert_eq!(top.len(), 3);
     // Reference: the exported network loaded by models, same preprocessing as training.
     let net = InceptionV3::load(&out, &Device::flex()).unwrap();
     let x = models::finetune::load_image(&img, 80).unwrap();
-    let x = burn::tensor::Tensor::<4>::from_data(burn::tensor::TensorData::new(x, [1, 80, 80, 3]), &Device::flex());
-    let logits = net.forward(x).unwrap().into_data().convert::<f32>().try_into_vec::<f32>().unwrap();
+    let x = burn::tensor::Tensor::<4>::from_data(
+        burn::tensor::TensorData::new(x, [1, 80, 80, 3]),
+        &Device::flex(),
+    );
+    let logits = net
+        .forward(x)
+        .unwrap()
+        .into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .unwrap();
     let m = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let e: Vec<f32> = logits.iter().map(|v| (v - m).exp()).collect();
     let s: f32 = e.iter().sum();
@@ -175,7 +289,11 @@ fn classify_loads_the_export() {
         let i = t["index"].as_u64().unwrap() as usize;
         assert_eq!(t["label"].as_str().unwrap(), labels[i]);
         let p = t["probability"].as_f64().unwrap() as f32;
-        assert!((p - e[i] / s).abs() < 1e-3, "class {i}: classify {p} vs {}", e[i] / s);
+        assert!(
+            (p - e[i] / s).abs() < 1e-3,
+            "class {i}: classify {p} vs {}",
+            e[i] / s
+        );
     }
     std::fs::remove_dir_all(&root).ok();
 }

@@ -14,7 +14,9 @@ use crate::{Error, Resolver};
 
 /// A cached folder is complete when it exists and is non-empty (tensorflow_hub's rule).
 pub(crate) fn is_complete(dir: &Path) -> bool {
-    fs::read_dir(dir).map(|mut it| it.next().is_some()).unwrap_or(false)
+    fs::read_dir(dir)
+        .map(|mut it| it.next().is_some())
+        .unwrap_or(false)
 }
 
 fn with_suffix(dir: &Path, suffix: &str) -> PathBuf {
@@ -36,11 +38,17 @@ pub(crate) fn descriptor_path(dir: &Path) -> PathBuf {
 }
 
 fn io_err<'a>(path: &'a Path, action: &'static str) -> impl FnOnce(io::Error) -> Error + 'a {
-    move |source| Error::Io { path: path.to_path_buf(), action, source }
+    move |source| Error::Io {
+        path: path.to_path_buf(),
+        action,
+        source,
+    }
 }
 
 pub(crate) fn hostname() -> String {
-    let from_proc = fs::read_to_string("/proc/sys/kernel/hostname").ok().map(|s| s.trim().to_string());
+    let from_proc = fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|s| s.trim().to_string());
     from_proc
         .filter(|s| !s.is_empty())
         .or_else(|| std::env::var("HOSTNAME").ok().filter(|s| !s.is_empty()))
@@ -54,7 +62,9 @@ pub(crate) fn unique_id() -> String {
     let mut h = Sha1::new();
     h.update(std::process::id().to_le_bytes());
     h.update(COUNTER.fetch_add(1, Ordering::Relaxed).to_le_bytes());
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
     h.update(now.as_nanos().to_le_bytes());
     h.update(format!("{:?}", std::thread::current().id()).as_bytes());
     let addr = &h as *const _ as usize;
@@ -67,7 +77,12 @@ fn pid_alive(pid: u32) -> Option<bool> {
     if cfg!(target_os = "linux") {
         match fs::read_to_string(format!("/proc/{pid}/stat")) {
             // A zombie has finished: its lock will never be released.
-            Ok(stat) => Some(!stat.rsplit_once(')').map(|(_, r)| r.trim_start().starts_with('Z')).unwrap_or(false)),
+            Ok(stat) => Some(
+                !stat
+                    .rsplit_once(')')
+                    .map(|(_, r)| r.trim_start().starts_with('Z'))
+                    .unwrap_or(false),
+            ),
             Err(_) => Some(false),
         }
     } else {
@@ -102,7 +117,10 @@ pub(crate) struct Lock {
 
 impl Drop for Lock {
     fn drop(&mut self) {
-        if fs::read_to_string(&self.path).map(|c| c == self.content).unwrap_or(false) {
+        if fs::read_to_string(&self.path)
+            .map(|c| c == self.content)
+            .unwrap_or(false)
+        {
             let _ = fs::remove_file(&self.path);
         }
     }
@@ -111,9 +129,15 @@ impl Drop for Lock {
 /// Removes a stale lock file if it still holds `content` (someone may have replaced it
 /// meanwhile), and the abandoned download folder it names.
 fn remove_lock_if(path: &Path, content: &str) {
-    if fs::read_to_string(path).map(|c| c == content).unwrap_or(false) {
+    if fs::read_to_string(path)
+        .map(|c| c == content)
+        .unwrap_or(false)
+    {
         let _ = fs::remove_file(path);
-        if let (Some((_, _, uid)), Some(dir)) = (parse_lock(content), path.to_str().and_then(|p| p.strip_suffix(".lock"))) {
+        if let (Some((_, _, uid)), Some(dir)) = (
+            parse_lock(content),
+            path.to_str().and_then(|p| p.strip_suffix(".lock")),
+        ) {
             if !uid.is_empty() && uid.bytes().all(|b| b.is_ascii_alphanumeric()) {
                 let _ = fs::remove_dir_all(tmp_path(Path::new(dir), uid));
             }
@@ -129,10 +153,19 @@ impl Lock {
         let content = format!("{}.{}.{}", hostname(), std::process::id(), uid);
         let mut announced = false;
         loop {
-            match fs::OpenOptions::new().write(true).create_new(true).open(&path) {
+            match fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+            {
                 Ok(mut f) => {
-                    let lock = Lock { path: path.clone(), content: content.clone(), uid: uid.clone() };
-                    f.write_all(content.as_bytes()).map_err(io_err(&path, "cannot write lock file"))?;
+                    let lock = Lock {
+                        path: path.clone(),
+                        content: content.clone(),
+                        uid: uid.clone(),
+                    };
+                    f.write_all(content.as_bytes())
+                        .map_err(io_err(&path, "cannot write lock file"))?;
                     return Ok(lock);
                 }
                 // Then try again; the caller re-checks the cache once it holds the lock.
@@ -147,7 +180,13 @@ impl Lock {
 
 /// Waits until `lock` disappears, removing it when stale: its process is dead (same host), or
 /// neither its content nor its download folder changed for `r.lock_timeout`.
-fn wait_for_lock(r: &Resolver, dir: &Path, lock: &Path, handle: &str, announced: &mut bool) -> Result<(), Error> {
+fn wait_for_lock(
+    r: &Resolver,
+    dir: &Path,
+    lock: &Path,
+    handle: &str,
+    announced: &mut bool,
+) -> Result<(), Error> {
     let me = hostname();
     let mut last: Option<(String, u64)> = None;
     let mut last_change = Instant::now();
@@ -170,7 +209,9 @@ fn wait_for_lock(r: &Resolver, dir: &Path, lock: &Path, handle: &str, announced:
                 return Ok(());
             }
         }
-        let size = parsed.map(|(_, _, uid)| dir_size(&tmp_path(dir, uid))).unwrap_or(0);
+        let size = parsed
+            .map(|(_, _, uid)| dir_size(&tmp_path(dir, uid)))
+            .unwrap_or(0);
         let state = (content.clone(), size);
         if last.as_ref() != Some(&state) {
             last = Some(state);
@@ -222,7 +263,9 @@ pub(crate) fn populate_atomically(
     fs::create_dir(&tmp).map_err(io_err(&tmp, "cannot create download folder"))?;
     let result = populate(&tmp).and_then(|()| {
         if !is_complete(&tmp) {
-            return Err(Error::Other(format!("{handle}: download produced no files")));
+            return Err(Error::Other(format!(
+                "{handle}: download produced no files"
+            )));
         }
         if is_complete(dir) {
             // Someone else finished meanwhile (e.g. a lock judged stale too early): keep theirs.
@@ -294,7 +337,10 @@ mod tests {
 
     #[test]
     fn lock_content_parses_with_dotted_hostnames() {
-        assert_eq!(parse_lock("a.b.example.12.ff00"), Some(("a.b.example", 12, "ff00")));
+        assert_eq!(
+            parse_lock("a.b.example.12.ff00"),
+            Some(("a.b.example", 12, "ff00"))
+        );
         assert_eq!(parse_lock("host.notapid.ff"), None);
         assert_eq!(parse_lock(""), None);
     }

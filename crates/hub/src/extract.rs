@@ -58,23 +58,41 @@ fn safe_relative(name: &str) -> Result<Option<PathBuf>, String> {
             Component::RootDir | Component::Prefix(_) => return Err("absolute path".into()),
         }
     }
-    Ok(if out.as_os_str().is_empty() { None } else { Some(out) })
+    Ok(if out.as_os_str().is_empty() {
+        None
+    } else {
+        Some(out)
+    })
 }
 
 /// Extracts a (decompressed) tar stream into `dest`, refusing unsafe members. Returns the number
 /// of bytes written. `archive` names the source in errors; read errors are returned as
 /// [`Error::BadArchive`] (callers that know better, e.g. network errors, replace them).
-pub(crate) fn extract_tar(reader: &mut dyn Read, dest: &Path, archive: &str, max_bytes: u64) -> Result<u64, Error> {
-    let bad = |message: String| Error::BadArchive { archive: archive.to_string(), message };
+pub(crate) fn extract_tar(
+    reader: &mut dyn Read,
+    dest: &Path,
+    archive: &str,
+    max_bytes: u64,
+) -> Result<u64, Error> {
+    let bad = |message: String| Error::BadArchive {
+        archive: archive.to_string(),
+        message,
+    };
     let mut ar = tar::Archive::new(reader);
-    let entries = ar.entries().map_err(|e| bad(format!("cannot read tar: {e}")))?;
+    let entries = ar
+        .entries()
+        .map_err(|e| bad(format!("cannot read tar: {e}")))?;
     let mut total: u64 = 0;
     let mut members = 0usize;
     for entry in entries {
         let mut entry = entry.map_err(|e| bad(format!("cannot read tar entry: {e}")))?;
         let raw = entry.path_bytes().into_owned();
-        let name = String::from_utf8(raw)
-            .map_err(|e| bad(format!("member name is not UTF-8: {:?}", String::from_utf8_lossy(e.as_bytes()))))?;
+        let name = String::from_utf8(raw).map_err(|e| {
+            bad(format!(
+                "member name is not UTF-8: {:?}",
+                String::from_utf8_lossy(e.as_bytes())
+            ))
+        })?;
         let unsafe_member = |reason: &str| Error::UnsafeArchive {
             archive: archive.to_string(),
             member: name.clone(),
@@ -88,7 +106,9 @@ pub(crate) fn extract_tar(reader: &mut dyn Read, dest: &Path, archive: &str, max
             T::Regular | T::Continuous | T::Directory => {}
             T::Symlink => return Err(unsafe_member("symbolic links are not allowed")),
             T::Link => return Err(unsafe_member("hard links are not allowed")),
-            T::Char | T::Block | T::Fifo => return Err(unsafe_member("device or FIFO members are not allowed")),
+            T::Char | T::Block | T::Fifo => {
+                return Err(unsafe_member("device or FIFO members are not allowed"))
+            }
             other => return Err(unsafe_member(&format!("unexpected member type {other:?}"))),
         }
         let rel = safe_relative(&name).map_err(|r| unsafe_member(&r))?;
@@ -96,7 +116,11 @@ pub(crate) fn extract_tar(reader: &mut dyn Read, dest: &Path, archive: &str, max
         let target = dest.join(&rel);
         let io = |action: &'static str, p: &Path| {
             let p = p.to_path_buf();
-            move |source| Error::Io { path: p, action, source }
+            move |source| Error::Io {
+                path: p,
+                action,
+                source,
+            }
         };
         if ty == T::Directory {
             fs::create_dir_all(&target).map_err(io("cannot create folder", &target))?;
@@ -104,7 +128,11 @@ pub(crate) fn extract_tar(reader: &mut dyn Read, dest: &Path, archive: &str, max
         }
         let size = entry.size();
         if total.saturating_add(size) > max_bytes {
-            return Err(Error::TooLarge { archive: archive.to_string(), member: name, limit: max_bytes });
+            return Err(Error::TooLarge {
+                archive: archive.to_string(),
+                member: name,
+                limit: max_bytes,
+            });
         }
         if let Some(parent) = target.parent() {
             fs::create_dir_all(parent).map_err(io("cannot create folder", parent))?;
@@ -113,12 +141,18 @@ pub(crate) fn extract_tar(reader: &mut dyn Read, dest: &Path, archive: &str, max
         let n = io::copy(&mut (&mut entry).take(size), &mut f)
             .map_err(|e| bad(format!("cannot extract {name:?}: {e}")))?;
         if n != size {
-            return Err(bad(format!("member {name:?} is truncated ({n} of {size} bytes)")));
+            return Err(bad(format!(
+                "member {name:?} is truncated ({n} of {size} bytes)"
+            )));
         }
         total += n;
         members += 1;
     }
-    if members == 0 && fs::read_dir(dest).map(|mut d| d.next().is_none()).unwrap_or(true) {
+    if members == 0
+        && fs::read_dir(dest)
+            .map(|mut d| d.next().is_none())
+            .unwrap_or(true)
+    {
         return Err(bad("the archive is empty".into()));
     }
     Ok(total)
@@ -144,8 +178,10 @@ pub(crate) fn extract_local(path: &Path, dest: &Path, max_bytes: u64) -> Result<
             let mut gz = flate2::read::MultiGzDecoder::new(chained);
             extract_tar(&mut gz, dest, &label, max_bytes)?;
             // Read to the end so a corrupt gzip trailer (CRC) is noticed.
-            io::copy(&mut gz, &mut io::sink())
-                .map_err(|e| Error::BadArchive { archive: label.clone(), message: format!("gzip: {e}") })?;
+            io::copy(&mut gz, &mut io::sink()).map_err(|e| Error::BadArchive {
+                archive: label.clone(),
+                message: format!("gzip: {e}"),
+            })?;
         }
         Kind::Tar => {
             extract_tar(&mut chained, dest, &label, max_bytes)?;
@@ -193,11 +229,16 @@ mod tests {
 
     #[test]
     fn relative_paths() {
-        assert_eq!(safe_relative("./variables/variables.index").unwrap(), Some(PathBuf::from("variables/variables.index")));
+        assert_eq!(
+            safe_relative("./variables/variables.index").unwrap(),
+            Some(PathBuf::from("variables/variables.index"))
+        );
         assert_eq!(safe_relative("./").unwrap(), None);
         assert!(safe_relative("../evil").unwrap_err().contains(".."));
         assert!(safe_relative("a/../../evil").is_err());
-        assert!(safe_relative("/etc/passwd").unwrap_err().contains("absolute"));
+        assert!(safe_relative("/etc/passwd")
+            .unwrap_err()
+            .contains("absolute"));
     }
 
     #[test]

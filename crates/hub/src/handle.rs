@@ -50,7 +50,11 @@ pub(crate) fn append_query(url: &str, key: &str, value: &str) -> String {
         None => (url, ""),
     };
     let sep = if base.contains('?') {
-        if base.ends_with('?') || base.ends_with('&') { "" } else { "&" }
+        if base.ends_with('?') || base.ends_with('&') {
+            ""
+        } else {
+            "&"
+        }
     } else {
         "?"
     };
@@ -67,10 +71,22 @@ fn url_path(url: &str) -> &str {
 pub(crate) fn file_name_of_url(url: &str) -> String {
     let path = url_path(url);
     let after_scheme = path.split_once("://").map(|(_, r)| r).unwrap_or(path);
-    let last = after_scheme.split('/').skip(1).filter(|s| !s.is_empty()).last().map(percent_decode).unwrap_or_default();
+    let last = after_scheme
+        .split('/')
+        .skip(1)
+        .filter(|s| !s.is_empty())
+        .last()
+        .map(percent_decode)
+        .unwrap_or_default();
     let clean: String = last
         .chars()
-        .map(|c| if c == '/' || c == '\\' || c == '\0' { '_' } else { c })
+        .map(|c| {
+            if c == '/' || c == '\\' || c == '\0' {
+                '_'
+            } else {
+                c
+            }
+        })
         .collect();
     if clean.is_empty() || clean == "." || clean == ".." {
         "download".to_string()
@@ -112,7 +128,9 @@ pub(crate) fn local_path(handle: &str) -> PathBuf {
 pub(crate) fn parse(handle: &str, tfhub_base: Option<&str>) -> Result<Source, Error> {
     let handle_trim = handle.trim();
     if handle_trim.is_empty() {
-        return Err(Error::NotFound { handle: handle.to_string() });
+        return Err(Error::NotFound {
+            handle: handle.to_string(),
+        });
     }
     let lower = handle_trim.to_ascii_lowercase();
     if lower.starts_with("http://") || lower.starts_with("https://") {
@@ -138,14 +156,19 @@ pub(crate) fn parse(handle: &str, tfhub_base: Option<&str>) -> Result<Source, Er
     if p.is_dir() {
         Ok(Source::LocalDir(p))
     } else if p.is_file() {
-        let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = p
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         if is_archive_name(&name) {
             Ok(Source::LocalArchive(p))
         } else {
             Ok(Source::LocalFile(p))
         }
     } else {
-        Err(Error::NotFound { handle: handle.to_string() })
+        Err(Error::NotFound {
+            handle: handle.to_string(),
+        })
     }
 }
 
@@ -154,7 +177,9 @@ fn parse_url(handle: &str, tfhub_base: Option<&str>) -> Source {
     let mut url = handle.to_string();
     if let Some(rest) = handle.strip_prefix(GOOGLE_CN) {
         let rest = url_path(rest).trim_end_matches('/');
-        return Source::RemoteArchive { url: format!("{GCS_CN_TEMPLATE}{rest}.tar.gz") };
+        return Source::RemoteArchive {
+            url: format!("{GCS_CN_TEMPLATE}{rest}.tar.gz"),
+        };
     }
     if let (Some(base), Some(rest)) = (tfhub_base, handle.strip_prefix(TFHUB)) {
         url = format!("{}/{rest}", base.trim_end_matches('/'));
@@ -173,13 +198,19 @@ fn parse_url(handle: &str, tfhub_base: Option<&str>) -> Source {
     if is_archive_name(&path) {
         return Source::RemoteArchive { url };
     }
-    Source::RemoteArchive { url: append_query(&url, "tf-hub-format", "compressed") }
+    Source::RemoteArchive {
+        url: append_query(&url, "tf-hub-format", "compressed"),
+    }
 }
 
 /// Cache key of a local archive: SHA-1 of its canonical path, size and modification time, so an
 /// archive replaced in place is extracted again.
 pub(crate) fn local_archive_key(p: &Path) -> Result<String, Error> {
-    let io = |action, source| Error::Io { path: p.to_path_buf(), action, source };
+    let io = |action, source| Error::Io {
+        path: p.to_path_buf(),
+        action,
+        source,
+    };
     let canon = p.canonicalize().map_err(|e| io("cannot resolve path", e))?;
     let meta = std::fs::metadata(&canon).map_err(|e| io("cannot read metadata", e))?;
     let mtime = meta
@@ -188,7 +219,12 @@ pub(crate) fn local_archive_key(p: &Path) -> Result<String, Error> {
         .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
         .map(|d| d.as_nanos())
         .unwrap_or(0);
-    Ok(module_dir_name(&format!("local-archive:{}\nsize={}\nmtime={}", canon.display(), meta.len(), mtime)))
+    Ok(module_dir_name(&format!(
+        "local-archive:{}\nsize={}\nmtime={}",
+        canon.display(),
+        meta.len(),
+        mtime
+    )))
 }
 
 #[cfg(test)]
@@ -199,10 +235,16 @@ mod tests {
     fn compressed_query_appended_like_python() {
         assert_eq!(
             parse("https://tfhub.dev/google/spice/2", None).unwrap(),
-            Source::RemoteArchive { url: "https://tfhub.dev/google/spice/2?tf-hub-format=compressed".into() }
+            Source::RemoteArchive {
+                url: "https://tfhub.dev/google/spice/2?tf-hub-format=compressed".into()
+            }
         );
         assert_eq!(
-            append_query("https://www.kaggle.com/models/x/y?a=b", "tf-hub-format", "compressed"),
+            append_query(
+                "https://www.kaggle.com/models/x/y?a=b",
+                "tf-hub-format",
+                "compressed"
+            ),
             "https://www.kaggle.com/models/x/y?a=b&tf-hub-format=compressed"
         );
     }
@@ -211,7 +253,9 @@ mod tests {
     fn archive_and_tflite_urls() {
         assert_eq!(
             parse("https://example.com/m/model.TAR.GZ?sig=1", None).unwrap(),
-            Source::RemoteArchive { url: "https://example.com/m/model.TAR.GZ?sig=1".into() }
+            Source::RemoteArchive {
+                url: "https://example.com/m/model.TAR.GZ?sig=1".into()
+            }
         );
         assert_eq!(
             parse("https://example.com/a/b/style%20predict.tflite", None).unwrap(),
@@ -233,28 +277,48 @@ mod tests {
     fn google_cn_and_gs() {
         assert_eq!(
             parse("https://hub.tensorflow.google.cn/google/spice/2", None).unwrap(),
-            Source::RemoteArchive { url: "https://gcs.tensorflow.google.cn/tfhub-modules/google/spice/2.tar.gz".into() }
+            Source::RemoteArchive {
+                url: "https://gcs.tensorflow.google.cn/tfhub-modules/google/spice/2.tar.gz".into()
+            }
         );
         assert_eq!(
             parse("gs://bucket/m/1.tar.gz", None).unwrap(),
-            Source::RemoteArchive { url: "https://storage.googleapis.com/bucket/m/1.tar.gz".into() }
+            Source::RemoteArchive {
+                url: "https://storage.googleapis.com/bucket/m/1.tar.gz".into()
+            }
         );
-        assert!(matches!(parse("gs://bucket/m/1", None), Err(Error::Unsupported { .. })));
-        assert!(matches!(parse("ftp://x/y", None), Err(Error::Unsupported { .. })));
+        assert!(matches!(
+            parse("gs://bucket/m/1", None),
+            Err(Error::Unsupported { .. })
+        ));
+        assert!(matches!(
+            parse("ftp://x/y", None),
+            Err(Error::Unsupported { .. })
+        ));
     }
 
     #[test]
     fn missing_local_path_is_not_found() {
         let e = parse("/definitely/not/here/model", None).unwrap_err();
-        assert!(e.to_string().contains("/definitely/not/here/model: no such file"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("/definitely/not/here/model: no such file"),
+            "{e}"
+        );
     }
 
     #[test]
     fn file_names_and_percent_decoding() {
-        assert_eq!(file_name_of_url("https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"), "aclImdb_v1.tar.gz");
+        assert_eq!(
+            file_name_of_url("https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"),
+            "aclImdb_v1.tar.gz"
+        );
         assert_eq!(file_name_of_url("https://h/"), "download");
         assert_eq!(file_name_of_url("https://h/a/%2E%2E"), "download");
         assert_eq!(local_path("file:///tmp/a%20b"), PathBuf::from("/tmp/a b"));
-        assert_eq!(local_path("file://localhost/tmp/x"), PathBuf::from("/tmp/x"));
+        assert_eq!(
+            local_path("file://localhost/tmp/x"),
+            PathBuf::from("/tmp/x")
+        );
     }
 }

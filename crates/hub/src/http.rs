@@ -179,7 +179,10 @@ impl Fetch {
         }
         if let Some(n) = self.expected {
             if self.received() != n {
-                return Err(self.download_error(format!("the body has {} bytes, Content-Length says {n}", self.received())));
+                return Err(self.download_error(format!(
+                    "the body has {} bytes, Content-Length says {n}",
+                    self.received()
+                )));
             }
         }
         Ok(())
@@ -202,16 +205,24 @@ impl Http {
             .danger_accept_invalid_certs(r.accept_invalid_certs)
             .build()
             .map_err(|e| Error::Other(format!("cannot set up the HTTP client: {}", chain(&e))))?;
-        Ok(Http { client, progress: r.progress, max_extract_bytes: r.max_extract_bytes })
+        Ok(Http {
+            client,
+            progress: r.progress,
+            max_extract_bytes: r.max_extract_bytes,
+        })
     }
 
     /// GET `url`; a non-2xx status is an error naming the URL, the final URL and the status.
     fn get(&self, url: &str) -> Result<Fetch, Error> {
         tracing::info!("downloading {url}");
-        let mut resp = self.client.get(url).send().map_err(|e| Error::Unreachable {
-            url: url.to_string(),
-            message: chain(&e),
-        })?;
+        let mut resp = self
+            .client
+            .get(url)
+            .send()
+            .map_err(|e| Error::Unreachable {
+                url: url.to_string(),
+                message: chain(&e),
+            })?;
         let status = resp.status();
         let final_url = strip_query(resp.url().as_str());
         if !status.is_success() {
@@ -248,14 +259,27 @@ impl Http {
         });
         let failure = Arc::new(Mutex::new(None));
         let received = Arc::new(Mutex::new(0u64));
-        let mut body = Body { inner: resp, received: 0, failure: failure.clone(), bar: bar.clone() };
+        let mut body = Body {
+            inner: resp,
+            received: 0,
+            failure: failure.clone(),
+            bar: bar.clone(),
+        };
         let head = extract::read_head(&mut body, 512);
-        let probe = Probe { failure, received: received.clone() };
+        let probe = Probe {
+            failure,
+            received: received.clone(),
+        };
         let head = match head {
             Ok(h) => h,
             Err(e) => {
                 let received = body.received;
-                return Err(Error::Download { url: url.to_string(), received, expected, message: chain(&e) });
+                return Err(Error::Download {
+                    url: url.to_string(),
+                    received,
+                    expected,
+                    message: chain(&e),
+                });
             }
         };
         Ok(Fetch {
@@ -291,14 +315,19 @@ impl Http {
                 // Read to the very end: gzip CRC, trailing padding, and the Content-Length check.
                 io::copy(&mut reader, &mut io::sink())
                     .map(|_| ())
-                    .map_err(|e| Error::BadArchive { archive: url.to_string(), message: format!("after the last member: {e}") })
+                    .map_err(|e| Error::BadArchive {
+                        archive: url.to_string(),
+                        message: format!("after the last member: {e}"),
+                    })
             })
         };
         f.head = vec![0; head_len]; // only its length counts from here on
         f.finish();
         match result {
             // A read error underneath gzip/tar is a download error, not a bad archive.
-            Err(Error::BadArchive { message, .. }) if f.failure().is_some() => Err(f.download_error(message)),
+            Err(Error::BadArchive { message, .. }) if f.failure().is_some() => {
+                Err(f.download_error(message))
+            }
             Err(e) => Err(e),
             Ok(()) => f.check_complete(),
         }
@@ -311,13 +340,21 @@ impl Http {
             f.finish();
             return Err(f.unexpected(expect.describe()));
         }
-        let io_err = |source| Error::Io { path: path.to_path_buf(), action: "cannot write download", source };
+        let io_err = |source| Error::Io {
+            path: path.to_path_buf(),
+            action: "cannot write download",
+            source,
+        };
         let mut out = fs::File::create(path).map_err(io_err)?;
         out.write_all(&f.head).map_err(io_err)?;
         let copied = io::copy(&mut f.rest, &mut out);
         f.finish();
         if let Err(e) = copied {
-            return Err(if f.failure().is_some() { f.download_error(chain(&e)) } else { io_err(e) });
+            return Err(if f.failure().is_some() {
+                f.download_error(chain(&e))
+            } else {
+                io_err(e)
+            });
         }
         out.sync_all().map_err(io_err)?;
         f.check_complete()

@@ -72,7 +72,11 @@ impl Options {
     /// Options from the environment: `TFHUB_OFFLINE` (`1`/`true`/`yes`), `TFHUB_CACHE_DIR`;
     /// progress bars on (they are only drawn when stderr is a terminal).
     pub fn from_env() -> Options {
-        Options { offline: env_offline(), cache_dir: env_cache_dir(), progress: true }
+        Options {
+            offline: env_offline(),
+            cache_dir: env_cache_dir(),
+            progress: true,
+        }
     }
 }
 
@@ -131,7 +135,11 @@ pub enum Error {
         message: String,
     },
     /// The server answered with an error status.
-    #[error("GET {url}{} failed: HTTP {status}{}", redirect_note(url, final_url), body_note(body_start))]
+    #[error(
+        "GET {url}{} failed: HTTP {status}{}",
+        redirect_note(url, final_url),
+        body_note(body_start)
+    )]
     Http {
         /// The URL requested.
         url: String,
@@ -190,7 +198,9 @@ pub enum Error {
         message: String,
     },
     /// An archive that extracts to more than the size limit.
-    #[error("{archive}: archive extracts to more than {limit} bytes (at member {member:?}); refusing")]
+    #[error(
+        "{archive}: archive extracts to more than {limit} bytes (at member {member:?}); refusing"
+    )]
     TooLarge {
         /// The URL or path of the archive.
         archive: String,
@@ -257,7 +267,11 @@ pub fn cache_dir(opts: &Options) -> Result<PathBuf, Error> {
 /// The per-user cache folder: `$XDG_CACHE_HOME/tfhub-rs`, else `~/.cache/tfhub-rs`
 /// (`%LOCALAPPDATA%\tfhub-rs` on Windows).
 pub fn default_cache_dir() -> Result<PathBuf, Error> {
-    let nonempty = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+    let nonempty = |k: &str| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
     if let Some(x) = nonempty("XDG_CACHE_HOME").filter(|p| p.is_absolute()) {
         return Ok(x.join("tfhub-rs"));
     }
@@ -274,7 +288,12 @@ pub fn default_cache_dir() -> Result<PathBuf, Error> {
 
 fn env_flag(name: &str) -> bool {
     std::env::var(name)
-        .map(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"))
+        .map(|v| {
+            matches!(
+                v.trim().to_ascii_lowercase().as_str(),
+                "1" | "true" | "yes" | "on"
+            )
+        })
         .unwrap_or(false)
 }
 
@@ -283,7 +302,9 @@ fn env_offline() -> bool {
 }
 
 fn env_cache_dir() -> Option<PathBuf> {
-    std::env::var_os("TFHUB_CACHE_DIR").filter(|v| !v.is_empty()).map(PathBuf::from)
+    std::env::var_os("TFHUB_CACHE_DIR")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
 }
 
 /// A configured resolver. [`resolve`] builds one from [`Options`] and the environment;
@@ -328,7 +349,9 @@ impl Resolver {
         let mut r = Resolver::new(cache_dir(opts)?);
         r.offline = opts.offline || env_offline();
         r.progress = opts.progress;
-        r.tfhub_base = std::env::var("TFHUB_BASE_URL").ok().filter(|s| !s.is_empty());
+        r.tfhub_base = std::env::var("TFHUB_BASE_URL")
+            .ok()
+            .filter(|s| !s.is_empty());
         r.accept_invalid_certs = env_flag("TFHUB_DISABLE_CERT_VALIDATION");
         Ok(r)
     }
@@ -414,12 +437,16 @@ impl Resolver {
             handle::Source::RemoteFile { url, file_name } => {
                 let dir = self.module_dir(handle);
                 let dir = self.ensure(&dir, handle, |tmp| {
-                    self.http()?.fetch_file(&url, &tmp.join(&file_name), http::Expect::Tflite)
+                    self.http()?
+                        .fetch_file(&url, &tmp.join(&file_name), http::Expect::Tflite)
                 })?;
                 dir.join(file_name)
             }
         };
-        Ok(Resolved { path, handle: handle.to_string() })
+        Ok(Resolved {
+            path,
+            handle: handle.to_string(),
+        })
     }
 
     /// Downloads one file (e.g. a dataset archive) into `<cache>/downloads/<sha1(url)>/` without
@@ -427,12 +454,20 @@ impl Resolver {
     pub fn download_file(&self, url: &str) -> Result<PathBuf, Error> {
         if !(url.starts_with("http://") || url.starts_with("https://")) {
             let p = handle::local_path(url);
-            return if p.exists() { Ok(p) } else { Err(Error::NotFound { handle: url.to_string() }) };
+            return if p.exists() {
+                Ok(p)
+            } else {
+                Err(Error::NotFound {
+                    handle: url.to_string(),
+                })
+            };
         }
         let file_name = handle::file_name_of_url(url);
         let dir = self.cache_dir.join("downloads").join(module_dir_name(url));
         let expect = http::Expect::from_name(&file_name);
-        let dir = self.ensure(&dir, url, |tmp| self.http()?.fetch_file(url, &tmp.join(&file_name), expect))?;
+        let dir = self.ensure(&dir, url, |tmp| {
+            self.http()?.fetch_file(url, &tmp.join(&file_name), expect)
+        })?;
         Ok(dir.join(file_name))
     }
 
@@ -451,7 +486,10 @@ impl Resolver {
             return Ok(dir.to_path_buf());
         }
         if self.offline {
-            return Err(Error::Offline { handle: handle.to_string(), dir: dir.to_path_buf() });
+            return Err(Error::Offline {
+                handle: handle.to_string(),
+                dir: dir.to_path_buf(),
+            });
         }
         cache::populate_atomically(self, dir, handle, populate)?;
         Ok(dir.to_path_buf())

@@ -3,11 +3,19 @@
 
 mod common;
 
-
 use common::*;
 use hub::{Error, Resolver};
 
-const VARS: [&str; 8] = ["HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy", "NO_PROXY", "no_proxy"];
+const VARS: [&str; 8] = [
+    "HTTP_PROXY",
+    "http_proxy",
+    "HTTPS_PROXY",
+    "https_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+    "NO_PROXY",
+    "no_proxy",
+];
 
 fn with_env<T>(set: &[(&str, &str)], f: impl FnOnce() -> T) -> T {
     common::with_env(&VARS, set, f)
@@ -21,10 +29,20 @@ fn http_proxy_variable_is_honoured() {
         eprintln!("skipped: REQUEST_METHOD is set (CGI), where reqwest ignores HTTP_PROXY");
         return;
     }
-    let server = Server::start(|_| vec![("/m/model.tar.gz".into(), Reply::Ok { body: fake_model_tgz(), content_type: "application/gzip" })]);
+    let server = Server::start(|_| {
+        vec![(
+            "/m/model.tar.gz".into(),
+            Reply::Ok {
+                body: fake_model_tgz(),
+                content_type: "application/gzip",
+            },
+        )]
+    });
     let cache = tempfile::tempdir().unwrap();
     let url = "http://models.example.invalid/m/model.tar.gz";
-    let r = with_env(&[("HTTP_PROXY", server.base.as_str())], || Resolver::new(cache.path()).resolve(url).unwrap());
+    let r = with_env(&[("HTTP_PROXY", server.base.as_str())], || {
+        Resolver::new(cache.path()).resolve(url).unwrap()
+    });
     assert_fake_model(&r.path);
     assert_eq!(server.all_requests(), vec![url.to_string()]);
 }
@@ -34,10 +52,17 @@ fn no_proxy_variable_bypasses_the_proxy() {
     let server = Server::start(|_| vec![]);
     let cache = tempfile::tempdir().unwrap();
     let url = "http://models.example.invalid/m/model.tar.gz";
-    let e = with_env(&[("HTTP_PROXY", server.base.as_str()), ("NO_PROXY", "example.invalid")], || {
-        Resolver::new(cache.path()).resolve(url).unwrap_err()
-    });
+    let e = with_env(
+        &[
+            ("HTTP_PROXY", server.base.as_str()),
+            ("NO_PROXY", "example.invalid"),
+        ],
+        || Resolver::new(cache.path()).resolve(url).unwrap_err(),
+    );
     assert!(matches!(e, Error::Unreachable { .. }), "{e:?}");
-    assert!(e.to_string().starts_with(&format!("cannot reach {url}: ")), "{e}");
+    assert!(
+        e.to_string().starts_with(&format!("cannot reach {url}: ")),
+        "{e}"
+    );
     assert!(server.all_requests().is_empty());
 }

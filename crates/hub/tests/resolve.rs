@@ -14,11 +14,16 @@ use common::*;
 use hub::{module_dir_name, Error, Resolver};
 
 fn resolver(cache: &Path) -> Resolver {
-    Resolver::new(cache).quiet(true).lock_poll_interval(Duration::from_millis(20))
+    Resolver::new(cache)
+        .quiet(true)
+        .lock_poll_interval(Duration::from_millis(20))
 }
 
 fn tgz_reply() -> Reply {
-    Reply::Ok { body: fake_model_tgz(), content_type: "application/x-gzip" }
+    Reply::Ok {
+        body: fake_model_tgz(),
+        content_type: "application/x-gzip",
+    }
 }
 
 /// Nothing but `expected` in the cache folder: no lock, no temporary folder.
@@ -32,13 +37,28 @@ fn assert_cache_names(cache: &Path, expected: &[String]) {
 fn module_dir_names_match_python_hashlib() {
     // Values from hashlib.sha1(handle.encode()).hexdigest() (spec 5.3).
     for (handle, sha) in [
-        ("https://tfhub.dev/google/imagenet/inception_v3/classification/5", "b0d2d75d4975ad57c942066aa2d64c6c2955a775"),
-        ("https://tfhub.dev/google/imagenet/inception_v3/feature_vector/5", "d30c685f31c2a953a48eeb6695c0f7a77298ea8b"),
-        ("https://tfhub.dev/google/magenta/arbitrary-image-stylization-v1-256/2", "f843094219bf78a99e8ea6c8d71f1bc74f07101a"),
-        ("https://tfhub.dev/google/tf2-preview/gnews-swivel-20dim/1", "510580b203329a4a95dfdfefd838bdcd202f0d13"),
+        (
+            "https://tfhub.dev/google/imagenet/inception_v3/classification/5",
+            "b0d2d75d4975ad57c942066aa2d64c6c2955a775",
+        ),
+        (
+            "https://tfhub.dev/google/imagenet/inception_v3/feature_vector/5",
+            "d30c685f31c2a953a48eeb6695c0f7a77298ea8b",
+        ),
+        (
+            "https://tfhub.dev/google/magenta/arbitrary-image-stylization-v1-256/2",
+            "f843094219bf78a99e8ea6c8d71f1bc74f07101a",
+        ),
+        (
+            "https://tfhub.dev/google/tf2-preview/gnews-swivel-20dim/1",
+            "510580b203329a4a95dfdfefd838bdcd202f0d13",
+        ),
     ] {
         assert_eq!(module_dir_name(handle), sha, "{handle}");
-        assert_eq!(Resolver::new("/c").module_dir(handle), PathBuf::from("/c").join(sha));
+        assert_eq!(
+            Resolver::new("/c").module_dir(handle),
+            PathBuf::from("/c").join(sha)
+        );
     }
 }
 
@@ -53,11 +73,23 @@ fn downloads_targz_into_sha1_folder_with_descriptor() {
     assert_eq!(r.handle, handle);
     assert_fake_model(&r.path);
     let desc = fs::read_to_string(cache.path().join(format!("{sha}.descriptor.txt"))).unwrap();
-    assert!(desc.starts_with(&format!("Module: {handle}\nDownload Time: ")), "{desc}");
-    assert!(desc.contains(&format!("(PID:{})", std::process::id())), "{desc}");
-    assert_cache_names(cache.path(), &[sha.clone(), format!("{sha}.descriptor.txt")]);
+    assert!(
+        desc.starts_with(&format!("Module: {handle}\nDownload Time: ")),
+        "{desc}"
+    );
+    assert!(
+        desc.contains(&format!("(PID:{})", std::process::id())),
+        "{desc}"
+    );
+    assert_cache_names(
+        cache.path(),
+        &[sha.clone(), format!("{sha}.descriptor.txt")],
+    );
     // Python tensorflow_hub's query was appended.
-    assert_eq!(server.all_requests(), vec!["/models/m/1?tf-hub-format=compressed".to_string()]);
+    assert_eq!(
+        server.all_requests(),
+        vec!["/models/m/1?tf-hub-format=compressed".to_string()]
+    );
     // Second time: a cache hit, no request.
     let again = resolver(cache.path()).resolve(&handle).unwrap();
     assert_eq!(again.path, r.path);
@@ -88,9 +120,17 @@ fn tfhub_handle_follows_redirects_to_kaggle_like_storage() {
         ]
     });
     let cache = tempfile::tempdir().unwrap();
-    let r = resolver(cache.path()).tfhub_base(server.base.clone()).resolve(handle).unwrap();
+    let r = resolver(cache.path())
+        .tfhub_base(server.base.clone())
+        .resolve(handle)
+        .unwrap();
     // The cache folder is named after the tfhub.dev handle, as Python names it.
-    assert_eq!(r.path, cache.path().join("b0d2d75d4975ad57c942066aa2d64c6c2955a775"));
+    assert_eq!(
+        r.path,
+        cache
+            .path()
+            .join("b0d2d75d4975ad57c942066aa2d64c6c2955a775")
+    );
     assert_fake_model(&r.path);
     assert_eq!(
         server.all_requests(),
@@ -111,7 +151,10 @@ fn http_404_names_url_and_status() {
     let e = resolver(cache.path()).resolve(&handle).unwrap_err();
     assert!(matches!(e, Error::Http { status: 404, .. }), "{e:?}");
     let msg = e.to_string();
-    assert!(msg.contains(&format!("{handle}?tf-hub-format=compressed")), "{msg}");
+    assert!(
+        msg.contains(&format!("{handle}?tf-hub-format=compressed")),
+        "{msg}"
+    );
     assert!(msg.contains("HTTP 404"), "{msg}");
     assert_cache_names(cache.path(), &[]);
 }
@@ -120,10 +163,19 @@ fn http_404_names_url_and_status() {
 fn http_403_after_redirect_names_both_urls_and_body() {
     let server = Server::start(|_| {
         vec![
-            ("/google/yamnet/1".into(), Reply::Redirect { code: 302, location: "/signed/archive.tar.gz?Signature=x".into() }),
+            (
+                "/google/yamnet/1".into(),
+                Reply::Redirect {
+                    code: 302,
+                    location: "/signed/archive.tar.gz?Signature=x".into(),
+                },
+            ),
             (
                 "/signed/archive.tar.gz".into(),
-                Reply::Status { code: 403, body: "<?xml version='1.0'?><Error><Code>SignatureDoesNotMatch</Code></Error>" },
+                Reply::Status {
+                    code: 403,
+                    body: "<?xml version='1.0'?><Error><Code>SignatureDoesNotMatch</Code></Error>",
+                },
             ),
         ]
     });
@@ -133,8 +185,17 @@ fn http_403_after_redirect_names_both_urls_and_body() {
     let msg = e.to_string();
     assert!(matches!(e, Error::Http { status: 403, .. }), "{e:?}");
     assert!(msg.contains(&handle), "{msg}");
-    assert!(msg.contains(&format!("redirected to {}/signed/archive.tar.gz)", server.base)), "{msg}");
-    assert!(!msg.contains("Signature=x"), "signed query strings are not printed: {msg}");
+    assert!(
+        msg.contains(&format!(
+            "redirected to {}/signed/archive.tar.gz)",
+            server.base
+        )),
+        "{msg}"
+    );
+    assert!(
+        !msg.contains("Signature=x"),
+        "signed query strings are not printed: {msg}"
+    );
     assert!(msg.contains("SignatureDoesNotMatch"), "{msg}");
     assert_cache_names(cache.path(), &[]);
 }
@@ -145,9 +206,21 @@ fn truncated_body_fails_and_leaves_nothing() {
     let half = tgz[..tgz.len() / 2].to_vec();
     let server = Server::start(|_| {
         vec![
-            ("/half.tar.gz".into(), Reply::Truncated { body: half, claimed: tgz.len() }),
+            (
+                "/half.tar.gz".into(),
+                Reply::Truncated {
+                    body: half,
+                    claimed: tgz.len(),
+                },
+            ),
             // The whole archive, but Content-Length promises more.
-            ("/short.tar.gz".into(), Reply::Truncated { body: tgz.clone(), claimed: tgz.len() + 100 }),
+            (
+                "/short.tar.gz".into(),
+                Reply::Truncated {
+                    body: tgz.clone(),
+                    claimed: tgz.len() + 100,
+                },
+            ),
         ]
     });
     let cache = tempfile::tempdir().unwrap();
@@ -156,8 +229,17 @@ fn truncated_body_fails_and_leaves_nothing() {
         let e = resolver(cache.path()).resolve(&url).unwrap_err();
         assert!(matches!(e, Error::Download { .. }), "{path}: {e:?}");
         let msg = e.to_string();
-        assert!(msg.starts_with(&format!("download of {url} failed after ")), "{msg}");
-        assert!(msg.contains(&format!("of {}", tgz.len() + if path == "/short.tar.gz" { 100 } else { 0 })), "{msg}");
+        assert!(
+            msg.starts_with(&format!("download of {url} failed after ")),
+            "{msg}"
+        );
+        assert!(
+            msg.contains(&format!(
+                "of {}",
+                tgz.len() + if path == "/short.tar.gz" { 100 } else { 0 }
+            )),
+            "{msg}"
+        );
     }
     assert_cache_names(cache.path(), &[]);
 }
@@ -167,10 +249,19 @@ fn html_body_is_not_an_archive() {
     let server = Server::start(|_| {
         vec![
             // What tfhub.dev does for a model that was not migrated to Kaggle.
-            ("/models/google/x".into(), Reply::Redirect { code: 302, location: "/models?tfhub-redirect=true".into() }),
+            (
+                "/models/google/x".into(),
+                Reply::Redirect {
+                    code: 302,
+                    location: "/models?tfhub-redirect=true".into(),
+                },
+            ),
             (
                 "/models".into(),
-                Reply::Ok { body: b"<!DOCTYPE html>\n<html><title>Kaggle</title></html>".to_vec(), content_type: "text/html; charset=utf-8" },
+                Reply::Ok {
+                    body: b"<!DOCTYPE html>\n<html><title>Kaggle</title></html>".to_vec(),
+                    content_type: "text/html; charset=utf-8",
+                },
             ),
         ]
     });
@@ -178,16 +269,41 @@ fn html_body_is_not_an_archive() {
     let handle = format!("{}/models/google/x", server.base);
     let e = resolver(cache.path()).resolve(&handle).unwrap_err();
     let msg = e.to_string();
-    assert!(matches!(e, Error::UnexpectedContent { status: 200, .. }), "{e:?}");
-    assert!(msg.starts_with(&format!("{handle}?tf-hub-format=compressed (redirected to ")), "{msg}");
-    assert!(msg.contains("does not appear to be a valid module archive"), "{msg}");
-    assert!(msg.contains("HTTP 200") && msg.contains("text/html") && msg.contains("<!DOCTYPE html>"), "{msg}");
-    assert!(msg.contains(&format!("(redirected to {}/models)", server.base)), "{msg}");
+    assert!(
+        matches!(e, Error::UnexpectedContent { status: 200, .. }),
+        "{e:?}"
+    );
+    assert!(
+        msg.starts_with(&format!(
+            "{handle}?tf-hub-format=compressed (redirected to "
+        )),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("does not appear to be a valid module archive"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("HTTP 200") && msg.contains("text/html") && msg.contains("<!DOCTYPE html>"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains(&format!("(redirected to {}/models)", server.base)),
+        "{msg}"
+    );
     assert_cache_names(cache.path(), &[]);
 }
 
 fn serve_and_resolve(body: Vec<u8>, cache: &Path) -> Result<hub::Resolved, Error> {
-    let server = Server::start(|_| vec![("/evil.tar.gz".into(), Reply::Ok { body, content_type: "application/gzip" })]);
+    let server = Server::start(|_| {
+        vec![(
+            "/evil.tar.gz".into(),
+            Reply::Ok {
+                body,
+                content_type: "application/gzip",
+            },
+        )]
+    });
     resolver(cache).resolve(&format!("{}/evil.tar.gz", server.base))
 }
 
@@ -197,7 +313,10 @@ fn parent_dir_member_is_refused() {
     let cache = root.path().join("cache");
     let tar = raw_tar_member(b"../evil", tar::EntryType::Regular, b"pwned", None);
     let e = serve_and_resolve(gzip(&tar), &cache).unwrap_err();
-    assert!(matches!(&e, Error::UnsafeArchive { member, .. } if member == "../evil"), "{e:?}");
+    assert!(
+        matches!(&e, Error::UnsafeArchive { member, .. } if member == "../evil"),
+        "{e:?}"
+    );
     assert!(e.to_string().contains("`..`"), "{e}");
     assert!(!cache.join("evil").exists() && !root.path().join("evil").exists());
     assert_cache_names(&cache, &[]);
@@ -208,9 +327,17 @@ fn absolute_member_is_refused() {
     let root = tempfile::tempdir().unwrap();
     let cache = root.path().join("cache");
     let target = root.path().join("abs_evil");
-    let tar = raw_tar_member(target.to_str().unwrap().as_bytes(), tar::EntryType::Regular, b"pwned", None);
+    let tar = raw_tar_member(
+        target.to_str().unwrap().as_bytes(),
+        tar::EntryType::Regular,
+        b"pwned",
+        None,
+    );
     let e = serve_and_resolve(gzip(&tar), &cache).unwrap_err();
-    assert!(matches!(&e, Error::UnsafeArchive { reason, .. } if reason == "absolute path"), "{e:?}");
+    assert!(
+        matches!(&e, Error::UnsafeArchive { reason, .. } if reason == "absolute path"),
+        "{e:?}"
+    );
     assert!(!target.exists());
     assert_cache_names(&cache, &[]);
 }
@@ -230,7 +357,10 @@ fn symlink_hardlink_and_device_members_are_refused() {
         let e = serve_and_resolve(tar, &cache).unwrap_err();
         let msg = e.to_string();
         assert!(matches!(e, Error::UnsafeArchive { .. }), "{ty:?}: {e:?}");
-        assert!(msg.contains(what) && msg.contains("saved_model.pb"), "{msg}");
+        assert!(
+            msg.contains(what) && msg.contains("saved_model.pb"),
+            "{msg}"
+        );
         assert_cache_names(&cache, &[]);
     }
 }
@@ -239,8 +369,14 @@ fn symlink_hardlink_and_device_members_are_refused() {
 fn size_limit_refuses_big_archives() {
     let server = Server::start(|_| vec![("/m.tar.gz".into(), tgz_reply())]);
     let cache = tempfile::tempdir().unwrap();
-    let e = resolver(cache.path()).max_extract_bytes(1000).resolve(&format!("{}/m.tar.gz", server.base)).unwrap_err();
-    assert!(matches!(&e, Error::TooLarge { limit: 1000, member, .. } if member.contains("variables.data")), "{e:?}");
+    let e = resolver(cache.path())
+        .max_extract_bytes(1000)
+        .resolve(&format!("{}/m.tar.gz", server.base))
+        .unwrap_err();
+    assert!(
+        matches!(&e, Error::TooLarge { limit: 1000, member, .. } if member.contains("variables.data")),
+        "{e:?}"
+    );
     assert_cache_names(cache.path(), &[]);
 }
 
@@ -248,7 +384,14 @@ fn size_limit_refuses_big_archives() {
 fn concurrent_threads_download_once_and_all_succeed() {
     let body = fake_model_tgz();
     let server = Server::start(|_| {
-        vec![("/slow/model/1".into(), Reply::Slow { body, chunk: 200, pause: Duration::from_millis(15) })]
+        vec![(
+            "/slow/model/1".into(),
+            Reply::Slow {
+                body,
+                chunk: 200,
+                pause: Duration::from_millis(15),
+            },
+        )]
     });
     let cache = tempfile::tempdir().unwrap();
     let handle = format!("{}/slow/model/1", server.base);
@@ -256,26 +399,41 @@ fn concurrent_threads_download_once_and_all_succeed() {
     let barrier = Arc::new(Barrier::new(n));
     let threads: Vec<_> = (0..n)
         .map(|_| {
-            let (cache, handle, barrier) = (cache.path().to_path_buf(), handle.clone(), barrier.clone());
+            let (cache, handle, barrier) =
+                (cache.path().to_path_buf(), handle.clone(), barrier.clone());
             std::thread::spawn(move || {
                 barrier.wait();
                 resolver(&cache).resolve(&handle)
             })
         })
         .collect();
-    let paths: Vec<PathBuf> = threads.into_iter().map(|t| t.join().unwrap().unwrap().path).collect();
+    let paths: Vec<PathBuf> = threads
+        .into_iter()
+        .map(|t| t.join().unwrap().unwrap().path)
+        .collect();
     let sha = module_dir_name(&handle);
     for p in &paths {
         assert_eq!(p, &cache.path().join(&sha));
     }
     assert_fake_model(&paths[0]);
-    assert_eq!(server.hits("/slow/model/1"), 1, "downloaded once: {:?}", server.all_requests());
-    assert_cache_names(cache.path(), &[sha.clone(), format!("{sha}.descriptor.txt")]);
+    assert_eq!(
+        server.hits("/slow/model/1"),
+        1,
+        "downloaded once: {:?}",
+        server.all_requests()
+    );
+    assert_cache_names(
+        cache.path(),
+        &[sha.clone(), format!("{sha}.descriptor.txt")],
+    );
 }
 
 #[test]
 fn concurrent_processes_download_once_and_both_succeed() {
-    if let (Ok(handle), Ok(cache)) = (std::env::var("HUB_TEST_CHILD_HANDLE"), std::env::var("HUB_TEST_CHILD_CACHE")) {
+    if let (Ok(handle), Ok(cache)) = (
+        std::env::var("HUB_TEST_CHILD_HANDLE"),
+        std::env::var("HUB_TEST_CHILD_CACHE"),
+    ) {
         // Child process: resolve and report.
         let r = resolver(Path::new(&cache)).resolve(&handle).unwrap();
         println!("\nRESOLVED:{}", r.path.display());
@@ -283,7 +441,14 @@ fn concurrent_processes_download_once_and_both_succeed() {
     }
     let body = fake_model_tgz();
     let server = Server::start(|_| {
-        vec![("/proc/model/1".into(), Reply::Slow { body, chunk: 200, pause: Duration::from_millis(20) })]
+        vec![(
+            "/proc/model/1".into(),
+            Reply::Slow {
+                body,
+                chunk: 200,
+                pause: Duration::from_millis(20),
+            },
+        )]
     });
     let cache = tempfile::tempdir().unwrap();
     let handle = format!("{}/proc/model/1", server.base);
@@ -291,7 +456,12 @@ fn concurrent_processes_download_once_and_both_succeed() {
     let children: Vec<_> = (0..2)
         .map(|_| {
             std::process::Command::new(&exe)
-                .args(["--exact", "concurrent_processes_download_once_and_both_succeed", "--nocapture", "--test-threads=1"])
+                .args([
+                    "--exact",
+                    "concurrent_processes_download_once_and_both_succeed",
+                    "--nocapture",
+                    "--test-threads=1",
+                ])
                 .env("HUB_TEST_CHILD_HANDLE", &handle)
                 .env("HUB_TEST_CHILD_CACHE", cache.path())
                 .stdout(std::process::Stdio::piped())
@@ -300,14 +470,26 @@ fn concurrent_processes_download_once_and_both_succeed() {
                 .unwrap()
         })
         .collect();
-    let expected = format!("RESOLVED:{}", cache.path().join(module_dir_name(&handle)).display());
+    let expected = format!(
+        "RESOLVED:{}",
+        cache.path().join(module_dir_name(&handle)).display()
+    );
     for c in children {
         let out = c.wait_with_output().unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(out.status.success(), "child failed: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "child failed: {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         assert!(stdout.contains(&expected), "{stdout}");
     }
-    assert_eq!(server.hits("/proc/model/1"), 1, "{:?}", server.all_requests());
+    assert_eq!(
+        server.hits("/proc/model/1"),
+        1,
+        "{:?}",
+        server.all_requests()
+    );
     assert_fake_model(&cache.path().join(module_dir_name(&handle)));
 }
 
@@ -316,19 +498,34 @@ fn offline_mode_hit_and_miss() {
     let server = Server::start(|_| vec![("/m/1".into(), tgz_reply())]);
     let cache = tempfile::tempdir().unwrap();
     let handle = format!("{}/m/1", server.base);
-    let e = resolver(cache.path()).offline(true).resolve(&handle).unwrap_err();
+    let e = resolver(cache.path())
+        .offline(true)
+        .resolve(&handle)
+        .unwrap_err();
     let msg = e.to_string();
     assert!(matches!(e, Error::Offline { .. }), "{e:?}");
-    assert!(msg.contains(&handle) && msg.contains("offline") && msg.contains(&module_dir_name(&handle)), "{msg}");
-    assert_eq!(server.all_requests().len(), 0, "offline must not touch the network");
+    assert!(
+        msg.contains(&handle) && msg.contains("offline") && msg.contains(&module_dir_name(&handle)),
+        "{msg}"
+    );
+    assert_eq!(
+        server.all_requests().len(),
+        0,
+        "offline must not touch the network"
+    );
     resolver(cache.path()).resolve(&handle).unwrap();
-    let hit = resolver(cache.path()).offline(true).resolve(&handle).unwrap();
+    let hit = resolver(cache.path())
+        .offline(true)
+        .resolve(&handle)
+        .unwrap();
     assert_fake_model(&hit.path);
     assert_eq!(server.all_requests().len(), 1);
 }
 
 fn this_hostname() -> String {
-    fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_string()).unwrap_or_default()
+    fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
 }
 
 #[test]
@@ -345,15 +542,31 @@ fn stale_lock_of_dead_process_is_recovered() {
     child.wait().unwrap();
     let sha = module_dir_name(&handle);
     let lock = cache.path().join(format!("{sha}.lock"));
-    fs::write(&lock, format!("{}.{dead}.0123456789abcdef0123456789abcdef", this_hostname())).unwrap();
+    fs::write(
+        &lock,
+        format!(
+            "{}.{dead}.0123456789abcdef0123456789abcdef",
+            this_hostname()
+        ),
+    )
+    .unwrap();
     // The dead downloader's half-written folder and an empty leftover target folder.
-    fs::create_dir_all(cache.path().join(format!("{sha}.0123456789abcdef0123456789abcdef.tmp/variables"))).unwrap();
+    fs::create_dir_all(cache.path().join(format!(
+        "{sha}.0123456789abcdef0123456789abcdef.tmp/variables"
+    )))
+    .unwrap();
     fs::create_dir(cache.path().join(&sha)).unwrap();
     // A long lock timeout: only the dead-pid rule can free it quickly.
-    let r = resolver(cache.path()).lock_timeout(Duration::from_secs(3600)).resolve(&handle).unwrap();
+    let r = resolver(cache.path())
+        .lock_timeout(Duration::from_secs(3600))
+        .resolve(&handle)
+        .unwrap();
     assert_fake_model(&r.path);
     // The lock and the abandoned download folder are gone.
-    assert_cache_names(cache.path(), &[sha.clone(), format!("{sha}.descriptor.txt")]);
+    assert_cache_names(
+        cache.path(),
+        &[sha.clone(), format!("{sha}.descriptor.txt")],
+    );
 }
 
 #[test]
@@ -361,9 +574,18 @@ fn stale_lock_of_other_host_is_recovered_after_timeout() {
     let server = Server::start(|_| vec![("/m/1".into(), tgz_reply())]);
     let cache = tempfile::tempdir().unwrap();
     let handle = format!("{}/m/1", server.base);
-    let lock = cache.path().join(format!("{}.lock", module_dir_name(&handle)));
-    fs::write(&lock, "build-box.example.org.4242.ffffffffffffffffffffffffffffffff").unwrap();
-    let r = resolver(cache.path()).lock_timeout(Duration::from_millis(300)).resolve(&handle).unwrap();
+    let lock = cache
+        .path()
+        .join(format!("{}.lock", module_dir_name(&handle)));
+    fs::write(
+        &lock,
+        "build-box.example.org.4242.ffffffffffffffffffffffffffffffff",
+    )
+    .unwrap();
+    let r = resolver(cache.path())
+        .lock_timeout(Duration::from_millis(300))
+        .resolve(&handle)
+        .unwrap();
     assert_fake_model(&r.path);
     assert!(!lock.exists());
     assert_eq!(server.hits("/m/1"), 1);
@@ -378,7 +600,11 @@ fn live_lock_is_waited_for_and_its_result_used() {
     let sha = module_dir_name(&handle);
     let lock = cache.path().join(format!("{sha}.lock"));
     let uid = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
-    fs::write(&lock, format!("{}.{}.{uid}", this_hostname(), std::process::id())).unwrap();
+    fs::write(
+        &lock,
+        format!("{}.{}.{uid}", this_hostname(), std::process::id()),
+    )
+    .unwrap();
     let (c, l, s) = (cache.path().to_path_buf(), lock.clone(), sha.clone());
     let other = std::thread::spawn(move || {
         let tmp = c.join(format!("{s}.{uid}.tmp"));
@@ -393,10 +619,17 @@ fn live_lock_is_waited_for_and_its_result_used() {
     });
     // The lock timeout is shorter than the whole download but longer than any pause between
     // changes: a growing download folder keeps the lock alive.
-    let r = resolver(cache.path()).lock_timeout(Duration::from_millis(250)).resolve(&handle).unwrap();
+    let r = resolver(cache.path())
+        .lock_timeout(Duration::from_millis(250))
+        .resolve(&handle)
+        .unwrap();
     other.join().unwrap();
     assert_fake_model(&r.path);
-    assert_eq!(server.all_requests().len(), 0, "the other download was used");
+    assert_eq!(
+        server.all_requests().len(),
+        0,
+        "the other download was used"
+    );
 }
 
 #[test]
@@ -405,10 +638,15 @@ fn local_targz_is_extracted_into_cache_once() {
     let cache = tempfile::tempdir().unwrap();
     let archive = src.path().join("model.tgz");
     fs::write(&archive, fake_model_tgz()).unwrap();
-    let r = resolver(cache.path()).resolve(archive.to_str().unwrap()).unwrap();
+    let r = resolver(cache.path())
+        .resolve(archive.to_str().unwrap())
+        .unwrap();
     assert!(r.path.starts_with(cache.path()), "{}", r.path.display());
     assert_fake_model(&r.path);
-    let again = resolver(cache.path()).offline(true).resolve(archive.to_str().unwrap()).unwrap();
+    let again = resolver(cache.path())
+        .offline(true)
+        .resolve(archive.to_str().unwrap())
+        .unwrap();
     assert_eq!(again.path, r.path);
 }
 
@@ -423,18 +661,35 @@ fn file_urls_of_folders_archives_and_tflite() {
     let url = format!("file://{}", folder.display()).replace(' ', "%20");
     assert_eq!(resolver(cache.path()).resolve(&url).unwrap().path, folder);
     // A plain .tar whose members sit under a top folder: extracted, the inner folder returned.
-    let nested: Vec<(String, Vec<u8>)> =
-        fake_saved_model().into_iter().map(|(p, d)| (format!("inception/{p}"), d)).collect();
-    let nested: Vec<(&str, Vec<u8>)> = nested.iter().map(|(p, d)| (p.as_str(), d.clone())).collect();
+    let nested: Vec<(String, Vec<u8>)> = fake_saved_model()
+        .into_iter()
+        .map(|(p, d)| (format!("inception/{p}"), d))
+        .collect();
+    let nested: Vec<(&str, Vec<u8>)> = nested
+        .iter()
+        .map(|(p, d)| (p.as_str(), d.clone()))
+        .collect();
     let tar_path = src.path().join("nested.tar");
     fs::write(&tar_path, tar_of(&nested)).unwrap();
-    let r = resolver(cache.path()).resolve(&format!("file://{}", tar_path.display())).unwrap();
-    assert!(r.path.ends_with("inception") && r.path.starts_with(cache.path()), "{}", r.path.display());
+    let r = resolver(cache.path())
+        .resolve(&format!("file://{}", tar_path.display()))
+        .unwrap();
+    assert!(
+        r.path.ends_with("inception") && r.path.starts_with(cache.path()),
+        "{}",
+        r.path.display()
+    );
     assert_fake_model(&r.path);
     // A .tflite file: returned as it is.
     let tfl = src.path().join("m.tflite");
     fs::write(&tfl, b"\x1c\0\0\0TFL3").unwrap();
-    assert_eq!(resolver(cache.path()).resolve(tfl.to_str().unwrap()).unwrap().path, tfl);
+    assert_eq!(
+        resolver(cache.path())
+            .resolve(tfl.to_str().unwrap())
+            .unwrap()
+            .path,
+        tfl
+    );
 }
 
 #[test]
@@ -443,17 +698,31 @@ fn local_non_archive_named_tgz_is_a_clear_error() {
     let cache = tempfile::tempdir().unwrap();
     let bogus = src.path().join("model.tar.gz");
     fs::write(&bogus, b"<html>not an archive</html>").unwrap();
-    let e = resolver(cache.path()).resolve(bogus.to_str().unwrap()).unwrap_err();
-    assert!(e.to_string().contains(&format!("{} does not appear to be a valid tar or tar.gz archive", bogus.display())), "{e}");
+    let e = resolver(cache.path())
+        .resolve(bogus.to_str().unwrap())
+        .unwrap_err();
+    assert!(
+        e.to_string().contains(&format!(
+            "{} does not appear to be a valid tar or tar.gz archive",
+            bogus.display()
+        )),
+        "{e}"
+    );
     assert_cache_names(cache.path(), &[]);
 }
 
 #[test]
 fn missing_local_path_is_not_found() {
     let cache = tempfile::tempdir().unwrap();
-    let e = resolver(cache.path()).resolve("/no/such/saved_model_dir").unwrap_err();
+    let e = resolver(cache.path())
+        .resolve("/no/such/saved_model_dir")
+        .unwrap_err();
     assert!(matches!(e, Error::NotFound { .. }));
-    assert!(e.to_string().starts_with("/no/such/saved_model_dir: no such file or folder"), "{e}");
+    assert!(
+        e.to_string()
+            .starts_with("/no/such/saved_model_dir: no such file or folder"),
+        "{e}"
+    );
 }
 
 const TFLITE: &[u8] = b"\x1c\x00\x00\x00TFL3\x00\x00\x00\x00fake flatbuffer";
@@ -462,43 +731,109 @@ const TFLITE: &[u8] = b"\x1c\x00\x00\x00TFL3\x00\x00\x00\x00fake flatbuffer";
 fn tflite_urls_resolve_to_a_single_cached_file() {
     let server = Server::start(|_| {
         vec![
-            ("/files/style_predict.tflite".into(), Reply::Ok { body: TFLITE.to_vec(), content_type: "application/octet-stream" }),
-            ("/google/lite-model/magenta/x/int8/prediction/1".into(), Reply::Ok { body: TFLITE.to_vec(), content_type: "application/octet-stream" }),
-            ("/html.tflite".into(), Reply::Ok { body: b"<html>login</html>".to_vec(), content_type: "text/html" }),
+            (
+                "/files/style_predict.tflite".into(),
+                Reply::Ok {
+                    body: TFLITE.to_vec(),
+                    content_type: "application/octet-stream",
+                },
+            ),
+            (
+                "/google/lite-model/magenta/x/int8/prediction/1".into(),
+                Reply::Ok {
+                    body: TFLITE.to_vec(),
+                    content_type: "application/octet-stream",
+                },
+            ),
+            (
+                "/html.tflite".into(),
+                Reply::Ok {
+                    body: b"<html>login</html>".to_vec(),
+                    content_type: "text/html",
+                },
+            ),
         ]
     });
     let cache = tempfile::tempdir().unwrap();
     let url = format!("{}/files/style_predict.tflite", server.base);
     let r = resolver(cache.path()).resolve(&url).unwrap();
-    assert_eq!(r.path, cache.path().join(module_dir_name(&url)).join("style_predict.tflite"));
+    assert_eq!(
+        r.path,
+        cache
+            .path()
+            .join(module_dir_name(&url))
+            .join("style_predict.tflite")
+    );
     assert_eq!(fs::read(&r.path).unwrap(), TFLITE);
 
     let handle = "https://tfhub.dev/google/lite-model/magenta/x/int8/prediction/1";
-    let r = resolver(cache.path()).tfhub_base(server.base.clone()).resolve(handle).unwrap();
-    assert_eq!(r.path, cache.path().join(module_dir_name(handle)).join("model.tflite"));
+    let r = resolver(cache.path())
+        .tfhub_base(server.base.clone())
+        .resolve(handle)
+        .unwrap();
+    assert_eq!(
+        r.path,
+        cache
+            .path()
+            .join(module_dir_name(handle))
+            .join("model.tflite")
+    );
     assert_eq!(fs::read(&r.path).unwrap(), TFLITE);
-    assert!(server.all_requests().contains(&"/google/lite-model/magenta/x/int8/prediction/1?lite-format=tflite".to_string()));
+    assert!(server.all_requests().contains(
+        &"/google/lite-model/magenta/x/int8/prediction/1?lite-format=tflite".to_string()
+    ));
 
-    let e = resolver(cache.path()).resolve(&format!("{}/html.tflite", server.base)).unwrap_err();
-    assert!(e.to_string().contains("does not appear to be a valid TF Lite model"), "{e}");
+    let e = resolver(cache.path())
+        .resolve(&format!("{}/html.tflite", server.base))
+        .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("does not appear to be a valid TF Lite model"),
+        "{e}"
+    );
 }
 
 #[test]
 fn download_file_caches_a_dataset_archive_without_extracting() {
     let tgz = fake_model_tgz();
     let server = Server::start(|_| {
-        vec![("/~amaas/data/sentiment/aclImdb_v1.tar.gz".into(), Reply::Ok { body: tgz.clone(), content_type: "application/x-gzip" })]
+        vec![(
+            "/~amaas/data/sentiment/aclImdb_v1.tar.gz".into(),
+            Reply::Ok {
+                body: tgz.clone(),
+                content_type: "application/x-gzip",
+            },
+        )]
     });
     let cache = tempfile::tempdir().unwrap();
     let url = format!("{}/~amaas/data/sentiment/aclImdb_v1.tar.gz", server.base);
     let p = resolver(cache.path()).download_file(&url).unwrap();
-    assert_eq!(p, cache.path().join("downloads").join(module_dir_name(&url)).join("aclImdb_v1.tar.gz"));
+    assert_eq!(
+        p,
+        cache
+            .path()
+            .join("downloads")
+            .join(module_dir_name(&url))
+            .join("aclImdb_v1.tar.gz")
+    );
     assert_eq!(fs::read(&p).unwrap(), tgz);
-    assert_eq!(resolver(cache.path()).offline(true).download_file(&url).unwrap(), p);
+    assert_eq!(
+        resolver(cache.path())
+            .offline(true)
+            .download_file(&url)
+            .unwrap(),
+        p
+    );
     assert_eq!(server.all_requests().len(), 1);
     let other = format!("{}/other.tar.gz", server.base);
-    let e = resolver(cache.path()).offline(true).download_file(&other).unwrap_err();
-    assert!(matches!(e, Error::Offline { .. }) && e.to_string().contains(&other), "{e}");
+    let e = resolver(cache.path())
+        .offline(true)
+        .download_file(&other)
+        .unwrap_err();
+    assert!(
+        matches!(e, Error::Offline { .. }) && e.to_string().contains(&other),
+        "{e}"
+    );
 }
 
 #[test]

@@ -27,7 +27,9 @@ impl Backend {
             #[cfg(feature = "wgpu")]
             Backend::Wgpu => Device::wgpu(burn::tensor::DeviceKind::DefaultDevice),
             #[cfg(not(feature = "wgpu"))]
-            Backend::Wgpu => panic!("this build has no wgpu support (enable the `wgpu` feature of `models`)"),
+            Backend::Wgpu => {
+                panic!("this build has no wgpu support (enable the `wgpu` feature of `models`)")
+            }
         }
     }
 
@@ -73,7 +75,9 @@ impl FromStr for Backend {
                     Err("this build has no wgpu support".into())
                 }
             }
-            other => Err(format!("unknown backend `{other}` (expected flex, ndarray or wgpu)")),
+            other => Err(format!(
+                "unknown backend `{other}` (expected flex, ndarray or wgpu)"
+            )),
         }
     }
 }

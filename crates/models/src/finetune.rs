@@ -44,7 +44,10 @@ pub const IMAGE_EXTENSIONS: [&str; 3] = ["jpg", "jpeg", "png"];
 #[derive(Debug, thiserror::Error)]
 pub enum FinetuneError {
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}: data folder has no class sub-folders (expected one sub-folder of images per class)")]
     NoClasses { path: PathBuf },
     #[error("{path}: class folder holds no readable .jpg/.jpeg/.png image")]
@@ -64,7 +67,10 @@ pub enum FinetuneError {
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> FinetuneError + '_ {
-    move |source| FinetuneError::Io { path: path.to_path_buf(), source }
+    move |source| FinetuneError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -109,7 +115,10 @@ impl ImageFolder {
             let mut files: Vec<PathBuf> = Vec::new();
             for entry in std::fs::read_dir(&dir).map_err(io(&dir))? {
                 let path = entry.map_err(io(&dir))?.path();
-                let ext = path.extension().map(|e| e.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
+                let ext = path
+                    .extension()
+                    .map(|e| e.to_string_lossy().to_ascii_lowercase())
+                    .unwrap_or_default();
                 if path.is_file() && IMAGE_EXTENSIONS.contains(&ext.as_str()) {
                     files.push(path);
                 }
@@ -133,7 +142,12 @@ impl ImageFolder {
             }
             classes.push(name);
         }
-        Ok(ImageFolder { root, classes, items, skipped })
+        Ok(ImageFolder {
+            root,
+            classes,
+            items,
+            skipped,
+        })
     }
 
     /// Seeded, stratified split: in each class, `round(n * fraction)` images (at most n - 1)
@@ -142,9 +156,12 @@ impl ImageFolder {
         let mut rng = SplitMix64(seed);
         let (mut train, mut val) = (Vec::new(), Vec::new());
         for c in 0..self.classes.len() {
-            let mut idx: Vec<usize> = (0..self.items.len()).filter(|&i| self.items[i].1 == c).collect();
+            let mut idx: Vec<usize> = (0..self.items.len())
+                .filter(|&i| self.items[i].1 == c)
+                .collect();
             rng.shuffle(&mut idx);
-            let n_val = ((idx.len() as f64 * validation_fraction).round() as usize).min(idx.len().saturating_sub(1));
+            let n_val = ((idx.len() as f64 * validation_fraction).round() as usize)
+                .min(idx.len().saturating_sub(1));
             val.extend_from_slice(&idx[..n_val]);
             train.extend_from_slice(&idx[n_val..]);
         }
@@ -211,7 +228,12 @@ pub struct ImageClassifier {
 impl ImageClassifier {
     /// A randomly initialised backbone built from `backbone_config` (its `num_classes` is
     /// ignored: the backbone gives the feature vector) and a new head.
-    pub fn new(backbone_config: &InceptionV3Config, num_classes: usize, dropout_rate: f64, device: &Device) -> Result<Self, FinetuneError> {
+    pub fn new(
+        backbone_config: &InceptionV3Config,
+        num_classes: usize,
+        dropout_rate: f64,
+        device: &Device,
+    ) -> Result<Self, FinetuneError> {
         let mut cfg = backbone_config.clone();
         cfg.num_classes = None;
         let backbone = cfg.init(device)?;
@@ -219,12 +241,19 @@ impl ImageClassifier {
     }
 
     /// A new head on an existing backbone (whose logits layer, if any, is dropped).
-    pub fn from_backbone(backbone: InceptionV3, num_classes: usize, dropout_rate: f64, device: &Device) -> Result<Self, FinetuneError> {
+    pub fn from_backbone(
+        backbone: InceptionV3,
+        num_classes: usize,
+        dropout_rate: f64,
+        device: &Device,
+    ) -> Result<Self, FinetuneError> {
         if num_classes == 0 {
             return Err(FinetuneError::Options("num_classes must be > 0".into()));
         }
         if !(0.0..1.0).contains(&dropout_rate) {
-            return Err(FinetuneError::Options(format!("dropout rate must be in [0, 1), got {dropout_rate}")));
+            return Err(FinetuneError::Options(format!(
+                "dropout rate must be in [0, 1), got {dropout_rate}"
+            )));
         }
         let backbone = backbone.with_classes(None, device);
         let dim = backbone.config().feature_dim();
@@ -237,7 +266,13 @@ impl ImageClassifier {
 
     /// Loads the backbone from a converted `inception_v3` folder (feature vector or
     /// classifier; a classifier's logits are dropped), with the given batch-norm policy.
-    pub fn from_folder(dir: &Path, num_classes: usize, dropout_rate: f64, bn: BatchNormPolicy, device: &Device) -> Result<Self, FinetuneError> {
+    pub fn from_folder(
+        dir: &Path,
+        num_classes: usize,
+        dropout_rate: f64,
+        bn: BatchNormPolicy,
+        device: &Device,
+    ) -> Result<Self, FinetuneError> {
         let folder = ModelFolder::open(dir, INCEPTION_KIND)?;
         let mut cfg: InceptionV3Config = folder.config()?;
         cfg.num_classes = None;
@@ -287,10 +322,16 @@ impl ImageClassifier {
     /// renamed; other files in `dir` (checkpoints, metrics) are left alone.
     pub fn export(&self, dir: &Path, labels: &[String]) -> Result<(), FinetuneError> {
         if labels.len() != self.num_classes() {
-            return Err(FinetuneError::Options(format!("{} labels for {} classes", labels.len(), self.num_classes())));
+            return Err(FinetuneError::Options(format!(
+                "{} labels for {} classes",
+                labels.len(),
+                self.num_classes()
+            )));
         }
         if let Some(bad) = labels.iter().find(|l| l.contains('\n') || l.contains('\r')) {
-            return Err(FinetuneError::Options(format!("class name {bad:?} contains a line break")));
+            return Err(FinetuneError::Options(format!(
+                "class name {bad:?} contains a line break"
+            )));
         }
         let net = self.valid().to_inception();
         std::fs::create_dir_all(dir).map_err(io(dir))?;
@@ -310,20 +351,29 @@ impl ImageClassifier {
             "source": "finetune",
             "converter_version": env!("CARGO_PKG_VERSION"),
         });
-        crate::report::write_atomic(&dir.join("config.json"), &serde_json::to_vec_pretty(&config).unwrap_or_default())?;
+        crate::report::write_atomic(
+            &dir.join("config.json"),
+            &serde_json::to_vec_pretty(&config).unwrap_or_default(),
+        )?;
         Ok(())
     }
 }
 
 fn save_safetensors<M: ModuleSnapshot>(module: &M, path: &Path) -> Result<(), FinetuneError> {
     let mut store = SafetensorsStore::from_file(path.to_path_buf());
-    module
-        .save_into(&mut store)
-        .map_err(|e| FinetuneError::Weights(WeightsError::Load { path: path.to_path_buf(), msg: format!("cannot save: {e}") }))
+    module.save_into(&mut store).map_err(|e| {
+        FinetuneError::Weights(WeightsError::Load {
+            path: path.to_path_buf(),
+            msg: format!("cannot save: {e}"),
+        })
+    })
 }
 
 fn sibling_tmp(dir: &Path) -> PathBuf {
-    let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "out".into());
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "out".into());
     dir.with_file_name(format!(".{name}.tmp{}", std::process::id()))
 }
 
@@ -332,7 +382,9 @@ fn replace_dir(tmp: &Path, dir: &Path) -> Result<(), FinetuneError> {
     if dir.exists() {
         let old = dir.with_file_name(format!(
             ".{}.old{}",
-            dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+            dir.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
             std::process::id()
         ));
         std::fs::rename(dir, &old).map_err(io(dir))?;
@@ -385,17 +437,29 @@ impl FinetuneOptions {
             return bad("batch size must be > 0".into());
         }
         if !(self.learning_rate > 0.0 && self.learning_rate.is_finite()) {
-            return bad(format!("learning rate must be > 0, got {}", self.learning_rate));
+            return bad(format!(
+                "learning rate must be > 0, got {}",
+                self.learning_rate
+            ));
         }
         if !(0.0..1.0).contains(&self.validation_fraction) {
-            return bad(format!("validation fraction must be in [0, 1), got {}", self.validation_fraction));
+            return bad(format!(
+                "validation fraction must be in [0, 1), got {}",
+                self.validation_fraction
+            ));
         }
         if self.image_size < crate::inception_v3::MIN_INPUT_SIZE {
-            return bad(format!("image size must be >= {}, got {}", crate::inception_v3::MIN_INPUT_SIZE, self.image_size));
+            return bad(format!(
+                "image size must be >= {}, got {}",
+                crate::inception_v3::MIN_INPUT_SIZE,
+                self.image_size
+            ));
         }
         if let BatchNormPolicy::Train { momentum } = self.batch_norm {
             if !(0.0..=1.0).contains(&momentum) {
-                return bad(format!("batch-norm momentum must be in [0, 1], got {momentum}"));
+                return bad(format!(
+                    "batch-norm momentum must be in [0, 1], got {momentum}"
+                ));
             }
         }
         Ok(())
@@ -451,13 +515,24 @@ fn adam() -> ModuleOptimizer {
 impl Trainer {
     /// `model` may live on any device; it is moved to `device` (an autodiff device) and
     /// its backbone frozen unless `options.train_backbone`.
-    pub fn new(model: ImageClassifier, classes: Vec<String>, options: FinetuneOptions, device: &Device) -> Result<Self, FinetuneError> {
+    pub fn new(
+        model: ImageClassifier,
+        classes: Vec<String>,
+        options: FinetuneOptions,
+        device: &Device,
+    ) -> Result<Self, FinetuneError> {
         options.validate()?;
         if classes.len() != model.num_classes() {
-            return Err(FinetuneError::Options(format!("{} classes for a {}-class head", classes.len(), model.num_classes())));
+            return Err(FinetuneError::Options(format!(
+                "{} classes for a {}-class head",
+                classes.len(),
+                model.num_classes()
+            )));
         }
         if !device.is_autodiff() {
-            return Err(FinetuneError::Options("training needs an autodiff device (`device.autodiff()`)".into()));
+            return Err(FinetuneError::Options(
+                "training needs an autodiff device (`device.autodiff()`)".into(),
+            ));
         }
         let model = Self::prepare(model, &options, device);
         Ok(Trainer {
@@ -472,7 +547,11 @@ impl Trainer {
         })
     }
 
-    fn prepare(model: ImageClassifier, options: &FinetuneOptions, device: &Device) -> ImageClassifier {
+    fn prepare(
+        model: ImageClassifier,
+        options: &FinetuneOptions,
+        device: &Device,
+    ) -> ImageClassifier {
         // Through a plain device: `train()` on parameters created on an autodiff device panics.
         let mut model = model.valid().to_device(device).train();
         if !options.train_backbone {
@@ -486,7 +565,12 @@ impl Trainer {
     }
 
     /// Images `[B, S, S, 3]` and labels `[B]` for the given items.
-    fn load_batch(&self, data: &ImageFolder, idx: &[usize], device: &Device) -> Result<(Tensor<4>, Tensor<1, Int>), FinetuneError> {
+    fn load_batch(
+        &self,
+        data: &ImageFolder,
+        idx: &[usize],
+        device: &Device,
+    ) -> Result<(Tensor<4>, Tensor<1, Int>), FinetuneError> {
         let s = self.options.image_size;
         let mut pixels = Vec::with_capacity(idx.len() * s * s * 3);
         let mut labels = Vec::with_capacity(idx.len());
@@ -502,8 +586,18 @@ impl Trainer {
     }
 
     /// Fills the feature cache for `idx` (frozen backbone, run without autodiff).
-    fn cache_features(&mut self, data: &ImageFolder, idx: &[usize], epoch: usize, progress: &mut dyn FnMut(Progress)) -> Result<(), FinetuneError> {
-        let missing: Vec<usize> = idx.iter().copied().filter(|&i| !self.feature_cache.contains_key(&data.items[i].0)).collect();
+    fn cache_features(
+        &mut self,
+        data: &ImageFolder,
+        idx: &[usize],
+        epoch: usize,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<(), FinetuneError> {
+        let missing: Vec<usize> = idx
+            .iter()
+            .copied()
+            .filter(|&i| !self.feature_cache.contains_key(&data.items[i].0))
+            .collect();
         if missing.is_empty() {
             return Ok(());
         }
@@ -514,17 +608,32 @@ impl Trainer {
             let (x, _) = self.load_batch(data, chunk, &inner)?;
             let f = backbone.features(x)?;
             let [_, d] = f.dims();
-            let v = f.into_data().try_into_vec::<f32>().map_err(|e| FinetuneError::Options(format!("{e:?}")))?;
+            let v = f
+                .into_data()
+                .try_into_vec::<f32>()
+                .map_err(|e| FinetuneError::Options(format!("{e:?}")))?;
             for (k, &i) in chunk.iter().enumerate() {
-                self.feature_cache.insert(data.items[i].0.clone(), v[k * d..(k + 1) * d].to_vec());
+                self.feature_cache
+                    .insert(data.items[i].0.clone(), v[k * d..(k + 1) * d].to_vec());
             }
             done += chunk.len();
-            progress(Progress { epoch, done, total: missing.len(), phase: "features", loss: 0.0 });
+            progress(Progress {
+                epoch,
+                done,
+                total: missing.len(),
+                phase: "features",
+                loss: 0.0,
+            });
         }
         Ok(())
     }
 
-    fn cached(&self, data: &ImageFolder, idx: &[usize], device: &Device) -> (Tensor<2>, Tensor<1, Int>) {
+    fn cached(
+        &self,
+        data: &ImageFolder,
+        idx: &[usize],
+        device: &Device,
+    ) -> (Tensor<2>, Tensor<1, Int>) {
         let d = self.model.backbone.config().feature_dim();
         let mut v = Vec::with_capacity(idx.len() * d);
         for &i in idx {
@@ -538,7 +647,11 @@ impl Trainer {
     }
 
     /// One training step on items `idx`; returns `(sum of losses, correct predictions)`.
-    pub fn step(&mut self, data: &ImageFolder, idx: &[usize]) -> Result<(f64, usize), FinetuneError> {
+    pub fn step(
+        &mut self,
+        data: &ImageFolder,
+        idx: &[usize],
+    ) -> Result<(f64, usize), FinetuneError> {
         let device = self.device.clone();
         let (logits, labels) = if self.options.frozen_backbone() {
             self.cache_features(data, idx, self.epochs_done + 1, &mut |_| {})?;
@@ -548,7 +661,9 @@ impl Trainer {
             let (x, y) = self.load_batch(data, idx, &device)?;
             (self.model.forward(x)?, y)
         };
-        let loss = CrossEntropyLossConfig::new().init(&device).forward(logits.clone(), labels.clone());
+        let loss = CrossEntropyLossConfig::new()
+            .init(&device)
+            .forward(logits.clone(), labels.clone());
         let correct = count_correct(logits.detach(), labels);
         let loss_value = scalar(loss.clone().detach());
         let grads = GradientsParams::from_grads(loss.backward(), &self.model);
@@ -558,7 +673,13 @@ impl Trainer {
     }
 
     /// Mean loss and accuracy of the current model on `idx` (inference mode).
-    pub fn evaluate(&mut self, data: &ImageFolder, idx: &[usize], epoch: usize, progress: &mut dyn FnMut(Progress)) -> Result<(f64, f64), FinetuneError> {
+    pub fn evaluate(
+        &mut self,
+        data: &ImageFolder,
+        idx: &[usize],
+        epoch: usize,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<(f64, f64), FinetuneError> {
         if idx.is_empty() {
             return Ok((f64::NAN, f64::NAN));
         }
@@ -577,18 +698,35 @@ impl Trainer {
                 let (x, y) = self.load_batch(data, chunk, &inner)?;
                 (eval.forward(x)?, y)
             };
-            let loss = CrossEntropyLossConfig::new().init(&inner).forward(logits.clone(), y.clone());
+            let loss = CrossEntropyLossConfig::new()
+                .init(&inner)
+                .forward(logits.clone(), y.clone());
             loss_sum += scalar(loss) * chunk.len() as f64;
             correct += count_correct(logits, y);
             done += chunk.len();
-            progress(Progress { epoch, done, total: idx.len(), phase: "validate", loss: 0.0 });
+            progress(Progress {
+                epoch,
+                done,
+                total: idx.len(),
+                phase: "validate",
+                loss: 0.0,
+            });
         }
-        Ok((loss_sum / idx.len() as f64, correct as f64 / idx.len() as f64))
+        Ok((
+            loss_sum / idx.len() as f64,
+            correct as f64 / idx.len() as f64,
+        ))
     }
 
     /// Trains one epoch over `train` (shuffled with the seed and the epoch number), then
     /// evaluates on `val`; appends the record to the report and returns it.
-    pub fn train_epoch(&mut self, data: &ImageFolder, train: &[usize], val: &[usize], progress: &mut dyn FnMut(Progress)) -> Result<EpochRecord, FinetuneError> {
+    pub fn train_epoch(
+        &mut self,
+        data: &ImageFolder,
+        train: &[usize],
+        val: &[usize],
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<EpochRecord, FinetuneError> {
         if train.is_empty() {
             return Err(FinetuneError::Options("no training images".into()));
         }
@@ -598,14 +736,21 @@ impl Trainer {
             self.cache_features(data, train, epoch, progress)?;
         }
         let mut order = train.to_vec();
-        SplitMix64(self.options.seed ^ (epoch as u64).wrapping_mul(0x2545_F491_4F6C_DD1D)).shuffle(&mut order);
+        SplitMix64(self.options.seed ^ (epoch as u64).wrapping_mul(0x2545_F491_4F6C_DD1D))
+            .shuffle(&mut order);
         let (mut loss_sum, mut correct, mut done) = (0.0, 0usize, 0usize);
         for chunk in order.chunks(self.options.batch_size) {
             let (l, c) = self.step(data, chunk)?;
             loss_sum += l;
             correct += c;
             done += chunk.len();
-            progress(Progress { epoch, done, total: order.len(), phase: "train", loss: loss_sum / done as f64 });
+            progress(Progress {
+                epoch,
+                done,
+                total: order.len(),
+                phase: "train",
+                loss: loss_sum / done as f64,
+            });
         }
         let (val_loss, val_acc) = self.evaluate(data, val, epoch, progress)?;
         let record = EpochRecord {
@@ -634,11 +779,15 @@ impl Trainer {
             self.model
                 .valid()
                 .save_file(&p)
-                .map_err(|e| FinetuneError::Checkpoint { path: p.clone(), msg: format!("cannot save model: {e}") })?;
+                .map_err(|e| FinetuneError::Checkpoint {
+                    path: p.clone(),
+                    msg: format!("cannot save model: {e}"),
+                })?;
             let p = tmp.join("optimizer.bpk");
-            self.optim
-                .save(&p)
-                .map_err(|e| FinetuneError::Checkpoint { path: p.clone(), msg: format!("cannot save optimizer: {e}") })?;
+            self.optim.save(&p).map_err(|e| FinetuneError::Checkpoint {
+                path: p.clone(),
+                msg: format!("cannot save optimizer: {e}"),
+            })?;
             let state = CheckpointState {
                 epochs_done: self.epochs_done,
                 classes: self.classes.clone(),
@@ -647,7 +796,8 @@ impl Trainer {
                 metrics: self.report.to_json(),
             };
             let p = tmp.join("checkpoint.json");
-            std::fs::write(&p, serde_json::to_vec_pretty(&state).unwrap_or_default()).map_err(io(&p))?;
+            std::fs::write(&p, serde_json::to_vec_pretty(&state).unwrap_or_default())
+                .map_err(io(&p))?;
             replace_dir(&tmp, dir)
         })();
         if result.is_err() {
@@ -662,24 +812,46 @@ impl Trainer {
         let p = dir.join("checkpoint.json");
         let text = std::fs::read_to_string(&p).map_err(io(&p))?;
         let state: CheckpointState =
-            serde_json::from_str(&text).map_err(|e| FinetuneError::Checkpoint { path: p.clone(), msg: e.to_string() })?;
-        let report = TrainingReport::from_json(&state.metrics).map_err(|msg| FinetuneError::Checkpoint { path: p.clone(), msg })?;
-        let model = ImageClassifier::new(&state.backbone_config, state.classes.len(), state.options.dropout_rate, device)?;
+            serde_json::from_str(&text).map_err(|e| FinetuneError::Checkpoint {
+                path: p.clone(),
+                msg: e.to_string(),
+            })?;
+        let report =
+            TrainingReport::from_json(&state.metrics).map_err(|msg| FinetuneError::Checkpoint {
+                path: p.clone(),
+                msg,
+            })?;
+        let model = ImageClassifier::new(
+            &state.backbone_config,
+            state.classes.len(),
+            state.options.dropout_rate,
+            device,
+        )?;
         let mp = dir.join("model.bpk");
         if !mp.is_file() {
-            return Err(FinetuneError::Checkpoint { path: mp, msg: "file not found".into() });
+            return Err(FinetuneError::Checkpoint {
+                path: mp,
+                msg: "file not found".into(),
+            });
         }
         let model = model
             .try_load_file(&mp)
-            .map_err(|e| FinetuneError::Checkpoint { path: mp.clone(), msg: format!("cannot load model: {e}") })?;
+            .map_err(|e| FinetuneError::Checkpoint {
+                path: mp.clone(),
+                msg: format!("cannot load model: {e}"),
+            })?;
         let mut trainer = Trainer::new(model, state.classes, state.options, device)?;
         let op = dir.join("optimizer.bpk");
         if !op.is_file() {
-            return Err(FinetuneError::Checkpoint { path: op, msg: "file not found".into() });
+            return Err(FinetuneError::Checkpoint {
+                path: op,
+                msg: "file not found".into(),
+            });
         }
-        let optim = adam()
-            .load(&op)
-            .map_err(|e| FinetuneError::Checkpoint { path: op.clone(), msg: format!("cannot load optimizer: {e}") })?;
+        let optim = adam().load(&op).map_err(|e| FinetuneError::Checkpoint {
+            path: op.clone(),
+            msg: format!("cannot load optimizer: {e}"),
+        })?;
         trainer.optim = optim;
         trainer.report = report;
         trainer.epochs_done = state.epochs_done;
@@ -693,13 +865,26 @@ impl Trainer {
 }
 
 fn scalar(t: Tensor<1>) -> f64 {
-    t.into_data().convert::<f32>().try_into_vec::<f32>().ok().and_then(|v| v.first().copied()).unwrap_or(f32::NAN) as f64
+    t.into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .ok()
+        .and_then(|v| v.first().copied())
+        .unwrap_or(f32::NAN) as f64
 }
 
 fn count_correct(logits: Tensor<2>, labels: Tensor<1, Int>) -> usize {
     let [b, _] = logits.dims();
     let pred = logits.argmax(1).reshape([b]);
-    pred.equal(labels).int().sum().into_data().convert::<i64>().try_into_vec::<i64>().ok().and_then(|v| v.first().copied()).unwrap_or(0) as usize
+    pred.equal(labels)
+        .int()
+        .sum()
+        .into_data()
+        .convert::<i64>()
+        .try_into_vec::<i64>()
+        .ok()
+        .and_then(|v| v.first().copied())
+        .unwrap_or(0) as usize
 }
 
 #[cfg(test)]
@@ -714,7 +899,12 @@ mod tests {
                 items.push((PathBuf::from(format!("{c}/{i}.png")), c));
             }
         }
-        let data = ImageFolder { root: "x".into(), classes: vec!["a".into(), "b".into(), "c".into()], items, skipped: vec![] };
+        let data = ImageFolder {
+            root: "x".into(),
+            classes: vec!["a".into(), "b".into(), "c".into()],
+            items,
+            skipped: vec![],
+        };
         let (t1, v1) = data.split(0.2, 7);
         let (t2, v2) = data.split(0.2, 7);
         assert_eq!((t1.clone(), v1.clone()), (t2, v2));
@@ -749,9 +939,15 @@ mod tests {
 
     #[test]
     fn options_are_checked() {
-        let o = FinetuneOptions { image_size: 60, ..Default::default() };
+        let o = FinetuneOptions {
+            image_size: 60,
+            ..Default::default()
+        };
         assert!(o.validate().unwrap_err().to_string().contains("image size"));
-        let o = FinetuneOptions { validation_fraction: 1.0, ..Default::default() };
+        let o = FinetuneOptions {
+            validation_fraction: 1.0,
+            ..Default::default()
+        };
         assert!(o.validate().is_err());
         assert!(FinetuneOptions::default().validate().is_ok());
     }

@@ -25,20 +25,29 @@ pub struct Image {
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {
     #[error("{path}: cannot read image: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}: cannot decode image: {msg}")]
     Decode { path: PathBuf, msg: String },
 }
 
 /// Decodes a JPEG/PNG file (format guessed from its bytes) to 8-bit RGB.
 pub fn decode_rgb8(path: &Path) -> Result<image::RgbImage, ImageError> {
-    let read = |source| ImageError::Read { path: path.to_path_buf(), source };
+    let read = |source| ImageError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
     let img = image::ImageReader::open(path)
         .map_err(read)?
         .with_guessed_format()
         .map_err(read)?
         .decode()
-        .map_err(|e| ImageError::Decode { path: path.to_path_buf(), msg: e.to_string() })?;
+        .map_err(|e| ImageError::Decode {
+            path: path.to_path_buf(),
+            msg: e.to_string(),
+        })?;
     Ok(img.to_rgb8())
 }
 
@@ -105,7 +114,11 @@ impl Image {
             let row = (y * self.width + x0) * 3;
             data.extend_from_slice(&self.data[row..row + w * 3]);
         }
-        Image { height: h, width: w, data }
+        Image {
+            height: h,
+            width: w,
+            data,
+        }
     }
 
     /// `tf.image.resize(img, [out_h, out_w], method="bilinear", antialias=False)`.
@@ -120,14 +133,19 @@ impl Image {
         for (oy, &(y0, y1, ly)) in ys.iter().enumerate() {
             for (ox, &(x0, x1, lx)) in xs.iter().enumerate() {
                 for c in 0..3 {
-                    let (tl, tr, bl, br) = (px(y0, x0, c), px(y0, x1, c), px(y1, x0, c), px(y1, x1, c));
+                    let (tl, tr, bl, br) =
+                        (px(y0, x0, c), px(y0, x1, c), px(y1, x0, c), px(y1, x1, c));
                     let top = tl + (tr - tl) * lx;
                     let bottom = bl + (br - bl) * lx;
                     data[(oy * out_w + ox) * 3 + c] = top + (bottom - top) * ly;
                 }
             }
         }
-        Image { height: out_h, width: out_w, data }
+        Image {
+            height: out_h,
+            width: out_w,
+            data,
+        }
     }
 
     /// `tf.image.resize(img, (size, size), preserve_aspect_ratio=True)`: bilinear resize
@@ -160,12 +178,19 @@ impl Image {
                 }
             }
         }
-        Image { height: h, width: w, data }
+        Image {
+            height: h,
+            width: w,
+            data,
+        }
     }
 
     /// `[1, h, w, 3]` tensor.
     pub fn to_tensor(&self, device: &Device) -> Tensor<4> {
-        Tensor::from_data(TensorData::new(self.data.clone(), [1, self.height, self.width, 3]), device)
+        Tensor::from_data(
+            TensorData::new(self.data.clone(), [1, self.height, self.width, 3]),
+            device,
+        )
     }
 }
 
@@ -177,8 +202,16 @@ mod tests {
     fn resize_matches_tf_half_pixel_bilinear() {
         // tf.image.resize([[0,1],[2,3]] as [1,2,2,1], [4,4], "bilinear") row 0:
         // [0, 0.25, 0.75, 1] (values computed by TF 2.21); here on 3 equal channels.
-        let data: Vec<f32> = [0.0f32, 1.0, 2.0, 3.0].iter().flat_map(|&v| [v, v, v]).collect();
-        let out = Image { height: 2, width: 2, data }.resize_bilinear(4, 4);
+        let data: Vec<f32> = [0.0f32, 1.0, 2.0, 3.0]
+            .iter()
+            .flat_map(|&v| [v, v, v])
+            .collect();
+        let out = Image {
+            height: 2,
+            width: 2,
+            data,
+        }
+        .resize_bilinear(4, 4);
         let ch0: Vec<f32> = out.data.iter().step_by(3).copied().collect();
         assert_eq!(&ch0[0..4], &[0.0, 0.25, 0.75, 1.0]);
         assert_eq!(&ch0[4..8], &[0.5, 0.75, 1.25, 1.5]);
@@ -188,10 +221,18 @@ mod tests {
     #[test]
     fn central_crop_matches_tf() {
         // tf.image.central_crop on 10x7 with 0.875: start = int((10 - 8.75)/2) = 0, int((7-6.125)/2) = 0
-        let img = Image { height: 10, width: 7, data: vec![0.0; 210] };
+        let img = Image {
+            height: 10,
+            width: 7,
+            data: vec![0.0; 210],
+        };
         let c = img.central_crop(0.875);
         assert_eq!((c.height, c.width), (10, 7));
-        let img = Image { height: 100, width: 80, data: (0..24000).map(|v| v as f32).collect() };
+        let img = Image {
+            height: 100,
+            width: 80,
+            data: (0..24000).map(|v| v as f32).collect(),
+        };
         let c = img.central_crop(0.5);
         assert_eq!((c.height, c.width), (50, 40));
         assert_eq!(c.data[0], ((25 * 80 + 20) * 3) as f32);

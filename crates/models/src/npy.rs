@@ -10,7 +10,10 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum NpyError {
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}: not a .npy file: {msg}")]
     Format { path: PathBuf, msg: String },
     #[error("{path}: unsupported .npy array: {msg}")]
@@ -28,7 +31,14 @@ pub struct NpyArray {
 pub fn to_bytes(shape: &[usize], data: &[f32]) -> Vec<u8> {
     let shape_str = match shape.len() {
         1 => format!("({},)", shape[0]),
-        _ => format!("({})", shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")),
+        _ => format!(
+            "({})",
+            shape
+                .iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
     };
     let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {shape_str}, }}");
     // magic(6) + version(2) + len(2) + header + '\n', padded to a multiple of 64
@@ -53,11 +63,20 @@ pub fn write(path: impl AsRef<Path>, shape: &[usize], data: &[f32]) -> Result<()
     if expected != data.len() {
         return Err(NpyError::Unsupported {
             path: path.to_path_buf(),
-            msg: format!("shape {shape:?} needs {expected} values, got {}", data.len()),
+            msg: format!(
+                "shape {shape:?} needs {expected} values, got {}",
+                data.len()
+            ),
         });
     }
-    let io = |source| NpyError::Io { path: path.to_path_buf(), source };
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "out.npy".into());
+    let io = |source| NpyError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "out.npy".into());
     let tmp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
     let result = (|| {
         let mut f = std::fs::File::create(&tmp)?;
@@ -74,18 +93,33 @@ pub fn write(path: impl AsRef<Path>, shape: &[usize], data: &[f32]) -> Result<()
 /// Reads a `.npy` file as f32.
 pub fn read(path: impl AsRef<Path>) -> Result<NpyArray, NpyError> {
     let path = path.as_ref();
-    let bytes = std::fs::read(path).map_err(|source| NpyError::Io { path: path.to_path_buf(), source })?;
+    let bytes = std::fs::read(path).map_err(|source| NpyError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
     from_bytes(&bytes).map_err(|e| match e {
-        NpyError::Format { msg, .. } => NpyError::Format { path: path.to_path_buf(), msg },
-        NpyError::Unsupported { msg, .. } => NpyError::Unsupported { path: path.to_path_buf(), msg },
+        NpyError::Format { msg, .. } => NpyError::Format {
+            path: path.to_path_buf(),
+            msg,
+        },
+        NpyError::Unsupported { msg, .. } => NpyError::Unsupported {
+            path: path.to_path_buf(),
+            msg,
+        },
         other => other,
     })
 }
 
 /// Parses `.npy` bytes as f32 (errors carry an empty path).
 pub fn from_bytes(bytes: &[u8]) -> Result<NpyArray, NpyError> {
-    let fmt = |msg: &str| NpyError::Format { path: PathBuf::new(), msg: msg.to_string() };
-    let unsup = |msg: String| NpyError::Unsupported { path: PathBuf::new(), msg };
+    let fmt = |msg: &str| NpyError::Format {
+        path: PathBuf::new(),
+        msg: msg.to_string(),
+    };
+    let unsup = |msg: String| NpyError::Unsupported {
+        path: PathBuf::new(),
+        msg,
+    };
     if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
         return Err(fmt("missing the \\x93NUMPY magic"));
     }
@@ -96,15 +130,21 @@ pub fn from_bytes(bytes: &[u8]) -> Result<NpyArray, NpyError> {
             if bytes.len() < 12 {
                 return Err(fmt("truncated header"));
             }
-            (u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize, 12)
+            (
+                u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
+                12,
+            )
         }
         v => return Err(unsup(format!("format version {v}"))),
     };
-    let header = bytes.get(start..start + hlen).ok_or_else(|| fmt("truncated header"))?;
+    let header = bytes
+        .get(start..start + hlen)
+        .ok_or_else(|| fmt("truncated header"))?;
     let header = std::str::from_utf8(header).map_err(|_| fmt("header is not text"))?;
     let descr = dict_value(header, "descr").ok_or_else(|| fmt("header has no 'descr'"))?;
     let descr = descr.trim_matches(|c| c == '\'' || c == '"');
-    let fortran = dict_value(header, "fortran_order").ok_or_else(|| fmt("header has no 'fortran_order'"))?;
+    let fortran =
+        dict_value(header, "fortran_order").ok_or_else(|| fmt("header has no 'fortran_order'"))?;
     if fortran.trim() != "False" {
         return Err(unsup("Fortran-order arrays".into()));
     }
@@ -120,15 +160,27 @@ pub fn from_bytes(bytes: &[u8]) -> Result<NpyArray, NpyError> {
     let body = &bytes[start + hlen..];
     let (size, conv): (usize, fn(&[u8]) -> f32) = match descr {
         "<f4" | "=f4" => (4, |b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
-        "<f8" | "=f8" => (8, |b| f64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]) as f32),
+        "<f8" | "=f8" => (8, |b| {
+            f64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]) as f32
+        }),
         "<f2" | "=f2" => (2, |b| f16_to_f32(u16::from_le_bytes([b[0], b[1]]))),
         "<i4" | "=i4" => (4, |b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f32),
-        "<i8" | "=i8" => (8, |b| i64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]) as f32),
+        "<i8" | "=i8" => (8, |b| {
+            i64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]) as f32
+        }),
         "|u1" | "<u1" => (1, |b| b[0] as f32),
-        other => return Err(unsup(format!("dtype {other} (expected <f4, <f8, <f2, <i4, <i8 or |u1)"))),
+        other => {
+            return Err(unsup(format!(
+                "dtype {other} (expected <f4, <f8, <f2, <i4, <i8 or |u1)"
+            )))
+        }
     };
     if body.len() < n * size {
-        return Err(fmt(&format!("data holds {} bytes, shape {shape:?} needs {}", body.len(), n * size)));
+        return Err(fmt(&format!(
+            "data holds {} bytes, shape {shape:?} needs {}",
+            body.len(),
+            n * size
+        )));
     }
     let data = body[..n * size].chunks_exact(size).map(conv).collect();
     Ok(NpyArray { shape, data })
@@ -139,7 +191,10 @@ pub fn from_bytes(bytes: &[u8]) -> Result<NpyArray, NpyError> {
 fn dict_value<'a>(header: &'a str, key: &str) -> Option<&'a str> {
     let k1 = format!("'{key}'");
     let k2 = format!("\"{key}\"");
-    let at = header.find(&k1).map(|i| i + k1.len()).or_else(|| header.find(&k2).map(|i| i + k2.len()))?;
+    let at = header
+        .find(&k1)
+        .map(|i| i + k1.len())
+        .or_else(|| header.find(&k2).map(|i| i + k2.len()))?;
     let rest = header[at..].trim_start().strip_prefix(':')?.trim_start();
     let mut depth = 0i32;
     for (i, c) in rest.char_indices() {
@@ -191,7 +246,9 @@ mod tests {
     /// Bytes as `numpy.save` 1.26 writes them for `np.array([[1.5, -2]], dtype="<f8")`.
     #[test]
     fn reads_numpy_float64() {
-        let mut bytes = b"\x93NUMPY\x01\x00v\x00{'descr': '<f8', 'fortran_order': False, 'shape': (1, 2), }".to_vec();
+        let mut bytes =
+            b"\x93NUMPY\x01\x00v\x00{'descr': '<f8', 'fortran_order': False, 'shape': (1, 2), }"
+                .to_vec();
         bytes.resize(10 + 0x76 - 1, b' ');
         bytes.push(b'\n');
         bytes.extend_from_slice(&1.5f64.to_le_bytes());
@@ -205,6 +262,9 @@ mod tests {
 
     #[test]
     fn rejects_garbage() {
-        assert!(matches!(from_bytes(b"hello world"), Err(NpyError::Format { .. })));
+        assert!(matches!(
+            from_bytes(b"hello world"),
+            Err(NpyError::Format { .. })
+        ));
     }
 }

@@ -17,7 +17,10 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}: invalid metrics file: {msg}")]
     Parse { path: PathBuf, msg: String },
     #[error("{path}: cannot write PNG: {msg}")]
@@ -81,19 +84,33 @@ impl TrainingReport {
     pub fn from_json(value: &serde_json::Value) -> Result<Self, String> {
         let obj = value.as_object().ok_or("not a JSON object")?;
         let epochs = match obj.get("epochs") {
-            Some(e) => serde_json::from_value::<Vec<EpochRecord>>(e.clone()).map_err(|e| format!("field `epochs`: {e}"))?,
+            Some(e) => serde_json::from_value::<Vec<EpochRecord>>(e.clone())
+                .map_err(|e| format!("field `epochs`: {e}"))?,
             None => return Err("missing field `epochs`".into()),
         };
-        let extra = obj.iter().filter(|(k, _)| k.as_str() != "epochs").map(|(k, v)| (k.clone(), v.clone())).collect();
+        let extra = obj
+            .iter()
+            .filter(|(k, _)| k.as_str() != "epochs")
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         Ok(TrainingReport { epochs, extra })
     }
 
     /// Reads a `metrics.json` file.
     pub fn read_json(path: &Path) -> Result<Self, ReportError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ReportError::Io { path: path.into(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ReportError::Io {
+            path: path.into(),
+            source,
+        })?;
         let value: serde_json::Value =
-            serde_json::from_str(&text).map_err(|e| ReportError::Parse { path: path.into(), msg: e.to_string() })?;
-        Self::from_json(&value).map_err(|msg| ReportError::Parse { path: path.into(), msg })
+            serde_json::from_str(&text).map_err(|e| ReportError::Parse {
+                path: path.into(),
+                msg: e.to_string(),
+            })?;
+        Self::from_json(&value).map_err(|msg| ReportError::Parse {
+            path: path.into(),
+            msg,
+        })
     }
 
     /// The `metrics.csv` text.
@@ -125,12 +142,26 @@ impl TrainingReport {
 
     /// Draws the training curves (`curves.png`).
     pub fn plot(&self) -> RgbImage {
-        let loss_train: Vec<(f64, f64)> = self.epochs.iter().map(|r| (r.epoch as f64, r.loss)).collect();
-        let loss_val: Vec<(f64, f64)> =
-            self.epochs.iter().filter_map(|r| r.val_loss.map(|v| (r.epoch as f64, v))).collect();
-        let acc_train: Vec<(f64, f64)> = self.epochs.iter().map(|r| (r.epoch as f64, r.accuracy)).collect();
-        let acc_val: Vec<(f64, f64)> =
-            self.epochs.iter().filter_map(|r| r.val_accuracy.map(|v| (r.epoch as f64, v))).collect();
+        let loss_train: Vec<(f64, f64)> = self
+            .epochs
+            .iter()
+            .map(|r| (r.epoch as f64, r.loss))
+            .collect();
+        let loss_val: Vec<(f64, f64)> = self
+            .epochs
+            .iter()
+            .filter_map(|r| r.val_loss.map(|v| (r.epoch as f64, v)))
+            .collect();
+        let acc_train: Vec<(f64, f64)> = self
+            .epochs
+            .iter()
+            .map(|r| (r.epoch as f64, r.accuracy))
+            .collect();
+        let acc_val: Vec<(f64, f64)> = self
+            .epochs
+            .iter()
+            .filter_map(|r| r.val_accuracy.map(|v| (r.epoch as f64, v)))
+            .collect();
         let mut img = RgbImage::from_pixel(PLOT_W * 2, PLOT_H, WHITE);
         draw_panel(&mut img, 0, "loss", &loss_train, &loss_val);
         draw_panel(&mut img, PLOT_W, "accuracy", &acc_train, &acc_val);
@@ -140,14 +171,23 @@ impl TrainingReport {
     pub fn write_plot(&self, path: &Path) -> Result<(), ReportError> {
         let img = self.plot();
         let mut bytes = Vec::new();
-        img.write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png)
-            .map_err(|e| ReportError::Png { path: path.into(), msg: e.to_string() })?;
+        img.write_to(
+            &mut std::io::Cursor::new(&mut bytes),
+            image::ImageFormat::Png,
+        )
+        .map_err(|e| ReportError::Png {
+            path: path.into(),
+            msg: e.to_string(),
+        })?;
         write_atomic(path, &bytes)
     }
 
     /// Writes `metrics.json`, `metrics.csv` and `curves.png` into `dir` (created if needed).
     pub fn write_all(&self, dir: &Path) -> Result<(), ReportError> {
-        std::fs::create_dir_all(dir).map_err(|source| ReportError::Io { path: dir.into(), source })?;
+        std::fs::create_dir_all(dir).map_err(|source| ReportError::Io {
+            path: dir.into(),
+            source,
+        })?;
         self.write_json(&dir.join("metrics.json"))?;
         self.write_csv(&dir.join("metrics.csv"))?;
         self.write_plot(&dir.join("curves.png"))
@@ -156,12 +196,21 @@ impl TrainingReport {
 
 /// Writes `bytes` to a temporary file next to `path`, then renames it onto `path`.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ReportError> {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "out".into());
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "out".into());
     let tmp = path.with_file_name(format!(".{name}.tmp{}", std::process::id()));
-    std::fs::write(&tmp, bytes).map_err(|source| ReportError::Io { path: tmp.clone(), source })?;
+    std::fs::write(&tmp, bytes).map_err(|source| ReportError::Io {
+        path: tmp.clone(),
+        source,
+    })?;
     std::fs::rename(&tmp, path).map_err(|source| {
         let _ = std::fs::remove_file(&tmp);
-        ReportError::Io { path: path.into(), source }
+        ReportError::Io {
+            path: path.into(),
+            source,
+        }
     })
 }
 
@@ -177,7 +226,12 @@ const BLUE: Rgb<u8> = Rgb([31, 119, 180]);
 const ORANGE: Rgb<u8> = Rgb([255, 127, 14]);
 
 fn draw_panel(img: &mut RgbImage, x0: u32, title: &str, train: &[(f64, f64)], val: &[(f64, f64)]) {
-    let (left, right, top, bottom) = (x0 as i64 + 60, (x0 + PLOT_W) as i64 - 20, 30i64, PLOT_H as i64 - 40);
+    let (left, right, top, bottom) = (
+        x0 as i64 + 60,
+        (x0 + PLOT_W) as i64 - 20,
+        30i64,
+        PLOT_H as i64 - 40,
+    );
     let all = train.iter().chain(val.iter()).filter(|p| p.1.is_finite());
     let (mut xmin, mut xmax, mut ymin, mut ymax) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
     for &(x, y) in all {
@@ -223,7 +277,13 @@ fn draw_panel(img: &mut RgbImage, x0: u32, title: &str, train: &[(f64, f64)], va
     // Axes.
     line(img, left, top, left, bottom, BLACK);
     line(img, left, bottom, right, bottom, BLACK);
-    text(img, (left + right) / 2 - text_width("epoch") / 2, bottom + 22, "epoch", BLACK);
+    text(
+        img,
+        (left + right) / 2 - text_width("epoch") / 2,
+        bottom + 22,
+        "epoch",
+        BLACK,
+    );
     text(img, left, 10, title, BLACK);
     // Legend.
     let lx = right - 70;
@@ -234,7 +294,11 @@ fn draw_panel(img: &mut RgbImage, x0: u32, title: &str, train: &[(f64, f64)], va
         text(img, lx + 18, 23, "val", ORANGE);
     }
     for (series, colour) in [(train, BLUE), (val, ORANGE)] {
-        let pts: Vec<(i64, i64)> = series.iter().filter(|p| p.1.is_finite()).map(|&(x, y)| (px(x), py(y))).collect();
+        let pts: Vec<(i64, i64)> = series
+            .iter()
+            .filter(|p| p.1.is_finite())
+            .map(|&(x, y)| (px(x), py(y)))
+            .collect();
         for w in pts.windows(2) {
             thick_line(img, w[0].0, w[0].1, w[1].0, w[1].1, colour);
         }
@@ -354,8 +418,24 @@ mod tests {
 
     fn sample() -> TrainingReport {
         let mut r = TrainingReport::new();
-        r.push(EpochRecord { epoch: 1, loss: 1.0, accuracy: 0.4, val_loss: Some(1.1), val_accuracy: Some(0.35), seconds: 2.5, train_seconds: None });
-        r.push(EpochRecord { epoch: 2, loss: 0.5, accuracy: 0.8, val_loss: None, val_accuracy: None, seconds: 2.0, train_seconds: None });
+        r.push(EpochRecord {
+            epoch: 1,
+            loss: 1.0,
+            accuracy: 0.4,
+            val_loss: Some(1.1),
+            val_accuracy: Some(0.35),
+            seconds: 2.5,
+            train_seconds: None,
+        });
+        r.push(EpochRecord {
+            epoch: 2,
+            loss: 0.5,
+            accuracy: 0.8,
+            val_loss: None,
+            val_accuracy: None,
+            seconds: 2.0,
+            train_seconds: None,
+        });
         r.set("test_accuracy", 0.75);
         r
     }
@@ -365,7 +445,14 @@ mod tests {
         let r = sample();
         let j = r.to_json();
         let e0 = &j["epochs"][0];
-        for key in ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "seconds"] {
+        for key in [
+            "epoch",
+            "loss",
+            "accuracy",
+            "val_loss",
+            "val_accuracy",
+            "seconds",
+        ] {
             assert!(e0.get(key).is_some(), "missing {key}");
         }
         assert_eq!(e0["val_accuracy"].as_f64(), Some(0.35));
@@ -378,7 +465,10 @@ mod tests {
     fn csv_rows() {
         let csv = sample().to_csv();
         let lines: Vec<&str> = csv.lines().collect();
-        assert_eq!(lines[0], "epoch,loss,accuracy,val_loss,val_accuracy,seconds");
+        assert_eq!(
+            lines[0],
+            "epoch,loss,accuracy,val_loss,val_accuracy,seconds"
+        );
         assert_eq!(lines[1], "1,1,0.4,1.1,0.35,2.5");
         assert_eq!(lines[2], "2,0.5,0.8,,,2");
         assert_eq!(lines.len(), 3);
@@ -414,7 +504,10 @@ mod tests {
         let p = dir.join("metrics.json");
         std::fs::write(&p, "{\"nope\": 1}").unwrap();
         let err = TrainingReport::read_json(&p).unwrap_err().to_string();
-        assert!(err.contains("metrics.json") && err.contains("epochs"), "{err}");
+        assert!(
+            err.contains("metrics.json") && err.contains("epochs"),
+            "{err}"
+        );
         std::fs::remove_dir_all(&dir).ok();
     }
 }

@@ -11,11 +11,18 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum WeightsError {
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}: invalid config.json: {msg}")]
     Config { path: PathBuf, msg: String },
     #[error("{path}: holds a `{found}` model, expected `{expected}`")]
-    WrongKind { path: PathBuf, found: String, expected: String },
+    WrongKind {
+        path: PathBuf,
+        found: String,
+        expected: String,
+    },
     #[error("{path}: cannot load weights: {msg}")]
     Load { path: PathBuf, msg: String },
 }
@@ -34,19 +41,40 @@ impl ModelFolder {
     pub fn open(dir: impl AsRef<Path>, expected: &str) -> Result<Self, WeightsError> {
         let dir = dir.as_ref().to_path_buf();
         let path = dir.join("config.json");
-        let text = std::fs::read_to_string(&path).map_err(|source| WeightsError::Io { path: path.clone(), source })?;
+        let text = std::fs::read_to_string(&path).map_err(|source| WeightsError::Io {
+            path: path.clone(),
+            source,
+        })?;
         let raw: serde_json::Value =
-            serde_json::from_str(&text).map_err(|e| WeightsError::Config { path: path.clone(), msg: e.to_string() })?;
+            serde_json::from_str(&text).map_err(|e| WeightsError::Config {
+                path: path.clone(),
+                msg: e.to_string(),
+            })?;
         let kind = raw
             .get("kind")
             .and_then(|k| k.as_str())
-            .ok_or_else(|| WeightsError::Config { path: path.clone(), msg: "missing string field `kind`".into() })?
+            .ok_or_else(|| WeightsError::Config {
+                path: path.clone(),
+                msg: "missing string field `kind`".into(),
+            })?
             .to_string();
         if kind != expected {
-            return Err(WeightsError::WrongKind { path: dir, found: kind, expected: expected.into() });
+            return Err(WeightsError::WrongKind {
+                path: dir,
+                found: kind,
+                expected: expected.into(),
+            });
         }
-        let config = raw.get("config").cloned().unwrap_or(serde_json::Value::Null);
-        Ok(ModelFolder { dir, kind, config, raw })
+        let config = raw
+            .get("config")
+            .cloned()
+            .unwrap_or(serde_json::Value::Null);
+        Ok(ModelFolder {
+            dir,
+            kind,
+            config,
+            raw,
+        })
     }
 
     /// Deserializes the `config` object into the model's config type.
@@ -64,14 +92,21 @@ impl ModelFolder {
 
     /// Loads `<dir>/<file>` (normally `model.safetensors`) into `module`, strictly:
     /// every parameter must be present with the right shape.
-    pub fn load_into<M: Module + ModuleSnapshot>(&self, module: M, file: &str) -> Result<M, WeightsError> {
+    pub fn load_into<M: Module + ModuleSnapshot>(
+        &self,
+        module: M,
+        file: &str,
+    ) -> Result<M, WeightsError> {
         load_safetensors(module, &self.dir.join(file))
     }
 }
 
 /// Loads a safetensors file into a module: every parameter of the module must be
 /// present with the right shape (no partial loads), unused tensors are an error.
-pub fn load_safetensors<M: Module + ModuleSnapshot>(mut module: M, path: &Path) -> Result<M, WeightsError> {
+pub fn load_safetensors<M: Module + ModuleSnapshot>(
+    mut module: M,
+    path: &Path,
+) -> Result<M, WeightsError> {
     if !path.is_file() {
         return Err(WeightsError::Io {
             path: path.to_path_buf(),
@@ -81,9 +116,15 @@ pub fn load_safetensors<M: Module + ModuleSnapshot>(mut module: M, path: &Path) 
     let mut store = SafetensorsStore::from_file(path.to_path_buf()).allow_partial(false);
     let result = module
         .load_from(&mut store)
-        .map_err(|e| WeightsError::Load { path: path.to_path_buf(), msg: e.to_string() })?;
+        .map_err(|e| WeightsError::Load {
+            path: path.to_path_buf(),
+            msg: e.to_string(),
+        })?;
     if !result.errors.is_empty() || !result.missing.is_empty() {
-        return Err(WeightsError::Load { path: path.to_path_buf(), msg: format!("{result}") });
+        return Err(WeightsError::Load {
+            path: path.to_path_buf(),
+            msg: format!("{result}"),
+        });
     }
     Ok(module)
 }

@@ -24,7 +24,12 @@ fn seeded_device(seed: u64) -> (std::sync::MutexGuard<'static, ()>, Device) {
 }
 
 fn tiny_config() -> InceptionV3Config {
-    InceptionV3Config { num_classes: None, depth_multiplier: 0.1, min_depth: 4, ..InceptionV3Config::default() }
+    InceptionV3Config {
+        num_classes: None,
+        depth_multiplier: 0.1,
+        min_depth: 4,
+        ..InceptionV3Config::default()
+    }
 }
 
 /// `root/{red_stripes,green_dots,blue_plain}/NN.png`, `per_class` pictures each at 80x80,
@@ -32,15 +37,30 @@ fn tiny_config() -> InceptionV3Config {
 fn make_images(root: &Path, per_class: usize, bad: bool) {
     let mut rng = SplitMix64(1234);
     let mut noise = move || (rng.next_u64() % 60) as i32 - 30;
-    for (c, name) in ["a_red_stripes", "b_green_dots", "c_blue_plain"].iter().enumerate() {
+    for (c, name) in ["a_red_stripes", "b_green_dots", "c_blue_plain"]
+        .iter()
+        .enumerate()
+    {
         let dir = root.join(name);
         std::fs::create_dir_all(&dir).unwrap();
         for i in 0..per_class {
             let phase = i as u32 % 7;
             let img = image::RgbImage::from_fn(SIZE as u32, SIZE as u32, |x, y| {
                 let base: [i32; 3] = match c {
-                    0 => if (y + phase) / 6 % 2 == 0 { [200, 60, 50] } else { [120, 40, 40] },
-                    1 => if (x + phase) % 10 < 4 && (y + phase) % 10 < 4 { [40, 220, 60] } else { [60, 130, 60] },
+                    0 => {
+                        if (y + phase) / 6 % 2 == 0 {
+                            [200, 60, 50]
+                        } else {
+                            [120, 40, 40]
+                        }
+                    }
+                    1 => {
+                        if (x + phase) % 10 < 4 && (y + phase) % 10 < 4 {
+                            [40, 220, 60]
+                        } else {
+                            [60, 130, 60]
+                        }
+                    }
                     _ => [50, 70, 190],
                 };
                 let n = noise();
@@ -51,7 +71,11 @@ fn make_images(root: &Path, per_class: usize, bad: bool) {
         std::fs::write(dir.join("README.txt"), "not an image").unwrap();
     }
     if bad {
-        std::fs::write(root.join("a_red_stripes").join("broken.png"), b"this is not a png").unwrap();
+        std::fs::write(
+            root.join("a_red_stripes").join("broken.png"),
+            b"this is not a png",
+        )
+        .unwrap();
     }
 }
 
@@ -63,7 +87,14 @@ fn tmp(name: &str) -> PathBuf {
 }
 
 fn options() -> FinetuneOptions {
-    FinetuneOptions { batch_size: 8, learning_rate: 1e-2, image_size: SIZE, validation_fraction: 0.25, seed: 7, ..Default::default() }
+    FinetuneOptions {
+        batch_size: 8,
+        learning_rate: 1e-2,
+        image_size: SIZE,
+        validation_fraction: 0.25,
+        seed: 7,
+        ..Default::default()
+    }
 }
 
 fn images(data: &ImageFolder, idx: &[usize], device: &Device) -> Tensor<4> {
@@ -75,7 +106,10 @@ fn images(data: &ImageFolder, idx: &[usize], device: &Device) -> Tensor<4> {
 }
 
 fn to_vec(t: Tensor<2>) -> Vec<f32> {
-    t.into_data().convert::<f32>().try_into_vec::<f32>().unwrap()
+    t.into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .unwrap()
 }
 
 #[test]
@@ -83,22 +117,41 @@ fn head_training_learns_and_export_matches() {
     let root = tmp("learn");
     make_images(&root.join("data"), 16, true);
     let data = ImageFolder::scan(root.join("data")).unwrap();
-    assert_eq!(data.classes, ["a_red_stripes", "b_green_dots", "c_blue_plain"]);
+    assert_eq!(
+        data.classes,
+        ["a_red_stripes", "b_green_dots", "c_blue_plain"]
+    );
     assert_eq!(data.items.len(), 48);
     assert_eq!(data.skipped.len(), 1, "{:?}", data.skipped);
     assert!(data.skipped[0].0.ends_with("broken.png"));
 
     let (_serial, device) = seeded_device(11);
     let model = ImageClassifier::new(&tiny_config(), 3, 0.2, &device).unwrap();
-    let opts = FinetuneOptions { learning_rate: 0.05, ..options() };
+    let opts = FinetuneOptions {
+        learning_rate: 0.05,
+        ..options()
+    };
     let mut trainer = Trainer::new(model, data.classes.clone(), opts, &device).unwrap();
     let (train, val) = data.split(0.25, 7);
     assert_eq!((train.len(), val.len()), (36, 12));
-    let f = trainer.model.valid().backbone.features(images(&data, &train[..6], &Device::flex())).unwrap();
-    eprintln!("feature mean {} std {}", f.clone().mean().into_scalar::<f32>(), f.clone().var(0).mean().sqrt().into_scalar::<f32>());
+    let f = trainer
+        .model
+        .valid()
+        .backbone
+        .features(images(&data, &train[..6], &Device::flex()))
+        .unwrap();
+    eprintln!(
+        "feature mean {} std {}",
+        f.clone().mean().into_scalar::<f32>(),
+        f.clone().var(0).mean().sqrt().into_scalar::<f32>()
+    );
     let mut records = Vec::new();
     for _ in 0..25 {
-        records.push(trainer.train_epoch(&data, &train, &val, &mut |_| {}).unwrap());
+        records.push(
+            trainer
+                .train_epoch(&data, &train, &val, &mut |_| {})
+                .unwrap(),
+        );
     }
     for r in &records {
         eprintln!("{r:?}");
@@ -106,9 +159,17 @@ fn head_training_learns_and_export_matches() {
     let first = &records[0];
     let last = records.last().unwrap();
     assert_eq!(last.epoch, 25);
-    assert!(last.loss < first.loss * 0.8, "loss {} -> {}", first.loss, last.loss);
+    assert!(
+        last.loss < first.loss * 0.8,
+        "loss {} -> {}",
+        first.loss,
+        last.loss
+    );
     let val_acc = last.val_accuracy.unwrap();
-    assert!(val_acc >= 0.75, "validation accuracy {val_acc} (chance 0.33)");
+    assert!(
+        val_acc >= 0.75,
+        "validation accuracy {val_acc} (chance 0.33)"
+    );
     assert!(last.accuracy >= 0.75, "train accuracy {}", last.accuracy);
 
     // Export: an inception_v3 folder with labels that loads and predicts as the model does.
@@ -122,11 +183,23 @@ fn head_training_learns_and_export_matches() {
     let x = images(&data, &val, &plain);
     let want = to_vec(trainer.model.valid().forward(x.clone()).unwrap());
     let got = to_vec(loaded.forward(x.clone()).unwrap());
-    let fused = to_vec(InceptionV3::load(&out, &plain).unwrap().fuse_for_inference().forward(x).unwrap());
+    let fused = to_vec(
+        InceptionV3::load(&out, &plain)
+            .unwrap()
+            .fuse_for_inference()
+            .forward(x)
+            .unwrap(),
+    );
     assert_eq!(want.len(), 12 * 3);
     for ((w, g), f) in want.iter().zip(&got).zip(&fused) {
-        assert!((w - g).abs() <= 1e-4 * (1.0 + w.abs()), "{want:?} vs {got:?}");
-        assert!((w - f).abs() <= 1e-3 * (1.0 + w.abs()), "{want:?} vs fused {fused:?}");
+        assert!(
+            (w - g).abs() <= 1e-4 * (1.0 + w.abs()),
+            "{want:?} vs {got:?}"
+        );
+        assert!(
+            (w - f).abs() <= 1e-3 * (1.0 + w.abs()),
+            "{want:?} vs fused {fused:?}"
+        );
     }
     std::fs::remove_dir_all(&root).ok();
 }
@@ -139,7 +212,10 @@ fn resume_continues_exactly() {
     let (train, val) = data.split(0.25, 7);
     let (_serial, device) = seeded_device(11);
     // No dropout so that two runs from the same state are deterministic.
-    let opts = FinetuneOptions { dropout_rate: 0.0, ..options() };
+    let opts = FinetuneOptions {
+        dropout_rate: 0.0,
+        ..options()
+    };
     let model = ImageClassifier::new(&tiny_config(), 3, 0.0, &device).unwrap();
     let mut a = Trainer::new(model, data.classes.clone(), opts, &device).unwrap();
     a.train_epoch(&data, &train, &val, &mut |_| {}).unwrap();
@@ -154,17 +230,36 @@ fn resume_continues_exactly() {
     assert_eq!(b.classes, data.classes);
     let b3 = b.train_epoch(&data, &train, &val, &mut |_| {}).unwrap();
     assert_eq!(b3.epoch, 3);
-    assert!((a3.loss - b3.loss).abs() < 1e-5, "{} vs {}", a3.loss, b3.loss);
+    assert!(
+        (a3.loss - b3.loss).abs() < 1e-5,
+        "{} vs {}",
+        a3.loss,
+        b3.loss
+    );
     assert!((a3.val_loss.unwrap() - b3.val_loss.unwrap()).abs() < 1e-5);
     // The Adam moments were restored: a fresh optimizer from the same weights gives
     // a different third epoch.
     let restored = Trainer::resume(&ckpt, &device).unwrap();
-    let mut c = Trainer::new(restored.model, data.classes.clone(), restored.options.clone(), &device).unwrap();
+    let mut c = Trainer::new(
+        restored.model,
+        data.classes.clone(),
+        restored.options.clone(),
+        &device,
+    )
+    .unwrap();
     c.epochs_done = 2;
     let c3 = c.train_epoch(&data, &train, &val, &mut |_| {}).unwrap();
-    assert!((a3.loss - c3.loss).abs() > 1e-4, "optimizer state made no difference: {} vs {}", a3.loss, c3.loss);
+    assert!(
+        (a3.loss - c3.loss).abs() > 1e-4,
+        "optimizer state made no difference: {} vs {}",
+        a3.loss,
+        c3.loss
+    );
 
-    let err = Trainer::resume(&root.join("nope"), &device).err().unwrap().to_string();
+    let err = Trainer::resume(&root.join("nope"), &device)
+        .err()
+        .unwrap()
+        .to_string();
     assert!(err.contains("checkpoint.json"), "{err}");
     std::fs::remove_dir_all(&root).ok();
 }
@@ -180,8 +275,16 @@ fn batch_norm_policy_and_backbone_training() {
         let bn = m.backbone.conv2d_1a_3x3.bn.as_ref().unwrap();
         let w = m.backbone.conv2d_1a_3x3.conv.weight.val();
         (
-            bn.moving_mean.value_sync().into_data().convert::<f32>().try_into_vec::<f32>().unwrap(),
-            w.into_data().convert::<f32>().try_into_vec::<f32>().unwrap(),
+            bn.moving_mean
+                .value_sync()
+                .into_data()
+                .convert::<f32>()
+                .try_into_vec::<f32>()
+                .unwrap(),
+            w.into_data()
+                .convert::<f32>()
+                .try_into_vec::<f32>()
+                .unwrap(),
         )
     };
     for (policy, train_backbone) in [
@@ -192,18 +295,48 @@ fn batch_norm_policy_and_backbone_training() {
         let mut cfg = tiny_config();
         policy.apply(&mut cfg);
         let model = ImageClassifier::new(&cfg, 3, 0.2, &device).unwrap();
-        let opts = FinetuneOptions { batch_norm: policy, train_backbone, ..options() };
+        let opts = FinetuneOptions {
+            batch_norm: policy,
+            train_backbone,
+            ..options()
+        };
         let mut t = Trainer::new(model, data.classes.clone(), opts, &device).unwrap();
         let (mean0, w0) = stats(&t.model);
-        let head0 = t.model.head.weight.val().into_data().convert::<f32>().try_into_vec::<f32>().unwrap();
+        let head0 = t
+            .model
+            .head
+            .weight
+            .val()
+            .into_data()
+            .convert::<f32>()
+            .try_into_vec::<f32>()
+            .unwrap();
         t.step(&data, &idx[..6]).unwrap();
         let (mean1, w1) = stats(&t.model);
-        let head1 = t.model.head.weight.val().into_data().convert::<f32>().try_into_vec::<f32>().unwrap();
+        let head1 = t
+            .model
+            .head
+            .weight
+            .val()
+            .into_data()
+            .convert::<f32>()
+            .try_into_vec::<f32>()
+            .unwrap();
         assert_ne!(head0, head1, "head must train");
-        assert_eq!(w0 != w1, train_backbone, "backbone weights trained iff --train-backbone ({policy:?})");
-        let moved = mean0.iter().zip(&mean1).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+        assert_eq!(
+            w0 != w1,
+            train_backbone,
+            "backbone weights trained iff --train-backbone ({policy:?})"
+        );
+        let moved = mean0
+            .iter()
+            .zip(&mean1)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
         match policy {
-            BatchNormPolicy::Frozen => assert_eq!(moved, 0.0, "frozen batch norm kept its statistics"),
+            BatchNormPolicy::Frozen => {
+                assert_eq!(moved, 0.0, "frozen batch norm kept its statistics")
+            }
             BatchNormPolicy::Train { .. } => assert!(moved > 1e-4, "moving mean updated ({moved})"),
         }
     }
@@ -213,7 +346,9 @@ fn batch_norm_policy_and_backbone_training() {
 #[test]
 fn data_folder_errors_name_the_path() {
     let root = tmp("errors");
-    let err = ImageFolder::scan(root.join("missing")).unwrap_err().to_string();
+    let err = ImageFolder::scan(root.join("missing"))
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("missing"), "{err}");
     let err = ImageFolder::scan(&root).unwrap_err().to_string();
     assert!(err.contains("no class sub-folders"), "{err}");
@@ -224,11 +359,19 @@ fn data_folder_errors_name_the_path() {
     // A folder of another kind is refused as a backbone.
     let other = root.join("other_model");
     std::fs::create_dir_all(&other).unwrap();
-    std::fs::write(other.join("config.json"), r#"{"kind": "text_embedding", "config": {}}"#).unwrap();
-    let err = ImageClassifier::from_folder(&other, 3, 0.2, BatchNormPolicy::Frozen, &Device::flex())
-        .err()
-        .unwrap()
-        .to_string();
-    assert!(err.contains("text_embedding") && err.contains("inception_v3"), "{err}");
+    std::fs::write(
+        other.join("config.json"),
+        r#"{"kind": "text_embedding", "config": {}}"#,
+    )
+    .unwrap();
+    let err =
+        ImageClassifier::from_folder(&other, 3, 0.2, BatchNormPolicy::Frozen, &Device::flex())
+            .err()
+            .unwrap()
+            .to_string();
+    assert!(
+        err.contains("text_embedding") && err.contains("inception_v3"),
+        "{err}"
+    );
     std::fs::remove_dir_all(&root).ok();
 }

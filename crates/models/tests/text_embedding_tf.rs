@@ -13,7 +13,8 @@ fn fixtures() -> PathBuf {
 }
 
 fn expected() -> Value {
-    let text = std::fs::read_to_string(fixtures().join("expected.json")).expect("fixture expected.json");
+    let text =
+        std::fs::read_to_string(fixtures().join("expected.json")).expect("fixture expected.json");
     serde_json::from_str(&text).expect("valid json")
 }
 
@@ -24,7 +25,10 @@ fn sentences(e: &Value) -> Vec<Vec<u8>> {
         .iter()
         .map(|h| {
             let h = h.as_str().unwrap();
-            (0..h.len()).step_by(2).map(|i| u8::from_str_radix(&h[i..i + 2], 16).unwrap()).collect()
+            (0..h.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&h[i..i + 2], 16).unwrap())
+                .collect()
         })
         .collect()
 }
@@ -36,14 +40,26 @@ fn build(variant: &str, device: &Device) -> (TextEmbedding, Value) {
         vocab_size: v["vocab_size"].as_u64().unwrap() as usize,
         oov_buckets: v["oov_buckets"].as_u64().unwrap() as usize,
         dim: v["dim"].as_u64().unwrap() as usize,
-        split: if v["skip_empty"].as_bool().unwrap() { SplitMode::SkipEmpty } else { SplitMode::KeepEmpty },
+        split: if v["skip_empty"].as_bool().unwrap() {
+            SplitMode::SkipEmpty
+        } else {
+            SplitMode::KeepEmpty
+        },
         remove_punctuation: true,
         vocab_file: "tokens.txt".into(),
         source_dtype: Some(v["dtype"].as_str().unwrap().into()),
     };
     let vocab = std::fs::read(fixtures().join(variant).join("assets/tokens.txt")).unwrap();
-    let table: Vec<f32> = v["table"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect();
-    (TextEmbedding::from_parts(config, "tokens.txt", vocab, table, device).unwrap(), v)
+    let table: Vec<f32> = v["table"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap() as f32)
+        .collect();
+    (
+        TextEmbedding::from_parts(config, "tokens.txt", vocab, table, device).unwrap(),
+        v,
+    )
 }
 
 fn check_variant(variant: &str, device: &Device) {
@@ -52,8 +68,18 @@ fn check_variant(variant: &str, device: &Device) {
     let (model, v) = build(variant, device);
     // token ids, sentence by sentence
     for (s, want) in sents.iter().zip(v["ids"].as_array().unwrap()) {
-        let want: Vec<u32> = want.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect();
-        assert_eq!(model.tokenizer().ids(s), want, "{variant}: ids of {:?}", String::from_utf8_lossy(s));
+        let want: Vec<u32> = want
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_u64().unwrap() as u32)
+            .collect();
+        assert_eq!(
+            model.tokenizer().ids(s),
+            want,
+            "{variant}: ids of {:?}",
+            String::from_utf8_lossy(s)
+        );
     }
     // outputs
     let out = model.embed(&sents);
@@ -65,13 +91,24 @@ fn check_variant(variant: &str, device: &Device) {
         for (c, want) in row.as_array().unwrap().iter().enumerate() {
             let d = (got[r * dim + c] as f64 - want.as_f64().unwrap()).abs();
             worst = worst.max(d);
-            assert!(d < 1e-6, "{variant}: sentence {r} ({:?}) dim {c}: {} vs {}", String::from_utf8_lossy(&sents[r]), got[r * dim + c], want);
+            assert!(
+                d < 1e-6,
+                "{variant}: sentence {r} ({:?}) dim {c}: {} vs {}",
+                String::from_utf8_lossy(&sents[r]),
+                got[r * dim + c],
+                want
+            );
         }
     }
     println!("{variant}: max |diff| vs TensorFlow = {worst:e}");
     // empty batch
     let empty = model.embed::<&[u8]>(&[]);
-    let shape: Vec<usize> = v["empty_batch_shape"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as usize).collect();
+    let shape: Vec<usize> = v["empty_batch_shape"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as usize)
+        .collect();
     assert_eq!(empty.dims().to_vec(), shape);
 }
 

@@ -27,11 +27,18 @@ pub struct Imdb {
 
 /// `(split, label)` from a path such as `aclImdb/train/pos/0_9.txt`; `None` for other files.
 fn classify(path: &str) -> Option<(&'static str, u8, String)> {
-    let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty() && *p != ".").collect();
+    let parts: Vec<&str> = path
+        .split('/')
+        .filter(|p| !p.is_empty() && *p != ".")
+        .collect();
     if parts.len() < 3 || !parts[parts.len() - 1].ends_with(".txt") {
         return None;
     }
-    let (split, label, file) = (parts[parts.len() - 3], parts[parts.len() - 2], parts[parts.len() - 1]);
+    let (split, label, file) = (
+        parts[parts.len() - 3],
+        parts[parts.len() - 2],
+        parts[parts.len() - 1],
+    );
     let split = match split {
         "train" => "train",
         "test" => "test",
@@ -42,7 +49,11 @@ fn classify(path: &str) -> Option<(&'static str, u8, String)> {
         "neg" => 0,
         _ => return None,
     };
-    Some((split, label, format!("{split}/{}/{file}", if label == 1 { "pos" } else { "neg" })))
+    Some((
+        split,
+        label,
+        format!("{split}/{}/{file}", if label == 1 { "pos" } else { "neg" }),
+    ))
 }
 
 impl Imdb {
@@ -50,24 +61,39 @@ impl Imdb {
     pub fn load(path: &Path) -> Result<Self> {
         let mut data = Imdb::default();
         if path.is_dir() {
-            let root = if path.join("aclImdb").is_dir() { path.join("aclImdb") } else { path.to_path_buf() };
+            let root = if path.join("aclImdb").is_dir() {
+                path.join("aclImdb")
+            } else {
+                path.to_path_buf()
+            };
             for split in ["train", "test"] {
                 for label in ["pos", "neg"] {
                     let dir = root.join(split).join(label);
-                    let entries = std::fs::read_dir(&dir).with_context(|| format!("{}: cannot list (not an aclImdb folder?)", dir.display()))?;
+                    let entries = std::fs::read_dir(&dir).with_context(|| {
+                        format!("{}: cannot list (not an aclImdb folder?)", dir.display())
+                    })?;
                     for e in entries {
                         let e = e.with_context(|| format!("{}: cannot list", dir.display()))?;
                         let name = e.file_name().to_string_lossy().into_owned();
                         let rel = format!("{split}/{label}/{name}");
                         if let Some((s, l, key)) = classify(&rel) {
-                            let text = std::fs::read(e.path()).with_context(|| format!("{}: cannot read", e.path().display()))?;
-                            data.push(s, Review { path: key, text, label: l });
+                            let text = std::fs::read(e.path())
+                                .with_context(|| format!("{}: cannot read", e.path().display()))?;
+                            data.push(
+                                s,
+                                Review {
+                                    path: key,
+                                    text,
+                                    label: l,
+                                },
+                            );
                         }
                     }
                 }
             }
         } else {
-            let file = std::fs::File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
+            let file = std::fs::File::open(path)
+                .with_context(|| format!("{}: cannot open", path.display()))?;
             let name = path.to_string_lossy();
             let reader: Box<dyn Read> = if name.ends_with(".tar") {
                 Box::new(std::io::BufReader::new(file))
@@ -75,17 +101,33 @@ impl Imdb {
                 Box::new(flate2::read::GzDecoder::new(std::io::BufReader::new(file)))
             };
             let mut archive = tar::Archive::new(reader);
-            let entries = archive.entries().with_context(|| format!("{}: not a tar archive", path.display()))?;
+            let entries = archive
+                .entries()
+                .with_context(|| format!("{}: not a tar archive", path.display()))?;
             for entry in entries {
-                let mut entry = entry.with_context(|| format!("{}: corrupt archive", path.display()))?;
+                let mut entry =
+                    entry.with_context(|| format!("{}: corrupt archive", path.display()))?;
                 if !entry.header().entry_type().is_file() {
                     continue;
                 }
-                let p = entry.path().with_context(|| format!("{}: bad entry name", path.display()))?.to_string_lossy().into_owned();
+                let p = entry
+                    .path()
+                    .with_context(|| format!("{}: bad entry name", path.display()))?
+                    .to_string_lossy()
+                    .into_owned();
                 if let Some((s, l, key)) = classify(&p) {
                     let mut text = Vec::with_capacity(entry.size() as usize);
-                    entry.read_to_end(&mut text).with_context(|| format!("{}: cannot read entry {p}", path.display()))?;
-                    data.push(s, Review { path: key, text, label: l });
+                    entry
+                        .read_to_end(&mut text)
+                        .with_context(|| format!("{}: cannot read entry {p}", path.display()))?;
+                    data.push(
+                        s,
+                        Review {
+                            path: key,
+                            text,
+                            label: l,
+                        },
+                    );
                 }
             }
         }
@@ -152,7 +194,10 @@ mod tests {
 
     #[test]
     fn paths_are_classified() {
-        assert_eq!(classify("aclImdb/train/pos/0_9.txt").map(|c| c.2), Some("train/pos/0_9.txt".into()));
+        assert_eq!(
+            classify("aclImdb/train/pos/0_9.txt").map(|c| c.2),
+            Some("train/pos/0_9.txt".into())
+        );
         assert_eq!(classify("aclImdb/test/neg/1_1.txt").map(|c| c.1), Some(0));
         assert!(classify("aclImdb/train/unsup/0_0.txt").is_none());
         assert!(classify("aclImdb/imdb.vocab").is_none());

@@ -15,8 +15,8 @@ use burn::tensor::Device;
 use clap::{Args, Parser, Subcommand};
 use data::{Imdb, SplitMix64};
 use model::{bce_with_logits, Classifier, DeviceBatch, KerasAdam};
-use models::text_embedding::{SplitMode, TextEmbedding, TextEmbeddingConfig, TokenBatch};
 use models::report::{EpochRecord, TrainingReport};
+use models::text_embedding::{SplitMode, TextEmbedding, TextEmbeddingConfig, TokenBatch};
 use models::Backend;
 use std::io::{IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
@@ -26,7 +26,12 @@ use std::time::Instant;
 const IMDB_URL: &str = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz";
 
 #[derive(Parser, Debug)]
-#[command(name = "train-imdb", version, about = "Train the TF-Hub IMDB sentiment classifier in Burn", args_conflicts_with_subcommands = true)]
+#[command(
+    name = "train-imdb",
+    version,
+    about = "Train the TF-Hub IMDB sentiment classifier in Burn",
+    args_conflicts_with_subcommands = true
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -98,7 +103,11 @@ struct Encoded {
 
 impl Encoded {
     fn new(emb: &TextEmbedding, reviews: &[&data::Review]) -> Self {
-        let mut e = Encoded { ids: Vec::new(), offsets: vec![0], labels: Vec::new() };
+        let mut e = Encoded {
+            ids: Vec::new(),
+            offsets: vec![0],
+            labels: Vec::new(),
+        };
         for r in reviews {
             emb.tokenizer().ids_into(&r.text, &mut e.ids);
             e.offsets.push(e.ids.len());
@@ -110,7 +119,10 @@ impl Encoded {
         self.labels.len()
     }
     fn batch(&self, idx: &[usize], device: &Device) -> DeviceBatch {
-        let tb = TokenBatch::from_id_lists(idx.iter().map(|&i| &self.ids[self.offsets[i]..self.offsets[i + 1]]));
+        let tb = TokenBatch::from_id_lists(
+            idx.iter()
+                .map(|&i| &self.ids[self.offsets[i]..self.offsets[i + 1]]),
+        );
         let labels: Vec<f32> = idx.iter().map(|&i| self.labels[i]).collect();
         DeviceBatch::new(&tb, &labels, device)
     }
@@ -118,7 +130,11 @@ impl Encoded {
 
 /// (sum of losses, number correct) of one batch.
 fn batch_stats(logits: &[f32], labels: &[f32]) -> usize {
-    logits.iter().zip(labels).filter(|(l, y)| ((**l > 0.0) as u8 as f32) == **y).count()
+    logits
+        .iter()
+        .zip(labels)
+        .filter(|(l, y)| ((**l > 0.0) as u8 as f32) == **y)
+        .count()
 }
 
 /// Loss and accuracy over a whole set (inference device, batches of `bs`).
@@ -129,7 +145,10 @@ fn evaluate(model: &Classifier, set: &Encoded, bs: usize, device: &Device) -> Re
         let b = set.batch(chunk, device);
         let logits = model.forward(&b);
         let l = bce_with_logits(logits.clone(), b.labels.clone()).into_scalar::<f32>();
-        let lv = logits.into_data().try_into_vec::<f32>().map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        let lv = logits
+            .into_data()
+            .try_into_vec::<f32>()
+            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
         let labels: Vec<f32> = chunk.iter().map(|&i| set.labels[i]).collect();
         correct += batch_stats(&lv, &labels);
         loss += l as f64 * chunk.len() as f64;
@@ -143,8 +162,14 @@ fn resolve_embedding(handle: &str) -> Result<PathBuf> {
     if p.join("config.json").is_file() {
         return Ok(p.to_path_buf());
     }
-    let r = hub::resolve(handle, &hub::Options { progress: true, ..Default::default() })
-        .with_context(|| format!("cannot resolve embedding `{handle}`"))?;
+    let r = hub::resolve(
+        handle,
+        &hub::Options {
+            progress: true,
+            ..Default::default()
+        },
+    )
+    .with_context(|| format!("cannot resolve embedding `{handle}`"))?;
     if !r.path.join("config.json").is_file() {
         bail!("{}: not a converted model folder; run `convert {handle}` first and pass the folder it prints", r.path.display());
     }
@@ -158,7 +183,10 @@ fn train(args: TrainArgs) -> Result<()> {
     let data_path = match &args.data {
         Some(p) => p.clone(),
         None => {
-            let opts = hub::Options { progress: true, ..Default::default() };
+            let opts = hub::Options {
+                progress: true,
+                ..Default::default()
+            };
             match hub::resolve(IMDB_URL, &opts) {
                 Ok(r) => r.path,
                 Err(e) => bail!("cannot download the IMDB dataset from {IMDB_URL}: {e}. Pass --data <aclImdb folder | aclImdb_v1.tar.gz> instead"),
@@ -168,13 +196,19 @@ fn train(args: TrainArgs) -> Result<()> {
     let t0 = Instant::now();
     let imdb = Imdb::load(&data_path)?;
     if args.validation >= imdb.train.len() {
-        bail!("--validation {} leaves no training reviews (the data has {})", args.validation, imdb.train.len());
+        bail!(
+            "--validation {} leaves no training reviews (the data has {})",
+            args.validation,
+            imdb.train.len()
+        );
     }
     let mut order: Vec<usize> = (0..imdb.train.len()).collect();
     SplitMix64(args.seed).shuffle(&mut order);
     let n_train = imdb.train.len() - args.validation;
-    let train_reviews: Vec<&data::Review> = order[..n_train].iter().map(|&i| &imdb.train[i]).collect();
-    let val_reviews: Vec<&data::Review> = order[n_train..].iter().map(|&i| &imdb.train[i]).collect();
+    let train_reviews: Vec<&data::Review> =
+        order[..n_train].iter().map(|&i| &imdb.train[i]).collect();
+    let val_reviews: Vec<&data::Review> =
+        order[n_train..].iter().map(|&i| &imdb.train[i]).collect();
     let test_reviews: Vec<&data::Review> = imdb.test.iter().collect();
 
     let backend = args.backend;
@@ -182,10 +216,14 @@ fn train(args: TrainArgs) -> Result<()> {
     let embedding = match &args.embedding {
         Some(h) => {
             let dir = resolve_embedding(h)?;
-            TextEmbedding::load(&dir, &device).with_context(|| format!("cannot load {}", dir.display()))?
+            TextEmbedding::load(&dir, &device)
+                .with_context(|| format!("cannot load {}", dir.display()))?
         }
         None => {
-            let vocab = data::build_vocab(train_reviews.iter().map(|r| r.text.as_slice()), args.vocab_size);
+            let vocab = data::build_vocab(
+                train_reviews.iter().map(|r| r.text.as_slice()),
+                args.vocab_size,
+            );
             let config = TextEmbeddingConfig {
                 vocab_size: vocab.iter().filter(|&&b| b == b'\n').count(),
                 oov_buckets: 1,
@@ -195,7 +233,13 @@ fn train(args: TrainArgs) -> Result<()> {
                 vocab_file: "tokens.txt".into(),
                 source_dtype: None,
             };
-            TextEmbedding::random_like(config, "tokens.txt (built from the training reviews)", vocab, args.seed, &device)?
+            TextEmbedding::random_like(
+                config,
+                "tokens.txt (built from the training reviews)",
+                vocab,
+                args.seed,
+                &device,
+            )?
         }
     };
     let train_set = Encoded::new(&embedding, &train_reviews);
@@ -225,8 +269,10 @@ fn train(args: TrainArgs) -> Result<()> {
         let bar = if std::io::stderr().is_terminal() {
             let b = indicatif::ProgressBar::new(steps as u64);
             b.set_style(
-                indicatif::ProgressStyle::with_template("epoch {prefix} {bar:30} {pos}/{len} {msg}")
-                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+                indicatif::ProgressStyle::with_template(
+                    "epoch {prefix} {bar:30} {pos}/{len} {msg}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
             );
             b.set_prefix(format!("{epoch}/{}", args.epochs));
             Some(b)
@@ -242,7 +288,11 @@ fn train(args: TrainArgs) -> Result<()> {
             let loss = bce_with_logits(logits.clone(), b.labels.clone());
             let grads = loss.backward();
             let lv = loss.clone().into_scalar::<f32>();
-            let logits = logits.inner().into_data().try_into_vec::<f32>().map_err(|e| anyhow::anyhow!("{e:?}"))?;
+            let logits = logits
+                .inner()
+                .into_data()
+                .try_into_vec::<f32>()
+                .map_err(|e| anyhow::anyhow!("{e:?}"))?;
             let labels: Vec<f32> = chunk.iter().map(|&i| train_set.labels[i]).collect();
             correct += batch_stats(&logits, &labels);
             loss_sum += lv as f64 * chunk.len() as f64;
@@ -250,7 +300,11 @@ fn train(args: TrainArgs) -> Result<()> {
             model = opt.step(model, &grads, train_embedding);
             if let Some(bar) = &bar {
                 bar.inc(1);
-                bar.set_message(format!("loss {:.4} accuracy {:.4}", loss_sum / seen as f64, correct as f64 / seen as f64));
+                bar.set_message(format!(
+                    "loss {:.4} accuracy {:.4}",
+                    loss_sum / seen as f64,
+                    correct as f64 / seen as f64
+                ));
             }
         }
         let train_secs = start.elapsed().as_secs_f64();
@@ -289,16 +343,28 @@ fn train(args: TrainArgs) -> Result<()> {
     report.set("seed", args.seed);
     report.set("batch_size", args.batch_size);
     report.set("freeze_embedding", args.freeze_embedding);
-    report.set("embedding", args.embedding.clone().unwrap_or_else(|| "from-scratch".into()));
+    report.set(
+        "embedding",
+        args.embedding
+            .clone()
+            .unwrap_or_else(|| "from-scratch".into()),
+    );
     write_outputs(&args.out, &eval_model, &report)?;
     println!("{}", args.out.display());
     Ok(())
 }
 
 fn write_outputs(out: &Path, model: &Classifier, report: &TrainingReport) -> Result<()> {
-    let name = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "imdb-model".into());
-    let parent = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+    let name = out
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "imdb-model".into());
+    let parent = out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent)
+        .with_context(|| format!("cannot create {}", parent.display()))?;
     let tmp = parent.join(format!(".{name}.tmp-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
@@ -327,7 +393,10 @@ fn predict(args: PredictArgs) -> Result<()> {
     let model = Classifier::load(&args.model, &device)?;
     let texts: Vec<Vec<u8>> = if args.texts.is_empty() {
         let mut input = Vec::new();
-        std::io::stdin().lock().read_to_end(&mut input).context("cannot read stdin")?;
+        std::io::stdin()
+            .lock()
+            .read_to_end(&mut input)
+            .context("cannot read stdin")?;
         let body = input.strip_suffix(b"\n").unwrap_or(&input);
         if input.is_empty() {
             Vec::new()
@@ -342,7 +411,11 @@ fn predict(args: PredictArgs) -> Result<()> {
         let tb = model.embedding.tokenize(chunk);
         let b = DeviceBatch::new(&tb, &vec![0.0; chunk.len()], &device);
         let p = burn::tensor::activation::sigmoid(model.forward(&b));
-        for v in p.into_data().try_into_vec::<f32>().map_err(|e| anyhow::anyhow!("{e:?}"))? {
+        for v in p
+            .into_data()
+            .try_into_vec::<f32>()
+            .map_err(|e| anyhow::anyhow!("{e:?}"))?
+        {
             writeln!(w, "{v:.6}")?;
         }
     }

@@ -39,11 +39,27 @@ pub struct DeviceBatch {
 
 impl DeviceBatch {
     pub fn new(tb: &TokenBatch, labels: &[f32], device: &Device) -> Self {
-        let ids = Tensor::<1, Int>::from_data(TensorData::new(tb.ids.iter().map(|&i| i as i64).collect(), [tb.ids.len()]), device);
-        let rows = Tensor::<1, Int>::from_data(TensorData::new(tb.rows.iter().map(|&i| i as i64).collect(), [tb.rows.len()]), device);
-        let weights = Tensor::<2>::from_data(TensorData::new(tb.weights.clone(), [tb.weights.len(), 1]), device);
-        let labels = Tensor::<2>::from_data(TensorData::new(labels.to_vec(), [labels.len(), 1]), device);
-        DeviceBatch { ids, rows, weights, labels, batch: tb.batch }
+        let ids = Tensor::<1, Int>::from_data(
+            TensorData::new(tb.ids.iter().map(|&i| i as i64).collect(), [tb.ids.len()]),
+            device,
+        );
+        let rows = Tensor::<1, Int>::from_data(
+            TensorData::new(tb.rows.iter().map(|&i| i as i64).collect(), [tb.rows.len()]),
+            device,
+        );
+        let weights = Tensor::<2>::from_data(
+            TensorData::new(tb.weights.clone(), [tb.weights.len(), 1]),
+            device,
+        );
+        let labels =
+            Tensor::<2>::from_data(TensorData::new(labels.to_vec(), [labels.len(), 1]), device);
+        DeviceBatch {
+            ids,
+            rows,
+            weights,
+            labels,
+            batch: tb.batch,
+        }
     }
 }
 
@@ -59,7 +75,15 @@ impl Classifier {
         let dim = embedding.dim();
         let dk = glorot(&mut rng, dim, hidden);
         let ok = glorot(&mut rng, hidden, 1);
-        Self::from_values(embedding, hidden, dk, vec![0.0; hidden], ok, vec![0.0], device)
+        Self::from_values(
+            embedding,
+            hidden,
+            dk,
+            vec![0.0; hidden],
+            ok,
+            vec![0.0],
+            device,
+        )
     }
 
     pub fn from_values(
@@ -72,7 +96,9 @@ impl Classifier {
         device: &Device,
     ) -> Self {
         let dim = embedding.dim();
-        let p2 = |v: Vec<f32>, s: [usize; 2]| Param::from_tensor(Tensor::<2>::from_data(TensorData::new(v, s), device));
+        let p2 = |v: Vec<f32>, s: [usize; 2]| {
+            Param::from_tensor(Tensor::<2>::from_data(TensorData::new(v, s), device))
+        };
         let p1 = |v: Vec<f32>| {
             let n = v.len();
             Param::from_tensor(Tensor::<1>::from_data(TensorData::new(v, [n]), device))
@@ -92,8 +118,15 @@ impl Classifier {
 
     /// Logits `[B, 1]`.
     pub fn forward(&self, b: &DeviceBatch) -> Tensor<2> {
-        let x = self.embedding.forward_tensors(b.ids.clone(), b.rows.clone(), b.weights.clone(), b.batch); // [B, D]
-        let h = activation::relu(x.matmul(self.dense_kernel.val()) + self.dense_bias.val().unsqueeze_dim(0)); // [B, 16]
+        let x = self.embedding.forward_tensors(
+            b.ids.clone(),
+            b.rows.clone(),
+            b.weights.clone(),
+            b.batch,
+        ); // [B, D]
+        let h = activation::relu(
+            x.matmul(self.dense_kernel.val()) + self.dense_bias.val().unsqueeze_dim(0),
+        ); // [B, 16]
         h.matmul(self.out_kernel.val()) + self.out_bias.val().unsqueeze_dim(0) // [B, 1]
     }
 
@@ -101,14 +134,36 @@ impl Classifier {
     pub fn load(dir: &Path, device: &Device) -> Result<Self> {
         let folder = ModelFolder::open(dir, KIND)?;
         let cfg: TextEmbeddingConfig = serde_json::from_value(folder.config["embedding"].clone())
-            .with_context(|| format!("{}: config.embedding", dir.join("config.json").display()))?;
-        let hidden = folder.config["hidden"].as_u64().with_context(|| format!("{}: config.hidden missing", dir.join("config.json").display()))? as usize;
+            .with_context(|| {
+            format!("{}: config.embedding", dir.join("config.json").display())
+        })?;
+        let hidden = folder.config["hidden"].as_u64().with_context(|| {
+            format!(
+                "{}: config.hidden missing",
+                dir.join("config.json").display()
+            )
+        })? as usize;
         let vocab_path = folder.file(&cfg.vocab_file);
-        let vocab = std::fs::read(&vocab_path).with_context(|| format!("{}: cannot read", vocab_path.display()))?;
+        let vocab = std::fs::read(&vocab_path)
+            .with_context(|| format!("{}: cannot read", vocab_path.display()))?;
         let n = cfg.rows() * cfg.dim;
         let dim = cfg.dim;
-        let emb = TextEmbedding::from_parts(cfg, &vocab_path.display().to_string(), vocab, vec![0.0; n], device)?;
-        let m = Self::from_values(emb, hidden, vec![0.0; dim * hidden], vec![0.0; hidden], vec![0.0; hidden], vec![0.0], device);
+        let emb = TextEmbedding::from_parts(
+            cfg,
+            &vocab_path.display().to_string(),
+            vocab,
+            vec![0.0; n],
+            device,
+        )?;
+        let m = Self::from_values(
+            emb,
+            hidden,
+            vec![0.0; dim * hidden],
+            vec![0.0; hidden],
+            vec![0.0; hidden],
+            vec![0.0],
+            device,
+        );
         Ok(folder.load_into(m, "model.safetensors")?)
     }
 
@@ -121,10 +176,14 @@ impl Classifier {
             "converter_version": env!("CARGO_PKG_VERSION"),
         });
         std::fs::write(dir.join("config.json"), serde_json::to_vec_pretty(&cfg)?)?;
-        std::fs::write(dir.join(&self.embedding.config().vocab_file), self.embedding.vocab_bytes())?;
+        std::fs::write(
+            dir.join(&self.embedding.config().vocab_file),
+            self.embedding.vocab_bytes(),
+        )?;
         let path = dir.join("model.safetensors");
         let mut store = SafetensorsStore::from_file(path.clone());
-        self.save_into(&mut store).map_err(|e| anyhow::anyhow!("{}: cannot write: {e}", path.display()))?;
+        self.save_into(&mut store)
+            .map_err(|e| anyhow::anyhow!("{}: cannot write: {e}", path.display()))?;
         Ok(())
     }
 }
@@ -151,15 +210,33 @@ pub struct KerasAdam {
 
 impl KerasAdam {
     pub fn new(lr: f32) -> Self {
-        KerasAdam { lr, beta_1: 0.9, beta_2: 0.999, epsilon: 1e-7, iterations: 0, slots: HashMap::new() }
+        KerasAdam {
+            lr,
+            beta_1: 0.9,
+            beta_2: 0.999,
+            epsilon: 1e-7,
+            iterations: 0,
+            slots: HashMap::new(),
+        }
     }
 
     /// One step on every trainable parameter of the model.
-    pub fn step(&mut self, model: Classifier, grads: &Gradients, train_embedding: bool) -> Classifier {
+    pub fn step(
+        &mut self,
+        model: Classifier,
+        grads: &Gradients,
+        train_embedding: bool,
+    ) -> Classifier {
         self.iterations += 1;
         let t = self.iterations as i32;
         let alpha = self.lr * (1.0 - self.beta_2.powi(t)).sqrt() / (1.0 - self.beta_1.powi(t));
-        let Classifier { mut embedding, dense_kernel, dense_bias, out_kernel, out_bias } = model;
+        let Classifier {
+            mut embedding,
+            dense_kernel,
+            dense_bias,
+            out_kernel,
+            out_bias,
+        } = model;
         if train_embedding {
             embedding.embeddings = self.update("embedding", embedding.embeddings, grads, alpha);
         }
@@ -172,7 +249,13 @@ impl KerasAdam {
         }
     }
 
-    fn update<const D: usize>(&mut self, key: &str, p: Param<Tensor<D>>, grads: &Gradients, alpha: f32) -> Param<Tensor<D>> {
+    fn update<const D: usize>(
+        &mut self,
+        key: &str,
+        p: Param<Tensor<D>>,
+        grads: &Gradients,
+        alpha: f32,
+    ) -> Param<Tensor<D>> {
         let Some(g) = p.grad(grads) else { return p };
         let (b1, b2, eps) = (self.beta_1, self.beta_2, self.epsilon);
         p.map(|t| {
@@ -183,7 +266,10 @@ impl KerasAdam {
             let g: Tensor<1> = g.reshape([n]);
             let (m, v) = match self.slots.remove(key) {
                 Some(s) => s,
-                None => (Tensor::zeros([n], &g.device()), Tensor::zeros([n], &g.device())),
+                None => (
+                    Tensor::zeros([n], &g.device()),
+                    Tensor::zeros([n], &g.device()),
+                ),
             };
             let m = m.clone() + (g.clone() - m) * (1.0 - b1);
             let v = v.clone() + (g.clone() * g - v) * (1.0 - b2);

@@ -9,16 +9,24 @@ use std::path::PathBuf;
 use train_imdb::model::{bce_with_logits, Classifier, DeviceBatch, KerasAdam};
 
 fn fixture() -> Value {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/text_embedding/keras_adam_step.json");
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures/text_embedding/keras_adam_step.json");
     serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
 }
 
 fn floats(v: &Value) -> Vec<f32> {
-    v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap() as f32)
+        .collect()
 }
 
 fn unhex(h: &str) -> Vec<u8> {
-    (0..h.len()).step_by(2).map(|i| u8::from_str_radix(&h[i..i + 2], 16).unwrap()).collect()
+    (0..h.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&h[i..i + 2], 16).unwrap())
+        .collect()
 }
 
 fn assert_close(name: &str, got: Tensor<2>, want: &[f32], tol: f32) {
@@ -31,11 +39,36 @@ fn assert_close(name: &str, got: Tensor<2>, want: &[f32], tol: f32) {
 
 fn check_params(m: &Classifier, want: &Value) {
     let tol = 1e-5;
-    assert_close("table", m.embedding.embeddings.val().inner(), &floats(&want["table"]), tol);
-    assert_close("dense_kernel", m.dense_kernel.val().inner(), &floats(&want["dense_kernel"]), tol);
-    assert_close("dense_bias", m.dense_bias.val().inner().unsqueeze_dim(0), &floats(&want["dense_bias"]), tol);
-    assert_close("out_kernel", m.out_kernel.val().inner(), &floats(&want["out_kernel"]), tol);
-    assert_close("out_bias", m.out_bias.val().inner().unsqueeze_dim(0), &floats(&want["out_bias"]), tol);
+    assert_close(
+        "table",
+        m.embedding.embeddings.val().inner(),
+        &floats(&want["table"]),
+        tol,
+    );
+    assert_close(
+        "dense_kernel",
+        m.dense_kernel.val().inner(),
+        &floats(&want["dense_kernel"]),
+        tol,
+    );
+    assert_close(
+        "dense_bias",
+        m.dense_bias.val().inner().unsqueeze_dim(0),
+        &floats(&want["dense_bias"]),
+        tol,
+    );
+    assert_close(
+        "out_kernel",
+        m.out_kernel.val().inner(),
+        &floats(&want["out_kernel"]),
+        tol,
+    );
+    assert_close(
+        "out_bias",
+        m.out_bias.val().inner().unsqueeze_dim(0),
+        &floats(&want["out_bias"]),
+        tol,
+    );
 }
 
 #[test]
@@ -56,7 +89,9 @@ fn one_and_two_adam_steps_match_keras() {
         source_dtype: None,
     };
     let init = &f["initial"];
-    let emb = TextEmbedding::from_parts(config, "tokens.txt", vocab, floats(&init["table"]), &device).unwrap();
+    let emb =
+        TextEmbedding::from_parts(config, "tokens.txt", vocab, floats(&init["table"]), &device)
+            .unwrap();
     let mut model = Classifier::from_values(
         emb,
         hidden,
@@ -66,10 +101,20 @@ fn one_and_two_adam_steps_match_keras() {
         floats(&init["out_bias"]),
         &device,
     );
-    let sentences: Vec<Vec<u8>> = f["sentences"].as_array().unwrap().iter().map(|h| unhex(h.as_str().unwrap())).collect();
+    let sentences: Vec<Vec<u8>> = f["sentences"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| unhex(h.as_str().unwrap()))
+        .collect();
     // the tokenizer agrees with TF's lookup
     for (s, ids) in sentences.iter().zip(f["ids"].as_array().unwrap()) {
-        let want: Vec<u32> = ids.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect();
+        let want: Vec<u32> = ids
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_u64().unwrap() as u32)
+            .collect();
         assert_eq!(model.embedding.tokenizer().ids(s), want);
     }
     let labels = floats(&f["labels"]);
@@ -79,13 +124,21 @@ fn one_and_two_adam_steps_match_keras() {
     for (step, loss_key, upd_key) in [(1, "loss", "updated"), (2, "loss_2", "updated_2")] {
         let logits = model.forward(&batch);
         if step == 1 {
-            assert_close("logits", logits.clone().inner(), &floats(&f["logits"]), 1e-6);
+            assert_close(
+                "logits",
+                logits.clone().inner(),
+                &floats(&f["logits"]),
+                1e-6,
+            );
         }
         let loss = bce_with_logits(logits, batch.labels.clone());
         let grads = loss.backward();
         let lv = loss.into_scalar::<f32>();
         let want = f[loss_key].as_f64().unwrap() as f32;
-        assert!((lv - want).abs() < 1e-6, "step {step}: loss {lv} vs Keras {want}");
+        assert!(
+            (lv - want).abs() < 1e-6,
+            "step {step}: loss {lv} vs Keras {want}"
+        );
         model = opt.step(model, &grads, true);
         check_params(&model, &f[upd_key]);
     }

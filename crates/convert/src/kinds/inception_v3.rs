@@ -164,7 +164,11 @@ fn hwio_to_oihw(name: &str, t: &crate::F32Tensor) -> Result<(Vec<usize>, Vec<f32
             t.shape
         )));
     }
-    Ok(crate::layout::permute4([kh, kw, ci, co], &t.data, crate::layout::HWIO_TO_OIHW))
+    Ok(crate::layout::permute4(
+        [kh, kw, ci, co],
+        &t.data,
+        crate::layout::HWIO_TO_OIHW,
+    ))
 }
 
 fn vector(src: &Source, name: &str, len: usize) -> Result<Vec<f32>, ConvertError> {

@@ -162,8 +162,13 @@ fn ohwi_to_oihw(c: &Constant) -> Result<OutTensor, String> {
             c.name, c.shape
         ));
     };
-    let (shape, data) = crate::layout::permute4([o, kh, kw, i], &c.data, crate::layout::OHWI_TO_OIHW);
-    Ok(OutTensor { name: String::new(), shape, data })
+    let (shape, data) =
+        crate::layout::permute4([o, kh, kw, i], &c.data, crate::layout::OHWI_TO_OIHW);
+    Ok(OutTensor {
+        name: String::new(),
+        shape,
+        data,
+    })
 }
 
 /// Depthwise `[1, kh, kw, C]` -> `[C, 1, kh, kw]`.
@@ -174,8 +179,13 @@ fn depthwise_to_oihw(c: &Constant) -> Result<OutTensor, String> {
             c.name, c.shape
         ));
     };
-    let (shape, data) = crate::layout::permute4([1, kh, kw, ch], &c.data, crate::layout::DEPTHWISE_TO_OIHW);
-    Ok(OutTensor { name: String::new(), shape, data })
+    let (shape, data) =
+        crate::layout::permute4([1, kh, kw, ch], &c.data, crate::layout::DEPTHWISE_TO_OIHW);
+    Ok(OutTensor {
+        name: String::new(),
+        shape,
+        data,
+    })
 }
 
 /// A 1x1 conv `[O, 1, 1, I]` as a Linear weight `[I, O]`.

@@ -72,11 +72,17 @@ fn style_norm_layers() -> Vec<(String, String)> {
     let mut v = Vec::new();
     for r in 1..=5 {
         for c in 1..=2 {
-            v.push((format!("transformer/residual/residual{r}/conv{c}"), format!("residual.{}.conv{c}", r - 1)));
+            v.push((
+                format!("transformer/residual/residual{r}/conv{c}"),
+                format!("residual.{}.conv{c}", r - 1),
+            ));
         }
     }
     for i in 1..=3 {
-        v.push((format!("transformer/expand/conv{i}/conv"), format!("expand.{}", i - 1)));
+        v.push((
+            format!("transformer/expand/conv{i}/conv"),
+            format!("expand.{}", i - 1),
+        ));
     }
     v
 }
@@ -90,30 +96,60 @@ pub fn inception_burn_path(index: usize) -> String {
         return scope.to_ascii_lowercase();
     }
     let prefix = format!("{}/{}/", parts[0], parts[1]);
-    let pos = INCEPTION_CONVS[..index].iter().filter(|(s, _)| s.starts_with(&prefix)).count();
-    format!("{}.{}.{}", parts[0].to_ascii_lowercase(), parts[1].to_ascii_lowercase(), pos)
+    let pos = INCEPTION_CONVS[..index]
+        .iter()
+        .filter(|(s, _)| s.starts_with(&prefix))
+        .count();
+    format!(
+        "{}.{}.{}",
+        parts[0].to_ascii_lowercase(),
+        parts[1].to_ascii_lowercase(),
+        pos
+    )
 }
 
 /// Recognises Magenta's SavedModel: Inception-v3 style predictor variables, the bottleneck
 /// conv, the style parameter convs and the transformer.
 pub fn recognise(src: &Source) -> bool {
-    ["InceptionV3/Mixed_6e/Branch_3/Conv2d_0b_1x1/weights", "transformer/contract/conv1/weights", "transformer/expand/conv3/conv/weights"]
-        .iter()
-        .all(|n| src.get(n).is_some())
-        && src.get("style_params/transformer/expand/conv3/conv/StyleNorm/Conv_1/weights").is_some()
-        && src.get("InceptionV3/Mixed_7a/Branch_0/Conv2d_0a_1x1/weights").is_none()
+    [
+        "InceptionV3/Mixed_6e/Branch_3/Conv2d_0b_1x1/weights",
+        "transformer/contract/conv1/weights",
+        "transformer/expand/conv3/conv/weights",
+    ]
+    .iter()
+    .all(|n| src.get(n).is_some())
+        && src
+            .get("style_params/transformer/expand/conv3/conv/StyleNorm/Conv_1/weights")
+            .is_some()
+        && src
+            .get("InceptionV3/Mixed_7a/Branch_0/Conv2d_0a_1x1/weights")
+            .is_none()
 }
 
 fn shape_err(name: &str, t: &F32Tensor, expected: String) -> ConvertError {
-    ConvertError::Shape { name: name.to_string(), found: t.shape.clone(), expected }
+    ConvertError::Shape {
+        name: name.to_string(),
+        found: t.shape.clone(),
+        expected,
+    }
 }
 
 /// A conv kernel `[kh, kw, cin, cout]` checked against the expected sizes (`None` = any).
-fn conv_kernel<'a>(src: &'a Source, name: &str, expect: [Option<usize>; 4]) -> Result<&'a F32Tensor, ConvertError> {
+fn conv_kernel<'a>(
+    src: &'a Source,
+    name: &str,
+    expect: [Option<usize>; 4],
+) -> Result<&'a F32Tensor, ConvertError> {
     let t = src.require(name)?;
-    let ok = t.shape.len() == 4 && t.shape.iter().zip(expect).all(|(&d, e)| e.is_none_or(|e| e == d));
+    let ok = t.shape.len() == 4
+        && t.shape
+            .iter()
+            .zip(expect)
+            .all(|(&d, e)| e.is_none_or(|e| e == d));
     if !ok {
-        let show = expect.map(|e| e.map_or("?".to_string(), |v| v.to_string())).join(", ");
+        let show = expect
+            .map(|e| e.map_or("?".to_string(), |v| v.to_string()))
+            .join(", ");
         return Err(shape_err(name, t, format!("[{show}]")));
     }
     Ok(t)
@@ -147,8 +183,19 @@ impl Out {
     }
 
     /// A 1x1 conv `[1, 1, in, out]` (+ bias) as a Burn `Linear` (`weight [in, out]`).
-    fn linear(&mut self, src: &Source, tf: &str, burn: &str, d_in: usize, d_out: Option<usize>) -> Result<usize, ConvertError> {
-        let w = conv_kernel(src, &format!("{tf}/weights"), [Some(1), Some(1), Some(d_in), d_out])?;
+    fn linear(
+        &mut self,
+        src: &Source,
+        tf: &str,
+        burn: &str,
+        d_in: usize,
+        d_out: Option<usize>,
+    ) -> Result<usize, ConvertError> {
+        let w = conv_kernel(
+            src,
+            &format!("{tf}/weights"),
+            [Some(1), Some(1), Some(d_in), d_out],
+        )?;
         let out = w.shape[3];
         let b = vector(src, &format!("{tf}/biases"), out)?;
         self.push(format!("{burn}.weight"), vec![d_in, out], w.data.clone());
@@ -165,7 +212,12 @@ fn slim_depth(d: usize, multiplier: f64, min_depth: usize) -> usize {
 /// Finds `(depth_multiplier, min_depth)` reproducing the conv widths `couts`
 /// (one per entry of [`INCEPTION_CONVS`]); prefers slim's default `min_depth` 16.
 fn infer_inception_width(couts: &[usize]) -> Option<(f64, usize)> {
-    let fits = |m: f64, md: usize| INCEPTION_CONVS.iter().zip(couts).all(|(&(_, d), &c)| slim_depth(d, m, md) == c);
+    let fits = |m: f64, md: usize| {
+        INCEPTION_CONVS
+            .iter()
+            .zip(couts)
+            .all(|(&(_, d), &c)| slim_depth(d, m, md) == c)
+    };
     let smallest = *couts.iter().min()?;
     let mut multipliers = vec![1.0];
     for (&(_, d), &c) in INCEPTION_CONVS.iter().zip(couts) {
@@ -198,7 +250,11 @@ fn map_predictor(src: &Source, out: &mut Out) -> Result<serde_json::Value, Conve
         couts.push(co);
         let path = format!("predictor.backbone.{}", inception_burn_path(i));
         out.conv(format!("{path}.conv.weight"), w);
-        for (tf, burn) in [("beta", "beta"), ("moving_mean", "moving_mean"), ("moving_variance", "moving_variance")] {
+        for (tf, burn) in [
+            ("beta", "beta"),
+            ("moving_mean", "moving_mean"),
+            ("moving_variance", "moving_variance"),
+        ] {
             let t = vector(src, &format!("InceptionV3/{scope}/BatchNorm/{tf}"), co)?;
             out.push(format!("{path}.bn.{burn}"), vec![co], t.data.clone());
         }
@@ -224,26 +280,57 @@ fn map_predictor(src: &Source, out: &mut Out) -> Result<serde_json::Value, Conve
     }))
 }
 
-fn map_transformer(src: &Source, out: &mut Out, bottleneck: usize) -> Result<serde_json::Value, ConvertError> {
-    let c1 = conv_kernel(src, "transformer/contract/conv1/weights", [Some(9), Some(9), Some(3), None])?.shape[3];
+fn map_transformer(
+    src: &Source,
+    out: &mut Out,
+    bottleneck: usize,
+) -> Result<serde_json::Value, ConvertError> {
+    let c1 = conv_kernel(
+        src,
+        "transformer/contract/conv1/weights",
+        [Some(9), Some(9), Some(3), None],
+    )?
+    .shape[3];
     // Magenta: 32·alpha, 64·alpha, 128·alpha channels.
     let alpha = c1 as f64 / 32.0;
     let widths = [c1, 2 * c1, 4 * c1];
-    let has_bn = src.get("transformer/contract/conv1/BatchNorm/moving_mean").is_some();
+    let has_bn = src
+        .get("transformer/contract/conv1/BatchNorm/moving_mean")
+        .is_some();
     let mut cin = 3;
     for (i, (&c, k)) in widths.iter().zip([9, 3, 3]).enumerate() {
         let scope = format!("transformer/contract/conv{}", i + 1);
-        let w = conv_kernel(src, &format!("{scope}/weights"), [Some(k), Some(k), Some(cin), Some(c)])?;
+        let w = conv_kernel(
+            src,
+            &format!("{scope}/weights"),
+            [Some(k), Some(k), Some(cin), Some(c)],
+        )?;
         out.conv(format!("transformer.contract.{i}.conv.weight"), w);
         if has_bn {
-            out.push(format!("transformer.contract.{i}.bn.gamma"), vec![c], vec![1.0; c]);
-            for (tf, burn) in [("beta", "beta"), ("moving_mean", "running_mean"), ("moving_variance", "running_var")] {
+            out.push(
+                format!("transformer.contract.{i}.bn.gamma"),
+                vec![c],
+                vec![1.0; c],
+            );
+            for (tf, burn) in [
+                ("beta", "beta"),
+                ("moving_mean", "running_mean"),
+                ("moving_variance", "running_var"),
+            ] {
                 let t = vector(src, &format!("{scope}/BatchNorm/{tf}"), c)?;
-                out.push(format!("transformer.contract.{i}.bn.{burn}"), vec![c], t.data.clone());
+                out.push(
+                    format!("transformer.contract.{i}.bn.{burn}"),
+                    vec![c],
+                    t.data.clone(),
+                );
             }
         } else {
             let b = vector(src, &format!("{scope}/biases"), c)?;
-            out.push(format!("transformer.contract.{i}.conv.bias"), vec![c], b.data.clone());
+            out.push(
+                format!("transformer.contract.{i}.conv.bias"),
+                vec![c],
+                b.data.clone(),
+            );
         }
         cin = c;
     }
@@ -252,11 +339,27 @@ fn map_transformer(src: &Source, out: &mut Out, bottleneck: usize) -> Result<ser
     let mut convs = vec![(w3, w3, 3); 10];
     convs.extend([(w3, w2, 3), (w2, w1, 3), (w1, 3, 9)]);
     for ((tf_scope, burn), (ci, co, k)) in style_norm_layers().into_iter().zip(convs) {
-        let w = conv_kernel(src, &format!("{tf_scope}/weights"), [Some(k), Some(k), Some(ci), Some(co)])?;
+        let w = conv_kernel(
+            src,
+            &format!("{tf_scope}/weights"),
+            [Some(k), Some(k), Some(ci), Some(co)],
+        )?;
         out.conv(format!("transformer.{burn}.conv.weight"), w);
         let params = format!("style_params/{tf_scope}/StyleNorm");
-        out.linear(src, &format!("{params}/Conv"), &format!("transformer.{burn}.beta"), bottleneck, Some(co))?;
-        out.linear(src, &format!("{params}/Conv_1"), &format!("transformer.{burn}.gamma"), bottleneck, Some(co))?;
+        out.linear(
+            src,
+            &format!("{params}/Conv"),
+            &format!("transformer.{burn}.beta"),
+            bottleneck,
+            Some(co),
+        )?;
+        out.linear(
+            src,
+            &format!("{params}/Conv_1"),
+            &format!("transformer.{burn}.gamma"),
+            bottleneck,
+            Some(co),
+        )?;
     }
     Ok(json!({
         "alpha": alpha,
@@ -297,12 +400,21 @@ mod tests {
     #[test]
     fn width_inference_finds_slim_parameters() {
         for (m, md) in [(1.0, 16), (0.0625, 4), (0.5, 16), (0.25, 8)] {
-            let couts: Vec<usize> = INCEPTION_CONVS.iter().map(|&(_, d)| slim_depth(d, m, md)).collect();
+            let couts: Vec<usize> = INCEPTION_CONVS
+                .iter()
+                .map(|&(_, d)| slim_depth(d, m, md))
+                .collect();
             let (m2, md2) = infer_inception_width(&couts).unwrap();
-            let again: Vec<usize> = INCEPTION_CONVS.iter().map(|&(_, d)| slim_depth(d, m2, md2)).collect();
+            let again: Vec<usize> = INCEPTION_CONVS
+                .iter()
+                .map(|&(_, d)| slim_depth(d, m2, md2))
+                .collect();
             assert_eq!(again, couts, "multiplier {m} min_depth {md} -> {m2} {md2}");
         }
-        assert_eq!(infer_inception_width(&INCEPTION_CONVS.map(|(_, d)| d)), Some((1.0, 16)));
+        assert_eq!(
+            infer_inception_width(&INCEPTION_CONVS.map(|(_, d)| d)),
+            Some((1.0, 16))
+        );
     }
 
     #[test]
@@ -316,7 +428,10 @@ mod tests {
                 }
             }
         }
-        let (shape, out) = hwio_to_oihw(&F32Tensor { shape: vec![1, 2, 2, 3], data });
+        let (shape, out) = hwio_to_oihw(&F32Tensor {
+            shape: vec![1, 2, 2, 3],
+            data,
+        });
         assert_eq!(shape, vec![3, 2, 1, 2]);
         // out[o][i][0][w]
         assert_eq!(out[((2 * 2 + 1) * 1) * 2 + 1], 112.0);
@@ -328,7 +443,10 @@ mod tests {
         let mut src = Source::default();
         src.tensors.insert(
             "InceptionV3/Mixed_6e/Branch_3/Conv2d_0b_1x1/weights".into(),
-            F32Tensor { shape: vec![1, 1, 768, 192], data: vec![] },
+            F32Tensor {
+                shape: vec![1, 1, 768, 192],
+                data: vec![],
+            },
         );
         assert!(!recognise(&src));
     }

@@ -33,7 +33,12 @@ fn table(src: &Source) -> Option<(&str, &crate::F32Tensor)> {
     for name in TABLE_NAMES {
         if let Some(t) = src.get(name) {
             if t.shape.len() == 2 {
-                let key = src.tensors.iter().find(|(_, v)| std::ptr::eq(*v, t)).map(|(k, _)| k.as_str()).unwrap_or(name);
+                let key = src
+                    .tensors
+                    .iter()
+                    .find(|(_, v)| std::ptr::eq(*v, t))
+                    .map(|(k, _)| k.as_str())
+                    .unwrap_or(name);
                 return Some((key, t));
             }
         }
@@ -46,18 +51,27 @@ fn table(src: &Source) -> Option<(&str, &crate::F32Tensor)> {
 }
 
 pub fn recognise(src: &Source) -> bool {
-    let Some(vocab) = src.assets.get(VOCAB_FILE) else { return false };
-    let Some((_, t)) = table(src) else { return false };
+    let Some(vocab) = src.assets.get(VOCAB_FILE) else {
+        return false;
+    };
+    let Some((_, t)) = table(src) else {
+        return false;
+    };
     t.shape[0] >= vocab_lines(vocab) && t.shape[1] > 0
 }
 
 pub fn convert(src: &Source) -> Result<Converted, ConvertError> {
-    let vocab = src
-        .assets
-        .get(VOCAB_FILE)
-        .ok_or_else(|| ConvertError::Other(format!("{}: no `{VOCAB_FILE}` asset (text embeddings need their vocabulary)", src.handle)))?;
+    let vocab = src.assets.get(VOCAB_FILE).ok_or_else(|| {
+        ConvertError::Other(format!(
+            "{}: no `{VOCAB_FILE}` asset (text embeddings need their vocabulary)",
+            src.handle
+        ))
+    })?;
     let (name, t) = table(src).ok_or_else(|| {
-        ConvertError::Missing("embeddings (no variable named `embeddings` and not exactly one 2-D float variable)".into())
+        ConvertError::Missing(
+            "embeddings (no variable named `embeddings` and not exactly one 2-D float variable)"
+                .into(),
+        )
     })?;
     let v = vocab_lines(vocab);
     let (rows, dim) = (t.shape[0], t.shape[1]);
@@ -70,15 +84,24 @@ pub fn convert(src: &Source) -> Result<Converted, ConvertError> {
     }
     let oov = rows - v;
     let ops = &src.op_types;
-    if !ops.is_empty() && oov > 0 && !ops.contains("StringToHashBucketFast") && !ops.contains("StringToHashBucket") {
+    if !ops.is_empty()
+        && oov > 0
+        && !ops.contains("StringToHashBucketFast")
+        && !ops.contains("StringToHashBucket")
+    {
         return Err(ConvertError::Other(format!(
             "{}: table `{name}` has {oov} rows beyond the {v} vocabulary lines, but the graph has no \
              StringToHashBucketFast op to address them",
             src.handle
         )));
     }
-    let split = if ops.contains("StringSplit") && !ops.contains("StringSplitV2") { "skip_empty" } else { "keep_empty" };
-    let remove_punctuation = ops.is_empty() || ops.contains("StaticRegexReplace") || ops.contains("RegexReplace");
+    let split = if ops.contains("StringSplit") && !ops.contains("StringSplitV2") {
+        "skip_empty"
+    } else {
+        "keep_empty"
+    };
+    let remove_punctuation =
+        ops.is_empty() || ops.contains("StaticRegexReplace") || ops.contains("RegexReplace");
     let source_dtype = src.other_variables.get(name).map(|(d, _)| d.clone());
     Ok(Converted {
         kind: "text_embedding".into(),
@@ -91,7 +114,11 @@ pub fn convert(src: &Source) -> Result<Converted, ConvertError> {
             "vocab_file": VOCAB_FILE,
             "source_dtype": source_dtype,
         }),
-        tensors: vec![OutTensor { name: "embeddings".into(), shape: vec![rows, dim], data: t.data.clone() }],
+        tensors: vec![OutTensor {
+            name: "embeddings".into(),
+            shape: vec![rows, dim],
+            data: t.data.clone(),
+        }],
         assets: vec![(VOCAB_FILE.to_string(), vocab.clone())],
     })
 }
@@ -102,17 +129,39 @@ mod tests {
     use crate::F32Tensor;
 
     fn source(ops: &[&str], name: &str) -> Source {
-        let mut s = Source { handle: "test".into(), ..Default::default() };
+        let mut s = Source {
+            handle: "test".into(),
+            ..Default::default()
+        };
         s.assets.insert(VOCAB_FILE.into(), b"a\nb\nc\n".to_vec());
-        s.tensors.insert(name.into(), F32Tensor { shape: vec![5, 2], data: (0..10).map(|x| x as f32).collect() });
-        s.tensors.insert("save_counter".into(), F32Tensor { shape: vec![], data: vec![1.0] });
+        s.tensors.insert(
+            name.into(),
+            F32Tensor {
+                shape: vec![5, 2],
+                data: (0..10).map(|x| x as f32).collect(),
+            },
+        );
+        s.tensors.insert(
+            "save_counter".into(),
+            F32Tensor {
+                shape: vec![],
+                data: vec![1.0],
+            },
+        );
         s.op_types = ops.iter().map(|s| s.to_string()).collect();
         s
     }
 
     #[test]
     fn tf2_export_is_keep_empty_with_punctuation_removal() {
-        let s = source(&["StaticRegexReplace", "StringSplitV2", "StringToHashBucketFast"], "Variable");
+        let s = source(
+            &[
+                "StaticRegexReplace",
+                "StringSplitV2",
+                "StringToHashBucketFast",
+            ],
+            "Variable",
+        );
         assert!(recognise(&s));
         let c = convert(&s).unwrap();
         assert_eq!(c.kind, "text_embedding");
@@ -128,7 +177,10 @@ mod tests {
 
     #[test]
     fn tf1_export_skips_empty_tokens() {
-        let s = source(&["StringSplit", "StringToHashBucketFast"], "module/embeddings");
+        let s = source(
+            &["StringSplit", "StringToHashBucketFast"],
+            "module/embeddings",
+        );
         let c = convert(&s).unwrap();
         assert_eq!(c.config["split"], "skip_empty");
         assert_eq!(c.config["remove_punctuation"], false);
@@ -137,7 +189,10 @@ mod tests {
     #[test]
     fn rows_beyond_vocab_without_hashing_is_an_error() {
         let s = source(&["StringSplitV2"], "embeddings");
-        assert!(convert(&s).unwrap_err().to_string().contains("StringToHashBucketFast"));
+        assert!(convert(&s)
+            .unwrap_err()
+            .to_string()
+            .contains("StringToHashBucketFast"));
     }
 
     #[test]

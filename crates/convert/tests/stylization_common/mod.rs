@@ -21,8 +21,11 @@ pub fn full_dir() -> PathBuf {
 /// Unpacks `saved_model.tar.gz` into a temporary folder; returns (guard, SavedModel folder).
 pub fn unpack_saved_model() -> (tempfile::TempDir, PathBuf) {
     let tmp = tempfile::tempdir().expect("temp dir");
-    let file = std::fs::File::open(fixture_dir().join("saved_model.tar.gz")).expect("fixture saved_model.tar.gz");
-    tar::Archive::new(flate2::read::GzDecoder::new(file)).unpack(tmp.path()).expect("unpack fixture");
+    let file = std::fs::File::open(fixture_dir().join("saved_model.tar.gz"))
+        .expect("fixture saved_model.tar.gz");
+    tar::Archive::new(flate2::read::GzDecoder::new(file))
+        .unpack(tmp.path())
+        .expect("unpack fixture");
     let dir = tmp.path().join("saved_model");
     (tmp, dir)
 }
@@ -30,13 +33,23 @@ pub fn unpack_saved_model() -> (tempfile::TempDir, PathBuf) {
 /// What the converter sees: every float variable by its TensorFlow name.
 pub fn source_of(dir: &Path) -> Source {
     let sm = savedmodel::read(dir).expect("read SavedModel");
-    let mut src = Source { handle: dir.display().to_string(), ..Source::default() };
+    let mut src = Source {
+        handle: dir.display().to_string(),
+        ..Source::default()
+    };
     for v in sm.variables() {
         if v.dtype.is_float() {
             let data = sm.tensor(&v.name).expect("tensor").to_f32().expect("f32");
-            src.tensors.insert(v.name.clone(), F32Tensor { shape: v.shape.clone(), data });
+            src.tensors.insert(
+                v.name.clone(),
+                F32Tensor {
+                    shape: v.shape.clone(),
+                    data,
+                },
+            );
         } else {
-            src.other_variables.insert(v.name.clone(), (v.dtype.name(), v.shape.clone()));
+            src.other_variables
+                .insert(v.name.clone(), (v.dtype.name(), v.shape.clone()));
         }
     }
     src.op_types = sm.op_types().clone();
@@ -46,35 +59,69 @@ pub fn source_of(dir: &Path) -> Source {
 /// Writes `model.safetensors` + `config.json` like `convert` does.
 pub fn write_folder(c: &Converted, dir: &Path) {
     use safetensors::tensor::{Dtype, TensorView};
-    let bytes: Vec<Vec<u8>> = c.tensors.iter().map(|t| t.data.iter().flat_map(|x| x.to_le_bytes()).collect()).collect();
+    let bytes: Vec<Vec<u8>> = c
+        .tensors
+        .iter()
+        .map(|t| t.data.iter().flat_map(|x| x.to_le_bytes()).collect())
+        .collect();
     let views: Vec<(String, TensorView)> = c
         .tensors
         .iter()
         .zip(&bytes)
-        .map(|(t, b)| (t.name.clone(), TensorView::new(Dtype::F32, t.shape.clone(), b).expect("view")))
+        .map(|(t, b)| {
+            (
+                t.name.clone(),
+                TensorView::new(Dtype::F32, t.shape.clone(), b).expect("view"),
+            )
+        })
         .collect();
     std::fs::create_dir_all(dir).unwrap();
-    safetensors::serialize_to_file(views, None, &dir.join("model.safetensors")).expect("write safetensors");
+    safetensors::serialize_to_file(views, None, &dir.join("model.safetensors"))
+        .expect("write safetensors");
     let cfg = serde_json::json!({"kind": c.kind, "config": c.config, "source": "fixture", "converter_version": "test"});
-    std::fs::write(dir.join("config.json"), serde_json::to_vec_pretty(&cfg).unwrap()).unwrap();
+    std::fs::write(
+        dir.join("config.json"),
+        serde_json::to_vec_pretty(&cfg).unwrap(),
+    )
+    .unwrap();
 }
 
 /// A little-endian `.npy` (`<f4` or `|u1`, C order) as f32 values and its shape.
 pub fn read_npy(path: &Path) -> (Vec<usize>, Vec<f32>) {
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    assert_eq!(&bytes[..6], b"\x93NUMPY", "{}: not an npy file", path.display());
+    assert_eq!(
+        &bytes[..6],
+        b"\x93NUMPY",
+        "{}: not an npy file",
+        path.display()
+    );
     let (hlen, start) = if bytes[6] == 1 {
         (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10)
     } else {
-        (u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize, 12)
+        (
+            u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
+            12,
+        )
     };
     let header = std::str::from_utf8(&bytes[start..start + hlen]).unwrap();
     assert!(header.contains("'fortran_order': False"), "{header}");
-    let shape_txt = header.split("'shape': (").nth(1).unwrap().split(')').next().unwrap();
-    let shape: Vec<usize> = shape_txt.split(',').filter(|s| !s.trim().is_empty()).map(|s| s.trim().parse().unwrap()).collect();
+    let shape_txt = header
+        .split("'shape': (")
+        .nth(1)
+        .unwrap()
+        .split(')')
+        .next()
+        .unwrap();
+    let shape: Vec<usize> = shape_txt
+        .split(',')
+        .filter(|s| !s.trim().is_empty())
+        .map(|s| s.trim().parse().unwrap())
+        .collect();
     let body = &bytes[start + hlen..];
     let data = if header.contains("'<f4'") {
-        body.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+        body.chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect()
     } else if header.contains("'|u1'") {
         body.iter().map(|&b| b as f32 / 255.0).collect()
     } else {
@@ -93,7 +140,8 @@ pub struct Case {
 
 /// The cases listed in `<dir>/cases.json`.
 pub fn cases(dir: &Path) -> Vec<Case> {
-    let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("cases.json")).unwrap()).unwrap();
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("cases.json")).unwrap()).unwrap();
     meta["cases"]
         .as_array()
         .unwrap()
@@ -114,7 +162,10 @@ pub fn cases(dir: &Path) -> Vec<Case> {
 /// Reads and converts the SavedModel in `dir`.
 pub fn converted(dir: &Path) -> Converted {
     let src = source_of(dir);
-    assert!(stylization::recognise(&src), "the Magenta SavedModel is not recognised");
+    assert!(
+        stylization::recognise(&src),
+        "the Magenta SavedModel is not recognised"
+    );
     stylization::convert(&src).expect("convert")
 }
 
@@ -124,13 +175,21 @@ pub fn to_vec(t: Tensor<4>) -> Vec<f32> {
 
 pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }
 
 /// Converts the SavedModel in `saved_model`, loads it on `backend` and compares the
 /// bottleneck and stylized image of every case of `cases_dir` with TensorFlow's;
 /// returns the largest differences (bottleneck, image).
-pub fn check_backend(backend: Backend, saved_model: &Path, cases_dir: &Path, tol: f32) -> (f32, f32) {
+pub fn check_backend(
+    backend: Backend,
+    saved_model: &Path,
+    cases_dir: &Path,
+    tol: f32,
+) -> (f32, f32) {
     let c = converted(saved_model);
     let out = tempfile::tempdir().unwrap();
     write_folder(&c, out.path());
@@ -140,20 +199,41 @@ pub fn check_backend(backend: Backend, saved_model: &Path, cases_dir: &Path, tol
     let (mut worst_b, mut worst_y) = (0f32, 0f32);
     for case in cases(cases_dir) {
         let tensor = |(shape, data): &(Vec<usize>, Vec<f32>)| {
-            Tensor::<4>::from_data(TensorData::new(data.clone(), [shape[0], shape[1], shape[2], shape[3]]), &device)
+            Tensor::<4>::from_data(
+                TensorData::new(data.clone(), [shape[0], shape[1], shape[2], shape[3]]),
+                &device,
+            )
         };
-        let bottleneck = predictor.try_predict_style(tensor(&case.style)).expect("predict style");
+        let bottleneck = predictor
+            .try_predict_style(tensor(&case.style))
+            .expect("predict style");
         assert_eq!(bottleneck.dims(), [1, 100]);
         let b = bottleneck.clone().into_data().try_to_vec::<f32>().unwrap();
         let db = max_abs_diff(&b, &case.bottleneck.1);
         let y = transformer.transfer(tensor(&case.content), bottleneck);
-        assert_eq!(y.dims().to_vec(), case.stylized.0, "{}: output shape", case.name);
+        assert_eq!(
+            y.dims().to_vec(),
+            case.stylized.0,
+            "{}: output shape",
+            case.name
+        );
         let dy = max_abs_diff(&to_vec(y), &case.stylized.1);
-        println!("{backend} {}: bottleneck max |diff| {db:.3e}, stylized max |diff| {dy:.3e}", case.name);
+        println!(
+            "{backend} {}: bottleneck max |diff| {db:.3e}, stylized max |diff| {dy:.3e}",
+            case.name
+        );
         worst_b = worst_b.max(db);
         worst_y = worst_y.max(dy);
-        assert!(db <= tol, "{backend} {}: bottleneck differs from TF by {db}", case.name);
-        assert!(dy <= tol, "{backend} {}: stylized image differs from TF by {dy}", case.name);
+        assert!(
+            db <= tol,
+            "{backend} {}: bottleneck differs from TF by {db}",
+            case.name
+        );
+        assert!(
+            dy <= tol,
+            "{backend} {}: stylized image differs from TF by {dy}",
+            case.name
+        );
     }
     (worst_b, worst_y)
 }

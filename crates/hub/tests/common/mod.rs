@@ -13,9 +13,16 @@ use std::time::Duration;
 #[derive(Clone)]
 pub enum Reply {
     /// 200 with this body and content type.
-    Ok { body: Vec<u8>, content_type: &'static str },
+    Ok {
+        body: Vec<u8>,
+        content_type: &'static str,
+    },
     /// 200, body sent in chunks with a pause after each (to make downloads overlap).
-    Slow { body: Vec<u8>, chunk: usize, pause: Duration },
+    Slow {
+        body: Vec<u8>,
+        chunk: usize,
+        pause: Duration,
+    },
     /// An error status with a body.
     Status { code: u16, body: &'static str },
     /// A redirect (301/302/303/307) to `location` (absolute, or a path on this server).
@@ -54,7 +61,12 @@ impl Server {
 
     /// How many requests had this path (query ignored; absolute-form targets reduced to path).
     pub fn hits(&self, path: &str) -> usize {
-        self.requests.lock().unwrap().iter().filter(|t| path_of(t) == path).count()
+        self.requests
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|t| path_of(t) == path)
+            .count()
     }
 
     pub fn all_requests(&self) -> Vec<String> {
@@ -71,7 +83,11 @@ fn path_of(target: &str) -> &str {
     t
 }
 
-fn serve(stream: TcpStream, routes: &HashMap<String, Reply>, reqs: &Mutex<Vec<String>>) -> std::io::Result<()> {
+fn serve(
+    stream: TcpStream,
+    routes: &HashMap<String, Reply>,
+    reqs: &Mutex<Vec<String>>,
+) -> std::io::Result<()> {
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut line = String::new();
     reader.read_line(&mut line)?;
@@ -84,17 +100,40 @@ fn serve(stream: TcpStream, routes: &HashMap<String, Reply>, reqs: &Mutex<Vec<St
     }
     reqs.lock().unwrap().push(target.clone());
     let mut out = stream;
-    let reply = routes.get(path_of(&target)).cloned().unwrap_or(Reply::Status { code: 404, body: "<html>Not Found</html>" });
+    let reply = routes
+        .get(path_of(&target))
+        .cloned()
+        .unwrap_or(Reply::Status {
+            code: 404,
+            body: "<html>Not Found</html>",
+        });
     let head = |code: u16, extra: &str, len: usize| {
-        format!("HTTP/1.1 {code} {}\r\nContent-Length: {len}\r\nConnection: close\r\n{extra}\r\n", reason(code))
+        format!(
+            "HTTP/1.1 {code} {}\r\nContent-Length: {len}\r\nConnection: close\r\n{extra}\r\n",
+            reason(code)
+        )
     };
     match reply {
         Reply::Ok { body, content_type } => {
-            out.write_all(head(200, &format!("Content-Type: {content_type}\r\n"), body.len()).as_bytes())?;
+            out.write_all(
+                head(
+                    200,
+                    &format!("Content-Type: {content_type}\r\n"),
+                    body.len(),
+                )
+                .as_bytes(),
+            )?;
             out.write_all(&body)?;
         }
         Reply::Slow { body, chunk, pause } => {
-            out.write_all(head(200, "Content-Type: application/octet-stream\r\n", body.len()).as_bytes())?;
+            out.write_all(
+                head(
+                    200,
+                    "Content-Type: application/octet-stream\r\n",
+                    body.len(),
+                )
+                .as_bytes(),
+            )?;
             for c in body.chunks(chunk.max(1)) {
                 out.write_all(c)?;
                 out.flush()?;
@@ -109,7 +148,9 @@ fn serve(stream: TcpStream, routes: &HashMap<String, Reply>, reqs: &Mutex<Vec<St
             out.write_all(head(code, &format!("Location: {location}\r\n"), 0).as_bytes())?;
         }
         Reply::Truncated { body, claimed } => {
-            out.write_all(head(200, "Content-Type: application/octet-stream\r\n", claimed).as_bytes())?;
+            out.write_all(
+                head(200, "Content-Type: application/octet-stream\r\n", claimed).as_bytes(),
+            )?;
             out.write_all(&body)?;
         }
     }
@@ -117,7 +158,9 @@ fn serve(stream: TcpStream, routes: &HashMap<String, Reply>, reqs: &Mutex<Vec<St
     let _ = out.shutdown(std::net::Shutdown::Write);
     // Drain whatever the client still sends, then close.
     let mut sink = [0u8; 1024];
-    let _ = reader.get_mut().set_read_timeout(Some(Duration::from_millis(200)));
+    let _ = reader
+        .get_mut()
+        .set_read_timeout(Some(Duration::from_millis(200)));
     let _ = reader.read(&mut sink);
     Ok(())
 }
@@ -141,7 +184,10 @@ pub fn fake_saved_model() -> Vec<(&'static str, Vec<u8>)> {
     vec![
         ("saved_model.pb", b"\x08\x01fake saved model proto".to_vec()),
         ("variables/variables.index", b"fake index".to_vec()),
-        ("variables/variables.data-00000-of-00001", (0..5000u32).map(|i| (i * 7 % 251) as u8).collect()),
+        (
+            "variables/variables.data-00000-of-00001",
+            (0..5000u32).map(|i| (i * 7 % 251) as u8).collect(),
+        ),
         ("assets/vocab.txt", b"cat\nis\non\nthe\nmat\n".to_vec()),
     ]
 }
@@ -153,18 +199,21 @@ pub fn tar_of(files: &[(&str, Vec<u8>)]) -> Vec<u8> {
     dir.set_entry_type(tar::EntryType::Directory);
     dir.set_mode(0o755);
     dir.set_size(0);
-    b.append_data(&mut dir.clone(), "./", std::io::empty()).unwrap();
+    b.append_data(&mut dir.clone(), "./", std::io::empty())
+        .unwrap();
     let mut seen = std::collections::BTreeSet::new();
     for (path, data) in files {
         if let Some((d, _)) = path.rsplit_once('/') {
             if seen.insert(d.to_string()) {
-                b.append_data(&mut dir.clone(), format!("./{d}/"), std::io::empty()).unwrap();
+                b.append_data(&mut dir.clone(), format!("./{d}/"), std::io::empty())
+                    .unwrap();
             }
         }
         let mut h = tar::Header::new_gnu();
         h.set_mode(0o644);
         h.set_size(data.len() as u64);
-        b.append_data(&mut h, format!("./{path}"), &data[..]).unwrap();
+        b.append_data(&mut h, format!("./{path}"), &data[..])
+            .unwrap();
     }
     b.into_inner().unwrap()
 }
@@ -181,7 +230,12 @@ pub fn fake_model_tgz() -> Vec<u8> {
 
 /// A raw tar with one member whose name and type are written into the header directly
 /// (the tar crate's builder refuses `..` and absolute names).
-pub fn raw_tar_member(name: &[u8], ty: tar::EntryType, data: &[u8], link: Option<&[u8]>) -> Vec<u8> {
+pub fn raw_tar_member(
+    name: &[u8],
+    ty: tar::EntryType,
+    data: &[u8],
+    link: Option<&[u8]>,
+) -> Vec<u8> {
     let mut h = tar::Header::new_gnu();
     {
         let old = h.as_old_mut();
@@ -205,7 +259,8 @@ pub fn raw_tar_member(name: &[u8], ty: tar::EntryType, data: &[u8], link: Option
 /// Asserts `dir` holds exactly the fake SavedModel files.
 pub fn assert_fake_model(dir: &Path) {
     for (rel, data) in fake_saved_model() {
-        let got = std::fs::read(dir.join(rel)).unwrap_or_else(|e| panic!("{}: {e}", dir.join(rel).display()));
+        let got = std::fs::read(dir.join(rel))
+            .unwrap_or_else(|e| panic!("{}: {e}", dir.join(rel).display()));
         assert_eq!(got, data, "{rel}");
     }
 }
@@ -213,7 +268,10 @@ pub fn assert_fake_model(dir: &Path) {
 /// Names in `dir` (sorted), for checking that no temporary or partial folder was left.
 pub fn names(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = match std::fs::read_dir(dir) {
-        Ok(rd) => rd.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect(),
+        Ok(rd) => rd
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect(),
         Err(_) => vec![],
     };
     v.sort();

@@ -46,7 +46,10 @@ pub struct InceptionPredictorConfig {
 impl Default for InceptionPredictorConfig {
     /// The published model: full width, `Mixed_6e`, ReLU6, bottleneck 100.
     fn default() -> Self {
-        Self { backbone: InceptionV3Config::magenta_style_backbone(), bottleneck: 100 }
+        Self {
+            backbone: InceptionV3Config::magenta_style_backbone(),
+            bottleneck: 100,
+        }
     }
 }
 
@@ -60,7 +63,9 @@ impl InceptionPredictorConfig {
     pub fn validate(&self) -> Result<(), InceptionError> {
         self.backbone.validate()?;
         if self.backbone.has_logits() {
-            return Err(InceptionError::Config("the style predictor's backbone must have no logits (num_classes null)".into()));
+            return Err(InceptionError::Config(
+                "the style predictor's backbone must have no logits (num_classes null)".into(),
+            ));
         }
         if self.bottleneck == 0 {
             return Err(InceptionError::Config("bottleneck must be > 0".into()));
@@ -130,7 +135,10 @@ impl InceptionStylePredictor {
 
     /// Folds the backbone's batch norms into its convolutions (inference only).
     pub fn fuse_for_inference(self) -> Self {
-        Self { backbone: self.backbone.fuse_for_inference(), bottleneck: self.bottleneck }
+        Self {
+            backbone: self.backbone.fuse_for_inference(),
+            bottleneck: self.bottleneck,
+        }
     }
 }
 
@@ -144,7 +152,10 @@ pub struct SavedModelStylizationConfig {
 impl Default for SavedModelStylizationConfig {
     /// The published TF-Hub model.
     fn default() -> Self {
-        Self { predictor: InceptionPredictorConfig::default(), transformer: TransformerConfig::saved_model() }
+        Self {
+            predictor: InceptionPredictorConfig::default(),
+            transformer: TransformerConfig::saved_model(),
+        }
     }
 }
 
@@ -164,15 +175,24 @@ pub fn load_saved_model_halves(
 ) -> Result<(InceptionStylePredictor, Transformer), WeightsError> {
     let folder = ModelFolder::open(dir, super::KIND_STYLIZATION)?;
     let cfg: SavedModelStylizationConfig = folder.config()?;
-    let config_err = |msg: String| WeightsError::Config { path: folder.file("config.json"), msg };
-    let predictor = cfg.predictor.init(device).map_err(|e| config_err(e.to_string()))?;
+    let config_err = |msg: String| WeightsError::Config {
+        path: folder.file("config.json"),
+        msg,
+    };
+    let predictor = cfg
+        .predictor
+        .init(device)
+        .map_err(|e| config_err(e.to_string()))?;
     if cfg.predictor.bottleneck != cfg.transformer.bottleneck {
         return Err(config_err(format!(
             "predictor bottleneck {} differs from the transformer's {}",
             cfg.predictor.bottleneck, cfg.transformer.bottleneck
         )));
     }
-    let both = BothHalves { predictor, transformer: cfg.transformer.init(device) };
+    let both = BothHalves {
+        predictor,
+        transformer: cfg.transformer.init(device),
+    };
     let both = folder.load_into(both, "model.safetensors")?;
     Ok((both.predictor, both.transformer))
 }
@@ -207,14 +227,20 @@ mod tests {
     #[test]
     fn bottleneck_shape_and_no_input_rescale() {
         let device = Device::flex();
-        let cfg = InceptionPredictorConfig { backbone: magenta_backbone(0.0625, 4), bottleneck: 7 };
+        let cfg = InceptionPredictorConfig {
+            backbone: magenta_backbone(0.0625, 4),
+            bottleneck: 7,
+        };
         let p = cfg.init(&device).unwrap();
         assert_eq!(p.min_input_size(), 43);
         let style = Tensor::<4>::ones([2, 50, 47, 3], &device).mul_scalar(0.5);
         let y = p.try_predict_style(style).unwrap();
         assert_eq!(y.dims(), [2, 7]);
         let small = Tensor::<4>::ones([1, 42, 60, 3], &device);
-        assert!(matches!(p.try_predict_style(small), Err(InceptionError::InputTooSmall { .. })));
+        assert!(matches!(
+            p.try_predict_style(small),
+            Err(InceptionError::InputTooSmall { .. })
+        ));
     }
 
     #[test]

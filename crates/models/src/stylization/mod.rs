@@ -64,8 +64,12 @@ impl StylePredictor {
         let dir = dir.as_ref();
         let kind = folder_kind(dir)?;
         match kind.as_str() {
-            KIND_STYLE_PREDICTOR => Ok(StylePredictor::MobileNet(MobileNetStylePredictor::load(dir, device)?)),
-            KIND_STYLIZATION => Ok(StylePredictor::Inception(inception_predictor::load_saved_model_halves(dir, device)?.0)),
+            KIND_STYLE_PREDICTOR => Ok(StylePredictor::MobileNet(MobileNetStylePredictor::load(
+                dir, device,
+            )?)),
+            KIND_STYLIZATION => Ok(StylePredictor::Inception(
+                inception_predictor::load_saved_model_halves(dir, device)?.0,
+            )),
             other => Err(WeightsError::WrongKind {
                 path: dir.to_path_buf(),
                 found: other.to_string(),
@@ -78,13 +82,21 @@ impl StylePredictor {
 /// The `kind` field of `<dir>/config.json`.
 pub fn folder_kind(dir: &Path) -> Result<String, WeightsError> {
     let path = dir.join("config.json");
-    let text = std::fs::read_to_string(&path).map_err(|source| WeightsError::Io { path: path.clone(), source })?;
-    let raw: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| WeightsError::Config { path: path.clone(), msg: e.to_string() })?;
+    let text = std::fs::read_to_string(&path).map_err(|source| WeightsError::Io {
+        path: path.clone(),
+        source,
+    })?;
+    let raw: serde_json::Value = serde_json::from_str(&text).map_err(|e| WeightsError::Config {
+        path: path.clone(),
+        msg: e.to_string(),
+    })?;
     raw.get("kind")
         .and_then(|k| k.as_str())
         .map(str::to_string)
-        .ok_or_else(|| WeightsError::Config { path, msg: "missing string field `kind`".into() })
+        .ok_or_else(|| WeightsError::Config {
+            path,
+            msg: "missing string field `kind`".into(),
+        })
 }
 
 /// A complete stylization model: a style predictor plus a transformer.
@@ -98,17 +110,27 @@ impl Stylization {
     /// Combines any predictor with any transformer (both must use the same
     /// bottleneck length, 100 for every Magenta model).
     pub fn from_parts(predictor: StylePredictor, transformer: Transformer) -> Self {
-        Self { predictor, transformer }
+        Self {
+            predictor,
+            transformer,
+        }
     }
 
     /// Loads a converted SavedModel folder (kind `stylization`: both halves).
     pub fn load(dir: impl AsRef<Path>, device: &Device) -> Result<Self, WeightsError> {
         let (predictor, transformer) = inception_predictor::load_saved_model_halves(dir, device)?;
-        Ok(Self::from_parts(StylePredictor::Inception(predictor), transformer))
+        Ok(Self::from_parts(
+            StylePredictor::Inception(predictor),
+            transformer,
+        ))
     }
 
     /// Loads from two converted folders (`style_predictor` + `style_transfer`).
-    pub fn load_parts(predictor_dir: impl AsRef<Path>, transfer_dir: impl AsRef<Path>, device: &Device) -> Result<Self, WeightsError> {
+    pub fn load_parts(
+        predictor_dir: impl AsRef<Path>,
+        transfer_dir: impl AsRef<Path>,
+        device: &Device,
+    ) -> Result<Self, WeightsError> {
         let predictor = StylePredictor::load(predictor_dir, device)?;
         let transformer = Transformer::load(transfer_dir, device)?;
         Ok(Self::from_parts(predictor, transformer))
@@ -136,7 +158,13 @@ impl Stylization {
     /// is the bottleneck predicted from the content image itself (the TF Lite
     /// Magenta example's "style blending"). `content_for_style` is the content
     /// image prepared like a style image (e.g. 256x256). `strength` 1 = full style.
-    pub fn stylize_blended(&self, content: Tensor<4>, content_for_style: Tensor<4>, style: Tensor<4>, strength: f32) -> Tensor<4> {
+    pub fn stylize_blended(
+        &self,
+        content: Tensor<4>,
+        content_for_style: Tensor<4>,
+        style: Tensor<4>,
+        strength: f32,
+    ) -> Tensor<4> {
         let style_b = self.predict_style(style);
         let own = self.predict_style(content_for_style);
         self.transfer(content, blend_bottlenecks(style_b, own, strength))
@@ -149,6 +177,10 @@ pub fn blend_bottlenecks(style: Tensor<2>, content_own: Tensor<2>, strength: f32
     let [bc, _] = content_own.dims();
     let b = bs.max(bc);
     let style = if bs < b { style.expand([b, d]) } else { style };
-    let own = if bc < b { content_own.expand([b, d]) } else { content_own };
+    let own = if bc < b {
+        content_own.expand([b, d])
+    } else {
+        content_own
+    };
     style * strength + own * (1.0 - strength)
 }

@@ -259,7 +259,9 @@ fn conv_by_shifted_sums(x: Tensor<4>, weight: Tensor<4>) -> Tensor<4> {
     let [b, _, hp, wp] = x.dims();
     let (h, w) = (hp + 1 - kh, wp + 1 - kw);
     // Row (i*kw + j)*cout + c of the 1x1 kernel is weight[c, :, i, j].
-    let w1 = weight.permute([2, 3, 0, 1]).reshape([kh * kw * cout, cin, 1, 1]);
+    let w1 = weight
+        .permute([2, 3, 0, 1])
+        .reshape([kh * kw * cout, cin, 1, 1]);
     let z = conv2d(x, w1, None, ConvOptions::new([1, 1], [0, 0], [1, 1], 1));
     let mut out: Option<Tensor<4>> = None;
     for i in 0..kh {

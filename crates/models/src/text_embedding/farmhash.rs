@@ -77,8 +77,11 @@ fn hash_len17to32(s: &[u8]) -> u64 {
     let c = fetch64(s, len - 8).wrapping_mul(mul);
     let d = fetch64(s, len - 16).wrapping_mul(K2);
     hash_len16_mul(
-        rotate(a.wrapping_add(b), 43).wrapping_add(rotate(c, 30)).wrapping_add(d),
-        a.wrapping_add(rotate(b.wrapping_add(K2), 18)).wrapping_add(c),
+        rotate(a.wrapping_add(b), 43)
+            .wrapping_add(rotate(c, 30))
+            .wrapping_add(d),
+        a.wrapping_add(rotate(b.wrapping_add(K2), 18))
+            .wrapping_add(c),
         mul,
     )
 }
@@ -90,22 +93,39 @@ fn hash_len33to64(s: &[u8]) -> u64 {
     let b = fetch64(s, 8);
     let c = fetch64(s, len - 8).wrapping_mul(mul);
     let d = fetch64(s, len - 16).wrapping_mul(K2);
-    let y = rotate(a.wrapping_add(b), 43).wrapping_add(rotate(c, 30)).wrapping_add(d);
-    let z = hash_len16_mul(y, a.wrapping_add(rotate(b.wrapping_add(K2), 18)).wrapping_add(c), mul);
+    let y = rotate(a.wrapping_add(b), 43)
+        .wrapping_add(rotate(c, 30))
+        .wrapping_add(d);
+    let z = hash_len16_mul(
+        y,
+        a.wrapping_add(rotate(b.wrapping_add(K2), 18))
+            .wrapping_add(c),
+        mul,
+    );
     let e = fetch64(s, 16).wrapping_mul(mul);
     let f = fetch64(s, 24);
     let g = y.wrapping_add(fetch64(s, len - 32)).wrapping_mul(mul);
     let h = z.wrapping_add(fetch64(s, len - 24)).wrapping_mul(mul);
     hash_len16_mul(
-        rotate(e.wrapping_add(f), 43).wrapping_add(rotate(g, 30)).wrapping_add(h),
-        e.wrapping_add(rotate(f.wrapping_add(a), 18)).wrapping_add(g),
+        rotate(e.wrapping_add(f), 43)
+            .wrapping_add(rotate(g, 30))
+            .wrapping_add(h),
+        e.wrapping_add(rotate(f.wrapping_add(a), 18))
+            .wrapping_add(g),
         mul,
     )
 }
 
 #[inline]
 #[allow(clippy::too_many_arguments)]
-fn weak_hash_len32_with_seeds(w: u64, x: u64, y: u64, z: u64, mut a: u64, mut b: u64) -> (u64, u64) {
+fn weak_hash_len32_with_seeds(
+    w: u64,
+    x: u64,
+    y: u64,
+    z: u64,
+    mut a: u64,
+    mut b: u64,
+) -> (u64, u64) {
     a = a.wrapping_add(w);
     b = rotate(b.wrapping_add(a).wrapping_add(z), 21);
     let c = a;
@@ -117,7 +137,14 @@ fn weak_hash_len32_with_seeds(w: u64, x: u64, y: u64, z: u64, mut a: u64, mut b:
 
 #[inline]
 fn weak_hash_at(s: &[u8], i: usize, a: u64, b: u64) -> (u64, u64) {
-    weak_hash_len32_with_seeds(fetch64(s, i), fetch64(s, i + 8), fetch64(s, i + 16), fetch64(s, i + 24), a, b)
+    weak_hash_len32_with_seeds(
+        fetch64(s, i),
+        fetch64(s, i + 8),
+        fetch64(s, i + 16),
+        fetch64(s, i + 24),
+        a,
+        b,
+    )
 }
 
 /// `farmhash::Fingerprint64(s)`: TensorFlow's `tsl::Fingerprint64`.
@@ -143,13 +170,24 @@ pub fn fingerprint64(s: &[u8]) -> u64 {
     let last64 = len - 64;
     let mut p = 0usize;
     loop {
-        x = rotate(x.wrapping_add(y).wrapping_add(v.0).wrapping_add(fetch64(s, p + 8)), 37).wrapping_mul(K1);
+        x = rotate(
+            x.wrapping_add(y)
+                .wrapping_add(v.0)
+                .wrapping_add(fetch64(s, p + 8)),
+            37,
+        )
+        .wrapping_mul(K1);
         y = rotate(y.wrapping_add(v.1).wrapping_add(fetch64(s, p + 48)), 42).wrapping_mul(K1);
         x ^= w.1;
         y = y.wrapping_add(v.0).wrapping_add(fetch64(s, p + 40));
         z = rotate(z.wrapping_add(w.0), 33).wrapping_mul(K1);
         v = weak_hash_at(s, p, v.1.wrapping_mul(K1), x.wrapping_add(w.0));
-        w = weak_hash_at(s, p + 32, z.wrapping_add(w.1), y.wrapping_add(fetch64(s, p + 16)));
+        w = weak_hash_at(
+            s,
+            p + 32,
+            z.wrapping_add(w.1),
+            y.wrapping_add(fetch64(s, p + 16)),
+        );
         std::mem::swap(&mut z, &mut x);
         p += 64;
         if p == end {
@@ -161,16 +199,31 @@ pub fn fingerprint64(s: &[u8]) -> u64 {
     w.0 = w.0.wrapping_add(((len - 1) & 63) as u64);
     v.0 = v.0.wrapping_add(w.0);
     w.0 = w.0.wrapping_add(v.0);
-    x = rotate(x.wrapping_add(y).wrapping_add(v.0).wrapping_add(fetch64(s, p + 8)), 37).wrapping_mul(mul);
+    x = rotate(
+        x.wrapping_add(y)
+            .wrapping_add(v.0)
+            .wrapping_add(fetch64(s, p + 8)),
+        37,
+    )
+    .wrapping_mul(mul);
     y = rotate(y.wrapping_add(v.1).wrapping_add(fetch64(s, p + 48)), 42).wrapping_mul(mul);
     x ^= w.1.wrapping_mul(9);
-    y = y.wrapping_add(v.0.wrapping_mul(9)).wrapping_add(fetch64(s, p + 40));
+    y = y
+        .wrapping_add(v.0.wrapping_mul(9))
+        .wrapping_add(fetch64(s, p + 40));
     z = rotate(z.wrapping_add(w.0), 33).wrapping_mul(mul);
     v = weak_hash_at(s, p, v.1.wrapping_mul(mul), x.wrapping_add(w.0));
-    w = weak_hash_at(s, p + 32, z.wrapping_add(w.1), y.wrapping_add(fetch64(s, p + 16)));
+    w = weak_hash_at(
+        s,
+        p + 32,
+        z.wrapping_add(w.1),
+        y.wrapping_add(fetch64(s, p + 16)),
+    );
     std::mem::swap(&mut z, &mut x);
     hash_len16_mul(
-        hash_len16_mul(v.0, w.0, mul).wrapping_add(shift_mix(y).wrapping_mul(K0)).wrapping_add(z),
+        hash_len16_mul(v.0, w.0, mul)
+            .wrapping_add(shift_mix(y).wrapping_mul(K0))
+            .wrapping_add(z),
         hash_len16_mul(v.1, w.1, mul).wrapping_add(x),
         mul,
     )
@@ -190,14 +243,22 @@ mod tests {
             (b"cat", 15118465453979963096),
             (b"hello", 13009744463427800296),
             (b"zebra", 10208485115171276162),
-            (b"The quick brown fox jumps over the lazy dog", 12375473906752639284),
+            (
+                b"The quick brown fox jumps over the lazy dog",
+                12375473906752639284,
+            ),
             (b"a$b", 8375206994405575911),
             (b"catdog", 2887590504074078378),
             (b"dont", 9096986113840997515),
             (b"cat\tis", 1629230222769577276),
         ];
         for (s, want) in cases {
-            assert_eq!(fingerprint64(s), *want, "Fingerprint64({:?})", String::from_utf8_lossy(s));
+            assert_eq!(
+                fingerprint64(s),
+                *want,
+                "Fingerprint64({:?})",
+                String::from_utf8_lossy(s)
+            );
         }
         let seventy = "0123456789".repeat(7);
         assert_eq!(fingerprint64(seventy.as_bytes()), 0x4905f2785f0c2818);
@@ -205,7 +266,15 @@ mod tests {
 
     #[test]
     fn buckets_mod_3_match_tensorflow() {
-        for (s, b) in [("hello", 1), ("zebra", 2), ("", 2), ("a$b", 0), ("catdog", 2), ("dont", 1), ("cat\tis", 1)] {
+        for (s, b) in [
+            ("hello", 1),
+            ("zebra", 2),
+            ("", 2),
+            ("a$b", 0),
+            ("catdog", 2),
+            ("dont", 1),
+            ("cat\tis", 1),
+        ] {
             assert_eq!(fingerprint64(s.as_bytes()) % 3, b, "{s:?}");
         }
     }

@@ -73,7 +73,10 @@ pub enum TextEmbeddingError {
     #[error("{path}: {msg}")]
     Invalid { path: PathBuf, msg: String },
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// Tokenized sentences as one flat list: the embedding-bag input.
@@ -132,18 +135,32 @@ impl TextEmbedding {
         table: Vec<f32>,
         device: &Device,
     ) -> Result<Self, TextEmbeddingError> {
-        let tokenizer =
-            Tokenizer::from_vocab_bytes(vocab_name, &vocab, config.oov_buckets, config.split, config.remove_punctuation)?;
+        let tokenizer = Tokenizer::from_vocab_bytes(
+            vocab_name,
+            &vocab,
+            config.oov_buckets,
+            config.split,
+            config.remove_punctuation,
+        )?;
         if tokenizer.vocab_size() != config.vocab_size {
             return Err(TextEmbeddingError::Invalid {
                 path: vocab_name.into(),
-                msg: format!("has {} tokens, config says vocab_size = {}", tokenizer.vocab_size(), config.vocab_size),
+                msg: format!(
+                    "has {} tokens, config says vocab_size = {}",
+                    tokenizer.vocab_size(),
+                    config.vocab_size
+                ),
             });
         }
         if table.len() != config.rows() * config.dim {
             return Err(TextEmbeddingError::Invalid {
                 path: vocab_name.into(),
-                msg: format!("table has {} values, expected {} x {}", table.len(), config.rows(), config.dim),
+                msg: format!(
+                    "table has {} values, expected {} x {}",
+                    table.len(),
+                    config.rows(),
+                    config.dim
+                ),
             });
         }
         let t = Tensor::<2>::from_data(TensorData::new(table, [config.rows(), config.dim]), device);
@@ -186,9 +203,18 @@ impl TextEmbedding {
         let folder = ModelFolder::open(dir.as_ref(), KIND)?;
         let config: TextEmbeddingConfig = folder.config()?;
         let vocab_path = folder.file(&config.vocab_file);
-        let vocab = std::fs::read(&vocab_path).map_err(|source| TextEmbeddingError::Io { path: vocab_path.clone(), source })?;
+        let vocab = std::fs::read(&vocab_path).map_err(|source| TextEmbeddingError::Io {
+            path: vocab_path.clone(),
+            source,
+        })?;
         let zeros = vec![0.0f32; config.rows() * config.dim];
-        let module = Self::from_parts(config, &vocab_path.display().to_string(), vocab, zeros, device)?;
+        let module = Self::from_parts(
+            config,
+            &vocab_path.display().to_string(),
+            vocab,
+            zeros,
+            device,
+        )?;
         Ok(folder.load_into(module, "model.safetensors")?)
     }
 
@@ -205,7 +231,8 @@ impl TextEmbedding {
         write_folder(dir, |tmp| {
             let io = |path: PathBuf| move |source| TextEmbeddingError::Io { path, source };
             let cfg = tmp.join("config.json");
-            std::fs::write(&cfg, serde_json::to_vec_pretty(&config).unwrap_or_default()).map_err(io(cfg.clone()))?;
+            std::fs::write(&cfg, serde_json::to_vec_pretty(&config).unwrap_or_default())
+                .map_err(io(cfg.clone()))?;
             let voc = tmp.join(&self.config.vocab_file);
             std::fs::write(&voc, self.vocab_bytes.as_slice()).map_err(io(voc.clone()))?;
             self.save_weights(&tmp.join("model.safetensors"))
@@ -216,7 +243,10 @@ impl TextEmbedding {
     pub fn save_weights(&self, path: &Path) -> Result<(), TextEmbeddingError> {
         let mut store = SafetensorsStore::from_file(path.to_path_buf());
         self.save_into(&mut store)
-            .map_err(|e| TextEmbeddingError::Invalid { path: path.to_path_buf(), msg: format!("cannot write: {e}") })
+            .map_err(|e| TextEmbeddingError::Invalid {
+                path: path.to_path_buf(),
+                msg: format!("cannot write: {e}"),
+            })
     }
 
     pub fn config(&self) -> &TextEmbeddingConfig {
@@ -261,9 +291,24 @@ impl TextEmbedding {
     /// - output: `[batch.batch, dim]` (a sentence without ids gives zeros)
     pub fn forward(&self, batch: &TokenBatch) -> Tensor<2> {
         let device = self.embeddings.device();
-        let ids = Tensor::<1, Int>::from_data(TensorData::new(batch.ids.iter().map(|&i| i as i64).collect(), [batch.ids.len()]), &device);
-        let rows = Tensor::<1, Int>::from_data(TensorData::new(batch.rows.iter().map(|&i| i as i64).collect(), [batch.rows.len()]), &device);
-        let weights = Tensor::<2>::from_data(TensorData::new(batch.weights.clone(), [batch.weights.len(), 1]), &device);
+        let ids = Tensor::<1, Int>::from_data(
+            TensorData::new(
+                batch.ids.iter().map(|&i| i as i64).collect(),
+                [batch.ids.len()],
+            ),
+            &device,
+        );
+        let rows = Tensor::<1, Int>::from_data(
+            TensorData::new(
+                batch.rows.iter().map(|&i| i as i64).collect(),
+                [batch.rows.len()],
+            ),
+            &device,
+        );
+        let weights = Tensor::<2>::from_data(
+            TensorData::new(batch.weights.clone(), [batch.weights.len(), 1]),
+            &device,
+        );
         self.forward_tensors(ids, rows, weights, batch.batch)
     }
 
@@ -272,7 +317,13 @@ impl TextEmbedding {
     /// # Shapes
     /// - ids, rows: `[T]`; weights: `[T, 1]`
     /// - output: `[batch, dim]`
-    pub fn forward_tensors(&self, ids: Tensor<1, Int>, rows: Tensor<1, Int>, weights: Tensor<2>, batch: usize) -> Tensor<2> {
+    pub fn forward_tensors(
+        &self,
+        ids: Tensor<1, Int>,
+        rows: Tensor<1, Int>,
+        weights: Tensor<2>,
+        batch: usize,
+    ) -> Tensor<2> {
         let device = self.embeddings.device();
         let dim = self.config.dim;
         let out = Tensor::<2>::zeros([batch, dim], &device);
@@ -294,8 +345,14 @@ pub(crate) fn write_folder(
         let path = path.to_path_buf();
         move |source| TextEmbeddingError::Io { path, source }
     };
-    let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into());
-    let parent = dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "model".into());
+    let parent = dir
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     std::fs::create_dir_all(parent).map_err(io(parent))?;
     let tmp = parent.join(format!(".{name}.tmp-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
@@ -343,9 +400,20 @@ mod tests {
         }
         table.extend([100.0, 0.5, 7.0]);
         let vocab = b"cat\nis\non\nthe\nmat\nHello\nworld\ndog\n".to_vec();
-        let m = TextEmbedding::from_parts(config(1, 3), "tokens.txt", vocab, table, &device).unwrap();
-        let sentences: [&[u8]; 5] = [b"cat is on the mat", b"cat  is", b" cat", b"", b"Hello, world."];
-        let out = m.embed(&sentences).into_data().try_into_vec::<f32>().unwrap();
+        let m =
+            TextEmbedding::from_parts(config(1, 3), "tokens.txt", vocab, table, &device).unwrap();
+        let sentences: [&[u8]; 5] = [
+            b"cat is on the mat",
+            b"cat  is",
+            b" cat",
+            b"",
+            b"Hello, world.",
+        ];
+        let out = m
+            .embed(&sentences)
+            .into_data()
+            .try_into_vec::<f32>()
+            .unwrap();
         let want = [
             [6.7082, 67.082, -6.7082],
             [59.4671, 17.6092, 2.3094],
@@ -355,7 +423,12 @@ mod tests {
         ];
         for (r, w) in want.iter().enumerate() {
             for c in 0..3 {
-                assert!((out[r * 3 + c] - w[c]).abs() < 1e-3, "row {r} col {c}: {} vs {}", out[r * 3 + c], w[c]);
+                assert!(
+                    (out[r * 3 + c] - w[c]).abs() < 1e-3,
+                    "row {r} col {c}: {} vs {}",
+                    out[r * 3 + c],
+                    w[c]
+                );
             }
         }
     }
@@ -363,8 +436,14 @@ mod tests {
     #[test]
     fn empty_batch_gives_zero_rows() {
         let device = Device::flex();
-        let m = TextEmbedding::from_parts(config(1, 3), "v", b"cat\nis\non\nthe\nmat\nHello\nworld\ndog\n".to_vec(), vec![1.0; 27], &device)
-            .unwrap();
+        let m = TextEmbedding::from_parts(
+            config(1, 3),
+            "v",
+            b"cat\nis\non\nthe\nmat\nHello\nworld\ndog\n".to_vec(),
+            vec![1.0; 27],
+            &device,
+        )
+        .unwrap();
         let out = m.embed::<&[u8]>(&[]);
         assert_eq!(out.dims(), [0, 3]);
     }
@@ -372,7 +451,14 @@ mod tests {
     #[test]
     fn vocab_size_mismatch_is_an_error() {
         let device = Device::flex();
-        let err = TextEmbedding::from_parts(config(1, 3), "v.txt", b"cat\n".to_vec(), vec![0.0; 27], &device).unwrap_err();
+        let err = TextEmbedding::from_parts(
+            config(1, 3),
+            "v.txt",
+            b"cat\n".to_vec(),
+            vec![0.0; 27],
+            &device,
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("v.txt"), "{err}");
     }
 }

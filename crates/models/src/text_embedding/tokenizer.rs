@@ -27,11 +27,20 @@ pub enum SplitMode {
 /// Errors reading a vocabulary file (`tokens.txt`).
 #[derive(Debug, thiserror::Error)]
 pub enum VocabError {
-    #[error("{file}: empty line found at line {line} (TensorFlow's TextFileInitializer rejects it)")]
+    #[error(
+        "{file}: empty line found at line {line} (TensorFlow's TextFileInitializer rejects it)"
+    )]
     EmptyLine { file: String, line: usize },
     #[error("{file}: token {token:?} appears twice (lines {first} and {second})")]
-    Duplicate { file: String, token: String, first: usize, second: usize },
-    #[error("{file}: a vocabulary with {oov_buckets} OOV buckets and no tokens cannot map anything")]
+    Duplicate {
+        file: String,
+        token: String,
+        first: usize,
+        second: usize,
+    },
+    #[error(
+        "{file}: a vocabulary with {oov_buckets} OOV buckets and no tokens cannot map anything"
+    )]
     NoIds { file: String, oov_buckets: usize },
 }
 
@@ -115,7 +124,10 @@ impl Tokenizer {
             for (i, line) in body.split(|&b| b == b'\n').enumerate() {
                 let line = line.strip_suffix(b"\r").unwrap_or(line);
                 if line.is_empty() {
-                    return Err(VocabError::EmptyLine { file: file.into(), line: i + 1 });
+                    return Err(VocabError::EmptyLine {
+                        file: file.into(),
+                        line: i + 1,
+                    });
                 }
                 if let Some(first) = vocab.insert(line.to_vec(), i as u32) {
                     return Err(VocabError::Duplicate {
@@ -129,9 +141,18 @@ impl Tokenizer {
         }
         let vocab_size = vocab.len();
         if vocab_size == 0 && oov_buckets == 0 {
-            return Err(VocabError::NoIds { file: file.into(), oov_buckets });
+            return Err(VocabError::NoIds {
+                file: file.into(),
+                oov_buckets,
+            });
         }
-        Ok(Tokenizer { vocab, vocab_size, oov_buckets, split, remove_punctuation })
+        Ok(Tokenizer {
+            vocab,
+            vocab_size,
+            oov_buckets,
+            split,
+            remove_punctuation,
+        })
     }
 
     /// Number of vocabulary lines (`V`).
@@ -197,7 +218,14 @@ mod tests {
     use super::*;
 
     fn tok(split: SplitMode, buckets: usize) -> Tokenizer {
-        Tokenizer::from_vocab_bytes("test", b"cat\nis\non\nthe\nmat\nHello\nworld\ndog\n", buckets, split, true).unwrap()
+        Tokenizer::from_vocab_bytes(
+            "test",
+            b"cat\nis\non\nthe\nmat\nHello\nworld\ndog\n",
+            buckets,
+            split,
+            true,
+        )
+        .unwrap()
     }
 
     #[test]
@@ -248,14 +276,26 @@ mod tests {
             (b"cat zebra", &[0, 8], &[0, 10]),
         ];
         for (s, one, three) in cases {
-            assert_eq!(t1.ids(s), *one, "1 bucket: {:?}", String::from_utf8_lossy(s));
-            assert_eq!(t3.ids(s), *three, "3 buckets: {:?}", String::from_utf8_lossy(s));
+            assert_eq!(
+                t1.ids(s),
+                *one,
+                "1 bucket: {:?}",
+                String::from_utf8_lossy(s)
+            );
+            assert_eq!(
+                t3.ids(s),
+                *three,
+                "3 buckets: {:?}",
+                String::from_utf8_lossy(s)
+            );
         }
     }
 
     #[test]
     fn vocab_file_rules() {
-        let t = Tokenizer::from_vocab_bytes("v", b"cat\r\ndog \nlast", 1, SplitMode::KeepEmpty, true).unwrap();
+        let t =
+            Tokenizer::from_vocab_bytes("v", b"cat\r\ndog \nlast", 1, SplitMode::KeepEmpty, true)
+                .unwrap();
         assert_eq!(t.vocab_size(), 3);
         assert_eq!(t.lookup(b"cat"), Some(0));
         assert_eq!(t.lookup(b"dog "), Some(1));
@@ -266,7 +306,11 @@ mod tests {
         ));
         assert!(matches!(
             Tokenizer::from_vocab_bytes("v", b"a\nb\na\n", 1, SplitMode::KeepEmpty, true),
-            Err(VocabError::Duplicate { first: 1, second: 3, .. })
+            Err(VocabError::Duplicate {
+                first: 1,
+                second: 3,
+                ..
+            })
         ));
     }
 }
