@@ -15,28 +15,7 @@ fn small_model(tag: &str) -> PathBuf {
     let src = convert::from_savedmodel::source_from_savedmodel(&sm, "fixture").unwrap();
     let conv = convert::kinds::inception_v3::convert(&src).unwrap();
     let dir = std::env::temp_dir().join(format!("tfhub-rs-classify-{tag}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let views: Vec<(String, safetensors::tensor::TensorView)> = conv
-        .tensors
-        .iter()
-        .map(|t| {
-            let bytes: &[u8] = unsafe {
-                std::slice::from_raw_parts(t.data.as_ptr() as *const u8, t.data.len() * 4)
-            };
-            (
-                t.name.clone(),
-                safetensors::tensor::TensorView::new(
-                    safetensors::Dtype::F32,
-                    t.shape.clone(),
-                    bytes,
-                )
-                .unwrap(),
-            )
-        })
-        .collect();
-    safetensors::serialize_to_file(views, None, &dir.join("model.safetensors")).unwrap();
-    let cfg = serde_json::json!({"kind": conv.kind, "config": conv.config, "source": "fixture", "converter_version": "test"});
-    std::fs::write(dir.join("config.json"), cfg.to_string()).unwrap();
+    convert::write::write_model(&dir, &conv, "fixture", &[]).unwrap();
     dir
 }
 

@@ -42,36 +42,7 @@ fn top5(row: &[f32]) -> Vec<usize> {
 }
 
 fn write_folder(conv: &convert::Converted, dir: &Path) {
-    let tmp = dir.with_extension("tmp");
-    let _ = std::fs::remove_dir_all(&tmp);
-    std::fs::create_dir_all(&tmp).unwrap();
-    let views: Vec<(String, safetensors::tensor::TensorView)> = conv
-        .tensors
-        .iter()
-        .map(|t| {
-            let bytes: &[u8] = unsafe {
-                std::slice::from_raw_parts(t.data.as_ptr() as *const u8, t.data.len() * 4)
-            };
-            (
-                t.name.clone(),
-                safetensors::tensor::TensorView::new(
-                    safetensors::Dtype::F32,
-                    t.shape.clone(),
-                    bytes,
-                )
-                .unwrap(),
-            )
-        })
-        .collect();
-    safetensors::serialize_to_file(views, None, &tmp.join("model.safetensors")).unwrap();
-    let cfg = serde_json::json!({"kind": conv.kind, "config": conv.config, "source": "tools/out/inception_v3_full", "converter_version": convert::CONVERTER_VERSION});
-    std::fs::write(
-        tmp.join("config.json"),
-        serde_json::to_string_pretty(&cfg).unwrap(),
-    )
-    .unwrap();
-    let _ = std::fs::remove_dir_all(dir);
-    std::fs::rename(&tmp, dir).unwrap();
+    convert::write::write_model(dir, conv, "tools/out/inception_v3_full", &[]).unwrap();
 }
 
 #[test]

@@ -53,32 +53,7 @@ fn source_from_saved_model() -> Source {
 /// Writes a converted model folder the way `convert` lays it out (config.json + model.safetensors).
 fn write_folder(conv: &convert::Converted, tag: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("tfhub-rs-inception-{tag}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let views: Vec<(String, safetensors::tensor::TensorView)> = conv
-        .tensors
-        .iter()
-        .map(|t| {
-            let bytes: &[u8] = unsafe {
-                std::slice::from_raw_parts(t.data.as_ptr() as *const u8, t.data.len() * 4)
-            };
-            (
-                t.name.clone(),
-                safetensors::tensor::TensorView::new(
-                    safetensors::Dtype::F32,
-                    t.shape.clone(),
-                    bytes,
-                )
-                .unwrap(),
-            )
-        })
-        .collect();
-    safetensors::serialize_to_file(views, None, &dir.join("model.safetensors")).unwrap();
-    let cfg = serde_json::json!({"kind": conv.kind, "config": conv.config, "source": "fixture", "converter_version": "test"});
-    std::fs::write(
-        dir.join("config.json"),
-        serde_json::to_string_pretty(&cfg).unwrap(),
-    )
-    .unwrap();
+    convert::write::write_model(&dir, &conv, "fixture", &[]).unwrap();
     dir
 }
 
