@@ -5,7 +5,7 @@
 
 use burn::tensor::Device;
 use convert::kinds::text_embedding;
-use convert::{Converted, F32Tensor, Source};
+use convert::{Converted, Source};
 use models::text_embedding::{SplitMode, TextEmbedding};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -16,62 +16,12 @@ fn fixtures() -> PathBuf {
 
 fn source_of(dir: &Path) -> Source {
     let sm = savedmodel::read(dir).expect("read SavedModel");
-    let mut src = Source {
-        handle: dir.display().to_string(),
-        ..Source::default()
-    };
-    for v in sm.variables() {
-        if v.dtype.is_float() {
-            let data = sm.tensor(&v.name).expect("tensor").to_f32().expect("f32");
-            src.tensors.insert(
-                v.name.clone(),
-                F32Tensor {
-                    shape: v.shape.clone(),
-                    data,
-                },
-            );
-        } else {
-            src.other_variables
-                .insert(v.name.clone(), (v.dtype.name(), v.shape.clone()));
-        }
-    }
-    for a in sm.assets() {
-        src.assets
-            .insert(a.filename.clone(), std::fs::read(&a.path).expect("asset"));
-    }
-    src.op_types = sm.op_types().clone();
-    src
+    convert::from_savedmodel::source_from_savedmodel(&sm, &dir.display().to_string())
+        .expect("source")
 }
 
 fn write_folder(c: &Converted, dir: &Path) {
-    use safetensors::tensor::{Dtype, TensorView};
-    let bytes: Vec<Vec<u8>> = c
-        .tensors
-        .iter()
-        .map(|t| t.data.iter().flat_map(|x| x.to_le_bytes()).collect())
-        .collect();
-    let views: Vec<(String, TensorView)> = c
-        .tensors
-        .iter()
-        .zip(&bytes)
-        .map(|(t, b)| {
-            (
-                t.name.clone(),
-                TensorView::new(Dtype::F32, t.shape.clone(), b).unwrap(),
-            )
-        })
-        .collect();
-    std::fs::create_dir_all(dir).unwrap();
-    safetensors::serialize_to_file(views, None, &dir.join("model.safetensors")).unwrap();
-    let cfg = serde_json::json!({"kind": c.kind, "config": c.config, "source": "fixture", "converter_version": "test"});
-    std::fs::write(
-        dir.join("config.json"),
-        serde_json::to_vec_pretty(&cfg).unwrap(),
-    )
-    .unwrap();
-    for (name, data) in &c.assets {
-        std::fs::write(dir.join(name), data).unwrap();
-    }
+    convert::write::write_model(dir, c, "fixture", &[]).expect("write model folder");
 }
 
 fn check(variant: &str, split: SplitMode) {

@@ -3,7 +3,7 @@
 
 use burn::tensor::{Tensor, TensorData};
 use convert::kinds::stylization;
-use convert::{Converted, F32Tensor, Source};
+use convert::{Converted, Source};
 use models::stylization::inception_predictor::{load_saved_model_halves, InceptionStylePredictor};
 use models::stylization::Transformer;
 use models::Backend;
@@ -33,57 +33,13 @@ pub fn unpack_saved_model() -> (tempfile::TempDir, PathBuf) {
 /// What the converter sees: every float variable by its TensorFlow name.
 pub fn source_of(dir: &Path) -> Source {
     let sm = savedmodel::read(dir).expect("read SavedModel");
-    let mut src = Source {
-        handle: dir.display().to_string(),
-        ..Source::default()
-    };
-    for v in sm.variables() {
-        if v.dtype.is_float() {
-            let data = sm.tensor(&v.name).expect("tensor").to_f32().expect("f32");
-            src.tensors.insert(
-                v.name.clone(),
-                F32Tensor {
-                    shape: v.shape.clone(),
-                    data,
-                },
-            );
-        } else {
-            src.other_variables
-                .insert(v.name.clone(), (v.dtype.name(), v.shape.clone()));
-        }
-    }
-    src.op_types = sm.op_types().clone();
-    src
+    convert::from_savedmodel::source_from_savedmodel(&sm, &dir.display().to_string())
+        .expect("source")
 }
 
 /// Writes `model.safetensors` + `config.json` like `convert` does.
 pub fn write_folder(c: &Converted, dir: &Path) {
-    use safetensors::tensor::{Dtype, TensorView};
-    let bytes: Vec<Vec<u8>> = c
-        .tensors
-        .iter()
-        .map(|t| t.data.iter().flat_map(|x| x.to_le_bytes()).collect())
-        .collect();
-    let views: Vec<(String, TensorView)> = c
-        .tensors
-        .iter()
-        .zip(&bytes)
-        .map(|(t, b)| {
-            (
-                t.name.clone(),
-                TensorView::new(Dtype::F32, t.shape.clone(), b).expect("view"),
-            )
-        })
-        .collect();
-    std::fs::create_dir_all(dir).unwrap();
-    safetensors::serialize_to_file(views, None, &dir.join("model.safetensors"))
-        .expect("write safetensors");
-    let cfg = serde_json::json!({"kind": c.kind, "config": c.config, "source": "fixture", "converter_version": "test"});
-    std::fs::write(
-        dir.join("config.json"),
-        serde_json::to_vec_pretty(&cfg).unwrap(),
-    )
-    .unwrap();
+    convert::write::write_model(dir, c, "fixture", &[]).expect("write model folder");
 }
 
 /// A little-endian `.npy` (`<f4` or `|u1`, C order) as f32 values and its shape.
