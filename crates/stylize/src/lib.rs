@@ -59,24 +59,6 @@ impl Prepare for Image {
     }
 }
 
-/// Serializes converted tensors to safetensors bytes.
-fn safetensors_bytes(tensors: &[convert::OutTensor]) -> Result<Vec<u8>, String> {
-    let bytes: Vec<Vec<u8>> = tensors
-        .iter()
-        .map(|t| t.data.iter().flat_map(|v| v.to_le_bytes()).collect())
-        .collect();
-    let views: Vec<(String, safetensors::tensor::TensorView)> = tensors
-        .iter()
-        .zip(&bytes)
-        .map(|(t, b)| {
-            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, t.shape.clone(), b)
-                .map(|v| (t.name.clone(), v))
-                .map_err(|e| e.to_string())
-        })
-        .collect::<Result<_, _>>()?;
-    safetensors::serialize(views, None).map_err(|e| e.to_string())
-}
-
 fn load_bytes<M: burn::module::Module + ModuleSnapshot>(
     module: M,
     bytes: Vec<u8>,
@@ -104,7 +86,7 @@ pub fn load_tflite(path: &Path, device: &Device) -> Result<Half, Error> {
     };
     let c = convert::kinds::magenta_tflite::convert_tflite(path, &path.display().to_string())
         .map_err(|e| err(e.to_string()))?;
-    let bytes = safetensors_bytes(&c.tensors).map_err(&err)?;
+    let bytes = convert::write::safetensors_bytes(&c).map_err(|e| err(e.to_string()))?;
     match c.kind.as_str() {
         KIND_STYLE_PREDICTOR => {
             let cfg: MobileNetPredictorConfig =

@@ -18,31 +18,7 @@ fn data() -> Option<PathBuf> {
 
 fn write_folder(src: &Path, dir: &Path) {
     let c = convert::kinds::magenta_tflite::convert_tflite(src, "test").unwrap();
-    std::fs::create_dir_all(dir).unwrap();
-    let cfg = serde_json::json!({"kind": c.kind, "config": c.config, "source": "test", "converter_version": "test"});
-    std::fs::write(
-        dir.join("config.json"),
-        serde_json::to_string(&cfg).unwrap(),
-    )
-    .unwrap();
-    let bytes: Vec<Vec<u8>> = c
-        .tensors
-        .iter()
-        .map(|t| t.data.iter().flat_map(|v| v.to_le_bytes()).collect())
-        .collect();
-    let views: Vec<(String, safetensors::tensor::TensorView)> = c
-        .tensors
-        .iter()
-        .zip(&bytes)
-        .map(|(t, b)| {
-            (
-                t.name.clone(),
-                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, t.shape.clone(), b)
-                    .unwrap(),
-            )
-        })
-        .collect();
-    safetensors::serialize_to_file(views, None, &dir.join("model.safetensors")).unwrap();
+    convert::write::write_model(dir, &c, "test", &[]).unwrap();
 }
 
 #[test]
