@@ -11,6 +11,7 @@ mod preprocess;
 use anyhow::{bail, Context, Result};
 use burn::tensor::{Tensor, TensorData};
 use clap::Parser;
+use models::cpu::{InceptionV3Cpu, Nhwc};
 use models::inception_v3::InceptionV3;
 use models::Backend;
 use std::io::Write;
@@ -51,6 +52,10 @@ struct Args {
     /// Compute backend.
     #[arg(long, default_value = "flex")]
     backend: Backend,
+    /// On flex: `cpu` runs the network through the fused CPU kernels (models::cpu:
+    /// batch norms folded, NHWC, prepacked weights), `burn` runs the Burn module.
+    #[arg(long, default_value = "cpu", value_parser = ["cpu", "burn"])]
+    engine: String,
     /// Use the cache only when resolving a handle.
     #[arg(long)]
     offline: bool,
@@ -195,6 +200,8 @@ fn run(args: Args) -> Result<()> {
         None => Vec::new(),
     };
 
+    let cpu_model = (args.backend == Backend::Flex && args.engine == "cpu")
+        .then(|| InceptionV3Cpu::new(&model));
     let mut outputs: Vec<f32> = Vec::new();
     let mut width = 0;
     let mut results = Vec::new();
@@ -203,17 +210,25 @@ fn run(args: Args) -> Result<()> {
         for path in chunk {
             data.extend(preprocess::prepare(path, args.size, args.central_crop)?.data);
         }
-        let x = Tensor::<4>::from_data(
-            TensorData::new(data, [chunk.len(), args.size, args.size, 3]),
-            &device,
-        );
-        let y = model.forward(x).map_err(|e| anyhow::anyhow!("{e}"))?;
-        let [_, d] = y.dims();
+        let values = match &cpu_model {
+            Some(cpu) => {
+                let x = Nhwc::from_vec(chunk.len(), args.size, args.size, 3, data)
+                    .context("internal: image batch shape")?;
+                cpu.forward(&x).map_err(|e| anyhow::anyhow!("{e}"))?
+            }
+            None => {
+                let x = Tensor::<4>::from_data(
+                    TensorData::new(data, [chunk.len(), args.size, args.size, 3]),
+                    &device,
+                );
+                let y = model.forward(x).map_err(|e| anyhow::anyhow!("{e}"))?;
+                y.into_data()
+                    .try_to_vec::<f32>()
+                    .map_err(|e| anyhow::anyhow!("reading the output: {e:?}"))?
+            }
+        };
+        let d = values.len() / chunk.len();
         width = d;
-        let values = y
-            .into_data()
-            .try_to_vec::<f32>()
-            .map_err(|e| anyhow::anyhow!("reading the output: {e:?}"))?;
         if classes.is_some() {
             for (path, row) in chunk.iter().zip(values.chunks(d)) {
                 let p = softmax(row);

@@ -8,9 +8,11 @@
 //! Needs `tools/out/stylization_full` (`tools/make_magenta_fixture.py --full`): the full-width
 //! SavedModel is read, converted and loaded exactly as in the tests, then, after 2 warm-up runs,
 //! the median of N runs (default 10) is printed for the style predictor (style image ->
-//! bottleneck), the transformer (content + bottleneck -> image) and both together, unfused and
-//! with the predictor's batch norms folded into its convolutions. Compare with
-//! `tools/bench_stylization_tf.py` on the same machine.
+//! bottleneck), the transformer (content + bottleneck -> image) and both together.
+//! `--engine cpu` (default): the CPU inference graphs of `models::cpu`, what `stylize` runs
+//! on flex; `--engine burn`: the Burn modules on `--backend` (predictor batch norms folded).
+//! Compare with `tools/bench_stylization_tf.py`, or run both alternating in one run:
+//! `tools/.venv/bin/python tools/bench_side_by_side.py stylization`.
 
 use burn::tensor::{Tensor, TensorData};
 use models::stylization::inception_predictor::load_saved_model_halves;
@@ -68,14 +70,40 @@ fn main() {
             &device,
         )
     };
+    let engine = arg("--engine").unwrap_or_else(|| "cpu".into());
+    println!(
+        "engine {engine}, backend {backend}, content {:?}, style {:?}, {iters} iterations (median)",
+        case.content.0, case.style.0
+    );
+    if engine == "cpu" {
+        use models::cpu::{InceptionPredictorCpu, Nhwc, TransformerCpu};
+        let nhwc = |(s, d): &(Vec<usize>, Vec<f32>)| {
+            Nhwc::from_vec(s[0], s[1], s[2], s[3], d.clone()).expect("shape")
+        };
+        let (content, style) = (nhwc(&case.content), nhwc(&case.style));
+        let predictor = InceptionPredictorCpu::new(&predictor);
+        let transformer = TransformerCpu::new(&transformer);
+        let bottleneck = predictor.predict_style(&style).expect("predict");
+        let p = median_ms(iters, || {
+            std::hint::black_box(predictor.predict_style(&style).unwrap());
+        });
+        let t = median_ms(iters, || {
+            std::hint::black_box(transformer.transfer(&content, &bottleneck));
+        });
+        let both = median_ms(iters, || {
+            let b = predictor.predict_style(&style).unwrap();
+            std::hint::black_box(transformer.transfer(&content, &b));
+        });
+        println!("predictor: {p:.1} ms");
+        println!("transformer: {t:.1} ms");
+        println!("total: {both:.1} ms");
+        return;
+    }
     let (content, style) = (tensor(&case.content), tensor(&case.style));
+    let predictor = predictor.fuse_for_inference();
     let bottleneck = predictor.predict_style(style.clone());
     let sync = |t: Tensor<2>| t.into_data().try_to_vec::<f32>().expect("read");
     let sync4 = |t: Tensor<4>| t.into_data().try_to_vec::<f32>().expect("read");
-    println!(
-        "backend {backend}, content {:?}, style {:?}, {iters} iterations (median)",
-        case.content.0, case.style.0
-    );
     let p = median_ms(iters, || {
         sync(predictor.predict_style(style.clone()));
     });
@@ -85,16 +113,7 @@ fn main() {
     let both = median_ms(iters, || {
         sync4(transformer.transfer(content.clone(), predictor.predict_style(style.clone())));
     });
-    println!("burn predictor:   {p:.1} ms");
-    println!("burn transformer: {t:.1} ms");
-    println!("burn total:       {both:.1} ms");
-    let fused = predictor.fuse_for_inference();
-    let pf = median_ms(iters, || {
-        sync(fused.predict_style(style.clone()));
-    });
-    let bothf = median_ms(iters, || {
-        sync4(transformer.transfer(content.clone(), fused.predict_style(style.clone())));
-    });
-    println!("burn predictor (BN folded): {pf:.1} ms");
-    println!("burn total (BN folded):     {bothf:.1} ms");
+    println!("predictor: {p:.1} ms");
+    println!("transformer: {t:.1} ms");
+    println!("total: {both:.1} ms");
 }

@@ -69,6 +69,7 @@ fn full_size_inception_v3_matches_tensorflow_on_every_image() {
     let model = InceptionV3::load(&dir, &dev)
         .expect("load")
         .fuse_for_inference();
+    let cpu = models::cpu::InceptionV3Cpu::new(&model);
     let inputs: Vec<&String> = exp.keys().filter(|k| k.ends_with("/input")).collect();
     for key in inputs {
         let case = key.trim_end_matches("/input");
@@ -78,7 +79,7 @@ fn full_size_inception_v3_matches_tensorflow_on_every_image() {
             .forward(x)
             .unwrap()
             .into_data()
-            .to_vec::<f32>()
+            .try_to_vec::<f32>()
             .unwrap();
         let want = &exp[&format!("{case}/logits")].1;
         let e = rel_err(&got, want);
@@ -86,6 +87,16 @@ fn full_size_inception_v3_matches_tensorflow_on_every_image() {
         assert!(e <= 1e-4, "{case}: rel err {e:e}");
         for (g, w) in got.chunks(1001).zip(want.chunks(1001)) {
             assert_eq!(top5(g), top5(w), "{case}: top-5");
+        }
+        // The CPU inference graph on the same input.
+        let x = models::cpu::Nhwc::from_vec(shape[0], shape[1], shape[2], shape[3], data.clone())
+            .unwrap();
+        let got = cpu.forward(&x).unwrap();
+        let e = rel_err(&got, want);
+        println!("{case}: cpu kernels logits rel err {e:.2e}");
+        assert!(e <= 1e-4, "{case}: cpu kernels rel err {e:e}");
+        for (g, w) in got.chunks(1001).zip(want.chunks(1001)) {
+            assert_eq!(top5(g), top5(w), "{case}: cpu kernels top-5");
         }
     }
 }

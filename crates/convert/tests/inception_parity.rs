@@ -70,7 +70,7 @@ fn input(t: &BTreeMap<String, (Vec<usize>, Vec<f32>)>, name: &str, dev: &Device)
 }
 
 fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-    t.into_data().to_vec::<f32>().unwrap()
+    t.into_data().try_to_vec::<f32>().unwrap()
 }
 
 /// max |a - b| / max |b|
@@ -269,4 +269,121 @@ fn converter_reads_width_and_classes_off_the_shapes() {
 
 fn exp_feature_dim() -> usize {
     read_tensors(&fixture().join("expected.safetensors"))["a/features"].0[1]
+}
+
+fn nhwc(t: &BTreeMap<String, (Vec<usize>, Vec<f32>)>, name: &str) -> models::cpu::Nhwc {
+    let (s, data) = &t[name];
+    models::cpu::Nhwc::from_vec(s[0], s[1], s[2], s[3], data.clone()).expect("NHWC shape")
+}
+
+/// The CPU inference graph (folded batch norms, fused 1x1s, NHWC kernels) against
+/// TensorFlow, for every kernel set this CPU runs.
+#[test]
+fn inception_v3_cpu_kernels_match_tensorflow() {
+    use models::cpu::{InceptionV3Cpu, Isa};
+    let dir = converted_folder();
+    let exp = read_tensors(&fixture().join("expected.safetensors"));
+    let dev = Backend::Flex.device();
+    let model = InceptionV3::load(&dir, &dev).expect("load");
+    let isas = Isa::all_supported();
+    assert!(isas.contains(&Isa::Portable));
+    for isa in isas {
+        // From the model as loaded, and from the Burn-folded one (no batch norms left).
+        for (tag, cpu) in [
+            ("bn", InceptionV3Cpu::with_isa(&model, isa)),
+            (
+                "folded",
+                InceptionV3Cpu::with_isa(&model.clone().fuse_for_inference(), isa),
+            ),
+        ] {
+            for case in ["a", "b"] {
+                let x = nhwc(&exp, &format!("{case}/input_u8"));
+                let logits = cpu.forward(&x).unwrap();
+                let (lshape, want) = &exp[&format!("{case}/logits")];
+                check(
+                    &format!("cpu {isa:?} {tag} {case}/logits"),
+                    &logits,
+                    want,
+                    1e-4,
+                );
+                let classes = lshape[1];
+                assert_eq!(cpu.output_dim(), classes);
+                for (i, (g, w)) in logits.chunks(classes).zip(want.chunks(classes)).enumerate() {
+                    assert_eq!(
+                        top5(g),
+                        top5(w),
+                        "cpu {isa:?} {case} image {i}: top-5 differs"
+                    );
+                }
+                let feats = cpu.features(&x).unwrap();
+                check(
+                    &format!("cpu {isa:?} {tag} {case}/features"),
+                    &feats,
+                    &exp[&format!("{case}/features")].1,
+                    1e-4,
+                );
+            }
+        }
+        // End points by name, NHWC like TensorFlow's.
+        let cpu = InceptionV3Cpu::with_isa(&model, isa);
+        let x = nhwc(&exp, "a/input_u8");
+        let wanted = [
+            EndPoint::Mixed_5b,
+            EndPoint::Mixed_6a,
+            EndPoint::Mixed_6e,
+            EndPoint::Mixed_7c,
+        ];
+        let eps = cpu.forward_base(InceptionV3Cpu::preprocess(&x), &wanted);
+        for e in [EndPoint::Mixed_5b, EndPoint::Mixed_6e, EndPoint::Mixed_7c] {
+            let (shape, want) = &exp[&format!("a/{e}")];
+            let got = eps.get(e).unwrap();
+            assert_eq!(
+                [got.n, got.h, got.w, got.c],
+                [shape[0], shape[1], shape[2], shape[3]],
+                "{e}"
+            );
+            check(&format!("cpu {isa:?} a/{e}"), &got.data, want, 1e-4);
+        }
+        // Too small: the same clear error as the Burn model.
+        let small = models::cpu::Nhwc::zeros(1, 74, 80, 3);
+        let err = cpu.forward(&small).unwrap_err().to_string();
+        assert!(err.contains("at least 75x75"), "{err}");
+        let err = cpu
+            .forward(&models::cpu::Nhwc::zeros(1, 80, 80, 4))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("[1, 80, 80, 4]"), "{err}");
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn magenta_style_backbone_on_cpu_kernels_matches_tensorflow() {
+    use models::cpu::{InceptionV3Cpu, Isa};
+    let dir = converted_folder();
+    let exp = read_tensors(&fixture().join("expected.safetensors"));
+    let cfg = InceptionV3Config {
+        depth_multiplier: 0.05,
+        min_depth: 4,
+        ..InceptionV3Config::magenta_style_backbone()
+    };
+    let model = InceptionV3::load_expecting(&dir, &Backend::Flex.device(), &cfg).unwrap();
+    let mut raw = InceptionV3Cpu::preprocess(&nhwc(&exp, "m/input_u8"));
+    raw.data.iter_mut().for_each(|v| *v *= 10.0);
+    let (shape, want) = &exp["m/Mixed_6e"];
+    for isa in Isa::all_supported() {
+        let cpu = InceptionV3Cpu::with_isa(&model, isa);
+        let out = cpu.forward_base(raw.clone(), &[]).last;
+        assert_eq!(
+            [out.n, out.h, out.w, out.c],
+            [shape[0], shape[1], shape[2], shape[3]]
+        );
+        check(
+            &format!("cpu {isa:?} relu6 Mixed_6e"),
+            &out.data,
+            want,
+            1e-4,
+        );
+    }
+    let _ = std::fs::remove_dir_all(dir);
 }

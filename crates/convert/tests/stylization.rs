@@ -85,6 +85,15 @@ fn stylization_matches_tensorflow_on_wgpu() {
     check_small(Backend::Wgpu);
 }
 
+#[test]
+fn stylization_on_cpu_kernels_matches_tensorflow() {
+    let (_guard, dir) = unpack_saved_model();
+    for isa in models::cpu::Isa::all_supported() {
+        let (db, dy) = check_cpu(isa, &dir, &fixture_dir(), TOL);
+        println!("cpu {isa:?}: worst bottleneck diff {db:.3e}, worst pixel diff {dy:.3e}");
+    }
+}
+
 fn check_small(backend: Backend) {
     let (_guard, dir) = unpack_saved_model();
     let (db, dy) = check_backend(backend, &dir, &fixture_dir(), TOL);

@@ -26,4 +26,9 @@ fn full_size_stylization_matches_tensorflow_on_flex() {
     }
     let (db, dy) = check_backend(Backend::Flex, &dir.join("saved_model"), &dir, TOL);
     println!("full size, flex: worst bottleneck diff {db:.3e}, worst pixel diff {dy:.3e}");
+    let isa = models::cpu::Isa::detect();
+    let (db, dy) = check_cpu(isa, &dir.join("saved_model"), &dir, TOL);
+    println!(
+        "full size, cpu kernels {isa:?}: worst bottleneck diff {db:.3e}, worst pixel diff {dy:.3e}"
+    );
 }

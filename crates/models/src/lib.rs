@@ -5,6 +5,7 @@
 //! choice) and [`weights`] (reading `config.json` + `model.safetensors`).
 
 pub mod backend;
+pub mod cpu;
 pub mod weights;
 
 pub mod finetune;

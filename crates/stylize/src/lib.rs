@@ -207,6 +207,89 @@ pub fn load_model(spec: &str, device: &Device) -> Result<Stylization, Error> {
     Stylization::load(&dir, device).map_err(|e| err(e.to_string()))
 }
 
+/// A style predictor ready to run: the CPU inference graph
+/// ([`models::cpu::InceptionPredictorCpu`]) for the SavedModel's Inception predictor when
+/// asked for, else the Burn module on its device.
+pub enum Predictor {
+    Burn(StylePredictor, Device),
+    Cpu(models::cpu::InceptionPredictorCpu),
+}
+
+impl Predictor {
+    /// `cpu`: compile the Inception predictor for the CPU kernels (the MobileNet
+    /// predictor of the TF Lite files always runs in Burn).
+    pub fn new(p: StylePredictor, device: &Device, cpu: bool) -> Predictor {
+        match p {
+            StylePredictor::Inception(i) if cpu => {
+                Predictor::Cpu(models::cpu::InceptionPredictorCpu::new(&i))
+            }
+            p => Predictor::Burn(p, device.clone()),
+        }
+    }
+
+    /// The style bottleneck `[100]` of one image.
+    pub fn predict(&self, img: &Image, file: &Path) -> Result<Vec<f32>, Error> {
+        match self {
+            Predictor::Burn(p, device) => Ok(to_vec(p.predict_style(img.to_tensor(device)))),
+            Predictor::Cpu(p) => {
+                let x = models::cpu::Nhwc::from_vec(1, img.height, img.width, 3, img.data.clone())
+                    .expect("RGB image");
+                p.predict_style(&x).map_err(|e| Error::Model {
+                    file: file.display().to_string(),
+                    msg: e.to_string(),
+                })
+            }
+        }
+    }
+}
+
+/// A style transfer network ready to run: the CPU inference graph
+/// ([`models::cpu::TransformerCpu`]) when asked for, else the Burn module.
+pub enum Transfer {
+    Burn(Transformer, Device),
+    Cpu(models::cpu::TransformerCpu),
+}
+
+impl Transfer {
+    pub fn new(t: Transformer, device: &Device, cpu: bool) -> Transfer {
+        if cpu {
+            Transfer::Cpu(models::cpu::TransformerCpu::new(&t))
+        } else {
+            Transfer::Burn(t, device.clone())
+        }
+    }
+
+    /// Renders `img` with `bottleneck` `[100]`: `(height, width, RGB floats in (0, 1))`.
+    pub fn transfer(&self, img: &Image, bottleneck: &[f32]) -> (usize, usize, Vec<f32>) {
+        match self {
+            Transfer::Burn(t, device) => {
+                let b = Tensor::<2>::from_data(
+                    burn::tensor::TensorData::new(bottleneck.to_vec(), [1, bottleneck.len()]),
+                    device,
+                );
+                let y = t.transfer(img.to_tensor(device), b);
+                let [_, h, w, _] = y.dims();
+                (h, w, to_vec(y))
+            }
+            Transfer::Cpu(t) => {
+                let x = models::cpu::Nhwc::from_vec(1, img.height, img.width, 3, img.data.clone())
+                    .expect("RGB image");
+                let y = t.transfer(&x, bottleneck);
+                (y.h, y.w, y.data)
+            }
+        }
+    }
+}
+
+/// `strength * style + (1 - strength) * own`.
+pub fn blend(style: &[f32], own: &[f32], strength: f32) -> Vec<f32> {
+    style
+        .iter()
+        .zip(own)
+        .map(|(s, o)| s * strength + o * (1.0 - strength))
+        .collect()
+}
+
 /// `[N]` floats of a tensor.
 pub fn to_vec<const D: usize>(t: Tensor<D>) -> Vec<f32> {
     t.into_data()

@@ -6,12 +6,14 @@
 //! ```
 
 use anyhow::{anyhow, bail, Context, Result};
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::Device;
 use clap::Parser;
-use models::stylization::{blend_bottlenecks, StylePredictor, Transformer};
+use models::stylization::{StylePredictor, Transformer};
 use models::Backend;
 use std::path::{Path, PathBuf};
-use stylize::{load_model, load_predictor, load_transfer, open_image, to_vec, Prepare};
+use stylize::{
+    blend, load_model, load_predictor, load_transfer, open_image, Predictor, Prepare, Transfer,
+};
 
 /// Stylize content images with the style of another image (Magenta arbitrary
 /// image stylization: a style predictor gives a 100-d style vector, a transfer
@@ -64,6 +66,10 @@ struct Args {
     /// Compute backend: flex, ndarray or wgpu.
     #[arg(long, default_value = "flex")]
     backend: String,
+    /// On flex: `cpu` runs the networks through the fused CPU kernels (models::cpu;
+    /// the TF Lite MobileNet predictor stays in Burn), `burn` runs the Burn modules.
+    #[arg(long, default_value = "cpu", value_parser = ["cpu", "burn"])]
+    engine: String,
 }
 
 fn main() {
@@ -238,6 +244,9 @@ fn run(a: Args) -> Result<()> {
         (None, None, Some(t)) if a.style_vector.is_some() && a.strength >= 1.0 => (None, load_transfer(t, &device)?),
         _ => bail!("give --model, or both --predictor and --transfer (--transfer alone with --style-vector)"),
     };
+    let cpu = backend == Backend::Flex && a.engine == "cpu";
+    let predictor = predictor.map(|p| Predictor::new(p, &device, cpu));
+    let transformer = Transfer::new(transformer, &device, cpu);
     let crop = !a.no_crop;
     // Style bottleneck [1, 100].
     let bottleneck: Vec<f32> = if let Some(v) = &a.style_vector {
@@ -262,12 +271,11 @@ fn run(a: Args) -> Result<()> {
         let p = predictor
             .as_ref()
             .ok_or_else(|| anyhow!("a style predictor is needed for --style"))?;
-        to_vec(p.predict_style(style.to_tensor(&device)))
+        p.predict(&style, style_path)?
     };
     if let Some(out) = &a.save_style {
         write_atomic(out, &npy_bytes(&[1, 100], &bottleneck))?;
     }
-    let style_t = Tensor::<2>::from_data(TensorData::new(bottleneck, [1, 100]), &device);
     let several = a.content.len() > 1;
     if several {
         std::fs::create_dir_all(&a.output)
@@ -291,14 +299,12 @@ fn run(a: Args) -> Result<()> {
             let p = predictor
                 .as_ref()
                 .ok_or_else(|| anyhow!("--strength below 1 needs a style predictor"))?;
-            let own = p.predict_style(img.prepare(crop, a.style_size, false).to_tensor(&device));
-            blend_bottlenecks(style_t.clone(), own, a.strength)
+            let own = p.predict(&img.prepare(crop, a.style_size, false), c)?;
+            blend(&bottleneck, &own, a.strength)
         } else {
-            style_t.clone()
+            bottleneck.clone()
         };
-        let y = transformer.transfer(content.to_tensor(&device), b);
-        let [_, h, w, _] = y.dims();
-        let data = to_vec(y);
+        let (h, w, data) = transformer.transfer(&content, &b);
         let out = if several {
             let stem = c
                 .file_stem()

@@ -193,3 +193,62 @@ pub fn check_backend(
     }
     (worst_b, worst_y)
 }
+
+/// Like [`check_backend`] for the CPU inference graphs (`models::cpu`) compiled from the
+/// flex-loaded halves, with the kernels of `isa`.
+pub fn check_cpu(
+    isa: models::cpu::Isa,
+    saved_model: &Path,
+    cases_dir: &Path,
+    tol: f32,
+) -> (f32, f32) {
+    use models::cpu::{InceptionPredictorCpu, Nhwc, TransformerCpu};
+    let c = converted(saved_model);
+    let out = tempfile::tempdir().unwrap();
+    write_folder(&c, out.path());
+    let (predictor, transformer) = load_saved_model_halves(out.path(), &Backend::Flex.device())
+        .expect("load converted folder");
+    let predictor = InceptionPredictorCpu::with_isa(&predictor, isa);
+    let transformer = TransformerCpu::with_isa(&transformer, isa);
+    let (mut worst_b, mut worst_y) = (0f32, 0f32);
+    for case in cases(cases_dir) {
+        let nhwc = |(s, d): &(Vec<usize>, Vec<f32>)| {
+            Nhwc::from_vec(s[0], s[1], s[2], s[3], d.clone()).unwrap()
+        };
+        let b = predictor
+            .predict_style(&nhwc(&case.style))
+            .expect("predict style");
+        assert_eq!(b.len(), 100);
+        let db = max_abs_diff(&b, &case.bottleneck.1);
+        let content = nhwc(&case.content);
+        let y = transformer.transfer(&content, &b);
+        assert_eq!(
+            vec![y.n, y.h, y.w, y.c],
+            case.stylized.0,
+            "{}: output shape",
+            case.name
+        );
+        assert_eq!(
+            transformer.output_hw(content.h, content.w),
+            Some((y.h, y.w))
+        );
+        let dy = max_abs_diff(&y.data, &case.stylized.1);
+        println!(
+            "cpu {isa:?} {}: bottleneck max |diff| {db:.3e}, stylized max |diff| {dy:.3e}",
+            case.name
+        );
+        worst_b = worst_b.max(db);
+        worst_y = worst_y.max(dy);
+        assert!(
+            db <= tol,
+            "cpu {isa:?} {}: bottleneck differs from TF by {db}",
+            case.name
+        );
+        assert!(
+            dy <= tol,
+            "cpu {isa:?} {}: stylized image differs from TF by {dy}",
+            case.name
+        );
+    }
+    (worst_b, worst_y)
+}

@@ -1,0 +1,531 @@
+//! 2-D convolution on NHWC tensors as an indirect GEMM with weights packed once.
+//!
+//! Rows of the GEMM are output pixels (`n * ho * wo`), columns output channels, and the
+//! reduction runs over kernel taps and input channels. For every group of `MR` output
+//! pixels and every tap the driver computes one pointer per pixel into the input (or to
+//! a zero vector where the tap falls into zero padding); reflection padding and nearest
+//! upsampling only change which input pixel a pointer names. Inputs with few channels
+//! (`< 16`) are gathered into contiguous rows first (im2col of one chunk), so the
+//! reduction loop stays long.
+//!
+//! Several convolutions with the same input and kernel geometry can be packed into one
+//! [`Conv2d`] as *segments* (e.g. the sibling 1x1 convs of an Inception block): one pass
+//! over the input computes all of them, and each segment writes to its own output slot
+//! with its own bias and activation.
+
+use crate::microkernel::{self, Act, DotTile, Isa, Tile, DOT_OUTS};
+use crate::tensor::{Nhwc, Slot, View};
+use rayon::prelude::*;
+
+/// How the input is padded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Padding {
+    /// No padding.
+    Valid,
+    /// TensorFlow `SAME`: output `ceil(in / stride)`, zero padding split with the odd
+    /// cell at the bottom / right.
+    Same,
+    /// Explicit zero padding `[top, bottom, left, right]`.
+    Zero([usize; 4]),
+    /// TensorFlow `REFLECT` padding by this many cells on every side (must be smaller
+    /// than the input side).
+    Reflect(usize),
+}
+
+/// Geometry of a convolution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConvGeometry {
+    pub kh: usize,
+    pub kw: usize,
+    pub cin: usize,
+    pub stride: [usize; 2],
+    pub padding: Padding,
+    /// Nearest-neighbour upsampling factor applied to the input before padding (1 = none).
+    pub upsample: usize,
+}
+
+impl ConvGeometry {
+    /// A stride-1, unpadded, non-upsampling `kh x kw` convolution over `cin` channels.
+    pub fn new(kh: usize, kw: usize, cin: usize) -> Self {
+        ConvGeometry {
+            kh,
+            kw,
+            cin,
+            stride: [1, 1],
+            padding: Padding::Valid,
+            upsample: 1,
+        }
+    }
+
+    pub fn stride(mut self, s: usize) -> Self {
+        self.stride = [s, s];
+        self
+    }
+
+    pub fn padding(mut self, p: Padding) -> Self {
+        self.padding = p;
+        self
+    }
+
+    pub fn upsample(mut self, u: usize) -> Self {
+        self.upsample = u;
+        self
+    }
+
+    /// Rows of the reduction, `kh * kw * cin`.
+    pub fn k(&self) -> usize {
+        self.kh * self.kw * self.cin
+    }
+
+    /// `(pad_before, output)` along one axis of input length `len`, or `None` if the
+    /// input is too small.
+    fn axis(&self, len: usize, k: usize, s: usize, pads: (usize, usize)) -> Option<(usize, usize)> {
+        let len = len * self.upsample;
+        if len == 0 {
+            return None;
+        }
+        match self.padding {
+            Padding::Valid => (len >= k).then(|| (0, (len - k) / s + 1)),
+            Padding::Same => {
+                let out = len.div_ceil(s);
+                let total = ((out - 1) * s + k).saturating_sub(len);
+                Some((total / 2, out))
+            }
+            Padding::Zero(_) => {
+                let l = len + pads.0 + pads.1;
+                (l >= k).then(|| (pads.0, (l - k) / s + 1))
+            }
+            Padding::Reflect(p) => {
+                let l = len + 2 * p;
+                (p < len && l >= k).then(|| (p, (l - k) / s + 1))
+            }
+        }
+    }
+
+    /// Output `(height, width)` for an input of `h x w`, or `None` when it is too small.
+    pub fn output_hw(&self, h: usize, w: usize) -> Option<(usize, usize)> {
+        let (zh, zw) = match self.padding {
+            Padding::Zero([t, b, l, r]) => ((t, b), (l, r)),
+            _ => ((0, 0), (0, 0)),
+        };
+        let (_, ho) = self.axis(h, self.kh, self.stride[0], zh)?;
+        let (_, wo) = self.axis(w, self.kw, self.stride[1], zw)?;
+        Some((ho, wo))
+    }
+
+    /// For every output index and kernel offset along one axis, the source index in
+    /// the (not upsampled) input, or -1 for zero padding. Layout `[out][k]`.
+    fn source_table(&self, len: usize, k: usize, s: usize, pads: (usize, usize)) -> Vec<i32> {
+        let (before, out) = self.axis(len, k, s, pads).expect("checked by the caller");
+        let up_len = (len * self.upsample) as isize;
+        let mut t = Vec::with_capacity(out * k);
+        for o in 0..out {
+            for d in 0..k {
+                let mut i = (o * s + d) as isize - before as isize;
+                if let Padding::Reflect(_) = self.padding {
+                    if i < 0 {
+                        i = -i;
+                    } else if i >= up_len {
+                        i = 2 * (up_len - 1) - i;
+                    }
+                }
+                t.push(if i < 0 || i >= up_len {
+                    -1
+                } else {
+                    (i as usize / self.upsample) as i32
+                });
+            }
+        }
+        t
+    }
+}
+
+/// Weights of one segment: HWIO `[kh][kw][cin][cout]` flattened (TensorFlow's layout),
+/// a bias per output channel and the activation after it.
+#[derive(Debug, Clone)]
+pub struct ConvWeights<'a> {
+    pub hwio: &'a [f32],
+    pub bias: Option<&'a [f32]>,
+    pub cout: usize,
+    pub act: Act,
+}
+
+#[derive(Debug, Clone)]
+struct Segment {
+    cout: usize,
+    first_panel: usize,
+    panels: usize,
+    act: Act,
+}
+
+/// A convolution with its weights packed for the kernels of one [`Isa`].
+#[derive(Debug, Clone)]
+pub struct Conv2d {
+    geometry: ConvGeometry,
+    isa: Isa,
+    segments: Vec<Segment>,
+    /// `panels * k * nr` floats starting at `packed_start` (64-byte aligned).
+    packed: Vec<f32>,
+    packed_start: usize,
+    /// `panels * nr` biases.
+    bias: Vec<f32>,
+    im2col: bool,
+    /// For convolutions with at most `DOT_OUTS` outputs in one segment: weights
+    /// `[DOT_OUTS][k]` and biases for the dot kernels, used instead of the panels.
+    dot: Option<(Vec<f32>, Vec<f32>)>,
+}
+
+/// Channels below which a chunk's rows are gathered contiguously before the GEMM.
+const IM2COL_BELOW: usize = 16;
+
+struct SendPtr<T>(*mut T);
+unsafe impl<T> Send for SendPtr<T> {}
+unsafe impl<T> Sync for SendPtr<T> {}
+impl<T> SendPtr<T> {
+    /// (A method, so closures capture the wrapper, not the raw field.)
+    #[inline(always)]
+    fn get(&self) -> *mut T {
+        self.0
+    }
+}
+
+impl Conv2d {
+    /// Packs `segments` (all with the geometry's `kh * kw * cin` rows) for the best
+    /// kernels of this CPU.
+    pub fn new(geometry: ConvGeometry, segments: &[ConvWeights]) -> Conv2d {
+        Self::with_isa(Isa::detect(), geometry, segments)
+    }
+
+    /// Like [`Conv2d::new`] for a given instruction set (must be supported).
+    pub fn with_isa(isa: Isa, geometry: ConvGeometry, segments: &[ConvWeights]) -> Conv2d {
+        assert!(
+            isa.is_supported(),
+            "{isa:?} kernels are not supported by this CPU"
+        );
+        assert!(geometry.kh > 0 && geometry.kw > 0 && geometry.cin > 0);
+        assert!(geometry.stride[0] > 0 && geometry.stride[1] > 0 && geometry.upsample > 0);
+        assert!(
+            !segments.is_empty(),
+            "a convolution needs at least one segment"
+        );
+        let k = geometry.k();
+        let nr = isa.nr();
+        let mut segs = Vec::new();
+        let mut panels = 0;
+        for s in segments {
+            assert!(s.cout > 0, "segment with no output channels");
+            assert_eq!(
+                s.hwio.len(),
+                k * s.cout,
+                "weights must be [kh, kw, cin, cout]"
+            );
+            if let Some(b) = s.bias {
+                assert_eq!(b.len(), s.cout, "bias length");
+            }
+            let p = s.cout.div_ceil(nr);
+            segs.push(Segment {
+                cout: s.cout,
+                first_panel: panels,
+                panels: p,
+                act: s.act,
+            });
+            panels += p;
+        }
+        // 64-byte aligned storage.
+        let mut packed = vec![0f32; panels * k * nr + 16];
+        let packed_start = (packed.as_ptr() as usize).wrapping_neg() % 64 / 4;
+        let mut bias = vec![0f32; panels * nr];
+        for (s, seg) in segments.iter().zip(&segs) {
+            for p in 0..seg.panels {
+                let panel = seg.first_panel + p;
+                let dst = &mut packed[packed_start + panel * k * nr..][..k * nr];
+                for j in 0..nr {
+                    let col = p * nr + j;
+                    if col >= s.cout {
+                        continue;
+                    }
+                    for kk in 0..k {
+                        dst[kk * nr + j] = s.hwio[kk * s.cout + col];
+                    }
+                    if let Some(b) = s.bias {
+                        bias[panel * nr + j] = b[col];
+                    }
+                }
+            }
+        }
+        let dot = (segments.len() == 1 && segments[0].cout <= DOT_OUTS && k >= 32).then(|| {
+            let s = &segments[0];
+            let mut w = vec![0f32; DOT_OUTS * k];
+            let mut b = vec![0f32; DOT_OUTS];
+            for o in 0..s.cout {
+                for kk in 0..k {
+                    w[o * k + kk] = s.hwio[kk * s.cout + o];
+                }
+                b[o] = s.bias.map_or(0.0, |b| b[o]);
+            }
+            (w, b)
+        });
+        Conv2d {
+            geometry,
+            isa,
+            segments: segs,
+            packed,
+            packed_start,
+            bias,
+            im2col: geometry.cin < IM2COL_BELOW && geometry.kh * geometry.kw > 1,
+            dot,
+        }
+    }
+
+    pub fn geometry(&self) -> &ConvGeometry {
+        &self.geometry
+    }
+
+    pub fn isa(&self) -> Isa {
+        self.isa
+    }
+
+    /// Output channels of each segment.
+    pub fn couts(&self) -> Vec<usize> {
+        self.segments.iter().map(|s| s.cout).collect()
+    }
+
+    /// Total output channels (all segments).
+    pub fn cout(&self) -> usize {
+        self.segments.iter().map(|s| s.cout).sum()
+    }
+
+    /// Output `(height, width)` for an input of `h x w`, or `None` when it is too small.
+    pub fn output_hw(&self, h: usize, w: usize) -> Option<(usize, usize)> {
+        self.geometry.output_hw(h, w)
+    }
+
+    /// Runs the convolution into a new tensor holding the segments' outputs one after
+    /// the other along the channels.
+    ///
+    /// Panics when `x` has other than `cin` channels or is too small (callers check sizes
+    /// with [`Conv2d::output_hw`] first).
+    pub fn forward(&self, x: View) -> Nhwc {
+        let (ho, wo) = self
+            .output_hw(x.h, x.w)
+            .expect("input too small for the convolution");
+        let mut out = Nhwc::zeros(x.n, ho, wo, self.cout());
+        let stride = out.c;
+        let base = out.data.as_mut_ptr();
+        let mut offset = 0;
+        let targets: Vec<(SendPtr<f32>, usize)> = self
+            .segments
+            .iter()
+            .map(|s| {
+                let t = (SendPtr(unsafe { base.add(offset) }), stride);
+                offset += s.cout;
+                t
+            })
+            .collect();
+        // SAFETY: every segment writes its own channel range of `out`, which has exactly
+        // n * ho * wo pixels of `stride` floats.
+        unsafe { self.run(x, &targets) };
+        out
+    }
+
+    /// Runs the convolution writing segment `i` into `outs[i]` (each with the segment's
+    /// channel count and `n * ho * wo` pixels).
+    pub fn forward_into(&self, x: View, outs: &mut [Slot]) {
+        let (ho, wo) = self
+            .output_hw(x.h, x.w)
+            .expect("input too small for the convolution");
+        assert_eq!(
+            outs.len(),
+            self.segments.len(),
+            "one output slot per segment"
+        );
+        let targets: Vec<(SendPtr<f32>, usize)> = outs
+            .iter_mut()
+            .zip(&self.segments)
+            .map(|(o, s)| {
+                o.check();
+                assert_eq!(
+                    (o.n, o.h, o.w, o.c),
+                    (x.n, ho, wo, s.cout),
+                    "output slot shape"
+                );
+                (
+                    SendPtr(unsafe { o.data.as_mut_ptr().add(o.offset) }),
+                    o.stride,
+                )
+            })
+            .collect();
+        // SAFETY: the slots are distinct mutable borrows, checked for size above.
+        unsafe { self.run(x, &targets) };
+    }
+
+    /// # Safety
+    /// `targets[i].0` must be valid for writes of `n * ho * wo` rows of
+    /// `segments[i].cout` floats, `targets[i].1` floats apart, and no two targets may overlap.
+    unsafe fn run(&self, x: View, targets: &[(SendPtr<f32>, usize)]) {
+        x.check();
+        let g = &self.geometry;
+        assert_eq!(x.c, g.cin, "input channels");
+        let (ho, wo) = self.output_hw(x.h, x.w).expect("input too small");
+        let (zh, zw) = match g.padding {
+            Padding::Zero([t, b, l, r]) => ((t, b), (l, r)),
+            _ => ((0, 0), (0, 0)),
+        };
+        let ys = g.source_table(x.h, g.kh, g.stride[0], zh);
+        let xs = g.source_table(x.w, g.kw, g.stride[1], zw);
+        let m = x.n * ho * wo;
+        if m == 0 {
+            return;
+        }
+        let isa = self.isa;
+        let (mr, nr) = (isa.mr(), isa.nr());
+        let k = g.k();
+        let taps = g.kh * g.kw;
+        let (kt, kc) = if self.im2col { (1, k) } else { (taps, g.cin) };
+        let zeros = vec![0f32; g.cin];
+        let groups = m.div_ceil(mr);
+        // Rows per chunk: keep a chunk's part of A around 96 KiB (L2).
+        let rows = (24 * 1024 / k).clamp(mr, 32 * mr);
+        let gpc = rows.div_ceil(mr);
+        let chunks = groups.div_ceil(gpc);
+        let panels: usize = self.segments.iter().map(|s| s.panels).sum();
+        let threads = rayon::current_num_threads().max(1);
+        let splits = if chunks >= 4 * threads || self.dot.is_some() {
+            1
+        } else {
+            (4 * threads).div_ceil(chunks).min(panels)
+        };
+        let packed = SendPtr(self.packed.as_ptr().add(self.packed_start) as *mut f32);
+        let panel_seg: Vec<usize> = self
+            .segments
+            .iter()
+            .enumerate()
+            .flat_map(|(i, s)| std::iter::repeat_n(i, s.panels))
+            .collect();
+        let hw = ho * wo;
+        let xbase = SendPtr(x.data.as_ptr().add(x.offset) as *mut f32);
+        let zero_ptr = SendPtr(zeros.as_ptr() as *mut f32);
+
+        let work = |item: usize| {
+            let (chunk, split) = (item / splits, item % splits);
+            let g0 = chunk * gpc;
+            let g1 = (g0 + gpc).min(groups);
+            let p0 = split * panels / splits;
+            let p1 = (split + 1) * panels / splits;
+            if p0 == p1 {
+                return;
+            }
+            let ngroups = g1 - g0;
+            // Row pointers [group][tap][mr].
+            let mut ptrs: Vec<*const f32> = vec![zero_ptr.get(); ngroups * kt * mr];
+            let mut scratch: Vec<f32> = if self.im2col {
+                vec![0f32; ngroups * mr * k]
+            } else {
+                Vec::new()
+            };
+            for gi in 0..ngroups {
+                for r in 0..mr {
+                    let row = (g0 + gi) * mr + r;
+                    if row >= m {
+                        if self.im2col {
+                            ptrs[gi * mr + r] = scratch.as_ptr().add((gi * mr + r) * k);
+                        }
+                        continue;
+                    }
+                    let (b, rem) = (row / hw, row % hw);
+                    let (oy, ox) = (rem / wo, rem % wo);
+                    let pix = |t: usize| -> *const f32 {
+                        let (dy, dx) = (t / g.kw, t % g.kw);
+                        let sy = ys[oy * g.kh + dy];
+                        let sx = xs[ox * g.kw + dx];
+                        if sy < 0 || sx < 0 {
+                            zero_ptr.get()
+                        } else {
+                            xbase
+                                .get()
+                                .add(((b * x.h + sy as usize) * x.w + sx as usize) * x.stride)
+                        }
+                    };
+                    if self.im2col {
+                        let dst = &mut scratch[(gi * mr + r) * k..][..k];
+                        let run = g.kw * g.cin;
+                        for dy in 0..g.kh {
+                            let sxs = &xs[ox * g.kw..(ox + 1) * g.kw];
+                            let contiguous = x.stride == g.cin
+                                && ys[oy * g.kh + dy] >= 0
+                                && sxs[0] >= 0
+                                && sxs.windows(2).all(|p| p[1] == p[0] + 1);
+                            let row = &mut dst[dy * run..(dy + 1) * run];
+                            if contiguous {
+                                row.copy_from_slice(std::slice::from_raw_parts(
+                                    pix(dy * g.kw),
+                                    run,
+                                ));
+                            } else {
+                                for dx in 0..g.kw {
+                                    let src =
+                                        std::slice::from_raw_parts(pix(dy * g.kw + dx), g.cin);
+                                    row[dx * g.cin..(dx + 1) * g.cin].copy_from_slice(src);
+                                }
+                            }
+                        }
+                        ptrs[gi * mr + r] = scratch.as_ptr().add((gi * mr + r) * k);
+                    } else {
+                        for t in 0..taps {
+                            ptrs[(gi * taps + t) * mr + r] = pix(t);
+                        }
+                    }
+                }
+            }
+            if let Some((w, b)) = &self.dot {
+                let (dst, ldc) = &targets[0];
+                for gi in 0..ngroups {
+                    let row0 = (g0 + gi) * mr;
+                    let tile = DotTile {
+                        taps: kt,
+                        kc,
+                        a: ptrs.as_ptr().add(gi * kt * mr),
+                        stride: mr,
+                        rows: (m - row0).min(mr),
+                        w: w.as_ptr(),
+                        bias: b.as_ptr(),
+                        c: dst.get().add(row0 * ldc),
+                        ldc: *ldc,
+                        cols: self.segments[0].cout,
+                        act: self.segments[0].act,
+                    };
+                    microkernel::run_dot(isa, &tile);
+                }
+                return;
+            }
+            for p in p0..p1 {
+                let seg = &self.segments[panel_seg[p]];
+                let (dst, ldc) = &targets[panel_seg[p]];
+                let col0 = (p - seg.first_panel) * nr;
+                let cols = (seg.cout - col0).min(nr);
+                for gi in 0..ngroups {
+                    let row0 = (g0 + gi) * mr;
+                    let tile = Tile {
+                        taps: kt,
+                        kc,
+                        a: ptrs.as_ptr().add(gi * kt * mr),
+                        b: packed.get().add(p * k * nr),
+                        bias: self.bias.as_ptr().add(p * nr),
+                        c: dst.get().add(row0 * ldc + col0),
+                        ldc: *ldc,
+                        rows: (m - row0).min(mr),
+                        cols,
+                        act: seg.act,
+                    };
+                    microkernel::run(isa, &tile);
+                }
+            }
+        };
+        let items = chunks * splits;
+        if items == 1 || threads == 1 {
+            (0..items).for_each(work);
+        } else {
+            (0..items).into_par_iter().for_each(work);
+        }
+    }
+}

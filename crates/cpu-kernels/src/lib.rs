@@ -1,0 +1,22 @@
+//! NHWC f32 inference kernels for the CPU, used by `models` for fast inference of the
+//! convolutional networks (Inception-v3, Magenta's style transfer network).
+//!
+//! - [`Conv2d`]: convolution as an indirect GEMM over weights packed once, with bias and
+//!   activation fused into the store, several same-input convolutions fused into one
+//!   pass ([`ConvWeights`] segments), zero / TF-SAME / reflection padding, strides and
+//!   nearest upsampling of the input; register-tiled kernels for AVX-512 (12x32),
+//!   AVX2+FMA (6x16) and portable Rust (4x8), picked at run time ([`Isa`]).
+//! - [`ops`]: pooling, spatial means, conditional instance norm, elementwise maps.
+//!
+//! Activations are [`Nhwc`] buffers; [`View`] / [`Slot`] address a channel slice of one,
+//! so the branches of a block write straight into their part of the concatenation.
+//! Work is spread over rayon's global pool.
+
+mod conv;
+mod microkernel;
+pub mod ops;
+mod tensor;
+
+pub use conv::{Conv2d, ConvGeometry, ConvWeights, Padding};
+pub use microkernel::{Act, Isa};
+pub use tensor::{Nhwc, Slot, View};

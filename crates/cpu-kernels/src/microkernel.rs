@@ -1,0 +1,381 @@
+//! The register-blocked inner kernels: `C[MR x NR] = act(sum_k A[r][k] * B[k][j] + bias[j])`.
+//!
+//! A is *indirect*: for each of `taps` kernel taps the kernel gets `MR` row pointers, each
+//! to `kc` contiguous floats (one input pixel's channels, or a zero vector for padding).
+//! B is one prepacked weight panel, `taps * kc` rows of `NR` floats (zero-padded columns).
+//! This is the "indirect GEMM" of XNNPACK: no im2col copy, and padding, strides, channel
+//! slices, reflection and nearest upsampling are all just pointer choices.
+
+/// Which instruction set the kernels use. Chosen once at run time by [`Isa::detect`];
+/// every variant can be forced (tests run all that the machine supports).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isa {
+    /// 12 x 32 tile in zmm registers (x86-64 with AVX-512F).
+    Avx512,
+    /// 6 x 16 tile in ymm registers (x86-64 with AVX2 and FMA).
+    Avx2,
+    /// 4 x 8 tile in plain Rust (any target).
+    Portable,
+}
+
+impl Isa {
+    /// The best kernel set this CPU runs.
+    pub fn detect() -> Isa {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                return Isa::Avx512;
+            }
+            if std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+            {
+                return Isa::Avx2;
+            }
+        }
+        Isa::Portable
+    }
+
+    /// Whether this CPU can run the kernels of `self`.
+    pub fn is_supported(self) -> bool {
+        match self {
+            Isa::Portable => true,
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => std::arch::is_x86_feature_detected!("avx512f"),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => {
+                std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("fma")
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            _ => false,
+        }
+    }
+
+    /// Every kernel set this CPU runs, best first.
+    pub fn all_supported() -> Vec<Isa> {
+        [Isa::Avx512, Isa::Avx2, Isa::Portable]
+            .into_iter()
+            .filter(|i| i.is_supported())
+            .collect()
+    }
+
+    /// Rows of the register tile (output pixels per kernel call).
+    pub fn mr(self) -> usize {
+        match self {
+            Isa::Avx512 => 12,
+            Isa::Avx2 => 6,
+            Isa::Portable => 4,
+        }
+    }
+
+    /// Columns of the register tile (output channels per weight panel).
+    pub fn nr(self) -> usize {
+        match self {
+            Isa::Avx512 => 32,
+            Isa::Avx2 => 16,
+            Isa::Portable => 8,
+        }
+    }
+}
+
+/// Activation applied in the kernel's epilogue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Act {
+    #[default]
+    Identity,
+    Relu,
+    Relu6,
+}
+
+/// Arguments of one kernel call (see the module docs).
+pub(crate) struct Tile {
+    pub taps: usize,
+    pub kc: usize,
+    /// `taps * MR` row pointers, tap-major.
+    pub a: *const *const f32,
+    /// `taps * kc * NR` packed weights.
+    pub b: *const f32,
+    /// `NR` biases.
+    pub bias: *const f32,
+    /// Output: row `r` starts at `c + r * ldc`.
+    pub c: *mut f32,
+    pub ldc: usize,
+    /// Valid rows (`<= MR`) and columns (`<= NR`) to store.
+    pub rows: usize,
+    pub cols: usize,
+    pub act: Act,
+}
+
+/// Runs one tile with the kernels of `isa`.
+///
+/// # Safety
+/// `isa` must be supported by the CPU; every pointer in `t` must be valid for the reads
+/// and writes described on [`Tile`].
+#[inline]
+pub(crate) unsafe fn run(isa: Isa, t: &Tile) {
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => x86::tile_avx512(t),
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => x86::tile_avx2(t),
+        _ => tile_portable(t),
+    }
+}
+
+#[inline(always)]
+fn act_scalar(v: f32, act: Act) -> f32 {
+    match act {
+        Act::Identity => v,
+        Act::Relu => v.max(0.0),
+        Act::Relu6 => v.clamp(0.0, 6.0),
+    }
+}
+
+unsafe fn tile_portable(t: &Tile) {
+    const MR: usize = 4;
+    const NR: usize = 8;
+    let mut acc = [[0f32; NR]; MR];
+    let mut b = t.b;
+    for tap in 0..t.taps {
+        let a = t.a.add(tap * MR);
+        let rows: [*const f32; MR] = [*a, *a.add(1), *a.add(2), *a.add(3)];
+        for k in 0..t.kc {
+            let bk = std::slice::from_raw_parts(b, NR);
+            for r in 0..MR {
+                let av = *rows[r].add(k);
+                for j in 0..NR {
+                    acc[r][j] += av * bk[j];
+                }
+            }
+            b = b.add(NR);
+        }
+    }
+    let bias = std::slice::from_raw_parts(t.bias, NR);
+    for (r, row) in acc.iter().enumerate().take(t.rows) {
+        let c = t.c.add(r * t.ldc);
+        for j in 0..t.cols {
+            *c.add(j) = act_scalar(row[j] + bias[j], t.act);
+        }
+    }
+}
+
+/// Arguments of one *dot* kernel call, for convolutions with at most [`DOT_OUTS`] output
+/// channels (a GEMM tile would waste most of its columns): each output is a dot product
+/// of the row's `taps * kc` inputs with one weight row.
+pub(crate) struct DotTile {
+    pub taps: usize,
+    pub kc: usize,
+    /// `taps * stride` row pointers, tap-major; rows `0 .. rows` are used.
+    pub a: *const *const f32,
+    pub stride: usize,
+    pub rows: usize,
+    /// `DOT_OUTS` weight rows of `taps * kc` floats (zero rows beyond `cols`).
+    pub w: *const f32,
+    /// `DOT_OUTS` biases.
+    pub bias: *const f32,
+    pub c: *mut f32,
+    pub ldc: usize,
+    pub cols: usize,
+    pub act: Act,
+}
+
+/// Output channels the dot kernels handle.
+pub(crate) const DOT_OUTS: usize = 4;
+
+/// Runs one dot tile.
+///
+/// # Safety
+/// As [`run`], for the pointers of [`DotTile`].
+#[inline]
+pub(crate) unsafe fn run_dot(isa: Isa, t: &DotTile) {
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => x86::dot_avx512(t),
+        _ => dot_portable(t),
+    }
+}
+
+unsafe fn dot_portable(t: &DotTile) {
+    let k = t.taps * t.kc;
+    for r in 0..t.rows {
+        let mut acc = [0f32; DOT_OUTS];
+        for tap in 0..t.taps {
+            let x = std::slice::from_raw_parts(*t.a.add(tap * t.stride + r), t.kc);
+            for (o, a) in acc.iter_mut().enumerate().take(t.cols) {
+                let w = std::slice::from_raw_parts(t.w.add(o * k + tap * t.kc), t.kc);
+                *a += x.iter().zip(w).map(|(x, w)| x * w).sum::<f32>();
+            }
+        }
+        for (o, &a) in acc.iter().enumerate().take(t.cols) {
+            *t.c.add(r * t.ldc + o) = act_scalar(a + *t.bias.add(o), t.act);
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::{Act, Tile};
+    use std::arch::x86_64::*;
+
+    /// One register tile: accumulators and row pointers are named variables (not arrays)
+    /// so that they live in registers for the whole reduction.
+    macro_rules! tile {
+        ($t:ident, $mr:expr, $nr:expr, $zero:ident, $load:ident, $bcast:ident, $fma:ident,
+         $store:ident, $($r:literal => $p:ident $c0:ident $c1:ident),*) => {{
+            $( let mut $c0 = $zero(); let mut $c1 = $zero(); )*
+            let mut b = $t.b;
+            for tap in 0..$t.taps {
+                let a = $t.a.add(tap * $mr);
+                $( let $p = *a.add($r); )*
+                for k in 0..$t.kc {
+                    let b0 = $load(b);
+                    let b1 = $load(b.add($nr / 2));
+                    $(
+                        let av = $bcast($p.add(k));
+                        $c0 = $fma(av, b0, $c0);
+                        $c1 = $fma(av, b1, $c1);
+                    )*
+                    b = b.add($nr);
+                }
+            }
+            $( if $r < $t.rows { $store($t.c.add($r * $t.ldc), $c0, $c1); } )*
+        }};
+    }
+
+    #[inline(always)]
+    unsafe fn bcast512(p: *const f32) -> __m512 {
+        _mm512_set1_ps(*p)
+    }
+
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn tile_avx512(t: &Tile) {
+        let bias0 = _mm512_loadu_ps(t.bias);
+        let bias1 = _mm512_loadu_ps(t.bias.add(16));
+        let mask = |n: usize| -> __mmask16 {
+            if n >= 16 {
+                0xffff
+            } else {
+                ((1u32 << n) - 1) as u16
+            }
+        };
+        let m0 = mask(t.cols);
+        let m1 = mask(t.cols.saturating_sub(16));
+        let act = t.act;
+        let store = |c: *mut f32, v0: __m512, v1: __m512| {
+            let zero = _mm512_setzero_ps();
+            let six = _mm512_set1_ps(6.0);
+            let f = |v: __m512| match act {
+                Act::Identity => v,
+                Act::Relu => _mm512_max_ps(v, zero),
+                Act::Relu6 => _mm512_min_ps(_mm512_max_ps(v, zero), six),
+            };
+            _mm512_mask_storeu_ps(c, m0, f(_mm512_add_ps(v0, bias0)));
+            _mm512_mask_storeu_ps(c.add(16), m1, f(_mm512_add_ps(v1, bias1)));
+        };
+        tile!(t, 12, 32, _mm512_setzero_ps, _mm512_loadu_ps, bcast512, _mm512_fmadd_ps, store,
+            0 => p0 c00 c01, 1 => p1 c10 c11, 2 => p2 c20 c21, 3 => p3 c30 c31,
+            4 => p4 c40 c41, 5 => p5 c50 c51, 6 => p6 c60 c61, 7 => p7 c70 c71,
+            8 => p8 c80 c81, 9 => p9 c90 c91, 10 => p10 ca0 ca1, 11 => p11 cb0 cb1);
+    }
+
+    #[inline(always)]
+    unsafe fn bcast256(p: *const f32) -> __m256 {
+        _mm256_broadcast_ss(&*p)
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn tile_avx2(t: &Tile) {
+        let bias0 = _mm256_loadu_ps(t.bias);
+        let bias1 = _mm256_loadu_ps(t.bias.add(8));
+        let mask = |n: usize| -> __m256i {
+            let n = n.min(8) as i32;
+            _mm256_setr_epi32(
+                -((0 < n) as i32),
+                -((1 < n) as i32),
+                -((2 < n) as i32),
+                -((3 < n) as i32),
+                -((4 < n) as i32),
+                -((5 < n) as i32),
+                -((6 < n) as i32),
+                -((7 < n) as i32),
+            )
+        };
+        let m0 = mask(t.cols);
+        let m1 = mask(t.cols.saturating_sub(8));
+        let act = t.act;
+        let store = |c: *mut f32, v0: __m256, v1: __m256| {
+            let zero = _mm256_setzero_ps();
+            let six = _mm256_set1_ps(6.0);
+            let f = |v: __m256| match act {
+                Act::Identity => v,
+                Act::Relu => _mm256_max_ps(v, zero),
+                Act::Relu6 => _mm256_min_ps(_mm256_max_ps(v, zero), six),
+            };
+            _mm256_maskstore_ps(c, m0, f(_mm256_add_ps(v0, bias0)));
+            _mm256_maskstore_ps(c.add(8), m1, f(_mm256_add_ps(v1, bias1)));
+        };
+        tile!(t, 6, 16, _mm256_setzero_ps, _mm256_loadu_ps, bcast256, _mm256_fmadd_ps, store,
+            0 => p0 c00 c01, 1 => p1 c10 c11, 2 => p2 c20 c21, 3 => p3 c30 c31,
+            4 => p4 c40 c41, 5 => p5 c50 c51);
+    }
+
+    /// 4 rows x 4 outputs of 16-lane partial dot products, reduced at the end.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn dot_avx512(t: &super::DotTile) {
+        let k = t.taps * t.kc;
+        let mut r0 = 0;
+        while r0 < t.rows {
+            let nrows = (t.rows - r0).min(4);
+            macro_rules! accs { ($($c:ident)*) => { $( let mut $c = _mm512_setzero_ps(); )* } }
+            accs!(a00 a01 a02 a03 a10 a11 a12 a13 a20 a21 a22 a23 a30 a31 a32 a33);
+            for tap in 0..t.taps {
+                let a = t.a.add(tap * t.stride + r0);
+                // Rows past `nrows` repeat row 0 (computed, not stored).
+                let p0 = *a;
+                let p1 = if nrows > 1 { *a.add(1) } else { p0 };
+                let p2 = if nrows > 2 { *a.add(2) } else { p0 };
+                let p3 = if nrows > 3 { *a.add(3) } else { p0 };
+                let w = t.w.add(tap * t.kc);
+                let mut c = 0;
+                while c < t.kc {
+                    let m: __mmask16 = if t.kc - c >= 16 {
+                        0xffff
+                    } else {
+                        ((1u32 << (t.kc - c)) - 1) as u16
+                    };
+                    let x0 = _mm512_maskz_loadu_ps(m, p0.add(c));
+                    let x1 = _mm512_maskz_loadu_ps(m, p1.add(c));
+                    let x2 = _mm512_maskz_loadu_ps(m, p2.add(c));
+                    let x3 = _mm512_maskz_loadu_ps(m, p3.add(c));
+                    macro_rules! out {
+                        ($o:expr, $c0:ident $c1:ident $c2:ident $c3:ident) => {
+                            let wv = _mm512_maskz_loadu_ps(m, w.add($o * k + c));
+                            $c0 = _mm512_fmadd_ps(x0, wv, $c0);
+                            $c1 = _mm512_fmadd_ps(x1, wv, $c1);
+                            $c2 = _mm512_fmadd_ps(x2, wv, $c2);
+                            $c3 = _mm512_fmadd_ps(x3, wv, $c3);
+                        };
+                    }
+                    out!(0, a00 a10 a20 a30);
+                    out!(1, a01 a11 a21 a31);
+                    out!(2, a02 a12 a22 a32);
+                    out!(3, a03 a13 a23 a33);
+                    c += 16;
+                }
+            }
+            let rows = [
+                [a00, a01, a02, a03],
+                [a10, a11, a12, a13],
+                [a20, a21, a22, a23],
+                [a30, a31, a32, a33],
+            ];
+            for (i, row) in rows.iter().enumerate().take(nrows) {
+                let c = t.c.add((r0 + i) * t.ldc);
+                for (o, v) in row.iter().enumerate().take(t.cols) {
+                    *c.add(o) = super::act_scalar(_mm512_reduce_add_ps(*v) + *t.bias.add(o), t.act);
+                }
+            }
+            r0 += 4;
+        }
+    }
+}

@@ -1,0 +1,259 @@
+//! The memory-bound NHWC operations around the convolutions: pooling, means, instance
+//! norm, elementwise maps. Rows of pixels are spread over the rayon pool.
+
+use crate::microkernel::Act;
+use crate::tensor::{Nhwc, Slot, View};
+use rayon::prelude::*;
+
+/// Pixels below which an operation runs on the calling thread.
+const PARALLEL_ABOVE: usize = 4096;
+
+fn act_scalar(v: f32, act: Act) -> f32 {
+    match act {
+        Act::Identity => v,
+        Act::Relu => v.max(0.0),
+        Act::Relu6 => v.clamp(0.0, 6.0),
+    }
+}
+
+/// Runs `f(b, y, row)` for every output row `(b, y)` of a `[n, h, w, c]` tensor whose
+/// rows are `row_len` floats, in parallel when it is large.
+fn for_rows(
+    data: &mut [f32],
+    n: usize,
+    h: usize,
+    row_len: usize,
+    f: impl Fn(usize, usize, &mut [f32]) + Sync,
+) {
+    let data = &mut data[..n * h * row_len];
+    if n * h * row_len < PARALLEL_ABOVE * 16 {
+        data.chunks_mut(row_len)
+            .enumerate()
+            .for_each(|(i, r)| f(i / h, i % h, r));
+    } else {
+        data.par_chunks_mut(row_len)
+            .enumerate()
+            .for_each(|(i, r)| f(i / h, i % h, r));
+    }
+}
+
+/// Output side of a VALID pooling window, or `None` if the input is smaller than the window.
+pub fn pool_valid_size(len: usize, k: usize, s: usize) -> Option<usize> {
+    (len >= k && k > 0 && s > 0).then(|| (len - k) / s + 1)
+}
+
+/// Max pooling with a `k x k` window, stride `s`, VALID padding, written into `out`
+/// (which must be `[n, ho, wo, x.c]`; it may be a channel slice of a wider tensor).
+pub fn max_pool_valid_into(x: View, k: usize, s: usize, out: &mut Slot) {
+    x.check();
+    out.check();
+    let ho = pool_valid_size(x.h, k, s).expect("input smaller than the pooling window");
+    let wo = pool_valid_size(x.w, k, s).expect("input smaller than the pooling window");
+    assert_eq!(
+        (out.n, out.h, out.w, out.c),
+        (x.n, ho, wo, x.c),
+        "output slot shape"
+    );
+    let (c, ostride, ooff) = (x.c, out.stride, out.offset);
+    for_rows(out.data, x.n, ho, wo * ostride, |b, oy, row| {
+        for ox in 0..wo {
+            let o = &mut row[ox * ostride + ooff..][..c];
+            o.copy_from_slice(x.pixel(b, oy * s, ox * s));
+            for dy in 0..k {
+                for dx in 0..k {
+                    if dy == 0 && dx == 0 {
+                        continue;
+                    }
+                    let p = x.pixel(b, oy * s + dy, ox * s + dx);
+                    for (o, &v) in o.iter_mut().zip(p) {
+                        *o = o.max(v);
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// Max pooling into a new tensor (see [`max_pool_valid_into`]).
+pub fn max_pool_valid(x: View, k: usize, s: usize) -> Nhwc {
+    let ho = pool_valid_size(x.h, k, s).expect("input smaller than the pooling window");
+    let wo = pool_valid_size(x.w, k, s).expect("input smaller than the pooling window");
+    let mut out = Nhwc::zeros(x.n, ho, wo, x.c);
+    max_pool_valid_into(x, k, s, &mut out.slot_all());
+    out
+}
+
+/// Average pooling `k x k` (odd), stride 1, TensorFlow SAME padding, padded cells not
+/// counted (`tf.nn.avg_pool(..., padding="SAME")`).
+pub fn avg_pool_same(x: View, k: usize) -> Nhwc {
+    x.check();
+    assert!(k % 2 == 1, "odd window");
+    let r = k / 2;
+    let c = x.c;
+    let mut out = Nhwc::zeros(x.n, x.h, x.w, c);
+    for_rows(&mut out.data, x.n, x.h, x.w * c, |b, y, row| {
+        let (y0, y1) = (y.saturating_sub(r), (y + r + 1).min(x.h));
+        for ox in 0..x.w {
+            let (x0, x1) = (ox.saturating_sub(r), (ox + r + 1).min(x.w));
+            let o = &mut row[ox * c..][..c];
+            for yy in y0..y1 {
+                for xx in x0..x1 {
+                    for (o, &v) in o.iter_mut().zip(x.pixel(b, yy, xx)) {
+                        *o += v;
+                    }
+                }
+            }
+            let inv = 1.0 / ((y1 - y0) * (x1 - x0)) as f32;
+            o.iter_mut().for_each(|v| *v *= inv);
+        }
+    });
+    out
+}
+
+/// Average pooling `kh x kw`, stride `s`, VALID padding.
+pub fn avg_pool_valid(x: View, kh: usize, kw: usize, s: usize) -> Nhwc {
+    x.check();
+    let ho = pool_valid_size(x.h, kh, s).expect("input smaller than the pooling window");
+    let wo = pool_valid_size(x.w, kw, s).expect("input smaller than the pooling window");
+    let c = x.c;
+    let mut out = Nhwc::zeros(x.n, ho, wo, c);
+    let inv = 1.0 / (kh * kw) as f32;
+    for_rows(&mut out.data, x.n, ho, wo * c, |b, oy, row| {
+        for ox in 0..wo {
+            let o = &mut row[ox * c..][..c];
+            for dy in 0..kh {
+                for dx in 0..kw {
+                    for (o, &v) in o.iter_mut().zip(x.pixel(b, oy * s + dy, ox * s + dx)) {
+                        *o += v;
+                    }
+                }
+            }
+            o.iter_mut().for_each(|v| *v *= inv);
+        }
+    });
+    out
+}
+
+/// Mean over height and width: `[n, h, w, c]` -> `[n][c]` (row-major `n * c`).
+pub fn spatial_mean(x: View) -> Vec<f32> {
+    x.check();
+    let mut out = vec![0f32; x.n * x.c];
+    for b in 0..x.n {
+        let mut acc = vec![0f64; x.c];
+        for y in 0..x.h {
+            let mut row = vec![0f32; x.c];
+            for xx in 0..x.w {
+                for (a, &v) in row.iter_mut().zip(x.pixel(b, y, xx)) {
+                    *a += v;
+                }
+            }
+            for (a, v) in acc.iter_mut().zip(row) {
+                *a += v as f64;
+            }
+        }
+        let inv = 1.0 / (x.h * x.w) as f64;
+        for (o, a) in out[b * x.c..][..x.c].iter_mut().zip(acc) {
+            *o = (a * inv) as f32;
+        }
+    }
+    out
+}
+
+/// Conditional instance norm in place: per image and channel, population mean and
+/// variance over height and width, then `act((x - mean) / sqrt(var + eps) * gamma + beta)`.
+/// `gamma` and `beta` are `[n][c]`.
+pub fn instance_norm(x: &mut Nhwc, gamma: &[f32], beta: &[f32], eps: f32, act: Act) {
+    let (n, c, hw) = (x.n, x.c, x.h * x.w);
+    assert_eq!(gamma.len(), n * c, "gamma must be [n, c]");
+    assert_eq!(beta.len(), n * c, "beta must be [n, c]");
+    for b in 0..n {
+        let img = &mut x.data[b * hw * c..(b + 1) * hw * c];
+        let mean = channel_sums(img, c, |v, _| v as f64)
+            .into_iter()
+            .map(|s| s / hw as f64)
+            .collect::<Vec<_>>();
+        let mean32: Vec<f32> = mean.iter().map(|&m| m as f32).collect();
+        let var = channel_sums(img, c, |v, ch| {
+            let d = v - mean32[ch];
+            (d * d) as f64
+        });
+        let mut scale = vec![0f32; c];
+        let mut shift = vec![0f32; c];
+        for ch in 0..c {
+            let inv = 1.0 / ((var[ch] / hw as f64) as f32 + eps).sqrt();
+            scale[ch] = inv * gamma[b * c + ch];
+            shift[ch] = beta[b * c + ch] - mean32[ch] * scale[ch];
+        }
+        let apply = |px: &mut [f32]| {
+            for (ch, v) in px.iter_mut().enumerate() {
+                *v = act_scalar(*v * scale[ch] + shift[ch], act);
+            }
+        };
+        if hw * c < PARALLEL_ABOVE * 16 {
+            img.chunks_mut(c).for_each(apply);
+        } else {
+            img.par_chunks_mut(c * 64)
+                .for_each(|rows| rows.chunks_mut(c).for_each(apply));
+        }
+    }
+}
+
+/// Per-channel sums of `f(value, channel)` over the pixels of one image (f32 within
+/// blocks of pixels, f64 across blocks).
+fn channel_sums(img: &[f32], c: usize, f: impl Fn(f32, usize) -> f64 + Sync) -> Vec<f64> {
+    let block = c * 256;
+    let partial = |chunk: &[f32]| {
+        let mut s = vec![0f32; c];
+        for px in chunk.chunks_exact(c) {
+            for (ch, (a, &v)) in s.iter_mut().zip(px).enumerate() {
+                *a += f(v, ch) as f32;
+            }
+        }
+        s
+    };
+    let add = |mut a: Vec<f64>, b: Vec<f32>| {
+        a.iter_mut().zip(b).for_each(|(a, b)| *a += b as f64);
+        a
+    };
+    if img.len() < PARALLEL_ABOVE * 16 {
+        img.chunks(block).map(partial).fold(vec![0f64; c], add)
+    } else {
+        img.par_chunks(block)
+            .map(partial)
+            .fold(|| vec![0f64; c], add)
+            .reduce(
+                || vec![0f64; c],
+                |mut a, b| {
+                    a.iter_mut().zip(b).for_each(|(a, b)| *a += b);
+                    a
+                },
+            )
+    }
+}
+
+/// `x = f(x)` for every element, in parallel when large.
+pub fn map_inplace(x: &mut [f32], f: impl Fn(f32) -> f32 + Sync) {
+    if x.len() < PARALLEL_ABOVE * 16 {
+        x.iter_mut().for_each(|v| *v = f(*v));
+    } else {
+        x.par_chunks_mut(16 * 1024)
+            .for_each(|c| c.iter_mut().for_each(|v| *v = f(*v)));
+    }
+}
+
+/// `a += b` elementwise (residual connections).
+pub fn add_inplace(a: &mut [f32], b: &[f32]) {
+    assert_eq!(a.len(), b.len(), "residual shapes differ");
+    if a.len() < PARALLEL_ABOVE * 16 {
+        a.iter_mut().zip(b).for_each(|(a, b)| *a += b);
+    } else {
+        a.par_chunks_mut(16 * 1024)
+            .zip(b.par_chunks(16 * 1024))
+            .for_each(|(a, b)| a.iter_mut().zip(b).for_each(|(a, b)| *a += b));
+    }
+}
+
+/// The logistic sigmoid `1 / (1 + exp(-x))`.
+pub fn sigmoid(v: f32) -> f32 {
+    1.0 / (1.0 + (-v).exp())
+}

@@ -1,0 +1,413 @@
+//! `Conv2d` against a direct f64 convolution written from the definition (TensorFlow's
+//! conv2d semantics: HWIO weights, SAME / VALID / explicit / REFLECT padding), for every
+//! kernel set the CPU runs, over geometries that hit every edge of the tiling.
+
+use cpu_kernels::{Act, Conv2d, ConvGeometry, ConvWeights, Isa, Nhwc, Padding};
+
+/// Deterministic values in [-1, 1).
+fn values(n: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
+/// Direct convolution: pads (zero or reflect) an upsampled copy of the input, then slides.
+#[allow(clippy::too_many_arguments)]
+fn reference(x: &Nhwc, g: &ConvGeometry, w: &[f32], bias: &[f32], cout: usize, act: Act) -> Nhwc {
+    let u = g.upsample;
+    let (h, wd) = (x.h * u, x.w * u);
+    let up = |b: usize, y: usize, xx: usize, c: usize| {
+        x.data[((b * x.h + y / u) * x.w + xx / u) * x.c + c]
+    };
+    let (pt, pb, pl, pr) = match g.padding {
+        Padding::Valid => (0, 0, 0, 0),
+        Padding::Same => {
+            let oh = h.div_ceil(g.stride[0]);
+            let ow = wd.div_ceil(g.stride[1]);
+            let th = ((oh - 1) * g.stride[0] + g.kh).saturating_sub(h);
+            let tw = ((ow - 1) * g.stride[1] + g.kw).saturating_sub(wd);
+            (th / 2, th - th / 2, tw / 2, tw - tw / 2)
+        }
+        Padding::Zero([t, b, l, r]) => (t, b, l, r),
+        Padding::Reflect(p) => (p, p, p, p),
+    };
+    let reflect = matches!(g.padding, Padding::Reflect(_));
+    let (hp, wp) = (h + pt + pb, wd + pl + pr);
+    let ho = (hp - g.kh) / g.stride[0] + 1;
+    let wo = (wp - g.kw) / g.stride[1] + 1;
+    let src = |i: isize, len: usize| -> Option<usize> {
+        let l = len as isize;
+        let i = if reflect {
+            if i < 0 {
+                -i
+            } else if i >= l {
+                2 * (l - 1) - i
+            } else {
+                i
+            }
+        } else {
+            i
+        };
+        (0..l).contains(&i).then_some(i as usize)
+    };
+    let mut out = Nhwc::zeros(x.n, ho, wo, cout);
+    for b in 0..x.n {
+        for oy in 0..ho {
+            for ox in 0..wo {
+                for co in 0..cout {
+                    let mut acc = bias[co] as f64;
+                    for dy in 0..g.kh {
+                        for dx in 0..g.kw {
+                            let iy = src((oy * g.stride[0] + dy) as isize - pt as isize, h);
+                            let ix = src((ox * g.stride[1] + dx) as isize - pl as isize, wd);
+                            let (Some(iy), Some(ix)) = (iy, ix) else {
+                                continue;
+                            };
+                            for ci in 0..g.cin {
+                                let wi = ((dy * g.kw + dx) * g.cin + ci) * cout + co;
+                                acc += up(b, iy, ix, ci) as f64 * w[wi] as f64;
+                            }
+                        }
+                    }
+                    let v = acc as f32;
+                    out.data[((b * ho + oy) * wo + ox) * cout + co] = match act {
+                        Act::Identity => v,
+                        Act::Relu => v.max(0.0),
+                        Act::Relu6 => v.clamp(0.0, 6.0),
+                    };
+                }
+            }
+        }
+    }
+    out
+}
+
+fn assert_close(got: &[f32], want: &[f32], what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    let scale = want.iter().fold(1f32, |m, v| m.max(v.abs()));
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        assert!(
+            (g - w).abs() <= 2e-5 * scale,
+            "{what}: element {i}: got {g}, want {w}"
+        );
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn check(
+    n: usize,
+    h: usize,
+    w: usize,
+    cin: usize,
+    cout: usize,
+    g: ConvGeometry,
+    act: Act,
+    seed: u64,
+) {
+    let x = Nhwc::from_vec(n, h, w, cin, values(n * h * w * cin, seed)).unwrap();
+    let wts = values(g.k() * cout, seed + 1);
+    let bias = values(cout, seed + 2);
+    let want = reference(&x, &g, &wts, &bias, cout, act);
+    for isa in Isa::all_supported() {
+        let conv = Conv2d::with_isa(
+            isa,
+            g,
+            &[ConvWeights {
+                hwio: &wts,
+                bias: Some(&bias),
+                cout,
+                act,
+            }],
+        );
+        assert_eq!(
+            conv.output_hw(h, w),
+            Some((want.h, want.w)),
+            "{isa:?} {g:?}"
+        );
+        let got = conv.forward(x.view());
+        assert_close(
+            &got.data,
+            &want.data,
+            &format!("{isa:?} {n}x{h}x{w}x{cin}->{cout} {g:?}"),
+        );
+    }
+}
+
+#[test]
+fn one_by_one_convs_of_every_tile_remainder() {
+    for (m, cin, cout) in [
+        (1, 1, 1),
+        (5, 7, 3),
+        (13, 16, 31),
+        (25, 33, 32),
+        (37, 48, 33),
+        (50, 64, 80),
+        (7, 20, 100),
+    ] {
+        check(
+            1,
+            1,
+            m,
+            cin,
+            cout,
+            ConvGeometry::new(1, 1, cin),
+            Act::Identity,
+            m as u64,
+        );
+    }
+    check(3, 5, 7, 24, 40, ConvGeometry::new(1, 1, 24), Act::Relu, 9);
+}
+
+#[test]
+fn same_and_valid_padding_with_strides() {
+    for (h, w, k, s) in [
+        (8, 8, 3, 1),
+        (9, 7, 3, 2),
+        (35, 35, 3, 2),
+        (10, 11, 5, 1),
+        (6, 9, 1, 2),
+        (12, 12, 7, 1),
+    ] {
+        for p in [Padding::Valid, Padding::Same] {
+            let g = ConvGeometry::new(k, k, 20).stride(s).padding(p);
+            check(2, h, w, 20, 35, g, Act::Relu, (h * w * k) as u64);
+        }
+    }
+}
+
+#[test]
+fn asymmetric_kernels_like_inception_factorised_convs() {
+    for (kh, kw) in [(1, 7), (7, 1), (1, 3), (3, 1)] {
+        let g = ConvGeometry::new(kh, kw, 18).padding(Padding::Same);
+        check(1, 9, 8, 18, 19, g, Act::Relu6, (kh * 10 + kw) as u64);
+    }
+}
+
+#[test]
+fn few_input_channels_take_the_im2col_path() {
+    // cin < 16 with a spatial kernel: rows are gathered before the GEMM.
+    check(
+        2,
+        17,
+        15,
+        3,
+        32,
+        ConvGeometry::new(3, 3, 3).stride(2),
+        Act::Relu,
+        1,
+    );
+    check(
+        1,
+        12,
+        13,
+        3,
+        8,
+        ConvGeometry::new(9, 9, 3).padding(Padding::Reflect(4)),
+        Act::Identity,
+        2,
+    );
+    check(
+        1,
+        7,
+        9,
+        8,
+        16,
+        ConvGeometry::new(3, 3, 8).padding(Padding::Zero([1, 0, 2, 1])),
+        Act::Relu,
+        3,
+    );
+}
+
+#[test]
+fn reflection_padding_and_nearest_upsampling() {
+    check(
+        1,
+        9,
+        10,
+        16,
+        24,
+        ConvGeometry::new(3, 3, 16).padding(Padding::Reflect(1)),
+        Act::Identity,
+        4,
+    );
+    check(
+        2,
+        9,
+        8,
+        32,
+        16,
+        ConvGeometry::new(3, 3, 32)
+            .stride(2)
+            .padding(Padding::Reflect(1)),
+        Act::Relu,
+        5,
+    );
+    check(
+        1,
+        5,
+        6,
+        17,
+        20,
+        ConvGeometry::new(3, 3, 17)
+            .padding(Padding::Reflect(1))
+            .upsample(2),
+        Act::Relu,
+        6,
+    );
+    check(
+        1,
+        4,
+        4,
+        16,
+        3,
+        ConvGeometry::new(9, 9, 16)
+            .padding(Padding::Reflect(4))
+            .upsample(2),
+        Act::Identity,
+        7,
+    );
+}
+
+#[test]
+fn segments_and_channel_slices() {
+    // Two convs sharing one input, read from a channel slice of a wider tensor, written
+    // to slices of two outputs.
+    let (n, h, w) = (2, 6, 7);
+    let x = Nhwc::from_vec(n, h, w, 40, values(n * h * w * 40, 11)).unwrap();
+    let g = ConvGeometry::new(3, 3, 24).padding(Padding::Same);
+    let w1 = values(g.k() * 20, 12);
+    let b1 = values(20, 13);
+    let w2 = values(g.k() * 33, 14);
+    let b2 = values(33, 15);
+    // Reference on the sliced input.
+    let mut sliced = Nhwc::zeros(n, h, w, 24);
+    for p in 0..n * h * w {
+        sliced.data[p * 24..(p + 1) * 24].copy_from_slice(&x.data[p * 40 + 10..p * 40 + 34]);
+    }
+    let want1 = reference(&sliced, &g, &w1, &b1, 20, Act::Relu);
+    let want2 = reference(&sliced, &g, &w2, &b2, 33, Act::Identity);
+    for isa in Isa::all_supported() {
+        let conv = Conv2d::with_isa(
+            isa,
+            g,
+            &[
+                ConvWeights {
+                    hwio: &w1,
+                    bias: Some(&b1),
+                    cout: 20,
+                    act: Act::Relu,
+                },
+                ConvWeights {
+                    hwio: &w2,
+                    bias: Some(&b2),
+                    cout: 33,
+                    act: Act::Identity,
+                },
+            ],
+        );
+        // Concatenated output.
+        let cat = conv.forward(x.channels(10, 24));
+        assert_eq!(cat.c, 53);
+        let (mut got1, mut got2) = (Vec::new(), Vec::new());
+        for p in 0..n * h * w {
+            got1.extend_from_slice(&cat.data[p * 53..p * 53 + 20]);
+            got2.extend_from_slice(&cat.data[p * 53 + 20..p * 53 + 53]);
+        }
+        assert_close(&got1, &want1.data, &format!("{isa:?} segment 1"));
+        assert_close(&got2, &want2.data, &format!("{isa:?} segment 2"));
+        // Into slots of other tensors, leaving their other channels alone.
+        let mut o1 = Nhwc::from_vec(n, h, w, 25, vec![7.0; n * h * w * 25]).unwrap();
+        let mut o2 = Nhwc::zeros(n, h, w, 33);
+        conv.forward_into(x.channels(10, 24), &mut [o1.slot(5, 20), o2.slot_all()]);
+        for p in 0..n * h * w {
+            assert!(o1.data[p * 25..p * 25 + 5].iter().all(|&v| v == 7.0));
+            assert_close(
+                &o1.data[p * 25 + 5..p * 25 + 25],
+                &want1.data[p * 20..p * 20 + 20],
+                "slot 1",
+            );
+        }
+        assert_close(&o2.data, &want2.data, "slot 2");
+    }
+}
+
+#[test]
+fn large_problems_split_across_threads() {
+    // Enough rows for many chunks, and a wide output for panel splits at batch 1.
+    check(
+        1,
+        40,
+        40,
+        32,
+        64,
+        ConvGeometry::new(3, 3, 32).padding(Padding::Same),
+        Act::Relu,
+        21,
+    );
+    check(1, 3, 3, 64, 300, ConvGeometry::new(1, 1, 64), Act::Relu, 22);
+}
+
+#[test]
+fn output_sizes_follow_tensorflow() {
+    let g = |k, s, p| ConvGeometry::new(k, k, 1).stride(s).padding(p);
+    assert_eq!(
+        g(3, 2, Padding::Valid).output_hw(299, 299),
+        Some((149, 149))
+    );
+    assert_eq!(g(3, 2, Padding::Same).output_hw(299, 300), Some((150, 150)));
+    assert_eq!(g(3, 1, Padding::Valid).output_hw(2, 5), None);
+    assert_eq!(
+        g(9, 1, Padding::Reflect(4)).output_hw(384, 100),
+        Some((384, 100))
+    );
+    assert_eq!(
+        g(3, 1, Padding::Reflect(1)).upsample(2).output_hw(96, 50),
+        Some((192, 100))
+    );
+    // Reflection needs a pad smaller than the side.
+    assert_eq!(g(9, 1, Padding::Reflect(4)).output_hw(4, 10), None);
+}
+
+#[test]
+fn few_output_channels_take_the_dot_path() {
+    // cout <= 4 with a long reduction: dot kernels, incl. channel tails and im2col input.
+    for (cout, cin) in [(1, 32), (2, 20), (3, 32), (4, 17)] {
+        let g = ConvGeometry::new(9, 9, cin).padding(Padding::Reflect(4));
+        check(
+            1,
+            11,
+            14,
+            cin,
+            cout,
+            g,
+            Act::Identity,
+            (cout * 100 + cin) as u64,
+        );
+    }
+    check(
+        2,
+        13,
+        9,
+        3,
+        3,
+        ConvGeometry::new(9, 9, 3).padding(Padding::Same),
+        Act::Relu,
+        31,
+    );
+    check(
+        1,
+        30,
+        31,
+        64,
+        2,
+        ConvGeometry::new(3, 3, 64).stride(2),
+        Act::Relu6,
+        32,
+    );
+}
