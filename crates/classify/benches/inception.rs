@@ -28,17 +28,22 @@ fn images(batch: usize) -> Nhwc {
     Nhwc::from_vec(batch, 299, 299, 3, data).unwrap()
 }
 
-/// Images per second over `iters` passes after one warm-up.
-fn rate(batch: usize, iters: usize, mut f: impl FnMut()) -> f64 {
+/// Images per second over `iters` passes after one warm-up: (mean, median pass).
+fn rate(batch: usize, iters: usize, mut f: impl FnMut()) -> (f64, f64) {
     f();
+    let mut times = Vec::with_capacity(iters);
     let t0 = Instant::now();
     for _ in 0..iters {
+        let t = Instant::now();
         f();
+        times.push(t.elapsed().as_secs_f64());
     }
-    (batch * iters) as f64 / t0.elapsed().as_secs_f64()
+    let mean = (batch * iters) as f64 / t0.elapsed().as_secs_f64();
+    times.sort_by(f64::total_cmp);
+    (mean, batch as f64 / times[times.len() / 2])
 }
 
-fn burn_rate(model: &InceptionV3, batch: usize, iters: usize, dev: &Device) -> f64 {
+fn burn_rate(model: &InceptionV3, batch: usize, iters: usize, dev: &Device) -> (f64, f64) {
     let x = images(batch);
     let x = Tensor::<4>::from_data(
         burn::tensor::TensorData::new(x.data, [batch, 299, 299, 3]),
@@ -80,10 +85,10 @@ fn main() {
             );
             for (batch, n) in [(1, iters), (16, iters.div_ceil(4))] {
                 let x = images(batch);
-                let r = rate(batch, n, || {
+                let (mean, median) = rate(batch, n, || {
                     std::hint::black_box(cpu.forward(&x).unwrap());
                 });
-                println!("batch {batch:2}: {r:7.2} img/s");
+                println!("batch {batch:2}: {mean:7.2} img/s (median pass {median:.2} img/s)");
             }
             if args.iter().any(|a| a == "--profile") {
                 for batch in [1, 16] {
@@ -102,10 +107,8 @@ fn main() {
             println!("engine burn on {backend}, {threads} threads");
             let fused = model.fuse_for_inference();
             for (batch, n) in [(1, iters), (16, iters.div_ceil(4))] {
-                println!(
-                    "batch {batch:2}: {:7.2} img/s",
-                    burn_rate(&fused, batch, n, &dev)
-                );
+                let (mean, median) = burn_rate(&fused, batch, n, &dev);
+                println!("batch {batch:2}: {mean:7.2} img/s (median pass {median:.2} img/s)");
             }
         }
         other => panic!("unknown --engine {other} (cpu or burn)"),

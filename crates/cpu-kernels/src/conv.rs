@@ -178,6 +178,9 @@ pub struct Conv2d {
 /// Channels below which a chunk's rows are gathered contiguously before the GEMM.
 const IM2COL_BELOW: usize = 16;
 
+/// Work items per thread below which the output channels are split too.
+const ITEMS_PER_THREAD: usize = 4;
+
 struct SendPtr<T>(*mut T);
 unsafe impl<T> Send for SendPtr<T> {}
 unsafe impl<T> Sync for SendPtr<T> {}
@@ -349,10 +352,7 @@ impl Conv2d {
                     (x.n, ho, wo, s.cout),
                     "output slot shape"
                 );
-                (
-                    SendPtr(unsafe { o.data.as_mut_ptr().add(o.offset) }),
-                    o.stride,
-                )
+                (SendPtr(o.base()), o.stride)
             })
             .collect();
         // SAFETY: the slots are distinct mutable borrows, checked for size above.
@@ -390,10 +390,10 @@ impl Conv2d {
         let chunks = groups.div_ceil(gpc);
         let panels: usize = self.segments.iter().map(|s| s.panels).sum();
         let threads = rayon::current_num_threads().max(1);
-        let splits = if chunks >= 4 * threads || self.dot.is_some() {
+        let splits = if chunks >= ITEMS_PER_THREAD * threads || self.dot.is_some() {
             1
         } else {
-            (4 * threads).div_ceil(chunks).min(panels)
+            (ITEMS_PER_THREAD * threads).div_ceil(chunks).min(panels)
         };
         let packed = SendPtr(self.packed.as_ptr().add(self.packed_start) as *mut f32);
         let panel_seg: Vec<usize> = self

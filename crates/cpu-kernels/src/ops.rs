@@ -54,24 +54,35 @@ pub fn max_pool_valid_into(x: View, k: usize, s: usize, out: &mut Slot) {
         (x.n, ho, wo, x.c),
         "output slot shape"
     );
-    let (c, ostride, ooff) = (x.c, out.stride, out.offset);
-    for_rows(out.data, x.n, ho, wo * ostride, |b, oy, row| {
-        for ox in 0..wo {
-            let o = &mut row[ox * ostride + ooff..][..c];
-            o.copy_from_slice(x.pixel(b, oy * s, ox * s));
-            for dy in 0..k {
-                for dx in 0..k {
-                    if dy == 0 && dx == 0 {
-                        continue;
-                    }
-                    let p = x.pixel(b, oy * s + dy, ox * s + dx);
-                    for (o, &v) in o.iter_mut().zip(p) {
-                        *o = o.max(v);
-                    }
+    let c = x.c;
+    let pixel = |oy: usize, ox: usize, b: usize, o: &mut [f32]| {
+        o.copy_from_slice(x.pixel(b, oy * s, ox * s));
+        for dy in 0..k {
+            for dx in 0..k {
+                if dy == 0 && dx == 0 {
+                    continue;
+                }
+                let p = x.pixel(b, oy * s + dy, ox * s + dx);
+                for (o, &v) in o.iter_mut().zip(p) {
+                    *o = o.max(v);
                 }
             }
         }
-    });
+    };
+    let rows = x.n * ho;
+    let out: &Slot = out;
+    let row = |r: usize| {
+        let (b, oy) = (r / ho, r % ho);
+        for ox in 0..wo {
+            // SAFETY: each row writes its own pixels only.
+            pixel(oy, ox, b, unsafe { out.pixel_shared(r * wo + ox) });
+        }
+    };
+    if rows * wo * c < PARALLEL_ABOVE * 16 {
+        (0..rows).for_each(row);
+    } else {
+        (0..rows).into_par_iter().for_each(row);
+    }
 }
 
 /// Max pooling into a new tensor (see [`max_pool_valid_into`]).

@@ -53,23 +53,42 @@ impl Nhwc {
 
     /// Channels `start .. start + len` as an output slot.
     pub fn slot(&mut self, start: usize, len: usize) -> Slot<'_> {
-        assert!(start + len <= self.c, "channel slice out of range");
-        let (n, h, w, stride) = (self.n, self.h, self.w, self.c);
-        Slot {
-            data: &mut self.data,
-            n,
-            h,
-            w,
-            c: len,
-            stride,
-            offset: start,
-        }
+        self.slots(&[(start, len)]).pop().expect("one slot")
     }
 
     /// The whole tensor as an output slot.
     pub fn slot_all(&mut self) -> Slot<'_> {
         let c = self.c;
         self.slot(0, c)
+    }
+
+    /// Output slots for several disjoint channel ranges `(start, len)` at once, e.g. for
+    /// branches that fill their parts of a concatenation concurrently.
+    ///
+    /// Panics when a range is out of bounds or two ranges overlap.
+    pub fn slots(&mut self, ranges: &[(usize, usize)]) -> Vec<Slot<'_>> {
+        for (i, &(s, l)) in ranges.iter().enumerate() {
+            assert!(s + l <= self.c, "channel slice out of range");
+            for &(s2, l2) in &ranges[i + 1..] {
+                assert!(s + l <= s2 || s2 + l2 <= s, "channel slices overlap");
+            }
+        }
+        let (n, h, w, stride, len) = (self.n, self.h, self.w, self.c, self.data.len());
+        let ptr = self.data.as_mut_ptr();
+        ranges
+            .iter()
+            .map(|&(offset, c)| Slot {
+                ptr,
+                len,
+                n,
+                h,
+                w,
+                c,
+                stride,
+                offset,
+                _borrow: std::marker::PhantomData,
+            })
+            .collect()
     }
 }
 
@@ -108,16 +127,25 @@ impl<'a> View<'a> {
 }
 
 /// Write access to `c` channels starting at `offset` of every pixel (see [`View`]).
+/// Slots of one tensor made by [`Nhwc::slots`] cover disjoint channels, so they may be
+/// written from different threads; a slot never touches other channels.
 #[derive(Debug)]
 pub struct Slot<'a> {
-    pub data: &'a mut [f32],
+    ptr: *mut f32,
+    len: usize,
     pub n: usize,
     pub h: usize,
     pub w: usize,
     pub c: usize,
     pub stride: usize,
     pub offset: usize,
+    _borrow: std::marker::PhantomData<&'a mut [f32]>,
 }
+
+// SAFETY: a slot is an exclusive borrow of its channels of every pixel; shared access
+// only hands out pixels through the unsafe `pixel_shared`.
+unsafe impl Send for Slot<'_> {}
+unsafe impl Sync for Slot<'_> {}
 
 impl Slot<'_> {
     pub(crate) fn check(&self) {
@@ -127,8 +155,49 @@ impl Slot<'_> {
         );
         let pixels = self.n * self.h * self.w;
         assert!(
-            pixels == 0 || (pixels - 1) * self.stride + self.offset + self.c <= self.data.len(),
+            pixels == 0 || (pixels - 1) * self.stride + self.offset + self.c <= self.len,
             "slot larger than its buffer"
         );
+    }
+
+    /// Channels `start .. start + len` of this slot as a slot of its own.
+    pub fn sub(&mut self, start: usize, len: usize) -> Slot<'_> {
+        assert!(start + len <= self.c, "channel slice out of range");
+        Slot {
+            ptr: self.ptr,
+            len: self.len,
+            n: self.n,
+            h: self.h,
+            w: self.w,
+            c: len,
+            stride: self.stride,
+            offset: self.offset + start,
+            _borrow: std::marker::PhantomData,
+        }
+    }
+
+    /// Pointer to the first channel of the slot in pixel 0.
+    pub(crate) fn base(&mut self) -> *mut f32 {
+        // SAFETY: offset < len (checked by `check`) or the slot is empty.
+        unsafe { self.ptr.add(self.offset) }
+    }
+
+    /// The slot's channels of pixel `p` (flattened `(b, y, x)`).
+    #[inline]
+    pub fn pixel_mut(&mut self, p: usize) -> &mut [f32] {
+        // SAFETY: `&mut self` is exclusive.
+        unsafe { self.pixel_shared(p) }
+    }
+
+    /// Like [`Slot::pixel_mut`] through a shared reference, for threads filling
+    /// different pixels.
+    ///
+    /// # Safety
+    /// No two live results may be for the same pixel.
+    #[inline]
+    #[allow(clippy::mut_from_ref)]
+    pub(crate) unsafe fn pixel_shared(&self, p: usize) -> &mut [f32] {
+        assert!(p < self.n * self.h * self.w, "pixel out of range");
+        std::slice::from_raw_parts_mut(self.ptr.add(p * self.stride + self.offset), self.c)
     }
 }

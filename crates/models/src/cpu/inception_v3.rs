@@ -14,7 +14,7 @@ use crate::inception_v3::{
     Activation, BasicConv, BlockKind, EndPoint, InceptionError, InceptionV3, InceptionV3Config,
     Mixed,
 };
-use cpu_kernels::{ops, Act, Conv2d};
+use cpu_kernels::{ops, Act, Conv2d, Slot};
 
 /// Where a branch of a Mixed block reads from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -204,37 +204,82 @@ impl Block {
             }
             head.forward_into(x.view(), &mut slots);
         }
-        let mut pooled: Option<Nhwc> = None;
+        // The branches fill disjoint channel ranges of `out`: run them concurrently (each
+        // convolution still spreads over the cores that are idle).
+        let mut jobs = Vec::new();
+        let mut ranges = Vec::new();
         for (bi, b) in self.branches.iter().enumerate() {
-            let src_owned;
-            let src = match b.source {
-                Source::Head(_) => match &temps[bi] {
-                    Some(t) => t,
-                    None => continue, // written by the head
-                },
-                Source::Input => x,
-                Source::AvgPool => pooled.get_or_insert_with(|| ops::avg_pool_same(x.view(), 3)),
-                Source::MaxPool => {
-                    ops::max_pool_valid_into(x.view(), 3, 2, &mut out.slot(b.offset, x.c));
-                    continue;
-                }
+            let width = match b.source {
+                Source::MaxPool => x.c,
+                _ => b.finals.iter().map(Conv2d::cout).sum(),
             };
-            let mut cur: Option<Nhwc> = None;
-            for conv in &b.chain {
-                let next = conv.forward(cur.as_ref().unwrap_or(src).view());
-                cur = Some(next);
-            }
-            src_owned = cur;
-            let input = src_owned.as_ref().unwrap_or(src);
-            let mut off = b.offset;
-            for f in &b.finals {
-                let c = f.cout();
-                f.forward_into(input.view(), &mut [out.slot(off, c)]);
-                off += c;
+            if width > 0 {
+                jobs.push((b, temps[bi].take()));
+                ranges.push((b.offset, width));
             }
         }
+        let slots = out.slots(&ranges);
+        rayon::scope(|s| {
+            for ((b, temp), mut slot) in jobs.into_iter().zip(slots) {
+                s.spawn(move |_| b.run(x, temp, &mut slot));
+            }
+        });
         out
     }
+}
+
+impl Branch {
+    /// Runs the branch (from the head's temporary `temp` for head-fed branches) and
+    /// writes its output into `slot`.
+    fn run(&self, x: &Nhwc, temp: Option<Nhwc>, slot: &mut Slot) {
+        let pooled;
+        let src = match self.source {
+            Source::Head(_) => temp.as_ref().expect("head output of the branch"),
+            Source::Input => x,
+            Source::AvgPool => {
+                pooled = ops::avg_pool_same(x.view(), 3);
+                &pooled
+            }
+            Source::MaxPool => {
+                ops::max_pool_valid_into(x.view(), 3, 2, slot);
+                return;
+            }
+        };
+        let mut cur: Option<Nhwc> = None;
+        for conv in &self.chain {
+            let next = conv.forward(cur.as_ref().unwrap_or(src).view());
+            cur = Some(next);
+        }
+        let input = cur.as_ref().unwrap_or(src);
+        let mut off = 0;
+        for f in &self.finals {
+            let c = f.cout();
+            f.forward_into(input.view(), &mut [slot.sub(off, c)]);
+            off += c;
+        }
+    }
+}
+
+/// Runs `f` on every image of a batch on its own and concatenates the results: the
+/// activations of one image stay in cache, where a whole batch's would not, and the
+/// images are spread over the rayon pool (each one's convolutions split further when a
+/// core is idle).
+fn per_image(images: &Nhwc, f: impl Fn(&Nhwc) -> Vec<f32> + Sync) -> Vec<f32> {
+    use rayon::prelude::*;
+    if images.n == 1 {
+        return f(images);
+    }
+    let px = images.h * images.w * images.c;
+    let rows: Vec<Vec<f32>> = images
+        .data
+        .par_chunks(px)
+        .map(|img| {
+            let one =
+                Nhwc::from_vec(1, images.h, images.w, images.c, img.to_vec()).expect("one image");
+            f(&one)
+        })
+        .collect();
+    rows.concat()
 }
 
 /// Output of [`InceptionV3Cpu::forward_base`].
@@ -357,15 +402,17 @@ impl InceptionV3Cpu {
     /// head, for hub-convention images `[B, H, W, 3]` in `[0, 1]`.
     pub fn forward(&self, images: &Nhwc) -> Result<Vec<f32>, InceptionError> {
         self.check_input(images)?;
-        let x = self.forward_base(Self::preprocess(images), &[]).last;
-        Ok(self.head(&x))
+        Ok(per_image(images, |x| {
+            self.head(&self.forward_base(Self::preprocess(x), &[]).last)
+        }))
     }
 
     /// The feature vector (global mean of the last block), `[B, C]`, whatever the head.
     pub fn features(&self, images: &Nhwc) -> Result<Vec<f32>, InceptionError> {
         self.check_input(images)?;
-        let x = self.forward_base(Self::preprocess(images), &[]).last;
-        Ok(ops::spatial_mean(x.view()))
+        Ok(per_image(images, |x| {
+            ops::spatial_mean(self.forward_base(Self::preprocess(x), &[]).last.view())
+        }))
     }
 
     /// The last block's activation `[B, H', W', C]` for hub-convention images.
