@@ -190,8 +190,8 @@ fn asymmetric_kernels_like_inception_factorised_convs() {
 }
 
 #[test]
-fn few_input_channels_take_the_im2col_path() {
-    // cin < 16 with a spatial kernel: rows are gathered before the GEMM.
+fn few_input_channels_run_over_a_padded_copy() {
+    // cin < 16 with kw > 1: one pointer per kernel row of a padded copy of the input.
     check(
         2,
         17,
