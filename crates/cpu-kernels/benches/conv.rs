@@ -199,19 +199,27 @@ fn main() {
         );
         let (ho, wo) = conv.output_hw(h, w).unwrap();
         let flop = 2.0 * (n * ho * wo * g.k() * cout) as f64;
-        let _ = conv.forward(x.view());
-        let iters = ((3e9 / flop) as usize).clamp(3, 500);
-        let t0 = Instant::now();
-        for _ in 0..iters {
-            std::hint::black_box(conv.forward(x.view()));
-        }
-        let t = t0.elapsed().as_secs_f64() / iters as f64;
+        let time = |conv: &Conv2d| {
+            let _ = conv.forward(x.view());
+            let iters = ((3e9 / flop) as usize).clamp(3, 500);
+            let t0 = Instant::now();
+            for _ in 0..iters {
+                std::hint::black_box(conv.forward(x.view()));
+            }
+            t0.elapsed().as_secs_f64() / iters as f64
+        };
+        let t = time(&conv);
         total_t += t;
-        println!(
+        print!(
             "{name:28} {:8.3} ms  {:6.1} GFLOP/s",
             t * 1e3,
             flop / t / 1e9
         );
+        if conv.uses_winograd(n, ho, wo) {
+            let d = time(&conv.clone().without_winograd());
+            print!("  (Winograd; direct {:.3} ms)", d * 1e3);
+        }
+        println!();
     }
     println!("total {:.1} ms", total_t * 1e3);
 }

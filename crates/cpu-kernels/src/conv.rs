@@ -16,6 +16,7 @@
 
 use crate::microkernel::{self, Act, DotTile, Isa, Tile, DOT_OUTS};
 use crate::tensor::{Nhwc, Slot, View};
+use crate::winograd::Winograd;
 use rayon::prelude::*;
 
 /// How the input is padded.
@@ -174,11 +175,17 @@ pub struct Conv2d {
     /// For convolutions with at most `DOT_OUTS` outputs in one segment: weights
     /// `[DOT_OUTS][k]` and biases for the dot kernels, used instead of the panels.
     dot: Option<(Vec<f32>, Vec<f32>)>,
+    /// For single-segment 3x3 stride-1 convolutions: the Winograd F(2x2, 3x3) weights,
+    /// used when the output has at least `WINOGRAD_MIN_TILES` tiles.
+    winograd: Option<Winograd>,
 }
 
 /// Input channels below which a kernel wider than 1 runs over a padded copy of the input
 /// (measured: a clear gain at 3 channels, a loss at 32).
 const PADDED_ROWS_BELOW: usize = 16;
+
+/// Output tiles (2x2) from which a 3x3 stride-1 convolution runs by Winograd.
+const WINOGRAD_MIN_TILES: usize = 64;
 
 /// Work items per thread below which the output channels are split too.
 const ITEMS_PER_THREAD: usize = 4;
@@ -270,7 +277,18 @@ impl Conv2d {
             }
             (w, b)
         });
+        let winograd = (segments.len() == 1
+            && geometry.kh == 3
+            && geometry.kw == 3
+            && geometry.stride == [1, 1]
+            && geometry.cin >= 16
+            && segments[0].cout > DOT_OUTS)
+            .then(|| {
+                let s = &segments[0];
+                Winograd::new(isa, s.hwio, geometry.cin, s.cout, s.bias, s.act)
+            });
         Conv2d {
+            winograd,
             geometry,
             isa,
             segments: segs,
@@ -280,6 +298,17 @@ impl Conv2d {
             padded_rows: geometry.cin < PADDED_ROWS_BELOW && geometry.kw > 1,
             dot,
         }
+    }
+
+    /// The same convolution computed directly (no Winograd), e.g. to compare the two.
+    pub fn without_winograd(mut self) -> Conv2d {
+        self.winograd = None;
+        self
+    }
+
+    /// Whether an output of `ho x wo` over `n` images is computed by Winograd.
+    pub fn uses_winograd(&self, n: usize, ho: usize, wo: usize) -> bool {
+        self.winograd.is_some() && Winograd::tiles(n, ho, wo) >= WINOGRAD_MIN_TILES
     }
 
     pub fn geometry(&self) -> &ConvGeometry {
@@ -380,6 +409,12 @@ impl Conv2d {
             return;
         }
         let isa = self.isa;
+        if let Some(w) = &self.winograd {
+            if self.uses_winograd(x.n, ho, wo) {
+                w.run(isa, x, &ys, &xs, ho, wo, targets[0].0.get(), targets[0].1);
+                return;
+            }
+        }
         let (mr, nr) = (isa.mr(), isa.nr());
         let k = g.k();
         let taps = g.kh * g.kw;

@@ -5,7 +5,8 @@
 //!   activation fused into the store, several same-input convolutions fused into one
 //!   pass ([`ConvWeights`] segments), zero / TF-SAME / reflection padding, strides and
 //!   nearest upsampling of the input; register-tiled kernels for AVX-512 (12x32),
-//!   AVX2+FMA (6x16) and portable Rust (4x8), picked at run time ([`Isa`]).
+//!   AVX2+FMA (6x16) and portable Rust (4x8), picked at run time ([`Isa`]); 3x3
+//!   stride-1 convolutions by Winograd F(2x2, 3x3) on the same kernels.
 //! - [`ops`]: pooling, spatial means, conditional instance norm, elementwise maps.
 //!
 //! Activations are [`Nhwc`] buffers; [`View`] / [`Slot`] address a channel slice of one,
@@ -16,6 +17,7 @@ mod conv;
 mod microkernel;
 pub mod ops;
 mod tensor;
+mod winograd;
 
 pub use conv::{Conv2d, ConvGeometry, ConvWeights, Padding};
 pub use microkernel::{Act, Isa};

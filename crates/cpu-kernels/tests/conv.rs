@@ -411,3 +411,105 @@ fn few_output_channels_take_the_dot_path() {
         32,
     );
 }
+
+#[test]
+fn winograd_for_3x3_stride_1_matches_the_direct_sum() {
+    // Odd output sides (partial 2x2 tiles), zero / SAME / reflection padding, nearest
+    // upsampling, batches, every activation; each against the f64 reference, and the
+    // direct kernels of the same convolution against it too.
+    let cases = [
+        (
+            1,
+            17,
+            15,
+            16,
+            24,
+            ConvGeometry::new(3, 3, 16).padding(Padding::Same),
+            Act::Relu,
+        ),
+        (
+            2,
+            15,
+            14,
+            32,
+            40,
+            ConvGeometry::new(3, 3, 32),
+            Act::Identity,
+        ),
+        (
+            1,
+            18,
+            19,
+            20,
+            33,
+            ConvGeometry::new(3, 3, 20).padding(Padding::Reflect(1)),
+            Act::Relu6,
+        ),
+        (
+            1,
+            9,
+            8,
+            24,
+            16,
+            ConvGeometry::new(3, 3, 24)
+                .padding(Padding::Reflect(1))
+                .upsample(2),
+            Act::Relu,
+        ),
+        (
+            1,
+            20,
+            16,
+            17,
+            50,
+            ConvGeometry::new(3, 3, 17).padding(Padding::Zero([1, 0, 0, 1])),
+            Act::Identity,
+        ),
+    ];
+    for (i, (n, h, w, cin, cout, g, act)) in cases.into_iter().enumerate() {
+        let x = Nhwc::from_vec(n, h, w, cin, values(n * h * w * cin, 40 + i as u64)).unwrap();
+        let wts = values(g.k() * cout, 50 + i as u64);
+        let bias = values(cout, 60 + i as u64);
+        let want = reference(&x, &g, &wts, &bias, cout, act);
+        for isa in Isa::all_supported() {
+            let seg = [ConvWeights {
+                hwio: &wts,
+                bias: Some(&bias),
+                cout,
+                act,
+            }];
+            let conv = Conv2d::with_isa(isa, g, &seg);
+            assert!(
+                conv.uses_winograd(n, want.h, want.w),
+                "case {i}: not Winograd"
+            );
+            let got = conv.forward(x.view());
+            assert_close(
+                &got.data,
+                &want.data,
+                &format!("{isa:?} Winograd case {i} {g:?}"),
+            );
+            let direct = Conv2d::with_isa(isa, g, &seg).without_winograd();
+            assert!(!direct.uses_winograd(n, want.h, want.w));
+            assert_close(
+                &direct.forward(x.view()).data,
+                &want.data,
+                &format!("{isa:?} direct case {i}"),
+            );
+        }
+    }
+    // Too few tiles: the direct kernels.
+    let g = ConvGeometry::new(3, 3, 16).padding(Padding::Same);
+    let w = values(g.k() * 16, 1);
+    let conv = Conv2d::new(
+        g,
+        &[ConvWeights {
+            hwio: &w,
+            bias: None,
+            cout: 16,
+            act: Act::Identity,
+        }],
+    );
+    assert!(!conv.uses_winograd(1, 8, 8));
+    assert!(conv.uses_winograd(1, 16, 16));
+}
