@@ -260,27 +260,10 @@ impl Branch {
     }
 }
 
-/// Runs `f` on every image of a batch on its own and concatenates the results: the
-/// activations of one image stay in cache, where a whole batch's would not, and the
-/// images are spread over the rayon pool (each one's convolutions split further when a
-/// core is idle).
-fn per_image(images: &Nhwc, f: impl Fn(&Nhwc) -> Vec<f32> + Sync) -> Vec<f32> {
-    use rayon::prelude::*;
-    if images.n == 1 {
-        return f(images);
-    }
-    let px = images.h * images.w * images.c;
-    let rows: Vec<Vec<f32>> = images
-        .data
-        .par_chunks(px)
-        .map(|img| {
-            let one =
-                Nhwc::from_vec(1, images.h, images.w, images.c, img.to_vec()).expect("one image");
-            f(&one)
-        })
-        .collect();
-    rows.concat()
-}
+/// Blocks whose input has fewer pixels than this run on the whole batch at once (their
+/// weights are then read once per batch); the layers before run image by image, so that
+/// one image's activations stay in cache.
+const BATCH_BELOW_PIXELS: usize = 128;
 
 /// Output of [`InceptionV3Cpu::forward_base`].
 #[derive(Debug, Clone)]
@@ -402,23 +385,59 @@ impl InceptionV3Cpu {
     /// head, for hub-convention images `[B, H, W, 3]` in `[0, 1]`.
     pub fn forward(&self, images: &Nhwc) -> Result<Vec<f32>, InceptionError> {
         self.check_input(images)?;
-        Ok(per_image(images, |x| {
-            self.head(&self.forward_base(Self::preprocess(x), &[]).last)
-        }))
+        Ok(self.head(&self.run(Self::preprocess(images))))
     }
 
     /// The feature vector (global mean of the last block), `[B, C]`, whatever the head.
     pub fn features(&self, images: &Nhwc) -> Result<Vec<f32>, InceptionError> {
         self.check_input(images)?;
-        Ok(per_image(images, |x| {
-            ops::spatial_mean(self.forward_base(Self::preprocess(x), &[]).last.view())
-        }))
+        Ok(ops::spatial_mean(self.run(Self::preprocess(images)).view()))
     }
 
     /// The last block's activation `[B, H', W', C]` for hub-convention images.
     pub fn backbone(&self, images: &Nhwc) -> Result<Nhwc, InceptionError> {
         self.check_input(images)?;
-        Ok(self.forward_base(Self::preprocess(images), &[]).last)
+        Ok(self.run(Self::preprocess(images)))
+    }
+
+    /// The backbone on preprocessed input, scheduled for speed: the large early layers
+    /// image by image over the rayon pool (activations stay in cache, each image's
+    /// convolutions split further when a core is idle), the small late blocks on the
+    /// whole batch (see `BATCH_BELOW_PIXELS`).
+    fn run(&self, x: Nhwc) -> Nhwc {
+        use rayon::prelude::*;
+        if x.n == 1 {
+            return self.forward_base(x, &[]).last;
+        }
+        let early = |mut img: Nhwc| -> (Nhwc, usize) {
+            for (_, layer) in &self.stem {
+                img = match layer {
+                    StemLayer::Conv(c) => c.forward(img.view()),
+                    StemLayer::MaxPool => ops::max_pool_valid(img.view(), 3, 2),
+                };
+            }
+            for (i, b) in self.blocks.iter().enumerate() {
+                if img.h * img.w < BATCH_BELOW_PIXELS {
+                    return (img, i);
+                }
+                img = b.forward(&img);
+            }
+            (img, self.blocks.len())
+        };
+        let px = x.h * x.w * x.c;
+        let parts: Vec<(Nhwc, usize)> = x
+            .data
+            .par_chunks(px)
+            .map(|img| early(Nhwc::from_vec(1, x.h, x.w, x.c, img.to_vec()).expect("one image")))
+            .collect();
+        let next = parts[0].1;
+        let (h, w, c) = (parts[0].0.h, parts[0].0.w, parts[0].0.c);
+        let data = parts.into_iter().flat_map(|(t, _)| t.data).collect();
+        let mut y = Nhwc::from_vec(x.n, h, w, c, data).expect("batch of equal images");
+        for b in &self.blocks[next..] {
+            y = b.forward(&y);
+        }
+        y
     }
 
     /// The backbone on already-preprocessed input `[B, H, W, 3]`, keeping the requested
