@@ -8,6 +8,9 @@
 //! output. Rounding differs from the direct sum by a few ulps (transforms use only
 //! additions and halvings).
 
+// Index loops mirror the transform matrices.
+#![allow(clippy::needless_range_loop)]
+
 use crate::microkernel::{self, Act, Isa, Tile};
 use crate::tensor::View;
 use rayon::prelude::*;
