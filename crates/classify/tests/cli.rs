@@ -191,3 +191,48 @@ fn a_savedmodel_folder_is_converted_on_the_fly() {
     assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
     let _ = std::fs::remove_dir_all(model);
 }
+
+/// `--engine cpu` (models::cpu, the default on flex) and `--engine burn` (the Burn module)
+/// give the same logits; an unknown engine is refused.
+#[test]
+fn cpu_kernels_and_burn_engines_agree() {
+    let Some(images) = shared_images() else {
+        return;
+    };
+    let model = small_model("engines");
+    let run = |engine: &str| {
+        let npy = model.join(format!("{engine}.npy"));
+        let out = classify(&[
+            "--model".as_ref(),
+            model.as_os_str(),
+            "--engine".as_ref(),
+            engine.as_ref(),
+            "--features".as_ref(),
+            npy.as_os_str(),
+            images[0].as_os_str(),
+            images[1].as_os_str(),
+        ]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let bytes = std::fs::read(&npy).unwrap();
+        let hlen = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+        bytes[10 + hlen..]
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect::<Vec<f32>>()
+    };
+    let (cpu, burn) = (run("cpu"), run("burn"));
+    assert_eq!(cpu.len(), 22);
+    let scale = burn.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let diff = cpu.iter().zip(&burn).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+    assert!(diff <= 1e-4 * scale, "engines differ by {diff} (scale {scale})");
+    let out = classify(&[
+        "--model".as_ref(),
+        model.as_os_str(),
+        "--engine".as_ref(),
+        "fast".as_ref(),
+        images[0].as_os_str(),
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("fast"));
+    let _ = std::fs::remove_dir_all(model);
+}

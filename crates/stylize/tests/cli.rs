@@ -246,3 +246,43 @@ fn saved_model_and_mixed_halves() {
     assert!(st.success());
     assert_eq!(image::open(&out).unwrap().width(), 32);
 }
+
+/// The SavedModel fixture through `--engine cpu` (models::cpu) and `--engine burn`: the
+/// same float image.
+#[test]
+fn cpu_kernels_and_burn_engines_agree() {
+    let Some(d) = data() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let tgz = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures/stylization/saved_model.tar.gz");
+    assert!(Command::new("tar")
+        .arg("xzf")
+        .arg(&tgz)
+        .arg("-C")
+        .arg(tmp.path())
+        .status()
+        .unwrap()
+        .success());
+    let run = |engine: &str| {
+        let out = tmp.path().join(format!("{engine}.npy"));
+        let st = stylize()
+            .arg("--model")
+            .arg(tmp.path().join("saved_model"))
+            .arg("--content")
+            .arg(d.join("images/tuebingen.jpg"))
+            .arg("--style")
+            .arg(d.join("images/starry_night.jpg"))
+            .args(["--content-size", "64", "--style-size", "64", "--strength", "0.7"])
+            .args(["--engine", engine])
+            .arg("-o")
+            .arg(&out)
+            .status()
+            .unwrap();
+        assert!(st.success(), "--engine {engine}");
+        read_npy(&out)
+    };
+    let ((hc, cpu), (hb, burn)) = (run("cpu"), run("burn"));
+    assert!(hc.contains("(64, 64, 3)") && hb.contains("(64, 64, 3)"), "{hc} {hb}");
+    let diff = cpu.iter().zip(&burn).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+    assert!(diff <= 1e-4, "engines differ by {diff}");
+}
