@@ -212,7 +212,11 @@ fn cpu_kernels_and_burn_engines_agree() {
             images[0].as_os_str(),
             images[1].as_os_str(),
         ]);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let bytes = std::fs::read(&npy).unwrap();
         let hlen = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
         bytes[10 + hlen..]
@@ -223,8 +227,14 @@ fn cpu_kernels_and_burn_engines_agree() {
     let (cpu, burn) = (run("cpu"), run("burn"));
     assert_eq!(cpu.len(), 22);
     let scale = burn.iter().fold(0f32, |m, v| m.max(v.abs()));
-    let diff = cpu.iter().zip(&burn).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
-    assert!(diff <= 1e-4 * scale, "engines differ by {diff} (scale {scale})");
+    let diff = cpu
+        .iter()
+        .zip(&burn)
+        .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+    assert!(
+        diff <= 1e-4 * scale,
+        "engines differ by {diff} (scale {scale})"
+    );
     let out = classify(&[
         "--model".as_ref(),
         model.as_os_str(),

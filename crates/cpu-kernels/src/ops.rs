@@ -121,6 +121,49 @@ pub fn avg_pool_same(x: View, k: usize) -> Nhwc {
     out
 }
 
+/// [`avg_pool_same`] followed by `act(pooled + bias[c])`, written into `out` (which must
+/// be `[n, h, w, x.c]`; it may be a channel slice of a wider tensor).
+pub fn avg_pool_same_into(x: View, k: usize, bias: &[f32], act: Act, out: &mut Slot) {
+    x.check();
+    out.check();
+    assert!(k % 2 == 1, "odd window");
+    assert_eq!(
+        (out.n, out.h, out.w, out.c),
+        (x.n, x.h, x.w, x.c),
+        "output slot shape"
+    );
+    assert_eq!(bias.len(), x.c, "bias length");
+    let r = k / 2;
+    let out: &Slot = out;
+    let row = |i: usize| {
+        let (b, y) = (i / x.h, i % x.h);
+        let (y0, y1) = (y.saturating_sub(r), (y + r + 1).min(x.h));
+        for ox in 0..x.w {
+            let (x0, x1) = (ox.saturating_sub(r), (ox + r + 1).min(x.w));
+            // SAFETY: each row writes its own pixels only.
+            let o = unsafe { out.pixel_shared(i * x.w + ox) };
+            o.fill(0.0);
+            for yy in y0..y1 {
+                for xx in x0..x1 {
+                    for (o, &v) in o.iter_mut().zip(x.pixel(b, yy, xx)) {
+                        *o += v;
+                    }
+                }
+            }
+            let inv = 1.0 / ((y1 - y0) * (x1 - x0)) as f32;
+            for (o, &bv) in o.iter_mut().zip(bias) {
+                *o = act_scalar(*o * inv + bv, act);
+            }
+        }
+    };
+    let rows = x.n * x.h;
+    if rows * x.w * x.c < PARALLEL_ABOVE * 16 {
+        (0..rows).for_each(row);
+    } else {
+        (0..rows).into_par_iter().for_each(row);
+    }
+}
+
 /// Average pooling `kh x kw`, stride `s`, VALID padding.
 pub fn avg_pool_valid(x: View, kh: usize, kw: usize, s: usize) -> Nhwc {
     x.check();

@@ -272,7 +272,14 @@ fn cpu_kernels_and_burn_engines_agree() {
             .arg(d.join("images/tuebingen.jpg"))
             .arg("--style")
             .arg(d.join("images/starry_night.jpg"))
-            .args(["--content-size", "64", "--style-size", "64", "--strength", "0.7"])
+            .args([
+                "--content-size",
+                "64",
+                "--style-size",
+                "64",
+                "--strength",
+                "0.7",
+            ])
             .args(["--engine", engine])
             .arg("-o")
             .arg(&out)
@@ -282,7 +289,13 @@ fn cpu_kernels_and_burn_engines_agree() {
         read_npy(&out)
     };
     let ((hc, cpu), (hb, burn)) = (run("cpu"), run("burn"));
-    assert!(hc.contains("(64, 64, 3)") && hb.contains("(64, 64, 3)"), "{hc} {hb}");
-    let diff = cpu.iter().zip(&burn).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+    assert!(
+        hc.contains("(64, 64, 3)") && hb.contains("(64, 64, 3)"),
+        "{hc} {hb}"
+    );
+    let diff = cpu
+        .iter()
+        .zip(&burn)
+        .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
     assert!(diff <= 1e-4, "engines differ by {diff}");
 }

@@ -23,8 +23,6 @@ enum Source {
     Head(usize),
     /// The block input.
     Input,
-    /// 3x3 average pool (SAME, padding not counted) of the block input.
-    AvgPool,
     /// 3x3 stride-2 max pool of the block input (the branch output itself).
     MaxPool,
 }
@@ -33,12 +31,21 @@ enum Source {
 /// convolutions that each read the chain's result and write a channel range of the
 /// block output (two for the split ends of Mixed_7b/7c, none when the head segment or
 /// the max pool is the branch output).
+///
+/// The pooling branch of Mixed_5b..5d, 6b..6e, 7b, 7c (3x3 average pool, then a 1x1
+/// conv) runs the other way round, as a segment of the head followed by the pool: both
+/// are linear and the pool's weights sum to one, so `pool(W x) + b = W pool(x) + b`;
+/// the 1x1 then shares the head's pass over the input and the pool runs over its few
+/// output channels instead of the block's input channels. `pool` holds the bias and
+/// activation applied after the pool.
 #[derive(Debug)]
 struct Branch {
     source: Source,
     chain: Vec<Conv2d>,
     finals: Vec<Conv2d>,
+    pool: Option<(Vec<f32>, Act)>,
     offset: usize,
+    width: usize,
 }
 
 #[derive(Debug)]
@@ -105,21 +112,43 @@ impl Block {
             let convs = fold_all(list);
             if convs.is_empty() {
                 if reduction && i == 2 {
-                    // The max-pool branch.
+                    // The max-pool branch (its width is the input's, set below).
                     branches.push(Branch {
                         source: Source::MaxPool,
                         chain: Vec::new(),
                         finals: Vec::new(),
+                        pool: None,
                         offset,
+                        width: 0,
                     });
                 }
                 continue;
             }
-            let pooled = !reduction && i == 3;
             let mut rest: Vec<HwioConv> = convs;
-            let source = if pooled {
-                Source::AvgPool
-            } else if is_head_conv(&rest[0]) {
+            if !reduction && i == 3 {
+                // avg pool -> 1x1 as head segment (no bias, no activation) -> avg pool.
+                let mut c = rest.remove(0);
+                assert!(
+                    is_head_conv(&c) && rest.is_empty(),
+                    "pool branch is one 1x1 conv"
+                );
+                let after = (std::mem::replace(&mut c.bias, vec![0.0; c.cout]), c.act);
+                c.act = Act::Identity;
+                let width = c.cout;
+                head_branch.push(branches.len());
+                head_convs.push(c);
+                branches.push(Branch {
+                    source: Source::Head(head_convs.len() - 1),
+                    chain: Vec::new(),
+                    finals: Vec::new(),
+                    pool: Some(after),
+                    offset,
+                    width,
+                });
+                offset += width;
+                continue;
+            }
+            let source = if is_head_conv(&rest[0]) {
                 head_branch.push(branches.len());
                 head_convs.push(rest.remove(0));
                 Source::Head(head_convs.len() - 1)
@@ -142,7 +171,9 @@ impl Block {
                 source,
                 chain: rest.iter().map(|c| c.compile(isa)).collect(),
                 finals: finals.iter().map(|c| c.compile(isa)).collect(),
+                pool: None,
                 offset,
+                width,
             });
             offset += width;
         }
@@ -155,6 +186,7 @@ impl Block {
         for b in &mut branches {
             if b.source == Source::MaxPool {
                 b.offset = offset;
+                b.width = pool_channels;
             }
         }
         let channels = offset + if reduction { pool_channels } else { 0 };
@@ -185,7 +217,7 @@ impl Block {
             let mut direct = None;
             for (seg, &bi) in self.head_branch.iter().enumerate() {
                 let b = &self.branches[bi];
-                if b.chain.is_empty() && b.finals.is_empty() {
+                if b.chain.is_empty() && b.finals.is_empty() && b.pool.is_none() {
                     assert!(direct.is_none(), "one head segment writes the block output");
                     direct = Some((seg, b.offset));
                 } else {
@@ -209,13 +241,12 @@ impl Block {
         let mut jobs = Vec::new();
         let mut ranges = Vec::new();
         for (bi, b) in self.branches.iter().enumerate() {
-            let width = match b.source {
-                Source::MaxPool => x.c,
-                _ => b.finals.iter().map(Conv2d::cout).sum(),
-            };
-            if width > 0 {
-                jobs.push((b, temps[bi].take()));
-                ranges.push((b.offset, width));
+            if let Some(temp) = temps[bi].take() {
+                jobs.push((b, Some(temp)));
+                ranges.push((b.offset, b.width));
+            } else if !matches!(b.source, Source::Head(_)) {
+                jobs.push((b, None));
+                ranges.push((b.offset, b.width));
             }
         }
         let slots = out.slots(&ranges);
@@ -232,19 +263,18 @@ impl Branch {
     /// Runs the branch (from the head's temporary `temp` for head-fed branches) and
     /// writes its output into `slot`.
     fn run(&self, x: &Nhwc, temp: Option<Nhwc>, slot: &mut Slot) {
-        let pooled;
         let src = match self.source {
             Source::Head(_) => temp.as_ref().expect("head output of the branch"),
             Source::Input => x,
-            Source::AvgPool => {
-                pooled = ops::avg_pool_same(x.view(), 3);
-                &pooled
-            }
             Source::MaxPool => {
                 ops::max_pool_valid_into(x.view(), 3, 2, slot);
                 return;
             }
         };
+        if let Some((bias, act)) = &self.pool {
+            ops::avg_pool_same_into(src.view(), 3, bias, *act, slot);
+            return;
+        }
         let mut cur: Option<Nhwc> = None;
         for conv in &self.chain {
             let next = conv.forward(cur.as_ref().unwrap_or(src).view());
