@@ -190,13 +190,14 @@ const WINOGRAD_MIN_TILES: usize = 64;
 /// Work items per thread below which the output channels are split too.
 const ITEMS_PER_THREAD: usize = 4;
 
-struct SendPtr<T>(*mut T);
+/// A raw pointer the worker threads share (each writes its own part of the target).
+pub(crate) struct SendPtr<T>(pub(crate) *mut T);
 unsafe impl<T> Send for SendPtr<T> {}
 unsafe impl<T> Sync for SendPtr<T> {}
 impl<T> SendPtr<T> {
     /// (A method, so closures capture the wrapper, not the raw field.)
     #[inline(always)]
-    fn get(&self) -> *mut T {
+    pub(crate) fn get(&self) -> *mut T {
         self.0
     }
 }

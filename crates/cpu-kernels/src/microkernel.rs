@@ -122,8 +122,9 @@ pub(crate) unsafe fn run(isa: Isa, t: &Tile) {
     }
 }
 
+/// The activation on one value.
 #[inline(always)]
-fn act_scalar(v: f32, act: Act) -> f32 {
+pub(crate) fn act_scalar(v: f32, act: Act) -> f32 {
     match act {
         Act::Identity => v,
         Act::Relu => v.max(0.0),

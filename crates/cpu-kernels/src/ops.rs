@@ -1,20 +1,12 @@
 //! The memory-bound NHWC operations around the convolutions: pooling, means, instance
 //! norm, elementwise maps. Rows of pixels are spread over the rayon pool.
 
-use crate::microkernel::Act;
+use crate::microkernel::{act_scalar, Act};
 use crate::tensor::{Nhwc, Slot, View};
 use rayon::prelude::*;
 
 /// Pixels below which an operation runs on the calling thread.
 const PARALLEL_ABOVE: usize = 4096;
-
-fn act_scalar(v: f32, act: Act) -> f32 {
-    match act {
-        Act::Identity => v,
-        Act::Relu => v.max(0.0),
-        Act::Relu6 => v.clamp(0.0, 6.0),
-    }
-}
 
 /// Runs `f(b, y, row)` for every output row `(b, y)` of a `[n, h, w, c]` tensor whose
 /// rows are `row_len` floats, in parallel when it is large.

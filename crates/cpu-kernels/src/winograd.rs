@@ -11,7 +11,8 @@
 // Index loops mirror the transform matrices.
 #![allow(clippy::needless_range_loop)]
 
-use crate::microkernel::{self, Act, Isa, Tile};
+use crate::conv::SendPtr;
+use crate::microkernel::{self, act_scalar, Act, Isa, Tile};
 use crate::tensor::View;
 use rayon::prelude::*;
 
@@ -26,16 +27,6 @@ pub(crate) struct Winograd {
     packed: Vec<f32>,
     start: usize,
     bias: Vec<f32>,
-}
-
-struct Shared<T>(*mut T);
-unsafe impl<T> Send for Shared<T> {}
-unsafe impl<T> Sync for Shared<T> {}
-impl<T> Shared<T> {
-    #[inline(always)]
-    fn get(&self) -> *mut T {
-        self.0
-    }
 }
 
 impl Winograd {
@@ -127,9 +118,9 @@ impl Winograd {
         let tb_spread = total.div_ceil(4 * threads).max(mr);
         let tb = tb_cache.min(tb_spread).div_ceil(mr) * mr;
         let blocks = total.div_ceil(tb);
-        let out = Shared(out);
-        let xbase = Shared(x.data.as_ptr().add(x.offset) as *mut f32);
-        let packed = Shared(self.packed.as_ptr().add(self.start) as *mut f32);
+        let out = SendPtr(out);
+        let xbase = SendPtr(x.data.as_ptr().add(x.offset) as *mut f32);
+        let packed = SendPtr(self.packed.as_ptr().add(self.start) as *mut f32);
         let zero_bias = vec![0f32; nr];
         let zeros = vec![0f32; cin];
         let cell = |r: usize, len: &[i32]| -> i32 { len.get(r).copied().unwrap_or(-1) };
@@ -268,12 +259,7 @@ unsafe fn output_tile(
             for (b, &val) in y.iter().enumerate() {
                 let p = dst[a * 2 + b];
                 if !p.is_null() {
-                    let val = val + bias[c];
-                    *p.add(c) = match act {
-                        Act::Identity => val,
-                        Act::Relu => val.max(0.0),
-                        Act::Relu6 => val.clamp(0.0, 6.0),
-                    };
+                    *p.add(c) = act_scalar(val + bias[c], act);
                 }
             }
         }
