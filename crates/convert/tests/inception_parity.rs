@@ -51,8 +51,14 @@ fn source_from_saved_model() -> Source {
 }
 
 /// Writes a converted model folder the way `convert` lays it out (config.json + model.safetensors).
+/// (A folder of its own per call: the tests run in parallel and each removes its folder.)
 fn write_folder(conv: &convert::Converted, tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("tfhub-rs-inception-{tag}-{}", std::process::id()));
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = CALLS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let dir = std::env::temp_dir().join(format!(
+        "tfhub-rs-inception-{tag}-{}-{n}",
+        std::process::id()
+    ));
     convert::write::write_model(&dir, &conv, "fixture", &[]).unwrap();
     dir
 }

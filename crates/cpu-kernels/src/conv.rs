@@ -296,7 +296,8 @@ impl Conv2d {
             packed,
             packed_start,
             bias,
-            padded_rows: geometry.cin < PADDED_ROWS_BELOW && geometry.kw > 1,
+            // The dot kernels reload pointers per tap: give them one per kernel row.
+            padded_rows: (geometry.cin < PADDED_ROWS_BELOW || dot.is_some()) && geometry.kw > 1,
             dot,
         }
     }
