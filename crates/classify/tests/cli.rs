@@ -33,6 +33,21 @@ fn shared_images() -> Option<Vec<PathBuf>> {
     }
 }
 
+/// A float32 `.npy` written by `classify --features`: (header, values).
+fn read_npy(path: &Path) -> (String, Vec<f32>) {
+    let bytes = std::fs::read(path).unwrap();
+    assert_eq!(&bytes[..6], b"\x93NUMPY");
+    let hlen = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+    let header = std::str::from_utf8(&bytes[10..10 + hlen])
+        .unwrap()
+        .to_string();
+    let vals = bytes[10 + hlen..]
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    (header, vals)
+}
+
 fn classify(args: &[&std::ffi::OsStr]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_classify"))
         .args(args)
@@ -88,15 +103,8 @@ fn json_output_has_one_entry_per_image_with_sorted_top_k_and_own_labels() {
         assert_eq!(top[0]["label"], format!("label {i}"));
     }
     // --features: float32 [2, 11] logits, and the softmax of its row gives the printed probability.
-    let bytes = std::fs::read(&npy).unwrap();
-    assert_eq!(&bytes[..6], b"\x93NUMPY");
-    let hlen = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
-    let header = std::str::from_utf8(&bytes[10..10 + hlen]).unwrap();
+    let (header, vals) = read_npy(&npy);
     assert!(header.contains("'shape': (2, 11)"), "{header}");
-    let vals: Vec<f32> = bytes[10 + hlen..]
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect();
     assert_eq!(vals.len(), 22);
     let row = &vals[..11];
     let m = row.iter().copied().fold(f32::MIN, f32::max);
@@ -217,12 +225,7 @@ fn cpu_kernels_and_burn_engines_agree() {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let bytes = std::fs::read(&npy).unwrap();
-        let hlen = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
-        bytes[10 + hlen..]
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect::<Vec<f32>>()
+        read_npy(&npy).1
     };
     let (cpu, burn) = (run("cpu"), run("burn"));
     assert_eq!(cpu.len(), 22);

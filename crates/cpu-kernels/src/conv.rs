@@ -14,6 +14,7 @@
 //! over the input computes all of them, and each segment writes to its own output slot
 //! with its own bias and activation.
 
+use crate::aligned::AlignedBuf;
 use crate::microkernel::{self, Act, DotTile, Isa, Tile, DOT_OUTS};
 use crate::tensor::{Nhwc, Slot, View};
 use crate::winograd::Winograd;
@@ -106,13 +107,18 @@ impl ConvGeometry {
 
     /// Output `(height, width)` for an input of `h x w`, or `None` when it is too small.
     pub fn output_hw(&self, h: usize, w: usize) -> Option<(usize, usize)> {
-        let (zh, zw) = match self.padding {
-            Padding::Zero([t, b, l, r]) => ((t, b), (l, r)),
-            _ => ((0, 0), (0, 0)),
-        };
+        let (zh, zw) = self.zero_pads();
         let (_, ho) = self.axis(h, self.kh, self.stride[0], zh)?;
         let (_, wo) = self.axis(w, self.kw, self.stride[1], zw)?;
         Some((ho, wo))
+    }
+
+    /// Explicit zero padding `((top, bottom), (left, right))`; zeros for the other modes.
+    fn zero_pads(&self) -> ((usize, usize), (usize, usize)) {
+        match self.padding {
+            Padding::Zero([t, b, l, r]) => ((t, b), (l, r)),
+            _ => ((0, 0), (0, 0)),
+        }
     }
 
     /// For every cell of the padded (and upsampled) input along one axis, the source
@@ -165,9 +171,8 @@ pub struct Conv2d {
     geometry: ConvGeometry,
     isa: Isa,
     segments: Vec<Segment>,
-    /// `panels * k * nr` floats starting at `packed_start` (64-byte aligned).
-    packed: Vec<f32>,
-    packed_start: usize,
+    /// `panels * k * nr` floats.
+    packed: AlignedBuf,
     /// `panels * nr` biases.
     bias: Vec<f32>,
     /// Run over a padded copy of the input, one pointer per kernel row (see module docs).
@@ -188,7 +193,7 @@ const PADDED_ROWS_BELOW: usize = 16;
 const WINOGRAD_MIN_TILES: usize = 64;
 
 /// Work items per thread below which the output channels are split too.
-const ITEMS_PER_THREAD: usize = 4;
+pub(crate) const ITEMS_PER_THREAD: usize = 4;
 
 /// A raw pointer the worker threads share (each writes its own part of the target).
 pub(crate) struct SendPtr<T>(pub(crate) *mut T);
@@ -244,14 +249,12 @@ impl Conv2d {
             });
             panels += p;
         }
-        // 64-byte aligned storage.
-        let mut packed = vec![0f32; panels * k * nr + 16];
-        let packed_start = (packed.as_ptr() as usize).wrapping_neg() % 64 / 4;
+        let mut packed = AlignedBuf::zeros(panels * k * nr);
         let mut bias = vec![0f32; panels * nr];
         for (s, seg) in segments.iter().zip(&segs) {
             for p in 0..seg.panels {
                 let panel = seg.first_panel + p;
-                let dst = &mut packed[packed_start + panel * k * nr..][..k * nr];
+                let dst = &mut packed.as_mut_slice()[panel * k * nr..][..k * nr];
                 for j in 0..nr {
                     let col = p * nr + j;
                     if col >= s.cout {
@@ -294,7 +297,6 @@ impl Conv2d {
             isa,
             segments: segs,
             packed,
-            packed_start,
             bias,
             // The dot kernels reload pointers per tap: give them one per kernel row.
             padded_rows: (geometry.cin < PADDED_ROWS_BELOW || dot.is_some()) && geometry.kw > 1,
@@ -400,10 +402,7 @@ impl Conv2d {
         let g = &self.geometry;
         assert_eq!(x.c, g.cin, "input channels");
         let (ho, wo) = self.output_hw(x.h, x.w).expect("input too small");
-        let (zh, zw) = match g.padding {
-            Padding::Zero([t, b, l, r]) => ((t, b), (l, r)),
-            _ => ((0, 0), (0, 0)),
-        };
+        let (zh, zw) = g.zero_pads();
         let ys = g.padded_sources(x.h, g.kh, g.stride[0], zh);
         let xs = g.padded_sources(x.w, g.kw, g.stride[1], zw);
         let m = x.n * ho * wo;
@@ -458,7 +457,7 @@ impl Conv2d {
         } else {
             (ITEMS_PER_THREAD * threads).div_ceil(chunks).min(panels)
         };
-        let packed = SendPtr(self.packed.as_ptr().add(self.packed_start) as *mut f32);
+        let packed = SendPtr(self.packed.as_slice().as_ptr() as *mut f32);
         let panel_seg: Vec<usize> = self
             .segments
             .iter()

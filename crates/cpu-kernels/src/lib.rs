@@ -13,6 +13,7 @@
 //! so the branches of a block write straight into their part of the concatenation.
 //! Work is spread over rayon's global pool.
 
+mod aligned;
 mod conv;
 mod microkernel;
 pub mod ops;

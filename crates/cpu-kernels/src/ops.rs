@@ -29,6 +29,15 @@ fn for_rows(
     }
 }
 
+/// Runs `f(row)` for `rows` output rows of `row_len` floats each, in parallel when large.
+fn for_each_row(rows: usize, row_len: usize, f: impl Fn(usize) + Sync + Send) {
+    if rows * row_len < PARALLEL_ABOVE * 16 {
+        (0..rows).for_each(f);
+    } else {
+        (0..rows).into_par_iter().for_each(f);
+    }
+}
+
 /// Output side of a VALID pooling window, or `None` if the input is smaller than the window.
 pub fn pool_valid_size(len: usize, k: usize, s: usize) -> Option<usize> {
     (len >= k && k > 0 && s > 0).then(|| (len - k) / s + 1)
@@ -61,20 +70,14 @@ pub fn max_pool_valid_into(x: View, k: usize, s: usize, out: &mut Slot) {
             }
         }
     };
-    let rows = x.n * ho;
     let out: &Slot = out;
-    let row = |r: usize| {
+    for_each_row(x.n * ho, wo * c, |r| {
         let (b, oy) = (r / ho, r % ho);
         for ox in 0..wo {
             // SAFETY: each row writes its own pixels only.
             pixel(oy, ox, b, unsafe { out.pixel_shared(r * wo + ox) });
         }
-    };
-    if rows * wo * c < PARALLEL_ABOVE * 16 {
-        (0..rows).for_each(row);
-    } else {
-        (0..rows).into_par_iter().for_each(row);
-    }
+    });
 }
 
 /// Max pooling into a new tensor (see [`max_pool_valid_into`]).
@@ -87,34 +90,9 @@ pub fn max_pool_valid(x: View, k: usize, s: usize) -> Nhwc {
 }
 
 /// Average pooling `k x k` (odd), stride 1, TensorFlow SAME padding, padded cells not
-/// counted (`tf.nn.avg_pool(..., padding="SAME")`).
-pub fn avg_pool_same(x: View, k: usize) -> Nhwc {
-    x.check();
-    assert!(k % 2 == 1, "odd window");
-    let r = k / 2;
-    let c = x.c;
-    let mut out = Nhwc::zeros(x.n, x.h, x.w, c);
-    for_rows(&mut out.data, x.n, x.h, x.w * c, |b, y, row| {
-        let (y0, y1) = (y.saturating_sub(r), (y + r + 1).min(x.h));
-        for ox in 0..x.w {
-            let (x0, x1) = (ox.saturating_sub(r), (ox + r + 1).min(x.w));
-            let o = &mut row[ox * c..][..c];
-            for yy in y0..y1 {
-                for xx in x0..x1 {
-                    for (o, &v) in o.iter_mut().zip(x.pixel(b, yy, xx)) {
-                        *o += v;
-                    }
-                }
-            }
-            let inv = 1.0 / ((y1 - y0) * (x1 - x0)) as f32;
-            o.iter_mut().for_each(|v| *v *= inv);
-        }
-    });
-    out
-}
-
-/// [`avg_pool_same`] followed by `act(pooled + bias[c])`, written into `out` (which must
-/// be `[n, h, w, x.c]`; it may be a channel slice of a wider tensor).
+/// counted (`tf.nn.avg_pool(..., padding="SAME")`), followed by `act(pooled + bias[c])`,
+/// written into `out` (which must be `[n, h, w, x.c]`; it may be a channel slice of a
+/// wider tensor).
 pub fn avg_pool_same_into(x: View, k: usize, bias: &[f32], act: Act, out: &mut Slot) {
     x.check();
     out.check();
@@ -127,7 +105,7 @@ pub fn avg_pool_same_into(x: View, k: usize, bias: &[f32], act: Act, out: &mut S
     assert_eq!(bias.len(), x.c, "bias length");
     let r = k / 2;
     let out: &Slot = out;
-    let row = |i: usize| {
+    for_each_row(x.n * x.h, x.w * x.c, |i| {
         let (b, y) = (i / x.h, i % x.h);
         let (y0, y1) = (y.saturating_sub(r), (y + r + 1).min(x.h));
         for ox in 0..x.w {
@@ -147,13 +125,7 @@ pub fn avg_pool_same_into(x: View, k: usize, bias: &[f32], act: Act, out: &mut S
                 *o = act_scalar(*o * inv + bv, act);
             }
         }
-    };
-    let rows = x.n * x.h;
-    if rows * x.w * x.c < PARALLEL_ABOVE * 16 {
-        (0..rows).for_each(row);
-    } else {
-        (0..rows).into_par_iter().for_each(row);
-    }
+    });
 }
 
 /// Average pooling `kh x kw`, stride `s`, VALID padding.

@@ -11,7 +11,8 @@
 // Index loops mirror the transform matrices.
 #![allow(clippy::needless_range_loop)]
 
-use crate::conv::SendPtr;
+use crate::aligned::AlignedBuf;
+use crate::conv::{SendPtr, ITEMS_PER_THREAD};
 use crate::microkernel::{self, act_scalar, Act, Isa, Tile};
 use crate::tensor::View;
 use rayon::prelude::*;
@@ -23,9 +24,8 @@ pub(crate) struct Winograd {
     cout: usize,
     act: Act,
     panels: usize,
-    /// `[16][panels][cin][nr]` from `start` (64-byte aligned).
-    packed: Vec<f32>,
-    start: usize,
+    /// `[16][panels][cin][nr]`.
+    packed: AlignedBuf,
     bias: Vec<f32>,
 }
 
@@ -41,8 +41,8 @@ impl Winograd {
     ) -> Winograd {
         let nr = isa.nr();
         let panels = cout.div_ceil(nr);
-        let mut packed = vec![0f32; 16 * panels * cin * nr + 16];
-        let start = (packed.as_ptr() as usize).wrapping_neg() % 64 / 4;
+        let mut packed = AlignedBuf::zeros(16 * panels * cin * nr);
+        let dst = packed.as_mut_slice();
         const G: [[f64; 3]; 4] = [
             [1.0, 0.0, 0.0],
             [0.5, 0.5, 0.5],
@@ -64,7 +64,7 @@ impl Winograd {
                     for l in 0..4 {
                         let u: f64 = (0..3).map(|x| gg[i][x] * G[l][x]).sum();
                         let xi = i * 4 + l;
-                        packed[start + ((xi * panels + p) * cin + ci) * nr + j] = u as f32;
+                        dst[((xi * panels + p) * cin + ci) * nr + j] = u as f32;
                     }
                 }
             }
@@ -75,7 +75,6 @@ impl Winograd {
             act,
             panels,
             packed,
-            start,
             bias: bias.map_or_else(|| vec![0.0; cout], <[f32]>::to_vec),
         }
     }
@@ -115,12 +114,12 @@ impl Winograd {
         // Tiles per block: V and M of a block (16 * tb * (cin + ldm) floats) about 512 KiB,
         // and enough blocks for every thread.
         let tb_cache = (128 * 1024 / (16 * (cin + ldm))).max(mr);
-        let tb_spread = total.div_ceil(4 * threads).max(mr);
+        let tb_spread = total.div_ceil(ITEMS_PER_THREAD * threads).max(mr);
         let tb = tb_cache.min(tb_spread).div_ceil(mr) * mr;
         let blocks = total.div_ceil(tb);
         let out = SendPtr(out);
         let xbase = SendPtr(x.data.as_ptr().add(x.offset) as *mut f32);
-        let packed = SendPtr(self.packed.as_ptr().add(self.start) as *mut f32);
+        let packed = SendPtr(self.packed.as_slice().as_ptr() as *mut f32);
         let zero_bias = vec![0f32; nr];
         let zeros = vec![0f32; cin];
         let cell = |r: usize, len: &[i32]| -> i32 { len.get(r).copied().unwrap_or(-1) };

@@ -231,14 +231,10 @@ impl Predictor {
     pub fn predict(&self, img: &Image, file: &Path) -> Result<Vec<f32>, Error> {
         match self {
             Predictor::Burn(p, device) => Ok(to_vec(p.predict_style(img.to_tensor(device)))),
-            Predictor::Cpu(p) => {
-                let x = models::cpu::Nhwc::from_vec(1, img.height, img.width, 3, img.data.clone())
-                    .expect("RGB image");
-                p.predict_style(&x).map_err(|e| Error::Model {
-                    file: file.display().to_string(),
-                    msg: e.to_string(),
-                })
-            }
+            Predictor::Cpu(p) => p.predict_style(&nhwc(img)).map_err(|e| Error::Model {
+                file: file.display().to_string(),
+                msg: e.to_string(),
+            }),
         }
     }
 }
@@ -272,13 +268,17 @@ impl Transfer {
                 (h, w, to_vec(y))
             }
             Transfer::Cpu(t) => {
-                let x = models::cpu::Nhwc::from_vec(1, img.height, img.width, 3, img.data.clone())
-                    .expect("RGB image");
-                let y = t.transfer(&x, bottleneck);
+                let y = t.transfer(&nhwc(img), bottleneck);
                 (y.h, y.w, y.data)
             }
         }
     }
+}
+
+/// An image as a `[1, H, W, 3]` CPU tensor.
+fn nhwc(img: &Image) -> models::cpu::Nhwc {
+    models::cpu::Nhwc::from_vec(1, img.height, img.width, 3, img.data.clone())
+        .expect("an Image holds H x W x 3 floats")
 }
 
 /// `strength * style + (1 - strength) * own`.

@@ -18,6 +18,22 @@ fn stylize() -> Command {
     Command::new(env!("CARGO_BIN_EXE_stylize"))
 }
 
+/// Unpacks the committed small Magenta SavedModel fixture into `dir`; returns its folder.
+fn unpack_fixture(dir: &std::path::Path) -> PathBuf {
+    let tgz = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures/stylization/saved_model.tar.gz");
+    assert!(tgz.is_file(), "{} not found", tgz.display());
+    assert!(Command::new("tar")
+        .arg("xzf")
+        .arg(&tgz)
+        .arg("-C")
+        .arg(dir)
+        .status()
+        .unwrap()
+        .success());
+    dir.join("saved_model")
+}
+
 fn read_npy(p: &std::path::Path) -> (String, Vec<f32>) {
     let b = std::fs::read(p).unwrap();
     let hlen = u16::from_le_bytes([b[8], b[9]]) as usize;
@@ -196,21 +212,7 @@ fn bad_inputs_fail_with_a_message() {
 fn saved_model_and_mixed_halves() {
     let Some(d) = data() else { return };
     let tmp = tempfile::tempdir().unwrap();
-    let tgz = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../tests/fixtures/stylization/saved_model.tar.gz");
-    if !tgz.is_file() {
-        eprintln!("SKIP: {} not found", tgz.display());
-        return;
-    }
-    assert!(Command::new("tar")
-        .arg("xzf")
-        .arg(&tgz)
-        .arg("-C")
-        .arg(tmp.path())
-        .status()
-        .unwrap()
-        .success());
-    let sm = tmp.path().join("saved_model");
+    let sm = unpack_fixture(tmp.path());
     let out = tmp.path().join("sm.npy");
     let st = stylize()
         .arg("--model")
@@ -253,21 +255,12 @@ fn saved_model_and_mixed_halves() {
 fn cpu_kernels_and_burn_engines_agree() {
     let Some(d) = data() else { return };
     let tmp = tempfile::tempdir().unwrap();
-    let tgz = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../tests/fixtures/stylization/saved_model.tar.gz");
-    assert!(Command::new("tar")
-        .arg("xzf")
-        .arg(&tgz)
-        .arg("-C")
-        .arg(tmp.path())
-        .status()
-        .unwrap()
-        .success());
+    let sm = unpack_fixture(tmp.path());
     let run = |engine: &str| {
         let out = tmp.path().join(format!("{engine}.npy"));
         let st = stylize()
             .arg("--model")
-            .arg(tmp.path().join("saved_model"))
+            .arg(&sm)
             .arg("--content")
             .arg(d.join("images/tuebingen.jpg"))
             .arg("--style")

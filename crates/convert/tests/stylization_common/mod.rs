@@ -137,6 +137,54 @@ pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
         .fold(0.0, f32::max)
 }
 
+/// Converts the SavedModel in `saved_model` into a temporary folder and loads both halves
+/// on `device` (the guard keeps the folder while it lives).
+fn load_converted(
+    saved_model: &Path,
+    device: &burn::tensor::Device,
+) -> (tempfile::TempDir, InceptionStylePredictor, Transformer) {
+    let out = tempfile::tempdir().unwrap();
+    write_folder(&converted(saved_model), out.path());
+    let (predictor, transformer) =
+        load_saved_model_halves(out.path(), device).expect("load converted folder");
+    (out, predictor, transformer)
+}
+
+/// Runs `run` on every case of `cases_dir` (it returns the bottleneck, the stylized
+/// image's shape and values) and compares both with TensorFlow's within `tol`; returns
+/// the largest differences (bottleneck, image).
+fn compare_cases(
+    label: &str,
+    cases_dir: &Path,
+    tol: f32,
+    run: impl Fn(&Case) -> (Vec<f32>, Vec<usize>, Vec<f32>),
+) -> (f32, f32) {
+    let (mut worst_b, mut worst_y) = (0f32, 0f32);
+    for case in cases(cases_dir) {
+        let (b, shape, y) = run(&case);
+        let db = max_abs_diff(&b, &case.bottleneck.1);
+        assert_eq!(shape, case.stylized.0, "{}: output shape", case.name);
+        let dy = max_abs_diff(&y, &case.stylized.1);
+        println!(
+            "{label} {}: bottleneck max |diff| {db:.3e}, stylized max |diff| {dy:.3e}",
+            case.name
+        );
+        worst_b = worst_b.max(db);
+        worst_y = worst_y.max(dy);
+        assert!(
+            db <= tol,
+            "{label} {}: bottleneck differs from TF by {db}",
+            case.name
+        );
+        assert!(
+            dy <= tol,
+            "{label} {}: stylized image differs from TF by {dy}",
+            case.name
+        );
+    }
+    (worst_b, worst_y)
+}
+
 /// Converts the SavedModel in `saved_model`, loads it on `backend` and compares the
 /// bottleneck and stylized image of every case of `cases_dir` with TensorFlow's;
 /// returns the largest differences (bottleneck, image).
@@ -146,52 +194,23 @@ pub fn check_backend(
     cases_dir: &Path,
     tol: f32,
 ) -> (f32, f32) {
-    let c = converted(saved_model);
-    let out = tempfile::tempdir().unwrap();
-    write_folder(&c, out.path());
     let device = backend.device();
-    let (predictor, transformer): (InceptionStylePredictor, Transformer) =
-        load_saved_model_halves(out.path(), &device).expect("load converted folder");
-    let (mut worst_b, mut worst_y) = (0f32, 0f32);
-    for case in cases(cases_dir) {
-        let tensor = |(shape, data): &(Vec<usize>, Vec<f32>)| {
-            Tensor::<4>::from_data(
-                TensorData::new(data.clone(), [shape[0], shape[1], shape[2], shape[3]]),
-                &device,
-            )
-        };
+    let (_guard, predictor, transformer) = load_converted(saved_model, &device);
+    let tensor = |(shape, data): &(Vec<usize>, Vec<f32>)| {
+        Tensor::<4>::from_data(
+            TensorData::new(data.clone(), [shape[0], shape[1], shape[2], shape[3]]),
+            &device,
+        )
+    };
+    compare_cases(&backend.to_string(), cases_dir, tol, |case| {
         let bottleneck = predictor
             .try_predict_style(tensor(&case.style))
             .expect("predict style");
         assert_eq!(bottleneck.dims(), [1, 100]);
         let b = bottleneck.clone().into_data().try_to_vec::<f32>().unwrap();
-        let db = max_abs_diff(&b, &case.bottleneck.1);
         let y = transformer.transfer(tensor(&case.content), bottleneck);
-        assert_eq!(
-            y.dims().to_vec(),
-            case.stylized.0,
-            "{}: output shape",
-            case.name
-        );
-        let dy = max_abs_diff(&to_vec(y), &case.stylized.1);
-        println!(
-            "{backend} {}: bottleneck max |diff| {db:.3e}, stylized max |diff| {dy:.3e}",
-            case.name
-        );
-        worst_b = worst_b.max(db);
-        worst_y = worst_y.max(dy);
-        assert!(
-            db <= tol,
-            "{backend} {}: bottleneck differs from TF by {db}",
-            case.name
-        );
-        assert!(
-            dy <= tol,
-            "{backend} {}: stylized image differs from TF by {dy}",
-            case.name
-        );
-    }
-    (worst_b, worst_y)
+        (b, y.dims().to_vec(), to_vec(y))
+    })
 }
 
 /// Like [`check_backend`] for the CPU inference graphs (`models::cpu`) compiled from the
@@ -203,52 +222,23 @@ pub fn check_cpu(
     tol: f32,
 ) -> (f32, f32) {
     use models::cpu::{InceptionPredictorCpu, Nhwc, TransformerCpu};
-    let c = converted(saved_model);
-    let out = tempfile::tempdir().unwrap();
-    write_folder(&c, out.path());
-    let (predictor, transformer) = load_saved_model_halves(out.path(), &Backend::Flex.device())
-        .expect("load converted folder");
+    let (_guard, predictor, transformer) = load_converted(saved_model, &Backend::Flex.device());
     let predictor = InceptionPredictorCpu::with_isa(&predictor, isa);
     let transformer = TransformerCpu::with_isa(&transformer, isa);
-    let (mut worst_b, mut worst_y) = (0f32, 0f32);
-    for case in cases(cases_dir) {
-        let nhwc = |(s, d): &(Vec<usize>, Vec<f32>)| {
-            Nhwc::from_vec(s[0], s[1], s[2], s[3], d.clone()).unwrap()
-        };
+    let nhwc = |(s, d): &(Vec<usize>, Vec<f32>)| {
+        Nhwc::from_vec(s[0], s[1], s[2], s[3], d.clone()).unwrap()
+    };
+    compare_cases(&format!("cpu {isa:?}"), cases_dir, tol, |case| {
         let b = predictor
             .predict_style(&nhwc(&case.style))
             .expect("predict style");
         assert_eq!(b.len(), 100);
-        let db = max_abs_diff(&b, &case.bottleneck.1);
         let content = nhwc(&case.content);
         let y = transformer.transfer(&content, &b);
-        assert_eq!(
-            vec![y.n, y.h, y.w, y.c],
-            case.stylized.0,
-            "{}: output shape",
-            case.name
-        );
         assert_eq!(
             transformer.output_hw(content.h, content.w),
             Some((y.h, y.w))
         );
-        let dy = max_abs_diff(&y.data, &case.stylized.1);
-        println!(
-            "cpu {isa:?} {}: bottleneck max |diff| {db:.3e}, stylized max |diff| {dy:.3e}",
-            case.name
-        );
-        worst_b = worst_b.max(db);
-        worst_y = worst_y.max(dy);
-        assert!(
-            db <= tol,
-            "cpu {isa:?} {}: bottleneck differs from TF by {db}",
-            case.name
-        );
-        assert!(
-            dy <= tol,
-            "cpu {isa:?} {}: stylized image differs from TF by {dy}",
-            case.name
-        );
-    }
-    (worst_b, worst_y)
+        (b, vec![y.n, y.h, y.w, y.c], y.data)
+    })
 }

@@ -67,6 +67,15 @@ enum StemLayer {
     MaxPool,
 }
 
+impl StemLayer {
+    fn forward(&self, x: &Nhwc) -> Nhwc {
+        match self {
+            StemLayer::Conv(c) => c.forward(x.view()),
+            StemLayer::MaxPool => ops::max_pool_valid(x.view(), 3, 2),
+        }
+    }
+}
+
 /// Inception-v3 ready for CPU inference. Build it with [`InceptionV3Cpu::new`] from a
 /// loaded (or fine-tuned) [`InceptionV3`].
 #[derive(Debug)]
@@ -185,7 +194,6 @@ impl Block {
             .unwrap_or(0);
         for b in &mut branches {
             if b.source == Source::MaxPool {
-                b.offset = offset;
                 b.width = pool_channels;
             }
         }
@@ -217,14 +225,14 @@ impl Block {
             let mut direct = None;
             for (seg, &bi) in self.head_branch.iter().enumerate() {
                 let b = &self.branches[bi];
-                if b.chain.is_empty() && b.finals.is_empty() && b.pool.is_none() {
+                if b.ends_at_head() {
                     assert!(direct.is_none(), "one head segment writes the block output");
                     direct = Some((seg, b.offset));
                 } else {
                     temps[bi] = Some(Nhwc::zeros(x.n, x.h, x.w, couts[seg]));
                 }
             }
-            let mut out_slot = direct.map(|(_, off)| out.slot(off, couts[direct.unwrap().0]));
+            let mut out_slot = direct.map(|(seg, off)| out.slot(off, couts[seg]));
             let mut slots = Vec::new();
             let mut temp_iter = temps.iter_mut().filter_map(|t| t.as_mut());
             for seg in 0..couts.len() {
@@ -241,11 +249,8 @@ impl Block {
         let mut jobs = Vec::new();
         let mut ranges = Vec::new();
         for (bi, b) in self.branches.iter().enumerate() {
-            if let Some(temp) = temps[bi].take() {
-                jobs.push((b, Some(temp)));
-                ranges.push((b.offset, b.width));
-            } else if !matches!(b.source, Source::Head(_)) {
-                jobs.push((b, None));
+            if !b.ends_at_head() {
+                jobs.push((b, temps[bi].take()));
                 ranges.push((b.offset, b.width));
             }
         }
@@ -260,6 +265,15 @@ impl Block {
 }
 
 impl Branch {
+    /// Whether the branch's output is its head segment itself (written by the head
+    /// straight into the block output).
+    fn ends_at_head(&self) -> bool {
+        matches!(self.source, Source::Head(_))
+            && self.chain.is_empty()
+            && self.finals.is_empty()
+            && self.pool.is_none()
+    }
+
     /// Runs the branch (from the head's temporary `temp` for head-fed branches) and
     /// writes its output into `slot`.
     fn run(&self, x: &Nhwc, temp: Option<Nhwc>, slot: &mut Slot) {
@@ -441,10 +455,7 @@ impl InceptionV3Cpu {
         }
         let early = |mut img: Nhwc| -> (Nhwc, usize) {
             for (_, layer) in &self.stem {
-                img = match layer {
-                    StemLayer::Conv(c) => c.forward(img.view()),
-                    StemLayer::MaxPool => ops::max_pool_valid(img.view(), 3, 2),
-                };
+                img = layer.forward(&img);
             }
             for (i, b) in self.blocks.iter().enumerate() {
                 if img.h * img.w < BATCH_BELOW_PIXELS {
@@ -481,10 +492,7 @@ impl InceptionV3Cpu {
         };
         let mut x = x;
         for (e, layer) in &self.stem {
-            x = match layer {
-                StemLayer::Conv(c) => c.forward(x.view()),
-                StemLayer::MaxPool => ops::max_pool_valid(x.view(), 3, 2),
-            };
+            x = layer.forward(&x);
             keep(*e, &x);
         }
         for b in &self.blocks {
@@ -524,12 +532,7 @@ impl InceptionV3Cpu {
             y
         };
         for (e, layer) in &self.stem {
-            x = match layer {
-                StemLayer::Conv(c) => time(e.to_string(), &|x| c.forward(x.view()), &x),
-                StemLayer::MaxPool => {
-                    time(e.to_string(), &|x| ops::max_pool_valid(x.view(), 3, 2), &x)
-                }
-            };
+            x = time(e.to_string(), &|x| layer.forward(x), &x);
         }
         for b in &self.blocks {
             x = time(b.end_point.to_string(), &|x| b.forward(x), &x);

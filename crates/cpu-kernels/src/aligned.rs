@@ -1,0 +1,39 @@
+//! Weight storage aligned to cache lines.
+
+/// Zero-initialised `f32` storage whose first element is 64-byte aligned, so that the
+/// kernels' weight panel loads never straddle cache lines. Cloning keeps the alignment.
+pub(crate) struct AlignedBuf {
+    buf: Vec<f32>,
+    start: usize,
+    len: usize,
+}
+
+impl AlignedBuf {
+    pub(crate) fn zeros(len: usize) -> AlignedBuf {
+        let buf = vec![0f32; len + 16];
+        let start = (buf.as_ptr() as usize).wrapping_neg() % 64 / 4;
+        AlignedBuf { buf, start, len }
+    }
+
+    pub(crate) fn as_slice(&self) -> &[f32] {
+        &self.buf[self.start..self.start + self.len]
+    }
+
+    pub(crate) fn as_mut_slice(&mut self) -> &mut [f32] {
+        &mut self.buf[self.start..self.start + self.len]
+    }
+}
+
+impl Clone for AlignedBuf {
+    fn clone(&self) -> AlignedBuf {
+        let mut b = AlignedBuf::zeros(self.len);
+        b.as_mut_slice().copy_from_slice(self.as_slice());
+        b
+    }
+}
+
+impl std::fmt::Debug for AlignedBuf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "AlignedBuf({} floats)", self.len)
+    }
+}
