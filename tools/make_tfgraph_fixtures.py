@@ -39,6 +39,14 @@ Output: `tests/fixtures/tfgraph/<name>/` (with `--full`: `tools/out/tfgraph/<nam
                                    excluded,
                             "saver": whether saved_model.pb keeps TF's save/restore functions,
                             "description", plus "output_row_gap" for networks}
+    training.safetensors    only vit_tiny, resnet50_v2_small, mobilenet_v3_small_small (and their
+                            --full versions): `loss_weights` (N(0, 1), the output's shape), `loss`
+                            = sum(output_training * loss_weights) (float32 scalar),
+                            `grad/<SavedVariable.name>` = d loss / d variable for every trainable
+                            variable, `updated/<SavedVariable.name>` = every non-trainable variable
+                            after that one `__call__(training=True)` (batch-norm moving statistics),
+                            computed on a fresh load of the SavedModel; described under
+                            "training_reference" in expected.json.
     tests/fixtures/tfgraph/index.json: [{"name", "kind", "architecture", "task"}] of every fixture
                             folder present (tools/out/tfgraph/index.json for --full).
 
@@ -108,12 +116,16 @@ outputs are logits; small versions: narrow, classes=11; --full: the published wi
 
 Op fixtures (`op_*`): one tiny SavedModel each whose serving function applies one op (or a short
 chain) to its inputs, covering attribute edge cases (odd sizes with SAME padding, strides,
-dilations, keep_dims, negative axes, broadcasting, StridedSlice masks, dynamic shapes). Their
-inputs are seeded random (the description says what). `--list` prints every name.
+dilations, keep_dims, negative axes, broadcasting, StridedSlice masks, dynamic shapes, dtypes
+int32/int64/float64/bool, control flow: op_cond (StatelessIf) and op_while_loop (StatelessWhile)).
+Their inputs are seeded random (the description says what). `--list` prints every name.
 
 Determinism: every network runs in its own subprocess and all op fixtures in one, so rerunning the
-same command gives byte-identical files (TF numbers its library functions with a process-wide
-counter: an `--only` subset of op fixtures can get other function numbers, same values).
+same command gives byte-identical files except saved_model/fingerprint.pb (TF writes a random
+UUID into it). TF numbers its library functions with a process-wide counter: an `--only` subset
+of op fixtures gets other function numbers in saved_model.pb (same graph, same values); rerun
+without --only before committing op fixtures. Git does not keep the empty saved_model/assets/
+folders TF creates (TF loads the SavedModels without them).
 """
 
 import argparse
@@ -877,6 +889,27 @@ def define_op_cases():
         return {"fn": lambda x: tf.identity_n([tf.stop_gradient(tf.identity(x) * 2.0), x])[0],
                 "inputs": {"x": normal(rng, 2, 3)}}
 
+    @op("op_cond", "tf.cond inside the function (StatelessIf with then/else branch functions in the library): "
+                   "a = cond(mean(x) > 0, x * 2, x - 1), b = the same with the predicate negated, so one run "
+                   "takes both branches; x [3, 4]")
+    def _(rng):
+        def f(x):
+            p = tf.reduce_mean(x) > 0.0
+            return {"a": tf.cond(p, lambda: x * 2.0, lambda: x - 1.0),
+                    "b": tf.cond(tf.logical_not(p), lambda: x * 2.0, lambda: x - 1.0)}
+
+        return {"fn": f, "inputs": {"x": normal(rng, 3, 4) + 0.3}}
+
+    @op("op_while_loop", "tf.while_loop (StatelessWhile with cond/body functions): i from 0 while i < n "
+                         "(n = the input's dynamic row count, fed 4): acc = acc * 0.5 + x; outputs acc and i; x [None, 3]")
+    def _(rng):
+        def f(x):
+            n = tf.shape(x)[0]
+            i, acc = tf.while_loop(lambda i, acc: i < n, lambda i, acc: (i + 1, acc * 0.5 + x), [0, tf.zeros_like(x)])
+            return {"acc": acc, "i": i}
+
+        return {"fn": f, "inputs": {"x": normal(rng, 4, 3)}, "shapes": {"x": [None, 3]}}
+
     @op("op_broadcast_to_zeros_like", "BroadcastTo x [1, 3] -> [4, 3], ZerosLike, OnesLike, Size, Rank on x [None, 3]")
     def _(rng):
         def f(x):
@@ -1180,6 +1213,59 @@ def calibrate_batch_norms(model, x, rng):
         bn.moving_variance.assign(f32(v * rng.uniform(0.5, 2.0, v.shape)))
 
 
+# Networks that also get training.safetensors (gradients of a fixed loss, batch-norm updates).
+TRAINING_REFERENCE = {"vit_tiny", "resnet50_v2_small", "mobilenet_v3_small_small"}
+
+
+def write_training_reference(out, x, rng):
+    """training.safetensors, from a fresh load of the written SavedModel: loss_weights (N(0, 1),
+    the output's shape), loss = sum(__call__(input, training=True) * loss_weights) (scalar),
+    grad/<SavedVariable.name> for every trainable variable, updated/<SavedVariable.name> for every
+    non-trainable variable after that one training call (the batch norms' moving statistics)."""
+    from safetensors.numpy import save_file
+
+    loaded = tf.saved_model.load(os.path.join(out, "saved_model"))
+    before = {v.name: v.numpy() for v in loaded.variables}
+    with tf.GradientTape() as tape:
+        y = loaded.__call__(tf.constant(x), training=True)
+        w = normal(rng, *y.shape)
+        loss = tf.reduce_sum(y * w)
+    train = list(loaded.trainable_variables)
+    grads = tape.gradient(loss, train)
+    t = {"loss_weights": w, "loss": np.array(loss.numpy(), dtype=np.float32)}
+
+    def key(v):
+        return v.name[:-2] if v.name.endswith(":0") else v.name
+
+    trainable_names = {key(v) for v in train}
+    for v, g in zip(train, grads):
+        assert g is not None, f"no gradient for {v.name}"
+        t["grad/" + key(v)] = np.array(tf.convert_to_tensor(g).numpy(), order="C")
+    updated = 0
+    for v in loaded.variables:
+        if key(v) not in trainable_names:
+            assert "updated/" + key(v) not in t, f"duplicate variable name {v.name}"
+            t["updated/" + key(v)] = v.numpy()
+            updated += int(not np.array_equal(v.numpy(), before[v.name]))
+    assert len(t) == 2 + len(loaded.variables), "variable names are not unique"
+    save_file(t, os.path.join(out, "training.safetensors"))
+    p = os.path.join(out, "expected.json")
+    with open(p) as f:
+        doc = json.load(f)
+    doc["training_reference"] = {
+        "file": "training.safetensors",
+        "loss": "loss = sum(output_training * loss_weights), output_training = __call__(input, training=True)",
+        "grad": "grad/<SavedVariable.name>: d loss / d variable, every trainable variable",
+        "updated": "updated/<SavedVariable.name>: every non-trainable variable after that one training call "
+                   "(batch-norm moving statistics: moving = moving * momentum + batch statistic * (1 - momentum), "
+                   "the variance one Bessel-corrected)",
+        "trainable": len(train), "non_trainable_changed": updated}
+    with open(p, "w") as f:
+        json.dump(doc, f, indent=1)
+        f.write("\n")
+    print(f"  training reference: loss {float(loss):.4g}, {len(train)} gradients, {updated} updated statistics")
+
+
 def export_network(name, full, out_root):
     spec = NETS[name]
     rng = rng_for(name)
@@ -1207,6 +1293,8 @@ def export_network(name, full, out_root):
             "preprocessing": f"input images in [0, 1]; {pre_text}", "description": spec["description"]
             + (" (full size)" if full else "")}
     write_fixture(out_root, name, obj, serving, {"images": x}, meta, saver=full, training=True)
+    if name in TRAINING_REFERENCE:
+        write_training_reference(os.path.join(out_root, name), x, rng)
 
 
 @net("slim_inception_v3_small", "inception-v3", "image-classification", "TF-Slim Inception-v3 of "
