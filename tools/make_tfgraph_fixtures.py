@@ -68,10 +68,11 @@ Weights (numpy seed from the fixture's name): conv/dense kernels N(0, 2/fan_in) 
 for depthwise kernels, d_model for attention q/k/v kernels, heads*key_dim for the attention
 output kernel), biases U(-0.1, 0.1), BatchNorm/LayerNorm gamma U(0.5, 1.5), beta U(-0.2, 0.2),
 moving_mean U(-0.2, 0.2), moving_variance U(0.5, 2) (op fixtures; in the networks the moving
-statistics are then calibrated on 4 other seeded images, in layer order: moving_mean = mean of the
-layer's input + U(-0.2, 0.2) * its std, moving_variance = its variance * U(0.5, 2), because with
-statistics unrelated to the activations the input-dependent signal fades with depth), ViT class token and position embedding
-N(0, 0.5), EfficientNet's Normalization layer the ImageNet mean and variance (as its imagenet
+statistics are then calibrated on 4 other seeded images, in layer order: moving_mean = mean of
+the layer's input + U(-0.2, 0.2) * its std, moving_variance = its variance * U(0.5, 2), because
+with statistics unrelated to the activations the input-dependent signal fades with depth: the
+two images' EfficientNet logits differed by 4e-4 of their size), ViT class token and position
+embedding N(0, 0.5), EfficientNet's Normalization layer the ImageNet mean and variance (as its imagenet
 weights have). Network inputs: batch 2, NHWC float32 in [0, 1], seeded: coarse uniform noise
 upsampled bilinearly + fine uniform noise + a per-image brightness offset, clipped (iid uniform
 noise images have equal statistics, and pooled networks then give both nearly the same output).
@@ -114,8 +115,9 @@ outputs are logits; small versions: narrow, classes=11; --full: the published wi
     inception_v3_keras        Keras InceptionV3 cannot be narrowed (21.8M parameters even with
                               11 classes): --full only.
 
-Op fixtures (`op_*`): one tiny SavedModel each whose serving function applies one op (or a short
-chain) to its inputs, covering attribute edge cases (odd sizes with SAME padding, strides,
+Op fixtures (`op_*`): one tiny SavedModel each whose serving function (a tf.function with an
+input signature, attribute `serve` of the root; variables, if any, in `variables`) applies one op
+(or a short chain) to its inputs, covering attribute edge cases (odd sizes with SAME padding, strides,
 dilations, keep_dims, negative axes, broadcasting, StridedSlice masks, dynamic shapes, dtypes
 int32/int64/float64/bool, control flow: op_cond (StatelessIf) and op_while_loop (StatelessWhile)).
 Their inputs are seeded random (the description says what). `--list` prints every name.
