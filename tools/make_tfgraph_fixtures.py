@@ -112,6 +112,13 @@ outputs are logits; small versions: narrow, classes=11; --full: the published wi
                               [None, 91, 107, 3] (slim sizes its last AvgPool from the static
                               shape), fed that fixture's case "a" images (a/input_u8 / 255), so
                               its logits equal a/logits (checked).
+    tiny_cnn_no_signature     a tiny reusable SavedModel WITHOUT signatures (only the
+                              `__saved_model_init_op` signature_def TF always adds): the entry point is the
+                              object graph's `__call__` (training False / True), whose bodies call
+                              two nested tf.functions (conv + batch norm + ReLU6/ReLU blocks);
+                              expected.json has "signature": null and the outputs named
+                              "__call__(training=False)" / "__call__(training=True)"; any size,
+                              fed 2x33x29.
     inception_v3_keras        Keras InceptionV3 cannot be narrowed (21.8M parameters even with
                               11 classes): --full only.
 
@@ -301,12 +308,16 @@ def check_fixture(folder):
         doc = json.load(f)
     t = load_file(os.path.join(folder, "expected.safetensors"))
     loaded = tf.saved_model.load(os.path.join(folder, "saved_model"))
-    sig = loaded.signatures["serving_default"]
-    res = sig(**{i["name"]: tf.constant(t[i["tensor"]]) for i in doc["inputs"]})
+    res = {}
+    if doc["signature"] is not None:
+        sig = loaded.signatures[doc["signature"]]
+        res = sig(**{i["name"]: tf.constant(t[i["tensor"]]) for i in doc["inputs"]})
+    else:
+        assert not loaded.signatures, f"{folder}: has signatures"
     for o in doc["outputs"]:
-        if o["name"] == "__call__(training=True)":
+        if o["name"].startswith("__call__("):
             (i,) = doc["inputs"]
-            got = loaded.__call__(tf.constant(t[i["tensor"]]), training=True).numpy()
+            got = loaded.__call__(tf.constant(t[i["tensor"]]), training=o["name"] == "__call__(training=True)").numpy()
         else:
             got = res[o["name"]].numpy()
         want = t[o["tensor"]]
@@ -1349,6 +1360,85 @@ def export_slim(name, out_root):
     assert gap < 1e-5, "not the same weights as the inception_v3 fixture"
 
 
+@net("tiny_cnn_no_signature", None, "image-feature-vector", "a tiny reusable SavedModel with NO signature "
+     "(like the TF Hub /4 image models, NNLM/Swivel TF2): only `__call__` (training False / True), whose body "
+     "calls two nested tf.functions (StatefulPartitionedCall into __inference_block_* functions, variables "
+     "passed down as resource arguments): block_conv1 = Conv2D(8, 3x3, stride 2, SAME, no bias) + "
+     "BatchNormalization + Relu6, block_dw2 = DepthwiseConv2D(3x3, SAME, no bias) + BatchNormalization + Relu, "
+     "then Conv2D(12, 1x1, bias) and the spatial mean; any input size", full_ok=False)
+def _(full):
+    raise NotImplementedError  # exported by export_no_signature
+
+
+def export_no_signature(name, out_root):
+    from safetensors.numpy import save_file
+
+    rng = rng_for(name)
+    tf.random.set_seed(zlib.crc32(name.encode()) % (2**31))
+    keras.backend.clear_session()
+    L = keras.layers
+    conv1 = build_layer(L.Conv2D(8, 3, strides=2, padding="same", use_bias=False, name="conv1"), [None, None, None, 3], rng)
+    bn1 = build_layer(L.BatchNormalization(name="bn1"), [None, None, None, 8], rng)
+    dw2 = build_layer(L.DepthwiseConv2D(3, padding="same", use_bias=False, name="dw2"), [None, None, None, 8], rng)
+    bn2 = build_layer(L.BatchNormalization(name="bn2"), [None, None, None, 8], rng)
+    conv3 = build_layer(L.Conv2D(12, 1, name="conv3"), [None, None, None, 8], rng)
+    layers = [conv1, bn1, dw2, bn2, conv3]
+
+    def block(conv, bn, act):
+        def f(x, training):
+            return act(bn(conv(x), training=training))
+
+        f.__name__ = f"block_{conv.name}"
+        return tf.function(f)
+
+    b1, b2 = block(conv1, bn1, tf.nn.relu6), block(dw2, bn2, tf.nn.relu)
+
+    def call(images, training=False):
+        x = b2(b1(images * 2.0 - 1.0, training), training)
+        return tf.reduce_mean(conv3(x), axis=[1, 2])
+
+    call.__name__ = "__call__"
+    obj = tf.__internal__.tracking.AutoTrackable()
+    obj.variables = [v for l in layers for v in l.variables]
+    obj.trainable_variables = [v for l in layers for v in l.trainable_variables]
+    obj.regularization_losses = []
+    obj.__call__ = tf.function(call)
+    ts = tf.TensorSpec([None, None, None, 3], tf.float32, name="images")
+    obj.__call__.get_concrete_function(ts, training=False)
+    obj.__call__.get_concrete_function(ts, training=True)
+    out = os.path.join(out_root, name)
+    if os.path.exists(out):
+        shutil.rmtree(out)
+    os.makedirs(out)
+    sm = os.path.join(out, "saved_model")
+    tf.saved_model.save(obj, sm)  # no signatures
+    x = images(rng, [2, 33, 29, 3])
+    loaded = tf.saved_model.load(sm)
+    assert not loaded.signatures, "tf.saved_model.save added a signature"
+    y = loaded.__call__(tf.constant(x), training=False).numpy()
+    yt = loaded.__call__(tf.constant(x), training=True).numpy()
+    gap = float(np.abs(y[0] - y[1]).max() / np.abs(y).max())
+    print(f"  {name}: output rows differ by {gap:.3f} of max|output| ({np.abs(y).max():.3g})")
+    assert gap > 0.05
+    save_file({"input": x, "output": y, "output_training": yt}, os.path.join(out, "expected.safetensors"))
+    io = {"dtype": "float32", "signature_shape": None}
+    doc = {"name": name, "kind": "network", "architecture": None, "task": "image-feature-vector",
+           "signature": None,
+           "inputs": [{"name": "images", "tensor": "input", "dtype": "float32", "shape": list(x.shape),
+                       "signature_shape": [None, None, None, 3]}],
+           "outputs": [{"name": "__call__(training=False)", "tensor": "output", "shape": list(y.shape), **io},
+                       {"name": "__call__(training=True)", "tensor": "output_training", "shape": list(yt.shape), **io}],
+           "preprocessing": "input images in [0, 1]; x * 2 - 1", "tolerance": {"rel": 1e-4},
+           "ops": reachable_ops(os.path.join(sm, "saved_model.pb")), "saver": True,
+           "description": NETS[name]["description"], "output_row_gap": gap}
+    with open(os.path.join(out, "expected.json"), "w") as f:
+        json.dump(doc, f, indent=1)
+        f.write("\n")
+    check_fixture(out)
+    size = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(out) for f in fs)
+    print(f"  wrote {name} ({size / 1024:.0f} KiB, {len(doc['ops'])} op types)")
+
+
 # --------------------------------------------------------------------------------------------
 # Driver
 # --------------------------------------------------------------------------------------------
@@ -1369,6 +1459,8 @@ def worker(names, full):
             export_op(n, builder, desc, tol, out_root)
         elif n == "slim_inception_v3_small":
             export_slim(n, out_root)
+        elif n == "tiny_cnn_no_signature":
+            export_no_signature(n, out_root)
         else:
             export_network(n, full, out_root)
 
