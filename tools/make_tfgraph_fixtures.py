@@ -625,7 +625,8 @@ def define_op_cases():
         ("log_sigmoid", tf.math.log_sigmoid, "n3"), ("softsign", tf.nn.softsign, "n"),
         ("gelu_exact", lambda x: tf.nn.gelu(x, approximate=False), "n3"),
         ("gelu_tanh", lambda x: tf.nn.gelu(x, approximate=True), "n3"),
-        ("swish", tf.nn.silu, "n3"),
+        ("swish", tf.nn.silu, "n3"), ("log1p", tf.math.log1p, "p"), ("expm1", tf.math.expm1, "n"),
+        ("sin", tf.sin, "n3"), ("cos", tf.cos, "n3"),
         ("clip_by_value", lambda x: tf.clip_by_value(x, -0.5, 0.7), "n"),
     ]
     for nm, fn, dom in unary:
@@ -901,6 +902,42 @@ def define_op_cases():
     def _(rng):
         return {"fn": lambda x: tf.identity_n([tf.stop_gradient(tf.identity(x) * 2.0), x])[0],
                 "inputs": {"x": normal(rng, 2, 3)}}
+
+    @op("op_conv2d_transpose_keras_s2_same", "Keras Conv2DTranspose(4, 3x3, strides 2, padding same, bias) on "
+                                              "x [None, 5, 7, 3] (fed [2, 5, 7, 3]): Conv2DBackpropInput with the "
+                                              "output shape Pack(dynamic batch from Shape/StridedSlice, 10, 14, 4), BiasAdd", tol=1e-5)
+    def _(rng):
+        layer = keras.layers.Conv2DTranspose(4, 3, strides=2, padding="same")
+        build_layer(layer, [None, 5, 7, 3], rng)
+        return {"fn": lambda x: layer(x), "inputs": {"x": normal(rng, 2, 5, 7, 3)}, "layers": [layer],
+                "shapes": {"x": [None, 5, 7, 3]}}
+
+    @op("op_conv2d_transpose_valid", "tf.nn.conv2d_transpose VALID, strides 2, kernel 3x3 (HW out-in [3, 3, 2, 3]), "
+                                     "x [1, 5, 4, 3] -> output_shape [1, 11, 9, 2] (Conv2DBackpropInput)", tol=1e-5)
+    def _(rng):
+        k = var(rng, [3, 3, 2, 3], name="kernel")
+        return {"fn": lambda x: tf.nn.conv2d_transpose(x, k, [1, 11, 9, 2], 2, "VALID"),
+                "inputs": {"x": normal(rng, 1, 5, 4, 3)}, "variables": [k]}
+
+    @op("op_depth_space", "DepthToSpace (block 2) of x [1, 3, 5, 8] and SpaceToDepth (block 2) of its result; NHWC")
+    def _(rng):
+        def f(x):
+            d = tf.nn.depth_to_space(x, 2)
+            return {"depth_to_space": d, "space_to_depth": tf.nn.space_to_depth(d[:, :, :, :1] * 2.0, 2)}
+
+        return {"fn": f, "inputs": {"x": normal(rng, 1, 3, 5, 8)}}
+
+    @op("op_reverse", "ReverseV2 over axis [1] and over axes [0, -1] of x [2, 3, 4]")
+    def _(rng):
+        return {"fn": lambda x: {"r1": tf.reverse(x, [1]), "r0_last": tf.reverse(x, [0, -1])},
+                "inputs": {"x": normal(rng, 2, 3, 4)}}
+
+    @op("op_resize_antialias", "tf.image.resize(x [1, 13, 11, 3], [5, 4], bilinear, antialias=True) "
+                               "(ScaleAndTranslate, triangle kernel) and method area (ResizeArea)", tol=1e-5)
+    def _(rng):
+        return {"fn": lambda x: {"antialias": tf.image.resize(x, [5, 4], "bilinear", antialias=True),
+                                 "area": tf.image.resize(x, [5, 4], "area")},
+                "inputs": {"x": unif(rng, 0, 1, 1, 13, 11, 3)}}
 
     @op("op_cond", "tf.cond inside the function (StatelessIf with then/else branch functions in the library): "
                    "a = cond(mean(x) > 0, x * 2, x - 1), b = the same with the predicate negated, so one run "
