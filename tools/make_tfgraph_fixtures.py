@@ -1097,13 +1097,15 @@ def _mnv3_build(cls, full, s):
 
 
 @net("mobilenet_v3_small_small", "mobilenet-v3-small", "image-classification", "Keras-2 MobileNetV3Small (alpha "
-     "0.1 small / 1.0 full, minimalistic=False, dropout 0): hard-swish, squeeze-excite, logits")
+     "0.1 small / 1.0 full, minimalistic=False, dropout 0; small: the head's last_point_ch patched to 64): "
+     "hard-swish, squeeze-excite, logits")
 def _(full):
     return _mnv3(keras.applications.MobileNetV3Small, full)
 
 
 @net("mobilenet_v3_large_small", "mobilenet-v3-large", "image-classification", "Keras-2 MobileNetV3Large (alpha "
-     "0.1 small / 1.0 full, minimalistic=False, dropout 0): hard-swish, squeeze-excite, logits")
+     "0.1 small / 1.0 full, minimalistic=False, dropout 0; small: the head's last_point_ch patched to 64): "
+     "hard-swish, squeeze-excite, logits")
 def _(full):
     return _mnv3(keras.applications.MobileNetV3Large, full)
 
