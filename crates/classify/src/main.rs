@@ -1,5 +1,7 @@
-//! `classify`: top-k ImageNet labels (or feature vectors) for images with a converted
-//! TF-Slim Inception-v3 (`google/imagenet/inception_v3/{classification,feature_vector}`).
+//! `classify`: top-k ImageNet labels (or feature vectors) for images with any TF2 image
+//! classifier or feature-vector SavedModel. TF-Slim Inception-v3
+//! (`google/imagenet/inception_v3/{classification,feature_vector}`) runs through its
+//! hand-written fast path; every other SavedModel runs through the graph executor (`tfgraph`).
 //!
 //! Contract: docs `cli.md` "classify". Labels: a `labels.txt` in the model folder (e.g. written
 //! by `finetune`) wins; otherwise the built-in 1001 ImageNet labels (`src/imagenet_labels.txt`,
@@ -42,9 +44,10 @@ struct Args {
     /// Keep this central fraction of each image before resizing (slim eval uses 0.875; TF Hub: 1.0).
     #[arg(long, default_value_t = 1.0)]
     central_crop: f64,
-    /// Input side the images are resized to.
-    #[arg(long, default_value_t = 299)]
-    size: usize,
+    /// Input side the images are resized to (default: the model's input size from its
+    /// signature; 299 for Inception-v3; 224 for a graph model whose input size is open).
+    #[arg(long)]
+    size: Option<usize>,
     /// Write the network outputs for all images as float32 .npy [N, D] (features of a
     /// feature-vector model, logits of a classifier).
     #[arg(long)]
@@ -71,11 +74,19 @@ fn main() {
     }
 }
 
-/// The converted folder for `--model`, and whether it is a temporary conversion to delete.
-fn model_dir(spec: &str, offline: bool) -> Result<(PathBuf, bool)> {
+/// What `--model` names.
+enum ModelSource {
+    /// A converted Inception-v3 folder (and whether it is a temporary conversion to delete).
+    Converted(PathBuf, bool),
+    /// A SavedModel that no hand-written path recognises: run its graph.
+    Graph(PathBuf),
+}
+
+/// The converted folder for `--model`, or a SavedModel for the graph executor.
+fn model_dir(spec: &str, offline: bool) -> Result<ModelSource> {
     let p = Path::new(spec);
     if p.join("config.json").is_file() {
-        return Ok((p.to_path_buf(), false));
+        return Ok(ModelSource::Converted(p.to_path_buf(), false));
     }
     let opts = hub::Options {
         offline: offline || std::env::var("TFHUB_OFFLINE").is_ok_and(|v| v == "1"),
@@ -84,7 +95,7 @@ fn model_dir(spec: &str, offline: bool) -> Result<(PathBuf, bool)> {
     let resolved =
         hub::resolve(spec, &opts).with_context(|| format!("{spec}: cannot resolve the model"))?;
     if resolved.path.join("config.json").is_file() {
-        return Ok((resolved.path, false));
+        return Ok(ModelSource::Converted(resolved.path, false));
     }
     if !resolved.path.join("saved_model.pb").is_file() {
         bail!(
@@ -98,17 +109,14 @@ fn model_dir(spec: &str, offline: bool) -> Result<(PathBuf, bool)> {
     let src = convert::from_savedmodel::source_from_savedmodel(&sm, spec)
         .with_context(|| format!("{}: cannot read the variables", resolved.path.display()))?;
     if !convert::kinds::inception_v3::recognise(&src) {
-        bail!(
-            "{}: not an Inception-v3 model (no InceptionV3/Conv2d_1a_3x3/weights)",
-            resolved.path.display()
-        );
+        return Ok(ModelSource::Graph(resolved.path));
     }
     let conv = convert::kinds::inception_v3::convert(&src)
         .with_context(|| format!("{}: cannot convert", resolved.path.display()))?;
     let out = std::env::temp_dir().join(format!("tfhub-rs-classify-{}", std::process::id()));
     convert::write::write_model(&out, &conv, spec, &[])
         .with_context(|| format!("{}: cannot write the converted model", out.display()))?;
-    Ok((out, true))
+    Ok(ModelSource::Converted(out, true))
 }
 
 fn labels_for(dir: &Path, classes: usize) -> Result<Vec<String>> {
@@ -173,7 +181,11 @@ fn run(args: Args) -> Result<()> {
     if args.batch == 0 {
         bail!("--batch must be at least 1");
     }
-    let (dir, temporary) = model_dir(&args.model, args.offline)?;
+    let (dir, temporary) = match model_dir(&args.model, args.offline)? {
+        ModelSource::Converted(dir, temporary) => (dir, temporary),
+        ModelSource::Graph(dir) => return run_graph(&args, &dir),
+    };
+    let size = args.size.unwrap_or(299);
     let device = args.backend.device();
     let loaded = InceptionV3::load(&dir, &device);
     let labels_dir = if temporary {
@@ -206,19 +218,19 @@ fn run(args: Args) -> Result<()> {
     let mut width = 0;
     let mut results = Vec::new();
     for chunk in args.images.chunks(args.batch) {
-        let mut data = Vec::with_capacity(chunk.len() * args.size * args.size * 3);
+        let mut data = Vec::with_capacity(chunk.len() * size * size * 3);
         for path in chunk {
-            data.extend(preprocess::prepare(path, args.size, args.central_crop)?.data);
+            data.extend(preprocess::prepare(path, size, size, args.central_crop)?.data);
         }
         let values = match &cpu_model {
             Some(cpu) => {
-                let x = Nhwc::from_vec(chunk.len(), args.size, args.size, 3, data)
+                let x = Nhwc::from_vec(chunk.len(), size, size, 3, data)
                     .context("internal: image batch shape")?;
                 cpu.forward(&x).map_err(|e| anyhow::anyhow!("{e}"))?
             }
             None => {
                 let x = Tensor::<4>::from_data(
-                    TensorData::new(data, [chunk.len(), args.size, args.size, 3]),
+                    TensorData::new(data, [chunk.len(), size, size, 3]),
                     &device,
                 );
                 let y = model.forward(x).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -231,12 +243,7 @@ fn run(args: Args) -> Result<()> {
         width = d;
         if classes.is_some() {
             for (path, row) in chunk.iter().zip(values.chunks(d)) {
-                let p = softmax(row);
-                let mut idx: Vec<usize> = (0..d).collect();
-                idx.sort_by(|&a, &b| p[b].total_cmp(&p[a]).then(a.cmp(&b)));
-                let top: Vec<(usize, f32)> =
-                    idx.into_iter().take(args.top).map(|i| (i, p[i])).collect();
-                results.push((path.clone(), top));
+                results.push((path.clone(), top_k(&softmax(row), args.top)));
             }
         }
         outputs.extend(values);
@@ -245,7 +252,25 @@ fn run(args: Args) -> Result<()> {
     if let Some(out) = &args.features {
         write_npy(out, args.images.len(), width, &outputs)?;
     }
-    if classes.is_some() {
+    print_results(&args, classes.is_some(), &results, &labels)
+}
+
+/// Top-k of one row of probabilities.
+fn top_k(p: &[f32], k: usize) -> Vec<(usize, f32)> {
+    let mut idx: Vec<usize> = (0..p.len()).collect();
+    idx.sort_by(|&a, &b| p[b].total_cmp(&p[a]).then(a.cmp(&b)));
+    idx.into_iter().take(k).map(|i| (i, p[i])).collect()
+}
+
+type Results = Vec<(PathBuf, Vec<(usize, f32)>)>;
+
+fn print_results(
+    args: &Args,
+    classified: bool,
+    results: &Results,
+    labels: &[String],
+) -> Result<()> {
+    if classified {
         let stdout = std::io::stdout();
         let mut w = stdout.lock();
         if args.json {
@@ -260,7 +285,7 @@ fn run(args: Args) -> Result<()> {
                 .collect();
             writeln!(w, "{}", serde_json::to_string_pretty(&doc)?)?;
         } else {
-            for (path, top) in &results {
+            for (path, top) in results {
                 writeln!(w, "{}", path.display())?;
                 for &(i, p) in top {
                     writeln!(w, "  {p:.4}  {i:4}  {}", labels[i])?;
@@ -271,4 +296,104 @@ fn run(args: Args) -> Result<()> {
         println!("{}", out.display());
     }
     Ok(())
+}
+
+/// Whether every row is already a probability distribution (a softmax inside the model).
+fn rows_are_probabilities(values: &[f32], d: usize) -> bool {
+    values.iter().all(|&v| (0.0..=1.0).contains(&v))
+        && values
+            .chunks(d)
+            .all(|r| (r.iter().sum::<f32>() - 1.0).abs() < 1e-3)
+}
+
+/// Any other TF2 image SavedModel: its default entry point through the graph executor.
+fn run_graph(args: &Args, dir: &Path) -> Result<()> {
+    let device = args.backend.device();
+    let sm = savedmodel::read(dir)
+        .with_context(|| format!("{}: cannot read the SavedModel", dir.display()))?;
+    let model = tfgraph::Model::load(&sm, None, &device)
+        .with_context(|| format!("{}: cannot load the model's graph", dir.display()))?;
+    let entry = model.entry();
+    let spec = match entry.inputs.as_slice() {
+        [one] => one.clone(),
+        more => bail!(
+            "{}: {} takes {} inputs; classify needs a model with one image input",
+            dir.display(),
+            entry.label(),
+            more.len()
+        ),
+    };
+    let dims = spec.shape.clone().unwrap_or_else(|| vec![-1, -1, -1, 3]);
+    if dims.len() != 4 || (dims[3] != 3 && dims[3] != -1) || !spec.dtype.is_float() {
+        bail!(
+            "{}: the model's input `{}` is {} {:?}; classify needs float images [batch, height, width, 3]",
+            dir.display(),
+            spec.name,
+            spec.dtype,
+            dims
+        );
+    }
+    let fixed = |d: i64| (d > 0).then_some(d as usize);
+    let (h, w) = match (fixed(dims[1]), fixed(dims[2]), args.size) {
+        (Some(h), Some(w), Some(s)) if (h, w) != (s, s) => bail!(
+            "{}: the model takes {h}x{w} images; --size {s} does not fit",
+            dir.display()
+        ),
+        (Some(h), Some(w), _) => (h, w),
+        (_, _, Some(s)) => (s, s),
+        _ => (224, 224),
+    };
+    if let Some(b) = fixed(dims[0]) {
+        if b != args.batch.min(args.images.len()) && args.images.len() > 1 {
+            bail!(
+                "{}: the model takes batches of exactly {b}; pass --batch {b}",
+                dir.display()
+            );
+        }
+    }
+    let mut outputs = Vec::new();
+    let mut results = Vec::new();
+    let mut width = 0;
+    let mut classified = args.features.is_none();
+    let mut labels = Vec::new();
+    for chunk in args.images.chunks(args.batch) {
+        let mut data = Vec::with_capacity(chunk.len() * h * w * 3);
+        for path in chunk {
+            data.extend(preprocess::prepare(path, h, w, args.central_crop)?.data);
+        }
+        let x = tfgraph::HostTensor::f32(vec![chunk.len(), h, w, 3], data);
+        let out = model
+            .run_host(vec![x])
+            .with_context(|| format!("{}: running the model failed", dir.display()))?;
+        let y = out.into_iter().next().context("the model has no output")?;
+        if y.shape.len() != 2 || y.shape[0] != chunk.len() {
+            bail!(
+                "{}: the model's output has shape {:?}; expected [batch, classes or features]",
+                dir.display(),
+                y.shape
+            );
+        }
+        let d = y.shape[1];
+        width = d;
+        let values = y.to_f32().map_err(|e| anyhow::anyhow!("{e}"))?;
+        if labels.is_empty() {
+            let known = d == 1000 || d == 1001 || dir.join("labels.txt").is_file();
+            classified = classified || known;
+            if classified {
+                labels = labels_for(dir, d)?;
+            }
+        }
+        if classified {
+            let probs = rows_are_probabilities(&values, d);
+            for (path, row) in chunk.iter().zip(values.chunks(d)) {
+                let p = if probs { row.to_vec() } else { softmax(row) };
+                results.push((path.clone(), top_k(&p, args.top)));
+            }
+        }
+        outputs.extend(values);
+    }
+    if let Some(out) = &args.features {
+        write_npy(out, args.images.len(), width, &outputs)?;
+    }
+    print_results(args, classified, &results, &labels)
 }

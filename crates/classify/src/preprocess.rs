@@ -8,7 +8,7 @@ pub use models::imageops::Image;
 use std::path::Path;
 
 /// Load, crop and resize one file for the network.
-pub fn prepare(path: &Path, size: usize, crop: f64) -> anyhow::Result<Image> {
+pub fn prepare(path: &Path, height: usize, width: usize, crop: f64) -> anyhow::Result<Image> {
     let img = Image::open(path)?;
-    Ok(img.central_crop(crop).resize_bilinear(size, size))
+    Ok(img.central_crop(crop).resize_bilinear(height, width))
 }

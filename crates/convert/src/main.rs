@@ -291,6 +291,7 @@ fn inspect(handle: &str, json: bool, offline: bool) -> Result<()> {
             })).collect::<Vec<_>>(),
             "assets": sm.assets().iter().map(|a| serde_json::json!({"filename": a.filename, "bytes": asset_size(&a.path)})).collect::<Vec<_>>(),
             "op_types": sm.op_types(),
+            "graph": graph_summary_json(&sm),
         });
         println!("{}", serde_json::to_string_pretty(&doc)?);
         return Ok(());
@@ -351,7 +352,99 @@ fn inspect(handle: &str, json: bool, offline: bool) -> Result<()> {
         "  {}",
         sm.op_types().iter().cloned().collect::<Vec<_>>().join(", ")
     )?;
+    write_graph_summary(&mut o, &sm)?;
     print!("{o}");
+    Ok(())
+}
+
+/// Entry points, op histogram and unsupported ops of the graph executor, as JSON.
+fn graph_summary_json(sm: &savedmodel::SavedModel) -> serde_json::Value {
+    let entries = match tfgraph::entry_points(sm) {
+        Ok(e) => e,
+        Err(e) => return serde_json::json!({"error": e.to_string()}),
+    };
+    let spec = |a: &tfgraph::ArgSpec| serde_json::json!({"name": a.name, "dtype": a.dtype.name(), "shape": a.shape});
+    let list: Vec<serde_json::Value> = entries
+        .iter()
+        .map(|e| {
+            let (ops, unsupported) = match tfgraph::build_graph(sm, e) {
+                Ok(g) => (
+                    serde_json::json!(tfgraph::op_histogram(&g)),
+                    serde_json::json!(tfgraph::unsupported_ops(&g, true)
+                        .iter()
+                        .map(|(op, node, f)| serde_json::json!({"op": op, "node": node, "function": f}))
+                        .collect::<Vec<_>>()),
+                ),
+                Err(err) => (serde_json::Value::Null, serde_json::json!([{"error": err.to_string()}])),
+            };
+            serde_json::json!({
+                "entry": e.label(),
+                "function": e.function,
+                "inputs": e.inputs.iter().map(spec).collect::<Vec<_>>(),
+                "outputs": e.outputs,
+                "ops": ops,
+                "unsupported": unsupported,
+            })
+        })
+        .collect();
+    let default = tfgraph::default_entry(&entries).map(|e| e.label());
+    serde_json::json!({"entry_points": list, "default": default})
+}
+
+/// The text form of [`graph_summary_json`].
+fn write_graph_summary(o: &mut String, sm: &savedmodel::SavedModel) -> Result<()> {
+    use std::fmt::Write as _;
+    let entries = match tfgraph::entry_points(sm) {
+        Ok(e) => e,
+        Err(e) => {
+            writeln!(o, "\ngraph executor: {e}")?;
+            return Ok(());
+        }
+    };
+    let default = tfgraph::default_entry(&entries).map(|e| e.label());
+    writeln!(o, "\nentry points ({}):", entries.len())?;
+    for e in &entries {
+        let mark = if Some(e.label()) == default {
+            " (default)"
+        } else {
+            ""
+        };
+        writeln!(o, "  {}{mark}  [{}]", e.label(), e.function)?;
+        for a in &e.inputs {
+            writeln!(
+                o,
+                "    input {}: {} {}",
+                a.name,
+                a.dtype,
+                shape_str(&a.shape)
+            )?;
+        }
+        writeln!(o, "    outputs: {}", e.outputs.join(", "))?;
+        match tfgraph::build_graph(sm, e) {
+            Ok(g) => {
+                let hist = tfgraph::op_histogram(&g);
+                let n: usize = hist.values().sum();
+                let ops: Vec<String> = hist.iter().map(|(k, v)| format!("{k} {v}")).collect();
+                writeln!(o, "    ops ({n} nodes): {}", ops.join(", "))?;
+                let bad = tfgraph::unsupported_ops(&g, true);
+                if bad.is_empty() {
+                    writeln!(o, "    unsupported ops: none (runs on the graph executor)")?;
+                } else {
+                    let mut seen = std::collections::BTreeMap::new();
+                    for (op, node, f) in &bad {
+                        seen.entry(op.clone())
+                            .or_insert((node.clone(), f.clone(), 0usize))
+                            .2 += 1;
+                    }
+                    writeln!(o, "    unsupported ops ({}):", seen.len())?;
+                    for (op, (node, f, n)) in seen {
+                        writeln!(o, "      {op} x{n} (e.g. node `{node}` in `{f}`)")?;
+                    }
+                }
+            }
+            Err(err) => writeln!(o, "    cannot build the graph: {err}")?,
+        }
+    }
     Ok(())
 }
 

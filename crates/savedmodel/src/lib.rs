@@ -146,6 +146,9 @@ pub struct SavedModel {
     assets: Vec<Asset>,
     bundle: Option<Bundle>,
     index_path: PathBuf,
+    meta_graph: proto::MetaGraphDef,
+    /// Object-graph node id -> checkpoint key of its `VARIABLE_VALUE` (TF2 checkpoints).
+    node_keys: BTreeMap<usize, String>,
 }
 
 impl std::fmt::Debug for SavedModel {
@@ -217,6 +220,18 @@ impl SavedModel {
     /// Path of `variables/variables.index`.
     pub fn index_path(&self) -> &Path {
         &self.index_path
+    }
+
+    /// The meta graph that was read: graph, function library, object graph, signatures.
+    pub fn meta_graph(&self) -> &proto::MetaGraphDef {
+        &self.meta_graph
+    }
+
+    /// The variable stored for object-graph node `node_id` (TF2 object-based checkpoints:
+    /// the node's `VARIABLE_VALUE` attribute), if any.
+    pub fn variable_of_node(&self, node_id: usize) -> Option<&VariableInfo> {
+        let key = self.node_keys.get(&node_id)?;
+        self.variable(key)
     }
 }
 
@@ -312,9 +327,9 @@ pub fn read(dir: &Path) -> Result<SavedModel, Error> {
         }
         None
     };
-    let variables = match &bundle {
+    let (variables, node_keys) = match &bundle {
         Some(b) => list_variables(b, mg.object_graph_def.as_ref())?,
-        None => Vec::new(),
+        None => (Vec::new(), BTreeMap::new()),
     };
     let mut by_name = HashMap::new();
     for (i, v) in variables.iter().enumerate() {
@@ -334,6 +349,8 @@ pub fn read(dir: &Path) -> Result<SavedModel, Error> {
         assets,
         bundle,
         index_path,
+        meta_graph: mg,
+        node_keys,
     })
 }
 
@@ -413,12 +430,15 @@ fn collect_assets(
     Ok(out)
 }
 
-/// Maps checkpoint keys to variable names and lists every stored variable.
+/// Maps checkpoint keys to variable names and lists every stored variable; also returns the
+/// checkpoint key of each object-graph node's `VARIABLE_VALUE`.
+#[allow(clippy::type_complexity)]
 fn list_variables(
     b: &Bundle,
     objects: Option<&proto::SavedObjectGraph>,
-) -> Result<Vec<VariableInfo>, Error> {
+) -> Result<(Vec<VariableInfo>, BTreeMap<usize, String>), Error> {
     let mut key_to_name: BTreeMap<String, String> = BTreeMap::new();
+    let mut node_keys: BTreeMap<usize, String> = BTreeMap::new();
     if b.entries.contains_key(OBJECT_GRAPH_KEY.as_bytes()) {
         let t = b.read(OBJECT_GRAPH_KEY.as_bytes(), OBJECT_GRAPH_KEY)?;
         let bytes = t
@@ -437,6 +457,9 @@ fn list_variables(
             for a in &node.attributes {
                 if a.checkpoint_key.is_empty() {
                     continue;
+                }
+                if a.name == "VARIABLE_VALUE" {
+                    node_keys.insert(i, a.checkpoint_key.clone());
                 }
                 let mut name = a.full_name.clone();
                 if name.is_empty() && a.name == "VARIABLE_VALUE" {
@@ -496,5 +519,5 @@ fn list_variables(
         });
     }
     out.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(out)
+    Ok((out, node_keys))
 }

@@ -1,0 +1,355 @@
+//! The op registry: one function per TensorFlow op type (families in the sub-modules).
+//!
+//! Values live either on the Burn device (float tensors, computed with the dispatch backend's
+//! ops, so autodiff sees them) or on the host (constants, shapes, integers, bools, strings).
+//! An op whose inputs are all on the host computes on the host (shape arithmetic); otherwise
+//! host inputs are uploaded.
+
+mod array;
+mod elementwise;
+mod math;
+mod nn;
+
+use crate::dev::{self, BT, FT};
+use crate::graph::Node;
+use crate::host::HostTensor;
+use burn::tensor::Device;
+use savedmodel::proto::AttrValue;
+use savedmodel::DType;
+
+/// A value flowing along an edge of the graph.
+#[derive(Clone, Debug)]
+pub enum Value {
+    /// f32 tensor on the device.
+    Dev(FT),
+    /// bool tensor on the device.
+    DevBool(BT),
+    /// Tensor on the host.
+    Host(HostTensor),
+    /// A variable (resource handle): its slot.
+    Var(usize),
+}
+
+impl Value {
+    pub fn shape(&self) -> Vec<usize> {
+        match self {
+            Value::Dev(t) | Value::DevBool(t) => dev::shape(t),
+            Value::Host(h) => h.shape.clone(),
+            Value::Var(_) => Vec::new(),
+        }
+    }
+    pub fn is_host(&self) -> bool {
+        matches!(self, Value::Host(_))
+    }
+}
+
+/// What an op sees: the device, its node, the variables.
+pub struct Ctx<'a> {
+    pub device: &'a Device,
+    pub node: &'a Node,
+    pub vars: &'a [Value],
+    /// Training mode: dropout etc. are live (the trace decides most of it).
+    pub training: bool,
+}
+
+pub type OpResult = Result<Vec<Value>, String>;
+
+impl<'a> Ctx<'a> {
+    pub fn attr(&self, name: &str) -> Option<&AttrValue> {
+        self.node.attrs.get(name)
+    }
+    pub fn attr_i(&self, name: &str) -> Result<i64, String> {
+        self.attr(name)
+            .and_then(|a| a.i)
+            .ok_or_else(|| format!("missing int attribute `{name}`"))
+    }
+    pub fn attr_f(&self, name: &str, default: f32) -> f32 {
+        self.attr(name).and_then(|a| a.f).unwrap_or(default)
+    }
+    pub fn attr_b(&self, name: &str) -> bool {
+        self.attr(name).and_then(|a| a.b).unwrap_or(false)
+    }
+    pub fn attr_s(&self, name: &str) -> String {
+        self.attr(name)
+            .and_then(|a| a.s.as_ref())
+            .map(|s| String::from_utf8_lossy(s).into_owned())
+            .unwrap_or_default()
+    }
+    pub fn attr_ints(&self, name: &str) -> Vec<i64> {
+        self.attr(name)
+            .and_then(|a| a.list.as_ref())
+            .map(|l| l.i.clone())
+            .unwrap_or_default()
+    }
+    pub fn attr_type(&self, name: &str) -> Option<DType> {
+        self.attr(name)
+            .and_then(|a| a.r#type)
+            .map(DType::from_proto)
+    }
+
+    /// The value as a device float tensor (uploading host values).
+    pub fn float(&self, v: &Value) -> Result<FT, String> {
+        match v {
+            Value::Dev(t) => Ok(t.clone()),
+            Value::DevBool(t) => Ok(dev::bool_to_float(t.clone())),
+            Value::Host(h) => Ok(dev::upload(h.to_f32()?, &h.shape, self.device)),
+            Value::Var(_) => Err("expected a tensor, got a resource handle".into()),
+        }
+    }
+    /// The value as a device bool tensor.
+    pub fn boolean(&self, v: &Value) -> Result<BT, String> {
+        match v {
+            Value::DevBool(t) => Ok(t.clone()),
+            Value::Dev(t) => Ok(dev::not_equal(
+                t.clone(),
+                dev::zeros(&dev::shape(t), self.device),
+            )),
+            Value::Host(h) => Ok(dev::upload_bool(h.to_bool()?, &h.shape, self.device)),
+            Value::Var(_) => Err("expected a tensor, got a resource handle".into()),
+        }
+    }
+    /// The value on the host (reading device tensors back).
+    pub fn host(&self, v: &Value) -> Result<HostTensor, String> {
+        match v {
+            Value::Host(h) => Ok(h.clone()),
+            Value::Dev(t) => {
+                let s = dev::shape(t);
+                Ok(HostTensor::f32(s, dev::download(t.clone())?))
+            }
+            Value::DevBool(t) => {
+                let s = dev::shape(t);
+                Ok(HostTensor::bool(s, dev::download_bool(t.clone())?))
+            }
+            Value::Var(_) => Err("expected a tensor, got a resource handle".into()),
+        }
+    }
+    /// Integer values of a (small, host) tensor: shapes, axes, sizes.
+    pub fn ints(&self, v: &Value) -> Result<Vec<i64>, String> {
+        match v {
+            Value::Host(h) => h.to_i64(),
+            _ => self.host(v)?.to_i64(),
+        }
+    }
+}
+
+pub(crate) fn arg(inputs: &[Value], i: usize) -> Result<&Value, String> {
+    inputs
+        .get(i)
+        .ok_or_else(|| format!("expected at least {} inputs, got {}", i + 1, inputs.len()))
+}
+
+/// Normalises a possibly negative axis for rank `rank`.
+pub(crate) fn axis(a: i64, rank: usize) -> Result<usize, String> {
+    let r = rank as i64;
+    if a < -r || a >= r.max(1) {
+        return Err(format!("axis {a} is out of range for rank {rank}"));
+    }
+    Ok(if a < 0 { (a + r) as usize } else { a as usize })
+}
+
+/// Runs op `node.op` on `inputs`.
+pub fn run(ctx: &Ctx, inputs: Vec<Value>) -> OpResult {
+    let op = ctx.node.op.as_str();
+    if let Some(r) = elementwise::run(op, ctx, &inputs) {
+        return r;
+    }
+    if let Some(r) = array::run(op, ctx, &inputs) {
+        return r;
+    }
+    if let Some(r) = math::run(op, ctx, &inputs) {
+        return r;
+    }
+    if let Some(r) = nn::run(op, ctx, &inputs) {
+        return r;
+    }
+    match op {
+        "Identity" | "Snapshot" | "PreventGradient" | "CheckNumerics" | "EnsureShape" => {
+            Ok(vec![arg(&inputs, 0)?.clone()])
+        }
+        "StopGradient" => Ok(vec![match arg(&inputs, 0)? {
+            Value::Dev(t) => Value::Dev(dev::detach(t.clone())),
+            v => v.clone(),
+        }]),
+        "IdentityN" => Ok(inputs),
+        "NoOp" => Ok(Vec::new()),
+        "Const" => {
+            let t = ctx
+                .attr("value")
+                .and_then(|a| a.tensor.as_ref())
+                .ok_or("Const without a value")?;
+            Ok(vec![Value::Host(
+                HostTensor::from_proto(t).map_err(|e| e.to_string())?,
+            )])
+        }
+        "ReadVariableOp" => match arg(&inputs, 0)? {
+            Value::Var(slot) => ctx
+                .vars
+                .get(*slot)
+                .cloned()
+                .map(|v| vec![v])
+                .ok_or_else(|| format!("variable slot {slot} is not loaded")),
+            _ => Err("ReadVariableOp of something that is not a variable".into()),
+        },
+        _ => Err(format!("op type {op} is not implemented")),
+    }
+}
+
+/// Every op type [`run`] implements.
+pub const SUPPORTED: &[&str] = &[
+    // plumbing
+    "Identity",
+    "Snapshot",
+    "PreventGradient",
+    "CheckNumerics",
+    "EnsureShape",
+    "StopGradient",
+    "IdentityN",
+    "NoOp",
+    "Const",
+    "ReadVariableOp",
+    // elementwise
+    "Relu",
+    "Relu6",
+    "Elu",
+    "Selu",
+    "LeakyRelu",
+    "Sigmoid",
+    "Tanh",
+    "Softplus",
+    "Softsign",
+    "Rsqrt",
+    "Sqrt",
+    "Square",
+    "Neg",
+    "Exp",
+    "Expm1",
+    "Log",
+    "Log1p",
+    "Erf",
+    "Erfc",
+    "Abs",
+    "Sign",
+    "Reciprocal",
+    "Inv",
+    "Floor",
+    "Ceil",
+    "Round",
+    "Rint",
+    "Sin",
+    "Cos",
+    "LogicalNot",
+    "AddV2",
+    "Add",
+    "Sub",
+    "Mul",
+    "RealDiv",
+    "Div",
+    "DivNoNan",
+    "FloorDiv",
+    "FloorMod",
+    "Maximum",
+    "Minimum",
+    "SquaredDifference",
+    "Pow",
+    "BiasAdd",
+    "AddN",
+    "Greater",
+    "GreaterEqual",
+    "Less",
+    "LessEqual",
+    "Equal",
+    "NotEqual",
+    "LogicalAnd",
+    "LogicalOr",
+    "Select",
+    "SelectV2",
+    "Cast",
+    "ClipByValue",
+    "ZerosLike",
+    "OnesLike",
+    // array
+    "Shape",
+    "ShapeN",
+    "Size",
+    "Rank",
+    "Reshape",
+    "ExpandDims",
+    "Squeeze",
+    "Transpose",
+    "ConcatV2",
+    "Concat",
+    "Pack",
+    "Unpack",
+    "StridedSlice",
+    "Slice",
+    "GatherV2",
+    "Gather",
+    "Fill",
+    "Range",
+    "Tile",
+    "Split",
+    "SplitV",
+    "Pad",
+    "PadV2",
+    "MirrorPad",
+    "BroadcastTo",
+    "BroadcastArgs",
+    "OneHot",
+    "Where",
+    "GatherNd",
+    "SpaceToBatchND",
+    "BatchToSpaceND",
+    "ReverseV2",
+    // math
+    "Mean",
+    "Sum",
+    "Max",
+    "Min",
+    "Prod",
+    "All",
+    "Any",
+    "ArgMax",
+    "ArgMin",
+    "MatMul",
+    "BatchMatMul",
+    "BatchMatMulV2",
+    "BatchMatMulV3",
+    "Einsum",
+    "Softmax",
+    "LogSoftmax",
+    "Cumsum",
+    "L2Loss",
+    "TopKV2",
+    // nn
+    "Conv2D",
+    "DepthwiseConv2dNative",
+    "FusedBatchNorm",
+    "FusedBatchNormV2",
+    "FusedBatchNormV3",
+    "AvgPool",
+    "MaxPool",
+    "ResizeBilinear",
+    "ResizeNearestNeighbor",
+    "Conv2DBackpropInput",
+    "DepthToSpace",
+    "SpaceToDepth",
+];
+
+/// Whether op type `op` can run.
+pub fn supported(op: &str) -> bool {
+    SUPPORTED.contains(&op)
+}
+
+pub(crate) fn is_int(d: DType) -> bool {
+    matches!(
+        d,
+        DType::I32
+            | DType::I64
+            | DType::U8
+            | DType::I8
+            | DType::I16
+            | DType::U16
+            | DType::U32
+            | DType::U64
+    )
+}
