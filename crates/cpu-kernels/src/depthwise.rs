@@ -1,0 +1,437 @@
+//! Depthwise 2-D convolution on NHWC tensors (TensorFlow's `DepthwiseConv2dNative`), the
+//! spatial filter of MobileNet / EfficientNet blocks.
+//!
+//! Output channel `o = c * M + m` (depth multiplier `M`) is input channel `c` filtered by
+//! its own `kh x kw` kernel. The kernels run SIMD over output channels: for each output
+//! row the driver computes, per output pixel and tap, one pointer to the input pixel's
+//! channels (or to a zero vector for padding, as the GEMM driver does); then for each
+//! block of 16 (AVX-512) / 8 (AVX2, portable) channels the kernel loads the block's
+//! `kh * kw` weight vectors once and sweeps the row four pixels at a time, each tap one
+//! FMA per pixel, bias and activation fused into the store. With `M > 1` the input is
+//! first copied once with every channel repeated `M` times, which makes it `M = 1`.
+//! Output rows are spread over rayon's pool.
+
+use crate::aligned::AlignedBuf;
+use crate::conv::{ConvGeometry, Padding, SendPtr};
+use crate::microkernel::{Act, Isa};
+use crate::simd::{self, Simd};
+use crate::tensor::{Nhwc, Slot, View};
+use rayon::prelude::*;
+
+/// Geometry of a depthwise convolution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DepthwiseGeometry {
+    pub kh: usize,
+    pub kw: usize,
+    /// Input channels `C`.
+    pub channels: usize,
+    /// Depth multiplier `M`: output channels per input channel.
+    pub multiplier: usize,
+    /// `[vertical, horizontal]`.
+    pub stride: [usize; 2],
+    /// `[vertical, horizontal]` dilation rates (1 = none); the kernel spans
+    /// `(k - 1) * d + 1` input cells.
+    pub dilation: [usize; 2],
+    /// Zero padding modes as for [`Conv2d`](crate::Conv2d): `Valid`, `Same` (TensorFlow:
+    /// the odd cell at the bottom / right, computed on the dilated kernel), explicit
+    /// `Zero`; `Reflect` works too.
+    pub padding: Padding,
+}
+
+impl DepthwiseGeometry {
+    /// A `kh x kw` depthwise convolution over `channels` channels: multiplier 1, stride 1,
+    /// no dilation, VALID.
+    pub fn new(kh: usize, kw: usize, channels: usize) -> Self {
+        DepthwiseGeometry {
+            kh,
+            kw,
+            channels,
+            multiplier: 1,
+            stride: [1, 1],
+            dilation: [1, 1],
+            padding: Padding::Valid,
+        }
+    }
+
+    pub fn multiplier(mut self, m: usize) -> Self {
+        self.multiplier = m;
+        self
+    }
+
+    /// The same stride along both axes (set the field for different ones).
+    pub fn stride(mut self, s: usize) -> Self {
+        self.stride = [s, s];
+        self
+    }
+
+    /// The same dilation along both axes (set the field for different ones).
+    pub fn dilation(mut self, d: usize) -> Self {
+        self.dilation = [d, d];
+        self
+    }
+
+    pub fn padding(mut self, p: Padding) -> Self {
+        self.padding = p;
+        self
+    }
+
+    /// Output channels, `channels * multiplier`.
+    pub fn cout(&self) -> usize {
+        self.channels * self.multiplier
+    }
+
+    /// The padding/output arithmetic is that of a dense convolution with the dilated
+    /// kernel's extent.
+    fn extent(&self) -> ConvGeometry {
+        ConvGeometry::new(
+            (self.kh - 1) * self.dilation[0] + 1,
+            (self.kw - 1) * self.dilation[1] + 1,
+            self.channels,
+        )
+        .padding(self.padding)
+        .strides(self.stride)
+    }
+
+    /// Output `(height, width)` for an input of `h x w`, or `None` when it is too small.
+    pub fn output_hw(&self, h: usize, w: usize) -> Option<(usize, usize)> {
+        self.extent().output_hw(h, w)
+    }
+}
+
+/// A depthwise convolution with its weights packed for the kernels of one [`Isa`].
+#[derive(Debug, Clone)]
+pub struct DepthwiseConv2d {
+    geometry: DepthwiseGeometry,
+    isa: Isa,
+    act: Act,
+    /// `[blocks][kh * kw][lanes]`, zero beyond the last output channel.
+    packed: AlignedBuf,
+    /// `blocks * lanes` biases.
+    bias: Vec<f32>,
+}
+
+/// Multiply-adds below which a convolution runs on the calling thread.
+const PARALLEL_ABOVE: usize = 1 << 16;
+
+impl DepthwiseConv2d {
+    /// Packs a TensorFlow depthwise filter `[kh][kw][C][M]` (flattened; output channel
+    /// `c * M + m`), an optional bias per output channel (`C * M`) and the activation
+    /// after it, for the best kernels of this CPU.
+    pub fn new(
+        geometry: DepthwiseGeometry,
+        filter: &[f32],
+        bias: Option<&[f32]>,
+        act: Act,
+    ) -> DepthwiseConv2d {
+        Self::with_isa(Isa::detect(), geometry, filter, bias, act)
+    }
+
+    /// Like [`DepthwiseConv2d::new`] for a given instruction set (must be supported).
+    pub fn with_isa(
+        isa: Isa,
+        geometry: DepthwiseGeometry,
+        filter: &[f32],
+        bias: Option<&[f32]>,
+        act: Act,
+    ) -> DepthwiseConv2d {
+        assert!(
+            isa.is_supported(),
+            "{isa:?} kernels are not supported by this CPU"
+        );
+        let g = &geometry;
+        assert!(g.kh > 0 && g.kw > 0 && g.channels > 0 && g.multiplier > 0);
+        assert!(g.stride[0] > 0 && g.stride[1] > 0);
+        assert!(g.dilation[0] > 0 && g.dilation[1] > 0);
+        let (taps, cout) = (g.kh * g.kw, g.cout());
+        assert_eq!(filter.len(), taps * cout, "filter must be [kh, kw, C, M]");
+        if let Some(b) = bias {
+            assert_eq!(b.len(), cout, "bias length");
+        }
+        let lanes = match isa {
+            Isa::Avx512 => simd::Avx512::LANES,
+            Isa::Avx2 => simd::Avx2::LANES,
+            Isa::Portable => simd::Portable::LANES,
+        };
+        let blocks = cout.div_ceil(lanes);
+        let mut packed = AlignedBuf::zeros(blocks * taps * lanes);
+        let dst = packed.as_mut_slice();
+        for o in 0..cout {
+            let (blk, j) = (o / lanes, o % lanes);
+            for t in 0..taps {
+                dst[(blk * taps + t) * lanes + j] = filter[t * cout + o];
+            }
+        }
+        let mut b = vec![0f32; blocks * lanes];
+        if let Some(bias) = bias {
+            b[..cout].copy_from_slice(bias);
+        }
+        DepthwiseConv2d {
+            geometry,
+            isa,
+            act,
+            packed,
+            bias: b,
+        }
+    }
+
+    pub fn geometry(&self) -> &DepthwiseGeometry {
+        &self.geometry
+    }
+
+    pub fn isa(&self) -> Isa {
+        self.isa
+    }
+
+    /// Output channels, `C * M`.
+    pub fn cout(&self) -> usize {
+        self.geometry.cout()
+    }
+
+    /// Output `(height, width)` for an input of `h x w`, or `None` when it is too small.
+    pub fn output_hw(&self, h: usize, w: usize) -> Option<(usize, usize)> {
+        self.geometry.output_hw(h, w)
+    }
+
+    /// Runs the convolution into a new `[n, ho, wo, C * M]` tensor.
+    ///
+    /// Panics when `x` has other than `C` channels or is too small (check sizes with
+    /// [`DepthwiseConv2d::output_hw`] first).
+    pub fn forward(&self, x: View) -> Nhwc {
+        let (ho, wo) = self
+            .output_hw(x.h, x.w)
+            .expect("input too small for the convolution");
+        let mut out = Nhwc::zeros(x.n, ho, wo, self.cout());
+        let ldc = out.c;
+        // SAFETY: `out` has exactly n * ho * wo pixels of `cout` floats.
+        unsafe { self.run(x, out.data.as_mut_ptr(), ldc) };
+        out
+    }
+
+    /// Runs the convolution into `out` (`[n, ho, wo, C * M]`, possibly a channel slice
+    /// of a wider tensor; its other channels are left alone).
+    pub fn forward_into(&self, x: View, out: &mut Slot) {
+        let (ho, wo) = self
+            .output_hw(x.h, x.w)
+            .expect("input too small for the convolution");
+        out.check();
+        assert_eq!(
+            (out.n, out.h, out.w, out.c),
+            (x.n, ho, wo, self.cout()),
+            "output slot shape"
+        );
+        // SAFETY: the slot is an exclusive borrow, checked for size above.
+        unsafe { self.run(x, out.base(), out.stride) };
+    }
+
+    /// # Safety
+    /// `dst` must be valid for writes of `n * ho * wo` rows of `C * M` floats, `ldc`
+    /// floats apart.
+    unsafe fn run(&self, x: View, dst: *mut f32, ldc: usize) {
+        x.check();
+        let g = &self.geometry;
+        assert_eq!(x.c, g.channels, "input channels");
+        let (ho, wo) = self.output_hw(x.h, x.w).expect("input too small");
+        if x.n * ho * wo == 0 {
+            return;
+        }
+        let e = g.extent();
+        let (ys, xs) = e.padded_cells(x.h, x.w);
+        let cout = g.cout();
+        let mm = g.multiplier;
+        // With M > 1: the input with every channel repeated M times.
+        let expanded: Vec<f32> = if mm > 1 {
+            let mut v = vec![0f32; x.n * x.h * x.w * cout];
+            v.par_chunks_mut(x.w * cout)
+                .enumerate()
+                .for_each(|(r, row)| {
+                    let (b, y) = (r / x.h, r % x.h);
+                    for (xx, px) in row.chunks_exact_mut(cout).enumerate() {
+                        for (c, &val) in x.pixel(b, y, xx).iter().enumerate() {
+                            px[c * mm..(c + 1) * mm].fill(val);
+                        }
+                    }
+                });
+            v
+        } else {
+            Vec::new()
+        };
+        let (xbase, xstride) = if mm > 1 {
+            (SendPtr(expanded.as_ptr() as *mut f32), cout)
+        } else {
+            (SendPtr(x.data.as_ptr().add(x.offset) as *mut f32), x.stride)
+        };
+        let zeros = vec![0f32; self.bias.len()];
+        let zero = SendPtr(zeros.as_ptr() as *mut f32);
+        let dst = SendPtr(dst);
+        let (taps, kw) = (g.kh * g.kw, g.kw);
+        let ([sy, sx], [dy_, dx_]) = (g.stride, g.dilation);
+        let (isa, act) = (self.isa, self.act);
+        let packed = SendPtr(self.packed.as_slice().as_ptr() as *mut f32);
+        let bias = SendPtr(self.bias.as_ptr() as *mut f32);
+        let row = |ptrs: &mut Vec<*const f32>, r: usize| {
+            let (b, oy) = (r / ho, r % ho);
+            ptrs.clear();
+            for ox in 0..wo {
+                for t in 0..taps {
+                    let (dy, dx) = (t / kw, t % kw);
+                    let py = ys[oy * sy + dy * dy_];
+                    let px = xs[ox * sx + dx * dx_];
+                    ptrs.push(if py < 0 || px < 0 {
+                        zero.get()
+                    } else {
+                        xbase
+                            .get()
+                            .add(((b * x.h + py as usize) * x.w + px as usize) * xstride)
+                    });
+                }
+            }
+            let args = Row {
+                a: ptrs.as_ptr(),
+                pixels: wo,
+                taps,
+                w: packed.get(),
+                bias: bias.get(),
+                c: dst.get().add(r * wo * ldc),
+                ldc,
+                cout,
+                act,
+            };
+            run_row(isa, &args);
+        };
+        let rows = x.n * ho;
+        if rows == 1 || rows * wo * taps * cout < PARALLEL_ABOVE {
+            let mut ptrs = Vec::new();
+            (0..rows).for_each(|r| row(&mut ptrs, r));
+        } else {
+            (0..rows)
+                .into_par_iter()
+                .for_each_init(Vec::new, |ptrs, r| row(ptrs, r));
+        }
+    }
+}
+
+/// Arguments of one output row.
+struct Row {
+    /// `pixels * taps` input pointers, pixel-major, each to `cout` floats.
+    a: *const *const f32,
+    pixels: usize,
+    taps: usize,
+    /// `[blocks][taps][LANES]` weights.
+    w: *const f32,
+    /// `blocks * LANES` biases.
+    bias: *const f32,
+    /// Pixel `p` of the row starts at `c + p * ldc`.
+    c: *mut f32,
+    ldc: usize,
+    cout: usize,
+    act: Act,
+}
+
+/// # Safety
+/// `isa` must be supported; the pointers of `r` valid as documented on [`Row`].
+unsafe fn run_row(isa: Isa, r: &Row) {
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => row_avx512(r),
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => row_avx2(r),
+        _ => row_generic::<simd::Portable>(r),
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn row_avx512(r: &Row) {
+    row_generic::<simd::Avx512>(r)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn row_avx2(r: &Row) {
+    row_generic::<simd::Avx2>(r)
+}
+
+#[inline(always)]
+unsafe fn row_generic<S: Simd>(r: &Row) {
+    let blocks = r.cout.div_ceil(S::LANES);
+    for blk in 0..blocks {
+        let c0 = blk * S::LANES;
+        let tail = r.cout - c0 < S::LANES;
+        macro_rules! go {
+            ($t:expr) => {
+                if tail {
+                    block::<S, $t, true>(r, blk)
+                } else {
+                    block::<S, $t, false>(r, blk)
+                }
+            };
+        }
+        match r.taps {
+            9 => go!(9),
+            25 => go!(25),
+            _ => go!(0),
+        }
+    }
+}
+
+/// One block of `LANES` channels over the row. `T`: the tap count, or 0 for any (read
+/// from `r`); `TAIL`: the block is the last, partial one (masked loads and stores).
+#[inline(always)]
+unsafe fn block<S: Simd, const T: usize, const TAIL: bool>(r: &Row, blk: usize) {
+    let taps = if T == 0 { r.taps } else { T };
+    let c0 = blk * S::LANES;
+    let m = S::mask(r.cout - c0);
+    let load = |p: *const f32| {
+        if TAIL {
+            S::load_m(p.add(c0), m)
+        } else {
+            S::load(p.add(c0))
+        }
+    };
+    let store = |p: *mut f32, v: S::V| {
+        let v = S::act(v, r.act);
+        if TAIL {
+            S::store_m(p.add(c0), v, m)
+        } else {
+            S::store(p.add(c0), v)
+        }
+    };
+    let w = r.w.add(blk * taps * S::LANES);
+    let bias = S::load(r.bias.add(c0));
+    // The weights in registers when the tap count is known.
+    let wt: [S::V; T] = std::array::from_fn(|t| S::load(w.add(t * S::LANES)));
+    let wv = |t: usize| {
+        if T == 0 {
+            S::load(w.add(t * S::LANES))
+        } else {
+            wt[t]
+        }
+    };
+    let mut p = 0;
+    while p + 4 <= r.pixels {
+        let a = r.a.add(p * taps);
+        let (mut v0, mut v1, mut v2, mut v3) = (bias, bias, bias, bias);
+        for t in 0..taps {
+            let w = wv(t);
+            v0 = S::fma(load(*a.add(t)), w, v0);
+            v1 = S::fma(load(*a.add(taps + t)), w, v1);
+            v2 = S::fma(load(*a.add(2 * taps + t)), w, v2);
+            v3 = S::fma(load(*a.add(3 * taps + t)), w, v3);
+        }
+        let c = r.c.add(p * r.ldc);
+        store(c, v0);
+        store(c.add(r.ldc), v1);
+        store(c.add(2 * r.ldc), v2);
+        store(c.add(3 * r.ldc), v3);
+        p += 4;
+    }
+    while p < r.pixels {
+        let a = r.a.add(p * taps);
+        let mut v = bias;
+        for t in 0..taps {
+            v = S::fma(load(*a.add(t)), wv(t), v);
+        }
+        store(r.c.add(p * r.ldc), v);
+        p += 1;
+    }
+}
