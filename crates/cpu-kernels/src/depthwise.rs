@@ -260,35 +260,72 @@ impl DepthwiseConv2d {
         } else {
             (SendPtr(x.data.as_ptr().add(x.offset) as *mut f32), x.stride)
         };
-        let zeros = vec![0f32; self.bias.len()];
-        let zero = SendPtr(zeros.as_ptr() as *mut f32);
         let dst = SendPtr(dst);
-        let (taps, kw) = (g.kh * g.kw, g.kw);
-        let ([sy, sx], [dy_, dx_]) = (g.stride, g.dilation);
+        let (kh, kw) = (g.kh, g.kw);
+        let taps = kh * kw;
+        let ([sy, sx], [dh, dw]) = (g.stride, g.dilation);
+        // Zeros for the taps in padding: a whole input row (rows of padding read it like
+        // an input row), at least one padded channel vector.
+        let zeros = vec![0f32; (x.w * xstride).max(self.bias.len())];
+        let zero = SendPtr(zeros.as_ptr() as *mut f32);
+        // Interior pixels: those whose taps along x read input columns `ox * sx + x0 +
+        // dx * dw`, all inside the input (not padding, not reflected).
+        let linear = |ox: usize, x0: isize| {
+            (0..kw).all(|dx| {
+                let c = ox * sx + dx * dw;
+                xs[c] >= 0 && xs[c] as isize == c as isize + x0
+            })
+        };
+        let (mut lo, mut hi, mut x0) = (wo, wo, 0isize);
+        if let Some(l) = (0..wo).find(|&ox| {
+            xs[ox * sx] >= 0 && {
+                x0 = xs[ox * sx] as isize - (ox * sx) as isize;
+                linear(ox, x0)
+            }
+        }) {
+            lo = l;
+            hi = (l..wo).find(|&ox| !linear(ox, x0)).unwrap_or(wo);
+        }
+        let edges: Vec<usize> = (0..lo).chain(hi..wo).collect();
         let (isa, act) = (self.isa, self.act);
         let packed = SendPtr(self.packed.as_slice().as_ptr() as *mut f32);
         let bias = SendPtr(self.bias.as_ptr() as *mut f32);
-        let row = |ptrs: &mut Vec<*const f32>, r: usize| {
+        let row = |(tp, ep): &mut (Vec<*const f32>, Vec<*const f32>), r: usize| {
             let (b, oy) = (r / ho, r % ho);
-            ptrs.clear();
-            for ox in 0..wo {
-                for t in 0..taps {
-                    let (dy, dx) = (t / kw, t % kw);
-                    let py = ys[oy * sy + dy * dy_];
-                    let px = xs[ox * sx + dx * dx_];
-                    ptrs.push(if py < 0 || px < 0 {
-                        zero.get()
-                    } else {
-                        xbase
-                            .get()
-                            .add(((b * x.h + py as usize) * x.w + px as usize) * xstride)
-                    });
+            let row_ptr = |dy: usize| {
+                let py = ys[oy * sy + dy * dh];
+                (py >= 0).then(|| xbase.get().add((b * x.h + py as usize) * x.w * xstride))
+            };
+            tp.clear();
+            for dy in 0..kh {
+                let base = row_ptr(dy).unwrap_or(zero.get());
+                for dx in 0..kw {
+                    let col = x0 + (dx * dw) as isize;
+                    tp.push(base.wrapping_offset(col * xstride as isize) as *const f32);
+                }
+            }
+            ep.clear();
+            for &ox in &edges {
+                for dy in 0..kh {
+                    let base = row_ptr(dy);
+                    for dx in 0..kw {
+                        let px = xs[ox * sx + dx * dw];
+                        ep.push(match base {
+                            Some(p) if px >= 0 => p.add(px as usize * xstride),
+                            _ => zero.get(),
+                        });
+                    }
                 }
             }
             let args = Row {
-                a: ptrs.as_ptr(),
-                pixels: wo,
                 taps,
+                tp: tp.as_ptr(),
+                step: sx * xstride,
+                lo,
+                hi,
+                edge: edges.as_ptr(),
+                ep: ep.as_ptr(),
+                edges: edges.len(),
                 w: packed.get(),
                 bias: bias.get(),
                 c: dst.get().add(r * wo * ldc),
@@ -300,22 +337,29 @@ impl DepthwiseConv2d {
         };
         let rows = x.n * ho;
         if rows == 1 || rows * wo * taps * cout < PARALLEL_ABOVE {
-            let mut ptrs = Vec::new();
-            (0..rows).for_each(|r| row(&mut ptrs, r));
+            let mut bufs = Default::default();
+            (0..rows).for_each(|r| row(&mut bufs, r));
         } else {
             (0..rows)
                 .into_par_iter()
-                .for_each_init(Vec::new, |ptrs, r| row(ptrs, r));
+                .for_each_init(Default::default, row);
         }
     }
 }
 
 /// Arguments of one output row.
 struct Row {
-    /// `pixels * taps` input pointers, pixel-major, each to `cout` floats.
-    a: *const *const f32,
-    pixels: usize,
     taps: usize,
+    /// Interior pixels `lo .. hi` read tap `t` at `tp[t] + p * step` (`p` the pixel's
+    /// index in the row; `tp` computed with wrapping arithmetic, valid for those pixels).
+    tp: *const *const f32,
+    step: usize,
+    lo: usize,
+    hi: usize,
+    /// The other pixels, `edge[e]`, read tap `t` at `ep[e * taps + t]`.
+    edge: *const usize,
+    ep: *const *const f32,
+    edges: usize,
     /// `[blocks][taps][LANES]` weights.
     w: *const f32,
     /// `blocks * LANES` biases.
@@ -328,7 +372,8 @@ struct Row {
 }
 
 /// # Safety
-/// `isa` must be supported; the pointers of `r` valid as documented on [`Row`].
+/// `isa` must be supported; the pointers of `r` valid as documented on [`Row`], each
+/// input pointer for `cout` floats.
 unsafe fn run_row(isa: Isa, r: &Row) {
     match isa {
         #[cfg(target_arch = "x86_64")]
@@ -351,87 +396,110 @@ unsafe fn row_avx2(r: &Row) {
     row_generic::<simd::Avx2>(r)
 }
 
+/// Vectors of channels per tile: enough independent accumulators (4 pixels x `NV`) to
+/// keep the FMA units busy, and `NV * LANES` contiguous channels per pixel and tap for the
+/// prefetchers.
+const NV: usize = 4;
+
 #[inline(always)]
 unsafe fn row_generic<S: Simd>(r: &Row) {
-    let blocks = r.cout.div_ceil(S::LANES);
-    for blk in 0..blocks {
-        let c0 = blk * S::LANES;
-        let tail = r.cout - c0 < S::LANES;
-        macro_rules! go {
-            ($t:expr) => {
-                if tail {
-                    block::<S, $t, true>(r, blk)
-                } else {
-                    block::<S, $t, false>(r, blk)
-                }
-            };
-        }
-        match r.taps {
-            9 => go!(9),
-            25 => go!(25),
-            _ => go!(0),
-        }
+    let vectors = r.cout.div_ceil(S::LANES);
+    let full = r.cout / S::LANES;
+    let mut v = 0;
+    while v + NV <= full {
+        tile::<S, NV, false>(r, v);
+        v += NV;
+    }
+    while v < full {
+        tile::<S, 1, false>(r, v);
+        v += 1;
+    }
+    if v < vectors {
+        tile::<S, 1, true>(r, v);
     }
 }
 
-/// One block of `LANES` channels over the row. `T`: the tap count, or 0 for any (read
-/// from `r`); `TAIL`: the block is the last, partial one (masked loads and stores).
+/// Channels `v * LANES ..` (`N` vectors) over the row; `TAIL`: the one vector is the last,
+/// partial one (masked loads and stores). (Macros, not closures: a closure is a function
+/// of its own, compiled without the caller's target features, and would not inline the
+/// intrinsics.)
 #[inline(always)]
-unsafe fn block<S: Simd, const T: usize, const TAIL: bool>(r: &Row, blk: usize) {
-    let taps = if T == 0 { r.taps } else { T };
-    let c0 = blk * S::LANES;
+unsafe fn tile<S: Simd, const N: usize, const TAIL: bool>(r: &Row, v: usize) {
+    let taps = r.taps;
+    let c0 = v * S::LANES;
     let m = S::mask(r.cout - c0);
-    let load = |p: *const f32| {
-        if TAIL {
-            S::load_m(p.add(c0), m)
-        } else {
-            S::load(p.add(c0))
-        }
-    };
-    let store = |p: *mut f32, v: S::V| {
-        let v = S::act(v, r.act);
-        if TAIL {
-            S::store_m(p.add(c0), v, m)
-        } else {
-            S::store(p.add(c0), v)
-        }
-    };
-    let w = r.w.add(blk * taps * S::LANES);
-    let bias = S::load(r.bias.add(c0));
-    // The weights in registers when the tap count is known.
-    let wt: [S::V; T] = std::array::from_fn(|t| S::load(w.add(t * S::LANES)));
-    let wv = |t: usize| {
-        if T == 0 {
-            S::load(w.add(t * S::LANES))
-        } else {
-            wt[t]
-        }
-    };
-    let mut p = 0;
-    while p + 4 <= r.pixels {
-        let a = r.a.add(p * taps);
-        let (mut v0, mut v1, mut v2, mut v3) = (bias, bias, bias, bias);
+    macro_rules! load {
+        ($p:expr) => {
+            if TAIL {
+                S::load_m($p, m)
+            } else {
+                S::load($p)
+            }
+        };
+    }
+    macro_rules! store {
+        ($p:expr, $v:expr) => {{
+            let v = S::act($v, r.act);
+            if TAIL {
+                S::store_m($p, v, m)
+            } else {
+                S::store($p, v)
+            }
+        }};
+    }
+    // Vector j of tap t: w + (j * taps + t) * LANES.
+    let w = r.w.add(v * taps * S::LANES);
+    let wstride = taps * S::LANES;
+    let bias: [S::V; N] = std::array::from_fn(|j| S::load(r.bias.add(c0 + j * S::LANES)));
+    let step = r.step;
+    let mut p = r.lo;
+    while p + 4 <= r.hi {
+        let mut acc = [bias; 4];
         for t in 0..taps {
-            let w = wv(t);
-            v0 = S::fma(load(*a.add(t)), w, v0);
-            v1 = S::fma(load(*a.add(taps + t)), w, v1);
-            v2 = S::fma(load(*a.add(2 * taps + t)), w, v2);
-            v3 = S::fma(load(*a.add(3 * taps + t)), w, v3);
+            let a = (*r.tp.add(t)).wrapping_add(p * step + c0);
+            for j in 0..N {
+                let wv = S::load(w.add(j * wstride + t * S::LANES));
+                for (i, acc) in acc.iter_mut().enumerate() {
+                    acc[j] = S::fma(load!(a.add(i * step + j * S::LANES)), wv, acc[j]);
+                }
+            }
         }
-        let c = r.c.add(p * r.ldc);
-        store(c, v0);
-        store(c.add(r.ldc), v1);
-        store(c.add(2 * r.ldc), v2);
-        store(c.add(3 * r.ldc), v3);
+        for (i, acc) in acc.iter().enumerate() {
+            let c = r.c.add((p + i) * r.ldc + c0);
+            for (j, &a) in acc.iter().enumerate() {
+                store!(c.add(j * S::LANES), a);
+            }
+        }
         p += 4;
     }
-    while p < r.pixels {
-        let a = r.a.add(p * taps);
-        let mut v = bias;
+    while p < r.hi {
+        let mut acc = bias;
         for t in 0..taps {
-            v = S::fma(load(*a.add(t)), wv(t), v);
+            let a = (*r.tp.add(t)).wrapping_add(p * step + c0);
+            for (j, acc) in acc.iter_mut().enumerate() {
+                let wv = S::load(w.add(j * wstride + t * S::LANES));
+                *acc = S::fma(load!(a.add(j * S::LANES)), wv, *acc);
+            }
         }
-        store(r.c.add(p * r.ldc), v);
+        let c = r.c.add(p * r.ldc + c0);
+        for (j, &a) in acc.iter().enumerate() {
+            store!(c.add(j * S::LANES), a);
+        }
         p += 1;
+    }
+    for e in 0..r.edges {
+        let ap = r.ep.add(e * taps);
+        let mut acc = bias;
+        for t in 0..taps {
+            let a = (*ap.add(t)).add(c0);
+            for (j, acc) in acc.iter_mut().enumerate() {
+                let wv = S::load(w.add(j * wstride + t * S::LANES));
+                *acc = S::fma(load!(a.add(j * S::LANES)), wv, *acc);
+            }
+        }
+        let c = r.c.add(*r.edge.add(e) * r.ldc + c0);
+        for (j, &a) in acc.iter().enumerate() {
+            store!(c.add(j * S::LANES), a);
+        }
     }
 }
