@@ -1,6 +1,6 @@
 //! Depthwise convolution throughput on the shapes of MobileNetV2 (3x3) and
 //! EfficientNet-B0 (5x5), 224x224 input (not a test). Run:
-//! `cargo bench -p cpu-kernels --bench depthwise [-- --isa avx512|avx2|portable]`.
+//! `cargo bench -p cpu-kernels --bench depthwise [-- --isa avx512|avx2|portable] [--only <name part>]`.
 //! GFLOP/s counts 2 flops per multiply-add; GB/s the input read and output written once;
 //! times are the best of 10 batches of calls into one preallocated output.
 
@@ -36,7 +36,15 @@ fn main() {
     ];
     println!("isa {isa:?}, {} threads", rayon::current_num_threads());
     let mut total_t = 0.0;
+    // Optional: only the cases whose name contains `--only <text>`.
+    let only = args
+        .iter()
+        .position(|a| a == "--only")
+        .map(|i| args[i + 1].clone());
     for (name, n, side, k, c, s) in cases {
+        if only.as_ref().is_some_and(|o| !name.contains(o.as_str())) {
+            continue;
+        }
         let g = DepthwiseGeometry::new(k, k, c)
             .stride(s)
             .padding(Padding::Same);

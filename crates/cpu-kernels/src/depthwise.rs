@@ -268,24 +268,21 @@ impl DepthwiseConv2d {
         // an input row), at least one padded channel vector.
         let zeros = vec![0f32; (x.w * xstride).max(self.bias.len())];
         let zero = SendPtr(zeros.as_ptr() as *mut f32);
-        // Interior pixels: those whose taps along x read input columns `ox * sx + x0 +
-        // dx * dw`, all inside the input (not padding, not reflected).
+        // Interior pixels: those whose taps along x read input columns
+        // `ox * sx + x0 + dx * dw`, all inside the input (not padding, not reflected), for
+        // the `x0` of the first such pixel; they are a range `lo .. hi`.
+        let shift = |ox: usize| xs[ox * sx] as isize - (ox * sx) as isize;
         let linear = |ox: usize, x0: isize| {
             (0..kw).all(|dx| {
                 let c = ox * sx + dx * dw;
                 xs[c] >= 0 && xs[c] as isize == c as isize + x0
             })
         };
-        let (mut lo, mut hi, mut x0) = (wo, wo, 0isize);
-        if let Some(l) = (0..wo).find(|&ox| {
-            xs[ox * sx] >= 0 && {
-                x0 = xs[ox * sx] as isize - (ox * sx) as isize;
-                linear(ox, x0)
-            }
-        }) {
-            lo = l;
-            hi = (l..wo).find(|&ox| !linear(ox, x0)).unwrap_or(wo);
-        }
+        let lo = (0..wo)
+            .find(|&ox| xs[ox * sx] >= 0 && linear(ox, shift(ox)))
+            .unwrap_or(wo);
+        let x0 = if lo < wo { shift(lo) } else { 0 };
+        let hi = (lo..wo).find(|&ox| !linear(ox, x0)).unwrap_or(wo);
         let edges: Vec<usize> = (0..lo).chain(hi..wo).collect();
         let (isa, act) = (self.isa, self.act);
         let packed = SendPtr(self.packed.as_slice().as_ptr() as *mut f32);
@@ -321,6 +318,9 @@ impl DepthwiseConv2d {
                 taps,
                 tp: tp.as_ptr(),
                 step: sx * xstride,
+                xstride,
+                kw,
+                dw,
                 lo,
                 hi,
                 edge: edges.as_ptr(),
@@ -354,6 +354,10 @@ struct Row {
     /// index in the row; `tp` computed with wrapping arithmetic, valid for those pixels).
     tp: *const *const f32,
     step: usize,
+    /// Floats between input pixels; kernel width and horizontal dilation.
+    xstride: usize,
+    kw: usize,
+    dw: usize,
     lo: usize,
     hi: usize,
     /// The other pixels, `edge[e]`, read tap `t` at `ep[e * taps + t]`.
@@ -396,35 +400,51 @@ unsafe fn row_avx2(r: &Row) {
     row_generic::<simd::Avx2>(r)
 }
 
-/// Vectors of channels per tile: enough independent accumulators (4 pixels x `NV`) to
-/// keep the FMA units busy, and `NV * LANES` contiguous channels per pixel and tap for the
-/// prefetchers.
-const NV: usize = 4;
-
+/// Tiles are up to 4 pixels x `N` vectors of channels: enough independent accumulators
+/// to keep the FMA units busy, and `N * LANES` contiguous channels per pixel and tap for
+/// the prefetchers. `N` = 4 with 32 registers (AVX-512), 2 with 16.
 #[inline(always)]
 unsafe fn row_generic<S: Simd>(r: &Row) {
+    // Stride 1 without dilation along x: the 4 pixels' taps share input columns.
+    match (r.step == r.xstride && r.dw == 1, r.kw) {
+        (true, 3) => tiles::<S, 3>(r),
+        (true, 5) => tiles::<S, 5>(r),
+        _ => tiles::<S, 0>(r),
+    }
+}
+
+#[inline(always)]
+unsafe fn tiles<S: Simd, const KW: usize>(r: &Row) {
     let vectors = r.cout.div_ceil(S::LANES);
     let full = r.cout / S::LANES;
     let mut v = 0;
-    while v + NV <= full {
-        tile::<S, NV, false>(r, v);
-        v += NV;
+    if S::LANES >= 16 {
+        while v + 4 <= full {
+            tile::<S, 4, KW, false>(r, v);
+            v += 4;
+        }
     }
-    while v < full {
-        tile::<S, 1, false>(r, v);
+    while v + 2 <= full {
+        tile::<S, 2, KW, false>(r, v);
+        v += 2;
+    }
+    if v < full {
+        tile::<S, 1, KW, false>(r, v);
         v += 1;
     }
     if v < vectors {
-        tile::<S, 1, true>(r, v);
+        tile::<S, 1, KW, true>(r, v);
     }
 }
 
 /// Channels `v * LANES ..` (`N` vectors) over the row; `TAIL`: the one vector is the last,
-/// partial one (masked loads and stores). (Macros, not closures: a closure is a function
+/// partial one (masked loads and stores). `KW` > 0: the row's kernel is `KW` wide at
+/// stride 1 without dilation, so groups of 4 interior pixels load each of their
+/// `KW + 3` input columns once per kernel row and vector. (Macros, not closures: a closure is a function
 /// of its own, compiled without the caller's target features, and would not inline the
 /// intrinsics.)
 #[inline(always)]
-unsafe fn tile<S: Simd, const N: usize, const TAIL: bool>(r: &Row, v: usize) {
+unsafe fn tile<S: Simd, const N: usize, const KW: usize, const TAIL: bool>(r: &Row, v: usize) {
     let taps = r.taps;
     let c0 = v * S::LANES;
     let m = S::mask(r.cout - c0);
@@ -453,6 +473,33 @@ unsafe fn tile<S: Simd, const N: usize, const TAIL: bool>(r: &Row, v: usize) {
     let bias: [S::V; N] = std::array::from_fn(|j| S::load(r.bias.add(c0 + j * S::LANES)));
     let step = r.step;
     let mut p = r.lo;
+    while KW > 0 && p + 4 <= r.hi {
+        let mut acc = [bias; 4];
+        for dy in 0..taps / KW {
+            let t0 = dy * KW;
+            let a = (*r.tp.add(t0)).wrapping_add(p * step + c0);
+            for j in 0..N {
+                let wv: [S::V; KW] =
+                    std::array::from_fn(|dx| S::load(w.add(j * wstride + (t0 + dx) * S::LANES)));
+                // Input column i feeds pixel i - dx through tap dx.
+                for i in 0..KW + 3 {
+                    let x = load!(a.add(i * step + j * S::LANES));
+                    for dx in 0..KW {
+                        if i >= dx && i - dx < 4 {
+                            acc[i - dx][j] = S::fma(x, wv[dx], acc[i - dx][j]);
+                        }
+                    }
+                }
+            }
+        }
+        for (i, acc) in acc.iter().enumerate() {
+            let c = r.c.add((p + i) * r.ldc + c0);
+            for (j, &a) in acc.iter().enumerate() {
+                store!(c.add(j * S::LANES), a);
+            }
+        }
+        p += 4;
+    }
     while p + 4 <= r.hi {
         let mut acc = [bias; 4];
         for t in 0..taps {

@@ -159,7 +159,10 @@ fn check(n: usize, h: usize, w: usize, g: DepthwiseGeometry, act: Act, seed: u64
 #[test]
 fn mobilenet_3x3_same_strides_1_and_2() {
     // Channel counts around the 8 / 16 lane blocks, odd sides, SAME and VALID.
-    for (i, &c) in [1, 3, 8, 15, 16, 17, 24, 32, 33, 40].iter().enumerate() {
+    for (i, &c) in [1, 3, 8, 15, 16, 17, 24, 32, 33, 40, 56, 112]
+        .iter()
+        .enumerate()
+    {
         for s in [1, 2] {
             for p in [Padding::Same, Padding::Valid] {
                 let g = DepthwiseGeometry::new(3, 3, c).stride(s).padding(p);
