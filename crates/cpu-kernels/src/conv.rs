@@ -583,7 +583,9 @@ impl Conv2d {
 /// channels): group `i` is a dense convolution from input channels
 /// `i * cin/groups ..` to output channels `i * cout/groups ..`. Run as one packed
 /// [`Conv2d`] per group, reading its channel slice of the input and writing its slice of
-/// the output (each group's pass is parallel in itself).
+/// the output, one group after the other (each group's pass is parallel in itself).
+/// Meant for a few wide groups (ResNeXt-style); with one input channel per group
+/// (`groups == cin`) use [`DepthwiseConv2d`](crate::DepthwiseConv2d), which is far faster.
 #[derive(Debug, Clone)]
 pub struct GroupedConv2d {
     groups: Vec<Conv2d>,

@@ -2,14 +2,17 @@
 //! spatial filter of MobileNet / EfficientNet blocks.
 //!
 //! Output channel `o = c * M + m` (depth multiplier `M`) is input channel `c` filtered by
-//! its own `kh x kw` kernel. The kernels run SIMD over output channels: for each output
-//! row the driver computes, per output pixel and tap, one pointer to the input pixel's
-//! channels (or to a zero vector for padding, as the GEMM driver does); then for each
-//! block of 16 (AVX-512) / 8 (AVX2, portable) channels the kernel loads the block's
-//! `kh * kw` weight vectors once and sweeps the row four pixels at a time, each tap one
-//! FMA per pixel, bias and activation fused into the store. With `M > 1` the input is
-//! first copied once with every channel repeated `M` times, which makes it `M = 1`.
-//! Output rows are spread over rayon's pool.
+//! its own `kh x kw` kernel. The kernels run SIMD over output channels (16 lanes on
+//! AVX-512, 8 on AVX2 and portable), one output row per call: a tile of up to 4 vectors
+//! of channels sweeps the row 4 pixels at a time, one FMA per pixel, vector and tap,
+//! bias and activation fused into the store. Interior pixels address their taps from one
+//! pointer per tap (plus the pixel's offset); with stride 1 and no horizontal dilation,
+//! 3- and 5-wide kernels load each input column of a 4-pixel group once per kernel row.
+//! Pixels whose taps reach into horizontal padding get one pointer per tap (to the input
+//! or to zeros), and kernel rows in vertical padding read a row of zeros, so padding
+//! costs no branches. With `M > 1` the input is first copied once with every channel
+//! repeated `M` times, which makes it `M = 1`. Weights are packed once, per vector of
+//! channels and tap. Output rows are spread over rayon's pool.
 
 use crate::aligned::AlignedBuf;
 use crate::conv::{ConvGeometry, Padding, SendPtr};
