@@ -618,9 +618,15 @@ impl GroupedConv2d {
         act: Act,
     ) -> GroupedConv2d {
         assert!(groups > 0, "at least one group");
-        assert!(
-            geometry.cin % groups == 0 && cout % groups == 0,
-            "channels must be multiples of the groups"
+        assert_eq!(
+            geometry.cin % groups,
+            0,
+            "input channels not a multiple of the groups"
+        );
+        assert_eq!(
+            cout % groups,
+            0,
+            "output channels not a multiple of the groups"
         );
         let (cin_g, cout_g) = (geometry.cin / groups, cout / groups);
         let gg = ConvGeometry {

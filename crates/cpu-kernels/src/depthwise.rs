@@ -447,6 +447,7 @@ unsafe fn tiles<S: Simd, const KW: usize>(r: &Row) {
 /// of its own, compiled without the caller's target features, and would not inline the
 /// intrinsics.)
 #[inline(always)]
+#[allow(clippy::needless_range_loop)] // the loops index several arrays alike
 unsafe fn tile<S: Simd, const N: usize, const KW: usize, const TAIL: bool>(r: &Row, v: usize) {
     let taps = r.taps;
     let c0 = v * S::LANES;

@@ -86,7 +86,7 @@ mod x86 {
         8.333_452e-3,
         4.166_579_6e-2,
         1.666_666_5e-1,
-        5.000_000_1e-1,
+        0.5,
     ];
 
     /// Generates `exp` and the activation for one vector width.
