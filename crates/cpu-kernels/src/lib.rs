@@ -10,7 +10,7 @@
 //!   [`GroupedConv2d`]: grouped convolutions as one `Conv2d` per group.
 //! - [`DepthwiseConv2d`]: depthwise convolution (TensorFlow filter layout, depth
 //!   multiplier, strides, dilation, padding), SIMD over channels, bias and activation
-//!   fused. Activations ([`Act`]): ReLU, ReLU6, hard-swish, swish.
+//!   fused. Activations ([`Act`]): ReLU, ReLU6, hard-swish, swish, sigmoid, hard-sigmoid.
 //! - [`ops`]: pooling, spatial means, conditional instance norm, elementwise maps.
 //!
 //! Activations are [`Nhwc`] buffers; [`View`] / [`Slot`] address a channel slice of one,

@@ -92,6 +92,10 @@ pub enum Act {
     /// `x * sigmoid(x)` (swish / SiLU, EfficientNet); the vector kernels use a
     /// polynomial `exp` with a relative error of about 2e-7.
     Swish,
+    /// `1 / (1 + exp(-x))` (EfficientNet's squeeze-excitation gate).
+    Sigmoid,
+    /// `relu6(x + 3) / 6` (MobileNetV3's squeeze-excitation gate).
+    HardSigmoid,
 }
 
 /// Arguments of one kernel call (see the module docs).
@@ -138,6 +142,8 @@ pub(crate) fn act_scalar(v: f32, act: Act) -> f32 {
         Act::Relu6 => v.clamp(0.0, 6.0),
         Act::HardSwish => v * (v + 3.0).clamp(0.0, 6.0) * (1.0 / 6.0),
         Act::Swish => v / (1.0 + (-v).exp()),
+        Act::Sigmoid => 1.0 / (1.0 + (-v).exp()),
+        Act::HardSigmoid => (v + 3.0).clamp(0.0, 6.0) * (1.0 / 6.0),
     }
 }
 

@@ -124,6 +124,11 @@ mod x86 {
                         $mul(v, $mul(r6, $set1(1.0 / 6.0)))
                     }
                     Act::Swish => $div(v, $add($set1(1.0), $exp($sub(zero, v)))),
+                    Act::Sigmoid => $div($set1(1.0), $add($set1(1.0), $exp($sub(zero, v)))),
+                    Act::HardSigmoid => {
+                        let r6 = $min($max($add(v, $set1(3.0)), zero), $set1(6.0));
+                        $mul(r6, $set1(1.0 / 6.0))
+                    }
                 }
             }
         };

@@ -93,6 +93,8 @@ fn activate(v: f32, act: Act) -> f32 {
         Act::Relu6 => x.clamp(0.0, 6.0),
         Act::HardSwish => x * (x + 3.0).clamp(0.0, 6.0) / 6.0,
         Act::Swish => x / (1.0 + (-x).exp()),
+        Act::Sigmoid => 1.0 / (1.0 + (-x).exp()),
+        Act::HardSigmoid => (x + 3.0).clamp(0.0, 6.0) / 6.0,
     }) as f32
 }
 
@@ -523,11 +525,11 @@ fn winograd_for_3x3_stride_1_matches_the_direct_sum() {
 }
 
 #[test]
-fn hard_swish_and_swish_in_every_store_path() {
+fn swish_sigmoid_and_their_hard_versions_in_every_store_path() {
     // GEMM tiles (1x1 and 3x3 stride 2), the dot path (cout <= 4) and Winograd, with the
     // bias pushing values across hard-swish's corners at -3 and 3 and far into swish's
     // tails.
-    for act in [Act::HardSwish, Act::Swish] {
+    for act in [Act::HardSwish, Act::Swish, Act::Sigmoid, Act::HardSigmoid] {
         check(2, 5, 7, 24, 37, ConvGeometry::new(1, 1, 24), act, 70);
         check(
             1,

@@ -26,6 +26,8 @@ fn activate(x: f64, act: Act) -> f64 {
         Act::Relu6 => x.clamp(0.0, 6.0),
         Act::HardSwish => x * (x + 3.0).clamp(0.0, 6.0) / 6.0,
         Act::Swish => x / (1.0 + (-x).exp()),
+        Act::Sigmoid => 1.0 / (1.0 + (-x).exp()),
+        Act::HardSigmoid => (x + 3.0).clamp(0.0, 6.0) / 6.0,
     }
 }
 
