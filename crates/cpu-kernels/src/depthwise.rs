@@ -286,6 +286,9 @@ impl DepthwiseConv2d {
             .unwrap_or(wo);
         let x0 = if lo < wo { shift(lo) } else { 0 };
         let hi = (lo..wo).find(|&ox| !linear(ox, x0)).unwrap_or(wo);
+        // The interior's last (hi - lo) % 4 pixels join the edges' pointer lists, which
+        // run 4 pixels at a time too.
+        let hi = lo + (hi - lo) / 4 * 4;
         let edges: Vec<usize> = (0..lo).chain(hi..wo).collect();
         let (isa, act) = (self.isa, self.act);
         let packed = SendPtr(self.packed.as_slice().as_ptr() as *mut f32);
@@ -353,8 +356,9 @@ impl DepthwiseConv2d {
 /// Arguments of one output row.
 struct Row {
     taps: usize,
-    /// Interior pixels `lo .. hi` read tap `t` at `tp[t] + p * step` (`p` the pixel's
-    /// index in the row; `tp` computed with wrapping arithmetic, valid for those pixels).
+    /// Interior pixels `lo .. hi` (a multiple of 4 of them) read tap `t` at
+    /// `tp[t] + p * step` (`p` the pixel's index in the row; `tp` computed with wrapping
+    /// arithmetic, valid for those pixels).
     tp: *const *const f32,
     step: usize,
     /// Floats between input pixels; kernel width and horizontal dilation.
@@ -363,7 +367,8 @@ struct Row {
     dw: usize,
     lo: usize,
     hi: usize,
-    /// The other pixels, `edge[e]`, read tap `t` at `ep[e * taps + t]`.
+    /// The other pixels (those reaching into padding and the interior's last
+    /// `(hi - lo) % 4`), `edge[e]`, read tap `t` at `ep[e * taps + t]`.
     edge: *const usize,
     ep: *const *const f32,
     edges: usize,
@@ -476,6 +481,7 @@ unsafe fn tile<S: Simd, const N: usize, const KW: usize, const TAIL: bool>(r: &R
     let wstride = taps * S::LANES;
     let bias: [S::V; N] = std::array::from_fn(|j| S::load(r.bias.add(c0 + j * S::LANES)));
     let step = r.step;
+    debug_assert_eq!((r.hi - r.lo) % 4, 0);
     let mut p = r.lo;
     while KW > 0 && p + 4 <= r.hi {
         let mut acc = [bias; 4];
@@ -523,34 +529,29 @@ unsafe fn tile<S: Simd, const N: usize, const KW: usize, const TAIL: bool>(r: &R
         }
         p += 4;
     }
-    while p < r.hi {
-        let mut acc = bias;
+    // Pointer-addressed pixels, 4 at a time too (a short group repeats its first pixel,
+    // computed but not stored).
+    let mut e = 0;
+    while e < r.edges {
+        let n = (r.edges - e).min(4);
+        let ap: [*const *const f32; 4] =
+            std::array::from_fn(|i| r.ep.add((e + if i < n { i } else { 0 }) * taps));
+        let mut acc = [bias; 4];
         for t in 0..taps {
-            let a = (*r.tp.add(t)).wrapping_add(p * step + c0);
-            for (j, acc) in acc.iter_mut().enumerate() {
+            for j in 0..N {
                 let wv = S::load(w.add(j * wstride + t * S::LANES));
-                *acc = S::fma(load!(a.add(j * S::LANES)), wv, *acc);
+                for i in 0..4 {
+                    let a = (*ap[i].add(t)).add(c0 + j * S::LANES);
+                    acc[i][j] = S::fma(load!(a), wv, acc[i][j]);
+                }
             }
         }
-        let c = r.c.add(p * r.ldc + c0);
-        for (j, &a) in acc.iter().enumerate() {
-            store!(c.add(j * S::LANES), a);
-        }
-        p += 1;
-    }
-    for e in 0..r.edges {
-        let ap = r.ep.add(e * taps);
-        let mut acc = bias;
-        for t in 0..taps {
-            let a = (*ap.add(t)).add(c0);
-            for (j, acc) in acc.iter_mut().enumerate() {
-                let wv = S::load(w.add(j * wstride + t * S::LANES));
-                *acc = S::fma(load!(a.add(j * S::LANES)), wv, *acc);
+        for (i, acc) in acc.iter().enumerate().take(n) {
+            let c = r.c.add(*r.edge.add(e + i) * r.ldc + c0);
+            for (j, &a) in acc.iter().enumerate() {
+                store!(c.add(j * S::LANES), a);
             }
         }
-        let c = r.c.add(*r.edge.add(e) * r.ldc + c0);
-        for (j, &a) in acc.iter().enumerate() {
-            store!(c.add(j * S::LANES), a);
-        }
+        e += 4;
     }
 }
