@@ -65,6 +65,12 @@ impl ConvGeometry {
         self
     }
 
+    /// Different strides `[vertical, horizontal]`.
+    pub fn strides(mut self, s: [usize; 2]) -> Self {
+        self.stride = s;
+        self
+    }
+
     pub fn padding(mut self, p: Padding) -> Self {
         self.padding = p;
         self
@@ -119,6 +125,16 @@ impl ConvGeometry {
             Padding::Zero([t, b, l, r]) => ((t, b), (l, r)),
             _ => ((0, 0), (0, 0)),
         }
+    }
+
+    /// The padded-cell tables ([`ConvGeometry::padded_sources`]) of both axes of an
+    /// `h x w` input (which must not be too small).
+    pub(crate) fn padded_cells(&self, h: usize, w: usize) -> (Vec<i32>, Vec<i32>) {
+        let (zh, zw) = self.zero_pads();
+        (
+            self.padded_sources(h, self.kh, self.stride[0], zh),
+            self.padded_sources(w, self.kw, self.stride[1], zw),
+        )
     }
 
     /// For every cell of the padded (and upsampled) input along one axis, the source
@@ -402,9 +418,7 @@ impl Conv2d {
         let g = &self.geometry;
         assert_eq!(x.c, g.cin, "input channels");
         let (ho, wo) = self.output_hw(x.h, x.w).expect("input too small");
-        let (zh, zw) = g.zero_pads();
-        let ys = g.padded_sources(x.h, g.kh, g.stride[0], zh);
-        let xs = g.padded_sources(x.w, g.kw, g.stride[1], zw);
+        let (ys, xs) = g.padded_cells(x.h, x.w);
         let m = x.n * ho * wo;
         if m == 0 {
             return;
@@ -561,6 +575,132 @@ impl Conv2d {
             (0..items).for_each(work);
         } else {
             (0..items).into_par_iter().for_each(work);
+        }
+    }
+}
+
+/// A grouped convolution (TensorFlow `conv2d` whose filter has `cin / groups` input
+/// channels): group `i` is a dense convolution from input channels
+/// `i * cin/groups ..` to output channels `i * cout/groups ..`. Run as one packed
+/// [`Conv2d`] per group, reading its channel slice of the input and writing its slice of
+/// the output, one group after the other (each group's pass is parallel in itself).
+/// Meant for a few wide groups (ResNeXt-style); with one input channel per group
+/// (`groups == cin`) use [`DepthwiseConv2d`](crate::DepthwiseConv2d), which is far faster.
+#[derive(Debug, Clone)]
+pub struct GroupedConv2d {
+    groups: Vec<Conv2d>,
+    cout: usize,
+}
+
+impl GroupedConv2d {
+    /// `geometry.cin` is the whole input's channels; `hwio` is TensorFlow's filter
+    /// `[kh][kw][cin / groups][cout]` (flattened), `bias` one per output channel. Both
+    /// channel counts must be multiples of `groups`.
+    pub fn new(
+        geometry: ConvGeometry,
+        groups: usize,
+        hwio: &[f32],
+        bias: Option<&[f32]>,
+        cout: usize,
+        act: Act,
+    ) -> GroupedConv2d {
+        Self::with_isa(Isa::detect(), geometry, groups, hwio, bias, cout, act)
+    }
+
+    /// Like [`GroupedConv2d::new`] for a given instruction set (must be supported).
+    pub fn with_isa(
+        isa: Isa,
+        geometry: ConvGeometry,
+        groups: usize,
+        hwio: &[f32],
+        bias: Option<&[f32]>,
+        cout: usize,
+        act: Act,
+    ) -> GroupedConv2d {
+        assert!(groups > 0, "at least one group");
+        assert_eq!(
+            geometry.cin % groups,
+            0,
+            "input channels not a multiple of the groups"
+        );
+        assert_eq!(
+            cout % groups,
+            0,
+            "output channels not a multiple of the groups"
+        );
+        let (cin_g, cout_g) = (geometry.cin / groups, cout / groups);
+        let gg = ConvGeometry {
+            cin: cin_g,
+            ..geometry
+        };
+        let k = gg.k();
+        assert_eq!(
+            hwio.len(),
+            k * cout,
+            "filter must be [kh, kw, cin / groups, cout]"
+        );
+        if let Some(b) = bias {
+            assert_eq!(b.len(), cout, "bias length");
+        }
+        let groups = (0..groups)
+            .map(|i| {
+                let w: Vec<f32> = (0..k)
+                    .flat_map(|kk| &hwio[kk * cout + i * cout_g..][..cout_g])
+                    .copied()
+                    .collect();
+                Conv2d::with_isa(
+                    isa,
+                    gg,
+                    &[ConvWeights {
+                        hwio: &w,
+                        bias: bias.map(|b| &b[i * cout_g..][..cout_g]),
+                        cout: cout_g,
+                        act,
+                    }],
+                )
+            })
+            .collect();
+        GroupedConv2d { groups, cout }
+    }
+
+    /// Number of groups.
+    pub fn groups(&self) -> usize {
+        self.groups.len()
+    }
+
+    pub fn cout(&self) -> usize {
+        self.cout
+    }
+
+    /// Output `(height, width)` for an input of `h x w`, or `None` when it is too small.
+    pub fn output_hw(&self, h: usize, w: usize) -> Option<(usize, usize)> {
+        self.groups[0].output_hw(h, w)
+    }
+
+    /// Runs the convolution into a new `[n, ho, wo, cout]` tensor.
+    pub fn forward(&self, x: View) -> Nhwc {
+        let (ho, wo) = self
+            .output_hw(x.h, x.w)
+            .expect("input too small for the convolution");
+        let mut out = Nhwc::zeros(x.n, ho, wo, self.cout);
+        self.forward_into(x, &mut out.slot_all());
+        out
+    }
+
+    /// Runs the convolution into `out` (`[n, ho, wo, cout]`, possibly a channel slice
+    /// of a wider tensor).
+    pub fn forward_into(&self, x: View, out: &mut Slot) {
+        let cin_g = self.groups[0].geometry().cin;
+        assert_eq!(x.c, cin_g * self.groups.len(), "input channels");
+        assert_eq!(out.c, self.cout, "output channels");
+        let cout_g = self.cout / self.groups.len();
+        for (i, conv) in self.groups.iter().enumerate() {
+            let xi = View {
+                c: cin_g,
+                offset: x.offset + i * cin_g,
+                ..x
+            };
+            conv.forward_into(xi, &mut [out.sub(i * cout_g, cout_g)]);
         }
     }
 }

@@ -7,6 +7,10 @@
 //!   nearest upsampling of the input; register-tiled kernels for AVX-512 (12x32),
 //!   AVX2+FMA (6x16) and portable Rust (4x8), picked at run time ([`Isa`]); 3x3
 //!   stride-1 convolutions by Winograd F(2x2, 3x3) on the same kernels.
+//!   [`GroupedConv2d`]: grouped convolutions as one `Conv2d` per group.
+//! - [`DepthwiseConv2d`]: depthwise convolution (TensorFlow filter layout, depth
+//!   multiplier, strides, dilation, padding), SIMD over channels, bias and activation
+//!   fused. Activations ([`Act`]): ReLU, ReLU6, hard-swish, swish, sigmoid, hard-sigmoid.
 //! - [`ops`]: pooling, spatial means, conditional instance norm, elementwise maps.
 //!
 //! Activations are [`Nhwc`] buffers; [`View`] / [`Slot`] address a channel slice of one,
@@ -15,11 +19,14 @@
 
 mod aligned;
 mod conv;
+mod depthwise;
 mod microkernel;
 pub mod ops;
+mod simd;
 mod tensor;
 mod winograd;
 
-pub use conv::{Conv2d, ConvGeometry, ConvWeights, Padding};
+pub use conv::{Conv2d, ConvGeometry, ConvWeights, GroupedConv2d, Padding};
+pub use depthwise::{DepthwiseConv2d, DepthwiseGeometry};
 pub use microkernel::{Act, Isa};
 pub use tensor::{Nhwc, Slot, View};

@@ -78,13 +78,24 @@ impl Isa {
     }
 }
 
-/// Activation applied in the kernel's epilogue.
+/// Activation applied in the kernel's epilogue (after the bias).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Act {
     #[default]
     Identity,
+    /// `max(x, 0)`.
     Relu,
+    /// `min(max(x, 0), 6)`.
     Relu6,
+    /// `x * relu6(x + 3) / 6` (MobileNetV3's hard-swish).
+    HardSwish,
+    /// `x * sigmoid(x)` (swish / SiLU, EfficientNet); the vector kernels use a
+    /// polynomial `exp` with a relative error of about 2e-7.
+    Swish,
+    /// `1 / (1 + exp(-x))` (EfficientNet's squeeze-excitation gate).
+    Sigmoid,
+    /// `relu6(x + 3) / 6` (MobileNetV3's squeeze-excitation gate).
+    HardSigmoid,
 }
 
 /// Arguments of one kernel call (see the module docs).
@@ -129,6 +140,10 @@ pub(crate) fn act_scalar(v: f32, act: Act) -> f32 {
         Act::Identity => v,
         Act::Relu => v.max(0.0),
         Act::Relu6 => v.clamp(0.0, 6.0),
+        Act::HardSwish => v * (v + 3.0).clamp(0.0, 6.0) * (1.0 / 6.0),
+        Act::Swish => v / (1.0 + (-v).exp()),
+        Act::Sigmoid => 1.0 / (1.0 + (-v).exp()),
+        Act::HardSigmoid => (v + 3.0).clamp(0.0, 6.0) * (1.0 / 6.0),
     }
 }
 
@@ -215,7 +230,7 @@ unsafe fn dot_portable(t: &DotTile) {
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::{Act, Tile};
+    use super::Tile;
     use std::arch::x86_64::*;
 
     /// One register tile: accumulators and row pointers are named variables (not arrays)
@@ -263,13 +278,7 @@ mod x86 {
         let m1 = mask(t.cols.saturating_sub(16));
         let act = t.act;
         let store = |c: *mut f32, v0: __m512, v1: __m512| {
-            let zero = _mm512_setzero_ps();
-            let six = _mm512_set1_ps(6.0);
-            let f = |v: __m512| match act {
-                Act::Identity => v,
-                Act::Relu => _mm512_max_ps(v, zero),
-                Act::Relu6 => _mm512_min_ps(_mm512_max_ps(v, zero), six),
-            };
+            let f = |v: __m512| crate::simd::act512(v, act);
             _mm512_mask_storeu_ps(c, m0, f(_mm512_add_ps(v0, bias0)));
             _mm512_mask_storeu_ps(c.add(16), m1, f(_mm512_add_ps(v1, bias1)));
         };
@@ -305,13 +314,7 @@ mod x86 {
         let m1 = mask(t.cols.saturating_sub(8));
         let act = t.act;
         let store = |c: *mut f32, v0: __m256, v1: __m256| {
-            let zero = _mm256_setzero_ps();
-            let six = _mm256_set1_ps(6.0);
-            let f = |v: __m256| match act {
-                Act::Identity => v,
-                Act::Relu => _mm256_max_ps(v, zero),
-                Act::Relu6 => _mm256_min_ps(_mm256_max_ps(v, zero), six),
-            };
+            let f = |v: __m256| crate::simd::act256(v, act);
             _mm256_maskstore_ps(c, m0, f(_mm256_add_ps(v0, bias0)));
             _mm256_maskstore_ps(c.add(8), m1, f(_mm256_add_ps(v1, bias1)));
         };

@@ -311,8 +311,6 @@ mod x86 {
         bias: *const f32,
         act: Act,
     ) {
-        let zero = _mm512_setzero_ps();
-        let six = _mm512_set1_ps(6.0);
         let mut c = 0;
         while c < cout {
             let k = mask(cout - c);
@@ -334,11 +332,7 @@ mod x86 {
                     let p = dst[a * 2 + bb];
                     if !p.is_null() {
                         let v = _mm512_add_ps(v, b);
-                        let v = match act {
-                            Act::Identity => v,
-                            Act::Relu => _mm512_max_ps(v, zero),
-                            Act::Relu6 => _mm512_min_ps(_mm512_max_ps(v, zero), six),
-                        };
+                        let v = crate::simd::act512(v, act);
                         _mm512_mask_storeu_ps(p.add(c), k, v);
                     }
                 }

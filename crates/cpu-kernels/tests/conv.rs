@@ -76,16 +76,26 @@ fn reference(x: &Nhwc, g: &ConvGeometry, w: &[f32], bias: &[f32], cout: usize, a
                         }
                     }
                     let v = acc as f32;
-                    out.data[((b * ho + oy) * wo + ox) * cout + co] = match act {
-                        Act::Identity => v,
-                        Act::Relu => v.max(0.0),
-                        Act::Relu6 => v.clamp(0.0, 6.0),
-                    };
+                    out.data[((b * ho + oy) * wo + ox) * cout + co] = activate(v, act);
                 }
             }
         }
     }
     out
+}
+
+/// The activations from their definitions, in f64.
+fn activate(v: f32, act: Act) -> f32 {
+    let x = v as f64;
+    (match act {
+        Act::Identity => x,
+        Act::Relu => x.max(0.0),
+        Act::Relu6 => x.clamp(0.0, 6.0),
+        Act::HardSwish => x * (x + 3.0).clamp(0.0, 6.0) / 6.0,
+        Act::Swish => x / (1.0 + (-x).exp()),
+        Act::Sigmoid => 1.0 / (1.0 + (-x).exp()),
+        Act::HardSigmoid => (x + 3.0).clamp(0.0, 6.0) / 6.0,
+    }) as f32
 }
 
 fn assert_close(got: &[f32], want: &[f32], what: &str) {
@@ -512,4 +522,54 @@ fn winograd_for_3x3_stride_1_matches_the_direct_sum() {
     );
     assert!(!conv.uses_winograd(1, 8, 8));
     assert!(conv.uses_winograd(1, 16, 16));
+}
+
+#[test]
+fn swish_sigmoid_and_their_hard_versions_in_every_store_path() {
+    // GEMM tiles (1x1 and 3x3 stride 2), the dot path (cout <= 4) and Winograd, with the
+    // bias pushing values across hard-swish's corners at -3 and 3 and far into swish's
+    // tails.
+    for act in [Act::HardSwish, Act::Swish, Act::Sigmoid, Act::HardSigmoid] {
+        check(2, 5, 7, 24, 37, ConvGeometry::new(1, 1, 24), act, 70);
+        check(
+            1,
+            9,
+            11,
+            20,
+            35,
+            ConvGeometry::new(3, 3, 20).stride(2),
+            act,
+            71,
+        );
+        check(
+            1,
+            11,
+            14,
+            32,
+            3,
+            ConvGeometry::new(9, 9, 32).padding(Padding::Same),
+            act,
+            72,
+        );
+        let g = ConvGeometry::new(3, 3, 16).padding(Padding::Same);
+        let (n, h, w, cout) = (1, 17, 15, 24);
+        let x = Nhwc::from_vec(n, h, w, 16, values(n * h * w * 16, 73)).unwrap();
+        let wts: Vec<f32> = values(g.k() * cout, 74).iter().map(|v| v * 3.0).collect();
+        let bias: Vec<f32> = values(cout, 75).iter().map(|v| v * 40.0).collect();
+        let want = reference(&x, &g, &wts, &bias, cout, act);
+        for isa in Isa::all_supported() {
+            let seg = [ConvWeights {
+                hwio: &wts,
+                bias: Some(&bias),
+                cout,
+                act,
+            }];
+            let conv = Conv2d::with_isa(isa, g, &seg);
+            assert!(conv.uses_winograd(n, h, w));
+            let what = format!("{isa:?} {act:?} Winograd");
+            assert_close(&conv.forward(x.view()).data, &want.data, &what);
+            let direct = conv.without_winograd().forward(x.view());
+            assert_close(&direct.data, &want.data, &format!("{isa:?} {act:?} direct"));
+        }
+    }
 }
