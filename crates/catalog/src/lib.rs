@@ -316,6 +316,9 @@ impl Catalog {
     /// Entries whose handle shares the most words with `handle` (for "did you mean" messages).
     pub fn suggestions(&self, handle: &str, n: usize) -> Vec<&Entry> {
         let h = normalise(handle.split(['?', '#']).next().unwrap_or(handle)).to_lowercase();
+        // The model's words only: without `kaggle.com/models/` and the publisher.
+        let h = h.strip_prefix("kaggle.com/models/").unwrap_or(&h);
+        let h = h.split_once('/').map_or(h, |(_, rest)| rest);
         let skip = ["models", "tensorflow1", "tensorflow2", "tflite", "tfjs", "www.kaggle.com", "kaggle.com"];
         let words: Vec<String> = h
             .split(['/', '_', '-', '.'])
