@@ -55,13 +55,15 @@ struct Family {
 }
 
 const HAND_WRITTEN: &[Family] = &[
-    // Inception-v3 classification / feature vector, TF2 SavedModels (models::inception_v3;
-    // tests: convert/tests/inception_parity.rs, inception_full.rs).
+    // Inception-v3 classification / feature vector, the TF2 SavedModels of
+    // google/imagenet/inception_v3 (models::inception_v3; tests: convert/tests/inception_parity.rs,
+    // inception_full.rs). Other Inception-v3 exports (tf2-preview, inaturalist) are not verified
+    // against the converter and take the graph rule.
     Family {
         matches: |m, e| {
             e.is_tf2_saved_model()
                 && e.has_architecture("inception-v3")
-                && (m.ends_with("/inception_v3/classification") || m.ends_with("/inception_v3/feature_vector"))
+                && (m == "imagenet/inception_v3/classification" || m == "imagenet/inception_v3/feature_vector")
         },
     },
     // Magenta arbitrary image stylization: the SavedModel of version 2 (the one the project
