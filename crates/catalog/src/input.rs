@@ -40,7 +40,8 @@ impl fmt::Display for Input {
 
 /// Input sizes that appear as a handle segment (`mobilenet_v2_100_224`, `cait_m36_384`).
 const SIZES: &[u32] = &[
-    96, 128, 160, 192, 224, 240, 256, 260, 288, 299, 300, 320, 331, 380, 384, 456, 480, 512, 528, 600,
+    96, 128, 160, 192, 224, 240, 256, 260, 288, 299, 300, 320, 331, 380, 384, 456, 480, 512, 528,
+    600,
 ];
 
 /// Default input sizes of architectures (tfhub.dev's network-architecture tags).
@@ -101,9 +102,14 @@ pub(crate) fn input_of(e: &Entry) -> Input {
             e.url
         ));
     }
-    let image_task = ["image-classification", "image-feature-vector", "image-classification-logits", "image-classifier"]
-        .iter()
-        .any(|t| e.has_task(t));
+    let image_task = [
+        "image-classification",
+        "image-feature-vector",
+        "image-classification-logits",
+        "image-classifier",
+    ]
+    .iter()
+    .any(|t| e.has_task(t));
     if image_task {
         let size = size_from_handle(h).or_else(|| {
             e.architecture
@@ -137,10 +143,22 @@ mod tests {
 
     #[test]
     fn sizes_from_handles() {
-        assert_eq!(size_from_handle("google/imagenet/mobilenet_v2_100_224/classification/5"), Some(224));
-        assert_eq!(size_from_handle("google/imagenet/mobilenet_v2_035_96/feature_vector/5"), Some(96));
+        assert_eq!(
+            size_from_handle("google/imagenet/mobilenet_v2_100_224/classification/5"),
+            Some(224)
+        );
+        assert_eq!(
+            size_from_handle("google/imagenet/mobilenet_v2_035_96/feature_vector/5"),
+            Some(96)
+        );
         assert_eq!(size_from_handle("sayakpaul/cait_m36_384/1"), Some(384));
-        assert_eq!(size_from_handle("google/imagenet/resnet_v2_152/classification/5"), None);
-        assert_eq!(size_from_handle("google/imagenet/inception_v3/classification/5"), None);
+        assert_eq!(
+            size_from_handle("google/imagenet/resnet_v2_152/classification/5"),
+            None
+        );
+        assert_eq!(
+            size_from_handle("google/imagenet/inception_v3/classification/5"),
+            None
+        );
     }
 }

@@ -79,9 +79,23 @@ pub struct Entry {
 
 /// Canonical format tags and the names accepted for them in [`Query::format`].
 pub const FORMATS: &[(&str, &[&str], &str)] = &[
-    ("saved_model_2", &["tf2", "savedmodel", "saved-model-2", "savedmodel2", "tf2-savedmodel"], "TF2 SavedModel"),
+    (
+        "saved_model_2",
+        &[
+            "tf2",
+            "savedmodel",
+            "saved-model-2",
+            "savedmodel2",
+            "tf2-savedmodel",
+        ],
+        "TF2 SavedModel",
+    ),
     ("hub", &["tf1", "tf1-hub", "hub-module"], "TF1 hub module"),
-    ("saved_model", &["tf1-savedmodel", "saved-model"], "TF1 SavedModel"),
+    (
+        "saved_model",
+        &["tf1-savedmodel", "saved-model"],
+        "TF1 SavedModel",
+    ),
     ("lite", &["tflite", "tf-lite"], "TF Lite"),
     ("tfjs", &["tf.js", "js"], "TF.js"),
     ("coral", &["edgetpu", "edge-tpu"], "Coral Edge TPU"),
@@ -128,7 +142,9 @@ impl Entry {
     }
 
     pub fn has_architecture(&self, arch: &str) -> bool {
-        self.architecture.iter().any(|a| a.eq_ignore_ascii_case(arch))
+        self.architecture
+            .iter()
+            .any(|a| a.eq_ignore_ascii_case(arch))
     }
 
     /// What the model takes as input, as far as the metadata tells.
@@ -166,7 +182,9 @@ impl Query {
         let format_ok = match &self.format {
             None => true,
             Some(f) => {
-                let want = canonical_format(f).map(str::to_string).unwrap_or_else(|| f.to_lowercase());
+                let want = canonical_format(f)
+                    .map(str::to_string)
+                    .unwrap_or_else(|| f.to_lowercase());
                 e.format == want
             }
         };
@@ -177,7 +195,10 @@ impl Query {
                 .publisher
                 .as_deref()
                 .is_none_or(|p| e.publisher.eq_ignore_ascii_case(p))
-            && self.architecture.as_deref().is_none_or(|a| e.has_architecture(a))
+            && self
+                .architecture
+                .as_deref()
+                .is_none_or(|a| e.has_architecture(a))
             && (!self.fine_tunable || e.fine_tunable == Some(true))
     }
 }
@@ -228,8 +249,9 @@ impl Catalog {
     pub fn builtin() -> &'static Catalog {
         static CAT: OnceLock<Catalog> = OnceLock::new();
         CAT.get_or_init(|| {
-            Catalog::from_json(CATALOG_JSON, GRAPH_INDEX_JSON)
-                .expect("the embedded catalogue and graph index parse (checked by the crate's tests)")
+            Catalog::from_json(CATALOG_JSON, GRAPH_INDEX_JSON).expect(
+                "the embedded catalogue and graph index parse (checked by the crate's tests)",
+            )
         })
     }
 
@@ -279,7 +301,10 @@ impl Catalog {
 
     /// The architectures with a passing graph-executor test model.
     pub fn graph_architectures(&self) -> BTreeSet<&str> {
-        self.graph_tests.iter().map(|t| t.architecture.as_str()).collect()
+        self.graph_tests
+            .iter()
+            .map(|t| t.architecture.as_str())
+            .collect()
     }
 
     /// The entry of a handle: `google/x/1`, `https://tfhub.dev/google/x/1` (a query such as
@@ -287,7 +312,11 @@ impl Catalog {
     /// or a Kaggle Models URL that an entry names.
     pub fn lookup(&self, handle: &str) -> Option<&Entry> {
         let raw = handle.trim();
-        let raw = raw.split(['?', '#']).next().unwrap_or(raw).trim_end_matches('/');
+        let raw = raw
+            .split(['?', '#'])
+            .next()
+            .unwrap_or(raw)
+            .trim_end_matches('/');
         if raw.contains("kaggle.com/") {
             let want = strip_scheme(raw).to_lowercase();
             return self.entries.iter().find(|e| {
@@ -303,7 +332,11 @@ impl Catalog {
         if let Some(e) = self.entries.iter().find(|e| e.handle == h) {
             return Some(e);
         }
-        if let Some(e) = self.entries.iter().find(|e| e.handle.eq_ignore_ascii_case(&h)) {
+        if let Some(e) = self
+            .entries
+            .iter()
+            .find(|e| e.handle.eq_ignore_ascii_case(&h))
+        {
             return Some(e);
         }
         // Without version: the newest version of that model.
@@ -319,7 +352,15 @@ impl Catalog {
         // The model's words only: without `kaggle.com/models/` and the publisher.
         let h = h.strip_prefix("kaggle.com/models/").unwrap_or(&h);
         let h = h.split_once('/').map_or(h, |(_, rest)| rest);
-        let skip = ["models", "tensorflow1", "tensorflow2", "tflite", "tfjs", "www.kaggle.com", "kaggle.com"];
+        let skip = [
+            "models",
+            "tensorflow1",
+            "tensorflow2",
+            "tflite",
+            "tfjs",
+            "www.kaggle.com",
+            "kaggle.com",
+        ];
         let words: Vec<String> = h
             .split(['/', '_', '-', '.'])
             .filter(|w| w.len() >= 2 && !w.chars().all(|c| c.is_ascii_digit()) && !skip.contains(w))
@@ -333,7 +374,10 @@ impl Catalog {
             .iter()
             .map(|e| {
                 let eh = e.handle.to_lowercase().replace('-', "_");
-                let score = words.iter().filter(|w| eh.contains(&w.replace('-', "_"))).count();
+                let score = words
+                    .iter()
+                    .filter(|w| eh.contains(&w.replace('-', "_")))
+                    .count();
                 (score, e)
             })
             .filter(|(s, _)| *s > 0 && *s * 2 >= words.len())
@@ -391,7 +435,10 @@ fn strip_scheme(s: &str) -> &str {
 /// `https://tfhub.dev/google/x/1/` -> `google/x/1`.
 fn normalise(h: &str) -> String {
     let h = strip_scheme(h.trim()).trim_end_matches('/');
-    h.strip_prefix("tfhub.dev/").unwrap_or(h).trim_matches('/').to_string()
+    h.strip_prefix("tfhub.dev/")
+        .unwrap_or(h)
+        .trim_matches('/')
+        .to_string()
 }
 
 /// `[{"name", "kind", "architecture", "task"}]`; entries of kind `op` and entries without an
@@ -430,7 +477,10 @@ fn parse_graph_index(text: &str) -> Result<Vec<GraphTest>, CatalogError> {
             out.push(GraphTest {
                 name: name.to_string(),
                 architecture: a.to_ascii_lowercase(),
-                task: item.get("task").and_then(|t| t.as_str()).map(str::to_string),
+                task: item
+                    .get("task")
+                    .and_then(|t| t.as_str())
+                    .map(str::to_string),
             });
         }
     }

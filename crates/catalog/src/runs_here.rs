@@ -63,7 +63,8 @@ const HAND_WRITTEN: &[Family] = &[
         matches: |m, e| {
             e.is_tf2_saved_model()
                 && e.has_architecture("inception-v3")
-                && (m == "imagenet/inception_v3/classification" || m == "imagenet/inception_v3/feature_vector")
+                && (m == "imagenet/inception_v3/classification"
+                    || m == "imagenet/inception_v3/feature_vector")
         },
     },
     // Magenta arbitrary image stylization: the SavedModel of version 2 (the one the project
@@ -72,7 +73,8 @@ const HAND_WRITTEN: &[Family] = &[
     Family {
         matches: |m, e| {
             (m == "magenta/arbitrary-image-stylization-v1-256" && e.version() == Some(2))
-                || (e.format == "lite" && m.starts_with("lite-model/magenta/arbitrary-image-stylization-v1-256/"))
+                || (e.format == "lite"
+                    && m.starts_with("lite-model/magenta/arbitrary-image-stylization-v1-256/"))
         },
     },
     // Token-based text embeddings: gnews-swivel, NNLM, Wiki-words (models::text_embedding;
@@ -82,7 +84,9 @@ const HAND_WRITTEN: &[Family] = &[
             let m = m.strip_prefix("tf2-preview/").unwrap_or(m);
             (e.is_tf2_saved_model() || e.format == "hub")
                 && e.has_task("text-embedding")
-                && (m.starts_with("gnews-swivel-20dim") || m.starts_with("nnlm-") || m.starts_with("Wiki-words-"))
+                && (m.starts_with("gnews-swivel-20dim")
+                    || m.starts_with("nnlm-")
+                    || m.starts_with("Wiki-words-"))
         },
     },
 ];
@@ -101,7 +105,10 @@ fn custom_op(e: &Entry) -> Option<&'static str> {
     if e.has_task("text-preprocessing") || h.contains("preprocess") {
         return Some("needs TensorFlow Text ops (tf_text tokenizers), which the graph executor does not have");
     }
-    if h.contains("universal-sentence-encoder-multilingual") || h.contains("sentencepiece") || h.contains("wiki40b-lm") {
+    if h.contains("universal-sentence-encoder-multilingual")
+        || h.contains("sentencepiece")
+        || h.contains("wiki40b-lm")
+    {
         return Some("needs the SentencePiece custom op, which the graph executor does not have");
     }
     None
@@ -136,8 +143,12 @@ fn own_status(cat: &Catalog, e: &Entry) -> RunsHere {
     match e.format.as_str() {
         "saved_model_2" => {}
         "hub" => return not_yet("TF1 hub format (the graph executor runs TF2 SavedModels)"),
-        "saved_model" => return not_yet("TF1 SavedModel (the graph executor runs TF2 SavedModels)"),
-        "lite" => return not_yet("TF Lite format: only Magenta's stylization networks are converted"),
+        "saved_model" => {
+            return not_yet("TF1 SavedModel (the graph executor runs TF2 SavedModels)")
+        }
+        "lite" => {
+            return not_yet("TF Lite format: only Magenta's stylization networks are converted")
+        }
         "tfjs" => return not_yet("TF.js format is not read"),
         "coral" => return not_yet("Coral Edge TPU format is not read"),
         other => return RunsHere::NotYet(format!("format `{other}` is not read")),
@@ -149,7 +160,11 @@ fn own_status(cat: &Catalog, e: &Entry) -> RunsHere {
         return not_yet("no network-architecture tag, so no graph test vouches for it");
     }
     let covered = cat.graph_architectures();
-    match e.architecture.iter().find(|a| !covered.contains(a.to_ascii_lowercase().as_str())) {
+    match e
+        .architecture
+        .iter()
+        .find(|a| !covered.contains(a.to_ascii_lowercase().as_str()))
+    {
         None => RunsHere::Graph,
         Some(a) => RunsHere::NotYet(format!("architecture {a} has no passing graph test yet")),
     }

@@ -9,7 +9,10 @@ fn cat() -> &'static Catalog {
 }
 
 fn graph_index() -> serde_json::Value {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/tfgraph/index.json");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/fixtures/tfgraph/index.json"
+    );
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
@@ -22,11 +25,23 @@ fn generated_file_parses_with_thousands_of_entries() {
     assert!(c.entries().len() > 2000, "{} entries", c.entries().len());
     let mut handles = BTreeSet::new();
     for e in c.entries() {
-        assert!(!e.handle.is_empty() && !e.publisher.is_empty() && !e.format.is_empty(), "{e:?}");
-        assert!(e.handle.starts_with(&format!("{}/", e.publisher)), "{}", e.handle);
+        assert!(
+            !e.handle.is_empty() && !e.publisher.is_empty() && !e.format.is_empty(),
+            "{e:?}"
+        );
+        assert!(
+            e.handle.starts_with(&format!("{}/", e.publisher)),
+            "{}",
+            e.handle
+        );
         assert_eq!(e.url, format!("https://tfhub.dev/{}", e.handle));
         assert!(e.version().is_some(), "{} has no version", e.handle);
-        assert!(canonical_format(&e.format).is_some(), "{}: format {}", e.handle, e.format);
+        assert!(
+            canonical_format(&e.format).is_some(),
+            "{}: format {}",
+            e.handle,
+            e.format
+        );
         assert!(handles.insert(e.handle.as_str()), "duplicate {}", e.handle);
     }
     // Every format and the big publishers are there.
@@ -34,13 +49,19 @@ fn generated_file_parses_with_thousands_of_entries() {
     for f in ["saved_model_2", "hub", "lite", "tfjs", "coral"] {
         assert!(formats.contains(f), "no {f} entries");
     }
-    let tf2 = c.entries().iter().filter(|e| e.is_tf2_saved_model()).count();
+    let tf2 = c
+        .entries()
+        .iter()
+        .filter(|e| e.is_tf2_saved_model())
+        .count();
     assert!(tf2 > 1000, "{tf2} TF2 SavedModels");
 }
 
 #[test]
 fn known_entry_has_its_metadata() {
-    let e = cat().lookup("google/imagenet/mobilenet_v2_100_224/classification/5").unwrap();
+    let e = cat()
+        .lookup("google/imagenet/mobilenet_v2_100_224/classification/5")
+        .unwrap();
     assert_eq!(e.publisher, "google");
     assert_eq!(e.format, "saved_model_2");
     assert_eq!(e.task, ["image-classification"]);
@@ -54,7 +75,10 @@ fn known_entry_has_its_metadata() {
         .lookup("google/lite-model/magenta/arbitrary-image-stylization-v1-256/int8/prediction/1")
         .unwrap();
     assert_eq!(lite.format, "lite");
-    assert_eq!(lite.parent.as_deref(), Some("google/magenta/arbitrary-image-stylization-v1-256/2"));
+    assert_eq!(
+        lite.parent.as_deref(),
+        Some("google/magenta/arbitrary-image-stylization-v1-256/2")
+    );
     assert!(lite.inherited.contains(&"task".to_string()));
 }
 
@@ -89,7 +113,11 @@ fn filters_combine() {
     assert!(by_task_fmt_arch.len() > all_four.len() && !all_four.is_empty());
     for e in &all_four {
         assert!(e.has_task("image-classification") && e.is_tf2_saved_model());
-        assert!(e.has_architecture("mobilenet-v2") && e.publisher == "google" && e.handle.contains("_224"));
+        assert!(
+            e.has_architecture("mobilenet-v2")
+                && e.publisher == "google"
+                && e.handle.contains("_224")
+        );
     }
     // Each filter is exactly its predicate (AND of all of them).
     let expected: Vec<&Entry> = c
@@ -108,7 +136,14 @@ fn filters_combine() {
     let t = q(&|q| q.terms = vec!["INCEPTION".into(), "Feature".into()]);
     assert!(!t.is_empty());
     assert!(t.iter().all(|e| {
-        let s = format!("{} {} {} {}", e.handle, e.title, e.description, e.architecture.join(" ")).to_lowercase();
+        let s = format!(
+            "{} {} {} {}",
+            e.handle,
+            e.title,
+            e.description,
+            e.architecture.join(" ")
+        )
+        .to_lowercase();
         s.contains("inception") && s.contains("feature")
     }));
     let ft = q(&|q| {
@@ -117,7 +152,9 @@ fn filters_combine() {
     });
     assert!(!ft.is_empty() && ft.iter().all(|e| e.fine_tunable == Some(true)));
     assert!(q(&|q| q.terms = vec!["no-such-model-anywhere".into()]).is_empty());
-    assert!(q(&|q| q.format = Some("lite".into())).iter().all(|e| e.format == "lite"));
+    assert!(q(&|q| q.format = Some("lite".into()))
+        .iter()
+        .all(|e| e.format == "lite"));
 }
 
 #[test]
@@ -134,10 +171,16 @@ fn lookup_by_url_versionless_and_query() {
         "google/imagenet/inception_v3/classification".into(),
         "GOOGLE/imagenet/Inception_V3/classification/5".into(),
     ] {
-        assert_eq!(c.lookup(&form).map(|e| e.handle.as_str()), Some(h), "{form}");
+        assert_eq!(
+            c.lookup(&form).map(|e| e.handle.as_str()),
+            Some(h),
+            "{form}"
+        );
     }
     // Versionless picks the newest version.
-    let e = c.lookup("google/imagenet/mobilenet_v2_100_224/feature_vector").unwrap();
+    let e = c
+        .lookup("google/imagenet/mobilenet_v2_100_224/feature_vector")
+        .unwrap();
     assert_eq!(e.version(), Some(5));
     // Deployment formats by their tfhub.dev URL.
     assert!(c.lookup("https://tfhub.dev/google/lite-model/magenta/arbitrary-image-stylization-v1-256/fp16/transfer/1").is_some());
@@ -154,9 +197,15 @@ fn kaggle_urls_match_the_entry_that_names_them() {
         "https://www.kaggle.com/models/google/x/tensorFlow2/default/1/",
         "https://kaggle.com/models/google/x/TensorFlow2/default/1?tf-hub-format=compressed",
     ] {
-        assert_eq!(c.lookup(form).map(|e| e.handle.as_str()), Some("google/x/2"), "{form}");
+        assert_eq!(
+            c.lookup(form).map(|e| e.handle.as_str()),
+            Some("google/x/2"),
+            "{form}"
+        );
     }
-    assert!(c.lookup("https://www.kaggle.com/models/google/x/TensorFlow2/default/2").is_none());
+    assert!(c
+        .lookup("https://www.kaggle.com/models/google/x/TensorFlow2/default/2")
+        .is_none());
 }
 
 #[test]
@@ -164,10 +213,19 @@ fn unknown_handle_is_none_with_suggestions() {
     let c = cat();
     assert!(c.lookup("google/no-such-model/1").is_none());
     assert!(c.lookup("").is_none());
-    assert!(c.lookup("google/imagenet/inception_v3/classification/99").is_none());
-    let s = c.suggestions("https://www.kaggle.com/models/google/inception-v3/TensorFlow2/classification/2", 5);
+    assert!(c
+        .lookup("google/imagenet/inception_v3/classification/99")
+        .is_none());
+    let s = c.suggestions(
+        "https://www.kaggle.com/models/google/inception-v3/TensorFlow2/classification/2",
+        5,
+    );
     assert!(!s.is_empty());
-    assert!(s.iter().any(|e| e.model() == "google/imagenet/inception_v3/classification"), "{s:?}");
+    assert!(
+        s.iter()
+            .any(|e| e.model() == "google/imagenet/inception_v3/classification"),
+        "{s:?}"
+    );
 }
 
 #[test]
@@ -185,11 +243,15 @@ fn hand_written_families() {
         "google/nnlm-en-dim128-with-normalization/2",
         "google/Wiki-words-250/2",
     ] {
-        let e = c.lookup(h).unwrap_or_else(|| panic!("{h} not in the catalogue"));
+        let e = c
+            .lookup(h)
+            .unwrap_or_else(|| panic!("{h} not in the catalogue"));
         assert_eq!(c.runs_here(e), RunsHere::HandWritten, "{h}");
     }
     // TF1 Inception-v3 modules are not the hand-written path: they say why, and which version runs.
-    let e = c.lookup("google/imagenet/inception_v3/classification/1").unwrap();
+    let e = c
+        .lookup("google/imagenet/inception_v3/classification/1")
+        .unwrap();
     let r = c.runs_here(e);
     assert!(r.reason().unwrap().contains("TF1 hub format"), "{r}");
     assert!(r.reason().unwrap().contains("runs (hand-written)"), "{r}");
@@ -211,7 +273,10 @@ fn runs_here_agrees_with_the_graph_index() {
         .filter_map(|t| t["architecture"].as_str().map(str::to_string))
         .collect();
     assert_eq!(
-        c.graph_architectures().into_iter().map(str::to_string).collect::<BTreeSet<_>>(),
+        c.graph_architectures()
+            .into_iter()
+            .map(str::to_string)
+            .collect::<BTreeSet<_>>(),
         archs
     );
     let mut checked_graph = 0;
@@ -219,7 +284,8 @@ fn runs_here_agrees_with_the_graph_index() {
     let mut checked_other = 0;
     // A deterministic sample: every 3rd entry, plus every entry of an indexed architecture.
     for (i, e) in c.entries().iter().enumerate() {
-        let indexed = !e.architecture.is_empty() && e.architecture.iter().all(|a| archs.contains(a));
+        let indexed =
+            !e.architecture.is_empty() && e.architecture.iter().all(|a| archs.contains(a));
         if i % 3 != 0 && !indexed {
             continue;
         }
@@ -232,7 +298,11 @@ fn runs_here_agrees_with_the_graph_index() {
             || e.has_task("text-preprocessing");
         match e.format.as_str() {
             "saved_model_2" if custom => {
-                assert!(r.reason().unwrap().starts_with("needs "), "{}: {r}", e.handle);
+                assert!(
+                    r.reason().unwrap().starts_with("needs "),
+                    "{}: {r}",
+                    e.handle
+                );
             }
             "saved_model_2" if indexed && !custom => {
                 assert_eq!(r, RunsHere::Graph, "{}", e.handle);
@@ -256,8 +326,14 @@ fn runs_here_agrees_with_the_graph_index() {
             _ => assert!(!r.runs() || r == RunsHere::Graph, "{}", e.handle),
         }
     }
-    assert!(checked_graph >= 5 || archs.is_empty(), "{checked_graph} graph entries checked");
-    assert!(checked_tf1 > 100 && checked_other > 100, "{checked_tf1} {checked_other}");
+    assert!(
+        checked_graph >= 5 || archs.is_empty(),
+        "{checked_graph} graph entries checked"
+    );
+    assert!(
+        checked_tf1 > 100 && checked_other > 100,
+        "{checked_tf1} {checked_other}"
+    );
 }
 
 /// The column follows the index: the same entry flips between graph and not yet when its
@@ -274,8 +350,15 @@ fn runs_here_is_computed_from_the_index() {
     let c = Catalog::from_json(json, with).unwrap();
     assert_eq!(c.runs_here(c.lookup("p/a/2").unwrap()), RunsHere::Graph);
     let tf1 = c.runs_here(c.lookup("p/a/1").unwrap());
-    assert!(tf1.reason().unwrap().starts_with("TF1 hub format") && tf1.reason().unwrap().contains("version 2 runs (graph)"));
-    assert!(c.runs_here(c.lookup("p/b/1").unwrap()).reason().unwrap().contains("TensorFlow Text"));
+    assert!(
+        tf1.reason().unwrap().starts_with("TF1 hub format")
+            && tf1.reason().unwrap().contains("version 2 runs (graph)")
+    );
+    assert!(c
+        .runs_here(c.lookup("p/b/1").unwrap())
+        .reason()
+        .unwrap()
+        .contains("TensorFlow Text"));
     for index in ["[]", failing] {
         let c = Catalog::from_json(json, index).unwrap();
         assert_eq!(
@@ -291,9 +374,47 @@ fn runs_here_is_computed_from_the_index() {
 fn expected_inputs() {
     let c = cat();
     let input = |h: &str| c.lookup(h).unwrap().input();
-    assert_eq!(input("google/imagenet/inception_v3/classification/5"), Input::Image { size: Some(299) });
-    assert_eq!(input("google/imagenet/mobilenet_v2_035_96/feature_vector/5"), Input::Image { size: Some(96) });
-    assert_eq!(input("google/tf2-preview/gnews-swivel-20dim/1"), Input::Text);
-    assert_eq!(input("google/magenta/arbitrary-image-stylization-v1-256/2"), Input::StyleTransfer { style: 256 });
-    assert!(input("google/imagenet/inception_v3/classification/5").to_string().contains("[B, 299, 299, 3]"));
+    assert_eq!(
+        input("google/imagenet/inception_v3/classification/5"),
+        Input::Image { size: Some(299) }
+    );
+    assert_eq!(
+        input("google/imagenet/mobilenet_v2_035_96/feature_vector/5"),
+        Input::Image { size: Some(96) }
+    );
+    assert_eq!(
+        input("google/tf2-preview/gnews-swivel-20dim/1"),
+        Input::Text
+    );
+    assert_eq!(
+        input("google/magenta/arbitrary-image-stylization-v1-256/2"),
+        Input::StyleTransfer { style: 256 }
+    );
+    assert!(input("google/imagenet/inception_v3/classification/5")
+        .to_string()
+        .contains("[B, 299, 299, 3]"));
+}
+
+/// Every architecture the graph index vouches for is one of tfhub.dev's network-architecture tags
+/// as the catalogue has them; a name outside that vocabulary (e.g. `mobilenet-v3-large` where
+/// tfhub.dev says `mobilenet-v3`) would silently match no handle.
+#[test]
+fn graph_index_uses_the_tfhub_architecture_vocabulary() {
+    let c = cat();
+    let vocabulary = c.values("architecture");
+    let unknown: Vec<String> = c
+        .graph_tests()
+        .iter()
+        .filter(|t| !vocabulary.contains(&t.architecture.as_str()))
+        .map(|t| {
+            let stem = t.architecture.split('-').next().unwrap_or("");
+            let near: Vec<&str> = vocabulary.iter().copied().filter(|v| v.starts_with(stem)).collect();
+            format!("{} ({}; tfhub.dev tags: {})", t.architecture, t.name, near.join(", "))
+        })
+        .collect();
+    assert!(
+        unknown.is_empty(),
+        "tests/fixtures/tfgraph/index.json names architectures that no tfhub.dev doc uses: {}",
+        unknown.join("; ")
+    );
 }

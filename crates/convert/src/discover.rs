@@ -35,7 +35,8 @@ pub fn search(opts: &SearchOptions) -> Result<()> {
     };
     let shown = &found[..found.len().min(limit)];
     if opts.json {
-        let list: Vec<serde_json::Value> = shown.iter().map(|(e, r)| entry_json(cat, e, r)).collect();
+        let list: Vec<serde_json::Value> =
+            shown.iter().map(|(e, r)| entry_json(cat, e, r)).collect();
         println!("{}", serde_json::to_string_pretty(&list)?);
         return Ok(());
     }
@@ -45,7 +46,10 @@ pub fn search(opts: &SearchOptions) -> Result<()> {
     }
     print!("{}", table(shown));
     let more = if found.len() > shown.len() {
-        format!(", first {} shown (--limit N, --limit 0 for all)", shown.len())
+        format!(
+            ", first {} shown (--limit N, --limit 0 for all)",
+            shown.len()
+        )
     } else {
         String::new()
     };
@@ -70,8 +74,14 @@ pub fn show(handle: &str, json: bool) -> Result<()> {
     if json {
         let mut v = entry_json(cat, e, &r);
         v["input"] = e.input().to_string().into();
-        v["commands"] = commands(cat, e, &r).into_iter().map(|(_, c)| c).collect::<Vec<_>>().into();
-        v["library"] = library_call(e, &r).map(Into::into).unwrap_or(serde_json::Value::Null);
+        v["commands"] = commands(cat, e, &r)
+            .into_iter()
+            .map(|(_, c)| c)
+            .collect::<Vec<_>>()
+            .into();
+        v["library"] = library_call(e, &r)
+            .map(Into::into)
+            .unwrap_or(serde_json::Value::Null);
         v["versions"] = versions(cat, e).into();
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
@@ -113,18 +123,33 @@ fn check_filters(cat: &Catalog, q: &Query) -> Result<()> {
             bail!("unknown format `{f}`; formats: {}", names.join("; "));
         }
     }
-    for (field, value) in [("task", &q.task), ("publisher", &q.publisher), ("architecture", &q.architecture)] {
+    for (field, value) in [
+        ("task", &q.task),
+        ("publisher", &q.publisher),
+        ("architecture", &q.architecture),
+    ] {
         let Some(v) = value else { continue };
         let known = cat.values(field);
         if known.iter().any(|k| k.eq_ignore_ascii_case(v)) {
             continue;
         }
         let vl = v.to_lowercase();
-        let close: Vec<&str> = known.iter().copied().filter(|k| k.contains(&vl) || vl.contains(*k)).collect();
+        let close: Vec<&str> = known
+            .iter()
+            .copied()
+            .filter(|k| k.contains(&vl) || vl.contains(*k))
+            .collect();
         let list = if close.is_empty() { known } else { close };
         let shown: Vec<&str> = list.iter().take(30).copied().collect();
-        let more = if list.len() > shown.len() { ", ..." } else { "" };
-        bail!("unknown {field} `{v}`; {field}s: {}{more}", shown.join(", "));
+        let more = if list.len() > shown.len() {
+            ", ..."
+        } else {
+            ""
+        };
+        bail!(
+            "unknown {field} `{v}`; {field}s: {}{more}",
+            shown.join(", ")
+        );
     }
     Ok(())
 }
@@ -136,7 +161,10 @@ fn short(commit: &str) -> &str {
 fn entry_json(cat: &Catalog, e: &Entry, r: &RunsHere) -> serde_json::Value {
     let mut v = serde_json::to_value(e).expect("entries serialize");
     v["runs_here"] = r.label().into();
-    v["runs_here_reason"] = r.reason().map(Into::into).unwrap_or(serde_json::Value::Null);
+    v["runs_here_reason"] = r
+        .reason()
+        .map(Into::into)
+        .unwrap_or(serde_json::Value::Null);
     if *r == RunsHere::Graph {
         v["graph_tests"] = graph_tests(cat, e).into();
     }
@@ -186,7 +214,13 @@ fn table(rows: &[(&Entry, RunsHere)]) -> String {
             .iter()
             .zip(width)
             .enumerate()
-            .map(|(i, (s, w))| if i == 4 { s.clone() } else { format!("{s:<w$}") })
+            .map(|(i, (s, w))| {
+                if i == 4 {
+                    s.clone()
+                } else {
+                    format!("{s:<w$}")
+                }
+            })
             .collect();
         out.push_str(line.join("  ").trim_end());
         out.push('\n');
@@ -218,7 +252,12 @@ fn show_text(cat: &Catalog, e: &Entry, r: &RunsHere) -> String {
     let rows: Vec<(&str, String)> = vec![
         ("handle", e.handle.clone()),
         ("url", e.url.clone()),
-        ("kaggle url", e.kaggle_url.clone().unwrap_or_else(|| "- (not named in the tfhub.dev doc)".into())),
+        (
+            "kaggle url",
+            e.kaggle_url
+                .clone()
+                .unwrap_or_else(|| "- (not named in the tfhub.dev doc)".into()),
+        ),
         ("publisher", e.publisher.clone()),
         ("format", format!("{} ({})", e.format, e.format_name())),
         ("task", list(&e.task)),
@@ -240,8 +279,17 @@ fn show_text(cat: &Catalog, e: &Entry, r: &RunsHere) -> String {
         let _ = writeln!(o, "{:<13} {p}", "made from");
     }
     if !e.inherited.is_empty() {
-        let from = if e.parent.is_some() { "the parent model" } else { "another version of this model" };
-        let _ = writeln!(o, "{:<13} {} (from {from})", "inherited", e.inherited.join(", "));
+        let from = if e.parent.is_some() {
+            "the parent model"
+        } else {
+            "another version of this model"
+        };
+        let _ = writeln!(
+            o,
+            "{:<13} {} (from {from})",
+            "inherited",
+            e.inherited.join(", ")
+        );
     }
     let _ = writeln!(o, "{:<13} {runs}", "runs here");
     let _ = writeln!(o, "{:<13} {}", "input", e.input());
@@ -275,21 +323,33 @@ fn commands(cat: &Catalog, e: &Entry, r: &RunsHere) -> Vec<(String, String)> {
     let mut c = Vec::new();
     if !r.runs() {
         if matches!(e.format.as_str(), "saved_model_2" | "hub" | "saved_model") {
-            c.push(("see its signatures, variables and unsupported ops".into(), format!("convert inspect {url}")));
+            c.push((
+                "see its signatures, variables and unsupported ops".into(),
+                format!("convert inspect {url}"),
+            ));
         }
         return c;
     }
     let hand = *r == RunsHere::HandWritten;
     let name = crate::derive_name(url);
     if hand && e.format != "lite" {
-        c.push(("convert once into weights/ (programs also convert on first use)".into(), format!("convert {url} --out weights/{name}")));
+        c.push((
+            "convert once into weights/ (programs also convert on first use)".into(),
+            format!("convert {url} --out weights/{name}"),
+        ));
     }
     let is = |t: &str| e.has_task(t);
     if is("image-classification") || is("image-classifier") || is("image-classification-logits") {
-        c.push(("top-5 ImageNet classes".into(), format!("classify --model {url} --top 5 IMAGE...")));
+        c.push((
+            "top-5 ImageNet classes".into(),
+            format!("classify --model {url} --top 5 IMAGE..."),
+        ));
     }
     if is("image-feature-vector") {
-        c.push(("feature vectors [N, D]".into(), format!("classify --model {url} --features features.npy IMAGE...")));
+        c.push((
+            "feature vectors [N, D]".into(),
+            format!("classify --model {url} --features features.npy IMAGE..."),
+        ));
         if e.fine_tunable == Some(true) {
             c.push((
                 "train a classifier head on your images (one sub-folder per class)".into(),
@@ -298,7 +358,10 @@ fn commands(cat: &Catalog, e: &Entry, r: &RunsHere) -> Vec<(String, String)> {
         }
     }
     if is("text-embedding") {
-        c.push(("embed one sentence per line".into(), format!("embed --model {url} --input sentences.txt -o embeddings.npy")));
+        c.push((
+            "embed one sentence per line".into(),
+            format!("embed --model {url} --input sentences.txt -o embeddings.npy"),
+        ));
         if hand {
             c.push((
                 "train an IMDB sentiment classifier on top".into(),
@@ -309,20 +372,32 @@ fn commands(cat: &Catalog, e: &Entry, r: &RunsHere) -> Vec<(String, String)> {
     if is("image-style-transfer") {
         if e.format == "lite" {
             let (pred, transfer) = if e.handle.contains("/prediction/") {
-                (e.url.clone(), counterpart(cat, e, "/prediction/", "/transfer/"))
+                (
+                    e.url.clone(),
+                    counterpart(cat, e, "/prediction/", "/transfer/"),
+                )
             } else {
-                (counterpart(cat, e, "/transfer/", "/prediction/"), e.url.clone())
+                (
+                    counterpart(cat, e, "/transfer/", "/prediction/"),
+                    e.url.clone(),
+                )
             };
             c.push((
                 "stylize with the two TF Lite halves".into(),
                 format!("stylize --predictor {pred} --transfer {transfer} --content IMAGE --style IMAGE -o out.png"),
             ));
         } else {
-            c.push(("stylize".into(), format!("stylize --model {url} --content IMAGE --style IMAGE -o out.png")));
+            c.push((
+                "stylize".into(),
+                format!("stylize --model {url} --content IMAGE --style IMAGE -o out.png"),
+            ));
         }
     }
     if e.is_tf2_saved_model() && !hand {
-        c.push(("see its signatures and op coverage".into(), format!("convert inspect {url}")));
+        c.push((
+            "see its signatures and op coverage".into(),
+            format!("convert inspect {url}"),
+        ));
     }
     c
 }

@@ -36,7 +36,10 @@ fn search_table_has_the_runs_here_column() {
         .lines()
         .find(|l| l.starts_with("google/imagenet/inception_v3/classification/5 "))
         .unwrap_or_else(|| panic!("no row for classification/5 in\n{s}"));
-    assert!(row.contains("saved_model_2") && row.ends_with("hand-written"), "{row}");
+    assert!(
+        row.contains("saved_model_2") && row.ends_with("hand-written"),
+        "{row}"
+    );
     let tf1 = s
         .lines()
         .find(|l| l.starts_with("google/imagenet/inception_v3/classification/1 "))
@@ -49,20 +52,43 @@ fn search_table_has_the_runs_here_column() {
 fn search_json_filters_combine() {
     let all = json(&["search", "--json", "--task", "image-feature-vector"]);
     let narrow = json(&[
-        "search", "--json", "--task", "image-feature-vector", "--format", "tf2", "--publisher", "google",
-        "--architecture", "mobilenet-v2", "--fine-tunable", "100",
+        "search",
+        "--json",
+        "--task",
+        "image-feature-vector",
+        "--format",
+        "tf2",
+        "--publisher",
+        "google",
+        "--architecture",
+        "mobilenet-v2",
+        "--fine-tunable",
+        "100",
     ]);
     let (all, narrow) = (all.as_array().unwrap(), narrow.as_array().unwrap());
     assert!(!narrow.is_empty() && narrow.len() < all.len());
     for m in narrow {
-        for key in ["handle", "task", "publisher", "format", "architecture", "runs_here"] {
+        for key in [
+            "handle",
+            "task",
+            "publisher",
+            "format",
+            "architecture",
+            "runs_here",
+        ] {
             assert!(m.get(key).is_some(), "{key} missing in {m}");
         }
         assert_eq!(m["format"], "saved_model_2");
         assert_eq!(m["publisher"], "google");
         assert_eq!(m["fine_tunable"], true);
-        assert!(m["task"].as_array().unwrap().contains(&"image-feature-vector".into()));
-        assert!(m["architecture"].as_array().unwrap().contains(&"mobilenet-v2".into()));
+        assert!(m["task"]
+            .as_array()
+            .unwrap()
+            .contains(&"image-feature-vector".into()));
+        assert!(m["architecture"]
+            .as_array()
+            .unwrap()
+            .contains(&"mobilenet-v2".into()));
         assert!(m["handle"].as_str().unwrap().contains("100"));
         assert!(["hand-written", "graph", "not yet"].contains(&m["runs_here"].as_str().unwrap()));
     }
@@ -70,7 +96,11 @@ fn search_json_filters_combine() {
     assert_eq!(limited.as_array().unwrap().len(), 3);
     // --runs keeps only what runs here.
     let runs = json(&["search", "--json", "--runs", "--publisher", "google"]);
-    assert!(runs.as_array().unwrap().iter().all(|m| m["runs_here"] != "not yet"));
+    assert!(runs
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|m| m["runs_here"] != "not yet"));
     assert!(runs
         .as_array()
         .unwrap()
@@ -83,16 +113,25 @@ fn search_rejects_unknown_filter_values() {
     let out = convert(&["search", "--format", "onnx"]);
     assert!(!out.status.success());
     let err = text(&out.stderr);
-    assert!(err.contains("unknown format `onnx`") && err.contains("saved_model_2"), "{err}");
+    assert!(
+        err.contains("unknown format `onnx`") && err.contains("saved_model_2"),
+        "{err}"
+    );
     let out = convert(&["search", "--task", "classification"]);
     assert!(!out.status.success());
     let err = text(&out.stderr);
-    assert!(err.contains("unknown task `classification`") && err.contains("image-classification"), "{err}");
+    assert!(
+        err.contains("unknown task `classification`") && err.contains("image-classification"),
+        "{err}"
+    );
 }
 
 #[test]
 fn show_prints_metadata_input_and_commands() {
-    let out = convert(&["show", "https://tfhub.dev/google/imagenet/inception_v3/feature_vector/5"]);
+    let out = convert(&[
+        "show",
+        "https://tfhub.dev/google/imagenet/inception_v3/feature_vector/5",
+    ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let s = text(&out.stdout);
     for want in [
@@ -112,9 +151,16 @@ fn show_prints_metadata_input_and_commands() {
     assert_eq!(v["handle"], "google/tf2-preview/gnews-swivel-20dim/1");
     assert_eq!(v["runs_here"], "hand-written");
     assert!(v["input"].as_str().unwrap().contains("strings"));
-    assert!(v["commands"].as_array().unwrap().iter().any(|c| c.as_str().unwrap().starts_with("embed --model ")));
+    assert!(v["commands"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c.as_str().unwrap().starts_with("embed --model ")));
     // A TF Lite Magenta half names its partner.
-    let out = convert(&["show", "google/lite-model/magenta/arbitrary-image-stylization-v1-256/int8/prediction/1"]);
+    let out = convert(&[
+        "show",
+        "google/lite-model/magenta/arbitrary-image-stylization-v1-256/int8/prediction/1",
+    ]);
     let s = text(&out.stdout);
     assert!(s.contains("--transfer https://tfhub.dev/google/lite-model/magenta/arbitrary-image-stylization-v1-256/int8/transfer/1"), "{s}");
 }
@@ -125,11 +171,20 @@ fn show_unknown_handle_is_a_clear_error() {
     assert!(!out.status.success());
     assert!(out.stdout.is_empty());
     let err = text(&out.stderr);
-    assert!(err.contains("`google/no-such-model/3` is not in the catalogue"), "{err}");
+    assert!(
+        err.contains("`google/no-such-model/3` is not in the catalogue"),
+        "{err}"
+    );
     assert!(err.contains("convert search"), "{err}");
     assert_eq!(err.trim_end().lines().count(), 1, "one paragraph: {err}");
-    let out = convert(&["show", "https://www.kaggle.com/models/google/inception-v3/TensorFlow2/classification/2"]);
+    let out = convert(&[
+        "show",
+        "https://www.kaggle.com/models/google/inception-v3/TensorFlow2/classification/2",
+    ]);
     assert!(!out.status.success());
     let err = text(&out.stderr);
-    assert!(err.contains("google/imagenet/inception_v3/classification"), "suggests the tfhub.dev handle: {err}");
+    assert!(
+        err.contains("google/imagenet/inception_v3/classification"),
+        "suggests the tfhub.dev handle: {err}"
+    );
 }
