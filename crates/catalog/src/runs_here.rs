@@ -1,7 +1,7 @@
 //! The runs-here column, computed from an entry's metadata, the hand-written families and the
 //! graph executor's test index (never typed per handle).
 
-use crate::{Catalog, Entry};
+use crate::{Catalog, Entry, GraphTest};
 use std::fmt;
 
 /// How this project runs a catalogue entry.
@@ -9,7 +9,8 @@ use std::fmt;
 pub enum RunsHere {
     /// A hand-written Burn model with a verified converter (the exact fast path).
     HandWritten,
-    /// A TF2 SavedModel whose architecture has a passing graph-executor test model.
+    /// A TF2 SavedModel whose architecture has a passing graph-executor test model of the same
+    /// task family (image classification and feature vectors count as one).
     Graph,
     /// Not yet, and why.
     NotYet(String),
@@ -159,13 +160,48 @@ fn own_status(cat: &Catalog, e: &Entry) -> RunsHere {
     if e.architecture.is_empty() {
         return not_yet("no network-architecture tag, so no graph test vouches for it");
     }
-    let covered = cat.graph_architectures();
-    match e
-        .architecture
-        .iter()
-        .find(|a| !covered.contains(a.to_ascii_lowercase().as_str()))
-    {
-        None => RunsHere::Graph,
-        Some(a) => RunsHere::NotYet(format!("architecture {a} has no passing graph test yet")),
+    for a in &e.architecture {
+        let tests: Vec<&GraphTest> = cat
+            .graph_tests()
+            .iter()
+            .filter(|t| t.architecture.eq_ignore_ascii_case(a))
+            .collect();
+        if tests.is_empty() {
+            return RunsHere::NotYet(format!("architecture {a} has no passing graph test yet"));
+        }
+        // The test model must be of the entry's task family: a backbone tested as a classifier
+        // does not vouch for a detector or pose model built on it (other heads, other ops).
+        if !tests.iter().any(|t| {
+            t.task
+                .as_deref()
+                .is_some_and(|tt| e.task.iter().any(|et| same_task_family(tt, et)))
+        }) {
+            let tested: Vec<&str> = tests.iter().filter_map(|t| t.task.as_deref()).collect();
+            return RunsHere::NotYet(format!(
+                "architecture {a} is graph-tested only as {}, not {}",
+                if tested.is_empty() {
+                    "an untasked model".to_string()
+                } else {
+                    tested.join(", ")
+                },
+                if e.task.is_empty() {
+                    "an untagged task".to_string()
+                } else {
+                    e.task.join(", ")
+                }
+            ));
+        }
     }
+    RunsHere::Graph
+}
+
+/// Classifier and feature-vector exports of a network are the same graph up to the head.
+fn same_task_family(a: &str, b: &str) -> bool {
+    const IMAGE_BACKBONE: &[&str] = &[
+        "image-classification",
+        "image-feature-vector",
+        "image-classification-logits",
+        "image-classifier",
+    ];
+    a.eq_ignore_ascii_case(b) || (IMAGE_BACKBONE.contains(&a) && IMAGE_BACKBONE.contains(&b))
 }
