@@ -79,8 +79,7 @@ fn size_from_handle(handle: &str) -> Option<u32> {
     handle
         .split(['/', '_', '-'])
         .filter_map(|t| t.parse::<u32>().ok())
-        .filter(|n| SIZES.contains(n))
-        .next_back()
+        .rfind(|n| SIZES.contains(n))
 }
 
 pub(crate) fn input_of(e: &Entry) -> Input {
