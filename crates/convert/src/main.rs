@@ -1,5 +1,8 @@
 //! `convert`: TF Hub SavedModels / TF Lite files -> `weights/<name>/` folders that
-//! `models` loads; `convert inspect` describes a model. Contract: docs `cli.md` "convert".
+//! `models` loads; `convert inspect` describes a model; `convert search` / `convert show` read the
+//! offline catalogue of TF Hub handles. Contract: docs `cli.md` "convert".
+
+mod discover;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
@@ -35,6 +38,48 @@ enum Command {
         #[arg(long)]
         offline: bool,
     },
+    /// Search the offline catalogue of TF Hub handles (tfhub.dev's model docs), with what runs here.
+    Search(SearchArgs),
+    /// Everything known about one catalogued handle: metadata, expected input, how to run it.
+    Show {
+        /// Handle: google/..., https://tfhub.dev/... (with or without version), or a Kaggle URL
+        /// the catalogue names.
+        handle: String,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args, Debug)]
+struct SearchArgs {
+    /// Words that must all occur (case-insensitively) in the handle, title, description or
+    /// architecture.
+    terms: Vec<String>,
+    /// Task tag, e.g. image-classification, image-feature-vector, text-embedding.
+    #[arg(long)]
+    task: Option<String>,
+    /// Publisher, e.g. google, tensorflow, sayakpaul.
+    #[arg(long)]
+    publisher: Option<String>,
+    /// Format: saved_model_2 (tf2), hub (tf1), saved_model, lite, tfjs, coral.
+    #[arg(long)]
+    format: Option<String>,
+    /// Network architecture tag, e.g. mobilenet-v2, inception-v3, efficientnet-b0.
+    #[arg(long)]
+    architecture: Option<String>,
+    /// Only models whose doc says they are fine-tunable.
+    #[arg(long)]
+    fine_tunable: bool,
+    /// Only models that run here (hand-written or graph).
+    #[arg(long)]
+    runs: bool,
+    /// Print a JSON list instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// At most N rows (0: all; default 40 for the table, all for --json).
+    #[arg(long, value_name = "N")]
+    limit: Option<usize>,
 }
 
 #[derive(Args, Debug)]
@@ -66,6 +111,20 @@ fn main() -> ExitCode {
             json,
             offline,
         }) => inspect(&handle, json, offline),
+        Some(Command::Search(a)) => discover::search(&discover::SearchOptions {
+            query: catalog::Query {
+                terms: a.terms,
+                task: a.task,
+                publisher: a.publisher,
+                format: a.format,
+                architecture: a.architecture,
+                fine_tunable: a.fine_tunable,
+            },
+            runs: a.runs,
+            json: a.json,
+            limit: a.limit,
+        }),
+        Some(Command::Show { handle, json }) => discover::show(&handle, json),
         None => run_convert(&cli.convert),
     };
     match result {
