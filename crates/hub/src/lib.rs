@@ -257,6 +257,27 @@ pub fn download_file(url: &str, opts: &Options) -> Result<PathBuf, Error> {
     Resolver::from_options(opts)?.download_file(url)
 }
 
+/// Extracts a tar or tar.gz archive held in memory into the folder `dest` with the default
+/// limits (and `max_bytes` of files), exactly as downloads are extracted (for fuzzing and tools).
+#[doc(hidden)]
+pub fn extract_archive_bytes(bytes: &[u8], dest: &Path, max_bytes: u64) -> Result<(), Error> {
+    use std::io::Read;
+    let label = "<archive bytes>";
+    let limits = extract::Limits::new(max_bytes);
+    match extract::sniff(bytes) {
+        extract::Kind::Gzip => {
+            let mut gz = flate2::read::MultiGzDecoder::new(bytes);
+            extract::extract_tar(&mut gz, dest, label, limits)?;
+            extract::drain_trailing(&mut gz, label)
+        }
+        _ => {
+            let mut r: &[u8] = bytes;
+            extract::extract_tar(&mut r, dest, label, limits)?;
+            extract::drain_trailing(&mut r.by_ref(), label)
+        }
+    }
+}
+
 /// The cache folder `opts` leads to: [`Options::cache_dir`], else `TFHUB_CACHE_DIR`, else the
 /// per-user cache folder ([`default_cache_dir`]).
 pub fn cache_dir(opts: &Options) -> Result<PathBuf, Error> {
