@@ -39,11 +39,72 @@ pub fn source_from_savedmodel(sm: &SavedModel, handle: &str) -> Result<Source, S
         }
     }
     for a in sm.assets() {
-        let bytes = std::fs::read(&a.path).map_err(|e| SourceError::Asset {
+        let bytes = read_asset(&a.path, MAX_ASSET_BYTES).map_err(|e| SourceError::Asset {
             path: a.path.clone(),
             source: e,
         })?;
         src.assets.insert(a.filename.clone(), bytes);
     }
     Ok(src)
+}
+
+/// Largest asset file read (vocabularies of the largest hub text embeddings are ~20 MB).
+pub const MAX_ASSET_BYTES: u64 = 256 << 20;
+
+/// Reads a regular file of at most `cap` bytes (a device, FIFO or larger file is an error,
+/// checked on the opened file, and the read stops after `cap` bytes whatever the file says).
+pub fn read_asset(path: &std::path::Path, cap: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let meta = std::fs::symlink_metadata(path)?;
+    if !meta.is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "not a regular file",
+        ));
+    }
+    let f = std::fs::File::open(path)?;
+    let meta = f.metadata()?;
+    if !meta.is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "not a regular file",
+        ));
+    }
+    let too_big = || {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("larger than the {cap}-byte limit for assets"),
+        )
+    };
+    if meta.len() > cap {
+        return Err(too_big());
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    f.take(cap + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > cap {
+        return Err(too_big());
+    }
+    Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn assets_are_capped_and_regular_files_only() {
+        let tmp = tempfile::tempdir().unwrap();
+        let p = tmp.path().join("tokens.txt");
+        std::fs::write(&p, b"abcdef").unwrap();
+        assert_eq!(read_asset(&p, 6).unwrap(), b"abcdef");
+        let e = read_asset(&p, 5).unwrap_err().to_string();
+        assert!(e.contains("5-byte limit"), "{e}");
+        let e = read_asset(tmp.path(), 100).unwrap_err().to_string();
+        assert!(e.contains("not a regular file"), "{e}");
+        #[cfg(unix)]
+        {
+            let e = read_asset(std::path::Path::new("/dev/zero"), 100).unwrap_err();
+            assert!(e.to_string().contains("not a regular file"), "{e}");
+        }
+    }
 }

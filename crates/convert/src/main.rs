@@ -101,6 +101,9 @@ struct ConvertArgs {
     /// Use the cache only (same as TFHUB_OFFLINE=1).
     #[arg(long)]
     offline: bool,
+    /// Replace the output folder even when it was not written by tfhub-rs.
+    #[arg(long)]
+    force: bool,
 }
 
 fn main() -> ExitCode {
@@ -238,6 +241,8 @@ fn run_convert(a: &ConvertArgs) -> Result<()> {
         }
         (None, None) => PathBuf::from("weights").join(derive_name(handle)),
     };
+    // Refused before downloading or converting anything (and checked again before replacing).
+    convert::write::check_replaceable(&out, a.force)?;
     let path = resolve(handle, a.offline)?;
     let converted = if is_tflite(&path) {
         if a.raw {
@@ -268,7 +273,7 @@ fn run_convert(a: &ConvertArgs) -> Result<()> {
     };
     let files = convert::write::source_files(&path)
         .with_context(|| format!("{}: cannot list files", path.display()))?;
-    let written = convert::write::write_model(&out, &converted, handle, &files)?;
+    let written = convert::write::write_model_with(&out, &converted, handle, &files, a.force)?;
     eprintln!(
         "wrote {} tensors of kind `{}`",
         converted.tensors.len(),

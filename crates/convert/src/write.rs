@@ -3,9 +3,11 @@
 //! Layout: `model.safetensors` (float32 tensors under the Burn parameter names),
 //! `config.json` (`{"kind", "config", "source", "source_sha256", "converter_version"}`)
 //! and the assets. Everything is written into a hidden temporary folder beside the
-//! destination, then renamed into place; an existing destination is renamed away first
-//! and deleted only once the new folder is in place. On any error the temporary folder is
-//! removed, so no half-written output is ever left behind.
+//! destination, then renamed into place; an existing destination is replaced only when this
+//! project wrote it (a `config.json` with a `"kind"` in it) or it is empty, unless forced: it is
+//! renamed away first, renamed back if the new folder cannot be put in place, and deleted only
+//! once the new folder is in place. On any error the temporary folder is removed, so no
+//! half-written output is ever left behind. (`models::outdir` has the same rules.)
 
 use crate::Converted;
 use sha2::{Digest, Sha256};
@@ -138,15 +140,71 @@ fn write_file(path: &Path, bytes: &[u8]) -> Result<(), WriteError> {
     Ok(())
 }
 
-/// Writes `converted` to `out_dir` (replacing an existing folder) and returns `out_dir`.
-/// `handle` is recorded as `source`; `source_files` (relative name, path) are hashed into
-/// `source_sha256`.
+/// Writes `converted` to `out_dir` (replacing an existing folder only when this project wrote
+/// it, see [`check_replaceable`]) and returns `out_dir`. `handle` is recorded as `source`;
+/// `source_files` (relative name, path) are hashed into `source_sha256`.
 pub fn write_model(
     out_dir: &Path,
     converted: &Converted,
     handle: &str,
     source_files: &[(String, PathBuf)],
 ) -> Result<PathBuf, WriteError> {
+    write_model_with(out_dir, converted, handle, source_files, false)
+}
+
+/// Largest `config.json` read to recognise a folder of ours.
+const MAX_CONFIG_BYTES: u64 = 1 << 20;
+
+/// Whether `dir` holds a `config.json` written by this project (a regular file of at most
+/// 1 MiB, a JSON object with a string `"kind"`).
+pub fn written_by_us(dir: &Path) -> bool {
+    let cfg = dir.join("config.json");
+    let Ok(meta) = std::fs::symlink_metadata(&cfg) else {
+        return false;
+    };
+    meta.is_file()
+        && meta.len() <= MAX_CONFIG_BYTES
+        && std::fs::read(&cfg)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .is_some_and(|v| v.get("kind").is_some_and(|k| k.is_string()))
+}
+
+/// `Ok` when `dir` may be replaced: absent, an empty folder, a folder this project wrote, or
+/// anything with `force`. The error names the folder and says how to override.
+pub fn check_replaceable(dir: &Path, force: bool) -> Result<(), WriteError> {
+    let meta = match std::fs::symlink_metadata(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io_error(dir, e)),
+        Ok(m) => m,
+    };
+    if force {
+        return Ok(());
+    }
+    if meta.is_dir() {
+        let empty = std::fs::read_dir(dir)
+            .map(|mut d| d.next().is_none())
+            .unwrap_or(false);
+        if empty || written_by_us(dir) {
+            return Ok(());
+        }
+    }
+    Err(WriteError::Invalid(format!(
+        "{}: already exists and was not written by tfhub-rs (no config.json of ours in it); \
+         refusing to replace it. Choose another --out folder, or pass --force to replace it",
+        dir.display()
+    )))
+}
+
+/// [`write_model`], replacing any existing `out_dir` when `force` is set.
+pub fn write_model_with(
+    out_dir: &Path,
+    converted: &Converted,
+    handle: &str,
+    source_files: &[(String, PathBuf)],
+    force: bool,
+) -> Result<PathBuf, WriteError> {
+    check_replaceable(out_dir, force)?;
     let name = out_dir
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -168,7 +226,7 @@ pub fn write_model(
     let tmp = parent.join(format!(".{name}.tmp-{}-{stamp}", std::process::id()));
     std::fs::create_dir(&tmp).map_err(|e| io_error(&tmp, e))?;
     let result = fill(&tmp, converted, handle, source_files)
-        .and_then(|()| swap_in(&tmp, out_dir, &parent, &name, stamp));
+        .and_then(|()| swap_in(&tmp, out_dir, &parent, &name, stamp, force));
     if result.is_err() {
         let _ = std::fs::remove_dir_all(&tmp);
     }
@@ -221,20 +279,39 @@ fn swap_in(
     parent: &Path,
     name: &str,
     stamp: u128,
+    force: bool,
 ) -> Result<(), WriteError> {
+    // Checked again right before replacing: the folder may have changed while converting.
+    check_replaceable(out_dir, force)?;
     let old = parent.join(format!(".{name}.old-{}-{stamp}", std::process::id()));
-    let had_old = out_dir.exists();
+    let had_old = std::fs::symlink_metadata(out_dir).is_ok();
     if had_old {
         std::fs::rename(out_dir, &old).map_err(|e| io_error(out_dir, e))?;
     }
     if let Err(e) = std::fs::rename(tmp, out_dir) {
         if had_old {
-            let _ = std::fs::rename(&old, out_dir);
+            if let Err(e2) = std::fs::rename(&old, out_dir) {
+                return Err(WriteError::Invalid(format!(
+                    "{}: {e}; restoring the previous folder also failed ({e2}): it is at {}",
+                    out_dir.display(),
+                    old.display()
+                )));
+            }
         }
         return Err(io_error(out_dir, e));
     }
     if had_old {
-        let _ = std::fs::remove_dir_all(&old);
+        let removed = if std::fs::symlink_metadata(&old).is_ok_and(|m| m.is_dir()) {
+            std::fs::remove_dir_all(&old)
+        } else {
+            std::fs::remove_file(&old)
+        };
+        if let Err(e) = removed {
+            eprintln!(
+                "warning: cannot remove the previous folder {}: {e}",
+                old.display()
+            );
+        }
     }
     Ok(())
 }
@@ -311,5 +388,46 @@ mod tests {
         assert!(write_model(&out, &evil, "h4", &[]).is_err());
         assert!(!base.join("weights/escape").exists());
         std::fs::remove_dir_all(&base).unwrap();
+    }
+
+    #[test]
+    fn an_unrelated_folder_is_not_replaced_without_force() {
+        let base = tempfile::tempdir().unwrap();
+        let out = base.path().join("photos");
+        std::fs::create_dir(&out).unwrap();
+        std::fs::write(out.join("holiday.jpg"), b"jpg").unwrap();
+        let e = write_model(&out, &sample(), "h", &[]).unwrap_err().to_string();
+        assert!(e.contains("photos") && e.contains("--force"), "{e}");
+        assert_eq!(std::fs::read(out.join("holiday.jpg")).unwrap(), b"jpg");
+        // Nothing temporary left beside it.
+        assert_eq!(std::fs::read_dir(base.path()).unwrap().count(), 1);
+        // A file in the way, and a config.json that is not ours, are refused too.
+        let file = base.path().join("file");
+        std::fs::write(&file, b"keep").unwrap();
+        assert!(write_model(&file, &sample(), "h", &[]).is_err());
+        assert_eq!(std::fs::read(&file).unwrap(), b"keep");
+        std::fs::write(out.join("config.json"), b"[1, 2]").unwrap();
+        assert!(write_model(&out, &sample(), "h", &[]).is_err());
+        // An empty folder is fine; --force replaces anything.
+        let empty = base.path().join("empty");
+        std::fs::create_dir(&empty).unwrap();
+        write_model(&empty, &sample(), "h", &[]).unwrap();
+        assert!(written_by_us(&empty));
+        write_model_with(&out, &sample(), "h", &[], true).unwrap();
+        assert!(!out.join("holiday.jpg").exists() && written_by_us(&out));
+    }
+
+    #[test]
+    fn a_failed_rename_restores_the_previous_folder() {
+        let base = tempfile::tempdir().unwrap();
+        let out = base.path().join("m");
+        write_model(&out, &sample(), "first", &[]).unwrap();
+        // The temporary folder vanished: the rename fails and the old folder comes back.
+        let e = swap_in(&base.path().join(".gone"), &out, base.path(), "m", 1, false).unwrap_err();
+        assert!(e.to_string().contains("m"), "{e}");
+        let cfg: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(out.join("config.json")).unwrap()).unwrap();
+        assert_eq!(cfg["source"], "first");
+        assert_eq!(std::fs::read_dir(base.path()).unwrap().count(), 1);
     }
 }

@@ -199,6 +199,37 @@ fn out_and_name_options_choose_the_folder() {
     std::fs::remove_dir_all(&work).unwrap();
 }
 
+#[test]
+fn out_onto_an_unrelated_folder_is_refused_unless_forced() {
+    let work = scratch("foreign");
+    let target = work.join("photos");
+    std::fs::create_dir_all(&target).unwrap();
+    std::fs::write(target.join("holiday.jpg"), b"jpg").unwrap();
+    let args = [
+        fixture("tf2").to_str().unwrap().to_string(),
+        "--raw".into(),
+        "--out".into(),
+        target.to_str().unwrap().to_string(),
+    ];
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = convert(&args, &work);
+    assert_clean_failure(&out, &["photos", "not written by tfhub-rs", "--force"]);
+    assert_eq!(std::fs::read(target.join("holiday.jpg")).unwrap(), b"jpg");
+    assert_eq!(std::fs::read_dir(&work).unwrap().count(), 1, "left something beside it");
+    // Our own output is replaced without --force; an unrelated one with it.
+    let ours = work.join("ours");
+    let mut a = args.clone();
+    a[3] = ours.to_str().unwrap();
+    assert!(convert(&a, &work).status.success());
+    assert!(convert(&a, &work).status.success());
+    let mut a = args.clone();
+    a.push("--force");
+    let out = convert(&a, &work);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(!target.join("holiday.jpg").exists() && target.join("config.json").is_file());
+    std::fs::remove_dir_all(&work).unwrap();
+}
+
 fn assert_clean_failure(out: &Output, needles: &[&str]) {
     assert!(!out.status.success());
     let err = text(&out.stderr);

@@ -108,32 +108,66 @@ fn dir_size(p: &Path) -> u64 {
         .sum()
 }
 
-/// An acquired `<dir>.lock`; removed on drop if it still holds our content.
+/// Prefix of the uid of locks taken by this crate. Such a lock file is held with an OS file lock
+/// (`flock`) by its owner for the whole download: when that lock can be taken by someone else,
+/// the owner is gone, whatever PID namespace or host it ran in.
+const OUR_UID_PREFIX: &str = "rs";
+
+/// An acquired `<dir>.lock`: the file (content `<hostname>.<pid>.<uid>`, as tensorflow_hub
+/// writes it) with an OS file lock on it held until drop. Removed on drop if it is still ours.
 pub(crate) struct Lock {
     path: PathBuf,
     content: String,
     pub(crate) uid: String,
+    file: fs::File,
 }
 
 impl Drop for Lock {
     fn drop(&mut self) {
-        if fs::read_to_string(&self.path)
-            .map(|c| c == self.content)
-            .unwrap_or(false)
-        {
+        if self.still_ours() {
             let _ = fs::remove_file(&self.path);
         }
+        // Closing the file releases the OS lock.
+    }
+}
+
+#[cfg(unix)]
+fn same_file(a: &fs::Metadata, b: &fs::Metadata) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    a.dev() == b.dev() && a.ino() == b.ino()
+}
+
+#[cfg(not(unix))]
+fn same_file(a: &fs::Metadata, b: &fs::Metadata) -> bool {
+    a.len() == b.len() && a.modified().ok() == b.modified().ok()
+}
+
+impl Lock {
+    /// Whether `<dir>.lock` is still the file we created, with our content (nobody judged it
+    /// stale and replaced or removed it).
+    pub(crate) fn still_ours(&self) -> bool {
+        let (Ok(on_disk), Ok(mine)) = (fs::metadata(&self.path), self.file.metadata()) else {
+            return false;
+        };
+        same_file(&on_disk, &mine)
+            && fs::read_to_string(&self.path)
+                .map(|c| c == self.content)
+                .unwrap_or(false)
     }
 }
 
 /// Removes a stale lock file if it still holds `content` (someone may have replaced it
-/// meanwhile), and the abandoned download folder it names.
-fn remove_lock_if(path: &Path, content: &str) {
+/// meanwhile). `tmp_too`: also remove the abandoned download folder it names (only when its
+/// owner is known to be gone).
+fn remove_lock_if(path: &Path, content: &str, tmp_too: bool) {
     if fs::read_to_string(path)
         .map(|c| c == content)
         .unwrap_or(false)
     {
         let _ = fs::remove_file(path);
+        if !tmp_too {
+            return;
+        }
         if let (Some((_, _, uid)), Some(dir)) = (
             parse_lock(content),
             path.to_str().and_then(|p| p.strip_suffix(".lock")),
@@ -147,39 +181,73 @@ fn remove_lock_if(path: &Path, content: &str) {
 
 impl Lock {
     /// Takes `<dir>.lock`, waiting while another live downloader holds it.
+    ///
+    /// The lock file is written and OS-locked under a temporary name, then hard-linked into
+    /// place (fails if a lock exists): it never appears without its content and its OS lock.
     pub(crate) fn acquire(r: &Resolver, dir: &Path, handle: &str) -> Result<Lock, Error> {
         let path = lock_path(dir);
-        let uid = unique_id();
+        let uid = format!("{OUR_UID_PREFIX}{}", &unique_id()[..30]);
         let content = format!("{}.{}.{}", hostname(), std::process::id(), uid);
+        let staging = with_suffix(&path, &format!(".{uid}.tmp"));
+        let mut file = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&staging)
+            .map_err(io_err(&staging, "cannot create lock file"))?;
+        let staged = (|| {
+            file.write_all(content.as_bytes())?;
+            file.sync_all()?;
+            file.lock()
+        })();
+        if let Err(e) = staged {
+            let _ = fs::remove_file(&staging);
+            return Err(io_err(&path, "cannot lock the lock file")(e));
+        }
         let mut announced = false;
-        loop {
-            match fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&path)
-            {
-                Ok(mut f) => {
-                    let lock = Lock {
+        let result = loop {
+            match fs::hard_link(&staging, &path) {
+                Ok(()) => {
+                    break Ok(Lock {
                         path: path.clone(),
                         content: content.clone(),
                         uid: uid.clone(),
-                    };
-                    f.write_all(content.as_bytes())
-                        .map_err(io_err(&path, "cannot write lock file"))?;
-                    return Ok(lock);
+                        file,
+                    })
                 }
                 // Then try again; the caller re-checks the cache once it holds the lock.
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                    wait_for_lock(r, dir, &path, handle, &mut announced)?
+                    if let Err(e) = wait_for_lock(r, dir, &path, handle, &mut announced) {
+                        break Err(e);
+                    }
                 }
-                Err(e) => return Err(io_err(&path, "cannot create lock file")(e)),
+                Err(e) => break Err(io_err(&path, "cannot create lock file")(e)),
             }
-        }
+        };
+        let _ = fs::remove_file(&staging);
+        result
     }
 }
 
-/// Waits until `lock` disappears, removing it when stale: its process is dead (same host), or
-/// neither its content nor its download folder changed for `r.lock_timeout`.
+/// Whether the lock file at `lock` is held with an OS lock by a live process. `None`: the file
+/// is gone. Taking the OS lock ourselves proves its owner is gone (it is released at exit).
+fn os_lock_held(lock: &Path) -> Option<bool> {
+    let f = fs::File::open(lock).ok()?;
+    match f.try_lock_shared() {
+        Ok(()) => Some(false),
+        Err(fs::TryLockError::WouldBlock) => Some(true),
+        // A file system without locks: tell nothing.
+        Err(fs::TryLockError::Error(_)) => Some(false),
+    }
+}
+
+/// Waits until `lock` disappears, removing it when stale. A lock held with an OS lock (by this
+/// crate, in any process, container or PID namespace) is never stale: after `r.lock_timeout`
+/// without progress the waiter gives up with an error instead. A lock of ours without its OS
+/// lock was left by a process that is gone: removed at once with its download folder. Other
+/// locks (tensorflow_hub's) are stale when their process is dead (same host) or when neither
+/// their content nor their download folder changed for `r.lock_timeout`; then the lock is
+/// removed, and its download folder only when its process is known to be dead.
 fn wait_for_lock(
     r: &Resolver,
     dir: &Path,
@@ -197,16 +265,37 @@ fn wait_for_lock(
             Err(e) => return Err(io_err(lock, "cannot read lock file")(e)),
         };
         let parsed = parse_lock(&content);
-        if let Some((host, pid, _)) = parsed {
-            if host == me && pid_alive(pid) == Some(false) {
+        let ours = parsed.is_some_and(|(_, _, uid)| uid.starts_with(OUR_UID_PREFIX));
+        let held = match os_lock_held(lock) {
+            None => return Ok(()),
+            Some(h) => h,
+        };
+        if ours && !held {
+            // Re-read: the owner may have finished and removed it meanwhile.
+            if fs::read_to_string(lock).ok().as_deref() == Some(content.as_str()) {
                 if !r.quiet {
                     eprintln!(
-                        "hub: removing stale lock {} of {handle} (process {pid} is gone)",
-                        lock.display()
+                        "hub: removing stale lock {} of {handle} (its owner {:?} is gone)",
+                        lock.display(),
+                        content.trim()
                     );
                 }
-                remove_lock_if(lock, &content);
-                return Ok(());
+                remove_lock_if(lock, &content, true);
+            }
+            return Ok(());
+        }
+        if !held {
+            if let Some((host, pid, _)) = parsed {
+                if host == me && pid_alive(pid) == Some(false) {
+                    if !r.quiet {
+                        eprintln!(
+                            "hub: removing stale lock {} of {handle} (process {pid} is gone)",
+                            lock.display()
+                        );
+                    }
+                    remove_lock_if(lock, &content, true);
+                    return Ok(());
+                }
             }
         }
         let size = parsed
@@ -217,6 +306,16 @@ fn wait_for_lock(
             last = Some(state);
             last_change = Instant::now();
         } else if last_change.elapsed() >= r.lock_timeout {
+            if held {
+                return Err(Error::Other(format!(
+                    "{handle}: another process ({:?}) is downloading it and has made no progress \
+                     for {:?}; it still holds {} (a stopped process?). Not taking over a live \
+                     download: try again later",
+                    content.trim(),
+                    r.lock_timeout,
+                    lock.display()
+                )));
+            }
             if !r.quiet {
                 eprintln!(
                     "hub: removing stale lock {} of {handle} (held by {:?}, unchanged for {:?})",
@@ -225,7 +324,8 @@ fn wait_for_lock(
                     r.lock_timeout
                 );
             }
-            remove_lock_if(lock, &content);
+            // Its download folder is left alone: its owner may be alive elsewhere.
+            remove_lock_if(lock, &content, false);
             return Ok(());
         }
         if !*announced && !r.quiet {
@@ -242,13 +342,15 @@ fn wait_for_lock(
     }
 }
 
-/// Locks `dir`, fills `<dir>.<uid>.tmp` with `populate`, writes the descriptor and renames the
-/// folder into place. A failure removes the temporary folder: no incomplete `dir` ever appears.
+/// Locks `dir`, fills `<dir>.<uid>.tmp` with `populate`, checks it with `check`, writes the
+/// descriptor and renames the folder into place, after re-checking that the lock is still ours.
+/// A failure removes the temporary folder (ours): no incomplete `dir` ever appears.
 pub(crate) fn populate_atomically(
     r: &Resolver,
     dir: &Path,
     handle: &str,
     populate: impl FnOnce(&Path) -> Result<(), Error>,
+    check: impl FnOnce(&Path) -> Result<(), Error>,
 ) -> Result<(), Error> {
     let parent = dir.parent().unwrap_or(Path::new("."));
     fs::create_dir_all(parent).map_err(io_err(parent, "cannot create cache folder"))?;
@@ -257,9 +359,7 @@ pub(crate) fn populate_atomically(
         return Ok(());
     }
     let tmp = tmp_path(dir, &lock.uid);
-    if tmp.exists() {
-        let _ = fs::remove_dir_all(&tmp);
-    }
+    // A fresh uid: nobody else's folder.
     fs::create_dir(&tmp).map_err(io_err(&tmp, "cannot create download folder"))?;
     let result = populate(&tmp).and_then(|()| {
         if !is_complete(&tmp) {
@@ -267,10 +367,18 @@ pub(crate) fn populate_atomically(
                 "{handle}: download produced no files"
             )));
         }
+        check(&tmp)?;
         if is_complete(dir) {
             // Someone else finished meanwhile (e.g. a lock judged stale too early): keep theirs.
             let _ = fs::remove_dir_all(&tmp);
             return Ok(());
+        }
+        if !lock.still_ours() {
+            return Err(Error::Other(format!(
+                "{handle}: lost the lock {} to another process during the download; not \
+                 publishing this copy",
+                lock_path(dir).display()
+            )));
         }
         write_descriptor(dir, handle)?;
         if dir.exists() {
@@ -372,4 +480,46 @@ mod tests {
         child.wait().unwrap();
         assert_eq!(pid_alive(pid), Some(false));
     }
+
+    #[test]
+    fn a_lost_lock_is_noticed_before_publishing() {
+        let cache = tempfile::tempdir().unwrap();
+        let r = Resolver::new(cache.path()).quiet(true);
+        let dir = cache.path().join("m");
+        // Someone judges our lock stale during the download and replaces it with theirs.
+        let e = populate_atomically(
+            &r,
+            &dir,
+            "handle",
+            |tmp| {
+                fs::write(tmp.join("saved_model.pb"), b"x").unwrap();
+                fs::remove_file(lock_path(&dir)).unwrap();
+                fs::write(lock_path(&dir), "other.1.ffff").unwrap();
+                Ok(())
+            },
+            |_| Ok(()),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("lost the lock"), "{e}");
+        assert!(!dir.exists());
+        // Their lock is left alone; our temporary folder is gone.
+        assert_eq!(fs::read_to_string(lock_path(&dir)).unwrap(), "other.1.ffff");
+        let left: Vec<_> = fs::read_dir(cache.path()).unwrap().flatten().map(|e| e.file_name()).collect();
+        assert_eq!(left, vec![std::ffi::OsString::from("m.lock")]);
+    }
+
+    #[test]
+    fn our_lock_file_is_os_locked_while_held() {
+        let cache = tempfile::tempdir().unwrap();
+        let r = Resolver::new(cache.path()).quiet(true);
+        let dir = cache.path().join("m");
+        let lock = Lock::acquire(&r, &dir, "h").unwrap();
+        assert!(lock.uid.starts_with(OUR_UID_PREFIX));
+        assert_eq!(os_lock_held(&lock_path(&dir)), Some(true));
+        assert!(lock.still_ours());
+        drop(lock);
+        assert!(!lock_path(&dir).exists());
+        assert_eq!(os_lock_held(&lock_path(&dir)), None);
+    }
 }
+

@@ -4,6 +4,7 @@ use std::fs;
 use std::io::{self, IsTerminal, Read, Write};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
@@ -78,8 +79,14 @@ fn strip_query(url: &str) -> String {
 pub(crate) struct Http {
     client: reqwest::blocking::Client,
     progress: bool,
-    max_extract_bytes: u64,
+    limits: extract::Limits,
+    max_file_bytes: u64,
+    stall: Duration,
+    total: Duration,
 }
+
+/// Bytes that must arrive within each stall window.
+const STALL_MIN_BYTES: u64 = 64 << 10;
 
 /// A response body reader that counts bytes, drives the progress bar and remembers the first
 /// read error (so that an error surfacing through gzip/tar is reported as a download error).
@@ -88,11 +95,64 @@ struct Body {
     received: u64,
     failure: Arc<Mutex<Option<String>>>,
     bar: Option<ProgressBar>,
+    deadlines: Deadlines,
+}
+
+/// A total deadline, and a stall rule: at least [`STALL_MIN_BYTES`] per `stall` window (a
+/// trickle of a few bytes per read would defeat a per-read timeout).
+struct Deadlines {
+    started: Instant,
+    total: Duration,
+    stall: Duration,
+    window_start: Instant,
+    window_bytes: u64,
+}
+
+impl Deadlines {
+    fn new(total: Duration, stall: Duration) -> Self {
+        let now = Instant::now();
+        Deadlines {
+            started: now,
+            total,
+            stall,
+            window_start: now,
+            window_bytes: 0,
+        }
+    }
+
+    fn check(&mut self, n: usize, at_end: bool) -> io::Result<()> {
+        let now = Instant::now();
+        if now.duration_since(self.started) > self.total {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("the download took longer than the {:?} deadline", self.total),
+            ));
+        }
+        self.window_bytes += n as u64;
+        if now.duration_since(self.window_start) >= self.stall {
+            if self.window_bytes < STALL_MIN_BYTES && !at_end {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!(
+                        "the download stalled ({} bytes in the last {:?})",
+                        self.window_bytes, self.stall
+                    ),
+                ));
+            }
+            self.window_start = now;
+            self.window_bytes = 0;
+        }
+        Ok(())
+    }
 }
 
 impl Read for Body {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self.inner.read(buf) {
+        let r = self
+            .inner
+            .read(buf)
+            .and_then(|n| self.deadlines.check(n, n == 0 && !buf.is_empty()).map(|()| n));
+        match r {
             Ok(n) => {
                 self.received += n as u64;
                 if let Some(b) = &self.bar {
@@ -208,7 +268,10 @@ impl Http {
         Ok(Http {
             client,
             progress: r.progress,
-            max_extract_bytes: r.max_extract_bytes,
+            limits: r.extract_limits(),
+            max_file_bytes: r.max_file_bytes,
+            stall: r.io_timeout,
+            total: r.total_timeout,
         })
     }
 
@@ -264,6 +327,7 @@ impl Http {
             received: 0,
             failure: failure.clone(),
             bar: bar.clone(),
+            deadlines: Deadlines::new(self.total, self.stall),
         };
         let head = extract::read_head(&mut body, 512);
         let probe = Probe {
@@ -311,14 +375,10 @@ impl Http {
                 Kind::Gzip => Box::new(flate2::read::MultiGzDecoder::new(stream)),
                 _ => Box::new(stream),
             };
-            extract::extract_tar(&mut reader, dest, url, self.max_extract_bytes).and_then(|_| {
-                // Read to the very end: gzip CRC, trailing padding, and the Content-Length check.
-                io::copy(&mut reader, &mut io::sink())
-                    .map(|_| ())
-                    .map_err(|e| Error::BadArchive {
-                        archive: url.to_string(),
-                        message: format!("after the last member: {e}"),
-                    })
+            extract::extract_tar(&mut reader, dest, url, self.limits).and_then(|_| {
+                // Read to the end (gzip CRC, trailing padding, the Content-Length check), but
+                // not without limit.
+                extract::drain_trailing(&mut reader, url)
             })
         };
         f.head = vec![0; head_len]; // only its length counts from here on
@@ -340,6 +400,14 @@ impl Http {
             f.finish();
             return Err(f.unexpected(expect.describe()));
         }
+        let cap = self.max_file_bytes;
+        let too_big = |f: &Fetch| {
+            f.download_error(format!("the file is larger than the {cap}-byte limit"))
+        };
+        if f.expected.is_some_and(|n| n > cap) || f.head.len() as u64 > cap {
+            f.finish();
+            return Err(too_big(&f));
+        }
         let io_err = |source| Error::Io {
             path: path.to_path_buf(),
             action: "cannot write download",
@@ -347,8 +415,14 @@ impl Http {
         };
         let mut out = fs::File::create(path).map_err(io_err)?;
         out.write_all(&f.head).map_err(io_err)?;
-        let copied = io::copy(&mut f.rest, &mut out);
+        let room = cap - f.head.len() as u64;
+        let copied = io::copy(&mut (&mut f.rest).take(room + 1), &mut out);
         f.finish();
+        if copied.as_ref().is_ok_and(|&n| n > room) {
+            drop(out);
+            let _ = fs::remove_file(path);
+            return Err(too_big(&f));
+        }
         if let Err(e) = copied {
             return Err(if f.failure().is_some() {
                 f.download_error(chain(&e))

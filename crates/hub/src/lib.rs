@@ -38,8 +38,10 @@
 //! HTTP goes through `reqwest` (blocking, rustls, webpki roots). Proxies come from the usual
 //! environment variables, which reqwest reads by default: `HTTPS_PROXY`/`https_proxy`,
 //! `HTTP_PROXY`/`http_proxy` (ignored when `REQUEST_METHOD` is set, i.e. under CGI),
-//! `ALL_PROXY`/`all_proxy` and `NO_PROXY`/`no_proxy`. Timeouts: 30 s to connect, 120 s for any
-//! single read or write. `TFHUB_DISABLE_CERT_VALIDATION=true` turns off certificate checks (as
+//! `ALL_PROXY`/`all_proxy` and `NO_PROXY`/`no_proxy`. Timeouts: 30 s to connect; a download
+//! stalls out when a read waits 120 s or less than 64 KiB arrive in 120 s; 6 hours in all.
+//! Limits: archives of at most 64 GiB decompressed (metadata members included) and 100,000
+//! members, names of at most 4096 bytes, single files of at most 16 GiB. `TFHUB_DISABLE_CERT_VALIDATION=true` turns off certificate checks (as
 //! in Python). `TFHUB_OFFLINE=1` (or [`Options::offline`]) uses the cache only.
 //! `TFHUB_BASE_URL` (or [`Resolver::tfhub_base`]) fetches `https://tfhub.dev/...` handles from
 //! another server (a mirror, or a local test server); the cache key stays the handle.
@@ -255,6 +257,27 @@ pub fn download_file(url: &str, opts: &Options) -> Result<PathBuf, Error> {
     Resolver::from_options(opts)?.download_file(url)
 }
 
+/// Extracts a tar or tar.gz archive held in memory into the folder `dest` with the default
+/// limits (and `max_bytes` of files), exactly as downloads are extracted (for fuzzing and tools).
+#[doc(hidden)]
+pub fn extract_archive_bytes(bytes: &[u8], dest: &Path, max_bytes: u64) -> Result<(), Error> {
+    use std::io::Read;
+    let label = "<archive bytes>";
+    let limits = extract::Limits::new(max_bytes);
+    match extract::sniff(bytes) {
+        extract::Kind::Gzip => {
+            let mut gz = flate2::read::MultiGzDecoder::new(bytes);
+            extract::extract_tar(&mut gz, dest, label, limits)?;
+            extract::drain_trailing(&mut gz, label)
+        }
+        _ => {
+            let mut r: &[u8] = bytes;
+            extract::extract_tar(&mut r, dest, label, limits)?;
+            extract::drain_trailing(&mut r.by_ref(), label)
+        }
+    }
+}
+
 /// The cache folder `opts` leads to: [`Options::cache_dir`], else `TFHUB_CACHE_DIR`, else the
 /// per-user cache folder ([`default_cache_dir`]).
 pub fn cache_dir(opts: &Options) -> Result<PathBuf, Error> {
@@ -318,7 +341,10 @@ pub struct Resolver {
     lock_timeout: Duration,
     lock_poll: Duration,
     max_extract_bytes: u64,
+    max_extract_members: usize,
+    max_file_bytes: u64,
     connect_timeout: Duration,
+    total_timeout: Duration,
     io_timeout: Duration,
     accept_invalid_certs: bool,
     quiet: bool,
@@ -336,7 +362,10 @@ impl Resolver {
             lock_timeout: Duration::from_secs(600),
             lock_poll: Duration::from_millis(500),
             max_extract_bytes: 64 << 30,
+            max_extract_members: 100_000,
+            max_file_bytes: 16 << 30,
             connect_timeout: Duration::from_secs(30),
+            total_timeout: Duration::from_secs(6 * 3600),
             io_timeout: Duration::from_secs(120),
             accept_invalid_certs: false,
             quiet: false,
@@ -388,17 +417,44 @@ impl Resolver {
         self
     }
 
-    /// Refuse archives that extract to more than `bytes`. Default 64 GiB.
+    /// Refuse archives whose decompressed tar stream (every member, metadata and padding
+    /// included) is larger than `bytes`. Default 64 GiB.
     pub fn max_extract_bytes(mut self, bytes: u64) -> Self {
         self.max_extract_bytes = bytes;
         self
     }
 
-    /// Connection timeout (default 30 s) and timeout of any single read/write (default 120 s).
+    /// Refuse archives with more than `n` members (files and folders). Default 100,000.
+    pub fn max_extract_members(mut self, n: usize) -> Self {
+        self.max_extract_members = n;
+        self
+    }
+
+    /// Refuse single-file downloads ([`Resolver::download_file`], `.tflite` handles) larger
+    /// than `bytes`. Default 16 GiB.
+    pub fn max_file_bytes(mut self, bytes: u64) -> Self {
+        self.max_file_bytes = bytes;
+        self
+    }
+
+    /// Connection timeout (default 30 s) and stall timeout (default 120 s): a download fails
+    /// when a read waits that long, or when less than 64 KiB arrive in that much time.
     pub fn timeouts(mut self, connect: Duration, io: Duration) -> Self {
         self.connect_timeout = connect;
         self.io_timeout = io;
         self
+    }
+
+    /// Deadline for a whole download, however steadily it progresses. Default 6 hours.
+    pub fn total_timeout(mut self, t: Duration) -> Self {
+        self.total_timeout = t;
+        self
+    }
+
+    fn extract_limits(&self) -> extract::Limits {
+        let mut l = extract::Limits::new(self.max_extract_bytes);
+        l.max_members = self.max_extract_members;
+        l
     }
 
     /// Do not print the "waiting for another download" message on stderr.
@@ -424,22 +480,35 @@ impl Resolver {
             handle::Source::LocalArchive(p) => {
                 let key = handle::local_archive_key(&p)?;
                 let dir = self.cache_dir.join(&key);
-                let dir = self.ensure(&dir, handle, |tmp| {
-                    extract::extract_local(&p, tmp, self.max_extract_bytes)
-                })?;
+                let dir = self.ensure(
+                    &dir,
+                    handle,
+                    |tmp| extract::extract_local(&p, tmp, self.extract_limits()),
+                    |tmp| extract::check_model_folder(tmp, handle),
+                )?;
                 extract::model_root(&dir)
             }
             handle::Source::RemoteArchive { url } => {
                 let dir = self.module_dir(handle);
-                let dir = self.ensure(&dir, handle, |tmp| self.http()?.fetch_archive(&url, tmp))?;
+                let dir = self.ensure(
+                    &dir,
+                    handle,
+                    |tmp| self.http()?.fetch_archive(&url, tmp),
+                    |tmp| extract::check_model_folder(tmp, handle),
+                )?;
                 extract::model_root(&dir)
             }
             handle::Source::RemoteFile { url, file_name } => {
                 let dir = self.module_dir(handle);
-                let dir = self.ensure(&dir, handle, |tmp| {
-                    self.http()?
-                        .fetch_file(&url, &tmp.join(&file_name), http::Expect::Tflite)
-                })?;
+                let dir = self.ensure(
+                    &dir,
+                    handle,
+                    |tmp| {
+                        self.http()?
+                            .fetch_file(&url, &tmp.join(&file_name), http::Expect::Tflite)
+                    },
+                    |tmp| extract::check_single_file(tmp, &file_name, handle),
+                )?;
                 dir.join(file_name)
             }
         };
@@ -465,9 +534,12 @@ impl Resolver {
         let file_name = handle::file_name_of_url(url);
         let dir = self.cache_dir.join("downloads").join(module_dir_name(url));
         let expect = http::Expect::from_name(&file_name);
-        let dir = self.ensure(&dir, url, |tmp| {
-            self.http()?.fetch_file(url, &tmp.join(&file_name), expect)
-        })?;
+        let dir = self.ensure(
+            &dir,
+            url,
+            |tmp| self.http()?.fetch_file(url, &tmp.join(&file_name), expect),
+            |tmp| extract::check_single_file(tmp, &file_name, url),
+        )?;
         Ok(dir.join(file_name))
     }
 
@@ -481,6 +553,7 @@ impl Resolver {
         dir: &Path,
         handle: &str,
         populate: impl FnOnce(&Path) -> Result<(), Error>,
+        check: impl FnOnce(&Path) -> Result<(), Error>,
     ) -> Result<PathBuf, Error> {
         if cache::is_complete(dir) {
             return Ok(dir.to_path_buf());
@@ -491,7 +564,7 @@ impl Resolver {
                 dir: dir.to_path_buf(),
             });
         }
-        cache::populate_atomically(self, dir, handle, populate)?;
+        cache::populate_atomically(self, dir, handle, populate, check)?;
         Ok(dir.to_path_buf())
     }
 }

@@ -33,22 +33,61 @@ pub enum ImageError {
     Decode { path: PathBuf, msg: String },
 }
 
-/// Decodes a JPEG/PNG file (format guessed from its bytes) to 8-bit RGB.
+/// Largest width or height decoded.
+pub const MAX_SIDE: u32 = 16384;
+/// Largest number of pixels decoded: the pipeline holds the RGB8 image and its f32 copy
+/// (15 bytes per pixel), so this keeps an image under ~1.5 GB whatever its format.
+pub const MAX_PIXELS: u64 = 100_000_000;
+/// Most bytes the decoder itself may allocate.
+const MAX_DECODER_ALLOC: u64 = 1 << 30;
+
+/// Decodes a JPEG/PNG file (format guessed from its bytes) to 8-bit RGB. The dimensions are
+/// read from the header and checked against [`MAX_SIDE`] and [`MAX_PIXELS`] before anything
+/// is decoded or expanded (a small PNG can declare 23000 x 23000 pixels).
 pub fn decode_rgb8(path: &Path) -> Result<image::RgbImage, ImageError> {
     let read = |source| ImageError::Read {
         path: path.to_path_buf(),
         source,
     };
-    let img = image::ImageReader::open(path)
-        .map_err(read)?
-        .with_guessed_format()
-        .map_err(read)?
-        .decode()
-        .map_err(|e| ImageError::Decode {
-            path: path.to_path_buf(),
-            msg: e.to_string(),
-        })?;
-    Ok(img.to_rgb8())
+    let decode_err = |msg: String| ImageError::Decode {
+        path: path.to_path_buf(),
+        msg,
+    };
+    let open = |limited: bool| -> Result<image::ImageReader<std::io::BufReader<std::fs::File>>, ImageError> {
+        let mut r = image::ImageReader::open(path)
+            .map_err(read)?
+            .with_guessed_format()
+            .map_err(read)?;
+        let mut limits = image::Limits::default();
+        limits.max_image_width = Some(MAX_SIDE);
+        limits.max_image_height = Some(MAX_SIDE);
+        limits.max_alloc = Some(MAX_DECODER_ALLOC);
+        if limited {
+            r.limits(limits);
+        }
+        Ok(r)
+    };
+    // The header alone (nothing allocated by size), checked by our rule for a clear message;
+    // then decoded under the decoder's own limits as well.
+    let (w, h) = open(false)?
+        .into_dimensions()
+        .map_err(|e| decode_err(e.to_string()))?;
+    check_dimensions(w, h).map_err(decode_err)?;
+    let img = open(true)?.decode().map_err(|e| decode_err(e.to_string()))?;
+    // No copy when the file is already 8-bit RGB.
+    Ok(img.into_rgb8())
+}
+
+/// `Ok` when a `w x h` image is within [`MAX_SIDE`] and [`MAX_PIXELS`].
+pub fn check_dimensions(w: u32, h: u32) -> Result<(), String> {
+    let pixels = u64::from(w) * u64::from(h);
+    if w > MAX_SIDE || h > MAX_SIDE || pixels > MAX_PIXELS {
+        return Err(format!(
+            "{w} x {h} pixels is larger than the limit ({MAX_SIDE} pixels a side, \
+             {MAX_PIXELS} pixels in all)"
+        ));
+    }
+    Ok(())
 }
 
 /// TF `compute_interpolation_weights` with `HalfPixelScaler`: `(lower, upper, lerp)` for
@@ -89,6 +128,15 @@ impl Image {
     /// [`decode_rgb8`] then [`Image::from_rgb8`] (TF `decode_image` + `convert_image_dtype`).
     pub fn open(path: &Path) -> Result<Self, ImageError> {
         Ok(Self::from_rgb8(&decode_rgb8(path)?))
+    }
+
+    /// [`Image::central_crop`] without copying the image when nothing is cropped.
+    pub fn into_central_crop(self, fraction: f64) -> Self {
+        if fraction >= 1.0 {
+            self
+        } else {
+            self.central_crop(fraction)
+        }
     }
 
     /// `tf.image.central_crop(image, fraction)` (`fraction >= 1` keeps the image).

@@ -12,6 +12,7 @@ pub mod finetune;
 pub mod imageops;
 pub mod inception_v3;
 pub mod npy;
+pub mod outdir;
 pub mod report;
 pub mod rng;
 pub mod stylization;

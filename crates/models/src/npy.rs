@@ -137,8 +137,11 @@ pub fn from_bytes(bytes: &[u8]) -> Result<NpyArray, NpyError> {
         }
         v => return Err(unsup(format!("format version {v}"))),
     };
+    let header_end = (start as usize)
+        .checked_add(hlen)
+        .ok_or_else(|| fmt("truncated header"))?;
     let header = bytes
-        .get(start..start + hlen)
+        .get(start..header_end)
         .ok_or_else(|| fmt("truncated header"))?;
     let header = std::str::from_utf8(header).map_err(|_| fmt("header is not text"))?;
     let descr = dict_value(header, "descr").ok_or_else(|| fmt("header has no 'descr'"))?;
@@ -156,8 +159,8 @@ pub fn from_bytes(bytes: &[u8]) -> Result<NpyArray, NpyError> {
         .filter(|s| !s.is_empty())
         .map(|s| s.parse::<usize>().map_err(|_| fmt("bad shape")))
         .collect::<Result<_, _>>()?;
-    let n: usize = shape.iter().product();
-    let body = &bytes[start + hlen..];
+    let n: Option<usize> = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+    let body = &bytes[header_end..];
     let (size, conv): (usize, fn(&[u8]) -> f32) = match descr {
         "<f4" | "=f4" => (4, |b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
         "<f8" | "=f8" => (8, |b| {
@@ -175,14 +178,17 @@ pub fn from_bytes(bytes: &[u8]) -> Result<NpyArray, NpyError> {
             )))
         }
     };
-    if body.len() < n * size {
-        return Err(fmt(&format!(
-            "data holds {} bytes, shape {shape:?} needs {}",
-            body.len(),
-            n * size
-        )));
-    }
-    let data = body[..n * size].chunks_exact(size).map(conv).collect();
+    // Checked arithmetic: a hostile shape must not wrap around to a small size.
+    let need = n
+        .and_then(|n| n.checked_mul(size))
+        .filter(|&need| need <= body.len())
+        .ok_or_else(|| {
+            fmt(&format!(
+                "data holds {} bytes, less than shape {shape:?} of {descr} needs",
+                body.len()
+            ))
+        })?;
+    let data = body[..need].chunks_exact(size).map(conv).collect();
     Ok(NpyArray { shape, data })
 }
 

@@ -84,7 +84,10 @@ pub(crate) fn parse_index_bytes(
                 e.shard_id
             )));
         }
-        entries.insert(k, e);
+        let key_text = String::from_utf8_lossy(&k).into_owned();
+        if entries.insert(k, e).is_some() {
+            return Err(corrupt(format!("duplicate entry `{key_text}`")));
+        }
     }
     Ok((num_shards, entries))
 }
@@ -291,6 +294,13 @@ impl Bundle {
         Ok(bytes)
     }
 
+    /// Total bytes of all data shards: no assembled tensor can hold more (slices are disjoint).
+    fn total_shard_bytes(&self) -> u64 {
+        self.shards
+            .iter()
+            .fold(0u64, |a, s| a.saturating_add(s.bytes().len() as u64))
+    }
+
     fn read_sliced(
         &self,
         key: &[u8],
@@ -301,23 +311,39 @@ impl Bundle {
         name: &str,
     ) -> Result<Tensor, Error> {
         let rank = shape.len();
-        let mut strides = vec![1usize; rank];
-        for d in (0..rank.saturating_sub(1)).rev() {
-            strides[d] = strides[d + 1] * shape[d + 1];
+        if e.slices.len() > MAX_SLICES {
+            return Err(self.tensor_err(
+                name,
+                format!(
+                    "{} slices (at most {MAX_SLICES} are supported)",
+                    e.slices.len()
+                ),
+            ));
         }
         let es = dtype.element_size();
-        let mut full_bytes: Vec<u8> = Vec::new();
-        let mut full_strings: Vec<Vec<u8>> = Vec::new();
-        match es {
-            Some(es) => {
-                full_bytes = vec![
-                    0;
-                    n.checked_mul(es)
-                        .ok_or_else(|| self.tensor_err(name, "size overflows"))?
-                ]
-            }
-            None => full_strings = vec![Vec::new(); n],
+        // What the assembled tensor would take, checked against the bytes that exist before
+        // anything is allocated: every element of a fixed-size dtype comes from the shards, and
+        // every string takes at least one length byte there.
+        let need = n
+            .checked_mul(es.unwrap_or(1))
+            .ok_or_else(|| self.tensor_err(name, "byte size overflows"))?;
+        let have = self.total_shard_bytes();
+        if need as u64 > have {
+            return Err(self.tensor_err(
+                name,
+                format!(
+                    "shape {shape:?} needs {need} bytes but the data files hold only {have} bytes"
+                ),
+            ));
         }
+        // Pass 1: every slice's extent, entry and stored size, without decoding anything.
+        struct Part<'a> {
+            starts: Vec<usize>,
+            lens: Vec<usize>,
+            n: usize,
+            entry: &'a BundleEntryProto,
+        }
+        let mut parts: Vec<Part> = Vec::with_capacity(e.slices.len());
         let mut covered = 0usize;
         for (si, slice) in e.slices.iter().enumerate() {
             if slice.extent.len() != rank {
@@ -333,21 +359,20 @@ impl Bundle {
             let mut lens = Vec::with_capacity(rank);
             let mut enc = Vec::with_capacity(rank);
             for (d, x) in slice.extent.iter().enumerate() {
+                let dim = i64::try_from(shape[d])
+                    .map_err(|_| self.tensor_err(name, "dimension too large"))?;
                 let (start, len) = match x.length {
                     Some(l) => (x.start, l),
-                    None => (0, shape[d] as i64),
+                    None => (0, dim),
                 };
                 let ok = start >= 0
                     && len >= 0
-                    && (start as u64)
-                        .checked_add(len as u64)
-                        .is_some_and(|end| end <= shape[d] as u64);
+                    && start.checked_add(len).is_some_and(|end| end <= dim);
                 if !ok {
                     return Err(self.tensor_err(
                         name,
                         format!(
-                            "slice {si} extent {start}+{len} outside dimension {d} of size {}",
-                            shape[d]
+                            "slice {si} extent {start}+{len} outside dimension {d} of size {dim}"
                         ),
                     ));
                 }
@@ -376,31 +401,132 @@ impl Bundle {
                     format!("slice {si} has shape {pshape:?}, expected {lens:?}"),
                 ));
             }
-            let pn = num_elements(&lens).unwrap_or(0);
-            covered = covered.saturating_add(pn);
-            match es {
-                Some(es) => {
-                    let bytes = self.checked_fixed(part, dtype, pn, name)?;
-                    place(&mut full_bytes, &shape, &strides, &starts, &lens, bytes, es)
-                }
-                None => match self.read_unsliced(part, dtype, pn, name)? {
-                    TensorData::String(s) => {
-                        place(&mut full_strings, &shape, &strides, &starts, &lens, &s, 1)
-                    }
-                    _ => return Err(self.tensor_err(name, "slice dtype mismatch")),
-                },
+            // Slices lie inside the tensor, so their element counts are at most n.
+            let pn = num_elements(&lens)
+                .ok_or_else(|| self.tensor_err(name, "element count overflows"))?;
+            let (bytes, path) = self.raw(part, name)?;
+            let size_ok = match es {
+                Some(es) => pn.checked_mul(es) == Some(bytes.len()),
+                None => pn <= bytes.len(),
+            };
+            if !size_ok {
+                return Err(Error::CorruptTensor {
+                    path: path.to_path_buf(),
+                    tensor: name.to_string(),
+                    msg: format!(
+                        "slice {si}: {} bytes stored for {pn} {} elements",
+                        bytes.len(),
+                        dtype.name()
+                    ),
+                });
             }
+            covered = covered
+                .checked_add(pn)
+                .filter(|&c| c <= n)
+                .ok_or_else(|| {
+                    self.tensor_err(name, format!("slices hold more than the {n} elements"))
+                })?;
+            parts.push(Part {
+                starts,
+                lens,
+                n: pn,
+                entry: part,
+            });
         }
         if covered != n {
             return Err(self.tensor_err(name, format!("slices cover {covered} of {n} elements")));
         }
+        // Disjoint slices whose sizes add up to the tensor's cover it exactly.
+        let boxes: Vec<(&[usize], &[usize])> = parts
+            .iter()
+            .filter(|p| p.n > 0)
+            .map(|p| (p.starts.as_slice(), p.lens.as_slice()))
+            .collect();
+        if let Some((i, j)) = first_overlap(&boxes) {
+            return Err(self.tensor_err(
+                name,
+                format!(
+                    "slices overlap ({:?}+{:?} and {:?}+{:?}): duplicate or inconsistent slices",
+                    boxes[i].0, boxes[i].1, boxes[j].0, boxes[j].1
+                ),
+            ));
+        }
+        // Pass 2: now the sizes are known to be backed by data, allocate and place.
+        let mut strides = vec![1usize; rank];
+        if n > 0 {
+            for d in (0..rank.saturating_sub(1)).rev() {
+                // A suffix product of a non-empty tensor's shape is at most n.
+                strides[d] = strides[d + 1] * shape[d + 1];
+            }
+        }
         let data = match es {
-            Some(_) => decode_fixed(dtype, &full_bytes)
-                .ok_or_else(|| self.tensor_err(name, "cannot decode"))?,
-            None => TensorData::String(full_strings),
+            Some(es) => {
+                let mut full_bytes = vec![0u8; need];
+                for p in &parts {
+                    let bytes = self.checked_fixed(p.entry, dtype, p.n, name)?;
+                    place(&mut full_bytes, &shape, &strides, &p.starts, &p.lens, bytes, es);
+                }
+                decode_fixed(dtype, &full_bytes)
+                    .ok_or_else(|| self.tensor_err(name, "cannot decode"))?
+            }
+            None => {
+                let mut full_strings = vec![Vec::new(); n];
+                for p in &parts {
+                    match self.read_unsliced(p.entry, dtype, p.n, name)? {
+                        TensorData::String(s) => {
+                            place(&mut full_strings, &shape, &strides, &p.starts, &p.lens, &s, 1)
+                        }
+                        _ => return Err(self.tensor_err(name, "slice dtype mismatch")),
+                    }
+                }
+                TensorData::String(full_strings)
+            }
         };
         Ok(Tensor { dtype, shape, data })
     }
+}
+
+/// Most slices a partitioned variable may have (TensorFlow's partitioners make at most a few
+/// thousand); bounds the overlap check.
+const MAX_SLICES: usize = 1 << 14;
+
+/// The first pair of boxes `(starts, lens)` (all non-empty, same rank) that intersect, if any.
+/// Sweeps along the dimension with the most distinct starts, so that the usual partitioning
+/// along one axis costs O(k log k).
+fn first_overlap(boxes: &[(&[usize], &[usize])]) -> Option<(usize, usize)> {
+    let rank = boxes.first()?.0.len();
+    if rank == 0 {
+        return (boxes.len() > 1).then_some((0, 1));
+    }
+    let axis = (0..rank)
+        .max_by_key(|&d| {
+            let mut s: Vec<usize> = boxes.iter().map(|b| b.0[d]).collect();
+            s.sort_unstable();
+            s.dedup();
+            s.len()
+        })
+        .unwrap_or(0);
+    let mut order: Vec<usize> = (0..boxes.len()).collect();
+    order.sort_by_key(|&i| boxes[i].0[axis]);
+    let intersect = |a: usize, b: usize| {
+        (0..rank).all(|d| {
+            let (s1, l1) = (boxes[a].0[d], boxes[a].1[d]);
+            let (s2, l2) = (boxes[b].0[d], boxes[b].1[d]);
+            s1 < s2 + l2 && s2 < s1 + l1
+        })
+    };
+    for (oi, &i) in order.iter().enumerate() {
+        let end = boxes[i].0[axis] + boxes[i].1[axis];
+        for &j in &order[oi + 1..] {
+            if boxes[j].0[axis] >= end {
+                break;
+            }
+            if intersect(i, j) {
+                return Some((i.min(j), i.max(j)));
+            }
+        }
+    }
+    None
 }
 
 /// Copies `part` (row-major over `lens`, `unit` items per element) into `full` at `starts`.
@@ -512,4 +638,229 @@ fn read_string_region(
         p += l;
     }
     Ok(TensorData::String(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::{Dim, Extent, TensorSliceProto};
+    use crate::sstable::{build, mask_crc};
+
+    fn shape(dims: &[i64]) -> Option<TensorShapeProto> {
+        Some(TensorShapeProto {
+            dim: dims
+                .iter()
+                .map(|&size| Dim {
+                    size,
+                    name: String::new(),
+                })
+                .collect(),
+            unknown_rank: false,
+        })
+    }
+
+    fn slice(ext: &[(i64, i64)]) -> TensorSliceProto {
+        TensorSliceProto {
+            extent: ext
+                .iter()
+                .map(|&(start, l)| Extent {
+                    start,
+                    length: (l >= 0).then_some(l),
+                })
+                .collect(),
+        }
+    }
+
+    /// A one-shard bundle under construction: entries plus the data file.
+    #[derive(Default)]
+    struct Maker {
+        entries: Vec<(Vec<u8>, BundleEntryProto)>,
+        data: Vec<u8>,
+    }
+
+    impl Maker {
+        /// Stores `bytes` with a valid CRC (`crc` = None: the CRC of the bytes).
+        fn put(&mut self, key: Vec<u8>, dtype: i32, dims: &[i64], bytes: &[u8], crc: Option<u32>) {
+            let e = BundleEntryProto {
+                dtype,
+                shape: shape(dims),
+                shard_id: 0,
+                offset: self.data.len() as i64,
+                size: bytes.len() as i64,
+                crc32c: mask_crc(crc.unwrap_or_else(|| crc32c::crc32c(bytes))),
+                slices: vec![],
+            };
+            self.data.extend_from_slice(bytes);
+            self.entries.push((key, e));
+        }
+
+        fn f32s(&mut self, key: Vec<u8>, dims: &[i64], v: &[f32]) {
+            let b: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+            self.put(key, 1, dims, &b, None);
+        }
+
+        /// A DT_STRING region as `WriteStringTensor` lays it out.
+        fn strings(&mut self, key: Vec<u8>, dims: &[i64], v: &[&[u8]]) {
+            let mut b = Vec::new();
+            let mut crc = 0u32;
+            for s in v {
+                build::put_varint(&mut b, s.len() as u64);
+                crc = crc32c::crc32c_append(crc, &(s.len() as u32).to_le_bytes());
+            }
+            let masked = mask_crc(crc);
+            b.extend(masked.to_le_bytes());
+            crc = crc32c::crc32c_append(crc, &masked.to_le_bytes());
+            for s in v {
+                b.extend_from_slice(s);
+                crc = crc32c::crc32c_append(crc, s);
+            }
+            self.put(key, 7, dims, &b, Some(crc));
+        }
+
+        fn sliced(&mut self, name: &str, dtype: i32, dims: &[i64], slices: &[&[(i64, i64)]]) {
+            self.entries.push((
+                name.as_bytes().to_vec(),
+                BundleEntryProto {
+                    dtype,
+                    shape: shape(dims),
+                    slices: slices.iter().map(|s| slice(s)).collect(),
+                    ..Default::default()
+                },
+            ));
+        }
+
+        fn write(mut self, dir: &Path) -> Bundle {
+            let header = BundleHeaderProto {
+                num_shards: 1,
+                endianness: 0,
+            };
+            self.entries.push((Vec::new(), BundleEntryProto::default()));
+            self.entries.sort_by(|a, b| a.0.cmp(&b.0));
+            let mut pairs: Vec<(Vec<u8>, Vec<u8>)> = self
+                .entries
+                .iter()
+                .map(|(k, e)| (k.clone(), e.encode_to_vec()))
+                .collect();
+            pairs[0].1 = header.encode_to_vec();
+            let prefix = dir.join("variables");
+            std::fs::write(dir.join("variables.index"), build::table_from_pairs(&pairs, 3))
+                .unwrap();
+            std::fs::write(data_filename(&prefix, 0, 1), &self.data).unwrap();
+            Bundle::open(&prefix).unwrap()
+        }
+    }
+
+    fn skey(name: &str, ext: &[(i64, i64)]) -> Vec<u8> {
+        tensor_name_slice_key(name.as_bytes(), ext)
+    }
+
+    fn err(b: &Bundle, name: &str) -> String {
+        b.read(name.as_bytes(), name).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn sliced_variables_are_reassembled() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut m = Maker::default();
+        // [2, 3] split along axis 1 into 2 + 1 columns.
+        m.sliced("w", 1, &[2, 3], &[&[(0, -1), (0, 2)], &[(0, -1), (2, 1)]]);
+        m.f32s(skey("w", &[(0, -1), (0, 2)]), &[2, 2], &[1., 2., 4., 5.]);
+        m.f32s(skey("w", &[(0, -1), (2, 1)]), &[2, 1], &[3., 6.]);
+        // Strings split along axis 0.
+        m.sliced("s", 7, &[3], &[&[(0, 1)], &[(1, 2)]]);
+        m.strings(skey("s", &[(0, 1)]), &[1], &[b"a"]);
+        m.strings(skey("s", &[(1, 2)]), &[2], &[b"bc", b""]);
+        let b = m.write(tmp.path());
+        let w = b.read(b"w", "w").unwrap();
+        assert_eq!(w.shape, vec![2, 3]);
+        assert_eq!(w.data, TensorData::F32(vec![1., 2., 3., 4., 5., 6.]));
+        let s = b.read(b"s", "s").unwrap();
+        assert_eq!(
+            s.data,
+            TensorData::String(vec![b"a".to_vec(), b"bc".to_vec(), vec![]])
+        );
+    }
+
+    #[test]
+    fn huge_sliced_shape_is_refused_before_allocating() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut m = Maker::default();
+        m.sliced("big", 1, &[1 << 40], &[&[(0, 1)]]);
+        m.f32s(skey("big", &[(0, 1)]), &[1], &[1.0]);
+        m.sliced("bigs", 7, &[1 << 40], &[&[(0, 1)]]);
+        m.strings(skey("bigs", &[(0, 1)]), &[1], &[b"x"]);
+        m.sliced("ovf", 1, &[1 << 32, 1 << 32, 2], &[&[(0, 1), (0, 1), (0, 1)]]);
+        let b = m.write(tmp.path());
+        let e = err(&b, "big");
+        assert!(e.contains("needs 4398046511104 bytes"), "{e}");
+        assert!(e.contains("variables.index"), "{e}");
+        let e = err(&b, "bigs");
+        assert!(e.contains("needs 1099511627776 bytes"), "{e}");
+        let e = err(&b, "ovf");
+        assert!(e.contains("overflows"), "{e}");
+        // The shape alone (what `convert inspect` lists) is still readable.
+        assert_eq!(b.dtype_shape(b"big", "big").unwrap().1, vec![1 << 40]);
+    }
+
+    #[test]
+    fn duplicate_and_overlapping_slices_are_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut m = Maker::default();
+        // The same slice twice: element counts add up to the tensor, but half is never written.
+        m.sliced("dup", 1, &[4], &[&[(0, 2)], &[(0, 2)]]);
+        m.f32s(skey("dup", &[(0, 2)]), &[2], &[1., 2.]);
+        // Overlap with the right total: [0,3) and [2,3).
+        m.sliced("ovl", 1, &[4], &[&[(0, 3)], &[(2, 1)]]);
+        m.f32s(skey("ovl", &[(0, 3)]), &[3], &[1., 2., 3.]);
+        m.f32s(skey("ovl", &[(2, 1)]), &[1], &[4.]);
+        // Too many elements.
+        m.sliced("more", 1, &[4], &[&[(0, 3)], &[(1, 3)]]);
+        m.f32s(skey("more", &[(0, 3)]), &[3], &[1., 2., 3.]);
+        m.f32s(skey("more", &[(1, 3)]), &[3], &[1., 2., 3.]);
+        // A gap.
+        m.sliced("gap", 1, &[4], &[&[(0, 3)]]);
+        m.f32s(skey("gap", &[(0, 3)]), &[3], &[1., 2., 3.]);
+        // 2-D: two slices that overlap in one cell, total right.
+        m.sliced("x2", 1, &[2, 2], &[&[(0, 1), (0, 2)], &[(0, 2), (1, 1)]]);
+        m.f32s(skey("x2", &[(0, 1), (0, 2)]), &[1, 2], &[1., 2.]);
+        m.f32s(skey("x2", &[(0, 2), (1, 1)]), &[2, 1], &[3., 4.]);
+        // Stored bytes that do not match the slice's shape.
+        m.sliced("short", 1, &[2], &[&[(0, 2)]]);
+        m.f32s(skey("short", &[(0, 2)]), &[2], &[1.]);
+        let b = m.write(tmp.path());
+        for name in ["dup", "ovl", "x2"] {
+            let e = err(&b, name);
+            assert!(e.contains("slices overlap"), "{name}: {e}");
+        }
+        assert!(err(&b, "more").contains("more than the 4 elements"));
+        assert!(err(&b, "gap").contains("slices cover 3 of 4 elements"));
+        let e = err(&b, "short");
+        assert!(e.contains("4 bytes stored for 2 float32 elements"), "{e}");
+        assert!(e.contains(".data-00000-of-00001"), "{e}");
+    }
+
+    #[test]
+    fn empty_tensors_with_huge_dimensions_do_not_overflow() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut m = Maker::default();
+        let dims = [0, 1 << 40, 1 << 40];
+        let ext = [(0, 0), (0, 1 << 40), (0, 1 << 40)];
+        m.sliced("e", 1, &dims, &[&ext]);
+        m.f32s(skey("e", &ext), &dims, &[]);
+        let b = m.write(tmp.path());
+        let t = b.read(b"e", "e").unwrap();
+        assert_eq!(t.shape, vec![0, 1 << 40, 1 << 40]);
+        assert!(t.is_empty());
+    }
+
+    #[test]
+    fn unsliced_sizes_are_checked_against_the_bytes() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut m = Maker::default();
+        m.put(b"big".to_vec(), 1, &[1 << 40], &[0; 8], None);
+        m.put(b"str".to_vec(), 7, &[1 << 40], &[0; 8], None);
+        let b = m.write(tmp.path());
+        assert!(err(&b, "big").contains("8 bytes stored but 1099511627776 float32 elements"));
+        assert!(err(&b, "str").contains("strings cannot fit in 8 bytes"));
+    }
 }

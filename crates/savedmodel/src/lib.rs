@@ -423,11 +423,58 @@ fn collect_assets(
         if n.is_empty() || !seen.insert(n.clone()) {
             continue;
         }
-        let path = dir.join("assets").join(&n);
+        let path = checked_asset_path(dir, &n).map_err(|msg| Error::Proto {
+            path: pb_path.to_path_buf(),
+            what: "an asset file name",
+            msg,
+        })?;
         out.push(Asset { filename: n, path });
     }
     out.sort_by(|a, b| a.filename.cmp(&b.filename));
     Ok(out)
+}
+
+/// `dir/assets/<name>` for a plain relative `name` (no `..`, `.`, root or drive, no NUL), with
+/// no symbolic link on the way and, if it exists, a regular file (not a device or FIFO).
+fn checked_asset_path(dir: &Path, name: &str) -> Result<PathBuf, String> {
+    use std::path::Component;
+    let rel = Path::new(name);
+    let plain = !name.contains('\0')
+        && !name.contains('\\')
+        && rel.components().count() > 0
+        && rel.components().all(|c| matches!(c, Component::Normal(_)));
+    if !plain {
+        return Err(format!(
+            "asset `{name}` is not a plain relative name inside assets/"
+        ));
+    }
+    let mut path = dir.join("assets");
+    let mut parts = vec![path.clone()];
+    for c in rel.components() {
+        path.push(c);
+        parts.push(path.clone());
+    }
+    for (i, p) in parts.iter().enumerate() {
+        let last = i + 1 == parts.len();
+        match std::fs::symlink_metadata(p) {
+            Ok(m) if m.file_type().is_symlink() => {
+                return Err(format!(
+                    "asset `{name}`: {} is a symbolic link",
+                    p.display()
+                ))
+            }
+            Ok(m) if last && !m.is_file() => {
+                return Err(format!("asset `{name}`: {} is not a regular file", p.display()))
+            }
+            Ok(m) if !last && !m.is_dir() => {
+                return Err(format!("asset `{name}`: {} is not a folder", p.display()))
+            }
+            Ok(_) => {}
+            // Missing: reported by whoever reads the asset.
+            Err(_) => break,
+        }
+    }
+    Ok(path)
 }
 
 /// Maps checkpoint keys to variable names and lists every stored variable; also returns the
@@ -507,7 +554,7 @@ fn list_variables(
                         .get(&ordered_code::tensor_name_slice_key(k, &enc))
                         .map(|p| p.size.max(0) as u64)
                 })
-                .sum()
+                .fold(0u64, u64::saturating_add)
         };
         out.push(VariableInfo {
             name,

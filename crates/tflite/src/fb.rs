@@ -7,10 +7,48 @@
 
 pub(crate) type FbResult<T> = Result<T, String>;
 
+use std::cell::Cell;
+
+/// Bytes of decoded structures a file may produce: vectors of a FlatBuffer can all point at
+/// one shared table, so without a bound a small file decodes into gigabytes. Every decoded
+/// vector element and table is charged against this budget (a generous multiple of the file).
+pub(crate) struct Budget {
+    left: Cell<usize>,
+    limit: usize,
+}
+
+/// Bytes charged per decoded table (its struct, strings and labels).
+const TABLE_COST: usize = 128;
+
+impl Budget {
+    pub(crate) fn for_file(len: usize) -> Self {
+        let limit = len.saturating_mul(32).saturating_add(1 << 20);
+        Budget {
+            left: Cell::new(limit),
+            limit,
+        }
+    }
+
+    fn charge(&self, n: usize, unit: usize, what: &str) -> FbResult<()> {
+        let cost = n.saturating_mul(unit);
+        let left = self.left.get();
+        if cost > left {
+            return Err(format!(
+                "{what}: the file decodes to more than {} bytes of structures (vectors \
+                 pointing at shared tables?)",
+                self.limit
+            ));
+        }
+        self.left.set(left - cost);
+        Ok(())
+    }
+}
+
 /// A table inside the buffer.
 #[derive(Clone, Copy)]
 pub(crate) struct Table<'a> {
     buf: &'a [u8],
+    budget: &'a Budget,
     pos: usize,
     vtable: usize,
     vt_len: usize,
@@ -53,15 +91,16 @@ fn follow(buf: &[u8], pos: usize, what: &str) -> FbResult<usize> {
 
 impl<'a> Table<'a> {
     /// The root table of a buffer.
-    pub(crate) fn root(buf: &'a [u8]) -> FbResult<Self> {
+    pub(crate) fn root(buf: &'a [u8], budget: &'a Budget) -> FbResult<Self> {
         let pos = follow(buf, 0, "root table offset")?;
-        Self::at(buf, pos, "root table")
+        budget.charge(1, TABLE_COST, "root table")?;
+        Self::at(buf, budget, pos, "root table")
     }
 
-    fn at(buf: &'a [u8], pos: usize, what: &str) -> FbResult<Self> {
+    fn at(buf: &'a [u8], budget: &'a Budget, pos: usize, what: &str) -> FbResult<Self> {
         let soff = i32::from_le_bytes(read_bytes::<4>(buf, pos, what)?) as i64;
         let vtable = pos as i64 - soff;
-        if vtable < 0 || vtable as usize + 4 > buf.len() {
+        if vtable < 0 || vtable as usize > buf.len().saturating_sub(4) {
             return Err(format!("{what}: vtable out of bounds"));
         }
         let vtable = vtable as usize;
@@ -70,11 +109,12 @@ impl<'a> Table<'a> {
             return Err(format!("{what}: invalid vtable size {vt_len}"));
         }
         let tbl_len = u16_at(buf, vtable + 2, what)? as usize;
-        if pos + tbl_len > buf.len() {
+        if pos.checked_add(tbl_len).is_none_or(|end| end > buf.len()) {
             return Err(format!("{what}: table extends past the end of the file"));
         }
         Ok(Self {
             buf,
+            budget,
             pos,
             vtable,
             vt_len,
@@ -88,7 +128,15 @@ impl<'a> Table<'a> {
             return Ok(None);
         }
         let off = u16_at(self.buf, self.vtable + entry, what)? as usize;
-        Ok(if off == 0 { None } else { Some(self.pos + off) })
+        Ok(if off == 0 {
+            None
+        } else {
+            Some(
+                self.pos
+                    .checked_add(off)
+                    .ok_or_else(|| format!("{what}: offset overflow"))?,
+            )
+        })
     }
 
     pub(crate) fn u8(&self, slot: usize, default: u8, what: &str) -> FbResult<u8> {
@@ -126,7 +174,15 @@ impl<'a> Table<'a> {
 
     pub(crate) fn table(&self, slot: usize, what: &str) -> FbResult<Option<Table<'a>>> {
         match self.field(slot, what)? {
-            Some(p) => Ok(Some(Table::at(self.buf, follow(self.buf, p, what)?, what)?)),
+            Some(p) => {
+                self.budget.charge(1, TABLE_COST, what)?;
+                Ok(Some(Table::at(
+                    self.buf,
+                    self.budget,
+                    follow(self.buf, p, what)?,
+                    what,
+                )?))
+            }
             None => Ok(None),
         }
     }
@@ -141,7 +197,9 @@ impl<'a> Table<'a> {
         let bytes = len
             .checked_mul(elem)
             .ok_or_else(|| format!("{what}: vector length overflow"))?;
-        let first = start + 4;
+        let first = start
+            .checked_add(4)
+            .ok_or_else(|| format!("{what}: offset overflow"))?;
         if first
             .checked_add(bytes)
             .is_none_or(|end| end > self.buf.len())
@@ -158,13 +216,24 @@ impl<'a> Table<'a> {
     }
 
     pub(crate) fn string(&self, slot: usize, what: &str) -> FbResult<Option<String>> {
-        Ok(self
-            .vector(slot, 1, what)?
-            .map(|(p, n)| String::from_utf8_lossy(&self.buf[p..p + n]).into_owned()))
+        let v = self.vector(slot, 1, what)?;
+        if let Some((_, n)) = v {
+            self.budget.charge(n, 1, what)?;
+        }
+        Ok(v.map(|(p, n)| String::from_utf8_lossy(&self.buf[p..p + n]).into_owned()))
+    }
+
+    /// A vector of `elem`-byte scalars, charged to the budget.
+    fn scalars(&self, slot: usize, elem: usize, what: &str) -> FbResult<Option<(usize, usize)>> {
+        let v = self.vector(slot, elem, what)?;
+        if let Some((_, n)) = v {
+            self.budget.charge(n, elem, what)?;
+        }
+        Ok(v)
     }
 
     pub(crate) fn i32s(&self, slot: usize, what: &str) -> FbResult<Vec<i32>> {
-        Ok(match self.vector(slot, 4, what)? {
+        Ok(match self.scalars(slot, 4, what)? {
             Some((p, n)) => (0..n)
                 .map(|i| {
                     i32::from_le_bytes(
@@ -187,7 +256,7 @@ impl<'a> Table<'a> {
     }
 
     pub(crate) fn i64s(&self, slot: usize, what: &str) -> FbResult<Vec<i64>> {
-        Ok(match self.vector(slot, 8, what)? {
+        Ok(match self.scalars(slot, 8, what)? {
             Some((p, n)) => (0..n)
                 .map(|i| {
                     i64::from_le_bytes(
@@ -205,11 +274,13 @@ impl<'a> Table<'a> {
         let Some((p, n)) = self.vector(slot, 4, what)? else {
             return Ok(Vec::new());
         };
+        self.budget.charge(n, TABLE_COST, what)?;
         (0..n)
             .map(|i| {
                 let at = p + 4 * i;
                 Table::at(
                     self.buf,
+                    self.budget,
                     follow(self.buf, at, what)?,
                     &format!("{what}[{i}]"),
                 )

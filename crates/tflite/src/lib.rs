@@ -16,6 +16,7 @@
 
 #![deny(missing_docs)]
 
+pub mod build;
 mod fb;
 mod opnames;
 
@@ -506,7 +507,8 @@ impl Model {
         ),
         String,
     > {
-        let root = Table::root(buf)?;
+        let budget = fb::Budget::for_file(buf.len());
+        let root = Table::root(buf, &budget)?;
         let version = root.u32(0, 0, "Model.version")?;
         let description = root.string(3, "Model.description")?;
         let mut codes = Vec::new();

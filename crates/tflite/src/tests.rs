@@ -267,3 +267,90 @@ fn magenta_files_parse() {
         }
     }
 }
+
+fn f32_bytes(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+#[test]
+fn built_files_round_trip() {
+    let mut m = build::Tflite {
+        opcodes: vec![0, 6],
+        ..Default::default()
+    };
+    let w = m.buffer(f32_bytes(&[1.0, -2.0, 3.5]));
+    let q = m.buffer(vec![0x80, 0x7f]);
+    let a = m.tensor(build::TensorSpec {
+        name: "w".into(),
+        shape: vec![3],
+        buffer: w,
+        ..Default::default()
+    });
+    let b = m.tensor(build::TensorSpec {
+        name: "q".into(),
+        shape: vec![2],
+        dtype: 9,
+        buffer: q,
+        scale: vec![0.5],
+        zero_point: vec![1],
+        ..Default::default()
+    });
+    let out = m.tensor(build::TensorSpec {
+        name: "out".into(),
+        shape: vec![3],
+        ..Default::default()
+    });
+    m.operators.push((0, vec![a, b], vec![out]));
+    m.outputs = vec![out];
+    let model = Model::from_bytes(m.bytes(), "built.tflite").unwrap();
+    assert_eq!(model.main().tensors.len(), 3);
+    assert_eq!(model.op_name(&model.main().operators[0]), "ADD");
+    assert_eq!(model.main().operators[0].inputs, vec![0, 1]);
+    assert_eq!(model.tensor_f32(0, 0).unwrap(), vec![1.0, -2.0, 3.5]);
+    // int8 -128 and 127 with scale 0.5, zero point 1.
+    assert_eq!(model.tensor_f32(0, 1).unwrap(), vec![-64.5, 63.0]);
+}
+
+/// A 12 KB file whose 1000 subgraph slots point at one subgraph whose 1000 tensor slots point
+/// at one tensor with a 1000-entry shape would decode to 4 GB of shapes: refused.
+#[test]
+fn vectors_sharing_one_table_are_not_decoded_without_bound() {
+    use build::{Builder, Field};
+    let mut b = Builder::new();
+    let shape = b.i32s(&[1; 1000]);
+    let tensor = b.table(&[(0, Field::Ref(shape))]);
+    let tensors = b.refs(&[tensor; 1000]);
+    let sg = b.table(&[(0, Field::Ref(tensors))]);
+    let sgs = b.refs(&[sg; 1000]);
+    let buf = b.table(&[]);
+    let bufs = b.refs(&[buf]);
+    let root = b.table(&[
+        (0, Field::U32(3)),
+        (2, Field::Ref(sgs)),
+        (4, Field::Ref(bufs)),
+    ]);
+    let bytes = b.finish(root, b"TFL3");
+    assert!(bytes.len() < 16_000, "{}", bytes.len());
+    let started = std::time::Instant::now();
+    let e = Model::from_bytes(bytes, "shared.tflite").unwrap_err().to_string();
+    assert!(e.starts_with("shared.tflite: "), "{e}");
+    assert!(e.contains("decodes to more than"), "{e}");
+    assert!(started.elapsed().as_secs() < 10);
+    // A few shared slots (within the budget) are fine: the budget is not a blanket refusal.
+    let mut b = Builder::new();
+    let shape = b.i32s(&[2, 3]);
+    let tensor = b.table(&[(0, Field::Ref(shape))]);
+    let tensors = b.refs(&[tensor; 10]);
+    let sg = b.table(&[(0, Field::Ref(tensors))]);
+    let sgs = b.refs(&[sg; 2]);
+    let buf = b.table(&[]);
+    let bufs = b.refs(&[buf]);
+    let root = b.table(&[
+        (0, Field::U32(3)),
+        (2, Field::Ref(sgs)),
+        (4, Field::Ref(bufs)),
+    ]);
+    let m = Model::from_bytes(b.finish(root, b"TFL3"), "few.tflite").unwrap();
+    assert_eq!(m.subgraphs.len(), 2);
+    assert_eq!(m.subgraphs[1].tensors[9].shape, vec![2, 3]);
+}

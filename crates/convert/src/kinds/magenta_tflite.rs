@@ -107,9 +107,27 @@ impl<'a> Graph<'a> {
 
     /// The constant value of tensor `t`, looking through DEQUANTIZE ops.
     fn constant(&self, t: i32) -> Result<Constant, ConvertError> {
+        self.constant_at_depth(t, 0)
+    }
+
+    fn constant_at_depth(&self, t: i32, depth: usize) -> Result<Constant, ConvertError> {
+        /// Real files have one DEQUANTIZE before a weight; a longer chain is a cycle or junk.
+        const MAX_CHAIN: usize = 8;
         let sg = self.model.main();
         let idx = usize::try_from(t).map_err(|_| err(self.path, "an operator input is missing"))?;
-        let info = &sg.tensors[idx];
+        let info = sg
+            .tensors
+            .get(idx)
+            .ok_or_else(|| err(self.path, format!("tensor index {idx} out of range")))?;
+        if depth > MAX_CHAIN {
+            return Err(err(
+                self.path,
+                format!(
+                    "tensor `{}`: more than {MAX_CHAIN} DEQUANTIZE ops in a row (a cycle?)",
+                    info.name
+                ),
+            ));
+        }
         if self.model.tensor_data(0, idx).is_some() {
             let data = self
                 .model
@@ -124,8 +142,22 @@ impl<'a> Graph<'a> {
         if let Some(&p) = self.producer.get(&idx) {
             if self.op_name(p) == "DEQUANTIZE" {
                 let src = sg.operators[p].inputs.first().copied().unwrap_or(-1);
-                let mut c = self.constant(src)?;
-                c.shape = info.dims();
+                let mut c = self.constant_at_depth(src, depth + 1)?;
+                let shape = info.dims();
+                let n = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+                if info.shape.iter().any(|&d| d < 0) || n != Some(c.data.len()) {
+                    return Err(err(
+                        self.path,
+                        format!(
+                            "DEQUANTIZE output `{}` has shape {:?}, which does not match the {} values of its input `{}`",
+                            info.name,
+                            info.shape,
+                            c.data.len(),
+                            c.name
+                        ),
+                    ));
+                }
+                c.shape = shape;
                 return Ok(c);
             }
         }
@@ -154,8 +186,28 @@ impl<'a> Graph<'a> {
     }
 }
 
+/// `c`'s shape as 4 dims whose product is its number of values.
+fn dims4(c: &Constant) -> Result<[usize; 4], String> {
+    let d: [usize; 4] = c.shape[..].try_into().map_err(|_| {
+        format!(
+            "`{}`: expected a 4-d kernel, got {:?}",
+            c.name, c.shape
+        )
+    })?;
+    if d.iter().try_fold(1usize, |a, &x| a.checked_mul(x)) != Some(c.data.len()) {
+        return Err(format!(
+            "`{}`: shape {:?} does not match its {} values",
+            c.name,
+            c.shape,
+            c.data.len()
+        ));
+    }
+    Ok(d)
+}
+
 /// `[O, kh, kw, I]` -> `[O, I, kh, kw]`.
 fn ohwi_to_oihw(c: &Constant) -> Result<OutTensor, String> {
+    dims4(c)?;
     let [o, kh, kw, i] = c.shape[..] else {
         return Err(format!(
             "`{}`: expected a 4-d kernel, got {:?}",
@@ -173,6 +225,7 @@ fn ohwi_to_oihw(c: &Constant) -> Result<OutTensor, String> {
 
 /// Depthwise `[1, kh, kw, C]` -> `[C, 1, kh, kw]`.
 fn depthwise_to_oihw(c: &Constant) -> Result<OutTensor, String> {
+    dims4(c)?;
     let [1, kh, kw, ch] = c.shape[..] else {
         return Err(format!(
             "`{}`: expected [1,kh,kw,C], got {:?}",
@@ -190,6 +243,7 @@ fn depthwise_to_oihw(c: &Constant) -> Result<OutTensor, String> {
 
 /// A 1x1 conv `[O, 1, 1, I]` as a Linear weight `[I, O]`.
 fn conv1x1_to_linear(c: &Constant) -> Result<OutTensor, String> {
+    dims4(c)?;
     let [o, 1, 1, i] = c.shape[..] else {
         return Err(format!(
             "`{}`: expected [O,1,1,I], got {:?}",
@@ -307,6 +361,8 @@ fn convert_predictor(g: &Graph) -> Result<Converted, ConvertError> {
         let b = g.constant(*op.inputs.get(2).unwrap_or(&-1))?;
         let (padding, stride, act) = conv_options(g, i);
         let wname = w.name.trim_end_matches("_dequantize").to_string();
+        // Every conv weight is a 4-d kernel: checked before its dims are read below.
+        let [w_out, _, _, w_in] = dims4(&w).map_err(|m| err(g.path, m))?;
         let want_act = |a: Activation, name: &str| -> Result<(), ConvertError> {
             if act != a {
                 return Err(err(
@@ -328,19 +384,19 @@ fn convert_predictor(g: &Graph) -> Result<Converted, ConvertError> {
             if stride != (2, 2) {
                 return Err(e(format!("`{wname}`: stride {stride:?}, expected (2, 2)")));
             }
-            stem = Some(w.shape[0]);
+            stem = Some(w_out);
             tensors.push(named(ohwi_to_oihw(&w).map_err(e)?, "stem.weight".into()));
             tensors.push(vector(b, "stem.bias".into()));
         } else if wname.starts_with("MobilenetV2/Conv_1/") {
             want_act(Activation::Relu6, &wname)?;
-            head = Some(w.shape[0]);
+            head = Some(w_out);
             tensors.push(named(ohwi_to_oihw(&w).map_err(e)?, "head.weight".into()));
             tensors.push(vector(b, "head.bias".into()));
         } else if wname.starts_with("mobilenet_conv/Conv/") {
             if act != Activation::None {
                 return Err(e(format!("`{wname}`: activation {act:?}, expected none")));
             }
-            bottleneck = Some(w.shape[0]);
+            bottleneck = Some(w_out);
             tensors.push(named(
                 conv1x1_to_linear(&w).map_err(e)?,
                 "bottleneck.weight".into(),
@@ -362,21 +418,21 @@ fn convert_predictor(g: &Graph) -> Result<Converted, ConvertError> {
             let t = match part {
                 "expand" => {
                     want_act(Activation::Relu6, &wname)?;
-                    entry.0 = Some(w.shape[3]);
-                    entry.1 = Some(w.shape[0]);
+                    entry.0 = Some(w_in);
+                    entry.1 = Some(w_out);
                     ohwi_to_oihw(&w).map_err(e)?
                 }
                 "depthwise" => {
                     want_act(Activation::Relu6, &wname)?;
                     if entry.0.is_none() {
-                        entry.0 = Some(w.shape[3]);
+                        entry.0 = Some(w_in);
                     }
                     entry.3 = stride.0;
                     depthwise_to_oihw(&w).map_err(e)?
                 }
                 "project" => {
                     want_act(Activation::None, &wname)?;
-                    entry.2 = Some(w.shape[0]);
+                    entry.2 = Some(w_out);
                     ohwi_to_oihw(&w).map_err(e)?
                 }
                 other => return Err(e(format!("unexpected layer `{other}` in `{wname}`"))),
@@ -455,7 +511,12 @@ fn convert_transfer(g: &Graph) -> Result<Converted, ConvertError> {
         }
         if opn == "ADD" {
             // StyleNorm epsilon: `.../StyleNorm/batchnorm/add` = variance + y.
-            let out = &sg.tensors[op.outputs[0] as usize].name;
+            let out = op
+                .outputs
+                .first()
+                .and_then(|&o| usize::try_from(o).ok())
+                .and_then(|o| sg.tensors.get(o))
+                .map_or("", |t| t.name.as_str());
             if out.ends_with("StyleNorm/batchnorm/add") {
                 for &inp in &op.inputs {
                     if let Ok(c) = g.constant(inp) {
@@ -481,6 +542,7 @@ fn convert_transfer(g: &Graph) -> Result<Converted, ConvertError> {
         let w = g.constant(*op.inputs.get(1).unwrap_or(&-1))?;
         let wname = w.name.trim_end_matches("_dequantize").to_string();
         let e = |m: String| err(g.path, m);
+        let [w_out, _, _, w_in] = dims4(&w).map_err(e)?;
         if let Some(scope) = wname.strip_prefix("style_params/") {
             // style_params/<N>/Conv[_1]/weights
             let (layer_scope, which) =
@@ -494,7 +556,7 @@ fn convert_transfer(g: &Graph) -> Result<Converted, ConvertError> {
             let layer = transfer_layer(layer_scope)
                 .ok_or_else(|| e(format!("unexpected style parameter `{wname}`")))?;
             let b = g.constant(*op.inputs.get(2).unwrap_or(&-1))?;
-            bottleneck = Some(w.shape[3]);
+            bottleneck = Some(w_in);
             let key = format!("{layer}.{which}");
             if !seen.insert(key.clone()) {
                 return Err(e(format!("`{wname}` appears twice")));
@@ -529,7 +591,7 @@ fn convert_transfer(g: &Graph) -> Result<Converted, ConvertError> {
                     return Err(e(format!("operator #{i} (`{wname}`): stride {stride:?}")));
                 }
                 if layer == "contract.0" {
-                    contract_width = Some(w.shape[0]);
+                    contract_width = Some(w_out);
                 }
                 let b = g.constant(*op.inputs.get(2).unwrap_or(&-1))?;
                 tensors.push(vector(b, format!("{k}.bias")));
@@ -576,9 +638,13 @@ fn convert_transfer(g: &Graph) -> Result<Converted, ConvertError> {
 pub fn inspect_tflite(path: &Path, json: bool) -> Result<String, ConvertError> {
     let model = Model::open(path).map_err(|e| ConvertError::Other(e.to_string()))?;
     let sg = model.main();
-    let tensor_json = |i: i32| {
-        let t = &sg.tensors[i as usize];
-        serde_json::json!({"name": t.name, "dtype": t.dtype.to_string(), "shape": t.shape})
+    // Subgraph inputs/outputs may be -1 (absent): shown, never indexed.
+    let tensor_at = |i: i32| usize::try_from(i).ok().and_then(|i| sg.tensors.get(i));
+    let tensor_json = |i: i32| match tensor_at(i) {
+        Some(t) => {
+            serde_json::json!({"name": t.name, "dtype": t.dtype.to_string(), "shape": t.shape})
+        }
+        None => serde_json::json!({"index": i, "absent": true}),
     };
     let mut op_counts: BTreeMap<String, usize> = BTreeMap::new();
     for op in &sg.operators {
@@ -637,13 +703,19 @@ pub fn inspect_tflite(path: &Path, json: bool) -> Result<String, ConvertError> {
     let _ = writeln!(s, "recognised as: {kind}");
     let _ = writeln!(s, "inputs:");
     for &i in &sg.inputs {
-        let t = &sg.tensors[i as usize];
-        let _ = writeln!(s, "  {} {} {:?}", t.name, t.dtype, t.shape);
+        match tensor_at(i) {
+            Some(t) => writeln!(s, "  {} {} {:?}", t.name, t.dtype, t.shape),
+            None => writeln!(s, "  (tensor index {i}: absent)"),
+        }
+        .ok();
     }
     let _ = writeln!(s, "outputs:");
     for &i in &sg.outputs {
-        let t = &sg.tensors[i as usize];
-        let _ = writeln!(s, "  {} {} {:?}", t.name, t.dtype, t.shape);
+        match tensor_at(i) {
+            Some(t) => writeln!(s, "  {} {} {:?}", t.name, t.dtype, t.shape),
+            None => writeln!(s, "  (tensor index {i}: absent)"),
+        }
+        .ok();
     }
     let _ = writeln!(s, "op types ({} operators):", sg.operators.len());
     for (k, v) in &op_counts {
@@ -790,4 +862,173 @@ mod tests {
             serde_json::json!([1, 256, 256, 3])
         );
     }
+
+    use tflite::build::{TensorSpec, Tflite};
+
+    fn f32_bytes(v: &[f32]) -> Vec<u8> {
+        v.iter().flat_map(|x| x.to_le_bytes()).collect()
+    }
+
+    fn constant(m: &mut Tflite, name: &str, shape: &[i32], values: &[f32]) -> i32 {
+        let b = m.buffer(f32_bytes(values));
+        m.tensor(TensorSpec {
+            name: name.into(),
+            shape: shape.to_vec(),
+            buffer: b,
+            ..Default::default()
+        })
+    }
+
+    fn activation(m: &mut Tflite, name: &str, shape: &[i32]) -> i32 {
+        m.tensor(TensorSpec {
+            name: name.into(),
+            shape: shape.to_vec(),
+            ..Default::default()
+        })
+    }
+
+    /// A predictor-looking file: opcodes 0 ADD, 3 CONV_2D, 6 DEQUANTIZE; tensors named so that
+    /// it is recognised.
+    fn predictor() -> Tflite {
+        let mut m = Tflite {
+            opcodes: vec![0, 3, 6],
+            ..Default::default()
+        };
+        activation(&mut m, "mobilenet_conv/Conv/input", &[1, 1, 1, 4]);
+        m
+    }
+
+    /// Converts `m` written to a file; the error text (conversion must fail, never panic).
+    fn convert_err(m: &Tflite) -> String {
+        let tmp = tempfile::tempdir().unwrap();
+        let p = tmp.path().join("crafted.tflite");
+        std::fs::write(&p, m.bytes()).unwrap();
+        let e = match convert_tflite(&p, "x") {
+            Ok(_) => panic!("a crafted file was converted"),
+            Err(e) => e.to_string(),
+        };
+        assert!(e.contains("crafted.tflite"), "{e}");
+        e
+    }
+
+    #[test]
+    fn inspect_shows_absent_tensor_indices() {
+        let mut m = predictor();
+        let x = activation(&mut m, "x", &[1, 2]);
+        m.inputs = vec![-1, x];
+        m.outputs = vec![-1];
+        let tmp = tempfile::tempdir().unwrap();
+        let p = tmp.path().join("m.tflite");
+        std::fs::write(&p, m.bytes()).unwrap();
+        let text = inspect_tflite(&p, false).unwrap();
+        assert!(text.contains("(tensor index -1: absent)"), "{text}");
+        assert!(text.contains("  x float32 [1, 2]"), "{text}");
+        let json: serde_json::Value =
+            serde_json::from_str(&inspect_tflite(&p, true).unwrap()).unwrap();
+        assert_eq!(json["inputs"][0]["absent"], true);
+        assert_eq!(json["inputs"][1]["name"], "x");
+    }
+
+    #[test]
+    fn add_without_outputs_is_an_error_not_a_panic() {
+        let mut m = Tflite {
+            opcodes: vec![0],
+            ..Default::default()
+        };
+        let a = activation(&mut m, "transformer/x", &[1]);
+        let y = constant(&mut m, "style_params/y", &[1], &[1e-5]);
+        m.operators.push((0, vec![a, y], vec![]));
+        let e = convert_err(&m);
+        assert!(e.contains("no `transformer/contract/conv1` conv found"), "{e}");
+    }
+
+    #[test]
+    fn scalar_where_a_kernel_is_expected_is_an_error() {
+        let mut m = predictor();
+        let x = activation(&mut m, "in", &[1, 8, 8, 3]);
+        let w = constant(&mut m, "MobilenetV2/Conv/weights", &[], &[1.0]);
+        let b = constant(&mut m, "MobilenetV2/Conv/bias", &[1], &[0.0]);
+        let y = activation(&mut m, "out", &[1, 4, 4, 1]);
+        m.operators.push((1, vec![x, w, b], vec![y]));
+        let e = convert_err(&m);
+        assert!(e.contains("expected a 4-d kernel, got []"), "{e}");
+        // Same for a transfer network's conv.
+        let mut m = Tflite {
+            opcodes: vec![3],
+            ..Default::default()
+        };
+        let x = activation(&mut m, "style_params/in", &[1, 8, 8, 3]);
+        let w = constant(&mut m, "transformer/contract/conv1/weights", &[2], &[1.0, 2.0]);
+        let y = activation(&mut m, "out", &[1, 8, 8, 1]);
+        m.operators.push((0, vec![x, w], vec![y]));
+        let e = convert_err(&m);
+        assert!(e.contains("expected a 4-d kernel, got [2]"), "{e}");
+    }
+
+    #[test]
+    fn dequantize_with_the_wrong_shape_is_an_error() {
+        let mut m = predictor();
+        let x = activation(&mut m, "in", &[1, 8, 8, 3]);
+        let half = m.buffer(vec![0x00, 0x3c]); // one float16 1.0
+        let q = m.tensor(TensorSpec {
+            name: "MobilenetV2/Conv/weights".into(),
+            shape: vec![1],
+            dtype: 1,
+            buffer: half,
+            ..Default::default()
+        });
+        let w = activation(&mut m, "MobilenetV2/Conv/weights_dequantize", &[32, 3, 3, 3]);
+        let b = constant(&mut m, "MobilenetV2/Conv/bias", &[32], &[0.0; 32]);
+        let y = activation(&mut m, "out", &[1, 4, 4, 32]);
+        m.operators.push((2, vec![q], vec![w]));
+        m.operators.push((1, vec![x, w, b], vec![y]));
+        let e = convert_err(&m);
+        assert!(
+            e.contains("has shape [32, 3, 3, 3], which does not match the 1 values"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn dequantize_cycle_is_an_error() {
+        let mut m = predictor();
+        let x = activation(&mut m, "in", &[1, 8, 8, 3]);
+        let a = activation(&mut m, "MobilenetV2/Conv/weights", &[1, 1, 1, 1]);
+        let c = activation(&mut m, "loop", &[1, 1, 1, 1]);
+        let b = constant(&mut m, "MobilenetV2/Conv/bias", &[1], &[0.0]);
+        let y = activation(&mut m, "out", &[1, 4, 4, 1]);
+        m.operators.push((2, vec![c], vec![a]));
+        m.operators.push((2, vec![a], vec![c]));
+        m.operators.push((1, vec![x, a, b], vec![y]));
+        let e = convert_err(&m);
+        assert!(e.contains("DEQUANTIZE ops in a row (a cycle?)"), "{e}");
+        // A tensor that dequantizes itself.
+        let mut m = predictor();
+        let x = activation(&mut m, "in", &[1, 8, 8, 3]);
+        let a = activation(&mut m, "MobilenetV2/Conv/weights", &[1, 1, 1, 1]);
+        let b = constant(&mut m, "MobilenetV2/Conv/bias", &[1], &[0.0]);
+        let y = activation(&mut m, "out", &[1, 4, 4, 1]);
+        m.operators.push((2, vec![a], vec![a]));
+        m.operators.push((1, vec![x, a, b], vec![y]));
+        assert!(convert_err(&m).contains("a cycle?"));
+    }
+
+    #[test]
+    fn a_well_formed_crafted_stem_converts_its_weights() {
+        // The crafted files above fail for the reason tested, not for a builder defect: the
+        // same builder gives a stem conv whose weights come out permuted OHWI -> OIHW.
+        let mut m = predictor();
+        let x = activation(&mut m, "in", &[1, 8, 8, 2]);
+        let w = constant(&mut m, "MobilenetV2/Conv/weights", &[1, 1, 1, 2], &[5.0, 7.0]);
+        let b = constant(&mut m, "MobilenetV2/Conv/bias", &[1], &[0.5]);
+        let y = activation(&mut m, "out", &[1, 4, 4, 1]);
+        m.operators.push((1, vec![x, w, b], vec![y]));
+        let model = Model::from_bytes(m.bytes(), "m.tflite").unwrap();
+        let g = Graph::new(Path::new("m.tflite"), &model);
+        let c = g.constant(w).unwrap();
+        assert_eq!(c.shape, vec![1, 1, 1, 2]);
+        assert_eq!(ohwi_to_oihw(&c).unwrap().shape, vec![1, 2, 1, 1]);
+        assert_eq!(g.constant(b).unwrap().data, vec![0.5]);
+    }
 }
+

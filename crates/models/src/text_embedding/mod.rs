@@ -57,9 +57,17 @@ fn default_vocab_file() -> String {
 }
 
 impl TextEmbeddingConfig {
-    /// Rows of the embedding table.
+    /// Rows of the embedding table (saturating: a hostile config cannot overflow it; sizes are
+    /// checked with [`TextEmbeddingConfig::table_len`]).
     pub fn rows(&self) -> usize {
-        self.vocab_size + self.oov_buckets
+        self.vocab_size.saturating_add(self.oov_buckets)
+    }
+
+    /// `rows * dim`, `None` when it overflows.
+    pub fn table_len(&self) -> Option<usize> {
+        self.vocab_size
+            .checked_add(self.oov_buckets)?
+            .checked_mul(self.dim)
     }
 }
 
@@ -152,7 +160,7 @@ impl TextEmbedding {
                 ),
             });
         }
-        if table.len() != config.rows() * config.dim {
+        if config.table_len() != Some(table.len()) {
             return Err(TextEmbeddingError::Invalid {
                 path: vocab_name.into(),
                 msg: format!(
@@ -181,7 +189,10 @@ impl TextEmbedding {
         seed: u64,
         device: &Device,
     ) -> Result<Self, TextEmbeddingError> {
-        let n = config.rows() * config.dim;
+        let n = config.table_len().ok_or_else(|| TextEmbeddingError::Invalid {
+            path: vocab_name.into(),
+            msg: "table size overflows".into(),
+        })?;
         let mut state = seed ^ 0x9E37_79B9_7F4A_7C15;
         let table = (0..n)
             .map(|_| {
@@ -202,11 +213,15 @@ impl TextEmbedding {
     pub fn load(dir: impl AsRef<Path>, device: &Device) -> Result<Self, TextEmbeddingError> {
         let folder = ModelFolder::open(dir.as_ref(), KIND)?;
         let config: TextEmbeddingConfig = folder.config()?;
-        let vocab_path = folder.file(&config.vocab_file);
-        let vocab = std::fs::read(&vocab_path).map_err(|source| TextEmbeddingError::Io {
-            path: vocab_path.clone(),
-            source,
-        })?;
+        // Sizes from config.json are checked against the weights file before allocating.
+        crate::weights::expect_shape(
+            &folder,
+            "model.safetensors",
+            "embeddings",
+            &[config.rows(), config.dim],
+        )?;
+        let (vocab_path, vocab) =
+            folder.read_asset(&config.vocab_file, crate::weights::MAX_ASSET_BYTES)?;
         let zeros = vec![0.0f32; config.rows() * config.dim];
         let module = Self::from_parts(
             config,
@@ -222,6 +237,12 @@ impl TextEmbedding {
     /// (a new folder written next to it, then renamed into place).
     pub fn save(&self, dir: impl AsRef<Path>, source: &str) -> Result<(), TextEmbeddingError> {
         let dir = dir.as_ref();
+        crate::weights::check_plain_name(&self.config.vocab_file).map_err(|msg| {
+            TextEmbeddingError::Invalid {
+                path: dir.to_path_buf(),
+                msg,
+            }
+        })?;
         let config = serde_json::json!({
             "kind": KIND,
             "config": self.config,
@@ -335,8 +356,8 @@ impl TextEmbedding {
     }
 }
 
-/// Runs `fill` on a fresh sibling folder of `dir`, then renames it to `dir`
-/// (replacing an existing folder).
+/// Runs `fill` on a fresh sibling folder of `dir`, then renames it to `dir` (replacing an
+/// existing folder only when this project wrote it: see [`crate::outdir`]).
 pub(crate) fn write_folder(
     dir: &Path,
     fill: impl FnOnce(&Path) -> Result<(), TextEmbeddingError>,
@@ -345,31 +366,24 @@ pub(crate) fn write_folder(
         let path = path.to_path_buf();
         move |source| TextEmbeddingError::Io { path, source }
     };
-    let name = dir
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "model".into());
+    let invalid = |msg: String| TextEmbeddingError::Invalid {
+        path: dir.to_path_buf(),
+        msg,
+    };
+    // Refused before any work is done.
+    crate::outdir::check_replaceable(dir, false).map_err(invalid)?;
     let parent = dir
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     std::fs::create_dir_all(parent).map_err(io(parent))?;
-    let tmp = parent.join(format!(".{name}.tmp-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&tmp);
-    std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
-    if let Err(e) = fill(&tmp) {
+    let tmp = crate::outdir::sibling(dir, "tmp");
+    std::fs::create_dir(&tmp).map_err(io(&tmp))?;
+    let result = fill(&tmp).and_then(|()| crate::outdir::swap_in(&tmp, dir, false).map_err(invalid));
+    if result.is_err() {
         let _ = std::fs::remove_dir_all(&tmp);
-        return Err(e);
     }
-    if dir.exists() {
-        let old = parent.join(format!(".{name}.old-{}", std::process::id()));
-        std::fs::rename(dir, &old).map_err(io(dir))?;
-        std::fs::rename(&tmp, dir).map_err(io(dir))?;
-        let _ = std::fs::remove_dir_all(&old);
-    } else {
-        std::fs::rename(&tmp, dir).map_err(io(dir))?;
-    }
-    Ok(())
+    result
 }
 
 #[cfg(test)]
