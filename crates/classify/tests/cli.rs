@@ -249,3 +249,99 @@ fn cpu_kernels_and_burn_engines_agree() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("fast"));
     let _ = std::fs::remove_dir_all(model);
 }
+
+/// A TF2 SavedModel that is not Inception-v3 (the small Keras MobileNetV2 of the graph
+/// executor's fixtures, 64x64 input, 11 logits): classify runs its graph.
+#[test]
+fn any_tf2_image_savedmodel_runs_through_the_graph_executor() {
+    let Some(images) = shared_images() else {
+        return;
+    };
+    let model = repo().join("tests/fixtures/tfgraph/mobilenet_v2_small/saved_model");
+    let out = classify(&[
+        "--model".as_ref(),
+        model.as_os_str(),
+        "--json".as_ref(),
+        "--top".as_ref(),
+        "3".as_ref(),
+        images[0].as_os_str(),
+        images[1].as_os_str(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let list = doc.as_array().unwrap();
+    assert_eq!(list.len(), 2);
+    for entry in list {
+        let top = entry["top"].as_array().unwrap();
+        assert_eq!(top.len(), 3);
+        let p: Vec<f64> = top
+            .iter()
+            .map(|t| t["probability"].as_f64().unwrap())
+            .collect();
+        assert!(
+            p[0] >= p[1] && p[1] >= p[2] && p[0] < 1.0 && p[2] > 0.0,
+            "{p:?}"
+        );
+        for t in top {
+            let i = t["index"].as_u64().unwrap();
+            assert!(i < 11);
+            assert_eq!(t["label"], format!("class_{i}"));
+        }
+    }
+
+    // --features: the 11 logits of each image; the model's fixed 64x64 input refuses --size 32.
+    let npy = std::env::temp_dir().join(format!(
+        "tfhub-rs-graph-features-{}.npy",
+        std::process::id()
+    ));
+    let out = classify(&[
+        "--model".as_ref(),
+        model.as_os_str(),
+        "--features".as_ref(),
+        npy.as_os_str(),
+        images[0].as_os_str(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (header, vals) = read_npy(&npy);
+    assert!(header.contains("(1, 11)"), "{header}");
+    assert!(vals.iter().any(|v| v.abs() > 1e-3));
+    let _ = std::fs::remove_file(&npy);
+    let out = classify(&[
+        "--model".as_ref(),
+        model.as_os_str(),
+        "--size".as_ref(),
+        "32".as_ref(),
+        images[0].as_os_str(),
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("64x64") && err.contains("--size 32"), "{err}");
+}
+
+/// A SavedModel with an op the executor lacks is refused before anything runs, naming the op.
+#[test]
+fn unsupported_ops_are_named_before_running() {
+    let Some(images) = shared_images() else {
+        return;
+    };
+    let model = repo().join("tests/fixtures/tfgraph/op_resize_antialias/saved_model");
+    if !model.is_dir() {
+        panic!("fixture {} is missing", model.display());
+    }
+    let out = classify(&["--model".as_ref(), model.as_os_str(), images[0].as_os_str()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        (err.contains("ResizeArea") || err.contains("ScaleAndTranslate"))
+            && err.contains("unsupported"),
+        "{err}"
+    );
+}

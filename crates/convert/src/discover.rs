@@ -416,10 +416,10 @@ fn library_call(e: &Entry, r: &RunsHere) -> Option<String> {
     let dev = "let device = models::Backend::Flex.device();";
     match r {
         RunsHere::NotYet(_) => None,
-        RunsHere::Graph => Some(
-            "the graph executor (crate `tfgraph`) over `savedmodel::read(<folder>)`; the programs above open it through `--model`"
-                .into(),
-        ),
+        RunsHere::Graph => Some(format!(
+            "{dev}\nlet folder = hub::resolve(\"{url}\", &hub::Options::default())?.path;\nlet model = tfgraph::Model::load(&savedmodel::read(&folder)?, None, &device)?;\nlet outputs = model.run_host(vec![images])?; // images: tfgraph::HostTensor [B, H, W, 3] in [0, 1]",
+            url = e.url
+        )),
         RunsHere::HandWritten => Some(match e.input() {
             Input::Image { .. } => format!(
                 "{dev}\nlet net = models::inception_v3::InceptionV3::load(\"weights/{name}\", &device)?;\nlet out = net.forward(images)?; // images: Tensor<4> [B, H, W, 3] in [0, 1]"

@@ -396,7 +396,9 @@ mod tests {
         let out = base.path().join("photos");
         std::fs::create_dir(&out).unwrap();
         std::fs::write(out.join("holiday.jpg"), b"jpg").unwrap();
-        let e = write_model(&out, &sample(), "h", &[]).unwrap_err().to_string();
+        let e = write_model(&out, &sample(), "h", &[])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("photos") && e.contains("--force"), "{e}");
         assert_eq!(std::fs::read(out.join("holiday.jpg")).unwrap(), b"jpg");
         // Nothing temporary left beside it.

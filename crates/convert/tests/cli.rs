@@ -215,7 +215,11 @@ fn out_onto_an_unrelated_folder_is_refused_unless_forced() {
     let out = convert(&args, &work);
     assert_clean_failure(&out, &["photos", "not written by tfhub-rs", "--force"]);
     assert_eq!(std::fs::read(target.join("holiday.jpg")).unwrap(), b"jpg");
-    assert_eq!(std::fs::read_dir(&work).unwrap().count(), 1, "left something beside it");
+    assert_eq!(
+        std::fs::read_dir(&work).unwrap().count(),
+        1,
+        "left something beside it"
+    );
     // Our own output is replaced without --force; an unrelated one with it.
     let ours = work.join("ours");
     let mut a = args.clone();

@@ -62,10 +62,17 @@ fn config_sizes_are_checked_against_the_weights_before_allocating() {
     let base = scratch("sizes");
     let dir = saved(&base);
     let m = TextEmbedding::load(&dir, &Device::flex()).unwrap();
-    let t = m.embeddings.val().into_data().try_into_vec::<f32>().unwrap();
+    let t = m
+        .embeddings
+        .val()
+        .into_data()
+        .try_into_vec::<f32>()
+        .unwrap();
     assert_eq!(t[26], 26.0);
     // 4e12 OOV buckets would be a 48 TB table.
-    edit_config(&dir, |v| v["config"]["oov_buckets"] = serde_json::json!(4_000_000_000_000u64));
+    edit_config(&dir, |v| {
+        v["config"]["oov_buckets"] = serde_json::json!(4_000_000_000_000u64)
+    });
     let e = load_err(&dir);
     assert!(
         e.contains("the shape [4000000000008, 3]") && e.contains("holds [9, 3]"),
@@ -89,10 +96,14 @@ fn safetensors_headers_that_promise_missing_data_are_refused() {
     b.extend_from_slice(header);
     b.extend([0u8; 108]);
     std::fs::write(&st, b).unwrap();
-    let e = models::weights::safetensors_shapes(&st).unwrap_err().to_string();
+    let e = models::weights::safetensors_shapes(&st)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("does not hold"), "{e}");
     std::fs::write(&st, u64::MAX.to_le_bytes()).unwrap();
-    let e = models::weights::safetensors_shapes(&st).unwrap_err().to_string();
+    let e = models::weights::safetensors_shapes(&st)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("does not fit the file"), "{e}");
     std::fs::remove_dir_all(&base).unwrap();
 }
@@ -111,7 +122,9 @@ fn vocab_file_must_stay_inside_the_folder() {
     #[cfg(unix)]
     {
         std::os::unix::fs::symlink("/dev/zero", dir.join("zero")).unwrap();
-        edit_config(&dir, |v| v["config"]["vocab_file"] = serde_json::json!("zero"));
+        edit_config(&dir, |v| {
+            v["config"]["vocab_file"] = serde_json::json!("zero")
+        });
         assert!(load_err(&dir).contains("symbolic link"));
     }
     // Writing: a module whose vocab_file escapes is refused, and nothing is written.
@@ -142,7 +155,11 @@ fn save_replaces_only_folders_of_ours() {
     let e = m.save(&other, "t").unwrap_err().to_string();
     assert!(e.contains("not written by tfhub-rs"), "{e}");
     assert_eq!(std::fs::read(other.join("a.jpg")).unwrap(), b"x");
-    assert_eq!(std::fs::read_dir(&base).unwrap().count(), 2, "a temporary folder was left");
+    assert_eq!(
+        std::fs::read_dir(&base).unwrap().count(),
+        2,
+        "a temporary folder was left"
+    );
     std::fs::remove_dir_all(&base).unwrap();
 }
 
@@ -165,9 +182,15 @@ fn outdir_swap_replaces_only_ours_and_restores_on_failure() {
     // The temporary folder is missing: the second rename fails, the old folder comes back.
     let e = swap_in(&base.join(".missing"), &ours, false).unwrap_err();
     assert!(e.contains("previous folder was left in place"), "{e}");
-    assert_eq!(std::fs::read(ours.join("config.json")).unwrap(), br#"{"kind":"old"}"#);
+    assert_eq!(
+        std::fs::read(ours.join("config.json")).unwrap(),
+        br#"{"kind":"old"}"#
+    );
     swap_in(&tmp, &ours, false).unwrap();
-    assert_eq!(std::fs::read(ours.join("config.json")).unwrap(), br#"{"kind":"x"}"#);
+    assert_eq!(
+        std::fs::read(ours.join("config.json")).unwrap(),
+        br#"{"kind":"x"}"#
+    );
     let tmp2 = base.join(".new2");
     std::fs::create_dir(&tmp2).unwrap();
     swap_in(&tmp2, &foreign, true).unwrap();
@@ -177,7 +200,11 @@ fn outdir_swap_replaces_only_ours_and_restores_on_failure() {
 
 #[test]
 fn npy_shapes_that_overflow_are_refused() {
-    for shape in ["(4611686018427387904, 4)", "(18446744073709551615, 2)", "(4294967296, 4294967296, 1)"] {
+    for shape in [
+        "(4611686018427387904, 4)",
+        "(18446744073709551615, 2)",
+        "(4294967296, 4294967296, 1)",
+    ] {
         let header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {shape}, }}");
         let mut b = b"\x93NUMPY\x01\x00".to_vec();
         b.extend((header.len() as u16).to_le_bytes());
@@ -193,7 +220,11 @@ fn crc32(data: &[u8]) -> u32 {
     for &b in data {
         c ^= u32::from(b);
         for _ in 0..8 {
-            c = if c & 1 != 0 { (c >> 1) ^ 0xedb8_8320 } else { c >> 1 };
+            c = if c & 1 != 0 {
+                (c >> 1) ^ 0xedb8_8320
+            } else {
+                c >> 1
+            };
         }
     }
     !c
@@ -236,7 +267,10 @@ fn oversized_images_are_refused_before_decoding() {
         let p = base.join(format!("{w}x{h}.png"));
         std::fs::write(&p, png(w, h, &[0, 0])).unwrap();
         let e = models::imageops::decode_rgb8(&p).unwrap_err().to_string();
-        assert!(e.contains(&format!("{w} x {h} pixels is larger than the limit")), "{e}");
+        assert!(
+            e.contains(&format!("{w} x {h} pixels is larger than the limit")),
+            "{e}"
+        );
         assert!(e.contains(&p.display().to_string()), "{e}");
     }
     // A real 2x1 grey image still decodes, expanded to RGB.

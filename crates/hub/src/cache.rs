@@ -504,7 +504,11 @@ mod tests {
         assert!(!dir.exists());
         // Their lock is left alone; our temporary folder is gone.
         assert_eq!(fs::read_to_string(lock_path(&dir)).unwrap(), "other.1.ffff");
-        let left: Vec<_> = fs::read_dir(cache.path()).unwrap().flatten().map(|e| e.file_name()).collect();
+        let left: Vec<_> = fs::read_dir(cache.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
         assert_eq!(left, vec![std::ffi::OsString::from("m.lock")]);
     }
 
@@ -522,4 +526,3 @@ mod tests {
         assert_eq!(os_lock_held(&lock_path(&dir)), None);
     }
 }
-

@@ -126,7 +126,12 @@ fn read_block(r: &mut dyn Read, buf: &mut [u8]) -> io::Result<bool> {
     while got < buf.len() {
         match r.read(&mut buf[got..]) {
             Ok(0) if got == 0 => return Ok(false),
-            Ok(0) => return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "truncated tar block")),
+            Ok(0) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "truncated tar block",
+                ))
+            }
             Ok(n) => got += n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
@@ -192,7 +197,10 @@ fn pax_records(data: &[u8]) -> Result<(Option<Vec<u8>>, Option<u64>), String> {
             return Err("PAX record length out of range".into());
         }
         let rec = &rest[sp + 1..len - 1];
-        let eq = rec.iter().position(|&b| b == b'=').ok_or("PAX record without `=`")?;
+        let eq = rec
+            .iter()
+            .position(|&b| b == b'=')
+            .ok_or("PAX record without `=`")?;
         let (k, v) = (&rec[..eq], &rec[eq + 1..]);
         match k {
             b"path" => path = Some(v.to_vec()),
@@ -260,11 +268,18 @@ pub(crate) fn extract_tar(
             // End of archive (two zero blocks, or a stream that simply ends).
             break;
         }
-        let stored = header_number(&header[148..156]).ok_or_else(|| bad("bad header checksum field".into()))?;
+        let stored = header_number(&header[148..156])
+            .ok_or_else(|| bad("bad header checksum field".into()))?;
         let sum: u64 = header
             .iter()
             .enumerate()
-            .map(|(i, &b)| if (148..156).contains(&i) { 32 } else { u64::from(b) })
+            .map(|(i, &b)| {
+                if (148..156).contains(&i) {
+                    32
+                } else {
+                    u64::from(b)
+                }
+            })
             .sum();
         if stored != sum {
             return Err(bad(format!(
@@ -452,9 +467,7 @@ pub(crate) fn drain_trailing(reader: &mut dyn Read, archive: &str) -> Result<(),
     if n > MAX_TRAILING {
         return Err(Error::BadArchive {
             archive: archive.to_string(),
-            message: format!(
-                "more than {MAX_TRAILING} bytes of data after the end of the archive"
-            ),
+            message: format!("more than {MAX_TRAILING} bytes of data after the end of the archive"),
         });
     }
     Ok(())

@@ -125,7 +125,10 @@ impl Deadlines {
         if now.duration_since(self.started) > self.total {
             return Err(io::Error::new(
                 io::ErrorKind::TimedOut,
-                format!("the download took longer than the {:?} deadline", self.total),
+                format!(
+                    "the download took longer than the {:?} deadline",
+                    self.total
+                ),
             ));
         }
         self.window_bytes += n as u64;
@@ -148,10 +151,11 @@ impl Deadlines {
 
 impl Read for Body {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let r = self
-            .inner
-            .read(buf)
-            .and_then(|n| self.deadlines.check(n, n == 0 && !buf.is_empty()).map(|()| n));
+        let r = self.inner.read(buf).and_then(|n| {
+            self.deadlines
+                .check(n, n == 0 && !buf.is_empty())
+                .map(|()| n)
+        });
         match r {
             Ok(n) => {
                 self.received += n as u64;
@@ -401,9 +405,8 @@ impl Http {
             return Err(f.unexpected(expect.describe()));
         }
         let cap = self.max_file_bytes;
-        let too_big = |f: &Fetch| {
-            f.download_error(format!("the file is larger than the {cap}-byte limit"))
-        };
+        let too_big =
+            |f: &Fetch| f.download_error(format!("the file is larger than the {cap}-byte limit"));
         if f.expected.is_some_and(|n| n > cap) || f.head.len() as u64 > cap {
             f.finish();
             return Err(too_big(&f));

@@ -89,13 +89,18 @@ fn long_pax_names_and_huge_pax_headers_are_refused() {
     let cache = tempfile::tempdir().unwrap();
     // A 5000-byte name through PAX.
     let long = "a/".repeat(2499) + "bb";
-    let mut tar = member("PaxHeader", tar::EntryType::XHeader, &pax_record("path", &long));
+    let mut tar = member(
+        "PaxHeader",
+        tar::EntryType::XHeader,
+        &pax_record("path", &long),
+    );
     tar.extend(member("x", tar::EntryType::Regular, b"data"));
     tar.extend(end());
     let server = serve("/m.tar.gz", gz_reply(tar));
     let e = resolve_err(cache.path(), &server, "/m.tar.gz");
     assert!(
-        e.to_string().contains("a member name of 5000 bytes (at most 4096)"),
+        e.to_string()
+            .contains("a member name of 5000 bytes (at most 4096)"),
         "{e}"
     );
     // A PAX header of 1 MiB.
@@ -103,17 +108,34 @@ fn long_pax_names_and_huge_pax_headers_are_refused() {
     tar.extend(end());
     let server = serve("/m.tar.gz", gz_reply(tar));
     let e = resolve_err(cache.path(), &server, "/m.tar.gz");
-    assert!(e.to_string().contains("PAX metadata member of 1048576 bytes"), "{e}");
+    assert!(
+        e.to_string()
+            .contains("PAX metadata member of 1048576 bytes"),
+        "{e}"
+    );
     assert_eq!(names(cache.path()), Vec::<String>::new());
 }
 
 #[test]
 fn pax_path_and_long_names_within_limits_still_work() {
     let cache = tempfile::tempdir().unwrap();
-    let long = format!("variables/{}/{}/{}", "d".repeat(100), "e".repeat(100), "v".repeat(100));
-    let mut tar = member("PaxHeader", tar::EntryType::XHeader, &pax_record("path", "saved_model.pb"));
+    let long = format!(
+        "variables/{}/{}/{}",
+        "d".repeat(100),
+        "e".repeat(100),
+        "v".repeat(100)
+    );
+    let mut tar = member(
+        "PaxHeader",
+        tar::EntryType::XHeader,
+        &pax_record("path", "saved_model.pb"),
+    );
     tar.extend(member("ignored", tar::EntryType::Regular, b"pb"));
-    tar.extend(member("././@LongLink", tar::EntryType::GNULongName, long.as_bytes()));
+    tar.extend(member(
+        "././@LongLink",
+        tar::EntryType::GNULongName,
+        long.as_bytes(),
+    ));
     tar.extend(member("short", tar::EntryType::Regular, b"long one"));
     tar.extend(end());
     let server = serve("/m.tar.gz", gz_reply(tar));
@@ -173,7 +195,8 @@ fn trailing_data_after_the_archive_is_not_read_without_limit() {
     let cache = tempfile::tempdir().unwrap();
     let e = resolve_err(cache.path(), &server, "/m.tar.gz");
     assert!(
-        e.to_string().contains("bytes of data after the end of the archive"),
+        e.to_string()
+            .contains("bytes of data after the end of the archive"),
         "{e}"
     );
     assert_eq!(names(cache.path()), Vec::<String>::new());
@@ -199,7 +222,11 @@ fn archive_without_a_model_is_not_cached() {
 
 #[test]
 fn single_file_downloads_are_capped() {
-    let body: Vec<u8> = b"\x1c\x00\x00\x00TFL3".iter().copied().chain(vec![0u8; 992]).collect();
+    let body: Vec<u8> = b"\x1c\x00\x00\x00TFL3"
+        .iter()
+        .copied()
+        .chain(vec![0u8; 992])
+        .collect();
     let server = serve(
         "/model.tflite",
         Reply::Ok {
@@ -212,7 +239,10 @@ fn single_file_downloads_are_capped() {
         .max_file_bytes(100)
         .resolve(&format!("{}/model.tflite", server.base))
         .unwrap_err();
-    assert!(e.to_string().contains("larger than the 100-byte limit"), "{e}");
+    assert!(
+        e.to_string().contains("larger than the 100-byte limit"),
+        "{e}"
+    );
     assert_eq!(names(cache.path()), Vec::<String>::new());
     let r = resolver(cache.path())
         .max_file_bytes(1000)
@@ -295,9 +325,15 @@ fn a_live_os_locked_download_is_never_taken_over() {
         .lock_timeout(Duration::from_millis(300))
         .resolve(&handle)
         .unwrap_err();
-    assert!(e.to_string().contains("Not taking over a live download"), "{e}");
+    assert!(
+        e.to_string().contains("Not taking over a live download"),
+        "{e}"
+    );
     assert!(cache.path().join(format!("{sha}.lock")).exists());
-    assert!(cache.path().join(format!("{sha}.{uid}.tmp/variables")).is_dir());
+    assert!(cache
+        .path()
+        .join(format!("{sha}.{uid}.tmp/variables"))
+        .is_dir());
     assert_eq!(server.hits("/m/1"), 0);
     // Once its owner is gone (the OS lock released), the lock and its folder are recovered at
     // once, even with a long lock timeout.
@@ -330,5 +366,8 @@ fn a_python_lock_past_its_timeout_loses_its_lock_but_keeps_its_folder() {
         .unwrap();
     assert_fake_model(&r.path);
     // Its owner may be alive on another host: its folder is not ours to delete.
-    assert!(cache.path().join(format!("{sha}.{uid}.tmp/variables")).is_dir());
+    assert!(cache
+        .path()
+        .join(format!("{sha}.{uid}.tmp/variables"))
+        .is_dir());
 }

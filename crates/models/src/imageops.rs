@@ -73,7 +73,9 @@ pub fn decode_rgb8(path: &Path) -> Result<image::RgbImage, ImageError> {
         .into_dimensions()
         .map_err(|e| decode_err(e.to_string()))?;
     check_dimensions(w, h).map_err(decode_err)?;
-    let img = open(true)?.decode().map_err(|e| decode_err(e.to_string()))?;
+    let img = open(true)?
+        .decode()
+        .map_err(|e| decode_err(e.to_string()))?;
     // No copy when the file is already 8-bit RGB.
     Ok(img.into_rgb8())
 }

@@ -59,11 +59,18 @@ pub fn swap_in(tmp: &Path, dir: &Path, force: bool) -> Result<(), String> {
         return std::fs::rename(tmp, dir).map_err(|e| format!("{}: {e}", dir.display()));
     }
     let old = sibling(dir, "old");
-    std::fs::rename(dir, &old)
-        .map_err(|e| format!("{}: cannot move the previous folder aside: {e}", dir.display()))?;
+    std::fs::rename(dir, &old).map_err(|e| {
+        format!(
+            "{}: cannot move the previous folder aside: {e}",
+            dir.display()
+        )
+    })?;
     if let Err(e) = std::fs::rename(tmp, dir) {
         return Err(match std::fs::rename(&old, dir) {
-            Ok(()) => format!("{}: {e} (the previous folder was left in place)", dir.display()),
+            Ok(()) => format!(
+                "{}: {e} (the previous folder was left in place)",
+                dir.display()
+            ),
             Err(e2) => format!(
                 "{}: {e}; restoring the previous folder also failed ({e2}): it is at {}",
                 dir.display(),
@@ -78,7 +85,10 @@ pub fn swap_in(tmp: &Path, dir: &Path, force: bool) -> Result<(), String> {
     };
     // The new folder is in place; a leftover old copy is only reported.
     if let Err(e) = removed {
-        eprintln!("warning: cannot remove the previous folder {}: {e}", old.display());
+        eprintln!(
+            "warning: cannot remove the previous folder {}: {e}",
+            old.display()
+        );
     }
     Ok(())
 }

@@ -160,9 +160,7 @@ pub fn read_regular_file(path: &Path, cap: u64) -> Result<Vec<u8>, WeightsError>
         path: path.to_path_buf(),
         source,
     };
-    let invalid = |msg: String| {
-        io(std::io::Error::new(std::io::ErrorKind::InvalidData, msg))
-    };
+    let invalid = |msg: String| io(std::io::Error::new(std::io::ErrorKind::InvalidData, msg));
     let meta = std::fs::metadata(path).map_err(io)?;
     if !meta.is_file() {
         return Err(invalid("not a regular file".into()));
@@ -173,7 +171,10 @@ pub fn read_regular_file(path: &Path, cap: u64) -> Result<Vec<u8>, WeightsError>
         return Err(invalid("not a regular file".into()));
     }
     if meta.len() > cap {
-        return Err(invalid(format!("{} bytes, more than the {cap}-byte limit", meta.len())));
+        return Err(invalid(format!(
+            "{} bytes, more than the {cap}-byte limit",
+            meta.len()
+        )));
     }
     let mut bytes = Vec::with_capacity(meta.len() as usize);
     f.take(cap + 1).read_to_end(&mut bytes).map_err(io)?;

@@ -365,9 +365,8 @@ impl Bundle {
                     Some(l) => (x.start, l),
                     None => (0, dim),
                 };
-                let ok = start >= 0
-                    && len >= 0
-                    && start.checked_add(len).is_some_and(|end| end <= dim);
+                let ok =
+                    start >= 0 && len >= 0 && start.checked_add(len).is_some_and(|end| end <= dim);
                 if !ok {
                     return Err(self.tensor_err(
                         name,
@@ -420,12 +419,9 @@ impl Bundle {
                     ),
                 });
             }
-            covered = covered
-                .checked_add(pn)
-                .filter(|&c| c <= n)
-                .ok_or_else(|| {
-                    self.tensor_err(name, format!("slices hold more than the {n} elements"))
-                })?;
+            covered = covered.checked_add(pn).filter(|&c| c <= n).ok_or_else(|| {
+                self.tensor_err(name, format!("slices hold more than the {n} elements"))
+            })?;
             parts.push(Part {
                 starts,
                 lens,
@@ -464,7 +460,15 @@ impl Bundle {
                 let mut full_bytes = vec![0u8; need];
                 for p in &parts {
                     let bytes = self.checked_fixed(p.entry, dtype, p.n, name)?;
-                    place(&mut full_bytes, &shape, &strides, &p.starts, &p.lens, bytes, es);
+                    place(
+                        &mut full_bytes,
+                        &shape,
+                        &strides,
+                        &p.starts,
+                        &p.lens,
+                        bytes,
+                        es,
+                    );
                 }
                 decode_fixed(dtype, &full_bytes)
                     .ok_or_else(|| self.tensor_err(name, "cannot decode"))?
@@ -473,9 +477,15 @@ impl Bundle {
                 let mut full_strings = vec![Vec::new(); n];
                 for p in &parts {
                     match self.read_unsliced(p.entry, dtype, p.n, name)? {
-                        TensorData::String(s) => {
-                            place(&mut full_strings, &shape, &strides, &p.starts, &p.lens, &s, 1)
-                        }
+                        TensorData::String(s) => place(
+                            &mut full_strings,
+                            &shape,
+                            &strides,
+                            &p.starts,
+                            &p.lens,
+                            &s,
+                            1,
+                        ),
                         _ => return Err(self.tensor_err(name, "slice dtype mismatch")),
                     }
                 }
@@ -743,8 +753,11 @@ mod tests {
                 .collect();
             pairs[0].1 = header.encode_to_vec();
             let prefix = dir.join("variables");
-            std::fs::write(dir.join("variables.index"), build::table_from_pairs(&pairs, 3))
-                .unwrap();
+            std::fs::write(
+                dir.join("variables.index"),
+                build::table_from_pairs(&pairs, 3),
+            )
+            .unwrap();
             std::fs::write(data_filename(&prefix, 0, 1), &self.data).unwrap();
             Bundle::open(&prefix).unwrap()
         }
@@ -789,7 +802,12 @@ mod tests {
         m.f32s(skey("big", &[(0, 1)]), &[1], &[1.0]);
         m.sliced("bigs", 7, &[1 << 40], &[&[(0, 1)]]);
         m.strings(skey("bigs", &[(0, 1)]), &[1], &[b"x"]);
-        m.sliced("ovf", 1, &[1 << 32, 1 << 32, 2], &[&[(0, 1), (0, 1), (0, 1)]]);
+        m.sliced(
+            "ovf",
+            1,
+            &[1 << 32, 1 << 32, 2],
+            &[&[(0, 1), (0, 1), (0, 1)]],
+        );
         let b = m.write(tmp.path());
         let e = err(&b, "big");
         assert!(e.contains("needs 4398046511104 bytes"), "{e}");

@@ -464,7 +464,10 @@ fn checked_asset_path(dir: &Path, name: &str) -> Result<PathBuf, String> {
                 ))
             }
             Ok(m) if last && !m.is_file() => {
-                return Err(format!("asset `{name}`: {} is not a regular file", p.display()))
+                return Err(format!(
+                    "asset `{name}`: {} is not a regular file",
+                    p.display()
+                ))
             }
             Ok(m) if !last && !m.is_dir() => {
                 return Err(format!("asset `{name}`: {} is not a folder", p.display()))

@@ -560,4 +560,3 @@ mod tests {
         assert!(err.contains("overlaps"), "{err}");
     }
 }
-

@@ -46,7 +46,14 @@ fn read_err(dir: &Path) -> String {
 
 #[test]
 fn escaping_or_absolute_asset_names_are_refused() {
-    for name in ["../../etc/passwd", "/dev/zero", "a/../../x", "./tokens.txt", "a\\..\\b", "x\0y"] {
+    for name in [
+        "../../etc/passwd",
+        "/dev/zero",
+        "a/../../x",
+        "./tokens.txt",
+        "a\\..\\b",
+        "x\0y",
+    ] {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("m");
         with_asset(&dir, name);

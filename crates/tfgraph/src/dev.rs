@@ -16,11 +16,42 @@ pub fn shape(t: &FT) -> Vec<usize> {
     TensorMetadata::shape(t).to_vec()
 }
 
+/// Whether the device holds rank-0 tensors: burn-ndarray (deprecated) does not, so scalars
+/// live there as `[1]` (numpy broadcasting treats both alike).
+fn holds_rank0(d: &burn::backend::DispatchDevice) -> bool {
+    !format!("{d:?}").contains("NdArray")
+}
+
+/// The shape to give a device tensor: `[]` becomes `[1]` where rank 0 is not available.
+fn device_shape(s: &[usize], d: &burn::backend::DispatchDevice) -> Vec<usize> {
+    if s.is_empty() && !holds_rank0(d) {
+        vec![1]
+    } else {
+        s.to_vec()
+    }
+}
+
+/// Host values to the device. Scalars travel as `[1]` and are reshaped (some backends'
+/// allocators do not take rank-0 layouts).
 pub fn upload(v: Vec<f32>, shape: &[usize], device: &Device) -> FT {
+    if shape.is_empty() && !holds_rank0(device.as_dispatch()) {
+        return B::float_from_data(TensorData::new(v, vec![1]), device.as_dispatch());
+    }
+    if shape.is_empty() {
+        let t = B::float_from_data(TensorData::new(v, vec![1]), device.as_dispatch());
+        return B::float_reshape(t, Shape::from(Vec::<usize>::new()));
+    }
     B::float_from_data(TensorData::new(v, shape.to_vec()), device.as_dispatch())
 }
 
 pub fn upload_bool(v: Vec<bool>, shape: &[usize], device: &Device) -> BT {
+    if shape.is_empty() && !holds_rank0(device.as_dispatch()) {
+        return B::bool_from_data(TensorData::new(v, vec![1]), device.as_dispatch());
+    }
+    if shape.is_empty() {
+        let t = B::bool_from_data(TensorData::new(v, vec![1]), device.as_dispatch());
+        return B::bool_reshape(t, Shape::from(Vec::<usize>::new()));
+    }
     B::bool_from_data(TensorData::new(v, shape.to_vec()), device.as_dispatch())
 }
 
@@ -46,10 +77,12 @@ pub fn download_bool(t: BT) -> Result<Vec<bool>, String> {
 }
 
 pub fn reshape(t: FT, s: &[usize]) -> FT {
-    B::float_reshape(t, Shape::from(s.to_vec()))
+    let s = device_shape(s, &TensorMetadata::device(&t));
+    B::float_reshape(t, Shape::from(s))
 }
 pub fn bool_reshape(t: BT, s: &[usize]) -> BT {
-    B::bool_reshape(t, Shape::from(s.to_vec()))
+    let s = device_shape(s, &TensorMetadata::device(&t));
+    B::bool_reshape(t, Shape::from(s))
 }
 pub fn permute(t: FT, axes: &[usize]) -> FT {
     B::float_permute(t, axes)
@@ -233,8 +266,10 @@ fn read_int(t: DispatchTensor) -> Result<Vec<i64>, String> {
 }
 /// Selects `indices` along `dim` (a gather of whole slices).
 pub fn select(a: FT, dim: usize, indices: &[i64], device: &Device) -> FT {
+    // i32 indices: wgpu has no 64-bit integers.
+    let v: Vec<i32> = indices.iter().map(|&i| i as i32).collect();
     let idx = B::int_from_data(
-        TensorData::new(indices.to_vec(), vec![indices.len()]),
+        TensorData::new(v, vec![indices.len()]),
         device.as_dispatch(),
     );
     B::float_select(a, dim, idx)

@@ -332,7 +332,9 @@ fn vectors_sharing_one_table_are_not_decoded_without_bound() {
     let bytes = b.finish(root, b"TFL3");
     assert!(bytes.len() < 16_000, "{}", bytes.len());
     let started = std::time::Instant::now();
-    let e = Model::from_bytes(bytes, "shared.tflite").unwrap_err().to_string();
+    let e = Model::from_bytes(bytes, "shared.tflite")
+        .unwrap_err()
+        .to_string();
     assert!(e.starts_with("shared.tflite: "), "{e}");
     assert!(e.contains("decodes to more than"), "{e}");
     assert!(started.elapsed().as_secs() < 10);

@@ -188,12 +188,9 @@ impl<'a> Graph<'a> {
 
 /// `c`'s shape as 4 dims whose product is its number of values.
 fn dims4(c: &Constant) -> Result<[usize; 4], String> {
-    let d: [usize; 4] = c.shape[..].try_into().map_err(|_| {
-        format!(
-            "`{}`: expected a 4-d kernel, got {:?}",
-            c.name, c.shape
-        )
-    })?;
+    let d: [usize; 4] = c.shape[..]
+        .try_into()
+        .map_err(|_| format!("`{}`: expected a 4-d kernel, got {:?}", c.name, c.shape))?;
     if d.iter().try_fold(1usize, |a, &x| a.checked_mul(x)) != Some(c.data.len()) {
         return Err(format!(
             "`{}`: shape {:?} does not match its {} values",
@@ -939,7 +936,10 @@ mod tests {
         let y = constant(&mut m, "style_params/y", &[1], &[1e-5]);
         m.operators.push((0, vec![a, y], vec![]));
         let e = convert_err(&m);
-        assert!(e.contains("no `transformer/contract/conv1` conv found"), "{e}");
+        assert!(
+            e.contains("no `transformer/contract/conv1` conv found"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -958,7 +958,12 @@ mod tests {
             ..Default::default()
         };
         let x = activation(&mut m, "style_params/in", &[1, 8, 8, 3]);
-        let w = constant(&mut m, "transformer/contract/conv1/weights", &[2], &[1.0, 2.0]);
+        let w = constant(
+            &mut m,
+            "transformer/contract/conv1/weights",
+            &[2],
+            &[1.0, 2.0],
+        );
         let y = activation(&mut m, "out", &[1, 8, 8, 1]);
         m.operators.push((0, vec![x, w], vec![y]));
         let e = convert_err(&m);
@@ -977,7 +982,11 @@ mod tests {
             buffer: half,
             ..Default::default()
         });
-        let w = activation(&mut m, "MobilenetV2/Conv/weights_dequantize", &[32, 3, 3, 3]);
+        let w = activation(
+            &mut m,
+            "MobilenetV2/Conv/weights_dequantize",
+            &[32, 3, 3, 3],
+        );
         let b = constant(&mut m, "MobilenetV2/Conv/bias", &[32], &[0.0; 32]);
         let y = activation(&mut m, "out", &[1, 4, 4, 32]);
         m.operators.push((2, vec![q], vec![w]));
@@ -1019,7 +1028,12 @@ mod tests {
         // same builder gives a stem conv whose weights come out permuted OHWI -> OIHW.
         let mut m = predictor();
         let x = activation(&mut m, "in", &[1, 8, 8, 2]);
-        let w = constant(&mut m, "MobilenetV2/Conv/weights", &[1, 1, 1, 2], &[5.0, 7.0]);
+        let w = constant(
+            &mut m,
+            "MobilenetV2/Conv/weights",
+            &[1, 1, 1, 2],
+            &[5.0, 7.0],
+        );
         let b = constant(&mut m, "MobilenetV2/Conv/bias", &[1], &[0.5]);
         let y = activation(&mut m, "out", &[1, 4, 4, 1]);
         m.operators.push((1, vec![x, w, b], vec![y]));
@@ -1031,4 +1045,3 @@ mod tests {
         assert_eq!(g.constant(b).unwrap().data, vec![0.5]);
     }
 }
-

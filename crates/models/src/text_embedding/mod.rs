@@ -189,10 +189,12 @@ impl TextEmbedding {
         seed: u64,
         device: &Device,
     ) -> Result<Self, TextEmbeddingError> {
-        let n = config.table_len().ok_or_else(|| TextEmbeddingError::Invalid {
-            path: vocab_name.into(),
-            msg: "table size overflows".into(),
-        })?;
+        let n = config
+            .table_len()
+            .ok_or_else(|| TextEmbeddingError::Invalid {
+                path: vocab_name.into(),
+                msg: "table size overflows".into(),
+            })?;
         let mut state = seed ^ 0x9E37_79B9_7F4A_7C15;
         let table = (0..n)
             .map(|_| {
@@ -379,7 +381,8 @@ pub(crate) fn write_folder(
     std::fs::create_dir_all(parent).map_err(io(parent))?;
     let tmp = crate::outdir::sibling(dir, "tmp");
     std::fs::create_dir(&tmp).map_err(io(&tmp))?;
-    let result = fill(&tmp).and_then(|()| crate::outdir::swap_in(&tmp, dir, false).map_err(invalid));
+    let result =
+        fill(&tmp).and_then(|()| crate::outdir::swap_in(&tmp, dir, false).map_err(invalid));
     if result.is_err() {
         let _ = std::fs::remove_dir_all(&tmp);
     }

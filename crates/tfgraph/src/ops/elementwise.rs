@@ -80,7 +80,7 @@ pub(crate) fn align(a: FT, b: FT, full: bool) -> Result<(FT, FT), String> {
     let out = broadcast_shape(&sa, &sb)?;
     let r = out.len();
     let (mut a, mut b) = (to_rank(a, r), to_rank(b, r));
-    if full || sa.len() != sb.len() {
+    if full {
         if dev::shape(&a) != out {
             a = dev::expand(a, &out);
         }
@@ -429,6 +429,8 @@ fn binary_host(op: &str, a: &HostTensor, b: &HostTensor) -> Result<HostTensor, S
 }
 
 fn binary_dev(op: &str, ctx: &Ctx, a: FT, b: FT) -> Result<Value, String> {
+    // Every backend broadcasts size-1 axes of operands of one rank.
+    let (a, b) = align(a, b, false)?;
     Ok(match op {
         "AddV2" | "Add" => Value::Dev(dev::add(a, b)),
         "Sub" => Value::Dev(dev::sub(a, b)),
@@ -496,7 +498,7 @@ fn binary_dev(op: &str, ctx: &Ctx, a: FT, b: FT) -> Result<Value, String> {
     })
 }
 
-const UNARY: &[&str] = &[
+pub(super) const UNARY: &[&str] = &[
     "Relu",
     "Relu6",
     "Elu",
@@ -527,7 +529,7 @@ const UNARY: &[&str] = &[
     "Sin",
     "Cos",
 ];
-const BINARY: &[&str] = &[
+pub(super) const BINARY: &[&str] = &[
     "AddV2",
     "Add",
     "Sub",
@@ -604,7 +606,10 @@ pub(super) fn run(op: &str, ctx: &Ctx, inputs: &[Value]) -> Option<OpResult> {
             for v in &inputs[1..] {
                 acc = match (&acc, v) {
                     (Value::Host(x), Value::Host(y)) => Value::Host(binary_host("AddV2", x, y)?),
-                    _ => Value::Dev(dev::add(ctx.float(&acc)?, ctx.float(v)?)),
+                    _ => {
+                        let (x, y) = align(ctx.float(&acc)?, ctx.float(v)?, false)?;
+                        Value::Dev(dev::add(x, y))
+                    }
                 };
             }
             Ok(vec![acc])

@@ -194,9 +194,8 @@ pub fn run(ctx: &Ctx, inputs: Vec<Value>) -> OpResult {
     }
 }
 
-/// Every op type [`run`] implements.
+/// Every op type [`run`] implements besides the elementwise unary and binary ones.
 pub const SUPPORTED: &[&str] = &[
-    // plumbing
     "Identity",
     "Snapshot",
     "PreventGradient",
@@ -207,67 +206,15 @@ pub const SUPPORTED: &[&str] = &[
     "NoOp",
     "Const",
     "ReadVariableOp",
-    // elementwise
-    "Relu",
-    "Relu6",
-    "Elu",
-    "Selu",
-    "LeakyRelu",
-    "Sigmoid",
-    "Tanh",
-    "Softplus",
-    "Softsign",
-    "Rsqrt",
-    "Sqrt",
-    "Square",
-    "Neg",
-    "Exp",
-    "Expm1",
-    "Log",
-    "Log1p",
-    "Erf",
-    "Erfc",
-    "Abs",
-    "Sign",
-    "Reciprocal",
-    "Inv",
-    "Floor",
-    "Ceil",
-    "Round",
-    "Rint",
-    "Sin",
-    "Cos",
     "LogicalNot",
-    "AddV2",
-    "Add",
-    "Sub",
-    "Mul",
-    "RealDiv",
-    "Div",
-    "DivNoNan",
-    "FloorDiv",
-    "FloorMod",
-    "Maximum",
-    "Minimum",
-    "SquaredDifference",
-    "Pow",
     "BiasAdd",
     "AddN",
-    "Greater",
-    "GreaterEqual",
-    "Less",
-    "LessEqual",
-    "Equal",
-    "NotEqual",
-    "LogicalAnd",
-    "LogicalOr",
     "Select",
     "SelectV2",
     "Cast",
     "ClipByValue",
     "ZerosLike",
     "OnesLike",
-    // array
     "Shape",
     "ShapeN",
     "Size",
@@ -300,7 +247,6 @@ pub const SUPPORTED: &[&str] = &[
     "SpaceToBatchND",
     "BatchToSpaceND",
     "ReverseV2",
-    // math
     "Mean",
     "Sum",
     "Max",
@@ -320,7 +266,6 @@ pub const SUPPORTED: &[&str] = &[
     "Cumsum",
     "L2Loss",
     "TopKV2",
-    // nn
     "Conv2D",
     "DepthwiseConv2dNative",
     "FusedBatchNorm",
@@ -337,7 +282,7 @@ pub const SUPPORTED: &[&str] = &[
 
 /// Whether op type `op` can run.
 pub fn supported(op: &str) -> bool {
-    SUPPORTED.contains(&op)
+    SUPPORTED.contains(&op) || elementwise::UNARY.contains(&op) || elementwise::BINARY.contains(&op)
 }
 
 pub(crate) fn is_int(d: DType) -> bool {
