@@ -8,8 +8,13 @@ use savedmodel::DType;
 use std::path::{Path, PathBuf};
 use tfgraph::{EntryKind, HostData, HostTensor, Model};
 
+/// The committed fixtures, or `TFGRAPH_FIXTURES` (e.g. the full-size exports that
+/// `tools/make_tfgraph_fixtures.py --full` writes to `tools/out/tfgraph`).
 fn fixtures_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/tfgraph")
+    match std::env::var_os("TFGRAPH_FIXTURES") {
+        Some(d) => PathBuf::from(d),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/tfgraph"),
+    }
 }
 
 fn fixtures() -> Vec<PathBuf> {
@@ -256,4 +261,45 @@ fn everything_matches_tensorflow_on_wgpu() {
         &Device::wgpu(burn::tensor::DeviceKind::DefaultDevice),
         &|_| true,
     );
+}
+
+/// Speed of the graph executor on flex (not a check): images/s at batch 1 and 16 for every
+/// network under `TFGRAPH_FIXTURES` (the full-size exports), median of 5 runs after a warm-up.
+/// `TFGRAPH_FIXTURES=tools/out/tfgraph cargo test --release -p tfgraph --test tf_parity -- --ignored --nocapture speed`;
+/// `tools/bench_tfgraph_tf.py` times TensorFlow on the same SavedModels.
+#[test]
+#[ignore]
+fn speed_of_full_size_networks_on_flex() {
+    let device = Device::flex();
+    for dir in fixtures() {
+        let meta: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.join("expected.json")).unwrap()).unwrap();
+        if meta["kind"] != "network" {
+            continue;
+        }
+        let bytes = std::fs::read(dir.join("expected.safetensors")).unwrap();
+        let st = SafeTensors::deserialize(&bytes).unwrap();
+        let x = numbered(&st, "input").remove(0);
+        let sm = savedmodel::read(&dir.join("saved_model")).unwrap();
+        let model = Model::load(&sm, None, &device).unwrap();
+        let one: Vec<f32> = x.to_f32().unwrap()[..x.shape[1..].iter().product::<usize>()].to_vec();
+        let mut line = format!("{:28}", dir.file_name().unwrap().to_string_lossy());
+        for batch in [1usize, 16] {
+            let mut shape = x.shape.clone();
+            shape[0] = batch;
+            let data: Vec<f32> = (0..batch).flat_map(|_| one.iter().copied()).collect();
+            let input = HostTensor::f32(shape, data);
+            model.run_host(vec![input.clone()]).unwrap();
+            let mut times: Vec<f64> = (0..5)
+                .map(|_| {
+                    let t = std::time::Instant::now();
+                    model.run_host(vec![input.clone()]).unwrap();
+                    t.elapsed().as_secs_f64()
+                })
+                .collect();
+            times.sort_by(f64::total_cmp);
+            line += &format!("  batch {batch}: {:7.1} img/s", batch as f64 / times[2]);
+        }
+        println!("{line}");
+    }
 }
