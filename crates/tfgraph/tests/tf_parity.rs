@@ -122,10 +122,9 @@ fn compare(got: &HostTensor, want: &HostTensor) -> Result<f64, String> {
 /// error naming it (checked), not run wrongly.
 const NOT_YET: &[&str] = &["ResizeArea", "ScaleAndTranslate"];
 
-/// Training traces known to differ from TensorFlow (an open bug: the training trace of a model
-/// whose batch norms sit in nested tf.functions). Checked to still differ, so that a fix
-/// shows up here.
-const TRAINING_KNOWN_WRONG: &[&str] = &["tiny_cnn_no_signature"];
+/// Training traces known to differ from TensorFlow (none today). Checked to still differ, so
+/// that a fix shows up here.
+const TRAINING_KNOWN_WRONG: &[&str] = &[];
 
 thread_local! {
     static NDARRAY: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };

@@ -142,7 +142,9 @@ fn batch_norm(ctx: &Ctx, inputs: &[Value]) -> OpResult {
     let eps = ctx.attr_f("epsilon", 1e-4);
     let scale = vec_of(1)?;
     let offset = vec_of(2)?;
-    if !ctx.attr_b("is_training") {
+    // `is_training` defaults to true in the OpDef (stripped from nodes when true).
+    let training = ctx.attr("is_training").and_then(|a| a.b).unwrap_or(true);
+    if !training {
         let mean = vec_of(3)?;
         let var = vec_of(4)?;
         let factor = dev::mul(
