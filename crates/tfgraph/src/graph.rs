@@ -370,7 +370,7 @@ impl<'a, 'l> Builder<'a, 'l> {
                     a.name
                 ))
             })?;
-            outputs.push(lookup(r, fname, &arg_map, &resolved, &by_name)?);
+            outputs.push(lookup(r, fname, &arg_map, &resolved)?);
         }
         let mut controls = Vec::new();
         for n in f.control_ret.values() {
@@ -389,7 +389,6 @@ impl<'a, 'l> Builder<'a, 'l> {
         arg_map: &HashMap<&str, ValueRef>,
         resolved: &HashMap<&str, Resolved>,
     ) -> Result<Resolved, Error> {
-        let by_name = HashMap::new();
         let mut inputs = Vec::new();
         let mut controls = Vec::new();
         for inp in &node.input {
@@ -401,11 +400,9 @@ impl<'a, 'l> Builder<'a, 'l> {
                 }
                 continue;
             }
-            inputs.push(
-                lookup(inp, fname, arg_map, resolved, &by_name).map_err(|e| {
-                    Error::Graph(format!("node `{}` in function `{fname}`: {e}", node.name))
-                })?,
-            );
+            inputs.push(lookup(inp, fname, arg_map, resolved).map_err(|e| {
+                Error::Graph(format!("node `{}` in function `{fname}`: {e}", node.name))
+            })?);
         }
         let path = format!("{prefix}{}", node.name);
         if let Some(callee_fn) = callee(self.lib, node) {
@@ -547,7 +544,6 @@ fn lookup(
     fname: &str,
     arg_map: &HashMap<&str, ValueRef>,
     resolved: &HashMap<&str, Resolved>,
-    _by_name: &HashMap<&str, &NodeDef>,
 ) -> Result<ValueRef, Error> {
     let parts: Vec<&str> = r.split(':').collect();
     let bad = || Error::Graph(format!("bad reference `{r}` in function `{fname}`"));

@@ -609,11 +609,7 @@ impl Model {
                 slot_of.insert(i, s);
                 continue;
             }
-            let value = load_object(sm, og, obj, device)?;
-            let (v, handle) = match value {
-                Captured::Variable(v) => (v, true),
-                Captured::Tensor(v) => (v, false),
-            };
+            let (v, handle) = load_object(sm, og, obj, device)?;
             vars.push(v);
             handles.push(handle);
             let slot = vars.len() - 1;
@@ -718,17 +714,14 @@ impl Model {
     }
 }
 
-enum Captured {
-    Variable(Value),
-    Tensor(Value),
-}
-
+/// The value of captured object `obj`, and whether it is a variable (read through a handle)
+/// rather than a tensor (constant, asset path).
 fn load_object(
     sm: &SavedModel,
     og: Option<&SavedObjectGraph>,
     obj: usize,
     device: &Device,
-) -> Result<Captured, Error> {
+) -> Result<(Value, bool), Error> {
     let err = |msg: String| Error::Model {
         path: sm.dir().to_path_buf(),
         msg,
@@ -748,7 +741,7 @@ fn load_object(
         } else {
             Value::Host(h)
         };
-        return Ok(Captured::Variable(value));
+        return Ok((value, true));
     }
     if let Some(c) = &node.constant {
         let g = sm.meta_graph().graph_def.as_ref();
@@ -760,7 +753,7 @@ fn load_object(
             .get("value")
             .and_then(|a| a.tensor.as_ref())
             .ok_or_else(|| err(format!("constant `{}` has no value", c.operation)))?;
-        return Ok(Captured::Tensor(Value::Host(HostTensor::from_proto(t)?)));
+        return Ok((Value::Host(HostTensor::from_proto(t)?), false));
     }
     if let Some(a) = &node.asset {
         let assets = sm.assets();
@@ -776,11 +769,14 @@ fn load_object(
             .find(|x| x.filename == name)
             .map(|x| x.path.to_string_lossy().into_owned())
             .ok_or_else(|| err(format!("asset `{name}` is missing")))?;
-        return Ok(Captured::Tensor(Value::Host(HostTensor {
-            dtype: DType::String,
-            shape: vec![],
-            data: HostData::Str(vec![path.into_bytes()]),
-        })));
+        return Ok((
+            Value::Host(HostTensor {
+                dtype: DType::String,
+                shape: vec![],
+                data: HostData::Str(vec![path.into_bytes()]),
+            }),
+            false,
+        ));
     }
     if node.resource.is_some() {
         return Err(Error::Unsupported(vec![(

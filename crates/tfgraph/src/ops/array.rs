@@ -1,6 +1,6 @@
 //! Shapes and data movement: reshape, transpose, slicing, concatenation, padding, gathers.
 
-use super::{arg, axis, Ctx, OpResult, Value};
+use super::{arg, axis, checked_elements, Ctx, OpResult, Value};
 use crate::dev::{self, FT};
 use crate::host::{numel, HostTensor};
 use burn::tensor::Slice;
@@ -384,7 +384,7 @@ fn concat_values(ctx: &Ctx, vals: &[&Value], ax: usize) -> Result<Value, String>
 }
 
 /// Constant padding of a device tensor by concatenation (any rank).
-fn pad_dev(ctx: &Ctx, mut t: FT, pads: &[(usize, usize)], value: f32) -> FT {
+pub(super) fn pad_dev(ctx: &Ctx, mut t: FT, pads: &[(usize, usize)], value: f32) -> FT {
     for (d, &(b, a)) in pads.iter().enumerate() {
         if b == 0 && a == 0 {
             continue;
@@ -444,14 +444,28 @@ fn mirror_pad_dev(mut t: FT, pads: &[(usize, usize)], symmetric: bool) -> Result
     Ok(t)
 }
 
-fn pads_of(ctx: &Ctx, v: &Value, rank: usize) -> Result<Vec<(usize, usize)>, String> {
+/// The `(before, after)` paddings of a tensor of `shape`, its padded size within bounds.
+fn pads_of(ctx: &Ctx, v: &Value, shape: &[usize]) -> Result<Vec<(usize, usize)>, String> {
     let p = ctx.ints(v)?;
+    let rank = shape.len();
     if p.len() != 2 * rank || p.iter().any(|&x| x < 0) {
         return Err(format!("paddings {p:?} do not fit rank {rank}"));
     }
-    Ok(p.chunks(2)
+    let pads: Vec<(usize, usize)> = p
+        .chunks(2)
         .map(|c| (c[0] as usize, c[1] as usize))
-        .collect())
+        .collect();
+    let out: Vec<usize> = shape
+        .iter()
+        .zip(&pads)
+        .map(|(&d, &(b, a))| {
+            d.checked_add(b)
+                .and_then(|x| x.checked_add(a))
+                .ok_or("paddings overflow")
+        })
+        .collect::<Result<_, _>>()?;
+    checked_elements(&out)?;
+    Ok(pads)
 }
 
 pub(super) fn run(op: &str, ctx: &Ctx, inputs: &[Value]) -> Option<OpResult> {
@@ -722,7 +736,7 @@ pub(super) fn run(op: &str, ctx: &Ctx, inputs: &[Value]) -> Option<OpResult> {
                 .iter()
                 .map(|&d| d.max(0) as usize)
                 .collect();
-            let n = numel(&dims).ok_or("shape overflows")?;
+            let n = checked_elements(&dims)?;
             let v = arg(inputs, 1)?;
             match v {
                 Value::Host(h) if n <= 1 << 16 => {
@@ -768,7 +782,12 @@ pub(super) fn run(op: &str, ctx: &Ctx, inputs: &[Value]) -> Option<OpResult> {
             if m.len() != s.len() || m.iter().any(|&k| k < 0) {
                 return Err(format!("multiples {m:?} do not fit shape {s:?}"));
             }
-            let out: Vec<usize> = s.iter().zip(&m).map(|(&d, &k)| d * k as usize).collect();
+            let out: Vec<usize> = s
+                .iter()
+                .zip(&m)
+                .map(|(&d, &k)| d.checked_mul(k as usize).ok_or("multiples overflow"))
+                .collect::<Result<_, _>>()?;
+            checked_elements(&out)?;
             match x {
                 Value::Host(h) => {
                     let st = strides(&s);
@@ -855,7 +874,7 @@ pub(super) fn run(op: &str, ctx: &Ctx, inputs: &[Value]) -> Option<OpResult> {
         "Pad" | "PadV2" => (|| {
             let x = arg(inputs, 0)?;
             let s = x.shape();
-            let pads = pads_of(ctx, arg(inputs, 1)?, s.len())?;
+            let pads = pads_of(ctx, arg(inputs, 1)?, &s)?;
             let cv = if op == "PadV2" {
                 ctx.host(arg(inputs, 2)?)?
                     .to_f64()?
@@ -901,7 +920,7 @@ pub(super) fn run(op: &str, ctx: &Ctx, inputs: &[Value]) -> Option<OpResult> {
         "MirrorPad" => (|| {
             let x = arg(inputs, 0)?;
             let s = x.shape();
-            let pads = pads_of(ctx, arg(inputs, 1)?, s.len())?;
+            let pads = pads_of(ctx, arg(inputs, 1)?, &s)?;
             let mode = ctx.attr_s("mode");
             let sym = match mode.as_str() {
                 "SYMMETRIC" => true,
@@ -918,6 +937,7 @@ pub(super) fn run(op: &str, ctx: &Ctx, inputs: &[Value]) -> Option<OpResult> {
                 .map(|&d| d.max(0) as usize)
                 .collect();
             let s = x.shape();
+            checked_elements(&target)?;
             let out = super::elementwise::broadcast_shape(&s, &target)?;
             if out != target {
                 return Err(format!("cannot broadcast {s:?} to {target:?}"));
@@ -964,14 +984,15 @@ pub(super) fn run(op: &str, ctx: &Ctx, inputs: &[Value]) -> Option<OpResult> {
             }
             let (onv, offv) = (on.to_f64()?[0], off.to_f64()?[0]);
             let depth = depth as usize;
+            let mut shape = ih.shape.clone();
+            shape.push(depth);
+            checked_elements(&shape)?;
             let mut v = vec![offv; idx.len() * depth];
             for (k, &i) in idx.iter().enumerate() {
                 if i >= 0 && (i as usize) < depth {
                     v[k * depth + i as usize] = onv;
                 }
             }
-            let mut shape = ih.shape.clone();
-            shape.push(depth);
             Ok(vec![Value::Host(HostTensor::from_f64(on.dtype, shape, v)?)])
         })(),
         "Where" => (|| {
@@ -1096,6 +1117,7 @@ pub(super) fn run(op: &str, ctx: &Ctx, inputs: &[Value]) -> Option<OpResult> {
             }
             let (bh, bw) = (block[0] as usize, block[1] as usize);
             let p: Vec<usize> = pads.iter().map(|&v| v as usize).collect();
+            checked_elements(&[s[0], s[1] + p[0] + p[1], s[2] + p[2] + p[3], s[3]])?;
             if op == "SpaceToBatchND" {
                 let x = pad_dev(ctx, x, &[(0, 0), (p[0], p[1]), (p[2], p[3]), (0, 0)], 0.0);
                 let (b, h, w, c) = (s[0], s[1] + p[0] + p[1], s[2] + p[2] + p[3], s[3]);

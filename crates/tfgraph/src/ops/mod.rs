@@ -132,6 +132,17 @@ impl<'a> Ctx<'a> {
     }
 }
 
+/// Most elements an op may create from sizes written in the graph or computed from its
+/// values (1 GiB of f32): a hostile graph cannot make it allocate without bound.
+pub(crate) const MAX_ELEMENTS: usize = 1 << 28;
+
+/// The element count of an output of `shape`, refused above [`MAX_ELEMENTS`].
+pub(crate) fn checked_elements(shape: &[usize]) -> Result<usize, String> {
+    crate::host::numel(shape)
+        .filter(|&n| n <= MAX_ELEMENTS)
+        .ok_or_else(|| format!("an output of shape {shape:?} would exceed {MAX_ELEMENTS} elements"))
+}
+
 pub(crate) fn arg(inputs: &[Value], i: usize) -> Result<&Value, String> {
     inputs
         .get(i)
@@ -297,4 +308,16 @@ pub(crate) fn is_int(d: DType) -> bool {
             | DType::U32
             | DType::U64
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_from_the_graph_are_bounded() {
+        assert_eq!(checked_elements(&[2, 3, 4]), Ok(24));
+        assert!(checked_elements(&[1 << 20, 1 << 20]).unwrap_err().contains("exceed"));
+        assert!(checked_elements(&[usize::MAX, 2]).is_err());
+    }
 }

@@ -1,6 +1,6 @@
 //! Convolutions, batch norm, pooling and image resizing (TensorFlow's NHWC semantics).
 
-use super::{arg, Ctx, OpResult, Value};
+use super::{arg, checked_elements, Ctx, OpResult, Value};
 use crate::dev::{self, FT};
 use burn::tensor::ops::ConvOptions;
 
@@ -241,7 +241,7 @@ fn pool(ctx: &Ctx, inputs: &[Value], max: bool) -> OpResult {
     let y = if max {
         let xp = if t + b + l + r > 0 {
             let pads = [(0, 0), (0, 0), (t, b), (l, r)];
-            pad_const(ctx, xin, &pads, f32::NEG_INFINITY)
+            super::array::pad_dev(ctx, xin, &pads, f32::NEG_INFINITY)
         } else {
             xin
         };
@@ -251,7 +251,7 @@ fn pool(ctx: &Ctx, inputs: &[Value], max: bool) -> OpResult {
     } else {
         // SAME average pooling divides by the number of real (unpadded) cells.
         let pads = [(0, 0), (0, 0), (t, b), (l, r)];
-        let xp = pad_const(ctx, xin, &pads, 0.0);
+        let xp = super::array::pad_dev(ctx, xin, &pads, 0.0);
         let sum = dev::mul_scalar(dev::avg_pool2d(xp, [kh, kw], [sh, sw]), (kh * kw) as f32);
         let count = |o: usize, st: usize, k: usize, before: usize, n: usize| -> f32 {
             let lo = (o * st) as i64 - before as i64;
@@ -268,30 +268,6 @@ fn pool(ctx: &Ctx, inputs: &[Value], max: bool) -> OpResult {
         dev::div(sum, cnt)
     };
     Ok(vec![Value::Dev(if nchw { y } else { to_nhwc(y) })])
-}
-
-fn pad_const(ctx: &Ctx, mut t: FT, pads: &[(usize, usize)], value: f32) -> FT {
-    for (d, &(b, a)) in pads.iter().enumerate() {
-        if b == 0 && a == 0 {
-            continue;
-        }
-        let s = dev::shape(&t);
-        let mut parts = Vec::new();
-        let block = |n: usize| {
-            let mut ps = s.clone();
-            ps[d] = n;
-            dev::add_scalar(dev::zeros(&ps, ctx.device), value)
-        };
-        if b > 0 {
-            parts.push(block(b));
-        }
-        parts.push(t);
-        if a > 0 {
-            parts.push(block(a));
-        }
-        t = dev::cat(parts, d);
-    }
-    t
 }
 
 /// Source index and weights of one output axis of a bilinear resize (TF's formula).
@@ -332,6 +308,7 @@ fn resize(ctx: &Ctx, inputs: &[Value], bilinear: bool) -> OpResult {
         return Err(format!("resize of {xs:?} to {size:?}"));
     }
     let (oh, ow) = (size[0] as usize, size[1] as usize);
+    checked_elements(&[xs[0], oh, ow, xs[3]])?;
     let align = ctx.attr_b("align_corners");
     let half = ctx.attr_b("half_pixel_centers");
     if bilinear {
@@ -393,6 +370,7 @@ fn conv2d_backprop_input(ctx: &Ctx, inputs: &[Value]) -> OpResult {
         return Err("NCHW transposed convolution is not supported".into());
     }
     let xs: Vec<usize> = sizes.iter().map(|&v| v as usize).collect();
+    checked_elements(&xs)?;
     if ws[3] != ds[3] || ws[2] != xs[3] {
         return Err(format!(
             "filter {ws:?} does not fit out_backprop {ds:?} and input {xs:?}"
@@ -420,7 +398,7 @@ fn conv2d_backprop_input(ctx: &Ctx, inputs: &[Value]) -> OpResult {
         if got < want {
             let mut pads = [(0, 0); 4];
             pads[axis] = (0, want - got);
-            t = pad_const(ctx, t, &pads, 0.0);
+            t = super::array::pad_dev(ctx, t, &pads, 0.0);
         }
     }
     Ok(vec![Value::Dev(to_nhwc(t))])
