@@ -1,6 +1,9 @@
 //! The `classify` CLI on the small Inception-v3 fixture (converted in the test from the
 //! TensorFlow variables): JSON shape, labels.txt, --features, error messages.
 
+#[path = "../../hub/tests/common/mod.rs"]
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -194,7 +197,15 @@ fn a_savedmodel_folder_is_converted_on_the_fly() {
             out.as_os_str(),
             images[0].as_os_str(),
         ]);
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert!(o.status.success(), "{stderr}");
+        // This SavedModel holds variables only (no signature, no `__call__`): the
+        // hand-written model runs unconfirmed by the graph, and says so.
+        assert_eq!(
+            stderr.contains("recognised by its variables; its graph cannot run here"),
+            out == &b,
+            "{stderr}"
+        );
     }
     assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
     let _ = std::fs::remove_dir_all(model);
@@ -344,4 +355,101 @@ fn unsupported_ops_are_named_before_running() {
             && err.contains("unsupported"),
         "{err}"
     );
+}
+
+/// A SavedModel with Inception-v3's variables runs on the hand-written model only when that
+/// computes what the SavedModel's graph computes: the TF-Slim fixture does; a copy whose
+/// preprocessing constant is changed (`x * 2.5 - 1`) runs its own graph, with a notice.
+#[test]
+fn a_look_alike_inception_savedmodel_runs_its_own_graph() {
+    let tmp = std::env::temp_dir().join(format!("tfhub-rs-lookalike-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).unwrap();
+    let png = tmp.join("gradient.png");
+    image::RgbImage::from_fn(120, 100, |x, y| {
+        image::Rgb([(x * 2) as u8, (y * 2) as u8, ((x + y) % 256) as u8])
+    })
+    .save(&png)
+    .unwrap();
+    let real = repo().join("tests/fixtures/tfgraph/slim_inception_v3_small/saved_model");
+    let fake = tmp.join("lookalike");
+    assert!(tfhub::testing::with_constant_changed(&real, &fake, 2.0, 2.5) > 0);
+    let notice = "computes something else";
+    for (model, expect_notice) in [(&real, false), (&fake, true)] {
+        let out = classify(&[
+            "--model".as_ref(),
+            model.as_os_str(),
+            "--json".as_ref(),
+            png.as_os_str(),
+        ]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{}: {stderr}", model.display());
+        assert_eq!(
+            stderr.contains(notice),
+            expect_notice,
+            "{}: {stderr}",
+            model.display()
+        );
+        let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(doc.as_array().unwrap().len(), 1);
+    }
+    let _ = std::fs::remove_dir_all(&tmp);
+}
+
+/// `--model` as a handle: a SavedModel archive served on loopback is downloaded into the
+/// cache once and run through the graph executor.
+#[test]
+fn a_handle_is_downloaded_and_run_through_the_graph() {
+    let tmp = std::env::temp_dir().join(format!("tfhub-rs-handle-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).unwrap();
+    let png = tmp.join("gradient.png");
+    image::RgbImage::from_fn(90, 70, |x, y| {
+        image::Rgb([(x * 2) as u8, (y * 3) as u8, 40])
+    })
+    .save(&png)
+    .unwrap();
+    let dir = repo().join("tests/fixtures/tfgraph/mobilenet_v2_small/saved_model");
+    let files: Vec<(&str, Vec<u8>)> = [
+        "saved_model.pb",
+        "variables/variables.index",
+        "variables/variables.data-00000-of-00001",
+    ]
+    .into_iter()
+    .map(|rel| (rel, std::fs::read(dir.join(rel)).unwrap()))
+    .collect();
+    let tgz = common::gzip(&common::tar_of(&files));
+    let server = common::Server::start(|_| {
+        vec![(
+            "/m/mobilenet.tar.gz".to_string(),
+            common::Reply::Ok {
+                body: tgz,
+                content_type: "application/gzip",
+            },
+        )]
+    });
+    let url = format!("{}/m/mobilenet.tar.gz", server.base);
+    let run = || {
+        Command::new(env!("CARGO_BIN_EXE_classify"))
+            .args(["--model", &url, "--json", png.to_str().unwrap()])
+            .env("TFHUB_CACHE_DIR", tmp.join("cache"))
+            .env_remove("TFHUB_OFFLINE")
+            .output()
+            .unwrap()
+    };
+    let first = run();
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&first.stdout).unwrap();
+    assert_eq!(doc[0]["top"].as_array().unwrap().len(), 5);
+    let second = run();
+    assert!(second.status.success());
+    assert_eq!(first.stdout, second.stdout);
+    assert_eq!(
+        server.hits("/m/mobilenet.tar.gz"),
+        1,
+        "the second run must use the cache"
+    );
+    let _ = std::fs::remove_dir_all(&tmp);
 }

@@ -423,18 +423,18 @@ fn inspect(handle: &str, json: bool, offline: bool) -> Result<()> {
 
 /// Entry points, op histogram and unsupported ops of the graph executor, as JSON.
 fn graph_summary_json(sm: &savedmodel::SavedModel) -> serde_json::Value {
-    let entries = match tfgraph::entry_points(sm) {
+    let entries = match tfgraph_core::entry_points(sm) {
         Ok(e) => e,
         Err(e) => return serde_json::json!({"error": e.to_string()}),
     };
-    let spec = |a: &tfgraph::ArgSpec| serde_json::json!({"name": a.name, "dtype": a.dtype.name(), "shape": a.shape});
+    let spec = |a: &tfgraph_core::ArgSpec| serde_json::json!({"name": a.name, "dtype": a.dtype.name(), "shape": a.shape});
     let list: Vec<serde_json::Value> = entries
         .iter()
         .map(|e| {
-            let (ops, unsupported) = match tfgraph::build_graph(sm, e) {
+            let (ops, unsupported) = match tfgraph_core::build_graph(sm, e) {
                 Ok(g) => (
-                    serde_json::json!(tfgraph::op_histogram(&g)),
-                    serde_json::json!(tfgraph::unsupported_ops(&g, true)
+                    serde_json::json!(tfgraph_core::op_histogram(&g)),
+                    serde_json::json!(tfgraph_core::unsupported_ops(&g, true)
                         .iter()
                         .map(|(op, node, f)| serde_json::json!({"op": op, "node": node, "function": f}))
                         .collect::<Vec<_>>()),
@@ -451,21 +451,21 @@ fn graph_summary_json(sm: &savedmodel::SavedModel) -> serde_json::Value {
             })
         })
         .collect();
-    let default = tfgraph::default_entry(&entries).map(|e| e.label());
+    let default = tfgraph_core::default_entry(&entries).map(|e| e.label());
     serde_json::json!({"entry_points": list, "default": default})
 }
 
 /// The text form of [`graph_summary_json`].
 fn write_graph_summary(o: &mut String, sm: &savedmodel::SavedModel) -> Result<()> {
     use std::fmt::Write as _;
-    let entries = match tfgraph::entry_points(sm) {
+    let entries = match tfgraph_core::entry_points(sm) {
         Ok(e) => e,
         Err(e) => {
             writeln!(o, "\ngraph executor: {e}")?;
             return Ok(());
         }
     };
-    let default = tfgraph::default_entry(&entries).map(|e| e.label());
+    let default = tfgraph_core::default_entry(&entries).map(|e| e.label());
     writeln!(o, "\nentry points ({}):", entries.len())?;
     for e in &entries {
         let mark = if Some(e.label()) == default {
@@ -484,13 +484,13 @@ fn write_graph_summary(o: &mut String, sm: &savedmodel::SavedModel) -> Result<()
             )?;
         }
         writeln!(o, "    outputs: {}", e.outputs.join(", "))?;
-        match tfgraph::build_graph(sm, e) {
+        match tfgraph_core::build_graph(sm, e) {
             Ok(g) => {
-                let hist = tfgraph::op_histogram(&g);
+                let hist = tfgraph_core::op_histogram(&g);
                 let n: usize = hist.values().sum();
                 let ops: Vec<String> = hist.iter().map(|(k, v)| format!("{k} {v}")).collect();
                 writeln!(o, "    ops ({n} nodes): {}", ops.join(", "))?;
-                let bad = tfgraph::unsupported_ops(&g, true);
+                let bad = tfgraph_core::unsupported_ops(&g, true);
                 if bad.is_empty() {
                     writeln!(o, "    unsupported ops: none (runs on the graph executor)")?;
                 } else {

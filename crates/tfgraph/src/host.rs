@@ -1,6 +1,6 @@
 //! Tensors kept on the host: constants, shape arithmetic, integer/bool/string values.
 
-use crate::error::Error;
+use crate::Error;
 use savedmodel::proto::TensorProto;
 use savedmodel::DType;
 

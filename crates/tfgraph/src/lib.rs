@@ -20,321 +20,24 @@
 //! integers on the host.
 
 mod dev;
-mod error;
-pub mod graph;
+mod fast;
 mod host;
+mod layer;
 pub mod ops;
 
-pub use error::Error;
 pub use host::{HostData, HostTensor};
+pub use layer::KerasLayer;
 pub use ops::Value;
+pub use tfgraph_core::{
+    build_graph, default_entry, entry_points, graph, op_histogram, unsupported_ops, ArgSpec,
+    EntryKind, EntryPoint, Error,
+};
 
 use burn::tensor::Device;
 use graph::{Binding, Graph};
-use savedmodel::proto::{SavedObjectGraph, StructuredValue};
+use savedmodel::proto::SavedObjectGraph;
 use savedmodel::{DType, SavedModel};
 use std::collections::{BTreeMap, HashMap};
-
-/// Which callable of the SavedModel an entry point is.
-#[derive(Debug, Clone, PartialEq)]
-pub enum EntryKind {
-    /// A serving signature (`serving_default`, ...).
-    Signature(String),
-    /// A concrete function of the root object's `__call__`; `training` is the Python bool
-    /// baked into the trace, if it has one.
-    Call { training: Option<bool> },
-}
-
-/// One input of an entry point.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ArgSpec {
-    pub name: String,
-    pub dtype: DType,
-    /// `None` = unknown rank; -1 = any size.
-    pub shape: Option<Vec<i64>>,
-}
-
-/// A callable of the SavedModel.
-#[derive(Debug, Clone, PartialEq)]
-pub struct EntryPoint {
-    pub kind: EntryKind,
-    /// The library function that implements it.
-    pub function: String,
-    /// Object-graph nodes bound to the function's captured inputs.
-    pub bound: Vec<usize>,
-    pub inputs: Vec<ArgSpec>,
-    pub outputs: Vec<String>,
-}
-
-impl EntryPoint {
-    /// `serving_default`, `__call__(training=False)`, ...
-    pub fn label(&self) -> String {
-        match &self.kind {
-            EntryKind::Signature(k) => format!("signature {k}"),
-            EntryKind::Call { training: Some(t) } => {
-                format!("__call__(training={})", if *t { "True" } else { "False" })
-            }
-            EntryKind::Call { training: None } => "__call__".into(),
-        }
-    }
-}
-
-fn spec_of(v: &StructuredValue, name: &str) -> Option<ArgSpec> {
-    let t = v.tensor_spec_value.as_ref()?;
-    let shape = t.shape.as_ref().and_then(|s| {
-        if s.unknown_rank {
-            None
-        } else {
-            Some(s.dim.iter().map(|d| d.size).collect())
-        }
-    });
-    Some(ArgSpec {
-        name: if t.name.is_empty() {
-            name.to_string()
-        } else {
-            t.name.clone()
-        },
-        dtype: DType::from_proto(t.dtype),
-        shape,
-    })
-}
-
-/// The `training` bool of a canonicalized input signature `((args...), {kwargs})`.
-fn training_flag(sig: &StructuredValue) -> Option<bool> {
-    let parts = &sig.tuple_value.as_ref()?.values;
-    if let Some(kw) = parts.get(1).and_then(|k| k.dict_value.as_ref()) {
-        if let Some(b) = kw.fields.get("training").and_then(|v| v.bool_value) {
-            return Some(b);
-        }
-    }
-    parts
-        .first()
-        .and_then(|a| a.tuple_value.as_ref())
-        .and_then(|t| t.values.iter().find_map(|v| v.bool_value))
-}
-
-fn call_inputs(sig: &StructuredValue) -> Vec<ArgSpec> {
-    let mut out = Vec::new();
-    let Some(parts) = sig.tuple_value.as_ref().map(|t| &t.values) else {
-        return out;
-    };
-    let walk = |v: &StructuredValue, name: String, out: &mut Vec<ArgSpec>| {
-        fn rec(v: &StructuredValue, name: &str, out: &mut Vec<ArgSpec>) {
-            if let Some(s) = spec_of(v, name) {
-                out.push(s);
-            } else if let Some(l) = v.tuple_value.as_ref().or(v.list_value.as_ref()) {
-                for (i, x) in l.values.iter().enumerate() {
-                    rec(x, &format!("{name}_{i}"), out);
-                }
-            } else if let Some(d) = &v.dict_value {
-                for (k, x) in &d.fields {
-                    rec(x, k, out);
-                }
-            }
-        }
-        rec(v, &name, out)
-    };
-    if let Some(args) = parts.first() {
-        walk(args, "input".into(), &mut out);
-    }
-    if let Some(kw) = parts.get(1) {
-        walk(kw, "kw".into(), &mut out);
-    }
-    out
-}
-
-fn child(og: &SavedObjectGraph, node: usize, name: &str) -> Option<usize> {
-    og.nodes
-        .get(node)?
-        .children
-        .iter()
-        .find(|c| c.local_name == name)
-        .map(|c| c.node_id as usize)
-}
-
-/// Every callable entry point of the SavedModel: its signatures and the root's `__call__`
-/// concrete functions.
-pub fn entry_points(sm: &SavedModel) -> Result<Vec<EntryPoint>, Error> {
-    let mg = sm.meta_graph();
-    let og = mg.object_graph_def.as_ref().ok_or_else(|| Error::Model {
-        path: sm.dir().to_path_buf(),
-        msg: "the SavedModel has no object graph (a TF1 SavedModel); only TF2 SavedModels can run through the graph executor".into(),
-    })?;
-    let lib = graph::Library::new(mg);
-    let mut out = Vec::new();
-    // Signatures.
-    if let Some(sigs) = child(og, 0, "signatures") {
-        for c in og
-            .nodes
-            .get(sigs)
-            .map(|n| n.children.as_slice())
-            .unwrap_or(&[])
-        {
-            let key = c.local_name.clone();
-            let Some(node) = og.nodes.get(c.node_id as usize) else {
-                continue;
-            };
-            let fname = if let Some(b) = &node.bare_concrete_function {
-                b.concrete_function_name.clone()
-            } else if let Some(f) = &node.function {
-                match f.concrete_functions.first() {
-                    Some(n) => n.clone(),
-                    None => continue,
-                }
-            } else {
-                continue;
-            };
-            let bound: Vec<usize> = og
-                .concrete_functions
-                .get(&fname)
-                .map(|cf| cf.bound_inputs.iter().map(|&b| b.max(0) as usize).collect())
-                .unwrap_or_default();
-            let sd = mg.signature_def.get(&key);
-            let f = lib.function(&fname);
-            let n_user = f
-                .and_then(|f| f.signature.as_ref())
-                .map(|s| s.input_arg.len().saturating_sub(bound.len()))
-                .unwrap_or(0);
-            let arg_names: Vec<String> = f
-                .and_then(|f| f.signature.as_ref())
-                .map(|s| {
-                    s.input_arg
-                        .iter()
-                        .take(n_user)
-                        .map(|a| a.name.clone())
-                        .collect()
-                })
-                .unwrap_or_default();
-            let inputs = arg_names
-                .iter()
-                .map(|a| {
-                    let info = sd.and_then(|sd| sd.inputs.get(a));
-                    ArgSpec {
-                        name: a.clone(),
-                        dtype: info
-                            .map(|i| DType::from_proto(i.dtype))
-                            .unwrap_or(DType::Invalid),
-                        shape: info.and_then(|i| i.tensor_shape.as_ref()).and_then(|s| {
-                            if s.unknown_rank {
-                                None
-                            } else {
-                                Some(s.dim.iter().map(|d| d.size).collect())
-                            }
-                        }),
-                    }
-                })
-                .collect();
-            let outputs = f
-                .and_then(|f| f.signature.as_ref())
-                .map(|s| s.output_arg.iter().map(|a| a.name.clone()).collect())
-                .unwrap_or_default();
-            out.push(EntryPoint {
-                kind: EntryKind::Signature(key),
-                function: fname,
-                bound,
-                inputs,
-                outputs,
-            });
-        }
-    }
-    // __call__.
-    if let Some(call) = child(og, 0, "__call__") {
-        if let Some(f) = og.nodes.get(call).and_then(|n| n.function.as_ref()) {
-            for fname in &f.concrete_functions {
-                let Some(cf) = og.concrete_functions.get(fname) else {
-                    continue;
-                };
-                let sig = cf.canonicalized_input_signature.clone().unwrap_or_default();
-                let outputs = lib
-                    .function(fname)
-                    .and_then(|f| f.signature.as_ref())
-                    .map(|s| s.output_arg.iter().map(|a| a.name.clone()).collect())
-                    .unwrap_or_default();
-                out.push(EntryPoint {
-                    kind: EntryKind::Call {
-                        training: training_flag(&sig),
-                    },
-                    function: fname.clone(),
-                    bound: cf.bound_inputs.iter().map(|&b| b.max(0) as usize).collect(),
-                    inputs: call_inputs(&sig),
-                    outputs,
-                });
-            }
-        }
-    }
-    Ok(out)
-}
-
-/// The entry point used by default: `serving_default`, else any signature, else
-/// `__call__(training=False)`, else `__call__`.
-pub fn default_entry(entries: &[EntryPoint]) -> Option<&EntryPoint> {
-    entries
-        .iter()
-        .find(|e| e.kind == EntryKind::Signature("serving_default".into()))
-        .or_else(|| {
-            entries
-                .iter()
-                .find(|e| matches!(e.kind, EntryKind::Signature(_)))
-        })
-        .or_else(|| {
-            entries.iter().find(|e| {
-                e.kind
-                    == EntryKind::Call {
-                        training: Some(false),
-                    }
-            })
-        })
-        .or_else(|| {
-            entries
-                .iter()
-                .find(|e| matches!(e.kind, EntryKind::Call { .. }))
-        })
-}
-
-/// Builds the flat graph of an entry point.
-pub fn build_graph(sm: &SavedModel, entry: &EntryPoint) -> Result<Graph, Error> {
-    let lib = graph::Library::new(sm.meta_graph());
-    graph::build(&lib, &entry.function, &entry.bound)
-}
-
-/// `(op, node, function)` of every node the outputs need whose op is not implemented.
-pub fn unsupported_ops(g: &Graph, with_controls: bool) -> Vec<(String, String, String)> {
-    let need = g.needed(with_controls);
-    let mut out = Vec::new();
-    for (n, &k) in g.nodes.iter().zip(&need) {
-        if !k || n.op == "_Input" {
-            continue;
-        }
-        if n.subgraphs.is_empty() && !ops::supported(&n.op) {
-            out.push((n.op.clone(), n.name.clone(), n.function.clone()));
-        }
-        for &s in &n.subgraphs {
-            if let Some(sub) = g.subgraphs.get(s) {
-                out.extend(unsupported_ops(sub, with_controls));
-            }
-        }
-    }
-    out
-}
-
-/// Op type -> number of nodes the outputs need.
-pub fn op_histogram(g: &Graph) -> BTreeMap<String, usize> {
-    let need = g.needed(false);
-    let mut h = BTreeMap::new();
-    for (n, k) in g.nodes.iter().zip(need) {
-        if k && n.op != "_Input" {
-            *h.entry(n.op.clone()).or_insert(0) += 1;
-            for &s in &n.subgraphs {
-                if let Some(sub) = g.subgraphs.get(s) {
-                    for (op, c) in op_histogram(sub) {
-                        *h.entry(op).or_insert(0) += c;
-                    }
-                }
-            }
-        }
-    }
-    h
-}
 
 /// Most iterations a `While` loop may run.
 const MAX_LOOP_ITERATIONS: usize = 1_000_000;
@@ -347,10 +50,31 @@ struct Plan {
     /// For each node, the position in `order` after which its outputs are no longer needed.
     last_use: Vec<usize>,
     subplans: Vec<Plan>,
+    /// Nodes that run a fused CPU kernel on their (rewritten) first input instead of
+    /// their op ([`fast`]).
+    fast: HashMap<usize, fast::FusedConv>,
 }
 
 impl Plan {
     fn new(mut graph: Graph) -> Plan {
+        let subplans = std::mem::take(&mut graph.subgraphs)
+            .into_iter()
+            .map(Plan::new)
+            .collect();
+        let mut plan = Plan {
+            graph,
+            order: Vec::new(),
+            last_use: Vec::new(),
+            subplans,
+            fast: HashMap::new(),
+        };
+        plan.schedule();
+        plan
+    }
+
+    /// (Re)computes the execution order and last uses from the graph.
+    fn schedule(&mut self) {
+        let graph = &self.graph;
         let need = graph.needed(false);
         let order: Vec<usize> = (0..graph.nodes.len()).filter(|&i| need[i]).collect();
         let mut last_use = vec![usize::MAX; graph.nodes.len()];
@@ -362,16 +86,8 @@ impl Plan {
         for (_, v) in &graph.outputs {
             last_use[v.node] = usize::MAX;
         }
-        let subplans = std::mem::take(&mut graph.subgraphs)
-            .into_iter()
-            .map(Plan::new)
-            .collect();
-        Plan {
-            graph,
-            order,
-            last_use,
-            subplans,
-        }
+        self.order = order;
+        self.last_use = last_use;
     }
 }
 
@@ -383,6 +99,19 @@ struct Env<'a> {
     handles: &'a [bool],
     slot_of: &'a HashMap<usize, usize>,
     training: bool,
+    /// Time per op type, when profiling.
+    profile: Option<&'a std::cell::RefCell<BTreeMap<String, (std::time::Duration, usize)>>>,
+}
+
+impl Env<'_> {
+    fn ctx<'n>(&'n self, node: &'n graph::Node) -> ops::Ctx<'n> {
+        ops::Ctx {
+            device: self.device,
+            node,
+            vars: self.vars,
+            training: self.training,
+        }
+    }
 }
 
 fn op_error(node: &graph::Node, msg: String) -> Error {
@@ -434,17 +163,28 @@ fn run_plan(plan: &Plan, env: &Env, inputs: &[Value], top: bool) -> Result<Vec<V
                         })?;
                     ins.push(v.clone());
                 }
-                if node.subgraphs.is_empty() {
-                    let ctx = ops::Ctx {
-                        device: env.device,
-                        node,
-                        vars: env.vars,
-                        training: env.training,
-                    };
-                    ops::run(&ctx, ins).map_err(|msg| op_error(node, msg))?
+                let start = env.profile.map(|_| std::time::Instant::now());
+                let outs = if let Some(f) = plan.fast.get(&i) {
+                    let x = ins
+                        .first()
+                        .ok_or_else(|| op_error(node, "no input".into()))?;
+                    vec![f.run(x, env.device).map_err(|msg| op_error(node, msg))?]
+                } else if node.subgraphs.is_empty() {
+                    ops::run(&env.ctx(node), ins).map_err(|msg| op_error(node, msg))?
                 } else {
                     run_control_flow(plan, env, node, ins)?
+                };
+                if let (Some(p), Some(t)) = (env.profile, start) {
+                    let key = match plan.fast.get(&i) {
+                        Some(f) => f.label().to_string(),
+                        None => node.op.clone(),
+                    };
+                    let mut p = p.borrow_mut();
+                    let e = p.entry(key).or_default();
+                    e.0 += t.elapsed();
+                    e.1 += 1;
                 }
+                outs
             }
         };
         values[i] = Some(outs);
@@ -469,13 +209,7 @@ fn run_plan(plan: &Plan, env: &Env, inputs: &[Value], top: bool) -> Result<Vec<V
 
 /// The truth value of a control-flow condition (a scalar, or TF's non-empty rule).
 fn truth(env: &Env, node: &graph::Node, v: &Value) -> Result<bool, Error> {
-    let ctx = ops::Ctx {
-        device: env.device,
-        node,
-        vars: env.vars,
-        training: env.training,
-    };
-    let h = ctx.host(v).map_err(|m| op_error(node, m))?;
+    let h = env.ctx(node).host(v).map_err(|m| op_error(node, m))?;
     let b = h.to_bool().map_err(|m| op_error(node, m))?;
     Ok(match b.as_slice() {
         [x] => *x,
@@ -539,6 +273,23 @@ fn run_control_flow(
     }
 }
 
+/// How [`Model::load_with`] prepares a model.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Run convolutions with their batch norms, biases and activations folded in on the
+    /// project's CPU kernels, where that applies: the flex device (not autodiff) and an
+    /// inference entry point. Default: on.
+    pub cpu_fast_path: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            cpu_fast_path: true,
+        }
+    }
+}
+
 /// A loaded entry point, ready to run.
 pub struct Model {
     plan: Plan,
@@ -548,6 +299,8 @@ pub struct Model {
     handles: Vec<bool>,
     /// `_Input` node -> variable slot.
     slot_of: HashMap<usize, usize>,
+    /// Slot -> object-graph node.
+    objects: Vec<usize>,
     training: bool,
 }
 
@@ -567,6 +320,16 @@ impl Model {
         sm: &SavedModel,
         entry: Option<&EntryPoint>,
         device: &Device,
+    ) -> Result<Model, Error> {
+        Model::load_with(sm, entry, device, &Options::default())
+    }
+
+    /// [`Model::load`] with options.
+    pub fn load_with(
+        sm: &SavedModel,
+        entry: Option<&EntryPoint>,
+        device: &Device,
+        options: &Options,
     ) -> Result<Model, Error> {
         let entries;
         let entry = match entry {
@@ -592,7 +355,7 @@ impl Model {
         if !bad.is_empty() {
             return Err(Error::Unsupported(bad));
         }
-        let plan = Plan::new(graph);
+        let mut plan = Plan::new(graph);
         let (graph, order) = (&plan.graph, &plan.order);
         // Captured objects the pruned graph reads.
         let og = sm.meta_graph().object_graph_def.as_ref();
@@ -600,6 +363,7 @@ impl Model {
         let mut handles = Vec::new();
         let mut slot_of = HashMap::new();
         let mut by_object: HashMap<usize, usize> = HashMap::new();
+        let mut objects = Vec::new();
         for &i in order {
             let n = &graph.nodes[i];
             let Some(Binding::Object(obj)) = n.binding else {
@@ -612,9 +376,29 @@ impl Model {
             let (v, handle) = load_object(sm, og, obj, device)?;
             vars.push(v);
             handles.push(handle);
+            objects.push(obj);
             let slot = vars.len() - 1;
             by_object.insert(obj, slot);
             slot_of.insert(i, slot);
+        }
+        if options.cpu_fast_path && !training && fast::applies_to(device) {
+            let consts = |g: &Graph, r: graph::ValueRef| constant(g, r, &vars, &slot_of);
+            plan.fast = fast::rewrite(&mut plan.graph, &consts);
+            plan.schedule();
+            {
+                // Variables only the folded nodes read are no longer needed on the device.
+                let mut used = vec![false; vars.len()];
+                for &i in &plan.order {
+                    if let Some(&s) = slot_of.get(&i) {
+                        used[s] = true;
+                    }
+                }
+                for (v, u) in vars.iter_mut().zip(used) {
+                    if !u {
+                        *v = Value::Host(HostTensor::f32(vec![0], vec![]));
+                    }
+                }
+            }
         }
         Ok(Model {
             plan,
@@ -623,6 +407,7 @@ impl Model {
             vars,
             handles,
             slot_of,
+            objects,
             training,
         })
     }
@@ -641,6 +426,74 @@ impl Model {
     }
     pub fn device(&self) -> &Device {
         &self.device
+    }
+    /// How many convolutions run fused on the CPU kernels, and the graph nodes they cover.
+    pub fn fused(&self) -> (usize, usize) {
+        let nodes = self.plan.fast.values().map(|f| f.nodes.len()).sum();
+        (self.plan.fast.len(), nodes)
+    }
+
+    /// Whether this is a `training=True` trace.
+    pub fn is_training_trace(&self) -> bool {
+        self.training
+    }
+
+    /// The captured variables the graph reads: object-graph node and current value
+    /// (float variables on the device).
+    pub fn variables(&self) -> impl Iterator<Item = (usize, &Value)> {
+        self.objects
+            .iter()
+            .zip(&self.vars)
+            .zip(&self.handles)
+            .filter(|(_, &h)| h)
+            .map(|((&o, v), _)| (o, v))
+    }
+
+    /// [`Model::run`] with the float variables of object-graph nodes taken from `vars`
+    /// (others as loaded), on `device` (the variables' device). This is how a module that
+    /// owns the variables as parameters ([`KerasLayer`]) calls the graph; the CPU fast path
+    /// (which bakes the loaded values in) must be off.
+    pub fn run_with_variables(
+        &self,
+        vars: &HashMap<usize, Value>,
+        device: &Device,
+        inputs: Vec<Value>,
+    ) -> Result<Vec<Value>, Error> {
+        if !self.plan.fast.is_empty() {
+            return Err(Error::Graph(
+                "this model was loaded with the CPU fast path; load it with `cpu_fast_path: false` to pass variables".into(),
+            ));
+        }
+        self.check_inputs(&inputs)?;
+        let values: Vec<Value> = self
+            .objects
+            .iter()
+            .zip(&self.vars)
+            .map(|(o, v)| vars.get(o).cloned().unwrap_or_else(|| v.clone()))
+            .collect();
+        let env = Env {
+            device,
+            vars: &values,
+            handles: &self.handles,
+            slot_of: &self.slot_of,
+            training: self.training,
+            profile: None,
+        };
+        run_plan(&self.plan, &env, &inputs, true)
+    }
+
+    fn env<'a>(
+        &'a self,
+        profile: Option<&'a std::cell::RefCell<BTreeMap<String, (std::time::Duration, usize)>>>,
+    ) -> Env<'a> {
+        Env {
+            device: &self.device,
+            vars: &self.vars,
+            handles: &self.handles,
+            slot_of: &self.slot_of,
+            training: self.training,
+            profile,
+        }
     }
 
     fn check_inputs(&self, inputs: &[Value]) -> Result<(), Error> {
@@ -686,14 +539,25 @@ impl Model {
     /// Runs the graph on `inputs` (in the entry's input order); returns its outputs in order.
     pub fn run(&self, inputs: Vec<Value>) -> Result<Vec<Value>, Error> {
         self.check_inputs(&inputs)?;
-        let env = Env {
-            device: &self.device,
-            vars: &self.vars,
-            handles: &self.handles,
-            slot_of: &self.slot_of,
-            training: self.training,
-        };
-        run_plan(&self.plan, &env, &inputs, true)
+        run_plan(&self.plan, &self.env(None), &inputs, true)
+    }
+
+    /// [`Model::run`], also returning the time spent per op type (with the number of
+    /// nodes run), slowest first. Meaningful on CPU devices, which run ops as they come.
+    pub fn profile(
+        &self,
+        inputs: Vec<Value>,
+    ) -> Result<(Vec<Value>, Vec<(String, std::time::Duration, usize)>), Error> {
+        self.check_inputs(&inputs)?;
+        let p = std::cell::RefCell::new(BTreeMap::new());
+        let outs = run_plan(&self.plan, &self.env(Some(&p)), &inputs, true)?;
+        let mut times: Vec<_> = p
+            .into_inner()
+            .into_iter()
+            .map(|(k, (t, n))| (k, t, n))
+            .collect();
+        times.sort_by(|a, b| b.1.cmp(&a.1));
+        Ok((outs, times))
     }
 
     /// [`Model::run`] on host tensors, returning host tensors.
@@ -701,16 +565,49 @@ impl Model {
         let outs = self.run(inputs.into_iter().map(Value::Host).collect())?;
         outs.iter()
             .map(|v| {
-                let ctx = ops::Ctx {
-                    device: &self.device,
-                    node: &self.plan.graph.nodes[0],
-                    vars: &self.vars,
-                    training: self.training,
-                };
-                ctx.host(v)
+                self.env(None)
+                    .ctx(&self.plan.graph.nodes[0])
+                    .host(v)
                     .map_err(|e| Error::Graph(format!("reading an output: {e}")))
             })
             .collect()
+    }
+}
+
+/// The value of `r` if it is a constant: a `Const` node, a captured tensor, or a variable
+/// read through `ReadVariableOp` (inference: variables do not change).
+fn constant(
+    g: &Graph,
+    r: graph::ValueRef,
+    vars: &[Value],
+    slot_of: &HashMap<usize, usize>,
+) -> Option<HostTensor> {
+    let n = g.nodes.get(r.node)?;
+    let slot_value = |i: usize| -> Option<HostTensor> {
+        match vars.get(*slot_of.get(&i)?)? {
+            Value::Host(h) => Some(h.clone()),
+            Value::Dev(t) => Some(HostTensor::f32(
+                dev::shape(t),
+                dev::download(t.clone()).ok()?,
+            )),
+            _ => None,
+        }
+    };
+    match n.op.as_str() {
+        "Const" if r.index == 0 => {
+            HostTensor::from_proto(n.attrs.get("value")?.tensor.as_ref()?).ok()
+        }
+        "ReadVariableOp" if r.index == 0 => {
+            let h = n.inputs.first()?;
+            let src = g.nodes.get(h.node)?;
+            matches!(src.binding, Some(Binding::Object(_))).then_some(())?;
+            slot_value(h.node)
+        }
+        "_Input" if matches!(n.binding, Some(Binding::Object(_))) => {
+            let v = slot_value(r.node)?;
+            (v.dtype != DType::String).then_some(v)
+        }
+        _ => None,
     }
 }
 

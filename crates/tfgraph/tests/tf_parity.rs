@@ -6,7 +6,7 @@ use burn::tensor::Device;
 use safetensors::{Dtype, SafeTensors};
 use savedmodel::DType;
 use std::path::{Path, PathBuf};
-use tfgraph::{EntryKind, HostData, HostTensor, Model};
+use tfgraph::{EntryKind, HostData, HostTensor, Model, Options};
 
 /// The committed fixtures, or `TFGRAPH_FIXTURES` (e.g. the full-size exports that
 /// `tools/make_tfgraph_fixtures.py --full` writes to `tools/out/tfgraph`).
@@ -122,15 +122,36 @@ fn compare(got: &HostTensor, want: &HostTensor) -> Result<f64, String> {
 /// error naming it (checked), not run wrongly.
 const NOT_YET: &[&str] = &["ResizeArea", "ScaleAndTranslate"];
 
-/// Training traces known to differ from TensorFlow (none today). Checked to still differ, so
-/// that a fix shows up here.
-const TRAINING_KNOWN_WRONG: &[&str] = &[];
+/// Training traces known to differ from TensorFlow by more than the tolerance, as
+/// `(backend, fixture)`. Checked to still differ, so that a fix shows up here.
+/// - burn-ndarray: its convolutions (im2col + `matrixmultiply`, whose kernels depend on the
+///   CPU) round differently, and the batch statistics over the last blocks' 3x3 maps of two
+///   images amplify that to 1.5e-4 on an AVX2 CPU (it passed on AVX-512). Inference and the
+///   other backends are within 1e-4.
+const TRAINING_KNOWN_WRONG: &[(&str, &str)] = &[("NdArray", "mobilenet_v2_fv_small")];
+
+/// Op fixtures whose convolution keeps Burn's path on flex: `cpu-kernels`' dense
+/// convolution has no dilation (its depthwise one has). Checked to stay unfused.
+const FAST_PATH_DECLINES: &[&str] = &["op_conv2d_same_dilation2", "op_conv2d_valid_dilation2_bias"];
 
 thread_local! {
     static NDARRAY: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 fn run_all(device: &Device, filter: &dyn Fn(&serde_json::Value) -> bool) {
+    run_all_with(device, &Options::default(), filter)
+}
+
+/// Whether the fixture's graph has convolutions that the CPU fast path takes.
+fn has_convolutions(meta: &serde_json::Value) -> bool {
+    meta["ops"].as_array().is_some_and(|a| {
+        a.iter()
+            .any(|o| o == "Conv2D" || o == "DepthwiseConv2dNative")
+    })
+}
+
+fn run_all_with(device: &Device, options: &Options, filter: &dyn Fn(&serde_json::Value) -> bool) {
+    let fast_expected = options.cpu_fast_path && format!("{device:?}").contains("Flex");
     NDARRAY.with(|n| n.set(format!("{device:?}").contains("NdArray")));
     let mut failures = Vec::new();
     let mut checked = 0;
@@ -156,7 +177,7 @@ fn run_all(device: &Device, filter: &dyn Fn(&serde_json::Value) -> bool) {
                     .collect()
             })
             .unwrap_or_default();
-        let model = match Model::load(&sm, None, device) {
+        let model = match Model::load_with(&sm, None, device, options) {
             Ok(m) if needs_missing.is_empty() => m,
             Ok(_) => {
                 failures.push(format!("{name}: loaded although it uses {needs_missing:?}"));
@@ -177,6 +198,18 @@ fn run_all(device: &Device, filter: &dyn Fn(&serde_json::Value) -> bool) {
                 continue;
             }
         };
+        let fused = model.fused().0;
+        let declines = FAST_PATH_DECLINES.contains(&name.as_str());
+        if fast_expected && has_convolutions(&meta) && (fused == 0) != declines {
+            failures.push(if declines {
+                format!("{name}: now runs on the CPU fast path: remove it from FAST_PATH_DECLINES")
+            } else {
+                format!("{name}: no convolution ran on the CPU fast path")
+            });
+        }
+        if !options.cpu_fast_path && fused > 0 {
+            failures.push(format!("{name}: the fast path ran although it is off"));
+        }
         match model.run_host(inputs.clone()) {
             Err(e) => failures.push(format!("{name}: run: {e}")),
             Ok(got) => {
@@ -211,11 +244,14 @@ fn run_all(device: &Device, filter: &dyn Fn(&serde_json::Value) -> bool) {
                 failures.push(format!("{name}: no __call__(training=True)"));
                 continue;
             };
+            let known_wrong = TRAINING_KNOWN_WRONG
+                .iter()
+                .any(|(b, f)| *f == name && format!("{device:?}").contains(b));
             let r = Model::load(&sm, Some(e), device).and_then(|m| m.run_host(inputs.clone()));
             match r {
                 Err(e) => failures.push(format!("{name}: training trace: {e}")),
                 Ok(got) => match compare(&got[0], &w) {
-                    Ok(e) if TRAINING_KNOWN_WRONG.contains(&name.as_str()) => {
+                    Ok(e) if known_wrong => {
                         if e <= tol {
                             failures.push(format!("{name}: training output now matches TensorFlow: remove it from TRAINING_KNOWN_WRONG"));
                         }
@@ -246,6 +282,14 @@ fn ops_match_tensorflow_on_flex() {
 #[test]
 fn networks_match_tensorflow_on_flex() {
     run_all(&Device::flex(), &|m| m["kind"] == "network");
+}
+
+#[test]
+fn networks_match_tensorflow_on_flex_without_the_fast_path() {
+    let burn_only = Options {
+        cpu_fast_path: false,
+    };
+    run_all_with(&Device::flex(), &burn_only, &|m| m["kind"] == "network");
 }
 
 #[test]

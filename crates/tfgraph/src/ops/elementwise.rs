@@ -498,60 +498,7 @@ fn binary_dev(op: &str, ctx: &Ctx, a: FT, b: FT) -> Result<Value, String> {
     })
 }
 
-pub(super) const UNARY: &[&str] = &[
-    "Relu",
-    "Relu6",
-    "Elu",
-    "Selu",
-    "LeakyRelu",
-    "Sigmoid",
-    "Tanh",
-    "Softplus",
-    "Softsign",
-    "Rsqrt",
-    "Sqrt",
-    "Square",
-    "Neg",
-    "Exp",
-    "Expm1",
-    "Log",
-    "Log1p",
-    "Erf",
-    "Erfc",
-    "Abs",
-    "Sign",
-    "Reciprocal",
-    "Inv",
-    "Floor",
-    "Ceil",
-    "Round",
-    "Rint",
-    "Sin",
-    "Cos",
-];
-pub(super) const BINARY: &[&str] = &[
-    "AddV2",
-    "Add",
-    "Sub",
-    "Mul",
-    "RealDiv",
-    "Div",
-    "DivNoNan",
-    "FloorDiv",
-    "FloorMod",
-    "Maximum",
-    "Minimum",
-    "SquaredDifference",
-    "Pow",
-    "Greater",
-    "GreaterEqual",
-    "Less",
-    "LessEqual",
-    "Equal",
-    "NotEqual",
-    "LogicalAnd",
-    "LogicalOr",
-];
+use tfgraph_core::op_set::{BINARY, UNARY};
 
 pub(super) fn run(op: &str, ctx: &Ctx, inputs: &[Value]) -> Option<OpResult> {
     if UNARY.contains(&op) {

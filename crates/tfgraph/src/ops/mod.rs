@@ -205,96 +205,7 @@ pub fn run(ctx: &Ctx, inputs: Vec<Value>) -> OpResult {
     }
 }
 
-/// Every op type [`run`] implements besides the elementwise unary and binary ones.
-pub const SUPPORTED: &[&str] = &[
-    "Identity",
-    "Snapshot",
-    "PreventGradient",
-    "CheckNumerics",
-    "EnsureShape",
-    "StopGradient",
-    "IdentityN",
-    "NoOp",
-    "Const",
-    "ReadVariableOp",
-    "LogicalNot",
-    "BiasAdd",
-    "AddN",
-    "Select",
-    "SelectV2",
-    "Cast",
-    "ClipByValue",
-    "ZerosLike",
-    "OnesLike",
-    "Shape",
-    "ShapeN",
-    "Size",
-    "Rank",
-    "Reshape",
-    "ExpandDims",
-    "Squeeze",
-    "Transpose",
-    "ConcatV2",
-    "Concat",
-    "Pack",
-    "Unpack",
-    "StridedSlice",
-    "Slice",
-    "GatherV2",
-    "Gather",
-    "Fill",
-    "Range",
-    "Tile",
-    "Split",
-    "SplitV",
-    "Pad",
-    "PadV2",
-    "MirrorPad",
-    "BroadcastTo",
-    "BroadcastArgs",
-    "OneHot",
-    "Where",
-    "GatherNd",
-    "SpaceToBatchND",
-    "BatchToSpaceND",
-    "ReverseV2",
-    "Mean",
-    "Sum",
-    "Max",
-    "Min",
-    "Prod",
-    "All",
-    "Any",
-    "ArgMax",
-    "ArgMin",
-    "MatMul",
-    "BatchMatMul",
-    "BatchMatMulV2",
-    "BatchMatMulV3",
-    "Einsum",
-    "Softmax",
-    "LogSoftmax",
-    "Cumsum",
-    "L2Loss",
-    "TopKV2",
-    "Conv2D",
-    "DepthwiseConv2dNative",
-    "FusedBatchNorm",
-    "FusedBatchNormV2",
-    "FusedBatchNormV3",
-    "AvgPool",
-    "MaxPool",
-    "ResizeBilinear",
-    "ResizeNearestNeighbor",
-    "Conv2DBackpropInput",
-    "DepthToSpace",
-    "SpaceToDepth",
-];
-
-/// Whether op type `op` can run.
-pub fn supported(op: &str) -> bool {
-    SUPPORTED.contains(&op) || elementwise::UNARY.contains(&op) || elementwise::BINARY.contains(&op)
-}
+pub use tfgraph_core::op_set::{supported, OTHER as SUPPORTED};
 
 pub(crate) fn is_int(d: DType) -> bool {
     matches!(
@@ -317,7 +228,9 @@ mod tests {
     #[test]
     fn sizes_from_the_graph_are_bounded() {
         assert_eq!(checked_elements(&[2, 3, 4]), Ok(24));
-        assert!(checked_elements(&[1 << 20, 1 << 20]).unwrap_err().contains("exceed"));
+        assert!(checked_elements(&[1 << 20, 1 << 20])
+            .unwrap_err()
+            .contains("exceed"));
         assert!(checked_elements(&[usize::MAX, 2]).is_err());
     }
 }

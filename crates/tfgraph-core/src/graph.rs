@@ -81,13 +81,14 @@ const MAX_CALL_DEPTH: usize = 64;
 /// Limit on inlined nodes, against call fan-out bombs.
 const MAX_NODES: usize = 2_000_000;
 
-pub(crate) struct Library<'a> {
+/// The functions and op definitions of a meta graph, by name.
+pub struct Library<'a> {
     functions: HashMap<&'a str, &'a FunctionDef>,
     ops: HashMap<&'a str, &'a OpDef>,
 }
 
 impl<'a> Library<'a> {
-    pub(crate) fn new(mg: &'a proto::MetaGraphDef) -> Library<'a> {
+    pub fn new(mg: &'a proto::MetaGraphDef) -> Library<'a> {
         let mut functions = HashMap::new();
         if let Some(lib) = mg.graph_def.as_ref().and_then(|g| g.library.as_ref()) {
             for f in &lib.function {
@@ -579,7 +580,7 @@ fn lookup(
 
 /// Builds the flat graph of function `entry` whose first `n_user` inputs are user inputs and
 /// whose remaining inputs are bound to the object-graph nodes `bound`.
-pub(crate) fn build(lib: &Library<'_>, entry: &str, bound: &[usize]) -> Result<Graph, Error> {
+pub fn build(lib: &Library<'_>, entry: &str, bound: &[usize]) -> Result<Graph, Error> {
     let mut b = Builder {
         lib,
         graph: Graph::default(),

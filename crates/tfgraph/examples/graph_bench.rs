@@ -1,0 +1,100 @@
+//! Times a SavedModel's default entry point through the graph executor on flex.
+//!
+//! `cargo run -p tfgraph --example graph_bench -- <saved_model_dir> <batch> [--profile] [--burn-only]`
+//! reads the input shape from the entry's signature (batch and unknown sizes from the
+//! arguments: `--size N` for open spatial sizes, default 224), runs a warm-up and then
+//! repeats until at least 5 runs and 2 s have passed, and prints one JSON line:
+//! `{"img_per_s": .., "median_s": .., "runs": .., "fused_convolutions": ..}`.
+//! `--profile` also prints the time per op type of one run (stderr).
+
+use burn::tensor::Device;
+use std::time::Instant;
+use tfgraph::{HostTensor, Model, Options, Value};
+
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> Result<(), String> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let dir = args.first().ok_or(
+        "usage: graph_bench <saved_model_dir> <batch> [--size N] [--profile] [--burn-only]",
+    )?;
+    let batch: usize = args
+        .get(1)
+        .and_then(|b| b.parse().ok())
+        .ok_or("batch: a number")?;
+    let flag = |f: &str| args.iter().any(|a| a == f);
+    let size: usize = args
+        .iter()
+        .position(|a| a == "--size")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(224);
+    let device = Device::flex();
+    let sm = savedmodel::read(std::path::Path::new(dir)).map_err(|e| e.to_string())?;
+    let options = Options {
+        cpu_fast_path: !flag("--burn-only"),
+    };
+    let model = Model::load_with(&sm, None, &device, &options).map_err(|e| e.to_string())?;
+    let spec = model
+        .entry()
+        .inputs
+        .first()
+        .ok_or("the entry point takes no input")?;
+    let dims = spec.shape.clone().ok_or("the input's rank is unknown")?;
+    let shape: Vec<usize> = dims
+        .iter()
+        .enumerate()
+        .map(|(i, &d)| match (i, d) {
+            (0, _) => batch,
+            (_, d) if d > 0 => d as usize,
+            _ => size,
+        })
+        .collect();
+    let n: usize = shape.iter().product();
+    // A deterministic image-like input in [0, 1].
+    let data: Vec<f32> = (0..n)
+        .map(|i| ((i * 7919) % 1000) as f32 / 1000.0)
+        .collect();
+    let input = HostTensor::f32(shape, data);
+    let call = || {
+        model
+            .run(vec![Value::Host(input.clone())])
+            .map_err(|e| e.to_string())
+    };
+    call()?;
+    if flag("--profile") {
+        let (_, times) = model
+            .profile(vec![Value::Host(input.clone())])
+            .map_err(|e| e.to_string())?;
+        let total: f64 = times.iter().map(|t| t.1.as_secs_f64()).sum();
+        for (op, t, count) in &times {
+            eprintln!(
+                "{:>8.2} ms {:5.1}%  {count:4}x  {op}",
+                t.as_secs_f64() * 1e3,
+                100.0 * t.as_secs_f64() / total
+            );
+        }
+    }
+    let mut times = Vec::new();
+    let start = Instant::now();
+    while times.len() < 5 || start.elapsed().as_secs_f64() < 2.0 {
+        let t = Instant::now();
+        call()?;
+        times.push(t.elapsed().as_secs_f64());
+    }
+    times.sort_by(f64::total_cmp);
+    let median = times[times.len() / 2];
+    println!(
+        "{{\"img_per_s\": {:.3}, \"median_s\": {:.6}, \"runs\": {}, \"fused_convolutions\": {}}}",
+        batch as f64 / median,
+        median,
+        times.len(),
+        model.fused().0
+    );
+    Ok(())
+}

@@ -1,0 +1,629 @@
+//! The CPU fast path for inference: plan-time rewrites that run the convolutions of a graph
+//! on the project's NHWC kernels (`cpu-kernels`) instead of Burn's generic ones.
+//!
+//! Used on the flex device (not autodiff) for inference entry points. For every `Conv2D` /
+//! `DepthwiseConv2dNative` whose filter is a constant or a variable (read once at load):
+//! - a zero `Pad` in front of a VALID convolution becomes the kernel's own padding;
+//! - the per-channel affine ops after it (`BiasAdd`, `Add`/`AddV2`/`Sub`/`Mul`/`RealDiv` by
+//!   a per-channel or scalar constant, an inference `FusedBatchNorm`) are folded into the
+//!   filter and a bias (in f64, rounded once);
+//! - the activation after that (ReLU, ReLU6, sigmoid, swish `x * sigmoid(x)`, hard-sigmoid
+//!   `relu6(x + 3) * (1/6)` and hard-swish `x * hard_sigmoid(x)`, as Keras writes them) is
+//!   applied as the kernel stores its output.
+//!
+//! The last node of such a chain runs the fused kernel on the chain's input; the nodes in
+//! between drop out of the plan. A chain only swallows nodes whose outputs nothing else
+//! reads. Everything else (and every graph on other devices or in training) runs the Burn
+//! ops as before.
+
+use crate::dev;
+use crate::graph::{Graph, Node, ValueRef};
+use crate::host::HostTensor;
+use crate::ops::Value;
+use burn::tensor::Device;
+use cpu_kernels::{
+    Act, Conv2d, ConvGeometry, ConvWeights, DepthwiseConv2d, DepthwiseGeometry, GroupedConv2d,
+    Nhwc, Padding,
+};
+use std::collections::HashMap;
+
+enum Kernel {
+    Dense(Conv2d),
+    Grouped(GroupedConv2d),
+    Depthwise(DepthwiseConv2d),
+}
+
+/// What a kernel is packed from: the folded filter (output channel innermost), bias and
+/// activation. Dense filters are packed at the first run, when the input's channel count
+/// (and so the number of groups) is known.
+struct Raw {
+    w: Vec<f32>,
+    bias: Option<Vec<f32>>,
+    act: Act,
+    geometry: Geometry,
+}
+
+#[derive(Clone, Copy)]
+enum Geometry {
+    Conv(ConvGeometry),
+    Depthwise(DepthwiseGeometry),
+}
+
+impl Raw {
+    fn pack(&self, channels: usize, cout: usize) -> Result<Kernel, String> {
+        let bias = self.bias.as_deref();
+        Ok(match self.geometry {
+            Geometry::Depthwise(geo) => {
+                if channels != geo.channels {
+                    return Err(format!(
+                        "input has {channels} channels; the depthwise filter takes {}",
+                        geo.channels
+                    ));
+                }
+                Kernel::Depthwise(DepthwiseConv2d::new(geo, &self.w, bias, self.act))
+            }
+            Geometry::Conv(geo) if channels == geo.cin => Kernel::Dense(Conv2d::new(
+                geo,
+                &[ConvWeights {
+                    hwio: &self.w,
+                    bias,
+                    cout,
+                    act: self.act,
+                }],
+            )),
+            Geometry::Conv(geo) => {
+                let groups = channels / geo.cin;
+                if channels % geo.cin != 0 || groups == 0 || cout % groups != 0 {
+                    return Err(format!(
+                        "input has {channels} channels; the filter takes {} per group for {cout} outputs",
+                        geo.cin
+                    ));
+                }
+                let whole = ConvGeometry {
+                    cin: channels,
+                    ..geo
+                };
+                Kernel::Grouped(GroupedConv2d::new(
+                    whole, groups, &self.w, bias, cout, self.act,
+                ))
+            }
+        })
+    }
+}
+
+/// A convolution with everything folded into it, ready to run.
+pub(crate) struct FusedConv {
+    /// Dropped once packed.
+    raw: std::sync::Mutex<Option<Raw>>,
+    packed: std::sync::OnceLock<(usize, Kernel)>,
+    raw_geometry: Geometry,
+    cout: usize,
+    /// Names of the graph nodes it computes.
+    pub nodes: Vec<String>,
+}
+
+impl FusedConv {
+    /// What the profile calls it.
+    pub(crate) fn label(&self) -> &'static str {
+        match self.raw_geometry {
+            Geometry::Conv(_) => "Conv2D (fused, cpu-kernels)",
+            Geometry::Depthwise(_) => "DepthwiseConv2dNative (fused, cpu-kernels)",
+        }
+    }
+
+    /// The kernel for an input of `channels` channels, packed on first use.
+    fn kernel(&self, channels: usize) -> Result<&Kernel, String> {
+        if self.packed.get().is_none() {
+            let mut raw = self.raw.lock().map_err(|_| "a kernel failed to pack")?;
+            if self.packed.get().is_none() {
+                let r = raw.as_ref().ok_or("the kernel is not packed")?;
+                let k = r.pack(channels, self.cout)?;
+                let _ = self.packed.set((channels, k));
+                *raw = None;
+            }
+        }
+        let (c, k) = self.packed.get().ok_or("the kernel is not packed")?;
+        if *c != channels {
+            return Err(format!(
+                "input has {channels} channels; the convolution was prepared for {c}"
+            ));
+        }
+        Ok(k)
+    }
+
+    /// Runs on an NHWC float input; the output is a device tensor.
+    pub(crate) fn run(&self, x: &Value, device: &Device) -> Result<Value, String> {
+        let (shape, data) = match x {
+            Value::Dev(t) => (dev::shape(t), dev::download(t.clone())?),
+            Value::Host(h) => (h.shape.clone(), h.to_f32()?),
+            _ => return Err("the convolution input is not a float tensor".into()),
+        };
+        let [n, h, w, c] = shape[..] else {
+            return Err(format!("expects a 4-D NHWC input, got {shape:?}"));
+        };
+        let kernel = self.kernel(c)?;
+        let hw = match kernel {
+            Kernel::Dense(k) => k.output_hw(h, w),
+            Kernel::Grouped(k) => k.output_hw(h, w),
+            Kernel::Depthwise(k) => k.output_hw(h, w),
+        };
+        let (ho, wo) = hw.ok_or_else(|| format!("input {shape:?} is too small for the filter"))?;
+        crate::ops::checked_elements(&[n, ho, wo, self.cout])?;
+        let x = Nhwc::from_vec(n, h, w, c, data).ok_or("input size mismatch")?;
+        let y = match kernel {
+            Kernel::Dense(k) => k.forward(x.view()),
+            Kernel::Grouped(k) => k.forward(x.view()),
+            Kernel::Depthwise(k) => k.forward(x.view()),
+        };
+        Ok(Value::Dev(dev::upload(
+            y.data,
+            &[n, ho, wo, self.cout],
+            device,
+        )))
+    }
+}
+
+/// Whether the fast path can run on `device`: the flex CPU device without autodiff.
+pub(crate) fn applies_to(device: &Device) -> bool {
+    matches!(device.as_dispatch(), burn::backend::DispatchDevice::Flex(_))
+}
+
+/// The value of a graph constant or variable, as the rewrite sees it.
+pub(crate) type Consts<'a> = dyn Fn(&Graph, ValueRef) -> Option<HostTensor> + 'a;
+
+/// Who reads each value of the needed graph.
+struct Uses {
+    readers: HashMap<ValueRef, Vec<usize>>,
+    outputs: std::collections::HashSet<ValueRef>,
+}
+
+impl Uses {
+    fn new(g: &Graph) -> Uses {
+        let need = g.needed(false);
+        let mut readers: HashMap<ValueRef, Vec<usize>> = HashMap::new();
+        for (i, n) in g.nodes.iter().enumerate() {
+            if need[i] {
+                for r in &n.inputs {
+                    readers.entry(*r).or_default().push(i);
+                }
+            }
+        }
+        Uses {
+            readers,
+            outputs: g.outputs.iter().map(|(_, r)| *r).collect(),
+        }
+    }
+    fn readers(&self, r: ValueRef) -> &[usize] {
+        self.readers.get(&r).map(|v| v.as_slice()).unwrap_or(&[])
+    }
+    /// The single node reading `r` (once), if `r` is not also a graph output.
+    fn only_reader(&self, r: ValueRef) -> Option<usize> {
+        match self.readers(r) {
+            [one] if !self.outputs.contains(&r) => Some(*one),
+            _ => None,
+        }
+    }
+    /// Whether outputs `1..` of `node` are unused.
+    fn only_first_output_used(&self, g: &Graph, node: usize) -> bool {
+        (1..8).all(|k| {
+            let r = ValueRef { node, index: k };
+            self.readers(r).is_empty() && !self.outputs.contains(&r)
+        }) && g.nodes[node].op != "_Input"
+    }
+}
+
+/// Replaces `Identity` / `IdentityN` / `Snapshot` / `StopGradient` nodes by their inputs
+/// (inference only: they compute nothing).
+fn bypass_identities(g: &mut Graph) {
+    let forward = |g: &Graph, mut r: ValueRef| -> ValueRef {
+        for _ in 0..g.nodes.len() {
+            let n = &g.nodes[r.node];
+            match n.op.as_str() {
+                "Identity" | "Snapshot" | "StopGradient" if r.index == 0 && n.inputs.len() == 1 => {
+                    r = n.inputs[0]
+                }
+                "IdentityN" if r.index < n.inputs.len() => r = n.inputs[r.index],
+                _ => break,
+            }
+        }
+        r
+    };
+    for i in 0..g.nodes.len() {
+        let ins = g.nodes[i].inputs.clone();
+        let ins = ins.into_iter().map(|r| forward(g, r)).collect();
+        g.nodes[i].inputs = ins;
+    }
+    let outs: Vec<ValueRef> = g.outputs.iter().map(|(_, r)| forward(g, *r)).collect();
+    for ((_, r), o) in g.outputs.iter_mut().zip(outs) {
+        *r = o;
+    }
+}
+
+fn attr_s(n: &Node, k: &str) -> String {
+    n.attrs
+        .get(k)
+        .and_then(|a| a.s.as_ref())
+        .map(|s| String::from_utf8_lossy(s).into_owned())
+        .unwrap_or_default()
+}
+fn attr_ints(n: &Node, k: &str) -> Vec<i64> {
+    n.attrs
+        .get(k)
+        .and_then(|a| a.list.as_ref())
+        .map(|l| l.i.clone())
+        .unwrap_or_default()
+}
+
+/// `[h, w]` of an NHWC strides / dilations attribute (1 where absent).
+fn hw_attr(n: &Node, k: &str) -> Option<[usize; 2]> {
+    let v = attr_ints(n, k);
+    if v.is_empty() {
+        return Some([1, 1]);
+    }
+    if v.len() != 4 || v[0] != 1 || v[3] != 1 || v[1] < 1 || v[2] < 1 {
+        return None;
+    }
+    Some([v[1] as usize, v[2] as usize])
+}
+
+/// A per-channel (or scalar) constant broadcast over the output channels, if `t` is one
+/// that does not change an NHWC tensor's shape.
+fn channel_vector(t: &HostTensor, cout: usize) -> Option<Vec<f64>> {
+    if !t.dtype.is_float() || t.shape.len() > 4 {
+        return None;
+    }
+    let v = t.to_f32().ok()?;
+    if v.len() == 1 && t.shape.iter().all(|&d| d == 1) {
+        return Some(vec![v[0] as f64; cout]);
+    }
+    let leading_ones = t.shape.iter().rev().skip(1).all(|&d| d == 1);
+    (v.len() == cout && t.shape.last() == Some(&cout) && leading_ones)
+        .then(|| v.iter().map(|&x| x as f64).collect())
+}
+
+fn scalar_const(g: &Graph, consts: &Consts, r: ValueRef) -> Option<f32> {
+    let t = consts(g, r)?;
+    let v = t.to_f32().ok()?;
+    (v.len() == 1 && t.dtype.is_float()).then(|| v[0])
+}
+
+/// The filter, bias and activation of a chain, in f64 until packed.
+struct Chain {
+    /// Filter, flattened with the output channel innermost (HWIO, or `[kh, kw, C, M]`).
+    w: Vec<f64>,
+    bias: Vec<f64>,
+    cout: usize,
+    act: Act,
+    end: usize,
+    nodes: Vec<usize>,
+}
+
+impl Chain {
+    fn scale(&mut self, s: &[f64]) {
+        for (i, w) in self.w.iter_mut().enumerate() {
+            *w *= s[i % self.cout];
+        }
+        for (b, s) in self.bias.iter_mut().zip(s) {
+            *b *= s;
+        }
+    }
+    fn shift(&mut self, a: &[f64], sign: f64) {
+        for (b, a) in self.bias.iter_mut().zip(a) {
+            *b += sign * a;
+        }
+    }
+
+    /// Absorbs the affine node `n` reading the chain's output, if it is one.
+    fn absorb_affine(&mut self, g: &Graph, consts: &Consts, uses: &Uses, n: usize) -> bool {
+        let node = &g.nodes[n];
+        let cur = ValueRef {
+            node: self.end,
+            index: 0,
+        };
+        let other = |k: usize| -> Option<Vec<f64>> {
+            let r = *node.inputs.get(k)?;
+            channel_vector(&consts(g, r)?, self.cout)
+        };
+        let first = node.inputs.first() == Some(&cur);
+        let second = node.inputs.get(1) == Some(&cur);
+        match node.op.as_str() {
+            "BiasAdd" if first && attr_s(node, "data_format") != "NCHW" => match other(1) {
+                Some(b) => self.shift(&b, 1.0),
+                None => return false,
+            },
+            "Add" | "AddV2" if node.inputs.len() == 2 && (first || second) => {
+                match other(if first { 1 } else { 0 }) {
+                    Some(b) => self.shift(&b, 1.0),
+                    None => return false,
+                }
+            }
+            "Sub" if first => match other(1) {
+                Some(b) => self.shift(&b, -1.0),
+                None => return false,
+            },
+            "Mul" if node.inputs.len() == 2 && (first || second) => {
+                match other(if first { 1 } else { 0 }) {
+                    Some(s) => self.scale(&s),
+                    None => return false,
+                }
+            }
+            "RealDiv" if first => match other(1) {
+                Some(d) if d.iter().all(|&d| d != 0.0) => {
+                    let s: Vec<f64> = d.iter().map(|d| 1.0 / d).collect();
+                    self.scale(&s)
+                }
+                _ => return false,
+            },
+            "FusedBatchNorm" | "FusedBatchNormV2" | "FusedBatchNormV3" if first => {
+                let training = node
+                    .attrs
+                    .get("is_training")
+                    .and_then(|a| a.b)
+                    .unwrap_or(true);
+                if training
+                    || attr_s(node, "data_format") == "NCHW"
+                    || !uses.only_first_output_used(g, n)
+                {
+                    return false;
+                }
+                let (Some(scale), Some(offset), Some(mean), Some(var)) =
+                    (other(1), other(2), other(3), other(4))
+                else {
+                    return false;
+                };
+                let eps = node.attrs.get("epsilon").and_then(|a| a.f).unwrap_or(1e-4) as f64;
+                let f: Vec<f64> = scale
+                    .iter()
+                    .zip(&var)
+                    .map(|(s, v)| s / (v + eps).sqrt())
+                    .collect();
+                self.shift(&mean, -1.0);
+                self.scale(&f);
+                self.shift(&offset, 1.0);
+            }
+            _ => return false,
+        }
+        self.end = n;
+        self.nodes.push(n);
+        true
+    }
+
+    /// Absorbs the activation reading the chain's output, if there is one it can apply.
+    fn absorb_activation(&mut self, g: &Graph, consts: &Consts, uses: &Uses) {
+        let cur = ValueRef {
+            node: self.end,
+            index: 0,
+        };
+        let out = |n: usize| ValueRef { node: n, index: 0 };
+        let is = |n: usize, op: &str| g.nodes[n].op == op;
+        let reads = |n: usize, a: ValueRef, b: ValueRef| {
+            let i = &g.nodes[n].inputs;
+            i.len() == 2 && ((i[0] == a && i[1] == b) || (i[0] == b && i[1] == a))
+        };
+        // relu6(v + 3) * (1/6): the node computing it, if `a` starts that pattern on `cur`.
+        let hard_sigmoid = |a: usize| -> Option<usize> {
+            let add = &g.nodes[a];
+            if !(is(a, "AddV2") || is(a, "Add")) || add.inputs.len() != 2 {
+                return None;
+            }
+            let k = if add.inputs[0] == cur { 1 } else { 0 };
+            if add.inputs[1 - k] != cur || scalar_const(g, consts, add.inputs[k]) != Some(3.0) {
+                return None;
+            }
+            let r = uses.only_reader(out(a))?;
+            if !is(r, "Relu6") {
+                return None;
+            }
+            let q = uses.only_reader(out(r))?;
+            let qi = &g.nodes[q].inputs;
+            if !is(q, "Mul") || qi.len() != 2 {
+                return None;
+            }
+            let k = if qi[0] == out(r) { 1 } else { 0 };
+            let sixth = scalar_const(g, consts, qi[k])?;
+            (qi[1 - k] == out(r) && (sixth - 1.0 / 6.0).abs() < 1e-6).then_some(q)
+        };
+        let readers = uses.readers(cur);
+        if uses.outputs.contains(&cur) {
+            return;
+        }
+        let (act, mut extra, end) = match readers {
+            [r] => match g.nodes[*r].op.as_str() {
+                "Relu" => (Act::Relu, vec![], *r),
+                "Relu6" => (Act::Relu6, vec![], *r),
+                "Sigmoid" => (Act::Sigmoid, vec![], *r),
+                "AddV2" | "Add" => match hard_sigmoid(*r) {
+                    Some(q) => (Act::HardSigmoid, vec![*r, uses.readers(out(*r))[0]], q),
+                    None => return,
+                },
+                _ => return,
+            },
+            [a, b] => {
+                let (a, b) = (*a, *b);
+                // Swish: Sigmoid(cur) read only by Mul(cur, sigmoid).
+                let swish = |s: usize, m: usize| {
+                    is(s, "Sigmoid")
+                        && is(m, "Mul")
+                        && uses.only_reader(out(s)) == Some(m)
+                        && reads(m, cur, out(s))
+                };
+                let hswish = |a: usize, m: usize| {
+                    let q = hard_sigmoid(a)?;
+                    (uses.only_reader(out(q)) == Some(m) && is(m, "Mul") && reads(m, cur, out(q)))
+                        .then_some(q)
+                };
+                if swish(a, b) {
+                    (Act::Swish, vec![a], b)
+                } else if swish(b, a) {
+                    (Act::Swish, vec![b], a)
+                } else if let Some(q) = hswish(a, b) {
+                    let r = uses.readers(out(a))[0];
+                    (Act::HardSwish, vec![a, r, q], b)
+                } else if let Some(q) = hswish(b, a) {
+                    let r = uses.readers(out(b))[0];
+                    (Act::HardSwish, vec![b, r, q], a)
+                } else {
+                    return;
+                }
+            }
+            _ => return,
+        };
+        self.act = act;
+        self.nodes.append(&mut extra);
+        self.nodes.push(end);
+        self.end = end;
+    }
+}
+
+/// Rewrites `g` in place: the last node of every fused chain reads the chain's input and is
+/// mapped to its kernel in the returned table. Returns the table (empty when nothing fused).
+pub(crate) fn rewrite(g: &mut Graph, consts: &Consts) -> HashMap<usize, FusedConv> {
+    bypass_identities(g);
+    let uses = Uses::new(g);
+    let need = g.needed(false);
+    let mut table = HashMap::new();
+    let mut taken = vec![false; g.nodes.len()];
+    for c in 0..g.nodes.len() {
+        if !need[c] || taken[c] {
+            continue;
+        }
+        let op = g.nodes[c].op.as_str();
+        let depthwise = match op {
+            "Conv2D" => false,
+            "DepthwiseConv2dNative" => true,
+            _ => continue,
+        };
+        if let Some((fused, input, nodes)) = plan_chain(g, consts, &uses, c, depthwise) {
+            if nodes.iter().any(|&n| taken[n]) {
+                continue;
+            }
+            for &n in &nodes {
+                taken[n] = true;
+            }
+            let end = *nodes.last().expect("a chain has its convolution");
+            g.nodes[end].inputs = vec![input];
+            table.insert(end, fused);
+        }
+    }
+    table
+}
+
+/// The fused kernel of the chain starting at convolution `c`, its input and its nodes.
+fn plan_chain(
+    g: &Graph,
+    consts: &Consts,
+    uses: &Uses,
+    c: usize,
+    depthwise: bool,
+) -> Option<(FusedConv, ValueRef, Vec<usize>)> {
+    let node = &g.nodes[c];
+    if node.inputs.len() != 2 || attr_s(node, "data_format") == "NCHW" {
+        return None;
+    }
+    let filter = consts(g, node.inputs[1])?;
+    let [kh, kw, ci, co] = filter.shape[..] else {
+        return None;
+    };
+    if !filter.dtype.is_float() || kh == 0 || kw == 0 || ci == 0 || co == 0 {
+        return None;
+    }
+    let stride = hw_attr(node, "strides")?;
+    let dilation = hw_attr(node, "dilations")?;
+    if !depthwise && dilation != [1, 1] {
+        return None;
+    }
+    let mut input = node.inputs[0];
+    let mut nodes = vec![c];
+    let mut padding = match attr_s(node, "padding").as_str() {
+        "SAME" => Padding::Same,
+        "VALID" => Padding::Valid,
+        "EXPLICIT" => {
+            let p = attr_ints(node, "explicit_paddings");
+            if p.len() != 8 || p.iter().any(|&x| x < 0) || p[0] + p[1] + p[6] + p[7] != 0 {
+                return None;
+            }
+            Padding::Zero([p[2] as usize, p[3] as usize, p[4] as usize, p[5] as usize])
+        }
+        _ => return None,
+    };
+    // A zero Pad of H and W in front of a VALID convolution.
+    let p = &g.nodes[input.node];
+    if padding == Padding::Valid
+        && input.index == 0
+        && (p.op == "Pad" || p.op == "PadV2")
+        && uses.only_reader(input) == Some(c)
+    {
+        let zero_value =
+            p.op == "Pad" || p.inputs.get(2).and_then(|&r| scalar_const(g, consts, r)) == Some(0.0);
+        let pads = p
+            .inputs
+            .get(1)
+            .and_then(|&r| consts(g, r))
+            .and_then(|t| t.to_i64().ok());
+        if let (true, Some(v)) = (zero_value, pads) {
+            if v.len() == 8 && v.iter().all(|&x| x >= 0) && v[0] + v[1] + v[6] + v[7] == 0 {
+                padding =
+                    Padding::Zero([v[2] as usize, v[3] as usize, v[4] as usize, v[5] as usize]);
+                nodes.insert(0, input.node);
+                input = p.inputs[0];
+            }
+        }
+    }
+    let w: Vec<f64> = filter.to_f32().ok()?.iter().map(|&x| x as f64).collect();
+    let cout = if depthwise { ci * co } else { co };
+    let mut chain = Chain {
+        w,
+        bias: vec![0.0; cout],
+        cout,
+        act: Act::Identity,
+        end: c,
+        nodes: vec![],
+    };
+    if !uses.only_first_output_used(g, c) {
+        return None;
+    }
+    while let Some(n) = uses.only_reader(ValueRef {
+        node: chain.end,
+        index: 0,
+    }) {
+        if !chain.absorb_affine(g, consts, uses, n) {
+            break;
+        }
+    }
+    chain.absorb_activation(g, consts, uses);
+    nodes.append(&mut chain.nodes);
+    let w: Vec<f32> = chain.w.iter().map(|&x| x as f32).collect();
+    let bias: Vec<f32> = chain.bias.iter().map(|&x| x as f32).collect();
+    let has_bias = bias.iter().any(|&b| b != 0.0);
+    let geometry = if depthwise {
+        let mut geo = DepthwiseGeometry::new(kh, kw, ci)
+            .multiplier(co)
+            .padding(padding);
+        geo.stride = stride;
+        geo.dilation = dilation;
+        Geometry::Depthwise(geo)
+    } else {
+        Geometry::Conv(
+            ConvGeometry::new(kh, kw, ci)
+                .strides(stride)
+                .padding(padding),
+        )
+    };
+    let raw = Raw {
+        w,
+        bias: has_bias.then_some(bias),
+        act: chain.act,
+        geometry,
+    };
+    Some((
+        FusedConv {
+            raw_geometry: raw.geometry,
+            raw: std::sync::Mutex::new(Some(raw)),
+            packed: std::sync::OnceLock::new(),
+            cout,
+            nodes: nodes.iter().map(|&n| g.nodes[n].name.clone()).collect(),
+        },
+        input,
+        nodes,
+    ))
+}

@@ -1,0 +1,162 @@
+//! A SavedModel as a Burn module: TF Hub's `hub.KerasLayer`.
+
+use crate::{dev, entry_points, EntryKind, Error, Model, Options, Value};
+use burn::module::{Module, Param};
+use burn::tensor::{Device, Tensor};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// The callable of a TF2 SavedModel (a TF Hub model) as a layer of a Burn network, like
+/// `hub.KerasLayer(handle, trainable=...)`.
+///
+/// The SavedModel's float variables are the module's parameters (flattened; saved and
+/// loaded with the rest of the network, seen by optimizers). `forward` runs the graph with
+/// them: the `__call__(training=True)` trace when the layer is trainable, the device is an
+/// autodiff device and the model has that trace (batch norms then use batch statistics, as
+/// Keras does in `fit`), otherwise the inference entry point. Gradients flow into the
+/// parameters through every op of the graph.
+///
+/// ```no_run
+/// use burn::tensor::{Device, Tensor};
+/// let device = Device::flex().autodiff();
+/// let layer = tfgraph::KerasLayer::open(std::path::Path::new("feature_vector"), &device, true)?;
+/// let x = Tensor::<4>::zeros([2, 224, 224, 3], &device);
+/// let features: Tensor<2> = layer.forward(x)?; // [2, 1280]
+/// # Ok::<(), tfgraph::Error>(())
+/// ```
+#[derive(Module, Debug)]
+pub struct KerasLayer {
+    /// The float variables, flattened, in [`KerasLayer::variable_shapes`] order.
+    pub variables: Vec<Param<Tensor<1>>>,
+    #[module(skip)]
+    graphs: Arc<Graphs>,
+}
+
+#[derive(Debug)]
+struct Graphs {
+    inference: Model,
+    training: Option<Model>,
+    /// Object-graph node and shape of each parameter.
+    objects: Vec<(usize, Vec<usize>)>,
+    trainable: bool,
+}
+
+impl KerasLayer {
+    /// Loads the SavedModel in `dir` onto `device`. Not `trainable`: the parameters get no
+    /// gradients and the inference trace always runs.
+    pub fn open(dir: &std::path::Path, device: &Device, trainable: bool) -> Result<Self, Error> {
+        let sm = savedmodel::read(dir)?;
+        Self::load(&sm, device, trainable)
+    }
+
+    /// [`KerasLayer::open`] on a SavedModel already read.
+    pub fn load(
+        sm: &savedmodel::SavedModel,
+        device: &Device,
+        trainable: bool,
+    ) -> Result<Self, Error> {
+        let options = Options {
+            cpu_fast_path: false,
+        };
+        let inference = Model::load_with(sm, None, device, &options)?;
+        let entries = entry_points(sm)?;
+        let training = match entries.iter().find(|e| {
+            e.kind
+                == EntryKind::Call {
+                    training: Some(true),
+                }
+        }) {
+            Some(e) if trainable => Some(Model::load_with(sm, Some(e), device, &options)?),
+            _ => None,
+        };
+        let mut variables = Vec::new();
+        let mut objects = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        let all = inference
+            .variables()
+            .chain(training.iter().flat_map(|m| m.variables()));
+        for (obj, v) in all {
+            let Value::Dev(t) = v else { continue };
+            if !seen.insert(obj) {
+                continue;
+            }
+            let shape = dev::shape(t);
+            let n = shape.iter().product::<usize>();
+            let flat = Tensor::<1>::from_dispatch(dev::reshape(t.clone(), &[n]));
+            let p = Param::from_tensor(flat);
+            variables.push(if trainable {
+                p
+            } else {
+                p.set_require_grad(false)
+            });
+            objects.push((obj, shape));
+        }
+        Ok(KerasLayer {
+            variables,
+            graphs: Arc::new(Graphs {
+                inference,
+                training,
+                objects,
+                trainable,
+            }),
+        })
+    }
+
+    /// The shape of each parameter in the SavedModel.
+    pub fn variable_shapes(&self) -> Vec<Vec<usize>> {
+        self.graphs.objects.iter().map(|(_, s)| s.clone()).collect()
+    }
+
+    /// The model this layer runs for inference (entry point, graph).
+    pub fn model(&self) -> &Model {
+        &self.graphs.inference
+    }
+
+    /// Runs the graph on `inputs`; see the type's docs for which trace runs.
+    pub fn forward_values(&self, inputs: Vec<Value>, device: &Device) -> Result<Vec<Value>, Error> {
+        let g = &self.graphs;
+        let model = match &g.training {
+            Some(t) if g.trainable && device.is_autodiff() => t,
+            _ => &g.inference,
+        };
+        let vars: HashMap<usize, Value> = g
+            .objects
+            .iter()
+            .zip(&self.variables)
+            .map(|((obj, shape), p)| {
+                (
+                    *obj,
+                    Value::Dev(dev::reshape(p.val().into_dispatch(), shape)),
+                )
+            })
+            .collect();
+        model.run_with_variables(&vars, device, inputs)
+    }
+
+    /// Runs the graph on one image batch and returns its first output as a rank-`D` tensor
+    /// (e.g. `[batch, features]`).
+    pub fn forward<const D: usize>(&self, x: Tensor<4>) -> Result<Tensor<D>, Error> {
+        let device = x.device();
+        let out = self
+            .forward_values(vec![Value::Dev(x.into_dispatch())], &device)?
+            .into_iter()
+            .next()
+            .ok_or_else(|| Error::Graph("the model has no output".into()))?;
+        let t = match out {
+            Value::Dev(t) => t,
+            Value::Host(h) => dev::upload(h.to_f32().map_err(Error::Graph)?, &h.shape, &device),
+            _ => {
+                return Err(Error::Graph(
+                    "the first output is not a float tensor".into(),
+                ))
+            }
+        };
+        let shape = dev::shape(&t);
+        if shape.len() != D {
+            return Err(Error::Graph(format!(
+                "the first output has shape {shape:?}, not rank {D}"
+            )));
+        }
+        Ok(Tensor::<D>::from_dispatch(t))
+    }
+}

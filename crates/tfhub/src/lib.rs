@@ -1,0 +1,318 @@
+//! TF Hub for Rust in one dependency: `tfhub::load(handle, &device)` does what
+//! `hub.load(handle)` does in Python (resolve the handle, download and cache it, load it),
+//! for the models written by hand in `models` and for any TF2 SavedModel through the
+//! graph executor `tfgraph`.
+//!
+//! ```no_run
+//! use tfhub::burn::tensor::Device;
+//! let device = Device::flex();
+//! // Any TF2 SavedModel (folder, .tar.gz, tfhub.dev / Kaggle handle): its graph, run exactly.
+//! let model = tfhub::load_graph("https://tfhub.dev/google/imagenet/mobilenet_v2_100_224/classification/5", &device)?;
+//! let x = tfhub::tfgraph::HostTensor::f32(vec![1, 224, 224, 3], vec![0.5; 224 * 224 * 3]);
+//! let logits = model.run_host(vec![x])?;
+//! // The same as a layer of a Burn network (hub.KerasLayer), trainable:
+//! let layer = tfhub::keras_layer("path/to/feature_vector", &device.autodiff(), true)?;
+//! # Ok::<(), tfhub::Error>(())
+//! ```
+//!
+//! Which code runs a model is decided honestly: a folder written by `convert` (its
+//! `config.json` names the kind) loads the hand-written model of that kind; a SavedModel
+//! runs through the graph executor, which computes exactly what its graph says.
+//! [`load_hand_written`] converts a SavedModel that a hand-written kind recognises (once,
+//! into the cache) and loads that instead; use it for the hand-written fast paths.
+
+pub use burn;
+pub use catalog;
+pub use convert;
+pub use hub;
+pub use models;
+pub use savedmodel;
+pub use tfgraph;
+
+use burn::tensor::Device;
+use std::path::{Path, PathBuf};
+
+/// What can go wrong; every message names the handle or path and the problem.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Hub(#[from] hub::Error),
+    #[error(transparent)]
+    Graph(#[from] tfgraph::Error),
+    #[error("{path}: {msg}")]
+    Model { path: PathBuf, msg: String },
+}
+
+fn model_err(path: &Path, msg: impl std::fmt::Display) -> Error {
+    Error::Model {
+        path: path.to_path_buf(),
+        msg: msg.to_string(),
+    }
+}
+
+/// A loaded model.
+#[derive(Debug)]
+pub enum Model {
+    /// Any TF2 SavedModel, through the graph executor.
+    Graph(tfgraph::Model),
+    /// Inception-v3 (classification or feature vector), hand-written.
+    InceptionV3(models::inception_v3::InceptionV3),
+    /// Magenta arbitrary image stylization, hand-written.
+    Stylization(models::stylization::Stylization),
+    /// A Swivel-style text embedding, hand-written.
+    TextEmbedding(models::text_embedding::TextEmbedding),
+}
+
+/// Resolves `handle` (tfhub.dev or Kaggle URL, http(s) URL of an archive, `file://`, a
+/// local folder or archive) to a local path, downloading into the cache when needed.
+/// Settings from the environment: `TFHUB_CACHE_DIR`, `TFHUB_OFFLINE`.
+pub fn resolve(handle: &str) -> Result<PathBuf, Error> {
+    Ok(hub::resolve(handle, &hub::Options::from_env())?.path)
+}
+
+/// Loads `handle` onto `device`: a converted folder as its hand-written model, a SavedModel
+/// through the graph executor (its default entry point: `serving_default`, else
+/// `__call__`).
+pub fn load(handle: &str, device: &Device) -> Result<Model, Error> {
+    let path = resolve(handle)?;
+    if path.join("config.json").is_file() {
+        return load_converted(&path, device);
+    }
+    Ok(Model::Graph(open_graph(&path, device)?))
+}
+
+/// Loads `handle`'s SavedModel through the graph executor (CPU fast path on flex).
+pub fn load_graph(handle: &str, device: &Device) -> Result<tfgraph::Model, Error> {
+    open_graph(&resolve(handle)?, device)
+}
+
+/// `handle`'s SavedModel as a Burn module (`hub.KerasLayer(handle, trainable=...)`).
+pub fn keras_layer(
+    handle: &str,
+    device: &Device,
+    trainable: bool,
+) -> Result<tfgraph::KerasLayer, Error> {
+    let path = resolve(handle)?;
+    check_saved_model(&path)?;
+    Ok(tfgraph::KerasLayer::open(&path, device, trainable)?)
+}
+
+/// Loads `handle` with a hand-written model: a converted folder as it is; a SavedModel that
+/// a hand-written kind recognises is converted once into the cache
+/// (`<cache>/converted/<name>`) and loaded from there. Refuses a SavedModel that no
+/// hand-written kind recognises (use [`load`] or [`load_graph`]), and an Inception-v3 whose
+/// hand-written forward pass does not compute what the SavedModel's graph computes on a
+/// probe batch ([`inception_discrepancy`], relative error above 1e-4).
+pub fn load_hand_written(handle: &str, device: &Device) -> Result<Model, Error> {
+    let opts = hub::Options::from_env();
+    let path = hub::resolve(handle, &opts)?.path;
+    if path.join("config.json").is_file() {
+        return load_converted(&path, device);
+    }
+    check_saved_model(&path)?;
+    let name = hub::module_dir_name(handle);
+    let out = hub::cache_dir(&opts)?
+        .join("converted")
+        .join(format!("{name}-v{}", convert::CONVERTER_VERSION));
+    if !out.join("config.json").is_file() {
+        let sm = savedmodel::read(&path).map_err(tfgraph::Error::from)?;
+        let src = convert::from_savedmodel::source_from_savedmodel(&sm, handle)
+            .map_err(|e| model_err(&path, e))?;
+        let converted = convert::kinds::convert_any(&src)
+            .map_err(|e| model_err(&path, e))?
+            .ok_or_else(|| {
+                model_err(
+                    &path,
+                    "no hand-written model recognises this SavedModel; load it through the graph executor (tfhub::load)",
+                )
+            })?;
+        if let Some(parent) = out.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| model_err(parent, e))?;
+        }
+        let tmp = out.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
+        convert::write::write_model(&tmp, &converted, handle, &[])
+            .map_err(|e| model_err(&tmp, e))?;
+        if let Err(e) = verify(&path, &tmp, device) {
+            let _ = std::fs::remove_dir_all(&tmp);
+            return Err(e);
+        }
+        if std::fs::rename(&tmp, &out).is_err() {
+            // Another process published it first.
+            let _ = std::fs::remove_dir_all(&tmp);
+        }
+    }
+    load_converted(&out, device)
+}
+
+/// Largest discrepancy between a hand-written model and the graph it stands for.
+pub const HAND_WRITTEN_TOLERANCE: f64 = 1e-4;
+
+/// Checks a freshly converted folder `converted` against the SavedModel `saved_model`.
+fn verify(saved_model: &Path, converted: &Path, device: &Device) -> Result<(), Error> {
+    if let Model::InceptionV3(m) = load_converted(converted, device)? {
+        // A graph that cannot run here (a TF1 module, unsupported ops) cannot be checked:
+        // the converter's recognition by variable names and shapes stands.
+        let Check::Discrepancy(e) = inception_discrepancy(saved_model, &m, device)? else {
+            return Ok(());
+        };
+        if e > HAND_WRITTEN_TOLERANCE {
+            return Err(model_err(
+                saved_model,
+                format!("the hand-written Inception-v3 does not compute what this SavedModel's graph computes (relative error {e:.2e} on a probe batch); load it through the graph executor (tfhub::load)"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// How far the hand-written Inception-v3 `model` is from the default entry point of the
+/// SavedModel in `saved_model` (run by the graph executor), on a probe batch of two
+/// deterministic images at the signature's size (299 where open): the largest difference
+/// relative to the graph output's largest magnitude, or why the graph cannot run here. This is what makes recognition
+/// honest: a SavedModel whose variables look like Inception-v3 but whose graph computes
+/// something else (other preprocessing, an extra softmax, other ops) is caught here.
+pub fn inception_discrepancy(
+    saved_model: &Path,
+    model: &models::inception_v3::InceptionV3,
+    device: &Device,
+) -> Result<Check, Error> {
+    let graph = match tfgraph::Model::open(saved_model, device) {
+        Ok(g) => g,
+        Err(e @ (tfgraph::Error::Model { .. } | tfgraph::Error::Unsupported(_))) => {
+            return Ok(Check::Unverifiable(e.to_string()))
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let dims = graph
+        .entry()
+        .inputs
+        .first()
+        .and_then(|a| a.shape.clone())
+        .unwrap_or_default();
+    let side = |i: usize| match dims.get(i) {
+        Some(&d) if d > 0 => d as usize,
+        _ => 299,
+    };
+    let (h, w) = (side(1), side(2));
+    let n = 2 * h * w * 3;
+    let data: Vec<f32> = (0..n)
+        .map(|i| ((i as u64 * 2_654_435_761) % 1000) as f32 / 999.0)
+        .collect();
+    let x = tfgraph::HostTensor::f32(vec![2, h, w, 3], data.clone());
+    let g = graph
+        .run_host(vec![x])?
+        .into_iter()
+        .next()
+        .ok_or_else(|| model_err(saved_model, "the graph has no output"))?;
+    let g = g.to_f32().map_err(|e| model_err(saved_model, e))?;
+    let images = burn::tensor::Tensor::<4>::from_data(
+        burn::tensor::TensorData::new(data, [2, h, w, 3]),
+        device,
+    );
+    let hand = model
+        .forward(images)
+        .map_err(|e| model_err(saved_model, e))?
+        .into_data()
+        .try_to_vec::<f32>()
+        .map_err(|e| model_err(saved_model, format!("{e:?}")))?;
+    if hand.len() != g.len() {
+        return Ok(Check::Discrepancy(f64::INFINITY));
+    }
+    let scale = g
+        .iter()
+        .fold(0f64, |m, &v| m.max(v.abs() as f64))
+        .max(1e-12);
+    Ok(Check::Discrepancy(
+        g.iter()
+            .zip(&hand)
+            .map(|(&a, &b)| (a as f64 - b as f64).abs() / scale)
+            .fold(0.0, f64::max),
+    ))
+}
+
+/// What checking a hand-written model against a SavedModel's graph found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Check {
+    /// Largest difference relative to the graph output's largest magnitude.
+    Discrepancy(f64),
+    /// The graph cannot run here (no TF2 entry point, unsupported ops): why.
+    Unverifiable(String),
+}
+
+fn check_saved_model(path: &Path) -> Result<(), Error> {
+    if path.join("saved_model.pb").is_file() {
+        Ok(())
+    } else {
+        Err(model_err(
+            path,
+            "not a SavedModel folder (no saved_model.pb) nor a converted folder (no config.json)",
+        ))
+    }
+}
+
+fn open_graph(path: &Path, device: &Device) -> Result<tfgraph::Model, Error> {
+    check_saved_model(path)?;
+    Ok(tfgraph::Model::open(path, device)?)
+}
+
+fn load_converted(dir: &Path, device: &Device) -> Result<Model, Error> {
+    let kind = models::stylization::folder_kind(dir).map_err(|e| model_err(dir, e))?;
+    match kind.as_str() {
+        "inception_v3" => models::inception_v3::InceptionV3::load(dir, device)
+            .map(Model::InceptionV3)
+            .map_err(|e| model_err(dir, e)),
+        "stylization" => models::stylization::Stylization::load(dir, device)
+            .map(Model::Stylization)
+            .map_err(|e| model_err(dir, e)),
+        "text_embedding" => models::text_embedding::TextEmbedding::load(dir, device)
+            .map(Model::TextEmbedding)
+            .map_err(|e| model_err(dir, e)),
+        k => Err(model_err(
+            dir,
+            format!("a converted folder of kind `{k}` has no model to load here (for `raw`, load the SavedModel itself)"),
+        )),
+    }
+}
+
+/// Helpers for tests of crates built on this one (not part of the API).
+#[doc(hidden)]
+pub mod testing {
+    use std::path::Path;
+
+    /// A copy of a fixture's SavedModel in `dst` whose graph has every scalar float constant
+    /// `from` replaced by `to` (the variables stay as they are).
+    pub fn with_constant_changed(src: &Path, dst: &Path, from: f32, to: f32) -> usize {
+        use prost::Message;
+        std::fs::create_dir_all(dst.join("variables")).unwrap();
+        for rel in [
+            "variables/variables.index",
+            "variables/variables.data-00000-of-00001",
+        ] {
+            std::fs::copy(src.join(rel), dst.join(rel)).unwrap();
+        }
+        let bytes = std::fs::read(src.join("saved_model.pb")).unwrap();
+        let mut sm = savedmodel::proto::SavedModel::decode(&bytes[..]).unwrap();
+        let mut changed = 0;
+        for mg in &mut sm.meta_graphs {
+            let Some(lib) = mg.graph_def.as_mut().and_then(|g| g.library.as_mut()) else {
+                continue;
+            };
+            for f in &mut lib.function {
+                for n in &mut f.node_def {
+                    let Some(t) = n.attr.get_mut("value").and_then(|a| a.tensor.as_mut()) else {
+                        continue;
+                    };
+                    if t.float_val == [from] {
+                        t.float_val = vec![to];
+                        changed += 1;
+                    } else if t.tensor_content == from.to_le_bytes() {
+                        t.tensor_content = to.to_le_bytes().to_vec();
+                        changed += 1;
+                    }
+                }
+            }
+        }
+        std::fs::write(dst.join("saved_model.pb"), sm.encode_to_vec()).unwrap();
+        changed
+    }
+}
