@@ -1,6 +1,7 @@
 //! Tensor decoding through a whole SavedModel: the input is `[u32 len][variables.index]`
 //! `[rest: variables.data-00000-of-00001]`, next to the tf1 fixture's saved_model.pb; every
-//! variable is decoded (plain, string and sliced paths).
+//! variable is decoded (plain, string and sliced paths). The index's block checksums are
+//! recomputed first, so that mutations reach the entries (the tensors' own CRC32C still apply).
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 
@@ -14,7 +15,9 @@ fuzz_target!(|data: &[u8]| {
     let vars = tmp.0.join("variables");
     std::fs::create_dir(&vars).unwrap();
     std::fs::write(tmp.0.join("saved_model.pb"), PB).unwrap();
-    std::fs::write(vars.join("variables.index"), p[0]).unwrap();
+    let mut index = p[0].to_vec();
+    common::fix_sstable_crcs(&mut index);
+    std::fs::write(vars.join("variables.index"), &index).unwrap();
     std::fs::write(vars.join("variables.data-00000-of-00001"), p[1]).unwrap();
     let Ok(sm) = savedmodel::read(&tmp.0) else {
         return;

@@ -13,6 +13,14 @@
 //! left. A resumed run keeps the options saved in its checkpoint (batch size, learning
 //! rate, what is trained, split, image size); `--data` must name the same folder.
 //!
+//! `--out`: a folder that does not exist, an empty one, or a finetune run folder (its
+//! `checkpoint/`, or our `config.json` written by `finetune`) is written in place, so an
+//! interrupted run can be resumed from it. Any other folder this project wrote (e.g. a
+//! `convert` output) is replaced as a whole: the run is written into a hidden sibling folder
+//! that replaces it when training ends ([`models::outdir::swap_in`]; the previous folder is
+//! restored if that fails, and the sibling is removed if training fails). A folder this project
+//! did not write is refused, naming it, unless `--force` (then replaced the same way).
+//!
 //! Image files (`.jpg`, `.jpeg`, `.png`) whose header cannot be read are skipped with a
 //! warning naming the file; an image that fails to decode later is an error.
 
@@ -71,9 +79,15 @@ struct Args {
     /// Resume from a checkpoint folder (or an output folder holding `checkpoint/`).
     #[arg(long)]
     resume: Option<PathBuf>,
-    /// Output folder.
+    /// Output folder. An existing folder is used only when this project wrote it (our
+    /// `config.json` or a finetune `checkpoint/` in it) or it is empty; anything else is refused
+    /// unless --force.
     #[arg(long, default_value = "finetuned")]
     out: PathBuf,
+    /// Replace --out even when it is not a folder this project wrote (the new run is written
+    /// next to it and replaces it only when training ends).
+    #[arg(long)]
+    force: bool,
     /// Compute backend: flex, ndarray or wgpu.
     #[arg(long, default_value = "flex", value_parser = parse_backend)]
     backend: Backend,
@@ -128,7 +142,82 @@ fn checkpoint_dir(p: &Path) -> PathBuf {
     }
 }
 
+/// Where a run writes: into `out` itself, or into a sibling that replaces `out` at the end.
+enum OutPlan {
+    InPlace,
+    Staged(PathBuf),
+}
+
+/// A folder this program wrote as a run's output: a regular `checkpoint/checkpoint.json`, or our
+/// `config.json` whose `source` is `finetune`.
+fn is_finetune_run(dir: &Path) -> bool {
+    let ckpt = dir.join("checkpoint");
+    let is_dir = |p: &Path| std::fs::symlink_metadata(p).is_ok_and(|m| m.is_dir());
+    let is_file = |p: &Path| std::fs::symlink_metadata(p).is_ok_and(|m| m.is_file());
+    if is_dir(&ckpt) && is_file(&ckpt.join("checkpoint.json")) {
+        return true;
+    }
+    models::outdir::written_by_us(dir)
+        && std::fs::read(dir.join("config.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .is_some_and(|v| v["source"] == "finetune")
+}
+
+/// The `--out` policy (see the module documentation), decided before any work is done.
+fn plan_out(out: &Path, force: bool) -> Result<OutPlan> {
+    models::outdir::check_replaceable(out, force).map_err(anyhow::Error::msg)?;
+    let meta = match std::fs::symlink_metadata(out) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(OutPlan::InPlace),
+        Err(e) => bail!("{}: {e}", out.display()),
+        Ok(m) => m,
+    };
+    if meta.is_dir() {
+        let empty = std::fs::read_dir(out)
+            .map(|mut d| d.next().is_none())
+            .unwrap_or(false);
+        if empty || is_finetune_run(out) {
+            return Ok(OutPlan::InPlace);
+        }
+    }
+    let parent = out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent)
+        .with_context(|| format!("{}: cannot create the output folder", parent.display()))?;
+    let tmp = models::outdir::sibling(out, "tmp");
+    std::fs::create_dir(&tmp).with_context(|| format!("{}: cannot create", tmp.display()))?;
+    eprintln!(
+        "writing the run into {}; it replaces {} when training ends",
+        tmp.display(),
+        out.display()
+    );
+    Ok(OutPlan::Staged(tmp))
+}
+
 fn run(args: Args) -> Result<()> {
+    let plan = plan_out(&args.out, args.force)?;
+    let work = match &plan {
+        OutPlan::InPlace => args.out.clone(),
+        OutPlan::Staged(tmp) => tmp.clone(),
+    };
+    let result = train(&args, &work).and_then(|()| match &plan {
+        OutPlan::InPlace => Ok(()),
+        OutPlan::Staged(tmp) => {
+            models::outdir::swap_in(tmp, &args.out, args.force).map_err(anyhow::Error::msg)
+        }
+    });
+    if let (Err(_), OutPlan::Staged(tmp)) = (&result, &plan) {
+        let _ = std::fs::remove_dir_all(tmp);
+    }
+    result?;
+    println!("{}", args.out.display());
+    Ok(())
+}
+
+/// Trains and writes everything into `work` (the output folder or its staged sibling).
+fn train(args: &Args, work: &Path) -> Result<()> {
     let device = args.backend.autodiff_device();
     // Burn's random initialisation (the new head) and dropout draw from the device's generator.
     device.seed(args.seed);
@@ -217,8 +306,8 @@ fn run(args: Args) -> Result<()> {
             "training the head"
         }
     );
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("{}: cannot create the output folder", args.out.display()))?;
+    std::fs::create_dir_all(work)
+        .with_context(|| format!("{}: cannot create the output folder", work.display()))?;
     let bar = std::io::stderr().is_terminal().then(|| {
         let b = ProgressBar::new(0);
         b.set_style(
@@ -255,11 +344,10 @@ fn run(args: Args) -> Result<()> {
             "epoch {}/{}: loss {:.4}, accuracy {:.4}{val_text} ({:.1} s)",
             r.epoch, args.epochs, r.loss, r.accuracy, r.seconds
         );
-        trainer.save_checkpoint(&args.out.join("checkpoint"))?;
-        trainer.report.write_all(&args.out)?;
+        trainer.save_checkpoint(&work.join("checkpoint"))?;
+        trainer.report.write_all(work)?;
     }
-    trainer.export(&args.out)?;
-    trainer.report.write_all(&args.out)?;
-    println!("{}", args.out.display());
+    trainer.export(work)?;
+    trainer.report.write_all(work)?;
     Ok(())
 }

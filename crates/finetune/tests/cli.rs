@@ -297,3 +297,113 @@ fn classify_loads_the_export() {
     }
     std::fs::remove_dir_all(&root).ok();
 }
+
+/// Entries of `dir` whose name starts with `.` (left-over temporary or old folders).
+fn hidden_entries(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.'))
+        .collect()
+}
+
+/// `--out` (issue 16): a folder this project did not write is refused unless `--force`; with
+/// `--force`, or onto another of our folders, it is replaced as a whole only when training
+/// ends, and left as it was when training fails.
+#[test]
+fn out_replaces_only_our_folders() {
+    let root = tmp("out-policy");
+    let data = root.join("data");
+    make_images(&data, 3);
+    let backbone = root.join("backbone");
+    make_backbone(&backbone);
+    let foreign = root.join("home");
+    std::fs::create_dir(&foreign).unwrap();
+    std::fs::write(foreign.join("thesis.tex"), "precious").unwrap();
+    let run = |out: &Path, data: &Path, extra: &[&str]| {
+        let mut args = vec![
+            "--model",
+            backbone.to_str().unwrap(),
+            "--data",
+            data.to_str().unwrap(),
+            "--epochs",
+            "1",
+            "--image-size",
+            "75",
+            "--batch-size",
+            "16",
+            "--validation-fraction",
+            "0",
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        let (ok, _, stderr) = finetune(&args);
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        (ok, stderr)
+    };
+
+    // Refused before any work, naming the folder and --force.
+    let (ok, err) = run(&foreign, &data, &[]);
+    assert!(!ok);
+    assert!(
+        err.contains(foreign.to_str().unwrap()) && err.contains("--force"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(foreign.join("thesis.tex")).unwrap(),
+        "precious"
+    );
+    // A file in the way too.
+    let file = root.join("notes.txt");
+    std::fs::write(&file, "keep").unwrap();
+    let (ok, _) = run(&file, &data, &[]);
+    assert!(!ok);
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "keep");
+
+    // --force, but training fails: the folder is left as it was, nothing left beside it.
+    let (ok, err) = run(&foreign, &root.join("no_such_data"), &["--force"]);
+    assert!(!ok, "{err}");
+    assert_eq!(
+        std::fs::read_to_string(foreign.join("thesis.tex")).unwrap(),
+        "precious"
+    );
+    assert!(
+        hidden_entries(&root).is_empty(),
+        "{:?}",
+        hidden_entries(&root)
+    );
+
+    // --force: replaced once training ends.
+    let (ok, err) = run(&foreign, &data, &["--force"]);
+    assert!(ok, "{err}");
+    assert!(!foreign.join("thesis.tex").exists());
+    assert!(foreign.join("config.json").is_file());
+    assert!(foreign.join("checkpoint/checkpoint.json").is_file());
+    assert!(
+        hidden_entries(&root).is_empty(),
+        "{:?}",
+        hidden_entries(&root)
+    );
+
+    // Another of our folders (a converted model) is replaced as a whole without --force.
+    let converted = root.join("converted");
+    make_backbone(&converted);
+    std::fs::write(converted.join("tokens.txt"), "stale").unwrap();
+    let (ok, err) = run(&converted, &data, &[]);
+    assert!(ok, "{err}");
+    assert!(!converted.join("tokens.txt").exists());
+    assert!(converted.join("labels.txt").is_file());
+
+    // Our finetune run folder is written in place (resumable), without --force.
+    std::fs::write(converted.join("notes.md"), "mine").unwrap();
+    let (ok, err) = run(&converted, &data, &[]);
+    assert!(ok, "{err}");
+    assert!(converted.join("notes.md").is_file());
+    assert!(
+        hidden_entries(&root).is_empty(),
+        "{:?}",
+        hidden_entries(&root)
+    );
+    std::fs::remove_dir_all(&root).ok();
+}

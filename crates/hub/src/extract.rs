@@ -66,12 +66,11 @@ fn safe_relative(name: &str) -> Result<Option<PathBuf>, String> {
     })
 }
 
-/// Limits of one extraction.
+/// Limits of one extraction (or of one [`crate::read_archive`]).
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Limits {
+pub struct Limits {
     /// Bytes of the extracted files. The whole decompressed tar stream (headers, padding,
-    /// metadata members such as GNU long names and PAX headers) may be at most
-    /// [`STREAM_ALLOWANCE`] bytes more.
+    /// metadata members such as GNU long names and PAX headers) may be at most 64 MiB more.
     pub max_bytes: u64,
     /// Members (files and folders).
     pub max_members: usize,
@@ -80,7 +79,8 @@ pub(crate) struct Limits {
 }
 
 impl Limits {
-    pub(crate) fn new(max_bytes: u64) -> Limits {
+    /// `max_bytes` of files, at most 100,000 members and names of at most 4096 bytes.
+    pub fn new(max_bytes: u64) -> Limits {
         Limits {
             max_bytes,
             max_members: 100_000,
@@ -219,20 +219,116 @@ fn pax_records(data: &[u8]) -> Result<(Option<Vec<u8>>, Option<u64>), String> {
     Ok((path, size))
 }
 
+/// One member of a tar archive, as handed to the visitor of [`walk_tar`] (and of
+/// [`crate::read_archive`]).
+pub struct TarMember<'a> {
+    /// The member's name as stored in the archive (GNU long name and PAX `path` applied).
+    pub name: &'a str,
+    /// The name as a safe relative path (no `..`, not absolute); `None` for the archive root.
+    pub path: Option<&'a Path>,
+    /// A folder (its data, if any, is skipped).
+    pub is_dir: bool,
+    /// The size the header declares. The data is checked against the limits before the
+    /// visitor is called, but it may still be shorter (a truncated archive): never allocate
+    /// from this number; read [`TarMember::data`] instead.
+    pub size: u64,
+    /// The member's data: at most `size` bytes. What the visitor leaves unread is skipped.
+    pub data: &'a mut dyn Read,
+}
+
 /// Extracts a (decompressed) tar stream into `dest`, refusing unsafe members. Returns the number
 /// of bytes written. `archive` names the source in errors; read errors are returned as
 /// [`Error::BadArchive`] (callers that know better, e.g. network errors, replace them).
-///
-/// The tar stream is parsed here (not by the `tar` crate, which reads GNU long names and PAX
-/// headers whole into memory, whatever their size): metadata members are capped at 64 KiB,
-/// names at `limits.max_name` bytes, members at `limits.max_members`, and every byte read from
-/// the stream at `limits.max_bytes`.
 pub(crate) fn extract_tar(
     reader: &mut dyn Read,
     dest: &Path,
     archive: &str,
     limits: Limits,
 ) -> Result<u64, Error> {
+    let mut total = 0u64;
+    let members = walk_tar(
+        reader,
+        archive,
+        limits,
+        &mut extractor(dest, archive, &mut total),
+    )?;
+    check_not_empty(members, dest, archive)?;
+    Ok(total)
+}
+
+/// The visitor that writes each member under `dest` (adding the bytes written to `total`).
+fn extractor<'a>(
+    dest: &'a Path,
+    archive: &'a str,
+    total: &'a mut u64,
+) -> impl FnMut(TarMember<'_>) -> Result<(), Error> + 'a {
+    move |m: TarMember<'_>| {
+        let io = |action: &'static str, p: &Path| {
+            let p = p.to_path_buf();
+            move |source| Error::Io {
+                path: p,
+                action,
+                source,
+            }
+        };
+        let Some(rel) = m.path else { return Ok(()) };
+        let t = dest.join(rel);
+        if m.is_dir {
+            fs::create_dir_all(&t).map_err(io("cannot create folder", &t))?;
+            return Ok(());
+        }
+        if let Some(parent) = t.parent() {
+            fs::create_dir_all(parent).map_err(io("cannot create folder", parent))?;
+        }
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&t)
+            .map_err(io("cannot create file (a duplicate member?)", &t))?;
+        let name = m.name;
+        let n = io::copy(m.data, &mut f).map_err(|e| Error::BadArchive {
+            archive: archive.to_string(),
+            message: format!("cannot extract {name:?}: {e}"),
+        })?;
+        if n != m.size {
+            return Err(Error::BadArchive {
+                archive: archive.to_string(),
+                message: format!("member {name:?} is truncated ({n} of {} bytes)", m.size),
+            });
+        }
+        *total += n;
+        Ok(())
+    }
+}
+
+/// An archive without members that left `dest` empty is an error.
+fn check_not_empty(members: usize, dest: &Path, archive: &str) -> Result<(), Error> {
+    if members == 0
+        && fs::read_dir(dest)
+            .map(|mut d| d.next().is_none())
+            .unwrap_or(true)
+    {
+        return Err(Error::BadArchive {
+            archive: archive.to_string(),
+            message: "the archive is empty".into(),
+        });
+    }
+    Ok(())
+}
+
+/// Reads a (decompressed) tar stream member by member, refusing unsafe members, and hands each
+/// file and folder to `visit`. Returns the number of members.
+///
+/// The tar stream is parsed here (not by the `tar` crate, which reads GNU long names and PAX
+/// headers whole into memory, whatever their size): metadata members are capped at 64 KiB,
+/// names at `limits.max_name` bytes, members at `limits.max_members`, and every byte read from
+/// the stream at `limits.max_bytes`.
+pub(crate) fn walk_tar(
+    reader: &mut dyn Read,
+    archive: &str,
+    limits: Limits,
+    visit: &mut dyn FnMut(TarMember<'_>) -> Result<(), Error>,
+) -> Result<usize, Error> {
     let bad = |message: String| Error::BadArchive {
         archive: archive.to_string(),
         message,
@@ -393,14 +489,6 @@ pub(crate) fn extract_tar(
             )));
         }
         let rel = safe_relative(&name).map_err(|r| unsafe_member(&r))?;
-        let io = |action: &'static str, p: &Path| {
-            let p = p.to_path_buf();
-            move |source| Error::Io {
-                path: p,
-                action,
-                source,
-            }
-        };
         let is_dir = ty == b'5';
         let data_len = padded(size).ok_or_else(|| bad("size overflow".into()))?;
         if total.saturating_add(size) > limits.max_bytes
@@ -408,36 +496,27 @@ pub(crate) fn extract_tar(
         {
             return Err(too_large(&name));
         }
-        let target = rel.as_ref().map(|rel| dest.join(rel));
-        match (&target, is_dir) {
-            (Some(t), true) => {
-                fs::create_dir_all(t).map_err(io("cannot create folder", t))?;
-            }
-            (Some(t), false) => {
-                if let Some(parent) = t.parent() {
-                    fs::create_dir_all(parent).map_err(io("cannot create folder", parent))?;
-                }
-                let mut f = fs::OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .open(t)
-                    .map_err(io("cannot create file (a duplicate member?)", t))?;
-                let n = io::copy(&mut (&mut r).take(size), &mut f)
-                    .map_err(|e| read_err(e, &format!("cannot extract {name:?}"), &name))?;
-                if n != size {
-                    return Err(bad(format!(
-                        "member {name:?} is truncated ({n} of {size} bytes)"
-                    )));
-                }
-                total += n;
-            }
-            (None, false) if size > 0 => {
-                return Err(unsafe_member("a file named like the archive root"))
-            }
-            (None, _) => {}
+        if rel.is_none() && !is_dir && size > 0 {
+            return Err(unsafe_member("a file named like the archive root"));
         }
-        // Skip the rest of the member (folders' data, padding).
-        let consumed = if is_dir || target.is_none() { 0 } else { size };
+        // Folders' data (if any) is skipped, not handed over.
+        let given = if is_dir { 0 } else { size };
+        let mut data = Counted {
+            inner: (&mut r).take(given),
+            n: 0,
+        };
+        visit(TarMember {
+            name: &name,
+            path: rel.as_deref(),
+            is_dir,
+            size,
+            data: &mut data,
+        })?;
+        let consumed = data.n;
+        if !is_dir {
+            total += size;
+        }
+        // Skip the rest of the member (what the visitor left, folders' data, padding).
         let skip = data_len - consumed;
         let n = io::copy(&mut (&mut r).take(skip), &mut io::sink())
             .map_err(|e| read_err(e, &format!("cannot read {name:?}"), &name))?;
@@ -445,14 +524,21 @@ pub(crate) fn extract_tar(
             return Err(bad(format!("member {name:?} is truncated")));
         }
     }
-    if members == 0
-        && fs::read_dir(dest)
-            .map(|mut d| d.next().is_none())
-            .unwrap_or(true)
-    {
-        return Err(bad("the archive is empty".into()));
+    Ok(members)
+}
+
+/// Counts the bytes read through it.
+struct Counted<R> {
+    inner: R,
+    n: u64,
+}
+
+impl<R: Read> Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.n += n as u64;
+        Ok(n)
     }
-    Ok(total)
 }
 
 /// Reads what follows the end of the archive (gzip trailer check, tar padding, the
@@ -476,6 +562,19 @@ pub(crate) fn drain_trailing(reader: &mut dyn Read, archive: &str) -> Result<(),
 /// Extracts a local `.tar`/`.tar.gz`/`.tgz` into `dest`.
 pub(crate) fn extract_local(path: &Path, dest: &Path, limits: Limits) -> Result<(), Error> {
     let label = path.display().to_string();
+    let mut total = 0u64;
+    let members = walk_local(path, limits, &mut extractor(dest, &label, &mut total))?;
+    check_not_empty(members, dest, &label)
+}
+
+/// Reads a local `.tar`/`.tar.gz`/`.tgz` member by member (see [`walk_tar`]), then checks what
+/// follows the archive (gzip trailer, padding). Returns the number of members.
+pub(crate) fn walk_local(
+    path: &Path,
+    limits: Limits,
+    visit: &mut dyn FnMut(TarMember<'_>) -> Result<(), Error>,
+) -> Result<usize, Error> {
+    let label = path.display().to_string();
     let mut f = fs::File::open(path).map_err(|source| Error::Io {
         path: path.to_path_buf(),
         action: "cannot open archive",
@@ -491,26 +590,25 @@ pub(crate) fn extract_local(path: &Path, dest: &Path, limits: Limits) -> Result<
     match kind {
         Kind::Gzip => {
             let mut gz = flate2::read::MultiGzDecoder::new(chained);
-            extract_tar(&mut gz, dest, &label, limits)?;
+            let n = walk_tar(&mut gz, &label, limits, visit)?;
             // Read to the end so a corrupt gzip trailer (CRC) is noticed.
             drain_trailing(&mut gz, &label)?;
+            Ok(n)
         }
         Kind::Tar => {
-            extract_tar(&mut chained, dest, &label, limits)?;
+            let n = walk_tar(&mut chained, &label, limits, visit)?;
             drain_trailing(&mut chained, &label)?;
+            Ok(n)
         }
-        Kind::Other => {
-            return Err(Error::UnexpectedContent {
-                url: label,
-                final_url: String::new(),
-                expected: "tar or tar.gz archive".into(),
-                status: 0,
-                content_type: String::new(),
-                body_start: body_start(&head),
-            })
-        }
+        Kind::Other => Err(Error::UnexpectedContent {
+            url: label,
+            final_url: String::new(),
+            expected: "tar or tar.gz archive".into(),
+            status: 0,
+            content_type: String::new(),
+            body_start: body_start(&head),
+        }),
     }
-    Ok(())
 }
 
 const MODEL_FILES: [&str; 3] = ["saved_model.pb", "saved_model.pbtxt", "tfhub_module.pb"];

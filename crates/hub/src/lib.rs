@@ -57,6 +57,7 @@ mod http;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use extract::{Limits as ArchiveLimits, TarMember};
 pub use handle::module_dir_name;
 
 /// How to resolve a handle.
@@ -276,6 +277,21 @@ pub fn extract_archive_bytes(bytes: &[u8], dest: &Path, max_bytes: u64) -> Resul
             extract::drain_trailing(&mut r.by_ref(), label)
         }
     }
+}
+
+/// Reads a local `.tar`, `.tar.gz` or `.tgz` archive member by member, without extracting it
+/// (e.g. a dataset), with the same checks and limits as extraction: unsafe members (links,
+/// devices, `..`, absolute names) are refused, metadata members are capped at 64 KiB, and
+/// `limits` bound the files' bytes, the members and the name length. `visit` sees each file
+/// and folder; what it leaves unread of a member is skipped. A member's declared
+/// [`TarMember::size`] is checked against the limits but not trusted otherwise (a truncated
+/// archive yields fewer bytes). Returns the number of members.
+pub fn read_archive(
+    path: &Path,
+    limits: ArchiveLimits,
+    mut visit: impl FnMut(TarMember<'_>) -> Result<(), Error>,
+) -> Result<usize, Error> {
+    extract::walk_local(path, limits, &mut visit)
 }
 
 /// The cache folder `opts` leads to: [`Options::cache_dir`], else `TFHUB_CACHE_DIR`, else the

@@ -371,3 +371,68 @@ fn a_python_lock_past_its_timeout_loses_its_lock_but_keeps_its_folder() {
         .join(format!("{sha}.{uid}.tmp/variables"))
         .is_dir());
 }
+
+/// `read_archive` (datasets read without extracting): each file reaches the visitor with at
+/// most its bytes, unread data is skipped, a lying size field is an error (no allocation from
+/// it), and the limits apply as in extraction.
+#[test]
+fn read_archive_streams_members_without_trusting_sizes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut tar = member("data/", tar::EntryType::Directory, b"");
+    tar.extend(member("data/a.txt", tar::EntryType::Regular, b"alpha"));
+    tar.extend(member(
+        "data/skip.bin",
+        tar::EntryType::Regular,
+        &[7u8; 3000],
+    ));
+    tar.extend(member("data/b.txt", tar::EntryType::Regular, b"beta"));
+    tar.extend(end());
+    let p = dir.path().join("d.tar.gz");
+    fs::write(&p, gzip(&tar)).unwrap();
+    let mut seen = Vec::new();
+    let n = hub::read_archive(&p, hub::ArchiveLimits::new(1 << 20), |m| {
+        if m.name.ends_with(".txt") {
+            let mut s = String::new();
+            std::io::Read::read_to_string(m.data, &mut s).unwrap();
+            seen.push((m.path.unwrap().to_path_buf(), s));
+        }
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(n, 4);
+    assert_eq!(
+        seen,
+        vec![
+            ("data/a.txt".into(), "alpha".to_string()),
+            ("data/b.txt".into(), "beta".to_string())
+        ]
+    );
+
+    // A member that claims 1 GiB over 5 bytes.
+    let mut tar = header("big.txt", tar::EntryType::Regular, 1 << 30);
+    tar.extend_from_slice(b"short");
+    let p = dir.path().join("lie.tar");
+    fs::write(&p, &tar).unwrap();
+    let mut got = 0;
+    let err = hub::read_archive(&p, hub::ArchiveLimits::new(4 << 30), |m| {
+        let mut v = Vec::new();
+        std::io::Read::read_to_end(m.data, &mut v).unwrap();
+        got = v.len();
+        Ok(())
+    })
+    .unwrap_err();
+    assert_eq!(got, 5);
+    assert!(err.to_string().contains("truncated"), "{err}");
+    // Over the byte limit: refused before the visitor sees it.
+    let err =
+        hub::read_archive(&p, hub::ArchiveLimits::new(1 << 20), |_| panic!("visited")).unwrap_err();
+    assert!(matches!(err, Error::TooLarge { .. }), "{err}");
+    // A visitor's error stops the walk.
+    let err = hub::read_archive(
+        &dir.path().join("d.tar.gz"),
+        hub::ArchiveLimits::new(1 << 20),
+        |_| Err(Error::Other("stop".into())),
+    )
+    .unwrap_err();
+    assert_eq!(err.to_string(), "stop");
+}

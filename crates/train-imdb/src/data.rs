@@ -56,10 +56,54 @@ fn classify(path: &str) -> Option<(&'static str, u8, String)> {
     ))
 }
 
+/// Largest review read (the longest IMDB review has about 14 KB).
+pub const MAX_REVIEW_BYTES: u64 = 1 << 20;
+/// Largest total of review text kept in memory (the 50,000 labelled reviews are about 65 MB).
+pub const MAX_TEXT_BYTES: u64 = 1 << 30;
+/// Largest number of reviews (the dataset has 50,000 labelled ones).
+pub const MAX_REVIEWS: usize = 1_000_000;
+/// Archive limits: the files' decompressed bytes (the official archive holds about 0.3 GB,
+/// unlabelled reviews and bag-of-words files included) and its members (about 100,000).
+const ARCHIVE_MAX_BYTES: u64 = 4 << 30;
+const ARCHIVE_MAX_MEMBERS: usize = 1_000_000;
+
+/// Reads at most [`MAX_REVIEW_BYTES`] from `r` (the size a header declares is not trusted:
+/// the buffer grows with the bytes actually read).
+fn read_review(r: &mut dyn Read, what: &dyn Fn() -> String) -> Result<Vec<u8>> {
+    let mut text = Vec::new();
+    r.take(MAX_REVIEW_BYTES + 1)
+        .read_to_end(&mut text)
+        .with_context(|| format!("{}: cannot read", what()))?;
+    if text.len() as u64 > MAX_REVIEW_BYTES {
+        bail!(
+            "{}: a review of more than {MAX_REVIEW_BYTES} bytes; not an IMDB review",
+            what()
+        );
+    }
+    Ok(text)
+}
+
 impl Imdb {
     /// Reads a `.tar.gz`/`.tgz`/`.tar` archive or an `aclImdb` folder (or its parent).
+    ///
+    /// The archive is streamed, never extracted, through [`hub::read_archive`] (unsafe members
+    /// refused, metadata members and names capped); reviews of more than
+    /// [`MAX_REVIEW_BYTES`], more than [`MAX_REVIEWS`] reviews or [`MAX_TEXT_BYTES`] of text
+    /// are errors. In a folder, reviews must be regular files.
     pub fn load(path: &Path) -> Result<Self> {
         let mut data = Imdb::default();
+        let mut text_bytes = 0u64;
+        let mut add = |data: &mut Imdb, split: &str, review: Review| -> Result<()> {
+            text_bytes += review.text.len() as u64;
+            if text_bytes > MAX_TEXT_BYTES || data.train.len() + data.test.len() >= MAX_REVIEWS {
+                bail!(
+                    "{}: more than {MAX_REVIEWS} reviews or {MAX_TEXT_BYTES} bytes of text; not the IMDB dataset",
+                    path.display()
+                );
+            }
+            data.push(split, review);
+            Ok(())
+        };
         if path.is_dir() {
             let root = if path.join("aclImdb").is_dir() {
                 path.join("aclImdb")
@@ -77,59 +121,68 @@ impl Imdb {
                         let name = e.file_name().to_string_lossy().into_owned();
                         let rel = format!("{split}/{label}/{name}");
                         if let Some((s, l, key)) = classify(&rel) {
-                            let text = std::fs::read(e.path())
-                                .with_context(|| format!("{}: cannot read", e.path().display()))?;
-                            data.push(
+                            let p = e.path();
+                            let what = || p.display().to_string();
+                            // Not a FIFO or device (which could block or never end).
+                            let meta = std::fs::metadata(&p)
+                                .with_context(|| format!("{}: cannot read", what()))?;
+                            if !meta.is_file() {
+                                bail!("{}: not a regular file", what());
+                            }
+                            let mut f = std::fs::File::open(&p)
+                                .with_context(|| format!("{}: cannot open", what()))?;
+                            let text = read_review(&mut f, &what)?;
+                            add(
+                                &mut data,
                                 s,
                                 Review {
                                     path: key,
                                     text,
                                     label: l,
                                 },
-                            );
+                            )?;
                         }
                     }
                 }
             }
         } else {
-            let file = std::fs::File::open(path)
-                .with_context(|| format!("{}: cannot open", path.display()))?;
-            let name = path.to_string_lossy();
-            let reader: Box<dyn Read> = if name.ends_with(".tar") {
-                Box::new(std::io::BufReader::new(file))
-            } else {
-                Box::new(flate2::read::GzDecoder::new(std::io::BufReader::new(file)))
+            let limits = hub::ArchiveLimits {
+                max_bytes: ARCHIVE_MAX_BYTES,
+                max_members: ARCHIVE_MAX_MEMBERS,
+                ..hub::ArchiveLimits::new(ARCHIVE_MAX_BYTES)
             };
-            let mut archive = tar::Archive::new(reader);
-            let entries = archive
-                .entries()
-                .with_context(|| format!("{}: not a tar archive", path.display()))?;
-            for entry in entries {
-                let mut entry =
-                    entry.with_context(|| format!("{}: corrupt archive", path.display()))?;
-                if !entry.header().entry_type().is_file() {
-                    continue;
+            // The visitor's own errors are kept aside (hub's error type has no room for them).
+            let mut failure: Option<anyhow::Error> = None;
+            let walked = hub::read_archive(path, limits, |m| {
+                if m.is_dir {
+                    return Ok(());
                 }
-                let p = entry
-                    .path()
-                    .with_context(|| format!("{}: bad entry name", path.display()))?
-                    .to_string_lossy()
-                    .into_owned();
-                if let Some((s, l, key)) = classify(&p) {
-                    let mut text = Vec::with_capacity(entry.size() as usize);
-                    entry
-                        .read_to_end(&mut text)
-                        .with_context(|| format!("{}: cannot read entry {p}", path.display()))?;
-                    data.push(
+                let Some((s, l, key)) = classify(m.name) else {
+                    return Ok(());
+                };
+                let name = m.name.to_string();
+                let what = || format!("{}: member {name}", path.display());
+                let result = read_review(m.data, &what).and_then(|text| {
+                    add(
+                        &mut data,
                         s,
                         Review {
                             path: key,
                             text,
                             label: l,
                         },
-                    );
-                }
+                    )
+                });
+                result.map_err(|e| {
+                    let message = format!("{e:#}");
+                    failure = Some(e);
+                    hub::Error::Other(message)
+                })
+            });
+            if let Some(e) = failure {
+                return Err(e);
             }
+            walked.with_context(|| format!("{}: cannot read the IMDB archive", path.display()))?;
         }
         if data.train.is_empty() || data.test.is_empty() {
             bail!(

@@ -14,7 +14,7 @@ use burn::module::Module;
 use burn::tensor::Device;
 use clap::{Args, Parser, Subcommand};
 use data::{Imdb, SplitMix64};
-use model::{bce_with_logits, Classifier, DeviceBatch, KerasAdam};
+use model::{bce_with_logits, write_outputs, Classifier, DeviceBatch, KerasAdam};
 use models::report::{EpochRecord, TrainingReport};
 use models::text_embedding::{SplitMode, TextEmbedding, TextEmbeddingConfig, TokenBatch};
 use models::Backend;
@@ -80,8 +80,13 @@ struct TrainArgs {
     /// Keep the embedding table fixed (train only the dense layers).
     #[arg(long)]
     freeze_embedding: bool,
+    /// Output folder. An existing folder is replaced only when this project wrote it (our
+    /// `config.json` in it) or it is empty; anything else is refused unless --force.
     #[arg(long, default_value = "imdb-model")]
     out: PathBuf,
+    /// Replace --out even when it is not a folder this project wrote.
+    #[arg(long)]
+    force: bool,
     #[arg(long, default_value = "flex")]
     backend: Backend,
     #[arg(long, default_value_t = 1e-3)]
@@ -180,6 +185,8 @@ fn train(args: TrainArgs) -> Result<()> {
     if args.batch_size == 0 || args.epochs == 0 {
         bail!("--batch-size and --epochs must be positive");
     }
+    // Refused before any work is done (checked again before the new folder is put in place).
+    models::outdir::check_replaceable(&args.out, args.force).map_err(anyhow::Error::msg)?;
     let data_path = match &args.data {
         Some(p) => p.clone(),
         None => {
@@ -187,8 +194,9 @@ fn train(args: TrainArgs) -> Result<()> {
                 progress: true,
                 ..Default::default()
             };
-            match hub::resolve(IMDB_URL, &opts) {
-                Ok(r) => r.path,
+            // Cached as the archive itself (streamed when read, never extracted).
+            match hub::download_file(IMDB_URL, &opts) {
+                Ok(p) => p,
                 Err(e) => bail!("cannot download the IMDB dataset from {IMDB_URL}: {e}. Pass --data <aclImdb folder | aclImdb_v1.tar.gz> instead"),
             }
         }
@@ -349,42 +357,8 @@ fn train(args: TrainArgs) -> Result<()> {
             .clone()
             .unwrap_or_else(|| "from-scratch".into()),
     );
-    write_outputs(&args.out, &eval_model, &report)?;
+    write_outputs(&args.out, &eval_model, &report, args.force)?;
     println!("{}", args.out.display());
-    Ok(())
-}
-
-fn write_outputs(out: &Path, model: &Classifier, report: &TrainingReport) -> Result<()> {
-    let name = out
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "imdb-model".into());
-    let parent = out
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(parent)
-        .with_context(|| format!("cannot create {}", parent.display()))?;
-    let tmp = parent.join(format!(".{name}.tmp-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&tmp);
-    std::fs::create_dir_all(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
-    let result = (|| -> Result<()> {
-        model.save(&tmp)?;
-        report.write_all(&tmp)?;
-        Ok(())
-    })();
-    if let Err(e) = result {
-        let _ = std::fs::remove_dir_all(&tmp);
-        return Err(e.context(format!("writing {}", out.display())));
-    }
-    if out.exists() {
-        let old = parent.join(format!(".{name}.old-{}", std::process::id()));
-        std::fs::rename(out, &old).with_context(|| format!("cannot replace {}", out.display()))?;
-        std::fs::rename(&tmp, out).with_context(|| format!("cannot write {}", out.display()))?;
-        let _ = std::fs::remove_dir_all(&old);
-    } else {
-        std::fs::rename(&tmp, out).with_context(|| format!("cannot write {}", out.display()))?;
-    }
     Ok(())
 }
 

@@ -3,13 +3,14 @@
 //! cross-entropy on logits, and Keras' Adam update rule.
 
 use crate::data::SplitMix64;
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use burn::module::{Module, Param};
 use burn::store::{ModuleSnapshot, SafetensorsStore};
 use burn::tensor::Gradients;
 use burn::tensor::{activation, Device, Int, Tensor, TensorData};
+use models::report::TrainingReport;
 use models::text_embedding::{TextEmbedding, TextEmbeddingConfig, TokenBatch};
-use models::weights::ModelFolder;
+use models::weights::{check_plain_name, expect_shape, ModelFolder, MAX_ASSET_BYTES};
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -130,29 +131,47 @@ impl Classifier {
         h.matmul(self.out_kernel.val()) + self.out_bias.val().unsqueeze_dim(0) // [B, 1]
     }
 
-    /// Loads a folder written by [`Classifier::save`].
+    /// Loads a folder written by [`Classifier::save`]. Every size in `config.json` (`hidden`,
+    /// the embedding's `vocab_size`, `oov_buckets`, `dim`) is checked against the tensor shapes
+    /// in `model.safetensors`' header before anything is allocated; `vocab_file` must be a
+    /// plain name inside the folder (a regular file, size-capped).
     pub fn load(dir: &Path, device: &Device) -> Result<Self> {
         let folder = ModelFolder::open(dir, KIND)?;
-        let cfg: TextEmbeddingConfig = serde_json::from_value(folder.config["embedding"].clone())
+        let cfg_path = dir.join("config.json");
+        let cfg: TextEmbeddingConfig =
+            serde_json::from_value(folder.config["embedding"].clone())
+                .with_context(|| format!("{}: config.embedding", cfg_path.display()))?;
+        let hidden = folder.config["hidden"]
+            .as_u64()
+            .and_then(|h| usize::try_from(h).ok())
             .with_context(|| {
-            format!("{}: config.embedding", dir.join("config.json").display())
-        })?;
-        let hidden = folder.config["hidden"].as_u64().with_context(|| {
-            format!(
-                "{}: config.hidden missing",
-                dir.join("config.json").display()
-            )
-        })? as usize;
-        let vocab_path = folder.file(&cfg.vocab_file);
-        let vocab = std::fs::read(&vocab_path)
-            .with_context(|| format!("{}: cannot read", vocab_path.display()))?;
-        let n = cfg.rows() * cfg.dim;
-        let dim = cfg.dim;
+                format!(
+                    "{}: config.hidden missing or not a size",
+                    cfg_path.display()
+                )
+            })?;
+        // Sizes from config.json against the weights file, before any allocation.
+        let file = "model.safetensors";
+        let (rows, dim) = (cfg.rows(), cfg.dim);
+        if cfg.table_len().is_none() || dim.checked_mul(hidden).is_none() {
+            bail!(
+                "{}: sizes overflow (vocab_size {}, oov_buckets {}, dim {dim}, hidden {hidden})",
+                cfg_path.display(),
+                cfg.vocab_size,
+                cfg.oov_buckets
+            );
+        }
+        expect_shape(&folder, file, "embedding.embeddings", &[rows, dim])?;
+        expect_shape(&folder, file, "dense_kernel", &[dim, hidden])?;
+        expect_shape(&folder, file, "dense_bias", &[hidden])?;
+        expect_shape(&folder, file, "out_kernel", &[hidden, 1])?;
+        expect_shape(&folder, file, "out_bias", &[1])?;
+        let (vocab_path, vocab) = folder.read_asset(&cfg.vocab_file, MAX_ASSET_BYTES)?;
         let emb = TextEmbedding::from_parts(
             cfg,
             &vocab_path.display().to_string(),
             vocab,
-            vec![0.0; n],
+            vec![0.0; rows * dim],
             device,
         )?;
         let m = Self::from_values(
@@ -164,28 +183,78 @@ impl Classifier {
             vec![0.0],
             device,
         );
-        Ok(folder.load_into(m, "model.safetensors")?)
+        Ok(folder.load_into(m, file)?)
     }
 
     /// Writes `config.json`, `model.safetensors` and the vocabulary into `dir` (which exists).
+    /// The vocabulary's name (from the embedding's config) must be a plain name: it is written
+    /// inside `dir`, never elsewhere.
     pub fn save(&self, dir: &Path) -> Result<()> {
+        let vocab_file = &self.embedding.config().vocab_file;
+        check_plain_name(vocab_file)
+            .map_err(|msg| anyhow::anyhow!("{}: cannot write the model: {msg}", dir.display()))?;
+        if matches!(
+            vocab_file.as_str(),
+            "config.json" | "model.safetensors" | "metrics.json" | "metrics.csv" | "curves.png"
+        ) {
+            bail!(
+                "{}: the vocabulary cannot be named `{vocab_file}` (a file of the model folder)",
+                dir.display()
+            );
+        }
         let cfg = serde_json::json!({
             "kind": KIND,
             "config": {"embedding": self.embedding.config(), "hidden": self.hidden()},
             "source": "train-imdb",
             "converter_version": env!("CARGO_PKG_VERSION"),
         });
-        std::fs::write(dir.join("config.json"), serde_json::to_vec_pretty(&cfg)?)?;
-        std::fs::write(
-            dir.join(&self.embedding.config().vocab_file),
-            self.embedding.vocab_bytes(),
-        )?;
+        let vocab_path = dir.join(vocab_file);
+        if let Some(parent) = vocab_path.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("cannot create {}", parent.display()))?;
+        }
+        std::fs::write(&vocab_path, self.embedding.vocab_bytes())
+            .with_context(|| format!("{}: cannot write", vocab_path.display()))?;
+        let cfg_path = dir.join("config.json");
+        std::fs::write(&cfg_path, serde_json::to_vec_pretty(&cfg)?)
+            .with_context(|| format!("{}: cannot write", cfg_path.display()))?;
         let path = dir.join("model.safetensors");
         let mut store = SafetensorsStore::from_file(path.clone());
         self.save_into(&mut store)
             .map_err(|e| anyhow::anyhow!("{}: cannot write: {e}", path.display()))?;
         Ok(())
     }
+}
+
+/// Writes the model, its vocabulary and the metrics into a fresh sibling folder, then puts it in
+/// place of `out` ([`models::outdir::swap_in`]: only a folder we wrote, an empty one, or any with
+/// `force`; the previous folder is restored if the new one cannot be renamed in). On any
+/// failure the temporary folder is removed and `out` is left as it was.
+pub fn write_outputs(
+    out: &Path,
+    model: &Classifier,
+    report: &TrainingReport,
+    force: bool,
+) -> Result<()> {
+    models::outdir::check_replaceable(out, force).map_err(anyhow::Error::msg)?;
+    let parent = out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent)
+        .with_context(|| format!("cannot create {}", parent.display()))?;
+    let tmp = models::outdir::sibling(out, "tmp");
+    std::fs::create_dir(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+    let result = (|| -> Result<()> {
+        model.save(&tmp)?;
+        report.write_all(&tmp)?;
+        models::outdir::swap_in(&tmp, out, force).map_err(anyhow::Error::msg)
+    })();
+    if let Err(e) = result {
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Err(e.context(format!("writing {}", out.display())));
+    }
+    Ok(())
 }
 
 /// Keras' binary cross-entropy on logits, mean over the batch:

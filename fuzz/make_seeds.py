@@ -1,0 +1,220 @@
+#!/usr/bin/env python3
+"""Writes small seed inputs for the fuzz targets into fuzz/corpus/<target>/ (not committed).
+
+Run from the fuzz folder: `python3 make_seeds.py`. Uses only the standard library and the
+committed fixtures under ../tests/fixtures. The tensor_decode seed is a one-shard TensorBundle
+(index + data, valid checksums) holding the plain, string and sliced cases the target decodes,
+under names of the tf1 fixture's variables.
+"""
+import gzip
+import io
+import os
+import shutil
+import struct
+import tarfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+FIX = os.path.join(HERE, "..", "tests", "fixtures")
+CORPUS = os.path.join(HERE, "corpus")
+
+
+# --- CRC32C (Castagnoli) and tsl's mask -------------------------------------------------------
+def _table():
+    t = []
+    for i in range(256):
+        c = i
+        for _ in range(8):
+            c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
+        t.append(c)
+    return t
+
+
+_T = _table()
+
+
+def crc32c(data, crc=0):
+    crc ^= 0xFFFFFFFF
+    for b in data:
+        crc = _T[(crc ^ b) & 0xFF] ^ (crc >> 8)
+    return crc ^ 0xFFFFFFFF
+
+
+def mask(crc):
+    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+
+
+# --- protobuf ---------------------------------------------------------------------------------
+def varint(v):
+    out = bytearray()
+    v &= (1 << 64) - 1
+    while v >= 0x80:
+        out.append((v & 0x7F) | 0x80)
+        v >>= 7
+    out.append(v)
+    return bytes(out)
+
+
+def field_varint(n, v):
+    return varint(n << 3) + varint(v)
+
+
+def field_bytes(n, b):
+    return varint((n << 3) | 2) + varint(len(b)) + b
+
+
+def field_fixed32(n, v):
+    return varint((n << 3) | 5) + struct.pack("<I", v)
+
+
+def shape(dims):
+    return b"".join(field_bytes(2, field_varint(1, d)) for d in dims)
+
+
+def extent(start, length):
+    e = field_varint(1, start)
+    if length is not None:
+        e += field_varint(2, length)
+    return e
+
+
+def entry(dtype, dims, offset=0, size=0, crc=None, slices=()):
+    b = field_varint(1, dtype) + field_bytes(2, shape(dims))
+    if size:
+        b += field_varint(4, offset) + field_varint(5, size)
+    if crc is not None:
+        b += field_fixed32(6, mask(crc))
+    for s in slices:
+        b += field_bytes(7, b"".join(field_bytes(1, extent(*e)) for e in s))
+    return b
+
+
+# --- SSTable ----------------------------------------------------------------------------------
+def block(pairs):
+    out, prev = bytearray(), b""
+    for k, v in pairs:
+        shared = 0
+        while shared < min(len(prev), len(k)) and prev[shared] == k[shared]:
+            shared += 1
+        out += varint(shared) + varint(len(k) - shared) + varint(len(v)) + k[shared:] + v
+        prev = k
+    out += struct.pack("<II", 0, 1)
+    return bytes(out)
+
+
+def put_block(f, contents):
+    h = (len(f), len(contents))
+    f += contents + b"\x00" + struct.pack("<I", mask(crc32c(contents + b"\x00")))
+    return h
+
+
+def handle(h):
+    return varint(h[0]) + varint(h[1])
+
+
+def table(pairs, per_block=2):
+    f = bytearray()
+    index = []
+    for i in range(0, len(pairs), per_block):
+        chunk = pairs[i : i + per_block]
+        index.append((chunk[-1][0], handle(put_block(f, block(chunk)))))
+    meta = put_block(f, block([]))
+    idx = put_block(f, block(index))
+    footer = handle(meta) + handle(idx)
+    footer += b"\x00" * (40 - len(footer))
+    f += footer + struct.pack("<Q", 0xDB4775248B80FB57)
+    return bytes(f)
+
+
+# --- TensorBundle -----------------------------------------------------------------------------
+def slice_key(name, extents):
+    """tensor_name_slice_key: OrderedCode of (0, name, num extents, start, length...)."""
+
+    def num_inc(v):  # OrderedCode WriteNumIncreasing
+        b = v.to_bytes((v.bit_length() + 7) // 8, "big") if v else b""
+        return bytes([len(b)]) + b
+
+    def signed_inc(v):  # OrderedCode WriteSignedNumIncreasing, one-byte values only
+        if not -64 <= v < 64:
+            raise ValueError(v)
+        return bytes([0x80 ^ (v & 0xFF)])
+
+    def string(s):
+        out = bytearray()
+        for b in s:
+            out += {0: b"\x00\xff", 0xFF: b"\xff\x00"}.get(b, bytes([b]))
+        return bytes(out) + b"\x00\x01"
+
+    out = num_inc(0) + string(name) + num_inc(len(extents))
+    for start, length in extents:
+        out += signed_inc(start) + signed_inc(-1 if length is None else length)
+    return out
+
+
+def bundle():
+    data = bytearray()
+    pairs = [(b"", field_varint(1, 1))]  # BundleHeaderProto { num_shards: 1 }
+
+    def put(key, dtype, dims, raw, crc=None):
+        pairs.append((key, entry(dtype, dims, len(data), len(raw), crc32c(raw) if crc is None else crc)))
+        data.extend(raw)
+
+    put(b"dense/kernel", 1, [2, 3], struct.pack("<6f", 1, 2, 3, 4, 5, 6))
+    # strings: varint lengths, masked crc of the u32 lengths, then the bytes.
+    strs = [b"ab", b"", b"xyz"]
+    raw, crc = bytearray(), 0
+    for s in strs:
+        raw += varint(len(s))
+        crc = crc32c(struct.pack("<I", len(s)), crc)
+    m = mask(crc)
+    raw += struct.pack("<I", m)
+    crc = crc32c(struct.pack("<I", m), crc)
+    for s in strs:
+        raw += s
+        crc = crc32c(s, crc)
+    put(b"strings", 7, [3], bytes(raw), crc)
+    # emb [4, 2] saved as two slices along axis 0.
+    ext_a, ext_b = [(0, 2), (0, 2)], [(2, 2), (0, 2)]
+    pairs.append((b"emb", entry(1, [4, 2], slices=[ext_a, ext_b])))
+    put(slice_key(b"emb", ext_a), 1, [2, 2], struct.pack("<4f", 1, 2, 3, 4))
+    put(slice_key(b"emb", ext_b), 1, [2, 2], struct.pack("<4f", 5, 6, 7, 8))
+    pairs.sort(key=lambda p: p[0])
+    return table(pairs), bytes(data)
+
+
+def write(target, name, data):
+    d = os.path.join(CORPUS, target)
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, name), "wb") as f:
+        f.write(data)
+
+
+def tar_of(files):
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as t:
+        for name, body in files:
+            info = tarfile.TarInfo(name)
+            info.size = len(body)
+            t.addfile(info, io.BytesIO(body))
+    return buf.getvalue()
+
+
+def main():
+    for d in ("tf1", "tf2"):
+        sm = os.path.join(FIX, "savedmodel", d)
+        write("index", d + ".index", open(os.path.join(sm, "variables", "variables.index"), "rb").read())
+        write("saved_model_pb", d + ".pb", open(os.path.join(sm, "saved_model.pb"), "rb").read())
+    index, data = bundle()
+    write("index", "bundle.index", index)
+    write("tensor_decode", "bundle", struct.pack("<I", len(index)) + index + data)
+    tfl = os.path.join(FIX, "stylization_tflite")
+    for n in sorted(os.listdir(tfl)):
+        if n.endswith(".tflite"):
+            for t in ("tflite", "tflite_convert"):
+                write(t, n, open(os.path.join(tfl, n), "rb").read())
+    model = tar_of([("saved_model.pb", b"\x08\x01fake"), ("variables/variables.index", index)])
+    write("tar_extract", "model.tar", model)
+    write("tar_extract", "model.tar.gz", gzip.compress(model))
+
+
+if __name__ == "__main__":
+    main()
