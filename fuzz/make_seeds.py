@@ -203,6 +203,13 @@ def main():
         sm = os.path.join(FIX, "savedmodel", d)
         write("index", d + ".index", open(os.path.join(sm, "variables", "variables.index"), "rb").read())
         write("saved_model_pb", d + ".pb", open(os.path.join(sm, "saved_model.pb"), "rb").read())
+    # The graph loader: small TF2 SavedModels (signatures, __call__ traces, nested functions,
+    # control flow).
+    tfg = os.path.join(FIX, "tfgraph")
+    for n in ("tiny_cnn_no_signature", "op_cond", "op_while_loop", "mobilenet_v2_small", "vit_tiny"):
+        pb = os.path.join(tfg, n, "saved_model", "saved_model.pb")
+        if os.path.exists(pb):
+            write("graph_loader", n + ".pb", open(pb, "rb").read())
     index, data = bundle()
     write("index", "bundle.index", index)
     write("tensor_decode", "bundle", struct.pack("<I", len(index)) + index + data)

@@ -132,9 +132,11 @@ impl FusedConv {
     }
 
     /// Runs on an NHWC float input; the output is a device tensor.
-    pub(crate) fn run(&self, x: &Value, device: &Device) -> Result<Value, String> {
+    /// Takes the input by value: when this node is its last reader, the device buffer is
+    /// not shared and can be read back without a copy.
+    pub(crate) fn run(&self, x: Value, device: &Device) -> Result<Value, String> {
         let (shape, data) = match x {
-            Value::Dev(t) => (dev::shape(t), dev::download(t.clone())?),
+            Value::Dev(t) => (dev::shape(&t), dev::download(t)?),
             Value::Host(h) => (h.shape.clone(), h.to_f32()?),
             _ => return Err("the convolution input is not a float tensor".into()),
         };
@@ -452,10 +454,30 @@ impl Chain {
                     (uses.only_reader(out(q)) == Some(m) && is(m, "Mul") && reads(m, cur, out(q)))
                         .then_some(q)
                 };
+                // Swish as `tf.nn.silu` writes it: Mul(x, Sigmoid(Mul(beta, x))), beta = 1.
+                let silu = |p: usize, m: usize| -> Option<usize> {
+                    let pi = &g.nodes[p].inputs;
+                    if !is(p, "Mul") || !is(m, "Mul") || pi.len() != 2 {
+                        return None;
+                    }
+                    let k = if pi[0] == cur { 1 } else { 0 };
+                    if pi[1 - k] != cur || scalar_const(g, consts, pi[k]) != Some(1.0) {
+                        return None;
+                    }
+                    let s = uses.only_reader(out(p))?;
+                    (is(s, "Sigmoid")
+                        && uses.only_reader(out(s)) == Some(m)
+                        && reads(m, cur, out(s)))
+                    .then_some(s)
+                };
                 if swish(a, b) {
                     (Act::Swish, vec![a], b)
                 } else if swish(b, a) {
                     (Act::Swish, vec![b], a)
+                } else if let Some(s) = silu(a, b) {
+                    (Act::Swish, vec![a, s], b)
+                } else if let Some(s) = silu(b, a) {
+                    (Act::Swish, vec![b, s], a)
                 } else if let Some(q) = hswish(a, b) {
                     let r = uses.readers(out(a))[0];
                     (Act::HardSwish, vec![a, r, q], b)

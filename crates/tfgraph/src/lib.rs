@@ -163,10 +163,18 @@ fn run_plan(plan: &Plan, env: &Env, inputs: &[Value], top: bool) -> Result<Vec<V
                         })?;
                     ins.push(v.clone());
                 }
+                // Values read for the last time are dropped before the op runs, so that
+                // the op holds the only reference to them.
+                for r in &node.inputs {
+                    if plan.last_use[r.node] == pos {
+                        values[r.node] = None;
+                    }
+                }
                 let start = env.profile.map(|_| std::time::Instant::now());
                 let outs = if let Some(f) = plan.fast.get(&i) {
                     let x = ins
-                        .first()
+                        .into_iter()
+                        .next()
                         .ok_or_else(|| op_error(node, "no input".into()))?;
                     vec![f.run(x, env.device).map_err(|msg| op_error(node, msg))?]
                 } else if node.subgraphs.is_empty() {
