@@ -13,8 +13,9 @@
 //!
 //! The last node of such a chain runs the fused kernel on the chain's input; the nodes in
 //! between drop out of the plan. A chain only swallows nodes whose outputs nothing else
-//! reads. Everything else (and every graph on other devices or in training) runs the Burn
-//! ops as before.
+//! reads. `MaxPool` / `AvgPool` of the common forms run NHWC on `cpu-kernels` too.
+//! Everything else (and every graph on other devices or in training) runs the Burn ops as
+//! before.
 
 use crate::dev;
 use crate::graph::{Graph, Node, ValueRef};
@@ -162,6 +163,116 @@ impl FusedConv {
             &[n, ho, wo, self.cout],
             device,
         )))
+    }
+}
+
+/// A node the fast path runs: a fused convolution or an NHWC pooling.
+pub(crate) enum FastOp {
+    Conv(FusedConv),
+    Pool(Pool),
+}
+
+impl FastOp {
+    pub(crate) fn label(&self) -> &'static str {
+        match self {
+            FastOp::Conv(c) => c.label(),
+            FastOp::Pool(p) => p.label(),
+        }
+    }
+    /// Graph nodes it computes.
+    pub(crate) fn covers(&self) -> usize {
+        match self {
+            FastOp::Conv(c) => c.nodes.len(),
+            FastOp::Pool(_) => 1,
+        }
+    }
+    pub(crate) fn run(&self, x: Value, device: &Device) -> Result<Value, String> {
+        match self {
+            FastOp::Conv(c) => c.run(x, device),
+            FastOp::Pool(p) => p.run(x, device),
+        }
+    }
+}
+
+/// `MaxPool` (VALID) or `AvgPool` (VALID, or SAME with stride 1 and an odd window) of a
+/// square window with equal strides, NHWC, on `cpu-kernels` (Burn's pooling runs NCHW,
+/// with a transpose each way).
+pub(crate) struct Pool {
+    max: bool,
+    same: bool,
+    k: usize,
+    s: usize,
+}
+
+impl Pool {
+    fn of(node: &Node) -> Option<Pool> {
+        let max = match node.op.as_str() {
+            "MaxPool" => true,
+            "AvgPool" => false,
+            _ => return None,
+        };
+        if attr_s(node, "data_format") == "NCHW" {
+            return None;
+        }
+        let k = hw_attr(node, "ksize")?;
+        let s = hw_attr(node, "strides")?;
+        if k[0] != k[1] || s[0] != s[1] {
+            return None;
+        }
+        let same = match attr_s(node, "padding").as_str() {
+            "VALID" => false,
+            "SAME" if !max && s[0] == 1 && k[0] % 2 == 1 => true,
+            _ => return None,
+        };
+        Some(Pool {
+            max,
+            same,
+            k: k[0],
+            s: s[0],
+        })
+    }
+
+    fn label(&self) -> &'static str {
+        if self.max {
+            "MaxPool (cpu-kernels)"
+        } else {
+            "AvgPool (cpu-kernels)"
+        }
+    }
+
+    fn run(&self, x: Value, device: &Device) -> Result<Value, String> {
+        let (shape, data) = match x {
+            Value::Dev(t) => (dev::shape(&t), dev::download(t)?),
+            Value::Host(h) => (h.shape.clone(), h.to_f32()?),
+            _ => return Err("the pooling input is not a float tensor".into()),
+        };
+        let [n, h, w, c] = shape[..] else {
+            return Err(format!("expects a 4-D NHWC input, got {shape:?}"));
+        };
+        let x = Nhwc::from_vec(n, h, w, c, data).ok_or("input size mismatch")?;
+        let y = if self.same {
+            let mut y = Nhwc::zeros(n, h, w, c);
+            let zero = vec![0.0; c];
+            cpu_kernels::ops::avg_pool_same_into(
+                x.view(),
+                self.k,
+                &zero,
+                Act::Identity,
+                &mut y.slot_all(),
+            );
+            y
+        } else {
+            let small = || format!("input {shape:?} is smaller than the {0}x{0} window", self.k);
+            cpu_kernels::ops::pool_valid_size(h, self.k, self.s).ok_or_else(small)?;
+            cpu_kernels::ops::pool_valid_size(w, self.k, self.s).ok_or_else(small)?;
+            if self.max {
+                cpu_kernels::ops::max_pool_valid(x.view(), self.k, self.s)
+            } else {
+                cpu_kernels::ops::avg_pool_valid(x.view(), self.k, self.k, self.s)
+            }
+        };
+        let out = [y.n, y.h, y.w, y.c];
+        Ok(Value::Dev(dev::upload(y.data, &out, device)))
     }
 }
 
@@ -499,7 +610,7 @@ impl Chain {
 
 /// Rewrites `g` in place: the last node of every fused chain reads the chain's input and is
 /// mapped to its kernel in the returned table. Returns the table (empty when nothing fused).
-pub(crate) fn rewrite(g: &mut Graph, consts: &Consts) -> HashMap<usize, FusedConv> {
+pub(crate) fn rewrite(g: &mut Graph, consts: &Consts) -> HashMap<usize, FastOp> {
     bypass_identities(g);
     let uses = Uses::new(g);
     let need = g.needed(false);
@@ -524,7 +635,14 @@ pub(crate) fn rewrite(g: &mut Graph, consts: &Consts) -> HashMap<usize, FusedCon
             }
             let end = *nodes.last().expect("a chain has its convolution");
             g.nodes[end].inputs = vec![input];
-            table.insert(end, fused);
+            table.insert(end, FastOp::Conv(fused));
+        }
+    }
+    for (i, n) in g.nodes.iter().enumerate() {
+        if need[i] && !taken[i] && n.inputs.len() == 1 {
+            if let Some(p) = Pool::of(n) {
+                table.insert(i, FastOp::Pool(p));
+            }
         }
     }
     table

@@ -52,7 +52,7 @@ struct Plan {
     subplans: Vec<Plan>,
     /// Nodes that run a fused CPU kernel on their (rewritten) first input instead of
     /// their op ([`fast`]).
-    fast: HashMap<usize, fast::FusedConv>,
+    fast: HashMap<usize, fast::FastOp>,
 }
 
 impl Plan {
@@ -435,9 +435,10 @@ impl Model {
     pub fn device(&self) -> &Device {
         &self.device
     }
-    /// How many convolutions run fused on the CPU kernels, and the graph nodes they cover.
+    /// How many nodes run on the CPU kernels (fused convolutions, poolings), and the graph
+    /// nodes they cover.
     pub fn fused(&self) -> (usize, usize) {
-        let nodes = self.plan.fast.values().map(|f| f.nodes.len()).sum();
+        let nodes = self.plan.fast.values().map(|f| f.covers()).sum();
         (self.plan.fast.len(), nodes)
     }
 
