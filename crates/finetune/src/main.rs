@@ -180,14 +180,7 @@ fn plan_out(out: &Path, force: bool) -> Result<OutPlan> {
             return Ok(OutPlan::InPlace);
         }
     }
-    let parent = out
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(parent)
-        .with_context(|| format!("{}: cannot create the output folder", parent.display()))?;
-    let tmp = models::outdir::sibling(out, "tmp");
-    std::fs::create_dir(&tmp).with_context(|| format!("{}: cannot create", tmp.display()))?;
+    let tmp = models::outdir::stage(out)?;
     eprintln!(
         "writing the run into {}; it replaces {} when training ends",
         tmp.display(),

@@ -93,6 +93,40 @@ pub fn swap_in(tmp: &Path, dir: &Path, force: bool) -> Result<(), String> {
     Ok(())
 }
 
+/// A fresh, empty hidden sibling folder of `dir` (created with `dir`'s parent if that is
+/// missing) to write new contents into before [`swap_in`]. The error names the folder.
+pub fn stage(dir: &Path) -> Result<PathBuf, StageError> {
+    let tmp = sibling(dir, "tmp");
+    let failed = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| StageError { path, source }
+    };
+    if let Some(parent) = tmp.parent() {
+        std::fs::create_dir_all(parent).map_err(failed(parent))?;
+    }
+    std::fs::create_dir(&tmp).map_err(failed(&tmp))?;
+    Ok(tmp)
+}
+
+/// A folder [`stage`] could not create.
+#[derive(Debug)]
+pub struct StageError {
+    pub path: PathBuf,
+    pub source: std::io::Error,
+}
+
+impl std::fmt::Display for StageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: cannot create: {}", self.path.display(), self.source)
+    }
+}
+
+impl std::error::Error for StageError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.source)
+    }
+}
+
 /// A fresh hidden sibling path of `dir`: `.<name>.<what>-<pid>-<nanos>`.
 pub fn sibling(dir: &Path, what: &str) -> PathBuf {
     let name = dir

@@ -136,34 +136,44 @@ impl FusedConv {
     /// Takes the input by value: when this node is its last reader, the device buffer is
     /// not shared and can be read back without a copy.
     pub(crate) fn run(&self, x: Value, device: &Device) -> Result<Value, String> {
-        let (shape, data) = match x {
-            Value::Dev(t) => (dev::shape(&t), dev::download(t)?),
-            Value::Host(h) => (h.shape.clone(), h.to_f32()?),
-            _ => return Err("the convolution input is not a float tensor".into()),
-        };
-        let [n, h, w, c] = shape[..] else {
-            return Err(format!("expects a 4-D NHWC input, got {shape:?}"));
-        };
-        let kernel = self.kernel(c)?;
+        let x = nhwc_input(x)?;
+        let (n, h, w) = (x.n, x.h, x.w);
+        let kernel = self.kernel(x.c)?;
         let hw = match kernel {
             Kernel::Dense(k) => k.output_hw(h, w),
             Kernel::Grouped(k) => k.output_hw(h, w),
             Kernel::Depthwise(k) => k.output_hw(h, w),
         };
-        let (ho, wo) = hw.ok_or_else(|| format!("input {shape:?} is too small for the filter"))?;
+        let (ho, wo) =
+            hw.ok_or_else(|| format!("input {:?} is too small for the filter", [n, h, w, x.c]))?;
         crate::ops::checked_elements(&[n, ho, wo, self.cout])?;
-        let x = Nhwc::from_vec(n, h, w, c, data).ok_or("input size mismatch")?;
         let y = match kernel {
             Kernel::Dense(k) => k.forward(x.view()),
             Kernel::Grouped(k) => k.forward(x.view()),
             Kernel::Depthwise(k) => k.forward(x.view()),
         };
-        Ok(Value::Dev(dev::upload(
-            y.data,
-            &[n, ho, wo, self.cout],
-            device,
-        )))
+        Ok(nhwc_output(y, device))
     }
+}
+
+/// A fast op's input as an NHWC buffer (read back from the device: without a copy when the
+/// op holds the only reference).
+fn nhwc_input(x: Value) -> Result<Nhwc, String> {
+    let (shape, data) = match x {
+        Value::Dev(t) => (dev::shape(&t), dev::download(t)?),
+        Value::Host(h) => (h.shape.clone(), h.to_f32()?),
+        _ => return Err("the input is not a float tensor".into()),
+    };
+    let [n, h, w, c] = shape[..] else {
+        return Err(format!("expects a 4-D NHWC input, got {shape:?}"));
+    };
+    Nhwc::from_vec(n, h, w, c, data).ok_or_else(|| "input size mismatch".into())
+}
+
+/// A fast op's output on the device.
+fn nhwc_output(y: Nhwc, device: &Device) -> Value {
+    let shape = [y.n, y.h, y.w, y.c];
+    Value::Dev(dev::upload(y.data, &shape, device))
 }
 
 /// A node the fast path runs: a fused convolution or an NHWC pooling.
@@ -241,15 +251,8 @@ impl Pool {
     }
 
     fn run(&self, x: Value, device: &Device) -> Result<Value, String> {
-        let (shape, data) = match x {
-            Value::Dev(t) => (dev::shape(&t), dev::download(t)?),
-            Value::Host(h) => (h.shape.clone(), h.to_f32()?),
-            _ => return Err("the pooling input is not a float tensor".into()),
-        };
-        let [n, h, w, c] = shape[..] else {
-            return Err(format!("expects a 4-D NHWC input, got {shape:?}"));
-        };
-        let x = Nhwc::from_vec(n, h, w, c, data).ok_or("input size mismatch")?;
+        let x = nhwc_input(x)?;
+        let (n, h, w, c) = (x.n, x.h, x.w, x.c);
         let y = if self.same {
             let mut y = Nhwc::zeros(n, h, w, c);
             let zero = vec![0.0; c];
@@ -262,7 +265,13 @@ impl Pool {
             );
             y
         } else {
-            let small = || format!("input {shape:?} is smaller than the {0}x{0} window", self.k);
+            let small = || {
+                format!(
+                    "input {:?} is smaller than the {1}x{1} window",
+                    [n, h, w, c],
+                    self.k
+                )
+            };
             cpu_kernels::ops::pool_valid_size(h, self.k, self.s).ok_or_else(small)?;
             cpu_kernels::ops::pool_valid_size(w, self.k, self.s).ok_or_else(small)?;
             if self.max {
@@ -271,8 +280,7 @@ impl Pool {
                 cpu_kernels::ops::avg_pool_valid(x.view(), self.k, self.k, self.s)
             }
         };
-        let out = [y.n, y.h, y.w, y.c];
-        Ok(Value::Dev(dev::upload(y.data, &out, device)))
+        Ok(nhwc_output(y, device))
     }
 }
 

@@ -58,9 +58,9 @@ impl KerasLayer {
         let options = Options {
             cpu_fast_path: false,
         };
-        let inference = Model::load_with(sm, None, device, &options)?;
+        let mut inference = Model::load_with(sm, None, device, &options)?;
         let entries = entry_points(sm)?;
-        let training = match entries.iter().find(|e| {
+        let mut training = match entries.iter().find(|e| {
             e.kind
                 == EntryKind::Call {
                     training: Some(true),
@@ -91,6 +91,11 @@ impl KerasLayer {
             });
             objects.push((obj, shape));
         }
+        // The parameters hold the values now; the graphs get them at every call.
+        inference.release_float_variables();
+        if let Some(t) = &mut training {
+            t.release_float_variables();
+        }
         Ok(KerasLayer {
             variables,
             graphs: Arc::new(Graphs {
@@ -107,9 +112,15 @@ impl KerasLayer {
         self.graphs.objects.iter().map(|(_, s)| s.clone()).collect()
     }
 
-    /// The model this layer runs for inference (entry point, graph).
-    pub fn model(&self) -> &Model {
-        &self.graphs.inference
+    /// The inference entry point (its variables live in this layer's parameters, so the
+    /// graph runs through the layer, not on its own).
+    pub fn entry(&self) -> &crate::EntryPoint {
+        self.graphs.inference.entry()
+    }
+
+    /// The inference graph.
+    pub fn graph(&self) -> &crate::graph::Graph {
+        self.graphs.inference.graph()
     }
 
     /// Runs the graph on `inputs`; see the type's docs for which trace runs.

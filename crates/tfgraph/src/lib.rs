@@ -403,7 +403,7 @@ impl Model {
                 }
                 for (v, u) in vars.iter_mut().zip(used) {
                     if !u {
-                        *v = Value::Host(HostTensor::f32(vec![0], vec![]));
+                        *v = released();
                     }
                 }
             }
@@ -456,6 +456,16 @@ impl Model {
             .zip(&self.handles)
             .filter(|(_, &h)| h)
             .map(|((&o, v), _)| (o, v))
+    }
+
+    /// Drops the loaded values of the float variables: a module that owns them as
+    /// parameters ([`KerasLayer`]) passes them to [`Model::run_with_variables`].
+    pub(crate) fn release_float_variables(&mut self) {
+        for (v, &handle) in self.vars.iter_mut().zip(&self.handles) {
+            if handle && matches!(v, Value::Dev(_)) {
+                *v = released();
+            }
+        }
     }
 
     /// [`Model::run`] with the float variables of object-graph nodes taken from `vars`
@@ -581,6 +591,11 @@ impl Model {
             })
             .collect()
     }
+}
+
+/// What stands in for a variable value that is no longer needed.
+fn released() -> Value {
+    Value::Host(HostTensor::f32(vec![0], vec![]))
 }
 
 /// The value of `r` if it is a constant: a `Const` node, a captured tensor, or a variable

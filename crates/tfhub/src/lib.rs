@@ -280,18 +280,24 @@ pub mod testing {
     use std::path::Path;
 
     /// A copy of a fixture's SavedModel in `dst` whose graph has every scalar float constant
-    /// `from` replaced by `to` (the variables stay as they are).
-    pub fn with_constant_changed(src: &Path, dst: &Path, from: f32, to: f32) -> usize {
+    /// `from` replaced by `to` (the variables stay as they are); how many were replaced.
+    pub fn with_constant_changed(
+        src: &Path,
+        dst: &Path,
+        from: f32,
+        to: f32,
+    ) -> std::io::Result<usize> {
         use prost::Message;
-        std::fs::create_dir_all(dst.join("variables")).unwrap();
+        std::fs::create_dir_all(dst.join("variables"))?;
         for rel in [
             "variables/variables.index",
             "variables/variables.data-00000-of-00001",
         ] {
-            std::fs::copy(src.join(rel), dst.join(rel)).unwrap();
+            std::fs::copy(src.join(rel), dst.join(rel))?;
         }
-        let bytes = std::fs::read(src.join("saved_model.pb")).unwrap();
-        let mut sm = savedmodel::proto::SavedModel::decode(&bytes[..]).unwrap();
+        let bytes = std::fs::read(src.join("saved_model.pb"))?;
+        let mut sm = savedmodel::proto::SavedModel::decode(&bytes[..])
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
         let mut changed = 0;
         for mg in &mut sm.meta_graphs {
             let Some(lib) = mg.graph_def.as_mut().and_then(|g| g.library.as_mut()) else {
@@ -312,7 +318,7 @@ pub mod testing {
                 }
             }
         }
-        std::fs::write(dst.join("saved_model.pb"), sm.encode_to_vec()).unwrap();
-        changed
+        std::fs::write(dst.join("saved_model.pb"), sm.encode_to_vec())?;
+        Ok(changed)
     }
 }

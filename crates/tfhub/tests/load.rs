@@ -298,7 +298,7 @@ fn a_look_alike_inception_whose_graph_differs_is_not_run_by_the_hand_written_mod
     // Preprocessing `x * 2.5 - 1` instead of `x * 2 - 1`: the variables are Inception-v3's,
     // the function is not.
     assert!(
-        tfhub::testing::with_constant_changed(&src, &dir, 2.0, 2.5) > 0,
+        tfhub::testing::with_constant_changed(&src, &dir, 2.0, 2.5).unwrap() > 0,
         "no constant 2.0 in the graph"
     );
     let device = Device::flex();

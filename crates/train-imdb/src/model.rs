@@ -237,14 +237,7 @@ pub fn write_outputs(
     force: bool,
 ) -> Result<()> {
     models::outdir::check_replaceable(out, force).map_err(anyhow::Error::msg)?;
-    let parent = out
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(parent)
-        .with_context(|| format!("cannot create {}", parent.display()))?;
-    let tmp = models::outdir::sibling(out, "tmp");
-    std::fs::create_dir(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+    let tmp = models::outdir::stage(out)?;
     let result = (|| -> Result<()> {
         model.save(&tmp)?;
         report.write_all(&tmp)?;

@@ -364,23 +364,16 @@ pub(crate) fn write_folder(
     dir: &Path,
     fill: impl FnOnce(&Path) -> Result<(), TextEmbeddingError>,
 ) -> Result<(), TextEmbeddingError> {
-    let io = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| TextEmbeddingError::Io { path, source }
-    };
     let invalid = |msg: String| TextEmbeddingError::Invalid {
         path: dir.to_path_buf(),
         msg,
     };
     // Refused before any work is done.
     crate::outdir::check_replaceable(dir, false).map_err(invalid)?;
-    let parent = dir
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(parent).map_err(io(parent))?;
-    let tmp = crate::outdir::sibling(dir, "tmp");
-    std::fs::create_dir(&tmp).map_err(io(&tmp))?;
+    let tmp = crate::outdir::stage(dir).map_err(|e| TextEmbeddingError::Io {
+        path: e.path,
+        source: e.source,
+    })?;
     let result =
         fill(&tmp).and_then(|()| crate::outdir::swap_in(&tmp, dir, false).map_err(invalid));
     if result.is_err() {
