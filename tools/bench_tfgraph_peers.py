@@ -13,7 +13,8 @@ expected.json has "kind": "network" is timed. Set-up: tools/setup-python.sh, the
 Protocol (the same for every runtime; each runtime runs in its own subprocess, one after the
 other, so no thread pool of one runtime spins while another is timed):
   - input: expected.safetensors "input" (the input tensor of expected.json), its first image
-    repeated to the batch, as tools/bench_tfgraph_tf.py and the Rust speed test do;
+    repeated to the batch (`crates/tfgraph/examples/graph_bench.rs`, the Rust side, makes its
+    own deterministic input of the same shape);
   - per batch size: `--warmup` untimed calls, then `--runs` timed calls (`--runs1` at batch 1);
     the figure is batch / median(seconds per call); a call includes handing the input over and
     getting the outputs back as numpy arrays;

@@ -88,3 +88,15 @@ fn fix_block_crc(file: &mut [u8], h: savedmodel::sstable::BlockHandle) {
     let masked = savedmodel::sstable::mask_crc(crc);
     file[start + size + 1..start + size + 5].copy_from_slice(&masked.to_le_bytes());
 }
+
+/// Reads `data` as a TF Lite file and decodes every tensor, as the converters do; `None` when
+/// it is not one.
+pub fn read_tflite(data: &[u8]) -> Option<tflite::Model> {
+    let model = tflite::Model::from_bytes(data.to_vec(), "fuzz.tflite").ok()?;
+    for s in 0..model.subgraphs.len() {
+        for t in 0..model.subgraphs[s].tensors.len() {
+            let _ = model.tensor_f32(s, t);
+        }
+    }
+    Some(model)
+}

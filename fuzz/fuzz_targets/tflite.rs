@@ -3,13 +3,8 @@
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 
+mod common;
+
 fuzz_target!(|data: &[u8]| {
-    let Ok(model) = tflite::Model::from_bytes(data.to_vec(), "fuzz.tflite") else {
-        return;
-    };
-    for s in 0..model.subgraphs.len() {
-        for t in 0..model.subgraphs[s].tensors.len() {
-            let _ = model.tensor_f32(s, t);
-        }
-    }
+    let _ = common::read_tflite(data);
 });
