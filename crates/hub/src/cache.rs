@@ -244,10 +244,16 @@ fn os_lock_held(lock: &Path) -> Option<bool> {
 /// Waits until `lock` disappears, removing it when stale. A lock held with an OS lock (by this
 /// crate, in any process, container or PID namespace) is never stale: after `r.lock_timeout`
 /// without progress the waiter gives up with an error instead. A lock of ours without its OS
-/// lock was left by a process that is gone: removed at once with its download folder. Other
-/// locks (tensorflow_hub's) are stale when their process is dead (same host) or when neither
-/// their content nor their download folder changed for `r.lock_timeout`; then the lock is
-/// removed, and its download folder only when its process is known to be dead.
+/// lock was left by a process that is gone: removed at once with its download folder.
+///
+/// Other locks (tensorflow_hub's) carry no OS lock, and their `<hostname>.<pid>` cannot prove
+/// a process dead: a container sharing this hostname and the cache folder runs in another PID
+/// namespace, where that pid means nothing here. Such a lock is stale when neither its content
+/// nor its download folder changed for `r.lock_timeout`, or for `r.dead_holder_grace` when its
+/// pid is not alive here on the same host. Only the lock file is removed then: the download
+/// folder of another program is never deleted (its owner may be alive elsewhere and still
+/// write into it, and it may rename it into place, which tensorflow_hub does without
+/// re-checking its lock; our own copy is published only while nobody else's is).
 fn wait_for_lock(
     r: &Resolver,
     dir: &Path,
@@ -284,20 +290,15 @@ fn wait_for_lock(
             }
             return Ok(());
         }
-        if !held {
-            if let Some((host, pid, _)) = parsed {
-                if host == me && pid_alive(pid) == Some(false) {
-                    if !r.quiet {
-                        eprintln!(
-                            "hub: removing stale lock {} of {handle} (process {pid} is gone)",
-                            lock.display()
-                        );
-                    }
-                    remove_lock_if(lock, &content, true);
-                    return Ok(());
-                }
-            }
-        }
+        // A foreign lock whose pid is not alive here: dead, or alive in another PID namespace.
+        let holder_absent_here = !held
+            && !ours
+            && parsed.is_some_and(|(host, pid, _)| host == me && pid_alive(pid) == Some(false));
+        let patience = if holder_absent_here {
+            r.lock_timeout.min(r.dead_holder_grace)
+        } else {
+            r.lock_timeout
+        };
         let size = parsed
             .map(|(_, _, uid)| dir_size(&tmp_path(dir, uid)))
             .unwrap_or(0);
@@ -305,7 +306,7 @@ fn wait_for_lock(
         if last.as_ref() != Some(&state) {
             last = Some(state);
             last_change = Instant::now();
-        } else if last_change.elapsed() >= r.lock_timeout {
+        } else if last_change.elapsed() >= patience {
             if held {
                 return Err(Error::Other(format!(
                     "{handle}: another process ({:?}) is downloading it and has made no progress \
@@ -317,14 +318,19 @@ fn wait_for_lock(
                 )));
             }
             if !r.quiet {
+                let why = if holder_absent_here {
+                    "its process is not alive in this PID namespace"
+                } else {
+                    "no OS lock on it"
+                };
                 eprintln!(
-                    "hub: removing stale lock {} of {handle} (held by {:?}, unchanged for {:?})",
+                    "hub: removing stale lock {} of {handle} (held by {:?}, unchanged for {:?}, \
+                     {why}); its download folder, if any, is left alone",
                     lock.display(),
                     content.trim(),
-                    r.lock_timeout
+                    patience
                 );
             }
-            // Its download folder is left alone: its owner may be alive elsewhere.
             remove_lock_if(lock, &content, false);
             return Ok(());
         }
@@ -334,7 +340,7 @@ fn wait_for_lock(
                  a lock unchanged for {:?} is treated as stale",
                 lock.display(),
                 content.trim(),
-                r.lock_timeout
+                patience
             );
             *announced = true;
         }

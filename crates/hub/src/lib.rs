@@ -29,8 +29,13 @@
 //! is complete: downloads go to `<sha1>.<uid>.tmp/` and are renamed into place only after the
 //! whole archive was received, checked and extracted. `<sha1>.lock` (content
 //! `<hostname>.<pid>.<uid>`, as in `tensorflow_hub`) guards concurrent downloads of one handle;
-//! a waiter removes a lock whose process is dead (same host) or that has not changed, nor its
-//! temporary folder grown, for [`Resolver::lock_timeout`] (600 s by default, like Python).
+//! a waiter removes a lock that has not changed, nor its temporary folder grown, for
+//! [`Resolver::lock_timeout`] (600 s by default, like Python), or for
+//! [`Resolver::dead_holder_grace`] (30 s) when its process is not alive here on the same host
+//! (it may be alive in another PID namespace, hence the grace). Our own downloads also hold an
+//! OS file lock on the lock file: such a lock is never taken from a live holder, in any PID
+//! namespace, and is removed at once when its holder is gone. Another program's download
+//! folder is never deleted.
 //! Local archives are extracted to `<cache>/<sha1(path, size, mtime)>/`; files fetched with
 //! [`download_file`] live in `<cache>/downloads/<sha1(url)>/<file name>`.
 //!
@@ -356,6 +361,7 @@ pub struct Resolver {
     tfhub_base: Option<String>,
     lock_timeout: Duration,
     lock_poll: Duration,
+    dead_holder_grace: Duration,
     max_extract_bytes: u64,
     max_extract_members: usize,
     max_file_bytes: u64,
@@ -377,6 +383,7 @@ impl Resolver {
             tfhub_base: None,
             lock_timeout: Duration::from_secs(600),
             lock_poll: Duration::from_millis(500),
+            dead_holder_grace: Duration::from_secs(30),
             max_extract_bytes: 64 << 30,
             max_extract_members: 100_000,
             max_file_bytes: 16 << 30,
@@ -424,6 +431,15 @@ impl Resolver {
     /// considers it stale and removes it. Default 600 s, like `tensorflow_hub`.
     pub fn lock_timeout(mut self, t: Duration) -> Self {
         self.lock_timeout = t;
+        self
+    }
+
+    /// How long a `tensorflow_hub` lock from this hostname whose process is not alive here may
+    /// stay unchanged (and its download folder not grow) before a waiter removes it. Not at
+    /// once: a container that shares this hostname and the cache runs in another PID
+    /// namespace, where its pid is not visible. Default 30 s (capped by `lock_timeout`).
+    pub fn dead_holder_grace(mut self, t: Duration) -> Self {
+        self.dead_holder_grace = t;
         self
     }
 

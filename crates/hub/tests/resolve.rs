@@ -528,6 +528,14 @@ fn this_hostname() -> String {
         .unwrap_or_default()
 }
 
+/// A pid that is not alive here (a reaped child).
+fn dead_pid() -> u32 {
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let pid = child.id();
+    child.wait().unwrap();
+    pid
+}
+
 #[test]
 fn stale_lock_of_dead_process_is_recovered() {
     if !cfg!(target_os = "linux") {
@@ -537,35 +545,81 @@ fn stale_lock_of_dead_process_is_recovered() {
     let server = Server::start(|_| vec![("/m/1".into(), tgz_reply())]);
     let cache = tempfile::tempdir().unwrap();
     let handle = format!("{}/m/1", server.base);
-    let mut child = std::process::Command::new("true").spawn().unwrap();
-    let dead = child.id();
-    child.wait().unwrap();
+    let dead = dead_pid();
     let sha = module_dir_name(&handle);
     let lock = cache.path().join(format!("{sha}.lock"));
-    fs::write(
-        &lock,
-        format!(
-            "{}.{dead}.0123456789abcdef0123456789abcdef",
-            this_hostname()
-        ),
-    )
-    .unwrap();
+    let uid = "0123456789abcdef0123456789abcdef";
+    fs::write(&lock, format!("{}.{dead}.{uid}", this_hostname())).unwrap();
     // The dead downloader's half-written folder and an empty leftover target folder.
-    fs::create_dir_all(cache.path().join(format!(
-        "{sha}.0123456789abcdef0123456789abcdef.tmp/variables"
-    )))
-    .unwrap();
+    let abandoned = cache.path().join(format!("{sha}.{uid}.tmp"));
+    fs::create_dir_all(abandoned.join("variables")).unwrap();
     fs::create_dir(cache.path().join(&sha)).unwrap();
-    // A long lock timeout: only the dead-pid rule can free it quickly.
+    // A long lock timeout: only the dead-holder grace can free it quickly.
+    let started = std::time::Instant::now();
     let r = resolver(cache.path())
         .lock_timeout(Duration::from_secs(3600))
+        .dead_holder_grace(Duration::from_millis(300))
         .resolve(&handle)
         .unwrap();
+    assert!(
+        started.elapsed() >= Duration::from_millis(300),
+        "taken before the grace"
+    );
     assert_fake_model(&r.path);
-    // The lock and the abandoned download folder are gone.
+    // The lock is gone; the other program's download folder is left alone (its owner may be
+    // alive in another PID namespace).
     assert_cache_names(
         cache.path(),
-        &[sha.clone(), format!("{sha}.descriptor.txt")],
+        &[
+            sha.clone(),
+            format!("{sha}.descriptor.txt"),
+            format!("{sha}.{uid}.tmp"),
+        ],
+    );
+    assert!(abandoned.join("variables").is_dir());
+}
+
+#[test]
+fn lock_of_a_live_holder_in_another_pid_namespace_is_not_taken() {
+    // A tensorflow_hub download in a container that shares this hostname and the cache: its pid
+    // is not alive here, but its download folder keeps growing. It must be waited for, its
+    // result used, and its folder never deleted under it.
+    if !cfg!(target_os = "linux") {
+        eprintln!("skipped: needs /proc to tell a dead process");
+        return;
+    }
+    let server = Server::start(|_| vec![("/m/1".into(), tgz_reply())]);
+    let cache = tempfile::tempdir().unwrap();
+    let handle = format!("{}/m/1", server.base);
+    let sha = module_dir_name(&handle);
+    let lock = cache.path().join(format!("{sha}.lock"));
+    let uid = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+    fs::write(&lock, format!("{}.{}.{uid}", this_hostname(), dead_pid())).unwrap();
+    let (c, l, s) = (cache.path().to_path_buf(), lock.clone(), sha.clone());
+    let tmp = c.join(format!("{s}.{uid}.tmp"));
+    fs::create_dir(&tmp).unwrap();
+    let other = std::thread::spawn(move || {
+        for (rel, data) in fake_saved_model() {
+            std::thread::sleep(Duration::from_millis(100));
+            fs::create_dir_all(tmp.join(rel).parent().unwrap()).unwrap();
+            // Fails if the waiter deleted the folder.
+            fs::write(tmp.join(rel), data).unwrap();
+        }
+        fs::rename(&tmp, c.join(&s)).unwrap();
+        fs::remove_file(&l).unwrap();
+    });
+    // The grace is longer than any pause between the holder's writes.
+    let r = resolver(cache.path())
+        .lock_timeout(Duration::from_secs(3600))
+        .dead_holder_grace(Duration::from_secs(1))
+        .resolve(&handle)
+        .unwrap();
+    other.join().unwrap();
+    assert_fake_model(&r.path);
+    assert_eq!(
+        server.all_requests().len(),
+        0,
+        "the other download was used"
     );
 }
 
