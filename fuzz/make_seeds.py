@@ -7,6 +7,7 @@ committed fixtures under ../tests/fixtures. The tensor_decode seed is a one-shar
 under names of the tf1 fixture's variables.
 """
 import gzip
+import json
 import io
 import os
 import shutil
@@ -198,6 +199,26 @@ def tar_of(files):
     return buf.getvalue()
 
 
+def safetensors_of(tensors):
+    """safetensors bytes of {name: (shape, float32 values)}."""
+    header, data = {}, b""
+    for name, (dims, values) in tensors.items():
+        raw = struct.pack("<%df" % len(values), *values)
+        header[name] = {"dtype": "F32", "shape": dims, "data_offsets": [len(data), len(data) + len(raw)]}
+        data += raw
+    h = json.dumps(header).encode()
+    h += b" " * (-len(h) % 8)
+    return struct.pack("<Q", len(h)) + h + data
+
+
+def npy_of(dims, values, descr="<f4", fmt="f"):
+    shape = "(%s)" % (", ".join(map(str, dims)) + ("," if len(dims) == 1 else ""))
+    header = "{'descr': '%s', 'fortran_order': False, 'shape': %s, }" % (descr, shape)
+    header += " " * (-(10 + len(header) + 1) % 64) + "\n"
+    return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header.encode() + struct.pack(
+        "<%d%s" % (len(values), fmt), *values)
+
+
 def main():
     for d in ("tf1", "tf2"):
         sm = os.path.join(FIX, "savedmodel", d)
@@ -221,6 +242,30 @@ def main():
     model = tar_of([("saved_model.pb", b"\x08\x01fake"), ("variables/variables.index", index)])
     write("tar_extract", "model.tar", model)
     write("tar_extract", "model.tar.gz", gzip.compress(model))
+    # .npy: the committed style vectors, and small arrays of each dtype the reader takes.
+    sty = os.path.join(FIX, "stylization")
+    for n in sorted(os.listdir(sty)):
+        if n.endswith(".npy") and os.path.getsize(os.path.join(sty, n)) <= 65536:
+            write("npy", n, open(os.path.join(sty, n), "rb").read())
+    write("npy", "f4.npy", npy_of([2, 3], [1.0, 2.0, 3.0, 4.0, 5.0, -6.5]))
+    write("npy", "f8.npy", npy_of([3], [1.5, -2.0, 0.25], "<f8", "d"))
+    write("npy", "i8.npy", npy_of([1, 2], [7, -9], "<i8", "q"))
+    # safetensors, and a whole text-embedding folder ([u32 len][config.json][u32 len]
+    # [model.safetensors][tokens.txt]) as the model_folder target reads it.
+    vocab, oov, dim = ["the", "cat", "sat"], 2, 4
+    table = [((i * 7 + j * 3) % 11 - 5) / 10 for i in range(len(vocab) + oov) for j in range(dim)]
+    st = safetensors_of({"embeddings": ([len(vocab) + oov, dim], table)})
+    write("safetensors", "embeddings.safetensors", st)
+    write("safetensors", "two.safetensors", safetensors_of({"a": ([2], [1.0, 2.0]), "b/c": ([1, 1, 1], [3.0])}))
+    config = json.dumps({
+        "kind": "text_embedding",
+        "config": {"vocab_size": len(vocab), "oov_buckets": oov, "dim": dim, "split": "keep_empty",
+                   "remove_punctuation": True, "vocab_file": "tokens.txt"},
+        "source": "fuzz seed", "converter_version": 1,
+    }).encode()
+    tokens = "\n".join(vocab).encode() + b"\n"
+    write("model_folder", "text_embedding",
+          struct.pack("<I", len(config)) + config + struct.pack("<I", len(st)) + st + tokens)
 
 
 if __name__ == "__main__":

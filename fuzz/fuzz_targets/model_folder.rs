@@ -15,7 +15,7 @@ fuzz_target!(|data: &[u8]| {
     std::fs::write(dir.join("config.json"), p[0]).unwrap();
     std::fs::write(dir.join("model.safetensors"), p[1]).unwrap();
     std::fs::write(dir.join("tokens.txt"), p[2]).unwrap();
-    let _ = models::weights::safetensors_shapes(&dir.join("model.safetensors"));
+    let _ = model_folder::safetensors_shapes(&dir.join("model.safetensors"));
     let device = burn::tensor::Device::flex();
     let _ = models::text_embedding::TextEmbedding::load(&dir, &device);
 });

@@ -9,7 +9,7 @@ fuzz_target!(|data: &[u8]| {
     let tmp = common::TempDir::new("st");
     let path = tmp.0.join("model.safetensors");
     std::fs::write(&path, data).unwrap();
-    if let Ok(shapes) = models::weights::safetensors_shapes(&path) {
+    if let Ok(shapes) = model_folder::safetensors_shapes(&path) {
         for shape in shapes.values() {
             let bytes = shape.iter().try_fold(4usize, |a, &d| a.checked_mul(d));
             assert!(bytes.is_some_and(|b| b <= data.len()));

@@ -154,25 +154,6 @@ fn softmax(row: &[f32]) -> Vec<f32> {
     e.into_iter().map(|v| v / s).collect()
 }
 
-fn write_npy(path: &Path, rows: usize, cols: usize, data: &[f32]) -> Result<()> {
-    let mut header =
-        format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({rows}, {cols}), }}");
-    let total = 10 + header.len() + 1;
-    header.push_str(&" ".repeat((64 - total % 64) % 64));
-    header.push('\n');
-    let mut bytes = Vec::with_capacity(10 + header.len() + data.len() * 4);
-    bytes.extend_from_slice(b"\x93NUMPY\x01\x00");
-    bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
-    bytes.extend_from_slice(header.as_bytes());
-    for v in data {
-        bytes.extend_from_slice(&v.to_le_bytes());
-    }
-    let tmp = path.with_extension("npy.tmp");
-    std::fs::write(&tmp, &bytes).with_context(|| format!("{}: cannot write", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("{}: cannot write", path.display()))?;
-    Ok(())
-}
-
 fn run(args: Args) -> Result<()> {
     if !(args.central_crop > 0.0 && args.central_crop <= 1.0) {
         bail!(
@@ -273,7 +254,7 @@ fn run(args: Args) -> Result<()> {
     }
 
     if let Some(out) = &args.features {
-        write_npy(out, args.images.len(), width, &outputs)?;
+        model_folder::npy::write(out, &[args.images.len(), width], &outputs)?;
     }
     print_results(&args, classes.is_some(), &results, &labels)
 }
@@ -416,7 +397,7 @@ fn run_graph(args: &Args, dir: &Path) -> Result<()> {
         outputs.extend(values);
     }
     if let Some(out) = &args.features {
-        write_npy(out, args.images.len(), width, &outputs)?;
+        model_folder::npy::write(out, &[args.images.len(), width], &outputs)?;
     }
     print_results(args, classified, &results, &labels)
 }

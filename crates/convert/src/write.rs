@@ -7,13 +7,14 @@
 //! project wrote it (a `config.json` with a `"kind"` in it) or it is empty, unless forced: it is
 //! renamed away first, renamed back if the new folder cannot be put in place, and deleted only
 //! once the new folder is in place. On any error the temporary folder is removed, so no
-//! half-written output is ever left behind. (`models::outdir` has the same rules.)
+//! half-written output is ever left behind. The rules are `model_folder::outdir`'s, shared with
+//! every program that writes a folder.
 
 use crate::Converted;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 /// Errors of writing; each names the path.
 #[derive(Debug, thiserror::Error)]
@@ -86,13 +87,7 @@ fn sha256_file(path: &Path) -> Result<String, WriteError> {
 }
 
 fn check_relative(name: &str) -> Result<(), WriteError> {
-    let p = Path::new(name);
-    if name.is_empty() || !p.components().all(|c| matches!(c, Component::Normal(_))) {
-        return Err(WriteError::Invalid(format!(
-            "asset name `{name}` is not a plain relative path"
-        )));
-    }
-    Ok(())
+    model_folder::check_plain_name(name).map_err(WriteError::Invalid)
 }
 
 /// The safetensors bytes of `converted.tensors` (all float32).
@@ -152,48 +147,13 @@ pub fn write_model(
     write_model_with(out_dir, converted, handle, source_files, false)
 }
 
-/// Largest `config.json` read to recognise a folder of ours.
-const MAX_CONFIG_BYTES: u64 = 1 << 20;
-
-/// Whether `dir` holds a `config.json` written by this project (a regular file of at most
-/// 1 MiB, a JSON object with a string `"kind"`).
-pub fn written_by_us(dir: &Path) -> bool {
-    let cfg = dir.join("config.json");
-    let Ok(meta) = std::fs::symlink_metadata(&cfg) else {
-        return false;
-    };
-    meta.is_file()
-        && meta.len() <= MAX_CONFIG_BYTES
-        && std::fs::read(&cfg)
-            .ok()
-            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-            .is_some_and(|v| v.get("kind").is_some_and(|k| k.is_string()))
-}
+pub use model_folder::outdir::written_by_us;
 
 /// `Ok` when `dir` may be replaced: absent, an empty folder, a folder this project wrote, or
-/// anything with `force`. The error names the folder and says how to override.
+/// anything with `force` ([`model_folder::outdir::check_replaceable`]). The error names the
+/// folder and says how to override.
 pub fn check_replaceable(dir: &Path, force: bool) -> Result<(), WriteError> {
-    let meta = match std::fs::symlink_metadata(dir) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(io_error(dir, e)),
-        Ok(m) => m,
-    };
-    if force {
-        return Ok(());
-    }
-    if meta.is_dir() {
-        let empty = std::fs::read_dir(dir)
-            .map(|mut d| d.next().is_none())
-            .unwrap_or(false);
-        if empty || written_by_us(dir) {
-            return Ok(());
-        }
-    }
-    Err(WriteError::Invalid(format!(
-        "{}: already exists and was not written by tfhub-rs (no config.json of ours in it); \
-         refusing to replace it. Choose another --out folder, or pass --force to replace it",
-        dir.display()
-    )))
+    model_folder::outdir::check_replaceable(dir, force).map_err(WriteError::Invalid)
 }
 
 /// [`write_model`], replacing any existing `out_dir` when `force` is set.
@@ -205,28 +165,17 @@ pub fn write_model_with(
     force: bool,
 ) -> Result<PathBuf, WriteError> {
     check_replaceable(out_dir, force)?;
-    let name = out_dir
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .ok_or_else(|| {
-            WriteError::Invalid(format!(
-                "{}: output path has no folder name",
-                out_dir.display()
-            ))
-        })?;
-    let parent = match out_dir.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    std::fs::create_dir_all(&parent).map_err(|e| io_error(&parent, e))?;
-    let stamp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    let tmp = parent.join(format!(".{name}.tmp-{}-{stamp}", std::process::id()));
-    std::fs::create_dir(&tmp).map_err(|e| io_error(&tmp, e))?;
-    let result = fill(&tmp, converted, handle, source_files)
-        .and_then(|()| swap_in(&tmp, out_dir, &parent, &name, stamp, force));
+    if out_dir.file_name().is_none() {
+        return Err(WriteError::Invalid(format!(
+            "{}: output path has no folder name",
+            out_dir.display()
+        )));
+    }
+    let tmp = model_folder::outdir::stage(out_dir).map_err(|e| io_error(&e.path, e.source))?;
+    // Checked again by swap_in right before replacing: the folder may have changed meanwhile.
+    let result = fill(&tmp, converted, handle, source_files).and_then(|()| {
+        model_folder::outdir::swap_in(&tmp, out_dir, force).map_err(WriteError::Invalid)
+    });
     if result.is_err() {
         let _ = std::fs::remove_dir_all(&tmp);
     }
@@ -269,49 +218,6 @@ fn fill(
             std::fs::create_dir_all(p).map_err(|e| io_error(p, e))?;
         }
         write_file(&path, bytes)?;
-    }
-    Ok(())
-}
-
-fn swap_in(
-    tmp: &Path,
-    out_dir: &Path,
-    parent: &Path,
-    name: &str,
-    stamp: u128,
-    force: bool,
-) -> Result<(), WriteError> {
-    // Checked again right before replacing: the folder may have changed while converting.
-    check_replaceable(out_dir, force)?;
-    let old = parent.join(format!(".{name}.old-{}-{stamp}", std::process::id()));
-    let had_old = std::fs::symlink_metadata(out_dir).is_ok();
-    if had_old {
-        std::fs::rename(out_dir, &old).map_err(|e| io_error(out_dir, e))?;
-    }
-    if let Err(e) = std::fs::rename(tmp, out_dir) {
-        if had_old {
-            if let Err(e2) = std::fs::rename(&old, out_dir) {
-                return Err(WriteError::Invalid(format!(
-                    "{}: {e}; restoring the previous folder also failed ({e2}): it is at {}",
-                    out_dir.display(),
-                    old.display()
-                )));
-            }
-        }
-        return Err(io_error(out_dir, e));
-    }
-    if had_old {
-        let removed = if std::fs::symlink_metadata(&old).is_ok_and(|m| m.is_dir()) {
-            std::fs::remove_dir_all(&old)
-        } else {
-            std::fs::remove_file(&old)
-        };
-        if let Err(e) = removed {
-            eprintln!(
-                "warning: cannot remove the previous folder {}: {e}",
-                old.display()
-            );
-        }
     }
     Ok(())
 }
@@ -417,19 +323,5 @@ mod tests {
         assert!(written_by_us(&empty));
         write_model_with(&out, &sample(), "h", &[], true).unwrap();
         assert!(!out.join("holiday.jpg").exists() && written_by_us(&out));
-    }
-
-    #[test]
-    fn a_failed_rename_restores_the_previous_folder() {
-        let base = tempfile::tempdir().unwrap();
-        let out = base.path().join("m");
-        write_model(&out, &sample(), "first", &[]).unwrap();
-        // The temporary folder vanished: the rename fails and the old folder comes back.
-        let e = swap_in(&base.path().join(".gone"), &out, base.path(), "m", 1, false).unwrap_err();
-        assert!(e.to_string().contains("m"), "{e}");
-        let cfg: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(out.join("config.json")).unwrap()).unwrap();
-        assert_eq!(cfg["source"], "first");
-        assert_eq!(std::fs::read_dir(base.path()).unwrap().count(), 1);
     }
 }

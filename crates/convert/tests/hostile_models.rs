@@ -165,7 +165,7 @@ fn save_replaces_only_folders_of_ours() {
 
 #[test]
 fn outdir_swap_replaces_only_ours_and_restores_on_failure() {
-    use models::outdir::swap_in;
+    use model_folder::outdir::swap_in;
     let base = scratch("outdir");
     let foreign = base.join("photos");
     std::fs::create_dir(&foreign).unwrap();
@@ -210,7 +210,7 @@ fn npy_shapes_that_overflow_are_refused() {
         b.extend((header.len() as u16).to_le_bytes());
         b.extend(header.as_bytes());
         b.extend([0u8; 16]);
-        let e = models::npy::from_bytes(&b).unwrap_err().to_string();
+        let e = model_folder::npy::from_bytes(&b).unwrap_err().to_string();
         assert!(e.contains("data holds 16 bytes"), "{shape}: {e}");
     }
 }

@@ -110,7 +110,7 @@ fn run(args: Args) -> Result<()> {
     }
     match &args.output {
         Some(path) => {
-            models::npy::write(path, &[sentences.len(), dim], &values)?;
+            model_folder::npy::write(path, &[sentences.len(), dim], &values)?;
             eprintln!("{}: {} x {} float32", path.display(), sentences.len(), dim);
         }
         None => {

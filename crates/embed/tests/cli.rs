@@ -71,7 +71,7 @@ fn embeds_lines_like_tensorflow() {
         .status()
         .unwrap();
     assert!(st.success());
-    let arr = models::npy::read(&out).unwrap();
+    let arr = model_folder::npy::read(&out).unwrap();
     assert_eq!(arr.shape, vec![rows.len(), 4]);
     let want = v["outputs"].as_array().unwrap();
     for (k, &r) in rows.iter().enumerate() {

@@ -17,7 +17,7 @@
 //! `checkpoint/`, or our `config.json` written by `finetune`) is written in place, so an
 //! interrupted run can be resumed from it. Any other folder this project wrote (e.g. a
 //! `convert` output) is replaced as a whole: the run is written into a hidden sibling folder
-//! that replaces it when training ends ([`models::outdir::swap_in`]; the previous folder is
+//! that replaces it when training ends ([`model_folder::outdir::swap_in`]; the previous folder is
 //! restored if that fails, and the sibling is removed if training fails). A folder this project
 //! did not write is refused, naming it, unless `--force` (then replaced the same way).
 //!
@@ -157,7 +157,7 @@ fn is_finetune_run(dir: &Path) -> bool {
     if is_dir(&ckpt) && is_file(&ckpt.join("checkpoint.json")) {
         return true;
     }
-    models::outdir::written_by_us(dir)
+    model_folder::outdir::written_by_us(dir)
         && std::fs::read(dir.join("config.json"))
             .ok()
             .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
@@ -166,7 +166,7 @@ fn is_finetune_run(dir: &Path) -> bool {
 
 /// The `--out` policy (see the module documentation), decided before any work is done.
 fn plan_out(out: &Path, force: bool) -> Result<OutPlan> {
-    models::outdir::check_replaceable(out, force).map_err(anyhow::Error::msg)?;
+    model_folder::outdir::check_replaceable(out, force).map_err(anyhow::Error::msg)?;
     let meta = match std::fs::symlink_metadata(out) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(OutPlan::InPlace),
         Err(e) => bail!("{}: {e}", out.display()),
@@ -180,7 +180,7 @@ fn plan_out(out: &Path, force: bool) -> Result<OutPlan> {
             return Ok(OutPlan::InPlace);
         }
     }
-    let tmp = models::outdir::stage(out)?;
+    let tmp = model_folder::outdir::stage(out)?;
     eprintln!(
         "writing the run into {}; it replaces {} when training ends",
         tmp.display(),
@@ -198,7 +198,7 @@ fn run(args: Args) -> Result<()> {
     let result = train(&args, &work).and_then(|()| match &plan {
         OutPlan::InPlace => Ok(()),
         OutPlan::Staged(tmp) => {
-            models::outdir::swap_in(tmp, &args.out, args.force).map_err(anyhow::Error::msg)
+            model_folder::outdir::swap_in(tmp, &args.out, args.force).map_err(anyhow::Error::msg)
         }
     });
     if let (Err(_), OutPlan::Staged(tmp)) = (&result, &plan) {

@@ -26,7 +26,7 @@
 use crate::imageops::{self, Image, ImageError};
 use crate::inception_v3::{InceptionError, InceptionV3, InceptionV3Config, KIND as INCEPTION_KIND};
 use crate::report::{EpochRecord, ReportError, TrainingReport};
-use crate::weights::{ModelFolder, WeightsError};
+use crate::weights::{FolderError, ModelFolder};
 use burn::module::{Module, Param};
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig};
@@ -59,7 +59,7 @@ pub enum FinetuneError {
     #[error(transparent)]
     Model(#[from] InceptionError),
     #[error(transparent)]
-    Weights(#[from] WeightsError),
+    Weights(#[from] FolderError),
     #[error(transparent)]
     Report(#[from] ReportError),
     #[error("{path}: invalid checkpoint: {msg}")]
@@ -362,7 +362,7 @@ impl ImageClassifier {
 fn save_safetensors<M: ModuleSnapshot>(module: &M, path: &Path) -> Result<(), FinetuneError> {
     let mut store = SafetensorsStore::from_file(path.to_path_buf());
     module.save_into(&mut store).map_err(|e| {
-        FinetuneError::Weights(WeightsError::Load {
+        FinetuneError::Weights(FolderError::Load {
             path: path.to_path_buf(),
             msg: format!("cannot save: {e}"),
         })

@@ -30,7 +30,7 @@
 //! `mixed_5c.branch_1.1.conv.weight`), so slim's irregular names need no special cases
 //! here; the converter (`convert::kinds::inception_v3`) holds the name table.
 
-use crate::weights::{ModelFolder, WeightsError};
+use crate::weights::{FolderError, ModelFolder};
 use burn::module::{Module, Param, RunningState};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{Dropout, DropoutConfig, PaddingConfig2d};
@@ -335,7 +335,7 @@ pub enum InceptionError {
     #[error("invalid Inception-v3 config: {0}")]
     Config(String),
     #[error(transparent)]
-    Weights(#[from] WeightsError),
+    Weights(#[from] FolderError),
     #[error("{path}: config mismatch: the folder holds {found}, expected {expected}")]
     Mismatch {
         path: std::path::PathBuf,
@@ -851,13 +851,17 @@ impl InceptionV3 {
         let folder = ModelFolder::open(dir.as_ref(), KIND)?;
         let cfg: InceptionV3Config = folder.config()?;
         cfg.validate().map_err(|e| {
-            InceptionError::Weights(WeightsError::Config {
+            InceptionError::Weights(FolderError::Config {
                 path: folder.file("config.json"),
                 msg: e.to_string(),
             })
         })?;
         let model = InceptionV3::build(&cfg, device);
-        Ok(folder.load_into(model, "model.safetensors")?)
+        Ok(crate::weights::load_into(
+            &folder,
+            model,
+            "model.safetensors",
+        )?)
     }
 
     /// Like [`InceptionV3::load`], but the folder's width, classes and final end point
@@ -897,7 +901,11 @@ impl InceptionV3 {
         if found.final_endpoint == build_cfg.final_endpoint
             && found.has_logits() == build_cfg.has_logits()
         {
-            Ok(folder.load_into(model, "model.safetensors")?)
+            Ok(crate::weights::load_into(
+                &folder,
+                model,
+                "model.safetensors",
+            )?)
         } else {
             load_ignoring_unused(model, &folder.file("model.safetensors"))
         }
@@ -1101,7 +1109,7 @@ fn load_ignoring_unused(
 ) -> Result<InceptionV3, InceptionError> {
     use burn::store::{ModuleSnapshot, SafetensorsStore};
     let err = |msg: String| {
-        InceptionError::Weights(WeightsError::Load {
+        InceptionError::Weights(FolderError::Load {
             path: path.to_path_buf(),
             msg,
         })

@@ -11,12 +11,10 @@ pub mod weights;
 pub mod finetune;
 pub mod imageops;
 pub mod inception_v3;
-pub mod npy;
-pub mod outdir;
 pub mod report;
 pub mod rng;
 pub mod stylization;
 pub mod text_embedding;
 
 pub use backend::Backend;
-pub use weights::WeightsError;
+pub use weights::FolderError;

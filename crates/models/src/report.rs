@@ -194,23 +194,11 @@ impl TrainingReport {
     }
 }
 
-/// Writes `bytes` to a temporary file next to `path`, then renames it onto `path`.
+/// [`model_folder::write_file_atomic`], its error naming `path`.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ReportError> {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "out".into());
-    let tmp = path.with_file_name(format!(".{name}.tmp{}", std::process::id()));
-    std::fs::write(&tmp, bytes).map_err(|source| ReportError::Io {
-        path: tmp.clone(),
+    model_folder::write_file_atomic(path, bytes).map_err(|source| ReportError::Io {
+        path: path.into(),
         source,
-    })?;
-    std::fs::rename(&tmp, path).map_err(|source| {
-        let _ = std::fs::remove_file(&tmp);
-        ReportError::Io {
-            path: path.into(),
-            source,
-        }
     })
 }
 

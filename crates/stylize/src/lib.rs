@@ -114,7 +114,7 @@ pub fn load_half(path: &Path, device: &Device) -> Result<Half, Error> {
         file: path.display().to_string(),
         msg,
     };
-    let kind = models::stylization::folder_kind(path).map_err(|e| err(e.to_string()))?;
+    let kind = model_folder::read_kind(path).map_err(|e| err(e.to_string()))?;
     match kind.as_str() {
         KIND_STYLE_PREDICTOR => Ok(Half::Predictor(
             StylePredictor::load(path, device).map_err(|e| err(e.to_string()))?,
@@ -167,7 +167,7 @@ pub fn load_transfer(path: &Path, device: &Device) -> Result<Transformer, Error>
     if !path.join("config.json").is_file() {
         return Ok(load_model(&path.display().to_string(), device)?.transformer);
     }
-    let kind = models::stylization::folder_kind(path).map_err(|e| err(e.to_string()))?;
+    let kind = model_folder::read_kind(path).map_err(|e| err(e.to_string()))?;
     if kind == models::stylization::KIND_STYLIZATION {
         return Ok(Stylization::load(path, device)
             .map_err(|e| err(e.to_string()))?

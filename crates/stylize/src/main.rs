@@ -114,83 +114,10 @@ fn split_model(spec: &str) -> Result<(PathBuf, PathBuf)> {
     )
 }
 
-fn read_npy_f32(path: &Path) -> Result<Vec<f32>> {
-    let bytes = std::fs::read(path).with_context(|| format!("{}", path.display()))?;
-    if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
-        bail!("{}: not a .npy file", path.display());
-    }
-    let (hlen, start) = if bytes[6] == 1 {
-        (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10)
-    } else {
-        if bytes.len() < 12 {
-            bail!("{}: truncated .npy header", path.display());
-        }
-        (
-            u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
-            12,
-        )
-    };
-    let header = bytes
-        .get(start..start + hlen)
-        .ok_or_else(|| anyhow!("{}: truncated .npy header", path.display()))?;
-    let header = String::from_utf8_lossy(header);
-    if !header.contains("'<f4'") || header.contains("'fortran_order': True") {
-        bail!(
-            "{}: expected a little-endian float32 C-order array, header {header}",
-            path.display()
-        );
-    }
-    let body = &bytes[start + hlen..];
-    if body.len() % 4 != 0 {
-        bail!("{}: data is not a whole number of float32s", path.display());
-    }
-    Ok(body
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect())
-}
-
-fn npy_bytes(shape: &[usize], data: &[f32]) -> Vec<u8> {
-    let dims = shape
-        .iter()
-        .map(|d| d.to_string())
-        .collect::<Vec<_>>()
-        .join(", ");
-    let dims = if shape.len() == 1 {
-        format!("{dims},")
-    } else {
-        dims
-    };
-    let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({dims}), }}");
-    while (10 + header.len() + 1) % 64 != 0 {
-        header.push(' ');
-    }
-    header.push('\n');
-    let mut out = b"\x93NUMPY\x01\x00".to_vec();
-    out.extend_from_slice(&(header.len() as u16).to_le_bytes());
-    out.extend_from_slice(header.as_bytes());
-    for v in data {
-        out.extend_from_slice(&v.to_le_bytes());
-    }
-    out
-}
-
 /// Writes `bytes` to `path` through a temporary file in the same folder.
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(
-        ".{}.tmp{}",
-        path.file_name()
-            .map(|n| n.to_string_lossy())
-            .unwrap_or_default(),
-        std::process::id()
-    ));
-    std::fs::write(&tmp, bytes).with_context(|| format!("{}: cannot write", tmp.display()))?;
-    std::fs::rename(&tmp, path)
-        .with_context(|| format!("{}: cannot rename into place", path.display()))
+    model_folder::write_file_atomic(path, bytes)
+        .with_context(|| format!("{}: cannot write", path.display()))
 }
 
 fn save_image(path: &Path, h: usize, w: usize, data: &[f32]) -> Result<()> {
@@ -199,7 +126,7 @@ fn save_image(path: &Path, h: usize, w: usize, data: &[f32]) -> Result<()> {
         .map(|e| e.to_string_lossy().to_lowercase())
         .unwrap_or_default();
     let bytes = match ext.as_str() {
-        "npy" => npy_bytes(&[h, w, 3], data),
+        "npy" => model_folder::npy::to_bytes(&[h, w, 3], data),
         "png" | "jpg" | "jpeg" => {
             let px: Vec<u8> = data
                 .iter()
@@ -250,7 +177,7 @@ fn run(a: Args) -> Result<()> {
     let crop = !a.no_crop;
     // Style bottleneck [1, 100].
     let bottleneck: Vec<f32> = if let Some(v) = &a.style_vector {
-        let v = read_npy_f32(v)?;
+        let v = model_folder::npy::read(v)?.data;
         if v.len() != 100 {
             bail!(
                 "{}: style vector has {} values, expected 100",
@@ -274,7 +201,7 @@ fn run(a: Args) -> Result<()> {
         p.predict(&style, style_path)?
     };
     if let Some(out) = &a.save_style {
-        write_atomic(out, &npy_bytes(&[1, 100], &bottleneck))?;
+        model_folder::npy::write(out, &[1, 100], &bottleneck)?;
     }
     let several = a.content.len() > 1;
     if several {

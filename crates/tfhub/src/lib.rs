@@ -256,7 +256,7 @@ fn open_graph(path: &Path, device: &Device) -> Result<tfgraph::Model, Error> {
 }
 
 fn load_converted(dir: &Path, device: &Device) -> Result<Model, Error> {
-    let kind = models::stylization::folder_kind(dir).map_err(|e| model_err(dir, e))?;
+    let kind = model_folder::read_kind(dir).map_err(|e| model_err(dir, e))?;
     match kind.as_str() {
         "inception_v3" => models::inception_v3::InceptionV3::load(dir, device)
             .map(Model::InceptionV3)

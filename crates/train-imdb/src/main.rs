@@ -186,7 +186,7 @@ fn train(args: TrainArgs) -> Result<()> {
         bail!("--batch-size and --epochs must be positive");
     }
     // Refused before any work is done (checked again before the new folder is put in place).
-    models::outdir::check_replaceable(&args.out, args.force).map_err(anyhow::Error::msg)?;
+    model_folder::outdir::check_replaceable(&args.out, args.force).map_err(anyhow::Error::msg)?;
     let data_path = match &args.data {
         Some(p) => p.clone(),
         None => {

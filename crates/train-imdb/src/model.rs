@@ -183,7 +183,7 @@ impl Classifier {
             vec![0.0],
             device,
         );
-        Ok(folder.load_into(m, file)?)
+        Ok(models::weights::load_into(&folder, m, file)?)
     }
 
     /// Writes `config.json`, `model.safetensors` and the vocabulary into `dir` (which exists).
@@ -227,7 +227,7 @@ impl Classifier {
 }
 
 /// Writes the model, its vocabulary and the metrics into a fresh sibling folder, then puts it in
-/// place of `out` ([`models::outdir::swap_in`]: only a folder we wrote, an empty one, or any with
+/// place of `out` ([`model_folder::outdir::swap_in`]: only a folder we wrote, an empty one, or any with
 /// `force`; the previous folder is restored if the new one cannot be renamed in). On any
 /// failure the temporary folder is removed and `out` is left as it was.
 pub fn write_outputs(
@@ -236,12 +236,12 @@ pub fn write_outputs(
     report: &TrainingReport,
     force: bool,
 ) -> Result<()> {
-    models::outdir::check_replaceable(out, force).map_err(anyhow::Error::msg)?;
-    let tmp = models::outdir::stage(out)?;
+    model_folder::outdir::check_replaceable(out, force).map_err(anyhow::Error::msg)?;
+    let tmp = model_folder::outdir::stage(out)?;
     let result = (|| -> Result<()> {
         model.save(&tmp)?;
         report.write_all(&tmp)?;
-        models::outdir::swap_in(&tmp, out, force).map_err(anyhow::Error::msg)
+        model_folder::outdir::swap_in(&tmp, out, force).map_err(anyhow::Error::msg)
     })();
     if let Err(e) = result {
         let _ = std::fs::remove_dir_all(&tmp);

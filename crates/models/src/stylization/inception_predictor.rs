@@ -25,7 +25,7 @@
 //! by `transformer.`; `config.json` `config` = [`SavedModelStylizationConfig`].
 
 use crate::inception_v3::{Activation, EndPoint, InceptionError, InceptionV3, InceptionV3Config};
-use crate::weights::{ModelFolder, WeightsError};
+use crate::weights::{FolderError, ModelFolder};
 use burn::module::Module;
 use burn::nn::{Linear, LinearConfig};
 use burn::tensor::{Device, Tensor};
@@ -172,10 +172,10 @@ struct BothHalves {
 pub fn load_saved_model_halves(
     dir: impl AsRef<Path>,
     device: &Device,
-) -> Result<(InceptionStylePredictor, Transformer), WeightsError> {
+) -> Result<(InceptionStylePredictor, Transformer), FolderError> {
     let folder = ModelFolder::open(dir, super::KIND_STYLIZATION)?;
     let cfg: SavedModelStylizationConfig = folder.config()?;
-    let config_err = |msg: String| WeightsError::Config {
+    let config_err = |msg: String| FolderError::Config {
         path: folder.file("config.json"),
         msg,
     };
@@ -193,7 +193,7 @@ pub fn load_saved_model_halves(
         predictor,
         transformer: cfg.transformer.init(device),
     };
-    let both = folder.load_into(both, "model.safetensors")?;
+    let both = crate::weights::load_into(&folder, both, "model.safetensors")?;
     Ok((both.predictor, both.transformer))
 }
 

@@ -27,7 +27,7 @@ use std::path::Path;
 pub use mobilenet_predictor::{MobileNetPredictorConfig, MobileNetStylePredictor};
 pub use transformer::{Transformer, TransformerConfig};
 
-use crate::weights::WeightsError;
+use crate::weights::FolderError;
 
 /// `config.json` kind of a folder holding both halves (the SavedModel).
 pub const KIND_STYLIZATION: &str = "stylization";
@@ -60,9 +60,9 @@ impl StylePredictor {
 
     /// Loads a predictor from a converted folder of kind `style_predictor`, or the
     /// predictor half of a `stylization` folder (the SavedModel).
-    pub fn load(dir: impl AsRef<Path>, device: &Device) -> Result<Self, WeightsError> {
+    pub fn load(dir: impl AsRef<Path>, device: &Device) -> Result<Self, FolderError> {
         let dir = dir.as_ref();
-        let kind = folder_kind(dir)?;
+        let kind = model_folder::read_kind(dir)?;
         match kind.as_str() {
             KIND_STYLE_PREDICTOR => Ok(StylePredictor::MobileNet(MobileNetStylePredictor::load(
                 dir, device,
@@ -70,33 +70,13 @@ impl StylePredictor {
             KIND_STYLIZATION => Ok(StylePredictor::Inception(
                 inception_predictor::load_saved_model_halves(dir, device)?.0,
             )),
-            other => Err(WeightsError::WrongKind {
+            other => Err(FolderError::WrongKind {
                 path: dir.to_path_buf(),
                 found: other.to_string(),
                 expected: KIND_STYLE_PREDICTOR.into(),
             }),
         }
     }
-}
-
-/// The `kind` field of `<dir>/config.json`.
-pub fn folder_kind(dir: &Path) -> Result<String, WeightsError> {
-    let path = dir.join("config.json");
-    let text = std::fs::read_to_string(&path).map_err(|source| WeightsError::Io {
-        path: path.clone(),
-        source,
-    })?;
-    let raw: serde_json::Value = serde_json::from_str(&text).map_err(|e| WeightsError::Config {
-        path: path.clone(),
-        msg: e.to_string(),
-    })?;
-    raw.get("kind")
-        .and_then(|k| k.as_str())
-        .map(str::to_string)
-        .ok_or_else(|| WeightsError::Config {
-            path,
-            msg: "missing string field `kind`".into(),
-        })
 }
 
 /// A complete stylization model: a style predictor plus a transformer.
@@ -117,7 +97,7 @@ impl Stylization {
     }
 
     /// Loads a converted SavedModel folder (kind `stylization`: both halves).
-    pub fn load(dir: impl AsRef<Path>, device: &Device) -> Result<Self, WeightsError> {
+    pub fn load(dir: impl AsRef<Path>, device: &Device) -> Result<Self, FolderError> {
         let (predictor, transformer) = inception_predictor::load_saved_model_halves(dir, device)?;
         Ok(Self::from_parts(
             StylePredictor::Inception(predictor),
@@ -130,7 +110,7 @@ impl Stylization {
         predictor_dir: impl AsRef<Path>,
         transfer_dir: impl AsRef<Path>,
         device: &Device,
-    ) -> Result<Self, WeightsError> {
+    ) -> Result<Self, FolderError> {
         let predictor = StylePredictor::load(predictor_dir, device)?;
         let transformer = Transformer::load(transfer_dir, device)?;
         Ok(Self::from_parts(predictor, transformer))

@@ -340,10 +340,10 @@ impl Transformer {
     pub fn load(
         dir: impl AsRef<std::path::Path>,
         device: &Device,
-    ) -> Result<Self, crate::WeightsError> {
+    ) -> Result<Self, crate::FolderError> {
         let folder = crate::weights::ModelFolder::open(dir, super::KIND_STYLE_TRANSFER)?;
         let config: TransformerConfig = folder.config()?;
-        folder.load_into(config.init(device), "model.safetensors")
+        crate::weights::load_into(&folder, config.init(device), "model.safetensors")
     }
 }
 

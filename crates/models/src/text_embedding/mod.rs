@@ -14,7 +14,7 @@ pub mod farmhash;
 mod punct_table;
 pub mod tokenizer;
 
-use crate::weights::{ModelFolder, WeightsError};
+use crate::weights::{FolderError, ModelFolder};
 use burn::module::{Module, Param};
 use burn::store::{ModuleSnapshot, SafetensorsStore};
 use burn::tensor::{Device, IndexingUpdateOp, Int, Tensor, TensorData};
@@ -75,7 +75,7 @@ impl TextEmbeddingConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum TextEmbeddingError {
     #[error(transparent)]
-    Weights(#[from] WeightsError),
+    Weights(#[from] FolderError),
     #[error(transparent)]
     Vocab(#[from] VocabError),
     #[error("{path}: {msg}")]
@@ -232,7 +232,11 @@ impl TextEmbedding {
             zeros,
             device,
         )?;
-        Ok(folder.load_into(module, "model.safetensors")?)
+        Ok(crate::weights::load_into(
+            &folder,
+            module,
+            "model.safetensors",
+        )?)
     }
 
     /// Writes `config.json`, `model.safetensors` and the vocabulary into `dir`
@@ -359,7 +363,7 @@ impl TextEmbedding {
 }
 
 /// Runs `fill` on a fresh sibling folder of `dir`, then renames it to `dir` (replacing an
-/// existing folder only when this project wrote it: see [`crate::outdir`]).
+/// existing folder only when this project wrote it: see [`model_folder::outdir`]).
 pub(crate) fn write_folder(
     dir: &Path,
     fill: impl FnOnce(&Path) -> Result<(), TextEmbeddingError>,
@@ -369,13 +373,13 @@ pub(crate) fn write_folder(
         msg,
     };
     // Refused before any work is done.
-    crate::outdir::check_replaceable(dir, false).map_err(invalid)?;
-    let tmp = crate::outdir::stage(dir).map_err(|e| TextEmbeddingError::Io {
+    model_folder::outdir::check_replaceable(dir, false).map_err(invalid)?;
+    let tmp = model_folder::outdir::stage(dir).map_err(|e| TextEmbeddingError::Io {
         path: e.path,
         source: e.source,
     })?;
     let result =
-        fill(&tmp).and_then(|()| crate::outdir::swap_in(&tmp, dir, false).map_err(invalid));
+        fill(&tmp).and_then(|()| model_folder::outdir::swap_in(&tmp, dir, false).map_err(invalid));
     if result.is_err() {
         let _ = std::fs::remove_dir_all(&tmp);
     }

@@ -90,12 +90,18 @@ pub fn write(path: impl AsRef<Path>, shape: &[usize], data: &[f32]) -> Result<()
     result.map_err(io)
 }
 
+/// Largest `.npy` file read (a regular file only: no device or FIFO).
+pub const MAX_NPY_BYTES: u64 = 16 << 30;
+
 /// Reads a `.npy` file as f32.
 pub fn read(path: impl AsRef<Path>) -> Result<NpyArray, NpyError> {
     let path = path.as_ref();
-    let bytes = std::fs::read(path).map_err(|source| NpyError::Io {
-        path: path.to_path_buf(),
-        source,
+    let bytes = crate::read_regular_file(path, MAX_NPY_BYTES).map_err(|e| match e {
+        crate::FolderError::Io { path, source } => NpyError::Io { path, source },
+        other => NpyError::Format {
+            path: path.to_path_buf(),
+            msg: other.to_string(),
+        },
     })?;
     from_bytes(&bytes).map_err(|e| match e {
         NpyError::Format { msg, .. } => NpyError::Format {

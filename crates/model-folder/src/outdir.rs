@@ -143,3 +143,43 @@ pub fn sibling(dir: &Path, what: &str) -> PathBuf {
         .unwrap_or(Path::new("."));
     parent.join(format!(".{name}.{what}-{}-{stamp}", std::process::id()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ours(dir: &Path, tag: &str) {
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::write(dir.join("config.json"), format!(r#"{{"kind": "{tag}"}}"#)).unwrap();
+    }
+
+    #[test]
+    fn only_our_folders_are_replaced_and_a_failed_rename_restores_the_previous_one() {
+        let base = tempfile::tempdir().unwrap();
+        let out = base.path().join("m");
+        ours(&out, "first");
+        // The staged folder vanished: the rename fails and the old folder comes back.
+        let e = swap_in(&base.path().join(".gone"), &out, false).unwrap_err();
+        assert!(e.contains("m") && e.contains("left in place"), "{e}");
+        assert!(std::fs::read_to_string(out.join("config.json"))
+            .unwrap()
+            .contains("first"));
+        assert_eq!(std::fs::read_dir(base.path()).unwrap().count(), 1);
+        // A staged folder replaces ours; nothing is left beside it.
+        let tmp = stage(&out).unwrap();
+        ours(&tmp, "second");
+        swap_in(&tmp, &out, false).unwrap();
+        assert!(std::fs::read_to_string(out.join("config.json"))
+            .unwrap()
+            .contains("second"));
+        assert_eq!(std::fs::read_dir(base.path()).unwrap().count(), 1);
+        // A folder that is not ours is refused unless forced.
+        let photos = base.path().join("photos");
+        std::fs::create_dir(&photos).unwrap();
+        std::fs::write(photos.join("a.jpg"), b"jpg").unwrap();
+        let e = check_replaceable(&photos, false).unwrap_err();
+        assert!(e.contains("--force"), "{e}");
+        assert!(!written_by_us(&photos));
+        check_replaceable(&photos, true).unwrap();
+    }
+}
