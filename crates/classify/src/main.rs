@@ -74,53 +74,6 @@ fn main() {
     }
 }
 
-/// What `--model` names.
-enum ModelSource {
-    /// A converted Inception-v3 folder, and for a temporary conversion of a SavedModel (to
-    /// delete after loading) that SavedModel, against whose graph the hand-written model is
-    /// checked before it is trusted.
-    Converted(PathBuf, Option<PathBuf>),
-    /// A SavedModel that no hand-written path recognises: run its graph.
-    Graph(PathBuf),
-}
-
-/// The converted folder for `--model`, or a SavedModel for the graph executor.
-fn model_dir(spec: &str, offline: bool) -> Result<ModelSource> {
-    let p = Path::new(spec);
-    if p.join("config.json").is_file() {
-        return Ok(ModelSource::Converted(p.to_path_buf(), None));
-    }
-    let opts = hub::Options {
-        offline: offline || std::env::var("TFHUB_OFFLINE").is_ok_and(|v| v == "1"),
-        ..Default::default()
-    };
-    let resolved =
-        hub::resolve(spec, &opts).with_context(|| format!("{spec}: cannot resolve the model"))?;
-    if resolved.path.join("config.json").is_file() {
-        return Ok(ModelSource::Converted(resolved.path, None));
-    }
-    if !resolved.path.join("saved_model.pb").is_file() {
-        bail!(
-            "{}: neither a converted model folder (config.json) nor a SavedModel (saved_model.pb)",
-            resolved.path.display()
-        );
-    }
-    // A SavedModel: convert it in memory into a temporary folder (use `convert` to keep one).
-    let sm = savedmodel::read(&resolved.path)
-        .with_context(|| format!("{}: cannot read the SavedModel", resolved.path.display()))?;
-    let src = convert::from_savedmodel::source_from_savedmodel(&sm, spec)
-        .with_context(|| format!("{}: cannot read the variables", resolved.path.display()))?;
-    if !convert::kinds::inception_v3::recognise(&src) {
-        return Ok(ModelSource::Graph(resolved.path));
-    }
-    let conv = convert::kinds::inception_v3::convert(&src)
-        .with_context(|| format!("{}: cannot convert", resolved.path.display()))?;
-    let out = std::env::temp_dir().join(format!("tfhub-rs-classify-{}", std::process::id()));
-    convert::write::write_model(&out, &conv, spec, &[])
-        .with_context(|| format!("{}: cannot write the converted model", out.display()))?;
-    Ok(ModelSource::Converted(out, Some(resolved.path)))
-}
-
 fn labels_for(dir: &Path, classes: usize) -> Result<Vec<String>> {
     let own = dir.join("labels.txt");
     let labels: Vec<String> = if own.is_file() {
@@ -164,45 +117,30 @@ fn run(args: Args) -> Result<()> {
     if args.batch == 0 {
         bail!("--batch must be at least 1");
     }
-    let (dir, saved_model) = match model_dir(&args.model, args.offline)? {
-        ModelSource::Converted(dir, saved_model) => (dir, saved_model),
-        ModelSource::Graph(dir) => return run_graph(&args, &dir),
-    };
-    let temporary = saved_model.is_some();
-    let size = args.size.unwrap_or(299);
     let device = args.backend.device();
-    let loaded = InceptionV3::load(&dir, &device);
-    let labels_dir = if temporary {
-        PathBuf::from(&args.model)
-    } else {
-        dir.clone()
+    let mut opts = hub::Options::from_env();
+    opts.offline |= args.offline;
+    let source = tfhub::open(&args.model, &opts, &device)
+        .with_context(|| format!("{}: cannot open the model", args.model))?;
+    if let Some(notice) = source.notice() {
+        eprintln!("classify: {notice}");
+    }
+    let (dir, labels_dir) = match source {
+        tfhub::Source::Graph { dir, .. } => return run_graph(&args, &dir),
+        tfhub::Source::Tflite(p) => bail!(
+            "{}: a TF Lite file; classify runs Inception-v3 model folders and TF2 SavedModels",
+            p.display()
+        ),
+        tfhub::Source::Folder { dir, converted, .. } => {
+            // Labels shipped beside a SavedModel stay there.
+            let labels = converted.map_or(dir.clone(), |c| c.saved_model);
+            (dir, labels)
+        }
     };
-    if temporary {
-        let _ = std::fs::remove_dir_all(&dir);
-    }
+    let size = args.size.unwrap_or(299);
+    let loaded = InceptionV3::load(&dir, &device)
+        .with_context(|| format!("{}: cannot load the Inception-v3 model", dir.display()))?;
     let dir = labels_dir;
-    let loaded =
-        loaded.with_context(|| format!("{}: cannot load the Inception-v3 model", dir.display()))?;
-    // A SavedModel is trusted to the hand-written model only when both compute the same.
-    if let Some(sm) = &saved_model {
-        let check = tfhub::inception_discrepancy(sm, &loaded, &device).with_context(|| {
-            format!("{}: cannot check the model against its graph", sm.display())
-        })?;
-        if let tfhub::Check::Unverifiable(why) = &check {
-            eprintln!(
-                "classify: note: running the hand-written Inception-v3, recognised by its variables; its graph cannot run here to confirm it ({why})"
-            );
-        }
-        if let tfhub::Check::Discrepancy(e) = check.clone() {
-            if e > tfhub::HAND_WRITTEN_TOLERANCE {
-                eprintln!(
-                "classify: {}: its variables are Inception-v3's but its graph computes something else (relative error {e:.1e} on a probe batch); running the graph",
-                sm.display()
-            );
-                return run_graph(&args, sm);
-            }
-        }
-    }
     let model = loaded.fuse_for_inference();
     let classes = model.config().num_classes;
     if classes.is_none() && args.features.is_none() {

@@ -51,9 +51,15 @@ fn read_npy(path: &Path) -> (String, Vec<f32>) {
     (header, vals)
 }
 
+/// The classify binary; SavedModels are converted into a cache under the test target folder
+/// (never the user's).
 fn classify(args: &[&std::ffi::OsStr]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_classify"))
         .args(args)
+        .env(
+            "TFHUB_CACHE_DIR",
+            Path::new(env!("CARGO_TARGET_TMPDIR")).join("tfhub-cache"),
+        )
         .output()
         .unwrap()
 }
@@ -182,32 +188,64 @@ fn undecodable_image_is_named_in_the_error() {
 }
 
 #[test]
-fn a_savedmodel_folder_is_converted_on_the_fly() {
+fn a_savedmodel_folder_or_handle_is_converted_once_into_the_cache() {
     let Some(images) = shared_images() else {
         return;
     };
     let model = small_model("sm");
     let sm = repo().join("tests/fixtures/inception_v3/small/saved_model");
-    let (a, b) = (model.join("a.npy"), model.join("b.npy"));
-    for (m, out) in [(model.as_os_str(), &a), (sm.as_os_str(), &b)] {
-        let o = classify(&[
-            "--model".as_ref(),
-            m,
-            "--features".as_ref(),
-            out.as_os_str(),
-            images[0].as_os_str(),
-        ]);
-        let stderr = String::from_utf8_lossy(&o.stderr);
+    let cache = model.join("cache");
+    let (_server, url) = common::serve_folder(&sm, "/m/inception.tar.gz");
+    let run = |m: &std::ffi::OsStr, out: &Path| {
+        let o = Command::new(env!("CARGO_BIN_EXE_classify"))
+            .args([
+                "--model".as_ref(),
+                m,
+                "--features".as_ref(),
+                out.as_os_str(),
+            ])
+            .arg(&images[0])
+            .env("TFHUB_CACHE_DIR", &cache)
+            .env_remove("TFHUB_OFFLINE")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
         assert!(o.status.success(), "{stderr}");
-        // This SavedModel holds variables only (no signature, no `__call__`): the
-        // hand-written model runs unconfirmed by the graph, and says so.
-        assert_eq!(
-            stderr.contains("recognised by its variables; its graph cannot run here"),
-            out == &b,
-            "{stderr}"
-        );
+        stderr
+    };
+    let converted = |stderr: &str| {
+        (
+            stderr.contains("converted once into"),
+            stderr.contains("using the conversion cached at"),
+        )
+    };
+    let outs: Vec<PathBuf> = (0..4).map(|i| model.join(format!("{i}.npy"))).collect();
+    // The converted folder itself: no conversion, nothing to say.
+    assert_eq!(converted(&run(model.as_os_str(), &outs[0])), (false, false));
+    // The SavedModel: converted the first time, found in the cache the second.
+    let first = run(sm.as_os_str(), &outs[1]);
+    assert_eq!(converted(&first), (true, false), "{first}");
+    // This SavedModel holds variables only (no signature, no `__call__`): the hand-written
+    // model runs unconfirmed by the graph, and says so, on every run.
+    assert!(
+        first.contains("recognised by its variables; its graph cannot run here"),
+        "{first}"
+    );
+    let second = run(sm.as_os_str(), &outs[2]);
+    assert_eq!(converted(&second), (false, true), "{second}");
+    assert!(second.contains("its graph cannot run here"), "{second}");
+    // The same SavedModel as a handle: downloaded, and its conversion found by content.
+    let third = run(url.as_ref(), &outs[3]);
+    assert_eq!(converted(&third), (false, true), "{third}");
+    let conversions: Vec<_> = std::fs::read_dir(cache.join("converted"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert_eq!(conversions.len(), 1, "{conversions:?}");
+    for o in &outs[1..] {
+        assert_eq!(std::fs::read(&outs[0]).unwrap(), std::fs::read(o).unwrap());
     }
-    assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
     let _ = std::fs::remove_dir_all(model);
 }
 
@@ -373,7 +411,7 @@ fn a_look_alike_inception_savedmodel_runs_its_own_graph() {
     let real = repo().join("tests/fixtures/tfgraph/slim_inception_v3_small/saved_model");
     let fake = tmp.join("lookalike");
     assert!(tfhub::testing::with_constant_changed(&real, &fake, 2.0, 2.5).unwrap() > 0);
-    let notice = "computes something else";
+    let notice = "does not compute what this SavedModel's graph computes";
     for (model, expect_notice) in [(&real, false), (&fake, true)] {
         let out = classify(&[
             "--model".as_ref(),

@@ -6,13 +6,13 @@
 //! newline does not start an extra empty sentence). Writes a float32 `.npy` `[N, D]`
 //! with `-o`, else one JSON array of D numbers per line on stdout.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use burn::tensor::Device;
 use clap::Parser;
 use models::text_embedding::TextEmbedding;
 use models::Backend;
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -50,38 +50,16 @@ fn lines(input: &[u8]) -> Vec<&[u8]> {
     body.split(|&b| b == b'\n').collect()
 }
 
-fn model_dir(model: &str, offline: bool) -> Result<PathBuf> {
-    let p = Path::new(model);
-    let dir = if p.join("config.json").is_file() {
-        p.to_path_buf()
-    } else {
-        let opts = hub::Options {
-            offline: offline || std::env::var("TFHUB_OFFLINE").is_ok_and(|v| v == "1"),
-            progress: true,
-            ..Default::default()
-        };
-        hub::resolve(model, &opts)
-            .with_context(|| format!("cannot resolve model `{model}`"))?
-            .path
-    };
-    if !dir.join("config.json").is_file() {
-        if dir.join("saved_model.pb").is_file() {
-            bail!(
-                "{}: is a TensorFlow SavedModel, not a converted model; run `convert {model}` first and pass the folder it prints",
-                dir.display()
-            );
-        }
-        bail!(
-            "{}: no config.json (not a model folder written by `convert`)",
-            dir.display()
-        );
-    }
-    Ok(dir)
-}
-
 fn run(args: Args) -> Result<()> {
-    let dir = model_dir(&args.model, args.offline)?;
     let device: Device = args.backend.device();
+    let mut opts = hub::Options::from_env();
+    opts.offline |= args.offline;
+    let source = tfhub::open(&args.model, &opts, &device)
+        .with_context(|| format!("{}: cannot open the model", args.model))?;
+    if let Some(notice) = source.notice() {
+        eprintln!("embed: {notice}");
+    }
+    let dir = source.into_folder_of(models::text_embedding::KIND)?;
     let model = TextEmbedding::load(&dir, &device)
         .with_context(|| format!("cannot load {}", dir.display()))?;
     let mut input = Vec::new();

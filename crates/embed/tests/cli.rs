@@ -5,8 +5,99 @@
 use burn::tensor::Device;
 use models::text_embedding::{SplitMode, TextEmbedding, TextEmbeddingConfig};
 use serde_json::Value;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
+
+#[path = "../../hub/tests/common/mod.rs"]
+mod common;
+
+/// The fixture sentences that fit on a line, as embed's input, and their rows in expected.json.
+fn input_lines(e: &Value) -> (Vec<u8>, Vec<usize>) {
+    let mut input = Vec::new();
+    let mut rows = Vec::new();
+    for (i, h) in e["sentences"].as_array().unwrap().iter().enumerate() {
+        let h = h.as_str().unwrap();
+        let s: Vec<u8> = (0..h.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&h[i..i + 2], 16).unwrap())
+            .collect();
+        if s.contains(&b'\n') {
+            continue;
+        }
+        input.extend_from_slice(&s);
+        input.push(b'\n');
+        rows.push(i);
+    }
+    (input, rows)
+}
+
+/// Runs embed on `input` with `--model model`, the cache in `cache`; (npy values, stderr).
+fn embed(model: &std::ffi::OsStr, input: &Path, out: &Path, cache: &Path) -> (Vec<f32>, String) {
+    let o = Command::new(env!("CARGO_BIN_EXE_embed"))
+        .arg("--model")
+        .arg(model)
+        .arg("--input")
+        .arg(input)
+        .arg("-o")
+        .arg(out)
+        .env("TFHUB_CACHE_DIR", cache)
+        .env_remove("TFHUB_OFFLINE")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(o.status.success(), "{stderr}");
+    (model_folder::npy::read(out).unwrap().data, stderr)
+}
+
+#[test]
+fn a_savedmodel_or_handle_is_converted_once_and_embeds_like_tensorflow() {
+    let e: Value =
+        serde_json::from_str(&std::fs::read_to_string(fixtures().join("expected.json")).unwrap())
+            .unwrap();
+    let want = e["tf2_f32_oov1"]["outputs"].as_array().unwrap();
+    let (input, rows) = input_lines(&e);
+    let tmp = tempfile::tempdir().unwrap();
+    let inp = tmp.path().join("in.txt");
+    std::fs::write(&inp, &input).unwrap();
+    let cache = tmp.path().join("cache");
+    let sm = fixtures().join("tf2_f32_oov1");
+    let (_server, url) = common::serve_folder(&sm, "/m/swivel.tar.gz");
+    let forms: [(&std::ffi::OsStr, &str); 3] = [
+        (sm.as_os_str(), "converted once into"),
+        (sm.as_os_str(), "using the conversion cached at"),
+        (url.as_ref(), "using the conversion cached at"),
+    ];
+    for (i, (model, said)) in forms.into_iter().enumerate() {
+        let (got, stderr) = embed(model, &inp, &tmp.path().join(format!("{i}.npy")), &cache);
+        assert!(stderr.contains(said), "run {i}: {stderr}");
+        for (k, &r) in rows.iter().enumerate() {
+            for d in 0..4 {
+                let w = want[r][d].as_f64().unwrap();
+                let g = got[k * 4 + d] as f64;
+                assert!(
+                    (g - w).abs() < 1e-6,
+                    "run {i} line {k} dim {d}: {g} vs TF {w}"
+                );
+            }
+        }
+    }
+    // A SavedModel of another kind is refused, naming what it is.
+    let inception = fixtures().join("../inception_v3/small/saved_model");
+    let o = Command::new(env!("CARGO_BIN_EXE_embed"))
+        .arg("--model")
+        .arg(&inception)
+        .arg("--input")
+        .arg(&inp)
+        .env("TFHUB_CACHE_DIR", &cache)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        stderr.contains("holds a `inception_v3` model, expected `text_embedding`"),
+        "{stderr}"
+    );
+}
 
 fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/text_embedding")
@@ -40,22 +131,7 @@ fn embeds_lines_like_tensorflow() {
     let dir = tmp.path().join("swivel");
     model.save(&dir, "test").unwrap();
 
-    // sentences without '\n' (a line cannot hold one)
-    let mut input = Vec::new();
-    let mut rows = Vec::new();
-    for (i, h) in e["sentences"].as_array().unwrap().iter().enumerate() {
-        let h = h.as_str().unwrap();
-        let s: Vec<u8> = (0..h.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&h[i..i + 2], 16).unwrap())
-            .collect();
-        if s.contains(&b'\n') {
-            continue;
-        }
-        input.extend_from_slice(&s);
-        input.push(b'\n');
-        rows.push(i);
-    }
+    let (input, rows) = input_lines(&e);
     let inp = tmp.path().join("in.txt");
     std::fs::write(&inp, &input).unwrap();
     let out = tmp.path().join("out.npy");

@@ -111,27 +111,17 @@ fn main() {
     }
 }
 
+/// The Inception-v3 folder for `--model` (a SavedModel or handle is converted once into the
+/// cache).
 fn model_dir(spec: &str, offline: bool) -> Result<PathBuf> {
-    let p = Path::new(spec);
-    if p.join("config.json").is_file() {
-        return Ok(p.to_path_buf());
+    let mut opts = hub::Options::from_env();
+    opts.offline |= offline;
+    let source = tfhub::open(spec, &opts, &tfhub::burn::tensor::Device::flex())
+        .with_context(|| format!("{spec}: cannot open the model"))?;
+    if let Some(notice) = source.notice() {
+        eprintln!("finetune: {notice}");
     }
-    if p.exists() {
-        bail!("{}: not a converted model folder (no config.json); convert it first: `convert {spec} --out DIR`", p.display());
-    }
-    let opts = hub::Options {
-        offline: offline || std::env::var("TFHUB_OFFLINE").is_ok_and(|v| v == "1"),
-        ..Default::default()
-    };
-    let resolved =
-        hub::resolve(spec, &opts).with_context(|| format!("{spec}: cannot resolve the model"))?;
-    if resolved.path.join("config.json").is_file() {
-        return Ok(resolved.path);
-    }
-    bail!(
-        "{}: not a converted model folder (no config.json); convert it first: `convert {spec} --out DIR`, then `finetune --model DIR`",
-        resolved.path.display()
-    )
+    Ok(source.into_folder_of(models::inception_v3::KIND)?)
 }
 
 fn checkpoint_dir(p: &Path) -> PathBuf {

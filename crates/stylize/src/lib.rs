@@ -176,34 +176,21 @@ pub fn load_transfer(path: &Path, device: &Device) -> Result<Transformer, Error>
     Transformer::load(path, device).map_err(|e| err(e.to_string()))
 }
 
-/// A whole model from a converted `stylization` folder, or from a SavedModel
-/// handle (TF-Hub / Kaggle URL, archive, local SavedModel folder) converted in
-/// memory (through a temporary folder).
+/// A whole model from a converted `stylization` folder, or from a SavedModel handle (TF-Hub /
+/// Kaggle URL, archive, local SavedModel folder), converted once into the cache.
 pub fn load_model(spec: &str, device: &Device) -> Result<Stylization, Error> {
     let err = |msg: String| Error::Model {
         file: spec.to_string(),
         msg,
     };
-    let local = Path::new(spec);
-    if local.join("config.json").is_file() {
-        return Stylization::load(local, device).map_err(|e| err(e.to_string()));
+    let source =
+        tfhub::open(spec, &hub::Options::from_env(), device).map_err(|e| err(e.to_string()))?;
+    if let Some(notice) = source.notice() {
+        eprintln!("stylize: {notice}");
     }
-    let resolved = hub::resolve(spec, &hub::Options::from_env()).map_err(|e| err(e.to_string()))?;
-    if !resolved.path.join("saved_model.pb").is_file() {
-        return Err(err(format!(
-            "{} is not a SavedModel folder or a converted model folder",
-            resolved.path.display()
-        )));
-    }
-    let sm = savedmodel::read(&resolved.path).map_err(|e| err(e.to_string()))?;
-    let src = convert::from_savedmodel::source_from_savedmodel(&sm, spec)
+    let dir = source
+        .into_folder_of(models::stylization::KIND_STYLIZATION)
         .map_err(|e| err(e.to_string()))?;
-    let converted = convert::kinds::convert_any(&src)
-        .map_err(|e| err(e.to_string()))?
-        .ok_or_else(|| err("not recognised as a stylization model".into()))?;
-    let tmp = tempfile::tempdir().map_err(|e| err(e.to_string()))?;
-    let dir = tmp.path().join("model");
-    convert::write::write_model(&dir, &converted, spec, &[]).map_err(|e| err(e.to_string()))?;
     Stylization::load(&dir, device).map_err(|e| err(e.to_string()))
 }
 

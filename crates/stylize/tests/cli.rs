@@ -14,8 +14,15 @@ fn data() -> Option<PathBuf> {
     }
 }
 
+/// The stylize binary; SavedModels are converted into a cache under the test target folder
+/// (never the user's).
 fn stylize() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_stylize"))
+    let mut c = Command::new(env!("CARGO_BIN_EXE_stylize"));
+    c.env(
+        "TFHUB_CACHE_DIR",
+        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("tfhub-cache"),
+    );
+    c
 }
 
 /// Unpacks the committed small Magenta SavedModel fixture into `dir`; returns its folder.

@@ -32,6 +32,9 @@ pub use tfgraph;
 use burn::tensor::Device;
 use std::path::{Path, PathBuf};
 
+mod open;
+pub use open::{open, Conversion, Source};
+
 /// What can go wrong; every message names the handle or path and the problem.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -104,66 +107,26 @@ pub fn keras_layer(
 /// hand-written forward pass does not compute what the SavedModel's graph computes on a
 /// probe batch ([`inception_discrepancy`], relative error above 1e-4).
 pub fn load_hand_written(handle: &str, device: &Device) -> Result<Model, Error> {
-    let opts = hub::Options::from_env();
-    let path = hub::resolve(handle, &opts)?.path;
-    if path.join("config.json").is_file() {
-        return load_converted(&path, device);
+    match open(handle, &hub::Options::from_env(), device)? {
+        Source::Folder { dir, .. } => load_converted(&dir, device),
+        Source::Graph { dir, why } => Err(model_err(
+            &dir,
+            why.unwrap_or_else(|| {
+                "no hand-written model recognises this SavedModel; load it through the graph \
+                 executor (tfhub::load)"
+                    .into()
+            }),
+        )),
+        Source::Tflite(p) => Err(model_err(
+            &p,
+            "a single .tflite file: no hand-written model loads it alone (stylize takes the \
+             predictor and transfer files together)",
+        )),
     }
-    check_saved_model(&path)?;
-    let name = hub::module_dir_name(handle);
-    let out = hub::cache_dir(&opts)?
-        .join("converted")
-        .join(format!("{name}-v{}", convert::CONVERTER_VERSION));
-    if !out.join("config.json").is_file() {
-        let sm = savedmodel::read(&path).map_err(tfgraph::Error::from)?;
-        let src = convert::from_savedmodel::source_from_savedmodel(&sm, handle)
-            .map_err(|e| model_err(&path, e))?;
-        let converted = convert::kinds::convert_any(&src)
-            .map_err(|e| model_err(&path, e))?
-            .ok_or_else(|| {
-                model_err(
-                    &path,
-                    "no hand-written model recognises this SavedModel; load it through the graph executor (tfhub::load)",
-                )
-            })?;
-        if let Some(parent) = out.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| model_err(parent, e))?;
-        }
-        let tmp = out.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
-        convert::write::write_model(&tmp, &converted, handle, &[])
-            .map_err(|e| model_err(&tmp, e))?;
-        if let Err(e) = verify(&path, &tmp, device) {
-            let _ = std::fs::remove_dir_all(&tmp);
-            return Err(e);
-        }
-        if std::fs::rename(&tmp, &out).is_err() {
-            // Another process published it first.
-            let _ = std::fs::remove_dir_all(&tmp);
-        }
-    }
-    load_converted(&out, device)
 }
 
 /// Largest discrepancy between a hand-written model and the graph it stands for.
 pub const HAND_WRITTEN_TOLERANCE: f64 = 1e-4;
-
-/// Checks a freshly converted folder `converted` against the SavedModel `saved_model`.
-fn verify(saved_model: &Path, converted: &Path, device: &Device) -> Result<(), Error> {
-    if let Model::InceptionV3(m) = load_converted(converted, device)? {
-        // A graph that cannot run here (a TF1 module, unsupported ops) cannot be checked:
-        // the converter's recognition by variable names and shapes stands.
-        let Check::Discrepancy(e) = inception_discrepancy(saved_model, &m, device)? else {
-            return Ok(());
-        };
-        if e > HAND_WRITTEN_TOLERANCE {
-            return Err(model_err(
-                saved_model,
-                format!("the hand-written Inception-v3 does not compute what this SavedModel's graph computes (relative error {e:.2e} on a probe batch); load it through the graph executor (tfhub::load)"),
-            ));
-        }
-    }
-    Ok(())
-}
 
 /// How far the hand-written Inception-v3 `model` is from the default entry point of the
 /// SavedModel in `saved_model` (run by the graph executor), on a probe batch of two

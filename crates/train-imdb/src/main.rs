@@ -19,7 +19,7 @@ use models::report::{EpochRecord, TrainingReport};
 use models::text_embedding::{SplitMode, TextEmbedding, TextEmbeddingConfig, TokenBatch};
 use models::Backend;
 use std::io::{IsTerminal, Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 /// The official archive (used when `--data` is not given).
@@ -162,23 +162,15 @@ fn evaluate(model: &Classifier, set: &Encoded, bs: usize, device: &Device) -> Re
     Ok((loss / n, correct as f64 / n))
 }
 
+/// The text-embedding folder for `--embedding` (a SavedModel or handle is converted once into
+/// the cache).
 fn resolve_embedding(handle: &str) -> Result<PathBuf> {
-    let p = Path::new(handle);
-    if p.join("config.json").is_file() {
-        return Ok(p.to_path_buf());
+    let source = tfhub::open(handle, &hub::Options::from_env(), &Device::flex())
+        .with_context(|| format!("{handle}: cannot open the embedding"))?;
+    if let Some(notice) = source.notice() {
+        eprintln!("train-imdb: {notice}");
     }
-    let r = hub::resolve(
-        handle,
-        &hub::Options {
-            progress: true,
-            ..Default::default()
-        },
-    )
-    .with_context(|| format!("cannot resolve embedding `{handle}`"))?;
-    if !r.path.join("config.json").is_file() {
-        bail!("{}: not a converted model folder; run `convert {handle}` first and pass the folder it prints", r.path.display());
-    }
-    Ok(r.path)
+    Ok(source.into_folder_of(models::text_embedding::KIND)?)
 }
 
 fn train(args: TrainArgs) -> Result<()> {

@@ -224,6 +224,45 @@ pub fn gzip(data: &[u8]) -> Vec<u8> {
     e.finish().unwrap()
 }
 
+/// Serves every file under `dir` as one `.tar.gz` at `route` on a loopback server; returns the
+/// server (keep it alive) and the URL, a handle as a user would give it.
+#[allow(dead_code)]
+pub fn serve_folder(dir: &Path, route: &str) -> (Server, String) {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, Vec<u8>)>) {
+        for e in std::fs::read_dir(dir).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                walk(root, &p, out);
+            } else {
+                let rel = p
+                    .strip_prefix(root)
+                    .unwrap()
+                    .to_string_lossy()
+                    .replace('\\', "/");
+                out.push((rel, std::fs::read(&p).unwrap()));
+            }
+        }
+    }
+    let mut files = Vec::new();
+    walk(dir, dir, &mut files);
+    files.sort();
+    let files: Vec<(&str, Vec<u8>)> = files.iter().map(|(n, b)| (n.as_str(), b.clone())).collect();
+    let tgz = gzip(&tar_of(&files));
+    let route = route.to_string();
+    let r = route.clone();
+    let server = Server::start(move |_| {
+        vec![(
+            r.clone(),
+            Reply::Ok {
+                body: tgz.clone(),
+                content_type: "application/gzip",
+            },
+        )]
+    });
+    let url = format!("{}{route}", server.base);
+    (server, url)
+}
+
 pub fn fake_model_tgz() -> Vec<u8> {
     gzip(&tar_of(&fake_saved_model()))
 }
