@@ -102,7 +102,7 @@ pub fn keras_layer(
 
 /// Loads `handle` with a hand-written model: a converted folder as it is; a SavedModel that
 /// a hand-written kind recognises is converted once into the cache
-/// (`<cache>/converted/<name>`) and loaded from there. Refuses a SavedModel that no
+/// (`<cache>/converted/<content key>-v<converter version>`, see [`open`]) and loaded from there. Refuses a SavedModel that no
 /// hand-written kind recognises (use [`load`] or [`load_graph`]), and an Inception-v3 whose
 /// hand-written forward pass does not compute what the SavedModel's graph computes on a
 /// probe batch ([`inception_discrepancy`], relative error above 1e-4).
