@@ -33,15 +33,17 @@ struct Args {
     /// Style transfer network: a .tflite file, a converted `style_transfer` or `stylization` folder, or a SavedModel folder.
     #[arg(long)]
     transfer: Option<PathBuf>,
-    /// Content image(s) (PNG or JPEG).
-    #[arg(long, num_args = 1.., required = true)]
+    /// Content image(s) (PNG or JPEG). Without --content (and without any model, style or
+    /// output option) stylize runs its demo: the bundled Magenta TF Lite networks on the
+    /// bundled pictures (examples/stylize), written to stylized.png.
+    #[arg(long, num_args = 1..)]
     content: Vec<PathBuf>,
     /// Style image (PNG or JPEG). Not needed with --style-vector.
     #[arg(long)]
     style: Option<PathBuf>,
     /// Output: a file (.png, .jpg or .npy) for one content image, a folder for several.
     #[arg(short = 'o', long = "output")]
-    output: PathBuf,
+    output: Option<PathBuf>,
     /// Content size: the image is fitted inside SIZE x SIZE (after the central crop: SIZE x SIZE); 0 keeps its own size.
     #[arg(long, default_value_t = 384)]
     content_size: usize,
@@ -72,8 +74,56 @@ struct Args {
     engine: String,
 }
 
+/// The bundled example: Magenta's TF Lite networks (Apache-2.0) and two public-domain pictures,
+/// committed under `examples/stylize` (sources and licences in its README).
+fn examples_dir() -> PathBuf {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/stylize");
+    p.canonicalize().unwrap_or(p)
+}
+
+/// Fills in the demo when no content image is given: the bundled networks, Grace Hopper's
+/// portrait in the style of Hokusai's Great Wave, written to `stylized.png`.
+fn with_demo_defaults(mut a: Args) -> Result<Args> {
+    if !a.content.is_empty() {
+        if a.output.is_none() {
+            bail!("give the output file with -o/--output (.png, .jpg or .npy)");
+        }
+        return Ok(a);
+    }
+    let given = a.model.is_some()
+        || a.predictor.is_some()
+        || a.transfer.is_some()
+        || a.style.is_some()
+        || a.style_vector.is_some();
+    if given {
+        bail!("give the content image(s) with --content");
+    }
+    let ex = examples_dir();
+    if !ex.join("style_predict_quantized_256.tflite").is_file() {
+        bail!(
+            "{}: the bundled example is missing; give --model, --content, --style and -o",
+            ex.display()
+        );
+    }
+    eprintln!(
+        "stylize: no --content given: running the demo on the bundled example ({}): \
+         Magenta's TF Lite networks, grace_hopper.jpg in the style of great_wave.jpg, \
+         written to {}",
+        ex.display(),
+        a.output
+            .as_deref()
+            .unwrap_or(Path::new("stylized.png"))
+            .display()
+    );
+    a.model = Some(ex.display().to_string());
+    a.content = vec![ex.join("grace_hopper.jpg")];
+    a.style = Some(ex.join("great_wave.jpg"));
+    a.output = a.output.or_else(|| Some(PathBuf::from("stylized.png")));
+    Ok(a)
+}
+
 fn main() {
-    if let Err(e) = run(Args::parse()) {
+    if let Err(e) = with_demo_defaults(Args::parse()).and_then(run) {
         eprintln!("error: {e:#}");
         std::process::exit(1);
     }
@@ -203,10 +253,11 @@ fn run(a: Args) -> Result<()> {
     if let Some(out) = &a.save_style {
         model_folder::npy::write(out, &[1, 100], &bottleneck)?;
     }
+    let output = a.output.clone().context("internal: no output")?;
     let several = a.content.len() > 1;
     if several {
-        std::fs::create_dir_all(&a.output)
-            .with_context(|| format!("{}: cannot create output folder", a.output.display()))?;
+        std::fs::create_dir_all(&output)
+            .with_context(|| format!("{}: cannot create output folder", output.display()))?;
     }
     for (i, c) in a.content.iter().enumerate() {
         if several {
@@ -237,9 +288,9 @@ fn run(a: Args) -> Result<()> {
                 .file_stem()
                 .map(|s| s.to_string_lossy().to_string())
                 .unwrap_or_else(|| format!("{i}"));
-            a.output.join(format!("{stem}_stylized.png"))
+            output.join(format!("{stem}_stylized.png"))
         } else {
-            a.output.clone()
+            output.clone()
         };
         save_image(&out, h, w, &data)?;
         println!("{}", out.display());

@@ -299,3 +299,51 @@ fn cpu_kernels_and_burn_engines_agree() {
         .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
     assert!(diff <= 1e-4, "engines differ by {diff}");
 }
+
+/// `stylize` with no arguments runs the bundled example (examples/stylize: Magenta's TF Lite
+/// networks, two public-domain pictures) into ./stylized.png, the same image as the explicit
+/// command line gives.
+#[test]
+fn no_arguments_runs_the_bundled_demo() {
+    let ex = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/stylize");
+    let tmp = tempfile::tempdir().unwrap();
+    let o = stylize().current_dir(tmp.path()).output().unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    assert!(stderr.contains("running the demo"), "{stderr}");
+    let demo = tmp.path().join("stylized.png");
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "stylized.png");
+    let explicit = tmp.path().join("explicit.png");
+    let st = stylize()
+        .arg("--model")
+        .arg(&ex)
+        .arg("--content")
+        .arg(ex.join("grace_hopper.jpg"))
+        .arg("--style")
+        .arg(ex.join("great_wave.jpg"))
+        .arg("-o")
+        .arg(&explicit)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let (a, b) = (image::open(&demo).unwrap(), image::open(&explicit).unwrap());
+    assert_eq!((a.width(), a.height()), (384, 384));
+    assert_eq!(a.to_rgb8().into_raw(), b.to_rgb8().into_raw());
+    // Half a demo is refused: content without an output, a model without content.
+    let o = stylize()
+        .current_dir(tmp.path())
+        .arg("--content")
+        .arg(ex.join("grace_hopper.jpg"))
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--output"));
+    let o = stylize()
+        .current_dir(tmp.path())
+        .arg("--style")
+        .arg(ex.join("great_wave.jpg"))
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--content"));
+}
