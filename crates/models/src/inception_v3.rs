@@ -907,7 +907,11 @@ impl InceptionV3 {
                 "model.safetensors",
             )?)
         } else {
-            load_ignoring_unused(model, &folder.file("model.safetensors"))
+            // Tensors of blocks the model does not build are ignored.
+            Ok(crate::weights::load_safetensors_allowing_unused(
+                model,
+                &folder.file("model.safetensors"),
+            )?)
         }
     }
 
@@ -1099,32 +1103,6 @@ impl InceptionV3 {
             global_mean(x)
         }
     }
-}
-
-/// Loads every parameter of `model` from `path` (all must be there with the right
-/// shape); tensors of blocks the model does not build are ignored.
-fn load_ignoring_unused(
-    mut model: InceptionV3,
-    path: &Path,
-) -> Result<InceptionV3, InceptionError> {
-    use burn::store::{ModuleSnapshot, SafetensorsStore};
-    let err = |msg: String| {
-        InceptionError::Weights(FolderError::Load {
-            path: path.to_path_buf(),
-            msg,
-        })
-    };
-    if !path.is_file() {
-        return Err(err("file not found".into()));
-    }
-    let mut store = SafetensorsStore::from_file(path.to_path_buf()).allow_partial(false);
-    let result = model
-        .load_from(&mut store)
-        .map_err(|e| err(e.to_string()))?;
-    if !result.errors.is_empty() || !result.missing.is_empty() {
-        return Err(err(format!("{result}")));
-    }
-    Ok(model)
 }
 
 /// Mean over the spatial axes: `[B, C, H, W]` -> `[B, C]`.
