@@ -1,6 +1,6 @@
 //! `convert`: TF Hub SavedModels / TF Lite files -> `weights/<name>/` folders that
 //! `models` loads; `convert inspect` describes a model; `convert search` / `convert show` read the
-//! offline catalogue of TF Hub handles. Contract: docs `cli.md` "convert".
+//! offline catalogue of TF Hub handles. Contract: `docs/cli.md` "convert".
 
 mod discover;
 

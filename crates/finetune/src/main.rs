@@ -2,7 +2,7 @@
 //! converted Inception-v3 on a folder of images with one sub-folder per class, as the
 //! TF Hub blog does with `hub.KerasLayer(feature_vector, trainable=...)`.
 //!
-//! Contract: docs `cli.md` "finetune". Library: `models::finetune`.
+//! Contract: `docs/cli.md` "finetune". Library: `models::finetune`.
 //!
 //! Writes into `--out DIR`: the trained model as an `inception_v3` folder
 //! (`config.json`, `model.safetensors`, `labels.txt`; `classify --model DIR` loads it),

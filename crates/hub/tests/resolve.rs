@@ -35,7 +35,7 @@ fn assert_cache_names(cache: &Path, expected: &[String]) {
 
 #[test]
 fn module_dir_names_match_python_hashlib() {
-    // Values from hashlib.sha1(handle.encode()).hexdigest() (spec 5.3).
+    // Values from hashlib.sha1(handle.encode()).hexdigest() (tensorflow_hub's cache folder names).
     for (handle, sha) in [
         (
             "https://tfhub.dev/google/imagenet/inception_v3/classification/5",

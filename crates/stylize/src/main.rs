@@ -1,4 +1,4 @@
-//! `stylize`: Magenta arbitrary image stylization (see docs/cli.md "stylize").
+//! `stylize`: Magenta arbitrary image stylization (contract: `docs/cli.md` "stylize").
 //!
 //! ```text
 //! stylize --predictor style_predict_quantized_256.tflite --transfer style_transfer_f16_384.tflite \

@@ -2,7 +2,7 @@
 //! (`google/magenta/arbitrary-image-stylization-v1-256`, exported by Magenta's
 //! `export_hub.py`): kind `stylization`, both halves in one folder.
 //!
-//! TF variables (spec §2.5 / Appendix B) -> Burn parameters (`models::stylization`):
+//! TF variables (Magenta's `build_model` scopes: `style_prediction/...`, `transformer/...`) -> Burn parameters (`models::stylization`):
 //!
 //! | TensorFlow | Burn | layout |
 //! |---|---|---|

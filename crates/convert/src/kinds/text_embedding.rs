@@ -1,10 +1,10 @@
 //! Token-based text embeddings in the TF-Hub format (gnews-swivel, nnlm, Wiki-words):
 //! a `tokens.txt` asset plus one `[vocab + oov_buckets, dim]` float table
-//! (spec §3). Writes kind `text_embedding` for `models::text_embedding::TextEmbedding`.
+//! (tensorflow/hub `examples/text_embeddings_v2/export_v2.py` and its TF1 form). Writes kind `text_embedding` for `models::text_embedding::TextEmbedding`.
 //!
 //! Recognised when the source has a `tokens.txt` asset and one 2-D float variable with
 //! at least as many rows as the vocabulary has lines. The preprocessing variant comes
-//! from the graph's op types (spec §3.8): `StringSplit` (TF1, empty tokens dropped) vs
+//! from the graph's op types: `StringSplit` (TF1, empty tokens dropped) vs
 //! `StringSplitV2` (TF2, kept); `StaticRegexReplace`/`RegexReplace` present means `\pP`
 //! removal. The OOV bucket count is `rows - vocab lines` (checked against
 //! `StringToHashBucketFast` being present when it is > 0).

@@ -4,8 +4,9 @@
 //! The transformer runs NHWC throughout; reflection padding and the nearest-neighbour
 //! upsampling of the expand convs are folded into the convolutions' input addressing
 //! (nothing padded or upsampled is materialised), contract batch norms are folded into
-//! the weights, and the 9x9 convs with 3 input or output channels take the kernels'
-//! im2col and dot-product paths.
+//! the weights. The 9x9 convs with 3 input or output channels run on the same indirect GEMM
+//! as the others (no im2col copy); the one with 3 outputs takes the kernels' dot-product
+//! path (at most `DOT_OUTS` outputs and a long reduction).
 
 use super::inception_v3::InceptionV3Cpu;
 use super::{values, HwioConv, Isa, Nhwc};

@@ -3,7 +3,7 @@
 //! `models/arbitrary_image_stylization/arbitrary_image_stylization_build_model.py`,
 //! `style_prediction`).
 //!
-//! Dataflow (spec §2.2):
+//! Dataflow:
 //! 1. TF-Slim Inception-v3 base ([`crate::inception_v3`]) up to `Mixed_6e`, with
 //!    Magenta's arg scope: **ReLU6** after every batch norm (eps 0.001, no gamma). The
 //!    style image is consumed as given, in [0, 1] (no `x * 2 - 1` as in the TF Hub

@@ -5,7 +5,7 @@
 //!
 //! Reference: magenta/magenta `models/arbitrary_image_stylization/nza_model.py`
 //! (`transform`, `style_normalization_activations`), `models/image_stylization/
-//! ops.py` (`conditional_style_norm`). Layout (spec §2.3):
+//! ops.py` (`conditional_style_norm`). Layout:
 //!
 //! | field | TF scope | op |
 //! |---|---|---|

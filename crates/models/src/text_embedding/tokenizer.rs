@@ -1,6 +1,6 @@
 //! The TF-Hub text-embedding preprocessing, byte for byte:
 //! `regex_replace(s, "\pP", "")` → split on `' '` → vocabulary lookup with
-//! FarmHash OOV buckets (spec §3.3–3.5).
+//! FarmHash OOV buckets (`V + Fingerprint64(token) mod buckets`), as the TF graph computes them.
 //!
 //! Input is bytes, as TensorFlow strings are: invalid UTF-8 passes through
 //! unchanged (RE2 never matches it as punctuation).
