@@ -155,13 +155,8 @@ fn error_paragraph(e: &anyhow::Error) -> String {
 }
 
 fn resolve(handle: &str, offline: bool) -> Result<PathBuf> {
-    let offline = offline
-        || std::env::var("TFHUB_OFFLINE").is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true"));
-    let opts = hub::Options {
-        offline,
-        cache_dir: None,
-        progress: true,
-    };
+    let mut opts = hub::Options::from_env();
+    opts.offline |= offline;
     let r =
         hub::resolve(handle, &opts).with_context(|| format!("cannot get the model `{handle}`"))?;
     Ok(r.path)

@@ -182,10 +182,7 @@ fn train(args: TrainArgs) -> Result<()> {
     let data_path = match &args.data {
         Some(p) => p.clone(),
         None => {
-            let opts = hub::Options {
-                progress: true,
-                ..Default::default()
-            };
+            let opts = hub::Options::from_env();
             // Cached as the archive itself (streamed when read, never extracted).
             match hub::download_file(IMDB_URL, &opts) {
                 Ok(p) => p,
