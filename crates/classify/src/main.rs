@@ -16,6 +16,7 @@ use clap::Parser;
 use models::cpu::{InceptionV3Cpu, Nhwc};
 use models::inception_v3::InceptionV3;
 use models::Backend;
+use program::Engine;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -53,12 +54,12 @@ struct Args {
     #[arg(long)]
     features: Option<PathBuf>,
     /// Compute backend.
-    #[arg(long, default_value = "flex")]
+    #[arg(long, value_enum, default_value_t = Backend::Flex)]
     backend: Backend,
     /// On flex: `cpu` runs the network through the fused CPU kernels (models::cpu:
     /// batch norms folded, NHWC, prepacked weights), `burn` runs the Burn module.
-    #[arg(long, default_value = "cpu", value_parser = ["cpu", "burn"])]
-    engine: String,
+    #[arg(long, value_enum, default_value_t = Engine::Cpu)]
+    engine: Engine,
     /// Use the cache only when resolving a handle.
     #[arg(long)]
     offline: bool,
@@ -67,11 +68,8 @@ struct Args {
     images: Vec<PathBuf>,
 }
 
-fn main() {
-    if let Err(e) = run(Args::parse()) {
-        eprintln!("classify: {e:#}");
-        std::process::exit(1);
-    }
+fn main() -> std::process::ExitCode {
+    program::main(|| run(Args::parse()))
 }
 
 fn labels_for(dir: &Path, classes: usize) -> Result<Vec<String>> {
@@ -154,7 +152,7 @@ fn run(args: Args) -> Result<()> {
         None => Vec::new(),
     };
 
-    let cpu_model = (args.backend == Backend::Flex && args.engine == "cpu")
+    let cpu_model = (args.backend == Backend::Flex && args.engine == Engine::Cpu)
         .then(|| InceptionV3Cpu::new(&model));
     let mut outputs: Vec<f32> = Vec::new();
     let mut width = 0;

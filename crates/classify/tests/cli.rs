@@ -491,3 +491,35 @@ fn a_handle_is_downloaded_and_run_through_the_graph() {
     );
     let _ = std::fs::remove_dir_all(&tmp);
 }
+
+/// The programs' shared conventions (crate `program`): `--backend`/`--engine` are value enums
+/// whose errors list the choices; a failure is one `error: ` paragraph and exit code 1.
+#[test]
+fn backend_engine_choices_and_the_error_convention() {
+    for (flag, value, choices) in [
+        ("--backend", "tpu", "flex, ndarray, wgpu"),
+        ("--engine", "fast", "cpu, burn"),
+    ] {
+        let out = classify(&[
+            "--model".as_ref(),
+            "m".as_ref(),
+            flag.as_ref(),
+            value.as_ref(),
+            "x.jpg".as_ref(),
+        ]);
+        assert_eq!(out.status.code(), Some(2));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(value) && err.contains(choices), "{err}");
+    }
+    let out = classify(&[
+        "--model".as_ref(),
+        "/nonexistent/model".as_ref(),
+        "--backend".as_ref(),
+        "cpu".as_ref(),
+        "x.jpg".as_ref(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.starts_with("error: ") && err.contains("/nonexistent/model"), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+}

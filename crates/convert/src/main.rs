@@ -130,28 +130,7 @@ fn main() -> ExitCode {
         Some(Command::Show { handle, json }) => discover::show(&handle, json),
         None => run_convert(&cli.convert),
     };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {}", error_paragraph(&e));
-            ExitCode::FAILURE
-        }
-    }
-}
-
-/// The error and its causes on one line, leaving out causes already quoted by their parent.
-fn error_paragraph(e: &anyhow::Error) -> String {
-    let mut msg = String::new();
-    for cause in e.chain() {
-        let s = cause.to_string();
-        if !msg.contains(&s) {
-            if !msg.is_empty() {
-                msg.push_str(": ");
-            }
-            msg.push_str(&s);
-        }
-    }
-    msg.replace('\n', " ")
+    program::main(|| result)
 }
 
 fn resolve(handle: &str, offline: bool) -> Result<PathBuf> {

@@ -31,7 +31,7 @@ struct Args {
     #[arg(short = 'o', long = "output")]
     output: Option<PathBuf>,
     /// Compute backend: flex, ndarray or wgpu.
-    #[arg(long, default_value = "flex")]
+    #[arg(long, value_enum, default_value_t = Backend::Flex)]
     backend: Backend,
     /// Sentences per forward pass.
     #[arg(long, default_value_t = 4096)]
@@ -104,12 +104,8 @@ fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
-fn main() {
-    let args = Args::parse();
-    if let Err(e) = run(args) {
-        eprintln!("embed: {e:#}");
-        std::process::exit(1);
-    }
+fn main() -> std::process::ExitCode {
+    program::main(|| run(Args::parse()))
 }
 
 #[cfg(test)]

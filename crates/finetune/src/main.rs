@@ -89,7 +89,7 @@ struct Args {
     #[arg(long)]
     force: bool,
     /// Compute backend: flex, ndarray or wgpu.
-    #[arg(long, default_value = "flex", value_parser = parse_backend)]
+    #[arg(long, value_enum, default_value_t = Backend::Flex)]
     backend: Backend,
     /// Images are resized (bilinear) to this size (>= 75).
     #[arg(long, default_value_t = 299)]
@@ -99,16 +99,8 @@ struct Args {
     offline: bool,
 }
 
-fn parse_backend(s: &str) -> Result<Backend, String> {
-    s.parse()
-}
-
-fn main() {
-    let args = Args::parse();
-    if let Err(e) = run(args) {
-        eprintln!("error: {e:#}");
-        std::process::exit(1);
-    }
+fn main() -> std::process::ExitCode {
+    program::main(|| run(Args::parse()))
 }
 
 /// The Inception-v3 folder for `--model` (a SavedModel or handle is converted once into the

@@ -7,13 +7,17 @@ use std::str::FromStr;
 
 /// The compute backends a program can run on (`--backend flex|ndarray|wgpu`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum Backend {
     /// Burn's pure-Rust CPU backend (default).
     #[default]
+    #[cfg_attr(feature = "clap", value(alias = "cpu"))]
     Flex,
     /// The deprecated `burn-ndarray` CPU backend (kept selectable and tested).
+    #[cfg_attr(feature = "clap", value(name = "ndarray"))]
     NdArray,
     /// wgpu (a real GPU, or Mesa's software Vulkan).
+    #[cfg_attr(feature = "clap", value(alias = "gpu"))]
     Wgpu,
 }
 

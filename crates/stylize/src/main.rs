@@ -10,6 +10,7 @@ use burn::tensor::Device;
 use clap::Parser;
 use models::stylization::{StylePredictor, Transformer};
 use models::Backend;
+use program::Engine;
 use std::path::{Path, PathBuf};
 use stylize::{
     blend, load_model, load_predictor, load_transfer, open_image, Predictor, Prepare, Transfer,
@@ -66,12 +67,12 @@ struct Args {
     #[arg(long)]
     style_vector: Option<PathBuf>,
     /// Compute backend: flex, ndarray or wgpu.
-    #[arg(long, default_value = "flex")]
-    backend: String,
+    #[arg(long, value_enum, default_value_t = Backend::Flex)]
+    backend: Backend,
     /// On flex: `cpu` runs the networks through the fused CPU kernels (models::cpu;
     /// the TF Lite MobileNet predictor stays in Burn), `burn` runs the Burn modules.
-    #[arg(long, default_value = "cpu", value_parser = ["cpu", "burn"])]
-    engine: String,
+    #[arg(long, value_enum, default_value_t = Engine::Cpu)]
+    engine: Engine,
 }
 
 /// The bundled example: Magenta's TF Lite networks (Apache-2.0) and two public-domain pictures,
@@ -122,11 +123,8 @@ fn with_demo_defaults(mut a: Args) -> Result<Args> {
     Ok(a)
 }
 
-fn main() {
-    if let Err(e) = with_demo_defaults(Args::parse()).and_then(run) {
-        eprintln!("error: {e:#}");
-        std::process::exit(1);
-    }
+fn main() -> std::process::ExitCode {
+    program::main(|| with_demo_defaults(Args::parse()).and_then(run))
 }
 
 fn split_model(spec: &str) -> Result<(PathBuf, PathBuf)> {
@@ -206,7 +204,7 @@ fn run(a: Args) -> Result<()> {
     if !(0.0..=1.0).contains(&a.strength) {
         bail!("--strength must be in [0, 1], got {}", a.strength);
     }
-    let backend: Backend = a.backend.parse().map_err(|e: String| anyhow!(e))?;
+    let backend = a.backend;
     let device: Device = backend.device();
     let (predictor, transformer): (Option<StylePredictor>, Transformer) = match (&a.model, &a.predictor, &a.transfer) {
         (Some(m), None, None) => match split_model(m) {
@@ -221,7 +219,7 @@ fn run(a: Args) -> Result<()> {
         (None, None, Some(t)) if a.style_vector.is_some() && a.strength >= 1.0 => (None, load_transfer(t, &device)?),
         _ => bail!("give --model, or both --predictor and --transfer (--transfer alone with --style-vector)"),
     };
-    let cpu = backend == Backend::Flex && a.engine == "cpu";
+    let cpu = backend == Backend::Flex && a.engine == Engine::Cpu;
     let predictor = predictor.map(|p| Predictor::new(p, &device, cpu));
     let transformer = Transfer::new(transformer, &device, cpu);
     let crop = !a.no_crop;

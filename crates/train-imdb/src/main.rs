@@ -50,7 +50,7 @@ struct PredictArgs {
     /// Folder written by `train-imdb`.
     #[arg(long)]
     model: PathBuf,
-    #[arg(long, default_value = "flex")]
+    #[arg(long, value_enum, default_value_t = Backend::Flex)]
     backend: Backend,
     /// Texts to classify; without any, one per stdin line.
     texts: Vec<String>,
@@ -87,7 +87,7 @@ struct TrainArgs {
     /// Replace --out even when it is not a folder this project wrote.
     #[arg(long)]
     force: bool,
-    #[arg(long, default_value = "flex")]
+    #[arg(long, value_enum, default_value_t = Backend::Flex)]
     backend: Backend,
     #[arg(long, default_value_t = 1e-3)]
     learning_rate: f32,
@@ -386,14 +386,10 @@ fn predict(args: PredictArgs) -> Result<()> {
     Ok(())
 }
 
-fn main() {
+fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    let result = match cli.command {
+    program::main(|| match cli.command {
         Some(Command::Predict(p)) => predict(p),
         None => train(cli.train),
-    };
-    if let Err(e) = result {
-        eprintln!("train-imdb: {e:#}");
-        std::process::exit(1);
-    }
+    })
 }
