@@ -520,6 +520,9 @@ fn backend_engine_choices_and_the_error_convention() {
     ]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.starts_with("error: ") && err.contains("/nonexistent/model"), "{err}");
+    assert!(
+        err.starts_with("error: ") && err.contains("/nonexistent/model"),
+        "{err}"
+    );
     assert_eq!(err.trim_end().lines().count(), 1, "{err}");
 }

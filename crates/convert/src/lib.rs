@@ -36,6 +36,9 @@ pub struct Converted {
     pub config: serde_json::Value,
     /// Tensors for `model.safetensors`.
     pub tensors: Vec<OutTensor>,
+    /// Tensors of other dtypes for `model.safetensors` (only `--raw` has them: every variable
+    /// keeps its own dtype there).
+    pub typed: Vec<model_folder::safetensors::Tensor>,
     /// Extra files (relative path, bytes), e.g. `tokens.txt`.
     pub assets: Vec<(String, Vec<u8>)>,
 }

@@ -6,7 +6,7 @@ mod discover;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
-use convert::{Converted, OutTensor};
+use convert::Converted;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -94,8 +94,8 @@ struct ConvertArgs {
     /// Name of the output folder under weights/ (default: derived from the handle).
     #[arg(long)]
     name: Option<String>,
-    /// Write every float variable under its TensorFlow name (kind "raw"), even for
-    /// models no converter recognises.
+    /// Write every variable under its TensorFlow name with its own dtype (kind "raw"; string
+    /// variables in strings.json), even for models no converter recognises.
     #[arg(long)]
     raw: bool,
     /// Use the cache only (same as TFHUB_OFFLINE=1).
@@ -233,7 +233,7 @@ fn run_convert(a: &ConvertArgs) -> Result<()> {
         let src = convert::from_savedmodel::source_from_savedmodel(&sm, handle)
             .with_context(|| format!("cannot read the variables of `{handle}`"))?;
         if a.raw {
-            raw_conversion(&src)
+            raw_conversion(&sm, &src)?
         } else {
             match convert::kinds::convert_any(&src).with_context(|| format!("{}: conversion failed", path.display()))? {
                 Some(c) => c,
@@ -257,36 +257,100 @@ fn run_convert(a: &ConvertArgs) -> Result<()> {
     Ok(())
 }
 
-/// `--raw`: every float variable as float32 under its TensorFlow name; other dtypes are
-/// listed in the config under `skipped` (and noted on stderr).
-fn raw_conversion(src: &convert::Source) -> Converted {
-    let tensors: Vec<OutTensor> = src
-        .tensors
-        .iter()
-        .map(|(n, t)| OutTensor {
-            name: n.clone(),
-            shape: t.shape.clone(),
-            data: t.data.clone(),
-        })
-        .collect();
-    let mut skipped = serde_json::Map::new();
-    for (n, (dtype, shape)) in &src.other_variables {
-        eprintln!("note: skipping non-float variable `{n}` ({dtype} {shape:?})");
-        skipped.insert(
-            n.clone(),
-            serde_json::json!({"dtype": dtype, "shape": shape}),
-        );
+/// `--raw`: every variable under its TensorFlow name with its own dtype in `model.safetensors`
+/// (float64 stays float64, integers and bools keep theirs); string variables go to
+/// `strings.json` (`{name: {"shape", "values"}}`, a value that is not UTF-8 as `{"hex": ...}`);
+/// what safetensors cannot hold (complex, resource, variant) is listed in the config under
+/// `skipped` and noted on stderr.
+fn raw_conversion(sm: &savedmodel::SavedModel, src: &convert::Source) -> Result<Converted> {
+    use model_folder::safetensors::{Dtype, Tensor};
+    use savedmodel::TensorData as D;
+    fn le<T: Copy, const N: usize>(v: &[T], f: impl Fn(T) -> [u8; N]) -> Vec<u8> {
+        v.iter().flat_map(|&x| f(x)).collect()
     }
-    Converted {
+    let mut typed = Vec::new();
+    let mut strings = serde_json::Map::new();
+    let mut skipped = serde_json::Map::new();
+    for v in sm.variables() {
+        let t = sm
+            .tensor(&v.name)
+            .with_context(|| format!("variable `{}`", v.name))?;
+        let (dtype, bytes) = match &t.data {
+            D::F32(x) => (Dtype::F32, le(x, f32::to_le_bytes)),
+            D::F64(x) => (Dtype::F64, le(x, f64::to_le_bytes)),
+            D::F16(x) => (Dtype::F16, le(x, u16::to_le_bytes)),
+            D::BF16(x) => (Dtype::BF16, le(x, u16::to_le_bytes)),
+            D::I8(x) => (Dtype::I8, le(x, i8::to_le_bytes)),
+            D::I16(x) => (Dtype::I16, le(x, i16::to_le_bytes)),
+            D::I32(x) => (Dtype::I32, le(x, i32::to_le_bytes)),
+            D::I64(x) => (Dtype::I64, le(x, i64::to_le_bytes)),
+            D::U8(x) => (Dtype::U8, x.clone()),
+            D::U16(x) => (Dtype::U16, le(x, u16::to_le_bytes)),
+            D::U32(x) => (Dtype::U32, le(x, u32::to_le_bytes)),
+            D::U64(x) => (Dtype::U64, le(x, u64::to_le_bytes)),
+            D::Bool(x) => (Dtype::Bool, x.iter().map(|&b| b as u8).collect()),
+            D::String(x) => {
+                let values: Vec<serde_json::Value> = x
+                    .iter()
+                    .map(|b| match std::str::from_utf8(b) {
+                        Ok(s) => serde_json::json!(s),
+                        Err(_) => serde_json::json!({"hex": hex_string(b)}),
+                    })
+                    .collect();
+                strings.insert(
+                    v.name.clone(),
+                    serde_json::json!({"shape": t.shape, "values": values}),
+                );
+                continue;
+            }
+        };
+        typed.push(Tensor {
+            name: v.name.clone(),
+            dtype,
+            shape: t.shape.clone(),
+            bytes,
+        });
+    }
+    // Variables the reader lists but cannot decode (complex, resource, variant).
+    let kept: std::collections::BTreeSet<&str> = typed
+        .iter()
+        .map(|t| t.name.as_str())
+        .chain(strings.keys().map(String::as_str))
+        .collect();
+    for (n, (dtype, shape)) in &src.other_variables {
+        if !kept.contains(n.as_str()) {
+            eprintln!("note: skipping variable `{n}` ({dtype} {shape:?}): no safetensors dtype");
+            skipped.insert(
+                n.clone(),
+                serde_json::json!({"dtype": dtype, "shape": shape}),
+            );
+        }
+    }
+    let mut assets: Vec<(String, Vec<u8>)> = src
+        .assets
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    if !strings.is_empty() {
+        if assets.iter().any(|(k, _)| k == "strings.json") {
+            bail!("the SavedModel has an asset named strings.json, where --raw writes its string variables");
+        }
+        assets.push((
+            "strings.json".into(),
+            serde_json::to_vec_pretty(&strings).context("strings.json")?,
+        ));
+    }
+    Ok(Converted {
         kind: "raw".into(),
         config: serde_json::json!({"skipped": skipped, "op_types": src.op_types}),
-        tensors,
-        assets: src
-            .assets
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect(),
-    }
+        tensors: Vec::new(),
+        typed,
+        assets,
+    })
+}
+
+fn hex_string(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 fn shape_str(s: &Option<Vec<i64>>) -> String {

@@ -90,17 +90,10 @@ fn check_relative(name: &str) -> Result<(), WriteError> {
     model_folder::check_plain_name(name).map_err(WriteError::Invalid)
 }
 
-/// The safetensors bytes of `converted.tensors` (all float32).
+/// The safetensors bytes of `converted.tensors` (float32) and `converted.typed`.
 pub fn safetensors_bytes(converted: &Converted) -> Result<Vec<u8>, WriteError> {
-    let mut seen = std::collections::HashSet::new();
-    let mut raw: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::with_capacity(converted.tensors.len());
+    let mut all = Vec::with_capacity(converted.tensors.len() + converted.typed.len());
     for t in &converted.tensors {
-        if !seen.insert(t.name.as_str()) {
-            return Err(WriteError::Invalid(format!(
-                "tensor `{}` appears twice",
-                t.name
-            )));
-        }
         let n: usize = t.shape.iter().product();
         if n != t.data.len() {
             return Err(WriteError::Invalid(format!(
@@ -110,22 +103,14 @@ pub fn safetensors_bytes(converted: &Converted) -> Result<Vec<u8>, WriteError> {
                 t.data.len()
             )));
         }
-        let mut bytes = Vec::with_capacity(t.data.len() * 4);
-        for v in &t.data {
-            bytes.extend_from_slice(&v.to_le_bytes());
-        }
-        raw.push((t.name.clone(), t.shape.clone(), bytes));
+        all.push(model_folder::safetensors::Tensor::f32(
+            t.name.clone(),
+            t.shape.clone(),
+            &t.data,
+        ));
     }
-    let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = raw
-        .iter()
-        .map(|(n, s, b)| {
-            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b)
-                .map(|v| (n.clone(), v))
-                .map_err(|e| WriteError::Invalid(format!("tensor `{n}`: {e}")))
-        })
-        .collect::<Result<_, _>>()?;
-    safetensors::tensor::serialize(views, None)
-        .map_err(|e| WriteError::Invalid(format!("safetensors: {e}")))
+    all.extend(converted.typed.iter().cloned());
+    model_folder::safetensors::to_bytes(&all).map_err(WriteError::Invalid)
 }
 
 fn write_file(path: &Path, bytes: &[u8]) -> Result<(), WriteError> {
@@ -231,6 +216,7 @@ mod tests {
         Converted {
             kind: "raw".into(),
             config: serde_json::json!({"a": 1}),
+            typed: Vec::new(),
             tensors: vec![OutTensor {
                 name: "w".into(),
                 shape: vec![2, 2],

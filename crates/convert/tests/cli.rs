@@ -115,42 +115,109 @@ fn raw_conversion_round_trips_tensorflow_values() {
         let st = std::fs::read(folder.join("model.safetensors")).unwrap();
         let st = safetensors::SafeTensors::deserialize(&st).unwrap();
         let exp = expected(model);
-        let mut n_float = 0;
+        let strings: Value =
+            serde_json::from_slice(&std::fs::read(folder.join("strings.json")).unwrap()).unwrap();
+        let mut n_tensors = 0;
         for (name, e) in exp["variables"].as_object().unwrap() {
             let dtype = e["dtype"].as_str().unwrap();
-            if !["float32", "float64", "float16", "bfloat16"].contains(&dtype) {
-                assert!(
-                    st.tensor(name).is_err(),
-                    "{name} ({dtype}) should be skipped"
-                );
-                continue;
-            }
-            n_float += 1;
-            let t = st
-                .tensor(name)
-                .unwrap_or_else(|_| panic!("{name} missing from {model}"));
-            assert_eq!(t.dtype(), safetensors::Dtype::F32);
             let shape: Vec<usize> = e["shape"]
                 .as_array()
                 .unwrap()
                 .iter()
                 .map(|d| d.as_u64().unwrap() as usize)
                 .collect();
+            let values = e["values"].as_array().unwrap();
+            if dtype == "string" {
+                // In strings.json: UTF-8 text, or {"hex"} for other bytes.
+                let got = &strings[name];
+                assert_eq!(got["shape"], serde_json::json!(shape), "{name}");
+                for (g, want) in got["values"].as_array().unwrap().iter().zip(values) {
+                    let want: Vec<u8> = want
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|b| b.as_u64().unwrap() as u8)
+                        .collect();
+                    let bytes = match g.as_str() {
+                        Some(s) => s.as_bytes().to_vec(),
+                        None => {
+                            let h = g["hex"].as_str().unwrap();
+                            (0..h.len())
+                                .step_by(2)
+                                .map(|i| u8::from_str_radix(&h[i..i + 2], 16).unwrap())
+                                .collect()
+                        }
+                    };
+                    assert_eq!(bytes, want, "{model}/{name}");
+                }
+                continue;
+            }
+            n_tensors += 1;
+            let t = st
+                .tensor(name)
+                .unwrap_or_else(|_| panic!("{name} missing from {model}"));
             assert_eq!(t.shape(), shape.as_slice(), "{name}");
-            let ours: Vec<f32> = t
-                .data()
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
-                .collect();
-            let theirs: Vec<f32> = e["values"]
-                .as_array()
-                .unwrap()
+            use safetensors::Dtype as D;
+            let d = t.data();
+            // Every value exactly as TensorFlow stored it, in its own dtype.
+            let ours: Vec<f64> = match (dtype, t.dtype()) {
+                ("float32", D::F32) => d
+                    .chunks_exact(4)
+                    .map(|c| f32::from_le_bytes(c.try_into().unwrap()) as f64)
+                    .collect(),
+                ("float64", D::F64) => d
+                    .chunks_exact(8)
+                    .map(|c| f64::from_le_bytes(c.try_into().unwrap()))
+                    .collect(),
+                ("float16", D::F16) => d
+                    .chunks_exact(2)
+                    .map(|c| {
+                        half::f16::from_bits(u16::from_le_bytes(c.try_into().unwrap())).to_f64()
+                    })
+                    .collect(),
+                ("bfloat16", D::BF16) => d
+                    .chunks_exact(2)
+                    .map(|c| {
+                        half::bf16::from_bits(u16::from_le_bytes(c.try_into().unwrap())).to_f64()
+                    })
+                    .collect(),
+                ("int32", D::I32) => d
+                    .chunks_exact(4)
+                    .map(|c| i32::from_le_bytes(c.try_into().unwrap()) as f64)
+                    .collect(),
+                ("int64", D::I64) => d
+                    .chunks_exact(8)
+                    .map(|c| i64::from_le_bytes(c.try_into().unwrap()) as f64)
+                    .collect(),
+                ("uint8", D::U8) => d.iter().map(|&b| b as f64).collect(),
+                ("bool", D::BOOL) => d.iter().map(|&b| b as f64).collect(),
+                (want, got) => panic!("{model}/{name}: {want} written as {got:?}"),
+            };
+            let theirs: Vec<f64> = values
                 .iter()
-                .map(|v| v.as_f64().unwrap() as f32)
+                .map(|v| {
+                    v.as_f64()
+                        .or_else(|| v.as_bool().map(|b| b as u8 as f64))
+                        .unwrap()
+                })
                 .collect();
-            assert_eq!(ours, theirs, "{model}/{name}");
+            if dtype == "float32" {
+                let theirs: Vec<f64> = theirs.iter().map(|&v| v as f32 as f64).collect();
+                assert_eq!(ours, theirs, "{model}/{name}");
+            } else if dtype == "float64" {
+                // serde_json's default float parsing may round the last bit differently: one
+                // ulp of slack (a float32 narrowing would be off by ~1e-8).
+                for (o, t) in ours.iter().zip(&theirs) {
+                    assert!(
+                        (o - t).abs() <= t.abs() * 2.3e-16,
+                        "{model}/{name}: {o} vs {t}"
+                    );
+                }
+            } else {
+                assert_eq!(ours, theirs, "{model}/{name}");
+            }
         }
-        assert_eq!(st.names().len(), n_float);
+        assert_eq!(st.names().len(), n_tensors);
         let cfg: Value =
             serde_json::from_slice(&std::fs::read(folder.join("config.json")).unwrap()).unwrap();
         assert_eq!(cfg["kind"], "raw");

@@ -13,11 +13,13 @@
 //!
 //! Writing: [`outdir`] replaces an output folder only when this project wrote it (staged in a
 //! sibling folder and swapped in, with a complete rollback); [`write_file_atomic`] writes a
-//! single file through a temporary sibling; [`npy`] reads and writes NumPy arrays.
+//! single file through a temporary sibling; [`safetensors`] writes tensors of every dtype;
+//! [`npy`] reads and writes NumPy arrays.
 
 mod folder;
 pub mod npy;
 pub mod outdir;
+pub mod safetensors;
 
 pub use folder::{
     check_plain_name, expect_shape, read_kind, read_regular_file, safetensors_shapes,

@@ -308,6 +308,7 @@ pub fn convert(src: &Source) -> Result<Converted, ConvertError> {
         "batch_norm_epsilon": 0.001,
     });
     Ok(Converted {
+        typed: Vec::new(),
         kind: "inception_v3".into(),
         config,
         tensors,

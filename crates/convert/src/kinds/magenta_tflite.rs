@@ -460,6 +460,7 @@ fn convert_predictor(g: &Graph) -> Result<Converted, ConvertError> {
         block_cfg.push(serde_json::json!({"input": input, "expand": expand, "output": output, "stride": stride}));
     }
     Ok(Converted {
+        typed: Vec::new(),
         kind: "style_predictor".into(),
         config: serde_json::json!({"stem": stem, "blocks": block_cfg, "head": head, "bottleneck": bottleneck}),
         tensors,
@@ -618,6 +619,7 @@ fn convert_transfer(g: &Graph) -> Result<Converted, ConvertError> {
         ));
     }
     Ok(Converted {
+        typed: Vec::new(),
         kind: "style_transfer".into(),
         config: serde_json::json!({
             "alpha": width as f64 / 32.0,

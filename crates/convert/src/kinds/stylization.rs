@@ -377,6 +377,7 @@ pub fn convert(src: &Source) -> Result<Converted, ConvertError> {
     let bottleneck = predictor["bottleneck"].as_u64().unwrap_or(100) as usize;
     let transformer = map_transformer(src, &mut out, bottleneck)?;
     Ok(Converted {
+        typed: Vec::new(),
         kind: "stylization".into(),
         config: json!({ "predictor": predictor, "transformer": transformer }),
         tensors: out.0,

@@ -104,6 +104,7 @@ pub fn convert(src: &Source) -> Result<Converted, ConvertError> {
         ops.is_empty() || ops.contains("StaticRegexReplace") || ops.contains("RegexReplace");
     let source_dtype = src.other_variables.get(name).map(|(d, _)| d.clone());
     Ok(Converted {
+        typed: Vec::new(),
         kind: "text_embedding".into(),
         config: json!({
             "vocab_size": v,
