@@ -51,40 +51,16 @@ pub fn source_from_savedmodel(sm: &SavedModel, handle: &str) -> Result<Source, S
 /// Largest asset file read (vocabularies of the largest hub text embeddings are ~20 MB).
 pub const MAX_ASSET_BYTES: u64 = 256 << 20;
 
-/// Reads a regular file of at most `cap` bytes (a device, FIFO or larger file is an error,
-/// checked on the opened file, and the read stops after `cap` bytes whatever the file says).
+/// Reads an asset: not a symbolic link, a regular file of at most `cap` bytes
+/// ([`model_folder::read_capped`]).
 pub fn read_asset(path: &std::path::Path, cap: u64) -> std::io::Result<Vec<u8>> {
-    use std::io::Read;
-    let meta = std::fs::symlink_metadata(path)?;
-    if !meta.is_file() {
+    if !std::fs::symlink_metadata(path)?.is_file() {
         return Err(std::io::Error::new(
             std::io::ErrorKind::InvalidData,
             "not a regular file",
         ));
     }
-    let f = std::fs::File::open(path)?;
-    let meta = f.metadata()?;
-    if !meta.is_file() {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            "not a regular file",
-        ));
-    }
-    let too_big = || {
-        std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            format!("larger than the {cap}-byte limit for assets"),
-        )
-    };
-    if meta.len() > cap {
-        return Err(too_big());
-    }
-    let mut bytes = Vec::with_capacity(meta.len() as usize);
-    f.take(cap + 1).read_to_end(&mut bytes)?;
-    if bytes.len() as u64 > cap {
-        return Err(too_big());
-    }
-    Ok(bytes)
+    model_folder::read_capped(path, cap)
 }
 
 #[cfg(test)]

@@ -152,18 +152,23 @@ pub fn check_plain_name(name: &str) -> Result<(), String> {
 
 /// Reads a regular file (not a device, FIFO or folder) of at most `cap` bytes.
 pub fn read_regular_file(path: &Path, cap: u64) -> Result<Vec<u8>, FolderError> {
-    use std::io::Read;
-    let io = |source| FolderError::Io {
+    read_capped(path, cap).map_err(|source| FolderError::Io {
         path: path.to_path_buf(),
         source,
-    };
-    let invalid = |msg: String| io(std::io::Error::new(std::io::ErrorKind::InvalidData, msg));
-    let meta = std::fs::metadata(path).map_err(io)?;
-    if !meta.is_file() {
+    })
+}
+
+/// [`read_regular_file`] with a plain I/O error: the file must be regular (checked on the
+/// opened file too, so a swap for a FIFO or device is caught) and at most `cap` bytes, and
+/// the read stops after `cap` bytes whatever the file says.
+pub fn read_capped(path: &Path, cap: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let invalid = |msg: String| std::io::Error::new(std::io::ErrorKind::InvalidData, msg);
+    if !std::fs::metadata(path)?.is_file() {
         return Err(invalid("not a regular file".into()));
     }
-    let f = std::fs::File::open(path).map_err(io)?;
-    let meta = f.metadata().map_err(io)?;
+    let f = std::fs::File::open(path)?;
+    let meta = f.metadata()?;
     if !meta.is_file() {
         return Err(invalid("not a regular file".into()));
     }
@@ -174,7 +179,7 @@ pub fn read_regular_file(path: &Path, cap: u64) -> Result<Vec<u8>, FolderError> 
         )));
     }
     let mut bytes = Vec::with_capacity(meta.len() as usize);
-    f.take(cap + 1).read_to_end(&mut bytes).map_err(io)?;
+    f.take(cap + 1).read_to_end(&mut bytes)?;
     if bytes.len() as u64 > cap {
         return Err(invalid(format!("more than the {cap}-byte limit")));
     }

@@ -22,6 +22,6 @@ pub mod outdir;
 pub mod safetensors;
 
 pub use folder::{
-    check_plain_name, expect_shape, read_kind, read_regular_file, safetensors_shapes,
+    check_plain_name, expect_shape, read_capped, read_kind, read_regular_file, safetensors_shapes,
     write_file_atomic, FolderError, ModelFolder, MAX_ASSET_BYTES, MAX_CONFIG_BYTES,
 };
