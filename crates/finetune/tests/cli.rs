@@ -7,6 +7,9 @@ use models::inception_v3::{InceptionV3, InceptionV3Config};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+#[path = "../../hub/tests/common/mod.rs"]
+mod common;
+
 fn tmp(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("finetune-cli-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
@@ -53,6 +56,11 @@ fn make_backbone(dir: &Path) {
 fn finetune(args: &[&str]) -> (bool, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_finetune"))
         .args(args)
+        // SavedModels are converted into a cache under the test target folder, never the user's.
+        .env(
+            "TFHUB_CACHE_DIR",
+            Path::new(env!("CARGO_TARGET_TMPDIR")).join("tfhub-cache"),
+        )
         .output()
         .unwrap();
     (
@@ -406,4 +414,51 @@ fn out_replaces_only_our_folders() {
         hidden_entries(&root)
     );
     std::fs::remove_dir_all(&root).ok();
+}
+
+/// `--model` takes a SavedModel folder or handle as every program does: converted once into
+/// the cache (the second run, by handle, finds the same conversion), then fine-tuned.
+#[test]
+fn a_savedmodel_or_handle_is_converted_once_and_fine_tuned() {
+    let root = tmp("savedmodel");
+    let data = root.join("data");
+    make_images(&data, 4);
+    let sm = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures/inception_v3/small/saved_model");
+    let (_server, url) = common::serve_folder(&sm, "/m/inception.tar.gz");
+    let cache = root.join("cache");
+    let run = |model: &str, out: &Path| {
+        let o = Command::new(env!("CARGO_BIN_EXE_finetune"))
+            .args(["--model", model, "--data", data.to_str().unwrap()])
+            .args(["--image-size", "75", "--batch-size", "6", "--epochs", "1"])
+            .arg("--out")
+            .arg(out)
+            .env("TFHUB_CACHE_DIR", &cache)
+            .env_remove("TFHUB_OFFLINE")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert!(o.status.success(), "{stderr}");
+        assert!(metrics(out)["epochs"].as_array().unwrap().len() == 1);
+        stderr
+    };
+    let first = run(sm.to_str().unwrap(), &root.join("a"));
+    assert!(first.contains("converted once into"), "{first}");
+    let second = run(&url, &root.join("b"));
+    assert!(
+        second.contains("using the conversion cached at"),
+        "{second}"
+    );
+    // A text embedding is refused, naming the kind.
+    let text = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures/text_embedding/tf2_f32_oov1");
+    let (ok, _, stderr) = finetune(&[
+        "--model",
+        text.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+    ]);
+    assert!(!ok);
+    assert!(stderr.contains("expected `inception_v3`"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&root);
 }

@@ -4,6 +4,9 @@
 use std::path::PathBuf;
 use std::process::Command;
 
+#[path = "../../hub/tests/common/mod.rs"]
+mod common;
+
 fn data() -> Option<PathBuf> {
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data");
     if p.join("magenta-tflite").is_dir() {
@@ -346,4 +349,61 @@ fn no_arguments_runs_the_bundled_demo() {
         .unwrap();
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("--content"));
+}
+
+/// `--model` takes the SavedModel as an archive, a folder or a handle, as every program does:
+/// converted once into the cache and found there afterwards (said on stderr), the same image
+/// each time; a model of another kind is refused, naming it.
+#[test]
+fn savedmodel_archive_folder_and_handle_are_converted_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tgz = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures/stylization/saved_model.tar.gz");
+    let sm = unpack_fixture(tmp.path());
+    let (_server, url) = common::serve_folder(&sm, "/m/magenta.tar.gz");
+    let ex = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/stylize");
+    let cache = tmp.path().join("cache");
+    let run = |model: &std::ffi::OsStr, out: &std::path::Path| {
+        let o = stylize()
+            .arg("--model")
+            .arg(model)
+            .arg("--content")
+            .arg(ex.join("grace_hopper.jpg"))
+            .arg("--style")
+            .arg(ex.join("great_wave.jpg"))
+            .args(["--content-size", "40", "--style-size", "48"])
+            .arg("-o")
+            .arg(out)
+            .env("TFHUB_CACHE_DIR", &cache)
+            .env_remove("TFHUB_OFFLINE")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert!(o.status.success(), "{stderr}");
+        (read_npy(out).1, stderr)
+    };
+    let (a, first) = run(tgz.as_os_str(), &tmp.path().join("a.npy"));
+    assert!(first.contains("converted once into"), "{first}");
+    for (i, m) in [sm.as_os_str(), url.as_ref()].into_iter().enumerate() {
+        let (b, said) = run(m, &tmp.path().join(format!("{i}.npy")));
+        assert!(said.contains("using the conversion cached at"), "{said}");
+        assert_eq!(a, b);
+    }
+    let text = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures/text_embedding/tf2_f32_oov1");
+    let o = stylize()
+        .arg("--model")
+        .arg(&text)
+        .arg("--content")
+        .arg(ex.join("grace_hopper.jpg"))
+        .arg("--style")
+        .arg(ex.join("great_wave.jpg"))
+        .arg("-o")
+        .arg(tmp.path().join("x.png"))
+        .env("TFHUB_CACHE_DIR", &cache)
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(stderr.contains("expected `stylization`"), "{stderr}");
 }

@@ -209,3 +209,41 @@ fn frozen_pretrained_embedding_stays_unchanged() {
         .collect();
     assert_eq!(saved, table);
 }
+
+/// `--embedding` takes a SavedModel (folder or handle) as every program's `--model` does:
+/// converted once into the cache, found there the second time; another kind is refused.
+#[test]
+fn embedding_savedmodel_is_converted_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    make_data(tmp.path());
+    let fixtures = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures");
+    let cache = tmp.path().join("cache");
+    let run = |embedding: &Path, out: &str| {
+        Command::new(env!("CARGO_BIN_EXE_train-imdb"))
+            .arg("--data")
+            .arg(tmp.path())
+            .args(["--epochs", "1", "--batch-size", "4", "--validation", "4"])
+            .arg("--embedding")
+            .arg(embedding)
+            .arg("--out")
+            .arg(tmp.path().join(out))
+            .env("TFHUB_CACHE_DIR", &cache)
+            .output()
+            .unwrap()
+    };
+    let sm = fixtures.join("text_embedding/tf2_f32_oov1");
+    for (out, said) in [
+        ("a", "converted once into"),
+        ("b", "using the conversion cached at"),
+    ] {
+        let o = run(&sm, out);
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert!(o.status.success(), "{stderr}");
+        assert!(stderr.contains(said), "{stderr}");
+        assert!(tmp.path().join(out).join("metrics.json").is_file());
+    }
+    let o = run(&fixtures.join("inception_v3/small/saved_model"), "c");
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(stderr.contains("expected `text_embedding`"), "{stderr}");
+}
