@@ -111,6 +111,10 @@ pub fn add_scalar(a: FT, s: f32) -> FT {
 pub fn mul_scalar(a: FT, s: f32) -> FT {
     B::float_mul_scalar(a, s.into())
 }
+pub fn sub_scalar(a: FT, s: f32) -> FT {
+    B::float_sub_scalar(a, s.into())
+}
+
 pub fn powf(a: FT, b: FT) -> FT {
     B::float_powf(a, b)
 }
