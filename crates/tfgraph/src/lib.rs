@@ -19,6 +19,7 @@
 //! through the dispatch backend's ops (so an autodiff device records gradients), shapes and
 //! integers on the host.
 
+mod cpu_math;
 mod dev;
 mod fast;
 mod host;

@@ -123,7 +123,7 @@ fn host_unary(a: &HostTensor, f: impl Fn(f64) -> f64) -> Result<HostTensor, Stri
     HostTensor::from_f64(a.dtype, a.shape.clone(), v)
 }
 
-fn erf64(x: f64) -> f64 {
+pub(crate) fn erf64(x: f64) -> f64 {
     // Abramowitz-Stegun 7.1.26 is too coarse; use the complementary series via libm-free
     // rational approximation (W. J. Cody), accurate to ~1e-15.
     let ax = x.abs();
@@ -212,6 +212,9 @@ fn erf64(x: f64) -> f64 {
 }
 
 fn unary_dev(op: &str, ctx: &Ctx, t: FT) -> Result<FT, String> {
+    if let Some(r) = crate::cpu_math::unary(op, &t, ctx.device) {
+        return r;
+    }
     Ok(match op {
         "Relu" => dev::relu(t),
         "Relu6" => dev::clamp(t, 0.0, 6.0),
@@ -457,6 +460,10 @@ fn with_scalar(op: &str, ctx: &Ctx, a: &Value, b: &Value) -> Result<Option<Value
                 "Sub" => Some(Value::Dev(dev::sub_scalar(x, c))),
                 "Mul" => Some(Value::Dev(dev::mul_scalar(x, c))),
                 "RealDiv" | "Div" => Some(Value::Dev(dev::div_scalar(x, c))),
+                "Pow" => match crate::cpu_math::pow_scalar(&x, c, ctx.device) {
+                    Some(r) => Some(Value::Dev(r?)),
+                    None => None,
+                },
                 _ => None,
             });
         }

@@ -421,7 +421,11 @@ pub(super) fn run(op: &str, ctx: &Ctx, inputs: &[Value]) -> Option<OpResult> {
             if dev::shape(&t).is_empty() {
                 return Err("softmax of a scalar".into());
             }
-            Ok(vec![Value::Dev(softmax(t, op == "LogSoftmax"))])
+            let log = op == "LogSoftmax";
+            if let Some(r) = crate::cpu_math::softmax(&t, log, ctx.device) {
+                return Ok(vec![Value::Dev(r?)]);
+            }
+            Ok(vec![Value::Dev(softmax(t, log))])
         })(),
         "Cumsum" => (|| {
             let x = arg(inputs, 0)?;

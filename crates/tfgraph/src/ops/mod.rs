@@ -7,6 +7,8 @@
 
 mod array;
 mod elementwise;
+#[cfg(test)]
+pub(crate) use elementwise::erf64;
 mod math;
 mod nn;
 

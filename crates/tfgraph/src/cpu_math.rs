@@ -1,0 +1,264 @@
+//! Transcendental elementwise ops and softmax on the flex CPU device, in parallel.
+//!
+//! Burn's flex backend evaluates `tanh`, `erf`, `exp` one scalar call at a time on one
+//! thread (30-40 ns per element): a ViT's GELUs and softmaxes spent more time there than in
+//! its matrix products. Here the values are read back from the device (no copy when the op
+//! holds the only reference), computed in parallel chunks with the same formulas, and put
+//! back. Used only without autodiff (nothing to differentiate through).
+
+use crate::dev::{self, FT};
+use burn::tensor::Device;
+use rayon::prelude::*;
+
+/// Elements per parallel work item.
+const CHUNK: usize = 16 * 1024;
+/// Below this many elements the device op is as fast.
+const MIN_ELEMENTS: usize = 32 * 1024;
+
+/// Whether this device runs the ops here: flex without autodiff.
+pub(crate) fn applies(device: &Device) -> bool {
+    crate::fast::applies_to(device)
+}
+
+/// `op` of every element of `t`, or `None` when `op` is not one of these (or `t` is small).
+pub(crate) fn unary(op: &str, t: &FT, device: &Device) -> Option<Result<FT, String>> {
+    if !matches!(
+        op,
+        "Tanh" | "Exp" | "Sigmoid" | "Erf" | "Erfc" | "Log" | "Log1p"
+    ) {
+        return None;
+    }
+    let shape = dev::shape(t);
+    if !applies(device) || shape.iter().product::<usize>() < MIN_ELEMENTS {
+        return None;
+    }
+    Some((|| {
+        let mut v = dev::download(t.clone())?;
+        match op {
+            "Tanh" => map(&mut v, tanh_f32),
+            "Exp" => map(&mut v, f32::exp),
+            "Sigmoid" => map(&mut v, |x| 1.0 / (1.0 + (-x).exp())),
+            "Erf" => map(&mut v, erf_f32),
+            "Erfc" => map(&mut v, |x| 1.0 - erf_f32(x)),
+            "Log" => map(&mut v, f32::ln),
+            _ => map(&mut v, f32::ln_1p),
+        }
+        Ok(dev::upload(v, &shape, device))
+    })())
+}
+
+/// `x^c` for every element of `t` (TensorFlow's `Pow` with a scalar exponent, as in the tanh
+/// form of GELU), or `None` when the device op should run.
+pub(crate) fn pow_scalar(t: &FT, c: f32, device: &Device) -> Option<Result<FT, String>> {
+    let shape = dev::shape(t);
+    if !applies(device) || shape.iter().product::<usize>() < MIN_ELEMENTS {
+        return None;
+    }
+    Some((|| {
+        let mut v = dev::download(t.clone())?;
+        if c == 2.0 {
+            map(&mut v, |x| x * x);
+        } else if c == 3.0 {
+            // powf rounds once; so does this, up to an ulp (x*x is exact in the f64 product).
+            map(&mut v, |x| ((x as f64) * (x as f64) * (x as f64)) as f32);
+        } else {
+            map(&mut v, |x| x.powf(c));
+        }
+        Ok(dev::upload(v, &shape, device))
+    })())
+}
+
+/// `f` of every element, in parallel chunks (generic, so that `f` is inlined and the loop
+/// vectorised).
+fn map(v: &mut [f32], f: impl Fn(f32) -> f32 + Sync) {
+    v.par_chunks_mut(CHUNK).for_each(|c| {
+        for x in c {
+            *x = f(*x);
+        }
+    });
+}
+
+/// Softmax (or log-softmax) over the last axis, as TensorFlow computes it: `x - max`, its
+/// exponentials, their sum, then the quotient (or `x - max - log(sum)`). `None` when the
+/// device op should run instead.
+pub(crate) fn softmax(t: &FT, log: bool, device: &Device) -> Option<Result<FT, String>> {
+    let shape = dev::shape(t);
+    let d = *shape.last()?;
+    if !applies(device) || d == 0 || shape.iter().product::<usize>() < MIN_ELEMENTS {
+        return None;
+    }
+    Some((|| {
+        let mut v = dev::download(t.clone())?;
+        let rows_per_item = (CHUNK / d).max(1);
+        v.par_chunks_mut(rows_per_item * d).for_each(|rows| {
+            for row in rows.chunks_exact_mut(d) {
+                let m = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                if log {
+                    let s: f32 = row.iter().map(|&x| (x - m).exp()).sum();
+                    let ls = s.ln();
+                    for x in row.iter_mut() {
+                        *x = (*x - m) - ls;
+                    }
+                } else {
+                    let mut s = 0f32;
+                    for x in row.iter_mut() {
+                        *x = (*x - m).exp();
+                        s += *x;
+                    }
+                    for x in row.iter_mut() {
+                        *x /= s;
+                    }
+                }
+            }
+        });
+        Ok(dev::upload(v, &shape, device))
+    })())
+}
+
+/// tanh in f32 as Eigen (and so TensorFlow's CPU kernels) computes it: an odd [13/6]
+/// rational function on `x` clamped to about ±7.9, `x` itself below 4e-4.
+pub(crate) fn tanh_f32(x: f32) -> f32 {
+    const CLAMP: f32 = 7.905_311;
+    const A: [f32; 7] = [
+        4.893_524_6e-3,
+        6.372_619_3e-4,
+        1.485_722_4e-5,
+        5.122_297e-8,
+        -8.604_671_5e-11,
+        2.000_187_9e-13,
+        -2.760_768_5e-16,
+    ];
+    const B: [f32; 4] = [4.893_525e-3, 2.268_434_6e-3, 1.185_347e-4, 1.198_258_4e-6];
+    if x.abs() < 4e-4 {
+        return x;
+    }
+    let x = x.clamp(-CLAMP, CLAMP);
+    let x2 = x * x;
+    let mut p = A[6];
+    for &a in A[..6].iter().rev() {
+        p = p * x2 + a;
+    }
+    let p = p * x;
+    let mut q = B[3];
+    for &b in B[..3].iter().rev() {
+        q = q * x2 + b;
+    }
+    p / q
+}
+
+/// erf in f32 as Eigen computes it: `x * P(x^2) / Q(x^2)` on `x` clamped to ±4.
+pub(crate) fn erf_f32(x: f32) -> f32 {
+    const A: [f32; 7] = [
+        -2.726_142_3e-10,
+        2.770_681_4e-8,
+        -2.101_024e-6,
+        -5.692_506_4e-5,
+        -7.349_906_3e-4,
+        -2.954_6e-3,
+        -1.609_603_3e-2,
+    ];
+    const B: [f32; 5] = [
+        -1.456_607_2e-5,
+        -2.133_740_6e-4,
+        -1.682_827e-3,
+        -7.373_329_2e-3,
+        -1.426_474e-2,
+    ];
+    let x = x.clamp(-4.0, 4.0);
+    let x2 = x * x;
+    let mut p = A[0];
+    for &a in &A[1..] {
+        p = p * x2 + a;
+    }
+    let p = p * x;
+    let mut q = B[0];
+    for &b in &B[1..] {
+        q = q * x2 + b;
+    }
+    p / q
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The rational approximations against f64 references over their whole range.
+    #[test]
+    fn tanh_and_erf_are_accurate_to_a_few_ulps() {
+        let mut worst = (0f64, 0f64);
+        for i in -200_000..=200_000 {
+            let x = i as f32 * 5e-5;
+            let t = (tanh_f32(x) as f64 - (x as f64).tanh()).abs();
+            let e = (erf_f32(x) as f64 - super::super::ops::erf64(x as f64)).abs();
+            worst = (worst.0.max(t), worst.1.max(e));
+        }
+        for x in [20.0f32, -20.0, 9.0, 1e-6, -3e-4] {
+            assert!(
+                (tanh_f32(x) as f64 - (x as f64).tanh()).abs() < 1e-6,
+                "tanh({x})"
+            );
+        }
+        assert!(worst.0 < 5e-7, "tanh: largest error {:e}", worst.0);
+        assert!(worst.1 < 5e-7, "erf: largest error {:e}", worst.1);
+    }
+}
+
+#[cfg(test)]
+mod ops_tests {
+    use super::*;
+
+    /// The parallel host ops on a flex tensor large enough to take them, against f64 math.
+    #[test]
+    fn host_ops_match_f64_math_on_large_tensors() {
+        let device = Device::flex();
+        let (rows, d) = (400, 197);
+        let x: Vec<f32> = (0..rows * d)
+            .map(|i| ((i as u64 * 2_654_435_761) % 2001) as f32 / 250.0 - 4.0)
+            .collect();
+        let t = dev::upload(x.clone(), &[rows, d], &device);
+        let check = |got: Vec<f32>, f: &dyn Fn(f64) -> f64, tol: f64, what: &str| {
+            for (g, &v) in got.iter().zip(&x) {
+                let want = f(v as f64);
+                assert!(
+                    (*g as f64 - want).abs() <= tol * want.abs().max(1.0),
+                    "{what}({v}) = {g}, want {want}"
+                );
+            }
+        };
+        let run = |op: &str| dev::download(unary(op, &t, &device).unwrap().unwrap()).unwrap();
+        check(run("Tanh"), &f64::tanh, 1e-6, "tanh");
+        check(run("Exp"), &f64::exp, 1e-6, "exp");
+        check(
+            run("Sigmoid"),
+            &|v| 1.0 / (1.0 + (-v).exp()),
+            1e-6,
+            "sigmoid",
+        );
+        check(run("Erf"), &crate::ops::erf64, 1e-6, "erf");
+        check(run("Erfc"), &|v| 1.0 - crate::ops::erf64(v), 1e-6, "erfc");
+        let p = dev::download(pow_scalar(&t, 3.0, &device).unwrap().unwrap()).unwrap();
+        check(p, &|v| v * v * v, 1e-6, "pow3");
+        // Softmax rows sum to one and match exp(x - max) / sum in f64.
+        let s = dev::download(softmax(&t, false, &device).unwrap().unwrap()).unwrap();
+        for (r, row) in s.chunks(d).enumerate() {
+            let xs = &x[r * d..(r + 1) * d];
+            let m = xs.iter().fold(f64::NEG_INFINITY, |a, &b| a.max(b as f64));
+            let sum: f64 = xs.iter().map(|&v| (v as f64 - m).exp()).sum();
+            for (g, &v) in row.iter().zip(xs) {
+                let want = (v as f64 - m).exp() / sum;
+                assert!(
+                    (*g as f64 - want).abs() < 1e-7 + 1e-5 * want,
+                    "softmax row {r}"
+                );
+            }
+        }
+        let ls = dev::download(softmax(&t, true, &device).unwrap().unwrap()).unwrap();
+        for (g, p) in ls.iter().zip(&s) {
+            assert!((*g as f64 - (*p as f64).ln()).abs() < 1e-4, "log-softmax");
+        }
+        // Small tensors and other devices are left to Burn.
+        let small = dev::upload(vec![0.5; 10], &[10], &device);
+        assert!(unary("Tanh", &small, &device).is_none());
+        assert!(unary("Relu", &t, &device).is_none());
+    }
+}
