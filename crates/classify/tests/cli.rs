@@ -197,21 +197,15 @@ fn a_savedmodel_folder_or_handle_is_converted_once_into_the_cache() {
     let cache = model.join("cache");
     let (_server, url) = common::serve_folder(&sm, "/m/inception.tar.gz");
     let run = |m: &std::ffi::OsStr, out: &Path| {
-        let o = Command::new(env!("CARGO_BIN_EXE_classify"))
-            .args([
-                "--model".as_ref(),
-                m,
-                "--features".as_ref(),
-                out.as_os_str(),
-            ])
-            .arg(&images[0])
-            .env("TFHUB_CACHE_DIR", &cache)
-            .env_remove("TFHUB_OFFLINE")
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
-        assert!(o.status.success(), "{stderr}");
-        stderr
+        common::run_ok(
+            Command::new(env!("CARGO_BIN_EXE_classify"))
+                .arg("--model")
+                .arg(m)
+                .arg("--features")
+                .arg(out)
+                .arg(&images[0]),
+            &cache,
+        )
     };
     let converted = |stderr: &str| {
         (

@@ -33,19 +33,16 @@ fn input_lines(e: &Value) -> (Vec<u8>, Vec<usize>) {
 
 /// Runs embed on `input` with `--model model`, the cache in `cache`; (npy values, stderr).
 fn embed(model: &std::ffi::OsStr, input: &Path, out: &Path, cache: &Path) -> (Vec<f32>, String) {
-    let o = Command::new(env!("CARGO_BIN_EXE_embed"))
-        .arg("--model")
-        .arg(model)
-        .arg("--input")
-        .arg(input)
-        .arg("-o")
-        .arg(out)
-        .env("TFHUB_CACHE_DIR", cache)
-        .env_remove("TFHUB_OFFLINE")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
-    assert!(o.status.success(), "{stderr}");
+    let stderr = common::run_ok(
+        Command::new(env!("CARGO_BIN_EXE_embed"))
+            .arg("--model")
+            .arg(model)
+            .arg("--input")
+            .arg(input)
+            .arg("-o")
+            .arg(out),
+        cache,
+    );
     (model_folder::npy::read(out).unwrap().data, stderr)
 }
 

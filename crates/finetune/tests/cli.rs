@@ -428,17 +428,14 @@ fn a_savedmodel_or_handle_is_converted_once_and_fine_tuned() {
     let (_server, url) = common::serve_folder(&sm, "/m/inception.tar.gz");
     let cache = root.join("cache");
     let run = |model: &str, out: &Path| {
-        let o = Command::new(env!("CARGO_BIN_EXE_finetune"))
-            .args(["--model", model, "--data", data.to_str().unwrap()])
-            .args(["--image-size", "75", "--batch-size", "6", "--epochs", "1"])
-            .arg("--out")
-            .arg(out)
-            .env("TFHUB_CACHE_DIR", &cache)
-            .env_remove("TFHUB_OFFLINE")
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
-        assert!(o.status.success(), "{stderr}");
+        let stderr = common::run_ok(
+            Command::new(env!("CARGO_BIN_EXE_finetune"))
+                .args(["--model", model, "--data", data.to_str().unwrap()])
+                .args(["--image-size", "75", "--batch-size", "6", "--epochs", "1"])
+                .arg("--out")
+                .arg(out),
+            &cache,
+        );
         assert!(metrics(out)["epochs"].as_array().unwrap().len() == 1);
         stderr
     };

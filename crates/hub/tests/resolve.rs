@@ -579,6 +579,24 @@ fn stale_lock_of_dead_process_is_recovered() {
     assert!(abandoned.join("variables").is_dir());
 }
 
+/// Another downloader holding `<sha>.lock` as `uid`: it fills `<sha>.<uid>.tmp` one file every
+/// 100 ms (a write fails, and the thread panics, if a waiter deleted the folder), renames it
+/// into place and removes its lock.
+fn slow_downloader(cache: &Path, sha: &str, uid: &str) -> std::thread::JoinHandle<()> {
+    let (c, s) = (cache.to_path_buf(), sha.to_string());
+    let tmp = c.join(format!("{s}.{uid}.tmp"));
+    fs::create_dir(&tmp).unwrap();
+    std::thread::spawn(move || {
+        for (rel, data) in fake_saved_model() {
+            std::thread::sleep(Duration::from_millis(100));
+            fs::create_dir_all(tmp.join(rel).parent().unwrap()).unwrap();
+            fs::write(tmp.join(rel), data).unwrap();
+        }
+        fs::rename(&tmp, c.join(&s)).unwrap();
+        fs::remove_file(c.join(format!("{s}.lock"))).unwrap();
+    })
+}
+
 #[test]
 fn lock_of_a_live_holder_in_another_pid_namespace_is_not_taken() {
     // A tensorflow_hub download in a container that shares this hostname and the cache: its pid
@@ -595,19 +613,7 @@ fn lock_of_a_live_holder_in_another_pid_namespace_is_not_taken() {
     let lock = cache.path().join(format!("{sha}.lock"));
     let uid = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
     fs::write(&lock, format!("{}.{}.{uid}", this_hostname(), dead_pid())).unwrap();
-    let (c, l, s) = (cache.path().to_path_buf(), lock.clone(), sha.clone());
-    let tmp = c.join(format!("{s}.{uid}.tmp"));
-    fs::create_dir(&tmp).unwrap();
-    let other = std::thread::spawn(move || {
-        for (rel, data) in fake_saved_model() {
-            std::thread::sleep(Duration::from_millis(100));
-            fs::create_dir_all(tmp.join(rel).parent().unwrap()).unwrap();
-            // Fails if the waiter deleted the folder.
-            fs::write(tmp.join(rel), data).unwrap();
-        }
-        fs::rename(&tmp, c.join(&s)).unwrap();
-        fs::remove_file(&l).unwrap();
-    });
+    let other = slow_downloader(cache.path(), &sha, uid);
     // The grace is longer than any pause between the holder's writes.
     let r = resolver(cache.path())
         .lock_timeout(Duration::from_secs(3600))
@@ -659,18 +665,7 @@ fn live_lock_is_waited_for_and_its_result_used() {
         format!("{}.{}.{uid}", this_hostname(), std::process::id()),
     )
     .unwrap();
-    let (c, l, s) = (cache.path().to_path_buf(), lock.clone(), sha.clone());
-    let other = std::thread::spawn(move || {
-        let tmp = c.join(format!("{s}.{uid}.tmp"));
-        fs::create_dir(&tmp).unwrap();
-        for (rel, data) in fake_saved_model() {
-            std::thread::sleep(Duration::from_millis(100));
-            fs::create_dir_all(tmp.join(rel).parent().unwrap()).unwrap();
-            fs::write(tmp.join(rel), data).unwrap();
-        }
-        fs::rename(&tmp, c.join(&s)).unwrap();
-        fs::remove_file(&l).unwrap();
-    });
+    let other = slow_downloader(cache.path(), &sha, uid);
     // The lock timeout is shorter than the whole download but longer than any pause between
     // changes: a growing download folder keeps the lock alive.
     let r = resolver(cache.path())

@@ -294,15 +294,7 @@ pub fn read_kind(dir: &Path) -> Result<String, FolderError> {
 /// onto `path`), so that `path` is either its old content or the whole new one. The temporary
 /// file is removed on failure. The error is the I/O error of the step that failed.
 pub fn write_file_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "out".into());
-    let stamp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    let tmp = path.with_file_name(format!(".{name}.tmp-{}-{stamp}", std::process::id()));
+    let tmp = crate::outdir::sibling(path, "tmp");
     let result = (|| {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(bytes)?;

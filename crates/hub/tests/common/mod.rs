@@ -224,6 +224,20 @@ pub fn gzip(data: &[u8]) -> Vec<u8> {
     e.finish().unwrap()
 }
 
+/// Runs a program's command with its cache in `cache` (and online), asserts that it
+/// succeeded and returns its stderr (where programs say what they converted or reused).
+#[allow(dead_code)]
+pub fn run_ok(cmd: &mut std::process::Command, cache: &Path) -> String {
+    let o = cmd
+        .env("TFHUB_CACHE_DIR", cache)
+        .env_remove("TFHUB_OFFLINE")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(o.status.success(), "{cmd:?} failed: {stderr}");
+    stderr
+}
+
 /// Serves every file under `dir` as one `.tar.gz` at `route` on a loopback server; returns the
 /// server (keep it alive) and the URL, a handle as a user would give it.
 #[allow(dead_code)]
