@@ -116,13 +116,8 @@ fn run(args: Args) -> Result<()> {
         bail!("--batch must be at least 1");
     }
     let device = args.backend.device();
-    let mut opts = hub::Options::from_env();
-    opts.offline |= args.offline;
-    let source = tfhub::open(&args.model, &opts, &device)
+    let source = tfhub::open_for_program("classify", &args.model, args.offline, &device)
         .with_context(|| format!("{}: cannot open the model", args.model))?;
-    if let Some(notice) = source.notice() {
-        eprintln!("classify: {notice}");
-    }
     let (dir, labels_dir) = match source {
         tfhub::Source::Graph { dir, .. } => return run_graph(&args, &dir),
         tfhub::Source::Tflite(p) => bail!(

@@ -52,13 +52,8 @@ fn lines(input: &[u8]) -> Vec<&[u8]> {
 
 fn run(args: Args) -> Result<()> {
     let device: Device = args.backend.device();
-    let mut opts = hub::Options::from_env();
-    opts.offline |= args.offline;
-    let source = tfhub::open(&args.model, &opts, &device)
+    let source = tfhub::open_for_program("embed", &args.model, args.offline, &device)
         .with_context(|| format!("{}: cannot open the model", args.model))?;
-    if let Some(notice) = source.notice() {
-        eprintln!("embed: {notice}");
-    }
     let dir = source.into_folder_of(models::text_embedding::KIND)?;
     let model = TextEmbedding::load(&dir, &device)
         .with_context(|| format!("cannot load {}", dir.display()))?;

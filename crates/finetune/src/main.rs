@@ -106,13 +106,9 @@ fn main() -> std::process::ExitCode {
 /// The Inception-v3 folder for `--model` (a SavedModel or handle is converted once into the
 /// cache).
 fn model_dir(spec: &str, offline: bool) -> Result<PathBuf> {
-    let mut opts = hub::Options::from_env();
-    opts.offline |= offline;
-    let source = tfhub::open(spec, &opts, &tfhub::burn::tensor::Device::flex())
+    let device = tfhub::burn::tensor::Device::flex();
+    let source = tfhub::open_for_program("finetune", spec, offline, &device)
         .with_context(|| format!("{spec}: cannot open the model"))?;
-    if let Some(notice) = source.notice() {
-        eprintln!("finetune: {notice}");
-    }
     Ok(source.into_folder_of(models::inception_v3::KIND)?)
 }
 

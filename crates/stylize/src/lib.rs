@@ -184,10 +184,7 @@ pub fn load_model(spec: &str, device: &Device) -> Result<Stylization, Error> {
         msg,
     };
     let source =
-        tfhub::open(spec, &hub::Options::from_env(), device).map_err(|e| err(e.to_string()))?;
-    if let Some(notice) = source.notice() {
-        eprintln!("stylize: {notice}");
-    }
+        tfhub::open_for_program("stylize", spec, false, device).map_err(|e| err(e.to_string()))?;
     let dir = source
         .into_folder_of(models::stylization::KIND_STYLIZATION)
         .map_err(|e| err(e.to_string()))?;

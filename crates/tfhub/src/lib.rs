@@ -33,7 +33,7 @@ use burn::tensor::Device;
 use std::path::{Path, PathBuf};
 
 mod open;
-pub use open::{open, Conversion, Source};
+pub use open::{open, open_for_program, Conversion, Source};
 
 /// What can go wrong; every message names the handle or path and the problem.
 #[derive(Debug, thiserror::Error)]

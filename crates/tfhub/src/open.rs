@@ -213,6 +213,24 @@ pub fn open(spec: &str, opts: &hub::Options, device: &Device) -> Result<Source, 
 /// In a cached conversion: why it could not be checked against its graph (absent: checked).
 const UNVERIFIED: &str = "unverified.txt";
 
+/// [`open`] for a program's `--model`: options from the environment (`offline` added), and
+/// what was done to the model (converted, reused, run as a graph) said on stderr as
+/// `<program>: ...`.
+pub fn open_for_program(
+    program: &str,
+    spec: &str,
+    offline: bool,
+    device: &Device,
+) -> Result<Source, Error> {
+    let mut opts = hub::Options::from_env();
+    opts.offline |= offline;
+    let source = open(spec, &opts, device)?;
+    if let Some(notice) = source.notice() {
+        eprintln!("{program}: {notice}");
+    }
+    Ok(source)
+}
+
 enum Verdict {
     Same,
     Differs(String),

@@ -165,11 +165,8 @@ fn evaluate(model: &Classifier, set: &Encoded, bs: usize, device: &Device) -> Re
 /// The text-embedding folder for `--embedding` (a SavedModel or handle is converted once into
 /// the cache).
 fn resolve_embedding(handle: &str) -> Result<PathBuf> {
-    let source = tfhub::open(handle, &hub::Options::from_env(), &Device::flex())
+    let source = tfhub::open_for_program("train-imdb", handle, false, &Device::flex())
         .with_context(|| format!("{handle}: cannot open the embedding"))?;
-    if let Some(notice) = source.notice() {
-        eprintln!("train-imdb: {notice}");
-    }
     Ok(source.into_folder_of(models::text_embedding::KIND)?)
 }
 
