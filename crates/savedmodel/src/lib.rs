@@ -23,7 +23,11 @@
 mod bundle;
 mod ordered_code;
 pub mod proto;
+// The SSTable reader is internal; the fuzz targets reach into it with the `fuzzing` feature.
+#[cfg(feature = "fuzzing")]
 pub mod sstable;
+#[cfg(not(feature = "fuzzing"))]
+mod sstable;
 mod tensor;
 
 pub use tensor::{DType, Tensor, TensorData};
@@ -240,8 +244,9 @@ pub fn parse_saved_model_bytes(bytes: &[u8]) -> Result<proto::SavedModel, prost:
     proto::SavedModel::decode(bytes)
 }
 
-/// Parses the entries of a `variables.index` from bytes (exposed for fuzzing): returns the
-/// shard count and the entry keys with dtype and shape.
+/// Parses the entries of a `variables.index` from bytes (for the fuzz targets, with the
+/// `fuzzing` feature): returns the shard count and the entry keys with dtype and shape.
+#[cfg(feature = "fuzzing")]
 #[allow(clippy::type_complexity)]
 pub fn parse_index(bytes: &[u8]) -> Result<(usize, Vec<(Vec<u8>, DType)>), Error> {
     let (n, entries) = bundle::parse_index_bytes(bytes, Path::new("<index bytes>"))?;

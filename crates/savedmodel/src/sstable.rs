@@ -6,6 +6,9 @@
 //!
 //! Errors are plain messages; [`crate::read`] wraps them with the file name.
 
+// Parts of the reader only the fuzz targets call (`fuzzing` feature).
+#![cfg_attr(not(feature = "fuzzing"), allow(dead_code))]
+
 /// `kTableMagicNumber` of LevelDB / tsl tables.
 pub const TABLE_MAGIC: u64 = 0xdb47_7524_8b80_fb57;
 /// Footer length: two block handles padded to 40 bytes, then the 8-byte magic.
