@@ -222,11 +222,16 @@ fn raw_conversion_round_trips_tensorflow_values() {
             serde_json::from_slice(&std::fs::read(folder.join("config.json")).unwrap()).unwrap();
         assert_eq!(cfg["kind"], "raw");
         assert_eq!(cfg["source"], dir.to_str().unwrap());
-        let pb = std::fs::read(dir.join("saved_model.pb")).unwrap();
-        let sha = cfg["source_sha256"]["saved_model.pb"].as_str().unwrap();
-        assert_eq!(sha.len(), 64);
-        assert_ne!(sha, "0".repeat(64));
-        assert!(!pb.is_empty());
+        // Every source file's SHA-256, as `sha256sum` gives it.
+        for rel in ["saved_model.pb", "variables/variables.index"] {
+            use sha2::Digest;
+            let want = hex::encode(sha2::Sha256::digest(std::fs::read(dir.join(rel)).unwrap()));
+            assert_eq!(
+                cfg["source_sha256"][rel].as_str(),
+                Some(want.as_str()),
+                "{rel}"
+            );
+        }
         for a in exp["assets"].as_array().unwrap() {
             let a = a.as_str().unwrap();
             assert_eq!(

@@ -666,10 +666,11 @@ fn live_lock_is_waited_for_and_its_result_used() {
     )
     .unwrap();
     let other = slow_downloader(cache.path(), &sha, uid);
-    // The lock timeout is shorter than the whole download but longer than any pause between
-    // changes: a growing download folder keeps the lock alive.
+    // A growing download folder keeps the lock alive: the timeout is far longer than the
+    // 100 ms between the holder's writes (even on a stalled machine), and the waiter still
+    // returns as soon as the holder finishes.
     let r = resolver(cache.path())
-        .lock_timeout(Duration::from_millis(250))
+        .lock_timeout(Duration::from_secs(5))
         .resolve(&handle)
         .unwrap();
     other.join().unwrap();
