@@ -528,12 +528,20 @@ fn this_hostname() -> String {
         .unwrap_or_default()
 }
 
-/// A pid that is not alive here (a reaped child).
-fn dead_pid() -> u32 {
+/// A server of `/m/1`, a cache in which `<sha>.lock` is held as `uid` by a tensorflow_hub-style
+/// lock of this hostname and a pid that is not alive here (a reaped child), the handle and its
+/// cache folder name.
+fn held_by_a_pid_not_alive_here(uid: &str) -> (Server, tempfile::TempDir, String, String) {
+    let server = Server::start(|_| vec![("/m/1".into(), tgz_reply())]);
+    let cache = tempfile::tempdir().unwrap();
+    let handle = format!("{}/m/1", server.base);
+    let sha = module_dir_name(&handle);
     let mut child = std::process::Command::new("true").spawn().unwrap();
-    let pid = child.id();
+    let dead = child.id();
     child.wait().unwrap();
-    pid
+    let lock = cache.path().join(format!("{sha}.lock"));
+    fs::write(&lock, format!("{}.{dead}.{uid}", this_hostname())).unwrap();
+    (server, cache, handle, sha)
 }
 
 #[test]
@@ -542,14 +550,8 @@ fn stale_lock_of_dead_process_is_recovered() {
         eprintln!("skipped: needs /proc to tell a dead process");
         return;
     }
-    let server = Server::start(|_| vec![("/m/1".into(), tgz_reply())]);
-    let cache = tempfile::tempdir().unwrap();
-    let handle = format!("{}/m/1", server.base);
-    let dead = dead_pid();
-    let sha = module_dir_name(&handle);
-    let lock = cache.path().join(format!("{sha}.lock"));
     let uid = "0123456789abcdef0123456789abcdef";
-    fs::write(&lock, format!("{}.{dead}.{uid}", this_hostname())).unwrap();
+    let (_server, cache, handle, sha) = held_by_a_pid_not_alive_here(uid);
     // The dead downloader's half-written folder and an empty leftover target folder.
     let abandoned = cache.path().join(format!("{sha}.{uid}.tmp"));
     fs::create_dir_all(abandoned.join("variables")).unwrap();
@@ -606,13 +608,8 @@ fn lock_of_a_live_holder_in_another_pid_namespace_is_not_taken() {
         eprintln!("skipped: needs /proc to tell a dead process");
         return;
     }
-    let server = Server::start(|_| vec![("/m/1".into(), tgz_reply())]);
-    let cache = tempfile::tempdir().unwrap();
-    let handle = format!("{}/m/1", server.base);
-    let sha = module_dir_name(&handle);
-    let lock = cache.path().join(format!("{sha}.lock"));
     let uid = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
-    fs::write(&lock, format!("{}.{}.{uid}", this_hostname(), dead_pid())).unwrap();
+    let (server, cache, handle, sha) = held_by_a_pid_not_alive_here(uid);
     let other = slow_downloader(cache.path(), &sha, uid);
     // The grace is longer than any pause between the holder's writes.
     let r = resolver(cache.path())
