@@ -31,7 +31,7 @@ fn shared_images() -> Option<Vec<PathBuf>> {
     if imgs.iter().all(|p| p.is_file()) {
         Some(imgs)
     } else {
-        println!("SKIP: {} not found", dir.display());
+        eprintln!("SKIPPED: {} not found", dir.display());
         None
     }
 }

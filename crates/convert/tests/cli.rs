@@ -404,7 +404,7 @@ fn unwritable_output_folder_fails_and_leaves_nothing() {
         assert_clean_failure(&out, &[ro.to_str().unwrap()]);
         assert_eq!(std::fs::read_dir(&ro).unwrap().count(), 0);
     } else {
-        eprintln!("running as root: read-only folder check skipped");
+        eprintln!("SKIPPED: the read-only folder check (running as root, which can write anyway)");
         let _ = std::fs::remove_file(ro.join("probe"));
     }
     std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -437,7 +437,7 @@ fn tflite_files_go_to_the_tflite_converter() {
     let f = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../../shared/data/magenta-tflite/style_predict_quantized_256.tflite");
     if !f.is_file() {
-        eprintln!("skipped: {} absent", f.display());
+        eprintln!("SKIPPED: {} absent", f.display());
         return;
     }
     let work = scratch("tflite");

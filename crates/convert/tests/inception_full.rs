@@ -50,8 +50,8 @@ fn full_size_inception_v3_matches_tensorflow_on_every_image() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tools/out/inception_v3_full");
     let exp_path = root.join("expected.safetensors");
     if !exp_path.is_file() {
-        println!(
-            "SKIP: {} absent (run tools/make_inception_fixture.py --full)",
+        eprintln!(
+            "SKIPPED: {} absent (run tools/make_inception_fixture.py --full)",
             exp_path.display()
         );
         return;

@@ -18,7 +18,7 @@ fn full_size_stylization_matches_tensorflow_on_flex() {
     if !dir.join("saved_model").join("saved_model.pb").is_file()
         || !dir.join("cases.json").is_file()
     {
-        println!(
+        eprintln!(
             "SKIPPED: {} is absent; run `tools/.venv/bin/python tools/make_magenta_fixture.py --full` first",
             dir.display()
         );

@@ -225,7 +225,7 @@ fn classify_loads_the_export() {
     let classify = bin_dir.join(format!("classify{}", std::env::consts::EXE_SUFFIX));
     if !classify.is_file() {
         eprintln!(
-            "skipping: {} not built (run `cargo build -p classify` first)",
+            "SKIPPED: {} not built (run `cargo build -p classify` first)",
             classify.display()
         );
         return;

@@ -26,7 +26,7 @@ fn with_env<T>(set: &[(&str, &str)], f: impl FnOnce() -> T) -> T {
 #[test]
 fn http_proxy_variable_is_honoured() {
     if std::env::var_os("REQUEST_METHOD").is_some() {
-        eprintln!("skipped: REQUEST_METHOD is set (CGI), where reqwest ignores HTTP_PROXY");
+        eprintln!("SKIPPED: REQUEST_METHOD is set (CGI), where reqwest ignores HTTP_PROXY");
         return;
     }
     let server = Server::start(|_| {

@@ -49,7 +49,7 @@ fn python_resolve(py: &Path, cache: &Path, handle: &str) -> String {
 #[test]
 fn cache_is_shared_with_python_tensorflow_hub_both_ways() {
     let Some(py) = python() else {
-        eprintln!("skipped: tools/.venv/bin/python cannot import tensorflow_hub (pip install tensorflow-hub --no-deps)");
+        eprintln!("SKIPPED: tools/.venv/bin/python cannot import tensorflow_hub (pip install tensorflow-hub --no-deps)");
         return;
     };
     let server = Server::start(|_| {

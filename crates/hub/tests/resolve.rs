@@ -547,7 +547,7 @@ fn held_by_a_pid_not_alive_here(uid: &str) -> (Server, tempfile::TempDir, String
 #[test]
 fn stale_lock_of_dead_process_is_recovered() {
     if !cfg!(target_os = "linux") {
-        eprintln!("skipped: needs /proc to tell a dead process");
+        eprintln!("SKIPPED: needs /proc to tell a dead process");
         return;
     }
     let uid = "0123456789abcdef0123456789abcdef";
@@ -605,7 +605,7 @@ fn lock_of_a_live_holder_in_another_pid_namespace_is_not_taken() {
     // is not alive here, but its download folder keeps growing. It must be waited for, its
     // result used, and its folder never deleted under it.
     if !cfg!(target_os = "linux") {
-        eprintln!("skipped: needs /proc to tell a dead process");
+        eprintln!("SKIPPED: needs /proc to tell a dead process");
         return;
     }
     let uid = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";

@@ -10,7 +10,7 @@ fn full_inception_variables_match_tensorflow() {
     let st_path = base.join("variables_tf.safetensors");
     if !st_path.is_file() || !base.join("saved_model/saved_model.pb").is_file() {
         eprintln!(
-            "skipped: {} absent (run tools/make_inception_fixture.py)",
+            "SKIPPED: {} absent (run tools/make_inception_fixture.py)",
             base.display()
         );
         return;

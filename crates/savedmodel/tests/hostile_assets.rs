@@ -103,7 +103,7 @@ fn symlinks_devices_and_fifos_are_refused() {
         let e = read_err(&dir);
         assert!(e.contains("not a regular file"), "{e}");
     } else {
-        eprintln!("SKIPPED the FIFO case: mkfifo is not available");
+        eprintln!("SKIPPED: the FIFO case: mkfifo is not available");
     }
     // A folder where a file is expected.
     let dir = tmp.path().join("folder");

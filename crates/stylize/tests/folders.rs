@@ -11,7 +11,7 @@ fn data() -> Option<PathBuf> {
     if p.is_dir() {
         Some(p)
     } else {
-        eprintln!("SKIP: {} not found (shared data absent)", p.display());
+        eprintln!("SKIPPED: {} not found (shared data absent)", p.display());
         None
     }
 }

@@ -16,7 +16,7 @@ fn shared() -> Option<PathBuf> {
     if p.join("magenta-tflite").is_dir() {
         Some(p)
     } else {
-        eprintln!("SKIP: {} not found (shared data absent)", p.display());
+        eprintln!("SKIPPED: {} not found (shared data absent)", p.display());
         None
     }
 }

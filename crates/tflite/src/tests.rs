@@ -18,7 +18,7 @@ fn shared(name: &str) -> Option<PathBuf> {
     if p.is_file() {
         Some(p)
     } else {
-        eprintln!("SKIP: {} not found (shared data absent)", p.display());
+        eprintln!("SKIPPED: {} not found (shared data absent)", p.display());
         None
     }
 }

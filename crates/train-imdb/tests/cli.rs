@@ -140,7 +140,7 @@ fn reads_the_real_archive() {
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../../../shared/data/aclImdb_v1_labeled.tar.gz");
     if !p.is_file() {
-        println!("skipped: {} is absent", p.display());
+        eprintln!("SKIPPED: {} is absent", p.display());
         return;
     }
     let d = train_imdb::data::Imdb::load(&p).unwrap();

@@ -439,6 +439,6 @@ fn dataset_folders_hold_regular_bounded_files() {
         let err = format!("{:#}", Imdb::load(tmp.path()).unwrap_err());
         assert!(err.contains("not a regular file"), "{err}");
     } else {
-        println!("SKIPPED the FIFO case: mkfifo is unavailable");
+        eprintln!("SKIPPED: the FIFO case: mkfifo is unavailable");
     }
 }

@@ -811,7 +811,7 @@ mod tests {
         if p.is_file() {
             Some(p)
         } else {
-            eprintln!("SKIP: {} not found (shared data absent)", p.display());
+            eprintln!("SKIPPED: {} not found (shared data absent)", p.display());
             None
         }
     }
