@@ -443,43 +443,42 @@ fn with_scalar(op: &str, ctx: &Ctx, a: &Value, b: &Value) -> Result<Option<Value
         }
         _ => None,
     };
-    // A large float host tensor (a model input) goes to the device: the host path is for
-    // shape arithmetic, element by element.
-    let tensor = |v: &Value| match v {
-        Value::Dev(t) => Some(t.clone()),
-        Value::Host(h) if h.dtype.is_float() && h.shape.iter().product::<usize>() >= 4096 => {
-            ctx.float(v).ok()
-        }
-        _ => None,
+    // `x op c`, or `c op x` (then `scalar_first`).
+    let (x, k, (rank, c), scalar_first) = match (scalar(b), scalar(a)) {
+        (Some(s), _) => (a, b, s, false),
+        (None, Some(s)) => (b, a, s, true),
+        (None, None) => return Ok(None),
     };
-    let rank = |t: &FT| dev::shape(t).len();
-    if let (Some(x), Some((r, c))) = (tensor(a), scalar(b)) {
-        if rank(&x) >= r {
-            return Ok(match op {
-                "AddV2" | "Add" => Some(Value::Dev(dev::add_scalar(x, c))),
-                "Sub" => Some(Value::Dev(dev::sub_scalar(x, c))),
-                "Mul" => Some(Value::Dev(dev::mul_scalar(x, c))),
-                "RealDiv" | "Div" => Some(Value::Dev(dev::div_scalar(x, c))),
-                "Pow" => match crate::cpu_math::pow_scalar(&x, c, ctx.device) {
-                    Some(r) => Some(Value::Dev(r?)),
-                    None => None,
-                },
-                _ => None,
-            });
-        }
+    let handled = match op {
+        "AddV2" | "Add" | "Sub" | "Mul" => true,
+        "RealDiv" | "Div" | "Pow" => !scalar_first,
+        _ => false,
+    };
+    // A float device tensor, or a large float host tensor (a model input; the host path is
+    // for shape arithmetic, element by element), of at least the constant's rank so that
+    // the result has its shape. Checked before anything is uploaded.
+    let takes = match x {
+        Value::Dev(_) => true,
+        Value::Host(h) => h.dtype.is_float() && h.shape.iter().product::<usize>() >= 4096,
+        _ => false,
+    };
+    if !handled || !takes || x.shape().len() < rank {
+        return Ok(None);
     }
-    if let (Some((r, c)), Some(x)) = (scalar(a), tensor(b)) {
-        if rank(&x) >= r {
-            return Ok(match op {
-                "AddV2" | "Add" => Some(Value::Dev(dev::add_scalar(x, c))),
-                "Mul" => Some(Value::Dev(dev::mul_scalar(x, c))),
-                // c - x = -(x - c), exactly.
-                "Sub" => Some(Value::Dev(dev::neg(dev::sub_scalar(x, c)))),
-                _ => None,
-            });
-        }
-    }
-    Ok(None)
+    let x = ctx.float(x)?;
+    Ok(Some(Value::Dev(match (op, scalar_first) {
+        ("AddV2" | "Add", _) => dev::add_scalar(x, c),
+        ("Mul", _) => dev::mul_scalar(x, c),
+        ("Sub", false) => dev::sub_scalar(x, c),
+        // c - x = -(x - c), exactly.
+        ("Sub", true) => dev::neg(dev::sub_scalar(x, c)),
+        ("Pow", _) => match crate::cpu_math::pow_scalar(&x, c, ctx.device) {
+            Some(r) => r?,
+            // Burn's own power of the tensor already on the device.
+            None => return binary_dev(op, ctx, x, ctx.float(k)?).map(Some),
+        },
+        _ => dev::div_scalar(x, c),
+    })))
 }
 
 fn binary_dev(op: &str, ctx: &Ctx, a: FT, b: FT) -> Result<Value, String> {
