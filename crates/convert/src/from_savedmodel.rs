@@ -38,14 +38,23 @@ pub fn source_from_savedmodel(sm: &SavedModel, handle: &str) -> Result<Source, S
                 .insert(v.name.clone(), (v.dtype.name(), v.shape.clone()));
         }
     }
+    src.assets = assets_of(sm)?;
+    Ok(src)
+}
+
+/// The asset files of `sm` by file name, each read with [`read_asset`].
+pub fn assets_of(
+    sm: &SavedModel,
+) -> Result<std::collections::BTreeMap<String, Vec<u8>>, SourceError> {
+    let mut assets = std::collections::BTreeMap::new();
     for a in sm.assets() {
         let bytes = read_asset(&a.path, MAX_ASSET_BYTES).map_err(|e| SourceError::Asset {
             path: a.path.clone(),
             source: e,
         })?;
-        src.assets.insert(a.filename.clone(), bytes);
+        assets.insert(a.filename.clone(), bytes);
     }
-    Ok(src)
+    Ok(assets)
 }
 
 /// Largest asset file read (vocabularies of the largest hub text embeddings are ~20 MB).

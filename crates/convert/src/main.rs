@@ -230,11 +230,11 @@ fn run_convert(a: &ConvertArgs) -> Result<()> {
     } else {
         let sm = savedmodel::read(&path)
             .with_context(|| format!("cannot read the SavedModel of `{handle}`"))?;
-        let src = convert::from_savedmodel::source_from_savedmodel(&sm, handle)
-            .with_context(|| format!("cannot read the variables of `{handle}`"))?;
         if a.raw {
-            raw_conversion(&sm, &src)?
+            raw_conversion(&sm)?
         } else {
+            let src = convert::from_savedmodel::source_from_savedmodel(&sm, handle)
+                .with_context(|| format!("cannot read the variables of `{handle}`"))?;
             match convert::kinds::convert_any(&src).with_context(|| format!("{}: conversion failed", path.display()))? {
                 Some(c) => c,
                 None => bail!(
@@ -262,7 +262,7 @@ fn run_convert(a: &ConvertArgs) -> Result<()> {
 /// `strings.json` (`{name: {"shape", "values"}}`, a value that is not UTF-8 as `{"hex": ...}`);
 /// what safetensors cannot hold (complex, resource, variant) is listed in the config under
 /// `skipped` and noted on stderr.
-fn raw_conversion(sm: &savedmodel::SavedModel, src: &convert::Source) -> Result<Converted> {
+fn raw_conversion(sm: &savedmodel::SavedModel) -> Result<Converted> {
     use model_folder::safetensors::{Dtype, Tensor};
     use savedmodel::TensorData as D;
     fn le<T: Copy, const N: usize>(v: &[T], f: impl Fn(T) -> [u8; N]) -> Vec<u8> {
@@ -272,6 +272,19 @@ fn raw_conversion(sm: &savedmodel::SavedModel, src: &convert::Source) -> Result<
     let mut strings = serde_json::Map::new();
     let mut skipped = serde_json::Map::new();
     for v in sm.variables() {
+        // What safetensors cannot hold (complex, resource, variant) and the reader does not
+        // decode is listed, not read.
+        if v.dtype.element_size().is_none() && v.dtype != savedmodel::DType::String {
+            eprintln!(
+                "note: skipping variable `{}` ({} {:?}): no safetensors dtype",
+                v.name, v.dtype, v.shape
+            );
+            skipped.insert(
+                v.name.clone(),
+                serde_json::json!({"dtype": v.dtype.name(), "shape": v.shape}),
+            );
+            continue;
+        }
         let t = sm
             .tensor(&v.name)
             .with_context(|| format!("variable `{}`", v.name))?;
@@ -311,25 +324,9 @@ fn raw_conversion(sm: &savedmodel::SavedModel, src: &convert::Source) -> Result<
             bytes,
         });
     }
-    // Variables the reader lists but cannot decode (complex, resource, variant).
-    let kept: std::collections::BTreeSet<&str> = typed
-        .iter()
-        .map(|t| t.name.as_str())
-        .chain(strings.keys().map(String::as_str))
-        .collect();
-    for (n, (dtype, shape)) in &src.other_variables {
-        if !kept.contains(n.as_str()) {
-            eprintln!("note: skipping variable `{n}` ({dtype} {shape:?}): no safetensors dtype");
-            skipped.insert(
-                n.clone(),
-                serde_json::json!({"dtype": dtype, "shape": shape}),
-            );
-        }
-    }
-    let mut assets: Vec<(String, Vec<u8>)> = src
-        .assets
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
+    let mut assets: Vec<(String, Vec<u8>)> = convert::from_savedmodel::assets_of(sm)
+        .context("cannot read the SavedModel's assets")?
+        .into_iter()
         .collect();
     if !strings.is_empty() {
         if assets.iter().any(|(k, _)| k == "strings.json") {
@@ -342,7 +339,7 @@ fn raw_conversion(sm: &savedmodel::SavedModel, src: &convert::Source) -> Result<
     }
     Ok(Converted {
         kind: "raw".into(),
-        config: serde_json::json!({"skipped": skipped, "op_types": src.op_types}),
+        config: serde_json::json!({"skipped": skipped, "op_types": sm.op_types()}),
         tensors: Vec::new(),
         typed,
         assets,
