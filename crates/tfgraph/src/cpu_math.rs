@@ -15,57 +15,48 @@ const CHUNK: usize = 16 * 1024;
 /// Below this many elements the device op is as fast.
 const MIN_ELEMENTS: usize = 32 * 1024;
 
-/// Whether this device runs the ops here: flex without autodiff.
-pub(crate) fn applies(device: &Device) -> bool {
-    crate::fast::applies_to(device)
+/// Runs `f` on the values of `t` read back to the host and puts the result on `device`, when
+/// the ops here apply (flex without autodiff, at least [`MIN_ELEMENTS`] values); `None`
+/// otherwise.
+fn on_host(t: &FT, device: &Device, f: impl FnOnce(&mut [f32])) -> Option<Result<FT, String>> {
+    let shape = dev::shape(t);
+    if !crate::fast::applies_to(device) || shape.iter().product::<usize>() < MIN_ELEMENTS {
+        return None;
+    }
+    Some(dev::download(t.clone()).map(|mut v| {
+        f(&mut v);
+        dev::upload(v, &shape, device)
+    }))
 }
 
 /// `op` of every element of `t`, or `None` when `op` is not one of these (or `t` is small).
 pub(crate) fn unary(op: &str, t: &FT, device: &Device) -> Option<Result<FT, String>> {
-    if !matches!(
-        op,
-        "Tanh" | "Exp" | "Sigmoid" | "Erf" | "Erfc" | "Log" | "Log1p"
-    ) {
-        return None;
-    }
-    let shape = dev::shape(t);
-    if !applies(device) || shape.iter().product::<usize>() < MIN_ELEMENTS {
-        return None;
-    }
-    Some((|| {
-        let mut v = dev::download(t.clone())?;
-        match op {
-            "Tanh" => map(&mut v, tanh_f32),
-            "Exp" => map(&mut v, f32::exp),
-            "Sigmoid" => map(&mut v, |x| 1.0 / (1.0 + (-x).exp())),
-            "Erf" => map(&mut v, erf_f32),
-            "Erfc" => map(&mut v, |x| 1.0 - erf_f32(x)),
-            "Log" => map(&mut v, f32::ln),
-            _ => map(&mut v, f32::ln_1p),
-        }
-        Ok(dev::upload(v, &shape, device))
-    })())
+    let f: fn(&mut [f32]) = match op {
+        "Tanh" => |v| map(v, tanh_f32),
+        "Exp" => |v| map(v, f32::exp),
+        "Sigmoid" => |v| map(v, |x| 1.0 / (1.0 + (-x).exp())),
+        "Erf" => |v| map(v, erf_f32),
+        "Erfc" => |v| map(v, |x| 1.0 - erf_f32(x)),
+        "Log" => |v| map(v, f32::ln),
+        "Log1p" => |v| map(v, f32::ln_1p),
+        _ => return None,
+    };
+    on_host(t, device, f)
 }
 
 /// `x^c` for every element of `t` (TensorFlow's `Pow` with a scalar exponent, as in the tanh
 /// form of GELU), or `None` when the device op should run.
 pub(crate) fn pow_scalar(t: &FT, c: f32, device: &Device) -> Option<Result<FT, String>> {
-    let shape = dev::shape(t);
-    if !applies(device) || shape.iter().product::<usize>() < MIN_ELEMENTS {
-        return None;
-    }
-    Some((|| {
-        let mut v = dev::download(t.clone())?;
+    on_host(t, device, |v| {
         if c == 2.0 {
-            map(&mut v, |x| x * x);
+            map(v, |x| x * x);
         } else if c == 3.0 {
             // powf rounds once; so does this, up to an ulp (x*x is exact in the f64 product).
-            map(&mut v, |x| ((x as f64) * (x as f64) * (x as f64)) as f32);
+            map(v, |x| ((x as f64) * (x as f64) * (x as f64)) as f32);
         } else {
-            map(&mut v, |x| x.powf(c));
+            map(v, |x| x.powf(c));
         }
-        Ok(dev::upload(v, &shape, device))
-    })())
+    })
 }
 
 /// `f` of every element, in parallel chunks (generic, so that `f` is inlined and the loop
@@ -82,13 +73,11 @@ fn map(v: &mut [f32], f: impl Fn(f32) -> f32 + Sync) {
 /// exponentials, their sum, then the quotient (or `x - max - log(sum)`). `None` when the
 /// device op should run instead.
 pub(crate) fn softmax(t: &FT, log: bool, device: &Device) -> Option<Result<FT, String>> {
-    let shape = dev::shape(t);
-    let d = *shape.last()?;
-    if !applies(device) || d == 0 || shape.iter().product::<usize>() < MIN_ELEMENTS {
+    let d = *dev::shape(t).last()?;
+    if d == 0 {
         return None;
     }
-    Some((|| {
-        let mut v = dev::download(t.clone())?;
+    on_host(t, device, |v| {
         let rows_per_item = (CHUNK / d).max(1);
         v.par_chunks_mut(rows_per_item * d).for_each(|rows| {
             for row in rows.chunks_exact_mut(d) {
@@ -111,8 +100,7 @@ pub(crate) fn softmax(t: &FT, log: bool, device: &Device) -> Option<Result<FT, S
                 }
             }
         });
-        Ok(dev::upload(v, &shape, device))
-    })())
+    })
 }
 
 /// tanh in f32 as Eigen (and so TensorFlow's CPU kernels) computes it: an odd [13/6]
