@@ -17,6 +17,7 @@
 //! [`npy`] reads and writes NumPy arrays.
 
 mod folder;
+pub mod inception_v3;
 pub mod npy;
 pub mod outdir;
 pub mod safetensors;

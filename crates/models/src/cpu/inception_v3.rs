@@ -11,8 +11,7 @@
 
 use super::{compile_fused, values, HwioConv, Isa, Nhwc};
 use crate::inception_v3::{
-    Activation, BasicConv, BlockKind, EndPoint, InceptionError, InceptionV3, InceptionV3Config,
-    Mixed,
+    Activation, BasicConv, EndPoint, InceptionError, InceptionV3, InceptionV3Config, Layer, Mixed,
 };
 use cpu_kernels::{ops, Act, Conv2d, Slot};
 
@@ -111,8 +110,8 @@ fn is_head_conv(c: &HwioConv) -> bool {
 impl Block {
     fn new(end_point: EndPoint, m: &Mixed, act: Act, isa: Isa) -> Block {
         let fold_all = |v: &[BasicConv]| v.iter().map(|c| fold(c, act)).collect::<Vec<_>>();
-        let lists = [&m.branch_0, &m.branch_1, &m.branch_2, &m.branch_3];
-        let reduction = matches!(m.kind, BlockKind::ReductionA | BlockKind::ReductionB);
+        let lists = m.branches();
+        let reduction = m.kind.is_reduction();
         let mut head_convs = Vec::new();
         let mut head_branch = Vec::new();
         let mut branches = Vec::new();
@@ -134,7 +133,7 @@ impl Block {
                 continue;
             }
             let mut rest: Vec<HwioConv> = convs;
-            if !reduction && i == 3 {
+            if m.kind.pools_first(i) {
                 // avg pool -> 1x1 as head segment (no bias, no activation) -> avg pool.
                 let mut c = rest.remove(0);
                 assert!(
@@ -165,12 +164,7 @@ impl Block {
                 Source::Input
             };
             // Mixed_7b/7c: the last two convs of branches 1 and 2 both read the one before.
-            let split = if m.kind == BlockKind::E && (i == 1 || i == 2) {
-                2
-            } else {
-                1
-            };
-            let split = split.min(rest.len());
+            let split = m.kind.parallel_ends(i).min(rest.len());
             let finals: Vec<HwioConv> = rest.split_off(rest.len() - split);
             let width = match (&source, finals.is_empty()) {
                 (Source::Head(h), true) => head_convs[*h].cout,
@@ -336,47 +330,15 @@ impl InceptionV3Cpu {
         let config = model.config().clone();
         let act = act_of(config.activation);
         let conv = |c: &BasicConv| fold(c, act).compile(isa);
-        let mut stem = vec![(
-            EndPoint::Conv2d_1a_3x3,
-            StemLayer::Conv(conv(&model.conv2d_1a_3x3)),
-        )];
-        let rest: [(EndPoint, Option<&BasicConv>); 6] = [
-            (EndPoint::Conv2d_2a_3x3, model.conv2d_2a_3x3.as_ref()),
-            (EndPoint::Conv2d_2b_3x3, model.conv2d_2b_3x3.as_ref()),
-            (EndPoint::MaxPool_3a_3x3, None),
-            (EndPoint::Conv2d_3b_1x1, model.conv2d_3b_1x1.as_ref()),
-            (EndPoint::Conv2d_4a_3x3, model.conv2d_4a_3x3.as_ref()),
-            (EndPoint::MaxPool_5a_3x3, None),
-        ];
-        for (e, c) in rest {
-            if e > config.final_endpoint {
-                break;
+        let mut stem = Vec::new();
+        let mut blocks = Vec::new();
+        for (e, layer) in model.layers() {
+            match layer {
+                Layer::Conv(c) => stem.push((e, StemLayer::Conv(conv(c)))),
+                Layer::MaxPool => stem.push((e, StemLayer::MaxPool)),
+                Layer::Mixed(m) => blocks.push(Block::new(e, m, act, isa)),
             }
-            stem.push((
-                e,
-                match c {
-                    Some(c) => StemLayer::Conv(conv(c)),
-                    None => StemLayer::MaxPool,
-                },
-            ));
         }
-        let mixed = [
-            (EndPoint::Mixed_5b, &model.mixed_5b),
-            (EndPoint::Mixed_5c, &model.mixed_5c),
-            (EndPoint::Mixed_5d, &model.mixed_5d),
-            (EndPoint::Mixed_6a, &model.mixed_6a),
-            (EndPoint::Mixed_6b, &model.mixed_6b),
-            (EndPoint::Mixed_6c, &model.mixed_6c),
-            (EndPoint::Mixed_6d, &model.mixed_6d),
-            (EndPoint::Mixed_6e, &model.mixed_6e),
-            (EndPoint::Mixed_7a, &model.mixed_7a),
-            (EndPoint::Mixed_7b, &model.mixed_7b),
-            (EndPoint::Mixed_7c, &model.mixed_7c),
-        ];
-        let blocks = mixed
-            .into_iter()
-            .filter_map(|(e, m)| m.as_ref().map(|m| Block::new(e, m, act, isa)))
-            .collect();
         let logits = model
             .logits
             .as_ref()

@@ -1,0 +1,167 @@
+//! The two layers of the network: slim's batch norm and slim's `conv2d` unit.
+
+use super::table::{ConvSpec, Padding};
+use super::{Activation, InceptionV3Config};
+use burn::module::{Module, Param, RunningState};
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::PaddingConfig2d;
+use burn::tensor::{Device, Tensor};
+
+/// slim `batch_norm` with `center=True, scale=False`: `beta` only, no `gamma`.
+#[derive(Module, Debug)]
+pub struct SlimBatchNorm {
+    /// `BatchNorm/beta`.
+    pub beta: Param<Tensor<1>>,
+    /// `BatchNorm/moving_mean`.
+    pub moving_mean: RunningState<Tensor<1>>,
+    /// `BatchNorm/moving_variance`.
+    pub moving_variance: RunningState<Tensor<1>>,
+    /// Epsilon (0.001).
+    pub epsilon: f64,
+    /// TF decay of the moving averages (used only when `train_stats`).
+    pub decay: f64,
+    /// Use batch statistics and update the moving averages on an autodiff device.
+    pub train_stats: bool,
+}
+
+impl SlimBatchNorm {
+    pub(super) fn new(channels: usize, cfg: &InceptionV3Config, device: &Device) -> Self {
+        SlimBatchNorm {
+            beta: Param::from_tensor(Tensor::zeros([channels], device)),
+            moving_mean: RunningState::new(Tensor::zeros([channels], device)),
+            moving_variance: RunningState::new(Tensor::ones([channels], device)),
+            epsilon: cfg.batch_norm_epsilon,
+            decay: cfg.batch_norm_momentum,
+            train_stats: cfg.train_batch_norm,
+        }
+    }
+
+    /// Per-channel `(scale, shift)` so that `bn(x) = x * scale + shift` at inference.
+    pub fn inference_affine(&self) -> (Tensor<1>, Tensor<1>) {
+        let mean = self.moving_mean.value_sync();
+        let var = self.moving_variance.value_sync();
+        let scale = var.add_scalar(self.epsilon).sqrt().recip();
+        let shift = self.beta.val() - mean * scale.clone();
+        (scale, shift)
+    }
+
+    /// `x`: `[B, C, H, W]`.
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let device = x.device();
+        let channels = self.beta.dims()[0];
+        if self.train_stats && device.is_autodiff() {
+            let ones = Tensor::ones([channels], &device);
+            let out = burn::tensor::module::batch_norm_train(
+                x.clone(),
+                ones,
+                self.beta.val(),
+                self.epsilon,
+            );
+            // TF's fused batch norm updates the moving variance with the unbiased variance.
+            let [b, _, h, w] = x.dims();
+            let n = (b * h * w) as f64;
+            let unbiased = if n > 1.0 {
+                out.variance.mul_scalar(n / (n - 1.0))
+            } else {
+                out.variance
+            };
+            let d = self.decay;
+            let mm = self
+                .moving_mean
+                .value_sync()
+                .to_device(&device)
+                .mul_scalar(d)
+                + out.mean.mul_scalar(1.0 - d);
+            let mv = self
+                .moving_variance
+                .value_sync()
+                .to_device(&device)
+                .mul_scalar(d)
+                + unbiased.mul_scalar(1.0 - d);
+            self.moving_mean.update(mm.detach());
+            self.moving_variance.update(mv.detach());
+            return out.output;
+        }
+        let (scale, shift) = self.inference_affine();
+        x * scale.to_device(&device).reshape([1, channels, 1, 1])
+            + shift.to_device(&device).reshape([1, channels, 1, 1])
+    }
+}
+
+/// One slim `conv2d`: convolution without bias, batch norm, activation. After
+/// [`InceptionV3::fuse_for_inference`] the batch norm is folded into the convolution's
+/// weight and bias and `bn` is `None`.
+#[derive(Module, Debug)]
+pub struct BasicConv {
+    pub conv: Conv2d,
+    pub bn: Option<SlimBatchNorm>,
+    /// `true` = ReLU6, `false` = ReLU.
+    pub relu6: bool,
+}
+
+impl BasicConv {
+    /// A freshly initialised convolution of the table: `c_in` input channels, `spec`'s
+    /// kernel, stride and padding, `cfg.depth(spec.width)` outputs.
+    pub(super) fn new(
+        cfg: &InceptionV3Config,
+        c_in: usize,
+        spec: &ConvSpec,
+        device: &Device,
+    ) -> Self {
+        let k = spec.kernel;
+        let padding = match spec.padding {
+            Padding::Valid => PaddingConfig2d::Valid,
+            // stride 1, odd kernel: symmetric (k-1)/2, same as TF SAME.
+            Padding::Same => PaddingConfig2d::Explicit(
+                (k[0] - 1) / 2,
+                (k[1] - 1) / 2,
+                (k[0] - 1) / 2,
+                (k[1] - 1) / 2,
+            ),
+        };
+        let c_out = cfg.depth(spec.width);
+        let fan_in = (c_in * k[0] * k[1]) as f64;
+        let conv = Conv2dConfig::new([c_in, c_out], k)
+            .with_stride([spec.stride, spec.stride])
+            .with_padding(padding)
+            .with_bias(false)
+            .with_initializer(burn::nn::Initializer::Normal {
+                mean: 0.0,
+                std: (2.0 / fan_in).sqrt(),
+            })
+            .init(device);
+        BasicConv {
+            conv,
+            bn: Some(SlimBatchNorm::new(c_out, cfg, device)),
+            relu6: cfg.activation == Activation::Relu6,
+        }
+    }
+
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let x = self.conv.forward(x);
+        let x = match &self.bn {
+            Some(bn) => bn.forward(x),
+            None => x,
+        };
+        if self.relu6 {
+            x.clamp(0.0, 6.0)
+        } else {
+            burn::tensor::activation::relu(x)
+        }
+    }
+
+    /// Folds the batch norm into the convolution (inference only).
+    pub(super) fn fuse(&mut self) {
+        if let Some(bn) = self.bn.take() {
+            let (scale, shift) = bn.inference_affine();
+            let [o, ..] = self.conv.weight.dims();
+            let w = self.conv.weight.val() * scale.clone().reshape([o, 1, 1, 1]);
+            let b = match &self.conv.bias {
+                Some(b) => b.val() * scale + shift,
+                None => shift,
+            };
+            self.conv.weight = Param::from_tensor(w);
+            self.conv.bias = Some(Param::from_tensor(b));
+        }
+    }
+}

@@ -1,0 +1,123 @@
+//! The Mixed blocks, built and run from their [`BlockSpec`] of the layer table.
+
+use super::layers::BasicConv;
+use super::table::{BlockKind, BlockSpec};
+use super::InceptionV3Config;
+use burn::module::Module;
+use burn::tensor::module::{avg_pool2d, max_pool2d};
+use burn::tensor::ops::{AvgPoolOptions, MaxPoolOptions};
+use burn::tensor::{Device, Tensor};
+
+/// One Mixed block: up to four branches, each a list of convs in execution order.
+#[derive(Module, Debug)]
+pub struct Mixed {
+    pub branch_0: Vec<BasicConv>,
+    pub branch_1: Vec<BasicConv>,
+    pub branch_2: Vec<BasicConv>,
+    pub branch_3: Vec<BasicConv>,
+    #[module(skip)]
+    pub kind: BlockKind,
+}
+
+/// TF `avg_pool` 3x3, stride 1, SAME: padded cells are not counted.
+fn avg_pool_3x3_same(x: Tensor<4>) -> Tensor<4> {
+    avg_pool2d(
+        x,
+        AvgPoolOptions {
+            kernel_size: [3, 3],
+            stride: [1, 1],
+            padding: [(1, 1), (1, 1)],
+            count_include_pad: false,
+            ceil_mode: false,
+        },
+    )
+}
+
+/// 3x3 max pool, stride 2, VALID.
+pub(super) fn max_pool_3x3_s2(x: Tensor<4>) -> Tensor<4> {
+    max_pool2d(
+        x,
+        MaxPoolOptions {
+            kernel_size: [3, 3],
+            stride: [2, 2],
+            padding: [(0, 0), (0, 0)],
+            dilation: [1, 1],
+            ceil_mode: false,
+        },
+    )
+}
+
+impl Mixed {
+    /// A freshly initialised block of the table for an input of `c_in` channels.
+    pub(super) fn new(
+        cfg: &InceptionV3Config,
+        spec: &BlockSpec,
+        c_in: usize,
+        device: &Device,
+    ) -> Self {
+        let depth = |d: usize| cfg.depth(d);
+        let branch = |b: usize| -> Vec<BasicConv> {
+            spec.branches[b]
+                .iter()
+                .zip(spec.conv_inputs(b, c_in, &depth))
+                .map(|(conv, c)| BasicConv::new(cfg, c, conv, device))
+                .collect()
+        };
+        Mixed {
+            branch_0: branch(0),
+            branch_1: branch(1),
+            branch_2: branch(2),
+            branch_3: branch(3),
+            kind: spec.kind,
+        }
+    }
+
+    /// The branches in order.
+    pub fn branches(&self) -> [&[BasicConv]; 4] {
+        [
+            &self.branch_0,
+            &self.branch_1,
+            &self.branch_2,
+            &self.branch_3,
+        ]
+    }
+
+    /// `x`: `[B, C_in, H, W]` -> `[B, C_out, H', W']` (channels concatenated in branch
+    /// order; the parallel ends of a branch in their order).
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let mut outputs = Vec::with_capacity(6);
+        for (b, convs) in self.branches().into_iter().enumerate() {
+            if convs.is_empty() {
+                if self.kind.is_reduction() && b == 2 {
+                    outputs.push(max_pool_3x3_s2(x.clone()));
+                }
+                continue;
+            }
+            let input = if self.kind.pools_first(b) {
+                avg_pool_3x3_same(x.clone())
+            } else {
+                x.clone()
+            };
+            let ends = self.kind.parallel_ends(b).min(convs.len());
+            let (chain, ends) = convs.split_at(convs.len() - ends);
+            let y = chain.iter().fold(input, |y, c| c.forward(y));
+            match ends {
+                [last] => outputs.push(last.forward(y)),
+                _ => outputs.extend(ends.iter().map(|c| c.forward(y.clone()))),
+            }
+        }
+        Tensor::cat(outputs, 1)
+    }
+
+    /// Folds every batch norm of the block into its convolution (inference only).
+    pub(super) fn fuse(&mut self) {
+        for list in [
+            &mut self.branch_0,
+            &mut self.branch_1,
+            &mut self.branch_2,
+            &mut self.branch_3,
+        ] {
+            list.iter_mut().for_each(BasicConv::fuse);
+        }
+    }
+}
