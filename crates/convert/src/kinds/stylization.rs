@@ -22,49 +22,8 @@
 //! `depth(d) = max(int(d * depth_multiplier), min_depth)` that reproduces every conv width.
 
 use crate::{ConvertError, Converted, F32Tensor, OutTensor, Source};
+use model_folder::inception_v3::{self as table, EndPoint};
 use serde_json::json;
-
-/// The 70 convs of slim's `inception_v3_base` up to `Mixed_6e` in execution order:
-/// (scope under `InceptionV3/`, nominal output depth before slim's `depth()`).
-/// Source: spec Appendix A.1 rows 0..69.
-#[rustfmt::skip]
-pub const INCEPTION_CONVS: [(&str, usize); 70] = [
-    ("Conv2d_1a_3x3", 32), ("Conv2d_2a_3x3", 32), ("Conv2d_2b_3x3", 64), ("Conv2d_3b_1x1", 80), ("Conv2d_4a_3x3", 192),
-    ("Mixed_5b/Branch_0/Conv2d_0a_1x1", 64),
-    ("Mixed_5b/Branch_1/Conv2d_0a_1x1", 48), ("Mixed_5b/Branch_1/Conv2d_0b_5x5", 64),
-    ("Mixed_5b/Branch_2/Conv2d_0a_1x1", 64), ("Mixed_5b/Branch_2/Conv2d_0b_3x3", 96), ("Mixed_5b/Branch_2/Conv2d_0c_3x3", 96),
-    ("Mixed_5b/Branch_3/Conv2d_0b_1x1", 32),
-    ("Mixed_5c/Branch_0/Conv2d_0a_1x1", 64),
-    ("Mixed_5c/Branch_1/Conv2d_0b_1x1", 48), ("Mixed_5c/Branch_1/Conv_1_0c_5x5", 64),
-    ("Mixed_5c/Branch_2/Conv2d_0a_1x1", 64), ("Mixed_5c/Branch_2/Conv2d_0b_3x3", 96), ("Mixed_5c/Branch_2/Conv2d_0c_3x3", 96),
-    ("Mixed_5c/Branch_3/Conv2d_0b_1x1", 64),
-    ("Mixed_5d/Branch_0/Conv2d_0a_1x1", 64),
-    ("Mixed_5d/Branch_1/Conv2d_0a_1x1", 48), ("Mixed_5d/Branch_1/Conv2d_0b_5x5", 64),
-    ("Mixed_5d/Branch_2/Conv2d_0a_1x1", 64), ("Mixed_5d/Branch_2/Conv2d_0b_3x3", 96), ("Mixed_5d/Branch_2/Conv2d_0c_3x3", 96),
-    ("Mixed_5d/Branch_3/Conv2d_0b_1x1", 64),
-    ("Mixed_6a/Branch_0/Conv2d_1a_1x1", 384),
-    ("Mixed_6a/Branch_1/Conv2d_0a_1x1", 64), ("Mixed_6a/Branch_1/Conv2d_0b_3x3", 96), ("Mixed_6a/Branch_1/Conv2d_1a_1x1", 96),
-    ("Mixed_6b/Branch_0/Conv2d_0a_1x1", 192),
-    ("Mixed_6b/Branch_1/Conv2d_0a_1x1", 128), ("Mixed_6b/Branch_1/Conv2d_0b_1x7", 128), ("Mixed_6b/Branch_1/Conv2d_0c_7x1", 192),
-    ("Mixed_6b/Branch_2/Conv2d_0a_1x1", 128), ("Mixed_6b/Branch_2/Conv2d_0b_7x1", 128), ("Mixed_6b/Branch_2/Conv2d_0c_1x7", 128),
-    ("Mixed_6b/Branch_2/Conv2d_0d_7x1", 128), ("Mixed_6b/Branch_2/Conv2d_0e_1x7", 192),
-    ("Mixed_6b/Branch_3/Conv2d_0b_1x1", 192),
-    ("Mixed_6c/Branch_0/Conv2d_0a_1x1", 192),
-    ("Mixed_6c/Branch_1/Conv2d_0a_1x1", 160), ("Mixed_6c/Branch_1/Conv2d_0b_1x7", 160), ("Mixed_6c/Branch_1/Conv2d_0c_7x1", 192),
-    ("Mixed_6c/Branch_2/Conv2d_0a_1x1", 160), ("Mixed_6c/Branch_2/Conv2d_0b_7x1", 160), ("Mixed_6c/Branch_2/Conv2d_0c_1x7", 160),
-    ("Mixed_6c/Branch_2/Conv2d_0d_7x1", 160), ("Mixed_6c/Branch_2/Conv2d_0e_1x7", 192),
-    ("Mixed_6c/Branch_3/Conv2d_0b_1x1", 192),
-    ("Mixed_6d/Branch_0/Conv2d_0a_1x1", 192),
-    ("Mixed_6d/Branch_1/Conv2d_0a_1x1", 160), ("Mixed_6d/Branch_1/Conv2d_0b_1x7", 160), ("Mixed_6d/Branch_1/Conv2d_0c_7x1", 192),
-    ("Mixed_6d/Branch_2/Conv2d_0a_1x1", 160), ("Mixed_6d/Branch_2/Conv2d_0b_7x1", 160), ("Mixed_6d/Branch_2/Conv2d_0c_1x7", 160),
-    ("Mixed_6d/Branch_2/Conv2d_0d_7x1", 160), ("Mixed_6d/Branch_2/Conv2d_0e_1x7", 192),
-    ("Mixed_6d/Branch_3/Conv2d_0b_1x1", 192),
-    ("Mixed_6e/Branch_0/Conv2d_0a_1x1", 192),
-    ("Mixed_6e/Branch_1/Conv2d_0a_1x1", 192), ("Mixed_6e/Branch_1/Conv2d_0b_1x7", 192), ("Mixed_6e/Branch_1/Conv2d_0c_7x1", 192),
-    ("Mixed_6e/Branch_2/Conv2d_0a_1x1", 192), ("Mixed_6e/Branch_2/Conv2d_0b_7x1", 192), ("Mixed_6e/Branch_2/Conv2d_0c_1x7", 192),
-    ("Mixed_6e/Branch_2/Conv2d_0d_7x1", 192), ("Mixed_6e/Branch_2/Conv2d_0e_1x7", 192),
-    ("Mixed_6e/Branch_3/Conv2d_0b_1x1", 192),
-];
 
 /// The 13 style-normalized layers: (Magenta scope `N` of `style_params/N/...`, Burn path
 /// under `transformer.`). Order of `nza_model.style_normalization_activations`.
@@ -85,27 +44,6 @@ fn style_norm_layers() -> Vec<(String, String)> {
         ));
     }
     v
-}
-
-/// Burn path of an Inception conv (without `predictor.backbone.`): `conv2d_1a_3x3`, or
-/// `mixed_5c.branch_1.1` (index = position among the convs of that branch).
-pub fn inception_burn_path(index: usize) -> String {
-    let (scope, _) = INCEPTION_CONVS[index];
-    let parts: Vec<&str> = scope.split('/').collect();
-    if parts.len() == 1 {
-        return scope.to_ascii_lowercase();
-    }
-    let prefix = format!("{}/{}/", parts[0], parts[1]);
-    let pos = INCEPTION_CONVS[..index]
-        .iter()
-        .filter(|(s, _)| s.starts_with(&prefix))
-        .count();
-    format!(
-        "{}.{}.{}",
-        parts[0].to_ascii_lowercase(),
-        parts[1].to_ascii_lowercase(),
-        pos
-    )
 }
 
 /// Recognises Magenta's SavedModel: Inception-v3 style predictor variables, the bottleneck
@@ -204,68 +142,33 @@ impl Out {
     }
 }
 
-/// slim's `depth(d)`.
-fn slim_depth(d: usize, multiplier: f64, min_depth: usize) -> usize {
-    ((d as f64 * multiplier) as usize).max(min_depth)
-}
-
-/// Finds `(depth_multiplier, min_depth)` reproducing the conv widths `couts`
-/// (one per entry of [`INCEPTION_CONVS`]); prefers slim's default `min_depth` 16.
-fn infer_inception_width(couts: &[usize]) -> Option<(f64, usize)> {
-    let fits = |m: f64, md: usize| {
-        INCEPTION_CONVS
-            .iter()
-            .zip(couts)
-            .all(|(&(_, d), &c)| slim_depth(d, m, md) == c)
-    };
-    let smallest = *couts.iter().min()?;
-    let mut multipliers = vec![1.0];
-    for (&(_, d), &c) in INCEPTION_CONVS.iter().zip(couts) {
-        if c > smallest || c == d {
-            // int(d * m) == c  <=>  m in [c/d, (c+1)/d): try the exact ratio and binary fractions.
-            multipliers.push(c as f64 / d as f64);
-        }
-    }
-    for k in 0..=12 {
-        multipliers.push(1.0 / f64::from(1u32 << k));
-    }
-    let mut min_depths = vec![16, smallest];
-    min_depths.extend(1..=smallest);
-    for &md in &min_depths {
-        for &m in &multipliers {
-            if m > 0.0 && fits(m, md) {
-                return Some((m, md));
-            }
-        }
-    }
-    None
-}
-
 fn map_predictor(src: &Source, out: &mut Out) -> Result<serde_json::Value, ConvertError> {
-    let mut couts = Vec::with_capacity(INCEPTION_CONVS.len());
-    for (i, (scope, _)) in INCEPTION_CONVS.iter().enumerate() {
-        let name = format!("InceptionV3/{scope}/weights");
+    let convs = table::convs(EndPoint::Mixed_6e);
+    let mut widths = Vec::with_capacity(convs.len());
+    for c in &convs {
+        let scope = format!("{}/{}", table::SCOPE, c.scope);
+        let name = format!("{scope}/weights");
         let w = conv_kernel(src, &name, [None, None, None, None])?;
         let co = w.shape[3];
-        couts.push(co);
-        let path = format!("predictor.backbone.{}", inception_burn_path(i));
+        widths.push((c.spec.width, co));
+        let path = format!("predictor.backbone.{}", c.path);
         out.conv(format!("{path}.conv.weight"), w);
         for (tf, burn) in [
             ("beta", "beta"),
             ("moving_mean", "moving_mean"),
             ("moving_variance", "moving_variance"),
         ] {
-            let t = vector(src, &format!("InceptionV3/{scope}/BatchNorm/{tf}"), co)?;
+            let t = vector(src, &format!("{scope}/BatchNorm/{tf}"), co)?;
             out.push(format!("{path}.bn.{burn}"), vec![co], t.data.clone());
         }
     }
-    let (multiplier, min_depth) = infer_inception_width(&couts).ok_or_else(|| {
+    let (multiplier, min_depth) = table::solve_width(&widths).ok_or_else(|| {
+        let couts: Vec<usize> = widths.iter().map(|w| w.1).collect();
         ConvertError::Other(format!(
             "InceptionV3 conv widths {couts:?} match no slim depth_multiplier/min_depth"
         ))
     })?;
-    // Mixed_6e output = 4 * depth(192).
-    let feature_dim = 4 * slim_depth(192, multiplier, min_depth);
+    let feature_dim = EndPoint::Mixed_6e.channels(&|d| table::depth(d, multiplier, min_depth));
     let bottleneck = out.linear(src, "Conv", "predictor.bottleneck", feature_dim, None)?;
     Ok(json!({
         "backbone": {
@@ -388,35 +291,6 @@ pub fn convert(src: &Source) -> Result<Converted, ConvertError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn inception_paths_follow_branch_order() {
-        assert_eq!(inception_burn_path(0), "conv2d_1a_3x3");
-        assert_eq!(inception_burn_path(14), "mixed_5c.branch_1.1");
-        assert_eq!(inception_burn_path(29), "mixed_6a.branch_1.2");
-        assert_eq!(inception_burn_path(68), "mixed_6e.branch_2.4");
-        assert_eq!(inception_burn_path(69), "mixed_6e.branch_3.0");
-    }
-
-    #[test]
-    fn width_inference_finds_slim_parameters() {
-        for (m, md) in [(1.0, 16), (0.0625, 4), (0.5, 16), (0.25, 8)] {
-            let couts: Vec<usize> = INCEPTION_CONVS
-                .iter()
-                .map(|&(_, d)| slim_depth(d, m, md))
-                .collect();
-            let (m2, md2) = infer_inception_width(&couts).unwrap();
-            let again: Vec<usize> = INCEPTION_CONVS
-                .iter()
-                .map(|&(_, d)| slim_depth(d, m2, md2))
-                .collect();
-            assert_eq!(again, couts, "multiplier {m} min_depth {md} -> {m2} {md2}");
-        }
-        assert_eq!(
-            infer_inception_width(&INCEPTION_CONVS.map(|(_, d)| d)),
-            Some((1.0, 16))
-        );
-    }
 
     #[test]
     fn hwio_to_oihw_moves_every_element() {
