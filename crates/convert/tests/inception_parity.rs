@@ -7,7 +7,7 @@
 
 use burn::tensor::{Device, Tensor, TensorData};
 use convert::Source;
-use models::inception_v3::{Activation, EndPoint, InceptionV3, InceptionV3Config};
+use models::inception_v3::{Activation, EndPoint, InceptionV3, InceptionV3Config, Layer};
 use models::Backend;
 use safetensors::SafeTensors;
 use std::collections::BTreeMap;
@@ -392,4 +392,89 @@ fn magenta_style_backbone_on_cpu_kernels_matches_tensorflow() {
         );
     }
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Every tensor the converter writes is a parameter of the module and every parameter is
+/// written (the loader is strict both ways), for a network cut at every end point, with
+/// and without logits: the converter and the module read one layer table.
+#[test]
+fn every_converted_tensor_is_a_parameter_of_the_module_at_every_end_point() {
+    use model_folder::inception_v3::{convs, depth, SCOPE};
+    let (m, md) = (0.05, 4);
+    let dev = Device::flex();
+    for last in EndPoint::ALL {
+        for logits in [false, true] {
+            if logits && last != EndPoint::Mixed_7c {
+                continue;
+            }
+            // Slim's variables of the cut network, shaped by the table.
+            let mut src = Source::default();
+            let mut put = |name: String, shape: Vec<usize>| {
+                let n = shape.iter().product();
+                let data = (0..n).map(|i| (i % 7) as f32 * 0.01 + 0.5).collect();
+                src.tensors.insert(name, convert::F32Tensor { shape, data });
+            };
+            let cfg = InceptionV3Config {
+                depth_multiplier: m,
+                min_depth: md,
+                final_endpoint: last,
+                num_classes: logits.then_some(5),
+                ..Default::default()
+            };
+            // The input width of every kernel, from the module this config builds (the
+            // table's own convolution list, in the module's execution order).
+            let module = cfg.init(&dev).unwrap();
+            let mut inputs = Vec::new();
+            for (_, layer) in module.layers() {
+                match layer {
+                    Layer::Conv(c) => inputs.push(c.conv.weight.dims()[1]),
+                    Layer::Mixed(b) => inputs.extend(
+                        b.branches()
+                            .into_iter()
+                            .flatten()
+                            .map(|c| c.conv.weight.dims()[1]),
+                    ),
+                    Layer::MaxPool => {}
+                }
+            }
+            let table = convs(last);
+            assert_eq!(inputs.len(), table.len(), "{last}");
+            for (e, c_in) in table.iter().zip(inputs) {
+                let co = depth(e.spec.width, m, md);
+                let [kh, kw] = e.spec.kernel;
+                put(
+                    format!("{SCOPE}/{}/weights", e.scope),
+                    vec![kh, kw, c_in, co],
+                );
+                for v in ["beta", "moving_mean", "moving_variance"] {
+                    put(format!("{SCOPE}/{}/BatchNorm/{v}", e.scope), vec![co]);
+                }
+            }
+            if logits {
+                let feat = cfg.feature_dim();
+                put(
+                    format!("{SCOPE}/Logits/Conv2d_1c_1x1/weights"),
+                    vec![1, 1, feat, 5],
+                );
+                put(format!("{SCOPE}/Logits/Conv2d_1c_1x1/biases"), vec![5]);
+            }
+            let conv = convert::kinds::inception_v3::convert(&src)
+                .unwrap_or_else(|e| panic!("{last} logits {logits}: {e}"));
+            // The network goes as far as the variables do (the stem's max pools end with
+            // the convolution before them, as slim's checkpoints cannot tell them apart).
+            let found = conv.config["final_endpoint"].as_str().unwrap().to_string();
+            let want = match last {
+                EndPoint::MaxPool_3a_3x3 => EndPoint::Conv2d_2b_3x3,
+                EndPoint::Conv2d_4a_3x3 => EndPoint::MaxPool_5a_3x3,
+                e => e,
+            };
+            assert_eq!(found, want.name(), "{last}");
+            let dir = write_folder(&conv, &format!("cut-{}", last.name()));
+            let loaded = InceptionV3::load(&dir, &dev)
+                .unwrap_or_else(|e| panic!("{last} logits {logits}: {e}"));
+            assert_eq!(loaded.config().final_endpoint, want);
+            assert_eq!(loaded.logits.is_some(), logits);
+            std::fs::remove_dir_all(&dir).ok();
+        }
+    }
 }
