@@ -110,6 +110,8 @@ impl Source {
 /// time (written to a temporary folder and renamed) and found there afterwards. An
 /// Inception-v3 conversion is first checked against the SavedModel's own graph on a probe
 /// batch on `device` ([`inception_discrepancy`]); one that does not match runs as a graph.
+/// That a SavedModel runs as a graph is remembered beside the conversions too
+/// (`<source key>-v<converter version>.graph`), so later runs go straight to the graph.
 pub fn open(spec: &str, opts: &hub::Options, device: &Device) -> Result<Source, Error> {
     let local = Path::new(spec);
     let path = if local.join("config.json").is_file() {
@@ -154,11 +156,20 @@ pub fn open(spec: &str, opts: &hub::Options, device: &Device) -> Result<Source, 
             }),
         });
     }
+    let verdict = graph_verdict_of(&out);
+    if let Ok(why) = model_folder::read_regular_file(&verdict, 1 << 16) {
+        let why = String::from_utf8_lossy(&why).into_owned();
+        return Ok(Source::Graph {
+            dir: path,
+            why: (!why.is_empty()).then_some(why),
+        });
+    }
     let sm = savedmodel::read(&path).map_err(tfgraph::Error::from)?;
     let src = convert::from_savedmodel::source_from_savedmodel(&sm, spec)
         .map_err(|e| model_err(&path, e))?;
     let Some(converted) = convert::kinds::convert_any(&src).map_err(|e| model_err(&path, e))?
     else {
+        remember_graph_verdict(&verdict, "");
         return Ok(Source::Graph {
             dir: path,
             why: None,
@@ -182,6 +193,7 @@ pub fn open(spec: &str, opts: &hub::Options, device: &Device) -> Result<Source, 
         }
         Ok(Verdict::Differs(why)) => {
             let _ = std::fs::remove_dir_all(&tmp);
+            remember_graph_verdict(&verdict, &why);
             return Ok(Source::Graph {
                 dir: path,
                 why: Some(why),
@@ -212,6 +224,26 @@ pub fn open(spec: &str, opts: &hub::Options, device: &Device) -> Result<Source, 
 
 /// In a cached conversion: why it could not be checked against its graph (absent: checked).
 const UNVERIFIED: &str = "unverified.txt";
+
+/// Beside where a SavedModel's conversion would be: the file that says it runs as a graph
+/// (no hand-written kind recognises it, or its graph differs: the text says why), so that
+/// later runs neither decode its variables again nor re-run the check.
+fn graph_verdict_of(conversion: &Path) -> PathBuf {
+    let name = conversion
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    conversion.with_file_name(format!("{name}.graph"))
+}
+
+/// Writes the graph verdict (atomically). A cache that cannot be written only costs the
+/// next run the same work, so a failure is not an error.
+fn remember_graph_verdict(path: &Path, why: &str) {
+    if let Some(parent) = path.parent() {
+        let _ = std::fs::create_dir_all(parent);
+    }
+    let _ = model_folder::write_file_atomic(path, why.as_bytes());
+}
 
 /// [`open`] for a program's `--model`: options from the environment (`offline` added), and
 /// what was done to the model (converted, reused, run as a graph) said on stderr as

@@ -321,10 +321,66 @@ fn a_look_alike_inception_whose_graph_differs_is_not_run_by_the_hand_written_mod
         "{e}"
     );
     assert!(matches!(graph, Ok(tfhub::Model::Graph(_))));
-    // Nothing half-converted is left in the cache.
+    // Nothing half-converted is left in the cache: only the verdict, with its reason.
     let converted = cache_dir.join("converted");
-    let left: Vec<_> = std::fs::read_dir(&converted)
-        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+    let left: Vec<String> = std::fs::read_dir(&converted)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
         .unwrap_or_default();
-    assert!(left.is_empty(), "left in the cache: {left:?}");
+    assert!(
+        left.len() == 1 && left[0].ends_with(".graph"),
+        "left in the cache: {left:?}"
+    );
+    let why = std::fs::read_to_string(converted.join(&left[0])).unwrap();
+    assert!(why.contains("does not compute what"), "{why}");
+}
+
+/// A SavedModel that runs as a graph is recognised as such once: later opens read the
+/// cached verdict, not its variables (here: made unreadable after the first open).
+#[test]
+fn a_graph_verdict_is_cached_and_the_variables_are_not_decoded_again() {
+    let tmp = cache();
+    let dir = tmp.path().join("mobilenet");
+    let src = fixture("mobilenet_v2_small").join("saved_model");
+    std::fs::create_dir_all(dir.join("variables")).unwrap();
+    for rel in [
+        "saved_model.pb",
+        "variables/variables.index",
+        "variables/variables.data-00000-of-00001",
+    ] {
+        std::fs::copy(src.join(rel), dir.join(rel)).unwrap();
+    }
+    let cache_dir = tmp.path().join("cache");
+    let open = || {
+        with_env(
+            ENV,
+            &[("TFHUB_CACHE_DIR", cache_dir.to_str().unwrap())],
+            || {
+                tfhub::open(
+                    dir.to_str().unwrap(),
+                    &tfhub::hub::Options::from_env(),
+                    &Device::flex(),
+                )
+            },
+        )
+    };
+    let first = open().unwrap();
+    assert!(
+        matches!(first, tfhub::Source::Graph { why: None, .. }),
+        "{first:?}"
+    );
+    // The data file's bytes are not part of the cache key; truncated, any decode fails.
+    std::fs::write(dir.join("variables/variables.data-00000-of-00001"), b"").unwrap();
+    let again = open().expect("the cached verdict, without reading the variables");
+    assert_eq!(again, first);
+    // Without the verdict the variables are read, and the truncation is found.
+    let converted = cache_dir.join("converted");
+    for e in std::fs::read_dir(&converted).unwrap().flatten() {
+        std::fs::remove_file(e.path()).unwrap();
+    }
+    let err = open().expect_err("truncated variables").to_string();
+    assert!(err.contains("variables"), "{err}");
 }
