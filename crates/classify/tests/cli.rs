@@ -1,11 +1,9 @@
 //! The `classify` CLI on the small Inception-v3 fixture (converted in the test from the
 //! TensorFlow variables): JSON shape, labels.txt, --features, error messages.
 
-#[path = "../../hub/tests/common/mod.rs"]
-mod common;
+use test_support as common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -54,7 +52,7 @@ fn read_npy(path: &Path) -> (String, Vec<f32>) {
 /// The classify binary; SavedModels are converted into a cache under the test target folder
 /// (never the user's).
 fn classify(args: &[&std::ffi::OsStr]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_classify"))
+    test_support::program!("classify")
         .args(args)
         .env(
             "TFHUB_CACHE_DIR",
@@ -198,7 +196,7 @@ fn a_savedmodel_folder_or_handle_is_converted_once_into_the_cache() {
     let (_server, url) = common::serve_folder(&sm, "/m/inception.tar.gz");
     let run = |m: &std::ffi::OsStr, out: &Path| {
         common::run_ok(
-            Command::new(env!("CARGO_BIN_EXE_classify"))
+            test_support::program!("classify")
                 .arg("--model")
                 .arg(m)
                 .arg("--features")
@@ -460,7 +458,7 @@ fn a_handle_is_downloaded_and_run_through_the_graph() {
     });
     let url = format!("{}/m/mobilenet.tar.gz", server.base);
     let run = || {
-        Command::new(env!("CARGO_BIN_EXE_classify"))
+        test_support::program!("classify")
             .args(["--model", &url, "--json", png.to_str().unwrap()])
             .env("TFHUB_CACHE_DIR", tmp.join("cache"))
             .env_remove("TFHUB_OFFLINE")

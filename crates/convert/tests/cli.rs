@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -25,7 +25,7 @@ fn scratch(tag: &str) -> PathBuf {
 }
 
 fn convert(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_convert"))
+    test_support::program!("convert")
         .args(args)
         .current_dir(cwd)
         .env("TFHUB_OFFLINE", "1")

@@ -1,10 +1,10 @@
 //! `convert search` and `convert show` on the embedded catalogue (offline; no model files).
 
 use serde_json::Value;
-use std::process::{Command, Output};
+use std::process::Output;
 
 fn convert(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_convert"))
+    test_support::program!("convert")
         .args(args)
         .current_dir(std::env::temp_dir())
         .env("TFHUB_OFFLINE", "1")

@@ -6,10 +6,8 @@ use burn::tensor::Device;
 use models::text_embedding::{SplitMode, TextEmbedding, TextEmbeddingConfig};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-#[path = "../../hub/tests/common/mod.rs"]
-mod common;
+use test_support as common;
 
 /// The fixture sentences that fit on a line, as embed's input, and their rows in expected.json.
 fn input_lines(e: &Value) -> (Vec<u8>, Vec<usize>) {
@@ -34,7 +32,7 @@ fn input_lines(e: &Value) -> (Vec<u8>, Vec<usize>) {
 /// Runs embed on `input` with `--model model`, the cache in `cache`; (npy values, stderr).
 fn embed(model: &std::ffi::OsStr, input: &Path, out: &Path, cache: &Path) -> (Vec<f32>, String) {
     let stderr = common::run_ok(
-        Command::new(env!("CARGO_BIN_EXE_embed"))
+        test_support::program!("embed")
             .arg("--model")
             .arg(model)
             .arg("--input")
@@ -80,7 +78,7 @@ fn a_savedmodel_or_handle_is_converted_once_and_embeds_like_tensorflow() {
     }
     // A SavedModel of another kind is refused, naming what it is.
     let inception = fixtures().join("../inception_v3/small/saved_model");
-    let o = Command::new(env!("CARGO_BIN_EXE_embed"))
+    let o = test_support::program!("embed")
         .arg("--model")
         .arg(&inception)
         .arg("--input")
@@ -132,7 +130,7 @@ fn embeds_lines_like_tensorflow() {
     let inp = tmp.path().join("in.txt");
     std::fs::write(&inp, &input).unwrap();
     let out = tmp.path().join("out.npy");
-    let st = Command::new(env!("CARGO_BIN_EXE_embed"))
+    let st = test_support::program!("embed")
         .args([
             "--model",
             dir.to_str().unwrap(),
@@ -159,7 +157,7 @@ fn embeds_lines_like_tensorflow() {
     }
 
     // JSON lines on stdout
-    let o = Command::new(env!("CARGO_BIN_EXE_embed"))
+    let o = test_support::program!("embed")
         .args([
             "--model",
             dir.to_str().unwrap(),
@@ -178,7 +176,7 @@ fn embeds_lines_like_tensorflow() {
 
 #[test]
 fn missing_model_is_a_clean_error() {
-    let o = Command::new(env!("CARGO_BIN_EXE_embed"))
+    let o = test_support::program!("embed")
         .args(["--model", "/nonexistent/model"])
         .output()
         .unwrap();

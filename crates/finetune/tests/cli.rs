@@ -7,8 +7,7 @@ use models::inception_v3::{InceptionV3, InceptionV3Config};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-#[path = "../../hub/tests/common/mod.rs"]
-mod common;
+use test_support as common;
 
 fn tmp(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("finetune-cli-{name}-{}", std::process::id()));
@@ -54,7 +53,7 @@ fn make_backbone(dir: &Path) {
 }
 
 fn finetune(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_finetune"))
+    let out = test_support::program!("finetune")
         .args(args)
         // SavedModels are converted into a cache under the test target folder, never the user's.
         .env(
@@ -429,7 +428,7 @@ fn a_savedmodel_or_handle_is_converted_once_and_fine_tuned() {
     let cache = root.join("cache");
     let run = |model: &str, out: &Path| {
         let stderr = common::run_ok(
-            Command::new(env!("CARGO_BIN_EXE_finetune"))
+            test_support::program!("finetune")
                 .args(["--model", model, "--data", data.to_str().unwrap()])
                 .args(["--image-size", "75", "--batch-size", "6", "--epochs", "1"])
                 .arg("--out")

@@ -1,7 +1,7 @@
 //! Environment variables (process-global): `TFHUB_CACHE_DIR`, `TFHUB_OFFLINE`, `XDG_CACHE_HOME`,
 //! `TFHUB_BASE_URL`. This file is its own test process; its tests are serialised by a mutex.
 
-mod common;
+use test_support as common;
 
 use common::*;
 use hub::{module_dir_name, Error, Options};

@@ -1,7 +1,7 @@
 //! Hostile archives, downloads and locks: every crafted input is refused with a clear error,
 //! within the limits, and leaves nothing in the cache.
 
-mod common;
+use test_support as common;
 
 use common::*;
 use hub::{module_dir_name, Error, Resolver};

@@ -1,7 +1,7 @@
 //! Proxy settings come from the usual environment variables (reqwest's default). This file is
 //! its own test process; its tests are serialised by a mutex.
 
-mod common;
+use test_support as common;
 
 use common::*;
 use hub::{Error, Resolver};

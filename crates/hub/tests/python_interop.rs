@@ -2,7 +2,7 @@
 //! what Rust downloaded without touching the network, and Rust (offline) finds what Python
 //! downloaded. Skips when `tools/.venv/bin/python` cannot `import tensorflow_hub`.
 
-mod common;
+use test_support as common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -3,7 +3,7 @@
 
 #![allow(clippy::result_large_err)]
 
-mod common;
+use test_support as common;
 
 use std::fs;
 use std::path::{Path, PathBuf};

@@ -4,8 +4,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-#[path = "../../hub/tests/common/mod.rs"]
-mod common;
+use test_support as common;
 
 fn data() -> Option<PathBuf> {
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data");
@@ -19,13 +18,8 @@ fn data() -> Option<PathBuf> {
 
 /// The stylize binary; SavedModels are converted into a cache under the test target folder
 /// (never the user's).
-fn stylize() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_stylize"));
-    c.env(
-        "TFHUB_CACHE_DIR",
-        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("tfhub-cache"),
-    );
-    c
+fn stylize() -> test_support::Program {
+    test_support::program!("stylize")
 }
 
 /// Unpacks the committed small Magenta SavedModel fixture into `dir`; returns its folder.

@@ -2,8 +2,7 @@
 //! committed TensorFlow fixtures, from folders and from handles served on loopback, checked
 //! against TensorFlow's recorded outputs.
 
-#[path = "../../hub/tests/common/mod.rs"]
-mod common;
+use test_support as common;
 
 use burn::tensor::{Device, Tensor, TensorData};
 use common::{gzip, tar_of, with_env, Reply, Server};

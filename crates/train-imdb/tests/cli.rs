@@ -2,7 +2,6 @@
 //! archive in ../shared/data when present, 1 epoch): outputs, metrics schema, `predict`.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 fn make_data(root: &Path) {
     let pos = [
@@ -38,7 +37,7 @@ fn trains_writes_outputs_and_predicts() {
     let tmp = tempfile::tempdir().unwrap();
     make_data(tmp.path());
     let out = tmp.path().join("run");
-    let o = Command::new(env!("CARGO_BIN_EXE_train-imdb"))
+    let o = test_support::program!("train-imdb")
         .args([
             "--data",
             tmp.path().to_str().unwrap(),
@@ -101,7 +100,7 @@ fn trains_writes_outputs_and_predicts() {
         31
     );
 
-    let p = Command::new(env!("CARGO_BIN_EXE_train-imdb"))
+    let p = test_support::program!("train-imdb")
         .args([
             "predict",
             "--model",
@@ -123,7 +122,7 @@ fn trains_writes_outputs_and_predicts() {
 
 #[test]
 fn missing_data_is_a_clean_error() {
-    let o = Command::new(env!("CARGO_BIN_EXE_train-imdb"))
+    let o = test_support::program!("train-imdb")
         .args(["--data", "/nonexistent/aclImdb.tar.gz"])
         .output()
         .unwrap();
@@ -174,7 +173,7 @@ fn frozen_pretrained_embedding_stays_unchanged() {
     let emb_dir = tmp.path().join("emb");
     emb.save(&emb_dir, "test").unwrap();
     let out = tmp.path().join("run");
-    let o = Command::new(env!("CARGO_BIN_EXE_train-imdb"))
+    let o = test_support::program!("train-imdb")
         .args([
             "--data",
             tmp.path().to_str().unwrap(),
@@ -219,7 +218,7 @@ fn embedding_savedmodel_is_converted_once() {
     let fixtures = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures");
     let cache = tmp.path().join("cache");
     let run = |embedding: &Path, out: &str| {
-        Command::new(env!("CARGO_BIN_EXE_train-imdb"))
+        test_support::program!("train-imdb")
             .arg("--data")
             .arg(tmp.path())
             .args(["--epochs", "1", "--batch-size", "4", "--validation", "4"])

@@ -90,7 +90,7 @@ fn make_data(root: &Path) {
 }
 
 fn train_imdb(args: &[&str]) -> (bool, String) {
-    let o = Command::new(env!("CARGO_BIN_EXE_train-imdb"))
+    let o = test_support::program!("train-imdb")
         .args(args)
         .output()
         .unwrap();
@@ -240,7 +240,7 @@ fn config_sizes_are_checked_against_the_weights_before_allocating() {
 
     // The program: a clear error, no abort.
     let dir = tmp.path().join("case0");
-    let o = Command::new(env!("CARGO_BIN_EXE_train-imdb"))
+    let o = test_support::program!("train-imdb")
         .args(["predict", "--model", dir.to_str().unwrap(), "great"])
         .output()
         .unwrap();

@@ -1,5 +1,11 @@
-//! Test helpers: a loopback HTTP/1.1 server on 127.0.0.1:0 (std only) and small archives.
-#![allow(dead_code)]
+//! Helpers for the workspace's tests (a dev-dependency only):
+//! - [`program!`] / [`Program`]: one way to run a program under test, with a private cache
+//!   and no network unless a test asks for it, and to check how it ended;
+//! - a loopback HTTP/1.1 server on 127.0.0.1:0 ([`Server`], std only) and small archives;
+//! - [`with_env`]: the process environment changed for one closure, one caller at a time.
+
+mod program;
+pub use program::Program;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -226,21 +232,12 @@ pub fn gzip(data: &[u8]) -> Vec<u8> {
 
 /// Runs a program's command with its cache in `cache` (and online), asserts that it
 /// succeeded and returns its stderr (where programs say what they converted or reused).
-#[allow(dead_code)]
-pub fn run_ok(cmd: &mut std::process::Command, cache: &Path) -> String {
-    let o = cmd
-        .env("TFHUB_CACHE_DIR", cache)
-        .env_remove("TFHUB_OFFLINE")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
-    assert!(o.status.success(), "{cmd:?} failed: {stderr}");
-    stderr
+pub fn run_ok(cmd: &mut Program, cache: &Path) -> String {
+    cmd.cache(cache).online().run_ok().1
 }
 
 /// Serves every file under `dir` as one `.tar.gz` at `route` on a loopback server; returns the
 /// server (keep it alive) and the URL, a handle as a user would give it.
-#[allow(dead_code)]
 pub fn serve_folder(dir: &Path, route: &str) -> (Server, String) {
     fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, Vec<u8>)>) {
         for e in std::fs::read_dir(dir).unwrap().flatten() {
