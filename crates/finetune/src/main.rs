@@ -2,7 +2,7 @@
 //! converted Inception-v3 on a folder of images with one sub-folder per class, as the
 //! TF Hub blog does with `hub.KerasLayer(feature_vector, trainable=...)`.
 //!
-//! Contract: `docs/cli.md` "finetune". Library: `models::finetune`.
+//! Contract: `docs/cli.md` "finetune". Library: the `training` crate.
 //!
 //! Writes into `--out DIR`: the trained model as an `inception_v3` folder
 //! (`config.json`, `model.safetensors`, `labels.txt`; `classify --model DIR` loads it),
@@ -27,12 +27,10 @@
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
-use models::finetune::{
-    BatchNormPolicy, FinetuneOptions, ImageClassifier, ImageFolder, Progress, Trainer,
-};
 use models::Backend;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
+use training::{BatchNormPolicy, FinetuneOptions, ImageClassifier, ImageFolder, Progress, Trainer};
 
 #[derive(Parser, Debug)]
 #[command(

@@ -276,7 +276,7 @@ fn classify_loads_the_export() {
     assert_eq!(top.len(), 3);
     // Reference: the exported network loaded by models, same preprocessing as training.
     let net = InceptionV3::load(&out, &Device::flex()).unwrap();
-    let x = models::finetune::load_image(&img, 80).unwrap();
+    let x = training::load_image(&img, 80).unwrap();
     let x = burn::tensor::Tensor::<4>::from_data(
         burn::tensor::TensorData::new(x, [1, 80, 80, 3]),
         &Device::flex(),

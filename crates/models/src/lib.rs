@@ -8,10 +8,8 @@ pub mod backend;
 pub mod cpu;
 pub mod weights;
 
-pub mod finetune;
 pub mod imageops;
 pub mod inception_v3;
-pub mod report;
 pub mod rng;
 pub mod stylization;
 pub mod text_embedding;

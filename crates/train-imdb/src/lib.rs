@@ -1,6 +1,6 @@
 //! Library side of `train-imdb`: the IMDB data reader, the classifier with Keras'
 //! Adam (the binary in `main.rs` is a thin CLI over these; metrics.json, metrics.csv
-//! and curves.png come from `models::report`).
+//! and curves.png come from `training::report`).
 
 pub mod data;
 pub mod model;

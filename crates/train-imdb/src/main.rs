@@ -15,12 +15,12 @@ use burn::tensor::Device;
 use clap::{Args, Parser, Subcommand};
 use data::{Imdb, SplitMix64};
 use model::{bce_with_logits, write_outputs, Classifier, DeviceBatch, KerasAdam};
-use models::report::{EpochRecord, TrainingReport};
 use models::text_embedding::{SplitMode, TextEmbedding, TextEmbeddingConfig, TokenBatch};
 use models::Backend;
 use std::io::{IsTerminal, Read, Write};
 use std::path::PathBuf;
 use std::time::Instant;
+use training::report::{EpochRecord, TrainingReport};
 
 /// The official archive (used when `--data` is not given).
 const IMDB_URL: &str = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz";

@@ -8,11 +8,11 @@ use burn::module::{Module, Param};
 use burn::store::{ModuleSnapshot, SafetensorsStore};
 use burn::tensor::Gradients;
 use burn::tensor::{activation, Device, Int, Tensor, TensorData};
-use models::report::TrainingReport;
 use models::text_embedding::{TextEmbedding, TextEmbeddingConfig, TokenBatch};
 use models::weights::{check_plain_name, expect_shape, ModelFolder, MAX_ASSET_BYTES};
 use std::collections::HashMap;
 use std::path::Path;
+use training::report::TrainingReport;
 
 /// `kind` of the trained model's `config.json`.
 pub const KIND: &str = "imdb_classifier";

@@ -3,12 +3,12 @@
 //! lie about their members. Every crafted input is built here.
 
 use burn::tensor::Device;
-use models::report::{EpochRecord, TrainingReport};
 use models::text_embedding::{SplitMode, TextEmbedding, TextEmbeddingConfig};
 use std::path::Path;
 use std::process::Command;
 use train_imdb::data::Imdb;
 use train_imdb::model::{write_outputs, Classifier};
+use training::report::{EpochRecord, TrainingReport};
 
 fn embedding_config(vocab_file: &str) -> TextEmbeddingConfig {
     TextEmbeddingConfig {

@@ -3,11 +3,11 @@
 
 use burn::module::Module;
 use burn::tensor::{Device, Tensor, TensorData};
-use models::finetune::{
-    load_image, BatchNormPolicy, FinetuneOptions, ImageClassifier, ImageFolder, SplitMix64, Trainer,
-};
 use models::inception_v3::{InceptionV3, InceptionV3Config};
 use std::path::{Path, PathBuf};
+use training::{
+    load_image, BatchNormPolicy, FinetuneOptions, ImageClassifier, ImageFolder, SplitMix64, Trainer,
+};
 
 const SIZE: usize = 80;
 

@@ -1,403 +1,25 @@
-//! Fine-tuning Inception-v3 on a folder of images, as the TF Hub blog does with
-//! `hub.KerasLayer(feature_vector, trainable=...)` + `Dropout(0.2)` + `Dense(num_classes)`.
-//!
-//! - [`ImageClassifier`]: an [`InceptionV3`] feature-vector backbone, dropout and a
-//!   `Linear(feature_dim -> num_classes)` head (logits; softmax cross-entropy loss).
-//! - [`ImageFolder`]: one sub-folder per class (sorted names = class indices). Files whose
-//!   extension is not `.jpg`/`.jpeg`/`.png` are ignored; image files whose header cannot be
-//!   read are **skipped with a warning** (listed in [`ImageFolder::skipped`]); an image that
-//!   fails to decode later, during training, is an error naming the file.
-//! - [`Trainer`]: Adam (Keras epsilon 1e-7), one epoch at a time, validation per epoch,
-//!   checkpoints (model + optimizer state + epoch counter + report) and export as an
-//!   `inception_v3` model folder with `labels.txt` (loadable by [`InceptionV3::load`]).
-//!
-//! Batch-norm policy (TF Hub): by default the backbone's batch norms use their stored
-//! moving statistics, even while training ([`BatchNormPolicy::Frozen`]).
-//! [`BatchNormPolicy::Train`] uses batch statistics and updates the moving averages with
-//! the TF convention `moving = momentum * moving + (1 - momentum) * batch` (TF Hub's
-//! `batch_norm_momentum`, default 0.99). Burn's own `BatchNorm` uses the opposite
-//! convention (`momentum` = weight of the new batch, default 0.1), so TF 0.99 would be
-//! Burn 0.01; the slim batch norm of [`InceptionV3`] takes the TF value directly.
+//! The fine-tuning loop: [`Trainer`] runs Adam (Keras epsilon 1e-7) one epoch at a time
+//! over an [`ImageFolder`], validates after each epoch, appends to its [`TrainingReport`],
+//! writes checkpoints (model + optimizer state + epoch counter + report) and exports the
+//! model (see [`ImageClassifier::export`]).
 //!
 //! When neither the backbone nor its batch norms are trained, the backbone is a fixed
 //! function: its features are computed once per image (without autodiff) and cached, and
 //! only the head is trained. Results are the same as running the backbone every step.
 
-use crate::imageops::{self, Image, ImageError};
-use crate::inception_v3::{InceptionError, InceptionV3, InceptionV3Config, KIND as INCEPTION_KIND};
-use crate::report::{EpochRecord, ReportError, TrainingReport};
-use crate::weights::{FolderError, ModelFolder};
-use burn::module::{Module, Param};
+use crate::classifier::{BatchNormPolicy, ImageClassifier};
+use crate::data::{load_image, ImageFolder, SplitMix64};
+use crate::report::{EpochRecord, TrainingReport};
+use crate::{io, FinetuneError};
+use burn::module::Module;
 use burn::nn::loss::CrossEntropyLossConfig;
-use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig};
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
-use burn::store::{ModuleSnapshot, SafetensorsStore};
 use burn::tensor::{Device, Int, Tensor, TensorData};
+use models::inception_v3::{InceptionV3Config, MIN_INPUT_SIZE};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
-
-/// Image file extensions read from the data folder (case-insensitive).
-pub const IMAGE_EXTENSIONS: [&str; 3] = ["jpg", "jpeg", "png"];
-
-#[derive(Debug, thiserror::Error)]
-pub enum FinetuneError {
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("{path}: data folder has no class sub-folders (expected one sub-folder of images per class)")]
-    NoClasses { path: PathBuf },
-    #[error("{path}: class folder holds no readable .jpg/.jpeg/.png image")]
-    EmptyClass { path: PathBuf },
-    #[error("{path}: cannot decode image: {msg}")]
-    Image { path: PathBuf, msg: String },
-    #[error("{0}")]
-    Options(String),
-    #[error(transparent)]
-    Model(#[from] InceptionError),
-    #[error(transparent)]
-    Weights(#[from] FolderError),
-    #[error(transparent)]
-    Report(#[from] ReportError),
-    #[error("{path}: invalid checkpoint: {msg}")]
-    Checkpoint { path: PathBuf, msg: String },
-}
-
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> FinetuneError + '_ {
-    move |source| FinetuneError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Data
-
-/// A folder with one sub-folder of images per class.
-#[derive(Debug, Clone)]
-pub struct ImageFolder {
-    pub root: PathBuf,
-    /// Class names (sub-folder names, sorted); the index is the label.
-    pub classes: Vec<String>,
-    /// `(file, class index)`, sorted by class then file name.
-    pub items: Vec<(PathBuf, usize)>,
-    /// Image files skipped because their header could not be read, with the reason.
-    pub skipped: Vec<(PathBuf, String)>,
-}
-
-impl ImageFolder {
-    /// Lists the classes and images of `root`. Errors: `root` missing or not a folder, no
-    /// class sub-folder, a class without any readable image.
-    pub fn scan(root: impl AsRef<Path>) -> Result<Self, FinetuneError> {
-        let root = root.as_ref().to_path_buf();
-        let mut dirs: Vec<(String, PathBuf)> = Vec::new();
-        for entry in std::fs::read_dir(&root).map_err(io(&root))? {
-            let entry = entry.map_err(io(&root))?;
-            let path = entry.path();
-            if path.is_dir() {
-                let name = entry.file_name().to_string_lossy().into_owned();
-                if !name.starts_with('.') {
-                    dirs.push((name, path));
-                }
-            }
-        }
-        dirs.sort();
-        if dirs.is_empty() {
-            return Err(FinetuneError::NoClasses { path: root });
-        }
-        let mut items = Vec::new();
-        let mut skipped = Vec::new();
-        let mut classes = Vec::new();
-        for (class, (name, dir)) in dirs.into_iter().enumerate() {
-            let mut files: Vec<PathBuf> = Vec::new();
-            for entry in std::fs::read_dir(&dir).map_err(io(&dir))? {
-                let path = entry.map_err(io(&dir))?.path();
-                let ext = path
-                    .extension()
-                    .map(|e| e.to_string_lossy().to_ascii_lowercase())
-                    .unwrap_or_default();
-                if path.is_file() && IMAGE_EXTENSIONS.contains(&ext.as_str()) {
-                    files.push(path);
-                }
-            }
-            files.sort();
-            let mut n = 0;
-            for f in files {
-                match image::ImageReader::open(&f).and_then(|r| r.with_guessed_format()) {
-                    Ok(r) => match r.into_dimensions() {
-                        Ok(_) => {
-                            items.push((f, class));
-                            n += 1;
-                        }
-                        Err(e) => skipped.push((f, e.to_string())),
-                    },
-                    Err(e) => skipped.push((f, e.to_string())),
-                }
-            }
-            if n == 0 {
-                return Err(FinetuneError::EmptyClass { path: dir });
-            }
-            classes.push(name);
-        }
-        Ok(ImageFolder {
-            root,
-            classes,
-            items,
-            skipped,
-        })
-    }
-
-    /// Seeded, stratified split: in each class, `round(n * fraction)` images (at most n - 1)
-    /// go to validation. Returns `(train, validation)` indices into `items`, both shuffled.
-    pub fn split(&self, validation_fraction: f64, seed: u64) -> (Vec<usize>, Vec<usize>) {
-        let mut rng = SplitMix64(seed);
-        let (mut train, mut val) = (Vec::new(), Vec::new());
-        for c in 0..self.classes.len() {
-            let mut idx: Vec<usize> = (0..self.items.len())
-                .filter(|&i| self.items[i].1 == c)
-                .collect();
-            rng.shuffle(&mut idx);
-            let n_val = ((idx.len() as f64 * validation_fraction).round() as usize)
-                .min(idx.len().saturating_sub(1));
-            val.extend_from_slice(&idx[..n_val]);
-            train.extend_from_slice(&idx[n_val..]);
-        }
-        rng.shuffle(&mut train);
-        rng.shuffle(&mut val);
-        (train, val)
-    }
-}
-
-/// Decodes an image file, resizes it (bilinear) to `size x size` and returns HWC RGB
-/// values in `[0, 1]`.
-pub fn load_image(path: &Path, size: usize) -> Result<Vec<f32>, FinetuneError> {
-    let img = imageops::decode_rgb8(path).map_err(|e| match e {
-        ImageError::Read { path, source } => FinetuneError::Io { path, source },
-        ImageError::Decode { path, msg } => FinetuneError::Image { path, msg },
-    })?;
-    Ok(image_to_tensor_data(&img, size))
-}
-
-/// `u8 * (1/255)` (TF `convert_image_dtype`), then resized to `size x size` like
-/// `tf.image.resize(..., "bilinear", antialias=False)` (half-pixel centres): HWC RGB in
-/// `[0, 1]`. The same preprocessing as `classify` (without central crop); see [`imageops`].
-pub fn image_to_tensor_data(img: &image::RgbImage, size: usize) -> Vec<f32> {
-    Image::from_rgb8(img).resize_bilinear(size, size).data
-}
-
-/// Small deterministic generator for seeded shuffles (kept here for existing users).
-pub use crate::rng::SplitMix64;
-
-// ---------------------------------------------------------------------------------------------
-// Model
-
-/// How the backbone's batch norms behave while training.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub enum BatchNormPolicy {
-    /// Use the stored moving statistics (TF Hub default for fine-tuning in this project).
-    Frozen,
-    /// Batch statistics; moving averages updated with TF decay `momentum` (TF Hub: 0.99).
-    Train { momentum: f64 },
-}
-
-impl BatchNormPolicy {
-    /// Sets the training options of a backbone configuration.
-    pub fn apply(self, cfg: &mut InceptionV3Config) {
-        match self {
-            BatchNormPolicy::Frozen => cfg.train_batch_norm = false,
-            BatchNormPolicy::Train { momentum } => {
-                cfg.train_batch_norm = true;
-                cfg.batch_norm_momentum = momentum;
-            }
-        }
-    }
-}
-
-/// `InceptionV3` feature vector -> dropout -> `Linear(feature_dim -> num_classes)`.
-#[derive(Module, Debug)]
-pub struct ImageClassifier {
-    pub backbone: InceptionV3,
-    pub dropout: Dropout,
-    /// Dense head; weight `[feature_dim, num_classes]` (TF Dense kernel layout).
-    pub head: Linear,
-}
-
-impl ImageClassifier {
-    /// A randomly initialised backbone built from `backbone_config` (its `num_classes` is
-    /// ignored: the backbone gives the feature vector) and a new head.
-    pub fn new(
-        backbone_config: &InceptionV3Config,
-        num_classes: usize,
-        dropout_rate: f64,
-        device: &Device,
-    ) -> Result<Self, FinetuneError> {
-        let mut cfg = backbone_config.clone();
-        cfg.num_classes = None;
-        let backbone = cfg.init(device)?;
-        Self::from_backbone(backbone, num_classes, dropout_rate, device)
-    }
-
-    /// A new head on an existing backbone (whose logits layer, if any, is dropped).
-    pub fn from_backbone(
-        backbone: InceptionV3,
-        num_classes: usize,
-        dropout_rate: f64,
-        device: &Device,
-    ) -> Result<Self, FinetuneError> {
-        if num_classes == 0 {
-            return Err(FinetuneError::Options("num_classes must be > 0".into()));
-        }
-        if !(0.0..1.0).contains(&dropout_rate) {
-            return Err(FinetuneError::Options(format!(
-                "dropout rate must be in [0, 1), got {dropout_rate}"
-            )));
-        }
-        let backbone = backbone.with_classes(None, device);
-        let dim = backbone.config().feature_dim();
-        Ok(ImageClassifier {
-            head: LinearConfig::new(dim, num_classes).init(device),
-            dropout: DropoutConfig::new(dropout_rate).init(),
-            backbone,
-        })
-    }
-
-    /// Loads the backbone from a converted `inception_v3` folder (feature vector or
-    /// classifier; a classifier's logits are dropped), with the given batch-norm policy.
-    pub fn from_folder(
-        dir: &Path,
-        num_classes: usize,
-        dropout_rate: f64,
-        bn: BatchNormPolicy,
-        device: &Device,
-    ) -> Result<Self, FinetuneError> {
-        let folder = ModelFolder::open(dir, INCEPTION_KIND)?;
-        let mut cfg: InceptionV3Config = folder.config()?;
-        cfg.num_classes = None;
-        bn.apply(&mut cfg);
-        let backbone = InceptionV3::load_expecting(dir, device, &cfg)?;
-        Self::from_backbone(backbone, num_classes, dropout_rate, device)
-    }
-
-    pub fn num_classes(&self) -> usize {
-        self.head.weight.dims()[1]
-    }
-
-    /// Logits `[B, num_classes]` for images `[B, H, W, 3]` in `[0, 1]`.
-    pub fn forward(&self, images: Tensor<4>) -> Result<Tensor<2>, FinetuneError> {
-        let features = self.backbone.features(images)?;
-        Ok(self.forward_head(features))
-    }
-
-    /// The head on features `[B, feature_dim]` (dropout is active only while training on
-    /// an autodiff device).
-    pub fn forward_head(&self, features: Tensor<2>) -> Tensor<2> {
-        self.head.forward(self.dropout.forward(features))
-    }
-
-    /// The same network as a plain [`InceptionV3`] classifier whose `Logits/Conv2d_1c_1x1`
-    /// is the Dense head (a 1x1 convolution is a dense layer), batch norms frozen.
-    /// Identical outputs as long as the last feature map is at most 8x8 (input side up to
-    /// about 330), where slim's head average pool is a global mean.
-    pub fn to_inception(&self) -> InceptionV3 {
-        let device = self.head.weight.device();
-        let k = self.num_classes();
-        let mut net = self.backbone.clone().with_classes(Some(k), &device);
-        let dim = net.config().feature_dim();
-        if let Some(conv) = net.logits.as_mut() {
-            let w = self.head.weight.val().transpose().reshape([k, dim, 1, 1]);
-            conv.weight = Param::from_tensor(w);
-            conv.bias = self.head.bias.as_ref().map(|b| Param::from_tensor(b.val()));
-        }
-        net.config.train_batch_norm = false;
-        net.config.dropout_keep_prob = 1.0 - self.dropout.prob;
-        net
-    }
-
-    /// Writes an `inception_v3` model folder into `dir` (created if needed):
-    /// `model.safetensors`, `labels.txt` (one class name per line, line i = logit i) and
-    /// `config.json` (written last). Each file goes to a temporary name first and is then
-    /// renamed; other files in `dir` (checkpoints, metrics) are left alone.
-    pub fn export(&self, dir: &Path, labels: &[String]) -> Result<(), FinetuneError> {
-        if labels.len() != self.num_classes() {
-            return Err(FinetuneError::Options(format!(
-                "{} labels for {} classes",
-                labels.len(),
-                self.num_classes()
-            )));
-        }
-        if let Some(bad) = labels.iter().find(|l| l.contains('\n') || l.contains('\r')) {
-            return Err(FinetuneError::Options(format!(
-                "class name {bad:?} contains a line break"
-            )));
-        }
-        let net = self.valid().to_inception();
-        std::fs::create_dir_all(dir).map_err(io(dir))?;
-        let tmp = dir.join(format!(".model.safetensors.tmp{}", std::process::id()));
-        let saved = save_safetensors(&net, &tmp);
-        if saved.is_err() {
-            let _ = std::fs::remove_file(&tmp);
-            return saved;
-        }
-        let target = dir.join("model.safetensors");
-        std::fs::rename(&tmp, &target).map_err(io(&target))?;
-        let text: String = labels.iter().map(|l| format!("{l}\n")).collect();
-        crate::report::write_atomic(&dir.join("labels.txt"), text.as_bytes())?;
-        let config = serde_json::json!({
-            "kind": INCEPTION_KIND,
-            "config": net.config(),
-            "source": "finetune",
-            "converter_version": env!("CARGO_PKG_VERSION"),
-        });
-        crate::report::write_atomic(
-            &dir.join("config.json"),
-            &serde_json::to_vec_pretty(&config).unwrap_or_default(),
-        )?;
-        Ok(())
-    }
-}
-
-fn save_safetensors<M: ModuleSnapshot>(module: &M, path: &Path) -> Result<(), FinetuneError> {
-    let mut store = SafetensorsStore::from_file(path.to_path_buf());
-    module.save_into(&mut store).map_err(|e| {
-        FinetuneError::Weights(FolderError::Load {
-            path: path.to_path_buf(),
-            msg: format!("cannot save: {e}"),
-        })
-    })
-}
-
-fn sibling_tmp(dir: &Path) -> PathBuf {
-    let name = dir
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "out".into());
-    dir.with_file_name(format!(".{name}.tmp{}", std::process::id()))
-}
-
-/// Renames `tmp` onto `dir`, replacing an existing `dir`.
-fn replace_dir(tmp: &Path, dir: &Path) -> Result<(), FinetuneError> {
-    if dir.exists() {
-        let old = dir.with_file_name(format!(
-            ".{}.old{}",
-            dir.file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default(),
-            std::process::id()
-        ));
-        std::fs::rename(dir, &old).map_err(io(dir))?;
-        std::fs::rename(tmp, dir).map_err(io(dir))?;
-        let _ = std::fs::remove_dir_all(&old);
-    } else {
-        std::fs::rename(tmp, dir).map_err(io(dir))?;
-    }
-    Ok(())
-}
-
-// ---------------------------------------------------------------------------------------------
-// Training
 
 /// Options of a fine-tuning run (saved in checkpoints).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -448,11 +70,10 @@ impl FinetuneOptions {
                 self.validation_fraction
             ));
         }
-        if self.image_size < crate::inception_v3::MIN_INPUT_SIZE {
+        if self.image_size < MIN_INPUT_SIZE {
             return bad(format!(
                 "image size must be >= {}, got {}",
-                crate::inception_v3::MIN_INPUT_SIZE,
-                self.image_size
+                MIN_INPUT_SIZE, self.image_size
             ));
         }
         if let BatchNormPolicy::Train { momentum } = self.batch_norm {
@@ -887,55 +508,36 @@ fn count_correct(logits: Tensor<2>, labels: Tensor<1, Int>) -> usize {
         .unwrap_or(0) as usize
 }
 
+fn sibling_tmp(dir: &Path) -> PathBuf {
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "out".into());
+    dir.with_file_name(format!(".{name}.tmp{}", std::process::id()))
+}
+
+/// Renames `tmp` onto `dir`, replacing an existing `dir`.
+fn replace_dir(tmp: &Path, dir: &Path) -> Result<(), FinetuneError> {
+    if dir.exists() {
+        let old = dir.with_file_name(format!(
+            ".{}.old{}",
+            dir.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            std::process::id()
+        ));
+        std::fs::rename(dir, &old).map_err(io(dir))?;
+        std::fs::rename(tmp, dir).map_err(io(dir))?;
+        let _ = std::fs::remove_dir_all(&old);
+    } else {
+        std::fs::rename(tmp, dir).map_err(io(dir))?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn split_is_seeded_stratified_and_disjoint() {
-        let mut items = Vec::new();
-        for c in 0..3 {
-            for i in 0..10 {
-                items.push((PathBuf::from(format!("{c}/{i}.png")), c));
-            }
-        }
-        let data = ImageFolder {
-            root: "x".into(),
-            classes: vec!["a".into(), "b".into(), "c".into()],
-            items,
-            skipped: vec![],
-        };
-        let (t1, v1) = data.split(0.2, 7);
-        let (t2, v2) = data.split(0.2, 7);
-        assert_eq!((t1.clone(), v1.clone()), (t2, v2));
-        assert_eq!(v1.len(), 6);
-        assert_eq!(t1.len(), 24);
-        for c in 0..3 {
-            assert_eq!(v1.iter().filter(|&&i| data.items[i].1 == c).count(), 2);
-        }
-        let mut all: Vec<usize> = t1.iter().chain(v1.iter()).copied().collect();
-        all.sort();
-        assert_eq!(all, (0..30).collect::<Vec<_>>());
-        let (_, v3) = data.split(0.2, 8);
-        assert_ne!(v1, v3);
-    }
-
-    #[test]
-    fn resize_matches_tf_half_pixel_bilinear() {
-        // tf.image.resize([[0,1],[2,3]] / 255 as [1,2,2,1], [4,4], "bilinear") (TF 2.21):
-        // rows [0, .25, .75, 1], [.5, .75, 1.25, 1.5], ..., [2, 2.25, 2.75, 3] (times 1/255).
-        let img = image::RgbImage::from_fn(2, 2, |x, y| {
-            let v = (y * 2 + x) as u8;
-            image::Rgb([v, v, v])
-        });
-        let out = image_to_tensor_data(&img, 4);
-        let ch0: Vec<f32> = out.iter().step_by(3).map(|v| v * 255.0).collect();
-        let want = [0.0, 0.25, 0.75, 1.0, 0.5, 0.75, 1.25, 1.5];
-        for (g, w) in ch0[..8].iter().zip(want) {
-            assert!((g - w).abs() < 1e-4, "{ch0:?}");
-        }
-        assert!((ch0[15] - 3.0).abs() < 1e-4);
-    }
 
     #[test]
     fn options_are_checked() {

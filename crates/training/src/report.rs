@@ -6,11 +6,16 @@
 //! - `metrics.json`: `{"epochs": [...], <extra fields>}` (the CLI contract's schema),
 //! - `metrics.csv`: `epoch,loss,accuracy,val_loss,val_accuracy,seconds` (empty cell = no value),
 //! - `curves.png`: two panels (loss, accuracy) with the training curve in blue and the
-//!   validation curve in orange, drawn with the `image` crate and a built-in 5x7 font.
+//!   validation curve in orange, axis labels and a legend, drawn with `plotters` (bitmap
+//!   backend, `ab_glyph` text) in DejaVu Sans embedded by the `dejavu` crate (no system
+//!   font is read).
 //!
 //! Every file is written to a temporary name in the same folder and then renamed.
 
-use image::{Rgb, RgbImage};
+use image::RgbImage;
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use plotters::style::FontStyle;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -25,6 +30,8 @@ pub enum ReportError {
     Parse { path: PathBuf, msg: String },
     #[error("{path}: cannot write PNG: {msg}")]
     Png { path: PathBuf, msg: String },
+    #[error("cannot draw the training curves: {0}")]
+    Plot(String),
 }
 
 /// Metrics of one epoch. `epoch` counts from 1. Validation values are `None`
@@ -140,36 +147,37 @@ impl TrainingReport {
         write_atomic(path, self.to_csv().as_bytes())
     }
 
-    /// Draws the training curves (`curves.png`).
-    pub fn plot(&self) -> RgbImage {
-        let loss_train: Vec<(f64, f64)> = self
-            .epochs
-            .iter()
-            .map(|r| (r.epoch as f64, r.loss))
-            .collect();
-        let loss_val: Vec<(f64, f64)> = self
-            .epochs
-            .iter()
-            .filter_map(|r| r.val_loss.map(|v| (r.epoch as f64, v)))
-            .collect();
-        let acc_train: Vec<(f64, f64)> = self
-            .epochs
-            .iter()
-            .map(|r| (r.epoch as f64, r.accuracy))
-            .collect();
-        let acc_val: Vec<(f64, f64)> = self
-            .epochs
-            .iter()
-            .filter_map(|r| r.val_accuracy.map(|v| (r.epoch as f64, v)))
-            .collect();
-        let mut img = RgbImage::from_pixel(PLOT_W * 2, PLOT_H, WHITE);
-        draw_panel(&mut img, 0, "loss", &loss_train, &loss_val);
-        draw_panel(&mut img, PLOT_W, "accuracy", &acc_train, &acc_val);
-        img
+    /// Draws the training curves (`curves.png`): a loss panel and an accuracy panel, each
+    /// with the training curve and, when there is one, the validation curve, axis labels
+    /// and a legend.
+    pub fn plot(&self) -> Result<RgbImage, ReportError> {
+        let curve = |f: &dyn Fn(&EpochRecord) -> Option<f64>| -> Curve {
+            self.epochs
+                .iter()
+                .filter_map(|r| f(r).filter(|v| v.is_finite()).map(|v| (r.epoch as i64, v)))
+                .collect()
+        };
+        let loss = (curve(&|r| Some(r.loss)), curve(&|r| r.val_loss));
+        let accuracy = (curve(&|r| Some(r.accuracy)), curve(&|r| r.val_accuracy));
+        let (w, h) = (PLOT_W * 2, PLOT_H);
+        let mut buf = vec![255u8; w as usize * h as usize * 3];
+        let drawn = (|| -> Result<(), Box<dyn std::error::Error>> {
+            register_font()?;
+            let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
+            root.fill(&WHITE)?;
+            let panels = root.split_evenly((1, 2));
+            draw_panel(&panels[0], "loss", &loss.0, &loss.1)?;
+            draw_panel(&panels[1], "accuracy", &accuracy.0, &accuracy.1)?;
+            root.present()?;
+            Ok(())
+        })();
+        drawn.map_err(|e| ReportError::Plot(e.to_string()))?;
+        RgbImage::from_raw(w, h, buf)
+            .ok_or_else(|| ReportError::Plot("the drawing buffer has the wrong size".into()))
     }
 
     pub fn write_plot(&self, path: &Path) -> Result<(), ReportError> {
-        let img = self.plot();
+        let img = self.plot()?;
         let mut bytes = Vec::new();
         img.write_to(
             &mut std::io::Cursor::new(&mut bytes),
@@ -205,204 +213,162 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ReportError> {
 // ---------------------------------------------------------------------------------------------
 // Plotting
 
-const PLOT_W: u32 = 480;
-const PLOT_H: u32 = 360;
-const WHITE: Rgb<u8> = Rgb([255, 255, 255]);
-const BLACK: Rgb<u8> = Rgb([0, 0, 0]);
-const GREY: Rgb<u8> = Rgb([220, 220, 220]);
-const BLUE: Rgb<u8> = Rgb([31, 119, 180]);
-const ORANGE: Rgb<u8> = Rgb([255, 127, 14]);
+/// Width of one panel of `curves.png` (the image is two panels side by side: loss, accuracy).
+pub const PLOT_W: u32 = 480;
+/// Height of `curves.png`.
+pub const PLOT_H: u32 = 360;
+/// Colour of the training curves.
+pub const TRAIN_COLOUR: [u8; 3] = [31, 119, 180];
+/// Colour of the validation curves.
+pub const VALIDATION_COLOUR: [u8; 3] = [255, 127, 14];
 
-fn draw_panel(img: &mut RgbImage, x0: u32, title: &str, train: &[(f64, f64)], val: &[(f64, f64)]) {
-    let (left, right, top, bottom) = (
-        x0 as i64 + 60,
-        (x0 + PLOT_W) as i64 - 20,
-        30i64,
-        PLOT_H as i64 - 40,
+/// The family name plotters uses for its default text style.
+const FONT_FAMILY: &str = "sans-serif";
+
+/// Registers DejaVu Sans (embedded by the `dejavu` crate) as plotters' `sans-serif`: plotters
+/// is built with `ab_glyph`, which reads no system font, so the PNG's text does not depend on
+/// the fonts installed on the machine.
+fn register_font() -> Result<(), String> {
+    static REGISTERED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let ok = *REGISTERED.get_or_init(|| {
+        plotters::style::register_font(FONT_FAMILY, FontStyle::Normal, dejavu::sans::regular())
+            .is_ok()
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err("the embedded DejaVu Sans font cannot be read".into())
+    }
+}
+
+/// `(epoch, value)` points of one curve, non-finite values left out.
+type Curve = Vec<(i64, f64)>;
+
+fn draw_panel(
+    area: &DrawingArea<BitMapBackend, Shift>,
+    title: &str,
+    train: &Curve,
+    val: &Curve,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let points = || train.iter().chain(val.iter());
+    let (xmin, xmax) = (
+        points().map(|p| p.0).min().unwrap_or(1),
+        points().map(|p| p.0).max().unwrap_or(1),
     );
-    let all = train.iter().chain(val.iter()).filter(|p| p.1.is_finite());
-    let (mut xmin, mut xmax, mut ymin, mut ymax) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
-    for &(x, y) in all {
-        xmin = xmin.min(x);
-        xmax = xmax.max(x);
-        ymin = ymin.min(y);
-        ymax = ymax.max(y);
-    }
-    if xmin > xmax {
-        (xmin, xmax, ymin, ymax) = (1.0, 2.0, 0.0, 1.0);
-    }
-    if xmax - xmin < 1e-12 {
-        xmax = xmin + 1.0;
+    let (mut ymin, mut ymax) = points().fold((f64::MAX, f64::MIN), |(lo, hi), p| {
+        (lo.min(p.1), hi.max(p.1))
+    });
+    if ymin > ymax {
+        (ymin, ymax) = (0.0, 1.0);
     }
     if ymax - ymin < 1e-12 {
         ymin -= 0.5;
         ymax += 0.5;
     }
-    let pad = (ymax - ymin) * 0.05;
+    // The legend goes where the curves end far from it: lower right when they end in the
+    // upper half (a rising accuracy), else upper right (a falling loss).
+    let ends_high = [train, val]
+        .iter()
+        .filter_map(|c| c.last())
+        .any(|&(_, y)| (y - ymin) / (ymax - ymin) > 0.5);
+    let pad = (ymax - ymin) * 0.08;
     let (ymin, ymax) = (ymin - pad, ymax + pad);
-    let px = |x: f64| left + ((x - xmin) / (xmax - xmin) * (right - left) as f64).round() as i64;
-    let py = |y: f64| bottom - ((y - ymin) / (ymax - ymin) * (bottom - top) as f64).round() as i64;
+    // Half an epoch of room on each side so that the end markers are not cut; one epoch
+    // alone is centred.
+    let xpad = if xmin == xmax { 1.0 } else { 0.25 };
+    let xrange = (xmin as f64 - xpad)..(xmax as f64 + xpad);
+    let decimals = tick_decimals((ymax - ymin) / 6.0);
 
-    // Grid and y tick labels (5 ticks).
-    for i in 0..=4 {
-        let v = ymin + (ymax - ymin) * i as f64 / 4.0;
-        let y = py(v);
-        line(img, left, y, right, y, GREY);
-        let label = format_tick(v);
-        text(img, left - 6 - text_width(&label), y - 3, &label, BLACK);
-    }
-    // x ticks at integer epochs (at most ~10 labels).
-    let span = (xmax - xmin).max(1.0);
-    let step = ((span / 10.0).ceil() as i64).max(1);
-    let mut e = xmin.ceil() as i64;
-    while (e as f64) <= xmax + 1e-9 {
-        let x = px(e as f64);
-        line(img, x, bottom, x, bottom + 4, BLACK);
-        let label = e.to_string();
-        text(img, x - text_width(&label) / 2, bottom + 8, &label, BLACK);
-        e += step;
-    }
-    // Axes.
-    line(img, left, top, left, bottom, BLACK);
-    line(img, left, bottom, right, bottom, BLACK);
-    text(
-        img,
-        (left + right) / 2 - text_width("epoch") / 2,
-        bottom + 22,
-        "epoch",
-        BLACK,
-    );
-    text(img, left, 10, title, BLACK);
-    // Legend.
-    let lx = right - 70;
-    line(img, lx, 14, lx + 14, 14, BLUE);
-    text(img, lx + 18, 11, "train", BLUE);
-    if !val.is_empty() {
-        line(img, lx, 26, lx + 14, 26, ORANGE);
-        text(img, lx + 18, 23, "val", ORANGE);
-    }
-    for (series, colour) in [(train, BLUE), (val, ORANGE)] {
-        let pts: Vec<(i64, i64)> = series
-            .iter()
-            .filter(|p| p.1.is_finite())
-            .map(|&(x, y)| (px(x), py(y)))
-            .collect();
-        for w in pts.windows(2) {
-            thick_line(img, w[0].0, w[0].1, w[1].0, w[1].1, colour);
+    let mut chart = ChartBuilder::on(area)
+        .caption(title, (FONT_FAMILY, 20))
+        .margin(10)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
+        .build_cartesian_2d(xrange, ymin..ymax)?;
+    let x_labels = ((xmax - xmin + 1) as usize).min(10);
+    let x_format = |e: &f64| {
+        if e.fract() == 0.0 {
+            format!("{e:.0}")
+        } else {
+            String::new()
         }
-        for &(x, y) in &pts {
-            for dy in -2..=2 {
-                for dx in -2..=2 {
-                    put(img, x + dx, y + dy, colour);
-                }
-            }
+    };
+    let y_format = |v: &f64| format_tick(*v, decimals);
+    chart
+        .configure_mesh()
+        .x_desc("epoch")
+        .y_desc(title)
+        .x_labels(x_labels)
+        .y_labels(6)
+        .x_label_formatter(&x_format)
+        .y_label_formatter(&y_format)
+        .light_line_style(TRANSPARENT)
+        .bold_line_style(RGBColor(220, 220, 220))
+        .label_style((FONT_FAMILY, 13))
+        .axis_desc_style((FONT_FAMILY, 14))
+        .draw()?;
+
+    for (curve, colour, label) in [
+        (train, TRAIN_COLOUR, "training"),
+        (val, VALIDATION_COLOUR, "validation"),
+    ] {
+        if curve.is_empty() {
+            continue;
         }
+        let colour = RGBColor(colour[0], colour[1], colour[2]);
+        let line = ShapeStyle::from(colour).stroke_width(2);
+        let at = |&(e, v): &(i64, f64)| (e as f64, v);
+        chart
+            .draw_series(LineSeries::new(curve.iter().map(at), line))?
+            .label(label)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], line));
+        chart.draw_series(
+            curve
+                .iter()
+                .map(|p| Circle::new(at(p), 3, ShapeStyle::from(colour).filled())),
+        )?;
+    }
+    chart
+        .configure_series_labels()
+        .position(if ends_high {
+            SeriesLabelPosition::LowerRight
+        } else {
+            SeriesLabelPosition::UpperRight
+        })
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK)
+        .label_font((FONT_FAMILY, 14))
+        .draw()?;
+    Ok(())
+}
+
+/// Decimals that tell ticks `step` apart (at least one, at most six).
+fn tick_decimals(step: f64) -> usize {
+    if step.is_finite() && step > 0.0 {
+        (-step.log10().floor()).clamp(1.0, 6.0) as usize
+    } else {
+        3
     }
 }
 
-fn format_tick(v: f64) -> String {
+fn format_tick(v: f64, decimals: usize) -> String {
     let a = v.abs();
     if a != 0.0 && !(1e-3..1e4).contains(&a) {
         format!("{v:.1e}")
     } else if a >= 100.0 {
         format!("{v:.0}")
-    } else if a >= 10.0 {
-        format!("{v:.1}")
     } else {
-        format!("{v:.3}")
-    }
-}
-
-fn put(img: &mut RgbImage, x: i64, y: i64, c: Rgb<u8>) {
-    if x >= 0 && y >= 0 && (x as u32) < img.width() && (y as u32) < img.height() {
-        img.put_pixel(x as u32, y as u32, c);
-    }
-}
-
-fn line(img: &mut RgbImage, x0: i64, y0: i64, x1: i64, y1: i64, c: Rgb<u8>) {
-    // Bresenham.
-    let (dx, dy) = ((x1 - x0).abs(), -(y1 - y0).abs());
-    let (sx, sy) = (if x0 < x1 { 1 } else { -1 }, if y0 < y1 { 1 } else { -1 });
-    let (mut x, mut y, mut err) = (x0, y0, dx + dy);
-    loop {
-        put(img, x, y, c);
-        if x == x1 && y == y1 {
-            break;
-        }
-        let e2 = 2 * err;
-        if e2 >= dy {
-            err += dy;
-            x += sx;
-        }
-        if e2 <= dx {
-            err += dx;
-            y += sy;
-        }
-    }
-}
-
-fn thick_line(img: &mut RgbImage, x0: i64, y0: i64, x1: i64, y1: i64, c: Rgb<u8>) {
-    for o in -1..=1 {
-        line(img, x0, y0 + o, x1, y1 + o, c);
-        line(img, x0 + o, y0, x1 + o, y1, c);
-    }
-}
-
-fn text_width(s: &str) -> i64 {
-    s.chars().count() as i64 * 6
-}
-
-/// Draws text with a 5x7 bitmap font (digits, lower-case letters, `.`, `-`, `+`, `e`).
-fn text(img: &mut RgbImage, x: i64, y: i64, s: &str, c: Rgb<u8>) {
-    for (i, ch) in s.chars().enumerate() {
-        let rows = glyph(ch);
-        for (r, bits) in rows.iter().enumerate() {
-            for col in 0..5 {
-                if bits & (0x10 >> col) != 0 {
-                    put(img, x + i as i64 * 6 + col, y + r as i64, c);
-                }
-            }
-        }
-    }
-}
-
-fn glyph(c: char) -> [u8; 7] {
-    match c {
-        '0' => [0x0E, 0x11, 0x13, 0x15, 0x19, 0x11, 0x0E],
-        '1' => [0x04, 0x0C, 0x04, 0x04, 0x04, 0x04, 0x0E],
-        '2' => [0x0E, 0x11, 0x01, 0x02, 0x04, 0x08, 0x1F],
-        '3' => [0x1F, 0x02, 0x04, 0x02, 0x01, 0x11, 0x0E],
-        '4' => [0x02, 0x06, 0x0A, 0x12, 0x1F, 0x02, 0x02],
-        '5' => [0x1F, 0x10, 0x1E, 0x01, 0x01, 0x11, 0x0E],
-        '6' => [0x06, 0x08, 0x10, 0x1E, 0x11, 0x11, 0x0E],
-        '7' => [0x1F, 0x01, 0x02, 0x04, 0x08, 0x08, 0x08],
-        '8' => [0x0E, 0x11, 0x11, 0x0E, 0x11, 0x11, 0x0E],
-        '9' => [0x0E, 0x11, 0x11, 0x0F, 0x01, 0x02, 0x0C],
-        '.' => [0x00, 0x00, 0x00, 0x00, 0x00, 0x0C, 0x0C],
-        '-' => [0x00, 0x00, 0x00, 0x1F, 0x00, 0x00, 0x00],
-        '+' => [0x00, 0x04, 0x04, 0x1F, 0x04, 0x04, 0x00],
-        'a' => [0x00, 0x00, 0x0E, 0x01, 0x0F, 0x11, 0x0F],
-        'c' => [0x00, 0x00, 0x0E, 0x10, 0x10, 0x11, 0x0E],
-        'e' => [0x00, 0x00, 0x0E, 0x11, 0x1F, 0x10, 0x0E],
-        'h' => [0x10, 0x10, 0x16, 0x19, 0x11, 0x11, 0x11],
-        'i' => [0x04, 0x00, 0x0C, 0x04, 0x04, 0x04, 0x0E],
-        'l' => [0x0C, 0x04, 0x04, 0x04, 0x04, 0x04, 0x0E],
-        'n' => [0x00, 0x00, 0x16, 0x19, 0x11, 0x11, 0x11],
-        'o' => [0x00, 0x00, 0x0E, 0x11, 0x11, 0x11, 0x0E],
-        'p' => [0x00, 0x00, 0x1E, 0x11, 0x1E, 0x10, 0x10],
-        'r' => [0x00, 0x00, 0x16, 0x19, 0x10, 0x10, 0x10],
-        's' => [0x00, 0x00, 0x0E, 0x10, 0x0E, 0x01, 0x1E],
-        't' => [0x08, 0x08, 0x1C, 0x08, 0x08, 0x09, 0x06],
-        'u' => [0x00, 0x00, 0x11, 0x11, 0x11, 0x13, 0x0D],
-        'v' => [0x00, 0x00, 0x11, 0x11, 0x11, 0x0A, 0x04],
-        'y' => [0x00, 0x00, 0x11, 0x11, 0x0F, 0x01, 0x0E],
-        _ => [0x00; 7],
+        format!("{v:.decimals$}")
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use image::Rgb;
+
+    const BLUE: Rgb<u8> = Rgb(TRAIN_COLOUR);
+    const ORANGE: Rgb<u8> = Rgb(VALIDATION_COLOUR);
 
     fn sample() -> TrainingReport {
         let mut r = TrainingReport::new();
