@@ -3,7 +3,7 @@
 Usage: tools/.venv/bin/python tools/bench_inception_tf.py [--iters 5]
 Prints images/s at batch 1 and 16 for TF-Slim inception_v3 (random weights; speed does not
 depend on the values) run as a tf.function, the way a TF Hub model runs. Writes nothing.
-Compare with `cargo bench -p classify --bench inception`.
+Compare with `cargo bench -p benches --bench inception`.
 """
 import argparse
 import os

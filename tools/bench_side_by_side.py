@@ -10,10 +10,10 @@ load, and prints the median of each side over the rounds and the ratio (> 1: tfh
 
 - inception: TF-Slim Inception-v3, full width, 299x299, batch 1 and 16, images/s. TF side:
   `bench_inception_tf.py` (the slim network as a tf.function); Rust side:
-  `cargo bench -p classify --bench inception` (models::cpu::InceptionV3Cpu, what `classify` runs).
+  `cargo bench -p benches --bench inception` (models::cpu::InceptionV3Cpu, what `classify` runs).
 - stylization: the Magenta SavedModel at full width, 384x384 content + 256x256 style, ms per
   call. TF side: `bench_stylization_tf.py` (the SavedModel for the total, Magenta's graph in a
-  session for the halves); Rust side: `cargo bench -p convert --bench stylization`. Needs
+  session for the halves); Rust side: `cargo bench -p benches --bench stylization`. Needs
   tools/out/stylization_full (`make_magenta_fixture.py --full`).
 """
 
@@ -77,14 +77,14 @@ def main():
     a = ap.parse_args()
     py = sys.executable
     if a.model == "inception":
-        exe = cargo_bench("classify", "inception")
+        exe = cargo_bench("benches", "inception")
         rust_cmd = [exe, "--iters", str(a.iters)]
         tf_cmd = [py, os.path.join(HERE, "bench_inception_tf.py"), "--iters", str(a.iters)]
         pat = r"batch\s+(\d+):\s+([\d.]+) img/s"
         unit, higher_better = "img/s", True
         label = lambda k: f"batch {k}"
     else:
-        exe = cargo_bench("convert", "stylization")
+        exe = cargo_bench("benches", "stylization")
         rust_cmd = [exe, "--iters", str(a.iters)]
         tf_cmd = [py, os.path.join(HERE, "bench_stylization_tf.py"), "--iters", str(a.iters)]
         unit, higher_better = "ms", False

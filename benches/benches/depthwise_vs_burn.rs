@@ -1,6 +1,6 @@
 //! Depthwise convolution: `cpu_kernels::DepthwiseConv2d` (NHWC) against Burn flex's own
 //! `conv2d` with groups = C (NCHW, its depthwise fast path), on MobileNetV2 / EfficientNet-B0
-//! shapes (not a test). Run: `cargo bench -p models --bench depthwise_vs_burn`.
+//! shapes (not a test). Run: `cargo bench -p benches --bench depthwise_vs_burn`.
 //! "ours" writes into one preallocated output, "ours+alloc" allocates it per call as
 //! Burn does; the ratio is against the latter. Stride-1 results are compared too.
 use burn::tensor::module::conv2d;

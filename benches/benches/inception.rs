@@ -1,6 +1,6 @@
 //! Inception-v3 inference speed (not a test): full width, 299x299, batch 1 and 16.
 //!
-//! Run: `cargo bench -p classify --bench inception [-- --engine cpu|burn] [--backend B]
+//! Run: `cargo bench -p benches --bench inception [-- --engine cpu|burn] [--backend B]
 //! [--iters N] [--model DIR] [--profile]` (release build). `cpu` (default) is the CPU
 //! inference graph `models::cpu::InceptionV3Cpu`, what `classify` runs on flex; `burn` is
 //! the Burn module's forward on `--backend` (BN folded). The TensorFlow side:
@@ -9,60 +9,15 @@
 //! Prints `batch B: X img/s` lines (parsed by that script) and, with `--profile`, where
 //! the time goes per end point.
 
-use burn::tensor::{Device, Tensor};
-use models::cpu::{InceptionV3Cpu, Nhwc};
+use benches::inception::{burn_rate, cpu_rate, images};
+use benches::timing::arg;
+use models::cpu::InceptionV3Cpu;
 use models::inception_v3::{InceptionV3, InceptionV3Config};
 use models::Backend;
-use std::time::Instant;
-
-fn images(batch: usize) -> Nhwc {
-    let mut s = 0x2545_f491_4f6c_dd1du64;
-    let data = (0..batch * 299 * 299 * 3)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            (s >> 40) as f32 / (1u64 << 24) as f32
-        })
-        .collect();
-    Nhwc::from_vec(batch, 299, 299, 3, data).unwrap()
-}
-
-/// Images per second over `iters` passes after one warm-up: (mean, median pass).
-fn rate(batch: usize, iters: usize, mut f: impl FnMut()) -> (f64, f64) {
-    f();
-    let mut times = Vec::with_capacity(iters);
-    let t0 = Instant::now();
-    for _ in 0..iters {
-        let t = Instant::now();
-        f();
-        times.push(t.elapsed().as_secs_f64());
-    }
-    let mean = (batch * iters) as f64 / t0.elapsed().as_secs_f64();
-    times.sort_by(f64::total_cmp);
-    (mean, batch as f64 / times[times.len() / 2])
-}
-
-fn burn_rate(model: &InceptionV3, batch: usize, iters: usize, dev: &Device) -> (f64, f64) {
-    let x = images(batch);
-    let x = Tensor::<4>::from_data(
-        burn::tensor::TensorData::new(x.data, [batch, 299, 299, 3]),
-        dev,
-    );
-    rate(batch, iters, || {
-        let y = model.forward(x.clone()).unwrap();
-        std::hint::black_box(y.into_data().try_to_vec::<f32>().unwrap());
-    })
-}
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let arg = |k: &str| {
-        args.iter()
-            .position(|a| a == k)
-            .and_then(|i| args.get(i + 1))
-            .cloned()
-    };
+    let arg = |k: &str| arg(&args, k);
     let engine = arg("--engine").unwrap_or_else(|| "cpu".into());
     let backend: Backend = arg("--backend")
         .map(|b| b.parse().unwrap())
@@ -84,10 +39,7 @@ fn main() {
                 models::cpu::Isa::detect()
             );
             for (batch, n) in [(1, iters), (16, iters.div_ceil(4))] {
-                let x = images(batch);
-                let (mean, median) = rate(batch, n, || {
-                    std::hint::black_box(cpu.forward(&x).unwrap());
-                });
+                let (mean, median) = cpu_rate(&cpu, batch, n);
                 println!("batch {batch:2}: {mean:7.2} img/s (median pass {median:.2} img/s)");
             }
             if args.iter().any(|a| a == "--profile") {
