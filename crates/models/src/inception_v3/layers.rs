@@ -165,3 +165,47 @@ impl BasicConv {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// TF's convention (`tf.compat.v1.layers.batch_normalization`, slim, Keras): the moving
+    /// averages keep `decay` of the old value, `moving = decay * moving + (1 - decay) * batch`,
+    /// and the moving variance takes the unbiased (n - 1) batch variance. Checked on known
+    /// numbers: a swapped convention or the biased variance gives other values.
+    #[test]
+    fn moving_averages_follow_tfs_decay_convention() {
+        let dev = Device::flex().autodiff();
+        let cfg = InceptionV3Config {
+            train_batch_norm: true,
+            batch_norm_momentum: 0.9,
+            ..InceptionV3Config::default()
+        };
+        let mut bn = SlimBatchNorm::new(2, &cfg, &dev);
+        bn.moving_mean = RunningState::new(Tensor::from_floats([1.0, -2.0], &dev));
+        bn.moving_variance = RunningState::new(Tensor::from_floats([4.0, 0.5], &dev));
+        // [B=2, C=2, H=1, W=2]: channel 0 holds 1, 2, 3, 6 (mean 3, unbiased variance 14/3),
+        // channel 1 holds 0, 0, 0, 8 (mean 2, unbiased variance 16).
+        let x = Tensor::<4>::from_floats(
+            [[[[1.0, 2.0]], [[0.0, 0.0]]], [[[3.0, 6.0]], [[0.0, 8.0]]]],
+            &dev,
+        );
+        let _ = bn.forward(x);
+        let got = |t: Tensor<1>| t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap();
+        let mean = got(bn.moving_mean.value_sync());
+        let var = got(bn.moving_variance.value_sync());
+        let want_mean = [0.9 * 1.0 + 0.1 * 3.0, 0.9 * -2.0 + 0.1 * 2.0];
+        let want_var = [0.9 * 4.0 + 0.1 * 14.0 / 3.0, 0.9 * 0.5 + 0.1 * 16.0];
+        for i in 0..2 {
+            assert!(
+                (mean[i] - want_mean[i]).abs() < 1e-5,
+                "{mean:?} vs {want_mean:?}"
+            );
+            assert!(
+                (var[i] - want_var[i]).abs() < 1e-5,
+                "{var:?} vs {want_var:?}"
+            );
+        }
+    }
+}
