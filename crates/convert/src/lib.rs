@@ -7,6 +7,7 @@
 //! giving a [`Converted`]; [`write`] puts that on disk atomically.
 
 pub mod from_savedmodel;
+pub mod inspect;
 pub mod kinds;
 pub mod layout;
 pub mod source;

@@ -32,7 +32,6 @@
 
 use crate::{ConvertError, Converted, OutTensor};
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt::Write as _;
 use std::path::Path;
 use tflite::{Activation, Model, Options, Padding};
 
@@ -275,12 +274,12 @@ fn vector(c: Constant, name: String) -> OutTensor {
 
 /// Which Magenta network a file holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Which {
+pub(crate) enum Which {
     Predictor,
     Transfer,
 }
 
-fn recognise(model: &Model) -> Option<Which> {
+pub(crate) fn recognise(model: &Model) -> Option<Which> {
     let names: Vec<&str> = model
         .main()
         .tensors
@@ -633,126 +632,6 @@ fn convert_transfer(g: &Graph) -> Result<Converted, ConvertError> {
     })
 }
 
-/// Human-readable (or JSON) description of a `.tflite` file for `convert inspect`.
-pub fn inspect_tflite(path: &Path, json: bool) -> Result<String, ConvertError> {
-    let model = Model::open(path).map_err(|e| ConvertError::Other(e.to_string()))?;
-    let sg = model.main();
-    // Subgraph inputs/outputs may be -1 (absent): shown, never indexed.
-    let tensor_at = |i: i32| usize::try_from(i).ok().and_then(|i| sg.tensors.get(i));
-    let tensor_json = |i: i32| match tensor_at(i) {
-        Some(t) => {
-            serde_json::json!({"name": t.name, "dtype": t.dtype.to_string(), "shape": t.shape})
-        }
-        None => serde_json::json!({"index": i, "absent": true}),
-    };
-    let mut op_counts: BTreeMap<String, usize> = BTreeMap::new();
-    for op in &sg.operators {
-        *op_counts.entry(model.op_name(op)).or_default() += 1;
-    }
-    let constants: Vec<serde_json::Value> = sg
-        .tensors
-        .iter()
-        .enumerate()
-        .filter_map(|(i, t)| {
-            let data = model.tensor_data(0, i)?;
-            let q = t.quantization.as_ref();
-            Some(serde_json::json!({
-                "name": t.name, "dtype": t.dtype.to_string(), "shape": t.shape, "bytes": data.len(),
-                "quantization": q.map(|q| serde_json::json!({
-                    "scales": q.scale.len(), "quantized_dimension": q.quantized_dimension,
-                    "scale": q.scale.first(), "zero_point": q.zero_point.first(),
-                })),
-            }))
-        })
-        .collect();
-    let kind = match recognise(&model) {
-        Some(Which::Predictor) => "style_predictor",
-        Some(Which::Transfer) => "style_transfer",
-        None => "unknown",
-    };
-    let doc = serde_json::json!({
-        "file": path.display().to_string(),
-        "format": "tflite",
-        "schema_version": model.version,
-        "description": model.description,
-        "recognised_kind": kind,
-        "signatures": model.signature_keys,
-        "inputs": sg.inputs.iter().map(|&i| tensor_json(i)).collect::<Vec<_>>(),
-        "outputs": sg.outputs.iter().map(|&i| tensor_json(i)).collect::<Vec<_>>(),
-        "op_types": op_counts,
-        "operators": sg.operators.len(),
-        "tensors": sg.tensors.len(),
-        "metadata": model.metadata.iter().map(|m| serde_json::json!({"name": m.name, "bytes": model.buffer(m.buffer).len()})).collect::<Vec<_>>(),
-        "constants": constants,
-    });
-    if json {
-        return serde_json::to_string_pretty(&doc).map_err(|e| ConvertError::Other(e.to_string()));
-    }
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        "{} (TF Lite, schema version {}, {} subgraph(s))",
-        path.display(),
-        model.version,
-        model.subgraphs.len()
-    );
-    if let Some(d) = &model.description {
-        let _ = writeln!(s, "description: {d}");
-    }
-    let _ = writeln!(s, "recognised as: {kind}");
-    let _ = writeln!(s, "inputs:");
-    for &i in &sg.inputs {
-        match tensor_at(i) {
-            Some(t) => writeln!(s, "  {} {} {:?}", t.name, t.dtype, t.shape),
-            None => writeln!(s, "  (tensor index {i}: absent)"),
-        }
-        .ok();
-    }
-    let _ = writeln!(s, "outputs:");
-    for &i in &sg.outputs {
-        match tensor_at(i) {
-            Some(t) => writeln!(s, "  {} {} {:?}", t.name, t.dtype, t.shape),
-            None => writeln!(s, "  (tensor index {i}: absent)"),
-        }
-        .ok();
-    }
-    let _ = writeln!(s, "op types ({} operators):", sg.operators.len());
-    for (k, v) in &op_counts {
-        let _ = writeln!(s, "  {k} x{v}");
-    }
-    let _ = writeln!(s, "metadata:");
-    for m in &model.metadata {
-        let _ = writeln!(s, "  {} ({} bytes)", m.name, model.buffer(m.buffer).len());
-    }
-    let _ = writeln!(s, "constant tensors ({}):", constants.len());
-    for (i, t) in sg.tensors.iter().enumerate() {
-        if let Some(d) = model.tensor_data(0, i) {
-            let q = match &t.quantization {
-                Some(q) if q.scale.len() > 1 => format!(
-                    " per-channel x{} (axis {})",
-                    q.scale.len(),
-                    q.quantized_dimension
-                ),
-                Some(q) if !q.scale.is_empty() => format!(
-                    " scale {} zero {}",
-                    q.scale[0],
-                    q.zero_point.first().unwrap_or(&0)
-                ),
-                _ => String::new(),
-            };
-            let _ = writeln!(
-                s,
-                "  {} {} {:?} {} bytes{q}",
-                t.name,
-                t.dtype,
-                t.shape,
-                d.len()
-            );
-        }
-    }
-    Ok(s)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -852,10 +731,10 @@ mod tests {
                 .unwrap();
             assert_eq!(g.shape, vec![100, 3]);
         }
-        let text = inspect_tflite(&p, false).unwrap();
+        let text = crate::inspect::tflite(&p, false).unwrap();
         assert!(text.contains("recognised as: style_predictor"), "{text}");
         let json: serde_json::Value =
-            serde_json::from_str(&inspect_tflite(&p, true).unwrap()).unwrap();
+            serde_json::from_str(&crate::inspect::tflite(&p, true).unwrap()).unwrap();
         assert_eq!(
             json["inputs"][0]["shape"],
             serde_json::json!([1, 256, 256, 3])
@@ -908,24 +787,6 @@ mod tests {
         };
         assert!(e.contains("crafted.tflite"), "{e}");
         e
-    }
-
-    #[test]
-    fn inspect_shows_absent_tensor_indices() {
-        let mut m = predictor();
-        let x = activation(&mut m, "x", &[1, 2]);
-        m.inputs = vec![-1, x];
-        m.outputs = vec![-1];
-        let tmp = tempfile::tempdir().unwrap();
-        let p = tmp.path().join("m.tflite");
-        std::fs::write(&p, m.bytes()).unwrap();
-        let text = inspect_tflite(&p, false).unwrap();
-        assert!(text.contains("(tensor index -1: absent)"), "{text}");
-        assert!(text.contains("  x float32 [1, 2]"), "{text}");
-        let json: serde_json::Value =
-            serde_json::from_str(&inspect_tflite(&p, true).unwrap()).unwrap();
-        assert_eq!(json["inputs"][0]["absent"], true);
-        assert_eq!(json["inputs"][1]["name"], "x");
     }
 
     #[test]
