@@ -3,7 +3,7 @@
 //! with their unsupported ops ([`savedmodel`]); a `.tflite` file: inputs, outputs, operators,
 //! constant tensors and the TF Lite kind that recognises it ([`tflite`]).
 
-use crate::kinds::magenta_tflite::{self, Which};
+use crate::kinds::magenta_tflite::{self, TfliteSource};
 use crate::ConvertError;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -203,7 +203,8 @@ fn write_graph_summary(o: &mut String, sm: &savedmodel::SavedModel) -> std::fmt:
 
 /// Human-readable (or JSON) description of a `.tflite` file for `convert inspect`.
 pub fn tflite(path: &Path, json: bool) -> Result<String, ConvertError> {
-    let model = tflite::Model::open(path).map_err(|e| ConvertError::Other(e.to_string()))?;
+    let src = TfliteSource::open(path)?;
+    let model = &src.model;
     let sg = model.main();
     // Subgraph inputs/outputs may be -1 (absent): shown, never indexed.
     let tensor_at = |i: i32| usize::try_from(i).ok().and_then(|i| sg.tensors.get(i));
@@ -233,11 +234,7 @@ pub fn tflite(path: &Path, json: bool) -> Result<String, ConvertError> {
             }))
         })
         .collect();
-    let kind = match magenta_tflite::recognise(&model) {
-        Some(Which::Predictor) => "style_predictor",
-        Some(Which::Transfer) => "style_transfer",
-        None => "unknown",
-    };
+    let kind = magenta_tflite::recognise(&src).map_or("unknown", |k| k.name());
     let doc = serde_json::json!({
         "file": path.display().to_string(),
         "format": "tflite",
@@ -362,6 +359,7 @@ mod tests {
         let p = tmp.path().join("junk.tflite");
         std::fs::write(&p, b"not a flatbuffer").unwrap();
         let e = super::tflite(&p, false).unwrap_err();
+        assert!(matches!(e, crate::ConvertError::Tflite(_)), "{e:?}");
         assert!(e.to_string().contains("junk.tflite"), "{e}");
     }
 }

@@ -235,12 +235,15 @@ fn run_convert(a: &ConvertArgs) -> Result<()> {
         } else {
             let src = convert::from_savedmodel::source_from_savedmodel(&sm, handle)
                 .with_context(|| format!("cannot read the variables of `{handle}`"))?;
-            match convert::kinds::convert_any(&src).with_context(|| format!("{}: conversion failed", path.display()))? {
+            match convert::kinds::convert_any(&src)
+                .with_context(|| format!("{}: conversion failed", path.display()))?
+            {
                 Some(c) => c,
                 None => bail!(
-                    "{}: unrecognised model (not Inception-v3, Magenta stylization or a text embedding); \
+                    "{}: unrecognised model (not {}); \
                      use --raw to write its variables under their TensorFlow names",
-                    path.display()
+                    path.display(),
+                    convert::kinds::describe(convert::kinds::KINDS)
                 ),
             }
         }
