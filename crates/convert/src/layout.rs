@@ -165,10 +165,11 @@ mod tests {
 
     #[test]
     fn tflite_layouts() {
-        // OHWI [2,1,2,3] -> OIHW [2,3,1,2]; out[a=0,b=1,y=0,x=1] = in[a=0,y=0,x=1,b=1] = 4
+        // OHWI [2,1,2,3] -> OIHW [2,3,1,2]; out[a=0,b=1,y=0,x=1] (flat (1 * 2) + 1 = 3)
+        // = in[a=0,y=0,x=1,b=1] = 4
         let (shape, data) = ohwi_to_oihw("w", &t(&[2, 1, 2, 3])).unwrap();
         assert_eq!(shape, vec![2, 3, 1, 2]);
-        assert_eq!(data[(0 * 3 + 1) * 2 + 1], 4.0);
+        assert_eq!(data[3], 4.0);
         let (shape, data) = depthwise_to_oihw("d", &t(&[1, 1, 2, 3])).unwrap();
         assert_eq!(shape, vec![3, 1, 1, 2]);
         assert_eq!(data, vec![0.0, 3.0, 1.0, 4.0, 2.0, 5.0]);
