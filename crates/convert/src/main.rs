@@ -235,12 +235,15 @@ fn run_convert(a: &ConvertArgs) -> Result<()> {
         } else {
             let src = convert::from_savedmodel::source_from_savedmodel(&sm, handle)
                 .with_context(|| format!("cannot read the variables of `{handle}`"))?;
-            match convert::kinds::convert_any(&src).with_context(|| format!("{}: conversion failed", path.display()))? {
+            match convert::kinds::convert_any(&src)
+                .with_context(|| format!("{}: conversion failed", path.display()))?
+            {
                 Some(c) => c,
                 None => bail!(
-                    "{}: unrecognised model (not Inception-v3, Magenta stylization or a text embedding); \
+                    "{}: unrecognised model (not {}); \
                      use --raw to write its variables under their TensorFlow names",
-                    path.display()
+                    path.display(),
+                    convert::kinds::describe(convert::kinds::KINDS)
                 ),
             }
         }
@@ -350,199 +353,21 @@ fn hex_string(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-fn shape_str(s: &Option<Vec<i64>>) -> String {
-    match s {
-        None => "<unknown rank>".into(),
-        Some(d) => format!(
-            "[{}]",
-            d.iter()
-                .map(|x| if *x < 0 { "?".into() } else { x.to_string() })
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-    }
-}
-
 fn inspect(handle: &str, json: bool, offline: bool) -> Result<()> {
     let path = resolve(handle, offline)?;
     if is_tflite(&path) {
-        let text = convert::kinds::magenta_tflite::inspect_tflite(&path, json)
+        let text = convert::inspect::tflite(&path, json)
             .with_context(|| format!("{}: cannot inspect the TF Lite model", path.display()))?;
         println!("{}", text.trim_end());
         return Ok(());
     }
     let sm = savedmodel::read(&path)
         .with_context(|| format!("cannot read the SavedModel of `{handle}`"))?;
-    let asset_size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).ok();
+    let text = convert::inspect::savedmodel(&sm, &path, json);
     if json {
-        let doc = serde_json::json!({
-            "path": path.display().to_string(),
-            "tags": sm.tags(),
-            "tensorflow_version": sm.tensorflow_version(),
-            "signatures": sm.signatures().iter().map(|s| serde_json::json!({
-                "key": s.key,
-                "method_name": s.method_name,
-                "inputs": s.inputs.iter().map(|t| serde_json::json!({"name": t.name, "tensor_name": t.tensor_name, "dtype": t.dtype.name(), "shape": t.shape})).collect::<Vec<_>>(),
-                "outputs": s.outputs.iter().map(|t| serde_json::json!({"name": t.name, "tensor_name": t.tensor_name, "dtype": t.dtype.name(), "shape": t.shape})).collect::<Vec<_>>(),
-            })).collect::<Vec<_>>(),
-            "variables": sm.variables().iter().map(|v| serde_json::json!({
-                "name": v.name, "key": v.key, "dtype": v.dtype.name(), "shape": v.shape, "bytes": v.stored_bytes, "slices": v.slices,
-            })).collect::<Vec<_>>(),
-            "assets": sm.assets().iter().map(|a| serde_json::json!({"filename": a.filename, "bytes": asset_size(&a.path)})).collect::<Vec<_>>(),
-            "op_types": sm.op_types(),
-            "graph": graph_summary_json(&sm),
-        });
-        println!("{}", serde_json::to_string_pretty(&doc)?);
-        return Ok(());
-    }
-    let mut o = String::new();
-    use std::fmt::Write as _;
-    writeln!(o, "SavedModel: {}", path.display())?;
-    writeln!(o, "tags: {}", sm.tags().join(", "))?;
-    if !sm.tensorflow_version().is_empty() {
-        writeln!(o, "written by TensorFlow {}", sm.tensorflow_version())?;
-    }
-    writeln!(o, "\nsignatures ({}):", sm.signatures().len())?;
-    for s in sm.signatures() {
-        writeln!(o, "  {} (method {})", s.key, s.method_name)?;
-        for (what, list) in [("inputs", &s.inputs), ("outputs", &s.outputs)] {
-            writeln!(o, "    {what}:")?;
-            for t in list {
-                writeln!(
-                    o,
-                    "      {}: {} {} ({})",
-                    t.name,
-                    t.dtype,
-                    shape_str(&t.shape),
-                    t.tensor_name
-                )?;
-            }
-        }
-    }
-    let total: u64 = sm.variables().iter().map(|v| v.stored_bytes).sum();
-    writeln!(
-        o,
-        "\nvariables ({}, {} bytes):",
-        sm.variables().len(),
-        total
-    )?;
-    for v in sm.variables() {
-        let slices = if v.slices > 0 {
-            format!(" in {} slices", v.slices)
-        } else {
-            String::new()
-        };
-        writeln!(
-            o,
-            "  {}  {} {:?}  {} bytes{}",
-            v.name, v.dtype, v.shape, v.stored_bytes, slices
-        )?;
-    }
-    writeln!(o, "\nassets ({}):", sm.assets().len())?;
-    for a in sm.assets() {
-        match asset_size(&a.path) {
-            Some(n) => writeln!(o, "  {} ({n} bytes)", a.filename)?,
-            None => writeln!(o, "  {} (missing)", a.filename)?,
-        }
-    }
-    writeln!(o, "\nop types ({}):", sm.op_types().len())?;
-    writeln!(
-        o,
-        "  {}",
-        sm.op_types().iter().cloned().collect::<Vec<_>>().join(", ")
-    )?;
-    write_graph_summary(&mut o, &sm)?;
-    print!("{o}");
-    Ok(())
-}
-
-/// Entry points, op histogram and unsupported ops of the graph executor, as JSON.
-fn graph_summary_json(sm: &savedmodel::SavedModel) -> serde_json::Value {
-    let entries = match tfgraph_core::entry_points(sm) {
-        Ok(e) => e,
-        Err(e) => return serde_json::json!({"error": e.to_string()}),
-    };
-    let spec = |a: &tfgraph_core::ArgSpec| serde_json::json!({"name": a.name, "dtype": a.dtype.name(), "shape": a.shape});
-    let list: Vec<serde_json::Value> = entries
-        .iter()
-        .map(|e| {
-            let (ops, unsupported) = match tfgraph_core::build_graph(sm, e) {
-                Ok(g) => (
-                    serde_json::json!(tfgraph_core::op_histogram(&g)),
-                    serde_json::json!(tfgraph_core::unsupported_ops(&g, true)
-                        .iter()
-                        .map(|(op, node, f)| serde_json::json!({"op": op, "node": node, "function": f}))
-                        .collect::<Vec<_>>()),
-                ),
-                Err(err) => (serde_json::Value::Null, serde_json::json!([{"error": err.to_string()}])),
-            };
-            serde_json::json!({
-                "entry": e.label(),
-                "function": e.function,
-                "inputs": e.inputs.iter().map(spec).collect::<Vec<_>>(),
-                "outputs": e.outputs,
-                "ops": ops,
-                "unsupported": unsupported,
-            })
-        })
-        .collect();
-    let default = tfgraph_core::default_entry(&entries).map(|e| e.label());
-    serde_json::json!({"entry_points": list, "default": default})
-}
-
-/// The text form of [`graph_summary_json`].
-fn write_graph_summary(o: &mut String, sm: &savedmodel::SavedModel) -> Result<()> {
-    use std::fmt::Write as _;
-    let entries = match tfgraph_core::entry_points(sm) {
-        Ok(e) => e,
-        Err(e) => {
-            writeln!(o, "\ngraph executor: {e}")?;
-            return Ok(());
-        }
-    };
-    let default = tfgraph_core::default_entry(&entries).map(|e| e.label());
-    writeln!(o, "\nentry points ({}):", entries.len())?;
-    for e in &entries {
-        let mark = if Some(e.label()) == default {
-            " (default)"
-        } else {
-            ""
-        };
-        writeln!(o, "  {}{mark}  [{}]", e.label(), e.function)?;
-        for a in &e.inputs {
-            writeln!(
-                o,
-                "    input {}: {} {}",
-                a.name,
-                a.dtype,
-                shape_str(&a.shape)
-            )?;
-        }
-        writeln!(o, "    outputs: {}", e.outputs.join(", "))?;
-        match tfgraph_core::build_graph(sm, e) {
-            Ok(g) => {
-                let hist = tfgraph_core::op_histogram(&g);
-                let n: usize = hist.values().sum();
-                let ops: Vec<String> = hist.iter().map(|(k, v)| format!("{k} {v}")).collect();
-                writeln!(o, "    ops ({n} nodes): {}", ops.join(", "))?;
-                let bad = tfgraph_core::unsupported_ops(&g, true);
-                if bad.is_empty() {
-                    writeln!(o, "    unsupported ops: none (runs on the graph executor)")?;
-                } else {
-                    let mut seen = std::collections::BTreeMap::new();
-                    for (op, node, f) in &bad {
-                        seen.entry(op.clone())
-                            .or_insert((node.clone(), f.clone(), 0usize))
-                            .2 += 1;
-                    }
-                    writeln!(o, "    unsupported ops ({}):", seen.len())?;
-                    for (op, (node, f, n)) in seen {
-                        writeln!(o, "      {op} x{n} (e.g. node `{node}` in `{f}`)")?;
-                    }
-                }
-            }
-            Err(err) => writeln!(o, "    cannot build the graph: {err}")?,
-        }
+        println!("{text}");
+    } else {
+        print!("{text}");
     }
     Ok(())
 }

@@ -67,6 +67,9 @@ fn converted_folder() -> PathBuf {
     let src = source_from_saved_model();
     assert!(convert::kinds::inception_v3::recognise(&src));
     let conv = convert::kinds::inception_v3::convert(&src).expect("convert");
+    // The registry picks the same kind, and its name is the kind written in config.json.
+    let kind = convert::kinds::recognise(&src).expect("recognised");
+    assert_eq!(kind.name(), conv.kind);
     write_folder(&conv, "small")
 }
 

@@ -26,6 +26,8 @@ fn maps_every_magenta_variable() {
     );
     let c = stylization::convert(&src).unwrap();
     assert_eq!(c.kind, "stylization");
+    // The registry tries stylization before inception_v3 (this model holds an Inception-v3).
+    assert_eq!(convert::kinds::recognise(&src).unwrap().name(), c.kind);
     // 70 Inception convs x (weight + 3 BN) + bottleneck (2) + 3 contract x (conv + 4 BN)
     // + 13 style-normalized convs x (conv + beta w/b + gamma w/b).
     assert_eq!(c.tensors.len(), 280 + 2 + 15 + 65);

@@ -15,6 +15,7 @@
 //! variables (training-only head) are ignored. A hub prefix such as `module/` is fine
 //! ([`Source::get`] matches a unique `/suffix`).
 
+use crate::layout::hwio_to_oihw;
 use crate::{ConvertError, Converted, OutTensor, Source};
 use model_folder::inception_v3::{self as table, convs, depth, solve_width, EndPoint};
 use serde_json::json;
@@ -24,39 +25,6 @@ pub const ANCHOR: &str = "InceptionV3/Conv2d_1a_3x3/weights";
 
 pub fn recognise(src: &Source) -> bool {
     src.get(ANCHOR).is_some()
-}
-
-fn hwio_to_oihw(name: &str, t: &crate::F32Tensor) -> Result<(Vec<usize>, Vec<f32>), ConvertError> {
-    let [kh, kw, ci, co] =
-        <[usize; 4]>::try_from(t.shape.as_slice()).map_err(|_| ConvertError::Shape {
-            name: name.into(),
-            found: t.shape.clone(),
-            expected: "[kh, kw, c_in, c_out]".into(),
-        })?;
-    if t.data.len() != kh * kw * ci * co {
-        return Err(ConvertError::Other(format!(
-            "variable `{name}`: {} values for shape {:?}",
-            t.data.len(),
-            t.shape
-        )));
-    }
-    Ok(crate::layout::permute4(
-        [kh, kw, ci, co],
-        &t.data,
-        crate::layout::HWIO_TO_OIHW,
-    ))
-}
-
-fn vector(src: &Source, name: &str, len: usize) -> Result<Vec<f32>, ConvertError> {
-    let t = src.require(name)?;
-    if t.shape != [len] || t.data.len() != len {
-        return Err(ConvertError::Shape {
-            name: name.into(),
-            found: t.shape.clone(),
-            expected: format!("[{len}]"),
-        });
-    }
-    Ok(t.data.clone())
 }
 
 pub fn convert(src: &Source) -> Result<Converted, ConvertError> {
@@ -99,11 +67,12 @@ pub fn convert(src: &Source) -> Result<Converted, ConvertError> {
             ("moving_variance", "moving_variance"),
         ] {
             let name = format!("{tf_scope}/BatchNorm/{tf}");
-            let data = vector(src, &name, cout)?;
+            let data = src.vector(&name, cout)?.data.clone();
             if tf == "moving_variance" && data.iter().any(|v| !(*v >= 0.0)) {
-                return Err(ConvertError::Other(format!(
-                    "variable `{name}` has a negative or NaN variance"
-                )));
+                return Err(ConvertError::BadValues {
+                    name,
+                    problem: "a negative or NaN variance".into(),
+                });
             }
             tensors.push(OutTensor {
                 name: format!("{}.bn.{burn}", e.path),
@@ -112,12 +81,11 @@ pub fn convert(src: &Source) -> Result<Converted, ConvertError> {
             });
         }
     }
-    let (depth_multiplier, min_depth) = solve_width(&widths).ok_or_else(|| {
-        ConvertError::Other(format!(
-            "the conv widths fit no slim depth_multiplier/min_depth (Conv2d_1a_3x3 has {} channels)",
-            widths[0].1
-        ))
-    })?;
+    let (depth_multiplier, min_depth) =
+        solve_width(&widths).ok_or_else(|| ConvertError::SlimWidth {
+            network: "InceptionV3",
+            widths: widths.iter().map(|w| w.1).collect(),
+        })?;
     // Input channels must chain (catches a mixed-up checkpoint).
     if tensors[0].shape[1] != 3 {
         return Err(ConvertError::Shape {
@@ -141,7 +109,10 @@ pub fn convert(src: &Source) -> Result<Converted, ConvertError> {
                 });
             }
             let n = shape[0];
-            let bias = vector(src, "InceptionV3/Logits/Conv2d_1c_1x1/biases", n)?;
+            let bias = src
+                .vector("InceptionV3/Logits/Conv2d_1c_1x1/biases", n)?
+                .data
+                .clone();
             tensors.push(OutTensor {
                 name: "logits.weight".into(),
                 shape,
@@ -174,6 +145,24 @@ pub fn convert(src: &Source) -> Result<Converted, ConvertError> {
         tensors,
         assets: Vec::new(),
     })
+}
+
+/// The kind `inception_v3` in [`super::KINDS`]: [`recognise`] and [`convert`].
+pub struct InceptionV3;
+
+impl super::Kind for InceptionV3 {
+    fn name(&self) -> &'static str {
+        table::KIND
+    }
+    fn description(&self) -> &'static str {
+        "Inception-v3"
+    }
+    fn recognise(&self, src: &Source) -> bool {
+        recognise(src)
+    }
+    fn convert(&self, src: &Source) -> Result<Converted, ConvertError> {
+        convert(src)
+    }
 }
 
 #[cfg(test)]

@@ -21,6 +21,7 @@
 //! (32·alpha channels), the Inception `depth_multiplier`/`min_depth` by finding slim's
 //! `depth(d) = max(int(d * depth_multiplier), min_depth)` that reproduces every conv width.
 
+use crate::layout::hwio_to_oihw;
 use crate::{ConvertError, Converted, F32Tensor, OutTensor, Source};
 use model_folder::inception_v3::{self as table, EndPoint};
 use serde_json::json;
@@ -64,49 +65,6 @@ pub fn recognise(src: &Source) -> bool {
             .is_none()
 }
 
-fn shape_err(name: &str, t: &F32Tensor, expected: String) -> ConvertError {
-    ConvertError::Shape {
-        name: name.to_string(),
-        found: t.shape.clone(),
-        expected,
-    }
-}
-
-/// A conv kernel `[kh, kw, cin, cout]` checked against the expected sizes (`None` = any).
-fn conv_kernel<'a>(
-    src: &'a Source,
-    name: &str,
-    expect: [Option<usize>; 4],
-) -> Result<&'a F32Tensor, ConvertError> {
-    let t = src.require(name)?;
-    let ok = t.shape.len() == 4
-        && t.shape
-            .iter()
-            .zip(expect)
-            .all(|(&d, e)| e.is_none_or(|e| e == d));
-    if !ok {
-        let show = expect
-            .map(|e| e.map_or("?".to_string(), |v| v.to_string()))
-            .join(", ");
-        return Err(shape_err(name, t, format!("[{show}]")));
-    }
-    Ok(t)
-}
-
-/// HWIO `[kh, kw, cin, cout]` -> OIHW `[cout, cin, kh, kw]`.
-fn hwio_to_oihw(t: &F32Tensor) -> (Vec<usize>, Vec<f32>) {
-    let shape = [t.shape[0], t.shape[1], t.shape[2], t.shape[3]];
-    crate::layout::permute4(shape, &t.data, crate::layout::HWIO_TO_OIHW)
-}
-
-fn vector<'a>(src: &'a Source, name: &str, len: usize) -> Result<&'a F32Tensor, ConvertError> {
-    let t = src.require(name)?;
-    if t.shape != [len] {
-        return Err(shape_err(name, t, format!("[{len}]")));
-    }
-    Ok(t)
-}
-
 struct Out(Vec<OutTensor>);
 
 impl Out {
@@ -114,10 +72,11 @@ impl Out {
         self.0.push(OutTensor { name, shape, data });
     }
 
-    /// A conv kernel, permuted to OIHW.
-    fn conv(&mut self, name: String, t: &F32Tensor) {
-        let (shape, data) = hwio_to_oihw(t);
+    /// The conv kernel `tf`, permuted to OIHW.
+    fn conv(&mut self, name: String, tf: &str, t: &F32Tensor) -> Result<(), ConvertError> {
+        let (shape, data) = hwio_to_oihw(tf, t)?;
         self.push(name, shape, data);
+        Ok(())
     }
 
     /// A 1x1 conv `[1, 1, in, out]` (+ bias) as a Burn `Linear` (`weight [in, out]`).
@@ -129,13 +88,12 @@ impl Out {
         d_in: usize,
         d_out: Option<usize>,
     ) -> Result<usize, ConvertError> {
-        let w = conv_kernel(
-            src,
+        let w = src.kernel(
             &format!("{tf}/weights"),
             [Some(1), Some(1), Some(d_in), d_out],
         )?;
         let out = w.shape[3];
-        let b = vector(src, &format!("{tf}/biases"), out)?;
+        let b = src.vector(&format!("{tf}/biases"), out)?;
         self.push(format!("{burn}.weight"), vec![d_in, out], w.data.clone());
         self.push(format!("{burn}.bias"), vec![out], b.data.clone());
         Ok(out)
@@ -148,26 +106,25 @@ fn map_predictor(src: &Source, out: &mut Out) -> Result<serde_json::Value, Conve
     for c in &convs {
         let scope = format!("{}/{}", table::SCOPE, c.scope);
         let name = format!("{scope}/weights");
-        let w = conv_kernel(src, &name, [None, None, None, None])?;
+        let w = src.kernel(&name, [None, None, None, None])?;
         let co = w.shape[3];
         widths.push((c.spec.width, co));
         let path = format!("predictor.backbone.{}", c.path);
-        out.conv(format!("{path}.conv.weight"), w);
+        out.conv(format!("{path}.conv.weight"), &name, w)?;
         for (tf, burn) in [
             ("beta", "beta"),
             ("moving_mean", "moving_mean"),
             ("moving_variance", "moving_variance"),
         ] {
-            let t = vector(src, &format!("{scope}/BatchNorm/{tf}"), co)?;
+            let t = src.vector(&format!("{scope}/BatchNorm/{tf}"), co)?;
             out.push(format!("{path}.bn.{burn}"), vec![co], t.data.clone());
         }
     }
-    let (multiplier, min_depth) = table::solve_width(&widths).ok_or_else(|| {
-        let couts: Vec<usize> = widths.iter().map(|w| w.1).collect();
-        ConvertError::Other(format!(
-            "InceptionV3 conv widths {couts:?} match no slim depth_multiplier/min_depth"
-        ))
-    })?;
+    let (multiplier, min_depth) =
+        table::solve_width(&widths).ok_or_else(|| ConvertError::SlimWidth {
+            network: "InceptionV3",
+            widths: widths.iter().map(|w| w.1).collect(),
+        })?;
     let feature_dim = EndPoint::Mixed_6e.channels(&|d| table::depth(d, multiplier, min_depth));
     let bottleneck = out.linear(src, "Conv", "predictor.bottleneck", feature_dim, None)?;
     Ok(json!({
@@ -188,12 +145,12 @@ fn map_transformer(
     out: &mut Out,
     bottleneck: usize,
 ) -> Result<serde_json::Value, ConvertError> {
-    let c1 = conv_kernel(
-        src,
-        "transformer/contract/conv1/weights",
-        [Some(9), Some(9), Some(3), None],
-    )?
-    .shape[3];
+    let c1 = src
+        .kernel(
+            "transformer/contract/conv1/weights",
+            [Some(9), Some(9), Some(3), None],
+        )?
+        .shape[3];
     // Magenta: 32·alpha, 64·alpha, 128·alpha channels.
     let alpha = c1 as f64 / 32.0;
     let widths = [c1, 2 * c1, 4 * c1];
@@ -203,12 +160,9 @@ fn map_transformer(
     let mut cin = 3;
     for (i, (&c, k)) in widths.iter().zip([9, 3, 3]).enumerate() {
         let scope = format!("transformer/contract/conv{}", i + 1);
-        let w = conv_kernel(
-            src,
-            &format!("{scope}/weights"),
-            [Some(k), Some(k), Some(cin), Some(c)],
-        )?;
-        out.conv(format!("transformer.contract.{i}.conv.weight"), w);
+        let name = format!("{scope}/weights");
+        let w = src.kernel(&name, [Some(k), Some(k), Some(cin), Some(c)])?;
+        out.conv(format!("transformer.contract.{i}.conv.weight"), &name, w)?;
         if has_bn {
             out.push(
                 format!("transformer.contract.{i}.bn.gamma"),
@@ -220,7 +174,7 @@ fn map_transformer(
                 ("moving_mean", "running_mean"),
                 ("moving_variance", "running_var"),
             ] {
-                let t = vector(src, &format!("{scope}/BatchNorm/{tf}"), c)?;
+                let t = src.vector(&format!("{scope}/BatchNorm/{tf}"), c)?;
                 out.push(
                     format!("transformer.contract.{i}.bn.{burn}"),
                     vec![c],
@@ -228,7 +182,7 @@ fn map_transformer(
                 );
             }
         } else {
-            let b = vector(src, &format!("{scope}/biases"), c)?;
+            let b = src.vector(&format!("{scope}/biases"), c)?;
             out.push(
                 format!("transformer.contract.{i}.conv.bias"),
                 vec![c],
@@ -242,12 +196,9 @@ fn map_transformer(
     let mut convs = vec![(w3, w3, 3); 10];
     convs.extend([(w3, w2, 3), (w2, w1, 3), (w1, 3, 9)]);
     for ((tf_scope, burn), (ci, co, k)) in style_norm_layers().into_iter().zip(convs) {
-        let w = conv_kernel(
-            src,
-            &format!("{tf_scope}/weights"),
-            [Some(k), Some(k), Some(ci), Some(co)],
-        )?;
-        out.conv(format!("transformer.{burn}.conv.weight"), w);
+        let name = format!("{tf_scope}/weights");
+        let w = src.kernel(&name, [Some(k), Some(k), Some(ci), Some(co)])?;
+        out.conv(format!("transformer.{burn}.conv.weight"), &name, w)?;
         let params = format!("style_params/{tf_scope}/StyleNorm");
         out.linear(
             src,
@@ -288,6 +239,24 @@ pub fn convert(src: &Source) -> Result<Converted, ConvertError> {
     })
 }
 
+/// The kind `stylization` in [`super::KINDS`]: [`recognise`] and [`convert`].
+pub struct Stylization;
+
+impl super::Kind for Stylization {
+    fn name(&self) -> &'static str {
+        "stylization"
+    }
+    fn description(&self) -> &'static str {
+        "Magenta stylization"
+    }
+    fn recognise(&self, src: &Source) -> bool {
+        recognise(src)
+    }
+    fn convert(&self, src: &Source) -> Result<Converted, ConvertError> {
+        convert(src)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -303,10 +272,14 @@ mod tests {
                 }
             }
         }
-        let (shape, out) = hwio_to_oihw(&F32Tensor {
-            shape: vec![1, 2, 2, 3],
-            data,
-        });
+        let (shape, out) = hwio_to_oihw(
+            "w",
+            &F32Tensor {
+                shape: vec![1, 2, 2, 3],
+                data,
+            },
+        )
+        .unwrap();
         assert_eq!(shape, vec![3, 2, 1, 2]);
         // out[o][i][0][w]
         assert_eq!(out[((2 * 2 + 1) * 1) * 2 + 1], 112.0);

@@ -62,10 +62,11 @@ pub fn recognise(src: &Source) -> bool {
 
 pub fn convert(src: &Source) -> Result<Converted, ConvertError> {
     let vocab = src.assets.get(VOCAB_FILE).ok_or_else(|| {
-        ConvertError::Other(format!(
-            "{}: no `{VOCAB_FILE}` asset (text embeddings need their vocabulary)",
-            src.handle
-        ))
+        ConvertError::MissingAsset {
+            file: VOCAB_FILE.into(),
+            why: "text embeddings need their vocabulary".into(),
+        }
+        .within(&src.handle)
     })?;
     let (name, t) = table(src).ok_or_else(|| {
         ConvertError::Missing(
@@ -89,11 +90,12 @@ pub fn convert(src: &Source) -> Result<Converted, ConvertError> {
         && !ops.contains("StringToHashBucketFast")
         && !ops.contains("StringToHashBucket")
     {
-        return Err(ConvertError::Other(format!(
-            "{}: table `{name}` has {oov} rows beyond the {v} vocabulary lines, but the graph has no \
-             StringToHashBucketFast op to address them",
-            src.handle
-        )));
+        return Err(ConvertError::UnexpectedGraph {
+            what: format!("table `{name}` has {oov} rows beyond the {v} vocabulary lines"),
+            found: "no StringToHashBucketFast op in the graph".into(),
+            expected: "one to address them".into(),
+        }
+        .within(&src.handle));
     }
     let split = if ops.contains("StringSplit") && !ops.contains("StringSplitV2") {
         "skip_empty"
@@ -122,6 +124,24 @@ pub fn convert(src: &Source) -> Result<Converted, ConvertError> {
         }],
         assets: vec![(VOCAB_FILE.to_string(), vocab.clone())],
     })
+}
+
+/// The kind `text_embedding` in [`super::KINDS`]: [`recognise`] and [`convert`].
+pub struct TextEmbedding;
+
+impl super::Kind for TextEmbedding {
+    fn name(&self) -> &'static str {
+        "text_embedding"
+    }
+    fn description(&self) -> &'static str {
+        "a text embedding"
+    }
+    fn recognise(&self, src: &Source) -> bool {
+        recognise(src)
+    }
+    fn convert(&self, src: &Source) -> Result<Converted, ConvertError> {
+        convert(src)
+    }
 }
 
 #[cfg(test)]
@@ -190,10 +210,32 @@ mod tests {
     #[test]
     fn rows_beyond_vocab_without_hashing_is_an_error() {
         let s = source(&["StringSplitV2"], "embeddings");
-        assert!(convert(&s)
-            .unwrap_err()
-            .to_string()
-            .contains("StringToHashBucketFast"));
+        let e = convert(&s).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("test: table `embeddings` has 2 rows"),
+            "{e}"
+        );
+        assert!(e.to_string().contains("StringToHashBucketFast"), "{e}");
+        assert!(
+            matches!(e.innermost(), ConvertError::UnexpectedGraph { .. }),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn no_vocab_is_a_missing_asset_naming_the_handle() {
+        let mut s = source(&[], "embeddings");
+        s.assets.clear();
+        let e = convert(&s).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "test: no `tokens.txt` asset (text embeddings need their vocabulary)"
+        );
+        assert!(
+            matches!(e.innermost(), ConvertError::MissingAsset { file, .. } if file == VOCAB_FILE),
+            "{e:?}"
+        );
     }
 
     #[test]
