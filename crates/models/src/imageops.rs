@@ -1,7 +1,9 @@
 //! Image preprocessing reproducing TensorFlow's ops exactly (shared by `classify`,
 //! `finetune` and `stylize`):
 //!
-//! - [`decode_rgb8`]: `tf.io.decode_image(channels=3)` (format guessed from the bytes).
+//! - [`decode_rgb8`]: `tf.io.decode_image(channels=3)` (format guessed from the bytes); PNG
+//!   exactly, JPEG within a few levels (TF uses libjpeg-turbo's fast integer IDCT, the `image`
+//!   crate another IDCT and upsampling; `classify`'s `tf_pixels` test bounds the difference).
 //! - [`Image::from_rgb8`]: `tf.image.convert_image_dtype(float32)`, i.e. `u8 * (1/255)`;
 //!   [`Image::from_rgb8_div255`]: `u8 / 255` (numpy style; differs in the last bit for
 //!   about half the values).
