@@ -181,16 +181,10 @@ fn fill(
     for (rel, path) in source_files {
         hashes.insert(rel.clone(), sha256_file(path)?);
     }
-    let config = serde_json::json!({
-        "kind": converted.kind,
-        "config": converted.config,
-        "source": handle,
-        "source_sha256": hashes,
-        "converter_version": crate::CONVERTER_VERSION,
-    });
-    let text =
-        serde_json::to_string_pretty(&config).map_err(|e| WriteError::Invalid(e.to_string()))?;
-    write_file(&tmp.join("config.json"), text.as_bytes())?;
+    let config = model_folder::FolderConfig::new(&converted.kind, &converted.config, handle)
+        .map_err(|e| WriteError::Invalid(e.to_string()))?
+        .with_source_sha256(hashes);
+    write_file(&tmp.join("config.json"), &config.to_bytes())?;
     for (rel, bytes) in &converted.assets {
         check_relative(rel)?;
         if rel == "model.safetensors" || rel == "config.json" {

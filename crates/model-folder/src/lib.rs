@@ -16,12 +16,14 @@
 //! single file through a temporary sibling; [`safetensors`] writes tensors of every dtype;
 //! [`npy`] reads and writes NumPy arrays.
 
+mod config;
 mod folder;
 pub mod inception_v3;
 pub mod npy;
 pub mod outdir;
 pub mod safetensors;
 
+pub use config::FolderConfig;
 pub use folder::{
     check_plain_name, expect_shape, read_capped, read_kind, read_regular_file, safetensors_shapes,
     write_file_atomic, FolderError, ModelFolder, MAX_ASSET_BYTES, MAX_CONFIG_BYTES,

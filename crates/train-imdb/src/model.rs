@@ -202,12 +202,11 @@ impl Classifier {
                 dir.display()
             );
         }
-        let cfg = serde_json::json!({
-            "kind": KIND,
-            "config": {"embedding": self.embedding.config(), "hidden": self.hidden()},
-            "source": "train-imdb",
-            "converter_version": env!("CARGO_PKG_VERSION"),
-        });
+        let cfg = model_folder::FolderConfig::new(
+            KIND,
+            serde_json::json!({"embedding": self.embedding.config(), "hidden": self.hidden()}),
+            "train-imdb",
+        )?;
         let vocab_path = dir.join(vocab_file);
         if let Some(parent) = vocab_path.parent() {
             std::fs::create_dir_all(parent)
@@ -216,7 +215,7 @@ impl Classifier {
         std::fs::write(&vocab_path, self.embedding.vocab_bytes())
             .with_context(|| format!("{}: cannot write", vocab_path.display()))?;
         let cfg_path = dir.join("config.json");
-        std::fs::write(&cfg_path, serde_json::to_vec_pretty(&cfg)?)
+        std::fs::write(&cfg_path, cfg.to_bytes())
             .with_context(|| format!("{}: cannot write", cfg_path.display()))?;
         let path = dir.join("model.safetensors");
         let mut store = SafetensorsStore::from_file(path.clone());

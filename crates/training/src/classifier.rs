@@ -173,16 +173,9 @@ impl ImageClassifier {
         std::fs::rename(&tmp, &target).map_err(io(&target))?;
         let text: String = labels.iter().map(|l| format!("{l}\n")).collect();
         write_atomic(&dir.join("labels.txt"), text.as_bytes())?;
-        let config = serde_json::json!({
-            "kind": INCEPTION_KIND,
-            "config": net.config(),
-            "source": "finetune",
-            "converter_version": env!("CARGO_PKG_VERSION"),
-        });
-        write_atomic(
-            &dir.join("config.json"),
-            &serde_json::to_vec_pretty(&config).unwrap_or_default(),
-        )?;
+        let config = model_folder::FolderConfig::new(INCEPTION_KIND, net.config(), "finetune")
+            .map_err(|e| FinetuneError::Options(format!("config.json: {e}")))?;
+        write_atomic(&dir.join("config.json"), &config.to_bytes())?;
         Ok(())
     }
 }

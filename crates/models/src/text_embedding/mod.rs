@@ -249,17 +249,16 @@ impl TextEmbedding {
                 msg,
             }
         })?;
-        let config = serde_json::json!({
-            "kind": KIND,
-            "config": self.config,
-            "source": source,
-            "converter_version": env!("CARGO_PKG_VERSION"),
-        });
+        let config = model_folder::FolderConfig::new(KIND, &self.config, source).map_err(|e| {
+            TextEmbeddingError::Invalid {
+                path: dir.to_path_buf(),
+                msg: format!("config.json: {e}"),
+            }
+        })?;
         write_folder(dir, |tmp| {
             let io = |path: PathBuf| move |source| TextEmbeddingError::Io { path, source };
             let cfg = tmp.join("config.json");
-            std::fs::write(&cfg, serde_json::to_vec_pretty(&config).unwrap_or_default())
-                .map_err(io(cfg.clone()))?;
+            std::fs::write(&cfg, config.to_bytes()).map_err(io(cfg.clone()))?;
             let voc = tmp.join(&self.config.vocab_file);
             std::fs::write(&voc, self.vocab_bytes.as_slice()).map_err(io(voc.clone()))?;
             self.save_weights(&tmp.join("model.safetensors"))
