@@ -115,6 +115,12 @@ fn run(args: Args) -> Result<()> {
     if args.batch == 0 {
         bail!("--batch must be at least 1");
     }
+    if args.size == Some(0) {
+        bail!("--size must be at least 1");
+    }
+    if let Some(out) = &args.features {
+        program::check_output_file(out, "--features")?;
+    }
     let device = args.backend.device();
     let source = tfhub::open_for_program("classify", &args.model, args.offline, &device)
         .with_context(|| format!("{}: cannot open the model", args.model))?;
@@ -133,6 +139,10 @@ fn run(args: Args) -> Result<()> {
     let size = args.size.unwrap_or(299);
     let loaded = InceptionV3::load(&dir, &device)
         .with_context(|| format!("{}: cannot load the Inception-v3 model", dir.display()))?;
+    let min = loaded.config().min_input_size();
+    if size < min {
+        bail!("--size {size} is too small: this Inception-v3 needs images of at least {min}x{min}");
+    }
     let dir = labels_dir;
     let model = loaded.fuse_for_inference();
     let classes = model.config().num_classes;

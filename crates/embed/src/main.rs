@@ -6,7 +6,7 @@
 //! newline does not start an extra empty sentence). Writes a float32 `.npy` `[N, D]`
 //! with `-o`, else one JSON array of D numbers per line on stdout.
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use burn::tensor::Device;
 use clap::Parser;
 use models::text_embedding::TextEmbedding;
@@ -51,17 +51,18 @@ fn lines(input: &[u8]) -> Vec<&[u8]> {
 }
 
 fn run(args: Args) -> Result<()> {
-    let device: Device = args.backend.device();
-    let source = tfhub::open_for_program("embed", &args.model, args.offline, &device)
-        .with_context(|| format!("{}: cannot open the model", args.model))?;
-    let dir = source.into_folder_of(models::text_embedding::KIND)?;
-    let model = TextEmbedding::load(&dir, &device)
-        .with_context(|| format!("cannot load {}", dir.display()))?;
+    // The options and the input are checked before the model is opened (or converted).
+    if args.batch == 0 {
+        bail!("--batch must be at least 1");
+    }
+    if let Some(out) = &args.output {
+        program::check_output_file(out, "-o")?;
+    }
     let mut input = Vec::new();
     match &args.input {
         Some(path) => {
-            input =
-                std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+            input = std::fs::read(path)
+                .with_context(|| format!("--input {}: cannot read", path.display()))?;
         }
         None => {
             std::io::stdin()
@@ -70,10 +71,16 @@ fn run(args: Args) -> Result<()> {
                 .context("cannot read stdin")?;
         }
     }
+    let device: Device = args.backend.device();
+    let source = tfhub::open_for_program("embed", &args.model, args.offline, &device)
+        .with_context(|| format!("{}: cannot open the model", args.model))?;
+    let dir = source.into_folder_of(models::text_embedding::KIND)?;
+    let model = TextEmbedding::load(&dir, &device)
+        .with_context(|| format!("cannot load {}", dir.display()))?;
     let sentences = lines(&input);
     let dim = model.dim();
     let mut values = Vec::with_capacity(sentences.len() * dim);
-    for chunk in sentences.chunks(args.batch.max(1)) {
+    for chunk in sentences.chunks(args.batch) {
         let out = model.embed(chunk);
         let data = out
             .into_data()

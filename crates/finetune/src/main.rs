@@ -165,7 +165,48 @@ fn plan_out(out: &Path, force: bool) -> Result<OutPlan> {
     Ok(OutPlan::Staged(tmp))
 }
 
+/// The options, checked (naming them) before anything is read or written. A resumed run keeps
+/// the training options of its checkpoint; those given with it are still checked.
+fn check_options(args: &Args) -> Result<()> {
+    if args.model.is_none() && args.resume.is_none() {
+        bail!("--model is required (unless --resume is given)");
+    }
+    if args.epochs == 0 {
+        bail!("--epochs must be at least 1");
+    }
+    if args.batch_size == 0 {
+        bail!("--batch-size must be at least 1");
+    }
+    if !(args.learning_rate > 0.0 && args.learning_rate.is_finite()) {
+        bail!("--learning-rate must be > 0, got {}", args.learning_rate);
+    }
+    if !(0.0..1.0).contains(&args.validation_fraction) {
+        bail!(
+            "--validation-fraction must be in [0, 1), got {}",
+            args.validation_fraction
+        );
+    }
+    if !(0.0..1.0).contains(&args.dropout) {
+        bail!("--dropout must be in [0, 1), got {}", args.dropout);
+    }
+    if !(0.0..=1.0).contains(&args.batch_norm_momentum) {
+        bail!(
+            "--batch-norm-momentum must be in [0, 1], got {}",
+            args.batch_norm_momentum
+        );
+    }
+    let min = models::inception_v3::MIN_INPUT_SIZE;
+    if args.image_size < min {
+        bail!(
+            "--image-size must be at least {min} (Inception-v3's smallest input), got {}",
+            args.image_size
+        );
+    }
+    Ok(())
+}
+
 fn run(args: Args) -> Result<()> {
+    check_options(&args)?;
     let plan = plan_out(&args.out, args.force)?;
     let work = match &plan {
         OutPlan::InPlace => args.out.clone(),

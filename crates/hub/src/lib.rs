@@ -47,7 +47,8 @@
 //! stalls out when a read waits 120 s or less than 64 KiB arrive in 120 s; 6 hours in all.
 //! Limits: archives of at most 64 GiB decompressed (metadata members included) and 100,000
 //! members, names of at most 4096 bytes, single files of at most 16 GiB. `TFHUB_DISABLE_CERT_VALIDATION=true` turns off certificate checks (as
-//! in Python). `TFHUB_OFFLINE=1` (or [`Options::offline`]) uses the cache only.
+//! in Python). `TFHUB_OFFLINE=1` (or [`Options::offline`]) uses the cache only (a local archive,
+//! which needs no network, is still extracted into it).
 //! `TFHUB_BASE_URL` (or [`Resolver::tfhub_base`]) fetches `https://tfhub.dev/...` handles from
 //! another server (a mirror, or a local test server); the cache key stays the handle.
 //!
@@ -171,7 +172,7 @@ pub enum Error {
         message: String,
     },
     /// The body is not what was expected (an HTML page instead of a tar archive or model file).
-    #[error("{url}{} does not appear to be a valid {expected} (HTTP {status}, content-type {content_type:?}, body starts with {body_start:?})", redirect_note(url, final_url))]
+    #[error("{url}{} does not appear to be a valid {expected}{}", redirect_note(url, final_url), content_note(*status, content_type, body_start))]
     UnexpectedContent {
         /// The URL requested (or the local file).
         url: String,
@@ -237,6 +238,25 @@ fn redirect_note(url: &str, final_url: &str) -> String {
         String::new()
     } else {
         format!(" (redirected to {final_url})")
+    }
+}
+
+/// What an unexpected body looked like: the HTTP status and content type of a download; for a
+/// local file (status 0) its first characters when they are text, never binary garbage.
+fn content_note(status: u16, content_type: &str, body_start: &str) -> String {
+    if status != 0 {
+        return format!(
+            " (HTTP {status}, content-type {content_type:?}, body starts with {body_start:?})"
+        );
+    }
+    let text = !body_start.is_empty()
+        && body_start
+            .chars()
+            .all(|c| c != char::REPLACEMENT_CHARACTER && !c.is_control());
+    if text {
+        format!(" (it starts with {body_start:?})")
+    } else {
+        " (binary content of another format)".into()
     }
 }
 
@@ -512,9 +532,11 @@ impl Resolver {
             handle::Source::LocalArchive(p) => {
                 let key = handle::local_archive_key(&p)?;
                 let dir = self.cache_dir.join(&key);
+                // Extracting a local archive needs no network: allowed offline too.
                 let dir = self.ensure(
                     &dir,
                     handle,
+                    false,
                     |tmp| extract::extract_local(&p, tmp, self.extract_limits()),
                     |tmp| extract::check_model_folder(tmp, handle),
                 )?;
@@ -525,6 +547,7 @@ impl Resolver {
                 let dir = self.ensure(
                     &dir,
                     handle,
+                    true,
                     |tmp| self.http()?.fetch_archive(&url, tmp),
                     |tmp| extract::check_model_folder(tmp, handle),
                 )?;
@@ -535,6 +558,7 @@ impl Resolver {
                 let dir = self.ensure(
                     &dir,
                     handle,
+                    true,
                     |tmp| {
                         self.http()?
                             .fetch_file(&url, &tmp.join(&file_name), http::Expect::Tflite)
@@ -569,6 +593,7 @@ impl Resolver {
         let dir = self.ensure(
             &dir,
             url,
+            true,
             |tmp| self.http()?.fetch_file(url, &tmp.join(&file_name), expect),
             |tmp| extract::check_single_file(tmp, &file_name, url),
         )?;
@@ -579,18 +604,20 @@ impl Resolver {
         http::Http::new(self)
     }
 
-    /// Cache hit, or lock + populate a temporary folder + rename into place.
+    /// Cache hit, or lock + populate a temporary folder + rename into place. Offline, only
+    /// what needs no `network` is populated.
     fn ensure(
         &self,
         dir: &Path,
         handle: &str,
+        network: bool,
         populate: impl FnOnce(&Path) -> Result<(), Error>,
         check: impl FnOnce(&Path) -> Result<(), Error>,
     ) -> Result<PathBuf, Error> {
         if cache::is_complete(dir) {
             return Ok(dir.to_path_buf());
         }
-        if self.offline {
+        if self.offline && network {
             return Err(Error::Offline {
                 handle: handle.to_string(),
                 dir: dir.to_path_buf(),

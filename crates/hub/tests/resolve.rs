@@ -679,6 +679,33 @@ fn live_lock_is_waited_for_and_its_result_used() {
     );
 }
 
+/// A local archive needs no network: offline mode extracts it too, and refuses nothing else.
+#[test]
+fn local_archive_is_extracted_offline() {
+    let src = tempfile::tempdir().unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let archive = src.path().join("model.tar.gz");
+    fs::write(&archive, fake_model_tgz()).unwrap();
+    let r = resolver(cache.path())
+        .offline(true)
+        .resolve(archive.to_str().unwrap())
+        .unwrap();
+    assert!(r.path.starts_with(cache.path()), "{}", r.path.display());
+    assert_fake_model(&r.path);
+    let junk = src.path().join("junk.tar.gz");
+    fs::write(&junk, [0x8bu8, 0x1f, 0, 1, 2, 3, 0xff, 0xfe]).unwrap();
+    let e = resolver(cache.path())
+        .offline(true)
+        .resolve(junk.to_str().unwrap())
+        .unwrap_err();
+    assert!(!matches!(e, Error::Offline { .. }), "{e:?}");
+    assert!(
+        e.to_string().contains("junk.tar.gz")
+            && e.to_string().contains("binary content of another format"),
+        "{e}"
+    );
+}
+
 #[test]
 fn local_targz_is_extracted_into_cache_once() {
     let src = tempfile::tempdir().unwrap();

@@ -3,6 +3,7 @@
 //! success; on failure one paragraph on stderr naming the file or URL and the problem, and a
 //! non-zero exit) and the `--engine` choice. No Burn.
 
+use std::path::Path;
 use std::process::ExitCode;
 
 /// Runs a program's body: `Ok` exits 0; an error prints `error: <paragraph>` on stderr and
@@ -32,6 +33,26 @@ pub fn error_paragraph(e: &anyhow::Error) -> String {
     msg.replace('\n', " ")
 }
 
+/// Checks, before any work is done, that `path` (the value of `option`) can name an output
+/// file: not an existing folder, and in a folder that exists. The error names both.
+pub fn check_output_file(path: &Path, option: &str) -> anyhow::Result<()> {
+    if path.is_dir() {
+        anyhow::bail!("{option} {}: is a folder; give a file name", path.display());
+    }
+    let parent = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    if !parent.is_dir() {
+        anyhow::bail!(
+            "{option} {}: the folder {} does not exist",
+            path.display(),
+            parent.display()
+        );
+    }
+    Ok(())
+}
+
 /// `--engine`: how a network runs on the `flex` backend.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum Engine {
@@ -46,6 +67,22 @@ pub enum Engine {
 mod tests {
     use super::*;
     use anyhow::Context;
+
+    #[test]
+    fn output_files_need_an_existing_folder_and_are_no_folder() {
+        let tmp = std::env::temp_dir();
+        check_output_file(&tmp.join("out.npy"), "-o").unwrap();
+        check_output_file(Path::new("out.npy"), "-o").unwrap();
+        let e = check_output_file(&tmp, "-o").unwrap_err().to_string();
+        assert!(e.starts_with("-o ") && e.contains("is a folder"), "{e}");
+        let e = check_output_file(Path::new("/nonexistent/dir/x.npy"), "--features")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("--features") && e.contains("/nonexistent/dir"),
+            "{e}"
+        );
+    }
 
     #[test]
     fn one_paragraph_without_repeated_causes() {

@@ -168,11 +168,23 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         .with_context(|| format!("{}: cannot write", path.display()))
 }
 
-fn save_image(path: &Path, h: usize, w: usize, data: &[f32]) -> Result<()> {
+/// The output type of `path` from its extension: `npy`, `png`, `jpg` or `jpeg`.
+fn output_type(path: &Path) -> Result<String> {
     let ext = path
         .extension()
         .map(|e| e.to_string_lossy().to_lowercase())
         .unwrap_or_default();
+    if !["npy", "png", "jpg", "jpeg"].contains(&ext.as_str()) {
+        bail!(
+            "{}: unknown output type (use .png, .jpg or .npy)",
+            path.display()
+        );
+    }
+    Ok(ext)
+}
+
+fn save_image(path: &Path, h: usize, w: usize, data: &[f32]) -> Result<()> {
+    let ext = output_type(path)?;
     let bytes = match ext.as_str() {
         "npy" => model_folder::npy::to_bytes(&[h, w, 3], data),
         "png" | "jpg" | "jpeg" => {
@@ -200,10 +212,63 @@ fn save_image(path: &Path, h: usize, w: usize, data: &[f32]) -> Result<()> {
     write_atomic(path, &bytes)
 }
 
-fn run(a: Args) -> Result<()> {
+/// Everything that can be checked before a network is loaded (so that nothing is computed or
+/// written for a command line that cannot succeed); returns the `--style-vector` values.
+fn check_options(a: &Args) -> Result<Option<Vec<f32>>> {
     if !(0.0..=1.0).contains(&a.strength) {
         bail!("--strength must be in [0, 1], got {}", a.strength);
     }
+    match (&a.model, &a.predictor, &a.transfer) {
+        (Some(_), None, None) | (None, Some(_), Some(_)) => {}
+        (Some(_), _, _) => bail!(
+            "--model and --predictor/--transfer exclude each other: give --model, or both --predictor and --transfer"
+        ),
+        (None, Some(_), None) => bail!("--predictor needs --transfer (or give --model instead)"),
+        (None, None, Some(_)) if a.style_vector.is_none() => bail!(
+            "--transfer alone needs --style-vector IN.npy (to predict the style of --style, give --predictor too, or --model)"
+        ),
+        (None, None, Some(_)) if a.strength < 1.0 => bail!(
+            "--strength {} blends in the content's own style, which needs a style predictor: give --predictor too, or --model",
+            a.strength
+        ),
+        (None, None, Some(_)) => {}
+        (None, None, None) => bail!(
+            "give --model, or both --predictor and --transfer (--transfer alone with --style-vector)"
+        ),
+    }
+    if a.style.is_none() && a.style_vector.is_none() {
+        bail!("give --style IMAGE or --style-vector IN.npy");
+    }
+    if let Some(out) = &a.save_style {
+        program::check_output_file(out, "--save-style")?;
+    }
+    let output = a.output.as_ref().context("internal: no output")?;
+    if a.content.len() == 1 {
+        program::check_output_file(output, "-o")?;
+        output_type(output)?;
+    } else if output.exists() && !output.is_dir() {
+        bail!(
+            "-o {}: is a file; with several --content images, -o names a folder",
+            output.display()
+        );
+    }
+    let Some(path) = &a.style_vector else {
+        return Ok(None);
+    };
+    let v = model_folder::npy::read(path)?;
+    if v.data.len() != 100 || !(v.shape == [100] || v.shape == [1, 100]) {
+        bail!(
+            "{}: --style-vector has shape {:?} ({} values); expected [1, 100] or [100]",
+            path.display(),
+            v.shape,
+            v.data.len()
+        );
+    }
+    Ok(Some(v.data))
+}
+
+fn run(a: Args) -> Result<()> {
+    let style_vector = check_options(&a)?;
     let backend = a.backend;
     let device: Device = backend.device();
     let (predictor, transformer): (Option<StylePredictor>, Transformer) = match (&a.model, &a.predictor, &a.transfer) {
@@ -224,15 +289,7 @@ fn run(a: Args) -> Result<()> {
     let transformer = Transfer::new(transformer, &device, cpu);
     let crop = !a.no_crop;
     // Style bottleneck [1, 100].
-    let bottleneck: Vec<f32> = if let Some(v) = &a.style_vector {
-        let v = model_folder::npy::read(v)?.data;
-        if v.len() != 100 {
-            bail!(
-                "{}: style vector has {} values, expected 100",
-                a.style_vector.as_ref().unwrap().display(),
-                v.len()
-            );
-        }
+    let bottleneck: Vec<f32> = if let Some(v) = style_vector {
         v
     } else {
         let style_path = a

@@ -171,8 +171,20 @@ fn resolve_embedding(handle: &str) -> Result<PathBuf> {
 }
 
 fn train(args: TrainArgs) -> Result<()> {
-    if args.batch_size == 0 || args.epochs == 0 {
-        bail!("--batch-size and --epochs must be positive");
+    if args.epochs == 0 {
+        bail!("--epochs must be at least 1");
+    }
+    if args.batch_size == 0 {
+        bail!("--batch-size must be at least 1");
+    }
+    if !(args.learning_rate > 0.0 && args.learning_rate.is_finite()) {
+        bail!("--learning-rate must be > 0, got {}", args.learning_rate);
+    }
+    if args.embedding.is_none() && args.dim == 0 {
+        bail!("--dim must be at least 1");
+    }
+    if args.embedding.is_none() && args.vocab_size == 0 {
+        bail!("--vocab-size must be at least 1");
     }
     // Refused before any work is done (checked again before the new folder is put in place).
     model_folder::outdir::check_replaceable(&args.out, args.force).map_err(anyhow::Error::msg)?;
