@@ -171,6 +171,12 @@ fn check_options(args: &Args) -> Result<()> {
     if args.model.is_none() && args.resume.is_none() {
         bail!("--model is required (unless --resume is given)");
     }
+    if let (Some(model), Some(resume)) = (&args.model, &args.resume) {
+        bail!(
+            "--model {model} and --resume {}: a resumed run continues the model of its checkpoint; give one of them",
+            resume.display()
+        );
+    }
     if args.epochs == 0 {
         bail!("--epochs must be at least 1");
     }

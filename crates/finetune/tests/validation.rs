@@ -370,3 +370,16 @@ fn option_values_that_do_not_parse_are_usage_errors() {
         assert!(!err.contains("panicked"), "{err}");
     }
 }
+
+#[test]
+fn model_and_resume_together_are_refused() {
+    // A resumed run continues its checkpoint's model: a --model beside it was silently ignored.
+    with_option(
+        &["--resume", "/nonexistent/run"],
+        &[
+            "--model /nonexistent/model",
+            "--resume /nonexistent/run",
+            "give one of them",
+        ],
+    );
+}

@@ -314,8 +314,13 @@ fn train(args: TrainArgs) -> Result<()> {
             }
         }
         let train_secs = start.elapsed().as_secs_f64();
-        let eval_model = model.valid();
-        let (val_loss, val_acc) = evaluate(&eval_model, &val_set, 4096, &inference)?;
+        // `--validation 0`: no validation set, so no validation figures (not zeros).
+        let val = if val_set.len() > 0 {
+            let eval_model = model.valid();
+            Some(evaluate(&eval_model, &val_set, 4096, &inference)?)
+        } else {
+            None
+        };
         if let Some(bar) = bar {
             bar.finish_and_clear();
         }
@@ -323,13 +328,16 @@ fn train(args: TrainArgs) -> Result<()> {
             epoch,
             loss: loss_sum / seen as f64,
             accuracy: correct as f64 / seen as f64,
-            val_loss: Some(val_loss),
-            val_accuracy: Some(val_acc),
+            val_loss: val.map(|v| v.0),
+            val_accuracy: val.map(|v| v.1),
             seconds: start.elapsed().as_secs_f64(),
             train_seconds: Some(train_secs),
         };
+        let val_text = val.map_or(String::new(), |(l, a)| {
+            format!(" val_loss {l:.4} val_accuracy {a:.4}")
+        });
         eprintln!(
-            "epoch {epoch}/{}: loss {:.4} accuracy {:.4} val_loss {val_loss:.4} val_accuracy {val_acc:.4} ({train_secs:.2}s training, {:.2}s with validation)",
+            "epoch {epoch}/{}: loss {:.4} accuracy {:.4}{val_text} ({train_secs:.2}s training, {:.2}s with validation)",
             args.epochs,
             loss_sum / seen as f64,
             correct as f64 / seen as f64,

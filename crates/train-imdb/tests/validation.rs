@@ -358,3 +358,35 @@ fn option_values_that_do_not_parse_are_usage_errors() {
         assert!(!err.contains("panicked"), "{err}");
     }
 }
+
+/// `--validation 0` trains without a validation set: `metrics.json` has no validation
+/// figures (null), not zeros from an empty set.
+#[test]
+fn validation_zero_reports_no_validation_figures() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = data(tmp.path());
+    test_support::program!("train-imdb")
+        .current_dir(tmp.path())
+        .arg("--data")
+        .arg(&d)
+        .args([
+            "--from-scratch",
+            "--validation",
+            "0",
+            "--epochs",
+            "1",
+            "--out",
+            "out",
+        ])
+        .run_ok();
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(tmp.path().join("out/metrics.json")).unwrap())
+            .unwrap();
+    let e = &m["epochs"][0];
+    assert!(
+        e["val_loss"].is_null() && e["val_accuracy"].is_null(),
+        "{e}"
+    );
+    assert!(e["loss"].as_f64().unwrap() > 0.0, "{e}");
+    assert_eq!(m["validation_examples"], 0);
+}
