@@ -23,6 +23,18 @@ Usage (from the repository root):
           output for content tuebingen, 4x4 average-pooled then rounded to 8 bits
           (small, still a faithful picture of the output for a PSNR check).
         Full-size interpreter outputs go to tools/out/tflite_<style>_<kind>.npy.
+
+    tools/.venv/bin/python tools/tflite_reference.py demo
+        README's first command (`stylize` with no arguments) through tf.lite.Interpreter: the
+        bundled examples/stylize files, Grace Hopper as content (central square, 384, no
+        blur) and the Great Wave as style (central square, 256, then `tf.nn.avg_pool` 3x3
+        SAME: the blur `stylize` applies by default), both decoded by `tf.io.decode_image`
+        (TF's default JPEG decoding). Writes tests/fixtures/stylization_tflite/demo.safetensors:
+          content_sub, style_sub: the preprocessed inputs at every 6th row and column;
+          bottleneck [100]: the int8 predictor's output;
+          stylized_sub: the f16 transfer network's [384, 384, 3] output (fed that
+          bottleneck) at every 4th row and column, full-resolution values;
+        and demo.json (shapes, strides, norms).
         To make the interpreter see exactly our inputs the Rust tests feed the
         same decoded images; the preprocessing here is numpy + TF (tf.io.decode_jpeg,
         crop, TF bilinear resize with antialias=False, half-pixel centers).
@@ -196,13 +208,49 @@ def magenta(data):
     print("wrote", os.path.join(FIX, "magenta_reference.json"), "and out_*.u8")
 
 
+def demo():
+    tf = _tf()
+    from safetensors.numpy import save_file
+    ex = os.path.join(ROOT, "examples", "stylize")
+
+    def prepare(path, size, blur):
+        img = tf.image.convert_image_dtype(
+            tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False), tf.float32)
+        img = central_crop(img.numpy())
+        img = resize(img, size)  # a square: resize_to_fit == resize to (size, size)
+        if blur:
+            img = tf.nn.avg_pool(img[None], ksize=3, strides=1, padding="SAME").numpy()[0]
+        return img.astype(np.float32)
+
+    content = prepare(os.path.join(ex, "grace_hopper.jpg"), 384, False)
+    style = prepare(os.path.join(ex, "great_wave.jpg"), 256, True)
+    b = run(os.path.join(ex, "style_predict_quantized_256.tflite"), {"image": style[None]}).reshape(-1)
+    y = run(os.path.join(ex, "style_transfer_f16_384.tflite"),
+            {"image": content[None], "bottleneck": b.reshape(1, 1, 1, 100)}).reshape(384, 384, 3)
+    out = {
+        "content_sub": np.ascontiguousarray(content[::6, ::6]),
+        "style_sub": np.ascontiguousarray(style[::6, ::6]),
+        "bottleneck": b.astype(np.float32),
+        "stylized_sub": np.ascontiguousarray(y[::4, ::4]).astype(np.float32),
+    }
+    save_file(out, os.path.join(FIX, "demo.safetensors"))
+    meta = {"content": list(content.shape), "style": list(style.shape), "stylized": list(y.shape),
+            "strides": {"content_sub": 6, "style_sub": 6, "stylized_sub": 4},
+            "bottleneck_norm": float(np.linalg.norm(b))}
+    with open(os.path.join(FIX, "demo.json"), "w") as f:
+        json.dump(meta, f, indent=1)
+    print(meta)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", choices=["fixtures", "magenta"])
+    ap.add_argument("what", choices=["fixtures", "magenta", "demo"])
     ap.add_argument("--data", default=os.path.join(ROOT, "..", "shared", "data"))
     a = ap.parse_args()
     if a.what == "fixtures":
         fixtures()
+    elif a.what == "demo":
+        demo()
     else:
         magenta(a.data)
 
