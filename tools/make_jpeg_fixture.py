@@ -10,7 +10,10 @@ Writes tests/fixtures/jpeg/:
                     and encoded by TF (`tf.io.encode_jpeg`) or Pillow (4:2:2, restart markers)
     expected.json   per file: shape, SHA-256 of TF's decoded bytes, and whether the
                     decoder is expected to handle it ("exact") or leave it to the fallback
-                    (progressive)
+                    (progressive). "damaged": files made from those by one splice
+                    (`[offset, bytes removed, hex inserted]`: a cut, a stray EOI or RST, a
+                    changed byte, a removed or renumbered restart marker) with TF's SHA-256,
+                    or "error" where TF fails (the data ends before EOI).
 The committed examples/stylize/grace_hopper.jpg is listed too (not copied).
 """
 
@@ -88,6 +91,35 @@ def main():
         data = read(meta[name]["file"])
         again = tf.io.decode_jpeg(data, channels=3).numpy()
         assert hashlib.sha256(again.tobytes()).hexdigest() == meta[name]["sha256"], name
+    damaged = {}
+    base = "tf_420_q75_157x123.jpg"
+    d = files[base]
+    mid = (d.find(b"\xff\xda") + len(d)) // 2
+    rst = files["pil_420_q60_rst3_157x123.jpg"]
+    rsts = [i for i in range(len(rst) - 1) if rst[i] == 0xFF and 0xD0 <= rst[i + 1] <= 0xD7]
+    recipes = {
+        "eoi_in_data": (base, [mid, len(d) - mid, "ffd9"]),
+        "rst_in_data": (base, [mid, 0, "ffd0"]),
+        "byte_changed": (base, [mid, 1, "%02x" % (d[mid] ^ 0x5A)]),
+        "cut_in_data": (base, [mid, len(d) - mid, ""]),
+        "no_eoi": (base, [len(d) - 2, 2, ""]),
+        "rst_removed": ("pil_420_q60_rst3_157x123.jpg", [rsts[5], 2, ""]),
+        "rst_renumbered": ("pil_420_q60_rst3_157x123.jpg",
+                           [rsts[5] + 1, 1, "%02x" % (0xD0 + (rst[rsts[5] + 1] + 3) % 8)]),
+        "rst_skipped_one": ("pil_420_q60_rst3_157x123.jpg",
+                            [rsts[5] + 1, 1, "%02x" % (0xD0 + (rst[rsts[5] + 1] + 1) % 8)]),
+    }
+    for name, (src, (off, rm, ins)) in recipes.items():
+        b = files[src]
+        b = b[:off] + bytes.fromhex(ins) + b[off + rm:]
+        e = {"base": src, "splice": [off, rm, ins]}
+        try:
+            x = decode(b)
+            e["sha256"] = hashlib.sha256(x.tobytes()).hexdigest()
+        except tf.errors.InvalidArgumentError:
+            e["error"] = True
+        damaged[name] = e
+    meta = {"files": meta, "damaged": damaged}
     with open(os.path.join(OUT, "expected.json"), "w") as f:
         json.dump(meta, f, indent=1, sort_keys=True)
         f.write("\n")

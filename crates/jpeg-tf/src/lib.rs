@@ -24,9 +24,11 @@
 //! 4-component (CMYK/YCCK) images, a height given only by a `DNL` marker.
 //!
 //! Every length, count and size in the file is checked: no panic, and nothing allocated by
-//! size before the caller's check of the dimensions ([`decode_rgb`]'s `check`). Corrupt
-//! entropy data is handled as libjpeg-turbo does (bits past the end read as zeros, an
-//! invalid Huffman code gives the value 0), so a truncated file still decodes.
+//! size before the caller's check of the dimensions ([`decode_rgb`]'s `check`). Damaged
+//! files give what TF gives: entropy data cut by a marker reads as zero bits and then zero
+//! blocks until the next restart marker, restart markers out of sequence are resynchronised
+//! as `jpeg_resync_to_restart` does, an invalid Huffman code decodes as 0; data that ends
+//! before the EOI marker is an error, as in TF (its source manager fails there).
 
 use std::fmt;
 
@@ -168,14 +170,22 @@ impl Huffman {
     }
 }
 
-/// The entropy-coded bits of a scan. Reading stops at a marker (or the end of the data);
-/// past it, zero bits are read, as libjpeg-turbo does.
+/// The entropy-coded bits of a scan. Reading stops at a marker; past it, zero bits are
+/// read, and once one of them is used the rest of the restart interval decodes as zero blocks
+/// (libjpeg-turbo's `insufficient_data`). Reaching the end of the data instead is an error:
+/// TF's memory source manager fails there (`JERR_FILE_READ`) unless asked to recover.
 struct Bits<'a> {
     data: &'a [u8],
     pos: usize,
     buf: u64,
     n: u32,
+    /// Zero bits at the tail of `buf` that are not data (read past a marker).
+    fake: u32,
     at_marker: bool,
+    /// The data ended with no marker.
+    eof: bool,
+    /// A bit past the marker was used.
+    insufficient: bool,
 }
 
 impl<'a> Bits<'a> {
@@ -185,43 +195,72 @@ impl<'a> Bits<'a> {
             pos,
             buf: 0,
             n: 0,
+            fake: 0,
             at_marker: false,
+            eof: false,
+            insufficient: false,
         }
     }
 
+    /// The next data byte, or `None` at a marker or the end of the data.
     #[inline]
-    fn next_byte(&mut self) -> u8 {
+    fn next_byte(&mut self) -> Option<u8> {
         if self.at_marker {
-            return 0;
+            return None;
         }
         let Some(&b) = self.data.get(self.pos) else {
             self.at_marker = true;
-            return 0;
+            self.eof = true;
+            return None;
         };
         if b != 0xFF {
             self.pos += 1;
-            return b;
+            return Some(b);
         }
         // 0xFF: stuffed zero (possibly after fill bytes), or a marker.
         let mut q = self.pos + 1;
         while q < self.data.len() && self.data[q] == 0xFF {
             q += 1;
         }
-        if q < self.data.len() && self.data[q] == 0 {
-            self.pos = q + 1;
-            0xFF
-        } else {
-            self.at_marker = true;
-            0
+        match self.data.get(q) {
+            Some(0) => {
+                self.pos = q + 1;
+                Some(0xFF)
+            }
+            Some(_) => {
+                self.at_marker = true;
+                None
+            }
+            None => {
+                self.at_marker = true;
+                self.eof = true;
+                None
+            }
         }
     }
 
     #[inline]
     fn fill(&mut self) {
         while self.n <= 56 {
-            let b = self.next_byte();
+            let b = match self.next_byte() {
+                Some(b) => b,
+                None => {
+                    self.fake += 8;
+                    0
+                }
+            };
             self.buf |= (b as u64) << (56 - self.n);
             self.n += 8;
+        }
+    }
+
+    #[inline]
+    fn consume(&mut self, k: u32) {
+        self.buf <<= k;
+        self.n -= k;
+        if self.n < self.fake {
+            self.insufficient = true;
+            self.fake = self.n;
         }
     }
 
@@ -234,8 +273,7 @@ impl<'a> Bits<'a> {
             self.fill();
         }
         let v = (self.buf >> (64 - k)) as u32;
-        self.buf <<= k;
-        self.n -= k;
+        self.consume(k);
         v
     }
 
@@ -247,9 +285,7 @@ impl<'a> Bits<'a> {
         let peek = (self.buf >> (64 - LOOKAHEAD)) as usize;
         let e = h.lookup[peek];
         if e != 0 {
-            let len = (e >> 8) as u32;
-            self.buf <<= len;
-            self.n -= len;
+            self.consume((e >> 8) as u32);
             return e as u8;
         }
         // Longer code (or an invalid one): bit by bit, as `jpeg_huff_decode`.
@@ -280,14 +316,10 @@ impl<'a> Bits<'a> {
         }
     }
 
-    /// At a restart boundary: drop the buffered bits, skip to the next marker and consume
-    /// it when it is an RSTn.
-    fn restart(&mut self) {
-        self.buf = 0;
-        self.n = 0;
-        self.at_marker = false;
+    /// Position of the next marker at or after `p` (libjpeg's `next_marker`: garbage and
+    /// fill bytes skipped): `(index of its 0xFF, code)`, or `None` at the end of the data.
+    fn marker_from(&self, mut p: usize) -> Option<(usize, u8)> {
         let d = self.data;
-        let mut p = self.pos;
         loop {
             while p < d.len() && d[p] != 0xFF {
                 p += 1;
@@ -295,21 +327,43 @@ impl<'a> Bits<'a> {
             while p + 1 < d.len() && d[p + 1] == 0xFF {
                 p += 1;
             }
-            if p + 1 >= d.len() {
-                self.pos = d.len();
-                return;
+            let &m = d.get(p + 1)?;
+            if m != 0 {
+                return Some((p, m));
             }
-            let m = d[p + 1];
-            if m == 0 {
-                p += 2;
+            p += 2;
+        }
+    }
+
+    /// At a restart boundary (`process_restart`, `read_restart_marker`,
+    /// `jpeg_resync_to_restart`): drop the buffered bits and find RST`expected`.
+    fn restart(&mut self, expected: u8) -> Result<(), Error> {
+        self.buf = 0;
+        self.n = 0;
+        self.fake = 0;
+        self.at_marker = false;
+        let mut p = self.pos;
+        loop {
+            let Some((q, m)) = self.marker_from(p) else {
+                return invalid("premature end of data");
+            };
+            let rst = |k: u8| 0xD0 + (k & 7);
+            if m < 0xC0 || m == rst(expected.wrapping_sub(1)) || m == rst(expected.wrapping_sub(2))
+            {
+                // An invalid marker or an earlier restart: skip it, look further.
+                p = q + 2;
                 continue;
             }
-            if (0xD0..=0xD7).contains(&m) {
-                self.pos = p + 2;
-            } else {
-                self.pos = p;
+            let is_rst = (0xD0..=0xD7).contains(&m);
+            if !is_rst || m == rst(expected + 1) || m == rst(expected + 2) {
+                // Left unread: the interval decodes as zeros and meets it again.
+                self.pos = q;
+                return Ok(());
             }
-            return;
+            // The expected restart (or one too far away to guess): consume it.
+            self.pos = q + 2;
+            self.insufficient = false;
+            return Ok(());
         }
     }
 }
@@ -375,7 +429,8 @@ pub fn decode_rgb(
             pos += 1;
         }
         let Some(&m) = data.get(pos) else {
-            break; // no EOI: end of data
+            // TF (libjpeg-turbo with TF's source manager) fails here too.
+            return invalid("premature end of data (no EOI marker)");
         };
         pos += 1;
         match m {
@@ -651,16 +706,20 @@ fn scan(
     let mut pred = [0i32; 4];
     let mut coef = [0i16; 64];
     let mut todo = restart_interval;
+    let mut next_rst = 0u8;
     for y in 0..my {
         for x in 0..mx {
             if restart_interval > 0 {
                 if todo == 0 {
-                    bits.restart();
+                    bits.restart(next_rst)?;
+                    next_rst = (next_rst + 1) & 7;
                     pred = [0; 4];
                     todo = restart_interval;
                 }
                 todo -= 1;
             }
+            // Checked per MCU, as `decode_mcu`: once data ran out, whole MCUs are zeros.
+            let skip = bits.insufficient;
             for (si, &(ci, dch, ach)) in sc.iter().enumerate() {
                 let c = &mut f.comps[ci];
                 let (bx0, by0, nh, nv) = if ns == 1 {
@@ -672,6 +731,13 @@ fn scan(
                 for by in by0..by0 + nv {
                     for bx in bx0..bx0 + nh {
                         coef.fill(0);
+                        if skip {
+                            // Out of data: a zero block, the DC prediction untouched.
+                            let stride = c.bw * 8;
+                            let off = by * 8 * stride + bx * 8;
+                            idct_ifast(&coef, q, &mut c.plane[off..], stride);
+                            continue;
+                        }
                         let s = bits.decode(dch) as u32;
                         let diff = bits.receive_extend(s);
                         pred[si] = match pred[si].checked_add(diff) {
@@ -701,6 +767,9 @@ fn scan(
                 }
             }
         }
+    }
+    if bits.eof {
+        return invalid("premature end of data");
     }
     // Past the scan's data: back to the marker the bit reader stopped at (or just after
     // the last byte it used).
