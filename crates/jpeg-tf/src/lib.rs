@@ -735,7 +735,7 @@ fn scan(
                             // Out of data: a zero block, the DC prediction untouched.
                             let stride = c.bw * 8;
                             let off = by * 8 * stride + bx * 8;
-                            idct_ifast(&coef, q, &mut c.plane[off..], stride);
+                            idct_dc_only(0, q[0], &mut c.plane[off..], stride);
                             continue;
                         }
                         let s = bits.decode(dch) as u32;
@@ -746,6 +746,7 @@ fn scan(
                         };
                         coef[0] = pred[si] as i16;
                         let mut k = 1usize;
+                        let mut ac = false;
                         while k < 64 {
                             let rs = bits.decode(ach);
                             let r = (rs >> 4) as usize;
@@ -753,6 +754,7 @@ fn scan(
                             if s != 0 {
                                 k += r;
                                 coef[NATURAL[k]] = bits.receive_extend(s) as i16;
+                                ac = true;
                             } else if r != 15 {
                                 break;
                             } else {
@@ -762,7 +764,11 @@ fn scan(
                         }
                         let stride = c.bw * 8;
                         let off = by * 8 * stride + bx * 8;
-                        idct_ifast(&coef, q, &mut c.plane[off..], stride);
+                        if ac {
+                            idct_ifast(&coef, q, &mut c.plane[off..], stride);
+                        } else {
+                            idct_dc_only(coef[0], q[0], &mut c.plane[off..], stride);
+                        }
                     }
                 }
             }
@@ -823,6 +829,15 @@ fn idct_1d(i: [i16; 8]) -> [i16; 8] {
         tmp1.wrapping_sub(tmp6),
         tmp0.wrapping_sub(tmp7),
     ]
+}
+
+/// [`idct_ifast`] of a block whose AC coefficients are all zero: every output is the
+/// dequantised DC, descaled and clamped (what both passes give for such a block).
+fn idct_dc_only(dc: i16, q: i16, out: &mut [u8], stride: usize) {
+    let v = ((dc.wrapping_mul(q) >> 5).clamp(-128, 127) + 128) as u8;
+    for r in 0..8 {
+        out[r * stride..r * stride + 8].fill(v);
+    }
 }
 
 /// Dequantises and inverse-transforms one block into `out` (8 rows of `stride`).
@@ -930,18 +945,17 @@ fn output(f: &Frame, rgb_space: bool) -> Result<Vec<u8>, Error> {
     }
     let mut out = vec![0u8; w * h * 3];
     let nc = f.comps.len();
-    // Full-size rows of each component for the current output row.
+    // Full-size rows of the components that need upsampling, for the current output row.
     let mut rows: Vec<Vec<u8>> = (0..nc).map(|_| vec![0u8; w + 2]).collect();
     let mut colsum: Vec<i32> = Vec::new();
     let tables = YccTables::new();
     for y in 0..h {
-        for ci in 0..nc {
+        for (ci, dst) in rows.iter_mut().enumerate() {
             let c = &f.comps[ci];
             let stride = c.bw * 8;
             let row_of = |r: usize| &c.plane[r * stride..r * stride + stride];
-            let dst = &mut rows[ci];
             match ups[ci] {
-                Up::Full => dst[..w].copy_from_slice(&row_of(y)[..w]),
+                Up::Full => {}
                 Up::Box(hx, vx) => {
                     let src = row_of(y / vx);
                     for (x, d) in dst[..w].iter_mut().enumerate() {
@@ -971,26 +985,33 @@ fn output(f: &Frame, rgb_space: bool) -> Result<Vec<u8>, Error> {
                 }
             }
         }
+        let row = |ci: usize| -> &[u8] {
+            let c = &f.comps[ci];
+            if ups[ci] == Up::Full {
+                let stride = c.bw * 8;
+                &c.plane[y * stride..y * stride + w]
+            } else {
+                &rows[ci][..w]
+            }
+        };
         let o = &mut out[y * w * 3..(y + 1) * w * 3];
         if nc == 1 {
-            for (p, &g) in o.chunks_exact_mut(3).zip(&rows[0][..w]) {
+            for (p, &g) in o.chunks_exact_mut(3).zip(row(0)) {
                 p.fill(g);
             }
         } else if rgb_space {
-            for (x, p) in o.chunks_exact_mut(3).enumerate() {
-                p[0] = rows[0][x];
-                p[1] = rows[1][x];
-                p[2] = rows[2][x];
+            for (((p, &r), &g), &b) in o.chunks_exact_mut(3).zip(row(0)).zip(row(1)).zip(row(2)) {
+                p.copy_from_slice(&[r, g, b]);
             }
         } else {
-            let (ys, cbs, crs) = (&rows[0][..w], &rows[1][..w], &rows[2][..w]);
-            for (x, p) in o.chunks_exact_mut(3).enumerate() {
-                let yy = ys[x] as i32;
-                let cb = cbs[x] as usize;
-                let cr = crs[x] as usize;
-                p[0] = (yy + tables.cr_r[cr]).clamp(0, 255) as u8;
-                p[1] = (yy + ((tables.cb_g[cb] + tables.cr_g[cr]) >> 16)).clamp(0, 255) as u8;
-                p[2] = (yy + tables.cb_b[cb]).clamp(0, 255) as u8;
+            let t = &tables;
+            for (((p, &yy), &cb), &cr) in o.chunks_exact_mut(3).zip(row(0)).zip(row(1)).zip(row(2))
+            {
+                let yy = yy as i32;
+                let (cb, cr) = (cb as usize, cr as usize);
+                p[0] = (yy + t.cr_r[cr]).clamp(0, 255) as u8;
+                p[1] = (yy + ((t.cb_g[cb] + t.cr_g[cr]) >> 16)).clamp(0, 255) as u8;
+                p[2] = (yy + t.cb_b[cb]).clamp(0, 255) as u8;
             }
         }
     }
