@@ -73,6 +73,27 @@ fn decoding_is_bit_exact() {
     }
 }
 
+/// `decode_rgb8` on every file of `tests/fixtures/jpeg` (`tools/make_jpeg_fixture.py`): TF's
+/// bytes exactly where `jpeg-tf` decodes the file; the progressive one goes to the `image`
+/// crate (right size; its bytes differ from TF's by a few levels).
+#[test]
+fn every_jpeg_fixture_decodes_as_tensorflow() {
+    let p = repo().join("tests/fixtures/jpeg/expected.json");
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap();
+    let mut exact = 0;
+    for (name, e) in v["files"].as_object().unwrap() {
+        let rgb = decode_rgb8(&repo().join(e["file"].as_str().unwrap())).unwrap();
+        let shape: Vec<u32> = serde_json::from_value(e["shape"].clone()).unwrap();
+        assert_eq!(vec![rgb.height(), rgb.width(), 3], shape, "{name}");
+        if e["exact"].as_bool().unwrap() {
+            let ours = hex::encode(Sha256::digest(rgb.as_raw()));
+            assert_eq!(ours, e["sha256"].as_str().unwrap(), "{name}");
+            exact += 1;
+        }
+    }
+    assert!(exact >= 27);
+}
+
 #[test]
 fn crop_and_resize_match_tensorflow() {
     let (meta, t) = fixture();
