@@ -74,7 +74,7 @@ fn decoding_is_bit_exact() {
 }
 
 /// `decode_rgb8` on every file of `tests/fixtures/jpeg` (`tools/make_jpeg_fixture.py`): TF's
-/// bytes exactly where `jpeg-tf` decodes the file; the progressive one goes to the `image`
+/// bytes exactly where `jpeg-tf` decodes the file; the progressive one cut short goes to the `image`
 /// crate (right size; its bytes differ from TF's by a few levels).
 #[test]
 fn every_jpeg_fixture_decodes_as_tensorflow() {
@@ -91,7 +91,7 @@ fn every_jpeg_fixture_decodes_as_tensorflow() {
             exact += 1;
         }
     }
-    assert!(exact >= 27);
+    assert!(exact >= 32);
 }
 
 #[test]

@@ -5,8 +5,8 @@
 //! JDCT_IFAST` (`"INTEGER_FAST"`, TF's default) and `do_fancy_upsampling = TRUE`. This crate
 //! reproduces that pipeline:
 //!
-//! - entropy decoding of sequential Huffman scans (baseline `SOF0` and extended `SOF1`,
-//!   8-bit), interleaved or not, with restart intervals;
+//! - entropy decoding of sequential (`SOF0`, `SOF1`) and progressive (`SOF2`) Huffman scans,
+//!   8-bit, interleaved or not, with restart intervals (`jdhuff.c`, `jdphuff.c`);
 //! - dequantisation by the AA&N-scaled table (`jddctmgr.c`) and the fast integer IDCT
 //!   (`jidctfst.c`) as libjpeg-turbo's x86-64 SSE2 code computes it: 16-bit wrapping
 //!   arithmetic, `pmulhw` products, and a saturating final clamp (the portable C code wraps
@@ -19,9 +19,10 @@
 //!   come out as three equal channels (`channels=3`); the colour space is guessed as
 //!   `jdapimin.c` does (JFIF, Adobe transform, component ids).
 //!
-//! Not handled ([`Error::Unsupported`]: decode those with another decoder): progressive
-//! and arithmetic-coded JPEGs, lossless and hierarchical ones, 12-bit samples, 2- and
-//! 4-component (CMYK/YCCK) images, a height given only by a `DNL` marker.
+//! Not handled ([`Error::Unsupported`]: decode those with another decoder): arithmetic-coded
+//! JPEGs, lossless and hierarchical ones, 12-bit samples, 2- and 4-component (CMYK/YCCK)
+//! images, a height given only by a `DNL` marker, and progressive files whose low-frequency
+//! coefficients are left incomplete (libjpeg-turbo smooths those blocks).
 //!
 //! Every length, count and size in the file is checked: no panic, and nothing allocated by
 //! size before the caller's check of the dimensions ([`decode_rgb`]'s `check`). Damaged
@@ -382,6 +383,10 @@ struct Component {
     dw: usize,
     dh: usize,
     plane: Vec<u8>,
+    /// Progressive files: every block's coefficients (`bw * bh * 64`), and libjpeg's
+    /// `coef_bits` (precision of each coefficient so far; -1 before any scan).
+    coefs: Vec<i16>,
+    coef_bits: [i32; 64],
     /// Quantisation table captured when the component's scan starts.
     q: Option<[i16; 64]>,
 }
@@ -394,6 +399,7 @@ struct Frame {
     mcux: usize,
     mcuy: usize,
     comps: Vec<Component>,
+    progressive: bool,
 }
 
 fn be16(d: &[u8], p: usize) -> usize {
@@ -507,13 +513,13 @@ pub fn decode_rgb(
                 }
                 restart_interval = be16(seg, 0);
             }
-            0xC0 | 0xC1 => {
+            0xC0..=0xC2 => {
                 if frame.is_some() {
                     return invalid("second SOF marker");
                 }
-                frame = Some(read_frame(seg, check.take().expect("one frame"))?);
+                let check = check.take().expect("one frame");
+                frame = Some(read_frame(seg, m == 0xC2, check)?);
             }
-            0xC2 => return unsupported("progressive JPEG"),
             0xC3 | 0xC5..=0xC7 | 0xCB | 0xCD..=0xCF => {
                 return unsupported(format!("lossless or hierarchical JPEG (SOF 0x{m:02X})"))
             }
@@ -524,17 +530,24 @@ pub fn decode_rgb(
                 let Some(f) = frame.as_mut() else {
                     return invalid("SOS before SOF");
                 };
-                pos = scan(data, pos, seg, f, &qt, &dc, &ac, restart_interval)?;
+                pos = if f.progressive {
+                    scan_progressive(data, pos, seg, f, &qt, &dc, &ac, restart_interval)?
+                } else {
+                    scan(data, pos, seg, f, &qt, &dc, &ac, restart_interval)?
+                };
                 scans += 1;
             }
             _ => {} // APPn, COM, others: skipped
         }
     }
-    let Some(f) = frame else {
+    let Some(mut f) = frame else {
         return invalid("no SOF marker");
     };
     if scans == 0 {
         return invalid("no image data (SOS)");
+    }
+    if f.progressive {
+        finish_progressive(&mut f)?;
     }
     let rgb_space = f.comps.len() == 3 && {
         // jdapimin.c's default_decompress_parms
@@ -556,6 +569,7 @@ pub fn decode_rgb(
 
 fn read_frame(
     seg: &[u8],
+    progressive: bool,
     check: impl FnOnce(u32, u32) -> Result<(), String>,
 ) -> Result<Frame, Error> {
     if seg.len() < 6 {
@@ -617,6 +631,12 @@ fn read_frame(
                 // An all-zero block decodes to 128: what a component absent from every
                 // scan gives (libjpeg's zeroed coefficient buffer).
                 plane: vec![128u8; bw * 8 * bh * 8],
+                coefs: if progressive {
+                    vec![0i16; bw * bh * 64]
+                } else {
+                    Vec::new()
+                },
+                coef_bits: [-1; 64],
                 q: None,
             }
         })
@@ -629,6 +649,7 @@ fn read_frame(
         mcux,
         mcuy,
         comps,
+        progressive,
     })
 }
 
@@ -645,44 +666,14 @@ fn scan(
     ac: &[Option<Huffman>; 4],
     restart_interval: usize,
 ) -> Result<usize, Error> {
-    if seg.is_empty() {
-        return invalid("truncated SOS marker");
-    }
-    let ns = seg[0] as usize;
-    if ns == 0 || ns > 4 || seg.len() != 4 + 2 * ns {
-        return invalid("bad SOS marker");
-    }
-    // Scan components: (component index, DC table, AC table).
+    let (comps, _) = parse_sos(seg, f, qt)?;
+    let ns = comps.len();
     let mut sc: Vec<(usize, &Huffman, &Huffman)> = Vec::with_capacity(ns);
-    for i in 0..ns {
-        let id = seg[1 + 2 * i];
-        let t = seg[2 + 2 * i];
-        let Some(ci) = f.comps.iter().position(|c| c.id == id) else {
-            return invalid(format!("SOS names an unknown component {id}"));
-        };
-        if sc.iter().any(|s| s.0 == ci) {
-            return invalid("SOS names a component twice");
-        }
-        let (Some(d), Some(a)) = (
-            dc.get((t >> 4) as usize).and_then(|h| h.as_ref()),
-            ac.get((t & 15) as usize).and_then(|h| h.as_ref()),
-        ) else {
+    for &(ci, td, ta) in &comps {
+        let (Some(d), Some(a)) = (dc[td].as_ref(), ac[ta].as_ref()) else {
             return invalid("SOS uses an undefined Huffman table");
         };
         sc.push((ci, d, a));
-    }
-    // Dequantisation multipliers (jddctmgr.c, JDCT_IFAST), fixed at the scan's start.
-    for &(ci, _, _) in &sc {
-        let c = &mut f.comps[ci];
-        let Some(q) = qt[c.tq] else {
-            return invalid("component uses an undefined quantisation table");
-        };
-        let mut m = [0i16; 64];
-        for i in 0..64 {
-            // DESCALE(q * aan, 14 - 2), rounded; kept in 16 bits (IFAST_MULT_TYPE).
-            m[i] = ((q[i] as i32 * AANSCALES[i] + (1 << 11)) >> 12) as i16;
-        }
-        c.q = Some(m);
     }
     let blocks_per_mcu: usize = if ns == 1 {
         1
@@ -780,6 +771,322 @@ fn scan(
     // Past the scan's data: back to the marker the bit reader stopped at (or just after
     // the last byte it used).
     Ok(bits.pos)
+}
+
+/// The scan header: its components `(index, DC table, AC table)` and `(Ss, Se, Ah, Al)`;
+/// latches each component's dequantisation multipliers at its first scan (`jdinput.c`,
+/// `jddctmgr.c` for JDCT_IFAST).
+type ScanHeader = (Vec<(usize, usize, usize)>, (usize, usize, u32, u32));
+
+fn parse_sos(seg: &[u8], f: &mut Frame, qt: &[Option<[u16; 64]>; 4]) -> Result<ScanHeader, Error> {
+    if seg.is_empty() {
+        return invalid("truncated SOS marker");
+    }
+    let ns = seg[0] as usize;
+    if ns == 0 || ns > 4 || seg.len() != 4 + 2 * ns {
+        return invalid("bad SOS marker");
+    }
+    let mut comps: Vec<(usize, usize, usize)> = Vec::with_capacity(ns);
+    for i in 0..ns {
+        let id = seg[1 + 2 * i];
+        let t = seg[2 + 2 * i];
+        let Some(ci) = f.comps.iter().position(|c| c.id == id) else {
+            return invalid(format!("SOS names an unknown component {id}"));
+        };
+        if comps.iter().any(|s| s.0 == ci) {
+            return invalid("SOS names a component twice");
+        }
+        let (td, ta) = ((t >> 4) as usize, (t & 15) as usize);
+        if td > 3 || ta > 3 {
+            return invalid("SOS uses an undefined Huffman table");
+        }
+        comps.push((ci, td, ta));
+    }
+    for &(ci, _, _) in &comps {
+        let c = &mut f.comps[ci];
+        if c.q.is_some() {
+            continue;
+        }
+        let Some(q) = qt[c.tq] else {
+            return invalid("component uses an undefined quantisation table");
+        };
+        let mut m = [0i16; 64];
+        for i in 0..64 {
+            // DESCALE(q * aan, 14 - 2), rounded; kept in 16 bits (IFAST_MULT_TYPE).
+            m[i] = ((q[i] as i32 * AANSCALES[i] + (1 << 11)) >> 12) as i16;
+        }
+        c.q = Some(m);
+    }
+    let p = 1 + 2 * ns;
+    let (ss, se) = (seg[p] as usize, seg[p + 1] as usize);
+    let (ah, al) = ((seg[p + 2] >> 4) as u32, (seg[p + 2] & 15) as u32);
+    Ok((comps, (ss, se, ah, al)))
+}
+
+/// Decodes one progressive scan into the coefficient buffers (`jdphuff.c`).
+#[allow(clippy::too_many_arguments)]
+fn scan_progressive(
+    data: &[u8],
+    pos: usize,
+    seg: &[u8],
+    f: &mut Frame,
+    qt: &[Option<[u16; 64]>; 4],
+    dc: &[Option<Huffman>; 4],
+    ac: &[Option<Huffman>; 4],
+    restart_interval: usize,
+) -> Result<usize, Error> {
+    let (comps, (ss, se, ah, al)) = parse_sos(seg, f, qt)?;
+    let ns = comps.len();
+    // start_pass_phuff_decoder's checks.
+    let bad = if ss == 0 {
+        se != 0
+    } else {
+        se < ss || se > 63 || ns != 1
+    };
+    if bad || (ah != 0 && al != ah - 1) || al > 13 {
+        return invalid("bad progressive scan parameters");
+    }
+    for &(ci, _, _) in &comps {
+        let cb = &mut f.comps[ci].coef_bits;
+        for b in &mut cb[ss..=se] {
+            *b = al as i32;
+        }
+    }
+    let dc_first = ss == 0 && ah == 0;
+    let mut tabs: Vec<(usize, Option<&Huffman>, Option<&Huffman>)> = Vec::with_capacity(ns);
+    for &(ci, td, ta) in &comps {
+        let d = if dc_first { dc[td].as_ref() } else { None };
+        let a = if ss != 0 { ac[ta].as_ref() } else { None };
+        if (dc_first && d.is_none()) || (ss != 0 && a.is_none()) {
+            return invalid("SOS uses an undefined Huffman table");
+        }
+        tabs.push((ci, d, a));
+    }
+    let blocks_per_mcu: usize = if ns == 1 {
+        1
+    } else {
+        comps.iter().map(|s| f.comps[s.0].h * f.comps[s.0].v).sum()
+    };
+    if blocks_per_mcu > 10 {
+        return invalid("more than 10 blocks in an MCU");
+    }
+    let (mx, my) = if ns == 1 {
+        let c = &f.comps[comps[0].0];
+        (c.wib, c.hib)
+    } else {
+        (f.mcux, f.mcuy)
+    };
+    let mut bits = Bits::new(data, pos);
+    let mut pred = [0i32; 4];
+    let mut eobrun: u32 = 0;
+    let mut todo = restart_interval;
+    let mut next_rst = 0u8;
+    let p1: i16 = 1 << al;
+    let m1: i16 = (-1i16).wrapping_shl(al);
+    for y in 0..my {
+        for x in 0..mx {
+            if restart_interval > 0 {
+                if todo == 0 {
+                    bits.restart(next_rst)?;
+                    next_rst = (next_rst + 1) & 7;
+                    pred = [0; 4];
+                    eobrun = 0;
+                    todo = restart_interval;
+                }
+                todo -= 1;
+            }
+            if bits.insufficient {
+                continue;
+            }
+            for (si, &(ci, dch, ach)) in tabs.iter().enumerate() {
+                let c = &mut f.comps[ci];
+                let (bx0, by0, nh, nv) = if ns == 1 {
+                    (x, y, 1, 1)
+                } else {
+                    (x * c.h, y * c.v, c.h, c.v)
+                };
+                for by in by0..by0 + nv {
+                    for bx in bx0..bx0 + nh {
+                        let off = (by * c.bw + bx) * 64;
+                        let blk = &mut c.coefs[off..off + 64];
+                        if ss == 0 {
+                            if let Some(dch) = dch {
+                                let s = bits.decode(dch) as u32;
+                                let diff = bits.receive_extend(s);
+                                pred[si] = match pred[si].checked_add(diff) {
+                                    Some(v) => v,
+                                    None => return invalid("DC coefficient overflows"),
+                                };
+                                blk[0] = (pred[si] as i16).wrapping_shl(al);
+                            } else if bits.bits(1) != 0 {
+                                blk[0] |= p1;
+                            }
+                        } else if ah == 0 {
+                            ac_first(
+                                &mut bits,
+                                ach.expect("checked"),
+                                blk,
+                                ss,
+                                se,
+                                al,
+                                &mut eobrun,
+                            );
+                        } else {
+                            ac_refine(
+                                &mut bits,
+                                ach.expect("checked"),
+                                blk,
+                                ss,
+                                se,
+                                p1,
+                                m1,
+                                &mut eobrun,
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+    if bits.eof {
+        return invalid("premature end of data");
+    }
+    Ok(bits.pos)
+}
+
+/// `decode_mcu_AC_first`.
+fn ac_first(
+    bits: &mut Bits,
+    h: &Huffman,
+    blk: &mut [i16],
+    ss: usize,
+    se: usize,
+    al: u32,
+    eobrun: &mut u32,
+) {
+    if *eobrun > 0 {
+        *eobrun -= 1;
+        return;
+    }
+    let mut k = ss;
+    while k <= se {
+        let rs = bits.decode(h);
+        let r = (rs >> 4) as u32;
+        let s = (rs & 15) as u32;
+        if s != 0 {
+            k += r as usize;
+            let v = bits.receive_extend(s);
+            blk[NATURAL[k]] = (v as i16).wrapping_shl(al);
+        } else if r == 15 {
+            k += 15;
+        } else {
+            *eobrun = 1 << r;
+            if r != 0 {
+                *eobrun += bits.bits(r);
+            }
+            *eobrun -= 1;
+            break;
+        }
+        k += 1;
+    }
+}
+
+/// `decode_mcu_AC_refine`.
+#[allow(clippy::too_many_arguments)]
+fn ac_refine(
+    bits: &mut Bits,
+    h: &Huffman,
+    blk: &mut [i16],
+    ss: usize,
+    se: usize,
+    p1: i16,
+    m1: i16,
+    eobrun: &mut u32,
+) {
+    let refine = |bits: &mut Bits, c: &mut i16| {
+        if bits.bits(1) != 0 && *c & p1 == 0 {
+            *c = if *c >= 0 {
+                c.wrapping_add(p1)
+            } else {
+                c.wrapping_add(m1)
+            };
+        }
+    };
+    let mut k = ss;
+    if *eobrun == 0 {
+        while k <= se {
+            let rs = bits.decode(h);
+            let mut r = (rs >> 4) as i32;
+            let s = (rs & 15) as u32;
+            let mut v: i16 = 0;
+            if s != 0 {
+                // s should be 1 (libjpeg-turbo warns otherwise and goes on)
+                v = if bits.bits(1) != 0 { p1 } else { m1 };
+            } else if r != 15 {
+                *eobrun = 1 << r;
+                if r != 0 {
+                    *eobrun += bits.bits(r as u32);
+                }
+                break;
+            }
+            loop {
+                let c = &mut blk[NATURAL[k]];
+                if *c != 0 {
+                    refine(bits, c);
+                } else {
+                    r -= 1;
+                    if r < 0 {
+                        break;
+                    }
+                }
+                k += 1;
+                if k > se {
+                    break;
+                }
+            }
+            if v != 0 {
+                blk[NATURAL[k]] = v;
+            }
+            k += 1;
+        }
+    }
+    if *eobrun > 0 {
+        while k <= se {
+            let c = &mut blk[NATURAL[k]];
+            if *c != 0 {
+                refine(bits, c);
+            }
+            k += 1;
+        }
+        *eobrun -= 1;
+    }
+}
+
+/// After the last scan: the IDCT of every block. libjpeg-turbo smooths the blocks of a
+/// progressive image whose low-frequency coefficients are not all complete
+/// (`do_block_smoothing`, on by default); that is not reproduced: such files are
+/// [`Error::Unsupported`].
+fn finish_progressive(f: &mut Frame) -> Result<(), Error> {
+    for c in &f.comps {
+        if c.coef_bits[1..10].iter().any(|&b| b != 0) {
+            return unsupported("progressive JPEG with incomplete coefficients (block smoothing)");
+        }
+    }
+    for c in &mut f.comps {
+        let Some(q) = c.q else {
+            continue; // in no scan: left at 128
+        };
+        let stride = c.bw * 8;
+        let n = c.bw * (c.plane.len() / stride / 8);
+        for b in 0..n {
+            let (by, bx) = (b / c.bw, b % c.bw);
+            let mut coef = [0i16; 64];
+            coef.copy_from_slice(&c.coefs[b * 64..b * 64 + 64]);
+            let off = by * 8 * stride + bx * 8;
+            idct_ifast(&coef, &q, &mut c.plane[off..], stride);
+        }
+    }
+    Ok(())
 }
 
 /// `pmulhw(x << 2, c << 6)`: libjpeg-turbo SSE2's `MULTIPLY(x, c)` with 8 fractional bits.

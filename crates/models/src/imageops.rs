@@ -4,9 +4,10 @@
 //! - [`decode_rgb8`]: `tf.io.decode_image(channels=3)` (format guessed from the bytes); PNG
 //!   exactly (the `image` crate); JPEG exactly by the `jpeg-tf` crate (libjpeg-turbo's fast
 //!   integer IDCT, fancy upsampling and fixed-point YCbCr, as TF's defaults) for sequential
-//!   Huffman JPEGs with 1 or 3 components. Progressive, arithmetic-coded, 12-bit and CMYK
-//!   JPEGs fall back to the `image` crate's decoder, whose pixels differ from TF's by a few
-//!   levels (another IDCT and upsampling).
+//!   and progressive Huffman JPEGs with 1 or 3 components. Arithmetic-coded, 12-bit and CMYK
+//!   JPEGs, and progressive ones with incomplete coefficients, fall back to the `image`
+//!   crate's decoder, whose pixels differ from TF's by a few levels (another IDCT and
+//!   upsampling).
 //! - [`Image::from_rgb8`]: `tf.image.convert_image_dtype(float32)`, i.e. `u8 * (1/255)`;
 //!   [`Image::from_rgb8_div255`]: `u8 / 255` (numpy style; differs in the last bit for
 //!   about half the values).
@@ -89,10 +90,10 @@ pub fn decode_rgb8(path: &Path) -> Result<image::RgbImage, ImageError> {
 }
 
 /// JPEG files through `jpeg-tf` (TF's bytes exactly): `None` when the file is not a JPEG or
-/// is one `jpeg-tf` does not reproduce (progressive, arithmetic-coded, 12-bit, CMYK), left to
-/// the `image` crate. The dimensions are checked from the SOF header before anything is
-/// allocated by size; the file itself is read whole, so it is refused above
-/// `MAX_DECODER_ALLOC` bytes.
+/// is one `jpeg-tf` does not reproduce (arithmetic-coded, 12-bit, CMYK, progressive with
+/// incomplete coefficients), left to the `image` crate. The dimensions are checked from the
+/// SOF header before anything is allocated by size; the file itself is read whole, so it is
+/// refused above `MAX_DECODER_ALLOC` bytes.
 fn decode_jpeg_tf(path: &Path) -> Result<Option<image::RgbImage>, ImageError> {
     use std::io::Read;
     let read = |source| ImageError::Read {
