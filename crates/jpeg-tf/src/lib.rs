@@ -1100,41 +1100,61 @@ const F_1_414: i32 = 362;
 const F_1_847: i32 = 473;
 const F_1_613: i32 = 669 - 256;
 
-/// One 1-D pass of the AA&N IDCT (`jidctfst.c`), 16-bit wrapping as the SSE2 code.
+/// Eight 16-bit lanes, as one SSE2 register: the IDCT runs on eight columns (then eight
+/// rows) at once, as libjpeg-turbo's SSE2 code does (and the compiler vectorises it).
+type V = [i16; 8];
+
 #[inline(always)]
-fn idct_1d(i: [i16; 8]) -> [i16; 8] {
+fn vadd(a: V, b: V) -> V {
+    std::array::from_fn(|i| a[i].wrapping_add(b[i]))
+}
+
+#[inline(always)]
+fn vsub(a: V, b: V) -> V {
+    std::array::from_fn(|i| a[i].wrapping_sub(b[i]))
+}
+
+#[inline(always)]
+fn vmul(a: V, c: i32) -> V {
+    std::array::from_fn(|i| mul(a[i], c))
+}
+
+/// One 1-D pass of the AA&N IDCT (`jidctfst.c`) on eight lanes, 16-bit wrapping as the SSE2
+/// code.
+#[inline(always)]
+fn idct_1d(i: [V; 8]) -> [V; 8] {
     // Even part
-    let tmp10 = i[0].wrapping_add(i[4]);
-    let tmp11 = i[0].wrapping_sub(i[4]);
-    let tmp13 = i[2].wrapping_add(i[6]);
-    let tmp12 = mul(i[2].wrapping_sub(i[6]), F_1_414).wrapping_sub(tmp13);
-    let tmp0 = tmp10.wrapping_add(tmp13);
-    let tmp3 = tmp10.wrapping_sub(tmp13);
-    let tmp1 = tmp11.wrapping_add(tmp12);
-    let tmp2 = tmp11.wrapping_sub(tmp12);
+    let tmp10 = vadd(i[0], i[4]);
+    let tmp11 = vsub(i[0], i[4]);
+    let tmp13 = vadd(i[2], i[6]);
+    let tmp12 = vsub(vmul(vsub(i[2], i[6]), F_1_414), tmp13);
+    let tmp0 = vadd(tmp10, tmp13);
+    let tmp3 = vsub(tmp10, tmp13);
+    let tmp1 = vadd(tmp11, tmp12);
+    let tmp2 = vsub(tmp11, tmp12);
     // Odd part
-    let z13 = i[5].wrapping_add(i[3]);
-    let z10 = i[5].wrapping_sub(i[3]);
-    let z11 = i[1].wrapping_add(i[7]);
-    let z12 = i[1].wrapping_sub(i[7]);
-    let tmp7 = z11.wrapping_add(z13);
-    let tmp11 = mul(z11.wrapping_sub(z13), F_1_414);
-    let z5 = mul(z10.wrapping_add(z12), F_1_847);
-    let tmp10 = mul(z12, F_1_082).wrapping_sub(z5);
+    let z13 = vadd(i[5], i[3]);
+    let z10 = vsub(i[5], i[3]);
+    let z11 = vadd(i[1], i[7]);
+    let z12 = vsub(i[1], i[7]);
+    let tmp7 = vadd(z11, z13);
+    let tmp11 = vmul(vsub(z11, z13), F_1_414);
+    let z5 = vmul(vadd(z10, z12), F_1_847);
+    let tmp10 = vsub(vmul(z12, F_1_082), z5);
     // MULTIPLY(z10, -2.613) as -1.613 * z10 - z10
-    let tmp12 = mul(z10, -F_1_613).wrapping_sub(z10).wrapping_add(z5);
-    let tmp6 = tmp12.wrapping_sub(tmp7);
-    let tmp5 = tmp11.wrapping_sub(tmp6);
-    let tmp4 = tmp10.wrapping_add(tmp5);
+    let tmp12 = vadd(vsub(vmul(z10, -F_1_613), z10), z5);
+    let tmp6 = vsub(tmp12, tmp7);
+    let tmp5 = vsub(tmp11, tmp6);
+    let tmp4 = vadd(tmp10, tmp5);
     [
-        tmp0.wrapping_add(tmp7),
-        tmp1.wrapping_add(tmp6),
-        tmp2.wrapping_add(tmp5),
-        tmp3.wrapping_sub(tmp4),
-        tmp3.wrapping_add(tmp4),
-        tmp2.wrapping_sub(tmp5),
-        tmp1.wrapping_sub(tmp6),
-        tmp0.wrapping_sub(tmp7),
+        vadd(tmp0, tmp7),
+        vadd(tmp1, tmp6),
+        vadd(tmp2, tmp5),
+        vsub(tmp3, tmp4),
+        vadd(tmp3, tmp4),
+        vsub(tmp2, tmp5),
+        vsub(tmp1, tmp6),
+        vsub(tmp0, tmp7),
     ]
 }
 
@@ -1149,66 +1169,31 @@ fn idct_dc_only(dc: i16, q: i16, out: &mut [u8], stride: usize) {
 
 /// Dequantises and inverse-transforms one block into `out` (8 rows of `stride`).
 fn idct_ifast(coef: &[i16; 64], q: &[i16; 64], out: &mut [u8], stride: usize) {
-    let mut ws = [0i16; 64];
-    // Pass 1: columns.
-    for col in 0..8 {
-        let ac_zero = (1..8).all(|r| coef[r * 8 + col] == 0);
-        if ac_zero {
-            let dcval = coef[col].wrapping_mul(q[col]);
-            for r in 0..8 {
-                ws[r * 8 + col] = dcval;
-            }
-            continue;
-        }
-        let mut v = [0i16; 8];
-        for r in 0..8 {
-            v[r] = coef[r * 8 + col].wrapping_mul(q[r * 8 + col]);
-        }
-        let o = idct_1d(v);
-        for r in 0..8 {
-            ws[r * 8 + col] = o[r];
-        }
-    }
-    // Pass 2: rows; descale by 2^(PASS1_BITS + 3), saturate to a signed byte, re-centre.
+    // Pass 1: the eight columns at once (lane = column); row r of the input is vector r.
+    let rows: [V; 8] = std::array::from_fn(|r| {
+        std::array::from_fn(|c| coef[r * 8 + c].wrapping_mul(q[r * 8 + c]))
+    });
+    let ws = idct_1d(rows);
+    // Pass 2: the eight rows at once (lane = row): transpose, so vector k is column k.
+    let cols: [V; 8] = std::array::from_fn(|k| std::array::from_fn(|r| ws[r][k]));
+    let o = idct_1d(cols);
+    // o[k][r] is output row r, column k: descale by 2^(PASS1_BITS + 3), saturate to a
+    // signed byte, re-centre.
     for r in 0..8 {
-        let mut v = [0i16; 8];
-        v.copy_from_slice(&ws[r * 8..r * 8 + 8]);
-        let o = idct_1d(v);
         let row = &mut out[r * stride..r * stride + 8];
-        for (d, &x) in row.iter_mut().zip(&o) {
-            *d = ((x >> 5).clamp(-128, 127) + 128) as u8;
+        for (k, d) in row.iter_mut().enumerate() {
+            *d = ((o[k][r] >> 5).clamp(-128, 127) + 128) as u8;
         }
     }
 }
 
-/// Fixed-point YCbCr -> RGB tables (`jdcolor.c`'s `build_ycc_rgb_table`).
-struct YccTables {
-    cr_r: [i32; 256],
-    cb_b: [i32; 256],
-    cr_g: [i32; 256],
-    cb_g: [i32; 256],
-}
-
-impl YccTables {
-    fn new() -> Self {
-        const ONE_HALF: i32 = 1 << 15;
-        let fix = |x: f64| (x * 65536.0 + 0.5) as i32;
-        let mut t = YccTables {
-            cr_r: [0; 256],
-            cb_b: [0; 256],
-            cr_g: [0; 256],
-            cb_g: [0; 256],
-        };
-        for i in 0..256 {
-            let x = i as i32 - 128;
-            t.cr_r[i] = (fix(1.40200) * x + ONE_HALF) >> 16;
-            t.cb_b[i] = (fix(1.77200) * x + ONE_HALF) >> 16;
-            t.cr_g[i] = -fix(0.71414) * x;
-            t.cb_g[i] = -fix(0.34414) * x + ONE_HALF;
-        }
-        t
-    }
-}
+/// `jdcolor.c`'s fixed-point constants, `FIX(x) = (x * 65536 + 0.5) as i32`
+/// (`build_ycc_rgb_table`: `Cr_r_tab[i] = (FIX(1.402) * (i - 128) + ONE_HALF) >> 16`, ...).
+const FIX_1_402: i32 = 91881;
+const FIX_1_772: i32 = 116130;
+const FIX_0_714: i32 = 46802;
+const FIX_0_344: i32 = 22554;
+const ONE_HALF: i32 = 1 << 15;
 
 /// How a component's plane becomes full-size rows (`jdsample.c`'s method choice).
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -1255,7 +1240,6 @@ fn output(f: &Frame, rgb_space: bool) -> Result<Vec<u8>, Error> {
     // Full-size rows of the components that need upsampling, for the current output row.
     let mut rows: Vec<Vec<u8>> = (0..nc).map(|_| vec![0u8; w + 2]).collect();
     let mut colsum: Vec<i32> = Vec::new();
-    let tables = YccTables::new();
     for y in 0..h {
         for (ci, dst) in rows.iter_mut().enumerate() {
             let c = &f.comps[ci];
@@ -1311,14 +1295,18 @@ fn output(f: &Frame, rgb_space: bool) -> Result<Vec<u8>, Error> {
                 p.copy_from_slice(&[r, g, b]);
             }
         } else {
-            let t = &tables;
+            // jdcolor.c's tables, computed instead of looked up (the same integers: the
+            // tables are these expressions), which the compiler vectorises.
             for (((p, &yy), &cb), &cr) in o.chunks_exact_mut(3).zip(row(0)).zip(row(1)).zip(row(2))
             {
                 let yy = yy as i32;
-                let (cb, cr) = (cb as usize, cr as usize);
-                p[0] = (yy + t.cr_r[cr]).clamp(0, 255) as u8;
-                p[1] = (yy + ((t.cb_g[cb] + t.cr_g[cr]) >> 16)).clamp(0, 255) as u8;
-                p[2] = (yy + t.cb_b[cb]).clamp(0, 255) as u8;
+                let (xb, xr) = (cb as i32 - 128, cr as i32 - 128);
+                let r = yy + ((FIX_1_402 * xr + ONE_HALF) >> 16);
+                let g = yy + ((-FIX_0_344 * xb - FIX_0_714 * xr + ONE_HALF) >> 16);
+                let b = yy + ((FIX_1_772 * xb + ONE_HALF) >> 16);
+                p[0] = r.clamp(0, 255) as u8;
+                p[1] = g.clamp(0, 255) as u8;
+                p[2] = b.clamp(0, 255) as u8;
             }
         }
     }
@@ -1351,4 +1339,16 @@ fn h2v2_fancy(cs: &[i32], dst: &mut [u8]) {
     }
     dst[2 * n - 2] = ((cs[n - 1] * 3 + cs[n - 2] + 8) >> 4) as u8;
     dst[2 * n - 1] = ((cs[n - 1] * 4 + 7) >> 4) as u8;
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn colour_constants_are_jdcolor_fix_values() {
+        let fix = |x: f64| (x * 65536.0 + 0.5) as i32;
+        assert_eq!(super::FIX_1_402, fix(1.40200));
+        assert_eq!(super::FIX_1_772, fix(1.77200));
+        assert_eq!(super::FIX_0_714, fix(0.71414));
+        assert_eq!(super::FIX_0_344, fix(0.34414));
+    }
 }
