@@ -250,6 +250,11 @@ def main():
     write("npy", "f4.npy", npy_of([2, 3], [1.0, 2.0, 3.0, 4.0, 5.0, -6.5]))
     write("npy", "f8.npy", npy_of([3], [1.5, -2.0, 0.25], "<f8", "d"))
     write("npy", "i8.npy", npy_of([1, 2], [7, -9], "<i8", "q"))
+    # JPEG: the committed test files (every sampling, gray, restart markers, progressive).
+    jp = os.path.join(FIX, "jpeg")
+    for n in sorted(os.listdir(jp)):
+        if n.endswith(".jpg") and os.path.getsize(os.path.join(jp, n)) <= 65536:
+            write("jpeg", n, open(os.path.join(jp, n), "rb").read())
     # safetensors, and a whole text-embedding folder ([u32 len][config.json][u32 len]
     # [model.safetensors][tokens.txt]) as the model_folder target reads it.
     vocab, oov, dim = ["the", "cat", "sat"], 2, 4

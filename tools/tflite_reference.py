@@ -140,9 +140,9 @@ def fixtures():
 
 def load_rgb(path):
     tf = _tf()
-    # INTEGER_ACCURATE (libjpeg ISLOW) matches the Rust `image` crate's decoder (pixel sums agree
-    # to 1e-5 on tuebingen.jpg); TF's default here is INTEGER_FAST, which differs by ~1 LSB on average.
-    img = tf.io.decode_jpeg(tf.io.read_file(path), channels=3, dct_method="INTEGER_ACCURATE").numpy()
+    # TF's default decoding (INTEGER_FAST, fancy upsampling): the Rust side's `jpeg-tf` gives
+    # these bytes exactly.
+    img = tf.io.decode_jpeg(tf.io.read_file(path), channels=3).numpy()
     return img.astype(np.float32) / 255.0
 
 

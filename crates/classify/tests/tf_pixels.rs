@@ -45,14 +45,10 @@ fn strided(h: usize, w: usize, data: &[f32], step: usize) -> Vec<f32> {
     out
 }
 
-/// TF's `decode_image` decodes JPEG with libjpeg-turbo's fast integer IDCT (`dct_method`
-/// `INTEGER_FAST`, the default) and fancy upsampling; the `image` crate's decoder uses another
-/// IDCT and upsampling, so JPEG pixels differ by a few levels (measured on Grace Hopper: up to
-/// 7 of 255 on the sampled bytes, 68 % of all bytes differ, mean 1.1). PNG decoding is exact.
-const JPEG_MAX_LEVELS: f32 = 7.0;
-
+/// PNG (the `image` crate) and JPEG (`jpeg-tf`: libjpeg-turbo's fast integer IDCT and fancy
+/// upsampling, TF's defaults) decode to TF's bytes exactly.
 #[test]
-fn png_decoding_is_bit_exact_and_jpeg_within_the_known_bound() {
+fn decoding_is_bit_exact() {
     let (meta, t) = fixture();
     for (name, img) in meta["images"].as_object().unwrap() {
         let path = repo().join(img["file"].as_str().unwrap());
@@ -67,31 +63,35 @@ fn png_decoding_is_bit_exact_and_jpeg_within_the_known_bound() {
             &rgb.as_raw().iter().map(|&b| b as f32).collect::<Vec<_>>(),
             5,
         );
-        let max = got
-            .iter()
-            .zip(want)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0f32, f32::max);
-        let mean = got
-            .iter()
-            .zip(want)
-            .map(|(a, b)| (a - b).abs())
-            .sum::<f32>()
-            / got.len() as f32;
-        if name == "png" {
+        assert_eq!(&got, want, "{name}: sampled bytes");
+        let ours = hex::encode(Sha256::digest(rgb.as_raw()));
+        assert_eq!(
+            ours,
+            img["sha256"].as_str().unwrap(),
+            "{name}: decoded bytes"
+        );
+    }
+}
+
+/// `decode_rgb8` on every file of `tests/fixtures/jpeg` (`tools/make_jpeg_fixture.py`): TF's
+/// bytes exactly where `jpeg-tf` decodes the file; the progressive one cut short goes to the `image`
+/// crate (right size; its bytes differ from TF's by a few levels).
+#[test]
+fn every_jpeg_fixture_decodes_as_tensorflow() {
+    let p = repo().join("tests/fixtures/jpeg/expected.json");
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap();
+    let mut exact = 0;
+    for (name, e) in v["files"].as_object().unwrap() {
+        let rgb = decode_rgb8(&repo().join(e["file"].as_str().unwrap())).unwrap();
+        let shape: Vec<u32> = serde_json::from_value(e["shape"].clone()).unwrap();
+        assert_eq!(vec![rgb.height(), rgb.width(), 3], shape, "{name}");
+        if e["exact"].as_bool().unwrap() {
             let ours = hex::encode(Sha256::digest(rgb.as_raw()));
-            assert_eq!(
-                ours,
-                img["sha256"].as_str().unwrap(),
-                "{name}: decoded bytes"
-            );
-        } else {
-            assert!(
-                max <= JPEG_MAX_LEVELS && mean < 1.5,
-                "{name}: JPEG decoding drifted from TF's: max {max}, mean {mean:.3} levels"
-            );
+            assert_eq!(ours, e["sha256"].as_str().unwrap(), "{name}");
+            exact += 1;
         }
     }
+    assert!(exact >= 32);
 }
 
 #[test]
@@ -112,14 +112,8 @@ fn crop_and_resize_match_tensorflow() {
             .zip(want)
             .map(|(a, b)| (a - b).abs())
             .fold(0.0f32, f32::max);
-        // Bilinear weights sum to one: a decoding difference of d levels moves a pixel by at
-        // most d / 255; on the exactly decoded PNG, crop and resize are exact.
-        let bound = if c["image"] == "png" {
-            1e-6
-        } else {
-            JPEG_MAX_LEVELS / 255.0 + 1e-6
-        };
-        assert!(max <= bound, "{case}: pixels differ from TF's by {max}");
+        // Decoding is exact, so crop and resize are too (within float rounding).
+        assert!(max <= 1e-6, "{case}: pixels differ from TF's by {max}");
     }
 }
 

@@ -2,8 +2,12 @@
 //! `finetune` and `stylize`):
 //!
 //! - [`decode_rgb8`]: `tf.io.decode_image(channels=3)` (format guessed from the bytes); PNG
-//!   exactly, JPEG within a few levels (TF uses libjpeg-turbo's fast integer IDCT, the `image`
-//!   crate another IDCT and upsampling; `classify`'s `tf_pixels` test bounds the difference).
+//!   exactly (the `image` crate); JPEG exactly by the `jpeg-tf` crate (libjpeg-turbo's fast
+//!   integer IDCT, fancy upsampling and fixed-point YCbCr, as TF's defaults) for sequential
+//!   and progressive Huffman JPEGs with 1 or 3 components. Arithmetic-coded, 12-bit and CMYK
+//!   JPEGs, and progressive ones with incomplete coefficients, fall back to the `image`
+//!   crate's decoder, whose pixels differ from TF's by a few levels (another IDCT and
+//!   upsampling).
 //! - [`Image::from_rgb8`]: `tf.image.convert_image_dtype(float32)`, i.e. `u8 * (1/255)`;
 //!   [`Image::from_rgb8_div255`]: `u8 / 255` (numpy style; differs in the last bit for
 //!   about half the values).
@@ -55,6 +59,9 @@ pub fn decode_rgb8(path: &Path) -> Result<image::RgbImage, ImageError> {
         path: path.to_path_buf(),
         msg,
     };
+    if let Some(img) = decode_jpeg_tf(path)? {
+        return Ok(img);
+    }
     let open = |limited: bool| -> Result<image::ImageReader<std::io::BufReader<std::fs::File>>, ImageError> {
         let mut r = image::ImageReader::open(path)
             .map_err(read)?
@@ -80,6 +87,54 @@ pub fn decode_rgb8(path: &Path) -> Result<image::RgbImage, ImageError> {
         .map_err(|e| decode_err(e.to_string()))?;
     // No copy when the file is already 8-bit RGB.
     Ok(img.into_rgb8())
+}
+
+/// JPEG files through `jpeg-tf` (TF's bytes exactly): `None` when the file is not a JPEG or
+/// is one `jpeg-tf` does not reproduce (arithmetic-coded, 12-bit, CMYK, progressive with
+/// incomplete coefficients), left to the `image` crate. The dimensions are checked from the
+/// SOF header before anything is allocated by size; the file itself is read whole, so it is
+/// refused above `MAX_DECODER_ALLOC` bytes.
+fn decode_jpeg_tf(path: &Path) -> Result<Option<image::RgbImage>, ImageError> {
+    use std::io::Read;
+    let read = |source| ImageError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    let decode_err = |msg: String| ImageError::Decode {
+        path: path.to_path_buf(),
+        msg,
+    };
+    let mut file = std::fs::File::open(path).map_err(read)?;
+    let mut head = [0u8; 3];
+    let mut n = 0;
+    while n < head.len() {
+        match file.read(&mut head[n..]).map_err(read)? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    if !jpeg_tf::is_jpeg(&head[..n]) {
+        return Ok(None);
+    }
+    let len = file.metadata().map_err(read)?.len();
+    if len > MAX_DECODER_ALLOC {
+        return Err(decode_err(format!(
+            "the file is {len} bytes, more than the {MAX_DECODER_ALLOC} read"
+        )));
+    }
+    let mut data = head.to_vec();
+    file.take(MAX_DECODER_ALLOC)
+        .read_to_end(&mut data)
+        .map_err(read)?;
+    match jpeg_tf::decode_rgb(&data, check_dimensions) {
+        Ok(img) => {
+            let rgb = image::RgbImage::from_raw(img.width, img.height, img.data)
+                .expect("jpeg-tf gives width * height * 3 bytes");
+            Ok(Some(rgb))
+        }
+        Err(jpeg_tf::Error::Unsupported(_)) => Ok(None),
+        Err(e) => Err(decode_err(e.to_string())),
+    }
 }
 
 /// `Ok` when a `w x h` image is within [`MAX_SIDE`] and [`MAX_PIXELS`].
