@@ -123,8 +123,8 @@ fn magenta_tflite_matches_interpreter() {
         let cos = cosine(&ours, &theirs);
         println!("{style}: bottleneck cosine similarity {cos:.5}");
         // The interpreter runs the int8 predictor with int8 activations (57 quantized
-        // layers); we run its dequantized weights in float32. Measured 0.99982-0.99992.
-        assert!(cos > 0.999, "{style}: bottleneck cosine {cos}");
+        // layers); we run its dequantized weights in float32. Measured 0.99981-0.99993.
+        assert!(cos > 0.9997, "{style}: bottleneck cosine {cos}");
         // Transfer stage alone, fed the interpreter's own bottleneck.
         let b = Tensor::<2>::from_data(TensorData::new(theirs.clone(), [1, 100]), &device);
         for (kind, t) in &transfers {
@@ -137,11 +137,13 @@ fn magenta_tflite_matches_interpreter() {
             let p = psnr(&pool_u8(&y), &ref_u8);
             println!("{style} {kind}: transfer PSNR {p:.2} dB");
             // Our float32 run of the dequantized weights vs the interpreter on the same inputs.
-            // Measured (flex, 2026-11-25): f16 file 50.9-57.3 dB (float graph: only summation
-            // order differs, plus the reference's 8-bit rounding); int8 file 27.4-33.8 dB (the
-            // interpreter runs hybrid int8 kernels that quantize activations on the fly, so it
-            // departs from float math). A wrong layout or op gives < 15 dB.
-            let min = if kind == "f16" { 45.0 } else { 24.0 };
+            // Our float32 run of the dequantized weights vs the interpreter on the same inputs
+            // (TF's JPEG bytes exactly). Measured (flex, AVX2, 2026-12-02): f16 file
+            // 77.8-80.5 dB (float graph: only the summation order differs, plus the reference's
+            // 4x4 averaging and 8-bit rounding); int8 file 27.7-33.7 dB (the interpreter runs
+            // hybrid int8 kernels that quantize activations on the fly). A wrong layout or op
+            // gives < 15 dB.
+            let min = if kind == "f16" { 75.0 } else { 25.0 };
             assert!(p > min, "{style} {kind}: PSNR {p} dB below {min}");
         }
     }

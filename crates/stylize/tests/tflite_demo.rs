@@ -122,15 +122,13 @@ fn the_bundled_demo_matches_the_tflite_interpreter_at_full_resolution() {
     let want = &r["stylized_sub"].1;
     let (p_alone, p_whole) = (psnr(&alone, want), psnr(&whole, want));
     eprintln!("stylized: transfer alone {p_alone:.2} dB, whole demo {p_whole:.2} dB");
-    // Measured with the `image` crate's JPEG decoder (a few levels off TF's): preprocessing
-    // 2.0e-2 / 4.0e-2, bottleneck 1.77e-2 relative L2 (cosine 0.99984), 38.4 / 37.2 dB.
-    assert!(
-        dc <= 7.0 / 255.0 + 1e-6 && ds <= 11.0 / 255.0,
-        "preprocessing {dc} / {ds}"
-    );
-    assert!(e < 2.5e-2 && cos > 0.9998, "bottleneck {e} / {cos}");
-    assert!(
-        p_alone > 36.0 && p_whole > 35.0,
-        "PSNR {p_alone} / {p_whole} dB"
-    );
+    // Measured (flex, AVX2): preprocessing 1.2e-7 / 2.4e-7 (TF's JPEG bytes exactly, then the
+    // same crop, resize and blur); bottleneck 1.42e-2 relative L2, cosine 0.99991 (the
+    // interpreter runs the int8 predictor with integer kernels, we run its dequantized weights
+    // in float32); transfer alone 105.7 dB (a float network: only the summation order
+    // differs), the whole demo 44.6 dB (the bottleneck difference, carried through).
+    assert!(dc < 1e-6 && ds < 1e-6, "preprocessing {dc} / {ds}");
+    assert!(e < 2e-2 && cos > 0.9998, "bottleneck {e} / {cos}");
+    assert!(p_alone > 90.0, "transfer alone: {p_alone} dB");
+    assert!(p_whole > 42.0, "whole demo: {p_whole} dB");
 }
