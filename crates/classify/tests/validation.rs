@@ -6,6 +6,7 @@ use burn::store::{ModuleSnapshot, SafetensorsStore};
 use burn::tensor::Device;
 use models::inception_v3::{InceptionV3, InceptionV3Config};
 use std::path::{Path, PathBuf};
+use test_support::os;
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -63,23 +64,14 @@ fn inception(dir: &Path, num_classes: Option<usize>) -> PathBuf {
 }
 
 /// Runs classify with `args` plus `--features <dir>/features.npy`, asserts the error convention,
-/// that every needle is in the message, and that no features file was written.
+/// that every needle is in the message, and that nothing under `dir` (the features file
+/// included) was written.
 fn refused(dir: &Path, args: &[&std::ffi::OsStr], needles: &[&str]) -> String {
-    let features = dir.join("features.npy");
-    let err = test_support::program!("classify")
+    test_support::program!("classify")
         .arg("--features")
-        .arg(&features)
+        .arg(dir.join("features.npy"))
         .args(args)
-        .run_err();
-    for n in needles {
-        assert!(err.contains(n), "missing `{n}` in: {err}");
-    }
-    assert!(!features.exists(), "{} was written", features.display());
-    err
-}
-
-fn os(s: &str) -> &std::ffi::OsStr {
-    s.as_ref()
+        .refused_in(dir, needles)
 }
 
 #[test]

@@ -5,6 +5,7 @@
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
+use test_support::os;
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -14,40 +15,13 @@ fn savedmodel(name: &str) -> PathBuf {
     repo().join("tests/fixtures/savedmodel").join(name)
 }
 
-fn os(s: &str) -> &OsStr {
-    s.as_ref()
-}
-
-/// Everything under `dir`, sorted.
-fn listing(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut todo = vec![dir.to_path_buf()];
-    while let Some(d) = todo.pop() {
-        for e in std::fs::read_dir(&d).unwrap().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                todo.push(p.clone());
-            }
-            out.push(p);
-        }
-    }
-    out.sort();
-    out
-}
-
 /// Runs convert in `dir` with `args`, asserts the error convention, every needle, and that
 /// nothing under `dir` changed; returns the message.
 fn refused(dir: &Path, args: &[&OsStr], needles: &[&str]) -> String {
-    let before = listing(dir);
-    let err = test_support::program!("convert")
+    test_support::program!("convert")
         .current_dir(dir)
         .args(args)
-        .run_err();
-    for n in needles {
-        assert!(err.contains(n), "missing `{n}` in: {err}");
-    }
-    assert_eq!(listing(dir), before, "something was written: {err}");
-    err
+        .refused_in(dir, needles)
 }
 
 /// The files of the tf2 SavedModel fixture, as (relative name, bytes).

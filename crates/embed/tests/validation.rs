@@ -4,6 +4,7 @@
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
+use test_support::os;
 
 fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures")
@@ -15,28 +16,13 @@ fn savedmodel() -> PathBuf {
     fixtures().join("text_embedding/tf2_f32_oov1")
 }
 
-fn os(s: &str) -> &OsStr {
-    s.as_ref()
-}
-
 /// Runs embed in `dir` with `args`, asserts the error convention and every needle, and that
-/// nothing appeared in `dir`; returns the message.
+/// nothing under `dir` changed; returns the message.
 fn refused(dir: &Path, args: &[&OsStr], needles: &[&str]) -> String {
-    let before = std::fs::read_dir(dir).unwrap().count();
-    let err = test_support::program!("embed")
+    test_support::program!("embed")
         .current_dir(dir)
         .args(args)
-        .run_err();
-    for n in needles {
-        assert!(err.contains(n), "missing `{n}` in: {err}");
-    }
-    assert_eq!(
-        std::fs::read_dir(dir).unwrap().count(),
-        before,
-        "something was written into {}: {err}",
-        dir.display()
-    );
-    err
+        .refused_in(dir, needles)
 }
 
 /// `dir/in.txt` with two sentences.

@@ -4,27 +4,7 @@
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
-
-fn os(s: &str) -> &OsStr {
-    s.as_ref()
-}
-
-/// Everything under `dir`, sorted.
-fn listing(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut todo = vec![dir.to_path_buf()];
-    while let Some(d) = todo.pop() {
-        for e in std::fs::read_dir(&d).unwrap().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                todo.push(p.clone());
-            }
-            out.push(p);
-        }
-    }
-    out.sort();
-    out
-}
+use test_support::os;
 
 /// `dir/data`: two classes of two small PNGs each.
 fn data(dir: &Path) -> PathBuf {
@@ -48,18 +28,12 @@ fn data(dir: &Path) -> PathBuf {
 /// Runs finetune in `dir` (relative `--out out` unless `args` has one), asserts the error
 /// convention, every needle, and that nothing under `dir` changed; returns the message.
 fn refused(dir: &Path, args: &[&OsStr], needles: &[&str]) -> String {
-    let before = listing(dir);
     let mut p = test_support::program!("finetune");
     p.current_dir(dir).args(args);
     if !args.contains(&os("--out")) {
         p.args(["--out", "out"]);
     }
-    let err = p.run_err();
-    for n in needles {
-        assert!(err.contains(n), "missing `{n}` in: {err}");
-    }
-    assert_eq!(listing(dir), before, "something was written: {err}");
-    err
+    p.refused_in(dir, needles)
 }
 
 /// `--model /nonexistent/model --data <data>` plus `extra`: an option error is found first.

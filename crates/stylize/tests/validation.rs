@@ -5,6 +5,7 @@
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
+use test_support::os;
 
 fn examples() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/stylize")
@@ -22,40 +23,13 @@ fn picture() -> PathBuf {
     examples().join("grace_hopper.jpg")
 }
 
-/// Everything under `dir`, sorted.
-fn listing(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut todo = vec![dir.to_path_buf()];
-    while let Some(d) = todo.pop() {
-        for e in std::fs::read_dir(&d).unwrap().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                todo.push(p.clone());
-            }
-            out.push(p);
-        }
-    }
-    out.sort();
-    out
-}
-
 /// Runs stylize with `args` in `dir`, asserts the error convention, every needle in the
 /// message, and that nothing under `dir` changed; returns the message.
 fn refused(dir: &Path, args: &[&OsStr], needles: &[&str]) -> String {
-    let before = listing(dir);
-    let err = test_support::program!("stylize")
+    test_support::program!("stylize")
         .current_dir(dir)
         .args(args)
-        .run_err();
-    for n in needles {
-        assert!(err.contains(n), "missing `{n}` in: {err}");
-    }
-    assert_eq!(listing(dir), before, "something was written: {err}");
-    err
-}
-
-fn os(s: &str) -> &OsStr {
-    s.as_ref()
+        .refused_in(dir, needles)
 }
 
 /// A float32 `.npy` of `shape` holding `values` values (the header may promise more).

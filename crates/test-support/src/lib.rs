@@ -5,7 +5,7 @@
 //! - [`with_env`]: the process environment changed for one closure, one caller at a time.
 
 mod program;
-pub use program::Program;
+pub use program::{listing, os, Program};
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};

@@ -108,6 +108,18 @@ impl Program {
         err
     }
 
+    /// [`Program::run_err`], then asserts that the message holds every needle and that
+    /// nothing under `dir` was created, removed or renamed; returns the message.
+    pub fn refused_in(&mut self, dir: &Path, needles: &[&str]) -> String {
+        let before = listing(dir);
+        let err = self.run_err();
+        for n in needles {
+            assert!(err.contains(n), "missing `{n}` in: {err}");
+        }
+        assert_eq!(listing(dir), before, "something was written: {err}");
+        err
+    }
+
     /// The hub cache the program uses.
     pub fn cache_dir(&self) -> Option<PathBuf> {
         self.cmd
@@ -133,4 +145,29 @@ impl DerefMut for Program {
 /// Lossy UTF-8.
 pub fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
+}
+
+/// Every path under `dir`, sorted.
+pub fn listing(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d)
+            .unwrap_or_else(|e| panic!("{}: {e}", d.display()))
+            .flatten()
+        {
+            let p = e.path();
+            if p.is_dir() {
+                todo.push(p.clone());
+            }
+            out.push(p);
+        }
+    }
+    out.sort();
+    out
+}
+
+/// A `&str` as a command-line argument.
+pub fn os(s: &str) -> &OsStr {
+    s.as_ref()
 }

@@ -5,27 +5,7 @@
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
-
-fn os(s: &str) -> &OsStr {
-    s.as_ref()
-}
-
-/// Everything under `dir`, sorted.
-fn listing(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut todo = vec![dir.to_path_buf()];
-    while let Some(d) = todo.pop() {
-        for e in std::fs::read_dir(&d).unwrap().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                todo.push(p.clone());
-            }
-            out.push(p);
-        }
-    }
-    out.sort();
-    out
-}
+use test_support::os;
 
 /// The reviews of a tiny aclImdb: 3 per split and label (6 training reviews).
 fn reviews() -> Vec<(String, Vec<u8>)> {
@@ -64,18 +44,12 @@ fn archive() -> Vec<u8> {
 /// Runs train-imdb in `dir` (relative `--out out` unless `args` has one or is `predict`),
 /// asserts the error convention, every needle, and that nothing under `dir` changed.
 fn refused(dir: &Path, args: &[&OsStr], needles: &[&str]) -> String {
-    let before = listing(dir);
     let mut p = test_support::program!("train-imdb");
     p.current_dir(dir).args(args);
     if !args.contains(&os("--out")) && args.first() != Some(&os("predict")) {
         p.args(["--out", "out"]);
     }
-    let err = p.run_err();
-    for n in needles {
-        assert!(err.contains(n), "missing `{n}` in: {err}");
-    }
-    assert_eq!(listing(dir), before, "something was written: {err}");
-    err
+    p.refused_in(dir, needles)
 }
 
 /// `--data <tiny aclImdb> --validation 2` plus `extra`.
