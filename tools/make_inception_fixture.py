@@ -59,7 +59,7 @@ from safetensors.numpy import save_file  # noqa: E402
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 
 
-def build(num_classes, depth_multiplier, min_depth, with_function=True):
+def build(num_classes, depth_multiplier, min_depth, with_function=True, final_endpoint=None):
     def net(x, activation=tf.nn.relu, final_endpoint=None, raw=False):
         # updates_collections=None selects slim's fused batch norm (the keras path is not
         # importable with TF 2.21); identical inference arithmetic.
@@ -97,7 +97,8 @@ def build(num_classes, depth_multiplier, min_depth, with_function=True):
         def __init__(self):
             super().__init__()
             self.tmpl = tmpl
-            tmpl(tf.zeros([1, 299, 299, 3]))
+            # Built up to final_endpoint (None: the whole network): only those variables exist.
+            tmpl(tf.zeros([1, 299, 299, 3]), final_endpoint=final_endpoint)
             self.all_variables = list(tmpl.variables)
 
     return (Model() if with_function else VariablesOnly()), tmpl
@@ -211,6 +212,34 @@ def small(out):
     atomic_json(meta, os.path.join(out, "expected.json"))
 
 
+def winograd(out):
+    """A wider, cut network whose 3x3 stride-1 convolutions have >= 16 input channels, so that
+    the CPU engine runs them by Winograd F(2x2, 3x3): depth_multiplier 0.25, min_depth 16, up to
+    Mixed_5d. Writes variables.safetensors (TF names, `module/InceptionV3/...`) and
+    expected.safetensors: input_u8 [2, 91, 107, 3], Conv2d_4a_3x3, Mixed_5b, Mixed_5d (NHWC)."""
+    cfg = dict(num_classes=11, depth_multiplier=0.25, min_depth=16)
+    model, tmpl = build(**cfg, with_function=False, final_endpoint="Mixed_5d")
+    randomise(model.all_variables, seed=3)
+    save_file({v.name[:-2]: v.numpy() for v in model.all_variables},
+              os.path.join(out, "variables.safetensors"))
+    rng = np.random.default_rng(4)
+    imgs = []
+    for i in range(2):
+        coarse = rng.uniform(0, 1, [1, 13, 15, 3])
+        up = tf.image.resize(coarse, [91, 107], method="bilinear").numpy()[0]
+        imgs.append(np.clip(0.6 * up + rng.uniform(-0.15, 0.15, [91, 107, 3]) + 0.2 * i, 0, 1))
+    u8 = np.round(np.stack(imgs) * 255).astype(np.uint8)
+    x = u8.astype(np.float32) / np.float32(255.0)
+    _, eps = run(tmpl, x, final_endpoint="Mixed_5d")
+    exp = {"input_u8": u8}
+    for e in ["Conv2d_4a_3x3", "Mixed_5b", "Mixed_5d"]:
+        exp[e] = eps[e]
+    save_file(exp, os.path.join(out, "expected.safetensors"))
+    atomic_json({"config": dict(cfg, final_endpoint="Mixed_5d"),
+                 "shapes": {k: list(v.shape) for k, v in exp.items()}},
+                os.path.join(out, "expected.json"))
+
+
 def load_image(path):
     img = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
     img = tf.image.convert_image_dtype(img, tf.float32)
@@ -243,10 +272,16 @@ def full(out, images_dir):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--full", action="store_true", help="full-size model into tools/out/inception_v3_full")
+    ap.add_argument("--winograd", action="store_true",
+                    help="the cut, wider fixture into tests/fixtures/inception_v3/winograd")
     ap.add_argument("--out", help="output folder (default depends on the mode)")
     ap.add_argument("--images", default=os.path.join(ROOT, "..", "shared", "data", "images"))
     a = ap.parse_args()
-    if a.full:
+    if a.winograd:
+        out = a.out or os.path.join(ROOT, "tests", "fixtures", "inception_v3", "winograd")
+        os.makedirs(out, exist_ok=True)
+        winograd(out)
+    elif a.full:
         out = a.out or os.path.join(ROOT, "tools", "out", "inception_v3_full")
         os.makedirs(out, exist_ok=True)
         if not os.path.isdir(a.images):

@@ -502,3 +502,70 @@ fn every_converted_tensor_is_a_parameter_of_the_module_at_every_end_point() {
         }
     }
 }
+
+/// A wider network cut at Mixed_5d (`tools/make_inception_fixture.py --winograd`: depth
+/// multiplier 0.25, min_depth 16), whose 3x3 stride-1 stem convolutions have 16+ input
+/// channels, so that the CPU engine runs them by Winograd: converted from TF's variables, its
+/// end points equal TensorFlow's on every kernel set of this CPU and in the Burn module.
+#[test]
+fn a_network_that_reaches_winograd_matches_tensorflow() {
+    use models::cpu::{InceptionV3Cpu, Isa, Nhwc};
+    let dir = fixture().join("../winograd");
+    let vars = read_tensors(&dir.join("variables.safetensors"));
+    let mut src = Source::default();
+    for (name, (shape, data)) in vars {
+        src.tensors.insert(name, convert::F32Tensor { shape, data });
+    }
+    let conv = convert::kinds::inception_v3::convert(&src).unwrap();
+    assert_eq!(conv.config["final_endpoint"], "Mixed_5d");
+    assert_eq!(conv.config["depth_multiplier"], 0.25);
+    assert_eq!(conv.config["min_depth"], 16);
+    let folder = write_folder(&conv, "winograd");
+    let dev = Device::flex();
+    let model = InceptionV3::load(&folder, &dev).unwrap();
+    let exp = read_tensors(&dir.join("expected.safetensors"));
+    let (shape, x) = &exp["input_u8"];
+    let wanted = [
+        EndPoint::Conv2d_4a_3x3,
+        EndPoint::Mixed_5b,
+        EndPoint::Mixed_5d,
+    ];
+    for isa in Isa::all_supported() {
+        let cpu = InceptionV3Cpu::with_isa(&model, isa);
+        let layers = cpu.winograd_stem_layers(shape[0], shape[1], shape[2]);
+        assert_eq!(
+            layers,
+            [
+                EndPoint::Conv2d_2a_3x3,
+                EndPoint::Conv2d_2b_3x3,
+                EndPoint::Conv2d_4a_3x3
+            ],
+            "{isa:?}: the stem's 3x3 convolutions must run by Winograd"
+        );
+        let input = Nhwc::from_vec(shape[0], shape[1], shape[2], shape[3], x.clone()).unwrap();
+        let eps = cpu.forward_base(InceptionV3Cpu::preprocess(&input), &wanted);
+        for e in wanted {
+            let got = eps.get(e).unwrap();
+            check(
+                &format!("cpu {isa:?} {e}"),
+                &got.data,
+                &exp[e.name()].1,
+                1e-4,
+            );
+        }
+    }
+    // The Burn module (NCHW) on the same variables.
+    let eps = model
+        .forward_end_points(input(&exp, "input_u8", &dev), &wanted)
+        .unwrap();
+    for e in wanted {
+        let (shape, want) = &exp[e.name()];
+        check(
+            &format!("burn {e}"),
+            &values(eps.get(e).unwrap().clone()),
+            &nhwc_to_nchw(shape, want),
+            1e-5,
+        );
+    }
+    std::fs::remove_dir_all(&folder).ok();
+}

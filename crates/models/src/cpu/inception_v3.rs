@@ -464,6 +464,21 @@ impl InceptionV3Cpu {
         EndPointsCpu { maps, last: x }
     }
 
+    /// The stem convolutions that [`InceptionV3Cpu::forward_base`] runs by Winograd
+    /// F(2x2, 3x3) on `n` images of `h x w` (tests use it to know that path is covered).
+    pub fn winograd_stem_layers(&self, n: usize, h: usize, w: usize) -> Vec<EndPoint> {
+        self.stem
+            .iter()
+            .filter_map(|(e, layer)| match layer {
+                StemLayer::Conv(c) => {
+                    let (ho, wo) = (e.output_size(h)?, e.output_size(w)?);
+                    c.uses_winograd(n, ho, wo).then_some(*e)
+                }
+                StemLayer::MaxPool => None,
+            })
+            .collect()
+    }
+
     /// The head on the last block's output: slim's `AvgPool_1a` (kernel `min(H, 8) x
     /// min(W, 8)`, stride 2, VALID) + `Conv2d_1c_1x1` + squeeze (positions averaged when
     /// more than one is left), or the global mean without logits. `[B, D]` row-major.
