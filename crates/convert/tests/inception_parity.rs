@@ -134,7 +134,7 @@ fn parity_on(backend: Backend, dir: &Path) {
         let x = input(&exp, &format!("{case}/input_u8"), &dev);
         let logits = values(model.forward(x.clone()).unwrap());
         let (lshape, want) = &exp[&format!("{case}/logits")];
-        check(&format!("{backend} {case}/logits"), &logits, want, 1e-4);
+        check(&format!("{backend} {case}/logits"), &logits, want, 1e-5);
         let classes = lshape[1];
         for (i, (g, w)) in logits.chunks(classes).zip(want.chunks(classes)).enumerate() {
             assert_eq!(
@@ -169,7 +169,7 @@ fn parity_on(backend: Backend, dir: &Path) {
             &format!("{backend} {case}/features"),
             &feats,
             &exp[&format!("{case}/features")].1,
-            1e-4,
+            1e-5,
         );
     }
 
@@ -189,7 +189,7 @@ fn parity_on(backend: Backend, dir: &Path) {
             &format!("{backend} a/{e}"),
             &values(got),
             &nhwc_to_nchw(shape, want),
-            1e-4,
+            1e-5,
         );
     }
 
@@ -199,7 +199,7 @@ fn parity_on(backend: Backend, dir: &Path) {
         &format!("{backend} a/logits fused"),
         &values(fused.forward(x).unwrap()),
         &exp["a/logits"].1,
-        1e-4,
+        1e-5,
     );
 }
 
@@ -240,7 +240,7 @@ fn magenta_style_backbone_relu6_to_mixed_6e_matches_tensorflow() {
         "relu6 Mixed_6e",
         &values(out),
         &nhwc_to_nchw(shape, want),
-        1e-4,
+        1e-5,
     );
 
     // A different width is refused with a clear error.
@@ -334,7 +334,7 @@ fn inception_v3_cpu_kernels_match_tensorflow() {
                     &format!("cpu {isa:?} {tag} {case}/logits"),
                     &logits,
                     want,
-                    1e-4,
+                    1e-5,
                 );
                 let classes = lshape[1];
                 assert_eq!(cpu.output_dim(), classes);
@@ -350,7 +350,7 @@ fn inception_v3_cpu_kernels_match_tensorflow() {
                     &format!("cpu {isa:?} {tag} {case}/features"),
                     &feats,
                     &exp[&format!("{case}/features")].1,
-                    1e-4,
+                    1e-5,
                 );
             }
         }
@@ -372,7 +372,7 @@ fn inception_v3_cpu_kernels_match_tensorflow() {
                 [shape[0], shape[1], shape[2], shape[3]],
                 "{e}"
             );
-            check(&format!("cpu {isa:?} a/{e}"), &got.data, want, 1e-4);
+            check(&format!("cpu {isa:?} a/{e}"), &got.data, want, 1e-5);
         }
         // Too small: the same clear error as the Burn model.
         let small = models::cpu::Nhwc::zeros(1, 74, 80, 3);
@@ -412,7 +412,7 @@ fn magenta_style_backbone_on_cpu_kernels_matches_tensorflow() {
             &format!("cpu {isa:?} relu6 Mixed_6e"),
             &out.data,
             want,
-            1e-4,
+            1e-5,
         );
     }
     let _ = std::fs::remove_dir_all(dir);
@@ -550,7 +550,7 @@ fn a_network_that_reaches_winograd_matches_tensorflow() {
                 &format!("cpu {isa:?} {e}"),
                 &got.data,
                 &exp[e.name()].1,
-                1e-4,
+                1e-5,
             );
         }
     }
