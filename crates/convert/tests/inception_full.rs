@@ -84,7 +84,8 @@ fn full_size_inception_v3_matches_tensorflow_on_every_image() {
         let want = &exp[&format!("{case}/logits")].1;
         let e = rel_err(&got, want);
         println!("{case}: logits rel err {e:.2e}");
-        assert!(e <= 1e-4, "{case}: rel err {e:e}");
+        // Measured 4.0-5.8e-7 (AVX2) and up to 1.2e-6 (AVX-512): README's figures.
+        assert!(e <= 3e-6, "{case}: rel err {e:e}");
         for (g, w) in got.chunks(1001).zip(want.chunks(1001)) {
             assert_eq!(top5(g), top5(w), "{case}: top-5");
         }
@@ -94,7 +95,8 @@ fn full_size_inception_v3_matches_tensorflow_on_every_image() {
         let got = cpu.forward(&x).unwrap();
         let e = rel_err(&got, want);
         println!("{case}: cpu kernels logits rel err {e:.2e}");
-        assert!(e <= 1e-4, "{case}: cpu kernels rel err {e:e}");
+        // Measured 1.1-1.8e-6 (AVX2, Winograd included) and up to 2.2e-6 (AVX-512).
+        assert!(e <= 5e-6, "{case}: cpu kernels rel err {e:e}");
         for (g, w) in got.chunks(1001).zip(want.chunks(1001)) {
             assert_eq!(top5(g), top5(w), "{case}: cpu kernels top-5");
         }
