@@ -9,8 +9,9 @@ mod stylization_common;
 use models::Backend;
 use stylization_common::*;
 
-/// Full-size tolerance: same bar as the small fixture.
-const TOL: f32 = 1e-4;
+/// Full-size tolerance (absolute, pixels in [0, 1] and the style bottleneck): measured on AVX2
+/// 3.1e-5 (flex) and 4.4e-5 (CPU engine) for pixels, 1.6e-6 for the bottleneck.
+const TOL: f32 = 8e-5;
 
 #[test]
 fn full_size_stylization_matches_tensorflow_on_flex() {
