@@ -404,8 +404,25 @@ fn unwritable_output_folder_fails_and_leaves_nothing() {
         assert_clean_failure(&out, &[ro.to_str().unwrap()]);
         assert_eq!(std::fs::read_dir(&ro).unwrap().count(), 0);
     } else {
-        eprintln!("SKIPPED: the read-only folder check (running as root, which can write anyway)");
+        // Root writes through permissions; sysfs refuses new folders even to root.
         let _ = std::fs::remove_file(ro.join("probe"));
+        let sys = Path::new("/sys/tfhub-rs-convert-out");
+        if std::fs::create_dir(sys).is_ok() {
+            let _ = std::fs::remove_dir(sys);
+            eprintln!("SKIPPED: the read-only folder check (root, and /sys takes new folders)");
+        } else {
+            let out = convert(
+                &[
+                    fixture("tf2").to_str().unwrap(),
+                    "--raw",
+                    "--out",
+                    sys.to_str().unwrap(),
+                ],
+                &work,
+            );
+            assert_clean_failure(&out, &["/sys"]);
+            assert!(!sys.exists());
+        }
     }
     std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o755)).unwrap();
     std::fs::remove_dir_all(&work).unwrap();
