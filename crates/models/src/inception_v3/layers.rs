@@ -170,10 +170,14 @@ impl BasicConv {
 mod tests {
     use super::*;
 
-    /// TF's convention (`tf.compat.v1.layers.batch_normalization`, slim, Keras): the moving
-    /// averages keep `decay` of the old value, `moving = decay * moving + (1 - decay) * batch`,
-    /// and the moving variance takes the unbiased (n - 1) batch variance. Checked on known
-    /// numbers: a swapped convention or the biased variance gives other values.
+    /// TF's convention (slim's fused batch norm, `tf_keras` 2.21's `BatchNormalization`, what a
+    /// hub module's training trace runs): the moving averages keep `decay` of the old value,
+    /// `moving = decay * moving + (1 - decay) * batch`, and the moving variance takes the
+    /// unbiased (n - 1) batch variance. The expected values are what TensorFlow 2.21 computes on
+    /// this input (`tf_keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-3,
+    /// scale=False)` with these moving statistics: [1.2, -1.6] and [4.0667, 2.05]; Keras 3's
+    /// layer, which takes the biased variance, gives [3.95, 1.65]). A swapped convention or the
+    /// biased variance fails.
     #[test]
     fn moving_averages_follow_tfs_decay_convention() {
         let dev = Device::flex().autodiff();
