@@ -99,6 +99,12 @@ impl BlockKind {
         matches!(self, BlockKind::ReductionA | BlockKind::ReductionB)
     }
 
+    /// Whether `branch` is the 3x3 / 2 max pool of the block input (no convolution; its output
+    /// is the input's channels).
+    pub fn max_pool_branch(self, branch: usize) -> bool {
+        self.is_reduction() && branch == 2
+    }
+
     /// How many convolutions at the end of `branch` read the same input in parallel and
     /// are concatenated (Mixed_7b/7c split their branches 1 and 2 into 1x3 and 3x1).
     pub fn parallel_ends(self, branch: usize) -> usize {
@@ -424,7 +430,7 @@ impl BlockSpec {
         if convs.is_empty() {
             // The max pool of a reduction block passes its input through; a missing fourth
             // branch adds nothing.
-            return if self.kind.is_reduction() && branch == 2 {
+            return if self.kind.max_pool_branch(branch) {
                 c_in
             } else {
                 0
@@ -446,6 +452,8 @@ impl BlockSpec {
 /// One convolution of the network in a model folder and in TensorFlow.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ConvEntry {
+    /// The layer it belongs to.
+    pub end_point: EndPoint,
     /// The slim scope under [`SCOPE`], e.g. `Mixed_5c/Branch_1/Conv_1_0c_5x5`.
     pub scope: String,
     /// The parameter path prefix in the folder, e.g. `mixed_5c.branch_1.1` (the
@@ -464,6 +472,7 @@ pub fn convs(last: EndPoint) -> Vec<ConvEntry> {
         }
         if let StemLayer::Conv(spec) = layer {
             out.push(ConvEntry {
+                end_point: e,
                 scope: spec.name.to_string(),
                 path: spec.name.to_ascii_lowercase(),
                 spec,
@@ -475,6 +484,7 @@ pub fn convs(last: EndPoint) -> Vec<ConvEntry> {
         for (b, list) in block.branches.iter().enumerate() {
             for (i, spec) in list.iter().enumerate() {
                 out.push(ConvEntry {
+                    end_point: block.end_point,
                     scope: format!("{scope}/Branch_{b}/{}", spec.name),
                     path: format!("{}.branch_{b}.{i}", scope.to_ascii_lowercase()),
                     spec: *spec,

@@ -35,13 +35,18 @@ pub fn convert(src: &Source) -> Result<Converted, ConvertError> {
             .is_some()
     };
     let mut last = EndPoint::Conv2d_1a_3x3;
-    for e in EndPoint::ALL {
-        let first = convs(e).into_iter().find(|c| c.scope.starts_with(e.name()));
-        match first {
-            Some(c) if has(&c.scope) => last = e,
-            Some(_) => break,
-            None => {} // a max pool: only the stem's last one counts, as below
+    let mut previous = None;
+    for c in convs(EndPoint::Mixed_7c) {
+        // Each layer's first convolution decides (max pools have none: only the stem's last
+        // one counts, as below).
+        if previous == Some(c.end_point) {
+            continue;
         }
+        previous = Some(c.end_point);
+        if !has(&c.scope) {
+            break;
+        }
+        last = c.end_point;
     }
     if last == EndPoint::Conv2d_4a_3x3 {
         last = EndPoint::MaxPool_5a_3x3;

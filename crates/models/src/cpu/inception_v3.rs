@@ -119,7 +119,7 @@ impl Block {
         for (i, list) in lists.iter().enumerate() {
             let convs = fold_all(list);
             if convs.is_empty() {
-                if reduction && i == 2 {
+                if m.kind.max_pool_branch(i) {
                     // The max-pool branch (its width is the input's, set below).
                     branches.push(Branch {
                         source: Source::MaxPool,

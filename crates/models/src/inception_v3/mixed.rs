@@ -88,7 +88,7 @@ impl Mixed {
         let mut outputs = Vec::with_capacity(6);
         for (b, convs) in self.branches().into_iter().enumerate() {
             if convs.is_empty() {
-                if self.kind.is_reduction() && b == 2 {
+                if self.kind.max_pool_branch(b) {
                     outputs.push(max_pool_3x3_s2(x.clone()));
                 }
                 continue;
