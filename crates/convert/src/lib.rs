@@ -19,7 +19,7 @@ pub mod write;
 pub use source::{F32Tensor, Source};
 
 /// The version written into every `config.json`.
-pub const CONVERTER_VERSION: &str = env!("CARGO_PKG_VERSION");
+pub const CONVERTER_VERSION: &str = model_folder::FolderConfig::VERSION;
 
 /// One tensor of the output file, already in the Burn module's name and layout.
 #[derive(Debug, Clone, PartialEq)]

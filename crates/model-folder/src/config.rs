@@ -24,6 +24,9 @@ pub struct FolderConfig {
 }
 
 impl FolderConfig {
+    /// The version written into every `config.json` (the cache of conversions is keyed by it).
+    pub const VERSION: &'static str = env!("CARGO_PKG_VERSION");
+
     /// A `config.json` of `kind` with `config`, written by this version.
     pub fn new(
         kind: &str,
@@ -35,7 +38,7 @@ impl FolderConfig {
             config: serde_json::to_value(config)?,
             source: source.to_string(),
             source_sha256: BTreeMap::new(),
-            converter_version: env!("CARGO_PKG_VERSION").to_string(),
+            converter_version: Self::VERSION.to_string(),
         })
     }
 
