@@ -190,15 +190,16 @@ fn a_savedmodel_folder_or_handle_is_converted_once_into_the_cache() {
     let cache = model.join("cache");
     let (_server, url) = common::serve_folder(&sm, "/m/inception.tar.gz");
     let run = |m: &std::ffi::OsStr, out: &Path| {
-        common::run_ok(
-            test_support::program!("classify")
-                .arg("--model")
-                .arg(m)
-                .arg("--features")
-                .arg(out)
-                .arg(&images[0]),
-            &cache,
-        )
+        test_support::program!("classify")
+            .arg("--model")
+            .arg(m)
+            .arg("--features")
+            .arg(out)
+            .arg(&images[0])
+            .cache(&cache)
+            .online()
+            .run_ok()
+            .1
     };
     let converted = |stderr: &str| {
         (

@@ -31,16 +31,17 @@ fn input_lines(e: &Value) -> (Vec<u8>, Vec<usize>) {
 
 /// Runs embed on `input` with `--model model`, the cache in `cache`; (npy values, stderr).
 fn embed(model: &std::ffi::OsStr, input: &Path, out: &Path, cache: &Path) -> (Vec<f32>, String) {
-    let stderr = common::run_ok(
-        test_support::program!("embed")
-            .arg("--model")
-            .arg(model)
-            .arg("--input")
-            .arg(input)
-            .arg("-o")
-            .arg(out),
-        cache,
-    );
+    let stderr = test_support::program!("embed")
+        .arg("--model")
+        .arg(model)
+        .arg("--input")
+        .arg(input)
+        .arg("-o")
+        .arg(out)
+        .cache(cache)
+        .online()
+        .run_ok()
+        .1;
     (model_folder::npy::read(out).unwrap().data, stderr)
 }
 

@@ -427,14 +427,15 @@ fn a_savedmodel_or_handle_is_converted_once_and_fine_tuned() {
     let (_server, url) = common::serve_folder(&sm, "/m/inception.tar.gz");
     let cache = root.join("cache");
     let run = |model: &str, out: &Path| {
-        let stderr = common::run_ok(
-            test_support::program!("finetune")
-                .args(["--model", model, "--data", data.to_str().unwrap()])
-                .args(["--image-size", "75", "--batch-size", "6", "--epochs", "1"])
-                .arg("--out")
-                .arg(out),
-            &cache,
-        );
+        let stderr = test_support::program!("finetune")
+            .args(["--model", model, "--data", data.to_str().unwrap()])
+            .args(["--image-size", "75", "--batch-size", "6", "--epochs", "1"])
+            .arg("--out")
+            .arg(out)
+            .cache(&cache)
+            .online()
+            .run_ok()
+            .1;
         assert!(metrics(out)["epochs"].as_array().unwrap().len() == 1);
         stderr
     };

@@ -358,19 +358,20 @@ fn savedmodel_archive_folder_and_handle_are_converted_once() {
     let ex = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/stylize");
     let cache = tmp.path().join("cache");
     let run = |model: &std::ffi::OsStr, out: &std::path::Path| {
-        let stderr = common::run_ok(
-            stylize()
-                .arg("--model")
-                .arg(model)
-                .arg("--content")
-                .arg(ex.join("grace_hopper.jpg"))
-                .arg("--style")
-                .arg(ex.join("great_wave.jpg"))
-                .args(["--content-size", "40", "--style-size", "48"])
-                .arg("-o")
-                .arg(out),
-            &cache,
-        );
+        let stderr = stylize()
+            .arg("--model")
+            .arg(model)
+            .arg("--content")
+            .arg(ex.join("grace_hopper.jpg"))
+            .arg("--style")
+            .arg(ex.join("great_wave.jpg"))
+            .args(["--content-size", "40", "--style-size", "48"])
+            .arg("-o")
+            .arg(out)
+            .cache(&cache)
+            .online()
+            .run_ok()
+            .1;
         (read_npy(out).1, stderr)
     };
     let (a, first) = run(tgz.as_os_str(), &tmp.path().join("a.npy"));

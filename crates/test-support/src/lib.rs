@@ -230,12 +230,6 @@ pub fn gzip(data: &[u8]) -> Vec<u8> {
     e.finish().unwrap()
 }
 
-/// Runs a program's command with its cache in `cache` (and online), asserts that it
-/// succeeded and returns its stderr (where programs say what they converted or reused).
-pub fn run_ok(cmd: &mut Program, cache: &Path) -> String {
-    cmd.cache(cache).online().run_ok().1
-}
-
 /// Serves every file under `dir` as one `.tar.gz` at `route` on a loopback server; returns the
 /// server (keep it alive) and the URL, a handle as a user would give it.
 pub fn serve_folder(dir: &Path, route: &str) -> (Server, String) {

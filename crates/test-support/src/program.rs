@@ -119,14 +119,6 @@ impl Program {
         assert_eq!(listing(dir), before, "something was written: {err}");
         err
     }
-
-    /// The hub cache the program uses.
-    pub fn cache_dir(&self) -> Option<PathBuf> {
-        self.cmd
-            .get_envs()
-            .find(|(k, _)| *k == "TFHUB_CACHE_DIR")
-            .and_then(|(_, v)| v.map(PathBuf::from))
-    }
 }
 
 impl Deref for Program {
