@@ -66,26 +66,25 @@ pub struct SavedModelCase {
 
 /// Reads `dir/cases.json`'s first case.
 pub fn saved_model_case(dir: &Path) -> Result<SavedModelCase, String> {
+    let cases = dir.join("cases.json");
     let meta: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(dir.join("cases.json")).map_err(|e| format!("{}: {e}", dir.display()))?,
+        &std::fs::read(&cases).map_err(|e| format!("{}: {e}", cases.display()))?,
     )
-    .map_err(err)?;
+    .map_err(|e| format!("{}: {e}", cases.display()))?;
     let case = &meta["cases"][0];
     let npy = |k: &str| -> Result<(Vec<usize>, Vec<f32>), String> {
-        let rel = case[k].as_str().ok_or(format!("cases.json: no {k}"))?;
-        let a = model_folder_npy(&dir.join(rel))?;
-        Ok(a)
+        let rel = case[k]
+            .as_str()
+            .ok_or(format!("{}: no {k}", cases.display()))?;
+        let path = dir.join(rel);
+        let a = model_folder::npy::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok((a.shape, a.data))
     };
     Ok(SavedModelCase {
         saved_model: dir.join("saved_model"),
         content: npy("content")?,
         style: npy("style")?,
     })
-}
-
-fn model_folder_npy(path: &Path) -> Result<(Vec<usize>, Vec<f32>), String> {
-    let a = model_folder::npy::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    Ok((a.shape, a.data))
 }
 
 /// The SavedModel, converted and loaded as `stylize` does, timed on `engine_cpu` (the CPU

@@ -261,6 +261,23 @@ mod tests {
         m
     }
 
+    /// A predictor whose only operator is a 1x1 stem conv (weights [5, 7], bias 0.5) without
+    /// options: no fused RELU6 where the stem has one. Also returns the weights' tensor index.
+    fn crafted_stem() -> (Tflite, i32) {
+        let mut m = predictor();
+        let x = activation(&mut m, "in", &[1, 8, 8, 2]);
+        let w = constant(
+            &mut m,
+            "MobilenetV2/Conv/weights",
+            &[1, 1, 1, 2],
+            &[5.0, 7.0],
+        );
+        let b = constant(&mut m, "MobilenetV2/Conv/bias", &[1], &[0.5]);
+        let y = activation(&mut m, "out", &[1, 4, 4, 1]);
+        m.operators.push((1, vec![x, w, b], vec![y]));
+        (m, w)
+    }
+
     /// Converts `m` written to a file; the error (conversion must fail, never panic), whose
     /// text names the file.
     fn convert_error(m: &Tflite) -> ConvertError {
@@ -322,18 +339,7 @@ mod tests {
 
     #[test]
     fn a_conv_with_other_options_is_an_unexpected_graph_naming_it() {
-        // The crafted stem conv has no options: no fused RELU6 where the stem has one.
-        let mut m = predictor();
-        let x = activation(&mut m, "in", &[1, 8, 8, 2]);
-        let w = constant(
-            &mut m,
-            "MobilenetV2/Conv/weights",
-            &[1, 1, 1, 2],
-            &[5.0, 7.0],
-        );
-        let b = constant(&mut m, "MobilenetV2/Conv/bias", &[1], &[0.5]);
-        let y = activation(&mut m, "out", &[1, 4, 4, 1]);
-        m.operators.push((1, vec![x, w, b], vec![y]));
+        let (m, _) = crafted_stem();
         let e = convert_error(&m);
         let ConvertError::In { model, error } = &e else {
             panic!("{e:?}")
@@ -487,17 +493,7 @@ mod tests {
     fn a_well_formed_crafted_stem_converts_its_weights() {
         // The crafted files above fail for the reason tested, not for a builder defect: the
         // same builder gives a stem conv whose weights come out permuted OHWI -> OIHW.
-        let mut m = predictor();
-        let x = activation(&mut m, "in", &[1, 8, 8, 2]);
-        let w = constant(
-            &mut m,
-            "MobilenetV2/Conv/weights",
-            &[1, 1, 1, 2],
-            &[5.0, 7.0],
-        );
-        let b = constant(&mut m, "MobilenetV2/Conv/bias", &[1], &[0.5]);
-        let y = activation(&mut m, "out", &[1, 4, 4, 1]);
-        m.operators.push((1, vec![x, w, b], vec![y]));
+        let (m, w) = crafted_stem();
         let src = TfliteSource {
             path: "m.tflite".into(),
             model: Model::from_bytes(m.bytes(), "m.tflite").unwrap(),
