@@ -20,7 +20,7 @@ Writes, under OUT_DIR:
                                  "ids": [[token ids per sentence, as TF's lookup gives them]],
                                  "outputs": [[TF output per sentence]] (empty-batch output shape in "empty_batch_shape"),
                                  "op_types": sorted op types of the graph and its functions}}
-  ../../crates/models/src/text_embedding/punct_table.rs (only with --punct-table): the code point
+  ../../crates/tf-text/src/punct_table.rs (only with --punct-table): the code point
                   ranges that TF's `regex_replace(x, "\\pP", "")` (RE2) removes, computed by running TF on
                   every Unicode scalar value.
 
@@ -205,7 +205,7 @@ def punct_table():
     for a, b in ranges:
         lines.append(f"    (0x{a:04X}, 0x{b:04X}),")
     lines.append("];")
-    dst = os.path.join(ROOT, "crates", "models", "src", "text_embedding", "punct_table.rs")
+    dst = os.path.join(ROOT, "crates", "tf-text", "src", "punct_table.rs")
     with open(dst + ".tmp", "w") as f:
         f.write("\n".join(lines) + "\n")
     os.replace(dst + ".tmp", dst)

@@ -503,6 +503,13 @@ impl<'a, 'l> Builder<'a, 'l> {
                 };
                 n_out += count;
             }
+        } else if let Some(args) = crate::op_set::output_args(&node.op) {
+            // Not in the SavedModel's op list (TF leaves out some ops that only library
+            // functions use): the executor's own record of the op's outputs.
+            for a in args {
+                arg_offsets.insert(a.to_string(), n_out);
+                n_out += 1;
+            }
         } else {
             // Unknown op (reported as unsupported before running): assume one output per
             // `out:idx` reference.

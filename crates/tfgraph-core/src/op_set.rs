@@ -142,7 +142,74 @@ pub const OTHER: &[&str] = &[
     "Conv2DBackpropInput",
     "DepthToSpace",
     "SpaceToDepth",
+    // Strings, lookup tables, sparse tensors (text models).
+    "HashTableV2",
+    "HashTable",
+    "InitializeTableFromTextFileV2",
+    "InitializeTableFromTextFile",
+    "InitializeTableV2",
+    "LookupTableImportV2",
+    "LookupTableFindV2",
+    "LookupTableFind",
+    "LookupTableSizeV2",
+    "LookupTableSize",
+    "StaticRegexReplace",
+    "RegexReplace",
+    "StaticRegexFullMatch",
+    "StringLower",
+    "StringUpper",
+    "StringSplitV2",
+    "StringSplit",
+    "StringToHashBucketFast",
+    "RaggedTensorToSparse",
+    "SparseFillEmptyRows",
+    "SparseReshape",
+    "Unique",
+    "DenseBincount",
+    "Bincount",
+    "ResourceGather",
+    "SparseSegmentSum",
+    "SparseSegmentMean",
+    "SparseSegmentSqrtN",
+    "SparseSegmentSumWithNumSegments",
+    "SparseSegmentMeanWithNumSegments",
+    "SparseSegmentSqrtNWithNumSegments",
 ];
+
+/// The output arguments of the implemented ops that have several single-tensor outputs,
+/// for graphs whose op list lacks their `OpDef` (TF 2.21 leaves out ops that only library
+/// functions use, such as `StringSplitV2` in a text model's tokenizer).
+pub fn output_args(op: &str) -> Option<&'static [&'static str]> {
+    Some(match op {
+        "StringSplitV2" | "StringSplit" => &["indices", "values", "shape"],
+        "RaggedTensorToSparse" => &["sparse_indices", "sparse_values", "sparse_dense_shape"],
+        "SparseFillEmptyRows" => &[
+            "output_indices",
+            "output_values",
+            "empty_row_indicator",
+            "reverse_index_map",
+        ],
+        "SparseReshape" => &["output_indices", "output_shape"],
+        "Unique" => &["y", "idx"],
+        "TopKV2" => &["values", "indices"],
+        "FusedBatchNorm" | "FusedBatchNormV2" => &[
+            "y",
+            "batch_mean",
+            "batch_variance",
+            "reserve_space_1",
+            "reserve_space_2",
+        ],
+        "FusedBatchNormV3" => &[
+            "y",
+            "batch_mean",
+            "batch_variance",
+            "reserve_space_1",
+            "reserve_space_2",
+            "reserve_space_3",
+        ],
+        _ => return None,
+    })
+}
 
 /// Whether op type `op` can run.
 pub fn supported(op: &str) -> bool {

@@ -38,6 +38,7 @@ fn run() -> Result<(), String> {
     let sm = savedmodel::read(std::path::Path::new(dir)).map_err(|e| e.to_string())?;
     let options = Options {
         cpu_fast_path: !flag("--burn-only"),
+        ..Options::default()
     };
     let model = Model::load_with(&sm, None, &device, &options).map_err(|e| e.to_string())?;
     let spec = model

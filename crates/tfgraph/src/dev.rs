@@ -118,7 +118,18 @@ pub fn sub_scalar(a: FT, s: f32) -> FT {
 pub fn powf(a: FT, b: FT) -> FT {
     B::float_powf(a, b)
 }
+/// Batched matrix product `[.., m, k] x [.., k, n]` (equal batch dims). An empty operand
+/// gives zeros of the result's shape (some backends divide by a zero dimension).
 pub fn matmul(a: FT, b: FT) -> FT {
+    let (sa, sb) = (shape(&a), shape(&b));
+    if sa.contains(&0) || sb.contains(&0) {
+        let mut out = sa.clone();
+        if let (Some(last), Some(&n)) = (out.last_mut(), sb.last()) {
+            *last = n;
+        }
+        let device = TensorMetadata::device(&a);
+        return B::float_zeros(Shape::from(out), &device, burn::tensor::FloatDType::F32);
+    }
     B::float_matmul(a, b)
 }
 pub fn neg(a: FT) -> FT {
@@ -277,6 +288,15 @@ pub fn select(a: FT, dim: usize, indices: &[i64], device: &Device) -> FT {
         device.as_dispatch(),
     );
     B::float_select(a, dim, idx)
+}
+/// `a[indices[i]] += v[i]` along `dim` (a scatter-add of whole slices).
+pub fn select_add(a: FT, dim: usize, indices: &[i64], v: FT, device: &Device) -> FT {
+    let iv: Vec<i32> = indices.iter().map(|&i| i as i32).collect();
+    let idx = B::int_from_data(
+        TensorData::new(iv, vec![indices.len()]),
+        device.as_dispatch(),
+    );
+    B::float_select_assign(a, dim, idx, v, burn::tensor::IndexingUpdateOp::Add)
 }
 pub fn conv2d(x: FT, w: FT, b: Option<FT>, opts: ConvOptions<2>) -> FT {
     B::conv2d(x, w, b, opts)

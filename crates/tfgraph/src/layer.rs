@@ -55,8 +55,10 @@ impl KerasLayer {
         device: &Device,
         trainable: bool,
     ) -> Result<Self, Error> {
+        // Every float variable becomes a float32 parameter (float64 tables included).
         let options = Options {
             cpu_fast_path: false,
+            float64_on_host: false,
         };
         let mut inference = Model::load_with(sm, None, device, &options)?;
         let entries = entry_points(sm)?;

@@ -54,13 +54,15 @@ struct Plan {
     /// Nodes that run a fused CPU kernel on their (rewritten) first input instead of
     /// their op ([`fast`]).
     fast: HashMap<usize, fast::FastOp>,
+    /// Whether nodes that only the control outputs need run too (a resource initializer).
+    with_controls: bool,
 }
 
 impl Plan {
-    fn new(mut graph: Graph) -> Plan {
+    fn new(mut graph: Graph, with_controls: bool) -> Plan {
         let subplans = std::mem::take(&mut graph.subgraphs)
             .into_iter()
-            .map(Plan::new)
+            .map(|g| Plan::new(g, false))
             .collect();
         let mut plan = Plan {
             graph,
@@ -68,6 +70,7 @@ impl Plan {
             last_use: Vec::new(),
             subplans,
             fast: HashMap::new(),
+            with_controls,
         };
         plan.schedule();
         plan
@@ -76,7 +79,7 @@ impl Plan {
     /// (Re)computes the execution order and last uses from the graph.
     fn schedule(&mut self) {
         let graph = &self.graph;
-        let need = graph.needed(false);
+        let need = graph.needed(self.with_controls);
         let order: Vec<usize> = (0..graph.nodes.len()).filter(|&i| need[i]).collect();
         let mut last_use = vec![usize::MAX; graph.nodes.len()];
         for (pos, &i) in order.iter().enumerate() {
@@ -100,6 +103,7 @@ struct Env<'a> {
     handles: &'a [bool],
     slot_of: &'a HashMap<usize, usize>,
     training: bool,
+    assets: Option<&'a std::path::Path>,
     /// Time per op type, when profiling.
     profile: Option<&'a std::cell::RefCell<BTreeMap<String, (std::time::Duration, usize)>>>,
 }
@@ -111,6 +115,7 @@ impl Env<'_> {
             node,
             vars: self.vars,
             training: self.training,
+            assets: self.assets,
         }
     }
 }
@@ -289,12 +294,17 @@ pub struct Options {
     /// project's CPU kernels, where that applies: the flex device (not autodiff) and an
     /// inference entry point. Default: on.
     pub cpu_fast_path: bool,
+    /// Keep float64 variables in float64 on the host (ops on them then compute in float64,
+    /// as TensorFlow does: a float64 embedding table). Off: they are float32 on the device
+    /// like every other float variable (what a module that trains them needs). Default: on.
+    pub float64_on_host: bool,
 }
 
 impl Default for Options {
     fn default() -> Self {
         Options {
             cpu_fast_path: true,
+            float64_on_host: true,
         }
     }
 }
@@ -311,6 +321,8 @@ pub struct Model {
     /// Slot -> object-graph node.
     objects: Vec<usize>,
     training: bool,
+    /// The SavedModel's `assets` folder.
+    assets: std::path::PathBuf,
 }
 
 impl std::fmt::Debug for Model {
@@ -340,6 +352,19 @@ impl Model {
         device: &Device,
         options: &Options,
     ) -> Result<Model, Error> {
+        Model::load_inner(sm, entry, device, options, &HashMap::new(), false)
+    }
+
+    /// [`Model::load_with`], with the values of some captured objects given (`preset`: a
+    /// resource being initialised), running the control outputs too when `with_controls`.
+    fn load_inner(
+        sm: &SavedModel,
+        entry: Option<&EntryPoint>,
+        device: &Device,
+        options: &Options,
+        preset: &HashMap<usize, Value>,
+        with_controls: bool,
+    ) -> Result<Model, Error> {
         let entries;
         let entry = match entry {
             Some(e) => e.clone(),
@@ -360,11 +385,11 @@ impl Model {
                 training: Some(true)
             }
         );
-        let bad = unsupported_ops(&graph, false);
+        let bad = unsupported_ops(&graph, with_controls);
         if !bad.is_empty() {
             return Err(Error::Unsupported(bad));
         }
-        let mut plan = Plan::new(graph);
+        let mut plan = Plan::new(graph, with_controls);
         let (graph, order) = (&plan.graph, &plan.order);
         // Captured objects the pruned graph reads.
         let og = sm.meta_graph().object_graph_def.as_ref();
@@ -382,7 +407,10 @@ impl Model {
                 slot_of.insert(i, s);
                 continue;
             }
-            let (v, handle) = load_object(sm, og, obj, device)?;
+            let (v, handle) = match preset.get(&obj) {
+                Some(v) => (v.clone(), false),
+                None => load_object(sm, og, obj, device, options)?,
+            };
             vars.push(v);
             handles.push(handle);
             objects.push(obj);
@@ -418,6 +446,7 @@ impl Model {
             slot_of,
             objects,
             training,
+            assets: sm.dir().join("assets"),
         })
     }
 
@@ -497,6 +526,7 @@ impl Model {
             handles: &self.handles,
             slot_of: &self.slot_of,
             training: self.training,
+            assets: Some(&self.assets),
             profile: None,
         };
         run_plan(&self.plan, &env, &inputs, true)
@@ -512,6 +542,7 @@ impl Model {
             handles: &self.handles,
             slot_of: &self.slot_of,
             training: self.training,
+            assets: Some(&self.assets),
             profile,
         }
     }
@@ -643,6 +674,7 @@ fn load_object(
     og: Option<&SavedObjectGraph>,
     obj: usize,
     device: &Device,
+    options: &Options,
 ) -> Result<(Value, bool), Error> {
     let err = |msg: String| Error::Model {
         path: sm.dir().to_path_buf(),
@@ -658,7 +690,9 @@ fn load_object(
         let t = sm.tensor(&v.name)?;
         let h = HostTensor::from_checkpoint(t)
             .map_err(|e| err(format!("variable `{}`: {e}", v.name)))?;
-        let value = if h.dtype.is_float() {
+        let value = if h.dtype == DType::F64 && options.float64_on_host {
+            Value::Host(h)
+        } else if h.dtype.is_float() {
             Value::Dev(dev::upload(h.to_f32().map_err(err)?, &h.shape, device))
         } else {
             Value::Host(h)
@@ -701,13 +735,76 @@ fn load_object(
         ));
     }
     if node.resource.is_some() {
-        return Err(Error::Unsupported(vec![(
-            "captured resource (lookup table)".into(),
-            format!("object {obj}"),
-            "(object graph)".into(),
-        )]));
+        return Ok((load_resource(sm, og, obj, device, options)?, false));
     }
     Err(err(format!(
         "captured object {obj} is neither a variable, a constant, an asset nor a resource"
     )))
+}
+
+/// A captured resource (a lookup table): its `_create_resource` function makes it, its
+/// `_initialize` function fills it (reading its asset), as `tf.saved_model.load` does.
+fn load_resource(
+    sm: &SavedModel,
+    og: Option<&SavedObjectGraph>,
+    obj: usize,
+    device: &Device,
+    options: &Options,
+) -> Result<Value, Error> {
+    let err = |msg: String| Error::Model {
+        path: sm.dir().to_path_buf(),
+        msg: format!("resource (object {obj}): {msg}"),
+    };
+    let og = og.ok_or_else(|| err("no object graph".into()))?;
+    let entry = |child: &str| -> Result<EntryPoint, Error> {
+        let node = og
+            .nodes
+            .get(obj)
+            .and_then(|n| n.children.iter().find(|c| c.local_name == child))
+            .and_then(|c| og.nodes.get(c.node_id as usize))
+            .ok_or_else(|| err(format!("no `{child}` function")))?;
+        let name = match (&node.bare_concrete_function, &node.function) {
+            (Some(b), _) => Some(b.concrete_function_name.clone()),
+            (None, Some(f)) => f.concrete_functions.first().cloned(),
+            _ => None,
+        }
+        .ok_or_else(|| err(format!("`{child}` is not a function")))?;
+        let bound = og
+            .concrete_functions
+            .get(&name)
+            .map(|c| c.bound_inputs.iter().map(|&b| b.max(0) as usize).collect())
+            .unwrap_or_default();
+        Ok(EntryPoint {
+            kind: EntryKind::Call { training: None },
+            function: name,
+            bound,
+            inputs: Vec::new(),
+            outputs: Vec::new(),
+        })
+    };
+    let none = HashMap::new();
+    let creator = Model::load_inner(
+        sm,
+        Some(&entry("_create_resource")?),
+        device,
+        options,
+        &none,
+        true,
+    )?;
+    let table = creator
+        .run(Vec::new())?
+        .into_iter()
+        .find(|v| matches!(v, Value::Table(_)))
+        .ok_or_else(|| err("`_create_resource` made no lookup table".into()))?;
+    let preset = HashMap::from([(obj, table.clone())]);
+    let init = Model::load_inner(
+        sm,
+        Some(&entry("_initialize")?),
+        device,
+        options,
+        &preset,
+        true,
+    )?;
+    init.run(Vec::new())?;
+    Ok(table)
 }

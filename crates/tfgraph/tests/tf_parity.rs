@@ -288,6 +288,7 @@ fn networks_match_tensorflow_on_flex() {
 fn networks_match_tensorflow_on_flex_without_the_fast_path() {
     let burn_only = Options {
         cpu_fast_path: false,
+        ..Options::default()
     };
     run_all_with(&Device::flex(), &burn_only, &|m| m["kind"] == "network");
 }

@@ -10,9 +10,8 @@
 //! gradients flow into it for fine-tuning; [`Module::no_grad`] freezes it. Float64 tables
 //! (what `export_v2.py` writes) are converted to float32 by `convert`.
 
-pub mod farmhash;
-mod punct_table;
 pub mod tokenizer;
+pub use tf_text::farmhash;
 
 use crate::weights::{FolderError, ModelFolder};
 use burn::module::{Module, Param};
@@ -305,10 +304,63 @@ impl TextEmbedding {
         b
     }
 
-    /// Sentence embeddings `[batch, dim]`.
+    /// Sentence embeddings `[batch, dim]`. When the table records gradients (a trainable
+    /// table on an autodiff device) this is [`TextEmbedding::forward`]; otherwise it gives
+    /// TensorFlow's numbers exactly: the bag is summed on the host in the order of TF's
+    /// `SparseSegmentSqrtN` kernel (in float64 when the source table was float64, as TF sums
+    /// it), from the rows the batch uses.
     pub fn embed<S: AsRef<[u8]>>(&self, sentences: &[S]) -> Tensor<2> {
+        if self.embeddings.val().is_require_grad() {
+            return self.forward(&self.tokenize(sentences));
+        }
+        let device = self.embeddings.device();
+        let dim = self.config.dim;
+        let values = self.embed_values(sentences);
+        Tensor::<2>::from_data(TensorData::new(values, [sentences.len(), dim]), &device)
+    }
+
+    /// [`TextEmbedding::embed`] as row-major values.
+    pub fn embed_values<S: AsRef<[u8]>>(&self, sentences: &[S]) -> Vec<f32> {
         let batch = self.tokenize(sentences);
-        self.forward(&batch)
+        let dim = self.config.dim;
+        if batch.ids.is_empty() {
+            return vec![0.0; sentences.len() * dim];
+        }
+        // The distinct rows, in first-use order (TF's `Unique`), and each token's position.
+        let mut slot: std::collections::HashMap<u32, i64> = std::collections::HashMap::new();
+        let mut unique = Vec::new();
+        let indices: Vec<i64> = batch
+            .ids
+            .iter()
+            .map(|&id| {
+                *slot.entry(id).or_insert_with(|| {
+                    unique.push(id as i64);
+                    unique.len() as i64 - 1
+                })
+            })
+            .collect();
+        let device = self.embeddings.device();
+        let ids =
+            Tensor::<1, Int>::from_data(TensorData::new(unique.clone(), [unique.len()]), &device);
+        let rows: Vec<f32> = self
+            .embeddings
+            .val()
+            .select(0, ids)
+            .into_data()
+            .try_into_vec::<f32>()
+            .unwrap_or_else(|_| vec![0.0; unique.len() * dim]);
+        let segments: Vec<i64> = batch.rows.iter().map(|&r| r as i64).collect();
+        let n = Some(sentences.len());
+        let combiner = tf_text::segment::Combiner::SqrtN;
+        let reduced = if self.config.source_dtype.as_deref() == Some("float64") {
+            let rows: Vec<f64> = rows.iter().map(|&x| x as f64).collect();
+            tf_text::segment::reduce(&rows, dim, &indices, &segments, n, combiner)
+                .map(|(v, _)| v.into_iter().map(|x| x as f32).collect())
+        } else {
+            tf_text::segment::reduce(&rows, dim, &indices, &segments, n, combiner).map(|(v, _)| v)
+        };
+        // The tokenizer gives sorted rows and in-range positions: the reduction cannot fail.
+        reduced.unwrap_or_else(|_| vec![0.0; sentences.len() * dim])
     }
 
     /// Embedding bag: `out[r] = Σ_{t: rows[t]=r} weights[t] · E[ids[t]]`.

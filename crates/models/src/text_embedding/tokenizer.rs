@@ -5,10 +5,10 @@
 //! Input is bytes, as TensorFlow strings are: invalid UTF-8 passes through
 //! unchanged (RE2 never matches it as punctuation).
 
-use super::farmhash::fingerprint64;
-use super::punct_table::PUNCT_RANGES;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
+pub use tf_text::vocab::VocabError;
+pub use tf_text::{is_punctuation, remove_punctuation};
 
 /// How a sentence is split on the space byte.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -24,76 +24,20 @@ pub enum SplitMode {
     SkipEmpty,
 }
 
-/// Errors reading a vocabulary file (`tokens.txt`).
-#[derive(Debug, thiserror::Error)]
-pub enum VocabError {
-    #[error(
-        "{file}: empty line found at line {line} (TensorFlow's TextFileInitializer rejects it)"
-    )]
-    EmptyLine { file: String, line: usize },
-    #[error("{file}: token {token:?} appears twice (lines {first} and {second})")]
-    Duplicate {
-        file: String,
-        token: String,
-        first: usize,
-        second: usize,
-    },
-    #[error(
-        "{file}: a vocabulary with {oov_buckets} OOV buckets and no tokens cannot map anything"
-    )]
-    NoIds { file: String, oov_buckets: usize },
-}
-
-/// True if the code point is in Unicode general category P (Pc Pd Ps Pe Pi Pf Po)
-/// as TensorFlow's RE2 sees it.
-pub fn is_punctuation(c: char) -> bool {
-    let c = c as u32;
-    PUNCT_RANGES
-        .binary_search_by(|&(lo, hi)| {
-            if hi < c {
-                std::cmp::Ordering::Less
-            } else if lo > c {
-                std::cmp::Ordering::Greater
-            } else {
-                std::cmp::Ordering::Equal
-            }
-        })
-        .is_ok()
-}
-
-/// `tf.strings.regex_replace(s, r"\pP", "")`: removes every punctuation
-/// character; invalid UTF-8 bytes are kept as they are.
-pub fn remove_punctuation(s: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(s.len());
-    for chunk in s.utf8_chunks() {
-        let valid = chunk.valid();
-        if valid.is_ascii() {
-            out.extend(valid.bytes().filter(|&b| !is_punctuation(b as char)));
-        } else {
-            let mut buf = [0u8; 4];
-            for c in valid.chars() {
-                if !is_punctuation(c) {
-                    out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
-                }
-            }
-        }
-        out.extend_from_slice(chunk.invalid());
-    }
-    out
-}
-
 /// Splits on the single byte `' '` (tabs, newlines and NBSP are not separators).
 /// The result is never empty: a sentence without tokens gives `[""]`, which is
 /// what `fill_empty_rows` makes of it.
 pub fn split(s: &[u8], mode: SplitMode) -> Vec<&[u8]> {
-    let mut tokens: Vec<&[u8]> = s.split(|&b| b == b' ').collect();
-    if mode == SplitMode::SkipEmpty {
-        tokens.retain(|t| !t.is_empty());
-        if tokens.is_empty() {
-            tokens.push(b"");
+    match mode {
+        SplitMode::KeepEmpty => tf_text::split::split_v2(s, b" ", -1),
+        SplitMode::SkipEmpty => {
+            let mut tokens = tf_text::split::split_v1(s, b" ", true);
+            if tokens.is_empty() {
+                tokens.push(b"");
+            }
+            tokens
         }
     }
-    tokens
 }
 
 /// Vocabulary + OOV buckets + preprocessing options: sentence bytes → row ids.
@@ -118,27 +62,17 @@ impl Tokenizer {
         split: SplitMode,
         remove_punctuation: bool,
     ) -> Result<Self, VocabError> {
-        let mut vocab = HashMap::new();
-        let body = bytes.strip_suffix(b"\n").unwrap_or(bytes);
-        if !bytes.is_empty() {
-            for (i, line) in body.split(|&b| b == b'\n').enumerate() {
-                let line = line.strip_suffix(b"\r").unwrap_or(line);
-                if line.is_empty() {
-                    return Err(VocabError::EmptyLine {
-                        file: file.into(),
-                        line: i + 1,
-                    });
+        let table =
+            tf_text::vocab::read_table(file, bytes, &tf_text::vocab::TextFileSpec::vocabulary())?;
+        let vocab: HashMap<Vec<u8>, u32> = table
+            .into_iter()
+            .filter_map(|(k, v)| match (k, v) {
+                (tf_text::vocab::Entry::Str(k), tf_text::vocab::Entry::Int(v)) => {
+                    Some((k, v as u32))
                 }
-                if let Some(first) = vocab.insert(line.to_vec(), i as u32) {
-                    return Err(VocabError::Duplicate {
-                        file: file.into(),
-                        token: String::from_utf8_lossy(line).into_owned(),
-                        first: first as usize + 1,
-                        second: i + 1,
-                    });
-                }
-            }
-        }
+                _ => None,
+            })
+            .collect();
         let vocab_size = vocab.len();
         if vocab_size == 0 && oov_buckets == 0 {
             return Err(VocabError::NoIds {
@@ -183,7 +117,7 @@ impl Tokenizer {
         if self.oov_buckets == 0 {
             return None;
         }
-        Some((self.vocab_size as u64 + fingerprint64(token) % self.oov_buckets as u64) as u32)
+        Some((self.vocab_size as u64 + tf_text::hash_bucket(token, self.oov_buckets as u64)) as u32)
     }
 
     /// The row ids of one sentence, in token order (repeats kept). Never empty
@@ -226,19 +160,6 @@ mod tests {
             true,
         )
         .unwrap()
-    }
-
-    #[test]
-    fn punctuation_follows_re2_categories() {
-        assert_eq!(remove_punctuation(b"Hello, world."), b"Hello world");
-        // ASCII kept by \pP: $ + < = > ^ ` | ~
-        assert_eq!(remove_punctuation(b"$+<=>^`|~"), b"$+<=>^`|~");
-        assert_eq!(remove_punctuation(b"!\"#%&'()*,-./:;?@[\\]_{}"), b"");
-        assert_eq!(remove_punctuation("¿“cat”…—«»·§¡、。’".as_bytes()), b"cat");
-        assert_eq!(remove_punctuation("é © €".as_bytes()), "é © €".as_bytes());
-        // invalid UTF-8 passes through unchanged
-        assert_eq!(remove_punctuation(b"a\xffb,"), b"a\xffb");
-        assert_eq!(remove_punctuation(b"\xe2\x80(cat)"), b"\xe2\x80cat");
     }
 
     #[test]

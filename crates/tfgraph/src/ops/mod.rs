@@ -11,6 +11,8 @@ mod elementwise;
 pub(crate) use elementwise::erf64;
 mod math;
 mod nn;
+mod text;
+pub use text::{LookupTable, TableRef};
 
 use crate::dev::{self, BT, FT};
 use crate::graph::Node;
@@ -30,6 +32,8 @@ pub enum Value {
     Host(HostTensor),
     /// A variable (resource handle): its slot.
     Var(usize),
+    /// A lookup table (resource).
+    Table(TableRef),
 }
 
 impl Value {
@@ -37,7 +41,7 @@ impl Value {
         match self {
             Value::Dev(t) | Value::DevBool(t) => dev::shape(t),
             Value::Host(h) => h.shape.clone(),
-            Value::Var(_) => Vec::new(),
+            Value::Var(_) | Value::Table(_) => Vec::new(),
         }
     }
     pub fn is_host(&self) -> bool {
@@ -52,6 +56,8 @@ pub struct Ctx<'a> {
     pub vars: &'a [Value],
     /// Training mode: dropout etc. are live (the trace decides most of it).
     pub training: bool,
+    /// The SavedModel's `assets` folder: the only place table files are read from.
+    pub assets: Option<&'a std::path::Path>,
 }
 
 pub type OpResult = Result<Vec<Value>, String>;
@@ -89,13 +95,39 @@ impl<'a> Ctx<'a> {
             .map(DType::from_proto)
     }
 
+    /// The file `name` (from the graph) if it lies inside the model's `assets` folder.
+    pub fn asset_path(&self, name: &[u8]) -> Result<std::path::PathBuf, String> {
+        let shown = String::from_utf8_lossy(name).into_owned();
+        let outside = || format!("file {shown:?} is not inside the model's assets folder");
+        let assets = self.assets.ok_or_else(outside)?;
+        let name = std::str::from_utf8(name).map_err(|_| outside())?;
+        let path = std::path::Path::new(name);
+        let path = if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            assets.join(path)
+        };
+        let real = path
+            .canonicalize()
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        let root = assets
+            .canonicalize()
+            .map_err(|e| format!("{}: {e}", assets.display()))?;
+        if !real.starts_with(&root) || !real.is_file() {
+            return Err(outside());
+        }
+        Ok(real)
+    }
+
     /// The value as a device float tensor (uploading host values).
     pub fn float(&self, v: &Value) -> Result<FT, String> {
         match v {
             Value::Dev(t) => Ok(t.clone()),
             Value::DevBool(t) => Ok(dev::bool_to_float(t.clone())),
             Value::Host(h) => Ok(dev::upload(h.to_f32()?, &h.shape, self.device)),
-            Value::Var(_) => Err("expected a tensor, got a resource handle".into()),
+            Value::Var(_) | Value::Table(_) => {
+                Err("expected a tensor, got a resource handle".into())
+            }
         }
     }
     /// The value as a device bool tensor.
@@ -107,7 +139,9 @@ impl<'a> Ctx<'a> {
                 dev::zeros(&dev::shape(t), self.device),
             )),
             Value::Host(h) => Ok(dev::upload_bool(h.to_bool()?, &h.shape, self.device)),
-            Value::Var(_) => Err("expected a tensor, got a resource handle".into()),
+            Value::Var(_) | Value::Table(_) => {
+                Err("expected a tensor, got a resource handle".into())
+            }
         }
     }
     /// The value on the host (reading device tensors back).
@@ -122,7 +156,9 @@ impl<'a> Ctx<'a> {
                 let s = dev::shape(t);
                 Ok(HostTensor::bool(s, dev::download_bool(t.clone())?))
             }
-            Value::Var(_) => Err("expected a tensor, got a resource handle".into()),
+            Value::Var(_) | Value::Table(_) => {
+                Err("expected a tensor, got a resource handle".into())
+            }
         }
     }
     /// Integer values of a (small, host) tensor: shapes, axes, sizes.
@@ -173,6 +209,9 @@ pub fn run(ctx: &Ctx, inputs: Vec<Value>) -> OpResult {
         return r;
     }
     if let Some(r) = nn::run(op, ctx, &inputs) {
+        return r;
+    }
+    if let Some(r) = text::run(op, ctx, &inputs) {
         return r;
     }
     match op {
