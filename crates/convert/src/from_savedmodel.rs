@@ -26,6 +26,7 @@ pub fn source_from_savedmodel(sm: &SavedModel, handle: &str) -> Result<Source, S
     for v in sm.variables() {
         if v.dtype.is_float() {
             let t = sm.tensor(&v.name)?;
+            src.float_dtypes.insert(v.name.clone(), v.dtype.name());
             src.tensors.insert(
                 v.name.clone(),
                 F32Tensor {
@@ -38,8 +39,40 @@ pub fn source_from_savedmodel(sm: &SavedModel, handle: &str) -> Result<Source, S
                 .insert(v.name.clone(), (v.dtype.name(), v.shape.clone()));
         }
     }
+    src.regex_rewrites = regex_rewrites(sm);
     src.assets = assets_of(sm)?;
     Ok(src)
+}
+
+/// The attributes of every `StaticRegexReplace` in `sm`'s graph and function library.
+fn regex_rewrites(sm: &SavedModel) -> Vec<crate::RegexRewrite> {
+    let Some(g) = sm.meta_graph().graph_def.as_ref() else {
+        return Vec::new();
+    };
+    let functions = g.library.iter().flat_map(|l| l.function.iter());
+    let nodes = g
+        .node
+        .iter()
+        .chain(functions.flat_map(|f| f.node_def.iter()));
+    let text = |n: &savedmodel::proto::NodeDef, k: &str| {
+        n.attr
+            .get(k)
+            .and_then(|a| a.s.as_ref())
+            .map(|s| String::from_utf8_lossy(s).into_owned())
+            .unwrap_or_default()
+    };
+    nodes
+        .filter(|n| n.op == "StaticRegexReplace")
+        .map(|n| crate::RegexRewrite {
+            pattern: text(n, "pattern"),
+            rewrite: text(n, "rewrite"),
+            global: n
+                .attr
+                .get("replace_global")
+                .and_then(|a| a.b)
+                .unwrap_or(true),
+        })
+        .collect()
 }
 
 /// The asset files of `sm` by file name, each read with [`read_asset`].

@@ -16,7 +16,7 @@ pub mod layout;
 pub mod source;
 pub mod write;
 
-pub use source::{F32Tensor, Source};
+pub use source::{F32Tensor, RegexRewrite, Source};
 
 /// The version written into every `config.json`.
 pub const CONVERTER_VERSION: &str = model_folder::FolderConfig::VERSION;

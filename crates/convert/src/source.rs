@@ -22,9 +22,23 @@ pub struct Source {
     pub tensors: BTreeMap<String, F32Tensor>,
     /// Non-float variables: name -> (dtype name, shape). String tables etc.
     pub other_variables: BTreeMap<String, (String, Vec<usize>)>,
+    /// The dtype each float variable has in the source (`float64`, ...; `tensors` holds
+    /// them all as f32).
+    pub float_dtypes: BTreeMap<String, String>,
     pub op_types: BTreeSet<String>,
+    /// Every `StaticRegexReplace` of the graph and its functions: pattern, rewrite and
+    /// `replace_global` (what the text preprocessing does to a sentence).
+    pub regex_rewrites: Vec<RegexRewrite>,
     /// Asset file name (e.g. `tokens.txt`) -> contents.
     pub assets: BTreeMap<String, Vec<u8>>,
+}
+
+/// One `StaticRegexReplace` node's attributes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RegexRewrite {
+    pub pattern: String,
+    pub rewrite: String,
+    pub global: bool,
 }
 
 impl Source {

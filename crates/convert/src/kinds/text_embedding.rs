@@ -57,10 +57,138 @@ pub fn recognise(src: &Source) -> bool {
     let Some((_, t)) = table(src) else {
         return false;
     };
-    t.shape[0] >= vocab_lines(vocab) && t.shape[1] > 0
+    t.shape[0] >= vocab_lines(vocab) && t.shape[1] > 0 && graph_deviation(src).is_none()
+}
+
+/// Every op type of the hub's text-embedding exports (TF2 `export_v2.py`, TF1 `export.py`),
+/// their checkpoint saving and restoring included. A graph with any other op computes
+/// something the hand-written embedding does not (dense layers after the bag, lowercasing,
+/// another combiner, ...) and runs through the graph executor instead.
+const PATTERN_OPS: &[&str] = &[
+    // preprocessing and lookup
+    "StaticRegexReplace",
+    "StringSplitV2",
+    "StringSplit",
+    "StringToHashBucketFast",
+    "HashTableV2",
+    "HashTable",
+    "InitializeTableFromTextFileV2",
+    "LookupTableFindV2",
+    "LookupTableSizeV2",
+    "RaggedTensorToSparse",
+    "SparseFillEmptyRows",
+    "SparseReshape",
+    "Unique",
+    "ResourceGather",
+    "SparseSegmentSqrtN",
+    "DenseBincount",
+    "Bincount",
+    "Cumsum",
+    // shapes, indices and the empty-row masking of safe_embedding_lookup_sparse
+    "AddV2",
+    "Add",
+    "Cast",
+    "ConcatV2",
+    "Const",
+    "Fill",
+    "GatherV2",
+    "Greater",
+    "GreaterEqual",
+    "Identity",
+    "IdentityN",
+    "Max",
+    "Maximum",
+    "Minimum",
+    "Mul",
+    "NoOp",
+    "NotEqual",
+    "Pack",
+    "Placeholder",
+    "PlaceholderWithDefault",
+    "Prod",
+    "Range",
+    "ReadVariableOp",
+    "Reshape",
+    "Select",
+    "SelectV2",
+    "Shape",
+    "Size",
+    "Slice",
+    "StridedSlice",
+    "Tile",
+    "Where",
+    "ZerosLike",
+    "StatefulPartitionedCall",
+    "PartitionedCall",
+    // variables, saving and restoring
+    "VarHandleOp",
+    "VarIsInitializedOp",
+    "AssignVariableOp",
+    "DisableCopyOnRead",
+    "SaveV2",
+    "RestoreV2",
+    "MergeV2Checkpoints",
+    "ShardedFilename",
+    "StringJoin",
+    "StaticRegexFullMatch",
+    "VariableV2",
+    "Assign",
+];
+
+/// Why `src`'s graph is not the one the hand-written text embedding computes (`None`: it
+/// is, as far as its op types and regex attributes show; a source without a graph, built
+/// by hand, is taken as it is). `tfhub` also runs both on probe sentences.
+pub fn graph_deviation(src: &Source) -> Option<String> {
+    let ops = &src.op_types;
+    if ops.is_empty() {
+        return None;
+    }
+    let other: Vec<&str> = ops
+        .iter()
+        .map(String::as_str)
+        .filter(|o| !PATTERN_OPS.contains(o))
+        .collect();
+    if !other.is_empty() {
+        return Some(format!(
+            "its graph has ops the hand-written text embedding does not compute: {}",
+            other.join(", ")
+        ));
+    }
+    if !ops.contains("SparseSegmentSqrtN") {
+        return Some("its graph has no sqrtn combiner (SparseSegmentSqrtN)".into());
+    }
+    if !ops.contains("StringSplitV2") && !ops.contains("StringSplit") {
+        return Some("its graph does not split sentences with StringSplit(V2)".into());
+    }
+    for r in &src.regex_rewrites {
+        let punct = matches!(r.pattern.as_str(), "\\pP" | "\\p{P}");
+        if !(punct && r.rewrite.is_empty() && r.global) {
+            return Some(format!(
+                "its graph rewrites sentences with regex {:?} -> {:?}{}; the hand-written \
+                 text embedding removes \\pP only",
+                r.pattern,
+                r.rewrite,
+                if r.global { "" } else { " (first match only)" }
+            ));
+        }
+    }
+    if src.regex_rewrites.len() > 1 {
+        return Some("its graph applies more than one regex rewrite".into());
+    }
+    None
 }
 
 pub fn convert(src: &Source) -> Result<Converted, ConvertError> {
+    if let Some(why) = graph_deviation(src) {
+        return Err(ConvertError::UnexpectedGraph {
+            what: "the text embedding's preprocessing and combiner".into(),
+            found: why,
+            expected: "`\\pP` removal, a split on ' ', a vocabulary lookup with hash buckets and \
+                       a sqrtn bag (TF Hub's export_v2.py / export.py)"
+                .into(),
+        }
+        .within(&src.handle));
+    }
     let vocab = src.assets.get(VOCAB_FILE).ok_or_else(|| {
         ConvertError::MissingAsset {
             file: VOCAB_FILE.into(),
@@ -104,7 +232,11 @@ pub fn convert(src: &Source) -> Result<Converted, ConvertError> {
     };
     let remove_punctuation =
         ops.is_empty() || ops.contains("StaticRegexReplace") || ops.contains("RegexReplace");
-    let source_dtype = src.other_variables.get(name).map(|(d, _)| d.clone());
+    let source_dtype = src
+        .float_dtypes
+        .get(name)
+        .or_else(|| src.other_variables.get(name).map(|(d, _)| d))
+        .cloned();
     Ok(Converted {
         typed: Vec::new(),
         kind: "text_embedding".into(),
@@ -180,6 +312,7 @@ mod tests {
                 "StaticRegexReplace",
                 "StringSplitV2",
                 "StringToHashBucketFast",
+                "SparseSegmentSqrtN",
             ],
             "Variable",
         );
@@ -199,7 +332,11 @@ mod tests {
     #[test]
     fn tf1_export_skips_empty_tokens() {
         let s = source(
-            &["StringSplit", "StringToHashBucketFast"],
+            &[
+                "StringSplit",
+                "StringToHashBucketFast",
+                "SparseSegmentSqrtN",
+            ],
             "module/embeddings",
         );
         let c = convert(&s).unwrap();
@@ -209,7 +346,7 @@ mod tests {
 
     #[test]
     fn rows_beyond_vocab_without_hashing_is_an_error() {
-        let s = source(&["StringSplitV2"], "embeddings");
+        let s = source(&["StringSplitV2", "SparseSegmentSqrtN"], "embeddings");
         let e = convert(&s).unwrap_err();
         assert!(
             e.to_string()
@@ -236,6 +373,47 @@ mod tests {
             matches!(e.innermost(), ConvertError::MissingAsset { file, .. } if file == VOCAB_FILE),
             "{e:?}"
         );
+    }
+
+    /// Each way a graph can compute something else is refused with its reason.
+    #[test]
+    fn graphs_that_compute_something_else_are_not_claimed() {
+        let base = [
+            "StringSplitV2",
+            "StringToHashBucketFast",
+            "SparseSegmentSqrtN",
+        ];
+        let with = |extra: &[&str]| {
+            let ops: Vec<&str> = base.iter().chain(extra).copied().collect();
+            source(&ops, "embeddings")
+        };
+        assert!(recognise(&with(&[])));
+        for (extra, why) in [
+            (&["MatMul", "Relu"][..], "MatMul, Relu"),
+            (&["StringLower"][..], "StringLower"),
+            (&["SparseSegmentMean"][..], "SparseSegmentMean"),
+            (&["RegexReplace"][..], "RegexReplace"),
+        ] {
+            let s = with(extra);
+            assert!(!recognise(&s), "{extra:?}");
+            assert!(graph_deviation(&s).unwrap().contains(why), "{extra:?}");
+        }
+        let mut s = with(&["StaticRegexReplace"]);
+        s.regex_rewrites.push(crate::RegexRewrite {
+            pattern: "\\pP|[0-9]".into(),
+            rewrite: String::new(),
+            global: true,
+        });
+        assert!(graph_deviation(&s).unwrap().contains("[0-9]"));
+        s.regex_rewrites[0].pattern = "\\pP".into();
+        assert!(recognise(&s));
+        s.regex_rewrites[0].global = false;
+        assert!(graph_deviation(&s).unwrap().contains("first match only"));
+        let mut s = source(&["StringSplitV2", "StringToHashBucketFast"], "embeddings");
+        assert!(graph_deviation(&s).unwrap().contains("sqrtn"));
+        s.op_types.insert("SparseSegmentSqrtN".into());
+        s.op_types.remove("StringSplitV2");
+        assert!(graph_deviation(&s).unwrap().contains("split"));
     }
 
     #[test]
