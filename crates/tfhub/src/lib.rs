@@ -193,6 +193,93 @@ pub fn inception_discrepancy(
     ))
 }
 
+/// Largest discrepancy between the hand-written text embedding and the graph it stands for
+/// (both compute TF's bag exactly; float32 tables and outputs on a float64 model).
+pub const TEXT_EMBEDDING_TOLERANCE: f64 = 1e-5;
+
+/// How far the hand-written text embedding `model` is from the default entry point of the
+/// SavedModel in `saved_model` (run by the graph executor) on probe sentences made from its
+/// own vocabulary: known tokens in several cases, with punctuation, digits, tabs, doubled
+/// and leading spaces, unknown words, an empty sentence and a long row. The largest
+/// difference relative to the graph output's largest magnitude (at least 1), or why the
+/// graph cannot run here. With the structural check of `convert` (op types, the regex),
+/// this is what makes text recognition honest: another separator, combiner, casing or
+/// anything after the bag shows here.
+pub fn text_embedding_discrepancy(
+    saved_model: &Path,
+    model: &models::text_embedding::TextEmbedding,
+    device: &Device,
+) -> Result<Check, Error> {
+    let graph = match tfgraph::Model::open(saved_model, device) {
+        Ok(g) => g,
+        Err(e @ (tfgraph::Error::Model { .. } | tfgraph::Error::Unsupported(_))) => {
+            return Ok(Check::Unverifiable(e.to_string()))
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let probe = text_probe(model.vocab_bytes());
+    let x = tfgraph::HostTensor {
+        dtype: savedmodel::DType::String,
+        shape: vec![probe.len()],
+        data: tfgraph::HostData::Str(probe.clone()),
+    };
+    let g = match graph.run_host(vec![x]) {
+        Ok(out) => out.into_iter().next(),
+        Err(e) => return Ok(Check::Unverifiable(e.to_string())),
+    };
+    let Some(g) = g else {
+        return Ok(Check::Discrepancy(f64::INFINITY));
+    };
+    let g = g.to_f64().map_err(|e| model_err(saved_model, e))?;
+    let hand = model.embed_values(&probe);
+    if hand.len() != g.len() {
+        return Ok(Check::Discrepancy(f64::INFINITY));
+    }
+    let scale = g.iter().fold(1f64, |m, &v| m.max(v.abs()));
+    Ok(Check::Discrepancy(
+        g.iter()
+            .zip(&hand)
+            .map(|(&a, &b)| (a - b as f64).abs() / scale)
+            .fold(0.0, f64::max),
+    ))
+}
+
+/// Probe sentences from a vocabulary file's first tokens.
+fn text_probe(vocab: &[u8]) -> Vec<Vec<u8>> {
+    let toks: Vec<&[u8]> = vocab
+        .split(|&b| b == b'\n')
+        .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
+        .filter(|l| !l.is_empty())
+        .take(12)
+        .collect();
+    let t = |i: usize| toks.get(i % toks.len().max(1)).copied().unwrap_or(b"a");
+    let join = |parts: &[&[u8]], sep: &[u8]| parts.join(sep);
+    let upper = |s: &[u8]| s.to_ascii_uppercase();
+    let mut out: Vec<Vec<u8>> = vec![
+        join(&[t(0), t(1), t(2)], b" "),
+        join(&[t(0), t(1)], b"  "),
+        [b" ", t(2), b" "].concat(),
+        join(&[t(3), t(4)], b"\t"),
+        join(&[t(5), t(6)], b","),
+        [t(7), b"! ", t(8), b"?"].concat(),
+        join(&[&upper(t(0)), &upper(t(1)), t(2)], b" "),
+        [t(9), b" 101 ", t(10), b"3"].concat(),
+        b"".to_vec(),
+        b" ".to_vec(),
+        b"!!! ...".to_vec(),
+        "caf\u{e9} na\u{ef}ve \u{201c}quoted\u{201d} \u{65e5}\u{672c}"
+            .as_bytes()
+            .to_vec(),
+        b"zzqxunknown wordsnotinvocab".to_vec(),
+    ];
+    let long: Vec<&[u8]> = (0..300)
+        .map(|i| if i % 7 == 3 { &b"oovtoken"[..] } else { t(i) })
+        .collect();
+    out.push(join(&long, b" "));
+    out.push(join(&vec![t(11); 50], b" "));
+    out
+}
+
 /// What checking a hand-written model against a SavedModel's graph found.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Check {
@@ -250,13 +337,56 @@ pub mod testing {
         from: f32,
         to: f32,
     ) -> std::io::Result<usize> {
+        edited_copy(src, dst, |t| {
+            if t.float_val == [from] {
+                t.float_val = vec![to];
+                true
+            } else if t.tensor_content == from.to_le_bytes() {
+                t.tensor_content = to.to_le_bytes().to_vec();
+                true
+            } else {
+                false
+            }
+        })
+    }
+
+    /// [`with_constant_changed`] for scalar string constants (a text model's separator).
+    pub fn with_string_constant_changed(
+        src: &Path,
+        dst: &Path,
+        from: &[u8],
+        to: &[u8],
+    ) -> std::io::Result<usize> {
+        edited_copy(src, dst, |t| {
+            if t.string_val == [from.to_vec()] {
+                t.string_val = vec![to.to_vec()];
+                true
+            } else {
+                false
+            }
+        })
+    }
+
+    /// A copy of the SavedModel `src` (variables and assets) in `dst` with `edit` applied to
+    /// the value of every constant in its function library; how many it changed.
+    fn edited_copy(
+        src: &Path,
+        dst: &Path,
+        mut edit: impl FnMut(&mut savedmodel::proto::TensorProto) -> bool,
+    ) -> std::io::Result<usize> {
         use prost::Message;
-        std::fs::create_dir_all(dst.join("variables"))?;
-        for rel in [
-            "variables/variables.index",
-            "variables/variables.data-00000-of-00001",
-        ] {
-            std::fs::copy(src.join(rel), dst.join(rel))?;
+        for sub in ["variables", "assets"] {
+            let from = src.join(sub);
+            if !from.is_dir() {
+                continue;
+            }
+            std::fs::create_dir_all(dst.join(sub))?;
+            for e in std::fs::read_dir(&from)? {
+                let e = e?;
+                if e.file_type()?.is_file() {
+                    std::fs::copy(e.path(), dst.join(sub).join(e.file_name()))?;
+                }
+            }
         }
         let bytes = std::fs::read(src.join("saved_model.pb"))?;
         let mut sm = savedmodel::proto::SavedModel::decode(&bytes[..])
@@ -271,11 +401,7 @@ pub mod testing {
                     let Some(t) = n.attr.get_mut("value").and_then(|a| a.tensor.as_mut()) else {
                         continue;
                     };
-                    if t.float_val == [from] {
-                        t.float_val = vec![to];
-                        changed += 1;
-                    } else if t.tensor_content == from.to_le_bytes() {
-                        t.tensor_content = to.to_le_bytes().to_vec();
+                    if edit(t) {
                         changed += 1;
                     }
                 }

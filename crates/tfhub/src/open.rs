@@ -3,8 +3,8 @@
 //! hand-written kind recognises is converted once into the cache, keyed by its own bytes and
 //! the converter version, and reused by every later run of every program.
 
-use crate::HAND_WRITTEN_TOLERANCE;
 use crate::{inception_discrepancy, load_converted, model_err, Check, Error, Model};
+use crate::{text_embedding_discrepancy, HAND_WRITTEN_TOLERANCE, TEXT_EMBEDDING_TOLERANCE};
 use burn::tensor::Device;
 use sha1::{Digest, Sha1};
 use std::path::{Path, PathBuf};
@@ -169,11 +169,15 @@ pub fn open(spec: &str, opts: &hub::Options, device: &Device) -> Result<Source, 
         .map_err(|e| model_err(&path, e))?;
     let Some(converted) = convert::kinds::convert_any(&src).map_err(|e| model_err(&path, e))?
     else {
-        remember_graph_verdict(&verdict, "");
-        return Ok(Source::Graph {
-            dir: path,
-            why: None,
-        });
+        // A text model that is not the hand-written embedding's graph: say why.
+        let why = src
+            .assets
+            .contains_key(convert::kinds::text_embedding::VOCAB_FILE)
+            .then(|| convert::kinds::text_embedding::graph_deviation(&src))
+            .flatten()
+            .map(|w| format!("not the hand-written text embedding: {w}"));
+        remember_graph_verdict(&verdict, why.as_deref().unwrap_or(""));
+        return Ok(Source::Graph { dir: path, why });
     };
     let kind = converted.kind.clone();
     let parent = out.parent().unwrap_or(Path::new("."));
@@ -270,14 +274,26 @@ enum Verdict {
 }
 
 /// Checks a freshly converted folder against the graph of the SavedModel it came from (for
-/// the kinds that have such a check: Inception-v3).
+/// the kinds that have such a check: Inception-v3, text embeddings).
 fn check_against_graph(
     saved_model: &Path,
     converted: &Path,
     device: &Device,
 ) -> Result<Verdict, Error> {
-    let Model::InceptionV3(m) = load_converted(converted, device)? else {
-        return Ok(Verdict::Same);
+    let m = match load_converted(converted, device)? {
+        Model::InceptionV3(m) => m,
+        Model::TextEmbedding(m) => {
+            return Ok(match text_embedding_discrepancy(saved_model, &m, device)? {
+                Check::Discrepancy(e) if e <= TEXT_EMBEDDING_TOLERANCE => Verdict::Same,
+                Check::Discrepancy(e) => Verdict::Differs(format!(
+                    "its variables and ops look like a TF Hub text embedding, but the \
+                     hand-written text embedding does not compute what this SavedModel's \
+                     graph computes (relative error {e:.2e} on probe sentences)"
+                )),
+                Check::Unverifiable(why) => Verdict::Unverifiable(why),
+            })
+        }
+        _ => return Ok(Verdict::Same),
     };
     Ok(match inception_discrepancy(saved_model, &m, device)? {
         Check::Discrepancy(e) if e <= HAND_WRITTEN_TOLERANCE => Verdict::Same,

@@ -383,3 +383,52 @@ fn a_graph_verdict_is_cached_and_the_variables_are_not_decoded_again() {
     let err = open().expect_err("truncated variables").to_string();
     assert!(err.contains("variables"), "{err}");
 }
+
+fn text_fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures/text_graph")
+        .join(name)
+}
+
+fn cached(cache_dir: &Path, spec: &Path, device: &Device) -> tfhub::Source {
+    let mut opts = hub::Options::from_env();
+    opts.cache_dir = Some(cache_dir.to_path_buf());
+    tfhub::open(spec.to_str().unwrap(), &opts, device).unwrap()
+}
+
+/// A text embedding of the hub's pattern is converted for the hand-written embedding after
+/// both ran on probe sentences and agreed; one whose split separator is a tab (same ops,
+/// same regex: only the probe can tell) and one with dense layers after the bag (refused
+/// from its op types) run as graphs, each with its reason.
+#[test]
+fn text_embeddings_are_claimed_only_when_the_graph_computes_the_same() {
+    let tmp = cache();
+    let device = Device::flex();
+    let cache_dir = tmp.path().join("cache");
+    let swivel = text_fixture("swivel_f32_oov1_d20");
+    match cached(&cache_dir, &swivel, &device) {
+        tfhub::Source::Folder {
+            kind, converted, ..
+        } => {
+            assert_eq!(kind, "text_embedding");
+            let c = converted.unwrap();
+            assert_eq!(c.unverified, None, "checked against its graph");
+        }
+        s => panic!("swivel: {s:?}"),
+    }
+    let tab = tmp.path().join("tab_split");
+    assert_eq!(
+        tfhub::testing::with_string_constant_changed(&swivel, &tab, b" ", b"\t").unwrap(),
+        1
+    );
+    match cached(&cache_dir, &tab, &device) {
+        tfhub::Source::Graph { why: Some(why), .. } => {
+            assert!(why.contains("probe sentences"), "{why}")
+        }
+        s => panic!("tab split: {s:?}"),
+    }
+    match cached(&cache_dir, &text_fixture("dev_dense"), &device) {
+        tfhub::Source::Graph { why: Some(why), .. } => assert!(why.contains("MatMul"), "{why}"),
+        s => panic!("dense head: {s:?}"),
+    }
+}
