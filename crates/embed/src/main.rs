@@ -1,5 +1,6 @@
-//! `embed`: sentence embeddings with a converted TF-Hub text embedding
-//! (e.g. gnews-swivel-20dim).
+//! `embed`: sentence embeddings with a TF-Hub text embedding: the hand-written embedding for
+//! the Swivel / NNLM / Wiki-words pattern (converted once, checked against its graph), any
+//! other TF2 text SavedModel (a DAN encoder, another preprocessing) through its graph.
 //!
 //! One sentence per line of `--input` (or stdin), taken as raw bytes (invalid UTF-8
 //! included; only `\n` ends a line, so a `\r` stays part of the sentence; a final
@@ -18,10 +19,10 @@ use std::path::PathBuf;
 #[command(
     name = "embed",
     version,
-    about = "Embed sentences (one per line) with a converted TF-Hub text embedding"
+    about = "Embed sentences (one per line) with a TF-Hub text embedding (any TF2 text SavedModel)"
 )]
 struct Args {
-    /// Converted model folder (written by `convert`), or a handle already converted into one.
+    /// Text model: a SavedModel folder or archive, a handle, or a folder written by `convert`.
     #[arg(long)]
     model: String,
     /// Input file, one sentence per line (default: stdin).
@@ -74,20 +75,22 @@ fn run(args: Args) -> Result<()> {
     let device: Device = args.backend.device();
     let source = tfhub::open_for_program("embed", &args.model, args.offline, &device)
         .with_context(|| format!("{}: cannot open the model", args.model))?;
-    let dir = source.into_folder_of(models::text_embedding::KIND)?;
-    let model = TextEmbedding::load(&dir, &device)
-        .with_context(|| format!("cannot load {}", dir.display()))?;
     let sentences = lines(&input);
-    let dim = model.dim();
-    let mut values = Vec::with_capacity(sentences.len() * dim);
-    for chunk in sentences.chunks(args.batch) {
-        let out = model.embed(chunk);
-        let data = out
-            .into_data()
-            .try_into_vec::<f32>()
-            .map_err(|e| anyhow::anyhow!("reading the output tensor: {e:?}"))?;
-        values.extend(data);
-    }
+    let (values, dim) = match source {
+        // Any other TF2 text model (NNLM, Wiki-words, a DAN encoder, ...): its own graph.
+        tfhub::Source::Graph { dir, .. } => embed_graph(&dir, &sentences, args.batch, &device)?,
+        source => {
+            let dir = source.into_folder_of(models::text_embedding::KIND)?;
+            let model = TextEmbedding::load(&dir, &device)
+                .with_context(|| format!("cannot load {}", dir.display()))?;
+            let dim = model.dim();
+            let mut values = Vec::with_capacity(sentences.len() * dim);
+            for chunk in sentences.chunks(args.batch) {
+                values.extend(model.embed_values(chunk));
+            }
+            (values, dim)
+        }
+    };
     match &args.output {
         Some(path) => {
             model_folder::npy::write(path, &[sentences.len(), dim], &values)?;
@@ -104,6 +107,73 @@ fn run(args: Args) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Runs a text SavedModel's graph on `sentences`, `batch` at a time: `[N, dim]` values
+/// (float64 outputs narrowed to float32 for the `.npy` / JSON output).
+fn embed_graph(
+    dir: &std::path::Path,
+    sentences: &[&[u8]],
+    batch: usize,
+    device: &Device,
+) -> Result<(Vec<f32>, usize)> {
+    let model = tfhub::tfgraph::Model::open(dir, device)
+        .with_context(|| format!("{}: cannot load its graph", dir.display()))?;
+    let takes_strings = model
+        .entry()
+        .inputs
+        .first()
+        .is_some_and(|a| a.dtype == tfhub::savedmodel::DType::String);
+    if model.entry().inputs.len() != 1 || !takes_strings {
+        bail!(
+            "{}: its {} does not take one batch of strings (is it a text model?)",
+            dir.display(),
+            model.entry().label()
+        );
+    }
+    let mut values = Vec::new();
+    let mut dim = None;
+    for chunk in sentences.chunks(batch) {
+        let x = tfhub::tfgraph::HostTensor {
+            dtype: tfhub::savedmodel::DType::String,
+            shape: vec![chunk.len()],
+            data: tfhub::tfgraph::HostData::Str(chunk.iter().map(|s| s.to_vec()).collect()),
+        };
+        let out = model
+            .run_host(vec![x])
+            .with_context(|| format!("{}: running its graph", dir.display()))?;
+        let out = out
+            .into_iter()
+            .next()
+            .ok_or_else(|| anyhow::anyhow!("{}: the graph has no output", dir.display()))?;
+        match out.shape.as_slice() {
+            [n, d] if *n == chunk.len() => dim = Some(*d),
+            s => bail!(
+                "{}: the graph gives an output of shape {s:?} for {} sentences; expected [{}, dim]",
+                dir.display(),
+                chunk.len(),
+                chunk.len()
+            ),
+        }
+        values.extend(
+            out.to_f32()
+                .map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?,
+        );
+    }
+    let dim = match dim {
+        Some(d) => d,
+        // No sentences: the output width from an empty batch.
+        None => model
+            .run_host(vec![tfhub::tfgraph::HostTensor {
+                dtype: tfhub::savedmodel::DType::String,
+                shape: vec![0],
+                data: tfhub::tfgraph::HostData::Str(Vec::new()),
+            }])?
+            .first()
+            .and_then(|o| o.shape.get(1).copied())
+            .unwrap_or(0),
+    };
+    Ok((values, dim))
 }
 
 fn main() -> std::process::ExitCode {

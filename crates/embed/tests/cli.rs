@@ -186,3 +186,77 @@ fn missing_model_is_a_clean_error() {
     assert!(err.contains("/nonexistent/model"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
 }
+
+/// Every text_graph fixture (tools/make_text_graph_fixtures.py) through `embed --model
+/// <SavedModel>`: the hub patterns on the hand-written embedding (converted and checked),
+/// the deviations and the DAN encoder through their graphs (said on stderr); each within
+/// 1e-6 of TensorFlow's outputs (of the value's scale above 1; 1e-5 for dense heads), long
+/// rows included.
+#[test]
+fn any_text_savedmodel_embeds_like_tensorflow() {
+    let root = fixtures().join("../text_graph");
+    let e: Value =
+        serde_json::from_str(&std::fs::read_to_string(root.join("expected.json")).unwrap())
+            .unwrap();
+    let (input, rows) = input_lines(&e);
+    let tmp = tempfile::tempdir().unwrap();
+    let inp = tmp.path().join("in.txt");
+    std::fs::write(&inp, &input).unwrap();
+    let cache = tmp.path().join("cache");
+    for (variant, v) in e.as_object().unwrap() {
+        if variant == "sentences" {
+            continue;
+        }
+        let sm = root.join(variant);
+        let out = tmp.path().join(format!("{variant}.npy"));
+        let (got, stderr) = embed(sm.as_os_str(), &inp, &out, &cache);
+        let hand = v["hand_written_equivalent"].as_bool().unwrap();
+        assert_eq!(
+            stderr.contains("converted once into"),
+            hand,
+            "{variant}: {stderr}"
+        );
+        if !hand {
+            assert!(
+                stderr.contains("running its graph") || stderr.is_empty(),
+                "{variant}: {stderr}"
+            );
+        }
+        let dim = v["out_dim"].as_u64().unwrap() as usize;
+        assert_eq!(got.len(), rows.len() * dim, "{variant}");
+        let tol = if v["layers"].as_array().is_some_and(|l| !l.is_empty()) {
+            1e-5
+        } else {
+            1e-6
+        };
+        let want = v["outputs"].as_array().unwrap();
+        for (k, &r) in rows.iter().enumerate() {
+            for d in 0..dim {
+                let w = want[r][d].as_f64().unwrap();
+                let g = got[k * dim + d] as f64;
+                assert!(
+                    (g - w).abs() <= tol * w.abs().max(1.0),
+                    "{variant} line {k} dim {d}: {g} vs TF {w}"
+                );
+            }
+        }
+    }
+    // An image model is not a text model: named as such.
+    let mobilenet = fixtures().join("../tfgraph/mobilenet_v2_small/saved_model");
+    if mobilenet.is_dir() {
+        let o = test_support::program!("embed")
+            .arg("--model")
+            .arg(&mobilenet)
+            .arg("--input")
+            .arg(&inp)
+            .env("TFHUB_CACHE_DIR", &cache)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success());
+        assert!(
+            stderr.contains("does not take one batch of strings"),
+            "{stderr}"
+        );
+    }
+}

@@ -234,7 +234,7 @@ fn savedmodel_of_another_kind_is_refused() {
         &m,
         &[
             m.to_str().unwrap(),
-            "no hand-written `text_embedding` model recognises",
+            "does not take one batch of strings (is it a text model?)",
         ],
     );
 }
