@@ -7,13 +7,14 @@
 //! `--validation` of them are held out (the tutorial's `train[:60%]` / `train[60%:]`
 //! for 10,000). Test = the 25,000 test reviews. Tokenization happens once up front.
 
-use train_imdb::{data, model};
+use train_imdb::{data, graph, model};
 
 use anyhow::{bail, Context, Result};
 use burn::module::Module;
 use burn::tensor::Device;
 use clap::{Args, Parser, Subcommand};
 use data::{Imdb, SplitMix64};
+use graph::GraphClassifier;
 use model::{bce_with_logits, write_outputs, Classifier, DeviceBatch, KerasAdam};
 use models::text_embedding::{SplitMode, TextEmbedding, TextEmbeddingConfig, TokenBatch};
 use models::Backend;
@@ -61,7 +62,10 @@ struct TrainArgs {
     /// aclImdb folder or the aclImdb_v1 .tar.gz (default: download the official archive).
     #[arg(long)]
     data: Option<PathBuf>,
-    /// Converted text-embedding folder (from `convert`) to start from.
+    /// Text embedding to start from: a SavedModel folder or archive, a handle, or a folder
+    /// written by `convert`. TF Hub's Swivel / NNLM / Wiki-words pattern runs on the
+    /// hand-written embedding; any other TF2 text SavedModel through its graph (its
+    /// variables trained like `hub.KerasLayer(trainable=True)`).
     #[arg(long, conflicts_with = "from_scratch")]
     embedding: Option<String>,
     /// Random embedding table: the 20,000 most frequent training tokens + 1 OOV bucket, 20 dims
@@ -99,24 +103,30 @@ struct TrainArgs {
     dim: usize,
 }
 
-/// Tokenized examples: ids of example i are `ids[offsets[i]..offsets[i+1]]`.
-struct Encoded {
+/// Examples: ids of example i are `ids[offsets[i]..offsets[i+1]]` (tokenized once for the
+/// hand-written embedding; empty for a graph, which takes `texts`).
+struct Encoded<'a> {
     ids: Vec<u32>,
     offsets: Vec<usize>,
     labels: Vec<f32>,
+    texts: Vec<&'a [u8]>,
 }
 
-impl Encoded {
-    fn new(emb: &TextEmbedding, reviews: &[&data::Review]) -> Self {
+impl<'a> Encoded<'a> {
+    fn new(emb: Option<&TextEmbedding>, reviews: &[&'a data::Review]) -> Self {
         let mut e = Encoded {
             ids: Vec::new(),
             offsets: vec![0],
             labels: Vec::new(),
+            texts: Vec::new(),
         };
         for r in reviews {
-            emb.tokenizer().ids_into(&r.text, &mut e.ids);
+            if let Some(emb) = emb {
+                emb.tokenizer().ids_into(&r.text, &mut e.ids);
+            }
             e.offsets.push(e.ids.len());
             e.labels.push(r.label as f32);
+            e.texts.push(&r.text);
         }
         e
     }
@@ -133,6 +143,65 @@ impl Encoded {
     }
 }
 
+/// The network: the classifier on the hand-written embedding, or on a text graph.
+enum Net {
+    Hand(Classifier),
+    Graph(GraphClassifier),
+}
+
+impl Net {
+    /// Logits `[B, 1]` and labels `[B, 1]` of examples `idx` of `set`.
+    fn logits(
+        &self,
+        set: &Encoded,
+        idx: &[usize],
+        device: &Device,
+    ) -> Result<(burn::tensor::Tensor<2>, burn::tensor::Tensor<2>)> {
+        match self {
+            Net::Hand(m) => {
+                let b = set.batch(idx, device);
+                Ok((m.forward(&b), b.labels))
+            }
+            Net::Graph(g) => {
+                let texts: Vec<&[u8]> = idx.iter().map(|&i| set.texts[i]).collect();
+                let labels: Vec<f32> = idx.iter().map(|&i| set.labels[i]).collect();
+                let labels = burn::tensor::Tensor::<2>::from_data(
+                    burn::tensor::TensorData::new(labels, [idx.len(), 1]),
+                    device,
+                );
+                Ok((g.forward(&texts)?, labels))
+            }
+        }
+    }
+    fn step(self, opt: &mut KerasAdam, grads: &burn::tensor::Gradients, train: bool) -> Net {
+        match self {
+            Net::Hand(m) => Net::Hand(opt.step(m, grads, train)),
+            Net::Graph(g) => Net::Graph(g.step(opt, grads, train)),
+        }
+    }
+    fn valid(&self) -> Net {
+        match self {
+            Net::Hand(m) => Net::Hand(m.valid()),
+            Net::Graph(g) => Net::Graph(g.valid()),
+        }
+    }
+    fn freeze_embedding(self) -> Net {
+        match self {
+            Net::Hand(mut m) => {
+                m.embedding = m.embedding.no_grad();
+                Net::Hand(m)
+            }
+            Net::Graph(g) => Net::Graph(g.freeze_embedding()),
+        }
+    }
+    fn save(&self, dir: &std::path::Path) -> Result<()> {
+        match self {
+            Net::Hand(m) => m.save(dir),
+            Net::Graph(g) => g.save(dir),
+        }
+    }
+}
+
 /// (sum of losses, number correct) of one batch.
 fn batch_stats(logits: &[f32], labels: &[f32]) -> usize {
     logits
@@ -143,13 +212,12 @@ fn batch_stats(logits: &[f32], labels: &[f32]) -> usize {
 }
 
 /// Loss and accuracy over a whole set (inference device, batches of `bs`).
-fn evaluate(model: &Classifier, set: &Encoded, bs: usize, device: &Device) -> Result<(f64, f64)> {
+fn evaluate(model: &Net, set: &Encoded, bs: usize, device: &Device) -> Result<(f64, f64)> {
     let (mut loss, mut correct) = (0.0f64, 0usize);
     let idx: Vec<usize> = (0..set.len()).collect();
     for chunk in idx.chunks(bs) {
-        let b = set.batch(chunk, device);
-        let logits = model.forward(&b);
-        let l = bce_with_logits(logits.clone(), b.labels.clone()).into_scalar::<f32>();
+        let (logits, labels) = model.logits(set, chunk, device)?;
+        let l = bce_with_logits(logits.clone(), labels).into_scalar::<f32>();
         let lv = logits
             .into_data()
             .try_into_vec::<f32>()
@@ -162,12 +230,20 @@ fn evaluate(model: &Classifier, set: &Encoded, bs: usize, device: &Device) -> Re
     Ok((loss / n, correct as f64 / n))
 }
 
-/// The text-embedding folder for `--embedding` (a SavedModel or handle is converted once into
-/// the cache).
-fn resolve_embedding(handle: &str) -> Result<PathBuf> {
+/// What `--embedding` names: a hand-written text-embedding folder (a SavedModel or handle of
+/// the hub's pattern is converted once into the cache), or a SavedModel to run as a graph.
+enum EmbeddingSource {
+    Folder(PathBuf),
+    Graph(PathBuf),
+}
+
+fn resolve_embedding(handle: &str) -> Result<EmbeddingSource> {
     let source = tfhub::open_for_program("train-imdb", handle, false, &Device::flex())
         .with_context(|| format!("{handle}: cannot open the embedding"))?;
-    Ok(source.into_folder_of(models::text_embedding::KIND)?)
+    Ok(match source {
+        tfhub::Source::Graph { dir, .. } => EmbeddingSource::Graph(dir),
+        s => EmbeddingSource::Folder(s.into_folder_of(models::text_embedding::KIND)?),
+    })
 }
 
 fn train(args: TrainArgs) -> Result<()> {
@@ -220,12 +296,13 @@ fn train(args: TrainArgs) -> Result<()> {
     let backend = args.backend;
     let device = backend.autodiff_device();
     let embedding = match &args.embedding {
-        Some(h) => {
-            let dir = resolve_embedding(h)?;
-            TextEmbedding::load(&dir, &device)
-                .with_context(|| format!("cannot load {}", dir.display()))?
-        }
-        None => {
+        Some(h) => match resolve_embedding(h)? {
+            EmbeddingSource::Folder(dir) => TextEmbedding::load(&dir, &device)
+                .map(Ok)
+                .with_context(|| format!("cannot load {}", dir.display()))?,
+            EmbeddingSource::Graph(dir) => Err(dir),
+        },
+        None => Ok({
             let vocab = data::build_vocab(
                 train_reviews.iter().map(|r| r.text.as_slice()),
                 args.vocab_size,
@@ -246,11 +323,12 @@ fn train(args: TrainArgs) -> Result<()> {
                 args.seed,
                 &device,
             )?
-        }
+        }),
     };
-    let train_set = Encoded::new(&embedding, &train_reviews);
-    let val_set = Encoded::new(&embedding, &val_reviews);
-    let test_set = Encoded::new(&embedding, &test_reviews);
+    let hand = embedding.as_ref().ok();
+    let train_set = Encoded::new(hand, &train_reviews);
+    let val_set = Encoded::new(hand, &val_reviews);
+    let test_set = Encoded::new(hand, &test_reviews);
     eprintln!(
         "data: {} train, {} validation, {} test reviews ({} train tokens), read and tokenized in {:.1}s; backend {backend}",
         train_set.len(),
@@ -260,10 +338,19 @@ fn train(args: TrainArgs) -> Result<()> {
         t0.elapsed().as_secs_f64()
     );
 
-    let mut model = Classifier::new(embedding, 16, args.seed, &device);
     let train_embedding = !args.freeze_embedding;
+    let mut model = match embedding {
+        Ok(e) => Net::Hand(Classifier::new(e, 16, args.seed, &device)),
+        Err(dir) => Net::Graph(GraphClassifier::open(
+            &dir,
+            train_embedding,
+            16,
+            args.seed,
+            &device,
+        )?),
+    };
     if !train_embedding {
-        model.embedding = model.embedding.no_grad();
+        model = model.freeze_embedding();
     }
     let mut opt = KerasAdam::new(args.learning_rate);
     let mut rng = SplitMix64(args.seed.wrapping_add(0x5EED));
@@ -289,9 +376,8 @@ fn train(args: TrainArgs) -> Result<()> {
         rng.shuffle(&mut perm);
         let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
         for chunk in perm.chunks(args.batch_size) {
-            let b = train_set.batch(chunk, &device);
-            let logits = model.forward(&b);
-            let loss = bce_with_logits(logits.clone(), b.labels.clone());
+            let (logits, labels) = model.logits(&train_set, chunk, &device)?;
+            let loss = bce_with_logits(logits.clone(), labels);
             let grads = loss.backward();
             let lv = loss.clone().into_scalar::<f32>();
             let logits = logits
@@ -303,7 +389,7 @@ fn train(args: TrainArgs) -> Result<()> {
             correct += batch_stats(&logits, &labels);
             loss_sum += lv as f64 * chunk.len() as f64;
             seen += chunk.len();
-            model = opt.step(model, &grads, train_embedding);
+            model = model.step(&mut opt, &grads, train_embedding);
             if let Some(bar) = &bar {
                 bar.inc(1);
                 bar.set_message(format!(
@@ -363,14 +449,19 @@ fn train(args: TrainArgs) -> Result<()> {
             .clone()
             .unwrap_or_else(|| "from-scratch".into()),
     );
-    write_outputs(&args.out, &eval_model, &report, args.force)?;
+    write_outputs(&args.out, |dir| eval_model.save(dir), &report, args.force)?;
     println!("{}", args.out.display());
     Ok(())
 }
 
 fn predict(args: PredictArgs) -> Result<()> {
     let device = args.backend.device();
-    let model = Classifier::load(&args.model, &device)?;
+    let folder = models::weights::ModelFolder::open(&args.model, model::KIND)?;
+    let model = if folder.config.get("graph_embedding").is_some() {
+        Net::Graph(GraphClassifier::load(&folder, &device)?)
+    } else {
+        Net::Hand(Classifier::load(&args.model, &device)?)
+    };
     let texts: Vec<Vec<u8>> = if args.texts.is_empty() {
         let mut input = Vec::new();
         std::io::stdin()
@@ -388,9 +479,14 @@ fn predict(args: PredictArgs) -> Result<()> {
     };
     let mut w = std::io::BufWriter::new(std::io::stdout().lock());
     for chunk in texts.chunks(1024) {
-        let tb = model.embedding.tokenize(chunk);
-        let b = DeviceBatch::new(&tb, &vec![0.0; chunk.len()], &device);
-        let p = burn::tensor::activation::sigmoid(model.forward(&b));
+        let logits = match &model {
+            Net::Hand(m) => {
+                let tb = m.embedding.tokenize(chunk);
+                m.forward(&DeviceBatch::new(&tb, &vec![0.0; chunk.len()], &device))
+            }
+            Net::Graph(g) => g.forward(&chunk.iter().map(|t| t.as_slice()).collect::<Vec<_>>())?,
+        };
+        let p = burn::tensor::activation::sigmoid(logits);
         for v in p
             .into_data()
             .try_into_vec::<f32>()

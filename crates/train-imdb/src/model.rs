@@ -64,7 +64,7 @@ impl DeviceBatch {
     }
 }
 
-fn glorot(rng: &mut SplitMix64, fan_in: usize, fan_out: usize) -> Vec<f32> {
+pub(crate) fn glorot(rng: &mut SplitMix64, fan_in: usize, fan_out: usize) -> Vec<f32> {
     let limit = (6.0 / (fan_in + fan_out) as f32).sqrt();
     (0..fan_in * fan_out).map(|_| rng.uniform(limit)).collect()
 }
@@ -225,20 +225,20 @@ impl Classifier {
     }
 }
 
-/// Writes the model, its vocabulary and the metrics into a fresh sibling folder, then puts it in
+/// Writes the model (`save_model` into the folder) and the metrics into a fresh sibling folder, then puts it in
 /// place of `out` ([`model_folder::outdir::swap_in`]: only a folder we wrote, an empty one, or any with
 /// `force`; the previous folder is restored if the new one cannot be renamed in). On any
 /// failure the temporary folder is removed and `out` is left as it was.
 pub fn write_outputs(
     out: &Path,
-    model: &Classifier,
+    save_model: impl FnOnce(&Path) -> Result<()>,
     report: &TrainingReport,
     force: bool,
 ) -> Result<()> {
     model_folder::outdir::check_replaceable(out, force).map_err(anyhow::Error::msg)?;
     let tmp = model_folder::outdir::stage(out)?;
     let result = (|| -> Result<()> {
-        model.save(&tmp)?;
+        save_model(&tmp)?;
         report.write_all(&tmp)?;
         model_folder::outdir::swap_in(&tmp, out, force).map_err(anyhow::Error::msg)
     })();
@@ -288,9 +288,7 @@ impl KerasAdam {
         grads: &Gradients,
         train_embedding: bool,
     ) -> Classifier {
-        self.iterations += 1;
-        let t = self.iterations as i32;
-        let alpha = self.lr * (1.0 - self.beta_2.powi(t)).sqrt() / (1.0 - self.beta_1.powi(t));
+        let alpha = self.next_step();
         let Classifier {
             mut embedding,
             dense_kernel,
@@ -310,7 +308,15 @@ impl KerasAdam {
         }
     }
 
-    fn update<const D: usize>(
+    /// Counts a step; its step size `lr √(1-β2^t)/(1-β1^t)`.
+    pub(crate) fn next_step(&mut self) -> f32 {
+        self.iterations += 1;
+        let t = self.iterations as i32;
+        self.lr * (1.0 - self.beta_2.powi(t)).sqrt() / (1.0 - self.beta_1.powi(t))
+    }
+
+    /// The update of one parameter (its moments kept under `key`) with step size `alpha`.
+    pub(crate) fn update<const D: usize>(
         &mut self,
         key: &str,
         p: Param<Tensor<D>>,

@@ -51,7 +51,7 @@ fn report() -> TrainingReport {
 
 /// A trained-model folder written the way `train-imdb` writes it.
 fn model_folder(dir: &Path) {
-    write_outputs(dir, &classifier("tokens.txt"), &report(), false).unwrap();
+    write_outputs(dir, |d| classifier("tokens.txt").save(d), &report(), false).unwrap();
 }
 
 fn edit_config(dir: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
@@ -174,7 +174,7 @@ fn vocab_file_cannot_escape_the_output_folder_and_failures_roll_back() {
     model_folder(&out);
     let before = std::fs::read(out.join("model.safetensors")).unwrap();
     for name in ["../payload/tokens.txt", "/tmp/evil.txt", "", "config.json"] {
-        let err = write_outputs(&out, &classifier(name), &report(), true).unwrap_err();
+        let err = write_outputs(&out, |d| classifier(name).save(d), &report(), true).unwrap_err();
         let err = format!("{err:#}");
         assert!(
             err.contains("plain relative name") || err.contains("cannot be named"),
@@ -188,7 +188,13 @@ fn vocab_file_cannot_escape_the_output_folder_and_failures_roll_back() {
         assert!(hidden_entries(&out.parent().unwrap()).is_empty());
     }
     // A plain name in a sub-folder stays inside.
-    write_outputs(&out, &classifier("vocab/tokens.txt"), &report(), false).unwrap();
+    write_outputs(
+        &out,
+        |d| classifier("vocab/tokens.txt").save(d),
+        &report(),
+        false,
+    )
+    .unwrap();
     assert!(out.join("vocab/tokens.txt").is_file());
     Classifier::load(&out, &Device::flex()).unwrap();
 }
