@@ -271,6 +271,48 @@ def main():
     tokens = "\n".join(vocab).encode() + b"\n"
     write("model_folder", "text_embedding",
           struct.pack("<I", len(config)) + config + struct.pack("<I", len(st)) + st + tokens)
+    text_ops_seeds(tokens)
+
+
+def text_ops_seeds(tokens):
+    """text_ops: `[selector][body]`, the body laid out as fuzz_targets/text_ops.rs reads it."""
+    lp = lambda b: struct.pack("<I", len(b)) + b  # noqa: E731
+
+    def table(key, value, flags, delim, vocab_size, offset, file):
+        return bytes([0, key & 0xFF, value & 0xFF, flags, delim, vocab_size]) + struct.pack("<q", offset) + file
+
+    write("text_ops", "vocab", table(0, 0, 32, 9, 0, 0, tokens))
+    write("text_ops", "vocab_size", table(0, 0, 32 | 4, 9, 2, 5, b"the\r\ncat\nsat"))
+    write("text_ops", "columns", table(1, 0, 2, 9, 0, 0, b"7\tcat\n9\tdog\n"))
+    write("text_ops", "line_number_key", table(-1, -2, 1, 9, 0, -3, b"a,b\nc,d\n"))
+
+    def regex(flags, pattern, rewrite, text):
+        return bytes([1, flags]) + lp(pattern) + lp(rewrite) + text
+
+    write("text_ops", "regex_punct_digits", regex(1, b"\\pP|[0-9]", b"", "«café» 3, naïve· 42!".encode()))
+    write("text_ops", "regex_punct", regex(1, b"\\pP", b"", b"Hello, world. \xe2\x80(cat)"))
+    write("text_ops", "regex_group", regex(0, b"(b)|[\\p{P}x]", b"[\\1]", b"baab,x"))
+
+    def split(flags, maxsplit, sep, text):
+        return bytes([2, flags]) + struct.pack("<q", maxsplit) + lp(sep) + text
+
+    write("text_ops", "split_whitespace", split(2, -1, b"", b"  a  b \tc\n"))
+    write("text_ops", "split_sep", split(1, 1, b",", b"a,,b,c"))
+    write("text_ops", "split_multi", split(0, 3, b", ", b"x, y,z, , w"))
+
+    def segments(flags, cols, num, data, indices, segs):
+        return bytes([3, flags, cols]) + struct.pack("<Q", num) + lp(bytes(data)) + lp(bytes(indices)) + bytes(segs)
+
+    # 3 rows of 2 columns; segment 0 = rows 0, 1, segment 2 = row 2 (SqrtN, then Mean).
+    write("text_ops", "segment_sqrtn", segments(4, 2, 0, [1, 2, 3, 4, 5, 6], [0, 1, 2], [0, 0, 2]))
+    write("text_ops", "segment_mean_num", segments(2 | 8, 2, 4, [1, 2, 3, 4, 5, 6], [0, 1], [0, 0]))
+    # f64, 13 rows into one segment (the kernel's head and block of 8), ids as deltas.
+    write("text_ops", "segment_f64_long", segments(1 | 32, 1, 0, list(range(13)), list(range(13)), [0] * 13))
+    # An out-of-range index as a full i64.
+    write("text_ops", "segment_bad_index", segments(0, 1, 0, [1, 2], [0, 0x80] + list(struct.pack("<q", 1 << 40)), [0, 0]))
+
+    write("text_ops", "punct_hash", bytes([4]) + struct.pack("<Q", 1000) + "¿cat”… é € $+<".encode())
+    write("text_ops", "hash_long", bytes([4]) + struct.pack("<Q", 7) + bytes(range(200)))
 
 
 if __name__ == "__main__":
