@@ -67,6 +67,9 @@ pub fn reduce<T: SegmentFloat>(
             segments.len()
         ));
     }
+    if segments.windows(2).any(|w| w[1] < w[0]) {
+        return Err("segment ids are not increasing".into());
+    }
     let data_rows = if cols == 0 { 0 } else { data.len() / cols };
     let needed = match segments.last() {
         Some(&s) if s < 0 => return Err("segment ids must be >= 0".into()),

@@ -97,6 +97,12 @@ pub enum VocabError {
         line: usize,
         text: String,
     },
+    #[error("{file}: line {line}: its number plus the table's offset {offset} overflows")]
+    Offset {
+        file: String,
+        line: usize,
+        offset: i64,
+    },
     #[error("{file}: has {found} lines; the table asks for vocab_size = {want}")]
     TooFewLines {
         file: String,
@@ -136,7 +142,16 @@ pub fn read_table(file: &str, bytes: &[u8], spec: &TextFileSpec) -> Result<Table
             };
             let get = |col: Column, is_int: bool| -> Result<Entry, VocabError> {
                 let text = match col {
-                    Column::LineNumber => return Ok(Entry::Int(i as i64 + spec.offset)),
+                    Column::LineNumber => {
+                        return (i as i64)
+                            .checked_add(spec.offset)
+                            .map(Entry::Int)
+                            .ok_or_else(|| VocabError::Offset {
+                                file: file.into(),
+                                line: i + 1,
+                                offset: spec.offset,
+                            })
+                    }
                     Column::WholeLine => line,
                     Column::Field(k) => *fields.get(k).ok_or_else(|| VocabError::Columns {
                         file: file.into(),
@@ -223,6 +238,12 @@ mod tests {
         let mut spec = TextFileSpec::vocabulary();
         spec.vocab_size = Some(2);
         assert_eq!(read_table("v", b"a\nb\nc\n", &spec).unwrap().len(), 2);
+        let mut far = TextFileSpec::vocabulary();
+        far.offset = i64::MAX;
+        assert!(matches!(
+            read_table("v", b"a\nb\n", &far),
+            Err(VocabError::Offset { line: 2, .. })
+        ));
         spec.vocab_size = Some(5);
         assert!(matches!(
             read_table("v", b"a\nb\n", &spec),

@@ -646,6 +646,12 @@ fn segment_reduce(ctx: &Ctx, inputs: &[Value], c: Combiner, with_num: bool) -> O
         s.extend_from_slice(inner);
         s
     };
+    // Indices are checked against the data's rows even when a row is empty (cols = 0).
+    let (_, rows) = tf_text::segment::reduce(&vec![0f32; rows_in], 1, &indices, &segments, num, c)?;
+    if cols == 0 {
+        let empty = HostTensor::f32(out_shape(rows), Vec::new());
+        return Ok(vec![Value::Host(empty)]);
+    }
     if let Value::Host(h) = data {
         let (v, rows) = match &h.data {
             HostData::F64(v) => {
@@ -680,8 +686,7 @@ fn segment_reduce(ctx: &Ctx, inputs: &[Value], c: Combiner, with_num: bool) -> O
             ctx.device,
         ))]);
     }
-    // Differentiable: gather, weight, scatter-add (validated by the host reduction's rules).
-    let (_, rows) = tf_text::segment::reduce(&vec![0f32; rows_in], 1, &indices, &segments, num, c)?;
+    // Differentiable: gather, weight, scatter-add (indices validated above).
     let mut weights = vec![1f32; indices.len()];
     let mut s = 0;
     while s < segments.len() {
@@ -705,4 +710,169 @@ fn segment_reduce(ctx: &Ctx, inputs: &[Value], c: Combiner, with_num: bool) -> O
     let zeros = dev::zeros(&[rows, cols], ctx.device);
     let out = dev::select_add(zeros, 0, &segments, weighted, ctx.device);
     Ok(vec![Value::Dev(dev::reshape(out, &out_shape(rows)))])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graph::Node;
+    use burn::tensor::Device;
+    use savedmodel::proto::AttrValue;
+
+    fn node(op: &str, attrs: &[(&str, AttrValue)]) -> Node {
+        Node {
+            name: format!("f/{op}"),
+            op: op.into(),
+            attrs: attrs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect(),
+            inputs: Vec::new(),
+            controls: Vec::new(),
+            function: "f".into(),
+            binding: None,
+            stateful: false,
+            subgraphs: Vec::new(),
+        }
+    }
+    fn int(i: i64) -> AttrValue {
+        AttrValue {
+            i: Some(i),
+            ..Default::default()
+        }
+    }
+    fn text(s: &str) -> AttrValue {
+        AttrValue {
+            s: Some(s.as_bytes().to_vec()),
+            ..Default::default()
+        }
+    }
+    fn strs(v: &[&[u8]]) -> Value {
+        str_tensor(vec![v.len()], v.iter().map(|s| s.to_vec()).collect())
+    }
+    fn ints(shape: Vec<usize>, v: Vec<i64>) -> Value {
+        i64_tensor(shape, v)
+    }
+    /// Runs `n` on `inputs` with `assets` as the model's assets folder; the error text.
+    fn fails(n: &Node, inputs: Vec<Value>, assets: Option<&std::path::Path>) -> String {
+        let device = Device::flex();
+        let ctx = Ctx {
+            device: &device,
+            node: n,
+            vars: &[],
+            training: false,
+            assets,
+        };
+        match super::super::run(&ctx, inputs) {
+            Ok(_) => panic!("{} accepted its input", n.op),
+            Err(e) => e,
+        }
+    }
+
+    #[test]
+    fn table_files_are_read_only_inside_the_assets_folder() {
+        let tmp = tempfile::tempdir().unwrap();
+        let assets = tmp.path().join("assets");
+        std::fs::create_dir_all(&assets).unwrap();
+        std::fs::write(tmp.path().join("secret.txt"), "a\nb\n").unwrap();
+        let table = || {
+            Value::Table(Arc::new(RwLock::new(LookupTable {
+                key_dtype: DType::String,
+                value_dtype: DType::I64,
+                map: HashMap::new(),
+            })))
+        };
+        let init = node(
+            "InitializeTableFromTextFileV2",
+            &[("key_index", int(-2)), ("value_index", int(-1))],
+        );
+        for name in [
+            tmp.path().join("secret.txt").to_string_lossy().into_owned(),
+            "../secret.txt".into(),
+            "/etc/passwd".into(),
+        ] {
+            let e = fails(
+                &init,
+                vec![table(), strs(&[name.as_bytes()])],
+                Some(&assets),
+            );
+            assert!(
+                e.contains("not inside the model's assets folder") || e.contains("No such file"),
+                "{name}: {e}"
+            );
+        }
+        let e = fails(&init, vec![table(), strs(&[b"tokens.txt"])], None);
+        assert!(e.contains("not inside"), "{e}");
+        // A vocabulary whose line numbers overflow with the offset.
+        std::fs::write(assets.join("v.txt"), "a\nb\n").unwrap();
+        let far = node(
+            "InitializeTableFromTextFileV2",
+            &[
+                ("key_index", int(-2)),
+                ("value_index", int(-1)),
+                ("offset", int(i64::MAX)),
+            ],
+        );
+        let e = fails(&far, vec![table(), strs(&[b"v.txt"])], Some(&assets));
+        assert!(e.contains("overflows"), "{e}");
+    }
+
+    #[test]
+    fn bad_patterns_buckets_and_sparse_indices_are_errors() {
+        let re = node(
+            "StaticRegexReplace",
+            &[("pattern", text("(")), ("rewrite", text(""))],
+        );
+        assert!(fails(&re, vec![strs(&[b"a"])], None).contains("pattern"));
+        let h = node("StringToHashBucketFast", &[("num_buckets", int(0))]);
+        assert!(fails(&h, vec![strs(&[b"a"])], None).contains("num_buckets"));
+        let seg = node("SparseSegmentSqrtN", &[]);
+        let data = Value::Host(HostTensor::f32(vec![2, 1], vec![1.0, 2.0]));
+        let e = fails(
+            &seg,
+            vec![
+                data.clone(),
+                ints(vec![2], vec![0, 7]),
+                ints(vec![2], vec![0, 0]),
+            ],
+            None,
+        );
+        assert!(e.contains("out of range"), "{e}");
+        let e = fails(
+            &seg,
+            vec![data, ints(vec![2], vec![0, 1]), ints(vec![2], vec![1, 0])],
+            None,
+        );
+        assert!(e.contains("not increasing"), "{e}");
+        let fill = node("SparseFillEmptyRows", &[]);
+        let e = fails(
+            &fill,
+            vec![
+                ints(vec![1, 2], vec![5, 0]),
+                strs(&[b"x"]),
+                ints(vec![2], vec![2, 1]),
+                strs(&[b""]),
+            ],
+            None,
+        );
+        assert!(e.contains("out of range"), "{e}");
+        let ragged = node("RaggedTensorToSparse", &[]);
+        let e = fails(
+            &ragged,
+            vec![ints(vec![3], vec![0, 5, 1]), strs(&[b"a"])],
+            None,
+        );
+        assert!(e.contains("row splits"), "{e}");
+        let reshape = node("SparseReshape", &[]);
+        let e = fails(
+            &reshape,
+            vec![
+                ints(vec![1, 1], vec![0]),
+                ints(vec![1], vec![4]),
+                ints(vec![2], vec![-1, -1]),
+            ],
+            None,
+        );
+        assert!(e.contains("not valid"), "{e}");
+    }
 }
