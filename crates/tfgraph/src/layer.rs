@@ -38,6 +38,8 @@ struct Graphs {
     training: Option<Model>,
     /// Object-graph node and shape of each parameter.
     objects: Vec<(usize, Vec<usize>)>,
+    /// Each parameter's variable name in the SavedModel (`Conv1/kernel`).
+    names: Vec<String>,
     trainable: bool,
 }
 
@@ -73,6 +75,8 @@ impl KerasLayer {
         };
         let mut variables = Vec::new();
         let mut objects = Vec::new();
+        let mut names = Vec::new();
+        let og = sm.meta_graph().object_graph_def.as_ref();
         let mut seen = std::collections::HashSet::new();
         let all = inference
             .variables()
@@ -86,11 +90,23 @@ impl KerasLayer {
             let n = shape.iter().product::<usize>();
             let flat = Tensor::<1>::from_dispatch(dev::reshape(t.clone(), &[n]));
             let p = Param::from_tensor(flat);
-            variables.push(if trainable {
+            // Keras' non-trainable variables (batch-norm moving statistics) get no gradient
+            // even in a trainable layer: the training trace's assignments update them.
+            let saved = og
+                .and_then(|g| g.nodes.get(obj))
+                .and_then(|n| n.variable.as_ref());
+            let var_trainable = saved.is_none_or(|v| v.trainable);
+            variables.push(if trainable && var_trainable {
                 p
             } else {
                 p.set_require_grad(false)
             });
+            names.push(
+                sm.variable_of_node(obj)
+                    .map(|v| v.name.clone())
+                    .or_else(|| saved.map(|v| v.name.clone()))
+                    .unwrap_or_else(|| format!("object {obj}")),
+            );
             objects.push((obj, shape));
         }
         // The parameters hold the values now; the graphs get them at every call.
@@ -104,9 +120,89 @@ impl KerasLayer {
                 inference,
                 training,
                 objects,
+                names,
                 trainable,
             }),
         })
+    }
+
+    /// Each parameter's variable name in the SavedModel (`Conv1/kernel`, as Keras names it
+    /// without `:0`).
+    pub fn variable_names(&self) -> &[String] {
+        &self.graphs.names
+    }
+
+    /// Whether the SavedModel has a `__call__(training=True)` trace.
+    pub fn has_training_trace(&self) -> bool {
+        self.graphs.training.is_some()
+    }
+
+    /// Runs the graph as `layer(x, training=training)` does in Keras: the training trace
+    /// (batch statistics; its batch-norm moving averages come back as updates for
+    /// [`KerasLayer::with_updates`], as Keras applies them after the call) or the inference
+    /// trace (moving statistics; no updates). Gradients reach the trainable parameters either
+    /// way on an autodiff device.
+    pub fn forward_values_in(
+        &self,
+        inputs: Vec<Value>,
+        device: &Device,
+        training: bool,
+    ) -> Result<(Vec<Value>, LayerUpdates), Error> {
+        let g = &self.graphs;
+        let vars = self.variable_values();
+        if !training {
+            return Ok((
+                g.inference.run_with_variables(&vars, device, inputs)?,
+                LayerUpdates(Vec::new()),
+            ));
+        }
+        let model = g.training.as_ref().ok_or_else(|| {
+            Error::Graph("this SavedModel has no __call__(training=True) trace".into())
+        })?;
+        let (outs, assigned) = model.run_training(&vars, device, inputs)?;
+        let index: HashMap<usize, usize> = g
+            .objects
+            .iter()
+            .enumerate()
+            .map(|(i, (o, _))| (*o, i))
+            .collect();
+        let mut updates = Vec::new();
+        for (obj, v) in assigned {
+            let Some(&i) = index.get(&obj) else { continue };
+            let t = match v {
+                Value::Dev(t) => t,
+                Value::Host(h) => dev::upload(h.to_f32().map_err(Error::Graph)?, &h.shape, device),
+                _ => continue,
+            };
+            let n = g.objects[i].1.iter().product::<usize>();
+            updates.push((i, Tensor::<1>::from_dispatch(dev::reshape(t, &[n]))));
+        }
+        Ok((outs, LayerUpdates(updates)))
+    }
+
+    /// The layer with the variables a training call assigned (batch-norm moving averages)
+    /// set to their new values (as constants: they get no gradient).
+    pub fn with_updates(mut self, updates: LayerUpdates) -> Self {
+        for (i, t) in updates.0 {
+            if let Some(p) = self.variables.get_mut(i) {
+                *p = Param::initialized(p.id, t.detach()).set_require_grad(false);
+            }
+        }
+        self
+    }
+
+    fn variable_values(&self) -> HashMap<usize, Value> {
+        self.graphs
+            .objects
+            .iter()
+            .zip(&self.variables)
+            .map(|((obj, shape), p)| {
+                (
+                    *obj,
+                    Value::Dev(dev::reshape(p.val().into_dispatch(), shape)),
+                )
+            })
+            .collect()
     }
 
     /// The shape of each parameter in the SavedModel.
@@ -132,18 +228,7 @@ impl KerasLayer {
             Some(t) if g.trainable && device.is_autodiff() => t,
             _ => &g.inference,
         };
-        let vars: HashMap<usize, Value> = g
-            .objects
-            .iter()
-            .zip(&self.variables)
-            .map(|((obj, shape), p)| {
-                (
-                    *obj,
-                    Value::Dev(dev::reshape(p.val().into_dispatch(), shape)),
-                )
-            })
-            .collect();
-        model.run_with_variables(&vars, device, inputs)
+        model.run_with_variables(&self.variable_values(), device, inputs)
     }
 
     /// Runs the graph on one image batch and returns its first output as a rank-`D` tensor
@@ -171,5 +256,19 @@ impl KerasLayer {
             )));
         }
         Ok(Tensor::<D>::from_dispatch(t))
+    }
+}
+
+/// The variables a training call of a [`KerasLayer`] assigned (parameter index, new value).
+#[derive(Debug, Default)]
+pub struct LayerUpdates(Vec<(usize, Tensor<1>)>);
+
+impl LayerUpdates {
+    /// How many variables were assigned.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
     }
 }

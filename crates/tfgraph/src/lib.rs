@@ -27,7 +27,7 @@ mod layer;
 pub mod ops;
 
 pub use host::{HostData, HostTensor};
-pub use layer::KerasLayer;
+pub use layer::{KerasLayer, LayerUpdates};
 pub use ops::Value;
 pub use tfgraph_core::{
     build_graph, default_entry, entry_points, graph, op_histogram, unsupported_ops, ArgSpec,
@@ -104,6 +104,8 @@ struct Env<'a> {
     slot_of: &'a HashMap<usize, usize>,
     training: bool,
     assets: Option<&'a std::path::Path>,
+    /// Where assignments to variables go (training traces).
+    assigned: Option<&'a std::cell::RefCell<Vec<(usize, Value)>>>,
     /// Time per op type, when profiling.
     profile: Option<&'a std::cell::RefCell<BTreeMap<String, (std::time::Duration, usize)>>>,
 }
@@ -116,6 +118,7 @@ impl Env<'_> {
             vars: self.vars,
             training: self.training,
             assets: self.assets,
+            assigned: self.assigned,
         }
     }
 }
@@ -352,7 +355,15 @@ impl Model {
         device: &Device,
         options: &Options,
     ) -> Result<Model, Error> {
-        Model::load_inner(sm, entry, device, options, &HashMap::new(), false)
+        // A training trace's control outputs are its variable assignments (batch-norm
+        // moving averages): they run too.
+        let training = matches!(
+            entry.map(|e| &e.kind),
+            Some(EntryKind::Call {
+                training: Some(true)
+            })
+        );
+        Model::load_inner(sm, entry, device, options, &HashMap::new(), training)
     }
 
     /// [`Model::load_with`], with the values of some captured objects given (`preset`: a
@@ -527,9 +538,51 @@ impl Model {
             slot_of: &self.slot_of,
             training: self.training,
             assets: Some(&self.assets),
+            assigned: None,
             profile: None,
         };
         run_plan(&self.plan, &env, &inputs, true)
+    }
+
+    /// [`Model::run_with_variables`] that also returns the training trace's assignments: the
+    /// new value of each assigned variable, by object-graph node (a batch norm's moving mean
+    /// and variance after this batch), detached from the gradient tape.
+    pub fn run_training(
+        &self,
+        vars: &HashMap<usize, Value>,
+        device: &Device,
+        inputs: Vec<Value>,
+    ) -> Result<(Vec<Value>, Vec<(usize, Value)>), Error> {
+        if !self.plan.fast.is_empty() {
+            return Err(Error::Graph(
+                "this model was loaded with the CPU fast path; load it with `cpu_fast_path: false` to pass variables".into(),
+            ));
+        }
+        self.check_inputs(&inputs)?;
+        let values: Vec<Value> = self
+            .objects
+            .iter()
+            .zip(&self.vars)
+            .map(|(o, v)| vars.get(o).cloned().unwrap_or_else(|| v.clone()))
+            .collect();
+        let assigned = std::cell::RefCell::new(Vec::new());
+        let env = Env {
+            device,
+            vars: &values,
+            handles: &self.handles,
+            slot_of: &self.slot_of,
+            training: self.training,
+            assets: Some(&self.assets),
+            assigned: Some(&assigned),
+            profile: None,
+        };
+        let outs = run_plan(&self.plan, &env, &inputs, true)?;
+        let updates = assigned
+            .into_inner()
+            .into_iter()
+            .filter_map(|(slot, v)| self.objects.get(slot).map(|&o| (o, v)))
+            .collect();
+        Ok((outs, updates))
     }
 
     fn env<'a>(
@@ -543,6 +596,7 @@ impl Model {
             slot_of: &self.slot_of,
             training: self.training,
             assets: Some(&self.assets),
+            assigned: None,
             profile,
         }
     }

@@ -175,7 +175,7 @@ impl Net {
     }
     fn step(self, opt: &mut KerasAdam, grads: &burn::tensor::Gradients, train: bool) -> Net {
         match self {
-            Net::Hand(m) => Net::Hand(opt.step(m, grads, train)),
+            Net::Hand(m) => Net::Hand(m.step(opt, grads, train)),
             Net::Graph(g) => Net::Graph(g.step(opt, grads, train)),
         }
     }

@@ -10,8 +10,8 @@ use burn::tensor::Gradients;
 use burn::tensor::{activation, Device, Int, Tensor, TensorData};
 use models::text_embedding::{TextEmbedding, TextEmbeddingConfig, TokenBatch};
 use models::weights::{check_plain_name, expect_shape, ModelFolder, MAX_ASSET_BYTES};
-use std::collections::HashMap;
 use std::path::Path;
+pub use training::keras_adam::KerasAdam;
 use training::report::TrainingReport;
 
 /// `kind` of the trained model's `config.json`.
@@ -115,6 +115,29 @@ impl Classifier {
 
     pub fn hidden(&self) -> usize {
         self.dense_bias.dims()[0]
+    }
+
+    /// One Keras Adam step on every trainable parameter (the table too when
+    /// `train_embedding`).
+    pub fn step(self, opt: &mut KerasAdam, grads: &Gradients, train_embedding: bool) -> Classifier {
+        let alpha = opt.next_step();
+        let Classifier {
+            mut embedding,
+            dense_kernel,
+            dense_bias,
+            out_kernel,
+            out_bias,
+        } = self;
+        if train_embedding {
+            embedding.embeddings = opt.update("embedding", embedding.embeddings, grads, alpha);
+        }
+        Classifier {
+            embedding,
+            dense_kernel: opt.update("dense_kernel", dense_kernel, grads, alpha),
+            dense_bias: opt.update("dense_bias", dense_bias, grads, alpha),
+            out_kernel: opt.update("out_kernel", out_kernel, grads, alpha),
+            out_bias: opt.update("out_bias", out_bias, grads, alpha),
+        }
     }
 
     /// Logits `[B, 1]`.
@@ -255,100 +278,4 @@ pub fn bce_with_logits(logits: Tensor<2>, labels: Tensor<2>) -> Tensor<1> {
     let x = logits;
     let loss = activation::relu(x.clone()) - x.clone() * labels + x.abs().neg().exp().log1p();
     loss.mean()
-}
-
-/// Keras 3 `Adam` (TF backend) update, dense: `m += (g - m)(1 - β1)`, `v += (g² - v)(1 - β2)`,
-/// `p -= lr √(1-β2^t)/(1-β1^t) · m / (√v + ε)`. (Burn's Adam puts ε on the bias-corrected
-/// √v̂, which differs for small gradients.)
-pub struct KerasAdam {
-    pub lr: f32,
-    pub beta_1: f32,
-    pub beta_2: f32,
-    pub epsilon: f32,
-    pub iterations: u32,
-    slots: HashMap<String, (Tensor<1>, Tensor<1>)>,
-}
-
-impl KerasAdam {
-    pub fn new(lr: f32) -> Self {
-        KerasAdam {
-            lr,
-            beta_1: 0.9,
-            beta_2: 0.999,
-            epsilon: 1e-7,
-            iterations: 0,
-            slots: HashMap::new(),
-        }
-    }
-
-    /// One step on every trainable parameter of the model.
-    pub fn step(
-        &mut self,
-        model: Classifier,
-        grads: &Gradients,
-        train_embedding: bool,
-    ) -> Classifier {
-        let alpha = self.next_step();
-        let Classifier {
-            mut embedding,
-            dense_kernel,
-            dense_bias,
-            out_kernel,
-            out_bias,
-        } = model;
-        if train_embedding {
-            embedding.embeddings = self.update("embedding", embedding.embeddings, grads, alpha);
-        }
-        Classifier {
-            embedding,
-            dense_kernel: self.update("dense_kernel", dense_kernel, grads, alpha),
-            dense_bias: self.update("dense_bias", dense_bias, grads, alpha),
-            out_kernel: self.update("out_kernel", out_kernel, grads, alpha),
-            out_bias: self.update("out_bias", out_bias, grads, alpha),
-        }
-    }
-
-    /// Counts a step; its step size `lr √(1-β2^t)/(1-β1^t)`.
-    pub(crate) fn next_step(&mut self) -> f32 {
-        self.iterations += 1;
-        let t = self.iterations as i32;
-        self.lr * (1.0 - self.beta_2.powi(t)).sqrt() / (1.0 - self.beta_1.powi(t))
-    }
-
-    /// The update of one parameter (its moments kept under `key`) with step size `alpha`.
-    pub(crate) fn update<const D: usize>(
-        &mut self,
-        key: &str,
-        p: Param<Tensor<D>>,
-        grads: &Gradients,
-        alpha: f32,
-    ) -> Param<Tensor<D>> {
-        let Some(g) = p.grad(grads) else { return p };
-        let (b1, b2, eps) = (self.beta_1, self.beta_2, self.epsilon);
-        p.map(|t| {
-            let shape = t.shape();
-            let n = shape.num_elements();
-            let tracked = t.is_require_grad();
-            let inner = t.inner();
-            let g: Tensor<1> = g.reshape([n]);
-            let (m, v) = match self.slots.remove(key) {
-                Some(s) => s,
-                None => (
-                    Tensor::zeros([n], &g.device()),
-                    Tensor::zeros([n], &g.device()),
-                ),
-            };
-            let m = m.clone() + (g.clone() - m) * (1.0 - b1);
-            let v = v.clone() + (g.clone() * g - v) * (1.0 - b2);
-            let delta = (m.clone() * alpha) / (v.clone().sqrt() + eps);
-            self.slots.insert(key.to_string(), (m, v));
-            let new = inner - delta.reshape(shape);
-            let new = Tensor::from_inner(new);
-            if tracked {
-                new.require_grad()
-            } else {
-                new
-            }
-        })
-    }
 }

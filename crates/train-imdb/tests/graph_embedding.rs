@@ -74,7 +74,7 @@ fn a_step_through_the_graph_equals_the_hand_written_step() {
     );
     let (gh, gg) = (loss_h.backward(), loss_g.backward());
     let (mut oh, mut og) = (KerasAdam::new(1e-2), KerasAdam::new(1e-2));
-    let hand = oh.step(hand, &gh, true);
+    let hand = hand.step(&mut oh, &gh, true);
     let graph = graph.step(&mut og, &gg, true);
     let table_h = values(hand.embedding.embeddings.val().inner());
     let table_g: Vec<f32> = graph.embedding.variables[0]

@@ -139,7 +139,7 @@ fn one_and_two_adam_steps_match_keras() {
             (lv - want).abs() < 1e-6,
             "step {step}: loss {lv} vs Keras {want}"
         );
-        model = opt.step(model, &grads, true);
+        model = model.step(&mut opt, &grads, true);
         check_params(&model, &f[upd_key]);
     }
 }

@@ -16,6 +16,7 @@
 
 pub mod classifier;
 pub mod data;
+pub mod keras_adam;
 pub mod report;
 pub mod trainer;
 

@@ -58,6 +58,9 @@ pub struct Ctx<'a> {
     pub training: bool,
     /// The SavedModel's `assets` folder: the only place table files are read from.
     pub assets: Option<&'a std::path::Path>,
+    /// Where `AssignVariableOp` puts the new value of a variable slot (a training trace's
+    /// batch-norm moving averages); `None`: assignments are not kept.
+    pub assigned: Option<&'a std::cell::RefCell<Vec<(usize, Value)>>>,
 }
 
 pub type OpResult = Result<Vec<Value>, String>;
@@ -232,6 +235,36 @@ pub fn run(ctx: &Ctx, inputs: Vec<Value>) -> OpResult {
             Ok(vec![Value::Host(
                 HostTensor::from_proto(t).map_err(|e| e.to_string())?,
             )])
+        }
+        "AssignVariableOp" | "AssignAddVariableOp" | "AssignSubVariableOp" => {
+            let Value::Var(slot) = arg(&inputs, 0)? else {
+                return Err(format!("{op} of something that is not a variable"));
+            };
+            let value = arg(&inputs, 1)?.clone();
+            let Some(sink) = ctx.assigned else {
+                return Ok(Vec::new());
+            };
+            let value = if op == "AssignVariableOp" {
+                value
+            } else {
+                let old = ctx
+                    .vars
+                    .get(*slot)
+                    .ok_or_else(|| format!("variable slot {slot} is not loaded"))?;
+                let (a, b) = (ctx.float(old)?, ctx.float(&value)?);
+                Value::Dev(if op == "AssignAddVariableOp" {
+                    dev::add(a, b)
+                } else {
+                    dev::sub(a, b)
+                })
+            };
+            // Values read in later steps are the new ones, not part of this step's graph.
+            let value = match value {
+                Value::Dev(t) => Value::Dev(dev::detach(t)),
+                v => v,
+            };
+            sink.borrow_mut().push((*slot, value));
+            Ok(Vec::new())
         }
         "ReadVariableOp" => match arg(&inputs, 0)? {
             Value::Var(slot) => ctx

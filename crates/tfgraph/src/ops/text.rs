@@ -762,6 +762,7 @@ mod tests {
             vars: &[],
             training: false,
             assets,
+            assigned: None,
         };
         match super::super::run(&ctx, inputs) {
             Ok(_) => panic!("{} accepted its input", n.op),
