@@ -70,7 +70,7 @@ pub fn reduce<T: SegmentFloat>(
     if segments.windows(2).any(|w| w[1] < w[0]) {
         return Err("segment ids are not increasing".into());
     }
-    let data_rows = if cols == 0 { 0 } else { data.len() / cols };
+    let data_rows = data.len().checked_div(cols).unwrap_or(0);
     let needed = match segments.last() {
         Some(&s) if s < 0 => return Err("segment ids must be >= 0".into()),
         Some(&s) => s as usize + 1,

@@ -552,7 +552,7 @@ impl Model {
         vars: &HashMap<usize, Value>,
         device: &Device,
         inputs: Vec<Value>,
-    ) -> Result<(Vec<Value>, Vec<(usize, Value)>), Error> {
+    ) -> Result<(Vec<Value>, Assignments), Error> {
         if !self.plan.fast.is_empty() {
             return Err(Error::Graph(
                 "this model was loaded with the CPU fast path; load it with `cpu_fast_path: false` to pass variables".into(),
@@ -678,6 +678,9 @@ impl Model {
             .collect()
     }
 }
+
+/// The new values a training call assigned: object-graph node and value.
+pub type Assignments = Vec<(usize, Value)>;
 
 /// What stands in for a variable value that is no longer needed.
 fn released() -> Value {

@@ -163,7 +163,7 @@ fn check_mode(f: &Fixture, mode: &str) {
         let g: Vec<Option<Vec<f32>>> = layer
             .variables
             .iter()
-            .map(|p| p.grad(&grads).map(|t| values(t)))
+            .map(|p| p.grad(&grads).map(values))
             .collect();
         if step == 1 {
             // The gradient of every trainable variable against Keras', relative to the

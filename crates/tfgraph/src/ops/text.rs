@@ -381,14 +381,14 @@ pub(super) fn run(op: &str, ctx: &Ctx, inputs: &[Value]) -> Option<OpResult> {
                 s => return Err(format!("input of shape {s:?}; expected rank 1 or 2")),
             };
             checked_elements(&out_shape)?;
-            let per = if rows == 0 { 0 } else { vals.len() / rows };
+            let per = vals.len().checked_div(rows).unwrap_or(0);
             let mut out = vec![0f64; rows * size];
             for (i, &v) in vals.iter().enumerate() {
                 if v < 0 {
                     return Err(format!("value {v} is negative"));
                 }
                 if (v as u64) < size as u64 {
-                    let o = (if per == 0 { 0 } else { i / per }) * size + v as usize;
+                    let o = i.checked_div(per).unwrap_or(0) * size + v as usize;
                     let add = w.as_ref().map_or(1.0, |w| w[i]);
                     out[o] = if binary { 1.0 } else { out[o] + add };
                 }
@@ -561,7 +561,7 @@ fn fill_empty_rows(
 
 /// `SparseReshape`: the same entries addressed in a new dense shape (one -1 inferred).
 fn sparse_reshape(idx: &[i64], rank: usize, old: &[usize], new: &[i64]) -> OpResult {
-    let n = if rank == 0 { 0 } else { idx.len() / rank };
+    let n = idx.len().checked_div(rank).unwrap_or(0);
     if old.len() != rank {
         return Err(format!(
             "indices of rank {rank} for a shape of rank {}",
@@ -580,7 +580,7 @@ fn sparse_reshape(idx: &[i64], rank: usize, old: &[usize], new: &[i64]) -> OpRes
         .product();
     let mut shape: Vec<u128> = new.iter().map(|&d| d.max(0) as u128).collect();
     if let Some(&u) = unknown.first() {
-        if known == 0 || total % known != 0 {
+        if known == 0 || !total.is_multiple_of(known) {
             return Err(format!("cannot reshape {old:?} to {new:?}"));
         }
         shape[u] = total / known;
