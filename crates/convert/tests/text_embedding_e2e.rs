@@ -41,18 +41,7 @@ fn check(variant: &str, split: SplitMode) {
     let model = TextEmbedding::load(&dir, &Device::flex()).unwrap();
     assert_eq!(model.config().split, split);
     assert!(model.config().remove_punctuation);
-    let sentences: Vec<Vec<u8>> = expected["sentences"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|h| {
-            let h = h.as_str().unwrap();
-            (0..h.len())
-                .step_by(2)
-                .map(|i| u8::from_str_radix(&h[i..i + 2], 16).unwrap())
-                .collect()
-        })
-        .collect();
+    let sentences = test_support::hex_list(&expected["sentences"]);
     let out = model
         .embed(&sentences)
         .into_data()
@@ -97,18 +86,7 @@ fn hand_written_path_claims_exactly_the_equivalent_graphs() {
     let expected: Value =
         serde_json::from_str(&std::fs::read_to_string(root.join("expected.json")).unwrap())
             .unwrap();
-    let sentences: Vec<Vec<u8>> = expected["sentences"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|h| {
-            let h = h.as_str().unwrap();
-            (0..h.len())
-                .step_by(2)
-                .map(|i| u8::from_str_radix(&h[i..i + 2], 16).unwrap())
-                .collect()
-        })
-        .collect();
+    let sentences = test_support::hex_list(&expected["sentences"]);
     let mut claimed = 0;
     for (variant, v) in expected.as_object().unwrap() {
         if variant == "sentences" {

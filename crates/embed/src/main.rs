@@ -119,12 +119,7 @@ fn embed_graph(
 ) -> Result<(Vec<f32>, usize)> {
     let model = tfhub::tfgraph::Model::open(dir, device)
         .with_context(|| format!("{}: cannot load its graph", dir.display()))?;
-    let takes_strings = model
-        .entry()
-        .inputs
-        .first()
-        .is_some_and(|a| a.dtype == tfhub::savedmodel::DType::String);
-    if model.entry().inputs.len() != 1 || !takes_strings {
+    if !model.entry().takes_one_string_batch() {
         bail!(
             "{}: its {} does not take one batch of strings (is it a text model?)",
             dir.display(),

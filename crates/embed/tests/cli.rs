@@ -13,12 +13,10 @@ use test_support as common;
 fn input_lines(e: &Value) -> (Vec<u8>, Vec<usize>) {
     let mut input = Vec::new();
     let mut rows = Vec::new();
-    for (i, h) in e["sentences"].as_array().unwrap().iter().enumerate() {
-        let h = h.as_str().unwrap();
-        let s: Vec<u8> = (0..h.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&h[i..i + 2], 16).unwrap())
-            .collect();
+    for (i, s) in test_support::hex_list(&e["sentences"])
+        .into_iter()
+        .enumerate()
+    {
         if s.contains(&b'\n') {
             continue;
         }

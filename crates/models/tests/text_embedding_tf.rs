@@ -19,18 +19,7 @@ fn expected() -> Value {
 }
 
 fn sentences(e: &Value) -> Vec<Vec<u8>> {
-    e["sentences"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|h| {
-            let h = h.as_str().unwrap();
-            (0..h.len())
-                .step_by(2)
-                .map(|i| u8::from_str_radix(&h[i..i + 2], 16).unwrap())
-                .collect()
-        })
-        .collect()
+    test_support::hex_list(&e["sentences"])
 }
 
 fn build(variant: &str, device: &Device) -> (TextEmbedding, Value) {

@@ -2,7 +2,8 @@
 //! - [`program!`] / [`Program`]: one way to run a program under test, with a private cache
 //!   and no network unless a test asks for it, and to check how it ended;
 //! - a loopback HTTP/1.1 server on 127.0.0.1:0 ([`Server`], std only) and small archives;
-//! - [`with_env`]: the process environment changed for one closure, one caller at a time.
+//! - [`with_env`]: the process environment changed for one closure, one caller at a time;
+//! - [`hex_list`]: the byte strings a TF fixture records as a JSON list of hex strings.
 
 mod program;
 pub use program::{listing, os, Program};
@@ -14,6 +15,16 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
+
+/// A JSON list of hex strings (how the TF fixture scripts record byte strings such as
+/// sentences) as bytes.
+pub fn hex_list(v: &serde_json::Value) -> Vec<Vec<u8>> {
+    v.as_array()
+        .expect("a list of hex strings")
+        .iter()
+        .map(|h| hex::decode(h.as_str().expect("a hex string")).expect("valid hex"))
+        .collect()
+}
 
 /// How the server answers one path.
 #[derive(Clone)]

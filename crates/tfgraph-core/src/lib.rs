@@ -47,6 +47,11 @@ pub struct EntryPoint {
 }
 
 impl EntryPoint {
+    /// Whether it takes one batch of strings (a text model's sentences).
+    pub fn takes_one_string_batch(&self) -> bool {
+        matches!(self.inputs.as_slice(), [a] if a.dtype == DType::String)
+    }
+
     /// `serving_default`, `__call__(training=False)`, ...
     pub fn label(&self) -> String {
         match &self.kind {

@@ -519,29 +519,7 @@ impl Model {
         device: &Device,
         inputs: Vec<Value>,
     ) -> Result<Vec<Value>, Error> {
-        if !self.plan.fast.is_empty() {
-            return Err(Error::Graph(
-                "this model was loaded with the CPU fast path; load it with `cpu_fast_path: false` to pass variables".into(),
-            ));
-        }
-        self.check_inputs(&inputs)?;
-        let values: Vec<Value> = self
-            .objects
-            .iter()
-            .zip(&self.vars)
-            .map(|(o, v)| vars.get(o).cloned().unwrap_or_else(|| v.clone()))
-            .collect();
-        let env = Env {
-            device,
-            vars: &values,
-            handles: &self.handles,
-            slot_of: &self.slot_of,
-            training: self.training,
-            assets: Some(&self.assets),
-            assigned: None,
-            profile: None,
-        };
-        run_plan(&self.plan, &env, &inputs, true)
+        self.run_given(vars, device, inputs, None)
     }
 
     /// [`Model::run_with_variables`] that also returns the training trace's assignments: the
@@ -553,6 +531,25 @@ impl Model {
         device: &Device,
         inputs: Vec<Value>,
     ) -> Result<(Vec<Value>, Assignments), Error> {
+        let assigned = std::cell::RefCell::new(Vec::new());
+        let outs = self.run_given(vars, device, inputs, Some(&assigned))?;
+        let updates = assigned
+            .into_inner()
+            .into_iter()
+            .filter_map(|(slot, v)| self.objects.get(slot).map(|&o| (o, v)))
+            .collect();
+        Ok((outs, updates))
+    }
+
+    /// Runs with the float variables given by object-graph node, keeping assignments in
+    /// `assigned` when given.
+    fn run_given(
+        &self,
+        vars: &HashMap<usize, Value>,
+        device: &Device,
+        inputs: Vec<Value>,
+        assigned: Option<&std::cell::RefCell<Vec<(usize, Value)>>>,
+    ) -> Result<Vec<Value>, Error> {
         if !self.plan.fast.is_empty() {
             return Err(Error::Graph(
                 "this model was loaded with the CPU fast path; load it with `cpu_fast_path: false` to pass variables".into(),
@@ -565,7 +562,6 @@ impl Model {
             .zip(&self.vars)
             .map(|(o, v)| vars.get(o).cloned().unwrap_or_else(|| v.clone()))
             .collect();
-        let assigned = std::cell::RefCell::new(Vec::new());
         let env = Env {
             device,
             vars: &values,
@@ -573,16 +569,10 @@ impl Model {
             slot_of: &self.slot_of,
             training: self.training,
             assets: Some(&self.assets),
-            assigned: Some(&assigned),
+            assigned,
             profile: None,
         };
-        let outs = run_plan(&self.plan, &env, &inputs, true)?;
-        let updates = assigned
-            .into_inner()
-            .into_iter()
-            .filter_map(|(slot, v)| self.objects.get(slot).map(|&o| (o, v)))
-            .collect();
-        Ok((outs, updates))
+        run_plan(&self.plan, &env, &inputs, true)
     }
 
     fn env<'a>(

@@ -21,20 +21,8 @@ fn expected() -> Json {
     serde_json::from_str(&text).expect("valid JSON")
 }
 
-fn unhex(h: &str) -> Vec<u8> {
-    (0..h.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&h[i..i + 2], 16).unwrap())
-        .collect()
-}
-
 fn sentences(e: &Json) -> Vec<Vec<u8>> {
-    e["sentences"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|h| unhex(h.as_str().unwrap()))
-        .collect()
+    test_support::hex_list(&e["sentences"])
 }
 
 fn strings(v: Vec<Vec<u8>>) -> HostTensor {

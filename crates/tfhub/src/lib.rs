@@ -139,12 +139,9 @@ pub fn inception_discrepancy(
     model: &models::inception_v3::InceptionV3,
     device: &Device,
 ) -> Result<Check, Error> {
-    let graph = match tfgraph::Model::open(saved_model, device) {
+    let graph = match graph_to_check(saved_model, device)? {
         Ok(g) => g,
-        Err(e @ (tfgraph::Error::Model { .. } | tfgraph::Error::Unsupported(_))) => {
-            return Ok(Check::Unverifiable(e.to_string()))
-        }
-        Err(e) => return Err(e.into()),
+        Err(why) => return Ok(why),
     };
     let dims = graph
         .entry()
@@ -210,12 +207,9 @@ pub fn text_embedding_discrepancy(
     model: &models::text_embedding::TextEmbedding,
     device: &Device,
 ) -> Result<Check, Error> {
-    let graph = match tfgraph::Model::open(saved_model, device) {
+    let graph = match graph_to_check(saved_model, device)? {
         Ok(g) => g,
-        Err(e @ (tfgraph::Error::Model { .. } | tfgraph::Error::Unsupported(_))) => {
-            return Ok(Check::Unverifiable(e.to_string()))
-        }
-        Err(e) => return Err(e.into()),
+        Err(why) => return Ok(why),
     };
     let probe = text_probe(model.vocab_bytes());
     let x = tfgraph::HostTensor {
@@ -278,6 +272,20 @@ fn text_probe(vocab: &[u8]) -> Vec<Vec<u8>> {
     out.push(join(&long, b" "));
     out.push(join(&vec![t(11); 50], b" "));
     out
+}
+
+/// The SavedModel's graph to check a hand-written model against, or why it cannot run here.
+fn graph_to_check(
+    saved_model: &Path,
+    device: &Device,
+) -> Result<Result<tfgraph::Model, Check>, Error> {
+    match tfgraph::Model::open(saved_model, device) {
+        Ok(g) => Ok(Ok(g)),
+        Err(e @ (tfgraph::Error::Model { .. } | tfgraph::Error::Unsupported(_))) => {
+            Ok(Err(Check::Unverifiable(e.to_string())))
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// What checking a hand-written model against a SavedModel's graph found.

@@ -79,19 +79,14 @@ impl GraphClassifier {
         device: &Device,
     ) -> Self {
         let dim = dk.len() / hidden.max(1);
-        let p2 = |v: Vec<f32>, s: [usize; 2]| {
-            Param::from_tensor(Tensor::<2>::from_data(TensorData::new(v, s), device))
-        };
-        let p1 = |v: Vec<f32>| {
-            let n = v.len();
-            Param::from_tensor(Tensor::<1>::from_data(TensorData::new(v, [n]), device))
-        };
+        let (dense_kernel, dense_bias, out_kernel, out_bias) =
+            crate::model::dense_params([dk, db, ok, ob], dim, hidden, device);
         GraphClassifier {
             embedding,
-            dense_kernel: p2(dk, [dim, hidden]),
-            dense_bias: p1(db),
-            out_kernel: p2(ok, [hidden, 1]),
-            out_bias: p1(ob),
+            dense_kernel,
+            dense_bias,
+            out_kernel,
+            out_bias,
             source: source.to_path_buf(),
         }
     }
@@ -242,12 +237,7 @@ impl GraphClassifier {
 
 /// The width of the layer's output: run on an empty batch.
 fn embedding_dim(layer: &KerasLayer, dir: &Path, device: &Device) -> Result<usize> {
-    let takes_strings = layer
-        .entry()
-        .inputs
-        .first()
-        .is_some_and(|a| a.dtype == tfhub::savedmodel::DType::String);
-    if layer.entry().inputs.len() != 1 || !takes_strings {
+    if !layer.entry().takes_one_string_batch() {
         bail!(
             "{}: its {} does not take one batch of strings (is it a text model?)",
             dir.display(),

@@ -64,6 +64,32 @@ impl DeviceBatch {
     }
 }
 
+/// The Dense(hidden, relu) -> Dense(1) parameters from their values (kernel `[dim, hidden]`,
+/// bias, output kernel `[hidden, 1]`, output bias), in that order.
+pub(crate) fn dense_params(
+    [dk, db, ok, ob]: [Vec<f32>; 4],
+    dim: usize,
+    hidden: usize,
+    device: &Device,
+) -> DenseParams {
+    let p2 = |v: Vec<f32>, s: [usize; 2]| {
+        Param::from_tensor(Tensor::<2>::from_data(TensorData::new(v, s), device))
+    };
+    let p1 = |v: Vec<f32>| {
+        let n = v.len();
+        Param::from_tensor(Tensor::<1>::from_data(TensorData::new(v, [n]), device))
+    };
+    (p2(dk, [dim, hidden]), p1(db), p2(ok, [hidden, 1]), p1(ob))
+}
+
+/// Dense kernel, dense bias, output kernel, output bias.
+pub(crate) type DenseParams = (
+    Param<Tensor<2>>,
+    Param<Tensor<1>>,
+    Param<Tensor<2>>,
+    Param<Tensor<1>>,
+);
+
 pub(crate) fn glorot(rng: &mut SplitMix64, fan_in: usize, fan_out: usize) -> Vec<f32> {
     let limit = (6.0 / (fan_in + fan_out) as f32).sqrt();
     (0..fan_in * fan_out).map(|_| rng.uniform(limit)).collect()
@@ -97,19 +123,18 @@ impl Classifier {
         device: &Device,
     ) -> Self {
         let dim = embedding.dim();
-        let p2 = |v: Vec<f32>, s: [usize; 2]| {
-            Param::from_tensor(Tensor::<2>::from_data(TensorData::new(v, s), device))
-        };
-        let p1 = |v: Vec<f32>| {
-            let n = v.len();
-            Param::from_tensor(Tensor::<1>::from_data(TensorData::new(v, [n]), device))
-        };
+        let (dense_kernel, dense_bias, out_kernel, out_bias) = dense_params(
+            [dense_kernel, dense_bias, out_kernel, out_bias],
+            dim,
+            hidden,
+            device,
+        );
         Classifier {
             embedding,
-            dense_kernel: p2(dense_kernel, [dim, hidden]),
-            dense_bias: p1(dense_bias),
-            out_kernel: p2(out_kernel, [hidden, 1]),
-            out_bias: p1(out_bias),
+            dense_kernel,
+            dense_bias,
+            out_kernel,
+            out_bias,
         }
     }
 

@@ -22,13 +22,6 @@ fn floats(v: &Value) -> Vec<f32> {
         .collect()
 }
 
-fn unhex(h: &str) -> Vec<u8> {
-    (0..h.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&h[i..i + 2], 16).unwrap())
-        .collect()
-}
-
 fn assert_close(name: &str, got: Tensor<2>, want: &[f32], tol: f32) {
     let got = got.into_data().try_into_vec::<f32>().unwrap();
     assert_eq!(got.len(), want.len(), "{name}");
@@ -101,12 +94,7 @@ fn one_and_two_adam_steps_match_keras() {
         floats(&init["out_bias"]),
         &device,
     );
-    let sentences: Vec<Vec<u8>> = f["sentences"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|h| unhex(h.as_str().unwrap()))
-        .collect();
+    let sentences = test_support::hex_list(&f["sentences"]);
     // the tokenizer agrees with TF's lookup
     for (s, ids) in sentences.iter().zip(f["ids"].as_array().unwrap()) {
         let want: Vec<u32> = ids
