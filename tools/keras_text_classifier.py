@@ -61,12 +61,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import tensorflow as tf  # noqa: E402
 import tensorflow_hub as hub  # noqa: E402
 import tf_keras  # noqa: E402
-from tensorflow.python.ops import lookup_ops  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.join(HERE, "..")
 sys.path.insert(0, HERE)
 from keras_imdb import SplitMix64, build_vocab, read_imdb  # noqa: E402
+from make_text_embedding_fixture import TextEmbeddingModel  # noqa: E402  (export_v2.py's pattern)
 
 MASK = (1 << 64) - 1
 G = 0x9E3779B97F4A7C15
@@ -138,38 +138,6 @@ def rust_glorot(seed, dim, hidden):
         return np.array(v, dtype=np.float32).reshape(fan_in, fan_out)
 
     return draw(dim, hidden), draw(hidden, 1)
-
-
-class TextEmbeddingModel(tf.train.Checkpoint):
-    """tensorflow/hub examples/text_embeddings_v2/export_v2.py (as make_text_embedding_fixture.py)."""
-
-    def __init__(self, vocab_file, vectors, oov_buckets):
-        super().__init__()
-        self._vocabulary_file = tf.saved_model.Asset(vocab_file)
-        self._table = lookup_ops.index_table_from_file(
-            vocabulary_file=self._vocabulary_file, num_oov_buckets=oov_buckets,
-            hasher_spec=lookup_ops.FastHashSpec)
-        self.embeddings = tf.Variable(vectors)
-        self.variables = [self.embeddings]
-        self.trainable_variables = self.variables
-
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.dtypes.string)])
-    def _tokenize(self, sentences):
-        normalized = tf.strings.regex_replace(input=sentences, pattern=r"\pP", rewrite="")
-        normalized = tf.reshape(normalized, [-1])
-        sparse_tokens = tf.strings.split(normalized, " ").to_sparse()
-        sparse_tokens, _ = tf.sparse.fill_empty_rows(sparse_tokens, tf.constant(""))
-        sparse_tokens = tf.sparse.reset_shape(sparse_tokens)
-        sparse_token_ids = self._table.lookup(sparse_tokens.values)
-        return (sparse_tokens.indices, sparse_token_ids, sparse_tokens.dense_shape)
-
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.dtypes.string)])
-    def __call__(self, sentences):
-        token_ids, token_values, token_dense_shape = self._tokenize(sentences)
-        return tf.nn.safe_embedding_lookup_sparse(
-            embedding_weights=self.embeddings,
-            sparse_ids=tf.SparseTensor(token_ids, token_values, token_dense_shape),
-            sparse_weights=None, combiner="sqrtn")
 
 
 def export_embedding(vocab, table, out_dir):

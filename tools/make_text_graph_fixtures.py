@@ -65,7 +65,7 @@ import tempfile
 
 import numpy as np
 import tensorflow as tf
-from tensorflow.core.protobuf import saved_model_pb2
+from make_text_embedding_fixture import make_table, op_types
 from tensorflow.python.ops import lookup_ops
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -118,22 +118,6 @@ def long_sentence(n_tokens, seed):
 LONG_SENTENCES = [long_sentence(1000, 11), long_sentence(3000, 12), long_sentence(6000, 13),
                   b" ".join([b"cat"] * 4000)]
 SENTENCES = BASE_SENTENCES + EXTRA_SENTENCES + LONG_SENTENCES
-
-
-def make_table(rows, dim, dtype, seed):
-    rng = np.random.default_rng(seed)
-    return rng.uniform(-1.0, 1.0, size=(rows, dim)).astype(dtype)
-
-
-def op_types(model_dir):
-    sm = saved_model_pb2.SavedModel()
-    with open(os.path.join(model_dir, "saved_model.pb"), "rb") as f:
-        sm.ParseFromString(f.read())
-    mg = sm.meta_graphs[0]
-    ops = {n.op for n in mg.graph_def.node}
-    for fn in mg.graph_def.library.function:
-        ops |= {n.op for n in fn.node_def}
-    return sorted(ops)
 
 
 class Dense(tf.Module):
