@@ -294,6 +294,69 @@ impl Bundle {
         Ok(bytes)
     }
 
+    /// Writes a copy of this bundle at `dst_prefix` (`<prefix>.index` and one data shard),
+    /// with the bytes of the entries in `updates` (checkpoint key -> little-endian bytes of
+    /// the same size and dtype) replaced and their checksums recomputed. Every other entry
+    /// (strings, the object graph, slices) is copied byte for byte, after its bytes were
+    /// checked against the shard. Each file is written to a temporary name and renamed.
+    pub(crate) fn write_updated(
+        &self,
+        dst_prefix: &Path,
+        updates: &BTreeMap<Vec<u8>, Vec<u8>>,
+    ) -> Result<(), Error> {
+        for key in updates.keys() {
+            let name = String::from_utf8_lossy(key);
+            let e = self
+                .entries
+                .get(key)
+                .ok_or_else(|| self.tensor_err(&name, "no entry in the index"))?;
+            if !e.slices.is_empty() {
+                return Err(self.tensor_err(&name, "a partitioned variable cannot be rewritten"));
+            }
+        }
+        let mut data = Vec::new();
+        let mut pairs = Vec::with_capacity(self.entries.len() + 1);
+        // BundleHeaderProto { num_shards: 1, endianness: LITTLE, version { producer: 1 } }.
+        pairs.push((Vec::new(), vec![0x08, 0x01, 0x1a, 0x02, 0x08, 0x01]));
+        for (key, e) in &self.entries {
+            let name = String::from_utf8_lossy(key);
+            let mut out = e.clone();
+            out.shard_id = 0;
+            if e.slices.is_empty() {
+                let (old, _) = self.raw(e, &name)?;
+                let bytes = match updates.get(key) {
+                    Some(new) => {
+                        if new.len() != old.len() {
+                            return Err(self.tensor_err(
+                                &name,
+                                format!(
+                                    "{} new bytes for a tensor stored in {}",
+                                    new.len(),
+                                    old.len()
+                                ),
+                            ));
+                        }
+                        out.crc32c = crate::sstable::mask_crc(crc32c::crc32c(new));
+                        new.as_slice()
+                    }
+                    None => old,
+                };
+                out.offset = data.len() as i64;
+                out.size = bytes.len() as i64;
+                data.extend_from_slice(bytes);
+            } else {
+                out.offset = 0;
+                out.size = 0;
+            }
+            pairs.push((key.clone(), out.encode_to_vec()));
+        }
+        let index = sstable::build::table_from_pairs(&pairs, 64);
+        write_via_temp(&data_filename(dst_prefix, 0, 1), &data)?;
+        let mut index_path = dst_prefix.as_os_str().to_owned();
+        index_path.push(".index");
+        write_via_temp(Path::new(&index_path), &index)
+    }
+
     /// Total bytes of all data shards: no assembled tensor can hold more (slices are disjoint).
     fn total_shard_bytes(&self) -> u64 {
         self.shards
@@ -648,6 +711,25 @@ fn read_string_region(
         p += l;
     }
     Ok(TensorData::String(out))
+}
+
+/// Writes `bytes` to a temporary sibling of `path`, then renames it onto `path`.
+pub(crate) fn write_via_temp(path: &Path, bytes: &[u8]) -> Result<(), Error> {
+    let io = |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(format!(".tmp{}", std::process::id()));
+    let tmp = PathBuf::from(tmp);
+    if let Err(e) = std::fs::write(&tmp, bytes) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(io(e));
+    }
+    std::fs::rename(&tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        io(e)
+    })
 }
 
 #[cfg(test)]

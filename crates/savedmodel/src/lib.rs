@@ -239,6 +239,66 @@ impl SavedModel {
     }
 }
 
+impl SavedModel {
+    /// Writes a copy of this SavedModel into the folder `dst` (created if needed; not this
+    /// model's own folder) with new values for some variables: `updates` maps a variable name
+    /// (or checkpoint key) to its new value as little-endian bytes of its dtype, exactly as
+    /// many as it holds now. `saved_model.pb` and the asset files are copied unchanged, the
+    /// checkpoint is written as one data shard (every other entry copied byte for byte after
+    /// it was checked). TensorFlow loads the copy as it loads the original. Files are written
+    /// under temporary names and renamed.
+    pub fn write_with_variables(
+        &self,
+        dst: &Path,
+        updates: &BTreeMap<String, Vec<u8>>,
+    ) -> Result<(), Error> {
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| Error::Io { path, source }
+        };
+        std::fs::create_dir_all(dst.join("variables")).map_err(io(dst))?;
+        let same = match (self.dir.canonicalize(), dst.canonicalize()) {
+            (Ok(a), Ok(b)) => a == b,
+            _ => false,
+        };
+        if same {
+            return Err(Error::Io {
+                path: dst.to_path_buf(),
+                source: std::io::Error::other("cannot rewrite a SavedModel in its own folder"),
+            });
+        }
+        let mut by_key = BTreeMap::new();
+        for (name, bytes) in updates {
+            let v = self.variable(name).ok_or_else(|| Error::NoSuchVariable {
+                dir: self.dir.clone(),
+                name: name.clone(),
+            })?;
+            by_key.insert(v.key.as_bytes().to_vec(), bytes.clone());
+        }
+        let bundle = self.bundle.as_ref().ok_or_else(|| Error::CorruptIndex {
+            path: self.index_path.clone(),
+            msg: "the SavedModel has no checkpoint to rewrite".into(),
+        })?;
+        bundle.write_updated(&dst.join("variables").join("variables"), &by_key)?;
+        for asset in &self.assets {
+            let to =
+                checked_asset_path(dst, &asset.filename).map_err(|msg| Error::CorruptTensor {
+                    path: asset.path.clone(),
+                    tensor: asset.filename.clone(),
+                    msg,
+                })?;
+            if let Some(parent) = to.parent() {
+                std::fs::create_dir_all(parent).map_err(io(parent))?;
+            }
+            let bytes = std::fs::read(&asset.path).map_err(io(&asset.path))?;
+            bundle::write_via_temp(&to, &bytes)?;
+        }
+        let pb = self.dir.join("saved_model.pb");
+        let bytes = std::fs::read(&pb).map_err(io(&pb))?;
+        bundle::write_via_temp(&dst.join("saved_model.pb"), &bytes)
+    }
+}
+
 /// Parses a `saved_model.pb` from bytes (exposed for fuzzing).
 pub fn parse_saved_model_bytes(bytes: &[u8]) -> Result<proto::SavedModel, prost::DecodeError> {
     proto::SavedModel::decode(bytes)

@@ -274,8 +274,8 @@ pub fn read_table(file: &[u8]) -> Result<Entries, String> {
     Ok(out)
 }
 
-/// Writing tables, for tests, fuzz seeds and tools that craft (hostile) indexes with valid
-/// checksums. Not used to write models.
+/// Writing tables: the index of a rewritten bundle ([`crate::SavedModel::write_with_variables`]),
+/// and tests, fuzz seeds and tools that craft (hostile) indexes with valid checksums.
 pub mod build {
     use super::*;
 

@@ -236,3 +236,63 @@ fn a_folder_without_saved_model_pb_is_not_a_savedmodel() {
     assert!(matches!(e, savedmodel::Error::NotSavedModel(_)), "{e}");
     assert!(e.to_string().contains("not a SavedModel"), "{e}");
 }
+
+/// `write_with_variables`: the copy holds the new values of the updated variables and every
+/// other variable and asset unchanged, all checksums valid (TensorFlow's own reading of such a
+/// copy is checked by `tools/check_rewritten_savedmodel.py` through the finetune tests).
+#[test]
+fn rewritten_copy_keeps_everything_else() {
+    for name in ["tf1", "tf2"] {
+        let sm = savedmodel::read(&fixture(name)).unwrap();
+        let target = sm
+            .variables()
+            .iter()
+            .find(|v| {
+                v.dtype == DType::F32 && v.slices == 0 && v.shape.iter().product::<usize>() > 1
+            })
+            .unwrap_or_else(|| panic!("{name}: no float variable"))
+            .clone();
+        let n: usize = target.shape.iter().product();
+        let new: Vec<f32> = (0..n).map(|i| i as f32 * 0.25 - 3.0).collect();
+        let bytes: Vec<u8> = new.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let dir = tempfile::tempdir().unwrap();
+        let dst = dir.path().join("copy");
+        let updates = [(target.name.clone(), bytes)].into_iter().collect();
+        sm.write_with_variables(&dst, &updates).unwrap();
+        let copy = savedmodel::read(&dst).unwrap();
+        copy.verify().unwrap();
+        assert_eq!(copy.variables().len(), sm.variables().len(), "{name}");
+        for v in sm.variables() {
+            let got = copy.tensor(&v.name).unwrap();
+            if v.name == target.name {
+                assert_eq!(got.data, TensorData::F32(new.clone()), "{name}/{}", v.name);
+            } else {
+                assert_eq!(got, sm.tensor(&v.name).unwrap(), "{name}/{}", v.name);
+            }
+        }
+        assert_eq!(copy.assets().len(), sm.assets().len(), "{name} assets");
+        for (a, b) in sm.assets().iter().zip(copy.assets()) {
+            assert_eq!(
+                std::fs::read(&a.path).unwrap(),
+                std::fs::read(&b.path).unwrap()
+            );
+        }
+        // Wrong sizes, unknown names and the model's own folder are refused.
+        let short = [(target.name.clone(), vec![0u8; 4])].into_iter().collect();
+        let e = sm
+            .write_with_variables(&dir.path().join("bad"), &short)
+            .unwrap_err();
+        assert!(e.to_string().contains("new bytes"), "{e}");
+        let unknown = [("no/such".to_string(), vec![0u8; 4])]
+            .into_iter()
+            .collect();
+        let e = sm
+            .write_with_variables(&dir.path().join("bad"), &unknown)
+            .unwrap_err();
+        assert!(e.to_string().contains("no/such"), "{e}");
+        let e = copy
+            .write_with_variables(&dst, &Default::default())
+            .unwrap_err();
+        assert!(e.to_string().contains("own folder"), "{e}");
+    }
+}
