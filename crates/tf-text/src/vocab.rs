@@ -5,7 +5,7 @@
 //! an error; with `vocab_size` only that many lines are read and fewer is an error; a key
 //! seen twice with a different value is an error (the hash table's insert rule).
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 
 /// What a column of the file gives: TF's `TextFileIndex`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -116,8 +116,8 @@ pub type Table = HashMap<Entry, Entry>;
 
 /// Reads `bytes` (the file named `file` in errors) into a table.
 pub fn read_table(file: &str, bytes: &[u8], spec: &TextFileSpec) -> Result<Table, VocabError> {
-    let mut table: Table = HashMap::new();
-    let mut first_line: HashMap<Entry, usize> = HashMap::new();
+    let mut table: Table = HashMap::default();
+    let mut first_line: HashMap<Entry, usize> = HashMap::default();
     let body = bytes.strip_suffix(b"\n").unwrap_or(bytes);
     let mut lines = 0usize;
     if !bytes.is_empty() {

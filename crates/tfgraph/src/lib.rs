@@ -157,10 +157,10 @@ fn run_plan(plan: &Plan, env: &Env, inputs: &[Value], top: bool) -> Result<Vec<V
             }
             None => {
                 let mut ins = Vec::with_capacity(node.inputs.len());
-                for r in &node.inputs {
+                for (k, r) in node.inputs.iter().enumerate() {
                     let v = values[r.node]
-                        .as_ref()
-                        .and_then(|o| o.get(r.index))
+                        .as_mut()
+                        .and_then(|o| o.get_mut(r.index))
                         .ok_or_else(|| {
                             op_error(
                                 node,
@@ -170,7 +170,14 @@ fn run_plan(plan: &Plan, env: &Env, inputs: &[Value], top: bool) -> Result<Vec<V
                                 ),
                             )
                         })?;
-                    ins.push(v.clone());
+                    // A value read for the last time moves into the op (a host tensor of
+                    // strings or ids is not copied); otherwise it is shared.
+                    let last = plan.last_use[r.node] == pos && !node.inputs[k + 1..].contains(r);
+                    ins.push(if last {
+                        std::mem::replace(v, Value::Var(usize::MAX))
+                    } else {
+                        v.clone()
+                    });
                 }
                 // Values read for the last time are dropped before the op runs, so that
                 // the op holds the only reference to them.

@@ -5,8 +5,8 @@
 //! Input is bytes, as TensorFlow strings are: invalid UTF-8 passes through
 //! unchanged (RE2 never matches it as punctuation).
 
+use rustc_hash::FxHashMap as HashMap;
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
 pub use tf_text::vocab::VocabError;
 pub use tf_text::{is_punctuation, remove_punctuation};
 
@@ -138,8 +138,19 @@ impl Tokenizer {
         } else {
             sentence
         };
-        for token in split(text, self.split) {
+        // `split` without collecting the tokens (the same rules).
+        let mut any = false;
+        for token in text.split(|&b| b == b' ') {
+            if self.split == SplitMode::SkipEmpty && token.is_empty() {
+                continue;
+            }
+            any = true;
             if let Some(id) = self.lookup(token) {
+                out.push(id);
+            }
+        }
+        if !any {
+            if let Some(id) = self.lookup(b"") {
                 out.push(id);
             }
         }

@@ -164,6 +164,13 @@ impl<'a> Ctx<'a> {
             }
         }
     }
+    /// The value on the host, borrowed when it is there already (strings, ids: no copy).
+    pub fn host_ref<'v>(&self, v: &'v Value) -> Result<std::borrow::Cow<'v, HostTensor>, String> {
+        match v {
+            Value::Host(h) => Ok(std::borrow::Cow::Borrowed(h)),
+            _ => self.host(v).map(std::borrow::Cow::Owned),
+        }
+    }
     /// Integer values of a (small, host) tensor: shapes, axes, sizes.
     pub fn ints(&self, v: &Value) -> Result<Vec<i64>, String> {
         match v {
@@ -219,7 +226,8 @@ pub fn run(ctx: &Ctx, inputs: Vec<Value>) -> OpResult {
     }
     match op {
         "Identity" | "Snapshot" | "PreventGradient" | "CheckNumerics" | "EnsureShape" => {
-            Ok(vec![arg(&inputs, 0)?.clone()])
+            arg(&inputs, 0)?;
+            Ok(inputs.into_iter().take(1).collect())
         }
         "StopGradient" => Ok(vec![match arg(&inputs, 0)? {
             Value::Dev(t) => Value::Dev(dev::detach(t.clone())),

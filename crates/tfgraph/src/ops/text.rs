@@ -11,8 +11,8 @@
 use super::{arg, checked_elements, Ctx, OpResult, Value};
 use crate::dev;
 use crate::host::{HostData, HostTensor};
+use rustc_hash::FxHashMap as HashMap;
 use savedmodel::DType;
-use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use tf_text::segment::Combiner;
 use tf_text::vocab::{Column, Entry, TextFileSpec};
@@ -25,7 +25,55 @@ const MAX_TABLE_FILE: u64 = 1 << 30;
 pub struct LookupTable {
     pub key_dtype: DType,
     pub value_dtype: DType,
-    pub map: HashMap<Entry, Entry>,
+    /// String keys (looked up without copying the key).
+    strs: HashMap<Vec<u8>, Entry>,
+    /// Integer keys.
+    ints: HashMap<i64, Entry>,
+}
+
+impl LookupTable {
+    /// An empty table.
+    pub fn new(key_dtype: DType, value_dtype: DType) -> LookupTable {
+        LookupTable {
+            key_dtype,
+            value_dtype,
+            strs: HashMap::default(),
+            ints: HashMap::default(),
+        }
+    }
+
+    /// How many keys it holds.
+    pub fn len(&self) -> usize {
+        self.strs.len() + self.ints.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn get(&self, k: &Entry) -> Option<&Entry> {
+        match k {
+            Entry::Str(s) => self.strs.get(s.as_slice()),
+            Entry::Int(i) => self.ints.get(i),
+        }
+    }
+
+    /// Adds `k -> v`; a key already there with another value is an error (TF's rule).
+    fn insert(&mut self, k: Entry, v: Entry) -> Result<(), String> {
+        if let Some(old) = self.get(&k) {
+            if *old != v {
+                return Err(format!(
+                    "the table has a different value for key {k:?} ({old:?}, then {v:?})"
+                ));
+            }
+            return Ok(());
+        }
+        match k {
+            Entry::Str(s) => self.strs.insert(s, v),
+            Entry::Int(i) => self.ints.insert(i, v),
+        };
+        Ok(())
+    }
 }
 
 /// A shared handle to a table: the graph passes it around as a resource.
@@ -116,15 +164,14 @@ pub(super) fn run(op: &str, ctx: &Ctx, inputs: &[Value]) -> Option<OpResult> {
         "HashTableV2" | "HashTable" => (|| {
             let key_dtype = ctx.attr_type("key_dtype").ok_or("no key_dtype")?;
             let value_dtype = ctx.attr_type("value_dtype").ok_or("no value_dtype")?;
-            Ok(vec![Value::Table(Arc::new(RwLock::new(LookupTable {
+            Ok(vec![Value::Table(Arc::new(RwLock::new(LookupTable::new(
                 key_dtype,
                 value_dtype,
-                map: HashMap::new(),
-            })))])
+            ))))])
         })(),
         "InitializeTableFromTextFileV2" | "InitializeTableFromTextFile" => (|| {
             let table = table_of(arg(inputs, 0)?)?;
-            let name = ctx.host(arg(inputs, 1)?)?;
+            let name = ctx.host_ref(arg(inputs, 1)?)?;
             let name = strings(&name)?.first().ok_or("no file name")?.clone();
             let path = ctx.asset_path(&name)?;
             let file = path.display().to_string();
@@ -158,27 +205,27 @@ pub(super) fn run(op: &str, ctx: &Ctx, inputs: &[Value]) -> Option<OpResult> {
             let map =
                 tf_text::vocab::read_table(&file, &bytes, &spec).map_err(|e| e.to_string())?;
             for (k, v) in map {
-                insert(&mut t, k, v)?;
+                t.insert(k, v)?;
             }
             Ok(Vec::new())
         })(),
         "InitializeTableV2" | "LookupTableImportV2" => (|| {
             let table = table_of(arg(inputs, 0)?)?;
-            let keys = ctx.host(arg(inputs, 1)?)?;
-            let values = ctx.host(arg(inputs, 2)?)?;
+            let keys = ctx.host_ref(arg(inputs, 1)?)?;
+            let values = ctx.host_ref(arg(inputs, 2)?)?;
             if keys.len() != values.len() {
                 return Err(format!("{} keys and {} values", keys.len(), values.len()));
             }
             let mut t = table.write().map_err(|_| "the table's lock is poisoned")?;
             for i in 0..keys.len() {
-                insert(&mut t, entry_of(&keys, i)?, entry_of(&values, i)?)?;
+                t.insert(entry_of(&keys, i)?, entry_of(&values, i)?)?;
             }
             Ok(Vec::new())
         })(),
         "LookupTableFindV2" | "LookupTableFind" => (|| {
             let table = table_of(arg(inputs, 0)?)?;
-            let keys = ctx.host(arg(inputs, 1)?)?;
-            let default = ctx.host(arg(inputs, 2)?)?;
+            let keys = ctx.host_ref(arg(inputs, 1)?)?;
+            let default = ctx.host_ref(arg(inputs, 2)?)?;
             let t = table.read().map_err(|_| "the table's lock is poisoned")?;
             let per_key = default.len() == keys.len() && default.len() != 1;
             if default.is_empty() || (default.len() != 1 && !per_key) {
@@ -187,10 +234,15 @@ pub(super) fn run(op: &str, ctx: &Ctx, inputs: &[Value]) -> Option<OpResult> {
                     default.shape, keys.shape
                 ));
             }
+            let found: Vec<Option<&Entry>> = match &keys.data {
+                HostData::Str(v) => v.iter().map(|s| t.strs.get(s.as_slice())).collect(),
+                HostData::I64(v) => v.iter().map(|i| t.ints.get(i)).collect(),
+                HostData::I32(v) => v.iter().map(|&i| t.ints.get(&(i as i64))).collect(),
+                _ => return Err(format!("keys of dtype {} are not supported", keys.dtype)),
+            };
             let mut out = Vec::with_capacity(keys.len());
-            for i in 0..keys.len() {
-                let k = entry_of(&keys, i)?;
-                out.push(match t.map.get(&k) {
+            for (i, f) in found.into_iter().enumerate() {
+                out.push(match f {
                     Some(v) => v.clone(),
                     None => entry_of(&default, if per_key { i } else { 0 })?,
                 });
@@ -203,15 +255,11 @@ pub(super) fn run(op: &str, ctx: &Ctx, inputs: &[Value]) -> Option<OpResult> {
         })(),
         "LookupTableSizeV2" | "LookupTableSize" => (|| {
             let t = table_of(arg(inputs, 0)?)?;
-            let n = t
-                .read()
-                .map_err(|_| "the table's lock is poisoned")?
-                .map
-                .len();
+            let n = t.read().map_err(|_| "the table's lock is poisoned")?.len();
             Ok(vec![i64_tensor(vec![], vec![n as i64])])
         })(),
         "StaticRegexReplace" => (|| {
-            let x = ctx.host(arg(inputs, 0)?)?;
+            let x = ctx.host_ref(arg(inputs, 0)?)?;
             let global = ctx.attr("replace_global").and_then(|a| a.b).unwrap_or(true);
             let re = tf_text::RegexReplace::new(
                 ctx.attr_s("pattern").as_bytes(),
@@ -222,9 +270,9 @@ pub(super) fn run(op: &str, ctx: &Ctx, inputs: &[Value]) -> Option<OpResult> {
             Ok(vec![str_tensor(x.shape.clone(), out)])
         })(),
         "RegexReplace" => (|| {
-            let x = ctx.host(arg(inputs, 0)?)?;
-            let pat = ctx.host(arg(inputs, 1)?)?;
-            let rw = ctx.host(arg(inputs, 2)?)?;
+            let x = ctx.host_ref(arg(inputs, 0)?)?;
+            let pat = ctx.host_ref(arg(inputs, 1)?)?;
+            let rw = ctx.host_ref(arg(inputs, 2)?)?;
             let (pat, rw) = (
                 strings(&pat)?.first().ok_or("no pattern")?,
                 strings(&rw)?.first().ok_or("no rewrite")?,
@@ -235,14 +283,14 @@ pub(super) fn run(op: &str, ctx: &Ctx, inputs: &[Value]) -> Option<OpResult> {
             Ok(vec![str_tensor(x.shape.clone(), out)])
         })(),
         "StaticRegexFullMatch" => (|| {
-            let x = ctx.host(arg(inputs, 0)?)?;
+            let x = ctx.host_ref(arg(inputs, 0)?)?;
             let pat = format!("\\A(?:{})\\z", ctx.attr_s("pattern"));
             let re = tf_text::RegexReplace::new(pat.as_bytes(), b"", false)?;
             let out = strings(&x)?.iter().map(|s| re.is_match(s)).collect();
             Ok(vec![Value::Host(HostTensor::bool(x.shape.clone(), out))])
         })(),
         "StringLower" | "StringUpper" => (|| {
-            let x = ctx.host(arg(inputs, 0)?)?;
+            let x = ctx.host_ref(arg(inputs, 0)?)?;
             let utf8 = match ctx.attr_s("encoding").as_str() {
                 "" => false,
                 "utf-8" | "UTF-8" | "utf8" => true,
@@ -261,8 +309,8 @@ pub(super) fn run(op: &str, ctx: &Ctx, inputs: &[Value]) -> Option<OpResult> {
             Ok(vec![str_tensor(x.shape.clone(), out)])
         })(),
         "StringSplitV2" | "StringSplit" => (|| {
-            let x = ctx.host(arg(inputs, 0)?)?;
-            let sep = ctx.host(arg(inputs, 1)?)?;
+            let x = ctx.host_ref(arg(inputs, 0)?)?;
+            let sep = ctx.host_ref(arg(inputs, 1)?)?;
             let sep = strings(&sep)?.first().ok_or("no separator")?.clone();
             if x.shape.len() != 1 {
                 return Err(format!("input of shape {:?}; expected a vector", x.shape));
@@ -292,7 +340,7 @@ pub(super) fn run(op: &str, ctx: &Ctx, inputs: &[Value]) -> Option<OpResult> {
             ])
         })(),
         "StringToHashBucketFast" => (|| {
-            let x = ctx.host(arg(inputs, 0)?)?;
+            let x = ctx.host_ref(arg(inputs, 0)?)?;
             let b = ctx.attr_i("num_buckets")?;
             if b <= 0 {
                 return Err(format!("num_buckets = {b}; it must be positive"));
@@ -305,7 +353,7 @@ pub(super) fn run(op: &str, ctx: &Ctx, inputs: &[Value]) -> Option<OpResult> {
         })(),
         "RaggedTensorToSparse" => (|| {
             let (values, splits) = inputs.split_last().ok_or("no inputs")?;
-            let values = ctx.host(values)?;
+            let values = ctx.host_ref(values)?;
             if splits.is_empty() || values.shape.len() != 1 {
                 return Err(format!("only ragged tensors of flat values are supported (got {} splits, values of shape {:?})", splits.len(), values.shape));
             }
@@ -313,27 +361,27 @@ pub(super) fn run(op: &str, ctx: &Ctx, inputs: &[Value]) -> Option<OpResult> {
                 .iter()
                 .map(|s| ctx.ints(s))
                 .collect::<Result<_, _>>()?;
-            ragged_to_sparse(&splits, values)
+            ragged_to_sparse(&splits, &values)
         })(),
         "SparseFillEmptyRows" => (|| {
-            let (idx, rank) = index_rows(&ctx.host(arg(inputs, 0)?)?)?;
-            let values = ctx.host(arg(inputs, 1)?)?;
+            let (idx, rank) = index_rows(&*ctx.host_ref(arg(inputs, 0)?)?)?;
+            let values = ctx.host_ref(arg(inputs, 1)?)?;
             let shape = sizes(&ctx.ints(arg(inputs, 2)?)?, "dense shape")?;
-            let default = ctx.host(arg(inputs, 3)?)?;
+            let default = ctx.host_ref(arg(inputs, 3)?)?;
             fill_empty_rows(&idx, rank, &values, &shape, &default)
         })(),
         "SparseReshape" => (|| {
-            let (idx, rank) = index_rows(&ctx.host(arg(inputs, 0)?)?)?;
+            let (idx, rank) = index_rows(&*ctx.host_ref(arg(inputs, 0)?)?)?;
             let old = sizes(&ctx.ints(arg(inputs, 1)?)?, "input shape")?;
             let new = ctx.ints(arg(inputs, 2)?)?;
             sparse_reshape(&idx, rank, &old, &new)
         })(),
         "Unique" => (|| {
-            let x = ctx.host(arg(inputs, 0)?)?;
+            let x = ctx.host_ref(arg(inputs, 0)?)?;
             if x.shape.len() != 1 {
                 return Err(format!("input of shape {:?}; expected a vector", x.shape));
             }
-            let mut first: HashMap<Entry, usize> = HashMap::new();
+            let mut first: HashMap<Entry, usize> = HashMap::default();
             let mut keep = Vec::new();
             let mut idx = Vec::with_capacity(x.len());
             for i in 0..x.len() {
@@ -358,9 +406,9 @@ pub(super) fn run(op: &str, ctx: &Ctx, inputs: &[Value]) -> Option<OpResult> {
             ])
         })(),
         "DenseBincount" | "Bincount" => (|| {
-            let x = ctx.host(arg(inputs, 0)?)?;
+            let x = ctx.host_ref(arg(inputs, 0)?)?;
             let size = *ctx.ints(arg(inputs, 1)?)?.first().ok_or("no size")?;
-            let weights = ctx.host(arg(inputs, 2)?)?;
+            let weights = ctx.host_ref(arg(inputs, 2)?)?;
             let binary = ctx.attr_b("binary_output");
             let size = usize::try_from(size).map_err(|_| format!("size {size} is negative"))?;
             let vals = x.to_i64()?;
@@ -422,21 +470,9 @@ pub(super) fn run(op: &str, ctx: &Ctx, inputs: &[Value]) -> Option<OpResult> {
     Some(r)
 }
 
-fn insert(t: &mut LookupTable, k: Entry, v: Entry) -> Result<(), String> {
-    match t.map.get(&k) {
-        Some(old) if *old != v => Err(format!(
-            "the table has a different value for key {k:?} ({old:?}, then {v:?})"
-        )),
-        _ => {
-            t.map.insert(k, v);
-            Ok(())
-        }
-    }
-}
-
 /// `RaggedTensorToSparse` of flat values: each value's index is its path through the
 /// row splits.
-fn ragged_to_sparse(splits: &[Vec<i64>], values: HostTensor) -> OpResult {
+fn ragged_to_sparse(splits: &[Vec<i64>], values: &HostTensor) -> OpResult {
     let k = splits.len();
     for (d, s) in splits.iter().enumerate() {
         let limit = if d + 1 < k {
@@ -777,11 +813,10 @@ mod tests {
         std::fs::create_dir_all(&assets).unwrap();
         std::fs::write(tmp.path().join("secret.txt"), "a\nb\n").unwrap();
         let table = || {
-            Value::Table(Arc::new(RwLock::new(LookupTable {
-                key_dtype: DType::String,
-                value_dtype: DType::I64,
-                map: HashMap::new(),
-            })))
+            Value::Table(Arc::new(RwLock::new(LookupTable::new(
+                DType::String,
+                DType::I64,
+            ))))
         };
         let init = node(
             "InitializeTableFromTextFileV2",
