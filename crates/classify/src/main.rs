@@ -27,7 +27,7 @@ const IMAGENET_LABELS: &str = include_str!("imagenet_labels.txt");
 #[command(
     name = "classify",
     version,
-    about = "Classify images with Inception-v3 (TF Hub imagenet/inception_v3), pure Rust"
+    about = "Classify images with a TF2 image classifier or feature-vector SavedModel, a TF Hub handle or a fine-tuned folder (Inception-v3 hand-written, the rest through the graph executor), pure Rust"
 )]
 struct Args {
     /// Converted model folder (from `convert`), or a handle/SavedModel that `convert` turns into one.
@@ -125,7 +125,12 @@ fn run(args: Args) -> Result<()> {
     let source = tfhub::open_for_program("classify", &args.model, args.offline, &device)
         .with_context(|| format!("{}: cannot open the model", args.model))?;
     let (dir, labels_dir) = match source {
-        tfhub::Source::Graph { dir, .. } => return run_graph(&args, &dir),
+        tfhub::Source::Graph { dir, .. } => return run_graph(&args, &dir, None),
+        tfhub::Source::Folder { dir, kind, .. } if kind == training::GRAPH_CLASSIFIER_KIND => {
+            let folder = training::GraphClassifierFolder::open(&dir, &device)
+                .with_context(|| format!("{}: cannot load the fine-tuned model", dir.display()))?;
+            return run_graph(&args, &folder.backbone, Some((&folder, &dir)));
+        }
         tfhub::Source::Tflite(p) => bail!(
             "{}: a TF Lite file; classify runs Inception-v3 model folders and TF2 SavedModels",
             p.display()
@@ -251,8 +256,14 @@ fn rows_are_probabilities(values: &[f32], d: usize) -> bool {
             .all(|r| (r.iter().sum::<f32>() - 1.0).abs() < 1e-3)
 }
 
-/// Any other TF2 image SavedModel: its default entry point through the graph executor.
-fn run_graph(args: &Args, dir: &Path) -> Result<()> {
+/// Any other TF2 image SavedModel: its default entry point through the graph executor. With
+/// `head` (a `finetune` output: the head and the folder with its labels), the SavedModel is its
+/// feature vector and the head gives the logits.
+fn run_graph(
+    args: &Args,
+    dir: &Path,
+    head: Option<(&training::GraphClassifierFolder, &Path)>,
+) -> Result<()> {
     let device = args.backend.device();
     let sm = savedmodel::read(dir)
         .with_context(|| format!("{}: cannot read the SavedModel", dir.display()))?;
@@ -318,14 +329,33 @@ fn run_graph(args: &Args, dir: &Path) -> Result<()> {
                 y.shape
             );
         }
-        let d = y.shape[1];
+        let mut d = y.shape[1];
+        let mut values = y.to_f32().map_err(|e| anyhow::anyhow!("{e}"))?;
+        let mut labels_dir = dir;
+        if let Some((folder, folder_dir)) = head {
+            if d != folder.config.feature_dim {
+                bail!(
+                    "{}: the SavedModel gives {d} features; the head takes {}",
+                    dir.display(),
+                    folder.config.feature_dim
+                );
+            }
+            let x = Tensor::<2>::from_data(TensorData::new(values, [chunk.len(), d]), &device);
+            values = folder
+                .head
+                .forward(x.to_device(&folder.head.weight.device()))
+                .into_data()
+                .try_to_vec::<f32>()
+                .map_err(|e| anyhow::anyhow!("reading the logits: {e:?}"))?;
+            d = folder.config.classes;
+            labels_dir = folder_dir;
+        }
         width = d;
-        let values = y.to_f32().map_err(|e| anyhow::anyhow!("{e}"))?;
         if labels.is_empty() {
-            let known = d == 1000 || d == 1001 || dir.join("labels.txt").is_file();
+            let known = d == 1000 || d == 1001 || labels_dir.join("labels.txt").is_file();
             classified = classified || known;
             if classified {
-                labels = labels_for(dir, d)?;
+                labels = labels_for(labels_dir, d)?;
             }
         }
         if classified {

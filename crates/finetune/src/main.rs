@@ -1,11 +1,15 @@
-//! `finetune`: trains a new Dense head (optionally the whole network) on top of a
-//! converted Inception-v3 on a folder of images with one sub-folder per class, as the
-//! TF Hub blog does with `hub.KerasLayer(feature_vector, trainable=...)`.
+//! `finetune`: trains a new Dense head (optionally the whole network) on top of an image
+//! feature-vector model on a folder of images with one sub-folder per class, as the TF Hub
+//! blog does with `hub.KerasLayer(feature_vector, trainable=...)`. Inception-v3 runs through
+//! its hand-written model; any other TF2 SavedModel (MobileNet, EfficientNet, ResNet, ...)
+//! through the graph executor, trainable through every op of its graph.
 //!
 //! Contract: `docs/cli.md` "finetune". Library: the `training` crate.
 //!
-//! Writes into `--out DIR`: the trained model as an `inception_v3` folder
-//! (`config.json`, `model.safetensors`, `labels.txt`; `classify --model DIR` loads it),
+//! Writes into `--out DIR`: the trained model (`classify --model DIR` loads it): an
+//! `inception_v3` folder (`config.json`, `model.safetensors`, `labels.txt`), or for a graph
+//! model a `graph_classifier` folder (`backbone/`: the SavedModel with its fine-tuned
+//! variables, which TensorFlow loads too; `head.safetensors`, `labels.txt`, `config.json`),
 //! `checkpoint/` (model + Adam state + epoch counter, rewritten after every epoch;
 //! `--resume DIR` continues from it), `metrics.json`, `metrics.csv` and `curves.png`.
 //!
@@ -35,11 +39,11 @@ use training::{BatchNormPolicy, FinetuneOptions, ImageClassifier, ImageFolder, P
 #[derive(Parser, Debug)]
 #[command(
     name = "finetune",
-    about = "Fine-tune Inception-v3 (TF Hub style) on a folder of images, one sub-folder per class"
+    about = "Fine-tune an image feature-vector model (TF Hub style) on a folder of images, one sub-folder per class"
 )]
 struct Args {
-    /// Converted Inception-v3 folder (feature vector or classifier) or a TF Hub handle whose
-    /// cached copy is a converted folder. Not needed with --resume.
+    /// Image feature-vector model: a TF2 SavedModel folder, a TF Hub handle, or a converted
+    /// Inception-v3 folder (feature vector or classifier). Not needed with --resume.
     #[arg(long)]
     model: Option<String>,
     /// Folder with one sub-folder of .jpg/.png images per class (sub-folder name = label).
@@ -62,9 +66,10 @@ struct Args {
     #[arg(long)]
     train_batch_norm: bool,
     /// TF-style decay of the batch-norm moving averages with --train-batch-norm
-    /// (moving = m * moving + (1 - m) * batch; TF Hub's default 0.99).
-    #[arg(long, default_value_t = 0.99)]
-    batch_norm_momentum: f64,
+    /// (moving = m * moving + (1 - m) * batch; default 0.99, TF Hub's). Inception-v3 only: a
+    /// graph model's training trace has its own.
+    #[arg(long)]
+    batch_norm_momentum: Option<f64>,
     /// Dropout rate before the head (the TF Hub blog uses 0.2).
     #[arg(long, default_value_t = 0.2)]
     dropout: f64,
@@ -89,9 +94,10 @@ struct Args {
     /// Compute backend: flex, ndarray or wgpu.
     #[arg(long, value_enum, default_value_t = Backend::Flex)]
     backend: Backend,
-    /// Images are resized (bilinear) to this size (>= 75).
-    #[arg(long, default_value_t = 299)]
-    image_size: usize,
+    /// Images are resized (bilinear) to this size (default: 299 for Inception-v3, >= 75; for a
+    /// graph model the size its signature fixes, else 224).
+    #[arg(long)]
+    image_size: Option<usize>,
     /// Do not download anything (same as TFHUB_OFFLINE=1).
     #[arg(long)]
     offline: bool,
@@ -101,13 +107,23 @@ fn main() -> std::process::ExitCode {
     program::main(|| run(Args::parse()))
 }
 
-/// The Inception-v3 folder for `--model` (a SavedModel or handle is converted once into the
-/// cache).
-fn model_dir(spec: &str, offline: bool) -> Result<PathBuf> {
+/// What `--model` names.
+enum Backbone {
+    /// A converted Inception-v3 folder (a SavedModel or handle is converted once into the
+    /// cache).
+    Inception(PathBuf),
+    /// Any other TF2 SavedModel: through the graph executor.
+    Graph(PathBuf),
+}
+
+fn open_backbone(spec: &str, offline: bool) -> Result<Backbone> {
     let device = tfhub::burn::tensor::Device::flex();
     let source = tfhub::open_for_program("finetune", spec, offline, &device)
         .with_context(|| format!("{spec}: cannot open the model"))?;
-    Ok(source.into_folder_of(models::inception_v3::KIND)?)
+    Ok(match source {
+        tfhub::Source::Graph { dir, .. } => Backbone::Graph(dir),
+        other => Backbone::Inception(other.into_folder_of(models::inception_v3::KIND)?),
+    })
 }
 
 fn checkpoint_dir(p: &Path) -> PathBuf {
@@ -195,18 +211,13 @@ fn check_options(args: &Args) -> Result<()> {
     if !(0.0..1.0).contains(&args.dropout) {
         bail!("--dropout must be in [0, 1), got {}", args.dropout);
     }
-    if !(0.0..=1.0).contains(&args.batch_norm_momentum) {
-        bail!(
-            "--batch-norm-momentum must be in [0, 1], got {}",
-            args.batch_norm_momentum
-        );
+    if let Some(m) = args.batch_norm_momentum {
+        if !(0.0..=1.0).contains(&m) {
+            bail!("--batch-norm-momentum must be in [0, 1], got {m}");
+        }
     }
-    let min = models::inception_v3::MIN_INPUT_SIZE;
-    if args.image_size < min {
-        bail!(
-            "--image-size must be at least {min} (Inception-v3's smallest input), got {}",
-            args.image_size
-        );
+    if args.image_size == Some(0) {
+        bail!("--image-size must be at least 1");
     }
     Ok(())
 }
@@ -270,32 +281,66 @@ fn train(args: &Args, work: &Path) -> Result<()> {
             let Some(spec) = &args.model else {
                 bail!("--model is required (unless --resume is given)")
             };
-            let dir = model_dir(spec, args.offline)?;
+            let backbone = open_backbone(spec, args.offline)?;
+            let batch_norm = if args.train_batch_norm {
+                BatchNormPolicy::Train {
+                    momentum: args.batch_norm_momentum.unwrap_or(0.99),
+                }
+            } else {
+                BatchNormPolicy::Frozen
+            };
+            let model = match &backbone {
+                Backbone::Inception(dir) => {
+                    let min = models::inception_v3::MIN_INPUT_SIZE;
+                    let size = args.image_size.unwrap_or(299);
+                    if size < min {
+                        bail!("--image-size must be at least {min} (Inception-v3's smallest input), got {size}");
+                    }
+                    ImageClassifier::from_folder(
+                        dir,
+                        data.classes.len(),
+                        args.dropout,
+                        batch_norm,
+                        &device,
+                    )
+                    .with_context(|| {
+                        format!("{}: cannot load the Inception-v3 backbone", dir.display())
+                    })?
+                }
+                Backbone::Graph(dir) => {
+                    if args.batch_norm_momentum.is_some() {
+                        bail!(
+                            "--batch-norm-momentum: {} runs through its graph, whose training \
+                             trace updates the batch-norm statistics with the momentum it was \
+                             exported with",
+                            dir.display()
+                        );
+                    }
+                    ImageClassifier::from_saved_model(
+                        dir,
+                        data.classes.len(),
+                        args.dropout,
+                        batch_norm,
+                        args.image_size,
+                        &device,
+                    )
+                    .with_context(|| format!("{}: cannot load the model", dir.display()))?
+                }
+            };
             let options = FinetuneOptions {
                 batch_size: args.batch_size,
                 learning_rate: args.learning_rate,
                 train_backbone: args.train_backbone,
-                batch_norm: if args.train_batch_norm {
-                    BatchNormPolicy::Train {
-                        momentum: args.batch_norm_momentum,
-                    }
-                } else {
-                    BatchNormPolicy::Frozen
-                },
+                batch_norm,
                 validation_fraction: args.validation_fraction,
                 seed: args.seed,
-                image_size: args.image_size,
+                image_size: model
+                    .backbone
+                    .image_size()
+                    .unwrap_or(args.image_size.unwrap_or(299)),
                 dropout_rate: args.dropout,
             };
             options.validate()?;
-            let model = ImageClassifier::from_folder(
-                &dir,
-                data.classes.len(),
-                options.dropout_rate,
-                options.batch_norm,
-                &device,
-            )
-            .with_context(|| format!("{}: cannot load the Inception-v3 backbone", dir.display()))?;
             Trainer::new(model, data.classes.clone(), options, &device)?
         }
     };

@@ -459,3 +459,208 @@ fn a_savedmodel_or_handle_is_converted_once_and_fine_tuned() {
     assert!(stderr.contains("expected `inception_v3`"), "{stderr}");
     let _ = std::fs::remove_dir_all(&root);
 }
+
+/// The MobileNetV2 feature-vector fixture (a TF2 SavedModel, hub layout, with its
+/// `training=True` trace): run through the graph executor.
+fn graph_model() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures/tfgraph/mobilenet_v2_fv_small/saved_model")
+}
+
+fn float_variables(dir: &Path) -> std::collections::BTreeMap<String, Vec<f32>> {
+    let sm = savedmodel::read(dir).unwrap();
+    sm.variables()
+        .iter()
+        .filter(|v| v.dtype == savedmodel::DType::F32)
+        .map(|v| {
+            let savedmodel::TensorData::F32(x) = sm.tensor(&v.name).unwrap().data else {
+                unreachable!()
+            };
+            (v.name.clone(), x)
+        })
+        .collect()
+}
+
+/// `finetune --model <any TF2 feature-vector SavedModel>`: the whole network trained through
+/// its graph (batch statistics, moving averages from the training trace), checkpointed,
+/// resumed, exported as a `graph_classifier` folder whose `backbone/` TensorFlow loads, and
+/// `classify` on it gives TensorFlow's probabilities for the exported model. Head-only
+/// training leaves the SavedModel's variables as they were.
+#[test]
+fn a_graph_model_is_fine_tuned_resumed_exported_and_classified_as_tensorflow_does() {
+    let root = tmp("graph");
+    let data = root.join("data");
+    make_images(&data, 4);
+    let sm = graph_model();
+    let original = float_variables(&sm);
+    let out = root.join("out");
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "--data",
+            data.to_str().unwrap(),
+            "--image-size",
+            "32",
+            "--batch-size",
+            "4",
+            "--validation-fraction",
+            "0.25",
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        let (ok, _, stderr) = finetune(&args);
+        assert!(ok, "{stderr}");
+        stderr
+    };
+    // Whole network, batch statistics: one epoch, then resumed for a second.
+    let model = sm.to_str().unwrap();
+    let first = [
+        "--model",
+        model,
+        "--train-backbone",
+        "--train-batch-norm",
+        "--epochs",
+        "1",
+    ];
+    run(&first);
+    assert_eq!(metrics(&out)["epochs"].as_array().unwrap().len(), 1);
+    let resume = out.to_str().unwrap();
+    run(&["--resume", resume, "--epochs", "2"]);
+    let m = metrics(&out);
+    assert_eq!(m["epochs"].as_array().unwrap().len(), 2);
+    assert!(m["epochs"][1]["loss"].as_f64().unwrap().is_finite());
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["kind"], "graph_classifier");
+    assert_eq!(config["config"]["feature_dim"], 1280);
+    assert_eq!(config["config"]["classes"], 3);
+    let tuned = float_variables(&out.join("backbone"));
+    assert_eq!(tuned.len(), original.len());
+    let changed = |name: &str| original[name] != tuned[name];
+    assert!(changed("Conv1/kernel"), "trainable weights are trained");
+    assert!(
+        changed("bn_Conv1/moving_mean"),
+        "moving averages are updated"
+    );
+
+    // classify on the export, and TensorFlow on the same folder.
+    let images: Vec<PathBuf> = ["red", "green", "blue"]
+        .iter()
+        .map(|c| data.join(c).join("0.png"))
+        .collect();
+    let classify = Path::new(env!("CARGO_BIN_EXE_finetune"))
+        .with_file_name(format!("classify{}", std::env::consts::EXE_SUFFIX));
+    if !classify.is_file() {
+        eprintln!(
+            "SKIPPED: {} not built (run `cargo build -p classify` first)",
+            classify.display()
+        );
+    } else {
+        let res = Command::new(&classify)
+            .args([
+                "--model",
+                out.to_str().unwrap(),
+                "--size",
+                "32",
+                "--top",
+                "3",
+                "--json",
+            ])
+            .args(&images)
+            .output()
+            .unwrap();
+        assert!(
+            res.status.success(),
+            "{}",
+            String::from_utf8_lossy(&res.stderr)
+        );
+        let ours: serde_json::Value = serde_json::from_slice(&res.stdout).unwrap();
+        let py = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tools/.venv/bin/python");
+        let script =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tools/check_finetuned_graph.py");
+        let tf = Command::new(&py)
+            .arg(&script)
+            .arg(&out)
+            .arg("32")
+            .args(&images)
+            .output();
+        match tf {
+            Ok(r) if r.status.success() => {
+                let tf: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
+                assert_eq!(tf["labels"], serde_json::json!(["blue", "green", "red"]));
+                let mut worst = 0f64;
+                for (i, row) in ours.as_array().unwrap().iter().enumerate() {
+                    for t in row["top"].as_array().unwrap() {
+                        let k = t["index"].as_u64().unwrap() as usize;
+                        let p = t["probability"].as_f64().unwrap();
+                        let q = tf["probabilities"][i][k].as_f64().unwrap();
+                        assert!(
+                            (p - q).abs() < 1e-5,
+                            "image {i} class {k}: ours {p}, TF {q}"
+                        );
+                        worst = worst.max((p - q).abs());
+                    }
+                }
+                eprintln!("classify vs TensorFlow on the export: largest difference {worst:.2e}");
+            }
+            Ok(r) => panic!(
+                "{} failed: {}",
+                script.display(),
+                String::from_utf8_lossy(&r.stderr)
+            ),
+            Err(_) => eprintln!(
+                "SKIPPED: TensorFlow's view of the export: {} is absent (tools/setup-python.sh)",
+                py.display()
+            ),
+        }
+    }
+
+    // Head only (frozen batch norms): the SavedModel's variables are exported unchanged.
+    let head_out = root.join("head");
+    let (ok, _, stderr) = finetune(&[
+        "--model",
+        model,
+        "--data",
+        data.to_str().unwrap(),
+        "--image-size",
+        "32",
+        "--epochs",
+        "1",
+        "--out",
+        head_out.to_str().unwrap(),
+    ]);
+    assert!(ok, "{stderr}");
+    assert_eq!(float_variables(&head_out.join("backbone")), original);
+
+    // What a graph model cannot take is refused, naming it.
+    let (ok, _, stderr) = finetune(&[
+        "--model",
+        model,
+        "--data",
+        data.to_str().unwrap(),
+        "--train-batch-norm",
+        "--batch-norm-momentum",
+        "0.9",
+        "--out",
+        root.join("x").to_str().unwrap(),
+    ]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("--batch-norm-momentum") && stderr.contains("training"),
+        "{stderr}"
+    );
+    // A text model that runs as a graph (a DAN encoder).
+    let text_model = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures/text_graph/dan_v1split");
+    let (ok, _, stderr) = finetune(&[
+        "--model",
+        text_model.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        root.join("y").to_str().unwrap(),
+    ]);
+    assert!(!ok);
+    assert!(stderr.contains("float images"), "{stderr}");
+    std::fs::remove_dir_all(&root).ok();
+}

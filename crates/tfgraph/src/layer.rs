@@ -40,6 +40,10 @@ struct Graphs {
     objects: Vec<(usize, Vec<usize>)>,
     /// Each parameter's variable name in the SavedModel (`Conv1/kernel`).
     names: Vec<String>,
+    /// Each parameter's checkpoint key (`None`: not stored in the checkpoint).
+    keys: Vec<Option<String>>,
+    /// The SavedModel folder the layer was loaded from.
+    source: std::path::PathBuf,
     trainable: bool,
 }
 
@@ -76,6 +80,7 @@ impl KerasLayer {
         let mut variables = Vec::new();
         let mut objects = Vec::new();
         let mut names = Vec::new();
+        let mut keys = Vec::new();
         let og = sm.meta_graph().object_graph_def.as_ref();
         let mut seen = std::collections::HashSet::new();
         let all = inference
@@ -107,6 +112,7 @@ impl KerasLayer {
                     .or_else(|| saved.map(|v| v.name.clone()))
                     .unwrap_or_else(|| format!("object {obj}")),
             );
+            keys.push(sm.variable_of_node(obj).map(|v| v.key.clone()));
             objects.push((obj, shape));
         }
         // The parameters hold the values now; the graphs get them at every call.
@@ -121,6 +127,8 @@ impl KerasLayer {
                 training,
                 objects,
                 names,
+                keys,
+                source: sm.dir().to_path_buf(),
                 trainable,
             }),
         })
@@ -130,6 +138,11 @@ impl KerasLayer {
     /// without `:0`).
     pub fn variable_names(&self) -> &[String] {
         &self.graphs.names
+    }
+
+    /// The SavedModel folder the layer was loaded from.
+    pub fn source(&self) -> &std::path::Path {
+        &self.graphs.source
     }
 
     /// Whether the SavedModel has a `__call__(training=True)` trace.
@@ -205,6 +218,58 @@ impl KerasLayer {
             .collect()
     }
 
+    /// Writes the SavedModel this layer was loaded from into the folder `dst` with the
+    /// layer's current variable values (fine-tuned weights, updated batch-norm statistics):
+    /// the same graph, a checkpoint TensorFlow loads as it loads the original. Values are
+    /// stored in each variable's own dtype (float32, float64, float16, bfloat16).
+    pub fn write_saved_model(&self, dst: &std::path::Path) -> Result<(), Error> {
+        let g = &self.graphs;
+        let sm = savedmodel::read(&g.source)?;
+        let mut updates = std::collections::BTreeMap::new();
+        for (i, p) in self.variables.iter().enumerate() {
+            let Some(key) = &g.keys[i] else { continue };
+            let info = sm.variable(key).ok_or_else(|| {
+                model_error(
+                    &g.source,
+                    format!("variable {} is not in its checkpoint", g.names[i]),
+                )
+            })?;
+            let values = p
+                .val()
+                .into_data()
+                .convert::<f32>()
+                .try_into_vec::<f32>()
+                .map_err(|e| model_error(&g.source, format!("variable {}: {e:?}", g.names[i])))?;
+            let bytes: Vec<u8> = match info.dtype {
+                savedmodel::DType::F32 => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+                savedmodel::DType::F64 => values
+                    .iter()
+                    .flat_map(|&v| f64::from(v).to_le_bytes())
+                    .collect(),
+                savedmodel::DType::F16 => values
+                    .iter()
+                    .flat_map(|&v| half::f16::from_f32(v).to_le_bytes())
+                    .collect(),
+                savedmodel::DType::BF16 => values
+                    .iter()
+                    .flat_map(|&v| half::bf16::from_f32(v).to_le_bytes())
+                    .collect(),
+                other => {
+                    return Err(model_error(
+                        &g.source,
+                        format!(
+                            "variable {} is stored as {other}; only float variables can be written",
+                            g.names[i]
+                        ),
+                    ))
+                }
+            };
+            updates.insert(key.clone(), bytes);
+        }
+        sm.write_with_variables(dst, &updates)?;
+        Ok(())
+    }
+
     /// The shape of each parameter in the SavedModel.
     pub fn variable_shapes(&self) -> Vec<Vec<usize>> {
         self.graphs.objects.iter().map(|(_, s)| s.clone()).collect()
@@ -256,6 +321,13 @@ impl KerasLayer {
             )));
         }
         Ok(Tensor::<D>::from_dispatch(t))
+    }
+}
+
+fn model_error(path: &std::path::Path, msg: String) -> Error {
+    Error::Model {
+        path: path.to_path_buf(),
+        msg,
     }
 }
 

@@ -1,11 +1,11 @@
-//! Training on top of the hand-written models of `models`, shared by the training programs
+//! Training on top of the hand-written models of `models` and of the graph executor, shared by the training programs
 //! (`finetune`, `train-imdb`).
 //!
 //! - [`data`]: a folder of images with one sub-folder per class ([`ImageFolder`]), its seeded
 //!   stratified split, and image loading ([`load_image`]).
-//! - [`classifier`]: the model being fine-tuned ([`ImageClassifier`]: an Inception-v3
-//!   feature-vector backbone, dropout and a Dense head) and its export as an `inception_v3`
-//!   model folder.
+//! - [`classifier`]: the model being fine-tuned ([`ImageClassifier`]: a feature-vector
+//!   [`Backbone`], the hand-written Inception-v3 or any TF2 SavedModel through the graph
+//!   executor, dropout and a Dense head) and its export as a model folder `classify` loads.
 //! - [`trainer`]: the fine-tuning loop ([`Trainer`]: Adam, one epoch at a time, validation,
 //!   checkpoints, feature caching for a frozen backbone) and its [`FinetuneOptions`].
 //! - [`report`]: per-epoch metrics ([`TrainingReport`]) written as `metrics.json`,
@@ -20,7 +20,10 @@ pub mod keras_adam;
 pub mod report;
 pub mod trainer;
 
-pub use classifier::{BatchNormPolicy, ImageClassifier};
+pub use classifier::{
+    Backbone, BatchNormPolicy, GraphBackbone, GraphClassifierConfig, GraphClassifierFolder,
+    ImageClassifier, GRAPH_BACKBONE_DIR, GRAPH_CLASSIFIER_KIND, HEAD_FILE,
+};
 pub use data::{image_to_tensor_data, load_image, ImageFolder, SplitMix64, IMAGE_EXTENSIONS};
 pub use report::{EpochRecord, ReportError, TrainingReport};
 pub use trainer::{CheckpointState, FinetuneOptions, Progress, Trainer};
@@ -52,6 +55,9 @@ pub enum FinetuneError {
     Weights(#[from] FolderError),
     #[error(transparent)]
     Report(#[from] ReportError),
+    /// A graph backbone (a TF2 SavedModel run by the graph executor) failed to load or run.
+    #[error("{path}: {msg}")]
+    Graph { path: PathBuf, msg: String },
     #[error("{path}: invalid checkpoint: {msg}")]
     Checkpoint { path: PathBuf, msg: String },
 }

@@ -7,7 +7,7 @@
 //! function: its features are computed once per image (without autodiff) and cached, and
 //! only the head is trained. Results are the same as running the backbone every step.
 
-use crate::classifier::{BatchNormPolicy, ImageClassifier};
+use crate::classifier::{Backbone, BatchNormPolicy, ImageClassifier, GRAPH_BACKBONE_DIR};
 use crate::data::{load_image, ImageFolder, SplitMix64};
 use crate::report::{EpochRecord, TrainingReport};
 use crate::{io, FinetuneError};
@@ -31,7 +31,7 @@ pub struct FinetuneOptions {
     pub batch_norm: BatchNormPolicy,
     pub validation_fraction: f64,
     pub seed: u64,
-    /// Images are resized to `image_size x image_size` (>= 75).
+    /// Images are resized to `image_size x image_size` (>= 75 for Inception-v3).
     pub image_size: usize,
     /// Dropout before the head (the TF Hub blog uses 0.2).
     pub dropout_rate: f64,
@@ -70,11 +70,8 @@ impl FinetuneOptions {
                 self.validation_fraction
             ));
         }
-        if self.image_size < MIN_INPUT_SIZE {
-            return bad(format!(
-                "image size must be >= {}, got {}",
-                MIN_INPUT_SIZE, self.image_size
-            ));
+        if self.image_size == 0 {
+            return bad("image size must be > 0".into());
         }
         if let BatchNormPolicy::Train { momentum } = self.batch_norm {
             if !(0.0..=1.0).contains(&momentum) {
@@ -111,7 +108,13 @@ pub struct CheckpointState {
     pub epochs_done: usize,
     pub classes: Vec<String>,
     pub options: FinetuneOptions,
-    pub backbone_config: InceptionV3Config,
+    /// The Inception-v3 backbone's configuration (`None`: a graph backbone).
+    #[serde(default)]
+    pub backbone_config: Option<InceptionV3Config>,
+    /// A graph backbone: its SavedModel, with the checkpoint's variable values, is the
+    /// checkpoint's `backbone/` folder.
+    #[serde(default)]
+    pub graph_backbone: bool,
     pub metrics: serde_json::Value,
 }
 
@@ -127,6 +130,8 @@ pub struct Trainer {
     device: Device,
     /// Cached backbone features by item path (frozen backbone only).
     feature_cache: HashMap<PathBuf, Vec<f32>>,
+    /// A frozen graph backbone's inference graph on the CPU engine (made on first use).
+    features_model: Option<(tfgraph::Model, PathBuf)>,
 }
 
 fn adam() -> ModuleOptimizer {
@@ -143,6 +148,12 @@ impl Trainer {
         device: &Device,
     ) -> Result<Self, FinetuneError> {
         options.validate()?;
+        if model.backbone.inception().is_some() && options.image_size < MIN_INPUT_SIZE {
+            return Err(FinetuneError::Options(format!(
+                "image size must be >= {MIN_INPUT_SIZE} for Inception-v3, got {}",
+                options.image_size
+            )));
+        }
         if classes.len() != model.num_classes() {
             return Err(FinetuneError::Options(format!(
                 "{} classes for a {}-class head",
@@ -165,6 +176,7 @@ impl Trainer {
             epochs_done: 0,
             device: device.clone(),
             feature_cache: HashMap::new(),
+            features_model: None,
         })
     }
 
@@ -176,7 +188,7 @@ impl Trainer {
         // Through a plain device: `train()` on parameters created on an autodiff device panics.
         let mut model = model.valid().to_device(device).train();
         if !options.train_backbone {
-            model.backbone = model.backbone.no_grad();
+            model.backbone = model.backbone.frozen();
         }
         model
     }
@@ -223,16 +235,28 @@ impl Trainer {
             return Ok(());
         }
         let backbone = self.model.backbone.valid();
-        let inner = backbone.conv2d_1a_3x3.conv.weight.device();
+        let inner = self.device.clone().inner();
+        if let (Backbone::Graph(g), None) = (&backbone, &self.features_model) {
+            self.features_model = Some((
+                g.frozen_features_model(&inner)?,
+                g.layer.source().to_path_buf(),
+            ));
+        }
         let mut done = 0;
         for chunk in missing.chunks(self.options.batch_size) {
             let (x, _) = self.load_batch(data, chunk, &inner)?;
-            let f = backbone.features(x)?;
-            let [_, d] = f.dims();
-            let v = f
-                .into_data()
-                .try_into_vec::<f32>()
-                .map_err(|e| FinetuneError::Options(format!("{e:?}")))?;
+            let (v, d) = match &self.features_model {
+                Some((m, dir)) => graph_features(m, dir, x)?,
+                None => {
+                    let (f, _) = backbone.features(x)?;
+                    let [_, d] = f.dims();
+                    let v = f
+                        .into_data()
+                        .try_into_vec::<f32>()
+                        .map_err(|e| FinetuneError::Options(format!("{e:?}")))?;
+                    (v, d)
+                }
+            };
             for (k, &i) in chunk.iter().enumerate() {
                 self.feature_cache
                     .insert(data.items[i].0.clone(), v[k * d..(k + 1) * d].to_vec());
@@ -255,7 +279,7 @@ impl Trainer {
         idx: &[usize],
         device: &Device,
     ) -> (Tensor<2>, Tensor<1, Int>) {
-        let d = self.model.backbone.config().feature_dim();
+        let d = self.model.backbone.feature_dim();
         let mut v = Vec::with_capacity(idx.len() * d);
         for &i in idx {
             v.extend_from_slice(&self.feature_cache[&data.items[i].0]);
@@ -274,13 +298,14 @@ impl Trainer {
         idx: &[usize],
     ) -> Result<(f64, usize), FinetuneError> {
         let device = self.device.clone();
-        let (logits, labels) = if self.options.frozen_backbone() {
+        let (logits, labels, updates) = if self.options.frozen_backbone() {
             self.cache_features(data, idx, self.epochs_done + 1, &mut |_| {})?;
             let (f, y) = self.cached(data, idx, &device);
-            (self.model.forward_head(f), y)
+            (self.model.forward_head(f), y, None)
         } else {
             let (x, y) = self.load_batch(data, idx, &device)?;
-            (self.model.forward(x)?, y)
+            let (logits, updates) = self.model.forward(x)?;
+            (logits, y, updates)
         };
         let loss = CrossEntropyLossConfig::new()
             .init(&device)
@@ -289,7 +314,10 @@ impl Trainer {
         let loss_value = scalar(loss.clone().detach());
         let grads = GradientsParams::from_grads(loss.backward(), &self.model);
         let model = self.model.clone();
-        self.model = self.optim.step(self.options.learning_rate, model, grads);
+        self.model = self
+            .optim
+            .step(self.options.learning_rate, model, grads)
+            .with_updates(updates);
         Ok((loss_value * idx.len() as f64, correct))
     }
 
@@ -317,7 +345,7 @@ impl Trainer {
                 (eval.forward_head(f), y)
             } else {
                 let (x, y) = self.load_batch(data, chunk, &inner)?;
-                (eval.forward(x)?, y)
+                (eval.forward(x)?.0, y)
             };
             let loss = CrossEntropyLossConfig::new()
                 .init(&inner)
@@ -390,7 +418,8 @@ impl Trainer {
 
     /// Writes a checkpoint folder: `model.bpk` (Burn record, parameter ids kept so the
     /// optimizer state matches), `optimizer.bpk` (Adam moments), `checkpoint.json`
-    /// (epoch counter, classes, options, backbone config, metrics). Atomic (temp + rename).
+    /// (epoch counter, classes, options, backbone config, metrics), and for a graph backbone
+    /// `backbone/` (its SavedModel with the current variables). Atomic (temp + rename).
     pub fn save_checkpoint(&self, dir: &Path) -> Result<(), FinetuneError> {
         let tmp = sibling_tmp(dir);
         let _ = std::fs::remove_dir_all(&tmp);
@@ -409,11 +438,15 @@ impl Trainer {
                 path: p.clone(),
                 msg: format!("cannot save optimizer: {e}"),
             })?;
+            if let Backbone::Graph(g) = &self.model.backbone {
+                g.write_saved_model(&tmp.join(GRAPH_BACKBONE_DIR))?;
+            }
             let state = CheckpointState {
                 epochs_done: self.epochs_done,
                 classes: self.classes.clone(),
                 options: self.options.clone(),
-                backbone_config: self.model.backbone.config().clone(),
+                backbone_config: self.model.backbone.inception().map(|m| m.config().clone()),
+                graph_backbone: matches!(self.model.backbone, Backbone::Graph(_)),
                 metrics: self.report.to_json(),
             };
             let p = tmp.join("checkpoint.json");
@@ -442,12 +475,26 @@ impl Trainer {
                 path: p.clone(),
                 msg,
             })?;
-        let model = ImageClassifier::new(
-            &state.backbone_config,
-            state.classes.len(),
-            state.options.dropout_rate,
-            device,
-        )?;
+        let model = match (&state.backbone_config, state.graph_backbone) {
+            (Some(cfg), false) => {
+                ImageClassifier::new(cfg, state.classes.len(), state.options.dropout_rate, device)?
+            }
+            (None, true) => ImageClassifier::from_saved_model(
+                &dir.join(GRAPH_BACKBONE_DIR),
+                state.classes.len(),
+                state.options.dropout_rate,
+                state.options.batch_norm,
+                Some(state.options.image_size),
+                device,
+            )?,
+            _ => {
+                return Err(FinetuneError::Checkpoint {
+                    path: p.clone(),
+                    msg: "it names neither one Inception-v3 configuration nor a graph backbone"
+                        .into(),
+                })
+            }
+        };
         let mp = dir.join("model.bpk");
         if !mp.is_file() {
             return Err(FinetuneError::Checkpoint {
@@ -482,6 +529,36 @@ impl Trainer {
     /// Exports the current model (see [`ImageClassifier::export`]).
     pub fn export(&self, dir: &Path) -> Result<(), FinetuneError> {
         self.model.export(dir, &self.classes)
+    }
+}
+
+/// Features `[B, d]` of a frozen graph backbone's inference graph, as rows and `d`.
+fn graph_features(
+    m: &tfgraph::Model,
+    dir: &Path,
+    x: Tensor<4>,
+) -> Result<(Vec<f32>, usize), FinetuneError> {
+    let shape = x.dims().to_vec();
+    let data = x
+        .into_data()
+        .try_into_vec::<f32>()
+        .map_err(|e| FinetuneError::Options(format!("{e:?}")))?;
+    let err = |msg: String| FinetuneError::Graph {
+        path: dir.to_path_buf(),
+        msg,
+    };
+    let y = m
+        .run_host(vec![tfgraph::HostTensor::f32(shape.clone(), data)])
+        .map_err(|e| err(e.to_string()))?
+        .into_iter()
+        .next()
+        .ok_or_else(|| err("the model has no output".into()))?;
+    match y.shape.as_slice() {
+        [b, d] if *b == shape[0] => Ok((y.to_f32().map_err(err)?, *d)),
+        s => Err(err(format!(
+            "the model gives features of shape {s:?} for {} images",
+            shape[0]
+        ))),
     }
 }
 
@@ -542,7 +619,7 @@ mod tests {
     #[test]
     fn options_are_checked() {
         let o = FinetuneOptions {
-            image_size: 60,
+            image_size: 0,
             ..Default::default()
         };
         assert!(o.validate().unwrap_err().to_string().contains("image size"));

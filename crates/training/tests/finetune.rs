@@ -139,7 +139,8 @@ fn head_training_learns_and_export_matches() {
         .valid()
         .backbone
         .features(images(&data, &train[..6], &Device::flex()))
-        .unwrap();
+        .unwrap()
+        .0;
     eprintln!(
         "feature mean {} std {}",
         f.clone().mean().into_scalar::<f32>(),
@@ -181,7 +182,7 @@ fn head_training_learns_and_export_matches() {
     let loaded = InceptionV3::load(&out, &plain).unwrap();
     assert_eq!(loaded.config().num_classes, Some(3));
     let x = images(&data, &val, &plain);
-    let want = to_vec(trainer.model.valid().forward(x.clone()).unwrap());
+    let want = to_vec(trainer.model.valid().forward(x.clone()).unwrap().0);
     let got = to_vec(loaded.forward(x.clone()).unwrap());
     let fused = to_vec(
         InceptionV3::load(&out, &plain)
@@ -272,8 +273,9 @@ fn batch_norm_policy_and_backbone_training() {
     let idx: Vec<usize> = (0..data.items.len()).collect();
     let (_serial, device) = seeded_device(11);
     let stats = |m: &ImageClassifier| {
-        let bn = m.backbone.conv2d_1a_3x3.bn.as_ref().unwrap();
-        let w = m.backbone.conv2d_1a_3x3.conv.weight.val();
+        let net = m.backbone.inception().unwrap();
+        let bn = net.conv2d_1a_3x3.bn.as_ref().unwrap();
+        let w = net.conv2d_1a_3x3.conv.weight.val();
         (
             bn.moving_mean
                 .value_sync()
