@@ -448,3 +448,101 @@ fn option_values_that_do_not_parse_are_usage_errors() {
         assert!(!err.contains("panicked"), "{err}");
     }
 }
+
+/// A `graph_classifier` folder as `finetune` writes it (the MobileNetV2 fixture as `backbone/`,
+/// a head `[1280, 2]`), with `config` merged into its configuration and the head's tensors
+/// given as `(name, shape)`.
+fn graph_classifier(dir: &Path, config: serde_json::Value, head: &[(&str, Vec<usize>)]) -> PathBuf {
+    let model = dir.join("tuned");
+    let backbone = model.join("backbone");
+    std::fs::create_dir_all(backbone.join("variables")).unwrap();
+    let src = graph_fixture("mobilenet_v2_fv_small");
+    for f in [
+        "saved_model.pb",
+        "variables/variables.index",
+        "variables/variables.data-00000-of-00001",
+    ] {
+        std::fs::copy(src.join(f), backbone.join(f)).unwrap();
+    }
+    let data: Vec<Vec<u8>> = head
+        .iter()
+        .map(|(_, s)| vec![0u8; 4 * s.iter().product::<usize>()])
+        .collect();
+    let views: Vec<(String, safetensors::tensor::TensorView)> = head
+        .iter()
+        .zip(&data)
+        .map(|((n, s), d)| {
+            (
+                n.to_string(),
+                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), d)
+                    .unwrap(),
+            )
+        })
+        .collect();
+    safetensors::serialize_to_file(views, None, &model.join("head.safetensors")).unwrap();
+    let mut cfg = serde_json::json!({"backbone": "backbone", "feature_dim": 1280, "classes": 2});
+    for (k, v) in config.as_object().unwrap() {
+        cfg[k] = v.clone();
+    }
+    let doc = serde_json::json!({"kind": "graph_classifier", "config": cfg, "source": "finetune", "converter_version": "0"});
+    std::fs::write(model.join("config.json"), doc.to_string()).unwrap();
+    std::fs::write(model.join("labels.txt"), "a\nb\n").unwrap();
+    model
+}
+
+#[test]
+fn a_broken_fine_tuned_graph_folder_is_refused_naming_the_file() {
+    let dir = scratch("graph-classifier");
+    let img = image(&dir, "x.png");
+    let good_head = [("weight", vec![1280, 2]), ("bias", vec![2])];
+    let cases: Vec<(serde_json::Value, Vec<(&str, Vec<usize>)>, Vec<&str>)> = vec![
+        // A backbone path that leaves the folder.
+        (
+            serde_json::json!({"backbone": "../elsewhere"}),
+            good_head.to_vec(),
+            vec!["config.json", "../elsewhere"],
+        ),
+        // Sizes that are not sizes.
+        (
+            serde_json::json!({"classes": 0}),
+            good_head.to_vec(),
+            vec!["config.json", "classes 0"],
+        ),
+        // A head whose shape is not the configuration's.
+        (
+            serde_json::json!({}),
+            vec![("weight", vec![1280, 3]), ("bias", vec![2])],
+            vec!["head.safetensors", "weight"],
+        ),
+        // A head for other features than the SavedModel gives.
+        (
+            serde_json::json!({"feature_dim": 7}),
+            vec![("weight", vec![7, 2]), ("bias", vec![2])],
+            vec!["gives 1280 features", "the head takes 7"],
+        ),
+    ];
+    for (config, head, needles) in cases {
+        let model = graph_classifier(&dir, config, &head);
+        refused(
+            &dir,
+            &[
+                os("--model"),
+                model.as_os_str(),
+                os("--size"),
+                os("32"),
+                img.as_os_str(),
+            ],
+            &needles,
+        );
+        std::fs::remove_dir_all(&model).unwrap();
+    }
+    // Its SavedModel missing.
+    let model = graph_classifier(&dir, serde_json::json!({}), &good_head);
+    std::fs::remove_dir_all(model.join("backbone")).unwrap();
+    refused(
+        &dir,
+        &[os("--model"), model.as_os_str(), img.as_os_str()],
+        &["backbone", "saved_model.pb"],
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}

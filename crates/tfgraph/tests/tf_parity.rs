@@ -122,13 +122,15 @@ fn compare(got: &HostTensor, want: &HostTensor) -> Result<f64, String> {
 /// error naming it (checked), not run wrongly.
 const NOT_YET: &[&str] = &["ResizeArea", "ScaleAndTranslate"];
 
-/// Training traces known to differ from TensorFlow by more than the tolerance, as
-/// `(backend, fixture)`. Checked to still differ, so that a fix shows up here.
+/// Training traces that may differ from TensorFlow by more than the tolerance, depending on
+/// the CPU, as `(backend, fixture)`; they must still be within [`KNOWN_WRONG_BOUND`].
 /// - burn-ndarray: its convolutions (im2col + `matrixmultiply`, whose kernels depend on the
 ///   CPU) round differently, and the batch statistics over the last blocks' 3x3 maps of two
-///   images amplify that to 1.5e-4 on an AVX2 CPU (it passed on AVX-512). Inference and the
-///   other backends are within 1e-4.
+///   images amplify that to 1.5e-4 on an AVX2 CPU (within 1e-4 on AVX-512 CPUs, Zen 4 and
+///   Xeon). Inference and the other backends are within 1e-4 everywhere.
 const TRAINING_KNOWN_WRONG: &[(&str, &str)] = &[("NdArray", "mobilenet_v2_fv_small")];
+/// The largest relative error a [`TRAINING_KNOWN_WRONG`] trace may have.
+const KNOWN_WRONG_BOUND: f64 = 1e-3;
 
 /// Op fixtures whose convolution keeps Burn's path on flex: `cpu-kernels`' dense
 /// convolution has no dilation (its depthwise one has). Checked to stay unfused.
@@ -252,8 +254,11 @@ fn run_all_with(device: &Device, options: &Options, filter: &dyn Fn(&serde_json:
                 Err(e) => failures.push(format!("{name}: training trace: {e}")),
                 Ok(got) => match compare(&got[0], &w) {
                     Ok(e) if known_wrong => {
-                        if e <= tol {
-                            failures.push(format!("{name}: training output now matches TensorFlow: remove it from TRAINING_KNOWN_WRONG"));
+                        eprintln!("{name}: training trace on {device:?}: rel. error {e:.3e} (may exceed {tol:.0e} on this CPU)");
+                        if e > KNOWN_WRONG_BOUND {
+                            failures.push(format!(
+                                "{name}: training output: rel. error {e:.3e} > {KNOWN_WRONG_BOUND:.0e}"
+                            ));
                         }
                     }
                     Ok(e) if e <= tol => {}
