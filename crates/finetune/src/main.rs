@@ -55,7 +55,7 @@ struct Args {
     /// Images per training step.
     #[arg(long, default_value_t = 32)]
     batch_size: usize,
-    /// Adam learning rate (epsilon 1e-7 as Keras).
+    /// Adam learning rate (Keras' Adam: β 0.9 / 0.999, ε 1e-7 on √v).
     #[arg(long, default_value_t = 1e-3)]
     learning_rate: f64,
     /// Train the whole network, not only the new head.

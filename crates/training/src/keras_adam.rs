@@ -1,12 +1,15 @@
 //! Keras' Adam update rule (tf_keras and Keras 3 on TensorFlow) for any Burn parameter, keyed by
 //! name: `m += (g - m)(1 - β1)`, `v += (g² - v)(1 - β2)`,
 //! `p -= lr √(1-β2^t)/(1-β1^t) · m / (√v + ε)`. Burn's Adam puts ε on the bias-corrected
-//! `√v̂`, which differs for small gradients. Used by `train-imdb` and to check fine-tuning
-//! steps against Keras.
+//! `√v̂`, which differs for small gradients. Used by `train-imdb` and `finetune`
+//! ([`KerasAdam::step_module`]: every parameter of a module, moments keyed by parameter id;
+//! [`KerasAdam::save`] / [`KerasAdam::load`] for checkpoints), and checked against Keras.
 
-use burn::module::Param;
-use burn::tensor::{Gradients, Tensor};
-use std::collections::HashMap;
+use crate::{io, FinetuneError};
+use burn::module::{Module, ModuleMapper, Param};
+use burn::tensor::{Device, Gradients, Tensor, TensorData};
+use std::collections::{BTreeSet, HashMap};
+use std::path::Path;
 
 pub struct KerasAdam {
     pub lr: f32,
@@ -73,4 +76,161 @@ impl KerasAdam {
             }
         })
     }
+
+    /// One step over every float parameter of `module` that has a gradient in `grads`
+    /// (moments keyed by the parameter's id, so they follow the parameter through
+    /// checkpoints); parameters without a gradient (frozen, non-trainable) are left alone.
+    pub fn step_module<M: Module>(&mut self, module: M, grads: &Gradients) -> M {
+        let alpha = self.next_step();
+        module.map(&mut AdamMapper {
+            opt: self,
+            grads,
+            alpha,
+        })
+    }
+
+    /// Writes the step count and every moment into a safetensors file (`m/<key>`, `v/<key>`,
+    /// float32; the step count in its metadata), through a temporary file renamed onto `path`.
+    pub fn save(&self, path: &Path) -> Result<(), FinetuneError> {
+        let mut tensors: Vec<(String, Vec<u8>, usize)> = Vec::new();
+        for (key, (m, v)) in &self.slots {
+            for (prefix, t) in [("m", m), ("v", v)] {
+                let values = t
+                    .clone()
+                    .into_data()
+                    .convert::<f32>()
+                    .try_into_vec::<f32>()
+                    .map_err(|e| FinetuneError::Options(format!("optimizer state: {e:?}")))?;
+                let n = values.len();
+                let bytes = values.iter().flat_map(|x| x.to_le_bytes()).collect();
+                tensors.push((format!("{prefix}/{key}"), bytes, n));
+            }
+        }
+        tensors.sort_by(|a, b| a.0.cmp(&b.0));
+        let views = tensors
+            .iter()
+            .map(|(name, bytes, n)| {
+                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![*n], bytes)
+                    .map(|v| (name.clone(), v))
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| FinetuneError::Checkpoint {
+                path: path.to_path_buf(),
+                msg: e.to_string(),
+            })?;
+        let meta: HashMap<String, String> = [
+            ("iterations".to_string(), self.iterations.to_string()),
+            ("optimizer".to_string(), "keras_adam".to_string()),
+        ]
+        .into_iter()
+        .collect();
+        let bytes =
+            safetensors::serialize(views, Some(meta)).map_err(|e| FinetuneError::Checkpoint {
+                path: path.to_path_buf(),
+                msg: e.to_string(),
+            })?;
+        crate::report::write_atomic(path, &bytes)?;
+        Ok(())
+    }
+
+    /// Reads what [`KerasAdam::save`] wrote (learning rate and constants from `self`),
+    /// moments onto `device`. Every moment must belong to one of `params` (the ids of the
+    /// model's parameters) and come with its pair; anything else is an error naming the file.
+    pub fn load(
+        mut self,
+        path: &Path,
+        params: &BTreeSet<String>,
+        device: &Device,
+    ) -> Result<Self, FinetuneError> {
+        let bad = |msg: String| FinetuneError::Checkpoint {
+            path: path.to_path_buf(),
+            msg,
+        };
+        let bytes = std::fs::read(path).map_err(io(path))?;
+        let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes)
+            .map_err(|e| bad(format!("not a safetensors file: {e}")))?;
+        let info = meta.metadata().clone().unwrap_or_default();
+        if info.get("optimizer").map(String::as_str) != Some("keras_adam") {
+            return Err(bad(
+                "not a Keras Adam state (no optimizer=keras_adam metadata)".into(),
+            ));
+        }
+        self.iterations = info
+            .get("iterations")
+            .and_then(|t| t.parse().ok())
+            .ok_or_else(|| bad("no step count (iterations) in its metadata".into()))?;
+        let st = safetensors::SafeTensors::deserialize(&bytes)
+            .map_err(|e| bad(format!("not a safetensors file: {e}")))?;
+        let mut halves: HashMap<String, [Option<Tensor<1>>; 2]> = HashMap::new();
+        for (name, t) in st.tensors() {
+            let (which, key) = match name.split_once('/') {
+                Some(("m", k)) => (0, k),
+                Some(("v", k)) => (1, k),
+                _ => return Err(bad(format!("unexpected tensor `{name}`"))),
+            };
+            if !params.contains(key) {
+                return Err(bad(format!(
+                    "`{name}` belongs to no parameter of the model (a checkpoint of another model?)"
+                )));
+            }
+            if t.dtype() != safetensors::Dtype::F32 || t.shape().len() != 1 {
+                return Err(bad(format!("`{name}` is not a float32 vector")));
+            }
+            let values: Vec<f32> = t
+                .data()
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect();
+            let n = values.len();
+            halves.entry(key.to_string()).or_default()[which] =
+                Some(Tensor::from_data(TensorData::new(values, [n]), device));
+        }
+        self.slots.clear();
+        for (key, [m, v]) in halves {
+            match (m, v) {
+                (Some(m), Some(v)) if m.dims() == v.dims() => {
+                    self.slots.insert(key, (m, v));
+                }
+                _ => return Err(bad(format!("the moments of `{key}` are incomplete"))),
+            }
+        }
+        Ok(self)
+    }
+}
+
+impl std::fmt::Debug for KerasAdam {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KerasAdam")
+            .field("lr", &self.lr)
+            .field("iterations", &self.iterations)
+            .field("parameters", &self.slots.len())
+            .finish()
+    }
+}
+
+/// [`KerasAdam::step_module`]'s visit of the parameters.
+struct AdamMapper<'a> {
+    opt: &'a mut KerasAdam,
+    grads: &'a Gradients,
+    alpha: f32,
+}
+
+impl ModuleMapper for AdamMapper<'_> {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        let key = param.id.to_string();
+        self.opt.update(&key, param, self.grads, self.alpha)
+    }
+}
+
+/// The ids of every parameter of `module` (the keys of [`KerasAdam::step_module`]'s moments).
+pub fn param_ids<M: Module>(module: &M) -> BTreeSet<String> {
+    struct Ids(BTreeSet<String>);
+    impl burn::module::ModuleVisitor for Ids {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            self.0.insert(param.id.to_string());
+        }
+    }
+    let mut ids = Ids(BTreeSet::new());
+    module.visit(&mut ids);
+    ids.0
 }

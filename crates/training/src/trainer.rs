@@ -1,4 +1,4 @@
-//! The fine-tuning loop: [`Trainer`] runs Adam (Keras epsilon 1e-7) one epoch at a time
+//! The fine-tuning loop: [`Trainer`] runs Keras' Adam ([`KerasAdam`]) one epoch at a time
 //! over an [`ImageFolder`], validates after each epoch, appends to its [`TrainingReport`],
 //! writes checkpoints (model + optimizer state + epoch counter + report) and exports the
 //! model (see [`ImageClassifier::export`]).
@@ -9,11 +9,11 @@
 
 use crate::classifier::{Backbone, BatchNormPolicy, ImageClassifier, GRAPH_BACKBONE_DIR};
 use crate::data::{load_image, ImageFolder, SplitMix64};
+use crate::keras_adam::{param_ids, KerasAdam};
 use crate::report::{EpochRecord, TrainingReport};
 use crate::{io, FinetuneError};
 use burn::module::Module;
 use burn::nn::loss::CrossEntropyLossConfig;
-use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use models::inception_v3::{InceptionV3Config, MIN_INPUT_SIZE};
 use serde::{Deserialize, Serialize};
@@ -121,7 +121,7 @@ pub struct CheckpointState {
 /// A fine-tuning run: model on an autodiff device, Adam state, epoch counter, report.
 pub struct Trainer {
     pub model: ImageClassifier,
-    optim: ModuleOptimizer,
+    optim: KerasAdam,
     pub options: FinetuneOptions,
     pub classes: Vec<String>,
     pub report: TrainingReport,
@@ -134,9 +134,8 @@ pub struct Trainer {
     features_model: Option<(tfgraph::Model, PathBuf)>,
 }
 
-fn adam() -> ModuleOptimizer {
-    AdamConfig::new().with_epsilon(1e-7).init()
-}
+/// The checkpoint file of the optimizer state.
+const OPTIMIZER_FILE: &str = "optimizer.safetensors";
 
 impl Trainer {
     /// `model` may live on any device; it is moved to `device` (an autodiff device) and
@@ -169,7 +168,7 @@ impl Trainer {
         let model = Self::prepare(model, &options, device);
         Ok(Trainer {
             model,
-            optim: adam(),
+            optim: KerasAdam::new(options.learning_rate as f32),
             options,
             classes,
             report: TrainingReport::new(),
@@ -298,27 +297,47 @@ impl Trainer {
         idx: &[usize],
     ) -> Result<(f64, usize), FinetuneError> {
         let device = self.device.clone();
-        let (logits, labels, updates) = if self.options.frozen_backbone() {
+        if self.options.frozen_backbone() {
             self.cache_features(data, idx, self.epochs_done + 1, &mut |_| {})?;
             let (f, y) = self.cached(data, idx, &device);
-            (self.model.forward_head(f), y, None)
+            let logits = self.model.forward_head(f);
+            Ok(self.apply(logits, y, None))
         } else {
             let (x, y) = self.load_batch(data, idx, &device)?;
-            let (logits, updates) = self.model.forward(x)?;
-            (logits, y, updates)
-        };
+            self.step_on(x, y)
+        }
+    }
+
+    /// One training step on a batch of images `[B, H, W, 3]` in `[0, 1]` (on the trainer's
+    /// device) and their labels `[B]`, as `model.fit` takes one: the forward pass (batch
+    /// statistics if the policy says so), softmax cross-entropy (mean over the batch), Keras'
+    /// Adam on every trainable parameter, then the batch-norm updates of a graph backbone's
+    /// training trace. Returns `(sum of losses, correct predictions)`.
+    pub fn step_on(
+        &mut self,
+        images: Tensor<4>,
+        labels: Tensor<1, Int>,
+    ) -> Result<(f64, usize), FinetuneError> {
+        let (logits, updates) = self.model.forward(images)?;
+        Ok(self.apply(logits, labels, updates))
+    }
+
+    fn apply(
+        &mut self,
+        logits: Tensor<2>,
+        labels: Tensor<1, Int>,
+        updates: Option<tfgraph::LayerUpdates>,
+    ) -> (f64, usize) {
+        let n = labels.dims()[0];
         let loss = CrossEntropyLossConfig::new()
-            .init(&device)
+            .init(&self.device)
             .forward(logits.clone(), labels.clone());
         let correct = count_correct(logits.detach(), labels);
         let loss_value = scalar(loss.clone().detach());
-        let grads = GradientsParams::from_grads(loss.backward(), &self.model);
+        let grads = loss.backward();
         let model = self.model.clone();
-        self.model = self
-            .optim
-            .step(self.options.learning_rate, model, grads)
-            .with_updates(updates);
-        Ok((loss_value * idx.len() as f64, correct))
+        self.model = self.optim.step_module(model, &grads).with_updates(updates);
+        (loss_value * n as f64, correct)
     }
 
     /// Mean loss and accuracy of the current model on `idx` (inference mode).
@@ -417,7 +436,8 @@ impl Trainer {
     }
 
     /// Writes a checkpoint folder: `model.bpk` (Burn record, parameter ids kept so the
-    /// optimizer state matches), `optimizer.bpk` (Adam moments), `checkpoint.json`
+    /// optimizer state matches), `optimizer.safetensors` (Adam's step count and moments),
+    /// `checkpoint.json`
     /// (epoch counter, classes, options, backbone config, metrics), and for a graph backbone
     /// `backbone/` (its SavedModel with the current variables). Atomic (temp + rename).
     pub fn save_checkpoint(&self, dir: &Path) -> Result<(), FinetuneError> {
@@ -433,11 +453,7 @@ impl Trainer {
                     path: p.clone(),
                     msg: format!("cannot save model: {e}"),
                 })?;
-            let p = tmp.join("optimizer.bpk");
-            self.optim.save(&p).map_err(|e| FinetuneError::Checkpoint {
-                path: p.clone(),
-                msg: format!("cannot save optimizer: {e}"),
-            })?;
+            self.optim.save(&tmp.join(OPTIMIZER_FILE))?;
             if let Backbone::Graph(g) = &self.model.backbone {
                 g.write_saved_model(&tmp.join(GRAPH_BACKBONE_DIR))?;
             }
@@ -509,18 +525,27 @@ impl Trainer {
                 msg: format!("cannot load model: {e}"),
             })?;
         let mut trainer = Trainer::new(model, state.classes, state.options, device)?;
-        let op = dir.join("optimizer.bpk");
+        let op = dir.join(OPTIMIZER_FILE);
         if !op.is_file() {
+            let old = dir.join("optimizer.bpk");
             return Err(FinetuneError::Checkpoint {
                 path: op,
-                msg: "file not found".into(),
+                msg: if old.is_file() {
+                    "file not found: the checkpoint holds Burn's Adam state (optimizer.bpk) of \
+                     an earlier version, which steps differently from Keras' Adam; start a new run"
+                        .into()
+                } else {
+                    "file not found".into()
+                },
             });
         }
-        let optim = adam().load(&op).map_err(|e| FinetuneError::Checkpoint {
-            path: op.clone(),
-            msg: format!("cannot load optimizer: {e}"),
-        })?;
-        trainer.optim = optim;
+        let ids = param_ids(&trainer.model);
+        // The moments live where the gradients do: on the inner (non-autodiff) device.
+        trainer.optim = KerasAdam::new(trainer.options.learning_rate as f32).load(
+            &op,
+            &ids,
+            &device.clone().inner(),
+        )?;
         trainer.report = report;
         trainer.epochs_done = state.epochs_done;
         Ok(trainer)

@@ -377,3 +377,70 @@ fn data_folder_errors_name_the_path() {
     );
     std::fs::remove_dir_all(&root).ok();
 }
+
+/// The Adam state of a checkpoint (`optimizer.safetensors`) goes back in as it was saved, and
+/// a state that does not belong to the model or is not one is refused naming the file.
+#[test]
+fn optimizer_state_round_trips_and_foreign_state_is_refused() {
+    use burn::nn::LinearConfig;
+    use training::keras_adam::{param_ids, KerasAdam};
+    let root = tmp("adam");
+    std::fs::create_dir_all(&root).unwrap();
+    let device = Device::flex().autodiff();
+    let lin = LinearConfig::new(3, 2).init(&device);
+    let x = Tensor::<2>::from_data(TensorData::new(vec![0.5f32, -1.0, 2.0], [1, 3]), &device);
+    let grads = lin.forward(x.clone()).sum().backward();
+    let mut opt = KerasAdam::new(0.01);
+    let lin = opt.step_module(lin, &grads);
+    let path = root.join("optimizer.safetensors");
+    opt.save(&path).unwrap();
+    let ids = param_ids(&lin);
+    let inner = Device::flex();
+    let mut loaded = KerasAdam::new(0.01).load(&path, &ids, &inner).unwrap();
+    assert_eq!(loaded.iterations, 1);
+    // The next step from the loaded state is the next step from the original one.
+    let grads = lin.forward(x.clone()).sum().backward();
+    let a = opt.step_module(lin.clone(), &grads);
+    let b = loaded.step_module(lin, &grads);
+    let w = |l: &burn::nn::Linear| {
+        l.weight
+            .val()
+            .inner()
+            .into_data()
+            .try_into_vec::<f32>()
+            .unwrap()
+    };
+    assert_eq!(w(&a), w(&b));
+    // Another model's state, a truncated file, a file without the optimizer metadata.
+    let err = KerasAdam::new(0.01)
+        .load(&path, &Default::default(), &inner)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("optimizer.safetensors") && err.contains("belongs to no parameter"),
+        "{err}"
+    );
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
+    let err = KerasAdam::new(0.01)
+        .load(&path, &ids, &inner)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("optimizer.safetensors"), "{err}");
+    let plain = safetensors::serialize(
+        vec![(
+            "m/x",
+            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![1], &[0u8; 4][..])
+                .unwrap(),
+        )],
+        None,
+    )
+    .unwrap();
+    std::fs::write(&path, plain).unwrap();
+    let err = KerasAdam::new(0.01)
+        .load(&path, &ids, &inner)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("not a Keras Adam state"), "{err}");
+    std::fs::remove_dir_all(&root).ok();
+}

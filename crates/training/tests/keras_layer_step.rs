@@ -313,3 +313,118 @@ fn batch_statistics_steps_and_moving_averages_match_keras() {
     let f = Fixture::load();
     check_mode(&f, "batch");
 }
+
+/// The `finetune` trainer itself from the fixture's start (the graph backbone, a head set to
+/// Keras' initial weights, no dropout, `Trainer::step_on`, its loss and Keras' Adam on every
+/// parameter): Keras' loss at both steps and the head after two steps, with frozen statistics
+/// and with batch statistics (whose moving averages after two steps match too).
+#[test]
+fn the_finetune_trainer_steps_as_keras_does() {
+    use burn::module::Module;
+    use burn::tensor::Int;
+    use training::{Backbone, BatchNormPolicy, FinetuneOptions, ImageClassifier, Trainer};
+    let f = Fixture::load();
+    let model_dir = root().join(f.meta["model"].as_str().unwrap());
+    let (ishape, images) = f.get("images");
+    let labels: Vec<i64> = f.get("labels").1.iter().map(|&l| l as i64).collect();
+    let (kshape, k0) = f.get("head_kernel_init");
+    let trainable: Vec<String> = f.meta["trainable"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_str().unwrap().to_string())
+        .collect();
+    for mode in ["frozen", "batch"] {
+        let device = Device::flex().autodiff();
+        let bn = if mode == "batch" {
+            BatchNormPolicy::Train { momentum: 0.99 }
+        } else {
+            BatchNormPolicy::Frozen
+        };
+        let plain = Device::flex();
+        let mut model = ImageClassifier::from_saved_model(
+            &model_dir,
+            kshape[1],
+            0.0,
+            bn,
+            Some(ishape[1]),
+            &plain,
+        )
+        .unwrap();
+        model.head.weight = Param::from_tensor(Tensor::<2>::from_data(
+            TensorData::new(k0.clone(), [kshape[0], kshape[1]]),
+            &plain,
+        ));
+        model.head.bias = Some(Param::from_tensor(Tensor::<1>::from_data(
+            TensorData::new(f.get("head_bias_init").1.clone(), [kshape[1]]),
+            &plain,
+        )));
+        let options = FinetuneOptions {
+            batch_size: ishape[0],
+            learning_rate: f.meta["lr"].as_f64().unwrap(),
+            train_backbone: true,
+            batch_norm: bn,
+            image_size: ishape[1],
+            dropout_rate: 0.0,
+            ..FinetuneOptions::default()
+        };
+        let classes: Vec<String> = (0..kshape[1]).map(|i| format!("c{i}")).collect();
+        let mut trainer = Trainer::new(model, classes, options, &device).unwrap();
+        for step in 1..=2 {
+            let x = Tensor::<4>::from_data(
+                TensorData::new(images.clone(), [ishape[0], ishape[1], ishape[2], ishape[3]]),
+                &device,
+            );
+            let y = Tensor::<1, Int>::from_data(
+                TensorData::new(labels.clone(), [labels.len()]),
+                &device,
+            );
+            let (sum, _) = trainer.step_on(x, y).unwrap();
+            let got = sum / labels.len() as f64;
+            let want = f.get(&format!("{mode}/loss_{step}")).1[0] as f64;
+            // As in `check_mode`: the second loss follows weights that went through Adam.
+            let tol = if step == 1 || mode == "frozen" {
+                1e-5
+            } else {
+                2e-4
+            };
+            assert!(
+                ((got - want) / want).abs() < tol,
+                "{mode} step {step}: loss {got} vs Keras {want}"
+            );
+            println!(
+                "trainer {mode} step {step}: loss rel. error {:.2e}",
+                ((got - want) / want).abs()
+            );
+        }
+        let head = trainer.model.valid().head;
+        for (name, got) in [
+            ("head/kernel", values(head.weight.val())),
+            ("head/bias", values(head.bias.unwrap().val())),
+        ] {
+            let e = rel(&got, &f.get(&format!("{mode}/2/{name}")).1);
+            let tol = if mode == "frozen" { 2e-4 } else { 1e-2 };
+            assert!(e < tol, "{mode}: {name} after two steps differs by {e:.2e}");
+            println!("trainer {mode}: {name} after two steps within {e:.2e}");
+        }
+        let Backbone::Graph(g) = &trainer.model.backbone else {
+            panic!("a graph backbone")
+        };
+        let mut stats = 0;
+        for (name, p) in g.layer.variable_names().iter().zip(&g.layer.variables) {
+            if trainable.contains(name) {
+                continue;
+            }
+            let Some((_, want)) = f.tensors.get(&format!("{mode}/2/{name}")) else {
+                continue;
+            };
+            let e = rel(&values(p.val().inner()), want);
+            assert!(
+                e < 1e-5,
+                "{mode}: moving statistic {name} differs by {e:.2e}"
+            );
+            stats += 1;
+        }
+        assert!(stats > 0, "{mode}: the fixture has moving statistics");
+    }
+}
