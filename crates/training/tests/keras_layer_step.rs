@@ -45,6 +45,15 @@ impl Fixture {
             serde_json::from_str(&std::fs::read_to_string(dir.join("meta.json")).unwrap()).unwrap();
         Fixture { tensors, meta }
     }
+    /// The names of Keras' trainable variables.
+    fn trainable(&self) -> Vec<String> {
+        self.meta["trainable"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n.as_str().unwrap().to_string())
+            .collect()
+    }
     fn get(&self, k: &str) -> &(Vec<usize>, Vec<f32>) {
         self.tensors
             .get(k)
@@ -77,6 +86,19 @@ fn loss(logits: Tensor<2>, labels: &[f32]) -> Tensor<1> {
     (activation::log_softmax(logits, 1) * onehot).sum().neg() / n as f32
 }
 
+/// Asserts a step's loss against Keras' (the second is computed with weights that went through
+/// Adam, see `check_mode`); returns the relative error.
+fn check_loss(mode: &str, step: usize, got: f64, want: f64) -> f64 {
+    let tol = if step == 1 || mode == "frozen" {
+        1e-5
+    } else {
+        2e-4
+    };
+    let e = ((got - want) / want).abs();
+    assert!(e < tol, "{mode} step {step}: loss {got} vs Keras {want}");
+    e
+}
+
 fn check_mode(f: &Fixture, mode: &str) {
     let device = Device::flex().autodiff();
     let model = root().join(f.meta["model"].as_str().unwrap());
@@ -94,12 +116,7 @@ fn check_mode(f: &Fixture, mode: &str) {
     ));
     let mut opt = KerasAdam::new(f.meta["lr"].as_f64().unwrap() as f32);
     opt.epsilon = f.meta["epsilon"].as_f64().unwrap() as f32;
-    let trainable: Vec<String> = f.meta["trainable"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|n| n.as_str().unwrap().to_string())
-        .collect();
+    let trainable = f.trainable();
     let (mut worst, mut grad_worst, mut stats_worst) = (0f64, 0f64, 0f64);
     // Frozen statistics: TF's gradients (within 1e-5 of the largest; TF against itself with
     // 1 and 2 threads: 1.5e-6). Batch statistics: a batch-normalised value that lies within
@@ -148,16 +165,7 @@ fn check_mode(f: &Fixture, mode: &str) {
         let l = loss(logits, labels);
         let want_loss = f.get(&format!("{mode}/loss_{step}")).1[0];
         let got_loss = l.clone().inner().into_scalar::<f32>();
-        // The second loss is computed with weights that went through Adam (see above).
-        let loss_tol = if step == 1 || mode == "frozen" {
-            1e-5
-        } else {
-            2e-4
-        };
-        assert!(
-            ((got_loss - want_loss) / want_loss).abs() < loss_tol,
-            "{mode} step {step}: loss {got_loss} vs Keras {want_loss}"
-        );
+        check_loss(mode, step, got_loss as f64, want_loss as f64);
         let grads: Gradients = l.backward();
         let names = layer.variable_names().to_vec();
         let g: Vec<Option<Vec<f32>>> = layer
@@ -328,12 +336,7 @@ fn the_finetune_trainer_steps_as_keras_does() {
     let (ishape, images) = f.get("images");
     let labels: Vec<i64> = f.get("labels").1.iter().map(|&l| l as i64).collect();
     let (kshape, k0) = f.get("head_kernel_init");
-    let trainable: Vec<String> = f.meta["trainable"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|n| n.as_str().unwrap().to_string())
-        .collect();
+    let trainable = f.trainable();
     for mode in ["frozen", "batch"] {
         let device = Device::flex().autodiff();
         let bn = if mode == "batch" {
@@ -382,20 +385,8 @@ fn the_finetune_trainer_steps_as_keras_does() {
             let (sum, _) = trainer.step_on(x, y).unwrap();
             let got = sum / labels.len() as f64;
             let want = f.get(&format!("{mode}/loss_{step}")).1[0] as f64;
-            // As in `check_mode`: the second loss follows weights that went through Adam.
-            let tol = if step == 1 || mode == "frozen" {
-                1e-5
-            } else {
-                2e-4
-            };
-            assert!(
-                ((got - want) / want).abs() < tol,
-                "{mode} step {step}: loss {got} vs Keras {want}"
-            );
-            println!(
-                "trainer {mode} step {step}: loss rel. error {:.2e}",
-                ((got - want) / want).abs()
-            );
+            let e = check_loss(mode, step, got, want);
+            println!("trainer {mode} step {step}: loss rel. error {e:.2e}");
         }
         let head = trainer.model.valid().head;
         for (name, got) in [

@@ -1,0 +1,171 @@
+"""Fine-tuning speed side by side (issue 13, "Benchmarks"): `finetune --model <graph SavedModel>`
+against tf_keras + `hub.KerasLayer` on the same SavedModel, the same images, in one run.
+
+Usage:
+    tools/.venv/bin/python tools/bench_finetune.py --finetune BIN [--model DIR] [--classes 10]
+        [--per-class 6] [--size 224] [--batch 12] [--epochs 3] [--modes head,whole]
+        [--json tools/out/bench_finetune.json]
+
+Model: by default the full-size MobileNetV2 feature vector (alpha 1.0, 1280 features) that
+`tools/make_tfgraph_fixtures.py --full --only mobilenet_v2_fv_small` writes to
+tools/out/tfgraph/mobilenet_v2_fv_small/saved_model (random weights, non-trivial batch-norm
+statistics, TF Hub's reusable-SavedModel layout with its training=True trace).
+
+Data: CLASSES x PER_CLASS synthetic PNGs at SIZE x SIZE (seeded noise with a colour per class),
+written once to a temporary folder; both sides read the same decoded pixels in [0, 1].
+
+Modes (the blog's recipe, Adam 1e-3, softmax cross-entropy on logits, no dropout, every image
+trained on, shuffled):
+  head   hub.KerasLayer(trainable=False) + Dense(CLASSES), `model.fit(epochs=EPOCHS)`: Keras
+         runs the network every epoch; `finetune` (head only) computes the features once
+         through its CPU engine and trains the head on them. Reported: the whole run's seconds.
+  whole  hub.KerasLayer(trainable=True) + Dense: `fit` calls the layer with training=True
+         (batch statistics, moving averages updated); `finetune --train-backbone
+         --train-batch-norm` the same through the graph's training trace. Reported: seconds per
+         training image over the epochs after the first (the first compiles / warms up).
+
+Figures are wall-clock on a shared machine: each side runs alternately (Keras, then Rust), and
+the one-minute load average is printed beside each measurement.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+
+
+def make_images(root, classes, per_class, size):
+    import tensorflow as tf
+
+    rng = np.random.default_rng(7)
+    for c in range(classes):
+        d = os.path.join(root, f"class_{c:02d}")
+        os.makedirs(d, exist_ok=True)
+        colour = rng.uniform(0, 255, size=3)
+        for i in range(per_class):
+            noise = rng.normal(0, 40, size=(size, size, 3))
+            px = np.clip(colour + noise, 0, 255).astype(np.uint8)
+            tf.io.write_file(os.path.join(d, f"{i}.png"), tf.io.encode_png(px))
+
+
+def load_images(root, size):
+    import tensorflow as tf
+
+    xs, ys = [], []
+    for c, name in enumerate(sorted(os.listdir(root))):
+        for f in sorted(os.listdir(os.path.join(root, name))):
+            img = tf.io.decode_png(tf.io.read_file(os.path.join(root, name, f)), channels=3)
+            img = tf.image.convert_image_dtype(img, tf.float32)
+            xs.append(tf.image.resize(img, (size, size)).numpy())
+            ys.append(c)
+    return np.stack(xs), np.array(ys)
+
+
+def keras_run(model_dir, x, y, classes, batch, epochs, trainable):
+    import tensorflow_hub as hub
+    import tf_keras
+
+    tf_keras.utils.set_random_seed(1)
+    model = tf_keras.Sequential([
+        tf_keras.Input(shape=x.shape[1:]),
+        hub.KerasLayer(model_dir, trainable=trainable),
+        tf_keras.layers.Dense(classes),
+    ])
+    model.compile(optimizer=tf_keras.optimizers.Adam(1e-3),
+                  loss=tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=["accuracy"])
+    times = []
+
+    class Timer(tf_keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.t = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            times.append(time.perf_counter() - self.t)
+
+    t0 = time.perf_counter()
+    hist = model.fit(x, y, batch_size=batch, epochs=epochs, shuffle=True, verbose=0, callbacks=[Timer()])
+    total = time.perf_counter() - t0
+    return {"total_s": total, "epoch_s": times, "loss": hist.history["loss"],
+            "accuracy": hist.history["accuracy"]}
+
+
+def rust_run(binary, model_dir, data, size, batch, epochs, whole):
+    out = tempfile.mkdtemp(prefix="bench-finetune-")
+    shutil.rmtree(out)
+    cmd = [binary, "--model", model_dir, "--data", data, "--image-size", str(size), "--batch-size",
+           str(batch), "--epochs", str(epochs), "--validation-fraction", "0", "--dropout", "0",
+           "--out", out]
+    if whole:
+        cmd += ["--train-backbone", "--train-batch-norm"]
+    env = dict(os.environ, TFHUB_CACHE_DIR=tempfile.mkdtemp(prefix="bench-finetune-cache-"))
+    t0 = time.perf_counter()
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    total = time.perf_counter() - t0
+    if r.returncode != 0:
+        raise SystemExit(f"finetune failed:\n{r.stderr[-3000:]}")
+    with open(os.path.join(out, "metrics.json")) as f:
+        m = json.load(f)
+    shutil.rmtree(out, ignore_errors=True)
+    return {"total_s": total, "epoch_s": [e["seconds"] for e in m["epochs"]],
+            "loss": [e["loss"] for e in m["epochs"]], "accuracy": [e["accuracy"] for e in m["epochs"]]}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--finetune", required=True, help="release build of the finetune program")
+    ap.add_argument("--model", default=os.path.join(ROOT, "tools/out/tfgraph/mobilenet_v2_fv_small/saved_model"))
+    ap.add_argument("--classes", type=int, default=10)
+    ap.add_argument("--per-class", type=int, default=6)
+    ap.add_argument("--size", type=int, default=224)
+    ap.add_argument("--batch", type=int, default=12)
+    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--modes", default="head,whole")
+    ap.add_argument("--json", default=os.path.join(ROOT, "tools/out/bench_finetune.json"))
+    a = ap.parse_args()
+    if not os.path.isfile(os.path.join(a.model, "saved_model.pb")):
+        raise SystemExit(f"{a.model}: no SavedModel; run tools/make_tfgraph_fixtures.py --full "
+                         "--only mobilenet_v2_fv_small first")
+    data = tempfile.mkdtemp(prefix="bench-finetune-data-")
+    make_images(data, a.classes, a.per_class, a.size)
+    x, y = load_images(data, a.size)
+    n = len(y)
+    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+    print(f"machine: {cpu}, {os.cpu_count()} logical CPUs; {n} images {a.size}x{a.size}, "
+          f"{a.classes} classes, batch {a.batch}, {a.epochs} epochs")
+    results = {"images": n, "size": a.size, "batch": a.batch, "epochs": a.epochs, "cpu": cpu}
+    for mode in a.modes.split(","):
+        whole = mode == "whole"
+        load = os.getloadavg()[0]
+        k = keras_run(a.model, x, y, a.classes, a.batch, a.epochs, trainable=whole)
+        k["load"] = load
+        load = os.getloadavg()[0]
+        r = rust_run(a.finetune, a.model, data, a.size, a.batch, a.epochs, whole)
+        r["load"] = load
+        results[mode] = {"keras": k, "tfhub_rs": r}
+        if whole:
+            kt = sum(k["epoch_s"][1:]) / max(1, len(k["epoch_s"]) - 1) / n
+            rt = sum(r["epoch_s"][1:]) / max(1, len(r["epoch_s"]) - 1) / n
+            print(f"whole network: Keras {kt:.3f} s/image (load {k['load']:.2f}), tfhub-rs {rt:.3f} "
+                  f"s/image (load {r['load']:.2f}): {kt / rt:.2f}x")
+        else:
+            print(f"head only, {a.epochs} epochs: Keras {k['total_s']:.1f} s (load {k['load']:.2f}), "
+                  f"tfhub-rs {r['total_s']:.1f} s including its model load (load {r['load']:.2f}): "
+                  f"{k['total_s'] / r['total_s']:.2f}x")
+        print(f"  final loss: Keras {k['loss'][-1]:.4f}, tfhub-rs {r['loss'][-1]:.4f}")
+    os.makedirs(os.path.dirname(a.json), exist_ok=True)
+    with open(a.json, "w") as f:
+        json.dump(results, f, indent=1)
+    shutil.rmtree(data, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
