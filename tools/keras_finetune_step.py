@@ -10,7 +10,7 @@ both batch-norm modes:
           with the batch's statistics and their moving averages are updated by the trace's own
           assignments (momentum as exported).
 
-Usage:  tools/.venv/bin/python tools/keras_finetune_step.py [MODEL_DIR] [OUT_DIR]
+Usage:  tools/.venv/bin/python tools/keras_finetune_step.py [MODEL_DIR] [OUT_DIR] [SIDE]
         (default MODEL_DIR tests/fixtures/tfgraph/mobilenet_v2_fv_small/saved_model,
          OUT_DIR tests/fixtures/keras_step/mobilenet_v2_fv_small)
 
@@ -39,7 +39,8 @@ ROOT = os.path.join(HERE, "..")
 args = sys.argv[1:]
 MODEL = args[0] if args else os.path.join(ROOT, "tests/fixtures/tfgraph/mobilenet_v2_fv_small/saved_model")
 OUT = args[1] if len(args) > 1 else os.path.join(ROOT, "tests/fixtures/keras_step/mobilenet_v2_fv_small")
-LR, EPS, CLASSES, N, SIDE = 1e-3, 1e-7, 3, 4, 64
+LR, EPS, CLASSES, N = 1e-3, 1e-7, 3, 4
+SIDE = int(args[2]) if len(args) > 2 else 64
 
 
 def name_of(v):

@@ -60,7 +60,7 @@ ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 
 
 def build(num_classes, depth_multiplier, min_depth, with_function=True, final_endpoint=None):
-    def net(x, activation=tf.nn.relu, final_endpoint=None, raw=False):
+    def net(x, activation=tf.nn.relu, final_endpoint=None, raw=False, is_training=False):
         # updates_collections=None selects slim's fused batch norm (the keras path is not
         # importable with TF 2.21); identical inference arithmetic.
         with slim.arg_scope(iv3.inception_v3_arg_scope(updates_collections=None)):
@@ -68,9 +68,10 @@ def build(num_classes, depth_multiplier, min_depth, with_function=True, final_en
                 if not raw:  # raw: x is already the network's input (no hub rescale)
                     x = x * 2.0 - 1.0
                 if final_endpoint is not None:
-                    # inception_v3() sets is_training=False on batch_norm itself; the bare base
-                    # needs it here (slim's default is batch statistics).
-                    with slim.arg_scope([slim.batch_norm], is_training=False):
+                    # inception_v3() sets is_training on batch_norm itself; the bare base needs
+                    # it here (slim's default is batch statistics). is_training=True: batch
+                    # statistics, moving averages updated in place (decay 0.9997).
+                    with slim.arg_scope([slim.batch_norm], is_training=is_training):
                         _, eps = iv3.inception_v3_base(x, final_endpoint=final_endpoint, min_depth=min_depth,
                                                        depth_multiplier=depth_multiplier, scope="InceptionV3")
                     return None, eps

@@ -26,7 +26,10 @@ struct Fixture {
 
 impl Fixture {
     fn load() -> Fixture {
-        let dir = root().join("tests/fixtures/keras_step/mobilenet_v2_fv_small");
+        Self::load_named("mobilenet_v2_fv_small")
+    }
+    fn load_named(name: &str) -> Fixture {
+        let dir = root().join("tests/fixtures/keras_step").join(name);
         let bytes = std::fs::read(dir.join("expected.safetensors")).unwrap();
         let st = SafeTensors::deserialize(&bytes).unwrap();
         let tensors = st
@@ -322,82 +325,114 @@ fn batch_statistics_steps_and_moving_averages_match_keras() {
     check_mode(&f, "batch");
 }
 
-/// The `finetune` trainer itself from the fixture's start (the graph backbone, a head set to
-/// Keras' initial weights, no dropout, `Trainer::step_on`, its loss and Keras' Adam on every
-/// parameter): Keras' loss at both steps and the head after two steps, with frozen statistics
-/// and with batch statistics (whose moving averages after two steps match too).
-#[test]
-fn the_finetune_trainer_steps_as_keras_does() {
+/// Two `Trainer::step_on` steps of `model` (its head set to Keras' initial weights, no
+/// dropout) on the fixture's batch in `mode`: Keras' loss at both steps and the head after two
+/// steps. With batch statistics the second step is held to `batch_step_2` (its loss; the head
+/// to 10x that): see `check_mode` for why it drifts. Returns the trainer.
+fn trainer_steps(
+    f: &Fixture,
+    mode: &str,
+    model: training::ImageClassifier,
+    batch_step_2: f64,
+) -> training::Trainer {
     use burn::module::Module;
     use burn::tensor::Int;
-    use training::{Backbone, BatchNormPolicy, FinetuneOptions, ImageClassifier, Trainer};
-    let f = Fixture::load();
-    let model_dir = root().join(f.meta["model"].as_str().unwrap());
+    use training::{BatchNormPolicy, FinetuneOptions, Trainer};
     let (ishape, images) = f.get("images");
     let labels: Vec<i64> = f.get("labels").1.iter().map(|&l| l as i64).collect();
     let (kshape, k0) = f.get("head_kernel_init");
+    let plain = Device::flex();
+    let mut model = model;
+    model.head.weight = Param::from_tensor(Tensor::<2>::from_data(
+        TensorData::new(k0.clone(), [kshape[0], kshape[1]]),
+        &plain,
+    ));
+    model.head.bias = Some(Param::from_tensor(Tensor::<1>::from_data(
+        TensorData::new(f.get("head_bias_init").1.clone(), [kshape[1]]),
+        &plain,
+    )));
+    let options = FinetuneOptions {
+        batch_size: ishape[0],
+        learning_rate: f.meta["lr"].as_f64().unwrap(),
+        train_backbone: true,
+        batch_norm: if mode == "batch" {
+            BatchNormPolicy::Train { momentum: 0.9997 }
+        } else {
+            BatchNormPolicy::Frozen
+        },
+        image_size: ishape[1],
+        dropout_rate: 0.0,
+        ..FinetuneOptions::default()
+    };
+    let classes: Vec<String> = (0..kshape[1]).map(|i| format!("c{i}")).collect();
+    let device = Device::flex().autodiff();
+    let mut trainer = Trainer::new(model, classes, options, &device).unwrap();
+    for step in 1..=2 {
+        let x = Tensor::<4>::from_data(
+            TensorData::new(images.clone(), [ishape[0], ishape[1], ishape[2], ishape[3]]),
+            &device,
+        );
+        let y =
+            Tensor::<1, Int>::from_data(TensorData::new(labels.clone(), [labels.len()]), &device);
+        let (sum, _) = trainer.step_on(x, y).unwrap();
+        let got = sum / labels.len() as f64;
+        let want = f.get(&format!("{mode}/loss_{step}")).1[0] as f64;
+        let e = if mode == "batch" && step == 2 {
+            let e = ((got - want) / want).abs();
+            assert!(
+                e < batch_step_2,
+                "{mode} step {step}: loss {got} vs Keras {want}"
+            );
+            e
+        } else {
+            check_loss(mode, step, got, want)
+        };
+        println!("trainer {mode} step {step}: loss rel. error {e:.2e}");
+    }
+    let head = trainer.model.valid().head;
+    for (name, got) in [
+        ("head/kernel", values(head.weight.val())),
+        ("head/bias", values(head.bias.unwrap().val())),
+    ] {
+        let e = rel(&got, &f.get(&format!("{mode}/2/{name}")).1);
+        let tol = if mode == "frozen" {
+            2e-4
+        } else {
+            10.0 * batch_step_2
+        };
+        assert!(e < tol, "{mode}: {name} after two steps differs by {e:.2e}");
+        println!("trainer {mode}: {name} after two steps within {e:.2e}");
+    }
+    trainer
+}
+
+/// The `finetune` trainer itself on the graph backbone from the fixture's start (see
+/// [`trainer_steps`]), with frozen statistics and with batch statistics (whose moving averages
+/// after two steps match too).
+#[test]
+fn the_finetune_trainer_steps_as_keras_does() {
+    use training::{Backbone, BatchNormPolicy, ImageClassifier};
+    let f = Fixture::load();
+    let model_dir = root().join(f.meta["model"].as_str().unwrap());
+    let (ishape, _) = f.get("images");
+    let classes = f.get("head_kernel_init").0[1];
     let trainable = f.trainable();
     for mode in ["frozen", "batch"] {
-        let device = Device::flex().autodiff();
         let bn = if mode == "batch" {
             BatchNormPolicy::Train { momentum: 0.99 }
         } else {
             BatchNormPolicy::Frozen
         };
-        let plain = Device::flex();
-        let mut model = ImageClassifier::from_saved_model(
+        let model = ImageClassifier::from_saved_model(
             &model_dir,
-            kshape[1],
+            classes,
             0.0,
             bn,
             Some(ishape[1]),
-            &plain,
+            &Device::flex(),
         )
         .unwrap();
-        model.head.weight = Param::from_tensor(Tensor::<2>::from_data(
-            TensorData::new(k0.clone(), [kshape[0], kshape[1]]),
-            &plain,
-        ));
-        model.head.bias = Some(Param::from_tensor(Tensor::<1>::from_data(
-            TensorData::new(f.get("head_bias_init").1.clone(), [kshape[1]]),
-            &plain,
-        )));
-        let options = FinetuneOptions {
-            batch_size: ishape[0],
-            learning_rate: f.meta["lr"].as_f64().unwrap(),
-            train_backbone: true,
-            batch_norm: bn,
-            image_size: ishape[1],
-            dropout_rate: 0.0,
-            ..FinetuneOptions::default()
-        };
-        let classes: Vec<String> = (0..kshape[1]).map(|i| format!("c{i}")).collect();
-        let mut trainer = Trainer::new(model, classes, options, &device).unwrap();
-        for step in 1..=2 {
-            let x = Tensor::<4>::from_data(
-                TensorData::new(images.clone(), [ishape[0], ishape[1], ishape[2], ishape[3]]),
-                &device,
-            );
-            let y = Tensor::<1, Int>::from_data(
-                TensorData::new(labels.clone(), [labels.len()]),
-                &device,
-            );
-            let (sum, _) = trainer.step_on(x, y).unwrap();
-            let got = sum / labels.len() as f64;
-            let want = f.get(&format!("{mode}/loss_{step}")).1[0] as f64;
-            let e = check_loss(mode, step, got, want);
-            println!("trainer {mode} step {step}: loss rel. error {e:.2e}");
-        }
-        let head = trainer.model.valid().head;
-        for (name, got) in [
-            ("head/kernel", values(head.weight.val())),
-            ("head/bias", values(head.bias.unwrap().val())),
-        ] {
-            let e = rel(&got, &f.get(&format!("{mode}/2/{name}")).1);
-            let tol = if mode == "frozen" { 2e-4 } else { 1e-2 };
-            assert!(e < tol, "{mode}: {name} after two steps differs by {e:.2e}");
-            println!("trainer {mode}: {name} after two steps within {e:.2e}");
-        }
+        let trainer = trainer_steps(&f, mode, model, 2e-4);
         let Backbone::Graph(g) = &trainer.model.backbone else {
             panic!("a graph backbone")
         };
@@ -417,5 +452,43 @@ fn the_finetune_trainer_steps_as_keras_does() {
             stats += 1;
         }
         assert!(stats > 0, "{mode}: the fixture has moving statistics");
+    }
+}
+
+/// The same for the hand-written Inception-v3: a TF-Slim feature vector exported as TF Hub's
+/// reusable SavedModels are (tools/make_inception_hub_fixture.py; Keras' steps by
+/// tools/keras_finetune_step.py), converted as every program converts it (checked against its
+/// graph), fine-tuned by the trainer with frozen statistics and with batch statistics (slim's
+/// decay 0.9997).
+#[test]
+fn the_hand_written_inception_trainer_steps_as_keras_does() {
+    use training::{BatchNormPolicy, ImageClassifier};
+    let f = Fixture::load_named("inception_v3_small");
+    let sm = root().join(f.meta["model"].as_str().unwrap());
+    let cache = tempfile::tempdir().unwrap();
+    let opts = hub::Options {
+        offline: true,
+        cache_dir: Some(cache.path().to_path_buf()),
+        progress: false,
+    };
+    let dir = tfhub::open(sm.to_str().unwrap(), &opts, &Device::flex())
+        .unwrap()
+        .into_folder_of(models::inception_v3::KIND)
+        .unwrap();
+    let classes = f.get("head_kernel_init").0[1];
+    for mode in ["frozen", "batch"] {
+        let bn = if mode == "batch" {
+            BatchNormPolicy::Train { momentum: 0.9997 }
+        } else {
+            BatchNormPolicy::Frozen
+        };
+        let model = ImageClassifier::from_folder(&dir, classes, 0.0, bn, &Device::flex()).unwrap();
+        // With batch statistics over 4 images (3x3 maps at the end: 36 values per channel),
+        // step 1's gradients differ from TF's the way `check_mode` describes (elements on a
+        // ReLU edge, Adam steps of `lr` whatever a tiny gradient's size): the second loss is
+        // 5.6e-3 off here and 2.3e-3 through the graph executor on the same SavedModel; held to
+        // 1e-2 (a wrong batch-norm gradient term is of order 1). The first step's loss matches
+        // within 1e-5 in both modes, and everything matches within 2e-7 with frozen statistics.
+        trainer_steps(&f, mode, model, 1e-2);
     }
 }
