@@ -289,14 +289,14 @@ fn train(args: &Args, work: &Path) -> Result<()> {
             } else {
                 BatchNormPolicy::Frozen
             };
-            let model = match &backbone {
+            let (model, image_size) = match &backbone {
                 Backbone::Inception(dir) => {
                     let min = models::inception_v3::MIN_INPUT_SIZE;
                     let size = args.image_size.unwrap_or(299);
                     if size < min {
                         bail!("--image-size must be at least {min} (Inception-v3's smallest input), got {size}");
                     }
-                    ImageClassifier::from_folder(
+                    let model = ImageClassifier::from_folder(
                         dir,
                         data.classes.len(),
                         args.dropout,
@@ -305,7 +305,8 @@ fn train(args: &Args, work: &Path) -> Result<()> {
                     )
                     .with_context(|| {
                         format!("{}: cannot load the Inception-v3 backbone", dir.display())
-                    })?
+                    })?;
+                    (model, size)
                 }
                 Backbone::Graph(dir) => {
                     if args.batch_norm_momentum.is_some() {
@@ -316,7 +317,7 @@ fn train(args: &Args, work: &Path) -> Result<()> {
                             dir.display()
                         );
                     }
-                    ImageClassifier::from_saved_model(
+                    let model = ImageClassifier::from_saved_model(
                         dir,
                         data.classes.len(),
                         args.dropout,
@@ -324,7 +325,11 @@ fn train(args: &Args, work: &Path) -> Result<()> {
                         args.image_size,
                         &device,
                     )
-                    .with_context(|| format!("{}: cannot load the model", dir.display()))?
+                    .with_context(|| format!("{}: cannot load the model", dir.display()))?;
+                    let Some(size) = model.backbone.image_size() else {
+                        bail!("internal: a graph backbone without an image size")
+                    };
+                    (model, size)
                 }
             };
             let options = FinetuneOptions {
@@ -334,10 +339,7 @@ fn train(args: &Args, work: &Path) -> Result<()> {
                 batch_norm,
                 validation_fraction: args.validation_fraction,
                 seed: args.seed,
-                image_size: model
-                    .backbone
-                    .image_size()
-                    .unwrap_or(args.image_size.unwrap_or(299)),
+                image_size,
                 dropout_rate: args.dropout,
             };
             options.validate()?;

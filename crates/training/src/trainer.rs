@@ -131,7 +131,7 @@ pub struct Trainer {
     /// Cached backbone features by item path (frozen backbone only).
     feature_cache: HashMap<PathBuf, Vec<f32>>,
     /// A frozen graph backbone's inference graph on the CPU engine (made on first use).
-    features_model: Option<(tfgraph::Model, PathBuf)>,
+    features_model: Option<tfgraph::Model>,
 }
 
 /// The checkpoint file of the optimizer state.
@@ -204,17 +204,22 @@ impl Trainer {
         device: &Device,
     ) -> Result<(Tensor<4>, Tensor<1, Int>), FinetuneError> {
         let s = self.options.image_size;
-        let mut pixels = Vec::with_capacity(idx.len() * s * s * 3);
-        let mut labels = Vec::with_capacity(idx.len());
-        for &i in idx {
-            let (path, label) = &data.items[i];
-            pixels.extend(load_image(path, s)?);
-            labels.push(*label as i64);
-        }
+        let pixels = self.load_pixels(data, idx)?;
+        let labels: Vec<i64> = idx.iter().map(|&i| data.items[i].1 as i64).collect();
         Ok((
             Tensor::from_data(TensorData::new(pixels, [idx.len(), s, s, 3]), device),
             Tensor::from_data(TensorData::new(labels, [idx.len()]), device),
         ))
+    }
+
+    /// The pixels of items `idx`, `[B, S, S, 3]` row-major.
+    fn load_pixels(&self, data: &ImageFolder, idx: &[usize]) -> Result<Vec<f32>, FinetuneError> {
+        let s = self.options.image_size;
+        let mut pixels = Vec::with_capacity(idx.len() * s * s * 3);
+        for &i in idx {
+            pixels.extend(load_image(&data.items[i].0, s)?);
+        }
+        Ok(pixels)
     }
 
     /// Fills the feature cache for `idx` (frozen backbone, run without autodiff).
@@ -236,17 +241,21 @@ impl Trainer {
         let backbone = self.model.backbone.valid();
         let inner = self.device.clone().inner();
         if let (Backbone::Graph(g), None) = (&backbone, &self.features_model) {
-            self.features_model = Some((
-                g.frozen_features_model(&inner)?,
-                g.layer.source().to_path_buf(),
-            ));
+            self.features_model = Some(g.frozen_features_model(&inner)?);
         }
         let mut done = 0;
         for chunk in missing.chunks(self.options.batch_size) {
-            let (x, _) = self.load_batch(data, chunk, &inner)?;
-            let (v, d) = match &self.features_model {
-                Some((m, dir)) => graph_features(m, dir, x)?,
-                None => {
+            let (v, d) = match (&self.features_model, &backbone) {
+                (Some(m), Backbone::Graph(g)) => {
+                    let s = self.options.image_size;
+                    let x = tfgraph::HostTensor::f32(
+                        vec![chunk.len(), s, s, 3],
+                        self.load_pixels(data, chunk)?,
+                    );
+                    graph_features(m, g.layer.source(), x)?
+                }
+                _ => {
+                    let (x, _) = self.load_batch(data, chunk, &inner)?;
                     let (f, _) = backbone.features(x)?;
                     let [_, d] = f.dims();
                     let v = f
@@ -557,32 +566,28 @@ impl Trainer {
     }
 }
 
-/// Features `[B, d]` of a frozen graph backbone's inference graph, as rows and `d`.
+/// Features `[B, d]` of a frozen graph backbone's inference graph (the SavedModel in `dir`) for
+/// images `x`, as rows and `d`.
 fn graph_features(
     m: &tfgraph::Model,
     dir: &Path,
-    x: Tensor<4>,
+    x: tfgraph::HostTensor,
 ) -> Result<(Vec<f32>, usize), FinetuneError> {
-    let shape = x.dims().to_vec();
-    let data = x
-        .into_data()
-        .try_into_vec::<f32>()
-        .map_err(|e| FinetuneError::Options(format!("{e:?}")))?;
+    let n = x.shape[0];
     let err = |msg: String| FinetuneError::Graph {
         path: dir.to_path_buf(),
         msg,
     };
     let y = m
-        .run_host(vec![tfgraph::HostTensor::f32(shape.clone(), data)])
+        .run_host(vec![x])
         .map_err(|e| err(e.to_string()))?
         .into_iter()
         .next()
         .ok_or_else(|| err("the model has no output".into()))?;
     match y.shape.as_slice() {
-        [b, d] if *b == shape[0] => Ok((y.to_f32().map_err(err)?, *d)),
+        [b, d] if *b == n => Ok((y.to_f32().map_err(err)?, *d)),
         s => Err(err(format!(
-            "the model gives features of shape {s:?} for {} images",
-            shape[0]
+            "the model gives features of shape {s:?} for {n} images"
         ))),
     }
 }
