@@ -5,6 +5,9 @@ fine-tuning parity of the hand-written Inception-v3 (issue 13).
 
 Usage: tools/.venv/bin/python tools/make_inception_hub_fixture.py [OUT]
        (default tests/fixtures/inception_v3/hub_fv_small/saved_model)
+       tools/.venv/bin/python tools/make_inception_hub_fixture.py --full [OUT]
+       (the real widths, depth_multiplier 1.0, 2048 features, for tools/bench_finetune.py;
+       default tools/out/inception_v3_hub_fv/saved_model, never committed)
 
 The network is tools/make_inception_fixture.py's slim template (depth_multiplier 0.05,
 min_depth 4, its seed-0 weights; images in [0, 1], x * 2 - 1 inside) cut at Mixed_7c; the
@@ -26,8 +29,13 @@ import make_inception_fixture as mif  # noqa: E402
 
 
 def main():
-    out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "tests/fixtures/inception_v3/hub_fv_small/saved_model")
-    model, tmpl = mif.build(num_classes=None, depth_multiplier=0.05, min_depth=4, with_function=False,
+    args = sys.argv[1:]
+    full = "--full" in args
+    args = [a for a in args if a != "--full"]
+    default = "tools/out/inception_v3_hub_fv/saved_model" if full else "tests/fixtures/inception_v3/hub_fv_small/saved_model"
+    out = args[0] if args else os.path.join(ROOT, default)
+    depth, min_depth = (1.0, 16) if full else (0.05, 4)
+    model, tmpl = mif.build(num_classes=None, depth_multiplier=depth, min_depth=min_depth, with_function=False,
                             final_endpoint="Mixed_7c")
     mif.randomise(model.all_variables)
     obj = tf.__internal__.tracking.AutoTrackable()

@@ -12,9 +12,11 @@ use crate::data::{load_image, ImageFolder, SplitMix64};
 use crate::keras_adam::{param_ids, KerasAdam};
 use crate::report::{EpochRecord, TrainingReport};
 use crate::{io, FinetuneError};
+use burn::backend::DispatchDevice;
 use burn::module::Module;
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::tensor::{Device, Int, Tensor, TensorData};
+use models::cpu::{InceptionV3Cpu, Nhwc};
 use models::inception_v3::{InceptionV3Config, MIN_INPUT_SIZE};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -130,8 +132,35 @@ pub struct Trainer {
     device: Device,
     /// Cached backbone features by item path (frozen backbone only).
     feature_cache: HashMap<PathBuf, Vec<f32>>,
-    /// A frozen graph backbone's inference graph on the CPU engine (made on first use).
-    features_model: Option<tfgraph::Model>,
+    /// How a frozen backbone's features are computed (chosen on first use).
+    feature_engine: Option<FeatureEngine>,
+}
+
+/// The forward pass that fills the feature cache of a frozen backbone.
+enum FeatureEngine {
+    /// A graph backbone's inference graph, loaded on its own (on flex: the CPU engine).
+    Graph(tfgraph::Model),
+    /// The hand-written Inception-v3 compiled for the CPU kernels (batch norms folded), on a
+    /// CPU device.
+    Inception(Box<InceptionV3Cpu>),
+    /// The backbone's own Burn forward pass (Inception-v3 on a GPU device).
+    Burn,
+}
+
+impl FeatureEngine {
+    fn new(backbone: &Backbone, device: &Device) -> Result<FeatureEngine, FinetuneError> {
+        let cpu = matches!(
+            device.as_dispatch(),
+            DispatchDevice::Flex(_) | DispatchDevice::NdArray(_)
+        );
+        Ok(match backbone {
+            Backbone::Graph(g) => FeatureEngine::Graph(g.frozen_features_model(device)?),
+            Backbone::Inception(m) if cpu => {
+                FeatureEngine::Inception(Box::new(InceptionV3Cpu::new(m)))
+            }
+            Backbone::Inception(_) => FeatureEngine::Burn,
+        })
+    }
 }
 
 /// The checkpoint file of the optimizer state.
@@ -175,7 +204,7 @@ impl Trainer {
             epochs_done: 0,
             device: device.clone(),
             feature_cache: HashMap::new(),
-            features_model: None,
+            feature_engine: None,
         })
     }
 
@@ -240,19 +269,26 @@ impl Trainer {
         }
         let backbone = self.model.backbone.valid();
         let inner = self.device.clone().inner();
-        if let (Backbone::Graph(g), None) = (&backbone, &self.features_model) {
-            self.features_model = Some(g.frozen_features_model(&inner)?);
+        if self.feature_engine.is_none() {
+            self.feature_engine = Some(FeatureEngine::new(&backbone, &inner)?);
         }
+        let s = self.options.image_size;
         let mut done = 0;
         for chunk in missing.chunks(self.options.batch_size) {
-            let (v, d) = match (&self.features_model, &backbone) {
-                (Some(m), Backbone::Graph(g)) => {
-                    let s = self.options.image_size;
+            let (v, d) = match (&self.feature_engine, &backbone) {
+                (Some(FeatureEngine::Graph(m)), Backbone::Graph(g)) => {
                     let x = tfgraph::HostTensor::f32(
                         vec![chunk.len(), s, s, 3],
                         self.load_pixels(data, chunk)?,
                     );
                     graph_features(m, g.layer.source(), x)?
+                }
+                (Some(FeatureEngine::Inception(m)), _) => {
+                    let x = Nhwc::from_vec(chunk.len(), s, s, 3, self.load_pixels(data, chunk)?)
+                        .ok_or_else(|| {
+                            FinetuneError::Options(format!("{} images of {s}x{s}", chunk.len()))
+                        })?;
+                    (m.features(&x)?, m.config().feature_dim())
                 }
                 _ => {
                     let (x, _) = self.load_batch(data, chunk, &inner)?;
