@@ -15,6 +15,10 @@ use models::cpu::InceptionV3Cpu;
 use models::inception_v3::{InceptionV3, InceptionV3Config};
 use models::Backend;
 
+/// Freed activation buffers are reused, as in the programs.
+#[global_allocator]
+static ALLOC: cpu_kernels::CachingAllocator = cpu_kernels::CachingAllocator::new();
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let arg = |k: &str| arg(&args, k);

@@ -24,6 +24,10 @@ fn print(t: StyleTimes) {
     println!("total: {:.1} ms", t.total_ms);
 }
 
+/// Freed activation buffers are reused, as in the programs.
+#[global_allocator]
+static ALLOC: cpu_kernels::CachingAllocator = cpu_kernels::CachingAllocator::new();
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let iters: usize = arg(&args, "--iters")

@@ -68,6 +68,10 @@ struct Args {
     images: Vec<PathBuf>,
 }
 
+/// Freed activation buffers are reused (see `program::CachingAllocator`).
+#[global_allocator]
+static ALLOC: program::CachingAllocator = program::CachingAllocator::new();
+
 fn main() -> std::process::ExitCode {
     program::main(|| run(Args::parse()))
 }

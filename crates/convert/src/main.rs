@@ -106,6 +106,10 @@ struct ConvertArgs {
     force: bool,
 }
 
+/// Freed activation buffers are reused (see `program::CachingAllocator`).
+#[global_allocator]
+static ALLOC: program::CachingAllocator = program::CachingAllocator::new();
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {

@@ -15,9 +15,11 @@
 //!
 //! Activations are [`Nhwc`] buffers; [`View`] / [`Slot`] address a channel slice of one,
 //! so the branches of a block write straight into their part of the concatenation.
-//! Work is spread over rayon's global pool.
+//! Work is spread over rayon's global pool. [`CachingAllocator`] keeps freed activation
+//! buffers for reuse (a global allocator for programs).
 
 mod aligned;
+mod alloc;
 mod conv;
 mod depthwise;
 mod microkernel;
@@ -26,6 +28,7 @@ mod simd;
 mod tensor;
 mod winograd;
 
+pub use alloc::CachingAllocator;
 pub use conv::{Conv2d, ConvGeometry, ConvWeights, GroupedConv2d, Padding};
 pub use depthwise::{DepthwiseConv2d, DepthwiseGeometry};
 pub use microkernel::{Act, Isa};

@@ -171,6 +171,10 @@ fn embed_graph(
     Ok((values, dim))
 }
 
+/// Freed activation buffers are reused (see `program::CachingAllocator`).
+#[global_allocator]
+static ALLOC: program::CachingAllocator = program::CachingAllocator::new();
+
 fn main() -> std::process::ExitCode {
     program::main(|| run(Args::parse()))
 }

@@ -103,6 +103,10 @@ struct Args {
     offline: bool,
 }
 
+/// Freed activation buffers are reused (see `program::CachingAllocator`).
+#[global_allocator]
+static ALLOC: program::CachingAllocator = program::CachingAllocator::new();
+
 fn main() -> std::process::ExitCode {
     program::main(|| run(Args::parse()))
 }

@@ -123,6 +123,10 @@ fn with_demo_defaults(mut a: Args) -> Result<Args> {
     Ok(a)
 }
 
+/// Freed activation buffers are reused (see `program::CachingAllocator`).
+#[global_allocator]
+static ALLOC: program::CachingAllocator = program::CachingAllocator::new();
+
 fn main() -> std::process::ExitCode {
     program::main(|| with_demo_defaults(Args::parse()).and_then(run))
 }

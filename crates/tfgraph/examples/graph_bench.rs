@@ -5,13 +5,49 @@
 //! arguments: `--size N` for open spatial sizes, default 224), runs a warm-up and then
 //! repeats until at least 5 runs and 2 s have passed, and prints one JSON line:
 //! `{"img_per_s": .., "median_s": .., "runs": .., "fused_convolutions": ..}`.
-//! `--profile` also prints the time per op type of one run (stderr).
+//! `--profile` also prints the time per op type of one run (stderr). Freed buffers are
+//! reused through `cpu_kernels::CachingAllocator`, as in the programs (`--system-alloc`:
+//! the system allocator alone).
 
 use burn::tensor::Device;
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 use tfgraph::{HostTensor, Model, Options, Value};
 
+/// Freed activation buffers are reused, as in the programs; `--system-alloc` (read before
+/// any large allocation) times the system allocator instead.
+#[global_allocator]
+static ALLOC: Alloc = Alloc;
+
+struct Alloc;
+
+static CACHING: cpu_kernels::CachingAllocator = cpu_kernels::CachingAllocator::new();
+static SYSTEM_ONLY: AtomicBool = AtomicBool::new(false);
+
+fn system() -> bool {
+    SYSTEM_ONLY.load(Ordering::Relaxed)
+}
+
+unsafe impl GlobalAlloc for Alloc {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        unsafe { if system() { System.alloc(l) } else { CACHING.alloc(l) } }
+    }
+    unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
+        unsafe { if system() { System.alloc_zeroed(l) } else { CACHING.alloc_zeroed(l) } }
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        unsafe { if system() { System.dealloc(p, l) } else { CACHING.dealloc(p, l) } }
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
+        unsafe { if system() { System.realloc(p, l, n) } else { CACHING.realloc(p, l, n) } }
+    }
+}
+
 fn main() {
+    if std::env::args_os().any(|a| a == "--system-alloc") {
+        SYSTEM_ONLY.store(true, Ordering::Relaxed);
+    }
     if let Err(e) = run() {
         eprintln!("error: {e}");
         std::process::exit(1);

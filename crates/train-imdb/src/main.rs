@@ -499,6 +499,10 @@ fn predict(args: PredictArgs) -> Result<()> {
     Ok(())
 }
 
+/// Freed activation buffers are reused (see `program::CachingAllocator`).
+#[global_allocator]
+static ALLOC: program::CachingAllocator = program::CachingAllocator::new();
+
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     program::main(|| match cli.command {
