@@ -99,9 +99,10 @@ impl CachingAllocator {
 
     fn take(&self, layout: Layout) -> Option<*mut u8> {
         let mut c = self.lock();
-        let slot = c.blocks.iter_mut().find(|b| {
-            b.is_some_and(|b| b.size == layout.size() && b.align == layout.align())
-        })?;
+        let slot = c
+            .blocks
+            .iter_mut()
+            .find(|b| b.is_some_and(|b| b.size == layout.size() && b.align == layout.align()))?;
         let b = slot.take()?;
         c.bytes -= b.size;
         Some(b.ptr)
@@ -250,7 +251,11 @@ mod tests {
             let other = Layout::from_size_align(2 * MB, 4096).unwrap();
             let q = a.alloc(other);
             assert_eq!(q as usize % 4096, 0);
-            assert_eq!(a.cached_bytes(), 2 * MB, "the 64-byte aligned block stays cached");
+            assert_eq!(
+                a.cached_bytes(),
+                2 * MB,
+                "the 64-byte aligned block stays cached"
+            );
             a.dealloc(q, other);
         }
     }
@@ -259,7 +264,9 @@ mod tests {
     fn the_cache_stays_under_its_cap_evicting_the_oldest() {
         let a = CachingAllocator::with_cap(10 * MB);
         unsafe {
-            let ps: Vec<_> = (0..4).map(|i| (a.alloc(layout((3 + i) * MB)), (3 + i) * MB)).collect();
+            let ps: Vec<_> = (0..4)
+                .map(|i| (a.alloc(layout((3 + i) * MB)), (3 + i) * MB))
+                .collect();
             for &(p, n) in &ps {
                 a.dealloc(p, layout(n));
                 assert!(a.cached_bytes() <= 10 * MB);

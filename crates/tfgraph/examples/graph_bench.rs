@@ -31,16 +31,40 @@ fn system() -> bool {
 
 unsafe impl GlobalAlloc for Alloc {
     unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        unsafe { if system() { System.alloc(l) } else { CACHING.alloc(l) } }
+        unsafe {
+            if system() {
+                System.alloc(l)
+            } else {
+                CACHING.alloc(l)
+            }
+        }
     }
     unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
-        unsafe { if system() { System.alloc_zeroed(l) } else { CACHING.alloc_zeroed(l) } }
+        unsafe {
+            if system() {
+                System.alloc_zeroed(l)
+            } else {
+                CACHING.alloc_zeroed(l)
+            }
+        }
     }
     unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        unsafe { if system() { System.dealloc(p, l) } else { CACHING.dealloc(p, l) } }
+        unsafe {
+            if system() {
+                System.dealloc(p, l)
+            } else {
+                CACHING.dealloc(p, l)
+            }
+        }
     }
     unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
-        unsafe { if system() { System.realloc(p, l, n) } else { CACHING.realloc(p, l, n) } }
+        unsafe {
+            if system() {
+                System.realloc(p, l, n)
+            } else {
+                CACHING.realloc(p, l, n)
+            }
+        }
     }
 }
 

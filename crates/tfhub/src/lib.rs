@@ -22,12 +22,12 @@
 //! into the cache) and loads that instead; use it for the hand-written fast paths.
 
 pub use burn;
+pub use catalog;
+pub use convert;
 /// A global allocator that reuses freed activation buffers (as TensorFlow's BFC allocator
 /// does); the programs install it, and so can an application:
 /// `#[global_allocator] static ALLOC: tfhub::CachingAllocator = tfhub::CachingAllocator::new();`
 pub use cpu_kernels::CachingAllocator;
-pub use catalog;
-pub use convert;
 pub use hub;
 pub use models;
 pub use savedmodel;

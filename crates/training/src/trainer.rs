@@ -21,6 +21,7 @@ use models::inception_v3::{InceptionV3Config, MIN_INPUT_SIZE};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::Instant;
 
 /// Options of a fine-tuning run (saved in checkpoints).
@@ -134,6 +135,9 @@ pub struct Trainer {
     feature_cache: HashMap<PathBuf, Vec<f32>>,
     /// How a frozen backbone's features are computed (chosen on first use).
     feature_engine: Option<FeatureEngine>,
+    /// The checkpoint folder whose backbone files hold this run's frozen backbone: later
+    /// checkpoints into the same folder link them instead of writing them again.
+    frozen_backbone_saved: Mutex<Option<PathBuf>>,
 }
 
 /// The forward pass that fills the feature cache of a frozen backbone.
@@ -165,6 +169,11 @@ impl FeatureEngine {
 
 /// The checkpoint file of the optimizer state.
 const OPTIMIZER_FILE: &str = "optimizer.safetensors";
+/// The checkpoint files of the model: the backbone's parameters and the head's. (Earlier
+/// versions wrote both into `model.bpk`; such checkpoints still resume.)
+const BACKBONE_FILE: &str = "backbone.bpk";
+const HEAD_FILE: &str = "head.bpk";
+const OLD_MODEL_FILE: &str = "model.bpk";
 
 impl Trainer {
     /// `model` may live on any device; it is moved to `device` (an autodiff device) and
@@ -205,6 +214,7 @@ impl Trainer {
             device: device.clone(),
             feature_cache: HashMap::new(),
             feature_engine: None,
+            frozen_backbone_saved: Mutex::new(None),
         })
     }
 
@@ -480,8 +490,9 @@ impl Trainer {
         Ok(record)
     }
 
-    /// Writes a checkpoint folder: `model.bpk` (Burn record, parameter ids kept so the
-    /// optimizer state matches), `optimizer.safetensors` (Adam's step count and moments),
+    /// Writes a checkpoint folder: `backbone.bpk` and `head.bpk` (Burn records, parameter
+    /// ids kept so the optimizer state matches; a frozen backbone's files are hard-linked
+    /// from this run's previous checkpoint into the same folder), `optimizer.safetensors` (Adam's step count and moments),
     /// `checkpoint.json`
     /// (epoch counter, classes, options, backbone config, metrics), and for a graph backbone
     /// `backbone/` (its SavedModel with the current variables). Atomic (temp + rename).
@@ -489,19 +500,55 @@ impl Trainer {
         let tmp = sibling_tmp(dir);
         let _ = std::fs::remove_dir_all(&tmp);
         std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
+        let model = self.model.valid();
+        let save = |m: &dyn Fn(&Path) -> Result<(), String>, p: PathBuf| {
+            m(&p).map_err(|e| FinetuneError::Checkpoint {
+                path: p.clone(),
+                msg: format!("cannot save model: {e}"),
+            })
+        };
+        // A frozen backbone is the same as in the previous checkpoint of this run into
+        // `dir`: its files are linked from there (for Inception-v3, 90 MB per epoch).
+        let frozen = self.options.frozen_backbone();
+        let previous = self
+            .frozen_backbone_saved
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let reuse = frozen && previous.as_deref() == Some(dir);
         let result = (|| {
-            let p = tmp.join("model.bpk");
-            self.model
-                .valid()
-                .save_file(&p)
-                .map_err(|e| FinetuneError::Checkpoint {
-                    path: p.clone(),
-                    msg: format!("cannot save model: {e}"),
-                })?;
-            self.optim.save(&tmp.join(OPTIMIZER_FILE))?;
-            if let Backbone::Graph(g) = &self.model.backbone {
-                g.write_saved_model(&tmp.join(GRAPH_BACKBONE_DIR))?;
+            let mut backbone_files = vec![PathBuf::from(BACKBONE_FILE)];
+            if matches!(model.backbone, Backbone::Graph(_)) {
+                backbone_files.push(PathBuf::from(GRAPH_BACKBONE_DIR));
             }
+            let linked = reuse
+                && backbone_files
+                    .iter()
+                    .all(|f| link_tree(&dir.join(f), &tmp.join(f)).is_ok());
+            if !linked {
+                for f in &backbone_files {
+                    let _ = std::fs::remove_dir_all(tmp.join(f));
+                    let _ = std::fs::remove_file(tmp.join(f));
+                }
+                save(
+                    &|p| {
+                        model
+                            .backbone
+                            .clone()
+                            .save_file(p)
+                            .map_err(|e| e.to_string())
+                    },
+                    tmp.join(BACKBONE_FILE),
+                )?;
+                if let Backbone::Graph(g) = &model.backbone {
+                    g.write_saved_model(&tmp.join(GRAPH_BACKBONE_DIR))?;
+                }
+            }
+            save(
+                &|p| model.head.clone().save_file(p).map_err(|e| e.to_string()),
+                tmp.join(HEAD_FILE),
+            )?;
+            self.optim.save(&tmp.join(OPTIMIZER_FILE))?;
             let state = CheckpointState {
                 epochs_done: self.epochs_done,
                 classes: self.classes.clone(),
@@ -518,6 +565,11 @@ impl Trainer {
         if result.is_err() {
             let _ = std::fs::remove_dir_all(&tmp);
         }
+        *self
+            .frozen_backbone_saved
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) =
+            (result.is_ok() && frozen).then(|| dir.to_path_buf());
         result
     }
 
@@ -556,19 +608,45 @@ impl Trainer {
                 })
             }
         };
-        let mp = dir.join("model.bpk");
-        if !mp.is_file() {
+        let load_err = |p: &Path, e: String| FinetuneError::Checkpoint {
+            path: p.to_path_buf(),
+            msg: format!("cannot load model: {e}"),
+        };
+        let (bp, hp, old) = (
+            dir.join(BACKBONE_FILE),
+            dir.join(HEAD_FILE),
+            dir.join(OLD_MODEL_FILE),
+        );
+        let split = bp.is_file() || hp.is_file();
+        let model = if split {
+            for p in [&bp, &hp] {
+                if !p.is_file() {
+                    return Err(FinetuneError::Checkpoint {
+                        path: p.clone(),
+                        msg: "file not found".into(),
+                    });
+                }
+            }
+            let mut model = model;
+            model.backbone = model
+                .backbone
+                .try_load_file(&bp)
+                .map_err(|e| load_err(&bp, e.to_string()))?;
+            model.head = model
+                .head
+                .try_load_file(&hp)
+                .map_err(|e| load_err(&hp, e.to_string()))?;
+            model
+        } else if old.is_file() {
+            model
+                .try_load_file(&old)
+                .map_err(|e| load_err(&old, e.to_string()))?
+        } else {
             return Err(FinetuneError::Checkpoint {
-                path: mp,
+                path: hp,
                 msg: "file not found".into(),
             });
-        }
-        let model = model
-            .try_load_file(&mp)
-            .map_err(|e| FinetuneError::Checkpoint {
-                path: mp.clone(),
-                msg: format!("cannot load model: {e}"),
-            })?;
+        };
         let mut trainer = Trainer::new(model, state.classes, state.options, device)?;
         let op = dir.join(OPTIMIZER_FILE);
         if !op.is_file() {
@@ -593,6 +671,12 @@ impl Trainer {
         )?;
         trainer.report = report;
         trainer.epochs_done = state.epochs_done;
+        if split && trainer.options.frozen_backbone() {
+            *trainer
+                .frozen_backbone_saved
+                .get_mut()
+                .unwrap_or_else(|e| e.into_inner()) = Some(dir.to_path_buf());
+        }
         Ok(trainer)
     }
 
@@ -660,6 +744,23 @@ fn sibling_tmp(dir: &Path) -> PathBuf {
 }
 
 /// Renames `tmp` onto `dir`, replacing an existing `dir`.
+/// Hard-links the file or folder tree `src` to `dst` (copies where links are refused).
+fn link_tree(src: &Path, dst: &Path) -> std::io::Result<()> {
+    let meta = std::fs::symlink_metadata(src)?;
+    if meta.is_dir() {
+        std::fs::create_dir_all(dst)?;
+        for entry in std::fs::read_dir(src)? {
+            let entry = entry?;
+            link_tree(&entry.path(), &dst.join(entry.file_name()))?;
+        }
+        Ok(())
+    } else if meta.is_file() {
+        std::fs::hard_link(src, dst).or_else(|_| std::fs::copy(src, dst).map(|_| ()))
+    } else {
+        Err(std::io::Error::other("not a file or folder"))
+    }
+}
+
 fn replace_dir(tmp: &Path, dir: &Path) -> Result<(), FinetuneError> {
     if dir.exists() {
         let old = dir.with_file_name(format!(

@@ -265,6 +265,74 @@ fn resume_continues_exactly() {
     std::fs::remove_dir_all(&root).ok();
 }
 
+/// Checkpoints hold `backbone.bpk` and `head.bpk`: a frozen backbone is written by the run's
+/// first checkpoint and linked by the later ones; a trained one is written each time; and a
+/// checkpoint of an earlier version (`model.bpk`) still resumes.
+#[cfg(unix)]
+#[test]
+fn checkpoints_write_a_frozen_backbone_once_and_old_ones_resume() {
+    use std::os::unix::fs::MetadataExt;
+    let root = tmp("ckpt_files");
+    make_images(&root.join("data"), 4, false);
+    let data = ImageFolder::scan(root.join("data")).unwrap();
+    let (train, val) = data.split(0.25, 7);
+    let (_serial, device) = seeded_device(5);
+    let x = images(&data, &val, &Device::flex());
+    let logits = |t: &Trainer| to_vec(t.model.valid().forward(x.clone()).unwrap().0);
+    let ino = |p: &Path| std::fs::metadata(p).unwrap().ino();
+    for train_backbone in [false, true] {
+        let opts = FinetuneOptions {
+            dropout_rate: 0.0,
+            train_backbone,
+            ..options()
+        };
+        let model = ImageClassifier::new(&tiny_config(), 3, 0.0, &device).unwrap();
+        let mut a = Trainer::new(model, data.classes.clone(), opts, &device).unwrap();
+        let ckpt = root.join(format!("ckpt_{train_backbone}"));
+        a.train_epoch(&data, &train, &val, &mut |_| {}).unwrap();
+        a.save_checkpoint(&ckpt).unwrap();
+        let (backbone1, head1) = (
+            ino(&ckpt.join("backbone.bpk")),
+            std::fs::read(ckpt.join("head.bpk")).unwrap(),
+        );
+        assert!(!ckpt.join("model.bpk").exists());
+        a.train_epoch(&data, &train, &val, &mut |_| {}).unwrap();
+        a.save_checkpoint(&ckpt).unwrap();
+        let backbone2 = ino(&ckpt.join("backbone.bpk"));
+        assert_eq!(
+            backbone1 == backbone2,
+            !train_backbone,
+            "the backbone file is linked exactly when the backbone is frozen"
+        );
+        assert_ne!(
+            std::fs::read(ckpt.join("head.bpk")).unwrap(),
+            head1,
+            "the head moved"
+        );
+        let want = logits(&a);
+        let b = Trainer::resume(&ckpt, &device).unwrap();
+        assert_eq!(logits(&b), want);
+        assert_eq!(b.epochs_done, 2);
+
+        // The earlier layout: the whole model in model.bpk.
+        let old = root.join(format!("old_{train_backbone}"));
+        a.save_checkpoint(&old).unwrap();
+        std::fs::remove_file(old.join("backbone.bpk")).unwrap();
+        std::fs::remove_file(old.join("head.bpk")).unwrap();
+        a.model.valid().save_file(old.join("model.bpk")).unwrap();
+        assert_eq!(logits(&Trainer::resume(&old, &device).unwrap()), want);
+
+        // Half of the new layout is an error naming the missing file.
+        std::fs::remove_file(ckpt.join("head.bpk")).unwrap();
+        let err = Trainer::resume(&ckpt, &device).err().unwrap().to_string();
+        assert!(
+            err.contains("head.bpk") && err.contains("not found"),
+            "{err}"
+        );
+    }
+    std::fs::remove_dir_all(&root).ok();
+}
+
 #[test]
 fn batch_norm_policy_and_backbone_training() {
     let root = tmp("bn");
