@@ -363,23 +363,25 @@ impl Conv2d {
         let (ho, wo) = self
             .output_hw(x.h, x.w)
             .expect("input too small for the convolution");
-        let mut out = Nhwc::zeros(x.n, ho, wo, self.cout());
-        let stride = out.c;
-        let base = out.data.as_mut_ptr();
-        let mut offset = 0;
-        let targets: Vec<(SendPtr<f32>, usize)> = self
-            .segments
-            .iter()
-            .map(|s| {
-                let t = (SendPtr(unsafe { base.add(offset) }), stride);
-                offset += s.cout;
-                t
+        let stride = self.cout();
+        // SAFETY: the segments' channel ranges cover all `stride` channels, and `run` writes
+        // every pixel of each through the pointers (the tiles store whole rows of their
+        // panel's valid columns); `out` has exactly n * ho * wo pixels of `stride` floats.
+        unsafe {
+            Nhwc::filled_by(x.n, ho, wo, stride, |base| {
+                let mut offset = 0;
+                let targets: Vec<(SendPtr<f32>, usize)> = self
+                    .segments
+                    .iter()
+                    .map(|s| {
+                        let t = (SendPtr(base.add(offset)), stride);
+                        offset += s.cout;
+                        t
+                    })
+                    .collect();
+                self.run(x, &targets)
             })
-            .collect();
-        // SAFETY: every segment writes its own channel range of `out`, which has exactly
-        // n * ho * wo pixels of `stride` floats.
-        unsafe { self.run(x, &targets) };
-        out
+        }
     }
 
     /// Runs the convolution writing segment `i` into `outs[i]` (each with the segment's

@@ -203,11 +203,9 @@ impl DepthwiseConv2d {
         let (ho, wo) = self
             .output_hw(x.h, x.w)
             .expect("input too small for the convolution");
-        let mut out = Nhwc::zeros(x.n, ho, wo, self.cout());
-        let ldc = out.c;
-        // SAFETY: `out` has exactly n * ho * wo pixels of `cout` floats.
-        unsafe { self.run(x, out.data.as_mut_ptr(), ldc) };
-        out
+        let cout = self.cout();
+        // SAFETY: `run` writes all n * ho * wo pixels of `cout` floats through the pointer.
+        unsafe { Nhwc::filled_by(x.n, ho, wo, cout, |dst| self.run(x, dst, cout)) }
     }
 
     /// Runs the convolution into `out` (`[n, ho, wo, C * M]`, possibly a channel slice

@@ -22,6 +22,29 @@ impl Nhwc {
         }
     }
 
+    /// A new `n*h*w*c` tensor whose every element `fill` writes through the pointer it is
+    /// given. The buffer is not zeroed first: that would be a whole extra pass over the
+    /// output (a fresh allocation's pages are zero already, but a buffer reused by the
+    /// caching allocator is not).
+    ///
+    /// # Safety
+    /// `fill` must write all `n*h*w*c` floats, through the pointer only (no reads, no
+    /// references to the unwritten buffer).
+    pub(crate) unsafe fn filled_by(
+        n: usize,
+        h: usize,
+        w: usize,
+        c: usize,
+        fill: impl FnOnce(*mut f32),
+    ) -> Nhwc {
+        let len = n * h * w * c;
+        let mut data = Vec::<f32>::with_capacity(len);
+        fill(data.as_mut_ptr());
+        // SAFETY: `fill` wrote every element (the caller's promise).
+        unsafe { data.set_len(len) };
+        Nhwc { n, h, w, c, data }
+    }
+
     /// Wraps `data` (length `n*h*w*c`), or `None` when the length does not match.
     pub fn from_vec(n: usize, h: usize, w: usize, c: usize, data: Vec<f32>) -> Option<Nhwc> {
         (data.len() == n * h * w * c).then_some(Nhwc { n, h, w, c, data })

@@ -4,6 +4,18 @@
 
 use cpu_kernels::{Act, Conv2d, ConvGeometry, ConvWeights, Isa, Nhwc, Padding};
 
+/// The kernels write their outputs into buffers that are not zeroed first: with this
+/// allocator, a freed buffer of the same size comes back as it was left, so a poisoned one
+/// (`poison`) shows any element a kernel fails to write.
+#[global_allocator]
+static ALLOC: cpu_kernels::CachingAllocator = cpu_kernels::CachingAllocator::new();
+
+/// Frees a NaN-filled buffer of `len` floats, which the next allocation of that size reuses
+/// (the caching allocator from 1 MiB; glibc's bins below).
+fn poison(len: usize) {
+    drop(std::hint::black_box(vec![f32::NAN; len]));
+}
+
 /// Deterministic values in [-1, 1).
 fn values(n: usize, seed: u64) -> Vec<f32> {
     let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
@@ -140,6 +152,7 @@ fn check(
             Some((want.h, want.w)),
             "{isa:?} {g:?}"
         );
+        poison(want.data.len());
         let got = conv.forward(x.view());
         assert_close(
             &got.data,
@@ -493,6 +506,7 @@ fn winograd_for_3x3_stride_1_matches_the_direct_sum() {
                 conv.uses_winograd(n, want.h, want.w),
                 "case {i}: not Winograd"
             );
+            poison(want.data.len());
             let got = conv.forward(x.view());
             assert_close(
                 &got.data,
@@ -572,4 +586,31 @@ fn swish_sigmoid_and_their_hard_versions_in_every_store_path() {
             assert_close(&direct.data, &want.data, &format!("{isa:?} {act:?} direct"));
         }
     }
+}
+
+/// Outputs of 1 MiB and more come from the caching allocator's reused (here NaN-poisoned)
+/// buffers, not zeroed: every element must still be written (a partial last panel of 24 of
+/// 32 columns, Winograd-sized 3x3).
+#[test]
+fn large_outputs_are_fully_written_into_reused_buffers() {
+    check(
+        2,
+        128,
+        128,
+        16,
+        24,
+        ConvGeometry::new(1, 1, 16),
+        Act::Relu6,
+        900,
+    );
+    check(
+        1,
+        64,
+        64,
+        8,
+        72,
+        ConvGeometry::new(3, 3, 8).padding(Padding::Same),
+        Act::Identity,
+        901,
+    );
 }

@@ -6,6 +6,18 @@ use cpu_kernels::{
     Act, ConvGeometry, DepthwiseConv2d, DepthwiseGeometry, GroupedConv2d, Isa, Nhwc, Padding,
 };
 
+/// The kernels write their outputs into buffers that are not zeroed first: with this
+/// allocator, a freed buffer of the same size comes back as it was left, so a poisoned one
+/// (`poison`) shows any element a kernel fails to write.
+#[global_allocator]
+static ALLOC: cpu_kernels::CachingAllocator = cpu_kernels::CachingAllocator::new();
+
+/// Frees a NaN-filled buffer of `len` floats, which the next allocation of that size reuses
+/// (the caching allocator from 1 MiB; glibc's bins below).
+fn poison(len: usize) {
+    drop(std::hint::black_box(vec![f32::NAN; len]));
+}
+
 /// Deterministic values in [-1, 1).
 fn values(n: usize, seed: u64) -> Vec<f32> {
     let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
@@ -127,6 +139,7 @@ fn check(n: usize, h: usize, w: usize, g: DepthwiseGeometry, act: Act, seed: u64
         let what = format!("{isa:?} {n}x{h}x{w} {g:?} {act:?}");
         let conv = DepthwiseConv2d::with_isa(isa, g, &f, Some(&bias), act);
         assert_eq!(conv.output_hw(h, w), Some((want.h, want.w)), "{what}");
+        poison(want.data.len());
         let got = conv.forward(x.view());
         assert_eq!(
             (got.n, got.h, got.w, got.c),
@@ -426,6 +439,7 @@ fn grouped_convolutions() {
             let conv = GroupedConv2d::with_isa(isa, g, groups, &f, Some(&bias), cout, act);
             assert_eq!(conv.groups(), groups);
             assert_eq!(conv.output_hw(h, w), Some((want.h, want.w)));
+            poison(want.data.len());
             let got = conv.forward(x.view());
             // Sums of up to 9 * 32 products: 2e-5 of the largest magnitude.
             let scale = want.data.iter().fold(1f32, |m, v| m.max(v.abs()));
@@ -437,4 +451,22 @@ fn grouped_convolutions() {
             }
         }
     }
+}
+
+/// Outputs of 1 MiB and more come from the caching allocator's reused (here NaN-poisoned)
+/// buffers, not zeroed: every element must still be written.
+#[test]
+fn large_outputs_are_fully_written_into_reused_buffers() {
+    let g = DepthwiseGeometry::new(3, 3, 40)
+        .stride(2)
+        .padding(Padding::Same);
+    check(2, 130, 127, g, Act::Relu6, 950);
+    check(
+        1,
+        100,
+        90,
+        DepthwiseGeometry::new(3, 3, 36).padding(Padding::Same),
+        Act::HardSwish,
+        951,
+    );
 }
