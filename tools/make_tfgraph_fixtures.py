@@ -727,6 +727,14 @@ def define_op_cases():
         return {"fn": lambda x: layer(x), "inputs": {"x": normal(rng, 2, 5, 4)}, "layers": [layer],
                 "shapes": {"x": [None, 5, 4]}}
 
+    @op("op_matmul_const_tb1_bias_relu", "MatMul of x [7, 5] by a constant [6, 5] with transpose_b, "
+                                         "BiasAdd, Relu (the CPU fast path's matrix product)", tol=1e-5)
+    def _(rng):
+        w = tf.constant(normal(rng, 6, 5))
+        b = tf.constant(normal(rng, 6))
+        return {"fn": lambda x: tf.nn.relu(tf.nn.bias_add(tf.matmul(x, w, transpose_b=True), b)),
+                "inputs": {"x": normal(rng, 7, 5)}}
+
     @op("op_l2_normalize", "tf.math.l2_normalize(x [3, 5], axis -1)", tol=1e-5)
     def _(rng):
         return {"fn": lambda x: tf.math.l2_normalize(x, axis=-1), "inputs": {"x": normal(rng, 3, 5)}}

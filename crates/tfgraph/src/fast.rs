@@ -26,6 +26,7 @@ use cpu_kernels::{
     Act, Conv2d, ConvGeometry, ConvWeights, DepthwiseConv2d, DepthwiseGeometry, GroupedConv2d,
     Nhwc, Padding,
 };
+use savedmodel::DType;
 use std::collections::HashMap;
 
 enum Kernel {
@@ -99,13 +100,28 @@ pub(crate) struct FusedConv {
     packed: std::sync::OnceLock<(usize, Kernel)>,
     raw_geometry: Geometry,
     cout: usize,
+    /// A `MatMul` / `Einsum` with a constant right operand, run as a 1x1 convolution over
+    /// the rows of its flattened input.
+    flat: Option<Flat>,
     /// Names of the graph nodes it computes.
     pub nodes: Vec<String>,
+}
+
+/// How a matrix product maps onto the 1x1 convolution: the input's last `contracted` axes
+/// are the channels (their product is the filter's `cin`), the others the rows; the output
+/// is the rows' axes followed by `out_dims` (whose product is `cout`).
+#[derive(Clone)]
+struct Flat {
+    contracted: usize,
+    out_dims: Vec<usize>,
 }
 
 impl FusedConv {
     /// What the profile calls it.
     pub(crate) fn label(&self) -> &'static str {
+        if self.flat.is_some() {
+            return "MatMul / Einsum (fused, cpu-kernels)";
+        }
         match self.raw_geometry {
             Geometry::Conv(_) => "Conv2D (fused, cpu-kernels)",
             Geometry::Depthwise(_) => "DepthwiseConv2dNative (fused, cpu-kernels)",
@@ -136,6 +152,9 @@ impl FusedConv {
     /// Takes the input by value: when this node is its last reader, the device buffer is
     /// not shared and can be read back without a copy.
     pub(crate) fn run(&self, x: Value, device: &Device) -> Result<Value, String> {
+        if let Some(flat) = &self.flat {
+            return self.run_flat(flat, x, device);
+        }
         let x = nhwc_input(x)?;
         let (n, h, w) = (x.n, x.h, x.w);
         let kernel = self.kernel(x.c)?;
@@ -153,6 +172,45 @@ impl FusedConv {
             Kernel::Depthwise(k) => k.forward(x.view()),
         };
         Ok(nhwc_output(y, device))
+    }
+}
+
+impl FusedConv {
+    /// A matrix product: `[rows.., k..] x [k.., out..]` as a 1x1 convolution over `rows`
+    /// pixels of `prod(k)` channels.
+    fn run_flat(&self, flat: &Flat, x: Value, device: &Device) -> Result<Value, String> {
+        let (shape, data) = match x {
+            Value::Dev(t) => (dev::shape(&t), dev::download(t)?),
+            Value::Host(h) if h.dtype == DType::F32 => (h.shape.clone(), h.to_f32()?),
+            _ => return Err("the input is not a float32 tensor".into()),
+        };
+        if shape.len() < flat.contracted {
+            return Err(format!("input {shape:?} has too few dimensions"));
+        }
+        let split = shape.len() - flat.contracted;
+        let k: usize = shape[split..].iter().product();
+        let rows: usize = shape[..split].iter().product();
+        let mut out_shape = shape[..split].to_vec();
+        out_shape.extend_from_slice(&flat.out_dims);
+        crate::ops::checked_elements(&out_shape)?;
+        let Geometry::Conv(geo) = self.raw_geometry else {
+            return Err("a matrix product without a 1x1 geometry".into());
+        };
+        if k != geo.cin {
+            return Err(format!(
+                "input {shape:?} has {k} values to contract; the weights take {}",
+                geo.cin
+            ));
+        }
+        if rows == 0 {
+            return Ok(Value::Dev(dev::upload(Vec::new(), &out_shape, device)));
+        }
+        let x = Nhwc::from_vec(1, rows, 1, k, data).ok_or("input size mismatch")?;
+        let y = match self.kernel(k)? {
+            Kernel::Dense(c) => c.forward(x.view()),
+            _ => return Err("a matrix product packed as another kernel".into()),
+        };
+        Ok(Value::Dev(dev::upload(y.data, &out_shape, device)))
     }
 }
 
@@ -417,6 +475,8 @@ struct Chain {
     act: Act,
     end: usize,
     nodes: Vec<usize>,
+    /// The output's rank: a broadcast constant of higher rank would change its shape.
+    rank: usize,
 }
 
 impl Chain {
@@ -443,7 +503,11 @@ impl Chain {
         };
         let other = |k: usize| -> Option<Vec<f64>> {
             let r = *node.inputs.get(k)?;
-            channel_vector(&consts(g, r)?, self.cout)
+            let t = consts(g, r)?;
+            if t.shape.len() > self.rank {
+                return None;
+            }
+            channel_vector(&t, self.cout)
         };
         let first = node.inputs.first() == Some(&cur);
         let second = node.inputs.get(1) == Some(&cur);
@@ -629,12 +693,13 @@ pub(crate) fn rewrite(g: &mut Graph, consts: &Consts) -> HashMap<usize, FastOp> 
             continue;
         }
         let op = g.nodes[c].op.as_str();
-        let depthwise = match op {
-            "Conv2D" => false,
-            "DepthwiseConv2dNative" => true,
+        let planned = match op {
+            "Conv2D" => plan_chain(g, consts, &uses, c, false),
+            "DepthwiseConv2dNative" => plan_chain(g, consts, &uses, c, true),
+            "MatMul" | "Einsum" => plan_matmul(g, consts, &uses, c),
             _ => continue,
         };
-        if let Some((fused, input, nodes)) = plan_chain(g, consts, &uses, c, depthwise) {
+        if let Some((fused, input, nodes)) = planned {
             if nodes.iter().any(|&n| taken[n]) {
                 continue;
             }
@@ -726,6 +791,7 @@ fn plan_chain(
         act: Act::Identity,
         end: c,
         nodes: vec![],
+        rank: 4,
     };
     if !uses.only_first_output_used(g, c) {
         return None;
@@ -769,9 +835,126 @@ fn plan_chain(
             raw: std::sync::Mutex::new(Some(raw)),
             packed: std::sync::OnceLock::new(),
             cout,
+            flat: None,
             nodes: nodes.iter().map(|&n| g.nodes[n].name.clone()).collect(),
         },
         input,
+        nodes,
+    ))
+}
+
+/// A `MatMul` (2-D, `transpose_a` false) or an `Einsum` `P C, C Q -> P Q` (no repeated
+/// or summed-away letters) whose right operand is a float32 constant or variable, with the
+/// affine ops and activation after it: one 1x1 convolution over the rows of the input.
+fn plan_matmul(
+    g: &Graph,
+    consts: &Consts,
+    uses: &Uses,
+    c: usize,
+) -> Option<(FusedConv, ValueRef, Vec<usize>)> {
+    let node = &g.nodes[c];
+    if node.inputs.len() != 2 || !uses.only_first_output_used(g, c) {
+        return None;
+    }
+    let b = consts(g, node.inputs[1])?;
+    if b.dtype != DType::F32 || b.shape.contains(&0) {
+        return None;
+    }
+    let flag = |k: &str| node.attrs.get(k).and_then(|a| a.b).unwrap_or(false);
+    let (contracted, w, out_dims, rank) = match node.op.as_str() {
+        "MatMul" => {
+            let [r0, r1] = b.shape[..] else { return None };
+            if flag("transpose_a") {
+                return None;
+            }
+            let v = b.to_f32().ok()?;
+            let w: Vec<f64> = if flag("transpose_b") {
+                // [n, k] -> [k, n]
+                (0..r1 * r0)
+                    .map(|i| v[(i % r0) * r1 + i / r0] as f64)
+                    .collect()
+            } else {
+                v.iter().map(|&x| x as f64).collect()
+            };
+            let n = if flag("transpose_b") { r0 } else { r1 };
+            (1, w, vec![n], 2)
+        }
+        "Einsum" => {
+            let eq = attr_s(node, "equation");
+            let (ins, out) = eq.split_once("->")?;
+            let (lhs, rhs) = ins.split_once(',')?;
+            let (lhs, rhs, out) = (lhs.as_bytes(), rhs.as_bytes(), out.as_bytes());
+            let all = [lhs, rhs, out].concat();
+            if all.iter().any(|ch| !ch.is_ascii_alphabetic()) || rhs.len() != b.shape.len() {
+                return None;
+            }
+            // The longest suffix of lhs that is a prefix of rhs: the contracted letters.
+            let nc = (1..=lhs.len().min(rhs.len()))
+                .rev()
+                .find(|&k| lhs[lhs.len() - k..] == rhs[..k])?;
+            let (p, q) = (&lhs[..lhs.len() - nc], &rhs[nc..]);
+            let distinct = |v: &[u8]| {
+                let mut s = v.to_vec();
+                s.sort_unstable();
+                s.windows(2).all(|w| w[0] != w[1])
+            };
+            if out != [p, q].concat().as_slice()
+                || !distinct(lhs)
+                || !distinct(rhs)
+                || !distinct(out)
+            {
+                return None;
+            }
+            let w: Vec<f64> = b.to_f32().ok()?.iter().map(|&x| x as f64).collect();
+            (nc, w, b.shape[nc..].to_vec(), out.len())
+        }
+        _ => return None,
+    };
+    let cout: usize = out_dims.iter().product();
+    let cin = w.len() / cout;
+    let mut chain = Chain {
+        w,
+        bias: vec![0.0; cout],
+        cout,
+        act: Act::Identity,
+        end: c,
+        nodes: vec![],
+        rank,
+    };
+    while let Some(n) = uses.only_reader(ValueRef {
+        node: chain.end,
+        index: 0,
+    }) {
+        if !chain.absorb_affine(g, consts, uses, n) {
+            break;
+        }
+    }
+    chain.absorb_activation(g, consts, uses);
+    let mut nodes = vec![c];
+    nodes.append(&mut chain.nodes);
+    let w: Vec<f32> = chain.w.iter().map(|&x| x as f32).collect();
+    let bias: Vec<f32> = chain.bias.iter().map(|&x| x as f32).collect();
+    let has_bias = bias.iter().any(|&b| b != 0.0);
+    let geometry = Geometry::Conv(ConvGeometry::new(1, 1, cin));
+    let raw = Raw {
+        w,
+        bias: has_bias.then_some(bias),
+        act: chain.act,
+        geometry,
+    };
+    Some((
+        FusedConv {
+            raw_geometry: raw.geometry,
+            raw: std::sync::Mutex::new(Some(raw)),
+            packed: std::sync::OnceLock::new(),
+            cout,
+            flat: Some(Flat {
+                contracted,
+                out_dims,
+            }),
+            nodes: nodes.iter().map(|&n| g.nodes[n].name.clone()).collect(),
+        },
+        node.inputs[0],
         nodes,
     ))
 }

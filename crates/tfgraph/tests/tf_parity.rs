@@ -144,12 +144,24 @@ fn run_all(device: &Device, filter: &dyn Fn(&serde_json::Value) -> bool) {
     run_all_with(device, &Options::default(), filter)
 }
 
-/// Whether the fixture's graph has convolutions that the CPU fast path takes.
+/// Fixtures whose matrix products by a constant (`MatMul`, Keras' `Dense` and
+/// `EinsumDense`) the CPU fast path takes as 1x1 convolutions.
+const FAST_MATRIX_PRODUCTS: &[&str] = &[
+    "op_dense_3d_keras",
+    "op_keras_mha",
+    "op_matmul_const_tb1_bias_relu",
+    "vit_tiny",
+];
+
+/// Whether the fixture's graph has convolutions (or matrix products by constants) that the
+/// CPU fast path takes.
 fn has_convolutions(meta: &serde_json::Value) -> bool {
-    meta["ops"].as_array().is_some_and(|a| {
-        a.iter()
-            .any(|o| o == "Conv2D" || o == "DepthwiseConv2dNative")
-    })
+    let name = meta["name"].as_str().unwrap_or_default();
+    FAST_MATRIX_PRODUCTS.contains(&name)
+        || meta["ops"].as_array().is_some_and(|a| {
+            a.iter()
+                .any(|o| o == "Conv2D" || o == "DepthwiseConv2dNative")
+        })
 }
 
 fn run_all_with(device: &Device, options: &Options, filter: &dyn Fn(&serde_json::Value) -> bool) {
