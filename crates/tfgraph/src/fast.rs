@@ -480,6 +480,63 @@ struct Chain {
 }
 
 impl Chain {
+    /// The product of node `end` (filter `w`, `cout` outputs of rank `rank`), nothing
+    /// absorbed yet.
+    fn new(w: Vec<f64>, cout: usize, end: usize, rank: usize) -> Chain {
+        Chain {
+            w,
+            bias: vec![0.0; cout],
+            cout,
+            act: Act::Identity,
+            end,
+            nodes: vec![],
+            rank,
+        }
+    }
+
+    /// Absorbs the affine ops after the product, then an activation.
+    fn absorb_all(&mut self, g: &Graph, consts: &Consts, uses: &Uses) {
+        while let Some(n) = uses.only_reader(ValueRef {
+            node: self.end,
+            index: 0,
+        }) {
+            if !self.absorb_affine(g, consts, uses, n) {
+                break;
+            }
+        }
+        self.absorb_activation(g, consts, uses);
+    }
+
+    /// The fused kernel of the chain (its filter, bias and activation in f32), with the
+    /// nodes it computes: `nodes` (what precedes the chain, its product first) and the
+    /// chain's own.
+    fn into_fused(
+        mut self,
+        g: &Graph,
+        mut nodes: Vec<usize>,
+        geometry: Geometry,
+        flat: Option<Flat>,
+        input: ValueRef,
+    ) -> (FusedConv, ValueRef, Vec<usize>) {
+        nodes.append(&mut self.nodes);
+        let bias: Vec<f32> = self.bias.iter().map(|&x| x as f32).collect();
+        let raw = Raw {
+            w: self.w.iter().map(|&x| x as f32).collect(),
+            bias: bias.iter().any(|&b| b != 0.0).then_some(bias),
+            act: self.act,
+            geometry,
+        };
+        let fused = FusedConv {
+            raw_geometry: geometry,
+            raw: std::sync::Mutex::new(Some(raw)),
+            packed: std::sync::OnceLock::new(),
+            cout: self.cout,
+            flat,
+            nodes: nodes.iter().map(|&n| g.nodes[n].name.clone()).collect(),
+        };
+        (fused, input, nodes)
+    }
+
     fn scale(&mut self, s: &[f64]) {
         for (i, w) in self.w.iter_mut().enumerate() {
             *w *= s[i % self.cout];
@@ -784,31 +841,11 @@ fn plan_chain(
     }
     let w: Vec<f64> = filter.to_f32().ok()?.iter().map(|&x| x as f64).collect();
     let cout = if depthwise { ci * co } else { co };
-    let mut chain = Chain {
-        w,
-        bias: vec![0.0; cout],
-        cout,
-        act: Act::Identity,
-        end: c,
-        nodes: vec![],
-        rank: 4,
-    };
+    let mut chain = Chain::new(w, cout, c, 4);
     if !uses.only_first_output_used(g, c) {
         return None;
     }
-    while let Some(n) = uses.only_reader(ValueRef {
-        node: chain.end,
-        index: 0,
-    }) {
-        if !chain.absorb_affine(g, consts, uses, n) {
-            break;
-        }
-    }
-    chain.absorb_activation(g, consts, uses);
-    nodes.append(&mut chain.nodes);
-    let w: Vec<f32> = chain.w.iter().map(|&x| x as f32).collect();
-    let bias: Vec<f32> = chain.bias.iter().map(|&x| x as f32).collect();
-    let has_bias = bias.iter().any(|&b| b != 0.0);
+    chain.absorb_all(g, consts, uses);
     let geometry = if depthwise {
         let mut geo = DepthwiseGeometry::new(kh, kw, ci)
             .multiplier(co)
@@ -823,24 +860,7 @@ fn plan_chain(
                 .padding(padding),
         )
     };
-    let raw = Raw {
-        w,
-        bias: has_bias.then_some(bias),
-        act: chain.act,
-        geometry,
-    };
-    Some((
-        FusedConv {
-            raw_geometry: raw.geometry,
-            raw: std::sync::Mutex::new(Some(raw)),
-            packed: std::sync::OnceLock::new(),
-            cout,
-            flat: None,
-            nodes: nodes.iter().map(|&n| g.nodes[n].name.clone()).collect(),
-        },
-        input,
-        nodes,
-    ))
+    Some(chain.into_fused(g, nodes, geometry, None, input))
 }
 
 /// A `MatMul` (2-D, `transpose_a` false) or an `Einsum` `P C, C Q -> P Q` (no repeated
@@ -912,49 +932,12 @@ fn plan_matmul(
     };
     let cout: usize = out_dims.iter().product();
     let cin = w.len() / cout;
-    let mut chain = Chain {
-        w,
-        bias: vec![0.0; cout],
-        cout,
-        act: Act::Identity,
-        end: c,
-        nodes: vec![],
-        rank,
+    let mut chain = Chain::new(w, cout, c, rank);
+    chain.absorb_all(g, consts, uses);
+    let flat = Flat {
+        contracted,
+        out_dims,
     };
-    while let Some(n) = uses.only_reader(ValueRef {
-        node: chain.end,
-        index: 0,
-    }) {
-        if !chain.absorb_affine(g, consts, uses, n) {
-            break;
-        }
-    }
-    chain.absorb_activation(g, consts, uses);
-    let mut nodes = vec![c];
-    nodes.append(&mut chain.nodes);
-    let w: Vec<f32> = chain.w.iter().map(|&x| x as f32).collect();
-    let bias: Vec<f32> = chain.bias.iter().map(|&x| x as f32).collect();
-    let has_bias = bias.iter().any(|&b| b != 0.0);
     let geometry = Geometry::Conv(ConvGeometry::new(1, 1, cin));
-    let raw = Raw {
-        w,
-        bias: has_bias.then_some(bias),
-        act: chain.act,
-        geometry,
-    };
-    Some((
-        FusedConv {
-            raw_geometry: raw.geometry,
-            raw: std::sync::Mutex::new(Some(raw)),
-            packed: std::sync::OnceLock::new(),
-            cout,
-            flat: Some(Flat {
-                contracted,
-                out_dims,
-            }),
-            nodes: nodes.iter().map(|&n| g.nodes[n].name.clone()).collect(),
-        },
-        node.inputs[0],
-        nodes,
-    ))
+    Some(chain.into_fused(g, vec![c], geometry, Some(flat), node.inputs[0]))
 }
