@@ -735,6 +735,21 @@ def define_op_cases():
         return {"fn": lambda x: tf.nn.relu(tf.nn.bias_add(tf.matmul(x, w, transpose_b=True), b)),
                 "inputs": {"x": normal(rng, 7, 5)}}
 
+    @op("op_mul_channel_gate", "Squeeze-and-excitation gating on the device: 1x1 convolutions of x [2, 40, 40, 16], "
+                               "g [2, 1, 1, 16] and h [1, 1, 1, 16]; Mul of x' by the per-image gate g' and of the "
+                               "batch-1 gate h' by x', summed (the flex host path for channel gates)", tol=1e-5)
+    def _(rng):
+        w1 = tf.constant(normal(rng, 1, 1, 16, 16))
+        w2 = tf.constant(normal(rng, 1, 1, 16, 16))
+        conv = lambda t, w: tf.nn.conv2d(t, w, 1, "VALID")
+
+        def fn(x, g, h):
+            y = conv(x, w1)
+            return y * conv(g, w2) + conv(h, w2) * y
+
+        return {"fn": fn, "inputs": {"x": normal(rng, 2, 40, 40, 16), "g": normal(rng, 2, 1, 1, 16),
+                                     "h": normal(rng, 1, 1, 1, 16)}}
+
     @op("op_l2_normalize", "tf.math.l2_normalize(x [3, 5], axis -1)", tol=1e-5)
     def _(rng):
         return {"fn": lambda x: tf.math.l2_normalize(x, axis=-1), "inputs": {"x": normal(rng, 3, 5)}}

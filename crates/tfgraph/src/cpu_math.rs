@@ -59,6 +59,51 @@ pub(crate) fn pow_scalar(t: &FT, c: f32, device: &Device) -> Option<Result<FT, S
     })
 }
 
+/// Whether `a * b` is `a` scaled by a per-channel gate `b` broadcast over its inner axes,
+/// as in a squeeze-and-excitation block (`a` `[N, .., C]`, `b` `[N or 1, 1, .., 1, C]` of the
+/// same rank), large enough for [`channel_mul`] on this device.
+pub(crate) fn is_channel_gate(a: &FT, b: &FT, device: &Device) -> bool {
+    let (sa, sb) = (dev::shape(a), dev::shape(b));
+    let r = sa.len();
+    if r < 3 || sb.len() != r || !crate::fast::applies_to(device) {
+        return false;
+    }
+    let c = sa[r - 1];
+    c > 0
+        && sb[r - 1] == c
+        && sb[1..r - 1].iter().all(|&d| d == 1)
+        && (sb[0] == sa[0] || sb[0] == 1)
+        && sa.iter().product::<usize>() >= MIN_ELEMENTS
+}
+
+/// `a * b` for a gate `b` ([`is_channel_gate`]), in parallel on the host (Burn's broadcasting
+/// multiply runs on one thread). Takes `a` by value: read back without a copy when the op
+/// holds its only reference.
+pub(crate) fn channel_mul(a: FT, b: FT, device: &Device) -> Result<FT, String> {
+    let (sa, sb) = (dev::shape(&a), dev::shape(&b));
+    let c = *sa.last().ok_or("a scalar")?;
+    let per_image = sb.first() == sa.first();
+    let image: usize = sa[1..].iter().product();
+    let gate = dev::download(b)?;
+    let mut v = dev::download(a)?;
+    // Whole pixels per work item.
+    let chunk = CHUNK.div_ceil(c) * c;
+    v.par_chunks_mut(chunk).enumerate().for_each(|(i, part)| {
+        let start = i * chunk;
+        for (j, px) in part.chunks_exact_mut(c).enumerate() {
+            let n = if per_image {
+                (start + j * c) / image
+            } else {
+                0
+            };
+            for (x, g) in px.iter_mut().zip(&gate[n * c..(n + 1) * c]) {
+                *x *= g;
+            }
+        }
+    });
+    Ok(dev::upload(v, &sa, device))
+}
+
 /// `f` of every element, in parallel chunks (generic, so that `f` is inlined and the loop
 /// vectorised).
 fn map(v: &mut [f32], f: impl Fn(f32) -> f32 + Sync) {

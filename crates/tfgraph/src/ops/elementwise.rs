@@ -553,6 +553,30 @@ fn binary_dev(op: &str, ctx: &Ctx, a: FT, b: FT) -> Result<Value, String> {
 
 use tfgraph_core::op_set::{BINARY, UNARY};
 
+/// `Mul` of a tensor by a per-channel gate (squeeze-and-excitation), in parallel on the
+/// host ([`crate::cpu_math::channel_mul`]). Takes the inputs out of `inputs` so that the
+/// large one is read back without a copy; `None`, with `inputs` untouched, when it does not
+/// apply.
+pub(super) fn gate_mul(ctx: &Ctx, inputs: &mut Vec<Value>) -> Option<OpResult> {
+    let (Some(Value::Dev(a)), Some(Value::Dev(b)), 2) =
+        (inputs.first(), inputs.get(1), inputs.len())
+    else {
+        return None;
+    };
+    let swap = if crate::cpu_math::is_channel_gate(a, b, ctx.device) {
+        false
+    } else if crate::cpu_math::is_channel_gate(b, a, ctx.device) {
+        true
+    } else {
+        return None;
+    };
+    let (Some(Value::Dev(b)), Some(Value::Dev(a))) = (inputs.pop(), inputs.pop()) else {
+        return Some(Err("the inputs changed while being read".into()));
+    };
+    let (x, gate) = if swap { (b, a) } else { (a, b) };
+    Some(crate::cpu_math::channel_mul(x, gate, ctx.device).map(|t| vec![Value::Dev(t)]))
+}
+
 pub(super) fn run(op: &str, ctx: &Ctx, inputs: &[Value]) -> Option<OpResult> {
     if UNARY.contains(&op) {
         return Some((|| {

@@ -207,8 +207,13 @@ pub(crate) fn axis(a: i64, rank: usize) -> Result<usize, String> {
 }
 
 /// Runs op `node.op` on `inputs`.
-pub fn run(ctx: &Ctx, inputs: Vec<Value>) -> OpResult {
+pub fn run(ctx: &Ctx, mut inputs: Vec<Value>) -> OpResult {
     let op = ctx.node.op.as_str();
+    if op == "Mul" {
+        if let Some(r) = elementwise::gate_mul(ctx, &mut inputs) {
+            return r;
+        }
+    }
     if let Some(r) = elementwise::run(op, ctx, &inputs) {
         return r;
     }
