@@ -140,20 +140,25 @@ impl CachingAllocator {
         }
         c.clock += 1;
         let age = c.clock;
-        if let Some(slot) = c.blocks.iter_mut().find(|b| b.is_none()) {
-            *slot = Some(Block {
-                ptr,
-                size: layout.size(),
-                align: layout.align(),
-                age,
-            });
+        let kept = match c.blocks.iter_mut().find(|b| b.is_none()) {
+            Some(slot) => {
+                *slot = Some(Block {
+                    ptr,
+                    size: layout.size(),
+                    align: layout.align(),
+                    age,
+                });
+                true
+            }
+            None => false,
+        };
+        if kept {
             c.bytes += layout.size();
-        } else {
-            drop(c);
-            unsafe { System.dealloc(ptr, layout) };
-            return;
         }
         drop(c);
+        if !kept {
+            unsafe { System.dealloc(ptr, layout) };
+        }
         for b in evicted.into_iter().flatten() {
             unsafe { System.dealloc(b.ptr, Layout::from_size_align_unchecked(b.size, b.align)) };
         }

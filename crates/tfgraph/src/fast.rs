@@ -110,7 +110,6 @@ pub(crate) struct FusedConv {
 /// How a matrix product maps onto the 1x1 convolution: the input's last `contracted` axes
 /// are the channels (their product is the filter's `cin`), the others the rows; the output
 /// is the rows' axes followed by `out_dims` (whose product is `cout`).
-#[derive(Clone)]
 struct Flat {
     contracted: usize,
     out_dims: Vec<usize>,
@@ -173,9 +172,7 @@ impl FusedConv {
         };
         Ok(nhwc_output(y, device))
     }
-}
 
-impl FusedConv {
     /// A matrix product: `[rows.., k..] x [k.., out..]` as a 1x1 convolution over `rows`
     /// pixels of `prod(k)` channels.
     fn run_flat(&self, flat: &Flat, x: Value, device: &Device) -> Result<Value, String> {

@@ -171,11 +171,7 @@ pub fn inception_discrepancy(
     let g = g.to_f32().map_err(|e| model_err(saved_model, e))?;
     // On a CPU device the hand-written model runs on the CPU engine (what `classify` and
     // `finetune` run there; 2 images at 299 in a fraction of Burn's time); elsewhere Burn's.
-    let cpu = matches!(
-        device.as_dispatch(),
-        burn::backend::DispatchDevice::Flex(_) | burn::backend::DispatchDevice::NdArray(_)
-    );
-    let hand = if cpu {
+    let hand = if models::cpu::serves(device) {
         let x = models::cpu::Nhwc::from_vec(2, h, w, 3, data)
             .ok_or_else(|| model_err(saved_model, "probe size"))?;
         models::cpu::InceptionV3Cpu::new(model)

@@ -12,7 +12,6 @@ use crate::data::{load_image, ImageFolder, SplitMix64};
 use crate::keras_adam::{param_ids, KerasAdam};
 use crate::report::{EpochRecord, TrainingReport};
 use crate::{io, FinetuneError};
-use burn::backend::DispatchDevice;
 use burn::module::Module;
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::tensor::{Device, Int, Tensor, TensorData};
@@ -153,13 +152,9 @@ enum FeatureEngine {
 
 impl FeatureEngine {
     fn new(backbone: &Backbone, device: &Device) -> Result<FeatureEngine, FinetuneError> {
-        let cpu = matches!(
-            device.as_dispatch(),
-            DispatchDevice::Flex(_) | DispatchDevice::NdArray(_)
-        );
         Ok(match backbone {
             Backbone::Graph(g) => FeatureEngine::Graph(g.frozen_features_model(device)?),
-            Backbone::Inception(m) if cpu => {
+            Backbone::Inception(m) if models::cpu::serves(device) => {
                 FeatureEngine::Inception(Box::new(InceptionV3Cpu::new(m)))
             }
             Backbone::Inception(_) => FeatureEngine::Burn,
@@ -501,12 +496,6 @@ impl Trainer {
         let _ = std::fs::remove_dir_all(&tmp);
         std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
         let model = self.model.valid();
-        let save = |m: &dyn Fn(&Path) -> Result<(), String>, p: PathBuf| {
-            m(&p).map_err(|e| FinetuneError::Checkpoint {
-                path: p.clone(),
-                msg: format!("cannot save model: {e}"),
-            })
-        };
         // A frozen backbone is the same as in the previous checkpoint of this run into
         // `dir`: its files are linked from there (for Inception-v3, 90 MB per epoch).
         let frozen = self.options.frozen_backbone();
@@ -530,24 +519,12 @@ impl Trainer {
                     let _ = std::fs::remove_dir_all(tmp.join(f));
                     let _ = std::fs::remove_file(tmp.join(f));
                 }
-                save(
-                    &|p| {
-                        model
-                            .backbone
-                            .clone()
-                            .save_file(p)
-                            .map_err(|e| e.to_string())
-                    },
-                    tmp.join(BACKBONE_FILE),
-                )?;
+                save_record(model.backbone.clone(), tmp.join(BACKBONE_FILE))?;
                 if let Backbone::Graph(g) = &model.backbone {
                     g.write_saved_model(&tmp.join(GRAPH_BACKBONE_DIR))?;
                 }
             }
-            save(
-                &|p| model.head.clone().save_file(p).map_err(|e| e.to_string()),
-                tmp.join(HEAD_FILE),
-            )?;
+            save_record(model.head.clone(), tmp.join(HEAD_FILE))?;
             self.optim.save(&tmp.join(OPTIMIZER_FILE))?;
             let state = CheckpointState {
                 epochs_done: self.epochs_done,
@@ -743,7 +720,16 @@ fn sibling_tmp(dir: &Path) -> PathBuf {
     dir.with_file_name(format!(".{name}.tmp{}", std::process::id()))
 }
 
-/// Renames `tmp` onto `dir`, replacing an existing `dir`.
+/// Saves `module` as a Burn record file at `path` (parameter ids kept).
+fn save_record<M: Module>(module: M, path: PathBuf) -> Result<(), FinetuneError> {
+    module
+        .save_file(&path)
+        .map_err(|e| FinetuneError::Checkpoint {
+            msg: format!("cannot save model: {e}"),
+            path,
+        })
+}
+
 /// Hard-links the file or folder tree `src` to `dst` (copies where links are refused).
 fn link_tree(src: &Path, dst: &Path) -> std::io::Result<()> {
     let meta = std::fs::symlink_metadata(src)?;
@@ -761,6 +747,7 @@ fn link_tree(src: &Path, dst: &Path) -> std::io::Result<()> {
     }
 }
 
+/// Renames `tmp` onto `dir`, replacing an existing `dir`.
 fn replace_dir(tmp: &Path, dir: &Path) -> Result<(), FinetuneError> {
     if dir.exists() {
         let old = dir.with_file_name(format!(

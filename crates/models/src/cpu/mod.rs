@@ -18,7 +18,17 @@ pub use stylization::{InceptionPredictorCpu, TransformerCpu};
 
 use burn::nn::conv::Conv2d as BurnConv2d;
 use burn::nn::PaddingConfig2d;
-use burn::tensor::Tensor;
+use burn::tensor::{Device, Tensor};
+
+/// Whether the CPU engine stands in for a Burn forward pass on `device`: a CPU backend
+/// (flex or ndarray), where the engine computes the same function faster. On a GPU device
+/// the Burn model runs there.
+pub fn serves(device: &Device) -> bool {
+    matches!(
+        device.as_dispatch(),
+        burn::backend::DispatchDevice::Flex(_) | burn::backend::DispatchDevice::NdArray(_)
+    )
+}
 use cpu_kernels::{Act, ConvGeometry, Padding};
 
 /// The values of a Burn tensor (any backend).
