@@ -23,6 +23,7 @@ use std::sync::Mutex;
 /// Blocks smaller than this are never cached.
 const MIN_CACHED: usize = 1 << 20;
 /// Cached sizes are rounded up to whole pages.
+const LINE: usize = 64;
 const PAGE: usize = 4096;
 /// How many freed blocks the cache holds at most.
 const SLOTS: usize = 48;
@@ -88,13 +89,14 @@ impl CachingAllocator {
         self.cache.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The layout a cached request is served with: the size rounded up to whole pages.
+    /// The layout a cached request is served with: the size rounded up to whole pages,
+    /// aligned to at least a cache line (so that kernels can store whole lines).
     fn cached_layout(layout: Layout) -> Option<Layout> {
         if layout.size() < MIN_CACHED {
             return None;
         }
         let size = layout.size().checked_next_multiple_of(PAGE)?;
-        Layout::from_size_align(size, layout.align()).ok()
+        Layout::from_size_align(size, layout.align().max(LINE)).ok()
     }
 
     fn take(&self, layout: Layout) -> Option<*mut u8> {
@@ -241,6 +243,21 @@ mod tests {
             a.dealloc(q, layout(4 * MB));
             a.dealloc(r, layout(3 * MB + 100));
             assert_eq!(a.cached_bytes(), 7 * MB + PAGE);
+        }
+    }
+
+    #[test]
+    fn cached_blocks_are_aligned_to_cache_lines() {
+        let a = CachingAllocator::with_cap(64 * MB);
+        unsafe {
+            let four = Layout::from_size_align(2 * MB + 12, 4).unwrap();
+            let p = a.alloc(four);
+            assert_eq!(p as usize % 64, 0, "a fresh block");
+            a.dealloc(p, four);
+            assert_eq!(a.cached_bytes(), 2 * MB + PAGE);
+            let q = a.alloc(four);
+            assert_eq!(q, p, "the same block comes back");
+            a.dealloc(q, four);
         }
     }
 

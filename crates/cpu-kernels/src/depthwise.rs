@@ -85,7 +85,7 @@ impl DepthwiseGeometry {
 
     /// The padding/output arithmetic is that of a dense convolution with the dilated
     /// kernel's extent.
-    fn extent(&self) -> ConvGeometry {
+    pub(crate) fn extent(&self) -> ConvGeometry {
         ConvGeometry::new(
             (self.kh - 1) * self.dilation[0] + 1,
             (self.kw - 1) * self.dilation[1] + 1,
@@ -228,10 +228,34 @@ impl DepthwiseConv2d {
     /// `dst` must be valid for writes of `n * ho * wo` rows of `C * M` floats, `ldc`
     /// floats apart.
     unsafe fn run(&self, x: View, dst: *mut f32, ldc: usize) {
+        unsafe { self.run_as(&self.geometry, x, dst, ldc, true) }
+    }
+
+    /// [`DepthwiseConv2d::run`] with the padding of `g` (any geometry with this one's
+    /// kernel, channels and multiplier), on the calling thread unless `parallel`.
+    ///
+    /// # Safety
+    /// As [`DepthwiseConv2d::run`], for the output size of `g`.
+    pub(crate) unsafe fn run_as(
+        &self,
+        g: &DepthwiseGeometry,
+        x: View,
+        dst: *mut f32,
+        ldc: usize,
+        parallel: bool,
+    ) {
+        debug_assert!(
+            (g.kh, g.kw, g.channels, g.multiplier)
+                == (
+                    self.geometry.kh,
+                    self.geometry.kw,
+                    self.geometry.channels,
+                    self.geometry.multiplier
+                )
+        );
         x.check();
-        let g = &self.geometry;
         assert_eq!(x.c, g.channels, "input channels");
-        let (ho, wo) = self.output_hw(x.h, x.w).expect("input too small");
+        let (ho, wo) = g.output_hw(x.h, x.w).expect("input too small");
         if x.n * ho * wo == 0 {
             return;
         }
@@ -340,7 +364,7 @@ impl DepthwiseConv2d {
             run_row(isa, &args);
         };
         let rows = x.n * ho;
-        if rows == 1 || rows * wo * taps * cout < PARALLEL_ABOVE {
+        if !parallel || rows == 1 || rows * wo * taps * cout < PARALLEL_ABOVE {
             let mut bufs = Default::default();
             (0..rows).for_each(|r| row(&mut bufs, r));
         } else {

@@ -10,7 +10,9 @@
 //!   [`GroupedConv2d`]: grouped convolutions as one `Conv2d` per group.
 //! - [`DepthwiseConv2d`]: depthwise convolution (TensorFlow filter layout, depth
 //!   multiplier, strides, dilation, padding), SIMD over channels, bias and activation
-//!   fused. Activations ([`Act`]): ReLU, ReLU6, hard-swish, swish, sigmoid, hard-sigmoid.
+//!   fused. [`Bottleneck`]: MobileNet's inverted-residual block (1x1 expansion,
+//!   depthwise, 1x1 projection) computed strip by strip with its middle tensors in cache.
+//!   Activations ([`Act`]): ReLU, ReLU6, hard-swish, swish, sigmoid, hard-sigmoid.
 //! - [`ops`]: pooling, spatial means, conditional instance norm, elementwise maps.
 //!
 //! Activations are [`Nhwc`] buffers; [`View`] / [`Slot`] address a channel slice of one,
@@ -20,6 +22,7 @@
 
 mod aligned;
 mod alloc;
+mod bottleneck;
 mod conv;
 mod depthwise;
 mod microkernel;
@@ -29,6 +32,7 @@ mod tensor;
 mod winograd;
 
 pub use alloc::CachingAllocator;
+pub use bottleneck::Bottleneck;
 pub use conv::{Conv2d, ConvGeometry, ConvWeights, GroupedConv2d, Padding};
 pub use depthwise::{DepthwiseConv2d, DepthwiseGeometry};
 pub use microkernel::{Act, Isa};

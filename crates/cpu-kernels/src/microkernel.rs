@@ -115,6 +115,10 @@ pub(crate) struct Tile {
     pub rows: usize,
     pub cols: usize,
     pub act: Act,
+    /// Store full 64-byte-aligned rows with non-temporal stores (outputs far larger than
+    /// the caches: no read-for-ownership of lines that are wholly overwritten). The
+    /// caller fences (`sfence`) before the output is read.
+    pub stream: bool,
 }
 
 /// Runs one tile with the kernels of `isa`.
@@ -131,6 +135,17 @@ pub(crate) unsafe fn run(isa: Isa, t: &Tile) {
         Isa::Avx2 => x86::tile_avx2(t),
         _ => tile_portable(t),
     }
+}
+
+/// Orders this thread's non-temporal stores before its later stores (call after the
+/// last tile stored with `stream`, before the output is handed on).
+#[inline]
+pub(crate) fn store_fence() {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: `sfence` has no preconditions (SSE, part of x86-64).
+    unsafe {
+        std::arch::x86_64::_mm_sfence()
+    };
 }
 
 /// The activation on one value.
@@ -277,10 +292,16 @@ mod x86 {
         let m0 = mask(t.cols);
         let m1 = mask(t.cols.saturating_sub(16));
         let act = t.act;
+        let stream = t.stream && t.cols == 32;
         let store = |c: *mut f32, v0: __m512, v1: __m512| {
             let f = |v: __m512| crate::simd::act512(v, act);
-            _mm512_mask_storeu_ps(c, m0, f(_mm512_add_ps(v0, bias0)));
-            _mm512_mask_storeu_ps(c.add(16), m1, f(_mm512_add_ps(v1, bias1)));
+            if stream && (c as usize).is_multiple_of(64) {
+                _mm512_stream_ps(c, f(_mm512_add_ps(v0, bias0)));
+                _mm512_stream_ps(c.add(16), f(_mm512_add_ps(v1, bias1)));
+            } else {
+                _mm512_mask_storeu_ps(c, m0, f(_mm512_add_ps(v0, bias0)));
+                _mm512_mask_storeu_ps(c.add(16), m1, f(_mm512_add_ps(v1, bias1)));
+            }
         };
         tile!(t, 12, 32, _mm512_setzero_ps, _mm512_loadu_ps, bcast512, _mm512_fmadd_ps, store,
             0 => p0 c00 c01, 1 => p1 c10 c11, 2 => p2 c20 c21, 3 => p3 c30 c31,

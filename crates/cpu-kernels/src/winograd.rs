@@ -175,6 +175,7 @@ impl Winograd {
                             rows: (nt - g * mr).min(mr),
                             cols: nr,
                             act: Act::Identity,
+                            stream: false,
                         };
                         microkernel::run(isa, &tile);
                     }

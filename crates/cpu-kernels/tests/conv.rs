@@ -613,4 +613,16 @@ fn large_outputs_are_fully_written_into_reused_buffers() {
         Act::Identity,
         901,
     );
+    // Over 16 MiB of output: full 32-channel tiles are stored non-temporally, the last
+    // 16 channels of each pixel by masked stores.
+    check(
+        2,
+        170,
+        170,
+        8,
+        80,
+        ConvGeometry::new(1, 1, 8),
+        Act::Relu,
+        902,
+    );
 }

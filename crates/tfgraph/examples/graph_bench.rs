@@ -1,11 +1,11 @@
 //! Times a SavedModel's default entry point through the graph executor on flex.
 //!
-//! `cargo run -p tfgraph --example graph_bench -- <saved_model_dir> <batch> [--profile] [--burn-only]`
+//! `cargo run -p tfgraph --example graph_bench -- <saved_model_dir> <batch> [--profile [--by-node]] [--burn-only]`
 //! reads the input shape from the entry's signature (batch and unknown sizes from the
 //! arguments: `--size N` for open spatial sizes, default 224), runs a warm-up and then
 //! repeats until at least 5 runs and 2 s have passed, and prints one JSON line:
 //! `{"img_per_s": .., "median_s": .., "runs": .., "fused_convolutions": ..}`.
-//! `--profile` also prints the time per op type of one run (stderr). Freed buffers are
+//! `--profile` also prints the time per op type of one run (stderr), `--by-node` per node. Freed buffers are
 //! reused through `cpu_kernels::CachingAllocator`, as in the programs (`--system-alloc`:
 //! the system allocator alone).
 
@@ -81,7 +81,7 @@ fn main() {
 fn run() -> Result<(), String> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let dir = args.first().ok_or(
-        "usage: graph_bench <saved_model_dir> <batch> [--size N] [--profile] [--burn-only]",
+        "usage: graph_bench <saved_model_dir> <batch> [--size N] [--profile [--by-node]] [--burn-only]",
     )?;
     let batch: usize = args
         .get(1)
@@ -130,7 +130,7 @@ fn run() -> Result<(), String> {
     call()?;
     if flag("--profile") {
         let (_, times) = model
-            .profile(vec![Value::Host(input.clone())])
+            .profile(vec![Value::Host(input.clone())], flag("--by-node"))
             .map_err(|e| e.to_string())?;
         let total: f64 = times.iter().map(|t| t.1.as_secs_f64()).sum();
         for (op, t, count) in &times {

@@ -23,8 +23,8 @@ use crate::host::HostTensor;
 use crate::ops::Value;
 use burn::tensor::Device;
 use cpu_kernels::{
-    Act, Conv2d, ConvGeometry, ConvWeights, DepthwiseConv2d, DepthwiseGeometry, GroupedConv2d,
-    Nhwc, Padding,
+    Act, Bottleneck, Conv2d, ConvGeometry, ConvWeights, DepthwiseConv2d, DepthwiseGeometry,
+    GroupedConv2d, Nhwc, Padding,
 };
 use savedmodel::DType;
 use std::collections::HashMap;
@@ -231,9 +231,11 @@ fn nhwc_output(y: Nhwc, device: &Device) -> Value {
     Value::Dev(dev::upload(y.data, &shape, device))
 }
 
-/// A node the fast path runs: a fused convolution or an NHWC pooling.
+/// A node the fast path runs: a fused convolution, an inverted-residual block or an NHWC
+/// pooling.
 pub(crate) enum FastOp {
     Conv(FusedConv),
+    Block(FusedBlock),
     Pool(Pool),
 }
 
@@ -241,6 +243,7 @@ impl FastOp {
     pub(crate) fn label(&self) -> &'static str {
         match self {
             FastOp::Conv(c) => c.label(),
+            FastOp::Block(_) => "inverted-residual block (fused, cpu-kernels)",
             FastOp::Pool(p) => p.label(),
         }
     }
@@ -248,14 +251,155 @@ impl FastOp {
     pub(crate) fn covers(&self) -> usize {
         match self {
             FastOp::Conv(c) => c.nodes.len(),
+            FastOp::Block(b) => b.convs().map(|c| c.nodes.len()).sum(),
             FastOp::Pool(_) => 1,
         }
     }
     pub(crate) fn run(&self, x: Value, device: &Device) -> Result<Value, String> {
         match self {
             FastOp::Conv(c) => c.run(x, device),
+            FastOp::Block(b) => b.run(x, device),
             FastOp::Pool(p) => p.run(x, device),
         }
+    }
+}
+
+/// An inverted-residual block: a 1x1 expansion, a depthwise convolution and a 1x1
+/// projection (either 1x1 may be missing), each fused as [`FusedConv`], run strip by strip
+/// as one [`Bottleneck`] so that the expanded tensor stays in cache.
+pub(crate) struct FusedBlock {
+    expand: Option<FusedConv>,
+    depthwise: FusedConv,
+    project: Option<FusedConv>,
+    /// Joined at the first run, once the kernels are packed; `None` when they turn out not
+    /// to form a block (then the three run one after the other).
+    block: std::sync::OnceLock<Option<Bottleneck>>,
+}
+
+impl FusedBlock {
+    fn convs(&self) -> impl Iterator<Item = &FusedConv> {
+        self.expand
+            .iter()
+            .chain(std::iter::once(&self.depthwise))
+            .chain(self.project.iter())
+    }
+
+    fn block(&self, channels: usize) -> Result<Option<&Bottleneck>, String> {
+        if let Some(b) = self.block.get() {
+            return Ok(b.as_ref());
+        }
+        let dense = |k: &Kernel| match k {
+            Kernel::Dense(c) => Some(c.clone()),
+            _ => None,
+        };
+        let expand = match &self.expand {
+            Some(e) => match dense(e.kernel(channels)?) {
+                Some(c) => Some(c),
+                None => return Ok(self.block.get_or_init(|| None).as_ref()),
+            },
+            None => None,
+        };
+        let mid = expand.as_ref().map_or(channels, |e| e.cout());
+        let Kernel::Depthwise(dw) = self.depthwise.kernel(mid)? else {
+            return Ok(self.block.get_or_init(|| None).as_ref());
+        };
+        let project = match &self.project {
+            Some(p) => match dense(p.kernel(dw.cout())?) {
+                Some(c) => Some(c),
+                None => return Ok(self.block.get_or_init(|| None).as_ref()),
+            },
+            None => None,
+        };
+        let joined = Bottleneck::new(expand, dw.clone(), project).ok();
+        Ok(self.block.get_or_init(|| joined).as_ref())
+    }
+
+    fn run(&self, x: Value, device: &Device) -> Result<Value, String> {
+        let x = nhwc_input(x)?;
+        let Some(block) = self.block(x.c)? else {
+            let mut v = nhwc_output(x, device);
+            for c in self.convs() {
+                v = c.run(v, device)?;
+            }
+            return Ok(v);
+        };
+        let (ho, wo) = block.output_hw(x.h, x.w).ok_or_else(|| {
+            format!(
+                "input {:?} is too small for the filter",
+                [x.n, x.h, x.w, x.c]
+            )
+        })?;
+        crate::ops::checked_elements(&[x.n, ho, wo, block.cout()])?;
+        Ok(nhwc_output(block.forward(x.view()), device))
+    }
+}
+
+/// Joins each fused depthwise convolution with the 1x1 convolution feeding it and the 1x1
+/// convolution reading it (when each is the other's only reader) into one [`FusedBlock`].
+fn join_blocks(g: &mut Graph, table: &mut HashMap<usize, FastOp>) {
+    let uses = Uses::new(g);
+    let pointwise = |f: Option<&FastOp>| match f {
+        Some(FastOp::Conv(c)) if c.flat.is_none() => match c.raw_geometry {
+            Geometry::Conv(geo) => {
+                geo.kh == 1
+                    && geo.kw == 1
+                    && geo.stride == [1, 1]
+                    && geo.upsample == 1
+                    && matches!(geo.padding, Padding::Valid | Padding::Same)
+            }
+            Geometry::Depthwise(_) => false,
+        },
+        _ => false,
+    };
+    let mut depthwise: Vec<usize> = table
+        .iter()
+        .filter(|(_, f)| match f {
+            FastOp::Conv(c) => match c.raw_geometry {
+                Geometry::Depthwise(geo) => {
+                    geo.dilation == [1, 1]
+                        && geo.multiplier == 1
+                        && !matches!(geo.padding, Padding::Reflect(_))
+                }
+                Geometry::Conv(_) => false,
+            },
+            _ => false,
+        })
+        .map(|(&i, _)| i)
+        .collect();
+    depthwise.sort_unstable();
+    for d in depthwise {
+        let input = g.nodes[d].inputs[0];
+        let e = (input.index == 0
+            && uses.only_reader(input) == Some(d)
+            && pointwise(table.get(&input.node)))
+        .then_some(input.node);
+        let out = ValueRef { node: d, index: 0 };
+        let p = uses
+            .only_reader(out)
+            .filter(|&p| g.nodes[p].inputs == [out] && pointwise(table.get(&p)));
+        if e.is_none() && p.is_none() {
+            continue;
+        }
+        let mut take = |i: usize| match table.remove(&i) {
+            Some(FastOp::Conv(c)) => c,
+            _ => unreachable!("checked to be a fused convolution"),
+        };
+        let expand = e.map(&mut take);
+        let depthwise = take(d);
+        let project = p.map(&mut take);
+        let first = e.unwrap_or(d);
+        let block_input = g.nodes[first].inputs[0];
+        let end = p.unwrap_or(d);
+        g.nodes[end].inputs = vec![block_input];
+        table.insert(
+            end,
+            FastOp::Block(FusedBlock {
+                expand,
+                depthwise,
+                project,
+                block: std::sync::OnceLock::new(),
+            }),
+        );
     }
 }
 
@@ -765,6 +909,7 @@ pub(crate) fn rewrite(g: &mut Graph, consts: &Consts) -> HashMap<usize, FastOp> 
             table.insert(end, FastOp::Conv(fused));
         }
     }
+    join_blocks(g, &mut table);
     for (i, n) in g.nodes.iter().enumerate() {
         if need[i] && !taken[i] && n.inputs.len() == 1 {
             if let Some(p) = Pool::of(n) {

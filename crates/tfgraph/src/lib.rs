@@ -108,6 +108,8 @@ struct Env<'a> {
     assigned: Option<&'a std::cell::RefCell<Vec<(usize, Value)>>>,
     /// Time per op type, when profiling.
     profile: Option<&'a std::cell::RefCell<BTreeMap<String, (std::time::Duration, usize)>>>,
+    /// Profile rows per node (op and node name) instead of per op type.
+    profile_nodes: bool,
 }
 
 impl Env<'_> {
@@ -199,10 +201,13 @@ fn run_plan(plan: &Plan, env: &Env, inputs: &[Value], top: bool) -> Result<Vec<V
                     run_control_flow(plan, env, node, ins)?
                 };
                 if let (Some(p), Some(t)) = (env.profile, start) {
-                    let key = match plan.fast.get(&i) {
+                    let mut key = match plan.fast.get(&i) {
                         Some(f) => f.label().to_string(),
                         None => node.op.clone(),
                     };
+                    if env.profile_nodes {
+                        key = format!("{key} {}", node.name);
+                    }
                     let mut p = p.borrow_mut();
                     let e = p.entry(key).or_default();
                     e.0 += t.elapsed();
@@ -490,6 +495,16 @@ impl Model {
         (self.plan.fast.len(), nodes)
     }
 
+    /// How many inverted-residual blocks (1x1 expansion, depthwise, 1x1 projection, one of
+    /// the 1x1s possibly absent) run as one strip-by-strip kernel on the CPU fast path.
+    pub fn fused_blocks(&self) -> usize {
+        self.plan
+            .fast
+            .values()
+            .filter(|f| matches!(f, fast::FastOp::Block(_)))
+            .count()
+    }
+
     /// Whether this is a `training=True` trace.
     pub fn is_training_trace(&self) -> bool {
         self.training
@@ -578,6 +593,7 @@ impl Model {
             assets: Some(&self.assets),
             assigned,
             profile: None,
+            profile_nodes: false,
         };
         run_plan(&self.plan, &env, &inputs, true)
     }
@@ -595,6 +611,7 @@ impl Model {
             assets: Some(&self.assets),
             assigned: None,
             profile,
+            profile_nodes: false,
         }
     }
 
@@ -645,14 +662,20 @@ impl Model {
     }
 
     /// [`Model::run`], also returning the time spent per op type (with the number of
-    /// nodes run), slowest first. Meaningful on CPU devices, which run ops as they come.
+    /// nodes run), slowest first; with `by_node`, per node (op type and node name).
+    /// Meaningful on CPU devices, which run ops as they come.
     pub fn profile(
         &self,
         inputs: Vec<Value>,
+        by_node: bool,
     ) -> Result<(Vec<Value>, Vec<(String, std::time::Duration, usize)>), Error> {
         self.check_inputs(&inputs)?;
         let p = std::cell::RefCell::new(BTreeMap::new());
-        let outs = run_plan(&self.plan, &self.env(Some(&p)), &inputs, true)?;
+        let env = Env {
+            profile_nodes: by_node,
+            ..self.env(Some(&p))
+        };
+        let outs = run_plan(&self.plan, &env, &inputs, true)?;
         let mut times: Vec<_> = p
             .into_inner()
             .into_iter()

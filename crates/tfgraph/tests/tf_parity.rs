@@ -221,7 +221,31 @@ fn run_all_with(device: &Device, options: &Options, filter: &dyn Fn(&serde_json:
                 format!("{name}: no convolution ran on the CPU fast path")
             });
         }
-        if !options.cpu_fast_path && fused > 0 {
+        // Every depthwise convolution of a MobileNet / EfficientNet joins the 1x1
+        // convolution before it (or, in a first block without expansion, the one after
+        // it) as one block; but the first block of EfficientNet(V1) and MobileNetV3-Small has
+        // neither (a squeeze-and-excitation reads its depthwise output; EfficientNetV2 starts
+        // with blocks without depthwise convolutions).
+        let blocks = model.fused_blocks();
+        let depthwise = model
+            .graph()
+            .nodes
+            .iter()
+            .filter(|n| n.op == "DepthwiseConv2dNative")
+            .count();
+        let block_nets = ["mobilenet", "efficientnet"];
+        let unjoined = ["efficientnet_b", "mobilenet_v3_small"]
+            .iter()
+            .any(|b| name.starts_with(b)) as usize;
+        if fast_expected
+            && block_nets.iter().any(|b| name.starts_with(b))
+            && blocks + unjoined != depthwise
+        {
+            failures.push(format!(
+                "{name}: {blocks} of its {depthwise} depthwise convolutions run as blocks"
+            ));
+        }
+        if !options.cpu_fast_path && (fused > 0 || blocks > 0) {
             failures.push(format!("{name}: the fast path ran although it is off"));
         }
         match model.run_host(inputs.clone()) {
