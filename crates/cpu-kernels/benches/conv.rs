@@ -1,8 +1,12 @@
 //! Convolution throughput on the shapes of Inception-v3 and Magenta's transformer (not a
-//! test). Run: `cargo bench -p cpu-kernels --bench conv [-- --isa avx512|avx2|portable]`.
+//! test). Run: `cargo bench -p cpu-kernels --bench conv [-- --isa avx512|avx2|portable] [--only <name part>]`.
 
 use cpu_kernels::{Act, Conv2d, ConvGeometry, ConvWeights, Isa, Nhwc, Padding};
 use std::time::Instant;
+
+/// Freed output buffers are reused, as in the programs.
+#[global_allocator]
+static ALLOC: cpu_kernels::CachingAllocator = cpu_kernels::CachingAllocator::new();
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -184,7 +188,15 @@ fn main() {
     ];
     println!("isa {isa:?}, {} threads", rayon::current_num_threads());
     let mut total_t = 0.0;
+    // Optional: only the cases whose name contains `--only <text>`.
+    let only = args
+        .iter()
+        .position(|a| a == "--only")
+        .map(|i| args[i + 1].clone());
     for (name, n, h, w, g, cout) in cases {
+        if only.as_ref().is_some_and(|o| !name.contains(o.as_str())) {
+            continue;
+        }
         let x = Nhwc::from_vec(n, h, w, g.cin, vec![0.5; n * h * w * g.cin]).unwrap();
         let wts = vec![0.01f32; g.k() * cout];
         let conv = Conv2d::with_isa(

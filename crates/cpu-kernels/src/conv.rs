@@ -466,21 +466,59 @@ impl Conv2d {
         };
         let zeros = vec![0f32; kc];
         let (hp, wp) = (ys.len(), xs.len());
-        // The padded copy: [n][hp][wp][cin].
+        // The padded copy: [n][hp][wp][cin]. Runs of consecutive source pixels (all of a
+        // row but its padding, unless reflected or upsampled) are copied in one go, and
+        // the rows are shared out in a few chunks per thread (a task per row, and a copy
+        // per pixel, cost more than the convolution of a 3-channel image).
         let padded: Vec<f32> = if self.padded_rows {
             let row_len = wp * g.cin;
-            let mut p = vec![0f32; x.n * hp * row_len];
-            p.par_chunks_mut(row_len).enumerate().for_each(|(r, row)| {
-                let (b, i) = (r / hp, r % hp);
-                if ys[i] < 0 {
-                    return;
+            let mut runs: Vec<(usize, usize, usize)> = Vec::new(); // (dst px, src px, len)
+            for (j, &src) in xs.iter().enumerate() {
+                if src < 0 {
+                    continue;
                 }
-                for (j, px) in row.chunks_exact_mut(g.cin).enumerate() {
-                    if xs[j] >= 0 {
-                        px.copy_from_slice(x.pixel(b, ys[i] as usize, xs[j] as usize));
+                match runs.last_mut() {
+                    Some((d, s0, len)) if *d + *len == j && *s0 + *len == src as usize => *len += 1,
+                    _ => runs.push((j, src as usize, 1)),
+                }
+            }
+            let contiguous = x.stride == g.cin;
+            let mut p = vec![0f32; x.n * hp * row_len];
+            let rows_total = x.n * hp;
+            let per_chunk = rows_total
+                .div_ceil(ITEMS_PER_THREAD * rayon::current_num_threads().max(1))
+                .max(1);
+            let fill = |(ci, chunk): (usize, &mut [f32])| {
+                for (k, row) in chunk.chunks_exact_mut(row_len).enumerate() {
+                    let r = ci * per_chunk + k;
+                    let (b, i) = (r / hp, r % hp);
+                    if ys[i] < 0 {
+                        continue;
+                    }
+                    let y = ys[i] as usize;
+                    for &(d, s0, len) in &runs {
+                        if contiguous {
+                            let src = &x.data[x.offset + ((b * x.h + y) * x.w + s0) * x.stride..];
+                            row[d * g.cin..(d + len) * g.cin].copy_from_slice(&src[..len * g.cin]);
+                        } else {
+                            for t in 0..len {
+                                row[(d + t) * g.cin..(d + t + 1) * g.cin].copy_from_slice(x.pixel(
+                                    b,
+                                    y,
+                                    s0 + t,
+                                ));
+                            }
+                        }
                     }
                 }
-            });
+            };
+            if parallel && rows_total > per_chunk {
+                p.par_chunks_mut(per_chunk * row_len)
+                    .enumerate()
+                    .for_each(fill);
+            } else {
+                p.chunks_mut(per_chunk * row_len).enumerate().for_each(fill);
+            }
             p
         } else {
             Vec::new()

@@ -97,8 +97,19 @@ fn check(isa: Isa, c: &Case) {
     let block = Bottleneck::new(expand, dw, project).unwrap();
     assert_eq!(block.output_hw(c.h, c.w), Some((want.h, want.w)));
     assert_eq!(block.cout(), want.c);
-    drop(std::hint::black_box(vec![f32::NAN; want.data.len()]));
-    let got = block.forward(x);
+    // As cut by default (small images: layer by layer), one output row per strip, and
+    // strips of a few rows.
+    for (cut, block) in [
+        ("default", block.clone()),
+        ("rows", block.clone().in_strips_of(0)),
+        ("strips", block.in_strips_of(c.w * 4 * 96 * 5)),
+    ] {
+        drop(std::hint::black_box(vec![f32::NAN; want.data.len()]));
+        compare(&block.forward(x), &want, c, isa, cut);
+    }
+}
+
+fn compare(got: &Nhwc, want: &Nhwc, c: &Case, isa: Isa, cut: &str) {
     assert_eq!(
         (got.n, got.h, got.w, got.c),
         (want.n, want.h, want.w, want.c)
@@ -110,8 +121,8 @@ fn check(isa: Isa, c: &Case) {
         .position(|(a, b)| a.to_bits() != b.to_bits());
     assert!(
         differ.is_none(),
-        "{isa:?} {}x{}x{} k{} stride {:?} {:?} expand {} project {}: element {} is {} \
-         strip by strip, {} layer by layer",
+        "{isa:?} {}x{}x{} k{} stride {:?} {:?} expand {} project {} ({cut}): element {} is \
+         {} in the block, {} layer by layer",
         c.h,
         c.w,
         c.cin,
