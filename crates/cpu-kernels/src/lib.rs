@@ -17,13 +17,15 @@
 //!
 //! Activations are [`Nhwc`] buffers; [`View`] / [`Slot`] address a channel slice of one,
 //! so the branches of a block write straight into their part of the concatenation.
-//! Work is spread over rayon's global pool. [`CachingAllocator`] keeps freed activation
+//! Work is spread over rayon's global pool; [`flush_denormals`] flushes denormal floats to
+//! zero while a model runs, as TensorFlow does. [`CachingAllocator`] keeps freed activation
 //! buffers for reuse (a global allocator for programs).
 
 mod aligned;
 mod alloc;
 mod bottleneck;
 mod conv;
+mod denormals;
 mod depthwise;
 mod microkernel;
 pub mod ops;
@@ -34,6 +36,7 @@ mod winograd;
 pub use alloc::CachingAllocator;
 pub use bottleneck::Bottleneck;
 pub use conv::{Conv2d, ConvGeometry, ConvWeights, GroupedConv2d, Padding};
+pub use denormals::{denormals_flushed, flush_denormals, FlushDenormals};
 pub use depthwise::{DepthwiseConv2d, DepthwiseGeometry};
 pub use microkernel::{Act, Isa};
 pub use tensor::{Nhwc, Slot, View};

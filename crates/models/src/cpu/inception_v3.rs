@@ -412,6 +412,7 @@ impl InceptionV3Cpu {
     /// whole batch (see `BATCH_BELOW_PIXELS`).
     fn run(&self, x: Nhwc) -> Nhwc {
         use rayon::prelude::*;
+        let _flushed = cpu_kernels::flush_denormals();
         if x.n == 1 {
             return self.forward_base(x, &[]).last;
         }
@@ -446,6 +447,8 @@ impl InceptionV3Cpu {
     /// The backbone on already-preprocessed input `[B, H, W, 3]`, keeping the requested
     /// end points. No size check (see [`InceptionV3Cpu::check_input`]).
     pub fn forward_base(&self, x: Nhwc, wanted: &[EndPoint]) -> EndPointsCpu {
+        // Denormals flushed to zero, as TensorFlow runs.
+        let _flushed = cpu_kernels::flush_denormals();
         let mut maps = Vec::new();
         let mut keep = |e: EndPoint, t: &Nhwc| {
             if wanted.contains(&e) {

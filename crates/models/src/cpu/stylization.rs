@@ -191,6 +191,8 @@ impl TransformerCpu {
     /// Panics when the content is too small ([`TransformerCpu::output_hw`] is `None`)
     /// or the bottleneck has the wrong length.
     pub fn transfer(&self, content: &Nhwc, bottleneck: &[f32]) -> Nhwc {
+        // Denormals flushed to zero, as TensorFlow (Lite) runs.
+        let _flushed = cpu_kernels::flush_denormals();
         let d = self.bottleneck;
         assert!(
             bottleneck.len() == d || bottleneck.len() == content.n * d,
