@@ -225,6 +225,13 @@ const ROWS_OUTER_MAX_WEIGHTS: usize = 32 * 1024;
 /// Work items per thread below which the output channels are split too.
 pub(crate) const ITEMS_PER_THREAD: usize = 4;
 
+/// A residual added in the tiles' epilogue: pixel `p` at `base + p * stride`.
+struct Residual {
+    base: SendPtr<f32>,
+    stride: usize,
+    act: Act,
+}
+
 /// A raw pointer the worker threads share (each writes its own part of the target).
 pub(crate) struct SendPtr<T>(pub(crate) *mut T);
 unsafe impl<T> Send for SendPtr<T> {}
@@ -393,7 +400,7 @@ impl Conv2d {
                         t
                     })
                     .collect();
-                self.run(x, &targets, true)
+                self.run(x, &targets, true, None)
             })
         }
     }
@@ -423,7 +430,37 @@ impl Conv2d {
             })
             .collect();
         // SAFETY: the slots are distinct mutable borrows, checked for size above.
-        unsafe { self.run(x, &targets, true) };
+        unsafe { self.run(x, &targets, true, None) };
+    }
+
+    /// A one-segment convolution plus a residual of the output's shape, added before an
+    /// activation `act` that replaces the segment's (ResNet's `relu(conv(x) + shortcut)`),
+    /// in one pass: `act(conv(x) + bias + residual)`, the sums in that order.
+    /// `None` (nothing computed) for the convolutions whose kernels take no residual
+    /// (Winograd, the dot kernels, several segments) or a residual of another shape.
+    pub fn forward_residual(&self, x: View, residual: View, act: Act) -> Option<Nhwc> {
+        let (ho, wo) = self.output_hw(x.h, x.w)?;
+        let cout = self.cout();
+        if self.segments.len() != 1
+            || self.dot.is_some()
+            || self.uses_winograd(x.n, ho, wo)
+            || (residual.n, residual.h, residual.w, residual.c) != (x.n, ho, wo, cout)
+        {
+            return None;
+        }
+        residual.check();
+        let r = Residual {
+            base: SendPtr(residual.data[residual.offset..].as_ptr() as *mut f32),
+            stride: residual.stride,
+            act,
+        };
+        // SAFETY: `run` writes all n * ho * wo pixels of `cout` floats through the
+        // pointer, and reads the residual's, checked above to be as many.
+        Some(unsafe {
+            Nhwc::filled_by(x.n, ho, wo, cout, |dst| {
+                self.run(x, &[(SendPtr(dst), cout)], true, Some(&r))
+            })
+        })
     }
 
     /// Runs a one-segment convolution on the calling thread (for callers that spread
@@ -433,13 +470,19 @@ impl Conv2d {
     /// `dst` must be valid for writes of `n * ho * wo` rows of `cout` floats, `ldc` apart.
     pub(crate) unsafe fn run_on_this_thread(&self, x: View, dst: *mut f32, ldc: usize) {
         debug_assert_eq!(self.segments.len(), 1);
-        unsafe { self.run(x, &[(SendPtr(dst), ldc)], false) };
+        unsafe { self.run(x, &[(SendPtr(dst), ldc)], false, None) };
     }
 
     /// # Safety
     /// `targets[i].0` must be valid for writes of `n * ho * wo` rows of
     /// `segments[i].cout` floats, `targets[i].1` floats apart, and no two targets may overlap.
-    unsafe fn run(&self, x: View, targets: &[(SendPtr<f32>, usize)], parallel: bool) {
+    unsafe fn run(
+        &self,
+        x: View,
+        targets: &[(SendPtr<f32>, usize)],
+        parallel: bool,
+        residual: Option<&Residual>,
+    ) {
         x.check();
         let g = &self.geometry;
         assert_eq!(x.c, g.cin, "input channels");
@@ -661,8 +704,12 @@ impl Conv2d {
                     ldc: *ldc,
                     rows: (m - row0).min(mr),
                     cols: (seg.cout - col0).min(nr),
-                    act: seg.act,
+                    act: residual.map_or(seg.act, |r| r.act),
                     stream,
+                    res: residual.map_or(std::ptr::null(), |r| unsafe {
+                        r.base.get().add(row0 * r.stride + col0)
+                    }),
+                    ldr: residual.map_or(0, |r| r.stride),
                 }
             };
             if rows_outer {

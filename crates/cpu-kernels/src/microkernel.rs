@@ -119,6 +119,10 @@ pub(crate) struct Tile {
     /// the caches: no read-for-ownership of lines that are wholly overwritten). The
     /// caller fences (`sfence`) before the output is read.
     pub stream: bool,
+    /// A residual added before the activation (null: none): row `r` at `res + r * ldr`,
+    /// `cols` floats.
+    pub res: *const f32,
+    pub ldr: usize,
 }
 
 /// Runs one tile with the kernels of `isa`.
@@ -185,7 +189,11 @@ unsafe fn tile_portable(t: &Tile) {
     for (r, row) in acc.iter().enumerate().take(t.rows) {
         let c = t.c.add(r * t.ldc);
         for j in 0..t.cols {
-            *c.add(j) = act_scalar(row[j] + bias[j], t.act);
+            let mut v = row[j] + bias[j];
+            if !t.res.is_null() {
+                v += *t.res.add(r * t.ldr + j);
+            }
+            *c.add(j) = act_scalar(v, t.act);
         }
     }
 }
@@ -269,7 +277,7 @@ mod x86 {
                     b = b.add($nr);
                 }
             }
-            $( if $r < $t.rows { $store($t.c.add($r * $t.ldc), $c0, $c1); } )*
+            $( if $r < $t.rows { $store($r, $c0, $c1); } )*
         }};
     }
 
@@ -293,14 +301,25 @@ mod x86 {
         let m1 = mask(t.cols.saturating_sub(16));
         let act = t.act;
         let stream = t.stream && t.cols == 32;
-        let store = |c: *mut f32, v0: __m512, v1: __m512| {
+        let store = |r: usize, v0: __m512, v1: __m512| {
+            let c = t.c.add(r * t.ldc);
+            let (v0, v1) = (_mm512_add_ps(v0, bias0), _mm512_add_ps(v1, bias1));
+            let (v0, v1) = if t.res.is_null() {
+                (v0, v1)
+            } else {
+                let res = t.res.add(r * t.ldr);
+                (
+                    _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, res)),
+                    _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, res.add(16))),
+                )
+            };
             let f = |v: __m512| crate::simd::act512(v, act);
             if stream && (c as usize).is_multiple_of(64) {
-                _mm512_stream_ps(c, f(_mm512_add_ps(v0, bias0)));
-                _mm512_stream_ps(c.add(16), f(_mm512_add_ps(v1, bias1)));
+                _mm512_stream_ps(c, f(v0));
+                _mm512_stream_ps(c.add(16), f(v1));
             } else {
-                _mm512_mask_storeu_ps(c, m0, f(_mm512_add_ps(v0, bias0)));
-                _mm512_mask_storeu_ps(c.add(16), m1, f(_mm512_add_ps(v1, bias1)));
+                _mm512_mask_storeu_ps(c, m0, f(v0));
+                _mm512_mask_storeu_ps(c.add(16), m1, f(v1));
             }
         };
         tile!(t, 12, 32, _mm512_setzero_ps, _mm512_loadu_ps, bcast512, _mm512_fmadd_ps, store,
@@ -334,10 +353,21 @@ mod x86 {
         let m0 = mask(t.cols);
         let m1 = mask(t.cols.saturating_sub(8));
         let act = t.act;
-        let store = |c: *mut f32, v0: __m256, v1: __m256| {
+        let store = |r: usize, v0: __m256, v1: __m256| {
+            let c = t.c.add(r * t.ldc);
+            let (v0, v1) = (_mm256_add_ps(v0, bias0), _mm256_add_ps(v1, bias1));
+            let (v0, v1) = if t.res.is_null() {
+                (v0, v1)
+            } else {
+                let res = t.res.add(r * t.ldr);
+                (
+                    _mm256_add_ps(v0, _mm256_maskload_ps(res, m0)),
+                    _mm256_add_ps(v1, _mm256_maskload_ps(res.add(8), m1)),
+                )
+            };
             let f = |v: __m256| crate::simd::act256(v, act);
-            _mm256_maskstore_ps(c, m0, f(_mm256_add_ps(v0, bias0)));
-            _mm256_maskstore_ps(c.add(8), m1, f(_mm256_add_ps(v1, bias1)));
+            _mm256_maskstore_ps(c, m0, f(v0));
+            _mm256_maskstore_ps(c.add(8), m1, f(v1));
         };
         tile!(t, 6, 16, _mm256_setzero_ps, _mm256_loadu_ps, bcast256, _mm256_fmadd_ps, store,
             0 => p0 c00 c01, 1 => p1 c10 c11, 2 => p2 c20 c21, 3 => p3 c30 c31,

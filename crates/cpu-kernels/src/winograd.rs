@@ -176,6 +176,8 @@ impl Winograd {
                             cols: nr,
                             act: Act::Identity,
                             stream: false,
+                            res: std::ptr::null(),
+                            ldr: 0,
                         };
                         microkernel::run(isa, &tile);
                     }

@@ -626,3 +626,52 @@ fn large_outputs_are_fully_written_into_reused_buffers() {
         902,
     );
 }
+
+#[test]
+fn a_residual_is_added_before_the_activation() {
+    // ResNet's `relu(conv1x1(x) + bias + shortcut)`, over tile remainders of rows and
+    // columns, with the shortcut a channel slice of a wider tensor.
+    for (n, h, w, cin, cout) in [(2, 7, 9, 16, 40), (1, 13, 5, 64, 256), (3, 3, 3, 8, 33)] {
+        let g = ConvGeometry::new(1, 1, cin);
+        let x = Nhwc::from_vec(n, h, w, cin, values(n * h * w * cin, 60)).unwrap();
+        let wts = values(cin * cout, 61);
+        let bias = values(cout, 62);
+        let wide = Nhwc::from_vec(n, h, w, cout + 3, values(n * h * w * (cout + 3), 63)).unwrap();
+        let shortcut = wide.channels(2, cout);
+        let plain = reference(&x, &g, &wts, &bias, cout, Act::Identity);
+        let want: Vec<f32> = plain
+            .data
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| {
+                let (p, c) = (i / cout, i % cout);
+                let r = wide.data[p * (cout + 3) + 2 + c];
+                (v + r).max(0.0)
+            })
+            .collect();
+        for isa in Isa::all_supported() {
+            let conv = Conv2d::with_isa(
+                isa,
+                g,
+                &[ConvWeights {
+                    hwio: &wts,
+                    bias: Some(&bias),
+                    cout,
+                    act: Act::Identity,
+                }],
+            );
+            poison(want.len());
+            let got = conv
+                .forward_residual(x.view(), shortcut, Act::Relu)
+                .expect("a 1x1 convolution takes a residual");
+            assert_close(
+                &got.data,
+                &want,
+                &format!("{isa:?} {n}x{h}x{w}x{cin}->{cout} + residual"),
+            );
+            // A residual of another shape is refused.
+            let small = wide.channels(0, cout - 1);
+            assert!(conv.forward_residual(x.view(), small, Act::Relu).is_none());
+        }
+    }
+}

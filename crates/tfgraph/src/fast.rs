@@ -233,17 +233,23 @@ fn nhwc_output(y: Nhwc, device: &Device) -> Value {
 
 /// A node the fast path runs: a fused convolution, an inverted-residual block or an NHWC
 /// pooling.
+#[allow(clippy::large_enum_variant)] // a few dozen per graph
 pub(crate) enum FastOp {
     Conv(FusedConv),
-    Block(FusedBlock),
+    Block(Box<FusedBlock>),
+    Residual(Box<FusedResidual>),
     Pool(Pool),
 }
+
+/// Runs graph node `n`'s own op on the inputs given (the fallback of a fused op).
+pub(crate) type GraphOp<'a> = dyn Fn(usize, Vec<Value>) -> Result<Vec<Value>, String> + 'a;
 
 impl FastOp {
     pub(crate) fn label(&self) -> &'static str {
         match self {
             FastOp::Conv(c) => c.label(),
             FastOp::Block(_) => "inverted-residual block (fused, cpu-kernels)",
+            FastOp::Residual(_) => "Conv2D + residual Add (+ ReLU) (fused, cpu-kernels)",
             FastOp::Pool(p) => p.label(),
         }
     }
@@ -252,15 +258,157 @@ impl FastOp {
         match self {
             FastOp::Conv(c) => c.nodes.len(),
             FastOp::Block(b) => b.convs().map(|c| c.nodes.len()).sum(),
+            FastOp::Residual(r) => r.conv.nodes.len() + 1 + r.relu.is_some() as usize,
             FastOp::Pool(_) => 1,
         }
     }
-    pub(crate) fn run(&self, x: Value, device: &Device) -> Result<Value, String> {
+    /// Runs on the node's inputs (one, but two for a residual: the convolution's input
+    /// and the residual).
+    pub(crate) fn run(
+        &self,
+        ins: Vec<Value>,
+        device: &Device,
+        op: &GraphOp,
+    ) -> Result<Value, String> {
+        if let FastOp::Residual(r) = self {
+            return r.run(ins, device, op);
+        }
+        let x = ins.into_iter().next().ok_or("no input")?;
         match self {
             FastOp::Conv(c) => c.run(x, device),
             FastOp::Block(b) => b.run(x, device),
             FastOp::Pool(p) => p.run(x, device),
+            FastOp::Residual(_) => unreachable!("run above"),
         }
+    }
+}
+
+/// A 1x1 convolution (its affine ops folded in, no activation) whose output is added to
+/// another tensor of its shape, and the ReLU after the sum (ResNet's block end): the sum
+/// and ReLU happen as the kernel stores its output ([`Conv2d::forward_residual`]).
+pub(crate) struct FusedResidual {
+    conv: FusedConv,
+    /// Whether the convolution is the `Add`'s first operand.
+    conv_first: bool,
+    /// The `Add` node, and the ReLU / ReLU6 node after it with its activation.
+    add: usize,
+    relu: Option<usize>,
+    act: Act,
+}
+
+impl FusedResidual {
+    fn run(&self, ins: Vec<Value>, device: &Device, op: &GraphOp) -> Result<Value, String> {
+        let [x, res]: [Value; 2] = ins
+            .try_into()
+            .map_err(|_| "a fused residual takes two inputs")?;
+        let shape = |v: &Value| match v {
+            Value::Dev(t) => Some(dev::shape(t)),
+            Value::Host(h) if h.dtype == DType::F32 => Some(h.shape.clone()),
+            _ => None,
+        };
+        let (xs, rs) = (shape(&x), shape(&res));
+        let fused = match (&xs, &rs, self.conv.flat.is_none()) {
+            (Some(xs), Some(rs), true) if xs.len() == 4 && rs.len() == 4 => {
+                let ho_wo = match self.conv.kernel(xs[3])? {
+                    Kernel::Dense(k) => k.output_hw(xs[1], xs[2]),
+                    _ => None,
+                };
+                ho_wo.is_some_and(|(ho, wo)| *rs == [xs[0], ho, wo, self.conv.cout])
+            }
+            _ => false,
+        };
+        if fused {
+            let (xn, rn) = (nhwc_input(x)?, nhwc_input(res)?);
+            let Kernel::Dense(k) = self.conv.kernel(xn.c)? else {
+                return Err("a fused residual without a dense kernel".into());
+            };
+            crate::ops::checked_elements(&[rn.n, rn.h, rn.w, rn.c])?;
+            if let Some(y) = k.forward_residual(xn.view(), rn.view(), self.act) {
+                return Ok(nhwc_output(y, device));
+            }
+            // Kernels that take no residual: the graph's ops after the convolution.
+            let y = self.conv.run(nhwc_output(xn, device), device)?;
+            return self.finish(y, nhwc_output(rn, device), op);
+        }
+        let y = self.conv.run(x, device)?;
+        self.finish(y, res, op)
+    }
+
+    /// The `Add` and the ReLU, as the graph has them.
+    fn finish(&self, y: Value, res: Value, op: &GraphOp) -> Result<Value, String> {
+        let ins = if self.conv_first {
+            vec![y, res]
+        } else {
+            vec![res, y]
+        };
+        let mut sum = op(self.add, ins)?;
+        if let Some(r) = self.relu {
+            sum = op(r, vec![sum.swap_remove(0)])?;
+        }
+        sum.into_iter()
+            .next()
+            .ok_or_else(|| "the Add gave no output".into())
+    }
+}
+
+/// Joins each `Add` of a fused 1x1 convolution without activation and another tensor
+/// (and the `Relu` / `Relu6` reading the sum, if it is its only reader) into one
+/// [`FusedResidual`].
+fn join_residuals(g: &mut Graph, table: &mut HashMap<usize, FastOp>) {
+    let uses = Uses::new(g);
+    let need = g.needed(false);
+    let pointwise = |f: Option<&FastOp>| match f {
+        Some(FastOp::Conv(c)) if c.flat.is_none() => {
+            let identity = c
+                .raw
+                .lock()
+                .ok()
+                .and_then(|r| r.as_ref().map(|r| r.act == Act::Identity))
+                .unwrap_or(false);
+            matches!(c.raw_geometry, Geometry::Conv(geo) if geo.kh == 1 && geo.kw == 1)
+                && c.cout > 4
+                && identity
+        }
+        _ => false,
+    };
+    for (a, &needed) in need.iter().enumerate() {
+        let node = &g.nodes[a];
+        if !needed || !matches!(node.op.as_str(), "Add" | "AddV2") || node.inputs.len() != 2 {
+            continue;
+        }
+        let side = (0..2).find(|&s| {
+            let c = node.inputs[s];
+            c.index == 0
+                && node.inputs[1 - s] != c
+                && uses.only_reader(c) == Some(a)
+                && pointwise(table.get(&c.node))
+        });
+        let Some(side) = side else { continue };
+        let (c, other) = (node.inputs[side].node, node.inputs[1 - side]);
+        let sum = ValueRef { node: a, index: 0 };
+        let relu = uses.only_reader(sum).filter(|&r| {
+            matches!(g.nodes[r].op.as_str(), "Relu" | "Relu6") && g.nodes[r].inputs == [sum]
+        });
+        let act = match relu.map(|r| g.nodes[r].op.as_str()) {
+            Some("Relu") => Act::Relu,
+            Some(_) => Act::Relu6,
+            None => Act::Identity,
+        };
+        let Some(FastOp::Conv(conv)) = table.remove(&c) else {
+            unreachable!("checked to be a fused convolution")
+        };
+        let end = relu.unwrap_or(a);
+        g.nodes[end].inputs = vec![g.nodes[c].inputs[0], other];
+        table.insert(
+            end,
+            FastOp::Residual(Box::new(FusedResidual {
+                conv,
+                conv_first: side == 0,
+                add: a,
+                relu,
+                act,
+            })),
+        );
     }
 }
 
@@ -393,12 +541,12 @@ fn join_blocks(g: &mut Graph, table: &mut HashMap<usize, FastOp>) {
         g.nodes[end].inputs = vec![block_input];
         table.insert(
             end,
-            FastOp::Block(FusedBlock {
+            FastOp::Block(Box::new(FusedBlock {
                 expand,
                 depthwise,
                 project,
                 block: std::sync::OnceLock::new(),
-            }),
+            })),
         );
     }
 }
@@ -910,6 +1058,7 @@ pub(crate) fn rewrite(g: &mut Graph, consts: &Consts) -> HashMap<usize, FastOp> 
         }
     }
     join_blocks(g, &mut table);
+    join_residuals(g, &mut table);
     for (i, n) in g.nodes.iter().enumerate() {
         if need[i] && !taken[i] && n.inputs.len() == 1 {
             if let Some(p) = Pool::of(n) {

@@ -190,11 +190,12 @@ fn run_plan(plan: &Plan, env: &Env, inputs: &[Value], top: bool) -> Result<Vec<V
                 }
                 let start = env.profile.map(|_| std::time::Instant::now());
                 let outs = if let Some(f) = plan.fast.get(&i) {
-                    let x = ins
-                        .into_iter()
-                        .next()
-                        .ok_or_else(|| op_error(node, "no input".into()))?;
-                    vec![f.run(x, env.device).map_err(|msg| op_error(node, msg))?]
+                    // The graph's own op, for a fused op that cannot take its input.
+                    let op =
+                        |n: usize, ins: Vec<Value>| ops::run(&env.ctx(&plan.graph.nodes[n]), ins);
+                    vec![f
+                        .run(ins, env.device, &op)
+                        .map_err(|msg| op_error(node, msg))?]
                 } else if node.subgraphs.is_empty() {
                     ops::run(&env.ctx(node), ins).map_err(|msg| op_error(node, msg))?
                 } else {
@@ -502,6 +503,16 @@ impl Model {
             .fast
             .values()
             .filter(|f| matches!(f, fast::FastOp::Block(_)))
+            .count()
+    }
+
+    /// How many `Add`s of a 1x1 convolution's output and another tensor (with the ReLU
+    /// after them) run in the convolution's store on the CPU fast path.
+    pub fn fused_residuals(&self) -> usize {
+        self.plan
+            .fast
+            .values()
+            .filter(|f| matches!(f, fast::FastOp::Residual(_)))
             .count()
     }
 
