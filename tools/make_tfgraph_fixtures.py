@@ -750,6 +750,22 @@ def define_op_cases():
         return {"fn": fn, "inputs": {"x": normal(rng, 2, 40, 40, 16), "g": normal(rng, 2, 1, 1, 16),
                                      "h": normal(rng, 1, 1, 1, 16)}}
 
+    @op("op_conv1x1_residual_relu", "Residual ends of ResNet blocks: relu(s + conv1x1(x) + b) with s of the "
+                                    "output's shape (second operand), relu6(conv1x1(x) + r) with r [1, 1, 9, 24] "
+                                    "broadcast (the flex fast path joins both Adds; the second falls back to the "
+                                    "graph's Add and Relu6), x [2, 7, 9, 16]", tol=1e-5)
+    def _(rng):
+        w1 = tf.constant(normal(rng, 1, 1, 16, 24))
+        w2 = tf.constant(normal(rng, 1, 1, 16, 24))
+        b = tf.constant(normal(rng, 24))
+        conv = lambda t, w: tf.nn.conv2d(t, w, 1, "VALID")
+
+        def fn(x, s, r):
+            return tf.nn.relu(s + tf.nn.bias_add(conv(x, w1), b)) + tf.nn.relu6(conv(x, w2) + r)
+
+        return {"fn": fn, "inputs": {"x": normal(rng, 2, 7, 9, 16), "s": normal(rng, 2, 7, 9, 24),
+                                     "r": normal(rng, 1, 1, 9, 24)}}
+
     @op("op_l2_normalize", "tf.math.l2_normalize(x [3, 5], axis -1)", tol=1e-5)
     def _(rng):
         return {"fn": lambda x: tf.math.l2_normalize(x, axis=-1), "inputs": {"x": normal(rng, 3, 5)}}
