@@ -295,3 +295,25 @@ mod ops_tests {
         assert!(unary("Relu", &t, &device).is_none());
     }
 }
+
+/// `x` with `[top, bottom, left, right]` rows and columns of zeros around each image (the
+/// rows in parallel).
+pub(crate) fn zero_pad(x: &cpu_kernels::Nhwc, [t, b, l, r]: [usize; 4]) -> cpu_kernels::Nhwc {
+    let (h, w, c) = (x.h + t + b, x.w + l + r, x.c);
+    let mut y = cpu_kernels::Nhwc::zeros(x.n, h, w, c);
+    if c == 0 || w == 0 {
+        return y;
+    }
+    y.data
+        .par_chunks_mut(w * c)
+        .enumerate()
+        .for_each(|(row, out)| {
+            let (img, oy) = (row / h, row % h);
+            if oy < t || oy >= t + x.h {
+                return;
+            }
+            let src = &x.data[((img * x.h + oy - t) * x.w) * c..][..x.w * c];
+            out[l * c..(l + x.w) * c].copy_from_slice(src);
+        });
+    y
+}

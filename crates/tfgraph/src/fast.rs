@@ -17,6 +17,7 @@
 //! Everything else (and every graph on other devices or in training) runs the Burn ops as
 //! before.
 
+use crate::cpu_math;
 use crate::dev;
 use crate::graph::{Graph, Node, ValueRef};
 use crate::host::HostTensor;
@@ -239,6 +240,12 @@ pub(crate) enum FastOp {
     Block(Box<FusedBlock>),
     Residual(Box<FusedResidual>),
     Pool(Pool),
+    /// A zero `Pad` of height and width `[top, bottom, left, right]` (ResNet's padding in
+    /// front of its max pooling), graph node `node` (run as such on other inputs).
+    ZeroPad {
+        pads: [usize; 4],
+        node: usize,
+    },
 }
 
 /// Runs graph node `n`'s own op on the inputs given (the fallback of a fused op).
@@ -251,6 +258,7 @@ impl FastOp {
             FastOp::Block(_) => "inverted-residual block (fused, cpu-kernels)",
             FastOp::Residual(_) => "Conv2D + residual Add (+ ReLU) (fused, cpu-kernels)",
             FastOp::Pool(p) => p.label(),
+            FastOp::ZeroPad { .. } => "Pad (zeros, height and width, host)",
         }
     }
     /// Graph nodes it computes.
@@ -259,7 +267,7 @@ impl FastOp {
             FastOp::Conv(c) => c.nodes.len(),
             FastOp::Block(b) => b.convs().map(|c| c.nodes.len()).sum(),
             FastOp::Residual(r) => r.conv.nodes.len() + 1 + r.relu.is_some() as usize,
-            FastOp::Pool(_) => 1,
+            FastOp::Pool(_) | FastOp::ZeroPad { .. } => 1,
         }
     }
     /// Runs on the node's inputs (one, but two for a residual: the convolution's input
@@ -270,15 +278,33 @@ impl FastOp {
         device: &Device,
         op: &GraphOp,
     ) -> Result<Value, String> {
-        if let FastOp::Residual(r) = self {
-            return r.run(ins, device, op);
+        match self {
+            FastOp::Residual(r) => return r.run(ins, device, op),
+            FastOp::ZeroPad { pads, node } => {
+                let rank4 = match ins.first() {
+                    Some(Value::Dev(t)) => dev::shape(t).len() == 4,
+                    _ => false,
+                };
+                if !rank4 {
+                    return op(*node, ins)?
+                        .into_iter()
+                        .next()
+                        .ok_or_else(|| "Pad gave no output".into());
+                }
+                let x = nhwc_input(ins.into_iter().next().ok_or("no input")?)?;
+                let [t, b, l, r] = *pads;
+                let (h, w) = (x.h + t + b, x.w + l + r);
+                crate::ops::checked_elements(&[x.n, h, w, x.c])?;
+                return Ok(nhwc_output(cpu_math::zero_pad(&x, *pads), device));
+            }
+            _ => {}
         }
         let x = ins.into_iter().next().ok_or("no input")?;
         match self {
             FastOp::Conv(c) => c.run(x, device),
             FastOp::Block(b) => b.run(x, device),
             FastOp::Pool(p) => p.run(x, device),
-            FastOp::Residual(_) => unreachable!("run above"),
+            FastOp::Residual(_) | FastOp::ZeroPad { .. } => unreachable!("run above"),
         }
     }
 }
@@ -480,6 +506,30 @@ impl FusedBlock {
         crate::ops::checked_elements(&[x.n, ho, wo, block.cout()])?;
         Ok(nhwc_output(block.forward(x.view()), device))
     }
+}
+
+/// `[top, bottom, left, right]` of a float32 `Pad` / `PadV2` by zeros of only the middle
+/// two axes of a rank-4 tensor.
+fn zero_pad_hw(g: &Graph, consts: &Consts, n: &Node) -> Option<[usize; 4]> {
+    let zero_value = match n.op.as_str() {
+        "Pad" => n.inputs.len() == 2,
+        "PadV2" => n.inputs.len() == 3 && scalar_const(g, consts, n.inputs[2]) == Some(0.0),
+        _ => false,
+    };
+    let float32 = n
+        .attrs
+        .get("T")
+        .and_then(|a| a.r#type)
+        .map(DType::from_proto)
+        == Some(DType::F32);
+    if !zero_value || !float32 {
+        return None;
+    }
+    let v = consts(g, n.inputs[1])?.to_i64().ok()?;
+    if v.len() != 8 || v.iter().any(|&x| x < 0) || v[0] + v[1] + v[6] + v[7] != 0 {
+        return None;
+    }
+    Some([v[2] as usize, v[3] as usize, v[4] as usize, v[5] as usize])
 }
 
 /// Joins each fused depthwise convolution with the 1x1 convolution feeding it and the 1x1
@@ -1063,6 +1113,11 @@ pub(crate) fn rewrite(g: &mut Graph, consts: &Consts) -> HashMap<usize, FastOp> 
         if need[i] && !taken[i] && n.inputs.len() == 1 {
             if let Some(p) = Pool::of(n) {
                 table.insert(i, FastOp::Pool(p));
+            }
+        }
+        if need[i] && !taken[i] {
+            if let Some(pads) = zero_pad_hw(g, consts, n) {
+                table.insert(i, FastOp::ZeroPad { pads, node: i });
             }
         }
     }
