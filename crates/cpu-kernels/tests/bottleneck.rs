@@ -9,23 +9,13 @@ use cpu_kernels::{
     Nhwc, Padding,
 };
 
+mod common;
+use common::*;
+
 /// A freed buffer of the same size comes back as it was left: the poisoned ones show any
 /// element the block fails to write.
 #[global_allocator]
 static ALLOC: cpu_kernels::CachingAllocator = cpu_kernels::CachingAllocator::new();
-
-/// Deterministic values in [-1, 1).
-fn values(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect()
-}
 
 fn pointwise(isa: Isa, cin: usize, cout: usize, act: Act, seed: u64) -> Conv2d {
     let w = values(cin * cout, seed);

@@ -4,30 +4,14 @@
 
 use cpu_kernels::{Act, Conv2d, ConvGeometry, ConvWeights, Isa, Nhwc, Padding};
 
+mod common;
+use common::*;
+
 /// The kernels write their outputs into buffers that are not zeroed first: with this
 /// allocator, a freed buffer of the same size comes back as it was left, so a poisoned one
 /// (`poison`) shows any element a kernel fails to write.
 #[global_allocator]
 static ALLOC: cpu_kernels::CachingAllocator = cpu_kernels::CachingAllocator::new();
-
-/// Frees a NaN-filled buffer of `len` floats, which the next allocation of that size reuses
-/// (the caching allocator from 1 MiB; glibc's bins below).
-fn poison(len: usize) {
-    drop(std::hint::black_box(vec![f32::NAN; len]));
-}
-
-/// Deterministic values in [-1, 1).
-fn values(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect()
-}
 
 /// Direct convolution: pads (zero or reflect) an upsampled copy of the input, then slides.
 #[allow(clippy::too_many_arguments)]
