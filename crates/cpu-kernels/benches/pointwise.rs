@@ -1,6 +1,6 @@
 //! Pointwise (1x1) convolution throughput on the shapes of MobileNetV2 at 224x224, batch 16
 //! (not a test): the expansions (few input channels, many outputs) and projections (the
-//! reverse) that are most of its time. Run:
+//! reverse) that are most of its time; then ResNet50's 1x1 convolutions. Run:
 //! `cargo bench -p cpu-kernels --bench pointwise [-- --isa avx512|avx2|portable] [--batch N] [--only '<side> <cin> <cout>']`.
 //! GFLOP/s counts 2 flops per multiply-add; GB/s the input read and output written once;
 //! times are the best of 5 batches of calls, the output buffers reused as in the programs.
@@ -40,6 +40,12 @@ fn main() {
         (7, 160, 960),
         (7, 960, 160),
         (7, 320, 1280),
+        // ResNet50's bottleneck 1x1s.
+        (56, 256, 64),
+        (56, 64, 256),
+        (28, 512, 128),
+        (14, 1024, 256),
+        (7, 2048, 512),
     ];
     println!(
         "isa {isa:?}, {} threads, batch {n}",

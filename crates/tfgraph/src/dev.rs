@@ -55,6 +55,17 @@ pub fn upload_bool(v: Vec<bool>, shape: &[usize], device: &Device) -> BT {
     B::bool_from_data(TensorData::new(v, shape.to_vec()), device.as_dispatch())
 }
 
+/// The values of a contiguous float32 flex tensor, borrowed: no copy, even while other
+/// nodes still hold the tensor. `None` on other devices, dtypes or layouts.
+pub fn flex_f32(t: &FT) -> Option<&[f32]> {
+    match &t.kind {
+        burn::backend::DispatchTensorKind::Flex(burn::backend::BackendTensor::Float(f)) => {
+            f.as_slice::<f32>()
+        }
+        _ => None,
+    }
+}
+
 /// Reads a device tensor back (waits for the device).
 pub fn download(t: FT) -> Result<Vec<f32>, String> {
     let n: usize = shape(&t).iter().product();

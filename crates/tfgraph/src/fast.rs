@@ -25,7 +25,7 @@ use crate::ops::Value;
 use burn::tensor::Device;
 use cpu_kernels::{
     Act, Bottleneck, Conv2d, ConvGeometry, ConvWeights, DepthwiseConv2d, DepthwiseGeometry,
-    GroupedConv2d, Nhwc, Padding,
+    GroupedConv2d, Nhwc, Padding, View,
 };
 use savedmodel::DType;
 use std::collections::HashMap;
@@ -155,7 +155,10 @@ impl FusedConv {
         if let Some(flat) = &self.flat {
             return self.run_flat(flat, x, device);
         }
-        let x = nhwc_input(x)?;
+        with_nhwc(x, |x| self.run_view(x, device))
+    }
+
+    fn run_view(&self, x: View, device: &Device) -> Result<Value, String> {
         let (n, h, w) = (x.n, x.h, x.w);
         let kernel = self.kernel(x.c)?;
         let hw = match kernel {
@@ -167,9 +170,9 @@ impl FusedConv {
             hw.ok_or_else(|| format!("input {:?} is too small for the filter", [n, h, w, x.c]))?;
         crate::ops::checked_elements(&[n, ho, wo, self.cout])?;
         let y = match kernel {
-            Kernel::Dense(k) => k.forward(x.view()),
-            Kernel::Grouped(k) => k.forward(x.view()),
-            Kernel::Depthwise(k) => k.forward(x.view()),
+            Kernel::Dense(k) => k.forward(x),
+            Kernel::Grouped(k) => k.forward(x),
+            Kernel::Depthwise(k) => k.forward(x),
         };
         Ok(nhwc_output(y, device))
     }
@@ -209,6 +212,49 @@ impl FusedConv {
             _ => return Err("a matrix product packed as another kernel".into()),
         };
         Ok(Value::Dev(dev::upload(y.data, &out_shape, device)))
+    }
+}
+
+/// Runs `f` on a fast op's 4-D float input as an NHWC view: borrowed from a flex tensor
+/// (no copy, even when other nodes still read it, as a ResNet block's input is read by
+/// the block and its shortcut), otherwise read back ([`nhwc_input`]).
+fn with_nhwc<R>(x: Value, f: impl FnOnce(View) -> Result<R, String>) -> Result<R, String> {
+    if let Value::Dev(t) = &x {
+        let shape = dev::shape(t);
+        if let (Some(data), &[n, h, w, c]) = (dev::flex_f32(t), &shape[..]) {
+            if data.len() == n * h * w * c {
+                return f(View {
+                    data,
+                    n,
+                    h,
+                    w,
+                    c,
+                    stride: c,
+                    offset: 0,
+                });
+            }
+        }
+    }
+    let x = nhwc_input(x)?;
+    f(x.view())
+}
+
+/// A copy of `v`'s channels as a tensor of its own.
+fn owned(v: View) -> Nhwc {
+    let mut data = Vec::with_capacity(v.n * v.h * v.w * v.c);
+    for b in 0..v.n {
+        for y in 0..v.h {
+            for x in 0..v.w {
+                data.extend_from_slice(v.pixel(b, y, x));
+            }
+        }
+    }
+    Nhwc {
+        n: v.n,
+        h: v.h,
+        w: v.w,
+        c: v.c,
+        data,
     }
 }
 
@@ -344,17 +390,19 @@ impl FusedResidual {
             _ => false,
         };
         if fused {
-            let (xn, rn) = (nhwc_input(x)?, nhwc_input(res)?);
-            let Kernel::Dense(k) = self.conv.kernel(xn.c)? else {
-                return Err("a fused residual without a dense kernel".into());
-            };
-            crate::ops::checked_elements(&[rn.n, rn.h, rn.w, rn.c])?;
-            if let Some(y) = k.forward_residual(xn.view(), rn.view(), self.act) {
-                return Ok(nhwc_output(y, device));
-            }
-            // Kernels that take no residual: the graph's ops after the convolution.
-            let y = self.conv.run(nhwc_output(xn, device), device)?;
-            return self.finish(y, nhwc_output(rn, device), op);
+            return with_nhwc(x, |xv| {
+                with_nhwc(res, |rv| {
+                    let Kernel::Dense(k) = self.conv.kernel(xv.c)? else {
+                        return Err("a fused residual without a dense kernel".into());
+                    };
+                    if let Some(y) = k.forward_residual(xv, rv, self.act) {
+                        return Ok(nhwc_output(y, device));
+                    }
+                    // Kernels that take no residual: the graph's ops after the convolution.
+                    let y = self.conv.run(nhwc_output(owned(xv), device), device)?;
+                    self.finish(y, nhwc_output(owned(rv), device), op)
+                })
+            });
         }
         let y = self.conv.run(x, device)?;
         self.finish(y, res, op)
@@ -489,22 +537,23 @@ impl FusedBlock {
     }
 
     fn run(&self, x: Value, device: &Device) -> Result<Value, String> {
-        let x = nhwc_input(x)?;
-        let Some(block) = self.block(x.c)? else {
-            let mut v = nhwc_output(x, device);
-            for c in self.convs() {
-                v = c.run(v, device)?;
-            }
-            return Ok(v);
-        };
-        let (ho, wo) = block.output_hw(x.h, x.w).ok_or_else(|| {
-            format!(
-                "input {:?} is too small for the filter",
-                [x.n, x.h, x.w, x.c]
-            )
-        })?;
-        crate::ops::checked_elements(&[x.n, ho, wo, block.cout()])?;
-        Ok(nhwc_output(block.forward(x.view()), device))
+        with_nhwc(x, |x| {
+            let Some(block) = self.block(x.c)? else {
+                let mut v = nhwc_output(owned(x), device);
+                for c in self.convs() {
+                    v = c.run(v, device)?;
+                }
+                return Ok(v);
+            };
+            let (ho, wo) = block.output_hw(x.h, x.w).ok_or_else(|| {
+                format!(
+                    "input {:?} is too small for the filter",
+                    [x.n, x.h, x.w, x.c]
+                )
+            })?;
+            crate::ops::checked_elements(&[x.n, ho, wo, block.cout()])?;
+            Ok(nhwc_output(block.forward(x), device))
+        })
     }
 }
 
