@@ -152,27 +152,37 @@ pub fn avg_pool_valid(x: View, kh: usize, kw: usize, s: usize) -> Nhwc {
     out
 }
 
-/// Mean over height and width: `[n, h, w, c]` -> `[n][c]` (row-major `n * c`).
+/// Mean over height and width: `[n, h, w, c]` -> `[n][c]` (row-major `n * c`); the
+/// images in parallel.
 pub fn spatial_mean(x: View) -> Vec<f32> {
     x.check();
     let mut out = vec![0f32; x.n * x.c];
-    for b in 0..x.n {
+    if x.c == 0 {
+        return out;
+    }
+    let image = |(b, out): (usize, &mut [f32])| {
         let mut acc = vec![0f64; x.c];
+        let mut row = vec![0f32; x.c];
         for y in 0..x.h {
-            let mut row = vec![0f32; x.c];
+            row.fill(0.0);
             for xx in 0..x.w {
                 for (a, &v) in row.iter_mut().zip(x.pixel(b, y, xx)) {
                     *a += v;
                 }
             }
-            for (a, v) in acc.iter_mut().zip(row) {
+            for (a, &v) in acc.iter_mut().zip(&row) {
                 *a += v as f64;
             }
         }
         let inv = 1.0 / (x.h * x.w) as f64;
-        for (o, a) in out[b * x.c..][..x.c].iter_mut().zip(acc) {
+        for (o, a) in out.iter_mut().zip(acc) {
             *o = (a * inv) as f32;
         }
+    };
+    if x.n > 1 && x.n * x.h * x.w * x.c >= 1 << 16 {
+        out.par_chunks_mut(x.c).enumerate().for_each(image);
+    } else {
+        out.chunks_mut(x.c).enumerate().for_each(image);
     }
     out
 }

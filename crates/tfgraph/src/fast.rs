@@ -286,6 +286,12 @@ pub(crate) enum FastOp {
     Block(Box<FusedBlock>),
     Residual(Box<FusedResidual>),
     Pool(Pool),
+    /// `Mean` of a float32 NHWC tensor over height and width (squeeze-and-excitation,
+    /// global pooling), `keep_dims` or not; graph node `node` (run as such on other ranks).
+    SpatialMean {
+        keep_dims: bool,
+        node: usize,
+    },
     /// A zero `Pad` of height and width `[top, bottom, left, right]` (ResNet's padding in
     /// front of its max pooling), graph node `node` (run as such on other inputs).
     ZeroPad {
@@ -305,6 +311,7 @@ impl FastOp {
             FastOp::Residual(_) => "Conv2D + residual Add (+ ReLU) (fused, cpu-kernels)",
             FastOp::Pool(p) => p.label(),
             FastOp::ZeroPad { .. } => "Pad (zeros, height and width, host)",
+            FastOp::SpatialMean { .. } => "Mean over height and width (cpu-kernels)",
         }
     }
     /// Graph nodes it computes.
@@ -313,7 +320,7 @@ impl FastOp {
             FastOp::Conv(c) => c.nodes.len(),
             FastOp::Block(b) => b.convs().map(|c| c.nodes.len()).sum(),
             FastOp::Residual(r) => r.conv.nodes.len() + 1 + r.relu.is_some() as usize,
-            FastOp::Pool(_) | FastOp::ZeroPad { .. } => 1,
+            FastOp::Pool(_) | FastOp::ZeroPad { .. } | FastOp::SpatialMean { .. } => 1,
         }
     }
     /// Runs on the node's inputs (one, but two for a residual: the convolution's input
@@ -326,6 +333,28 @@ impl FastOp {
     ) -> Result<Value, String> {
         match self {
             FastOp::Residual(r) => return r.run(ins, device, op),
+            FastOp::SpatialMean { keep_dims, node } => {
+                let rank4 = match ins.first() {
+                    Some(Value::Dev(t)) => dev::shape(t).len() == 4,
+                    _ => false,
+                };
+                if !rank4 {
+                    return op(*node, ins)?
+                        .into_iter()
+                        .next()
+                        .ok_or_else(|| "Mean gave no output".into());
+                }
+                let x = ins.into_iter().next().ok_or("no input")?;
+                return with_nhwc(x, |x| {
+                    let m = cpu_kernels::ops::spatial_mean(x);
+                    let shape = if *keep_dims {
+                        vec![x.n, 1, 1, x.c]
+                    } else {
+                        vec![x.n, x.c]
+                    };
+                    Ok(Value::Dev(dev::upload(m, &shape, device)))
+                });
+            }
             FastOp::ZeroPad { pads, node } => {
                 let rank4 = match ins.first() {
                     Some(Value::Dev(t)) => dev::shape(t).len() == 4,
@@ -350,7 +379,9 @@ impl FastOp {
             FastOp::Conv(c) => c.run(x, device),
             FastOp::Block(b) => b.run(x, device),
             FastOp::Pool(p) => p.run(x, device),
-            FastOp::Residual(_) | FastOp::ZeroPad { .. } => unreachable!("run above"),
+            FastOp::Residual(_) | FastOp::ZeroPad { .. } | FastOp::SpatialMean { .. } => {
+                unreachable!("run above")
+            }
         }
     }
 }
@@ -555,6 +586,26 @@ impl FusedBlock {
             Ok(nhwc_output(block.forward(x), device))
         })
     }
+}
+
+/// A float32 `Mean` over axes {1, 2} (or {-3, -2}): of a 4-D input on the fast path (other
+/// ranks, known at run time, run the graph's `Mean`).
+fn is_spatial_mean(g: &Graph, consts: &Consts, n: &Node) -> bool {
+    if n.op != "Mean" || n.inputs.len() != 2 {
+        return false;
+    }
+    let float32 = n
+        .attrs
+        .get("T")
+        .and_then(|a| a.r#type)
+        .map(DType::from_proto)
+        == Some(DType::F32);
+    let mut axes = match consts(g, n.inputs[1]).and_then(|t| t.to_i64().ok()) {
+        Some(a) if a.len() == 2 => a,
+        _ => return false,
+    };
+    axes.sort_unstable();
+    float32 && (axes == [1, 2] || axes == [-3, -2])
 }
 
 /// `[top, bottom, left, right]` of a float32 `Pad` / `PadV2` by zeros of only the middle
@@ -1167,6 +1218,10 @@ pub(crate) fn rewrite(g: &mut Graph, consts: &Consts) -> HashMap<usize, FastOp> 
         if need[i] && !taken[i] {
             if let Some(pads) = zero_pad_hw(g, consts, n) {
                 table.insert(i, FastOp::ZeroPad { pads, node: i });
+            }
+            if is_spatial_mean(g, consts, n) {
+                let keep_dims = n.attrs.get("keep_dims").and_then(|a| a.b).unwrap_or(false);
+                table.insert(i, FastOp::SpatialMean { keep_dims, node: i });
             }
         }
     }
