@@ -76,7 +76,8 @@ impl Raw {
             )),
             Geometry::Conv(geo) => {
                 let groups = channels / geo.cin;
-                if channels % geo.cin != 0 || groups == 0 || cout % groups != 0 {
+                if !channels.is_multiple_of(geo.cin) || groups == 0 || !cout.is_multiple_of(groups)
+                {
                     return Err(format!(
                         "input has {channels} channels; the filter takes {} per group for {cout} outputs",
                         geo.cin
@@ -331,19 +332,18 @@ impl FastOp {
         device: &Device,
         op: &GraphOp,
     ) -> Result<Value, String> {
+        // Mean and Pad take device tensors of rank 4; the graph's own op runs the others.
+        if let FastOp::SpatialMean { node, .. } | FastOp::ZeroPad { node, .. } = self {
+            if !matches!(ins.first(), Some(Value::Dev(t)) if dev::shape(t).len() == 4) {
+                return op(*node, ins)?
+                    .into_iter()
+                    .next()
+                    .ok_or_else(|| "the op gave no output".into());
+            }
+        }
         match self {
             FastOp::Residual(r) => return r.run(ins, device, op),
-            FastOp::SpatialMean { keep_dims, node } => {
-                let rank4 = match ins.first() {
-                    Some(Value::Dev(t)) => dev::shape(t).len() == 4,
-                    _ => false,
-                };
-                if !rank4 {
-                    return op(*node, ins)?
-                        .into_iter()
-                        .next()
-                        .ok_or_else(|| "Mean gave no output".into());
-                }
+            FastOp::SpatialMean { keep_dims, .. } => {
                 let x = ins.into_iter().next().ok_or("no input")?;
                 return with_nhwc(x, |x| {
                     let m = cpu_kernels::ops::spatial_mean(x);
@@ -355,17 +355,7 @@ impl FastOp {
                     Ok(Value::Dev(dev::upload(m, &shape, device)))
                 });
             }
-            FastOp::ZeroPad { pads, node } => {
-                let rank4 = match ins.first() {
-                    Some(Value::Dev(t)) => dev::shape(t).len() == 4,
-                    _ => false,
-                };
-                if !rank4 {
-                    return op(*node, ins)?
-                        .into_iter()
-                        .next()
-                        .ok_or_else(|| "Pad gave no output".into());
-                }
+            FastOp::ZeroPad { pads, .. } => {
                 let x = nhwc_input(ins.into_iter().next().ok_or("no input")?)?;
                 let [t, b, l, r] = *pads;
                 let (h, w) = (x.h + t + b, x.w + l + r);
