@@ -17,7 +17,7 @@
 //! Every output value is computed by the same kernels, with the same reduction order, as
 //! the three layers run one after the other: the result is the same bit for bit.
 
-use crate::conv::{Conv2d, Padding, SendPtr};
+use crate::conv::{Conv2d, Padding, SendPtr, ITEMS_PER_THREAD};
 use crate::depthwise::{DepthwiseConv2d, DepthwiseGeometry};
 use crate::tensor::{Nhwc, View};
 use rayon::prelude::*;
@@ -31,9 +31,6 @@ const STRIP_BYTES: usize = 512 * 1024;
 /// many images' rows than over one strip's (measured on MobileNetV2 at batch 16: 28x28x192
 /// is faster strip by strip, 14x14x384 layer by layer).
 const MIN_IMAGE_BYTES: usize = 512 * 1024;
-
-/// Work items per thread the strips are cut small enough for.
-const ITEMS_PER_THREAD: usize = 4;
 
 /// An inverted-residual block: `project(depthwise(expand(x)))`, see the module docs.
 #[derive(Debug, Clone)]

@@ -599,6 +599,14 @@ impl Conv2d {
         // which the hardware prefetchers follow (panel by panel, the stores of a short
         // reduction wait on cache misses).
         let rows_outer = panels * k * nr * 4 <= ROWS_OUTER_MAX_WEIGHTS;
+        // 1x1, stride 1, no padding: each row reads its own input pixel.
+        let direct = !self.padded_rows
+            && taps == 1
+            && g.stride == [1, 1]
+            && ys.len() == x.h
+            && xs.len() == x.w
+            && ys.first() == Some(&0)
+            && xs.first() == Some(&0);
         let out_bytes = m * 4 * targets.iter().map(|t| t.1).max().unwrap_or(0);
         let stream = out_bytes >= STREAM_MIN_BYTES;
         let work = |item: usize| {
@@ -620,18 +628,9 @@ impl Conv2d {
             let row_end = ((g0 + ngroups) * mr).min(m);
             let (mut b, rem) = (row_start / hw, row_start % hw);
             let (mut oy, mut ox) = (rem / wo, rem % wo);
-            let direct = !self.padded_rows
-                && taps == 1
-                && sy == 1
-                && sx == 1
-                && ys.len() == x.h
-                && xs.len() == x.w
-                && ys.first() == Some(&0)
-                && xs.first() == Some(&0);
             let (mut gi, mut r) = (0, 0);
             for _ in row_start..row_end {
                 if direct {
-                    // 1x1, stride 1, no padding: the row's own input pixel.
                     ptrs[gi * mr + r] = xbase.get().add(((b * x.h + oy) * x.w + ox) * x.stride);
                 } else if self.padded_rows {
                     for dy in 0..g.kh {

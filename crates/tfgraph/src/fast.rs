@@ -150,8 +150,8 @@ impl FusedConv {
     }
 
     /// Runs on an NHWC float input; the output is a device tensor.
-    /// Takes the input by value: when this node is its last reader, the device buffer is
-    /// not shared and can be read back without a copy.
+    /// A flex input is read in place ([`with_nhwc`]); a matrix product's input is read back
+    /// (without a copy when this node holds the only reference).
     pub(crate) fn run(&self, x: Value, device: &Device) -> Result<Value, String> {
         if let Some(flat) = &self.flat {
             return self.run_flat(flat, x, device);
@@ -332,6 +332,7 @@ impl FastOp {
         device: &Device,
         op: &GraphOp,
     ) -> Result<Value, String> {
+        let first = |ins: Vec<Value>| ins.into_iter().next().ok_or("no input");
         // Mean and Pad take device tensors of rank 4; the graph's own op runs the others.
         if let FastOp::SpatialMean { node, .. } | FastOp::ZeroPad { node, .. } = self {
             if !matches!(ins.first(), Some(Value::Dev(t)) if dev::shape(t).len() == 4) {
@@ -342,35 +343,24 @@ impl FastOp {
             }
         }
         match self {
-            FastOp::Residual(r) => return r.run(ins, device, op),
-            FastOp::SpatialMean { keep_dims, .. } => {
-                let x = ins.into_iter().next().ok_or("no input")?;
-                return with_nhwc(x, |x| {
-                    let m = cpu_kernels::ops::spatial_mean(x);
-                    let shape = if *keep_dims {
-                        vec![x.n, 1, 1, x.c]
-                    } else {
-                        vec![x.n, x.c]
-                    };
-                    Ok(Value::Dev(dev::upload(m, &shape, device)))
-                });
-            }
+            FastOp::Conv(c) => c.run(first(ins)?, device),
+            FastOp::Block(b) => b.run(first(ins)?, device),
+            FastOp::Residual(r) => r.run(ins, device, op),
+            FastOp::Pool(p) => p.run(first(ins)?, device),
+            FastOp::SpatialMean { keep_dims, .. } => with_nhwc(first(ins)?, |x| {
+                let m = cpu_kernels::ops::spatial_mean(x);
+                let shape = if *keep_dims {
+                    vec![x.n, 1, 1, x.c]
+                } else {
+                    vec![x.n, x.c]
+                };
+                Ok(Value::Dev(dev::upload(m, &shape, device)))
+            }),
             FastOp::ZeroPad { pads, .. } => {
-                let x = nhwc_input(ins.into_iter().next().ok_or("no input")?)?;
+                let x = nhwc_input(first(ins)?)?;
                 let [t, b, l, r] = *pads;
-                let (h, w) = (x.h + t + b, x.w + l + r);
-                crate::ops::checked_elements(&[x.n, h, w, x.c])?;
-                return Ok(nhwc_output(cpu_math::zero_pad(&x, *pads), device));
-            }
-            _ => {}
-        }
-        let x = ins.into_iter().next().ok_or("no input")?;
-        match self {
-            FastOp::Conv(c) => c.run(x, device),
-            FastOp::Block(b) => b.run(x, device),
-            FastOp::Pool(p) => p.run(x, device),
-            FastOp::Residual(_) | FastOp::ZeroPad { .. } | FastOp::SpatialMean { .. } => {
-                unreachable!("run above")
+                crate::ops::checked_elements(&[x.n, x.h + t + b, x.w + l + r, x.c])?;
+                Ok(nhwc_output(cpu_math::zero_pad(&x, *pads), device))
             }
         }
     }
@@ -578,44 +568,41 @@ impl FusedBlock {
     }
 }
 
-/// A float32 `Mean` over axes {1, 2} (or {-3, -2}): of a 4-D input on the fast path (other
-/// ranks, known at run time, run the graph's `Mean`).
-fn is_spatial_mean(g: &Graph, consts: &Consts, n: &Node) -> bool {
-    if n.op != "Mean" || n.inputs.len() != 2 {
-        return false;
-    }
-    let float32 = n
-        .attrs
+/// Whether node `n`'s `T` attribute is float32.
+fn is_float32(n: &Node) -> bool {
+    n.attrs
         .get("T")
         .and_then(|a| a.r#type)
         .map(DType::from_proto)
-        == Some(DType::F32);
+        == Some(DType::F32)
+}
+
+/// A float32 `Mean` over axes {1, 2} (or {-3, -2}): of a 4-D input on the fast path (other
+/// ranks, known at run time, run the graph's `Mean`).
+fn is_spatial_mean(g: &Graph, consts: &Consts, n: &Node) -> bool {
+    if n.op != "Mean" || n.inputs.len() != 2 || !is_float32(n) {
+        return false;
+    }
     let mut axes = match consts(g, n.inputs[1]).and_then(|t| t.to_i64().ok()) {
         Some(a) if a.len() == 2 => a,
         _ => return false,
     };
     axes.sort_unstable();
-    float32 && (axes == [1, 2] || axes == [-3, -2])
+    axes == [1, 2] || axes == [-3, -2]
 }
 
-/// `[top, bottom, left, right]` of a float32 `Pad` / `PadV2` by zeros of only the middle
-/// two axes of a rank-4 tensor.
-fn zero_pad_hw(g: &Graph, consts: &Consts, n: &Node) -> Option<[usize; 4]> {
+/// `[top, bottom, left, right]` of a `Pad` / `PadV2` by zeros of only the middle two axes
+/// of a rank-4 tensor (constant paddings), or `None`.
+fn zero_pads_hw(g: &Graph, consts: &Consts, n: &Node) -> Option<[usize; 4]> {
     let zero_value = match n.op.as_str() {
-        "Pad" => n.inputs.len() == 2,
-        "PadV2" => n.inputs.len() == 3 && scalar_const(g, consts, n.inputs[2]) == Some(0.0),
+        "Pad" => true,
+        "PadV2" => n.inputs.get(2).and_then(|&r| scalar_const(g, consts, r)) == Some(0.0),
         _ => false,
     };
-    let float32 = n
-        .attrs
-        .get("T")
-        .and_then(|a| a.r#type)
-        .map(DType::from_proto)
-        == Some(DType::F32);
-    if !zero_value || !float32 {
+    if !zero_value {
         return None;
     }
-    let v = consts(g, n.inputs[1])?.to_i64().ok()?;
+    let v = consts(g, *n.inputs.get(1)?)?.to_i64().ok()?;
     if v.len() != 8 || v.iter().any(|&x| x < 0) || v[0] + v[1] + v[6] + v[7] != 0 {
         return None;
     }
@@ -1206,7 +1193,7 @@ pub(crate) fn rewrite(g: &mut Graph, consts: &Consts) -> HashMap<usize, FastOp> 
             }
         }
         if need[i] && !taken[i] {
-            if let Some(pads) = zero_pad_hw(g, consts, n) {
+            if let Some(pads) = zero_pads_hw(g, consts, n).filter(|_| is_float32(n)) {
                 table.insert(i, FastOp::ZeroPad { pads, node: i });
             }
             if is_spatial_mean(g, consts, n) {
@@ -1257,26 +1244,12 @@ fn plan_chain(
         _ => return None,
     };
     // A zero Pad of H and W in front of a VALID convolution.
-    let p = &g.nodes[input.node];
-    if padding == Padding::Valid
-        && input.index == 0
-        && (p.op == "Pad" || p.op == "PadV2")
-        && uses.only_reader(input) == Some(c)
-    {
-        let zero_value =
-            p.op == "Pad" || p.inputs.get(2).and_then(|&r| scalar_const(g, consts, r)) == Some(0.0);
-        let pads = p
-            .inputs
-            .get(1)
-            .and_then(|&r| consts(g, r))
-            .and_then(|t| t.to_i64().ok());
-        if let (true, Some(v)) = (zero_value, pads) {
-            if v.len() == 8 && v.iter().all(|&x| x >= 0) && v[0] + v[1] + v[6] + v[7] == 0 {
-                padding =
-                    Padding::Zero([v[2] as usize, v[3] as usize, v[4] as usize, v[5] as usize]);
-                nodes.insert(0, input.node);
-                input = p.inputs[0];
-            }
+    if padding == Padding::Valid && input.index == 0 && uses.only_reader(input) == Some(c) {
+        let p = &g.nodes[input.node];
+        if let Some(pads) = zero_pads_hw(g, consts, p) {
+            padding = Padding::Zero(pads);
+            nodes.insert(0, input.node);
+            input = p.inputs[0];
         }
     }
     let w: Vec<f64> = filter.to_f32().ok()?.iter().map(|&x| x as f64).collect();
