@@ -727,6 +727,17 @@ def define_op_cases():
         return {"fn": lambda x: layer(x), "inputs": {"x": normal(rng, 2, 5, 4)}, "layers": [layer],
                 "shapes": {"x": [None, 5, 4]}}
 
+    @op("op_dense_3d_gelu", "Keras Dense(40) on x [None, 5, 12] (fed [2, 5, 12]) then tf.nn.gelu exact (Neg, Mul, "
+                            "Erfc, Mul), Dense(12) then tf.nn.gelu tanh (Pow, Mul, AddV2, Tanh); the CPU fast path "
+                            "folds the BiasAdd through the Tensordot Reshape and both GELUs into the products' store",
+        tol=1e-5)
+    def _(rng):
+        d1, d2 = keras.layers.Dense(40, name="d1"), keras.layers.Dense(12, name="d2")
+        build_layer(d1, [None, 5, 12], rng)
+        build_layer(d2, [None, 5, 40], rng)
+        return {"fn": lambda x: tf.nn.gelu(d2(tf.nn.gelu(d1(x))), approximate=True),
+                "inputs": {"x": normal(rng, 2, 5, 12) * 2}, "layers": [d1, d2], "shapes": {"x": [None, 5, 12]}}
+
     @op("op_matmul_const_tb1_bias_relu", "MatMul of x [7, 5] by a constant [6, 5] with transpose_b, "
                                          "BiasAdd, Relu (the CPU fast path's matrix product)", tol=1e-5)
     def _(rng):

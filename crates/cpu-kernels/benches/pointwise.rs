@@ -46,6 +46,11 @@ fn main() {
         (28, 512, 128),
         (14, 1024, 256),
         (7, 2048, 512),
+        // ViT-Ti (192 wide, MLP 768) dense layers: 196 tokens per image.
+        (14, 192, 576),
+        (14, 192, 192),
+        (14, 192, 768),
+        (14, 768, 192),
     ];
     println!(
         "isa {isa:?}, {} threads, batch {n}",

@@ -14,6 +14,7 @@
 //!   depthwise, 1x1 projection) computed strip by strip with its middle tensors in cache.
 //!   Activations ([`Act`]): ReLU, ReLU6, hard-swish, swish, sigmoid, hard-sigmoid.
 //! - [`ops`]: pooling, spatial means, conditional instance norm, elementwise maps.
+//!   [`rowwise`]: softmax and layer normalisation over the last axis.
 //!
 //! Activations are [`Nhwc`] buffers; [`View`] / [`Slot`] address a channel slice of one,
 //! so the branches of a block write straight into their part of the concatenation.
@@ -29,6 +30,7 @@ mod denormals;
 mod depthwise;
 mod microkernel;
 pub mod ops;
+pub mod rowwise;
 mod simd;
 mod tensor;
 mod winograd;
@@ -38,5 +40,5 @@ pub use bottleneck::Bottleneck;
 pub use conv::{Conv2d, ConvGeometry, ConvWeights, GroupedConv2d, Padding};
 pub use denormals::{denormals_flushed, flush_denormals, FlushDenormals};
 pub use depthwise::{DepthwiseConv2d, DepthwiseGeometry};
-pub use microkernel::{Act, Isa};
+pub use microkernel::{Act, Isa, GELU_TANH_C, GELU_TANH_K};
 pub use tensor::{Nhwc, Slot, View};

@@ -96,6 +96,54 @@ pub enum Act {
     Sigmoid,
     /// `relu6(x + 3) / 6` (MobileNetV3's squeeze-excitation gate).
     HardSigmoid,
+    /// Exact GELU, `0.5 x erfc(-x / sqrt 2)` (`tf.nn.gelu(approximate=False)`, transformer
+    /// MLPs); `erfc` by a rational approximation with a relative error of about 2e-7
+    /// ([`erfc_nonneg`]).
+    Gelu,
+    /// GELU's tanh form, `0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3)))`
+    /// (`tf.nn.gelu(approximate=True)`), computed as `x / (1 + exp(-2 u))`.
+    GeluTanh,
+}
+
+/// `sqrt(2 / pi)`, as TensorFlow's tanh GELU rounds it.
+pub const GELU_TANH_K: f32 = 0.797_884_6;
+/// The cubic term's coefficient of the tanh GELU.
+pub const GELU_TANH_C: f32 = 0.044_715;
+/// Coefficients of `erfc(a) = t exp(-a^2 + P(t))`, `t = 1 / (1 + a / 2)`, `a >= 0`, highest
+/// degree first (Numerical Recipes' `erfcc`, fractional error below 1.2e-7).
+#[allow(clippy::excessive_precision)] // as published
+pub(crate) const ERFC_P: [f32; 10] = [
+    0.170_872_77,
+    -0.822_152_23,
+    1.488_515_87,
+    -1.135_203_98,
+    0.278_868_07,
+    -0.186_288_06,
+    0.096_784_18,
+    0.374_091_96,
+    1.000_023_68,
+    -1.265_512_23,
+];
+
+/// `erfc(a)` for `a >= 0`, by [`ERFC_P`] in f32 (what the vector kernels compute, lane by
+/// lane).
+#[inline(always)]
+pub(crate) fn erfc_nonneg(a: f32) -> f32 {
+    let t = 1.0 / (1.0 + 0.5 * a);
+    let mut p = ERFC_P[0];
+    for &c in &ERFC_P[1..] {
+        p = p * t + c;
+    }
+    t * (p - a * a).exp()
+}
+
+/// Exact GELU from `erfc(|x| / sqrt 2)`: `x - x r / 2` for `x >= 0`, `x r / 2` below (no
+/// cancellation on either side).
+#[inline(always)]
+fn gelu_scalar(x: f32) -> f32 {
+    let r = erfc_nonneg(x.abs() * std::f32::consts::FRAC_1_SQRT_2);
+    let (pos, neg) = (x.max(0.0), x.min(0.0));
+    pos - 0.5 * pos * r + 0.5 * neg * r
 }
 
 /// Arguments of one kernel call (see the module docs).
@@ -163,6 +211,11 @@ pub(crate) fn act_scalar(v: f32, act: Act) -> f32 {
         Act::Swish => v / (1.0 + (-v).exp()),
         Act::Sigmoid => 1.0 / (1.0 + (-v).exp()),
         Act::HardSigmoid => (v + 3.0).clamp(0.0, 6.0) * (1.0 / 6.0),
+        Act::Gelu => gelu_scalar(v),
+        Act::GeluTanh => {
+            let u = GELU_TANH_K * (v + GELU_TANH_C * (v * v * v));
+            v / (1.0 + (-2.0 * u).exp())
+        }
     }
 }
 

@@ -65,11 +65,12 @@ impl Simd for Portable {
 }
 
 #[cfg(target_arch = "x86_64")]
-pub(crate) use x86::{act256, act512, Avx2, Avx512};
+pub(crate) use x86::{act256, act512, exp512, Avx2, Avx512};
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use super::{Act, Simd};
+    use crate::microkernel::{ERFC_P, GELU_TANH_C, GELU_TANH_K};
     use std::arch::x86_64::*;
 
     // Cephes' expf: x = n ln2 + r, |r| <= ln2 / 2, exp(r) by a degree-6 polynomial
@@ -128,6 +129,27 @@ mod x86 {
                     Act::HardSigmoid => {
                         let r6 = $min($max($add(v, $set1(3.0)), zero), $set1(6.0));
                         $mul(r6, $set1(1.0 / 6.0))
+                    }
+                    Act::Gelu => {
+                        // As `microkernel::gelu_scalar`, lane by lane.
+                        let a = $mul(
+                            $max(v, $sub(zero, v)),
+                            $set1(std::f32::consts::FRAC_1_SQRT_2),
+                        );
+                        let t = $div($set1(1.0), $fma(a, $set1(0.5), $set1(1.0)));
+                        let mut p = $set1(ERFC_P[0]);
+                        for &c in &ERFC_P[1..] {
+                            p = $fma(p, t, $set1(c));
+                        }
+                        let r = $mul(t, $exp($fnma(a, a, p)));
+                        let half_r = $mul(r, $set1(0.5));
+                        let (pos, neg) = ($max(v, zero), $min(v, zero));
+                        $fma(neg, half_r, $fnma(pos, half_r, pos))
+                    }
+                    Act::GeluTanh => {
+                        let v3 = $mul($mul(v, v), v);
+                        let u = $mul($set1(GELU_TANH_K), $fma($set1(GELU_TANH_C), v3, v));
+                        $div(v, $add($set1(1.0), $exp($mul(u, $set1(-2.0)))))
                     }
                 }
             }

@@ -91,7 +91,22 @@ fn activate(v: f32, act: Act) -> f32 {
         Act::Swish => x / (1.0 + (-x).exp()),
         Act::Sigmoid => 1.0 / (1.0 + (-x).exp()),
         Act::HardSigmoid => (x + 3.0).clamp(0.0, 6.0) / 6.0,
+        Act::Gelu => gelu(x),
+        Act::GeluTanh => gelu_tanh(x),
     }) as f32
+}
+
+/// `0.5 x erfc(-x / sqrt 2)` in f64 from `-x / sqrt 2` rounded to f32, as TensorFlow's
+/// exact GELU computes it (that rounding alone moves erfc by up to `2 a^2` ulps).
+fn gelu(x: f64) -> f64 {
+    let z = -(x as f32) * std::f32::consts::FRAC_1_SQRT_2;
+    0.5 * x * libm::erfc(z as f64)
+}
+
+/// `0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3)))` in f64.
+fn gelu_tanh(x: f64) -> f64 {
+    let k = (2.0 / std::f64::consts::PI).sqrt();
+    0.5 * x * (1.0 + (k * (x + 0.044715 * x * x * x)).tanh())
 }
 
 fn assert_close(got: &[f32], want: &[f32], what: &str) {
@@ -523,11 +538,57 @@ fn winograd_for_3x3_stride_1_matches_the_direct_sum() {
 }
 
 #[test]
+fn gelu_activations_match_their_definitions_to_a_few_ulps() {
+    // A 1x1 convolution by the identity (exact), so the store's activation is all that
+    // differs from the f64 definitions; inputs from -12 to 12 cover both tails, zero and
+    // the values around it.
+    let c = 16;
+    let xs: Vec<f32> = (0..c * 150)
+        .map(|i| (i as f32 - 1200.0) / 100.0 + (i % 7) as f32 * 1e-3)
+        .collect();
+    let x = Nhwc::from_vec(1, 1, xs.len() / c, c, xs.clone()).unwrap();
+    let eye: Vec<f32> = (0..c * c).map(|i| (i / c == i % c) as u8 as f32).collect();
+    for act in [Act::Gelu, Act::GeluTanh] {
+        for isa in Isa::all_supported() {
+            let seg = [ConvWeights {
+                hwio: &eye,
+                bias: None,
+                cout: c,
+                act,
+            }];
+            let y = Conv2d::with_isa(isa, ConvGeometry::new(1, 1, c), &seg).forward(x.view());
+            for (&v, &got) in xs.iter().zip(&y.data) {
+                let want = activate(v, act) as f64;
+                let err = (got as f64 - want).abs();
+                // Relative 1e-6 where the value is not in the far negative tail, where it
+                // is below 4e-3 in size: there 1e-8 absolute.
+                let tol = if v > -3.0 {
+                    1e-6 * want.abs().max(1e-3)
+                } else {
+                    1e-8
+                };
+                assert!(
+                    err <= tol,
+                    "{isa:?} {act:?} at {v}: got {got}, want {want} (error {err:e})"
+                );
+            }
+        }
+    }
+}
+
+#[test]
 fn swish_sigmoid_and_their_hard_versions_in_every_store_path() {
     // GEMM tiles (1x1 and 3x3 stride 2), the dot path (cout <= 4) and Winograd, with the
     // bias pushing values across hard-swish's corners at -3 and 3 and far into swish's
     // tails.
-    for act in [Act::HardSwish, Act::Swish, Act::Sigmoid, Act::HardSigmoid] {
+    for act in [
+        Act::HardSwish,
+        Act::Swish,
+        Act::Sigmoid,
+        Act::HardSigmoid,
+        Act::Gelu,
+        Act::GeluTanh,
+    ] {
         check(2, 5, 7, 24, 37, ConvGeometry::new(1, 1, 24), act, 70);
         check(
             1,

@@ -24,6 +24,11 @@ fn activate(x: f64, act: Act) -> f64 {
         Act::Swish => x / (1.0 + (-x).exp()),
         Act::Sigmoid => 1.0 / (1.0 + (-x).exp()),
         Act::HardSigmoid => (x + 3.0).clamp(0.0, 6.0) / 6.0,
+        Act::Gelu => 0.5 * x * libm::erfc(-x / std::f64::consts::SQRT_2),
+        Act::GeluTanh => {
+            let k = (2.0 / std::f64::consts::PI).sqrt();
+            0.5 * x * (1.0 + (k * (x + 0.044715 * x * x * x)).tanh())
+        }
     }
 }
 
@@ -254,6 +259,8 @@ fn tiny_inputs_batches_and_every_activation() {
         Act::Relu6,
         Act::HardSwish,
         Act::Swish,
+        Act::Gelu,
+        Act::GeluTanh,
     ]
     .into_iter()
     .enumerate()

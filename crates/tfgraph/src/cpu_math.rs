@@ -122,30 +122,7 @@ pub(crate) fn softmax(t: &FT, log: bool, device: &Device) -> Option<Result<FT, S
     if d == 0 {
         return None;
     }
-    on_host(t, device, |v| {
-        let rows_per_item = (CHUNK / d).max(1);
-        v.par_chunks_mut(rows_per_item * d).for_each(|rows| {
-            for row in rows.chunks_exact_mut(d) {
-                let m = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                if log {
-                    let s: f32 = row.iter().map(|&x| (x - m).exp()).sum();
-                    let ls = s.ln();
-                    for x in row.iter_mut() {
-                        *x = (*x - m) - ls;
-                    }
-                } else {
-                    let mut s = 0f32;
-                    for x in row.iter_mut() {
-                        *x = (*x - m).exp();
-                        s += *x;
-                    }
-                    for x in row.iter_mut() {
-                        *x /= s;
-                    }
-                }
-            }
-        });
-    })
+    on_host(t, device, |v| cpu_kernels::rowwise::softmax_rows(v, d, log))
 }
 
 /// tanh in f32 as Eigen (and so TensorFlow's CPU kernels) computes it: an odd [13/6]

@@ -115,6 +115,11 @@ pub(crate) struct FusedConv {
 struct Flat {
     contracted: usize,
     out_dims: Vec<usize>,
+    /// The `Reshape` node after the product that keeps its last axis (Keras' `Dense` on
+    /// 3-D tensors: `Tensordot` is a 2-D `MatMul` reshaped back), run as the graph has it
+    /// after the folded ops and the activation (they act per channel, so they commute with
+    /// it); its shape is the fused node's second input.
+    reshape: Option<usize>,
 }
 
 impl FusedConv {
@@ -157,6 +162,24 @@ impl FusedConv {
             return self.run_flat(flat, x, device);
         }
         with_nhwc(x, |x| self.run_view(x, device))
+    }
+
+    /// Runs on the fused node's inputs: the input, and for a matrix product with a
+    /// `Reshape` after it, the shape (given to the graph's own `Reshape`).
+    fn run_node(&self, ins: Vec<Value>, device: &Device, op: &GraphOp) -> Result<Value, String> {
+        let mut ins = ins.into_iter();
+        let x = ins.next().ok_or("no input")?;
+        let y = self.run(x, device)?;
+        match self.flat.as_ref().and_then(|f| f.reshape) {
+            Some(r) => {
+                let shape = ins.next().ok_or("no shape for the reshape")?;
+                op(r, vec![y, shape])?
+                    .into_iter()
+                    .next()
+                    .ok_or_else(|| "the Reshape gave no output".into())
+            }
+            None => Ok(y),
+        }
     }
 
     fn run_view(&self, x: View, device: &Device) -> Result<Value, String> {
@@ -343,7 +366,7 @@ impl FastOp {
             }
         }
         match self {
-            FastOp::Conv(c) => c.run(first(ins)?, device),
+            FastOp::Conv(c) => c.run_node(ins, device, op),
             FastOp::Block(b) => b.run(first(ins)?, device),
             FastOp::Residual(r) => r.run(ins, device, op),
             FastOp::Pool(p) => p.run(first(ins)?, device),
@@ -882,6 +905,31 @@ fn scalar_const(g: &Graph, consts: &Consts, r: ValueRef) -> Option<f32> {
     (v.len() == 1 && t.dtype.is_float()).then(|| v[0])
 }
 
+/// Whether the shape `r` given to a `Reshape` ends in `last`: a constant, or a `ConcatV2`
+/// on axis 0 whose last part is a constant ending in it (Keras' `Tensordot`: the input's
+/// free dimensions, then the output's).
+fn keeps_last_axis(g: &Graph, consts: &Consts, r: ValueRef, last: usize) -> bool {
+    let ends_in = |r: ValueRef| {
+        consts(g, r).is_some_and(|t| {
+            t.shape.len() == 1
+                && !t.dtype.is_float()
+                && t.to_i64().is_ok_and(|v| v.last() == Some(&(last as i64)))
+        })
+    };
+    if ends_in(r) {
+        return true;
+    }
+    let n = &g.nodes[r.node];
+    let k = n.inputs.len();
+    r.index == 0
+        && n.op == "ConcatV2"
+        && k >= 2
+        && consts(g, n.inputs[k - 1])
+            .and_then(|a| a.to_i64().ok())
+            .is_some_and(|a| a == [0] || a == [-1])
+        && ends_in(n.inputs[k - 2])
+}
+
 /// The filter, bias and activation of a chain, in f64 until packed.
 struct Chain {
     /// Filter, flattened with the output channel innermost (HWIO, or `[kh, kw, C, M]`).
@@ -893,6 +941,12 @@ struct Chain {
     nodes: Vec<usize>,
     /// The output's rank: a broadcast constant of higher rank would change its shape.
     rank: usize,
+    /// A matrix product's output axes after the rows (a constant of exactly these
+    /// dimensions is a per-channel vector too); `None` for a convolution.
+    out_dims: Option<Vec<usize>>,
+    /// The `Reshape` keeping the last axis that the chain has gone through (matrix
+    /// products only, see [`Flat::reshape`]).
+    reshape: Option<usize>,
 }
 
 impl Chain {
@@ -907,6 +961,8 @@ impl Chain {
             end,
             nodes: vec![],
             rank,
+            out_dims: None,
+            reshape: None,
         }
     }
 
@@ -935,6 +991,10 @@ impl Chain {
         input: ValueRef,
     ) -> (FusedConv, ValueRef, Vec<usize>) {
         nodes.append(&mut self.nodes);
+        let flat = flat.map(|f| Flat {
+            reshape: self.reshape,
+            ..f
+        });
         let bias: Vec<f32> = self.bias.iter().map(|&x| x as f32).collect();
         let raw = Raw {
             w: self.w.iter().map(|&x| x as f32).collect(),
@@ -980,6 +1040,18 @@ impl Chain {
             if t.shape.len() > self.rank {
                 return None;
             }
+            // `[3, 64]` added to an `EinsumDense` output `[.., 3, 64]` (attention's
+            // query, key and value).
+            let trim = |d: &[usize]| d[d.iter().take_while(|&&x| x == 1).count()..].to_vec();
+            if let Some(dims) = &self.out_dims {
+                if self.reshape.is_none()
+                    && t.dtype.is_float()
+                    && trim(&t.shape) == trim(dims)
+                    && trim(dims).len() > 1
+                {
+                    return Some(t.to_f32().ok()?.iter().map(|&x| x as f64).collect());
+                }
+            }
             channel_vector(&t, self.cout)
         };
         let first = node.inputs.first() == Some(&cur);
@@ -1012,6 +1084,17 @@ impl Chain {
                 }
                 _ => return false,
             },
+            "Reshape"
+                if first
+                    && self.out_dims.is_some()
+                    && self.reshape.is_none()
+                    && node.inputs.len() == 2
+                    && keeps_last_axis(g, consts, node.inputs[1], self.cout) =>
+            {
+                self.reshape = Some(n);
+                // Its rank is not known here; constants of rank 0 or 1 never change it.
+                self.rank = 1;
+            }
             "FusedBatchNorm" | "FusedBatchNormV2" | "FusedBatchNormV3" if first => {
                 let training = node
                     .attrs
@@ -1083,6 +1166,78 @@ impl Chain {
         };
         let readers = uses.readers(cur);
         if uses.outputs.contains(&cur) {
+            return;
+        }
+        // `Mul(v, k)` in either order, `k` a float32 scalar constant equal to `k`.
+        let times = |n: usize, v: ValueRef, k: f32| {
+            let i = &g.nodes[n].inputs;
+            is(n, "Mul")
+                && i.len() == 2
+                && (0..2).any(|s| i[s] == v && scalar_const(g, consts, i[1 - s]) == Some(k))
+        };
+        let only = |n: usize| uses.only_reader(out(n));
+        // `tf.nn.gelu(x)`: 0.5 x erfc(-x * (1 / sqrt 2)), its Mul by 0.5 and Neg both
+        // reading x.
+        let gelu = |h: usize, ng: usize| -> Option<(Vec<usize>, usize)> {
+            if !times(h, cur, 0.5) || !is(ng, "Neg") || g.nodes[ng].inputs != [cur] {
+                return None;
+            }
+            let m1 = only(ng).filter(|&m| times(m, out(ng), std::f32::consts::FRAC_1_SQRT_2))?;
+            let e = only(m1).filter(|&e| is(e, "Erfc") && g.nodes[e].inputs == [out(m1)])?;
+            let m2 = only(e).filter(|&m| is(m, "Mul") && reads(m, out(h), out(e)))?;
+            (only(h) == Some(m2)).then(|| (vec![h, ng, m1, e], m2))
+        };
+        // `tf.nn.gelu(x, approximate=True)`: 0.5 x (1 + tanh(0.7978846 (x + 0.044715 x^3))),
+        // x read by the Mul by 0.5, the Pow and the inner Add.
+        let gelu_tanh = |h: usize, pw: usize, ad: usize| -> Option<(Vec<usize>, usize)> {
+            let pi = &g.nodes[pw].inputs;
+            if !times(h, cur, 0.5)
+                || !is(pw, "Pow")
+                || pi.len() != 2
+                || pi[0] != cur
+                || scalar_const(g, consts, pi[1]) != Some(3.0)
+            {
+                return None;
+            }
+            let m1 = only(pw).filter(|&m| times(m, out(pw), cpu_kernels::GELU_TANH_C))?;
+            let add = |n: usize| is(n, "AddV2") || is(n, "Add");
+            if only(m1) != Some(ad) || !add(ad) || !reads(ad, cur, out(m1)) {
+                return None;
+            }
+            let m2 = only(ad).filter(|&m| times(m, out(ad), cpu_kernels::GELU_TANH_K))?;
+            let th = only(m2).filter(|&t| is(t, "Tanh") && g.nodes[t].inputs == [out(m2)])?;
+            let a1 = only(th).filter(|&a| {
+                let i = &g.nodes[a].inputs;
+                add(a)
+                    && i.len() == 2
+                    && (0..2)
+                        .any(|s| i[s] == out(th) && scalar_const(g, consts, i[1 - s]) == Some(1.0))
+            })?;
+            let m3 = only(a1).filter(|&m| is(m, "Mul") && reads(m, out(h), out(a1)))?;
+            (only(h) == Some(m3)).then(|| (vec![h, pw, m1, ad, m2, th, a1], m3))
+        };
+        let found = match *readers {
+            [a, b] => gelu(a, b)
+                .or_else(|| gelu(b, a))
+                .map(|(e, n)| (Act::Gelu, e, n)),
+            [a, b, c] => [
+                [a, b, c],
+                [a, c, b],
+                [b, a, c],
+                [b, c, a],
+                [c, a, b],
+                [c, b, a],
+            ]
+            .into_iter()
+            .find_map(|[h, p, d]| gelu_tanh(h, p, d))
+            .map(|(e, n)| (Act::GeluTanh, e, n)),
+            _ => None,
+        };
+        if let Some((act, mut extra, end)) = found {
+            self.act = act;
+            self.nodes.append(&mut extra);
+            self.nodes.push(end);
+            self.end = end;
             return;
         }
         let (act, mut extra, end) = match readers {
@@ -1181,6 +1336,10 @@ pub(crate) fn rewrite(g: &mut Graph, consts: &Consts) -> HashMap<usize, FastOp> 
             }
             let end = *nodes.last().expect("a chain has its convolution");
             g.nodes[end].inputs = vec![input];
+            if let Some(r) = fused.flat.as_ref().and_then(|f| f.reshape) {
+                let shape = g.nodes[r].inputs[1];
+                g.nodes[end].inputs.push(shape);
+            }
             table.insert(end, FastOp::Conv(fused));
         }
     }
@@ -1346,10 +1505,12 @@ fn plan_matmul(
     let cout: usize = out_dims.iter().product();
     let cin = w.len() / cout;
     let mut chain = Chain::new(w, cout, c, rank);
+    chain.out_dims = Some(out_dims.clone());
     chain.absorb_all(g, consts, uses);
     let flat = Flat {
         contracted,
         out_dims,
+        reshape: None,
     };
     let geometry = Geometry::Conv(ConvGeometry::new(1, 1, cin));
     Some(chain.into_fused(g, vec![c], geometry, Some(flat), node.inputs[0]))

@@ -496,6 +496,12 @@ impl Model {
         (self.plan.fast.len(), nodes)
     }
 
+    /// Whether graph node `node` (an index into [`Model::graph`]) is run by the CPU fast
+    /// path: as the last node of a fused chain, the nodes before it are no longer needed.
+    pub fn runs_on_fast_path(&self, node: usize) -> bool {
+        self.plan.fast.contains_key(&node)
+    }
+
     /// How many inverted-residual blocks (1x1 expansion, depthwise, 1x1 projection, one of
     /// the 1x1s possibly absent) run as one strip-by-strip kernel on the CPU fast path.
     pub fn fused_blocks(&self) -> usize {
