@@ -719,6 +719,18 @@ def define_op_cases():
         build_layer(layer, [None, 5, 8], rng)
         return {"fn": lambda x: layer(x), "inputs": {"x": normal(rng, 2, 5, 8) * 2 + 0.5}, "layers": [layer]}
 
+    @op("op_layer_norm_axis2_rank4", "tf.nn.moments over axis 2 (keepdims) and tf.nn.batch_normalization with "
+                                     "gamma, beta [4] on x [2, 3, 5, 4]: LayerNormalization's nodes over another "
+                                     "axis than the last (the CPU fast path matches them, then replays the graph's "
+                                     "ops)", tol=1e-5)
+    def _(rng):
+        gamma, beta = tf.constant(normal(rng, 4) + 1.0), tf.constant(normal(rng, 4))
+
+        def fn(x):
+            mean, var = tf.nn.moments(x, [2], keepdims=True)
+            return tf.nn.batch_normalization(x, mean, var, beta, gamma, 1e-3)
+        return {"fn": fn, "inputs": {"x": normal(rng, 2, 3, 5, 4) * 2 + 0.5}}
+
     @op("op_dense_3d_keras", "Keras Dense(6) on a 3-D x [None, 5, 4] (fed [2, 5, 4]): tf.tensordot with "
                              "a dynamic batch (Shape, GatherV2, Prod, Pack, Reshape, MatMul, ConcatV2) + BiasAdd", tol=1e-5)
     def _(rng):

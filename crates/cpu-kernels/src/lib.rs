@@ -15,6 +15,7 @@
 //!   Activations ([`Act`]): ReLU, ReLU6, hard-swish, swish, sigmoid, hard-sigmoid.
 //! - [`ops`]: pooling, spatial means, conditional instance norm, elementwise maps.
 //!   [`rowwise`]: softmax and layer normalisation over the last axis.
+//!   [`matmul_batches`]: batches of small strided matrix products (attention).
 //!
 //! Activations are [`Nhwc`] buffers; [`View`] / [`Slot`] address a channel slice of one,
 //! so the branches of a block write straight into their part of the concatenation.
@@ -28,6 +29,7 @@ mod bottleneck;
 mod conv;
 mod denormals;
 mod depthwise;
+mod matmul;
 mod microkernel;
 pub mod ops;
 pub mod rowwise;
@@ -40,5 +42,6 @@ pub use bottleneck::Bottleneck;
 pub use conv::{Conv2d, ConvGeometry, ConvWeights, GroupedConv2d, Padding};
 pub use denormals::{denormals_flushed, flush_denormals, FlushDenormals};
 pub use depthwise::{DepthwiseConv2d, DepthwiseGeometry};
+pub use matmul::{matmul_batches, Layout};
 pub use microkernel::{Act, Isa, GELU_TANH_C, GELU_TANH_K};
 pub use tensor::{Nhwc, Slot, View};

@@ -63,9 +63,9 @@ fn softmax_row(row: &mut [f32], log: bool) {
 
 /// Layer normalisation of every row of `d` values of `x`, in place, in the order Keras'
 /// `LayerNormalization` computes it (`tf.nn.moments`, `tf.nn.batch_normalization`):
-/// `inv = gamma / sqrt(var + eps)`, `x * inv + (beta - mean * inv)`, the row's mean and
-/// (biased) variance of `x - mean` accumulated in f64; `gamma` / `beta` per position in the
-/// row (`None`: 1 / 0).
+/// `inv = gamma / sqrt(var + eps)`, `x * inv + (beta - mean * inv)`; the row's mean, and
+/// the (biased) variance as the mean of the f32 squares of `x - mean`, accumulated in f64;
+/// `gamma` / `beta` per position in the row (`None`: 1 / 0).
 /// A trailing partial row is left as it is.
 pub fn layer_norm_rows(
     x: &mut [f32],
@@ -79,18 +79,19 @@ pub fn layer_norm_rows(
     }
     assert!(gamma.is_none_or(|g| g.len() == d) && beta.is_none_or(|b| b.len() == d));
     rows_in_parallel(x, d, |row| {
-        let mean = row.iter().map(|&v| v as f64).sum::<f64>() / d as f64;
+        // tf.nn.moments: the mean, then the mean of the f32 squared differences from it.
+        let mean = (row.iter().map(|&v| v as f64).sum::<f64>() / d as f64) as f32;
         let var = row
             .iter()
             .map(|&v| {
-                let c = v as f64 - mean;
-                c * c
+                let c = v - mean;
+                (c * c) as f64
             })
             .sum::<f64>()
             / d as f64;
         // tf.nn.batch_normalization's order: inv = rsqrt(var + eps) * gamma,
         // x * inv + (beta - mean * inv).
-        let (mean, r) = (mean as f32, 1.0 / (var as f32 + eps).sqrt());
+        let r = 1.0 / (var as f32 + eps).sqrt();
         for (i, v) in row.iter_mut().enumerate() {
             let inv = gamma.map_or(r, |g| r * g[i]);
             *v = *v * inv + (beta.map_or(0.0, |b| b[i]) - mean * inv);

@@ -19,6 +19,7 @@
 
 use crate::cpu_math;
 use crate::dev;
+use crate::fast_norm::FusedLayerNorm;
 use crate::graph::{Graph, Node, ValueRef};
 use crate::host::HostTensor;
 use crate::ops::Value;
@@ -322,6 +323,8 @@ pub(crate) enum FastOp {
         pads: [usize; 4],
         node: usize,
     },
+    /// Keras' `LayerNormalization` over the last axis (see [`crate::fast_norm`]).
+    LayerNorm(Box<FusedLayerNorm>),
 }
 
 /// Runs graph node `n`'s own op on the inputs given (the fallback of a fused op).
@@ -336,6 +339,7 @@ impl FastOp {
             FastOp::Pool(p) => p.label(),
             FastOp::ZeroPad { .. } => "Pad (zeros, height and width, host)",
             FastOp::SpatialMean { .. } => "Mean over height and width (cpu-kernels)",
+            FastOp::LayerNorm(_) => "LayerNormalization (fused, cpu-kernels)",
         }
     }
     /// Graph nodes it computes.
@@ -345,6 +349,7 @@ impl FastOp {
             FastOp::Block(b) => b.convs().map(|c| c.nodes.len()).sum(),
             FastOp::Residual(r) => r.conv.nodes.len() + 1 + r.relu.is_some() as usize,
             FastOp::Pool(_) | FastOp::ZeroPad { .. } | FastOp::SpatialMean { .. } => 1,
+            FastOp::LayerNorm(l) => l.covers(),
         }
     }
     /// Runs on the node's inputs (one, but two for a residual: the convolution's input
@@ -369,6 +374,7 @@ impl FastOp {
             FastOp::Conv(c) => c.run_node(ins, device, op),
             FastOp::Block(b) => b.run(first(ins)?, device),
             FastOp::Residual(r) => r.run(ins, device, op),
+            FastOp::LayerNorm(l) => l.run(ins, device, op),
             FastOp::Pool(p) => p.run(first(ins)?, device),
             FastOp::SpatialMean { keep_dims, .. } => with_nhwc(first(ins)?, |x| {
                 let m = cpu_kernels::ops::spatial_mean(x);
@@ -790,9 +796,9 @@ pub(crate) fn applies_to(device: &Device) -> bool {
 pub(crate) type Consts<'a> = dyn Fn(&Graph, ValueRef) -> Option<HostTensor> + 'a;
 
 /// Who reads each value of the needed graph.
-struct Uses {
+pub(crate) struct Uses {
     readers: HashMap<ValueRef, Vec<usize>>,
-    outputs: std::collections::HashSet<ValueRef>,
+    pub(crate) outputs: std::collections::HashSet<ValueRef>,
 }
 
 impl Uses {
@@ -811,18 +817,18 @@ impl Uses {
             outputs: g.outputs.iter().map(|(_, r)| *r).collect(),
         }
     }
-    fn readers(&self, r: ValueRef) -> &[usize] {
+    pub(crate) fn readers(&self, r: ValueRef) -> &[usize] {
         self.readers.get(&r).map(|v| v.as_slice()).unwrap_or(&[])
     }
     /// The single node reading `r` (once), if `r` is not also a graph output.
-    fn only_reader(&self, r: ValueRef) -> Option<usize> {
+    pub(crate) fn only_reader(&self, r: ValueRef) -> Option<usize> {
         match self.readers(r) {
             [one] if !self.outputs.contains(&r) => Some(*one),
             _ => None,
         }
     }
     /// Whether outputs `1..` of `node` are unused.
-    fn only_first_output_used(&self, g: &Graph, node: usize) -> bool {
+    pub(crate) fn only_first_output_used(&self, g: &Graph, node: usize) -> bool {
         (1..8).all(|k| {
             let r = ValueRef { node, index: k };
             self.readers(r).is_empty() && !self.outputs.contains(&r)
@@ -1345,6 +1351,18 @@ pub(crate) fn rewrite(g: &mut Graph, consts: &Consts) -> HashMap<usize, FastOp> 
     }
     join_blocks(g, &mut table);
     join_residuals(g, &mut table);
+    let uses = Uses::new(g);
+    for m in 0..g.nodes.len() {
+        if !need[m] || taken[m] || table.contains_key(&m) {
+            continue;
+        }
+        if let Some((norm, end)) = crate::fast_norm::plan(g, consts, &uses, m) {
+            if !table.contains_key(&end) && !taken[end] {
+                g.nodes[end].inputs = norm.inputs().to_vec();
+                table.insert(end, FastOp::LayerNorm(Box::new(norm)));
+            }
+        }
+    }
     for (i, n) in g.nodes.iter().enumerate() {
         if need[i] && !taken[i] && n.inputs.len() == 1 {
             if let Some(p) = Pool::of(n) {

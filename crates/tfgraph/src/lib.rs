@@ -19,9 +19,11 @@
 //! through the dispatch backend's ops (so an autodiff device records gradients), shapes and
 //! integers on the host.
 
+mod cpu_einsum;
 mod cpu_math;
 mod dev;
 mod fast;
+mod fast_norm;
 mod host;
 mod layer;
 pub mod ops;

@@ -413,6 +413,9 @@ pub(super) fn run(op: &str, ctx: &Ctx, inputs: &[Value]) -> Option<OpResult> {
         })(),
         "Einsum" => (|| {
             let eq = ctx.attr_s("equation");
+            if let Some(r) = crate::cpu_einsum::einsum(&eq, inputs, ctx.device) {
+                return Ok(vec![Value::Dev(r?)]);
+            }
             let ts: Result<Vec<FT>, String> = inputs.iter().map(|v| ctx.float(v)).collect();
             Ok(vec![Value::Dev(einsum(&eq, ts?)?)])
         })(),
