@@ -1,7 +1,7 @@
 //! Pointwise (1x1) convolution throughput on the shapes of MobileNetV2 at 224x224, batch 16
 //! (not a test): the expansions (few input channels, many outputs) and projections (the
 //! reverse) that are most of its time; then ResNet50's 1x1 convolutions. Run:
-//! `cargo bench -p cpu-kernels --bench pointwise [-- --isa avx512|avx2|portable] [--batch N] [--only '<side> <cin> <cout>']`.
+//! `cargo bench -p cpu-kernels --bench pointwise [-- --isa avx512|avx2|portable] [--batch N] [--only '<side> <cin> <cout>'] [--flat] [--into] [--cold]`.
 //! GFLOP/s counts 2 flops per multiply-add; GB/s the input read and output written once;
 //! times are the best of 5 batches of calls, the output buffers reused as in the programs.
 
@@ -61,12 +61,28 @@ fn main() {
     let only = arg("--only");
     // `--into`: into one preallocated output instead of a new (reused) buffer per call.
     let preallocated = args.iter().any(|a| a == "--into");
+    // `--flat`: the pixels as one column of rows (`[1, n * side * side, 1]`), as the graph
+    // executor runs a matrix product.
+    let flat = args.iter().any(|a| a == "--flat");
+    // `--cold`: a different input each call, from 16 (not in the caches, as in a network).
+    let cold = args.iter().any(|a| a == "--cold");
     for (side, cin, cout) in cases {
         let label = format!("{side} {cin} {cout}");
         if only.as_ref().is_some_and(|o| !label.contains(o.as_str())) {
             continue;
         }
-        let x = Nhwc::from_vec(n, side, side, cin, vec![0.5; n * side * side * cin]).unwrap();
+        let (bn, bh, bw) = if flat {
+            (1, n * side * side, 1)
+        } else {
+            (n, side, side)
+        };
+        let xs: Vec<Nhwc> = (0..if cold { 16 } else { 1 })
+            .map(|i| {
+                Nhwc::from_vec(bn, bh, bw, cin, vec![0.5 + i as f32; n * side * side * cin])
+                    .unwrap()
+            })
+            .collect();
+        let x = &xs[0];
         let wts: Vec<f32> = (0..cin * cout).map(|i| (i % 7) as f32 * 0.01).collect();
         let conv = Conv2d::with_isa(
             isa,
@@ -75,7 +91,11 @@ fn main() {
                 hwio: &wts,
                 bias: None,
                 cout,
-                act: Act::Relu6,
+                act: if args.iter().any(|a| a == "--gelu") {
+                    Act::Gelu
+                } else {
+                    Act::Relu6
+                },
             }],
         );
         let px = (n * side * side) as f64;
@@ -83,11 +103,12 @@ fn main() {
         let bytes = 4.0 * px * (cin + cout) as f64;
         let iters = ((2e9 / flop) as usize).clamp(2, 200);
         let _ = conv.forward(x.view());
-        let mut out = Nhwc::zeros(n, side, side, cout);
+        let mut out = Nhwc::zeros(bn, bh, bw, cout);
         let mut best = f64::INFINITY;
         for _ in 0..5 {
             let t0 = Instant::now();
-            for _ in 0..iters {
+            for i in 0..iters {
+                let x = &xs[i % xs.len()];
                 if preallocated {
                     conv.forward_into(x.view(), &mut [out.slot_all()]);
                 } else {

@@ -205,11 +205,35 @@ impl FusedConv {
     /// A matrix product: `[rows.., k..] x [k.., out..]` as a 1x1 convolution over `rows`
     /// pixels of `prod(k)` channels.
     fn run_flat(&self, flat: &Flat, x: Value, device: &Device) -> Result<Value, String> {
+        // A flex tensor is read in place (attention's query, key and value read the same
+        // normalised tensor); others are read back.
+        let borrowed = match &x {
+            Value::Dev(t) => {
+                let shape = dev::shape(t);
+                dev::flex_f32(t)
+                    .filter(|d| d.len() == shape.iter().product::<usize>())
+                    .map(|d| (shape, d))
+            }
+            _ => None,
+        };
+        if let Some((shape, data)) = borrowed {
+            return self.run_flat_on(flat, &shape, data, device);
+        }
         let (shape, data) = match x {
             Value::Dev(t) => (dev::shape(&t), dev::download(t)?),
             Value::Host(h) if h.dtype == DType::F32 => (h.shape.clone(), h.to_f32()?),
             _ => return Err("the input is not a float32 tensor".into()),
         };
+        self.run_flat_on(flat, &shape, &data, device)
+    }
+
+    fn run_flat_on(
+        &self,
+        flat: &Flat,
+        shape: &[usize],
+        data: &[f32],
+        device: &Device,
+    ) -> Result<Value, String> {
         if shape.len() < flat.contracted {
             return Err(format!("input {shape:?} has too few dimensions"));
         }
@@ -231,9 +255,20 @@ impl FusedConv {
         if rows == 0 {
             return Ok(Value::Dev(dev::upload(Vec::new(), &out_shape, device)));
         }
-        let x = Nhwc::from_vec(1, rows, 1, k, data).ok_or("input size mismatch")?;
+        if data.len() != rows * k {
+            return Err("input size mismatch".into());
+        }
+        let x = View {
+            data,
+            n: 1,
+            h: rows,
+            w: 1,
+            c: k,
+            stride: k,
+            offset: 0,
+        };
         let y = match self.kernel(k)? {
-            Kernel::Dense(c) => c.forward(x.view()),
+            Kernel::Dense(c) => c.forward(x),
             _ => return Err("a matrix product packed as another kernel".into()),
         };
         Ok(Value::Dev(dev::upload(y.data, &out_shape, device)))
