@@ -341,6 +341,62 @@ impl Conv2d {
         }
     }
 
+    /// A matrix product `x (rows of k) * b` as a 1x1 convolution, `b`'s element `(kk, j)`
+    /// (`k x n`) at `b[at + kk * row + j * col]`, packed straight from there (attention's
+    /// keys and values, one product per image and head). `None` for the few-output products
+    /// that take the dot kernels (build those through [`Conv2d::with_isa`]).
+    ///
+    /// Panics when an element lies outside `b`.
+    pub(crate) fn matrix(
+        isa: Isa,
+        (k, n): (usize, usize),
+        b: &[f32],
+        (at, row, col): (usize, usize, usize),
+    ) -> Option<Conv2d> {
+        assert!(isa.is_supported() && k > 0 && n > 0);
+        if n <= DOT_OUTS && k >= 32 {
+            return None;
+        }
+        let last = at + (k - 1) * row + (n - 1) * col;
+        assert!(last < b.len(), "matrix element past its buffer");
+        let nr = isa.nr();
+        let panels = n.div_ceil(nr);
+        let mut packed = AlignedBuf::zeros(panels * k * nr);
+        let dst = packed.as_mut_slice();
+        // Read along whichever of b's axes is contiguous.
+        if col <= row {
+            for kk in 0..k {
+                for j in 0..n {
+                    dst[((j / nr) * k + kk) * nr + j % nr] = b[at + kk * row + j * col];
+                }
+            }
+        } else {
+            for j in 0..n {
+                let (p, jj) = (j / nr, j % nr);
+                let panel = &mut dst[p * k * nr..][..k * nr];
+                let src = at + j * col;
+                for kk in 0..k {
+                    panel[kk * nr + jj] = b[src + kk * row];
+                }
+            }
+        }
+        Some(Conv2d {
+            winograd: None,
+            geometry: ConvGeometry::new(1, 1, k),
+            isa,
+            segments: vec![Segment {
+                cout: n,
+                first_panel: 0,
+                panels,
+                act: Act::Identity,
+            }],
+            packed,
+            bias: vec![0f32; panels * nr],
+            padded_rows: false,
+            dot: None,
+        })
+    }
+
     /// The same convolution computed directly (no Winograd), e.g. to compare the two.
     pub fn without_winograd(mut self) -> Conv2d {
         self.winograd = None;

@@ -84,22 +84,25 @@ pub fn matmul_batches(
             return;
         }
         let at = (lb.at)(bt);
-        let mut w = vec![0f32; k * n];
-        for kk in 0..k {
-            for j in 0..n {
-                w[kk * n + j] = b[at + kk * lb.row + j * lb.col];
+        let conv = Conv2d::matrix(isa, (k, n), b, (at, lb.row, lb.col)).unwrap_or_else(|| {
+            // Few outputs: the dot kernels, from the weights gathered.
+            let mut w = vec![0f32; k * n];
+            for kk in 0..k {
+                for j in 0..n {
+                    w[kk * n + j] = b[at + kk * lb.row + j * lb.col];
+                }
             }
-        }
-        let conv = Conv2d::with_isa(
-            isa,
-            ConvGeometry::new(1, 1, k),
-            &[ConvWeights {
-                hwio: &w,
-                bias: None,
-                cout: n,
-                act: Act::Identity,
-            }],
-        );
+            Conv2d::with_isa(
+                isa,
+                ConvGeometry::new(1, 1, k),
+                &[ConvWeights {
+                    hwio: &w,
+                    bias: None,
+                    cout: n,
+                    act: Act::Identity,
+                }],
+            )
+        });
         let x = View {
             data: &a[(la.at)(bt)..],
             n: 1,
