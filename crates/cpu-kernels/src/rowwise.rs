@@ -61,42 +61,77 @@ fn softmax_row(row: &mut [f32], log: bool) {
     }
 }
 
-/// Layer normalisation of every row of `d` values of `x`, in place, in the order Keras'
-/// `LayerNormalization` computes it (`tf.nn.moments`, `tf.nn.batch_normalization`):
-/// `inv = gamma / sqrt(var + eps)`, `x * inv + (beta - mean * inv)`; the row's mean, and
-/// the (biased) variance as the mean of the f32 squares of `x - mean`, accumulated in f64;
-/// `gamma` / `beta` per position in the row (`None`: 1 / 0).
-/// A trailing partial row is left as it is.
+/// Layer normalisation of every row of `d` values of `src` into `dst` (of the same
+/// length), in the order Keras' `LayerNormalization` computes it (`tf.nn.moments`,
+/// `tf.nn.batch_normalization`): `inv = gamma / sqrt(var + eps)`,
+/// `x * inv + (beta - mean * inv)`; the row's mean, and the (biased) variance as the mean
+/// of the f32 squares of `x - mean`, accumulated in f64; `gamma` / `beta` per position in
+/// the row (`None`: 1 / 0). A trailing partial row of `dst` is left as it is.
 pub fn layer_norm_rows(
-    x: &mut [f32],
+    src: &[f32],
+    dst: &mut [f32],
     d: usize,
     gamma: Option<&[f32]>,
     beta: Option<&[f32]>,
     eps: f32,
 ) {
+    assert_eq!(src.len(), dst.len(), "source and destination lengths");
     if d == 0 {
         return;
     }
     assert!(gamma.is_none_or(|g| g.len() == d) && beta.is_none_or(|b| b.len() == d));
-    rows_in_parallel(x, d, |row| {
-        // tf.nn.moments: the mean, then the mean of the f32 squared differences from it.
-        let mean = (row.iter().map(|&v| v as f64).sum::<f64>() / d as f64) as f32;
-        let var = row
-            .iter()
-            .map(|&v| {
-                let c = v - mean;
-                (c * c) as f64
-            })
-            .sum::<f64>()
-            / d as f64;
-        // tf.nn.batch_normalization's order: inv = rsqrt(var + eps) * gamma,
-        // x * inv + (beta - mean * inv).
-        let r = 1.0 / (var as f32 + eps).sqrt();
-        for (i, v) in row.iter_mut().enumerate() {
-            let inv = gamma.map_or(r, |g| r * g[i]);
-            *v = *v * inv + (beta.map_or(0.0, |b| b[i]) - mean * inv);
+    let ones;
+    let gamma = match gamma {
+        Some(g) => g,
+        None => {
+            ones = vec![1f32; d];
+            &ones
         }
-    });
+    };
+    let zeros;
+    let beta = match beta {
+        Some(b) => b,
+        None => {
+            zeros = vec![0f32; d];
+            &zeros
+        }
+    };
+    let per_item = CHUNK.div_ceil(d).max(1) * d;
+    dst.par_chunks_mut(per_item)
+        .zip(src.par_chunks(per_item))
+        .for_each(|(out, inp)| {
+            for (o, row) in out.chunks_exact_mut(d).zip(inp.chunks_exact(d)) {
+                // tf.nn.moments: the mean, then the mean of the f32 squared differences
+                // from it.
+                let mean = (sum_f64(row, |v| v) / d as f64) as f32;
+                let var = sum_f64(row, |v| {
+                    let c = v - mean;
+                    c * c
+                }) / d as f64;
+                // tf.nn.batch_normalization's order: inv = rsqrt(var + eps) * gamma,
+                // x * inv + (beta - mean * inv).
+                let r = 1.0 / (var as f32 + eps).sqrt();
+                for (((y, &x), &g), &b) in o.iter_mut().zip(row).zip(gamma).zip(beta) {
+                    let inv = r * g;
+                    *y = x * inv + (b - mean * inv);
+                }
+            }
+        });
+}
+
+/// The sum of `f(v)` over `row` in f64, eight lanes at a time (so the compiler vectorises
+/// it).
+#[inline(always)]
+fn sum_f64(row: &[f32], f: impl Fn(f32) -> f32) -> f64 {
+    let mut acc = [0f64; 8];
+    let chunks = row.chunks_exact(8);
+    let tail: f64 = chunks.remainder().iter().map(|&v| f(v) as f64).sum();
+    for c in chunks {
+        for i in 0..8 {
+            acc[i] += f(c[i]) as f64;
+        }
+    }
+    acc.iter().sum::<f64>() + tail
 }
 
 #[cfg(target_arch = "x86_64")]

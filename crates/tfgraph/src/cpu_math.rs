@@ -125,6 +125,23 @@ pub(crate) fn softmax(t: &FT, log: bool, device: &Device) -> Option<Result<FT, S
     on_host(t, device, |v| cpu_kernels::rowwise::softmax_rows(v, d, log))
 }
 
+/// [`softmax`] of a tensor the op owns: read back without a copy when nothing else holds
+/// it (attention's scores), computed in place. `Err(t)` when the device op should run.
+pub(crate) fn softmax_owned(t: FT, log: bool, device: &Device) -> Result<Result<FT, String>, FT> {
+    let shape = dev::shape(&t);
+    let d = match shape.last() {
+        Some(&d) if d > 0 => d,
+        _ => return Err(t),
+    };
+    if !crate::fast::applies_to(device) || shape.iter().product::<usize>() < MIN_ELEMENTS {
+        return Err(t);
+    }
+    Ok(dev::download(t).map(|mut v| {
+        cpu_kernels::rowwise::softmax_rows(&mut v, d, log);
+        dev::upload(v, &shape, device)
+    }))
+}
+
 /// tanh in f32 as Eigen (and so TensorFlow's CPU kernels) computes it: an odd [13/6]
 /// rational function on `x` clamped to about ±7.9, `x` itself below 4e-4.
 pub(crate) fn tanh_f32(x: f32) -> f32 {

@@ -9,6 +9,7 @@
 use crate::dev;
 use crate::fast::{Consts, GraphOp, Uses};
 use crate::graph::{Graph, ValueRef};
+use crate::host::numel;
 use crate::ops::Value;
 use burn::tensor::Device;
 use savedmodel::DType;
@@ -53,19 +54,33 @@ impl FusedLayerNorm {
         if r == 0 || !(self.axis == r - 1 || self.axis == -1) || shape[shape.len() - 1] != c {
             return self.replay(ins, op);
         }
-        let mut v = match ins.into_iter().next() {
-            Some(Value::Dev(x)) => dev::download(x)?,
-            Some(Value::Host(h)) => h.to_f32()?,
+        // The input is read in place (a transformer's residual stream is read by the norm
+        // and by the residual add after the block).
+        let host;
+        let src: &[f32] = match &ins[0] {
+            Value::Dev(x) => match dev::flex_f32(x).filter(|d| Some(d.len()) == numel(&shape)) {
+                Some(d) => d,
+                None => {
+                    host = dev::download(x.clone())?;
+                    &host
+                }
+            },
+            Value::Host(h) => {
+                host = h.to_f32()?;
+                &host
+            }
             _ => return Err("no input".into()),
         };
+        let mut out = vec![0f32; src.len()];
         cpu_kernels::rowwise::layer_norm_rows(
-            &mut v,
+            src,
+            &mut out,
             c,
             Some(&self.gamma),
             Some(&self.beta),
             self.eps,
         );
-        Ok(Value::Dev(dev::upload(v, &shape, device)))
+        Ok(Value::Dev(dev::upload(out, &shape, device)))
     }
 
     /// The graph's own nodes, one after the other.

@@ -214,6 +214,16 @@ pub fn run(ctx: &Ctx, mut inputs: Vec<Value>) -> OpResult {
             return r;
         }
     }
+    // Softmax takes its input by value: the scores are read back without a copy.
+    if matches!(op, "Softmax" | "LogSoftmax") && matches!(inputs[..], [Value::Dev(_)]) {
+        let Some(Value::Dev(t)) = inputs.pop() else {
+            unreachable!("checked to be one device tensor")
+        };
+        match crate::cpu_math::softmax_owned(t, op == "LogSoftmax", ctx.device) {
+            Ok(r) => return r.map(|t| vec![Value::Dev(t)]),
+            Err(t) => inputs.push(Value::Dev(t)),
+        }
+    }
     if let Some(r) = elementwise::run(op, ctx, &inputs) {
         return r;
     }
