@@ -269,6 +269,36 @@ pub fn map_inplace(x: &mut [f32], f: impl Fn(f32) -> f32 + Sync) {
     }
 }
 
+/// `dst = act(src * scale + shift)` with `scale` / `shift` per channel (the last axis,
+/// `scale.len()` channels): an inference batch norm and the activation after it, where no
+/// convolution before it can absorb them (ResNet v2's pre-activations). In parallel.
+pub fn channel_affine(src: &[f32], dst: &mut [f32], scale: &[f32], shift: &[f32], act: Act) {
+    let c = scale.len();
+    assert!(c > 0 && shift.len() == c, "one scale and shift per channel");
+    assert!(
+        src.len() == dst.len() && src.len() % c == 0,
+        "whole pixels of {c} channels"
+    );
+    let per_item = (16 * 1024usize).div_ceil(c) * c;
+    let run = |(o, i): (&mut [f32], &[f32])| {
+        for (op, ip) in o.chunks_exact_mut(c).zip(i.chunks_exact(c)) {
+            for (((y, &x), &s), &b) in op.iter_mut().zip(ip).zip(scale).zip(shift) {
+                *y = x * s + b;
+            }
+            if act != Act::Identity {
+                op.iter_mut().for_each(|y| *y = act_scalar(*y, act));
+            }
+        }
+    };
+    if src.len() < PARALLEL_ABOVE * 16 {
+        run((dst, src));
+    } else {
+        dst.par_chunks_mut(per_item)
+            .zip(src.par_chunks(per_item))
+            .for_each(run);
+    }
+}
+
 /// `a += b` elementwise (residual connections).
 pub fn add_inplace(a: &mut [f32], b: &[f32]) {
     assert_eq!(a.len(), b.len(), "residual shapes differ");

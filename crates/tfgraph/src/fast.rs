@@ -360,6 +360,50 @@ pub(crate) enum FastOp {
     },
     /// Keras' `LayerNormalization` over the last axis (see [`crate::fast_norm`]).
     LayerNorm(Box<FusedLayerNorm>),
+    /// An inference batch norm no convolution absorbs (ResNet v2's pre-activations), the
+    /// per-channel ops after it and an activation: `act(x * scale + shift)` per channel.
+    ChannelAffine(Box<FusedAffine>),
+}
+
+/// See [`FastOp::ChannelAffine`].
+pub(crate) struct FusedAffine {
+    scale: Vec<f32>,
+    shift: Vec<f32>,
+    act: Act,
+    nodes: usize,
+}
+
+impl FusedAffine {
+    fn run(&self, x: Value, device: &Device) -> Result<Value, String> {
+        let c = self.scale.len();
+        let (shape, host);
+        let src: &[f32] = match &x {
+            Value::Dev(t) => {
+                shape = dev::shape(t);
+                match dev::flex_f32(t).filter(|d| d.len() == shape.iter().product::<usize>()) {
+                    Some(d) => d,
+                    None => {
+                        host = dev::download(t.clone())?;
+                        &host
+                    }
+                }
+            }
+            Value::Host(h) if h.dtype.is_float() => {
+                shape = h.shape.clone();
+                host = h.to_f32()?;
+                &host
+            }
+            _ => return Err("a batch norm of something that is not a float tensor".into()),
+        };
+        if shape.len() < 2 || shape.last() != Some(&c) {
+            return Err(format!(
+                "the batch norm's input {shape:?} does not have {c} channels last"
+            ));
+        }
+        let mut out = vec![0f32; src.len()];
+        cpu_kernels::ops::channel_affine(src, &mut out, &self.scale, &self.shift, self.act);
+        Ok(Value::Dev(dev::upload(out, &shape, device)))
+    }
 }
 
 /// Runs graph node `n`'s own op on the inputs given (the fallback of a fused op).
@@ -375,6 +419,7 @@ impl FastOp {
             FastOp::ZeroPad { .. } => "Pad (zeros, height and width, host)",
             FastOp::SpatialMean { .. } => "Mean over height and width (cpu-kernels)",
             FastOp::LayerNorm(_) => "LayerNormalization (fused, cpu-kernels)",
+            FastOp::ChannelAffine(_) => "FusedBatchNorm (+ activation) (host)",
         }
     }
     /// Graph nodes it computes.
@@ -385,6 +430,7 @@ impl FastOp {
             FastOp::Residual(r) => r.conv.nodes.len() + 1 + r.relu.is_some() as usize,
             FastOp::Pool(_) | FastOp::ZeroPad { .. } | FastOp::SpatialMean { .. } => 1,
             FastOp::LayerNorm(l) => l.covers(),
+            FastOp::ChannelAffine(a) => a.nodes,
         }
     }
     /// Runs on the node's inputs (one, but two for a residual: the convolution's input
@@ -410,6 +456,7 @@ impl FastOp {
             FastOp::Block(b) => b.run(first(ins)?, device),
             FastOp::Residual(r) => r.run(ins, device, op),
             FastOp::LayerNorm(l) => l.run(ins, device, op),
+            FastOp::ChannelAffine(a) => a.run(first(ins)?, device),
             FastOp::Pool(p) => p.run(first(ins)?, device),
             FastOp::SpatialMean { keep_dims, .. } => with_nhwc(first(ins)?, |x| {
                 let m = cpu_kernels::ops::spatial_mean(x);
@@ -1397,6 +1444,41 @@ pub(crate) fn rewrite(g: &mut Graph, consts: &Consts) -> HashMap<usize, FastOp> 
                 table.insert(end, FastOp::LayerNorm(Box::new(norm)));
             }
         }
+    }
+    // Inference batch norms left (their input read elsewhere too), with what follows.
+    let uses = Uses::new(g);
+    let free = |t: &HashMap<usize, FastOp>, n: usize| !taken[n] && !t.contains_key(&n);
+    for n in 0..g.nodes.len() {
+        let node = &g.nodes[n];
+        if !need[n] || !free(&table, n) || !node.op.starts_with("FusedBatchNorm") {
+            continue;
+        }
+        let (Some(&x), Some(&s)) = (node.inputs.first(), node.inputs.get(1)) else {
+            continue;
+        };
+        let Some(c) = consts(g, s).map(|t| t.shape.iter().product::<usize>()) else {
+            continue;
+        };
+        if x.index != 0 || c == 0 {
+            continue;
+        }
+        let mut chain = Chain::new(vec![1.0; c], c, x.node, 4);
+        if !chain.absorb_affine(g, consts, &uses, n) {
+            continue;
+        }
+        chain.absorb_all(g, consts, &uses);
+        if chain.nodes.iter().any(|&k| !free(&table, k)) {
+            continue;
+        }
+        let end = chain.end;
+        g.nodes[end].inputs = vec![x];
+        let affine = FusedAffine {
+            scale: chain.w.iter().map(|&v| v as f32).collect(),
+            shift: chain.bias.iter().map(|&v| v as f32).collect(),
+            act: chain.act,
+            nodes: chain.nodes.len(),
+        };
+        table.insert(end, FastOp::ChannelAffine(Box::new(affine)));
     }
     for (i, n) in g.nodes.iter().enumerate() {
         if need[i] && !taken[i] && n.inputs.len() == 1 {
