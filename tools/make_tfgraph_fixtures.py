@@ -596,6 +596,19 @@ def define_op_cases():
                                  "to_i32": tf.cast(x, tf.int32), "neg": -x},
                 "inputs": {"x": x}}
 
+    @op("op_binary_broadcast_large", "x, y [2, 64, 64, 4] (each first scaled by a scalar, so on the device): "
+                                     "Sub and RealDiv by per-channel constants [4], AddV2 / Mul of equal shapes, "
+                                     "[4] - x, x + a [1, 1, 1, 4] constant: the flex device's parallel host path "
+                                     "for operands of 32Ki elements and more", tol=1e-6)
+    def _(rng):
+        m, sd = tf.constant(normal(rng, 4)), tf.constant(f32(rng.uniform(0.5, 2.0, [4])))
+        m4 = tf.reshape(m, [1, 1, 1, 4])
+
+        def fn(x, y):
+            u, v = x * 2.0, y * 0.5
+            return {"norm": (u - m) / sd, "same": u * v + u, "rev": m - u, "rank4": u + m4}
+        return {"fn": fn, "inputs": {"x": normal(rng, 2, 64, 64, 4), "y": normal(rng, 2, 64, 64, 4)}}
+
     @op("op_float64_math", "float64 x [2, 3] and y [3]: Mul, AddV2, Exp, Sqrt(|x|), Cast to float32, "
                            "MatMul in float64", tol=1e-6)
     def _(rng):

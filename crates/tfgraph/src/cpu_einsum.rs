@@ -8,26 +8,10 @@
 //! a free letter and the other operand ends in the contracted letter; otherwise `None` and
 //! the generic einsum runs.
 
+use crate::cpu_math::f32_operand;
 use crate::dev::{self, FT};
 use crate::ops::Value;
 use burn::tensor::Device;
-use savedmodel::DType;
-use std::borrow::Cow;
-
-/// A float32 operand's shape and values: a flex tensor's borrowed in place.
-fn operand(v: &Value) -> Option<(Vec<usize>, Cow<'_, [f32]>)> {
-    match v {
-        Value::Dev(t) => {
-            let s = dev::shape(t);
-            let d = dev::flex_f32(t)?;
-            (d.len() == s.iter().product::<usize>()).then_some((s, Cow::Borrowed(d)))
-        }
-        Value::Host(h) if h.dtype == DType::F32 => {
-            Some((h.shape.clone(), Cow::Owned(h.to_f32().ok()?)))
-        }
-        _ => None,
-    }
-}
 
 /// The einsum `eq` of `inputs` on the host kernels, or `None` when it is not of the form
 /// above (or not on flex, or not float32).
@@ -35,8 +19,8 @@ pub(crate) fn einsum(eq: &str, inputs: &[Value], device: &Device) -> Option<Resu
     if !crate::fast::applies_to(device) || inputs.len() != 2 {
         return None;
     }
-    let (sx, x) = operand(&inputs[0])?;
-    let (sy, y) = operand(&inputs[1])?;
+    let (sx, x) = f32_operand(&inputs[0])?;
+    let (sy, y) = f32_operand(&inputs[1])?;
     let (ins, out) = eq.split_once("->")?;
     let (lx, ly) = ins.split_once(',')?;
     let (lx, ly, lo) = (lx.as_bytes(), ly.as_bytes(), out.as_bytes());

@@ -7,6 +7,7 @@
 //! back. Used only without autodiff (nothing to differentiate through).
 
 use crate::dev::{self, FT};
+use crate::ops::Value;
 use burn::tensor::Device;
 use rayon::prelude::*;
 
@@ -123,6 +124,98 @@ pub(crate) fn softmax(t: &FT, log: bool, device: &Device) -> Option<Result<FT, S
         return None;
     }
     on_host(t, device, |v| cpu_kernels::rowwise::softmax_rows(v, d, log))
+}
+
+/// `a op b` (`Add`, `AddV2`, `Sub`, `Mul`, `RealDiv`, `Div`) of float32 operands, at least
+/// one on the flex device, where one broadcasts along the other's leading axes only (a
+/// per-channel vector, a row of positions: a network's input normalisation), in parallel
+/// with the operands read in place (Burn broadcasts one element at a time). `None`
+/// otherwise (equal sizes, other broadcasts, small): the device op runs.
+pub(crate) fn binary(
+    op: &str,
+    a: &Value,
+    b: &Value,
+    device: &Device,
+) -> Option<Result<FT, String>> {
+    let f: fn(f32, f32) -> f32 = match op {
+        "Add" | "AddV2" => |x, y| x + y,
+        "Sub" => |x, y| x - y,
+        "Mul" => |x, y| x * y,
+        "RealDiv" | "Div" => |x, y| x / y,
+        _ => return None,
+    };
+    if !crate::fast::applies_to(device) || (a.is_host() && b.is_host()) {
+        return None;
+    }
+    let (sa, va) = f32_operand(a)?;
+    let (sb, vb) = f32_operand(b)?;
+    // Whether `small` repeats along `big`'s leading axes.
+    let trails = |small: &[usize], big: &[usize]| {
+        let lead = small.iter().take_while(|&&d| d == 1).count();
+        small.len() <= big.len() && big.ends_with(&small[lead..])
+    };
+    // Equal shapes run on the device: Burn reuses an operand nothing else holds, which a
+    // memory-bound sum needs more than threads.
+    let (shape, a_period, b_period) = if va.len() == vb.len() {
+        return None;
+    } else if trails(&sb, &sa) {
+        (sa.clone(), va.len(), vb.len())
+    } else if trails(&sa, &sb) {
+        (sb.clone(), va.len(), vb.len())
+    } else {
+        return None;
+    };
+    let n: usize = shape.iter().product();
+    if n < MIN_ELEMENTS || a_period == 0 || b_period == 0 {
+        return None;
+    }
+    // The small operand repeated to at least 1024 values, so that the inner loops are long
+    // (a scalar is one value).
+    let (small, period) = if va.len() == n {
+        (&vb, b_period)
+    } else {
+        (&va, a_period)
+    };
+    let pattern: Vec<f32> = small.repeat((1024 / period).max(1));
+    let period = pattern.len();
+    let per_item = CHUNK.div_ceil(period) * period;
+    let mut out: Vec<f32> = Vec::with_capacity(n);
+    out.spare_capacity_mut()
+        .par_chunks_mut(per_item)
+        .enumerate()
+        .for_each(|(i, o)| {
+            // Each item starts at a multiple of the pattern's length.
+            for (k, oc) in o.chunks_mut(period).enumerate() {
+                let s0 = i * per_item + k * period;
+                let (x, z) = if va.len() == n {
+                    (&va[s0..s0 + oc.len()], &pattern[..oc.len()])
+                } else {
+                    (&pattern[..oc.len()], &vb[s0..s0 + oc.len()])
+                };
+                for ((y, &x), &z) in oc.iter_mut().zip(x).zip(z) {
+                    y.write(f(x, z));
+                }
+            }
+        });
+    // SAFETY: the chunks above cover all n values, each written once.
+    unsafe { out.set_len(n) };
+    Some(Ok(dev::upload(out, &shape, device)))
+}
+
+/// A float32 value's shape and elements: a flex tensor's borrowed in place, a host tensor's
+/// converted.
+pub(crate) fn f32_operand(v: &Value) -> Option<(Vec<usize>, std::borrow::Cow<'_, [f32]>)> {
+    match v {
+        Value::Dev(t) => {
+            let s = dev::shape(t);
+            let d = dev::flex_f32(t)?;
+            (d.len() == s.iter().product::<usize>()).then_some((s, std::borrow::Cow::Borrowed(d)))
+        }
+        Value::Host(h) if h.dtype == savedmodel::DType::F32 => {
+            Some((h.shape.clone(), std::borrow::Cow::Owned(h.to_f32().ok()?)))
+        }
+        _ => None,
+    }
 }
 
 /// [`softmax`] of a tensor the op owns: read back without a copy when nothing else holds

@@ -590,6 +590,9 @@ pub(super) fn run(op: &str, ctx: &Ctx, inputs: &[Value]) -> Option<OpResult> {
     if BINARY.contains(&op) {
         return Some((|| {
             let (a, b) = (arg(inputs, 0)?, arg(inputs, 1)?);
+            if let Some(r) = crate::cpu_math::binary(op, a, b, ctx.device) {
+                return Ok(vec![Value::Dev(r?)]);
+            }
             if let Some(v) = with_scalar(op, ctx, a, b)? {
                 return Ok(vec![v]);
             }
