@@ -185,6 +185,47 @@ fn main() {
             ConvGeometry::new(9, 9, 32).padding(Padding::Reflect(4)),
             3,
         ),
+        // ResNet50 at batch 1: the 3x3 convolutions of stages 2-5 (SAME) and the stem.
+        (
+            "resnet conv2 3x3 64->64",
+            1,
+            56,
+            56,
+            ConvGeometry::new(3, 3, 64).padding(same),
+            64,
+        ),
+        (
+            "resnet conv3 3x3 128->128",
+            1,
+            28,
+            28,
+            ConvGeometry::new(3, 3, 128).padding(same),
+            128,
+        ),
+        (
+            "resnet conv4 3x3 256->256",
+            1,
+            14,
+            14,
+            ConvGeometry::new(3, 3, 256).padding(same),
+            256,
+        ),
+        (
+            "resnet conv5 3x3 512->512",
+            1,
+            7,
+            7,
+            ConvGeometry::new(3, 3, 512).padding(same),
+            512,
+        ),
+        (
+            "resnet conv1 7x7/2 3->64",
+            1,
+            230,
+            230,
+            ConvGeometry::new(7, 7, 3).stride(2),
+            64,
+        ),
     ];
     println!("isa {isa:?}, {} threads", rayon::current_num_threads());
     let mut total_t = 0.0;
