@@ -137,14 +137,10 @@ pub(crate) fn binary(
     b: &Value,
     device: &Device,
 ) -> Option<Result<FT, String>> {
-    let f: fn(f32, f32) -> f32 = match op {
-        "Add" | "AddV2" => |x, y| x + y,
-        "Sub" => |x, y| x - y,
-        "Mul" => |x, y| x * y,
-        "RealDiv" | "Div" => |x, y| x / y,
-        _ => return None,
-    };
-    if !crate::fast::applies_to(device) || (a.is_host() && b.is_host()) {
+    if !matches!(op, "Add" | "AddV2" | "Sub" | "Mul" | "RealDiv" | "Div")
+        || !crate::fast::applies_to(device)
+        || (a.is_host() && b.is_host())
+    {
         return None;
     }
     let (sa, va) = f32_operand(a)?;
@@ -192,14 +188,30 @@ pub(crate) fn binary(
                 } else {
                     (&pattern[..oc.len()], &vb[s0..s0 + oc.len()])
                 };
-                for ((y, &x), &z) in oc.iter_mut().zip(x).zip(z) {
-                    y.write(f(x, z));
+                // One loop per op, each inlined and vectorised.
+                match op {
+                    "Add" | "AddV2" => zip_write(oc, x, z, |x, y| x + y),
+                    "Sub" => zip_write(oc, x, z, |x, y| x - y),
+                    "Mul" => zip_write(oc, x, z, |x, y| x * y),
+                    _ => zip_write(oc, x, z, |x, y| x / y),
                 }
             }
         });
     // SAFETY: the chunks above cover all n values, each written once.
     unsafe { out.set_len(n) };
     Some(Ok(dev::upload(out, &shape, device)))
+}
+
+#[inline(always)]
+fn zip_write(
+    o: &mut [std::mem::MaybeUninit<f32>],
+    x: &[f32],
+    z: &[f32],
+    f: impl Fn(f32, f32) -> f32,
+) {
+    for ((y, &x), &z) in o.iter_mut().zip(x).zip(z) {
+        y.write(f(x, z));
+    }
 }
 
 /// A float32 value's shape and elements: a flex tensor's borrowed in place, a host tensor's
