@@ -80,22 +80,8 @@ pub fn layer_norm_rows(
         return;
     }
     assert!(gamma.is_none_or(|g| g.len() == d) && beta.is_none_or(|b| b.len() == d));
-    let ones;
-    let gamma = match gamma {
-        Some(g) => g,
-        None => {
-            ones = vec![1f32; d];
-            &ones
-        }
-    };
-    let zeros;
-    let beta = match beta {
-        Some(b) => b,
-        None => {
-            zeros = vec![0f32; d];
-            &zeros
-        }
-    };
+    let (ones, zeros) = (vec![1f32; d], vec![0f32; d]);
+    let (gamma, beta) = (gamma.unwrap_or(&ones), beta.unwrap_or(&zeros));
     let per_item = CHUNK.div_ceil(d).max(1) * d;
     dst.par_chunks_mut(per_item)
         .zip(src.par_chunks(per_item))

@@ -230,6 +230,19 @@ pub(crate) fn f32_operand(v: &Value) -> Option<(Vec<usize>, std::borrow::Cow<'_,
     }
 }
 
+/// A float tensor's shape and float32 values for a host kernel: a contiguous float32 flex
+/// tensor's borrowed in place ([`f32_operand`]), others read back or converted.
+pub(crate) fn f32_input(v: &Value) -> Result<(Vec<usize>, std::borrow::Cow<'_, [f32]>), String> {
+    if let Some(r) = f32_operand(v) {
+        return Ok(r);
+    }
+    match v {
+        Value::Dev(t) => Ok((dev::shape(t), dev::download(t.clone())?.into())),
+        Value::Host(h) if h.dtype.is_float() => Ok((h.shape.clone(), h.to_f32()?.into())),
+        _ => Err("the input is not a float tensor".into()),
+    }
+}
+
 /// [`softmax`] of a tensor the op owns: read back without a copy when nothing else holds
 /// it (attention's scores), computed in place. `Err(t)` when the device op should run.
 pub(crate) fn softmax_owned(t: FT, log: bool, device: &Device) -> Result<Result<FT, String>, FT> {

@@ -14,6 +14,13 @@
 //! The last node of such a chain runs the fused kernel on the chain's input; the nodes in
 //! between drop out of the plan. A chain only swallows nodes whose outputs nothing else
 //! reads. `MaxPool` / `AvgPool` of the common forms run NHWC on `cpu-kernels` too.
+//!
+//! A `MatMul` / `Einsum` by a constant is such a chain over the rows of its input (a
+//! `Reshape` that keeps the last axis, as Keras' `Tensordot` ends, may sit in it: it runs
+//! after the folded ops), with `tf.nn.gelu` (exact or tanh) as a possible activation. Keras'
+//! `LayerNormalization` ([`crate::fast_norm`]) and inference batch norms that no convolution
+//! absorbs (with the ops and activation after them: [`FastOp::ChannelAffine`]) are fast ops
+//! of their own.
 //! Everything else (and every graph on other devices or in training) runs the Burn ops as
 //! before.
 
@@ -376,32 +383,14 @@ pub(crate) struct FusedAffine {
 impl FusedAffine {
     fn run(&self, x: Value, device: &Device) -> Result<Value, String> {
         let c = self.scale.len();
-        let (shape, host);
-        let src: &[f32] = match &x {
-            Value::Dev(t) => {
-                shape = dev::shape(t);
-                match dev::flex_f32(t).filter(|d| d.len() == shape.iter().product::<usize>()) {
-                    Some(d) => d,
-                    None => {
-                        host = dev::download(t.clone())?;
-                        &host
-                    }
-                }
-            }
-            Value::Host(h) if h.dtype.is_float() => {
-                shape = h.shape.clone();
-                host = h.to_f32()?;
-                &host
-            }
-            _ => return Err("a batch norm of something that is not a float tensor".into()),
-        };
+        let (shape, src) = cpu_math::f32_input(&x)?;
         if shape.len() < 2 || shape.last() != Some(&c) {
             return Err(format!(
                 "the batch norm's input {shape:?} does not have {c} channels last"
             ));
         }
         let mut out = vec![0f32; src.len()];
-        cpu_kernels::ops::channel_affine(src, &mut out, &self.scale, &self.shift, self.act);
+        cpu_kernels::ops::channel_affine(&src, &mut out, &self.scale, &self.shift, self.act);
         Ok(Value::Dev(dev::upload(out, &shape, device)))
     }
 }

@@ -9,7 +9,6 @@
 use crate::dev;
 use crate::fast::{Consts, GraphOp, Uses};
 use crate::graph::{Graph, ValueRef};
-use crate::host::numel;
 use crate::ops::Value;
 use burn::tensor::Device;
 use savedmodel::DType;
@@ -56,24 +55,10 @@ impl FusedLayerNorm {
         }
         // The input is read in place (a transformer's residual stream is read by the norm
         // and by the residual add after the block).
-        let host;
-        let src: &[f32] = match &ins[0] {
-            Value::Dev(x) => match dev::flex_f32(x).filter(|d| Some(d.len()) == numel(&shape)) {
-                Some(d) => d,
-                None => {
-                    host = dev::download(x.clone())?;
-                    &host
-                }
-            },
-            Value::Host(h) => {
-                host = h.to_f32()?;
-                &host
-            }
-            _ => return Err("no input".into()),
-        };
+        let (_, src) = crate::cpu_math::f32_input(&ins[0])?;
         let mut out = vec![0f32; src.len()];
         cpu_kernels::rowwise::layer_norm_rows(
-            src,
+            &src,
             &mut out,
             c,
             Some(&self.gamma),
