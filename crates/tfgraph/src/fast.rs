@@ -1439,7 +1439,11 @@ pub(crate) fn rewrite(g: &mut Graph, consts: &Consts) -> HashMap<usize, FastOp> 
     let free = |t: &HashMap<usize, FastOp>, n: usize| !taken[n] && !t.contains_key(&n);
     for n in 0..g.nodes.len() {
         let node = &g.nodes[n];
-        if !need[n] || !free(&table, n) || !node.op.starts_with("FusedBatchNorm") {
+        if !need[n]
+            || !free(&table, n)
+            || !node.op.starts_with("FusedBatchNorm")
+            || !is_float32(node)
+        {
             continue;
         }
         let (Some(&x), Some(&s)) = (node.inputs.first(), node.inputs.get(1)) else {
