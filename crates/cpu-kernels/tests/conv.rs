@@ -538,6 +538,44 @@ fn winograd_for_3x3_stride_1_matches_the_direct_sum() {
 }
 
 #[test]
+fn small_inputs_with_large_weights_split_the_panels() {
+    // Inputs under 1 MiB with over 32 KiB of weights run in few row chunks, each thread
+    // over a share of the panels (ResNet's 3x3 convolutions at batch 1): row counts off the
+    // tile, panel counts off the split, one and two images.
+    let same = Padding::Same;
+    check(
+        1,
+        7,
+        7,
+        96,
+        80,
+        ConvGeometry::new(3, 3, 96).padding(same),
+        Act::Relu,
+        90,
+    );
+    check(
+        2,
+        5,
+        9,
+        64,
+        200,
+        ConvGeometry::new(3, 3, 64).padding(same),
+        Act::Identity,
+        91,
+    );
+    check(
+        1,
+        3,
+        3,
+        512,
+        40,
+        ConvGeometry::new(1, 1, 512),
+        Act::Relu6,
+        92,
+    );
+}
+
+#[test]
 fn gelu_activations_match_their_definitions_to_a_few_ulps() {
     // A 1x1 convolution by the identity (exact), so the store's activation is all that
     // differs from the f64 definitions; inputs from -12 to 12 cover both tails, zero and
