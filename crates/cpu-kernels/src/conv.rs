@@ -248,6 +248,34 @@ impl<T> SendPtr<T> {
     }
 }
 
+/// Packs a `k x n` matrix, element `(kk, j)` at `src[at + kk * row + j * col]`, into
+/// `n.div_ceil(nr)` panels of `k` rows of `nr` columns (`dst`, zeroed beyond column `n`),
+/// reading along whichever of the source's axes is contiguous.
+fn pack_panels(
+    dst: &mut [f32],
+    nr: usize,
+    (k, n): (usize, usize),
+    src: &[f32],
+    (at, row, col): (usize, usize, usize),
+) {
+    if col <= row {
+        for kk in 0..k {
+            for j in 0..n {
+                dst[((j / nr) * k + kk) * nr + j % nr] = src[at + kk * row + j * col];
+            }
+        }
+    } else {
+        for j in 0..n {
+            let (p, jj) = (j / nr, j % nr);
+            let panel = &mut dst[p * k * nr..][..k * nr];
+            let first = at + j * col;
+            for kk in 0..k {
+                panel[kk * nr + jj] = src[first + kk * row];
+            }
+        }
+    }
+}
+
 impl Conv2d {
     /// Packs `segments` (all with the geometry's `kh * kw * cin` rows) for the best
     /// kernels of this CPU.
@@ -293,21 +321,16 @@ impl Conv2d {
         let mut packed = AlignedBuf::zeros(panels * k * nr);
         let mut bias = vec![0f32; panels * nr];
         for (s, seg) in segments.iter().zip(&segs) {
-            for p in 0..seg.panels {
-                let panel = seg.first_panel + p;
-                let dst = &mut packed.as_mut_slice()[panel * k * nr..][..k * nr];
-                for j in 0..nr {
-                    let col = p * nr + j;
-                    if col >= s.cout {
-                        continue;
-                    }
-                    for kk in 0..k {
-                        dst[kk * nr + j] = s.hwio[kk * s.cout + col];
-                    }
-                    if let Some(b) = s.bias {
-                        bias[panel * nr + j] = b[col];
-                    }
-                }
+            let first = seg.first_panel * k * nr;
+            pack_panels(
+                &mut packed.as_mut_slice()[first..first + seg.panels * k * nr],
+                nr,
+                (k, s.cout),
+                s.hwio,
+                (0, s.cout, 1),
+            );
+            if let Some(b) = s.bias {
+                bias[seg.first_panel * nr..][..s.cout].copy_from_slice(b);
             }
         }
         let dot = (segments.len() == 1 && segments[0].cout <= DOT_OUTS && k >= 32).then(|| {
@@ -347,8 +370,8 @@ impl Conv2d {
 
     /// A matrix product `x (rows of k) * b` as a 1x1 convolution, `b`'s element `(kk, j)`
     /// (`k x n`) at `b[at + kk * row + j * col]`, packed straight from there (attention's
-    /// keys and values, one product per image and head). `None` for the few-output products
-    /// that take the dot kernels (build those through [`Conv2d::with_isa`]).
+    /// keys and values, one product per image and head); the few-output products that take
+    /// the dot kernels are gathered and built through [`Conv2d::with_isa`].
     ///
     /// Panics when an element lies outside `b`.
     pub(crate) fn matrix(
@@ -356,37 +379,33 @@ impl Conv2d {
         (k, n): (usize, usize),
         b: &[f32],
         (at, row, col): (usize, usize, usize),
-    ) -> Option<Conv2d> {
+    ) -> Conv2d {
         assert!(isa.is_supported() && k > 0 && n > 0);
-        if n <= DOT_OUTS && k >= 32 {
-            return None;
-        }
         let last = at + (k - 1) * row + (n - 1) * col;
         assert!(last < b.len(), "matrix element past its buffer");
+        let geometry = ConvGeometry::new(1, 1, k);
+        if n <= DOT_OUTS && k >= 32 {
+            let mut w = vec![0f32; k * n];
+            for kk in 0..k {
+                for j in 0..n {
+                    w[kk * n + j] = b[at + kk * row + j * col];
+                }
+            }
+            let seg = ConvWeights {
+                hwio: &w,
+                bias: None,
+                cout: n,
+                act: Act::Identity,
+            };
+            return Conv2d::with_isa(isa, geometry, &[seg]);
+        }
         let nr = isa.nr();
         let panels = n.div_ceil(nr);
         let mut packed = AlignedBuf::zeros(panels * k * nr);
-        let dst = packed.as_mut_slice();
-        // Read along whichever of b's axes is contiguous.
-        if col <= row {
-            for kk in 0..k {
-                for j in 0..n {
-                    dst[((j / nr) * k + kk) * nr + j % nr] = b[at + kk * row + j * col];
-                }
-            }
-        } else {
-            for j in 0..n {
-                let (p, jj) = (j / nr, j % nr);
-                let panel = &mut dst[p * k * nr..][..k * nr];
-                let src = at + j * col;
-                for kk in 0..k {
-                    panel[kk * nr + jj] = b[src + kk * row];
-                }
-            }
-        }
-        Some(Conv2d {
+        pack_panels(packed.as_mut_slice(), nr, (k, n), b, (at, row, col));
+        Conv2d {
             winograd: None,
-            geometry: ConvGeometry::new(1, 1, k),
+            geometry,
             isa,
             segments: vec![Segment {
                 cout: n,
@@ -398,7 +417,7 @@ impl Conv2d {
             bias: vec![0f32; panels * nr],
             padded_rows: false,
             dot: None,
-        })
+        }
     }
 
     /// The same convolution computed directly (no Winograd), e.g. to compare the two.

@@ -4,8 +4,8 @@
 //! convolution ([`Conv2d`]) on one thread, its right operand packed for it; the products are
 //! spread over rayon's pool.
 
-use crate::conv::{Conv2d, ConvGeometry, ConvWeights, SendPtr};
-use crate::microkernel::{Act, Isa};
+use crate::conv::{Conv2d, SendPtr};
+use crate::microkernel::Isa;
 use crate::tensor::View;
 use rayon::prelude::*;
 
@@ -84,25 +84,7 @@ pub fn matmul_batches(
             return;
         }
         let at = (lb.at)(bt);
-        let conv = Conv2d::matrix(isa, (k, n), b, (at, lb.row, lb.col)).unwrap_or_else(|| {
-            // Few outputs: the dot kernels, from the weights gathered.
-            let mut w = vec![0f32; k * n];
-            for kk in 0..k {
-                for j in 0..n {
-                    w[kk * n + j] = b[at + kk * lb.row + j * lb.col];
-                }
-            }
-            Conv2d::with_isa(
-                isa,
-                ConvGeometry::new(1, 1, k),
-                &[ConvWeights {
-                    hwio: &w,
-                    bias: None,
-                    cout: n,
-                    act: Act::Identity,
-                }],
-            )
-        });
+        let conv = Conv2d::matrix(isa, (k, n), b, (at, lb.row, lb.col));
         let x = View {
             data: &a[(la.at)(bt)..],
             n: 1,

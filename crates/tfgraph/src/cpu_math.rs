@@ -115,17 +115,6 @@ fn map(v: &mut [f32], f: impl Fn(f32) -> f32 + Sync) {
     });
 }
 
-/// Softmax (or log-softmax) over the last axis, as TensorFlow computes it: `x - max`, its
-/// exponentials, their sum, then the quotient (or `x - max - log(sum)`). `None` when the
-/// device op should run instead.
-pub(crate) fn softmax(t: &FT, log: bool, device: &Device) -> Option<Result<FT, String>> {
-    let d = *dev::shape(t).last()?;
-    if d == 0 {
-        return None;
-    }
-    on_host(t, device, |v| cpu_kernels::rowwise::softmax_rows(v, d, log))
-}
-
 /// `a op b` (`Add`, `AddV2`, `Sub`, `Mul`, `RealDiv`, `Div`) of float32 operands, at least
 /// one on the flex device, where one broadcasts along the other's leading axes only (a
 /// per-channel vector, a row of positions: a network's input normalisation), in parallel
@@ -152,27 +141,23 @@ pub(crate) fn binary(
     };
     // Equal shapes run on the device: Burn reuses an operand nothing else holds, which a
     // memory-bound sum needs more than threads.
-    let (shape, a_period, b_period) = if va.len() == vb.len() {
+    let shape = if va.len() == vb.len() {
         return None;
     } else if trails(&sb, &sa) {
-        (sa.clone(), va.len(), vb.len())
+        sa.clone()
     } else if trails(&sa, &sb) {
-        (sb.clone(), va.len(), vb.len())
+        sb.clone()
     } else {
         return None;
     };
     let n: usize = shape.iter().product();
-    if n < MIN_ELEMENTS || a_period == 0 || b_period == 0 {
-        return None;
-    }
     // The small operand repeated to at least 1024 values, so that the inner loops are long
     // (a scalar is one value).
-    let (small, period) = if va.len() == n {
-        (&vb, b_period)
-    } else {
-        (&va, a_period)
-    };
-    let pattern: Vec<f32> = small.repeat((1024 / period).max(1));
+    let small = if va.len() == n { &vb } else { &va };
+    if n < MIN_ELEMENTS || small.is_empty() {
+        return None;
+    }
+    let pattern: Vec<f32> = small.repeat((1024 / small.len()).max(1));
     let period = pattern.len();
     let per_item = CHUNK.div_ceil(period) * period;
     let mut out: Vec<f32> = Vec::with_capacity(n);
@@ -230,21 +215,22 @@ pub(crate) fn f32_operand(v: &Value) -> Option<(Vec<usize>, std::borrow::Cow<'_,
     }
 }
 
-/// A float tensor's shape and float32 values for a host kernel: a contiguous float32 flex
-/// tensor's borrowed in place ([`f32_operand`]), others read back or converted.
+/// A float32 tensor's shape and values for a host kernel: [`f32_operand`]'s, or a device
+/// tensor that cannot be borrowed (not contiguous) read back.
 pub(crate) fn f32_input(v: &Value) -> Result<(Vec<usize>, std::borrow::Cow<'_, [f32]>), String> {
     if let Some(r) = f32_operand(v) {
         return Ok(r);
     }
     match v {
         Value::Dev(t) => Ok((dev::shape(t), dev::download(t.clone())?.into())),
-        Value::Host(h) if h.dtype.is_float() => Ok((h.shape.clone(), h.to_f32()?.into())),
-        _ => Err("the input is not a float tensor".into()),
+        _ => Err("the input is not a float32 tensor".into()),
     }
 }
 
-/// [`softmax`] of a tensor the op owns: read back without a copy when nothing else holds
-/// it (attention's scores), computed in place. `Err(t)` when the device op should run.
+/// Softmax (or log-softmax) over the last axis, as TensorFlow computes it
+/// ([`cpu_kernels::rowwise::softmax_rows`]), of a tensor the op owns: read back without a
+/// copy when nothing else holds it (attention's scores), computed in place. `Err(t)` when
+/// the device op should run (other devices, small or rank-0 tensors).
 pub(crate) fn softmax_owned(t: FT, log: bool, device: &Device) -> Result<Result<FT, String>, FT> {
     let shape = dev::shape(&t);
     let d = match shape.last() {

@@ -213,34 +213,8 @@ impl FusedConv {
     /// pixels of `prod(k)` channels.
     fn run_flat(&self, flat: &Flat, x: Value, device: &Device) -> Result<Value, String> {
         // A flex tensor is read in place (attention's query, key and value read the same
-        // normalised tensor); others are read back.
-        let borrowed = match &x {
-            Value::Dev(t) => {
-                let shape = dev::shape(t);
-                dev::flex_f32(t)
-                    .filter(|d| d.len() == shape.iter().product::<usize>())
-                    .map(|d| (shape, d))
-            }
-            _ => None,
-        };
-        if let Some((shape, data)) = borrowed {
-            return self.run_flat_on(flat, &shape, data, device);
-        }
-        let (shape, data) = match x {
-            Value::Dev(t) => (dev::shape(&t), dev::download(t)?),
-            Value::Host(h) if h.dtype == DType::F32 => (h.shape.clone(), h.to_f32()?),
-            _ => return Err("the input is not a float32 tensor".into()),
-        };
-        self.run_flat_on(flat, &shape, &data, device)
-    }
-
-    fn run_flat_on(
-        &self,
-        flat: &Flat,
-        shape: &[usize],
-        data: &[f32],
-        device: &Device,
-    ) -> Result<Value, String> {
+        // normalised tensor).
+        let (shape, data) = cpu_math::f32_input(&x)?;
         if shape.len() < flat.contracted {
             return Err(format!("input {shape:?} has too few dimensions"));
         }
@@ -266,7 +240,7 @@ impl FusedConv {
             return Err("input size mismatch".into());
         }
         let x = View {
-            data,
+            data: &data,
             n: 1,
             h: rows,
             w: 1,
@@ -668,8 +642,14 @@ impl FusedBlock {
     }
 }
 
+/// Whether node `n` has exactly the two inputs `a` and `b`, in either order.
+pub(crate) fn reads_pair(g: &Graph, n: usize, a: ValueRef, b: ValueRef) -> bool {
+    let i = &g.nodes[n].inputs;
+    i.len() == 2 && ((i[0] == a && i[1] == b) || (i[0] == b && i[1] == a))
+}
+
 /// Whether node `n`'s `T` attribute is float32.
-fn is_float32(n: &Node) -> bool {
+pub(crate) fn is_float32(n: &Node) -> bool {
     n.attrs
         .get("T")
         .and_then(|a| a.r#type)
@@ -1214,10 +1194,7 @@ impl Chain {
         };
         let out = |n: usize| ValueRef { node: n, index: 0 };
         let is = |n: usize, op: &str| g.nodes[n].op == op;
-        let reads = |n: usize, a: ValueRef, b: ValueRef| {
-            let i = &g.nodes[n].inputs;
-            i.len() == 2 && ((i[0] == a && i[1] == b) || (i[0] == b && i[1] == a))
-        };
+        let reads = |n: usize, a: ValueRef, b: ValueRef| reads_pair(g, n, a, b);
         // relu6(v + 3) * (1/6): the node computing it, if `a` starts that pattern on `cur`.
         let hard_sigmoid = |a: usize| -> Option<usize> {
             let add = &g.nodes[a];
@@ -1422,13 +1399,15 @@ pub(crate) fn rewrite(g: &mut Graph, consts: &Consts) -> HashMap<usize, FastOp> 
     }
     join_blocks(g, &mut table);
     join_residuals(g, &mut table);
+    // Nodes no fused op has taken yet.
+    let free = |t: &HashMap<usize, FastOp>, n: usize| !taken[n] && !t.contains_key(&n);
     let uses = Uses::new(g);
     for m in 0..g.nodes.len() {
-        if !need[m] || taken[m] || table.contains_key(&m) {
+        if !need[m] || !free(&table, m) {
             continue;
         }
         if let Some((norm, end)) = crate::fast_norm::plan(g, consts, &uses, m) {
-            if !table.contains_key(&end) && !taken[end] {
+            if free(&table, end) {
                 g.nodes[end].inputs = norm.inputs().to_vec();
                 table.insert(end, FastOp::LayerNorm(Box::new(norm)));
             }
@@ -1436,7 +1415,6 @@ pub(crate) fn rewrite(g: &mut Graph, consts: &Consts) -> HashMap<usize, FastOp> 
     }
     // Inference batch norms left (their input read elsewhere too), with what follows.
     let uses = Uses::new(g);
-    let free = |t: &HashMap<usize, FastOp>, n: usize| !taken[n] && !t.contains_key(&n);
     for n in 0..g.nodes.len() {
         let node = &g.nodes[n];
         if !need[n]

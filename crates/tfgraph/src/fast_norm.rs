@@ -7,7 +7,7 @@
 //! nodes.
 
 use crate::dev;
-use crate::fast::{Consts, GraphOp, Uses};
+use crate::fast::{is_float32, reads_pair, Consts, GraphOp, Uses};
 use crate::graph::{Graph, ValueRef};
 use crate::ops::Value;
 use burn::tensor::Device;
@@ -100,24 +100,13 @@ pub(crate) fn plan(
     let node = |n: usize| &g.nodes[n];
     let out = |n: usize| ValueRef { node: n, index: 0 };
     let is = |n: usize, op: &str| node(n).op == op;
-    let f32_node = |n: usize| {
-        node(n)
-            .attrs
-            .get("T")
-            .and_then(|a| a.r#type)
-            .map(DType::from_proto)
-            == Some(DType::F32)
-    };
     let keep_dims = |n: usize| node(n).attrs.get("keep_dims").and_then(|a| a.b) == Some(true);
-    let reads = |n: usize, a: ValueRef, b: ValueRef| {
-        let i = &node(n).inputs;
-        i.len() == 2 && ((i[0] == a && i[1] == b) || (i[0] == b && i[1] == a))
-    };
+    let reads = |n: usize, a: ValueRef, b: ValueRef| reads_pair(g, n, a, b);
     let axis_of = |n: usize| -> Option<i64> {
         let a = consts(g, *node(n).inputs.get(1)?)?.to_i64().ok()?;
         (a.len() == 1).then(|| a[0])
     };
-    if !is(m, "Mean") || node(m).inputs.len() != 2 || !keep_dims(m) || !f32_node(m) {
+    if !is(m, "Mean") || node(m).inputs.len() != 2 || !keep_dims(m) || !is_float32(node(m)) {
         return None;
     }
     let x = node(m).inputs[0];

@@ -425,10 +425,10 @@ pub(super) fn run(op: &str, ctx: &Ctx, inputs: &[Value]) -> Option<OpResult> {
                 return Err("softmax of a scalar".into());
             }
             let log = op == "LogSoftmax";
-            if let Some(r) = crate::cpu_math::softmax(&t, log, ctx.device) {
-                return Ok(vec![Value::Dev(r?)]);
+            match crate::cpu_math::softmax_owned(t, log, ctx.device) {
+                Ok(r) => Ok(vec![Value::Dev(r?)]),
+                Err(t) => Ok(vec![Value::Dev(softmax(t, log))]),
             }
-            Ok(vec![Value::Dev(softmax(t, log))])
         })(),
         "Cumsum" => (|| {
             let x = arg(inputs, 0)?;
