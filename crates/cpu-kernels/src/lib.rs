@@ -7,7 +7,8 @@
 //!   nearest upsampling of the input; register-tiled kernels for AVX-512 (12x32),
 //!   AVX2+FMA (6x16) and portable Rust (4x8), picked at run time ([`Isa`]); 3x3
 //!   stride-1 convolutions by Winograd F(2x2, 3x3) on the same kernels.
-//!   [`GroupedConv2d`]: grouped convolutions as one `Conv2d` per group.
+//!   [`GroupedConv2d`]: grouped convolutions as one `Conv2d` per group. [`TrainConv`]: a
+//!   convolution's forward pass and both gradients for training (regular and depthwise).
 //! - [`DepthwiseConv2d`]: depthwise convolution (TensorFlow filter layout, depth
 //!   multiplier, strides, dilation, padding), SIMD over channels, bias and activation
 //!   fused. [`Bottleneck`]: MobileNet's inverted-residual block (1x1 expansion,
@@ -27,6 +28,7 @@ mod aligned;
 mod alloc;
 mod bottleneck;
 mod conv;
+mod conv_grad;
 mod denormals;
 mod depthwise;
 mod matmul;
@@ -40,6 +42,7 @@ mod winograd;
 pub use alloc::CachingAllocator;
 pub use bottleneck::Bottleneck;
 pub use conv::{Conv2d, ConvGeometry, ConvWeights, GroupedConv2d, Padding};
+pub use conv_grad::TrainConv;
 pub use denormals::{denormals_flushed, flush_denormals, FlushDenormals};
 pub use depthwise::{DepthwiseConv2d, DepthwiseGeometry};
 pub use matmul::{matmul_batches, Layout};

@@ -758,3 +758,152 @@ fn a_residual_is_added_before_the_activation() {
         }
     }
 }
+
+/// `TrainConv` (training convolutions) against the definitions in f64: the forward sum, its
+/// input gradient and its filter gradient, written as the same loop over every (output
+/// pixel, tap, input channel, output channel).
+mod training {
+    use super::common::values;
+    use cpu_kernels::TrainConv;
+
+    /// `(y, dx, dw)` for input `x`, filter `w` and output gradient `dy`.
+    fn reference(
+        t: &TrainConv,
+        x: &[f32],
+        w: &[f32],
+        dy: &[f32],
+    ) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+        let (oh, ow) = t.output_hw().unwrap();
+        let (ci, co) = (t.cin, t.cout);
+        let (_, wl, yl) = t.sizes();
+        let mut y = vec![0f64; yl];
+        let mut dx = vec![0f64; x.len()];
+        let mut dw = vec![0f64; wl];
+        for b in 0..t.n {
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    for a in 0..t.kh {
+                        let iy = (oy * t.stride[0] + a) as isize - t.pads[0] as isize;
+                        for e in 0..t.kw {
+                            let ix = (ox * t.stride[1] + e) as isize - t.pads[2] as isize;
+                            if iy < 0 || ix < 0 || iy >= t.h as isize || ix >= t.w as isize {
+                                continue;
+                            }
+                            let xi = ((b * t.h + iy as usize) * t.w + ix as usize) * ci;
+                            let yi = ((b * oh + oy) * ow + ox) * co;
+                            for i in 0..ci {
+                                let outs: Vec<usize> = if t.depthwise {
+                                    vec![i]
+                                } else {
+                                    (0..co).collect()
+                                };
+                                for o in outs {
+                                    let wi = if t.depthwise {
+                                        (a * t.kw + e) * ci + i
+                                    } else {
+                                        ((a * t.kw + e) * ci + i) * co + o
+                                    };
+                                    y[yi + o] += x[xi + i] as f64 * w[wi] as f64;
+                                    dx[xi + i] += dy[yi + o] as f64 * w[wi] as f64;
+                                    dw[wi] += dy[yi + o] as f64 * x[xi + i] as f64;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        (y, dx, dw)
+    }
+
+    fn close(got: &[f32], want: &[f64], what: &str) {
+        assert_eq!(got.len(), want.len(), "{what}: length");
+        let scale = want.iter().fold(1e-3f64, |m, v| m.max(v.abs()));
+        for (i, (g, w)) in got.iter().zip(want).enumerate() {
+            assert!(
+                ((*g as f64) - w).abs() <= 2e-5 * scale,
+                "{what}[{i}]: {g} vs {w} (scale {scale})"
+            );
+        }
+    }
+
+    fn check(t: TrainConv) {
+        let (xl, wl, yl) = t.sizes();
+        let x = values(xl, 1);
+        let w = values(wl, 2);
+        let dy = values(yl, 3);
+        let (y, dx, dw) = reference(&t, &x, &w, &dy);
+        close(&t.forward(&x, &w), &y, &format!("{t:?} forward"));
+        close(
+            &t.grad_input(&dy, &w),
+            &dx,
+            &format!("{t:?} input gradient"),
+        );
+        close(
+            &t.grad_filter(&x, &dy),
+            &dw,
+            &format!("{t:?} filter gradient"),
+        );
+    }
+
+    fn conv(
+        n: usize,
+        hw: [usize; 2],
+        io: [usize; 2],
+        k: [usize; 2],
+        s: usize,
+        pads: [usize; 4],
+    ) -> TrainConv {
+        TrainConv {
+            n,
+            h: hw[0],
+            w: hw[1],
+            cin: io[0],
+            cout: io[1],
+            kh: k[0],
+            kw: k[1],
+            stride: [s, s],
+            pads,
+            depthwise: false,
+        }
+    }
+
+    #[test]
+    fn regular_convolutions_match_the_definition() {
+        // 1x1 direct (the input is the filter gradient's operand), padded / strided 1x1,
+        // 3x3 SAME stride 1 (flipped-filter input gradient) and 2 (scattered columns), odd
+        // sizes, asymmetric padding, few outputs (the dot kernels) and many (several
+        // panels), more output pixels than one filter-gradient chunk.
+        check(conv(2, [5, 7], [16, 40], [1, 1], 1, [0; 4]));
+        check(conv(3, [30, 31], [3, 8], [1, 1], 1, [0; 4]));
+        check(conv(1, [6, 6], [5, 3], [1, 1], 2, [0; 4]));
+        check(conv(2, [7, 9], [6, 33], [3, 3], 1, [1, 1, 1, 1]));
+        check(conv(2, [9, 8], [4, 7], [3, 3], 2, [0, 1, 1, 0]));
+        check(conv(1, [11, 10], [3, 12], [3, 5], 2, [1, 2, 2, 1]));
+        check(conv(2, [8, 8], [40, 2], [3, 1], 1, [2, 0, 0, 0]));
+        check(conv(1, [5, 5], [2, 3], [5, 5], 1, [0; 4]));
+        check(conv(3, [48, 40], [2, 5], [3, 3], 1, [1, 1, 1, 1]));
+    }
+
+    #[test]
+    fn depthwise_convolutions_match_the_definition() {
+        for (n, hw, c, k, s, pads) in [
+            (2, [7, 9], 5, 3, 1, [1, 1, 1, 1]),
+            (3, [9, 8], 17, 3, 2, [0, 1, 0, 1]),
+            (1, [12, 11], 33, 5, 2, [1, 2, 2, 1]),
+            (2, [6, 6], 8, 1, 1, [0; 4]),
+        ] {
+            let mut t = conv(n, hw, [c, c], [k, k], s, pads);
+            t.depthwise = true;
+            check(t);
+        }
+    }
+
+    #[test]
+    fn sizes_the_filter_does_not_fit_have_no_output() {
+        let t = conv(1, [2, 2], [1, 1], [3, 3], 1, [0; 4]);
+        assert_eq!(t.output_hw(), None);
+        let t = conv(1, [2, 2], [1, 1], [3, 3], 1, [1, 0, 1, 0]);
+        assert_eq!(t.output_hw(), Some((1, 1)));
+    }
+}

@@ -1,0 +1,433 @@
+//! Convolutions for training: the forward pass and both gradients (input and filter) of an
+//! NHWC convolution with a TensorFlow HWIO filter, or of a depthwise convolution
+//! (multiplier 1), with strides and explicit zero padding. The heavy products run on the
+//! inference kernels ([`Conv2d`]):
+//! - the input gradient of a stride-1 convolution is a convolution of the output gradient
+//!   with the flipped, transposed filter; with strides, the gradient of every output pixel
+//!   `dY W^T` (a 1x1 convolution) scattered back onto the input pixels it read;
+//! - the filter gradient `X_col^T dY` as `dY^T X_col` over chunks of output pixels, one
+//!   chunk per thread (`X_col` is the input itself for unpadded stride-1 1x1 filters,
+//!   otherwise gathered per chunk), the chunks' sums added.
+//!
+//! Depthwise gradients are direct loops over the channels (vectorised by the compiler).
+
+use crate::conv::{Conv2d, ConvGeometry, ConvWeights, Padding};
+use crate::depthwise::{DepthwiseConv2d, DepthwiseGeometry};
+use crate::microkernel::{Act, Isa};
+use crate::tensor::View;
+use rayon::prelude::*;
+
+/// The shapes of a training convolution: input `[n, h, w, cin]`, filter `[kh, kw, cin,
+/// cout]` (depthwise: `[kh, kw, cin, 1]`, `cout == cin`), output `[n, oh, ow, cout]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TrainConv {
+    pub n: usize,
+    pub h: usize,
+    pub w: usize,
+    pub cin: usize,
+    pub cout: usize,
+    pub kh: usize,
+    pub kw: usize,
+    /// `[vertical, horizontal]`.
+    pub stride: [usize; 2],
+    /// Zero padding `[top, bottom, left, right]`.
+    pub pads: [usize; 4],
+    pub depthwise: bool,
+}
+
+/// Output pixels per chunk of the filter gradient at least (fewer chunks below).
+const MIN_CHUNK_ROWS: usize = 64;
+/// Output pixels per chunk of the filter gradient at most (the chunk's gathered input and
+/// transposed gradient stay in L2-sized pieces).
+const MAX_CHUNK_ROWS: usize = 2048;
+/// Floats of gathered input-gradient columns computed before they are scattered.
+const COLUMN_BUDGET: usize = 16 << 20;
+
+impl TrainConv {
+    /// `(oh, ow)`, or `None` when the padded input is smaller than the filter or a size is
+    /// zero.
+    pub fn output_hw(&self) -> Option<(usize, usize)> {
+        let [t, b, l, r] = self.pads;
+        let (ph, pw) = (self.h + t + b, self.w + l + r);
+        if self.kh == 0 || self.kw == 0 || self.stride.contains(&0) || ph < self.kh || pw < self.kw
+        {
+            return None;
+        }
+        Some((
+            (ph - self.kh) / self.stride[0] + 1,
+            (pw - self.kw) / self.stride[1] + 1,
+        ))
+    }
+
+    fn out_hw(&self) -> (usize, usize) {
+        self.output_hw()
+            .expect("convolution larger than its padded input")
+    }
+
+    /// Elements of the input, the filter and the output.
+    pub fn sizes(&self) -> (usize, usize, usize) {
+        let (oh, ow) = self.output_hw().unwrap_or((0, 0));
+        let filter = self.kh * self.kw * self.cin * if self.depthwise { 1 } else { self.cout };
+        (
+            self.n * self.h * self.w * self.cin,
+            filter,
+            self.n * oh * ow * self.cout,
+        )
+    }
+
+    fn check(&self, input: usize, filter: usize, output: usize) {
+        assert!(
+            !self.depthwise || self.cin == self.cout,
+            "depthwise: cout must equal cin"
+        );
+        let (ox, of, oy) = self.sizes();
+        assert_eq!((input, filter, output), (ox, of, oy), "tensor sizes");
+    }
+
+    fn view<'a>(data: &'a [f32], n: usize, h: usize, w: usize, c: usize) -> View<'a> {
+        View {
+            data,
+            n,
+            h,
+            w,
+            c,
+            stride: c,
+            offset: 0,
+        }
+    }
+
+    /// The convolution: `y = conv(x, filter)`.
+    pub fn forward(&self, x: &[f32], filter: &[f32]) -> Vec<f32> {
+        let (oh, ow) = self.out_hw();
+        self.check(x.len(), filter.len(), self.n * oh * ow * self.cout);
+        if self.n == 0 || self.cin == 0 || self.cout == 0 {
+            return vec![0.0; self.n * oh * ow * self.cout];
+        }
+        let xv = Self::view(x, self.n, self.h, self.w, self.cin);
+        if self.depthwise {
+            let g = DepthwiseGeometry {
+                kh: self.kh,
+                kw: self.kw,
+                channels: self.cin,
+                multiplier: 1,
+                stride: self.stride,
+                dilation: [1, 1],
+                padding: Padding::Zero(self.pads),
+            };
+            DepthwiseConv2d::new(g, filter, None, Act::Identity)
+                .forward(xv)
+                .data
+        } else {
+            let g = ConvGeometry::new(self.kh, self.kw, self.cin)
+                .strides(self.stride)
+                .padding(Padding::Zero(self.pads));
+            let seg = ConvWeights {
+                hwio: filter,
+                bias: None,
+                cout: self.cout,
+                act: Act::Identity,
+            };
+            Conv2d::new(g, &[seg]).without_winograd().forward(xv).data
+        }
+    }
+
+    /// The gradient of the input, `[n, h, w, cin]`, from the output's gradient `dy`.
+    pub fn grad_input(&self, dy: &[f32], filter: &[f32]) -> Vec<f32> {
+        let (oh, ow) = self.out_hw();
+        self.check(self.n * self.h * self.w * self.cin, filter.len(), dy.len());
+        let mut dx = vec![0f32; self.n * self.h * self.w * self.cin];
+        if dx.is_empty() || self.cout == 0 {
+            return dx;
+        }
+        if self.depthwise {
+            self.depthwise_grad_input(dy, filter, &mut dx, (oh, ow));
+            return dx;
+        }
+        let [t, b, l, r] = self.pads;
+        let (kh, kw) = (self.kh, self.kw);
+        if self.stride == [1, 1] && t < kh && b < kh && l < kw && r < kw {
+            // dx = conv(dy, flipped filter with cin and cout swapped), padded by k-1-p.
+            let (ci, co) = (self.cin, self.cout);
+            let mut flipped = vec![0f32; filter.len()];
+            for a in 0..kh {
+                for c in 0..kw {
+                    let src = &filter[((kh - 1 - a) * kw + (kw - 1 - c)) * ci * co..][..ci * co];
+                    let dst = &mut flipped[(a * kw + c) * ci * co..][..ci * co];
+                    for i in 0..ci {
+                        for o in 0..co {
+                            dst[o * ci + i] = src[i * co + o];
+                        }
+                    }
+                }
+            }
+            let g = ConvGeometry::new(kh, kw, co).padding(Padding::Zero([
+                kh - 1 - t,
+                kh - 1 - b,
+                kw - 1 - l,
+                kw - 1 - r,
+            ]));
+            let seg = ConvWeights {
+                hwio: &flipped,
+                bias: None,
+                cout: ci,
+                act: Act::Identity,
+            };
+            let conv = Conv2d::new(g, &[seg]).without_winograd();
+            let out = conv.forward(Self::view(dy, self.n, oh, ow, co));
+            debug_assert_eq!((out.h, out.w), (self.h, self.w));
+            return out.data;
+        }
+        // Columns dY W^T ([pixels, kh*kw*cin], a 1x1 convolution), scattered onto the input.
+        let k = kh * kw * self.cin;
+        let mut wt = vec![0f32; filter.len()];
+        for kk in 0..k {
+            for o in 0..self.cout {
+                wt[o * k + kk] = filter[kk * self.cout + o];
+            }
+        }
+        let seg = ConvWeights {
+            hwio: &wt,
+            bias: None,
+            cout: k,
+            act: Act::Identity,
+        };
+        let conv = Conv2d::new(ConvGeometry::new(1, 1, self.cout), &[seg]);
+        let per_image = (oh * ow * k).max(1);
+        let group = (COLUMN_BUDGET / per_image).clamp(1, self.n);
+        let image = self.h * self.w * self.cin;
+        for first in (0..self.n).step_by(group) {
+            let count = group.min(self.n - first);
+            let dyv = &dy[first * oh * ow * self.cout..][..count * oh * ow * self.cout];
+            let cols = conv.forward(Self::view(dyv, count, oh, ow, self.cout)).data;
+            dx[first * image..][..count * image]
+                .par_chunks_mut(image)
+                .zip(cols.par_chunks(per_image))
+                .for_each(|(dxi, col)| self.scatter_columns(col, dxi, (oh, ow)));
+        }
+        dx
+    }
+
+    /// Adds one image's columns (`[oh, ow, kh, kw, cin]`) onto the input pixels they read.
+    fn scatter_columns(&self, cols: &[f32], dx: &mut [f32], (oh, ow): (usize, usize)) {
+        let (ci, [t, _, l, _]) = (self.cin, self.pads);
+        let k = self.kh * self.kw * ci;
+        for y in 0..oh {
+            for x in 0..ow {
+                let col = &cols[(y * ow + x) * k..][..k];
+                for a in 0..self.kh {
+                    let iy = (y * self.stride[0] + a) as isize - t as isize;
+                    if iy < 0 || iy >= self.h as isize {
+                        continue;
+                    }
+                    for c in 0..self.kw {
+                        let ix = (x * self.stride[1] + c) as isize - l as isize;
+                        if ix < 0 || ix >= self.w as isize {
+                            continue;
+                        }
+                        let d = &mut dx[(iy as usize * self.w + ix as usize) * ci..][..ci];
+                        let s = &col[(a * self.kw + c) * ci..][..ci];
+                        for (d, s) in d.iter_mut().zip(s) {
+                            *d += s;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The gradient of the filter (its layout) from the input `x` and the output's
+    /// gradient `dy`.
+    pub fn grad_filter(&self, x: &[f32], dy: &[f32]) -> Vec<f32> {
+        let (oh, ow) = self.out_hw();
+        let (_, filter_len, _) = self.sizes();
+        self.check(x.len(), filter_len, dy.len());
+        if self.depthwise {
+            return self.depthwise_grad_filter(x, dy, (oh, ow));
+        }
+        let (k, co) = (self.kh * self.kw * self.cin, self.cout);
+        let rows = self.n * oh * ow;
+        if rows == 0 || k == 0 || co == 0 {
+            return vec![0f32; k * co];
+        }
+        let threads = rayon::current_num_threads().max(1);
+        let chunk = rows
+            .div_ceil(threads)
+            .clamp(MIN_CHUNK_ROWS, MAX_CHUNK_ROWS)
+            .min(rows);
+        let direct =
+            self.kh == 1 && self.kw == 1 && self.stride == [1, 1] && self.pads == [0, 0, 0, 0];
+        let isa = Isa::detect();
+        // dW^T = dY^T X_col, summed over the chunks.
+        let sum = (0..rows.div_ceil(chunk))
+            .into_par_iter()
+            .map(|ci| {
+                let (m0, m1) = (ci * chunk, ((ci + 1) * chunk).min(rows));
+                let mc = m1 - m0;
+                let mut dyt = vec![0f32; co * mc];
+                for (r, g) in dy[m0 * co..m1 * co].chunks_exact(co).enumerate() {
+                    for (o, &v) in g.iter().enumerate() {
+                        dyt[o * mc + r] = v;
+                    }
+                }
+                let gathered;
+                let (b, at) = if direct {
+                    (x, m0 * k)
+                } else {
+                    gathered = self.gather_columns(x, m0, m1, (oh, ow));
+                    (&gathered[..], 0)
+                };
+                let prod = Conv2d::matrix(isa, (mc, k), b, (at, k, 1));
+                let mut part = vec![0f32; co * k];
+                let a = View {
+                    data: &dyt,
+                    n: 1,
+                    h: co,
+                    w: 1,
+                    c: mc,
+                    stride: mc,
+                    offset: 0,
+                };
+                // SAFETY: `part` holds `co` rows of `k` floats, `k` apart.
+                unsafe { prod.run_on_this_thread(a, part.as_mut_ptr(), k) };
+                part
+            })
+            .reduce_with(|mut a, b| {
+                for (a, b) in a.iter_mut().zip(&b) {
+                    *a += b;
+                }
+                a
+            })
+            .expect("at least one chunk");
+        let mut dw = vec![0f32; k * co];
+        for o in 0..co {
+            for kk in 0..k {
+                dw[kk * co + o] = sum[o * k + kk];
+            }
+        }
+        dw
+    }
+
+    /// The input cells output pixels `m0..m1` (counted over the batch) read, `[pixels, kh,
+    /// kw, cin]`, zeros where they read padding.
+    fn gather_columns(
+        &self,
+        x: &[f32],
+        m0: usize,
+        m1: usize,
+        (oh, ow): (usize, usize),
+    ) -> Vec<f32> {
+        let ci = self.cin;
+        let k = self.kh * self.kw * ci;
+        let [t, _, l, _] = self.pads;
+        let mut cols = vec![0f32; (m1 - m0) * k];
+        for (i, m) in (m0..m1).enumerate() {
+            let (b, y, xo) = (m / (oh * ow), (m / ow) % oh, m % ow);
+            for a in 0..self.kh {
+                let iy = (y * self.stride[0] + a) as isize - t as isize;
+                if iy < 0 || iy >= self.h as isize {
+                    continue;
+                }
+                for c in 0..self.kw {
+                    let ix = (xo * self.stride[1] + c) as isize - l as isize;
+                    if ix < 0 || ix >= self.w as isize {
+                        continue;
+                    }
+                    let src = ((b * self.h + iy as usize) * self.w + ix as usize) * ci;
+                    cols[i * k + (a * self.kw + c) * ci..][..ci].copy_from_slice(&x[src..][..ci]);
+                }
+            }
+        }
+        cols
+    }
+
+    /// Input row `iy`'s filter taps: `(kernel row, output row)` pairs.
+    fn taps(
+        i: usize,
+        pad: usize,
+        k: usize,
+        s: usize,
+        out: usize,
+    ) -> impl Iterator<Item = (usize, usize)> {
+        (0..k).filter_map(move |a| {
+            let t = (i + pad).checked_sub(a)?;
+            (t % s == 0 && t / s < out).then_some((a, t / s))
+        })
+    }
+
+    fn depthwise_grad_input(
+        &self,
+        dy: &[f32],
+        filter: &[f32],
+        dx: &mut [f32],
+        (oh, ow): (usize, usize),
+    ) {
+        let c = self.cin;
+        let [t, _, l, _] = self.pads;
+        let (h, w) = (self.h, self.w);
+        dx.par_chunks_mut(w * c).enumerate().for_each(|(row, dxr)| {
+            let (b, iy) = (row / h, row % h);
+            for (a, y) in Self::taps(iy, t, self.kh, self.stride[0], oh) {
+                let g_row = &dy[(b * oh + y) * ow * c..][..ow * c];
+                for ix in 0..w {
+                    let d = &mut dxr[ix * c..][..c];
+                    for (e, x) in Self::taps(ix, l, self.kw, self.stride[1], ow) {
+                        let f = &filter[(a * self.kw + e) * c..][..c];
+                        let g = &g_row[x * c..][..c];
+                        for ((d, g), f) in d.iter_mut().zip(g).zip(f) {
+                            *d += g * f;
+                        }
+                    }
+                }
+            }
+        });
+    }
+
+    fn depthwise_grad_filter(&self, x: &[f32], dy: &[f32], (oh, ow): (usize, usize)) -> Vec<f32> {
+        let c = self.cin;
+        let taps = self.kh * self.kw;
+        let rows = self.n * oh;
+        if rows == 0 || c == 0 {
+            return vec![0f32; taps * c];
+        }
+        let [t, _, l, _] = self.pads;
+        let threads = rayon::current_num_threads().max(1);
+        let chunk = rows.div_ceil(threads * 2).max(1);
+        (0..rows.div_ceil(chunk))
+            .into_par_iter()
+            .map(|ci| {
+                let mut acc = vec![0f32; taps * c];
+                for row in ci * chunk..((ci + 1) * chunk).min(rows) {
+                    let (b, y) = (row / oh, row % oh);
+                    for a in 0..self.kh {
+                        let iy = (y * self.stride[0] + a) as isize - t as isize;
+                        if iy < 0 || iy >= self.h as isize {
+                            continue;
+                        }
+                        let x_row = &x[(b * self.h + iy as usize) * self.w * c..][..self.w * c];
+                        for xo in 0..ow {
+                            let g = &dy[((b * oh + y) * ow + xo) * c..][..c];
+                            for e in 0..self.kw {
+                                let ix = (xo * self.stride[1] + e) as isize - l as isize;
+                                if ix < 0 || ix >= self.w as isize {
+                                    continue;
+                                }
+                                let v = &x_row[ix as usize * c..][..c];
+                                let s = &mut acc[(a * self.kw + e) * c..][..c];
+                                for ((s, v), g) in s.iter_mut().zip(v).zip(g) {
+                                    *s += v * g;
+                                }
+                            }
+                        }
+                    }
+                }
+                acc
+            })
+            .reduce_with(|mut a, b| {
+                for (a, b) in a.iter_mut().zip(&b) {
+                    *a += b;
+                }
+                a
+            })
+            .expect("at least one chunk")
+    }
+}
