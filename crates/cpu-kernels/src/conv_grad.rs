@@ -37,9 +37,12 @@ pub struct TrainConv {
 
 /// Output pixels per chunk of the filter gradient at least (fewer chunks below).
 const MIN_CHUNK_ROWS: usize = 64;
-/// Output pixels per chunk of the filter gradient at most (the chunk's gathered input and
-/// transposed gradient stay in L2-sized pieces).
-const MAX_CHUNK_ROWS: usize = 2048;
+/// Output pixels per chunk of the filter gradient at most: each chunk's sum runs in one
+/// accumulator per element, the chunks' sums are added pairwise, so the rounding error
+/// grows with this length (2048 put MobileNetV2's first filter gradient 1.6e-5 from
+/// TensorFlow's, 256 keeps it at TensorFlow's own spread); the chunk's gathered input and
+/// transposed gradient stay small.
+const MAX_CHUNK_ROWS: usize = 256;
 /// Floats of gathered input-gradient columns computed before they are scattered.
 const COLUMN_BUDGET: usize = 16 << 20;
 
@@ -395,8 +398,12 @@ impl TrainConv {
         (0..rows.div_ceil(chunk))
             .into_par_iter()
             .map(|ci| {
+                // Each output row's sums first, then added to the chunk's (the rounding
+                // grows with `ow + rows`, not with their product).
                 let mut acc = vec![0f32; taps * c];
+                let mut row_acc = vec![0f32; taps * c];
                 for row in ci * chunk..((ci + 1) * chunk).min(rows) {
+                    row_acc.fill(0.0);
                     let (b, y) = (row / oh, row % oh);
                     for a in 0..self.kh {
                         let iy = (y * self.stride[0] + a) as isize - t as isize;
@@ -412,12 +419,15 @@ impl TrainConv {
                                     continue;
                                 }
                                 let v = &x_row[ix as usize * c..][..c];
-                                let s = &mut acc[(a * self.kw + e) * c..][..c];
+                                let s = &mut row_acc[(a * self.kw + e) * c..][..c];
                                 for ((s, v), g) in s.iter_mut().zip(v).zip(g) {
                                     *s += v * g;
                                 }
                             }
                         }
+                    }
+                    for (s, r) in acc.iter_mut().zip(&row_acc) {
+                        *s += r;
                     }
                 }
                 acc

@@ -92,10 +92,14 @@ fn loss(logits: Tensor<2>, labels: &[f32]) -> Tensor<1> {
 /// Asserts a step's loss against Keras' (the second is computed with weights that went through
 /// Adam, see `check_mode`); returns the relative error.
 fn check_loss(mode: &str, step: usize, got: f64, want: f64) -> f64 {
-    let tol = if step == 1 || mode == "frozen" {
-        1e-5
-    } else {
-        2e-4
+    // The second loss is computed with weights that went through Adam, which carries
+    // rounding-level gradient differences into steps of up to `lr` per element: TensorFlow
+    // against itself (oneDNN against Eigen kernels, tools/keras_step_spread.py) differs in
+    // those weights by 9.9e-5 of scale with frozen statistics.
+    let tol = match (step, mode) {
+        (1, _) => 1e-5,
+        (_, "frozen") => 5e-5,
+        _ => 2e-4,
     };
     let e = ((got - want) / want).abs();
     assert!(e < tol, "{mode} step {step}: loss {got} vs Keras {want}");
@@ -121,8 +125,11 @@ fn check_mode(f: &Fixture, mode: &str) {
     opt.epsilon = f.meta["epsilon"].as_f64().unwrap() as f32;
     let trainable = f.trainable();
     let (mut worst, mut grad_worst, mut stats_worst) = (0f64, 0f64, 0f64);
-    // Frozen statistics: TF's gradients (within 1e-5 of the largest; TF against itself with
-    // 1 and 2 threads: 1.5e-6). Batch statistics: a batch-normalised value that lies within
+    // Frozen statistics: TF's gradients within 3e-5 of the largest. TF against itself
+    // (oneDNN against Eigen kernels, tools/keras_step_spread.py) differs by 2.2e-5 of scale on
+    // this fixture; the difference grows toward the input (1e-7 at the last layers here,
+    // 1.6e-5 at the first convolution, each convolution's kernels within 6e-7 of a float64
+    // reference in cpu-kernels' tests; Burn's convolutions gave 9e-6). Batch statistics: a batch-normalised value that lies within
     // rounding of a ReLU6 edge (0 or 6) can fall on the other side here: the last batch norm's
     // offset gradient matches TF in 1279 of 1280 channels and misses by 1.4e-4 in one, and
     // such flips add up toward the input (1.2e-3 of the largest gradient at the first
@@ -134,7 +141,7 @@ fn check_mode(f: &Fixture, mode: &str) {
     // frozen statistics (1.8e-5 measured); with batch statistics the bound of two steps'
     // displacements (5 lr).
     let (grad_tol, var_tol) = if mode == "frozen" {
-        (1e-5, 2e-4)
+        (3e-5, 2e-4)
     } else {
         (1e-2, 1.0)
     };

@@ -75,6 +75,36 @@ fn conv_geometry(ctx: &Ctx, xs: &[usize], kh: usize, kw: usize) -> Result<Conv, 
     })
 }
 
+/// The convolution as a [`cpu_kernels::TrainConv`] when the CPU kernels run it (NHWC, no
+/// dilation, one group or a depthwise filter of multiplier 1), its output size checked.
+fn kernel_conv(
+    g: &Conv,
+    xs: &[usize],
+    ws: &[usize],
+    depthwise: bool,
+) -> Result<Option<cpu_kernels::TrainConv>, String> {
+    if g.nchw || g.dilation != [1, 1] || ws[2] != xs[3] || (depthwise && ws[3] != 1) {
+        return Ok(None);
+    }
+    let spec = cpu_kernels::TrainConv {
+        n: xs[0],
+        h: xs[1],
+        w: xs[2],
+        cin: xs[3],
+        cout: if depthwise { xs[3] } else { ws[3] },
+        kh: ws[0],
+        kw: ws[1],
+        stride: g.stride,
+        pads: [g.pads[0].0, g.pads[0].1, g.pads[1].0, g.pads[1].1],
+        depthwise,
+    };
+    let Some((oh, ow)) = spec.output_hw() else {
+        return Ok(None);
+    };
+    checked_elements(&[xs[0], oh, ow, spec.cout])?;
+    Ok(Some(spec))
+}
+
 fn to_nchw(t: FT) -> FT {
     dev::permute(t, &[0, 3, 1, 2])
 }
@@ -92,6 +122,11 @@ fn conv2d(ctx: &Ctx, inputs: &[Value], depthwise: bool) -> OpResult {
         ));
     }
     let g = conv_geometry(ctx, &xs, ws[0], ws[1])?;
+    if let Some(spec) = kernel_conv(&g, &xs, &ws, depthwise)? {
+        if crate::train_conv::runs_on_flex(&x) && crate::train_conv::runs_on_flex(&w) {
+            return Ok(vec![Value::Dev(crate::train_conv::conv(x, w, spec))]);
+        }
+    }
     let c = if g.nchw { xs[1] } else { xs[3] };
     let (weight, groups) = if depthwise {
         // [kh, kw, C, M] -> [C*M, 1, kh, kw]; output channel c*M + m.
