@@ -5,9 +5,9 @@
 //! - the input gradient of a stride-1 convolution is a convolution of the output gradient
 //!   with the flipped, transposed filter; with strides, the gradient of every output pixel
 //!   `dY W^T` (a 1x1 convolution) scattered back onto the input pixels it read;
-//! - the filter gradient `X_col^T dY` as `dY^T X_col` over chunks of output pixels, one
-//!   chunk per thread (`X_col` is the input itself for unpadded stride-1 1x1 filters,
-//!   otherwise gathered per chunk), the chunks' sums added.
+//! - the filter gradient `X_col^T dY` as `dY^T X_col` over chunks of output pixels
+//!   (`X_col` is the input itself for unpadded stride-1 1x1 filters, otherwise gathered per
+//!   chunk), the chunks' sums added in a fixed order: the same result on every run.
 //!
 //! Depthwise gradients are direct loops over the channels (vectorised by the compiler).
 
@@ -138,11 +138,12 @@ impl TrainConv {
     pub fn grad_input(&self, dy: &[f32], filter: &[f32]) -> Vec<f32> {
         let (oh, ow) = self.out_hw();
         self.check(self.n * self.h * self.w * self.cin, filter.len(), dy.len());
-        let mut dx = vec![0f32; self.n * self.h * self.w * self.cin];
-        if dx.is_empty() || self.cout == 0 {
-            return dx;
+        let len = self.n * self.h * self.w * self.cin;
+        if len == 0 || self.cout == 0 {
+            return vec![0f32; len];
         }
         if self.depthwise {
+            let mut dx = vec![0f32; len];
             self.depthwise_grad_input(dy, filter, &mut dx, (oh, ow));
             return dx;
         }
@@ -181,6 +182,7 @@ impl TrainConv {
             return out.data;
         }
         // Columns dY W^T ([pixels, kh*kw*cin], a 1x1 convolution), scattered onto the input.
+        let mut dx = vec![0f32; len];
         let k = kh * kw * self.cin;
         let mut wt = vec![0f32; filter.len()];
         for kk in 0..k {
@@ -252,55 +254,45 @@ impl TrainConv {
         if rows == 0 || k == 0 || co == 0 {
             return vec![0f32; k * co];
         }
-        let threads = rayon::current_num_threads().max(1);
         let chunk = rows
-            .div_ceil(threads)
+            .div_ceil(SUM_GROUPS)
             .clamp(MIN_CHUNK_ROWS, MAX_CHUNK_ROWS)
             .min(rows);
         let direct =
             self.kh == 1 && self.kw == 1 && self.stride == [1, 1] && self.pads == [0, 0, 0, 0];
         let isa = Isa::detect();
         // dW^T = dY^T X_col, summed over the chunks.
-        let sum = (0..rows.div_ceil(chunk))
-            .into_par_iter()
-            .map(|ci| {
-                let (m0, m1) = (ci * chunk, ((ci + 1) * chunk).min(rows));
-                let mc = m1 - m0;
-                let mut dyt = vec![0f32; co * mc];
-                for (r, g) in dy[m0 * co..m1 * co].chunks_exact(co).enumerate() {
-                    for (o, &v) in g.iter().enumerate() {
-                        dyt[o * mc + r] = v;
-                    }
+        let sum = ordered_sum(rows.div_ceil(chunk), |ci| {
+            let (m0, m1) = (ci * chunk, ((ci + 1) * chunk).min(rows));
+            let mc = m1 - m0;
+            let mut dyt = vec![0f32; co * mc];
+            for (r, g) in dy[m0 * co..m1 * co].chunks_exact(co).enumerate() {
+                for (o, &v) in g.iter().enumerate() {
+                    dyt[o * mc + r] = v;
                 }
-                let gathered;
-                let (b, at) = if direct {
-                    (x, m0 * k)
-                } else {
-                    gathered = self.gather_columns(x, m0, m1, (oh, ow));
-                    (&gathered[..], 0)
-                };
-                let prod = Conv2d::matrix(isa, (mc, k), b, (at, k, 1));
-                let mut part = vec![0f32; co * k];
-                let a = View {
-                    data: &dyt,
-                    n: 1,
-                    h: co,
-                    w: 1,
-                    c: mc,
-                    stride: mc,
-                    offset: 0,
-                };
-                // SAFETY: `part` holds `co` rows of `k` floats, `k` apart.
-                unsafe { prod.run_on_this_thread(a, part.as_mut_ptr(), k) };
-                part
-            })
-            .reduce_with(|mut a, b| {
-                for (a, b) in a.iter_mut().zip(&b) {
-                    *a += b;
-                }
-                a
-            })
-            .expect("at least one chunk");
+            }
+            let gathered;
+            let (b, at) = if direct {
+                (x, m0 * k)
+            } else {
+                gathered = self.gather_columns(x, m0, m1, (oh, ow));
+                (&gathered[..], 0)
+            };
+            let prod = Conv2d::matrix(isa, (mc, k), b, (at, k, 1));
+            let mut part = vec![0f32; co * k];
+            let a = View {
+                data: &dyt,
+                n: 1,
+                h: co,
+                w: 1,
+                c: mc,
+                stride: mc,
+                offset: 0,
+            };
+            // SAFETY: `part` holds `co` rows of `k` floats, `k` apart.
+            unsafe { prod.run_on_this_thread(a, part.as_mut_ptr(), k) };
+            part
+        });
         let mut dw = vec![0f32; k * co];
         for o in 0..co {
             for kk in 0..k {
@@ -393,51 +385,67 @@ impl TrainConv {
             return vec![0f32; taps * c];
         }
         let [t, _, l, _] = self.pads;
-        let threads = rayon::current_num_threads().max(1);
-        let chunk = rows.div_ceil(threads * 2).max(1);
-        (0..rows.div_ceil(chunk))
-            .into_par_iter()
-            .map(|ci| {
-                // Each output row's sums first, then added to the chunk's (the rounding
-                // grows with `ow + rows`, not with their product).
-                let mut acc = vec![0f32; taps * c];
-                let mut row_acc = vec![0f32; taps * c];
-                for row in ci * chunk..((ci + 1) * chunk).min(rows) {
-                    row_acc.fill(0.0);
-                    let (b, y) = (row / oh, row % oh);
-                    for a in 0..self.kh {
-                        let iy = (y * self.stride[0] + a) as isize - t as isize;
-                        if iy < 0 || iy >= self.h as isize {
-                            continue;
-                        }
-                        let x_row = &x[(b * self.h + iy as usize) * self.w * c..][..self.w * c];
-                        for xo in 0..ow {
-                            let g = &dy[((b * oh + y) * ow + xo) * c..][..c];
-                            for e in 0..self.kw {
-                                let ix = (xo * self.stride[1] + e) as isize - l as isize;
-                                if ix < 0 || ix >= self.w as isize {
-                                    continue;
-                                }
-                                let v = &x_row[ix as usize * c..][..c];
-                                let s = &mut row_acc[(a * self.kw + e) * c..][..c];
-                                for ((s, v), g) in s.iter_mut().zip(v).zip(g) {
-                                    *s += v * g;
-                                }
+        let chunk = rows.div_ceil(SUM_GROUPS).max(1);
+        ordered_sum(rows.div_ceil(chunk), |ci| {
+            // Each output row's sums first, then added to the chunk's (the rounding
+            // grows with `ow + rows`, not with their product).
+            let mut acc = vec![0f32; taps * c];
+            let mut row_acc = vec![0f32; taps * c];
+            for row in ci * chunk..((ci + 1) * chunk).min(rows) {
+                row_acc.fill(0.0);
+                let (b, y) = (row / oh, row % oh);
+                for a in 0..self.kh {
+                    let iy = (y * self.stride[0] + a) as isize - t as isize;
+                    if iy < 0 || iy >= self.h as isize {
+                        continue;
+                    }
+                    let x_row = &x[(b * self.h + iy as usize) * self.w * c..][..self.w * c];
+                    for xo in 0..ow {
+                        let g = &dy[((b * oh + y) * ow + xo) * c..][..c];
+                        for e in 0..self.kw {
+                            let ix = (xo * self.stride[1] + e) as isize - l as isize;
+                            if ix < 0 || ix >= self.w as isize {
+                                continue;
+                            }
+                            let v = &x_row[ix as usize * c..][..c];
+                            let s = &mut row_acc[(a * self.kw + e) * c..][..c];
+                            for ((s, v), g) in s.iter_mut().zip(v).zip(g) {
+                                *s += v * g;
                             }
                         }
                     }
-                    for (s, r) in acc.iter_mut().zip(&row_acc) {
-                        *s += r;
-                    }
                 }
-                acc
-            })
-            .reduce_with(|mut a, b| {
-                for (a, b) in a.iter_mut().zip(&b) {
-                    *a += b;
+                for (s, r) in acc.iter_mut().zip(&row_acc) {
+                    *s += r;
                 }
-                a
-            })
-            .expect("at least one chunk")
+            }
+            acc
+        })
     }
+}
+
+/// Groups of chunks whose sums are added in a fixed order (see [`ordered_sum`]).
+const SUM_GROUPS: usize = 16;
+
+/// The sum of `part(0) .. part(chunks)` (equal-length vectors, `chunks > 0`), added in the
+/// same order on every run and machine: the chunks in up to [`SUM_GROUPS`] consecutive
+/// groups, each group's in order on one thread, then the groups' in order.
+fn ordered_sum(chunks: usize, part: impl Fn(usize) -> Vec<f32> + Sync) -> Vec<f32> {
+    let add = |mut a: Vec<f32>, b: Vec<f32>| {
+        for (a, b) in a.iter_mut().zip(&b) {
+            *a += b;
+        }
+        a
+    };
+    let per_group = chunks.div_ceil(SUM_GROUPS).max(1);
+    let sums: Vec<Vec<f32>> = (0..chunks.div_ceil(per_group))
+        .into_par_iter()
+        .map(|g| {
+            (g * per_group..((g + 1) * per_group).min(chunks))
+                .map(&part)
+                .reduce(add)
+                .expect("a group holds a chunk")
+        })
+        .collect();
+    sums.into_iter().reduce(add).expect("at least one chunk")
 }

@@ -15,7 +15,8 @@
 //!   depthwise, 1x1 projection) computed strip by strip with its middle tensors in cache.
 //!   Activations ([`Act`]): ReLU, ReLU6, hard-swish, swish, sigmoid, hard-sigmoid.
 //! - [`ops`]: pooling, spatial means, conditional instance norm, elementwise maps.
-//!   [`rowwise`]: softmax and layer normalisation over the last axis.
+//!   [`rowwise`]: softmax and layer normalisation over the last axis. [`train_norm`]:
+//!   training-mode batch normalisation and clamping activations with their gradients.
 //!   [`matmul_batches`]: batches of small strided matrix products (attention).
 //!
 //! Activations are [`Nhwc`] buffers; [`View`] / [`Slot`] address a channel slice of one,
@@ -37,6 +38,7 @@ pub mod ops;
 pub mod rowwise;
 mod simd;
 mod tensor;
+pub mod train_norm;
 mod winograd;
 
 pub use alloc::CachingAllocator;

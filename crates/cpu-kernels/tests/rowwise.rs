@@ -108,3 +108,110 @@ fn layer_norm_of_rows_with_and_without_scale_and_offset() {
         }
     }
 }
+
+/// Training-mode batch norm and clamps (`cpu_kernels::train_norm`) against f64 definitions:
+/// the forward from the batch's moments, the gradient by central differences of the f64
+/// loss `sum(dy * y)`.
+mod train_norm {
+    use super::common::values;
+    use cpu_kernels::train_norm;
+
+    fn bn64(x: &[f64], g: &[f64], b: &[f64], eps: f64) -> Vec<f64> {
+        let c = g.len();
+        let rows = x.len() / c;
+        let mut y = vec![0f64; x.len()];
+        for j in 0..c {
+            let m = (0..rows).map(|r| x[r * c + j]).sum::<f64>() / rows as f64;
+            let v = (0..rows).map(|r| (x[r * c + j] - m).powi(2)).sum::<f64>() / rows as f64;
+            for r in 0..rows {
+                y[r * c + j] = (x[r * c + j] - m) / (v + eps).sqrt() * g[j] + b[j];
+            }
+        }
+        y
+    }
+
+    #[test]
+    fn batch_norm_and_its_gradient_match_the_definition() {
+        // 150 rows (blocks of 64 and a remainder), 5 channels, one with a large offset.
+        let (rows, c, eps) = (150usize, 5usize, 1e-3f32);
+        let mut x = values(rows * c, 11);
+        for r in 0..rows {
+            x[r * c + 2] = x[r * c + 2] * 0.1 + 3.0;
+        }
+        let g: Vec<f32> = values(c, 12).iter().map(|v| v + 1.5).collect();
+        let b = values(c, 13);
+        let dy = values(rows * c, 14);
+        let f64s = |v: &[f32]| v.iter().map(|&a| a as f64).collect::<Vec<_>>();
+        let (x64, g64, b64) = (f64s(&x), f64s(&g), f64s(&b));
+
+        let m = train_norm::channel_moments(&x, c);
+        let y = train_norm::batch_norm(&x, &m, &g, &b, eps);
+        let want = bn64(&x64, &g64, &b64, eps as f64);
+        for (i, (a, w)) in y.iter().zip(&want).enumerate() {
+            assert!((*a as f64 - w).abs() < 2e-5, "y[{i}] {a} vs {w}");
+        }
+
+        let (dx, dg, db) = train_norm::batch_norm_grad(&x, &dy, &m, &g, eps);
+        let loss = |x: &[f64], g: &[f64], b: &[f64]| -> f64 {
+            bn64(x, g, b, eps as f64)
+                .iter()
+                .zip(&dy)
+                .map(|(y, d)| y * *d as f64)
+                .sum()
+        };
+        let h = 1e-5;
+        let diff = |f: &dyn Fn(f64) -> f64| (f(h) - f(-h)) / (2.0 * h);
+        for i in (0..rows * c).step_by(37) {
+            let num = diff(&|d| {
+                let mut xp = x64.clone();
+                xp[i] += d;
+                loss(&xp, &g64, &b64)
+            });
+            assert!(
+                (dx[i] as f64 - num).abs() < 1e-3 * num.abs().max(1.0),
+                "dx[{i}] {} vs {num}",
+                dx[i]
+            );
+        }
+        for j in 0..c {
+            let ng = diff(&|d| {
+                let mut gp = g64.clone();
+                gp[j] += d;
+                loss(&x64, &gp, &b64)
+            });
+            let nb = diff(&|d| {
+                let mut bp = b64.clone();
+                bp[j] += d;
+                loss(&x64, &g64, &bp)
+            });
+            assert!(
+                (dg[j] as f64 - ng).abs() < 1e-3 * ng.abs().max(1.0),
+                "dgamma[{j}] {} vs {ng}",
+                dg[j]
+            );
+            assert!(
+                (db[j] as f64 - nb).abs() < 1e-3 * nb.abs().max(1.0),
+                "dbeta[{j}] {} vs {nb}",
+                db[j]
+            );
+        }
+    }
+
+    #[test]
+    fn clamps_pass_the_gradient_strictly_inside_their_range() {
+        let x = [-1.0f32, 0.0, 0.5, 6.0, 7.0, 5.999];
+        assert_eq!(
+            train_norm::clamp(&x, 0.0, 6.0),
+            vec![0.0, 0.0, 0.5, 6.0, 6.0, 5.999]
+        );
+        let dy = [1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0];
+        assert_eq!(
+            train_norm::clamp_grad(&x, &dy, 0.0, 6.0),
+            vec![0.0, 0.0, 3.0, 0.0, 0.0, 6.0]
+        );
+        assert_eq!(
+            train_norm::clamp_grad(&x, &dy, 0.0, f32::INFINITY),
+            vec![0.0, 0.0, 3.0, 4.0, 5.0, 6.0]
+        );
+    }
+}

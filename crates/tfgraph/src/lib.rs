@@ -27,7 +27,7 @@ mod fast_norm;
 mod host;
 mod layer;
 pub mod ops;
-mod train_conv;
+mod train_ops;
 
 pub use host::{HostData, HostTensor};
 pub use layer::{KerasLayer, LayerUpdates};

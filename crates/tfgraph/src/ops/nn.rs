@@ -123,8 +123,8 @@ fn conv2d(ctx: &Ctx, inputs: &[Value], depthwise: bool) -> OpResult {
     }
     let g = conv_geometry(ctx, &xs, ws[0], ws[1])?;
     if let Some(spec) = kernel_conv(&g, &xs, &ws, depthwise)? {
-        if crate::train_conv::runs_on_flex(&x) && crate::train_conv::runs_on_flex(&w) {
-            return Ok(vec![Value::Dev(crate::train_conv::conv(x, w, spec))]);
+        if crate::train_ops::runs_on_flex(&x) && crate::train_ops::runs_on_flex(&w) {
+            return Ok(vec![Value::Dev(crate::train_ops::conv(x, w, spec))]);
         }
     }
     let c = if g.nchw { xs[1] } else { xs[3] };
@@ -201,19 +201,15 @@ fn batch_norm(ctx: &Ctx, inputs: &[Value]) -> OpResult {
     // moving average), as FusedBatchNormV3 does.
     let axes: [usize; 3] = if nchw { [0, 2, 3] } else { [0, 1, 2] };
     let n: usize = axes.iter().map(|&a| xs[a]).product();
-    let mut mean = x.clone();
-    for &a in &axes {
-        mean = dev::sum_dim(mean, a);
-    }
-    let mean = dev::div_scalar(mean, n as f32);
-    let centered = dev::sub(x, mean.clone());
-    let mut var = dev::mul(centered.clone(), centered.clone());
-    for &a in &axes {
-        var = dev::sum_dim(var, a);
-    }
-    let var = dev::div_scalar(var, n as f32);
-    let inv = dev::recip(dev::sqrt(dev::add_scalar(var.clone(), eps)));
-    let y = dev::add(dev::mul(dev::mul(centered, inv), scale), offset);
+    let on_flex = [&x, &scale, &offset]
+        .iter()
+        .all(|t| crate::train_ops::runs_on_flex(t));
+    let (y, mean, var) = if !nchw && on_flex {
+        let (scale, offset) = (dev::reshape(scale, &[c]), dev::reshape(offset, &[c]));
+        crate::train_ops::batch_norm_train(x, scale, offset, eps)
+    } else {
+        batch_norm_composite(x, scale, offset, &axes, n, eps)
+    };
     let unbiased = dev::mul_scalar(var.clone(), n as f32 / (n.max(2) - 1) as f32);
     let (bm, bv) = (dev::reshape(mean, &[c]), dev::reshape(unbiased, &[c]));
     let f = ctx.attr_f("exponential_avg_factor", 1.0);
@@ -245,6 +241,32 @@ fn batch_norm(ctx: &Ctx, inputs: &[Value]) -> OpResult {
         Value::Dev(bvar),
         Value::Dev(dev::zeros(&[c], ctx.device)),
     ])
+}
+
+/// Training-mode batch normalisation as Burn ops (any device, either layout): `(y, batch
+/// mean, biased batch variance)`, the statistics shaped as `scale` (broadcastable to `x`).
+fn batch_norm_composite(
+    x: FT,
+    scale: FT,
+    offset: FT,
+    axes: &[usize; 3],
+    n: usize,
+    eps: f32,
+) -> (FT, FT, FT) {
+    let mut mean = x.clone();
+    for &a in axes {
+        mean = dev::sum_dim(mean, a);
+    }
+    let mean = dev::div_scalar(mean, n as f32);
+    let centered = dev::sub(x, mean.clone());
+    let mut var = dev::mul(centered.clone(), centered.clone());
+    for &a in axes {
+        var = dev::sum_dim(var, a);
+    }
+    let var = dev::div_scalar(var, n as f32);
+    let inv = dev::recip(dev::sqrt(dev::add_scalar(var.clone(), eps)));
+    let y = dev::add(dev::mul(dev::mul(centered, inv), scale), offset);
+    (y, mean, var)
 }
 
 fn pool(ctx: &Ctx, inputs: &[Value], max: bool) -> OpResult {

@@ -1,0 +1,331 @@
+//! Training ops on flex through the project's CPU kernels, with their own backward passes:
+//! a Burn backend extension ([`CpuTrain`]) whose flex implementation runs `cpu-kernels` on
+//! row-major NHWC tensors and whose autodiff implementation (over flex) records the
+//! gradients the kernels compute:
+//! - convolutions ([`cpu_kernels::TrainConv`]: forward, input and filter gradients) without
+//!   Burn's NCHW permutes, im2col and transposed convolutions;
+//! - training-mode batch normalisation over the channels (`FusedBatchNormV3` with
+//!   `is_training`: batch moments, normalisation, closed-form gradient) in three passes
+//!   instead of some twenty Burn ops and their backward ops;
+//! - ReLU / ReLU6 (TensorFlow's gradient: `dy` where `lo < x < hi`) in one pass each way.
+//!
+//! Other devices (ndarray, wgpu) keep Burn's own ops: callers check [`runs_on_flex`] first.
+
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::autodiff::NodeId;
+use burn::backend::flex::FlexTensor;
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{
+    backend_extension, Autodiff, Backend, Dispatch, DispatchTensor, DispatchTensorKind, Flex,
+    TensorMetadata,
+};
+use burn::tensor::{DType, TensorData};
+use cpu_kernels::{train_norm, TrainConv};
+use std::borrow::Cow;
+
+/// Training ops the CPU kernels run (see the module docs).
+#[backend_extension(Flex, Autodiff)]
+pub trait CpuTrain: Backend {
+    /// A convolution (regular or depthwise, see [`TrainConv`]) of an NHWC input with a
+    /// TensorFlow filter: `[n, oh, ow, cout]`.
+    fn nhwc_conv(
+        x: FloatTensor<Self>,
+        filter: FloatTensor<Self>,
+        spec: TrainConv,
+    ) -> FloatTensor<Self>;
+    /// Per-channel (last axis) batch mean and biased variance, `[2, c]`; not differentiated.
+    fn channel_moments(x: FloatTensor<Self>) -> FloatTensor<Self>;
+    /// Training-mode batch normalisation over the last axis with the `moments` of
+    /// [`CpuTrain::channel_moments`] (whose dependence on `x` the gradient includes).
+    fn batch_norm_train(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        moments: FloatTensor<Self>,
+        eps: f32,
+    ) -> FloatTensor<Self>;
+    /// `x` clamped to `[lo, hi]` (ReLU, ReLU6).
+    fn clamp_act(x: FloatTensor<Self>, lo: f32, hi: f32) -> FloatTensor<Self>;
+}
+
+/// The values of a float32 flex tensor in row-major order (a copy only when its layout
+/// is strided).
+fn values(t: &FlexTensor) -> Cow<'_, [f32]> {
+    match t.as_slice::<f32>() {
+        Some(s) => Cow::Borrowed(s),
+        None => Cow::Owned(t.to_contiguous().storage::<f32>().to_vec()),
+    }
+}
+
+fn flex(v: Vec<f32>, shape: Vec<usize>) -> FlexTensor {
+    FlexTensor::from_data(TensorData::new(v, shape))
+}
+
+fn shape_of(t: &FlexTensor) -> Vec<usize> {
+    TensorMetadata::shape(t).to_vec()
+}
+
+fn channels(t: &FlexTensor) -> usize {
+    shape_of(t).last().copied().unwrap_or(1)
+}
+
+fn filter_shape(s: &TrainConv) -> Vec<usize> {
+    let out = if s.depthwise { 1 } else { s.cout };
+    vec![s.kh, s.kw, s.cin, out]
+}
+
+impl CpuTrain for Flex {
+    fn nhwc_conv(x: FlexTensor, filter: FlexTensor, spec: TrainConv) -> FlexTensor {
+        let (oh, ow) = spec.output_hw().expect("checked by the caller");
+        let y = spec.forward(&values(&x), &values(&filter));
+        flex(y, vec![spec.n, oh, ow, spec.cout])
+    }
+
+    fn channel_moments(x: FlexTensor) -> FlexTensor {
+        let c = channels(&x);
+        flex(train_norm::channel_moments(&values(&x), c), vec![2, c])
+    }
+
+    fn batch_norm_train(
+        x: FlexTensor,
+        gamma: FlexTensor,
+        beta: FlexTensor,
+        moments: FlexTensor,
+        eps: f32,
+    ) -> FlexTensor {
+        let y = train_norm::batch_norm(
+            &values(&x),
+            &values(&moments),
+            &values(&gamma),
+            &values(&beta),
+            eps,
+        );
+        flex(y, shape_of(&x))
+    }
+
+    fn clamp_act(x: FlexTensor, lo: f32, hi: f32) -> FlexTensor {
+        flex(train_norm::clamp(&values(&x), lo, hi), shape_of(&x))
+    }
+}
+
+#[derive(Debug)]
+struct ConvBackward;
+
+impl Backward<Flex, 2> for ConvBackward {
+    type State = (NodeId, NodeId, TrainConv);
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 2>,
+        grads: &mut Gradients,
+        checkpointer: &mut Checkpointer,
+    ) {
+        let [node_x, node_filter] = ops.parents;
+        let dy = grads.consume::<Flex>(&ops.node);
+        let (x_state, filter_state, spec) = ops.state;
+        let dy = values(&dy);
+        if let Some(node) = node_x {
+            let filter = checkpointer.retrieve_node_output::<FlexTensor>(filter_state);
+            let dx = spec.grad_input(&dy, &values(&filter));
+            grads.register::<Flex>(node.id, flex(dx, vec![spec.n, spec.h, spec.w, spec.cin]));
+        }
+        if let Some(node) = node_filter {
+            let x = checkpointer.retrieve_node_output::<FlexTensor>(x_state);
+            let dw = spec.grad_filter(&values(&x), &dy);
+            grads.register::<Flex>(node.id, flex(dw, filter_shape(&spec)));
+        }
+    }
+}
+
+#[derive(Debug)]
+struct BatchNormBackward;
+
+impl Backward<Flex, 3> for BatchNormBackward {
+    type State = (NodeId, NodeId, FlexTensor, f32);
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 3>,
+        grads: &mut Gradients,
+        checkpointer: &mut Checkpointer,
+    ) {
+        let [node_x, node_gamma, node_beta] = ops.parents;
+        let dy = grads.consume::<Flex>(&ops.node);
+        let (x_state, gamma_state, moments, eps) = ops.state;
+        let x = checkpointer.retrieve_node_output::<FlexTensor>(x_state);
+        let gamma = checkpointer.retrieve_node_output::<FlexTensor>(gamma_state);
+        let (dx, dgamma, dbeta) = train_norm::batch_norm_grad(
+            &values(&x),
+            &values(&dy),
+            &values(&moments),
+            &values(&gamma),
+            eps,
+        );
+        if let Some(node) = node_x {
+            grads.register::<Flex>(node.id, flex(dx, shape_of(&x)));
+        }
+        if let Some(node) = node_gamma {
+            grads.register::<Flex>(node.id, flex(dgamma, shape_of(&gamma)));
+        }
+        if let Some(node) = node_beta {
+            grads.register::<Flex>(node.id, flex(dbeta, shape_of(&gamma)));
+        }
+    }
+}
+
+#[derive(Debug)]
+struct ClampBackward;
+
+impl Backward<Flex, 1> for ClampBackward {
+    type State = (NodeId, f32, f32);
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 1>,
+        grads: &mut Gradients,
+        checkpointer: &mut Checkpointer,
+    ) {
+        let [node_x] = ops.parents;
+        let dy = grads.consume::<Flex>(&ops.node);
+        let (x_state, lo, hi) = ops.state;
+        if let Some(node) = node_x {
+            let x = checkpointer.retrieve_node_output::<FlexTensor>(x_state);
+            let dx = train_norm::clamp_grad(&values(&x), &values(&dy), lo, hi);
+            grads.register::<Flex>(node.id, flex(dx, shape_of(&x)));
+        }
+    }
+}
+
+impl<C: CheckpointStrategy> CpuTrain for Autodiff<Flex, C> {
+    fn nhwc_conv(
+        x: FloatTensor<Self>,
+        filter: FloatTensor<Self>,
+        spec: TrainConv,
+    ) -> FloatTensor<Self> {
+        match ConvBackward
+            .prepare::<C>([x.node(), filter.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(mut prep) => {
+                let x_state = prep.checkpoint(&x);
+                let filter_state = prep.checkpoint(&filter);
+                let y = Flex::nhwc_conv(x.into_primitive(), filter.into_primitive(), spec);
+                prep.finish((x_state, filter_state, spec), y)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(Flex::nhwc_conv(
+                x.into_primitive(),
+                filter.into_primitive(),
+                spec,
+            )),
+        }
+    }
+
+    fn channel_moments(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        <FloatTensor<Self>>::new(Flex::channel_moments(x.into_primitive()))
+    }
+
+    fn batch_norm_train(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        moments: FloatTensor<Self>,
+        eps: f32,
+    ) -> FloatTensor<Self> {
+        let moments = moments.into_primitive();
+        match BatchNormBackward
+            .prepare::<C>([x.node(), gamma.node(), beta.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(mut prep) => {
+                let x_state = prep.checkpoint(&x);
+                let gamma_state = prep.checkpoint(&gamma);
+                let y = Flex::batch_norm_train(
+                    x.into_primitive(),
+                    gamma.into_primitive(),
+                    beta.into_primitive(),
+                    moments.clone(),
+                    eps,
+                );
+                prep.finish((x_state, gamma_state, moments, eps), y)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(Flex::batch_norm_train(
+                x.into_primitive(),
+                gamma.into_primitive(),
+                beta.into_primitive(),
+                moments,
+                eps,
+            )),
+        }
+    }
+
+    fn clamp_act(x: FloatTensor<Self>, lo: f32, hi: f32) -> FloatTensor<Self> {
+        match ClampBackward
+            .prepare::<C>([x.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(mut prep) => {
+                let x_state = prep.checkpoint(&x);
+                let y = Flex::clamp_act(x.into_primitive(), lo, hi);
+                prep.finish((x_state, lo, hi), y)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(Flex::clamp_act(x.into_primitive(), lo, hi)),
+        }
+    }
+}
+
+/// Whether a float32 tensor lives on flex (with or without autodiff), where [`CpuTrain`]
+/// runs.
+pub fn runs_on_flex(t: &DispatchTensor) -> bool {
+    let on_flex = match &t.kind {
+        DispatchTensorKind::Flex(_) => true,
+        DispatchTensorKind::Autodiff(inner) => matches!(**inner, DispatchTensorKind::Flex(_)),
+        #[allow(unreachable_patterns)]
+        _ => false,
+    };
+    on_flex && TensorMetadata::dtype(t) == DType::F32
+}
+
+/// The convolution of `x` with `filter` (both checked by the caller with [`runs_on_flex`],
+/// shapes matching `spec`).
+pub fn conv(x: DispatchTensor, filter: DispatchTensor, spec: TrainConv) -> DispatchTensor {
+    <Dispatch as CpuTrain>::nhwc_conv(x, filter, spec)
+}
+
+/// Training-mode batch normalisation of `x` over its last axis (`c` channels; `gamma`,
+/// `beta` of shape `[c]`, all on flex): `(y, batch mean, biased batch variance)`, the
+/// statistics not differentiated.
+pub fn batch_norm_train(
+    x: DispatchTensor,
+    gamma: DispatchTensor,
+    beta: DispatchTensor,
+    eps: f32,
+) -> (DispatchTensor, DispatchTensor, DispatchTensor) {
+    let moments = <Dispatch as CpuTrain>::channel_moments(x.clone());
+    let y = <Dispatch as CpuTrain>::batch_norm_train(x, gamma, beta, moments.clone(), eps);
+    let c = crate::dev::shape(&moments)[1];
+    let both = crate::dev::reshape(moments, &[2 * c]);
+    let mean = crate::dev::slice(
+        both.clone(),
+        &[burn::tensor::Slice::new(0, Some(c as isize), 1)],
+    );
+    let var = crate::dev::slice(
+        both,
+        &[burn::tensor::Slice::new(
+            c as isize,
+            Some(2 * c as isize),
+            1,
+        )],
+    );
+    (y, mean, var)
+}
+
+/// `x` clamped to `[lo, hi]` on flex (checked by the caller with [`runs_on_flex`]).
+pub fn clamp_act(x: DispatchTensor, lo: f32, hi: f32) -> DispatchTensor {
+    <Dispatch as CpuTrain>::clamp_act(x, lo, hi)
+}
