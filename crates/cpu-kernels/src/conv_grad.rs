@@ -212,28 +212,35 @@ impl TrainConv {
         dx
     }
 
+    /// The input cells output pixel `(y, x)` reads: `(tap, pixel)` pairs, the tap
+    /// `kernel_row * kw + kernel_column`, the pixel counted within the image; taps on the
+    /// padding left out.
+    fn reads(&self, y: usize, x: usize) -> impl Iterator<Item = (usize, usize)> + '_ {
+        let [t, _, l, _] = self.pads;
+        (0..self.kh).flat_map(move |a| {
+            let iy = (y * self.stride[0] + a)
+                .checked_sub(t)
+                .filter(|&v| v < self.h);
+            (0..self.kw).filter_map(move |c| {
+                let ix = (x * self.stride[1] + c)
+                    .checked_sub(l)
+                    .filter(|&v| v < self.w)?;
+                Some((a * self.kw + c, iy? * self.w + ix))
+            })
+        })
+    }
+
     /// Adds one image's columns (`[oh, ow, kh, kw, cin]`) onto the input pixels they read.
     fn scatter_columns(&self, cols: &[f32], dx: &mut [f32], (oh, ow): (usize, usize)) {
-        let (ci, [t, _, l, _]) = (self.cin, self.pads);
+        let ci = self.cin;
         let k = self.kh * self.kw * ci;
         for y in 0..oh {
             for x in 0..ow {
                 let col = &cols[(y * ow + x) * k..][..k];
-                for a in 0..self.kh {
-                    let iy = (y * self.stride[0] + a) as isize - t as isize;
-                    if iy < 0 || iy >= self.h as isize {
-                        continue;
-                    }
-                    for c in 0..self.kw {
-                        let ix = (x * self.stride[1] + c) as isize - l as isize;
-                        if ix < 0 || ix >= self.w as isize {
-                            continue;
-                        }
-                        let d = &mut dx[(iy as usize * self.w + ix as usize) * ci..][..ci];
-                        let s = &col[(a * self.kw + c) * ci..][..ci];
-                        for (d, s) in d.iter_mut().zip(s) {
-                            *d += s;
-                        }
+                for (tap, pixel) in self.reads(y, x) {
+                    let d = &mut dx[pixel * ci..][..ci];
+                    for (d, s) in d.iter_mut().zip(&col[tap * ci..][..ci]) {
+                        *d += s;
                     }
                 }
             }
@@ -313,23 +320,13 @@ impl TrainConv {
     ) -> Vec<f32> {
         let ci = self.cin;
         let k = self.kh * self.kw * ci;
-        let [t, _, l, _] = self.pads;
+        let image = self.h * self.w;
         let mut cols = vec![0f32; (m1 - m0) * k];
         for (i, m) in (m0..m1).enumerate() {
             let (b, y, xo) = (m / (oh * ow), (m / ow) % oh, m % ow);
-            for a in 0..self.kh {
-                let iy = (y * self.stride[0] + a) as isize - t as isize;
-                if iy < 0 || iy >= self.h as isize {
-                    continue;
-                }
-                for c in 0..self.kw {
-                    let ix = (xo * self.stride[1] + c) as isize - l as isize;
-                    if ix < 0 || ix >= self.w as isize {
-                        continue;
-                    }
-                    let src = ((b * self.h + iy as usize) * self.w + ix as usize) * ci;
-                    cols[i * k + (a * self.kw + c) * ci..][..ci].copy_from_slice(&x[src..][..ci]);
-                }
+            for (tap, pixel) in self.reads(y, xo) {
+                cols[i * k + tap * ci..][..ci]
+                    .copy_from_slice(&x[(b * image + pixel) * ci..][..ci]);
             }
         }
         cols
