@@ -15,40 +15,38 @@ const BLOCK_ROWS: usize = 64;
 /// Groups of row blocks summed on one thread each, their sums added in order.
 const SUM_GROUPS: usize = 16;
 
-/// Per-channel sums of `f(row, channel)` over all rows: each block's in f32, the blocks'
-/// in f64 in a fixed order (the same result on every run and machine).
+/// Per-channel sums over all rows of what `f(row, sums, scratch)` adds to `sums` (`K`
+/// arrays of `c` channels, `[k * c + channel]`; `scratch` is the thread's to reuse): each block's in f32, the blocks' in f64 in a fixed
+/// order (the same result on every run and machine). Returns `K * c` sums.
 fn channel_sums<const K: usize>(
     rows: usize,
     c: usize,
-    f: impl Fn(usize, &mut [[f32; K]]) + Sync,
-) -> Vec<[f64; K]> {
+    f: impl Fn(usize, &mut [f32], &mut Vec<f32>) + Sync,
+) -> Vec<f64> {
     let blocks = rows.div_ceil(BLOCK_ROWS);
     let per_group = blocks.div_ceil(SUM_GROUPS).max(1);
-    let groups: Vec<Vec<[f64; K]>> = (0..blocks.div_ceil(per_group))
+    let groups: Vec<Vec<f64>> = (0..blocks.div_ceil(per_group))
         .into_par_iter()
         .map(|g| {
-            let mut total = vec![[0f64; K]; c];
-            let mut block = vec![[0f32; K]; c];
+            let mut total = vec![0f64; K * c];
+            let mut block = vec![0f32; K * c];
+            let mut scratch = Vec::new();
             for b in g * per_group..((g + 1) * per_group).min(blocks) {
-                block.fill([0f32; K]);
+                block.fill(0.0);
                 for r in b * BLOCK_ROWS..((b + 1) * BLOCK_ROWS).min(rows) {
-                    f(r, &mut block);
+                    f(r, &mut block, &mut scratch);
                 }
                 for (t, s) in total.iter_mut().zip(&block) {
-                    for k in 0..K {
-                        t[k] += s[k] as f64;
-                    }
+                    *t += *s as f64;
                 }
             }
             total
         })
         .collect();
-    let mut sum = vec![[0f64; K]; c];
+    let mut sum = vec![0f64; K * c];
     for g in groups {
         for (a, b) in sum.iter_mut().zip(&g) {
-            for k in 0..K {
-                a[k] += b[k];
-            }
+            *a += b;
         }
     }
     sum
@@ -63,23 +61,23 @@ pub fn channel_moments(x: &[f32], c: usize) -> Vec<f32> {
     if rows == 0 {
         return out;
     }
-    let sums = channel_sums::<1>(rows, c, |r, s| {
+    let sums = channel_sums::<1>(rows, c, |r, s, _| {
         for (s, v) in s.iter_mut().zip(&x[r * c..][..c]) {
-            s[0] += v;
+            *s += v;
         }
     });
     for (m, s) in out[..c].iter_mut().zip(&sums) {
-        *m = (s[0] / rows as f64) as f32;
+        *m = (s / rows as f64) as f32;
     }
     let mean = &out[..c].to_vec();
-    let sq = channel_sums::<1>(rows, c, |r, s| {
+    let sq = channel_sums::<1>(rows, c, |r, s, _| {
         for ((s, v), m) in s.iter_mut().zip(&x[r * c..][..c]).zip(mean) {
             let d = v - m;
-            s[0] += d * d;
+            *s += d * d;
         }
     });
     for (v, s) in out[c..].iter_mut().zip(&sq) {
-        *v = (s[0] / rows as f64) as f32;
+        *v = (s / rows as f64) as f32;
     }
     out
 }
@@ -92,8 +90,16 @@ fn inverse_std(moments: &[f32], c: usize, eps: f32) -> Vec<f32> {
         .collect()
 }
 
-/// The normalised, scaled and shifted `x` for the `moments` of [`channel_moments`].
-pub fn batch_norm(x: &[f32], moments: &[f32], gamma: &[f32], beta: &[f32], eps: f32) -> Vec<f32> {
+/// The normalised, scaled and shifted `x` for the `moments` of [`channel_moments`],
+/// clamped to `[lo, hi]` (the activation after it; infinite bounds for none).
+pub fn batch_norm(
+    x: &[f32],
+    moments: &[f32],
+    gamma: &[f32],
+    beta: &[f32],
+    eps: f32,
+    (lo, hi): (f32, f32),
+) -> Vec<f32> {
     let c = gamma.len();
     assert!(c > 0 && x.len() % c == 0 && beta.len() == c && moments.len() == 2 * c);
     let inv = inverse_std(moments, c, eps);
@@ -103,7 +109,9 @@ pub fn batch_norm(x: &[f32], moments: &[f32], gamma: &[f32], beta: &[f32], eps: 
         .for_each(|(y, x)| {
             for (y, x) in y.chunks_exact_mut(c).zip(x.chunks_exact(c)) {
                 for j in 0..c {
-                    y[j] = (x[j] - moments[j]) * inv[j] * gamma[j] + beta[j];
+                    y[j] = ((x[j] - moments[j]) * inv[j] * gamma[j] + beta[j])
+                        .max(lo)
+                        .min(hi);
                 }
             }
         });
@@ -111,45 +119,71 @@ pub fn batch_norm(x: &[f32], moments: &[f32], gamma: &[f32], beta: &[f32], eps: 
 }
 
 /// `(dx, dgamma, dbeta)` of [`batch_norm`] in training mode (the moments depend on `x`).
+/// With an activation, `clamped` is its output `y` and bounds: the gradient passes where
+/// `lo < y < hi` (TensorFlow's `ReluGrad` / `Relu6Grad`).
 pub fn batch_norm_grad(
     x: &[f32],
     dy: &[f32],
     moments: &[f32],
     gamma: &[f32],
     eps: f32,
+    clamped: Option<(&[f32], f32, f32)>,
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let c = gamma.len();
     assert!(c > 0 && x.len() % c == 0 && dy.len() == x.len() && moments.len() == 2 * c);
+    if let Some((y, _, _)) = clamped {
+        assert_eq!(y.len(), x.len());
+    }
+    // Row r's gradient reaching the normalisation: dy, or zero where the activation clamped.
+    let masked = |r: usize, buf: &mut Vec<f32>| -> bool {
+        let Some((y, lo, hi)) = clamped else {
+            return false;
+        };
+        buf.clear();
+        buf.extend(y[r * c..][..c].iter().zip(&dy[r * c..][..c]).map(|(y, g)| {
+            if *y > lo && *y < hi {
+                *g
+            } else {
+                0.0
+            }
+        }));
+        true
+    };
     let rows = x.len() / c;
     let inv = inverse_std(moments, c, eps);
     let mean = &moments[..c];
-    let sums = channel_sums::<2>(rows, c, |r, s| {
-        let (x, g) = (&x[r * c..][..c], &dy[r * c..][..c]);
+    let sums = channel_sums::<2>(rows, c, |r, s, buf| {
+        let g = if masked(r, buf) {
+            &buf[..]
+        } else {
+            &dy[r * c..][..c]
+        };
+        let x = &x[r * c..][..c];
+        let (s0, s1) = s.split_at_mut(c);
         for j in 0..c {
-            s[j][0] += g[j];
-            s[j][1] += g[j] * (x[j] - mean[j]) * inv[j];
+            s0[j] += g[j];
+            s1[j] += g[j] * (x[j] - mean[j]) * inv[j];
         }
     });
-    let dbeta: Vec<f32> = sums.iter().map(|s| s[0] as f32).collect();
-    let dgamma: Vec<f32> = sums.iter().map(|s| s[1] as f32).collect();
-    let n = rows.max(1) as f32;
-    let (mdy, mdyx): (Vec<f32>, Vec<f32>) = sums
-        .iter()
-        .map(|s| ((s[0] / n as f64) as f32, (s[1] / n as f64) as f32))
-        .unzip();
+    let dbeta: Vec<f32> = sums[..c].iter().map(|&s| s as f32).collect();
+    let dgamma: Vec<f32> = sums[c..].iter().map(|&s| s as f32).collect();
+    let n = rows.max(1) as f64;
+    let mdy: Vec<f32> = sums[..c].iter().map(|&s| (s / n) as f32).collect();
+    let mdyx: Vec<f32> = sums[c..].iter().map(|&s| (s / n) as f32).collect();
     let scale: Vec<f32> = gamma.iter().zip(&inv).map(|(g, i)| g * i).collect();
     let mut dx = vec![0f32; x.len()];
     dx.par_chunks_mut(c * BLOCK_ROWS)
-        .zip(
-            x.par_chunks(c * BLOCK_ROWS)
-                .zip(dy.par_chunks(c * BLOCK_ROWS)),
-        )
-        .for_each(|(dx, (x, dy))| {
-            for ((dx, x), g) in dx
-                .chunks_exact_mut(c)
-                .zip(x.chunks_exact(c))
-                .zip(dy.chunks_exact(c))
-            {
+        .enumerate()
+        .for_each(|(b, dx)| {
+            let mut buf = Vec::with_capacity(c);
+            for (k, dx) in dx.chunks_exact_mut(c).enumerate() {
+                let r = b * BLOCK_ROWS + k;
+                let g = if masked(r, &mut buf) {
+                    &buf[..]
+                } else {
+                    &dy[r * c..][..c]
+                };
+                let x = &x[r * c..][..c];
                 for j in 0..c {
                     let xhat = (x[j] - mean[j]) * inv[j];
                     dx[j] = scale[j] * (g[j] - mdy[j] - xhat * mdyx[j]);

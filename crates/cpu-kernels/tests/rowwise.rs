@@ -116,7 +116,7 @@ mod train_norm {
     use super::common::values;
     use cpu_kernels::train_norm;
 
-    fn bn64(x: &[f64], g: &[f64], b: &[f64], eps: f64) -> Vec<f64> {
+    fn bn64(x: &[f64], g: &[f64], b: &[f64], eps: f64, (lo, hi): (f64, f64)) -> Vec<f64> {
         let c = g.len();
         let rows = x.len() / c;
         let mut y = vec![0f64; x.len()];
@@ -124,14 +124,21 @@ mod train_norm {
             let m = (0..rows).map(|r| x[r * c + j]).sum::<f64>() / rows as f64;
             let v = (0..rows).map(|r| (x[r * c + j] - m).powi(2)).sum::<f64>() / rows as f64;
             for r in 0..rows {
-                y[r * c + j] = (x[r * c + j] - m) / (v + eps).sqrt() * g[j] + b[j];
+                y[r * c + j] = ((x[r * c + j] - m) / (v + eps).sqrt() * g[j] + b[j]).clamp(lo, hi);
             }
         }
         y
     }
 
+    /// Without an activation and with ReLU6 after it.
     #[test]
     fn batch_norm_and_its_gradient_match_the_definition() {
+        for (lo, hi) in [(f32::NEG_INFINITY, f32::INFINITY), (0.0, 6.0)] {
+            check_batch_norm(lo, hi);
+        }
+    }
+
+    fn check_batch_norm(lo: f32, hi: f32) {
         // 150 rows (blocks of 64 and a remainder), 5 channels, one with a large offset.
         let (rows, c, eps) = (150usize, 5usize, 1e-3f32);
         let mut x = values(rows * c, 11);
@@ -143,17 +150,22 @@ mod train_norm {
         let dy = values(rows * c, 14);
         let f64s = |v: &[f32]| v.iter().map(|&a| a as f64).collect::<Vec<_>>();
         let (x64, g64, b64) = (f64s(&x), f64s(&g), f64s(&b));
+        let bounds = (lo as f64, hi as f64);
 
         let m = train_norm::channel_moments(&x, c);
-        let y = train_norm::batch_norm(&x, &m, &g, &b, eps);
-        let want = bn64(&x64, &g64, &b64, eps as f64);
+        let y = train_norm::batch_norm(&x, &m, &g, &b, eps, (lo, hi));
+        let want = bn64(&x64, &g64, &b64, eps as f64, bounds);
         for (i, (a, w)) in y.iter().zip(&want).enumerate() {
             assert!((*a as f64 - w).abs() < 2e-5, "y[{i}] {a} vs {w}");
         }
+        if lo == 0.0 {
+            assert!(y.iter().any(|&v| v == 0.0), "some values clamped");
+        }
 
-        let (dx, dg, db) = train_norm::batch_norm_grad(&x, &dy, &m, &g, eps);
+        let clamped = lo.is_finite().then_some((&y[..], lo, hi));
+        let (dx, dg, db) = train_norm::batch_norm_grad(&x, &dy, &m, &g, eps, clamped);
         let loss = |x: &[f64], g: &[f64], b: &[f64]| -> f64 {
-            bn64(x, g, b, eps as f64)
+            bn64(x, g, b, eps as f64, bounds)
                 .iter()
                 .zip(&dy)
                 .map(|(y, d)| y * *d as f64)

@@ -853,7 +853,7 @@ pub(crate) struct Uses {
 }
 
 impl Uses {
-    fn new(g: &Graph) -> Uses {
+    pub(crate) fn new(g: &Graph) -> Uses {
         let need = g.needed(false);
         let mut readers: HashMap<ValueRef, Vec<usize>> = HashMap::new();
         for (i, n) in g.nodes.iter().enumerate() {

@@ -59,9 +59,40 @@ struct Plan {
     fast: HashMap<usize, fast::FastOp>,
     /// Whether nodes that only the control outputs need run too (a resource initializer).
     with_controls: bool,
+    /// Training-mode batch norms with the ReLU / ReLU6 that alone reads their output fused
+    /// in (`[lo, hi]`): one kernel pass and one backward pass less on flex
+    /// ([`train_ops`]); the activation nodes pass their input through (`passed`).
+    bn_act: HashMap<usize, (f32, f32)>,
+    passed: std::collections::HashSet<usize>,
 }
 
 impl Plan {
+    /// Finds the training-mode `FusedBatchNorm*` nodes whose output is read only by one
+    /// `Relu` / `Relu6` (and is no graph output), for [`Plan::bn_act`].
+    fn fuse_batch_norm_activations(&mut self) {
+        let uses = fast::Uses::new(&self.graph);
+        for (i, n) in self.graph.nodes.iter().enumerate() {
+            let training = n.attrs.get("is_training").and_then(|a| a.b).unwrap_or(true);
+            if !n.op.starts_with("FusedBatchNorm") || !training {
+                continue;
+            }
+            let y = graph::ValueRef { node: i, index: 0 };
+            let Some(reader) = uses.only_reader(y) else {
+                continue;
+            };
+            let r = &self.graph.nodes[reader];
+            let hi = match r.op.as_str() {
+                "Relu" => f32::INFINITY,
+                "Relu6" => 6.0,
+                _ => continue,
+            };
+            if r.inputs.len() == 1 && r.inputs[0] == y && r.subgraphs.is_empty() {
+                self.bn_act.insert(i, (0.0, hi));
+                self.passed.insert(reader);
+            }
+        }
+    }
+
     fn new(mut graph: Graph, with_controls: bool) -> Plan {
         let subplans = std::mem::take(&mut graph.subgraphs)
             .into_iter()
@@ -74,6 +105,8 @@ impl Plan {
             subplans,
             fast: HashMap::new(),
             with_controls,
+            bn_act: HashMap::new(),
+            passed: Default::default(),
         };
         plan.schedule();
         plan
@@ -192,7 +225,12 @@ fn run_plan(plan: &Plan, env: &Env, inputs: &[Value], top: bool) -> Result<Vec<V
                     }
                 }
                 let start = env.profile.map(|_| std::time::Instant::now());
-                let outs = if let Some(f) = plan.fast.get(&i) {
+                let outs = if plan.passed.contains(&i) {
+                    ins.into_iter().take(1).collect()
+                } else if let Some(&(lo, hi)) = plan.bn_act.get(&i) {
+                    ops::run_batch_norm_act(&env.ctx(node), ins, lo, hi)
+                        .map_err(|msg| op_error(node, msg))?
+                } else if let Some(f) = plan.fast.get(&i) {
                     // The graph's own op, for a fused op that cannot take its input.
                     let op =
                         |n: usize, ins: Vec<Value>| ops::run(&env.ctx(&plan.graph.nodes[n]), ins);
@@ -444,6 +482,9 @@ impl Model {
             let slot = vars.len() - 1;
             by_object.insert(obj, slot);
             slot_of.insert(i, slot);
+        }
+        if options.cpu_fast_path && training {
+            plan.fuse_batch_norm_activations();
         }
         if options.cpu_fast_path && !training && fast::applies_to(device) {
             let consts = |g: &Graph, r: graph::ValueRef| constant(g, r, &vars, &slot_of);

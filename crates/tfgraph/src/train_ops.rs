@@ -39,13 +39,16 @@ pub trait CpuTrain: Backend {
     /// Per-channel (last axis) batch mean and biased variance, `[2, c]`; not differentiated.
     fn channel_moments(x: FloatTensor<Self>) -> FloatTensor<Self>;
     /// Training-mode batch normalisation over the last axis with the `moments` of
-    /// [`CpuTrain::channel_moments`] (whose dependence on `x` the gradient includes).
+    /// [`CpuTrain::channel_moments`] (whose dependence on `x` the gradient includes), its
+    /// output clamped to `[lo, hi]` (the ReLU / ReLU6 after it; infinite bounds for none).
     fn batch_norm_train(
         x: FloatTensor<Self>,
         gamma: FloatTensor<Self>,
         beta: FloatTensor<Self>,
         moments: FloatTensor<Self>,
         eps: f32,
+        lo: f32,
+        hi: f32,
     ) -> FloatTensor<Self>;
     /// `x` clamped to `[lo, hi]` (ReLU, ReLU6).
     fn clamp_act(x: FloatTensor<Self>, lo: f32, hi: f32) -> FloatTensor<Self>;
@@ -95,6 +98,8 @@ impl CpuTrain for Flex {
         beta: FlexTensor,
         moments: FlexTensor,
         eps: f32,
+        lo: f32,
+        hi: f32,
     ) -> FlexTensor {
         let y = train_norm::batch_norm(
             &values(&x),
@@ -102,6 +107,7 @@ impl CpuTrain for Flex {
             &values(&gamma),
             &values(&beta),
             eps,
+            (lo, hi),
         );
         flex(y, shape_of(&x))
     }
@@ -144,7 +150,14 @@ impl Backward<Flex, 2> for ConvBackward {
 struct BatchNormBackward;
 
 impl Backward<Flex, 3> for BatchNormBackward {
-    type State = (NodeId, NodeId, FlexTensor, f32);
+    /// Input, gamma, moments, epsilon, and the clamped output with its bounds.
+    type State = (
+        NodeId,
+        NodeId,
+        FlexTensor,
+        f32,
+        Option<(FlexTensor, f32, f32)>,
+    );
 
     fn backward(
         self,
@@ -154,15 +167,17 @@ impl Backward<Flex, 3> for BatchNormBackward {
     ) {
         let [node_x, node_gamma, node_beta] = ops.parents;
         let dy = grads.consume::<Flex>(&ops.node);
-        let (x_state, gamma_state, moments, eps) = ops.state;
+        let (x_state, gamma_state, moments, eps, clamped) = ops.state;
         let x = checkpointer.retrieve_node_output::<FlexTensor>(x_state);
         let gamma = checkpointer.retrieve_node_output::<FlexTensor>(gamma_state);
+        let y = clamped.as_ref().map(|(y, lo, hi)| (values(y), *lo, *hi));
         let (dx, dgamma, dbeta) = train_norm::batch_norm_grad(
             &values(&x),
             &values(&dy),
             &values(&moments),
             &values(&gamma),
             eps,
+            y.as_ref().map(|(y, lo, hi)| (&y[..], *lo, *hi)),
         );
         if let Some(node) = node_x {
             grads.register::<Flex>(node.id, flex(dx, shape_of(&x)));
@@ -234,6 +249,8 @@ impl<C: CheckpointStrategy> CpuTrain for Autodiff<Flex, C> {
         beta: FloatTensor<Self>,
         moments: FloatTensor<Self>,
         eps: f32,
+        lo: f32,
+        hi: f32,
     ) -> FloatTensor<Self> {
         let moments = moments.into_primitive();
         match BatchNormBackward
@@ -250,8 +267,11 @@ impl<C: CheckpointStrategy> CpuTrain for Autodiff<Flex, C> {
                     beta.into_primitive(),
                     moments.clone(),
                     eps,
+                    lo,
+                    hi,
                 );
-                prep.finish((x_state, gamma_state, moments, eps), y)
+                let clamped = (lo.is_finite() || hi.is_finite()).then(|| (y.clone(), lo, hi));
+                prep.finish((x_state, gamma_state, moments, eps, clamped), y)
             }
             OpsKind::UnTracked(prep) => prep.finish(Flex::batch_norm_train(
                 x.into_primitive(),
@@ -259,6 +279,8 @@ impl<C: CheckpointStrategy> CpuTrain for Autodiff<Flex, C> {
                 beta.into_primitive(),
                 moments,
                 eps,
+                lo,
+                hi,
             )),
         }
     }
@@ -298,16 +320,17 @@ pub fn conv(x: DispatchTensor, filter: DispatchTensor, spec: TrainConv) -> Dispa
 }
 
 /// Training-mode batch normalisation of `x` over its last axis (`c` channels; `gamma`,
-/// `beta` of shape `[c]`, all on flex): `(y, batch mean, biased batch variance)`, the
-/// statistics not differentiated.
+/// `beta` of shape `[c]`, all on flex), clamped to `[lo, hi]`: `(y, batch mean, biased
+/// batch variance)`, the statistics not differentiated.
 pub fn batch_norm_train(
     x: DispatchTensor,
     gamma: DispatchTensor,
     beta: DispatchTensor,
     eps: f32,
+    (lo, hi): (f32, f32),
 ) -> (DispatchTensor, DispatchTensor, DispatchTensor) {
     let moments = <Dispatch as CpuTrain>::channel_moments(x.clone());
-    let y = <Dispatch as CpuTrain>::batch_norm_train(x, gamma, beta, moments.clone(), eps);
+    let y = <Dispatch as CpuTrain>::batch_norm_train(x, gamma, beta, moments.clone(), eps, lo, hi);
     let c = crate::dev::shape(&moments)[1];
     let both = crate::dev::reshape(moments, &[2 * c]);
     let mean = crate::dev::slice(

@@ -206,6 +206,12 @@ pub(crate) fn axis(a: i64, rank: usize) -> Result<usize, String> {
     Ok(if a < 0 { (a + r) as usize } else { a as usize })
 }
 
+/// Runs a `FusedBatchNorm*` node with the ReLU (`hi` infinite) or ReLU6 that alone reads
+/// its output fused in (`[lo, hi]`: its output clamped; see `Plan::bn_act`).
+pub(crate) fn run_batch_norm_act(ctx: &Ctx, inputs: Vec<Value>, lo: f32, hi: f32) -> OpResult {
+    nn::batch_norm(ctx, &inputs, Some((lo, hi)))
+}
+
 /// Runs op `node.op` on `inputs`.
 pub fn run(ctx: &Ctx, mut inputs: Vec<Value>) -> OpResult {
     let op = ctx.node.op.as_str();

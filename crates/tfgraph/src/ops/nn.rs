@@ -151,7 +151,9 @@ fn conv2d(ctx: &Ctx, inputs: &[Value], depthwise: bool) -> OpResult {
     Ok(vec![Value::Dev(if g.nchw { y } else { to_nhwc(y) })])
 }
 
-fn batch_norm(ctx: &Ctx, inputs: &[Value]) -> OpResult {
+/// `FusedBatchNorm*`; in training, `act` clamps its output to `[lo, hi]` (a ReLU / ReLU6
+/// that reads only this output, fused by the training plan).
+pub(super) fn batch_norm(ctx: &Ctx, inputs: &[Value], act: Option<(f32, f32)>) -> OpResult {
     let x = ctx.float(arg(inputs, 0)?)?;
     let xs = dev::shape(&x);
     if xs.len() != 4 {
@@ -186,7 +188,10 @@ fn batch_norm(ctx: &Ctx, inputs: &[Value]) -> OpResult {
             dev::recip(dev::sqrt(dev::add_scalar(var.clone(), eps))),
             scale,
         );
-        let y = dev::add(dev::mul(dev::sub(x, mean.clone()), factor), offset);
+        let y = activate(
+            dev::add(dev::mul(dev::sub(x, mean.clone()), factor), offset),
+            act,
+        );
         let (m, v) = (dev::reshape(mean, &[c]), dev::reshape(var, &[c]));
         return Ok(vec![
             Value::Dev(y),
@@ -206,9 +211,11 @@ fn batch_norm(ctx: &Ctx, inputs: &[Value]) -> OpResult {
         .all(|t| crate::train_ops::runs_on_flex(t));
     let (y, mean, var) = if !nchw && on_flex {
         let (scale, offset) = (dev::reshape(scale, &[c]), dev::reshape(offset, &[c]));
-        crate::train_ops::batch_norm_train(x, scale, offset, eps)
+        let bounds = act.unwrap_or((f32::NEG_INFINITY, f32::INFINITY));
+        crate::train_ops::batch_norm_train(x, scale, offset, eps, bounds)
     } else {
-        batch_norm_composite(x, scale, offset, &axes, n, eps)
+        let (y, mean, var) = batch_norm_composite(x, scale, offset, &axes, n, eps);
+        (activate(y, act), mean, var)
     };
     let unbiased = dev::mul_scalar(var.clone(), n as f32 / (n.max(2) - 1) as f32);
     let (bm, bv) = (dev::reshape(mean, &[c]), dev::reshape(unbiased, &[c]));
@@ -241,6 +248,15 @@ fn batch_norm(ctx: &Ctx, inputs: &[Value]) -> OpResult {
         Value::Dev(bvar),
         Value::Dev(dev::zeros(&[c], ctx.device)),
     ])
+}
+
+/// `y` clamped to `[lo, hi]` as the graph's ReLU (`hi` infinite) or ReLU6 would.
+fn activate(y: FT, act: Option<(f32, f32)>) -> FT {
+    match act {
+        Some((lo, hi)) if hi.is_finite() => dev::clamp(y, lo, hi),
+        Some(_) => dev::relu(y),
+        None => y,
+    }
 }
 
 /// Training-mode batch normalisation as Burn ops (any device, either layout): `(y, batch
@@ -501,7 +517,7 @@ pub(super) fn run(op: &str, ctx: &Ctx, inputs: &[Value]) -> Option<OpResult> {
         "SpaceToDepth" => depth_space(ctx, inputs, false),
         "Conv2D" => conv2d(ctx, inputs, false),
         "DepthwiseConv2dNative" => conv2d(ctx, inputs, true),
-        "FusedBatchNorm" | "FusedBatchNormV2" | "FusedBatchNormV3" => batch_norm(ctx, inputs),
+        "FusedBatchNorm" | "FusedBatchNormV2" | "FusedBatchNormV3" => batch_norm(ctx, inputs, None),
         "AvgPool" => pool(ctx, inputs, false),
         "MaxPool" => pool(ctx, inputs, true),
         "ResizeBilinear" => resize(ctx, inputs, true),
