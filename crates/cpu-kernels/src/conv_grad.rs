@@ -47,11 +47,12 @@ const MAX_CHUNK_ROWS: usize = 256;
 const COLUMN_BUDGET: usize = 16 << 20;
 
 impl TrainConv {
-    /// `(oh, ow)`, or `None` when the padded input is smaller than the filter or a size is
-    /// zero.
+    /// `(oh, ow)`, or `None` when the padded input is smaller than the filter, a size is
+    /// zero or the padded size overflows.
     pub fn output_hw(&self) -> Option<(usize, usize)> {
         let [t, b, l, r] = self.pads;
-        let (ph, pw) = (self.h + t + b, self.w + l + r);
+        let ph = self.h.checked_add(t)?.checked_add(b)?;
+        let pw = self.w.checked_add(l)?.checked_add(r)?;
         if self.kh == 0 || self.kw == 0 || self.stride.contains(&0) || ph < self.kh || pw < self.kw
         {
             return None;

@@ -905,5 +905,15 @@ mod training {
         assert_eq!(t.output_hw(), None);
         let t = conv(1, [2, 2], [1, 1], [3, 3], 1, [1, 0, 1, 0]);
         assert_eq!(t.output_hw(), Some((1, 1)));
+        // Padding from a hostile graph: the padded size overflows.
+        let t = conv(
+            1,
+            [2, 2],
+            [1, 1],
+            [3, 3],
+            1,
+            [usize::MAX / 2 + 1, usize::MAX / 2, 0, 0],
+        );
+        assert_eq!(t.output_hw(), None);
     }
 }

@@ -328,6 +328,62 @@ pub(crate) fn is_int(d: DType) -> bool {
 mod tests {
     use super::*;
 
+    /// A `Conv2D` whose explicit padding (from the graph) overflows the padded size: an
+    /// error naming the padding, on flex (the CPU kernels' path) and ndarray (Burn's).
+    #[test]
+    fn convolutions_refuse_padding_that_overflows() {
+        use savedmodel::proto::{AttrList, AttrValue};
+        let list = |i: Vec<i64>| AttrValue {
+            list: Some(AttrList {
+                i,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let huge = i64::MAX;
+        let node = Node {
+            name: "conv".into(),
+            op: "Conv2D".into(),
+            attrs: [
+                ("strides".to_string(), list(vec![1, 1, 1, 1])),
+                (
+                    "explicit_paddings".to_string(),
+                    list(vec![0, 0, huge, huge, 0, 0, 0, 0]),
+                ),
+                (
+                    "padding".to_string(),
+                    AttrValue {
+                        s: Some(b"EXPLICIT".to_vec()),
+                        ..Default::default()
+                    },
+                ),
+            ]
+            .into_iter()
+            .collect(),
+            inputs: vec![],
+            controls: vec![],
+            function: "f".into(),
+            binding: None,
+            stateful: false,
+            subgraphs: vec![],
+        };
+        #[allow(deprecated)]
+        for device in [Device::flex(), Device::ndarray()] {
+            let ctx = Ctx {
+                device: &device,
+                node: &node,
+                vars: &[],
+                training: false,
+                assets: None,
+                assigned: None,
+            };
+            let x = dev::upload(vec![1.0; 2 * 2 * 3], &[1, 2, 2, 3], &device);
+            let w = dev::upload(vec![1.0; 3 * 3 * 3 * 4], &[3, 3, 3, 4], &device);
+            let err = run(&ctx, vec![Value::Dev(x), Value::Dev(w)]).unwrap_err();
+            assert!(err.contains("too large"), "{err}");
+        }
+    }
+
     #[test]
     fn sizes_from_the_graph_are_bounded() {
         assert_eq!(checked_elements(&[2, 3, 4]), Ok(24));

@@ -83,6 +83,16 @@ fn kernel_conv(
     ws: &[usize],
     depthwise: bool,
 ) -> Result<Option<cpu_kernels::TrainConv>, String> {
+    let (hi, wi) = if g.nchw { (2, 3) } else { (1, 2) };
+    for (len, (before, after)) in [(xs[hi], g.pads[0]), (xs[wi], g.pads[1])] {
+        if len
+            .checked_add(before)
+            .and_then(|v| v.checked_add(after))
+            .is_none()
+        {
+            return Err(format!("padding {:?} too large", g.pads));
+        }
+    }
     if g.nchw || g.dilation != [1, 1] || ws[2] != xs[3] || (depthwise && ws[3] != 1) {
         return Ok(None);
     }
