@@ -118,9 +118,10 @@ pub fn batch_norm(
     y
 }
 
-/// `(dx, dgamma, dbeta)` of [`batch_norm`] in training mode (the moments depend on `x`).
-/// With an activation, `clamped` is its output `y` and bounds: the gradient passes where
-/// `lo < y < hi` (TensorFlow's `ReluGrad` / `Relu6Grad`).
+/// `(dx, dgamma, dbeta)` of [`batch_norm`]: in training mode (`frozen` false) the moments
+/// are the batch's and depend on `x`; frozen, they are constants (moving statistics) and
+/// `dx = gamma / sqrt(var + eps) * dy`. With an activation, `clamped` is its output `y` and
+/// bounds: the gradient passes where `lo < y < hi` (TensorFlow's `ReluGrad` / `Relu6Grad`).
 pub fn batch_norm_grad(
     x: &[f32],
     dy: &[f32],
@@ -128,6 +129,7 @@ pub fn batch_norm_grad(
     gamma: &[f32],
     eps: f32,
     clamped: Option<(&[f32], f32, f32)>,
+    frozen: bool,
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let c = gamma.len();
     assert!(c > 0 && x.len() % c == 0 && dy.len() == x.len() && moments.len() == 2 * c);
@@ -168,8 +170,14 @@ pub fn batch_norm_grad(
     let dbeta: Vec<f32> = sums[..c].iter().map(|&s| s as f32).collect();
     let dgamma: Vec<f32> = sums[c..].iter().map(|&s| s as f32).collect();
     let n = rows.max(1) as f64;
-    let mdy: Vec<f32> = sums[..c].iter().map(|&s| (s / n) as f32).collect();
-    let mdyx: Vec<f32> = sums[c..].iter().map(|&s| (s / n) as f32).collect();
+    let (mdy, mdyx): (Vec<f32>, Vec<f32>) = if frozen {
+        (vec![0.0; c], vec![0.0; c])
+    } else {
+        (
+            sums[..c].iter().map(|&s| (s / n) as f32).collect(),
+            sums[c..].iter().map(|&s| (s / n) as f32).collect(),
+        )
+    };
     let scale: Vec<f32> = gamma.iter().zip(&inv).map(|(g, i)| g * i).collect();
     let mut dx = vec![0f32; x.len()];
     dx.par_chunks_mut(c * BLOCK_ROWS)

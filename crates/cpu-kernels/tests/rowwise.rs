@@ -116,13 +116,26 @@ mod train_norm {
     use super::common::values;
     use cpu_kernels::train_norm;
 
-    fn bn64(x: &[f64], g: &[f64], b: &[f64], eps: f64, (lo, hi): (f64, f64)) -> Vec<f64> {
+    /// Batch statistics, or with `frozen` fixed ones (mean 0.1 + 0.2 j, variance 0.5 + j).
+    fn bn64(
+        x: &[f64],
+        g: &[f64],
+        b: &[f64],
+        eps: f64,
+        (lo, hi): (f64, f64),
+        frozen: bool,
+    ) -> Vec<f64> {
         let c = g.len();
         let rows = x.len() / c;
         let mut y = vec![0f64; x.len()];
         for j in 0..c {
-            let m = (0..rows).map(|r| x[r * c + j]).sum::<f64>() / rows as f64;
-            let v = (0..rows).map(|r| (x[r * c + j] - m).powi(2)).sum::<f64>() / rows as f64;
+            let (m, v) = if frozen {
+                frozen_moments(j)
+            } else {
+                let m = (0..rows).map(|r| x[r * c + j]).sum::<f64>() / rows as f64;
+                let v = (0..rows).map(|r| (x[r * c + j] - m).powi(2)).sum::<f64>() / rows as f64;
+                (m, v)
+            };
             for r in 0..rows {
                 y[r * c + j] = ((x[r * c + j] - m) / (v + eps).sqrt() * g[j] + b[j]).clamp(lo, hi);
             }
@@ -130,15 +143,21 @@ mod train_norm {
         y
     }
 
-    /// Without an activation and with ReLU6 after it.
+    fn frozen_moments(j: usize) -> (f64, f64) {
+        (0.1 + 0.2 * j as f64, 0.5 + j as f64)
+    }
+
+    /// Batch and frozen statistics, without an activation and with ReLU6 after it.
     #[test]
     fn batch_norm_and_its_gradient_match_the_definition() {
-        for (lo, hi) in [(f32::NEG_INFINITY, f32::INFINITY), (0.0, 6.0)] {
-            check_batch_norm(lo, hi);
+        for frozen in [false, true] {
+            for (lo, hi) in [(f32::NEG_INFINITY, f32::INFINITY), (0.0, 6.0)] {
+                check_batch_norm(lo, hi, frozen);
+            }
         }
     }
 
-    fn check_batch_norm(lo: f32, hi: f32) {
+    fn check_batch_norm(lo: f32, hi: f32, frozen: bool) {
         // 150 rows (blocks of 64 and a remainder), 5 channels, one with a large offset.
         let (rows, c, eps) = (150usize, 5usize, 1e-3f32);
         let mut x = values(rows * c, 11);
@@ -152,9 +171,17 @@ mod train_norm {
         let (x64, g64, b64) = (f64s(&x), f64s(&g), f64s(&b));
         let bounds = (lo as f64, hi as f64);
 
-        let m = train_norm::channel_moments(&x, c);
+        let m = if frozen {
+            let (mean, var): (Vec<f32>, Vec<f32>) = (0..c)
+                .map(|j| frozen_moments(j))
+                .map(|(m, v)| (m as f32, v as f32))
+                .unzip();
+            [mean, var].concat()
+        } else {
+            train_norm::channel_moments(&x, c)
+        };
         let y = train_norm::batch_norm(&x, &m, &g, &b, eps, (lo, hi));
-        let want = bn64(&x64, &g64, &b64, eps as f64, bounds);
+        let want = bn64(&x64, &g64, &b64, eps as f64, bounds, frozen);
         for (i, (a, w)) in y.iter().zip(&want).enumerate() {
             assert!((*a as f64 - w).abs() < 2e-5, "y[{i}] {a} vs {w}");
         }
@@ -163,9 +190,9 @@ mod train_norm {
         }
 
         let clamped = lo.is_finite().then_some((&y[..], lo, hi));
-        let (dx, dg, db) = train_norm::batch_norm_grad(&x, &dy, &m, &g, eps, clamped);
+        let (dx, dg, db) = train_norm::batch_norm_grad(&x, &dy, &m, &g, eps, clamped, frozen);
         let loss = |x: &[f64], g: &[f64], b: &[f64]| -> f64 {
-            bn64(x, g, b, eps as f64, bounds)
+            bn64(x, g, b, eps as f64, bounds, frozen)
                 .iter()
                 .zip(&dy)
                 .map(|(y, d)| y * *d as f64)

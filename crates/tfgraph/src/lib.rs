@@ -59,21 +59,20 @@ struct Plan {
     fast: HashMap<usize, fast::FastOp>,
     /// Whether nodes that only the control outputs need run too (a resource initializer).
     with_controls: bool,
-    /// Training-mode batch norms with the ReLU / ReLU6 that alone reads their output fused
-    /// in (`[lo, hi]`): one kernel pass and one backward pass less on flex
-    /// ([`train_ops`]); the activation nodes pass their input through (`passed`).
+    /// Batch norms with the ReLU / ReLU6 that alone reads their output fused in
+    /// (`[lo, hi]`): one kernel pass and one backward pass less on flex ([`train_ops`]);
+    /// the activation nodes pass their input through (`passed`).
     bn_act: HashMap<usize, (f32, f32)>,
     passed: std::collections::HashSet<usize>,
 }
 
 impl Plan {
-    /// Finds the training-mode `FusedBatchNorm*` nodes whose output is read only by one
-    /// `Relu` / `Relu6` (and is no graph output), for [`Plan::bn_act`].
+    /// Finds the `FusedBatchNorm*` nodes whose output is read only by one `Relu` / `Relu6`
+    /// (and is no graph output), for [`Plan::bn_act`].
     fn fuse_batch_norm_activations(&mut self) {
         let uses = fast::Uses::new(&self.graph);
         for (i, n) in self.graph.nodes.iter().enumerate() {
-            let training = n.attrs.get("is_training").and_then(|a| a.b).unwrap_or(true);
-            if !n.op.starts_with("FusedBatchNorm") || !training {
+            if !n.op.starts_with("FusedBatchNorm") {
                 continue;
             }
             let y = graph::ValueRef { node: i, index: 0 };
@@ -483,7 +482,9 @@ impl Model {
             by_object.insert(obj, slot);
             slot_of.insert(i, slot);
         }
-        if options.cpu_fast_path && training {
+        // Batch norms with their activation wherever the inference rewrite does not run
+        // (training traces; inference traces on autodiff or other devices).
+        if options.cpu_fast_path && (training || !fast::applies_to(device)) {
             plan.fuse_batch_norm_activations();
         }
         if options.cpu_fast_path && !training && fast::applies_to(device) {

@@ -38,9 +38,12 @@ pub trait CpuTrain: Backend {
     ) -> FloatTensor<Self>;
     /// Per-channel (last axis) batch mean and biased variance, `[2, c]`; not differentiated.
     fn channel_moments(x: FloatTensor<Self>) -> FloatTensor<Self>;
-    /// Training-mode batch normalisation over the last axis with the `moments` of
-    /// [`CpuTrain::channel_moments`] (whose dependence on `x` the gradient includes), its
-    /// output clamped to `[lo, hi]` (the ReLU / ReLU6 after it; infinite bounds for none).
+    /// Batch normalisation over the last axis with `moments` (`[2, c]`: mean, variance),
+    /// its output clamped to `[lo, hi]` (the ReLU / ReLU6 after it; infinite bounds for
+    /// none). In training mode the moments are [`CpuTrain::channel_moments`] of `x`, whose
+    /// dependence on `x` the gradient includes; `frozen`, they are constants (moving
+    /// statistics, no gradient).
+    #[allow(clippy::too_many_arguments)]
     fn batch_norm_train(
         x: FloatTensor<Self>,
         gamma: FloatTensor<Self>,
@@ -49,6 +52,7 @@ pub trait CpuTrain: Backend {
         eps: f32,
         lo: f32,
         hi: f32,
+        frozen: bool,
     ) -> FloatTensor<Self>;
     /// `x` clamped to `[lo, hi]` (ReLU, ReLU6).
     fn clamp_act(x: FloatTensor<Self>, lo: f32, hi: f32) -> FloatTensor<Self>;
@@ -100,6 +104,7 @@ impl CpuTrain for Flex {
         eps: f32,
         lo: f32,
         hi: f32,
+        _frozen: bool,
     ) -> FlexTensor {
         let y = train_norm::batch_norm(
             &values(&x),
@@ -150,13 +155,14 @@ impl Backward<Flex, 2> for ConvBackward {
 struct BatchNormBackward;
 
 impl Backward<Flex, 3> for BatchNormBackward {
-    /// Input, gamma, moments, epsilon, and the clamped output with its bounds.
+    /// Input, gamma, moments, epsilon, the clamped output with its bounds, frozen.
     type State = (
         NodeId,
         NodeId,
         FlexTensor,
         f32,
         Option<(FlexTensor, f32, f32)>,
+        bool,
     );
 
     fn backward(
@@ -167,7 +173,7 @@ impl Backward<Flex, 3> for BatchNormBackward {
     ) {
         let [node_x, node_gamma, node_beta] = ops.parents;
         let dy = grads.consume::<Flex>(&ops.node);
-        let (x_state, gamma_state, moments, eps, clamped) = ops.state;
+        let (x_state, gamma_state, moments, eps, clamped, frozen) = ops.state;
         let x = checkpointer.retrieve_node_output::<FlexTensor>(x_state);
         let gamma = checkpointer.retrieve_node_output::<FlexTensor>(gamma_state);
         let y = clamped.as_ref().map(|(y, lo, hi)| (values(y), *lo, *hi));
@@ -178,6 +184,7 @@ impl Backward<Flex, 3> for BatchNormBackward {
             &values(&gamma),
             eps,
             y.as_ref().map(|(y, lo, hi)| (&y[..], *lo, *hi)),
+            frozen,
         );
         if let Some(node) = node_x {
             grads.register::<Flex>(node.id, flex(dx, shape_of(&x)));
@@ -251,6 +258,7 @@ impl<C: CheckpointStrategy> CpuTrain for Autodiff<Flex, C> {
         eps: f32,
         lo: f32,
         hi: f32,
+        frozen: bool,
     ) -> FloatTensor<Self> {
         let moments = moments.into_primitive();
         match BatchNormBackward
@@ -269,9 +277,10 @@ impl<C: CheckpointStrategy> CpuTrain for Autodiff<Flex, C> {
                     eps,
                     lo,
                     hi,
+                    frozen,
                 );
                 let clamped = (lo.is_finite() || hi.is_finite()).then(|| (y.clone(), lo, hi));
-                prep.finish((x_state, gamma_state, moments, eps, clamped), y)
+                prep.finish((x_state, gamma_state, moments, eps, clamped, frozen), y)
             }
             OpsKind::UnTracked(prep) => prep.finish(Flex::batch_norm_train(
                 x.into_primitive(),
@@ -281,6 +290,7 @@ impl<C: CheckpointStrategy> CpuTrain for Autodiff<Flex, C> {
                 eps,
                 lo,
                 hi,
+                frozen,
             )),
         }
     }
@@ -330,7 +340,16 @@ pub fn batch_norm_train(
     (lo, hi): (f32, f32),
 ) -> (DispatchTensor, DispatchTensor, DispatchTensor) {
     let moments = <Dispatch as CpuTrain>::channel_moments(x.clone());
-    let y = <Dispatch as CpuTrain>::batch_norm_train(x, gamma, beta, moments.clone(), eps, lo, hi);
+    let y = <Dispatch as CpuTrain>::batch_norm_train(
+        x,
+        gamma,
+        beta,
+        moments.clone(),
+        eps,
+        lo,
+        hi,
+        false,
+    );
     let c = crate::dev::shape(&moments)[1];
     let both = crate::dev::reshape(moments, &[2 * c]);
     let mean = crate::dev::slice(
@@ -346,6 +365,22 @@ pub fn batch_norm_train(
         )],
     );
     (y, mean, var)
+}
+
+/// Inference-mode batch normalisation of `x` over its last axis with the moving `mean`
+/// and `var` (all `[c]`, on flex; no gradient reaches them), clamped to `[lo, hi]`.
+pub fn batch_norm_frozen(
+    x: DispatchTensor,
+    gamma: DispatchTensor,
+    beta: DispatchTensor,
+    mean: DispatchTensor,
+    var: DispatchTensor,
+    eps: f32,
+    (lo, hi): (f32, f32),
+) -> DispatchTensor {
+    let c = crate::dev::shape(&mean)[0];
+    let moments = crate::dev::reshape(crate::dev::cat(vec![mean, var], 0), &[2, c]);
+    <Dispatch as CpuTrain>::batch_norm_train(x, gamma, beta, moments, eps, lo, hi, true)
 }
 
 /// `x` clamped to `[lo, hi]` on flex (checked by the caller with [`runs_on_flex`]).

@@ -194,6 +194,32 @@ pub(super) fn batch_norm(ctx: &Ctx, inputs: &[Value], act: Option<(f32, f32)>) -
     if !training {
         let mean = vec_of(3)?;
         let var = vec_of(4)?;
+        let on_flex = [&x, &scale, &offset, &mean, &var]
+            .iter()
+            .all(|t| crate::train_ops::runs_on_flex(t));
+        if !nchw && on_flex {
+            // The kernels' pass (a gradient through Burn's broadcast ops otherwise).
+            let r = |t: FT| dev::reshape(t, &[c]);
+            let (m, v) = (r(mean), r(var));
+            let bounds = act.unwrap_or((f32::NEG_INFINITY, f32::INFINITY));
+            let y = crate::train_ops::batch_norm_frozen(
+                x,
+                r(scale),
+                r(offset),
+                m.clone(),
+                v.clone(),
+                eps,
+                bounds,
+            );
+            return Ok(vec![
+                Value::Dev(y),
+                Value::Dev(m.clone()),
+                Value::Dev(v.clone()),
+                Value::Dev(m),
+                Value::Dev(v),
+                Value::Dev(dev::zeros(&[c], ctx.device)),
+            ]);
+        }
         let factor = dev::mul(
             dev::recip(dev::sqrt(dev::add_scalar(var.clone(), eps))),
             scale,
