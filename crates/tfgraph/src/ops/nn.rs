@@ -197,9 +197,9 @@ pub(super) fn batch_norm(ctx: &Ctx, inputs: &[Value], act: Option<(f32, f32)>) -
         let on_flex = [&x, &scale, &offset, &mean, &var]
             .iter()
             .all(|t| crate::train_ops::runs_on_flex(t));
-        if !nchw && on_flex {
+        let r = |t: FT| dev::reshape(t, &[c]);
+        let (y, m, v) = if !nchw && on_flex {
             // The kernels' pass (a gradient through Burn's broadcast ops otherwise).
-            let r = |t: FT| dev::reshape(t, &[c]);
             let (m, v) = (r(mean), r(var));
             let bounds = act.unwrap_or((f32::NEG_INFINITY, f32::INFINITY));
             let y = crate::train_ops::batch_norm_frozen(
@@ -211,24 +211,15 @@ pub(super) fn batch_norm(ctx: &Ctx, inputs: &[Value], act: Option<(f32, f32)>) -
                 eps,
                 bounds,
             );
-            return Ok(vec![
-                Value::Dev(y),
-                Value::Dev(m.clone()),
-                Value::Dev(v.clone()),
-                Value::Dev(m),
-                Value::Dev(v),
-                Value::Dev(dev::zeros(&[c], ctx.device)),
-            ]);
-        }
-        let factor = dev::mul(
-            dev::recip(dev::sqrt(dev::add_scalar(var.clone(), eps))),
-            scale,
-        );
-        let y = activate(
-            dev::add(dev::mul(dev::sub(x, mean.clone()), factor), offset),
-            act,
-        );
-        let (m, v) = (dev::reshape(mean, &[c]), dev::reshape(var, &[c]));
+            (y, m, v)
+        } else {
+            let factor = dev::mul(
+                dev::recip(dev::sqrt(dev::add_scalar(var.clone(), eps))),
+                scale,
+            );
+            let y = dev::add(dev::mul(dev::sub(x, mean.clone()), factor), offset);
+            (activate(y, act), r(mean), r(var))
+        };
         return Ok(vec![
             Value::Dev(y),
             Value::Dev(m.clone()),
