@@ -58,10 +58,21 @@ fn conv_geometry(ctx: &Ctx, xs: &[usize], kh: usize, kw: usize) -> Result<Conv, 
         if p.len() != 8 || p.iter().any(|&x| x < 0) {
             return Err(format!("bad explicit_paddings {p:?}"));
         }
-        [
+        let pads = [
             (p[2 * hi] as usize, p[2 * hi + 1] as usize),
             (p[2 * wi] as usize, p[2 * wi + 1] as usize),
-        ]
+        ];
+        // The padded sizes must be representable (every convolution path adds them up).
+        for (len, (before, after)) in [(xs[hi], pads[0]), (xs[wi], pads[1])] {
+            if len
+                .checked_add(before)
+                .and_then(|v| v.checked_add(after))
+                .is_none()
+            {
+                return Err(format!("explicit_paddings {p:?} too large"));
+            }
+        }
+        pads
     } else {
         let (_, t, b) = same_or_valid(&padding, xs[hi], kh, stride[0], dilation[0])?;
         let (_, l, r) = same_or_valid(&padding, xs[wi], kw, stride[1], dilation[1])?;
@@ -83,16 +94,6 @@ fn kernel_conv(
     ws: &[usize],
     depthwise: bool,
 ) -> Result<Option<cpu_kernels::TrainConv>, String> {
-    let (hi, wi) = if g.nchw { (2, 3) } else { (1, 2) };
-    for (len, (before, after)) in [(xs[hi], g.pads[0]), (xs[wi], g.pads[1])] {
-        if len
-            .checked_add(before)
-            .and_then(|v| v.checked_add(after))
-            .is_none()
-        {
-            return Err(format!("padding {:?} too large", g.pads));
-        }
-    }
     if g.nchw || g.dilation != [1, 1] || ws[2] != xs[3] || (depthwise && ws[3] != 1) {
         return Ok(None);
     }
