@@ -14,6 +14,7 @@
 use crate::conv::{Conv2d, ConvGeometry, ConvWeights, Padding};
 use crate::depthwise::{DepthwiseConv2d, DepthwiseGeometry};
 use crate::microkernel::{Act, Isa};
+use crate::ordered::{ordered_sum, SUM_GROUPS};
 use crate::tensor::View;
 use rayon::prelude::*;
 
@@ -382,7 +383,7 @@ impl TrainConv {
         if rows == 0 || c == 0 {
             return vec![0f32; taps * c];
         }
-        let [t, _, l, _] = self.pads;
+        let image = self.h * self.w;
         let chunk = rows.div_ceil(SUM_GROUPS).max(1);
         ordered_sum(rows.div_ceil(chunk), |ci| {
             // Each output row's sums first, then added to the chunk's (the rounding
@@ -392,24 +393,13 @@ impl TrainConv {
             for row in ci * chunk..((ci + 1) * chunk).min(rows) {
                 row_acc.fill(0.0);
                 let (b, y) = (row / oh, row % oh);
-                for a in 0..self.kh {
-                    let iy = (y * self.stride[0] + a) as isize - t as isize;
-                    if iy < 0 || iy >= self.h as isize {
-                        continue;
-                    }
-                    let x_row = &x[(b * self.h + iy as usize) * self.w * c..][..self.w * c];
-                    for xo in 0..ow {
-                        let g = &dy[((b * oh + y) * ow + xo) * c..][..c];
-                        for e in 0..self.kw {
-                            let ix = (xo * self.stride[1] + e) as isize - l as isize;
-                            if ix < 0 || ix >= self.w as isize {
-                                continue;
-                            }
-                            let v = &x_row[ix as usize * c..][..c];
-                            let s = &mut row_acc[(a * self.kw + e) * c..][..c];
-                            for ((s, v), g) in s.iter_mut().zip(v).zip(g) {
-                                *s += v * g;
-                            }
+                for xo in 0..ow {
+                    let g = &dy[((b * oh + y) * ow + xo) * c..][..c];
+                    for (tap, pixel) in self.reads(y, xo) {
+                        let v = &x[(b * image + pixel) * c..][..c];
+                        let s = &mut row_acc[tap * c..][..c];
+                        for ((s, v), g) in s.iter_mut().zip(v).zip(g) {
+                            *s += v * g;
                         }
                     }
                 }
@@ -420,30 +410,4 @@ impl TrainConv {
             acc
         })
     }
-}
-
-/// Groups of chunks whose sums are added in a fixed order (see [`ordered_sum`]).
-const SUM_GROUPS: usize = 16;
-
-/// The sum of `part(0) .. part(chunks)` (equal-length vectors, `chunks > 0`), added in the
-/// same order on every run and machine: the chunks in up to [`SUM_GROUPS`] consecutive
-/// groups, each group's in order on one thread, then the groups' in order.
-fn ordered_sum(chunks: usize, part: impl Fn(usize) -> Vec<f32> + Sync) -> Vec<f32> {
-    let add = |mut a: Vec<f32>, b: Vec<f32>| {
-        for (a, b) in a.iter_mut().zip(&b) {
-            *a += b;
-        }
-        a
-    };
-    let per_group = chunks.div_ceil(SUM_GROUPS).max(1);
-    let sums: Vec<Vec<f32>> = (0..chunks.div_ceil(per_group))
-        .into_par_iter()
-        .map(|g| {
-            (g * per_group..((g + 1) * per_group).min(chunks))
-                .map(&part)
-                .reduce(add)
-                .expect("a group holds a chunk")
-        })
-        .collect();
-    sums.into_iter().reduce(add).expect("at least one chunk")
 }

@@ -35,6 +35,7 @@ mod depthwise;
 mod matmul;
 mod microkernel;
 pub mod ops;
+mod ordered;
 pub mod rowwise;
 mod simd;
 mod tensor;

@@ -7,49 +7,32 @@
 //! biased variance, `y = (x - mean) / sqrt(var + eps) * gamma + beta`; its gradient is the
 //! closed form (`dx = gamma / sqrt(var + eps) * (dy - mean(dy) - xhat * mean(dy * xhat))`).
 
+use crate::ordered::ordered_sum;
 use rayon::prelude::*;
 
 /// Rows per block of the channel sums.
 const BLOCK_ROWS: usize = 64;
 
-/// Groups of row blocks summed on one thread each, their sums added in order.
-const SUM_GROUPS: usize = 16;
-
 /// Per-channel sums over all rows of what `f(row, sums, scratch)` adds to `sums` (`K`
-/// arrays of `c` channels, `[k * c + channel]`; `scratch` is the thread's to reuse): each block's in f32, the blocks' in f64 in a fixed
-/// order (the same result on every run and machine). Returns `K * c` sums.
+/// arrays of `c` channels, `[k * c + channel]`; `scratch` is the block's to reuse): each
+/// block's in f32, the blocks' in f64 in a fixed order ([`ordered_sum`]). Returns `K * c`
+/// sums.
 fn channel_sums<const K: usize>(
     rows: usize,
     c: usize,
     f: impl Fn(usize, &mut [f32], &mut Vec<f32>) + Sync,
 ) -> Vec<f64> {
-    let blocks = rows.div_ceil(BLOCK_ROWS);
-    let per_group = blocks.div_ceil(SUM_GROUPS).max(1);
-    let groups: Vec<Vec<f64>> = (0..blocks.div_ceil(per_group))
-        .into_par_iter()
-        .map(|g| {
-            let mut total = vec![0f64; K * c];
-            let mut block = vec![0f32; K * c];
-            let mut scratch = Vec::new();
-            for b in g * per_group..((g + 1) * per_group).min(blocks) {
-                block.fill(0.0);
-                for r in b * BLOCK_ROWS..((b + 1) * BLOCK_ROWS).min(rows) {
-                    f(r, &mut block, &mut scratch);
-                }
-                for (t, s) in total.iter_mut().zip(&block) {
-                    *t += *s as f64;
-                }
-            }
-            total
-        })
-        .collect();
-    let mut sum = vec![0f64; K * c];
-    for g in groups {
-        for (a, b) in sum.iter_mut().zip(&g) {
-            *a += b;
-        }
+    if rows == 0 {
+        return vec![0f64; K * c];
     }
-    sum
+    ordered_sum(rows.div_ceil(BLOCK_ROWS), |b| {
+        let mut block = vec![0f32; K * c];
+        let mut scratch = Vec::new();
+        for r in b * BLOCK_ROWS..((b + 1) * BLOCK_ROWS).min(rows) {
+            f(r, &mut block, &mut scratch);
+        }
+        block.iter().map(|&s| s as f64).collect()
+    })
 }
 
 /// Per-channel mean and biased variance (`[mean..., var...]`, `2 * c` values) of `x`
