@@ -80,13 +80,11 @@ impl Plan {
                 continue;
             };
             let r = &self.graph.nodes[reader];
-            let hi = match r.op.as_str() {
-                "Relu" => f32::INFINITY,
-                "Relu6" => 6.0,
-                _ => continue,
+            let Some(bounds) = train_ops::relu_bounds(&r.op) else {
+                continue;
             };
             if r.inputs.len() == 1 && r.inputs[0] == y && r.subgraphs.is_empty() {
-                self.bn_act.insert(i, (0.0, hi));
+                self.bn_act.insert(i, bounds);
                 self.passed.insert(reader);
             }
         }
@@ -482,12 +480,13 @@ impl Model {
             by_object.insert(obj, slot);
             slot_of.insert(i, slot);
         }
-        // Batch norms with their activation wherever the inference rewrite does not run
-        // (training traces; inference traces on autodiff or other devices).
-        if options.cpu_fast_path && (training || !fast::applies_to(device)) {
+        let inference_rewrite = options.cpu_fast_path && !training && fast::applies_to(device);
+        if options.cpu_fast_path && !inference_rewrite {
+            // Batch norms with their activation wherever the inference rewrite does not run
+            // (training traces; inference traces on autodiff or other devices).
             plan.fuse_batch_norm_activations();
         }
-        if options.cpu_fast_path && !training && fast::applies_to(device) {
+        if inference_rewrite {
             let consts = |g: &Graph, r: graph::ValueRef| constant(g, r, &vars, &slot_of);
             plan.fast = fast::rewrite(&mut plan.graph, &consts);
             plan.schedule();

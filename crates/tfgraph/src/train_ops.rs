@@ -383,6 +383,15 @@ pub fn batch_norm_frozen(
     <Dispatch as CpuTrain>::batch_norm_train(x, gamma, beta, moments, eps, lo, hi, true)
 }
 
+/// The range `Relu` / `Relu6` clamp to, `None` for other ops.
+pub fn relu_bounds(op: &str) -> Option<(f32, f32)> {
+    match op {
+        "Relu" => Some((0.0, f32::INFINITY)),
+        "Relu6" => Some((0.0, 6.0)),
+        _ => None,
+    }
+}
+
 /// `x` clamped to `[lo, hi]` on flex (checked by the caller with [`runs_on_flex`]).
 pub fn clamp_act(x: DispatchTensor, lo: f32, hi: f32) -> DispatchTensor {
     <Dispatch as CpuTrain>::clamp_act(x, lo, hi)

@@ -215,9 +215,10 @@ fn unary_dev(op: &str, ctx: &Ctx, t: FT) -> Result<FT, String> {
     if let Some(r) = crate::cpu_math::unary(op, &t, ctx.device) {
         return r;
     }
-    if matches!(op, "Relu" | "Relu6") && crate::train_ops::runs_on_flex(&t) {
-        let hi = if op == "Relu" { f32::INFINITY } else { 6.0 };
-        return Ok(crate::train_ops::clamp_act(t, 0.0, hi));
+    if let Some((lo, hi)) = crate::train_ops::relu_bounds(op) {
+        if crate::train_ops::runs_on_flex(&t) {
+            return Ok(crate::train_ops::clamp_act(t, lo, hi));
+        }
     }
     Ok(match op {
         "Relu" => dev::relu(t),
