@@ -250,7 +250,8 @@ impl<T> SendPtr<T> {
 
 /// Packs a `k x n` matrix, element `(kk, j)` at `src[at + kk * row + j * col]`, into
 /// `n.div_ceil(nr)` panels of `k` rows of `nr` columns (`dst`, zeroed beyond column `n`),
-/// reading along whichever of the source's axes is contiguous.
+/// reading along whichever of the source's axes is contiguous; panels in parallel when the
+/// matrix is large (the training step packs every filter on every call).
 fn pack_panels(
     dst: &mut [f32],
     nr: usize,
@@ -258,23 +259,39 @@ fn pack_panels(
     src: &[f32],
     (at, row, col): (usize, usize, usize),
 ) {
-    if col <= row {
-        for kk in 0..k {
-            for j in 0..n {
-                dst[((j / nr) * k + kk) * nr + j % nr] = src[at + kk * row + j * col];
-            }
-        }
-    } else {
-        for j in 0..n {
-            let (p, jj) = (j / nr, j % nr);
-            let panel = &mut dst[p * k * nr..][..k * nr];
-            let first = at + j * col;
+    let panel = |(p, dst): (usize, &mut [f32])| {
+        let j0 = p * nr;
+        let width = nr.min(n - j0);
+        if col == 1 {
             for kk in 0..k {
-                panel[kk * nr + jj] = src[first + kk * row];
+                let s = at + kk * row + j0;
+                dst[kk * nr..][..width].copy_from_slice(&src[s..s + width]);
+            }
+        } else if col <= row {
+            for kk in 0..k {
+                for jj in 0..width {
+                    dst[kk * nr + jj] = src[at + kk * row + (j0 + jj) * col];
+                }
+            }
+        } else {
+            for jj in 0..width {
+                let first = at + (j0 + jj) * col;
+                for kk in 0..k {
+                    dst[kk * nr + jj] = src[first + kk * row];
+                }
             }
         }
+    };
+    let dst = &mut dst[..n.div_ceil(nr) * k * nr];
+    if k * n >= PARALLEL_PACK {
+        dst.par_chunks_mut(k * nr).enumerate().for_each(panel);
+    } else {
+        dst.chunks_mut(k * nr).enumerate().for_each(panel);
     }
 }
+
+/// Matrices of at least this many elements are packed in parallel.
+const PARALLEL_PACK: usize = 1 << 16;
 
 impl Conv2d {
     /// Packs `segments` (all with the geometry's `kh * kw * cin` rows) for the best
@@ -283,8 +300,19 @@ impl Conv2d {
         Self::with_isa(Isa::detect(), geometry, segments)
     }
 
+    /// [`Conv2d::new`] without the Winograd form of a 3x3 convolution (whose transformed
+    /// weights [`Conv2d::without_winograd`] would build only to drop): for weights used once,
+    /// as a training step's are.
+    pub fn new_direct(geometry: ConvGeometry, segments: &[ConvWeights]) -> Conv2d {
+        Self::build(Isa::detect(), geometry, segments, false)
+    }
+
     /// Like [`Conv2d::new`] for a given instruction set (must be supported).
     pub fn with_isa(isa: Isa, geometry: ConvGeometry, segments: &[ConvWeights]) -> Conv2d {
+        Self::build(isa, geometry, segments, true)
+    }
+
+    fn build(isa: Isa, geometry: ConvGeometry, segments: &[ConvWeights], winograd: bool) -> Conv2d {
         assert!(
             isa.is_supported(),
             "{isa:?} kernels are not supported by this CPU"
@@ -345,7 +373,8 @@ impl Conv2d {
             }
             (w, b)
         });
-        let winograd = (segments.len() == 1
+        let winograd = (winograd
+            && segments.len() == 1
             && geometry.kh == 3
             && geometry.kw == 3
             && geometry.stride == [1, 1]
@@ -786,6 +815,7 @@ impl Conv2d {
                     kc,
                     a: ptrs.as_ptr().add(gi * kt * mr),
                     b: packed.get().add(p * k * nr),
+                    ldb: nr,
                     bias: self.bias.as_ptr().add(p * nr),
                     c: dst.get().add(row0 * ldc + col0),
                     ldc: *ldc,

@@ -11,10 +11,10 @@
 //!
 //! Depthwise gradients are direct loops over the channels (vectorised by the compiler).
 
-use crate::conv::{Conv2d, ConvGeometry, ConvWeights, Padding};
+use crate::conv::{Conv2d, ConvGeometry, ConvWeights, Padding, SendPtr};
 use crate::depthwise::{DepthwiseConv2d, DepthwiseGeometry};
-use crate::microkernel::{Act, Isa};
-use crate::ordered::{ordered_sum, SUM_GROUPS};
+use crate::microkernel::{self, Act, Isa};
+use crate::ordered::{ordered_accumulate, ordered_sum, SUM_GROUPS};
 use crate::tensor::View;
 use rayon::prelude::*;
 
@@ -36,9 +36,7 @@ pub struct TrainConv {
     pub depthwise: bool,
 }
 
-/// Output pixels per chunk of the filter gradient at least (fewer chunks below).
-const MIN_CHUNK_ROWS: usize = 64;
-/// Output pixels per chunk of the filter gradient at most: each chunk's sum runs in one
+/// Output pixels per chunk of the filter gradient (fewer in the last): each chunk's sum runs in one
 /// accumulator per element, the chunks' sums are added pairwise, so the rounding error
 /// grows with this length (2048 put MobileNetV2's first filter gradient 1.6e-5 from
 /// TensorFlow's, 256 keeps it at TensorFlow's own spread); the chunk's gathered input and
@@ -132,7 +130,7 @@ impl TrainConv {
                 cout: self.cout,
                 act: Act::Identity,
             };
-            Conv2d::new(g, &[seg]).without_winograd().forward(xv).data
+            Conv2d::new_direct(g, &[seg]).forward(xv).data
         }
     }
 
@@ -158,12 +156,12 @@ impl TrainConv {
             for a in 0..kh {
                 for c in 0..kw {
                     let src = &filter[((kh - 1 - a) * kw + (kw - 1 - c)) * ci * co..][..ci * co];
-                    let dst = &mut flipped[(a * kw + c) * ci * co..][..ci * co];
-                    for i in 0..ci {
-                        for o in 0..co {
-                            dst[o * ci + i] = src[i * co + o];
-                        }
-                    }
+                    transpose_into(
+                        src,
+                        ci,
+                        co,
+                        &mut flipped[(a * kw + c) * ci * co..][..ci * co],
+                    );
                 }
             }
             let g = ConvGeometry::new(kh, kw, co).padding(Padding::Zero([
@@ -178,7 +176,7 @@ impl TrainConv {
                 cout: ci,
                 act: Act::Identity,
             };
-            let conv = Conv2d::new(g, &[seg]).without_winograd();
+            let conv = Conv2d::new_direct(g, &[seg]);
             let out = conv.forward(Self::view(dy, self.n, oh, ow, co));
             debug_assert_eq!((out.h, out.w), (self.h, self.w));
             return out.data;
@@ -187,11 +185,7 @@ impl TrainConv {
         let mut dx = vec![0f32; len];
         let k = kh * kw * self.cin;
         let mut wt = vec![0f32; filter.len()];
-        for kk in 0..k {
-            for o in 0..self.cout {
-                wt[o * k + kk] = filter[kk * self.cout + o];
-            }
-        }
+        transpose_into(filter, k, self.cout, &mut wt);
         let seg = ConvWeights {
             hwio: &wt,
             bias: None,
@@ -263,23 +257,22 @@ impl TrainConv {
         if rows == 0 || k == 0 || co == 0 {
             return vec![0f32; k * co];
         }
-        let chunk = rows
-            .div_ceil(SUM_GROUPS)
-            .clamp(MIN_CHUNK_ROWS, MAX_CHUNK_ROWS)
-            .min(rows);
+        // Chunks as long as the rounding allows: each chunk's product is written out and
+        // added to the running sum, so short chunks over wide filters (late layers: few
+        // pixels, thousands of filter rows) cost more in memory traffic than in FLOPs. Few
+        // chunks run their panels in parallel instead.
+        let chunk = MAX_CHUNK_ROWS.min(rows);
+        let chunks = rows.div_ceil(chunk);
+        let parallel = chunks < 2 * rayon::current_num_threads();
         let direct =
             self.kh == 1 && self.kw == 1 && self.stride == [1, 1] && self.pads == [0, 0, 0, 0];
         let isa = Isa::detect();
         // dW^T = dY^T X_col, summed over the chunks.
-        let sum = ordered_sum(rows.div_ceil(chunk), |ci| {
+        let sum = ordered_accumulate(chunks, co * k, |ci, acc, first| {
             let (m0, m1) = (ci * chunk, ((ci + 1) * chunk).min(rows));
             let mc = m1 - m0;
             let mut dyt = vec![0f32; co * mc];
-            for (r, g) in dy[m0 * co..m1 * co].chunks_exact(co).enumerate() {
-                for (o, &v) in g.iter().enumerate() {
-                    dyt[o * mc + r] = v;
-                }
-            }
+            transpose_into(&dy[m0 * co..m1 * co], mc, co, &mut dyt);
             let gathered;
             let (b, at) = if direct {
                 (x, m0 * k)
@@ -287,27 +280,18 @@ impl TrainConv {
                 gathered = self.gather_columns(x, m0, m1, (oh, ow));
                 (&gathered[..], 0)
             };
-            let prod = Conv2d::matrix(isa, (mc, k), b, (at, k, 1));
-            let mut part = vec![0f32; co * k];
-            let a = View {
-                data: &dyt,
-                n: 1,
-                h: co,
-                w: 1,
-                c: mc,
-                stride: mc,
-                offset: 0,
-            };
-            // SAFETY: `part` holds `co` rows of `k` floats, `k` apart.
-            unsafe { prod.run_on_this_thread(a, part.as_mut_ptr(), k) };
-            part
+            rows_times_matrix(
+                isa,
+                (&dyt, co, mc),
+                &b[at..at + mc * k],
+                k,
+                acc,
+                !first,
+                parallel,
+            );
         });
         let mut dw = vec![0f32; k * co];
-        for o in 0..co {
-            for kk in 0..k {
-                dw[kk * co + o] = sum[o * k + kk];
-            }
-        }
+        transpose_into(&sum, co, k, &mut dw);
         dw
     }
 
@@ -409,5 +393,125 @@ impl TrainConv {
             }
             acc
         })
+    }
+}
+
+/// `dst` (`cols x rows`) = the transpose of the row-major `rows x cols` matrix `src`, in
+/// 16x16 blocks (going down a column at a time would write a cache line per element); bands
+/// of 16 destination rows in parallel when the matrix is large (whole filters are transposed
+/// on every training step).
+fn transpose_into(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
+    assert!(src.len() == rows * cols && dst.len() == rows * cols);
+    const BLOCK: usize = 16;
+    if rows == 0 || cols == 0 {
+        return;
+    }
+    // Destination rows c0..c0 + 16 (source columns), all source rows in blocks.
+    let band = |(b, dst): (usize, &mut [f32])| {
+        let c0 = b * BLOCK;
+        let width = dst.len() / rows;
+        for r0 in (0..rows).step_by(BLOCK) {
+            for r in r0..(r0 + BLOCK).min(rows) {
+                let row = &src[r * cols + c0..][..width];
+                for (c, &v) in row.iter().enumerate() {
+                    dst[c * rows + r] = v;
+                }
+            }
+        }
+    };
+    if rows * cols >= PARALLEL_TRANSPOSE {
+        dst.par_chunks_mut(BLOCK * rows).enumerate().for_each(band);
+    } else {
+        dst.chunks_mut(BLOCK * rows).enumerate().for_each(band);
+    }
+}
+
+/// Matrices of at least this many elements are transposed in parallel.
+const PARALLEL_TRANSPOSE: usize = 1 << 16;
+
+/// `c[m x n] = a[m x kc] b[kc x n]` (`+ c` when `accumulate`: the tile's sum over `kc` is
+/// added to `c` as one addition), all row-major, on the GEMM tiles: `b`'s full panels of
+/// `NR` columns are read where they lie (rows `n` floats apart), only the last, partial
+/// one is copied (zero-padded), so the filter gradient does not pack its input columns.
+/// Each element is one accumulator over `kc` in order, as [`Conv2d::matrix`]'s kernels sum.
+/// `parallel`: the panels are shared out over the thread pool (for callers with few such
+/// products to run side by side).
+fn rows_times_matrix(
+    isa: Isa,
+    (a, m, kc): (&[f32], usize, usize),
+    b: &[f32],
+    n: usize,
+    c: &mut [f32],
+    accumulate: bool,
+    parallel: bool,
+) {
+    assert!(a.len() == m * kc && b.len() == kc * n && c.len() == m * n);
+    if m == 0 || n == 0 {
+        return;
+    }
+    let (mr, nr) = (isa.mr(), isa.nr());
+    let full = n / nr;
+    let tail = n - full * nr;
+    let mut last = vec![0f32; if tail > 0 { kc * nr } else { 0 }];
+    if tail > 0 {
+        for (r, row) in b.chunks_exact(n).enumerate() {
+            last[r * nr..][..tail].copy_from_slice(&row[full * nr..]);
+        }
+    }
+    let zero_bias = vec![0f32; nr];
+    let c_base = SendPtr(c.as_mut_ptr());
+    // Panels `p0..p1` (their own columns of `c`).
+    let panels = |p0: usize, p1: usize| {
+        let mut ptrs: Vec<*const f32> = vec![a.as_ptr(); mr];
+        for p in p0..p1 {
+            let (panel, ldb) = if p < full {
+                (b[p * nr..].as_ptr(), n)
+            } else {
+                (last.as_ptr(), nr)
+            };
+            for g in 0..m.div_ceil(mr) {
+                for (r, ptr) in ptrs.iter_mut().enumerate() {
+                    // Rows past `m` repeat row 0: computed, not stored.
+                    let row = if g * mr + r < m { g * mr + r } else { 0 };
+                    *ptr = a[row * kc..].as_ptr();
+                }
+                // SAFETY: inside `c` (row `g * mr`, column `p * nr`).
+                let out = unsafe { c_base.get().add(g * mr * n + p * nr) };
+                let tile = microkernel::Tile {
+                    taps: 1,
+                    kc,
+                    a: ptrs.as_ptr(),
+                    b: panel,
+                    ldb,
+                    bias: zero_bias.as_ptr(),
+                    c: out,
+                    ldc: n,
+                    rows: (m - g * mr).min(mr),
+                    cols: (n - p * nr).min(nr),
+                    act: Act::Identity,
+                    stream: false,
+                    // The kernel reads each row of the residual before storing that row.
+                    res: if accumulate { out } else { std::ptr::null() },
+                    ldr: n,
+                };
+                // SAFETY: the row pointers hold `kc` floats each; the panel `kc` rows of
+                // `nr` floats `ldb` apart (a full panel ends inside `b`: its last row starts
+                // at `(kc - 1) * n + p * nr`, `nr` floats before the row's end or sooner);
+                // the tile's `rows` rows of `cols` outputs lie inside `c`, `n` apart, in
+                // this call's panels only.
+                unsafe { microkernel::run(isa, &tile) };
+            }
+        }
+    };
+    let count = n.div_ceil(nr);
+    if parallel && count > 1 {
+        // Each element's sum is computed by one tile whichever thread runs it: the same
+        // result as the sequential loop.
+        let per = count.div_ceil(rayon::current_num_threads() * 4).max(1);
+        (0..count.div_ceil(per))
+            .into_par_iter()
+            .for_each(|i| panels(i * per, ((i + 1) * per).min(count)));
+    } else {
+        panels(0, count);
     }
 }

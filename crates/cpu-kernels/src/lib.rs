@@ -16,8 +16,10 @@
 //!   Activations ([`Act`]): ReLU, ReLU6, hard-swish, swish, sigmoid, hard-sigmoid.
 //! - [`ops`]: pooling, spatial means, conditional instance norm, elementwise maps.
 //!   [`rowwise`]: softmax and layer normalisation over the last axis. [`train_norm`]:
-//!   training-mode batch normalisation and clamping activations with their gradients.
-//!   [`matmul_batches`]: batches of small strided matrix products (attention).
+//!   training-mode batch normalisation and clamping activations with their gradients;
+//!   [`TrainPool`]: max and average pooling with their input gradients.
+//!   [`matmul_batches`]: batches of small strided matrix products (attention). [`optim`]:
+//!   Keras' Adam step over a parameter's values.
 //!
 //! Activations are [`Nhwc`] buffers; [`View`] / [`Slot`] address a channel slice of one,
 //! so the branches of a block write straight into their part of the concatenation.
@@ -35,14 +37,16 @@ mod depthwise;
 mod matmul;
 mod microkernel;
 pub mod ops;
+pub mod optim;
 mod ordered;
 pub mod rowwise;
 mod simd;
 mod tensor;
 pub mod train_norm;
+mod train_pool;
 mod winograd;
 
-pub use alloc::CachingAllocator;
+pub use alloc::{retain_heap, CachingAllocator};
 pub use bottleneck::Bottleneck;
 pub use conv::{Conv2d, ConvGeometry, ConvWeights, GroupedConv2d, Padding};
 pub use conv_grad::TrainConv;
@@ -51,3 +55,4 @@ pub use depthwise::{DepthwiseConv2d, DepthwiseGeometry};
 pub use matmul::{matmul_batches, Layout};
 pub use microkernel::{Act, Isa, GELU_TANH_C, GELU_TANH_K};
 pub use tensor::{Nhwc, Slot, View};
+pub use train_pool::TrainPool;

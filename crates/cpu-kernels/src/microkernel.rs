@@ -152,8 +152,9 @@ pub(crate) struct Tile {
     pub kc: usize,
     /// `taps * MR` row pointers, tap-major.
     pub a: *const *const f32,
-    /// `taps * kc * NR` packed weights.
+    /// `taps * kc` rows of `NR` weights, `ldb` floats apart (`NR` when packed).
     pub b: *const f32,
+    pub ldb: usize,
     /// `NR` biases.
     pub bias: *const f32,
     /// Output: row `r` starts at `c + r * ldc`.
@@ -235,7 +236,7 @@ unsafe fn tile_portable(t: &Tile) {
                     acc[r][j] += av * bk[j];
                 }
             }
-            b = b.add(NR);
+            b = b.add(t.ldb);
         }
     }
     let bias = std::slice::from_raw_parts(t.bias, NR);
@@ -327,7 +328,7 @@ mod x86 {
                         $c0 = $fma(av, b0, $c0);
                         $c1 = $fma(av, b1, $c1);
                     )*
-                    b = b.add($nr);
+                    b = b.add($t.ldb);
                 }
             }
             $( if $r < $t.rows { $store($r, $c0, $c1); } )*

@@ -299,6 +299,75 @@ pub fn channel_affine(src: &[f32], dst: &mut [f32], scale: &[f32], shift: &[f32]
     }
 }
 
+/// The elements of a strided view in row-major order: element `(i0, .., in)` of `shape` at
+/// `src[offset + i0 * strides[0] + .. + in * strides[n]]` (strides in elements, none
+/// negative). Size-1 axes are dropped and axes that step as one are merged first; the
+/// leading axis is shared out over the thread pool when the view is large. Burn's flex
+/// backend copies such views (a permuted filter, a channel slice of a concatenation's
+/// gradient) on one thread, element by element where the view is not a plain transpose.
+///
+/// Panics when an element lies outside `src`.
+pub fn gather_strided(src: &[f32], offset: usize, shape: &[usize], strides: &[usize]) -> Vec<f32> {
+    assert_eq!(shape.len(), strides.len(), "one stride per axis");
+    let len: usize = shape.iter().product();
+    if len == 0 {
+        return Vec::new();
+    }
+    let last = offset
+        + shape
+            .iter()
+            .zip(strides)
+            .map(|(&d, &s)| (d - 1) * s)
+            .sum::<usize>();
+    assert!(last < src.len(), "strided view past its buffer");
+    // Drop size-1 axes; merge an axis into the one before when it steps as their product.
+    let mut axes: Vec<(usize, usize)> = Vec::new();
+    for (&d, &s) in shape.iter().zip(strides) {
+        if d == 1 {
+            continue;
+        }
+        match axes.last_mut() {
+            Some((pd, ps)) if *ps == s * d => {
+                *pd *= d;
+                *ps = s;
+            }
+            _ => axes.push((d, s)),
+        }
+    }
+    let mut out = vec![0f32; len];
+    if axes.is_empty() {
+        out[0] = src[offset];
+        return out;
+    }
+    // Fills `dst` (the elements of axes[1..] at `base`).
+    fn fill(src: &[f32], base: usize, axes: &[(usize, usize)], dst: &mut [f32]) {
+        match axes {
+            [] => dst[0] = src[base],
+            [(d, 1)] => dst.copy_from_slice(&src[base..base + d]),
+            [(_, s)] => dst
+                .iter_mut()
+                .enumerate()
+                .for_each(|(i, v)| *v = src[base + i * s]),
+            [(_, s), rest @ ..] => {
+                let inner = dst.len() / axes[0].0;
+                for (i, d) in dst.chunks_mut(inner).enumerate() {
+                    fill(src, base + i * s, rest, d);
+                }
+            }
+        }
+    }
+    let (_, s0) = axes[0];
+    let inner = len / axes[0].0;
+    let rest = &axes[1..];
+    let run = |(i, d): (usize, &mut [f32])| fill(src, offset + i * s0, rest, d);
+    if len < PARALLEL_ABOVE * 16 {
+        out.chunks_mut(inner).enumerate().for_each(run);
+    } else {
+        out.par_chunks_mut(inner).enumerate().for_each(run);
+    }
+    out
+}
+
 /// `a += b` elementwise (residual connections).
 pub fn add_inplace(a: &mut [f32], b: &[f32]) {
     assert_eq!(a.len(), b.len(), "residual shapes differ");
@@ -314,4 +383,56 @@ pub fn add_inplace(a: &mut [f32], b: &[f32]) {
 /// The logistic sigmoid `1 / (1 + exp(-x))`.
 pub fn sigmoid(v: f32) -> f32 {
     1.0 / (1.0 + (-v).exp())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Row-major walk of the view, one element at a time.
+    fn walk(src: &[f32], offset: usize, shape: &[usize], strides: &[usize]) -> Vec<f32> {
+        let len: usize = shape.iter().product();
+        (0..len)
+            .map(|mut i| {
+                let mut at = offset;
+                for (&d, &s) in shape.iter().zip(strides).rev() {
+                    at += (i % d) * s;
+                    i /= d;
+                }
+                src[at]
+            })
+            .collect()
+    }
+
+    #[test]
+    fn strided_views_are_gathered_in_row_major_order() {
+        let src: Vec<f32> = (0..300_000).map(|i| i as f32).collect();
+        let cases: [(usize, &[usize], &[usize]); 6] = [
+            // An OIHW filter [80, 96, 3, 3] read as HWIO (permute [2, 3, 1, 0]), large.
+            (0, &[3, 3, 96, 80], &[3, 1, 9, 864]),
+            // A channel slice (channels 5..21 of 40) of an NHWC tensor, large.
+            (5, &[4, 30, 50, 16], &[60_000, 2000, 40, 1]),
+            // Size-1 axes, an offset, a small transpose.
+            (7, &[1, 5, 1, 3], &[999, 1, 17, 5]),
+            // Axes that merge into one contiguous run.
+            (3, &[2, 3, 4], &[12, 4, 1]),
+            // One element.
+            (11, &[1, 1], &[4, 1]),
+            // Empty.
+            (0, &[3, 0, 2], &[0, 2, 1]),
+        ];
+        for (offset, shape, strides) in cases {
+            assert_eq!(
+                gather_strided(&src, offset, shape, strides),
+                walk(&src, offset, shape, strides),
+                "{shape:?} {strides:?}"
+            );
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "past its buffer")]
+    fn a_view_past_its_buffer_is_refused() {
+        gather_strided(&[0.0; 10], 2, &[3, 3], &[3, 1]);
+    }
 }

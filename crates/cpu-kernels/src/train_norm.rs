@@ -86,18 +86,26 @@ pub fn batch_norm(
     let c = gamma.len();
     assert!(c > 0 && x.len() % c == 0 && beta.len() == c && moments.len() == 2 * c);
     let inv = inverse_std(moments, c, eps);
-    let mut y = vec![0f32; x.len()];
-    y.par_chunks_mut(c * BLOCK_ROWS)
+    // Written once in parallel, not zeroed first (a buffer the caching allocator hands back
+    // would be cleared on the calling thread alone).
+    let mut y = Vec::with_capacity(x.len());
+    y.spare_capacity_mut()[..x.len()]
+        .par_chunks_mut(c * BLOCK_ROWS)
         .zip(x.par_chunks(c * BLOCK_ROWS))
         .for_each(|(y, x)| {
             for (y, x) in y.chunks_exact_mut(c).zip(x.chunks_exact(c)) {
                 for j in 0..c {
-                    y[j] = ((x[j] - moments[j]) * inv[j] * gamma[j] + beta[j])
-                        .max(lo)
-                        .min(hi);
+                    y[j].write(
+                        ((x[j] - moments[j]) * inv[j] * gamma[j] + beta[j])
+                            .max(lo)
+                            .min(hi),
+                    );
                 }
             }
         });
+    // SAFETY: the chunks cover all x.len() elements (a multiple of c, checked above) and
+    // each was written.
+    unsafe { y.set_len(x.len()) };
     y
 }
 
@@ -162,8 +170,10 @@ pub fn batch_norm_grad(
         )
     };
     let scale: Vec<f32> = gamma.iter().zip(&inv).map(|(g, i)| g * i).collect();
-    let mut dx = vec![0f32; x.len()];
-    dx.par_chunks_mut(c * BLOCK_ROWS)
+    // Written once in parallel, as batch_norm's output.
+    let mut dx = Vec::with_capacity(x.len());
+    dx.spare_capacity_mut()[..x.len()]
+        .par_chunks_mut(c * BLOCK_ROWS)
         .enumerate()
         .for_each(|(b, dx)| {
             let mut buf = Vec::with_capacity(c);
@@ -177,10 +187,12 @@ pub fn batch_norm_grad(
                 let x = &x[r * c..][..c];
                 for j in 0..c {
                     let xhat = (x[j] - mean[j]) * inv[j];
-                    dx[j] = scale[j] * (g[j] - mdy[j] - xhat * mdyx[j]);
+                    dx[j].write(scale[j] * (g[j] - mdy[j] - xhat * mdyx[j]));
                 }
             }
         });
+    // SAFETY: as in batch_norm, every element was written.
+    unsafe { dx.set_len(x.len()) };
     (dx, dgamma, dbeta)
 }
 

@@ -169,6 +169,7 @@ impl Winograd {
                             kc: cin,
                             a: ptrs.as_ptr(),
                             b: packed.get().add((xi * self.panels + p) * cin * nr),
+                            ldb: nr,
                             bias: zero_bias.as_ptr(),
                             c: mbuf.as_mut_ptr().add((xi * tb + g * mr) * ldm + p * nr),
                             ldc: ldm,

@@ -883,6 +883,10 @@ mod training {
         check(conv(2, [8, 8], [40, 2], [3, 1], 1, [2, 0, 0, 0]));
         check(conv(1, [5, 5], [2, 3], [5, 5], 1, [0; 4]));
         check(conv(3, [48, 40], [2, 5], [3, 3], 1, [1, 1, 1, 1]));
+        // Filters large enough to be packed and transposed in parallel (3 panels, the last
+        // partial).
+        check(conv(1, [6, 6], [96, 80], [3, 3], 1, [1, 1, 1, 1]));
+        check(conv(1, [7, 7], [96, 80], [3, 3], 2, [0; 4]));
     }
 
     #[test]
@@ -915,5 +919,139 @@ mod training {
             [usize::MAX / 2 + 1, usize::MAX / 2, 0, 0],
         );
         assert_eq!(t.output_hw(), None);
+    }
+}
+
+/// `TrainPool` against the definitions in f64 (TF's: padded cells not counted, the max
+/// pool's gradient to the first maximum of its window).
+mod training_pools {
+    use super::common::values;
+    use cpu_kernels::TrainPool;
+
+    /// `(y, dx)` for input `x` and output gradient `dy`.
+    fn reference(t: &TrainPool, x: &[f32], dy: &[f32]) -> (Vec<f64>, Vec<f64>) {
+        let (oh, ow) = t.output_hw().unwrap();
+        let c = t.c;
+        let mut y = vec![0f64; t.n * oh * ow * c];
+        let mut dx = vec![0f64; x.len()];
+        for b in 0..t.n {
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    for ch in 0..c {
+                        let mut cells = Vec::new();
+                        for a in 0..t.kh {
+                            for e in 0..t.kw {
+                                let iy = (oy * t.stride[0] + a) as isize - t.pads[0] as isize;
+                                let ix = (ox * t.stride[1] + e) as isize - t.pads[2] as isize;
+                                if iy >= 0 && ix >= 0 && iy < t.h as isize && ix < t.w as isize {
+                                    cells.push(
+                                        ((b * t.h + iy as usize) * t.w + ix as usize) * c + ch,
+                                    );
+                                }
+                            }
+                        }
+                        let yi = ((b * oh + oy) * ow + ox) * c + ch;
+                        if t.max {
+                            let mut best = cells[0];
+                            for &i in &cells {
+                                if x[i] > x[best] {
+                                    best = i;
+                                }
+                            }
+                            y[yi] = x[best] as f64;
+                            dx[best] += dy[yi] as f64;
+                        } else {
+                            let n = cells.len() as f64;
+                            y[yi] = cells.iter().map(|&i| x[i] as f64).sum::<f64>() / n;
+                            for &i in &cells {
+                                dx[i] += dy[yi] as f64 / n;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        (y, dx)
+    }
+
+    fn check(t: TrainPool, ties: bool) {
+        let (oh, ow) = t.output_hw().unwrap();
+        let mut x = values(t.n * t.h * t.w * t.c, 41);
+        if ties {
+            // Few distinct values: windows with several equal maxima.
+            x.iter_mut().for_each(|v| *v = (*v * 2.0).round() / 2.0);
+        }
+        let dy = values(t.n * oh * ow * t.c, 42);
+        let (y, dx) = reference(&t, &x, &dy);
+        for (what, got, want) in [
+            ("output", t.forward(&x), y),
+            ("input gradient", t.grad_input(&x, &dy), dx),
+        ] {
+            assert_eq!(got.len(), want.len(), "{what} size, {t:?}");
+            for (i, (&g, &w)) in got.iter().zip(&want).enumerate() {
+                assert!(
+                    (g as f64 - w).abs() <= 1e-6 * (1.0 + w.abs()),
+                    "{what}[{i}]: {g} vs {w}, {t:?}"
+                );
+            }
+        }
+    }
+
+    fn pool(h: usize, w: usize, k: [usize; 2], s: usize, pads: [usize; 4], max: bool) -> TrainPool {
+        TrainPool {
+            n: 2,
+            h,
+            w,
+            c: 5,
+            kh: k[0],
+            kw: k[1],
+            stride: [s, s],
+            pads,
+            max,
+        }
+    }
+
+    #[test]
+    fn pools_and_their_gradients_match_the_definition() {
+        for max in [false, true] {
+            // Inception's block pool (3x3, stride 1, SAME) and reduction pool (3x3,
+            // stride 2, VALID); an asymmetric SAME (2x2 stride 2 on an odd side); a
+            // rectangular window; a window larger than the stride.
+            check(pool(7, 6, [3, 3], 1, [1, 1, 1, 1], max), false);
+            check(pool(9, 8, [3, 3], 2, [0; 4], max), false);
+            check(pool(5, 7, [2, 2], 2, [0, 1, 0, 1], max), false);
+            check(pool(6, 5, [1, 3], 1, [0, 0, 1, 1], max), false);
+            check(pool(8, 8, [3, 3], 2, [1, 1, 1, 1], max), true);
+        }
+    }
+
+    #[test]
+    fn geometries_without_real_cells_have_no_output() {
+        let ok = pool(4, 4, [3, 3], 1, [1, 1, 1, 1], true);
+        assert_eq!(ok.output_hw(), Some((4, 4)));
+        for bad in [
+            // Padding as wide as the window: windows of padding only.
+            TrainPool {
+                pads: [3, 0, 0, 0],
+                ..ok
+            },
+            TrainPool { h: 0, ..ok },
+            TrainPool { kw: 0, ..ok },
+            TrainPool {
+                stride: [1, 0],
+                ..ok
+            },
+            TrainPool {
+                h: 1,
+                pads: [0; 4],
+                ..ok
+            },
+            TrainPool {
+                n: usize::MAX / 2,
+                ..ok
+            },
+        ] {
+            assert_eq!(bad.output_hw(), None, "{bad:?}");
+        }
     }
 }

@@ -1,0 +1,108 @@
+//! Training convolution throughput (not a test): `TrainConv`'s forward pass, input gradient
+//! and filter gradient on Inception-v3's layer shapes at 299x299 (batch 12 by default), the
+//! layers the whole-network fine-tuning benchmark spends its time in. Run:
+//! `cargo bench -p cpu-kernels --bench train_conv [-- --batch N] [--only <label part>]`.
+//! GFLOP/s counts 2 flops per multiply-add of each pass; times are the best of 3 calls.
+
+use cpu_kernels::TrainConv;
+use std::time::Instant;
+
+#[global_allocator]
+static ALLOC: cpu_kernels::CachingAllocator = cpu_kernels::CachingAllocator::new();
+
+fn best(mut f: impl FnMut()) -> f64 {
+    (0..3)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed().as_secs_f64()
+        })
+        .fold(f64::INFINITY, f64::min)
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let n: usize = args
+        .iter()
+        .position(|a| a == "--batch")
+        .and_then(|i| args.get(i + 1)?.parse().ok())
+        .unwrap_or(12);
+    // (label, side, cin, cout, kh, kw, stride, pad top/left (SAME: symmetric))
+    let cases: [(&str, usize, usize, usize, usize, usize, usize, [usize; 2]); 13] = [
+        ("Conv2d_2a_3x3", 149, 32, 32, 3, 3, 1, [0, 0]),
+        ("Conv2d_2b_3x3", 147, 32, 64, 3, 3, 1, [1, 1]),
+        ("Conv2d_3b_1x1", 73, 64, 80, 1, 1, 1, [0, 0]),
+        ("Conv2d_4a_3x3", 73, 80, 192, 3, 3, 1, [0, 0]),
+        ("5b 1x1 192-64", 35, 192, 64, 1, 1, 1, [0, 0]),
+        ("5b 5x5 48-64", 35, 48, 64, 5, 5, 1, [2, 2]),
+        ("5b 3x3 64-96", 35, 64, 96, 3, 3, 1, [1, 1]),
+        ("6a 3x3/2 288-384", 35, 288, 384, 3, 3, 2, [0, 0]),
+        ("6b 1x1 768-192", 17, 768, 192, 1, 1, 1, [0, 0]),
+        ("6b 1x7 128-128", 17, 128, 128, 1, 7, 1, [0, 3]),
+        ("6e 7x1 192-192", 17, 192, 192, 7, 1, 1, [3, 0]),
+        ("7b 1x1 1280-320", 8, 1280, 320, 1, 1, 1, [0, 0]),
+        ("7b 3x3 448-384", 8, 448, 384, 3, 3, 1, [1, 1]),
+    ];
+    // Optional: only the layers whose label contains `--only <text>`.
+    let only = args
+        .iter()
+        .position(|a| a == "--only")
+        .and_then(|i| args.get(i + 1).cloned());
+    println!("{} threads, batch {n}", rayon::current_num_threads());
+    println!(
+        "{:<18} {:>9} {:>9} {:>9}  (GFLOP/s: forward, input grad, filter grad)",
+        "layer", "fwd", "dx", "dw"
+    );
+    let mut totals = [0f64; 3];
+    for (label, side, cin, cout, kh, kw, s, [pt, pl]) in cases {
+        if only.as_ref().is_some_and(|o| !label.contains(o.as_str())) {
+            continue;
+        }
+        let t = TrainConv {
+            n,
+            h: side,
+            w: side,
+            cin,
+            cout,
+            kh,
+            kw,
+            stride: [s, s],
+            pads: [pt, pt, pl, pl],
+            depthwise: false,
+        };
+        let (oh, ow) = t.output_hw().unwrap();
+        let x: Vec<f32> = (0..n * side * side * cin)
+            .map(|i| ((i % 97) as f32 - 48.0) / 97.0)
+            .collect();
+        let w: Vec<f32> = (0..kh * kw * cin * cout)
+            .map(|i| ((i % 89) as f32 - 44.0) / 890.0)
+            .collect();
+        let dy: Vec<f32> = (0..n * oh * ow * cout)
+            .map(|i| ((i % 83) as f32 - 41.0) / 83.0)
+            .collect();
+        let flops = 2.0 * (n * oh * ow * cout * kh * kw * cin) as f64;
+        let times = [
+            best(|| drop(std::hint::black_box(t.forward(&x, &w)))),
+            best(|| drop(std::hint::black_box(t.grad_input(&dy, &w)))),
+            best(|| drop(std::hint::black_box(t.grad_filter(&x, &dy)))),
+        ];
+        for (tot, tm) in totals.iter_mut().zip(times) {
+            *tot += tm;
+        }
+        println!(
+            "{label:<18} {:>9.1} {:>9.1} {:>9.1}  ({:.1} / {:.1} / {:.1} ms)",
+            flops / times[0] / 1e9,
+            flops / times[1] / 1e9,
+            flops / times[2] / 1e9,
+            times[0] * 1e3,
+            times[1] * 1e3,
+            times[2] * 1e3
+        );
+    }
+    println!(
+        "total ms: forward {:.1}, input grad {:.1}, filter grad {:.1}",
+        totals[0] * 1e3,
+        totals[1] * 1e3,
+        totals[2] * 1e3
+    );
+}
