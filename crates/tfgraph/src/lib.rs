@@ -27,7 +27,6 @@ mod fast_norm;
 mod host;
 mod layer;
 pub mod ops;
-mod train_ops;
 
 pub use host::{HostData, HostTensor};
 pub use layer::{KerasLayer, LayerUpdates};
@@ -60,7 +59,7 @@ struct Plan {
     /// Whether nodes that only the control outputs need run too (a resource initializer).
     with_controls: bool,
     /// Batch norms with the ReLU / ReLU6 that alone reads their output fused in
-    /// (`[lo, hi]`): one kernel pass and one backward pass less on flex ([`train_ops`]);
+    /// (`[lo, hi]`): one kernel pass and one backward pass less on flex ([`cpu_train`]);
     /// the activation nodes pass their input through (`passed`).
     bn_act: HashMap<usize, (f32, f32)>,
     passed: std::collections::HashSet<usize>,
@@ -80,7 +79,7 @@ impl Plan {
                 continue;
             };
             let r = &self.graph.nodes[reader];
-            let Some(bounds) = train_ops::relu_bounds(&r.op) else {
+            let Some(bounds) = cpu_train::relu_bounds(&r.op) else {
                 continue;
             };
             if r.inputs.len() == 1 && r.inputs[0] == y && r.subgraphs.is_empty() {

@@ -215,9 +215,9 @@ fn unary_dev(op: &str, ctx: &Ctx, t: FT) -> Result<FT, String> {
     if let Some(r) = crate::cpu_math::unary(op, &t, ctx.device) {
         return r;
     }
-    if let Some((lo, hi)) = crate::train_ops::relu_bounds(op) {
-        if crate::train_ops::runs_on_flex(&t) {
-            return Ok(crate::train_ops::clamp_act(t, lo, hi));
+    if let Some((lo, hi)) = cpu_train::relu_bounds(op) {
+        if cpu_train::runs_on_flex(&t) {
+            return Ok(cpu_train::clamp_act(t, lo, hi));
         }
     }
     Ok(match op {

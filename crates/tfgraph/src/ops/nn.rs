@@ -134,8 +134,8 @@ fn conv2d(ctx: &Ctx, inputs: &[Value], depthwise: bool) -> OpResult {
     }
     let g = conv_geometry(ctx, &xs, ws[0], ws[1])?;
     if let Some(spec) = kernel_conv(&g, &xs, &ws, depthwise)? {
-        if crate::train_ops::runs_on_flex(&x) && crate::train_ops::runs_on_flex(&w) {
-            return Ok(vec![Value::Dev(crate::train_ops::conv(x, w, spec))]);
+        if cpu_train::runs_on_flex(&x) && cpu_train::runs_on_flex(&w) {
+            return Ok(vec![Value::Dev(cpu_train::conv(x, w, spec))]);
         }
     }
     let c = if g.nchw { xs[1] } else { xs[3] };
@@ -197,13 +197,13 @@ pub(super) fn batch_norm(ctx: &Ctx, inputs: &[Value], act: Option<(f32, f32)>) -
         let var = vec_of(4)?;
         let on_flex = [&x, &scale, &offset, &mean, &var]
             .iter()
-            .all(|t| crate::train_ops::runs_on_flex(t));
+            .all(|t| cpu_train::runs_on_flex(t));
         let r = |t: FT| dev::reshape(t, &[c]);
         let (y, m, v) = if !nchw && on_flex {
             // The kernels' pass (a gradient through Burn's broadcast ops otherwise).
             let (m, v) = (r(mean), r(var));
             let bounds = act.unwrap_or((f32::NEG_INFINITY, f32::INFINITY));
-            let y = crate::train_ops::batch_norm_frozen(
+            let y = cpu_train::batch_norm_frozen(
                 x,
                 r(scale),
                 r(offset),
@@ -236,11 +236,11 @@ pub(super) fn batch_norm(ctx: &Ctx, inputs: &[Value], act: Option<(f32, f32)>) -
     let n: usize = axes.iter().map(|&a| xs[a]).product();
     let on_flex = [&x, &scale, &offset]
         .iter()
-        .all(|t| crate::train_ops::runs_on_flex(t));
+        .all(|t| cpu_train::runs_on_flex(t));
     let (y, mean, var) = if !nchw && on_flex {
         let (scale, offset) = (dev::reshape(scale, &[c]), dev::reshape(offset, &[c]));
         let bounds = act.unwrap_or((f32::NEG_INFINITY, f32::INFINITY));
-        crate::train_ops::batch_norm_train(x, scale, offset, eps, bounds)
+        cpu_train::batch_norm_train(x, scale, offset, eps, bounds)
     } else {
         let (y, mean, var) = batch_norm_composite(x, scale, offset, &axes, n, eps);
         (activate(y, act), mean, var)
@@ -338,6 +338,22 @@ fn pool(ctx: &Ctx, inputs: &[Value], max: bool) -> OpResult {
     let padding = ctx.attr_s("padding");
     let (oh, t, b) = same_or_valid(&padding, xs[hi], kh, sh, 1)?;
     let (ow, l, r) = same_or_valid(&padding, xs[wi], kw, sw, 1)?;
+    if !nchw && cpu_train::runs_on_flex(&x) {
+        let spec = cpu_kernels::TrainPool {
+            n: xs[0],
+            h: xs[1],
+            w: xs[2],
+            c: xs[3],
+            kh,
+            kw,
+            stride: [sh, sw],
+            pads: [t, b, l, r],
+            max,
+        };
+        if spec.output_hw() == Some((oh, ow)) {
+            return Ok(vec![Value::Dev(cpu_train::pool(x, spec))]);
+        }
+    }
     let xin = if nchw { x } else { to_nchw(x) };
     let y = if max {
         let xp = if t + b + l + r > 0 {

@@ -7,7 +7,8 @@
 //! - training-mode batch normalisation over the channels (`FusedBatchNormV3` with
 //!   `is_training`: batch moments, normalisation, closed-form gradient) in three passes
 //!   instead of some twenty Burn ops and their backward ops;
-//! - ReLU / ReLU6 (TensorFlow's gradient: `dy` where `lo < x < hi`) in one pass each way.
+//! - ReLU / ReLU6 (TensorFlow's gradient: `dy` where `lo < x < hi`) in one pass each way;
+//! - max and average pooling ([`cpu_kernels::TrainPool`]) without NCHW permutes.
 //!
 //! Other devices (ndarray, wgpu) keep Burn's own ops: callers check [`runs_on_flex`] first.
 
@@ -17,13 +18,14 @@ use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::autodiff::NodeId;
 use burn::backend::flex::FlexTensor;
+use burn::backend::ops::FloatTensorOps;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{
     backend_extension, Autodiff, Backend, Dispatch, DispatchTensor, DispatchTensorKind, Flex,
     TensorMetadata,
 };
-use burn::tensor::{DType, TensorData};
-use cpu_kernels::{train_norm, TrainConv};
+use burn::tensor::{DType, Shape, Slice, TensorData};
+use cpu_kernels::{train_norm, TrainConv, TrainPool};
 use std::borrow::Cow;
 
 /// Training ops the CPU kernels run (see the module docs).
@@ -56,13 +58,31 @@ pub trait CpuTrain: Backend {
     ) -> FloatTensor<Self>;
     /// `x` clamped to `[lo, hi]` (ReLU, ReLU6).
     fn clamp_act(x: FloatTensor<Self>, lo: f32, hi: f32) -> FloatTensor<Self>;
+    /// A max or average pool (see [`TrainPool`]) of an NHWC input: `[n, oh, ow, c]`.
+    fn nhwc_pool(x: FloatTensor<Self>, spec: TrainPool) -> FloatTensor<Self>;
 }
 
 /// The values of a float32 flex tensor in row-major order (a copy only when its layout
-/// is strided).
+/// is strided: a permuted filter, a slice of a concatenation's gradient; gathered on the
+/// thread pool by [`cpu_kernels::ops::gather_strided`]).
 fn values(t: &FlexTensor) -> Cow<'_, [f32]> {
-    match t.as_slice::<f32>() {
-        Some(s) => Cow::Borrowed(s),
+    if let Some(s) = t.as_slice::<f32>() {
+        return Cow::Borrowed(s);
+    }
+    let layout = t.layout();
+    let strides: Option<Vec<usize>> = layout
+        .strides()
+        .iter()
+        .map(|&s| usize::try_from(s).ok())
+        .collect();
+    match strides {
+        Some(strides) => Cow::Owned(cpu_kernels::ops::gather_strided(
+            t.storage::<f32>(),
+            layout.start_offset(),
+            layout.shape(),
+            &strides,
+        )),
+        // Flipped views (negative strides): Burn's copy.
         None => Cow::Owned(t.to_contiguous().storage::<f32>().to_vec()),
     }
 }
@@ -119,6 +139,14 @@ impl CpuTrain for Flex {
 
     fn clamp_act(x: FlexTensor, lo: f32, hi: f32) -> FlexTensor {
         flex(train_norm::clamp(&values(&x), lo, hi), shape_of(&x))
+    }
+
+    fn nhwc_pool(x: FlexTensor, spec: TrainPool) -> FlexTensor {
+        let (oh, ow) = spec.output_hw().expect("checked by the caller");
+        flex(
+            TrainPool::forward(&spec, &values(&x)),
+            vec![spec.n, oh, ow, spec.c],
+        )
     }
 }
 
@@ -198,11 +226,44 @@ impl Backward<Flex, 3> for BatchNormBackward {
     }
 }
 
-#[derive(Debug)]
-struct ClampBackward;
+/// An op of one input whose gradient needs that input: ReLU / ReLU6 clamps and pools.
+trait SingleInputOp: Copy + Send + Sync + std::fmt::Debug + 'static {
+    fn forward(self, x: FlexTensor) -> FlexTensor;
+    /// The input gradient for the output gradient `dy`.
+    fn grad_input(self, x: &FlexTensor, dy: &[f32]) -> FlexTensor;
+}
 
-impl Backward<Flex, 1> for ClampBackward {
-    type State = (NodeId, f32, f32);
+/// `clamp_act`'s bounds.
+#[derive(Clone, Copy, Debug)]
+struct Clamp(f32, f32);
+
+impl SingleInputOp for Clamp {
+    fn forward(self, x: FlexTensor) -> FlexTensor {
+        Flex::clamp_act(x, self.0, self.1)
+    }
+    fn grad_input(self, x: &FlexTensor, dy: &[f32]) -> FlexTensor {
+        flex(
+            train_norm::clamp_grad(&values(x), dy, self.0, self.1),
+            shape_of(x),
+        )
+    }
+}
+
+impl SingleInputOp for TrainPool {
+    fn forward(self, x: FlexTensor) -> FlexTensor {
+        Flex::nhwc_pool(x, self)
+    }
+    fn grad_input(self, x: &FlexTensor, dy: &[f32]) -> FlexTensor {
+        let dx = TrainPool::grad_input(&self, &values(x), dy);
+        flex(dx, vec![self.n, self.h, self.w, self.c])
+    }
+}
+
+#[derive(Debug)]
+struct SingleInputBackward<K>(std::marker::PhantomData<K>);
+
+impl<K: SingleInputOp> Backward<Flex, 1> for SingleInputBackward<K> {
+    type State = (NodeId, K);
 
     fn backward(
         self,
@@ -212,12 +273,30 @@ impl Backward<Flex, 1> for ClampBackward {
     ) {
         let [node_x] = ops.parents;
         let dy = grads.consume::<Flex>(&ops.node);
-        let (x_state, lo, hi) = ops.state;
+        let (x_state, op) = ops.state;
         if let Some(node) = node_x {
             let x = checkpointer.retrieve_node_output::<FlexTensor>(x_state);
-            let dx = train_norm::clamp_grad(&values(&x), &values(&dy), lo, hi);
-            grads.register::<Flex>(node.id, flex(dx, shape_of(&x)));
+            grads.register::<Flex>(node.id, op.grad_input(&x, &values(&dy)));
         }
+    }
+}
+
+/// `op` of `x` on autodiff over flex, recording its backward pass when `x` is tracked.
+fn single_input<C: CheckpointStrategy, K: SingleInputOp>(
+    x: FloatTensor<Autodiff<Flex, C>>,
+    op: K,
+) -> FloatTensor<Autodiff<Flex, C>> {
+    match SingleInputBackward::<K>(std::marker::PhantomData)
+        .prepare::<C>([x.node()])
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(mut prep) => {
+            let x_state = prep.checkpoint(&x);
+            let y = op.forward(x.into_primitive());
+            prep.finish((x_state, op), y)
+        }
+        OpsKind::UnTracked(prep) => prep.finish(op.forward(x.into_primitive())),
     }
 }
 
@@ -296,18 +375,11 @@ impl<C: CheckpointStrategy> CpuTrain for Autodiff<Flex, C> {
     }
 
     fn clamp_act(x: FloatTensor<Self>, lo: f32, hi: f32) -> FloatTensor<Self> {
-        match ClampBackward
-            .prepare::<C>([x.node()])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(mut prep) => {
-                let x_state = prep.checkpoint(&x);
-                let y = Flex::clamp_act(x.into_primitive(), lo, hi);
-                prep.finish((x_state, lo, hi), y)
-            }
-            OpsKind::UnTracked(prep) => prep.finish(Flex::clamp_act(x.into_primitive(), lo, hi)),
-        }
+        single_input::<C, _>(x, Clamp(lo, hi))
+    }
+
+    fn nhwc_pool(x: FloatTensor<Self>, spec: TrainPool) -> FloatTensor<Self> {
+        single_input::<C, _>(x, spec)
     }
 }
 
@@ -321,6 +393,20 @@ pub fn runs_on_flex(t: &DispatchTensor) -> bool {
         _ => false,
     };
     on_flex && TensorMetadata::dtype(t) == DType::F32
+}
+
+/// The values of a float32 flex tensor (not tracked by autodiff) in row-major order, a
+/// strided view (a permuted filter's gradient) gathered on the thread pool; `None` for
+/// other tensors.
+pub fn host_values(t: &DispatchTensor) -> Option<Vec<f32>> {
+    match &t.kind {
+        DispatchTensorKind::Flex(burn::backend::BackendTensor::Float(f))
+            if f.dtype() == DType::F32 =>
+        {
+            Some(values(f).into_owned())
+        }
+        _ => None,
+    }
 }
 
 /// The convolution of `x` with `filter` (both checked by the caller with [`runs_on_flex`],
@@ -350,20 +436,10 @@ pub fn batch_norm_train(
         hi,
         false,
     );
-    let c = crate::dev::shape(&moments)[1];
-    let both = crate::dev::reshape(moments, &[2 * c]);
-    let mean = crate::dev::slice(
-        both.clone(),
-        &[burn::tensor::Slice::new(0, Some(c as isize), 1)],
-    );
-    let var = crate::dev::slice(
-        both,
-        &[burn::tensor::Slice::new(
-            c as isize,
-            Some(2 * c as isize),
-            1,
-        )],
-    );
+    let c = TensorMetadata::shape(&moments)[1];
+    let both = Dispatch::float_reshape(moments, Shape::from([2 * c]));
+    let mean = Dispatch::float_slice(both.clone(), &[Slice::new(0, Some(c as isize), 1)]);
+    let var = Dispatch::float_slice(both, &[Slice::new(c as isize, Some(2 * c as isize), 1)]);
     (y, mean, var)
 }
 
@@ -378,8 +454,9 @@ pub fn batch_norm_frozen(
     eps: f32,
     (lo, hi): (f32, f32),
 ) -> DispatchTensor {
-    let c = crate::dev::shape(&mean)[0];
-    let moments = crate::dev::reshape(crate::dev::cat(vec![mean, var], 0), &[2, c]);
+    let c = TensorMetadata::shape(&mean)[0];
+    let moments =
+        Dispatch::float_reshape(Dispatch::float_cat(vec![mean, var], 0), Shape::from([2, c]));
     <Dispatch as CpuTrain>::batch_norm_train(x, gamma, beta, moments, eps, lo, hi, true)
 }
 
@@ -390,6 +467,12 @@ pub fn relu_bounds(op: &str) -> Option<(f32, f32)> {
         "Relu6" => Some((0.0, 6.0)),
         _ => None,
     }
+}
+
+/// The pool `spec` of `x` on flex (checked by the caller with [`runs_on_flex`], shape and
+/// geometry matching `spec`: [`TrainPool::output_hw`] is `Some`).
+pub fn pool(x: DispatchTensor, spec: TrainPool) -> DispatchTensor {
+    <Dispatch as CpuTrain>::nhwc_pool(x, spec)
 }
 
 /// `x` clamped to `[lo, hi]` on flex (checked by the caller with [`runs_on_flex`]).
