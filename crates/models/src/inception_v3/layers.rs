@@ -7,6 +7,57 @@ use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::PaddingConfig2d;
 use burn::tensor::{Device, Tensor};
 
+/// How the network's activations are laid out while it runs. The public entry points take
+/// and return NCHW whatever the device; inside, float32 tensors on flex (with or without
+/// autodiff) run NHWC through the CPU kernels' differentiable ops ([`cpu_train`]:
+/// convolutions, batch norm + ReLU in one pass each way), other devices NCHW through
+/// Burn's ops.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layout {
+    Nchw,
+    Nhwc,
+}
+
+impl Layout {
+    /// The layout `x`'s device runs.
+    pub fn of(x: &Tensor<4>) -> Layout {
+        if cpu_train::runs_on_flex(&x.clone().into_dispatch()) {
+            Layout::Nhwc
+        } else {
+            Layout::Nchw
+        }
+    }
+
+    /// The channel axis.
+    pub fn channels(self) -> usize {
+        match self {
+            Layout::Nchw => 1,
+            Layout::Nhwc => 3,
+        }
+    }
+
+    /// An NCHW tensor in this layout.
+    pub fn from_nchw(self, x: Tensor<4>) -> Tensor<4> {
+        match self {
+            Layout::Nchw => x,
+            Layout::Nhwc => x.permute([0, 2, 3, 1]),
+        }
+    }
+
+    /// A tensor of this layout in NCHW.
+    pub fn to_nchw(self, x: Tensor<4>) -> Tensor<4> {
+        match self {
+            Layout::Nchw => x,
+            Layout::Nhwc => x.permute([0, 3, 1, 2]),
+        }
+    }
+
+    /// `f` (an NCHW op: Burn's pools) applied to `x` of this layout.
+    pub fn via_nchw(self, x: Tensor<4>, f: impl FnOnce(Tensor<4>) -> Tensor<4>) -> Tensor<4> {
+        self.from_nchw(f(self.to_nchw(x)))
+    }
+}
+
 /// slim `batch_norm` with `center=True, scale=False`: `beta` only, no `gamma`.
 #[derive(Module, Debug)]
 pub struct SlimBatchNorm {
@@ -45,6 +96,33 @@ impl SlimBatchNorm {
         (scale, shift)
     }
 
+    /// TF's moving-average update from a batch's mean and biased variance over `n` values
+    /// per channel (TF's fused batch norm takes the unbiased variance).
+    fn update_moving(&self, mean: Tensor<1>, variance: Tensor<1>, n: usize) {
+        let device = mean.device();
+        let n = n as f64;
+        let unbiased = if n > 1.0 {
+            variance.mul_scalar(n / (n - 1.0))
+        } else {
+            variance
+        };
+        let d = self.decay;
+        let mm = self
+            .moving_mean
+            .value_sync()
+            .to_device(&device)
+            .mul_scalar(d)
+            + mean.mul_scalar(1.0 - d);
+        let mv = self
+            .moving_variance
+            .value_sync()
+            .to_device(&device)
+            .mul_scalar(d)
+            + unbiased.mul_scalar(1.0 - d);
+        self.moving_mean.update(mm.detach());
+        self.moving_variance.update(mv.detach());
+    }
+
     /// `x`: `[B, C, H, W]`.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let device = x.device();
@@ -57,29 +135,8 @@ impl SlimBatchNorm {
                 self.beta.val(),
                 self.epsilon,
             );
-            // TF's fused batch norm updates the moving variance with the unbiased variance.
             let [b, _, h, w] = x.dims();
-            let n = (b * h * w) as f64;
-            let unbiased = if n > 1.0 {
-                out.variance.mul_scalar(n / (n - 1.0))
-            } else {
-                out.variance
-            };
-            let d = self.decay;
-            let mm = self
-                .moving_mean
-                .value_sync()
-                .to_device(&device)
-                .mul_scalar(d)
-                + out.mean.mul_scalar(1.0 - d);
-            let mv = self
-                .moving_variance
-                .value_sync()
-                .to_device(&device)
-                .mul_scalar(d)
-                + unbiased.mul_scalar(1.0 - d);
-            self.moving_mean.update(mm.detach());
-            self.moving_variance.update(mv.detach());
+            self.update_moving(out.mean, out.variance, b * h * w);
             return out.output;
         }
         let (scale, shift) = self.inference_affine();
@@ -137,7 +194,11 @@ impl BasicConv {
         }
     }
 
-    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+    /// `x` in `layout` (see [`Layout::of`]) -> the unit's output in `layout`.
+    pub fn forward(&self, x: Tensor<4>, layout: Layout) -> Tensor<4> {
+        if layout == Layout::Nhwc {
+            return self.forward_nhwc(x);
+        }
         let x = self.conv.forward(x);
         let x = match &self.bn {
             Some(bn) => bn.forward(x),
@@ -148,6 +209,75 @@ impl BasicConv {
         } else {
             burn::tensor::activation::relu(x)
         }
+    }
+
+    /// [`BasicConv::forward`] on flex: the convolution, then the batch norm and the
+    /// activation in one pass ([`cpu_train`]).
+    fn forward_nhwc(&self, x: Tensor<4>) -> Tensor<4> {
+        let [n, h, w, cin] = x.dims();
+        let [cout, _, kh, kw] = self.conv.weight.dims();
+        let [top, left, bottom, right] = match self.conv.padding {
+            PaddingConfig2d::Explicit(t, l, b, r) => [t, l, b, r],
+            PaddingConfig2d::Valid => [0; 4],
+            // Not built by this model (the table's SAME convs are explicit); Burn's ops
+            // handle it.
+            PaddingConfig2d::Same => {
+                return Layout::Nhwc.via_nchw(x, |x| self.forward(x, Layout::Nchw));
+            }
+        };
+        let spec = cpu_kernels::TrainConv {
+            n,
+            h,
+            w,
+            cin,
+            cout,
+            kh,
+            kw,
+            stride: self.conv.stride,
+            pads: [top, bottom, left, right],
+            depthwise: false,
+        };
+        // Burn's [out, in, kh, kw] as TensorFlow's HWIO, which the kernels read.
+        let filter = self.conv.weight.val().permute([2, 3, 1, 0]).into_dispatch();
+        let mut y = Tensor::<4>::from_dispatch(cpu_train::conv(x.into_dispatch(), filter, spec));
+        if let Some(bias) = &self.conv.bias {
+            y = y + bias.val().reshape([1, 1, 1, cout]);
+        }
+        let bounds = (0.0, if self.relu6 { 6.0 } else { f32::INFINITY });
+        let Some(bn) = &self.bn else {
+            return Tensor::from_dispatch(cpu_train::clamp_act(
+                y.into_dispatch(),
+                bounds.0,
+                bounds.1,
+            ));
+        };
+        let device = y.device();
+        let gamma = Tensor::<1>::ones([cout], &device).into_dispatch();
+        if bn.train_stats && device.is_autodiff() {
+            let (out, mean, var) = cpu_train::batch_norm_train(
+                y.into_dispatch(),
+                gamma,
+                bn.beta.val().into_dispatch(),
+                bn.epsilon as f32,
+                bounds,
+            );
+            bn.update_moving(
+                Tensor::from_dispatch(mean),
+                Tensor::from_dispatch(var),
+                n * h * w,
+            );
+            return Tensor::from_dispatch(out);
+        }
+        let stat = |s: &RunningState<Tensor<1>>| s.value_sync().to_device(&device).into_dispatch();
+        Tensor::from_dispatch(cpu_train::batch_norm_frozen(
+            y.into_dispatch(),
+            gamma,
+            bn.beta.val().into_dispatch(),
+            stat(&bn.moving_mean),
+            stat(&bn.moving_variance),
+            bn.epsilon as f32,
+            bounds,
+        ))
     }
 
     /// Folds the batch norm into the convolution (inference only).

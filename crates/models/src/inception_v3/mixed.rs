@@ -1,6 +1,6 @@
 //! The Mixed blocks, built and run from their [`BlockSpec`] of the layer table.
 
-use super::layers::BasicConv;
+use super::layers::{BasicConv, Layout};
 use super::table::{BlockKind, BlockSpec};
 use super::InceptionV3Config;
 use burn::module::Module;
@@ -19,32 +19,61 @@ pub struct Mixed {
     pub kind: BlockKind,
 }
 
-/// TF `avg_pool` 3x3, stride 1, SAME: padded cells are not counted.
-fn avg_pool_3x3_same(x: Tensor<4>) -> Tensor<4> {
-    avg_pool2d(
-        x,
-        AvgPoolOptions {
-            kernel_size: [3, 3],
-            stride: [1, 1],
-            padding: [(1, 1), (1, 1)],
-            count_include_pad: false,
-            ceil_mode: false,
-        },
-    )
+/// TF `avg_pool` 3x3, stride 1, SAME (padded cells not counted) in `layout`.
+fn avg_pool_3x3_same(x: Tensor<4>, layout: Layout) -> Tensor<4> {
+    pool(x, layout, 1, 1, false)
 }
 
-/// 3x3 max pool, stride 2, VALID.
-pub(super) fn max_pool_3x3_s2(x: Tensor<4>) -> Tensor<4> {
-    max_pool2d(
-        x,
-        MaxPoolOptions {
-            kernel_size: [3, 3],
-            stride: [2, 2],
-            padding: [(0, 0), (0, 0)],
-            dilation: [1, 1],
-            ceil_mode: false,
-        },
-    )
+/// 3x3 max pool, stride 2, VALID, in `layout`.
+pub(super) fn max_pool_3x3_s2(x: Tensor<4>, layout: Layout) -> Tensor<4> {
+    pool(x, layout, 2, 0, true)
+}
+
+/// A 3x3 pool with `stride` and `pad` cells on every side (never counted): NHWC on the CPU
+/// kernels ([`cpu_train::pool`]), NCHW through Burn's pools.
+fn pool(x: Tensor<4>, layout: Layout, stride: usize, pad: usize, max: bool) -> Tensor<4> {
+    if layout == Layout::Nhwc {
+        let [n, h, w, c] = x.dims();
+        let spec = cpu_kernels::TrainPool {
+            n,
+            h,
+            w,
+            c,
+            kh: 3,
+            kw: 3,
+            stride: [stride, stride],
+            pads: [pad; 4],
+            max,
+        };
+        if spec.output_hw().is_some() {
+            return Tensor::from_dispatch(cpu_train::pool(x.into_dispatch(), spec));
+        }
+    }
+    layout.via_nchw(x, |x| {
+        if max {
+            max_pool2d(
+                x,
+                MaxPoolOptions {
+                    kernel_size: [3, 3],
+                    stride: [stride, stride],
+                    padding: [(pad, pad), (pad, pad)],
+                    dilation: [1, 1],
+                    ceil_mode: false,
+                },
+            )
+        } else {
+            avg_pool2d(
+                x,
+                AvgPoolOptions {
+                    kernel_size: [3, 3],
+                    stride: [stride, stride],
+                    padding: [(pad, pad), (pad, pad)],
+                    count_include_pad: false,
+                    ceil_mode: false,
+                },
+            )
+        }
+    })
 }
 
 impl Mixed {
@@ -82,31 +111,31 @@ impl Mixed {
         ]
     }
 
-    /// `x`: `[B, C_in, H, W]` -> `[B, C_out, H', W']` (channels concatenated in branch
-    /// order; the parallel ends of a branch in their order).
-    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+    /// `x`: `[B, C_in, H, W]` -> `[B, C_out, H', W']` in `layout` (channels concatenated
+    /// in branch order; the parallel ends of a branch in their order).
+    pub fn forward(&self, x: Tensor<4>, layout: Layout) -> Tensor<4> {
         let mut outputs = Vec::with_capacity(6);
         for (b, convs) in self.branches().into_iter().enumerate() {
             if convs.is_empty() {
                 if self.kind.max_pool_branch(b) {
-                    outputs.push(max_pool_3x3_s2(x.clone()));
+                    outputs.push(max_pool_3x3_s2(x.clone(), layout));
                 }
                 continue;
             }
             let input = if self.kind.pools_first(b) {
-                avg_pool_3x3_same(x.clone())
+                avg_pool_3x3_same(x.clone(), layout)
             } else {
                 x.clone()
             };
             let ends = self.kind.parallel_ends(b).min(convs.len());
             let (chain, ends) = convs.split_at(convs.len() - ends);
-            let y = chain.iter().fold(input, |y, c| c.forward(y));
+            let y = chain.iter().fold(input, |y, c| c.forward(y, layout));
             match ends {
-                [last] => outputs.push(last.forward(y)),
-                _ => outputs.extend(ends.iter().map(|c| c.forward(y.clone()))),
+                [last] => outputs.push(last.forward(y, layout)),
+                _ => outputs.extend(ends.iter().map(|c| c.forward(y.clone(), layout))),
             }
         }
-        Tensor::cat(outputs, 1)
+        Tensor::cat(outputs, layout.channels())
     }
 
     /// Folds every batch norm of the block into its convolution (inference only).

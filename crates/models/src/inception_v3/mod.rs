@@ -38,7 +38,7 @@ pub mod layers;
 pub mod mixed;
 
 pub use config::{Activation, InceptionV3Config};
-pub use layers::{BasicConv, SlimBatchNorm};
+pub use layers::{BasicConv, Layout, SlimBatchNorm};
 pub use mixed::Mixed;
 pub use model_folder::inception_v3 as table;
 pub use table::{BlockKind, EndPoint, KIND};
@@ -428,20 +428,26 @@ impl InceptionV3 {
 
     /// The backbone on already-preprocessed input: `x` is `[B, 3, H, W]` in the network's
     /// own range (`[-1, 1]` for the hub weights). No size check.
+    /// The layers run in the device's [`Layout`] (NHWC on flex), the end points come back
+    /// NCHW.
     pub fn forward_base(&self, x: Tensor<4>, wanted: &[EndPoint]) -> EndPoints {
         let mut maps = Vec::new();
-        let mut x = x;
+        let layout = Layout::of(&x);
+        let mut x = layout.from_nchw(x);
         for (e, layer) in self.layers() {
             x = match layer {
-                Layer::Conv(c) => c.forward(x),
-                Layer::MaxPool => mixed::max_pool_3x3_s2(x),
-                Layer::Mixed(m) => m.forward(x),
+                Layer::Conv(c) => c.forward(x, layout),
+                Layer::MaxPool => mixed::max_pool_3x3_s2(x, layout),
+                Layer::Mixed(m) => m.forward(x, layout),
             };
             if wanted.contains(&e) {
-                maps.push((e, x.clone()));
+                maps.push((e, layout.to_nchw(x.clone())));
             }
         }
-        EndPoints { maps, last: x }
+        EndPoints {
+            maps,
+            last: layout.to_nchw(x),
+        }
     }
 
     /// The head on the last block's output `[B, C, H, W]`: logits `[B, num_classes]`
