@@ -103,11 +103,14 @@ struct Args {
     offline: bool,
 }
 
-/// Freed activation buffers are reused (see `program::CachingAllocator`).
+/// Freed activation buffers are reused (see `program::CachingAllocator`); a training step
+/// makes all of them again.
 #[global_allocator]
-static ALLOC: program::CachingAllocator = program::CachingAllocator::new();
+static ALLOC: program::CachingAllocator =
+    program::CachingAllocator::with_cap(program::CachingAllocator::TRAINING_CAP);
 
 fn main() -> std::process::ExitCode {
+    program::retain_heap();
     program::main(|| run(Args::parse()))
 }
 

@@ -3,7 +3,7 @@
 //! success; on failure one paragraph on stderr naming the file or URL and the problem, and a
 //! non-zero exit) and the `--engine` choice. No Burn.
 
-pub use cpu_kernels::CachingAllocator;
+pub use cpu_kernels::{retain_heap, CachingAllocator};
 use std::path::Path;
 use std::process::ExitCode;
 

@@ -8,7 +8,8 @@
 use crate::{io, FinetuneError};
 use burn::module::{Module, ModuleMapper, Param};
 use burn::tensor::{Device, Gradients, Tensor, TensorData};
-use std::collections::{BTreeSet, HashMap};
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 pub struct KerasAdam {
@@ -17,7 +18,7 @@ pub struct KerasAdam {
     pub beta_2: f32,
     pub epsilon: f32,
     pub iterations: u32,
-    slots: HashMap<String, (Tensor<1>, Tensor<1>)>,
+    slots: HashMap<String, Moments>,
 }
 
 impl KerasAdam {
@@ -55,19 +56,44 @@ impl KerasAdam {
             let n = shape.num_elements();
             let tracked = t.is_require_grad();
             let inner = t.inner();
-            let g: Tensor<1> = g.reshape([n]);
-            let (m, v) = match self.slots.remove(key) {
-                Some(s) => s,
-                None => (
-                    Tensor::zeros([n], &g.device()),
-                    Tensor::zeros([n], &g.device()),
-                ),
+            let slot = self.slots.remove(key);
+            let new = if cpu_train::runs_on_flex(&inner.clone().into_dispatch()) {
+                // On the CPU: one parallel pass over the parameter, its gradient and its
+                // moments (kept on the host), each element's operations in Keras' order.
+                let (mut m, mut v) = match slot {
+                    Some(s) => s.into_host(),
+                    None => (vec![0f32; n], vec![0f32; n]),
+                };
+                let device = inner.device();
+                let mut p = host_values(inner.reshape([n]));
+                // A convolution's gradient is a permuted view: gathered in parallel, not
+                // made contiguous by `reshape` on one thread.
+                let g = cpu_train::host_values(&g.clone().into_dispatch())
+                    .unwrap_or_else(|| host_values(g.reshape([n])));
+                cpu_kernels::optim::keras_adam_step(
+                    &mut p,
+                    &g,
+                    &mut m,
+                    &mut v,
+                    (b1, b2, eps, alpha),
+                );
+                self.slots.insert(key.to_string(), Moments::Host(m, v));
+                Tensor::from_data(TensorData::new(p, shape.clone()), &device)
+            } else {
+                let (m, v) = match slot {
+                    Some(s) => s.into_device(&g.device()),
+                    None => (
+                        Tensor::zeros([n], &g.device()),
+                        Tensor::zeros([n], &g.device()),
+                    ),
+                };
+                let g: Tensor<1> = g.reshape([n]);
+                let m = m.clone() + (g.clone() - m) * (1.0 - b1);
+                let v = v.clone() + (g.clone() * g - v) * (1.0 - b2);
+                let delta = (m.clone() * alpha) / (v.clone().sqrt() + eps);
+                self.slots.insert(key.to_string(), Moments::Device(m, v));
+                inner - delta.reshape(shape)
             };
-            let m = m.clone() + (g.clone() - m) * (1.0 - b1);
-            let v = v.clone() + (g.clone() * g - v) * (1.0 - b2);
-            let delta = (m.clone() * alpha) / (v.clone().sqrt() + eps);
-            self.slots.insert(key.to_string(), (m, v));
-            let new = inner - delta.reshape(shape);
             let new = Tensor::from_inner(new);
             if tracked {
                 new.require_grad()
@@ -93,14 +119,9 @@ impl KerasAdam {
     /// float32; the step count in its metadata), through a temporary file renamed onto `path`.
     pub fn save(&self, path: &Path) -> Result<(), FinetuneError> {
         let mut tensors: Vec<(String, Vec<u8>, usize)> = Vec::new();
-        for (key, (m, v)) in &self.slots {
-            for (prefix, t) in [("m", m), ("v", v)] {
-                let values = t
-                    .clone()
-                    .into_data()
-                    .convert::<f32>()
-                    .try_into_vec::<f32>()
-                    .map_err(|e| FinetuneError::Options(format!("optimizer state: {e:?}")))?;
+        for (key, moments) in &self.slots {
+            let (m, v) = moments.to_host();
+            for (prefix, values) in [("m", m), ("v", v)] {
                 let n = values.len();
                 let bytes = values.iter().flat_map(|x| x.to_le_bytes()).collect();
                 tensors.push((format!("{prefix}/{key}"), bytes, n));
@@ -135,11 +156,12 @@ impl KerasAdam {
 
     /// Reads what [`KerasAdam::save`] wrote (learning rate and constants from `self`),
     /// moments onto `device`. Every moment must belong to one of `params` (the ids of the
-    /// model's parameters) and come with its pair; anything else is an error naming the file.
+    /// model's parameters with their numbers of values, [`param_ids`]), hold as many values
+    /// and come with its pair; anything else is an error naming the file.
     pub fn load(
         mut self,
         path: &Path,
-        params: &BTreeSet<String>,
+        params: &BTreeMap<String, usize>,
         device: &Device,
     ) -> Result<Self, FinetuneError> {
         let bad = |msg: String| FinetuneError::Checkpoint {
@@ -168,13 +190,19 @@ impl KerasAdam {
                 Some(("v", k)) => (1, k),
                 _ => return Err(bad(format!("unexpected tensor `{name}`"))),
             };
-            if !params.contains(key) {
+            let Some(&size) = params.get(key) else {
                 return Err(bad(format!(
                     "`{name}` belongs to no parameter of the model (a checkpoint of another model?)"
                 )));
-            }
+            };
             if t.dtype() != safetensors::Dtype::F32 || t.shape().len() != 1 {
                 return Err(bad(format!("`{name}` is not a float32 vector")));
+            }
+            if t.shape()[0] != size {
+                return Err(bad(format!(
+                    "`{name}` holds {} values, its parameter {size} (a checkpoint of another model?)",
+                    t.shape()[0]
+                )));
             }
             let values: Vec<f32> = t
                 .data()
@@ -189,7 +217,7 @@ impl KerasAdam {
         for (key, [m, v]) in halves {
             match (m, v) {
                 (Some(m), Some(v)) if m.dims() == v.dims() => {
-                    self.slots.insert(key, (m, v));
+                    self.slots.insert(key, Moments::Device(m, v));
                 }
                 _ => return Err(bad(format!("the moments of `{key}` are incomplete"))),
             }
@@ -222,15 +250,64 @@ impl ModuleMapper for AdamMapper<'_> {
     }
 }
 
-/// The ids of every parameter of `module` (the keys of [`KerasAdam::step_module`]'s moments).
-pub fn param_ids<M: Module>(module: &M) -> BTreeSet<String> {
-    struct Ids(BTreeSet<String>);
+/// The ids of every parameter of `module` (the keys of [`KerasAdam::step_module`]'s moments),
+/// each with its number of values.
+pub fn param_ids<M: Module>(module: &M) -> BTreeMap<String, usize> {
+    struct Ids(BTreeMap<String, usize>);
     impl burn::module::ModuleVisitor for Ids {
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            self.0.insert(param.id.to_string());
+            self.0
+                .insert(param.id.to_string(), param.shape().num_elements());
         }
     }
-    let mut ids = Ids(BTreeSet::new());
+    let mut ids = Ids(BTreeMap::new());
     module.visit(&mut ids);
     ids.0
+}
+
+/// Adam's moments of one parameter: on the host for parameters on flex (updated by
+/// [`cpu_kernels::optim::keras_adam_step`]), else tensors on the parameter's device.
+enum Moments {
+    Host(Vec<f32>, Vec<f32>),
+    Device(Tensor<1>, Tensor<1>),
+}
+
+impl Moments {
+    fn into_host(self) -> (Vec<f32>, Vec<f32>) {
+        match self {
+            Moments::Host(m, v) => (m, v),
+            Moments::Device(m, v) => (host_values(m), host_values(v)),
+        }
+    }
+
+    fn into_device(self, device: &Device) -> (Tensor<1>, Tensor<1>) {
+        match self {
+            Moments::Device(m, v) => (m, v),
+            Moments::Host(m, v) => {
+                let t = |x: Vec<f32>| {
+                    let n = x.len();
+                    Tensor::from_data(TensorData::new(x, [n]), device)
+                };
+                (t(m), t(v))
+            }
+        }
+    }
+
+    fn to_host(&self) -> (Cow<'_, [f32]>, Cow<'_, [f32]>) {
+        match self {
+            Moments::Host(m, v) => (Cow::Borrowed(m), Cow::Borrowed(v)),
+            Moments::Device(m, v) => (
+                Cow::Owned(host_values(m.clone())),
+                Cow::Owned(host_values(v.clone())),
+            ),
+        }
+    }
+}
+
+/// A float tensor's values, row-major.
+fn host_values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    t.into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .expect("float32 values")
 }

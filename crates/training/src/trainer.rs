@@ -246,12 +246,18 @@ impl Trainer {
         ))
     }
 
-    /// The pixels of items `idx`, `[B, S, S, 3]` row-major.
+    /// The pixels of items `idx`, `[B, S, S, 3]` row-major, the images decoded in parallel
+    /// (the first unreadable one in `idx` order is the error).
     fn load_pixels(&self, data: &ImageFolder, idx: &[usize]) -> Result<Vec<f32>, FinetuneError> {
+        use rayon::prelude::*;
         let s = self.options.image_size;
+        let images = idx
+            .par_iter()
+            .map(|&i| load_image(&data.items[i].0, s))
+            .collect::<Vec<_>>();
         let mut pixels = Vec::with_capacity(idx.len() * s * s * 3);
-        for &i in idx {
-            pixels.extend(load_image(&data.items[i].0, s)?);
+        for image in images {
+            pixels.extend(image?);
         }
         Ok(pixels)
     }

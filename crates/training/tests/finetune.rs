@@ -463,6 +463,7 @@ fn optimizer_state_round_trips_and_foreign_state_is_refused() {
     let path = root.join("optimizer.safetensors");
     opt.save(&path).unwrap();
     let ids = param_ids(&lin);
+    let bias = lin.bias.as_ref().unwrap().id.to_string();
     let inner = Device::flex();
     let mut loaded = KerasAdam::new(0.01).load(&path, &ids, &inner).unwrap();
     assert_eq!(loaded.iterations, 1);
@@ -488,12 +489,16 @@ fn optimizer_state_round_trips_and_foreign_state_is_refused() {
         err.contains("optimizer.safetensors") && err.contains("belongs to no parameter"),
         "{err}"
     );
+    // The error of loading `bytes` as the state of `lin`.
+    let refused = |bytes: &[u8]| {
+        std::fs::write(&path, bytes).unwrap();
+        KerasAdam::new(0.01)
+            .load(&path, &ids, &inner)
+            .unwrap_err()
+            .to_string()
+    };
     let bytes = std::fs::read(&path).unwrap();
-    std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
-    let err = KerasAdam::new(0.01)
-        .load(&path, &ids, &inner)
-        .unwrap_err()
-        .to_string();
+    let err = refused(&bytes[..bytes.len() / 2]);
     assert!(err.contains("optimizer.safetensors"), "{err}");
     let plain = safetensors::serialize(
         vec![(
@@ -504,11 +509,30 @@ fn optimizer_state_round_trips_and_foreign_state_is_refused() {
         None,
     )
     .unwrap();
-    std::fs::write(&path, plain).unwrap();
-    let err = KerasAdam::new(0.01)
-        .load(&path, &ids, &inner)
-        .unwrap_err()
-        .to_string();
+    let err = refused(&plain);
     assert!(err.contains("not a Keras Adam state"), "{err}");
+    // Moments of a parameter of the model, but of another size (the bias has 2 values).
+    let five = [0u8; 20];
+    let wrong = safetensors::serialize(
+        ["m", "v"].map(|p| {
+            (
+                format!("{p}/{bias}"),
+                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![5], &five[..])
+                    .unwrap(),
+            )
+        }),
+        Some(
+            [("optimizer", "keras_adam"), ("iterations", "1")]
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .into_iter()
+                .collect(),
+        ),
+    )
+    .unwrap();
+    let err = refused(&wrong);
+    assert!(
+        err.contains("optimizer.safetensors") && err.contains("holds 5 values, its parameter 2"),
+        "{err}"
+    );
     std::fs::remove_dir_all(&root).ok();
 }

@@ -96,7 +96,13 @@ fn check_loss(mode: &str, step: usize, got: f64, want: f64) -> f64 {
     // rounding-level gradient differences into steps of up to `lr` per element: TensorFlow
     // against itself (oneDNN against Eigen kernels, tools/keras_step_spread.py) differs in
     // those weights by 9.9e-5 of scale with frozen statistics.
+    // The first loss with batch statistics depends on how the moments are summed: on the
+    // Inception-v3 fixture TF's oneDNN and Eigen kernels give 1.456059 and 1.456043
+    // (1.14e-5 apart); tfhub-rs's CPU kernels give 1.456038 (hand-written network and graph
+    // executor alike); Burn's NCHW ops, which this network ran on before, were within 1e-5 of
+    // oneDNN's.
     let tol = match (step, mode) {
+        (1, "batch") => 2e-5,
         (1, _) => 1e-5,
         (_, "frozen") => 5e-5,
         _ => 2e-4,
