@@ -29,7 +29,9 @@ trained on, shuffled):
 Figures are wall-clock on a shared machine: each side runs alternately (Keras, then Rust), and
 the one-minute load average is printed beside each measurement. `--repeat N` alternates N
 timed runs of each side and reports the medians. Keras is timed from `fit`'s start (its
-SavedModel load and model building are left out); tfhub-rs as its whole process.
+SavedModel load and model building are left out); tfhub-rs as its whole process. Keras (and the
+image writing and decoding, which use TensorFlow) run in child processes, so that no TensorFlow
+thread pool lives beside the Rust runs.
 """
 
 import argparse
@@ -37,6 +39,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 
@@ -102,6 +105,31 @@ def keras_run(model_dir, x, y, classes, batch, epochs, trainable):
             "accuracy": hist.history["accuracy"]}
 
 
+def child(job, **kw):
+    """Runs `job` ("images" or "keras") in a fresh Python process and returns its JSON result:
+    TensorFlow never lives in this process, so its thread pools cannot take CPU from the Rust
+    runs that follow (in-process, the head-only Rust run took 6.2-6.4 s right after a Keras
+    run against 4.4-4.6 s on its own)."""
+    r = subprocess.run([sys.executable, os.path.abspath(__file__), "--child", json.dumps({"job": job, **kw})],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        raise SystemExit(f"{job} child failed:\n{r.stderr[-3000:]}")
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def run_child(spec):
+    job = spec.pop("job")
+    if job == "images":
+        make_images(spec["data"], spec["classes"], spec["per_class"], spec["size"])
+        out = {}
+    else:
+        x, y = load_images(spec["data"], spec["size"])
+        out = keras_run(spec["model"], x, y, spec["classes"], spec["batch"], spec["epochs"],
+                        spec["trainable"])
+        out["images"] = int(len(y))
+    print(json.dumps(out))
+
+
 def rust_run(binary, model_dir, data, size, batch, epochs, whole, cache):
     out = tempfile.mkdtemp(prefix="bench-finetune-")
     shutil.rmtree(out)
@@ -124,6 +152,8 @@ def rust_run(binary, model_dir, data, size, batch, epochs, whole, cache):
 
 
 def main():
+    if len(sys.argv) == 3 and sys.argv[1] == "--child":
+        return run_child(json.loads(sys.argv[2]))
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--finetune", required=True, help="release build of the finetune program")
     ap.add_argument("--model", default=os.path.join(ROOT, "tools/out/tfgraph/mobilenet_v2_fv_small/saved_model"))
@@ -141,9 +171,8 @@ def main():
         raise SystemExit(f"{a.model}: no SavedModel; run tools/make_tfgraph_fixtures.py --full "
                          "--only mobilenet_v2_fv_small first")
     data = tempfile.mkdtemp(prefix="bench-finetune-data-")
-    make_images(data, a.classes, a.per_class, a.size)
-    x, y = load_images(data, a.size)
-    n = len(y)
+    child("images", data=data, classes=a.classes, per_class=a.per_class, size=a.size)
+    n = a.classes * a.per_class
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
     print(f"machine: {cpu}, {os.cpu_count()} logical CPUs; {n} images {a.size}x{a.size}, "
           f"{a.classes} classes, batch {a.batch}, {a.epochs} epochs")
@@ -163,7 +192,8 @@ def main():
         ks, rs = [], []
         for _ in range(a.repeat):
             load = os.getloadavg()[0]
-            k = keras_run(a.model, x, y, a.classes, a.batch, a.epochs, trainable=whole)
+            k = child("keras", data=data, size=a.size, model=a.model, classes=a.classes,
+                      batch=a.batch, epochs=a.epochs, trainable=whole)
             k["load"] = load
             load = os.getloadavg()[0]
             r = rust_run(a.finetune, a.model, data, a.size, a.batch, a.epochs, whole, cache)
