@@ -1,6 +1,7 @@
 """Fine-tuning speed side by side (issue 13, "Benchmarks"): `finetune --model <graph SavedModel>`
 against tf_keras + `hub.KerasLayer` on the same SavedModel, the same images, in one run.
 
+Set-up: `tools/setup-python.sh --bench` (tensorflow-hub for the Keras side).
 Usage:
     tools/.venv/bin/python tools/bench_finetune.py --finetune BIN [--model DIR] [--classes 10]
         [--per-class 6] [--size 224] [--batch 12] [--epochs 3] [--modes head,whole]

@@ -44,6 +44,12 @@ pub struct TrainConv {
 const MAX_CHUNK_ROWS: usize = 256;
 /// Floats of gathered input-gradient columns computed before they are scattered.
 const COLUMN_BUDGET: usize = 16 << 20;
+/// A 3x3 stride-1 convolution of a training step (forward, or the flipped one of the input
+/// gradient) runs by Winograd F(2x2, 3x3) when `cin * cout` is at most this: 2.25x fewer
+/// multiplies, and its 16 transformed weight matrices (here at most 2 MiB) stay in the
+/// cache across the blocks of tiles. Wider ones (Inception's 8x8 Mixed_7 448 -> 384) ran
+/// slower by Winograd than directly (`cargo bench -p cpu-kernels --bench train_conv`).
+const WINOGRAD_MAX_WEIGHTS: usize = 1 << 15;
 
 impl TrainConv {
     /// `(oh, ow)`, or `None` when the padded input is smaller than the filter, a size is
@@ -130,7 +136,18 @@ impl TrainConv {
                 cout: self.cout,
                 act: Act::Identity,
             };
-            Conv2d::new_direct(g, &[seg]).forward(xv).data
+            Self::conv(g, &seg).forward(xv).data
+        }
+    }
+
+    /// A stride-1 or strided convolution of a training step: by Winograd where it pays
+    /// ([`WINOGRAD_MAX_WEIGHTS`]; [`Conv2d::new`] takes 3x3 stride-1 ones only), otherwise
+    /// direct, without building Winograd weights it would not use.
+    fn conv(g: ConvGeometry, seg: &ConvWeights) -> Conv2d {
+        if g.kh == 3 && g.kw == 3 && g.cin * seg.cout <= WINOGRAD_MAX_WEIGHTS {
+            Conv2d::new(g, std::slice::from_ref(seg))
+        } else {
+            Conv2d::new_direct(g, std::slice::from_ref(seg))
         }
     }
 
@@ -176,7 +193,7 @@ impl TrainConv {
                 cout: ci,
                 act: Act::Identity,
             };
-            let conv = Conv2d::new_direct(g, &[seg]);
+            let conv = Self::conv(g, &seg);
             let out = conv.forward(Self::view(dy, self.n, oh, ow, co));
             debug_assert_eq!((out.h, out.w), (self.h, self.w));
             return out.data;
@@ -513,5 +530,32 @@ fn rows_times_matrix(
             .for_each(|i| panels(i * per, ((i + 1) * per).min(count)));
     } else {
         panels(0, count);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Which training convolutions take Winograd (`tests/conv.rs` checks their values).
+    #[test]
+    fn narrow_3x3_stride_1_convolutions_take_winograd() {
+        let conv = |cin: usize, cout: usize, k: usize, s: usize| {
+            let g = ConvGeometry::new(k, k, cin).strides([s, s]);
+            let w = vec![0.5f32; k * k * cin * cout];
+            let seg = ConvWeights {
+                hwio: &w,
+                bias: None,
+                cout,
+                act: Act::Identity,
+            };
+            TrainConv::conv(g, &seg).uses_winograd(2, 16, 17)
+        };
+        assert!(conv(24, 40, 3, 1));
+        assert!(conv(16, 20, 3, 1));
+        // Inception's Mixed_7 3x3 (448 -> 384): direct.
+        assert!(!conv(448, 384, 3, 1));
+        assert!(!conv(24, 40, 3, 2));
+        assert!(!conv(24, 40, 1, 1));
     }
 }
