@@ -14,6 +14,7 @@
 use crate::conv::{Conv2d, ConvGeometry, ConvWeights, Padding, SendPtr};
 use crate::depthwise::{DepthwiseConv2d, DepthwiseGeometry};
 use crate::microkernel::{self, Act, Isa};
+use crate::ops::zeroed;
 use crate::ordered::{ordered_accumulate, ordered_sum, SUM_GROUPS};
 use crate::tensor::View;
 use rayon::prelude::*;
@@ -160,7 +161,7 @@ impl TrainConv {
             return vec![0f32; len];
         }
         if self.depthwise {
-            let mut dx = vec![0f32; len];
+            let mut dx = zeroed(len);
             self.depthwise_grad_input(dy, filter, &mut dx, (oh, ow));
             return dx;
         }
@@ -169,7 +170,7 @@ impl TrainConv {
         if self.stride == [1, 1] && t < kh && b < kh && l < kw && r < kw {
             // dx = conv(dy, flipped filter with cin and cout swapped), padded by k-1-p.
             let (ci, co) = (self.cin, self.cout);
-            let mut flipped = vec![0f32; filter.len()];
+            let mut flipped = zeroed(filter.len());
             for a in 0..kh {
                 for c in 0..kw {
                     let src = &filter[((kh - 1 - a) * kw + (kw - 1 - c)) * ci * co..][..ci * co];
@@ -199,9 +200,9 @@ impl TrainConv {
             return out.data;
         }
         // Columns dY W^T ([pixels, kh*kw*cin], a 1x1 convolution), scattered onto the input.
-        let mut dx = vec![0f32; len];
+        let mut dx = zeroed(len);
         let k = kh * kw * self.cin;
-        let mut wt = vec![0f32; filter.len()];
+        let mut wt = zeroed(filter.len());
         transpose_into(filter, k, self.cout, &mut wt);
         let seg = ConvWeights {
             hwio: &wt,
@@ -307,7 +308,7 @@ impl TrainConv {
                 parallel,
             );
         });
-        let mut dw = vec![0f32; k * co];
+        let mut dw = zeroed(k * co);
         transpose_into(&sum, co, k, &mut dw);
         dw
     }

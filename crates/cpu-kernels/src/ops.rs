@@ -299,6 +299,27 @@ pub fn channel_affine(src: &[f32], dst: &mut [f32], scale: &[f32], shift: &[f32]
     }
 }
 
+/// `len` zeros, written on the thread pool when there are many: a block the caching
+/// allocator hands back must be cleared, which `vec![0.0; len]` does on the calling thread
+/// alone (the training step's gradients are allocated on its main thread).
+pub(crate) fn zeroed(len: usize) -> Vec<f32> {
+    const PIECE: usize = 1 << 15;
+    if len < 4 * PIECE {
+        return vec![0f32; len];
+    }
+    let mut v = Vec::with_capacity(len);
+    v.spare_capacity_mut()[..len]
+        .par_chunks_mut(PIECE)
+        .for_each(|piece| {
+            for z in piece {
+                z.write(0.0);
+            }
+        });
+    // SAFETY: the pieces cover all `len` elements, each written.
+    unsafe { v.set_len(len) };
+    v
+}
+
 /// The elements of a strided view in row-major order: element `(i0, .., in)` of `shape` at
 /// `src[offset + i0 * strides[0] + .. + in * strides[n]]` (strides in elements, none
 /// negative). Size-1 axes are dropped and axes that step as one are merged first; the

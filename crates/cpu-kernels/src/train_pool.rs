@@ -78,7 +78,7 @@ impl TrainPool {
         let (oh, ow) = self.hw();
         let c = self.c;
         assert_eq!(x.len(), self.n * self.h * self.w * c, "input size");
-        let mut y = vec![0f32; self.n * oh * ow * c];
+        let mut y = crate::ops::zeroed(self.n * oh * ow * c);
         if c == 0 {
             return y;
         }
@@ -129,7 +129,7 @@ impl TrainPool {
         let image = self.h * self.w * c;
         assert_eq!(dy.len(), self.n * oh * ow * c, "output gradient size");
         assert!(!self.max || x.len() == self.n * image, "input size");
-        let mut dx = vec![0f32; self.n * image];
+        let mut dx = crate::ops::zeroed(self.n * image);
         if c == 0 {
             return dx;
         }
