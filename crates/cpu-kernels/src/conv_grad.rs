@@ -15,7 +15,7 @@ use crate::conv::{Conv2d, ConvGeometry, ConvWeights, Padding, SendPtr};
 use crate::depthwise::{DepthwiseConv2d, DepthwiseGeometry};
 use crate::microkernel::{self, Act, Isa};
 use crate::ops::zeroed;
-use crate::ordered::{ordered_accumulate, ordered_sum, SUM_GROUPS};
+use crate::ordered::{accumulate_groups, ordered_accumulate, ordered_sum, SUM_GROUPS};
 use crate::tensor::View;
 use rayon::prelude::*;
 
@@ -278,10 +278,10 @@ impl TrainConv {
         // Chunks as long as the rounding allows: each chunk's product is written out and
         // added to the running sum, so short chunks over wide filters (late layers: few
         // pixels, thousands of filter rows) cost more in memory traffic than in FLOPs. Few
-        // chunks run their panels in parallel instead.
+        // groups of chunks (ordered_accumulate) run their panels in parallel instead.
         let chunk = MAX_CHUNK_ROWS.min(rows);
         let chunks = rows.div_ceil(chunk);
-        let parallel = chunks < 2 * rayon::current_num_threads();
+        let parallel = accumulate_groups(chunks) < 2 * rayon::current_num_threads();
         let direct =
             self.kh == 1 && self.kw == 1 && self.stride == [1, 1] && self.pads == [0, 0, 0, 0];
         let isa = Isa::detect();

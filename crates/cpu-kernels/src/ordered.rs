@@ -14,7 +14,7 @@ pub(crate) fn ordered_sum<T: Copy + AddAssign + Send + Sync>(
     chunks: usize,
     part: impl Fn(usize) -> Vec<T> + Sync,
 ) -> Vec<T> {
-    in_groups(chunks, |group| {
+    in_groups(chunks, 1, |group| {
         group.map(&part).reduce(add).expect("a group holds a chunk")
     })
     .expect("at least one chunk")
@@ -22,15 +22,17 @@ pub(crate) fn ordered_sum<T: Copy + AddAssign + Send + Sync>(
 
 /// [`ordered_sum`] for chunks that add their part into a running sum themselves:
 /// `part(i, acc, first)` adds chunk `i`'s part to `acc` (`len` elements; when `first`,
-/// `acc` holds zeros and the part may simply be written). The same groups and the same
-/// order of additions as [`ordered_sum`], so the same result bit for bit, without a vector
-/// per chunk.
+/// `acc` holds zeros and the part may simply be written), without a vector per chunk. The
+/// groups hold at least [`ACCUMULATE_PER_GROUP`] chunks each (as many as
+/// [`accumulate_groups`] says): each group's running sum is a vector as long as a filter,
+/// zeroed, written and added once more at the end, which cost as much memory traffic as the
+/// products when a wide filter's few chunks each had their own group.
 pub(crate) fn ordered_accumulate<T: Copy + AddAssign + Send + Sync + Default>(
     chunks: usize,
     len: usize,
     part: impl Fn(usize, &mut [T], bool) + Sync,
 ) -> Vec<T> {
-    in_groups(chunks, |group| {
+    in_groups(chunks, ACCUMULATE_PER_GROUP, |group| {
         let mut acc = vec![T::default(); len];
         for (j, i) in group.enumerate() {
             part(i, &mut acc, j == 0);
@@ -48,13 +50,28 @@ fn add<T: Copy + AddAssign>(mut a: Vec<T>, b: Vec<T>) -> Vec<T> {
     a
 }
 
-/// The chunks `0..chunks` in up to [`SUM_GROUPS`] consecutive groups, each group's sum by
+/// Chunks per group: as few as fill at most [`SUM_GROUPS`] groups, at least `min`.
+fn per_group(chunks: usize, min: usize) -> usize {
+    chunks.div_ceil(SUM_GROUPS).max(min).max(1)
+}
+
+/// Least chunks per group of [`ordered_accumulate`].
+pub(crate) const ACCUMULATE_PER_GROUP: usize = 4;
+
+/// The groups [`ordered_accumulate`] runs `chunks` in (side by side on the thread pool).
+pub(crate) fn accumulate_groups(chunks: usize) -> usize {
+    chunks.div_ceil(per_group(chunks, ACCUMULATE_PER_GROUP))
+}
+
+/// The chunks `0..chunks` in up to [`SUM_GROUPS`] consecutive groups of at least
+/// `min_per_group` (but the last), each group's sum by
 /// `group_sum` on one thread, then the groups' sums added in order (`None` without chunks).
 fn in_groups<T: Copy + AddAssign + Send + Sync>(
     chunks: usize,
+    min_per_group: usize,
     group_sum: impl Fn(std::ops::Range<usize>) -> Vec<T> + Sync,
 ) -> Option<Vec<T>> {
-    let per_group = chunks.div_ceil(SUM_GROUPS).max(1);
+    let per_group = per_group(chunks, min_per_group);
     let mut sums: Vec<Vec<T>> = (0..chunks.div_ceil(per_group))
         .into_par_iter()
         .map(|g| group_sum(g * per_group..((g + 1) * per_group).min(chunks)))
@@ -111,8 +128,8 @@ mod tests {
     }
 
     /// The groups as the documentation says, summed one element at a time on one thread.
-    fn expected(chunks: usize, len: usize) -> Vec<f32> {
-        let per_group = chunks.div_ceil(SUM_GROUPS).max(1);
+    fn expected(chunks: usize, len: usize, min_per_group: usize) -> Vec<f32> {
+        let per_group = chunks.div_ceil(SUM_GROUPS).max(min_per_group);
         let groups: Vec<Vec<f32>> = (0..chunks)
             .step_by(per_group)
             .map(|g0| {
@@ -130,7 +147,7 @@ mod tests {
         // Small (the groups' sum on the calling thread) and large (over pieces in parallel,
         // the last one partial), fewer chunks than groups and more.
         for (chunks, len) in [(3, 10), (40, 5000), (5, 20_000), (37, 3 * PIECE + 5)] {
-            let want = expected(chunks, len);
+            let want = expected(chunks, len, 1);
             let got = ordered_sum(chunks, |i| part(i, len));
             assert!(
                 got.iter()
@@ -143,6 +160,7 @@ mod tests {
                     *a = if first { v } else { *a + v };
                 }
             });
+            let want = expected(chunks, len, ACCUMULATE_PER_GROUP);
             assert!(
                 acc.iter()
                     .zip(&want)
