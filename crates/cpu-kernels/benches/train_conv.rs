@@ -3,8 +3,10 @@
 //! layers the whole-network fine-tuning benchmark spends its time in. Run:
 //! `cargo bench -p cpu-kernels --bench train_conv [-- --batch N] [--only <label part>]`.
 //! GFLOP/s counts 2 flops per multiply-add of each pass; times are the best of 3 calls.
+//! Then Inception's pools (`TrainPool`: forward and input gradient, GB/s of input and
+//! output read and written once).
 
-use cpu_kernels::TrainConv;
+use cpu_kernels::{TrainConv, TrainPool};
 use std::time::Instant;
 
 #[global_allocator]
@@ -104,5 +106,71 @@ fn main() {
         totals[0] * 1e3,
         totals[1] * 1e3,
         totals[2] * 1e3
+    );
+    pools(n, only.as_deref());
+}
+
+/// Inception-v3's pools at 299x299: (label, side, channels, max, stride, pad).
+fn pools(n: usize, only: Option<&str>) {
+    let cases: [(&str, usize, usize, bool, usize, usize); 6] = [
+        ("MaxPool_3a 3x3/2", 147, 64, true, 2, 0),
+        ("MaxPool_5a 3x3/2", 71, 192, true, 2, 0),
+        ("5d avg 3x3 SAME", 35, 288, false, 1, 1),
+        ("6a max 3x3/2", 35, 288, true, 2, 0),
+        ("6e avg 3x3 SAME", 17, 768, false, 1, 1),
+        ("7c avg 3x3 SAME", 8, 2048, false, 1, 1),
+    ];
+    println!(
+        "{:<18} {:>9} {:>9}  (GB/s: forward, input grad)",
+        "pool", "fwd", "dx"
+    );
+    let mut totals = [0f64; 2];
+    for (label, side, c, max, s, pad) in cases {
+        if only.is_some_and(|o| !label.contains(o)) {
+            continue;
+        }
+        let t = TrainPool {
+            n,
+            h: side,
+            w: side,
+            c,
+            kh: 3,
+            kw: 3,
+            stride: [s, s],
+            pads: [pad; 4],
+            max,
+        };
+        let (oh, ow) = t.output_hw().unwrap();
+        // Pseudo-random values, half of them zeros as after a ReLU (a periodic pattern made
+        // the max pool's comparisons predictable, as real activations do not).
+        let x: Vec<f32> = (0..n * side * side * c)
+            .map(|i| {
+                let h = (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40;
+                (h as f32 / (1u64 << 24) as f32 - 0.5).max(0.0)
+            })
+            .collect();
+        let dy: Vec<f32> = (0..n * oh * ow * c)
+            .map(|i| ((i % 83) as f32 - 41.0) / 83.0)
+            .collect();
+        let bytes = 4.0 * (x.len() + dy.len()) as f64;
+        let times = [
+            best(|| drop(std::hint::black_box(t.forward(&x)))),
+            best(|| drop(std::hint::black_box(t.grad_input(&x, &dy)))),
+        ];
+        for (tot, tm) in totals.iter_mut().zip(times) {
+            *tot += tm;
+        }
+        println!(
+            "{label:<18} {:>9.1} {:>9.1}  ({:.1} / {:.1} ms)",
+            bytes / times[0] / 1e9,
+            bytes / times[1] / 1e9,
+            times[0] * 1e3,
+            times[1] * 1e3
+        );
+    }
+    println!(
+        "total ms: forward {:.1}, input grad {:.1}",
+        totals[0] * 1e3,
+        totals[1] * 1e3
     );
 }

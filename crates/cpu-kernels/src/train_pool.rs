@@ -10,6 +10,7 @@
 //! repeats bit for bit.
 
 use rayon::prelude::*;
+use std::mem::MaybeUninit;
 
 /// One pooling layer of a training graph: input `[n, h, w, c]`, window `kh x kw`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -78,46 +79,59 @@ impl TrainPool {
         let (oh, ow) = self.hw();
         let c = self.c;
         assert_eq!(x.len(), self.n * self.h * self.w * c, "input size");
-        let mut y = crate::ops::zeroed(self.n * oh * ow * c);
+        let len = self.n * oh * ow * c;
         if c == 0 {
-            return y;
+            return vec![0f32; len];
         }
         let image = self.h * self.w * c;
-        y.par_chunks_mut(ow * c).enumerate().for_each(|(r, row)| {
-            let (b, oy) = (r / oh, r % oh);
-            let x = &x[b * image..][..image];
-            let (y0, y1) = Self::span(oy, self.stride[0], self.kh, self.pads[0], self.h);
-            for (ox, o) in row.chunks_exact_mut(c).enumerate() {
-                let (x0, x1) = Self::span(ox, self.stride[1], self.kw, self.pads[2], self.w);
-                let mut first = true;
-                for iy in y0..y1 {
-                    for ix in x0..x1 {
-                        let p = &x[(iy * self.w + ix) * c..][..c];
-                        if first {
-                            o.copy_from_slice(p);
-                            first = false;
-                        } else if self.max {
-                            for (o, &v) in o.iter_mut().zip(p) {
-                                // NaN propagates, as TF's max pool does.
-                                if v > *o || v.is_nan() {
-                                    *o = v;
+        // Every output is written once (each window holds a real cell), not zeroed first.
+        let mut y: Vec<f32> = Vec::with_capacity(len);
+        y.spare_capacity_mut()[..len]
+            .par_chunks_mut(ow * c)
+            .enumerate()
+            .for_each(|(r, row)| {
+                let (b, oy) = (r / oh, r % oh);
+                let x = &x[b * image..][..image];
+                let (y0, y1) = Self::span(oy, self.stride[0], self.kh, self.pads[0], self.h);
+                let mut o = vec![0f32; c];
+                let o = &mut o[..];
+                for (ox, out) in row.chunks_exact_mut(c).enumerate() {
+                    let (x0, x1) = Self::span(ox, self.stride[1], self.kw, self.pads[2], self.w);
+                    let mut first = true;
+                    for iy in y0..y1 {
+                        for ix in x0..x1 {
+                            let p = &x[(iy * self.w + ix) * c..][..c];
+                            if first {
+                                o.copy_from_slice(p);
+                                first = false;
+                            } else if self.max {
+                                for (o, &v) in o.iter_mut().zip(p) {
+                                    // NaN propagates, as TF's max pool does. Without branches
+                                    // (vectorised): on activations, half of them zeros, the
+                                    // comparisons are unpredictable.
+                                    let take = (v > *o) | v.is_nan();
+                                    *o = if take { v } else { *o };
                                 }
-                            }
-                        } else {
-                            for (o, &v) in o.iter_mut().zip(p) {
-                                *o += v;
+                            } else {
+                                for (o, &v) in o.iter_mut().zip(p) {
+                                    *o += v;
+                                }
                             }
                         }
                     }
+                    if !self.max {
+                        // TF's average pool divides the sum (its gradient multiplies by the
+                        // reciprocal).
+                        let count = ((y1 - y0) * (x1 - x0)) as f32;
+                        o.iter_mut().for_each(|v| *v /= count);
+                    }
+                    for (out, &v) in out.iter_mut().zip(o.iter()) {
+                        out.write(v);
+                    }
                 }
-                if !self.max {
-                    // TF's average pool divides the sum (its gradient multiplies by the
-                    // reciprocal).
-                    let count = ((y1 - y0) * (x1 - x0)) as f32;
-                    o.iter_mut().for_each(|v| *v /= count);
-                }
-            }
-        });
+            });
+        // SAFETY: the rows cover all `len` outputs, each written above.
+        unsafe { y.set_len(len) };
         y
     }
 
@@ -129,42 +143,95 @@ impl TrainPool {
         let image = self.h * self.w * c;
         assert_eq!(dy.len(), self.n * oh * ow * c, "output gradient size");
         assert!(!self.max || x.len() == self.n * image, "input size");
-        let mut dx = crate::ops::zeroed(self.n * image);
+        let len = self.n * image;
         if c == 0 {
-            return dx;
+            return vec![0f32; len];
         }
-        dx.par_chunks_mut(image).enumerate().for_each(|(b, dx)| {
+        // Each image's rows are zeroed just before the first window reaching them (no pass
+        // over the whole gradient first: the rows are still in the cache when the windows
+        // add to them).
+        let mut dx: Vec<f32> = Vec::with_capacity(len);
+        let row = self.w * c;
+        dx.spare_capacity_mut()[..len]
+            .par_chunks_mut(image)
+            .enumerate()
+            .for_each(|(b, rows)| {
+                let mut ready = 0;
+                let mut zero_to = |rows: &mut [MaybeUninit<f32>], to: usize| -> usize {
+                    for v in &mut rows[ready * row..to * row] {
+                        v.write(0.0);
+                    }
+                    ready = ready.max(to);
+                    ready
+                };
+                self.image_grad(b, x, dy, (oh, ow), |y1| {
+                    let done = zero_to(rows, y1);
+                    // SAFETY: rows `0..done` were written above.
+                    unsafe {
+                        &mut *(&mut rows[..done * row] as *mut [MaybeUninit<f32>] as *mut [f32])
+                    }
+                });
+                zero_to(rows, self.h);
+            });
+        // SAFETY: every image's rows `0..h` were written (zeroed, then added to).
+        unsafe { dx.set_len(len) };
+        dx
+    }
+
+    /// Adds image `b`'s gradient onto its input rows: `rows(y1)` gives the image's gradient
+    /// rows `0..y1`, zeroed the first time they are reached.
+    fn image_grad<'a>(
+        &self,
+        b: usize,
+        x: &[f32],
+        dy: &[f32],
+        (oh, ow): (usize, usize),
+        mut rows: impl FnMut(usize) -> &'a mut [f32],
+    ) {
+        let c = self.c;
+        let image = self.h * self.w * c;
+        {
             let dy = &dy[b * oh * ow * c..][..oh * ow * c];
             let x = if self.max {
                 &x[b * image..][..image]
             } else {
                 &[][..]
             };
-            let mut best = vec![0usize; if self.max { c } else { 0 }];
+            // Per channel: the window's maximum so far and the cell holding it (its index
+            // in `cells`, the window's cells in row-major order).
+            let mut best = vec![0u32; if self.max { c } else { 0 }];
             let mut top = vec![0f32; best.len()];
+            let mut cells = Vec::with_capacity(self.kh * self.kw);
             for oy in 0..oh {
                 let (y0, y1) = Self::span(oy, self.stride[0], self.kh, self.pads[0], self.h);
+                let dx = rows(y1);
                 for ox in 0..ow {
                     let (x0, x1) = Self::span(ox, self.stride[1], self.kw, self.pads[2], self.w);
                     let g = &dy[(oy * ow + ox) * c..][..c];
                     if self.max {
-                        let mut first = true;
-                        for iy in y0..y1 {
-                            for ix in x0..x1 {
-                                let at = (iy * self.w + ix) * c;
-                                let p = &x[at..][..c];
-                                for ch in 0..c {
-                                    let v = p[ch];
-                                    if first || v > top[ch] || (v.is_nan() && !top[ch].is_nan()) {
-                                        top[ch] = v;
-                                        best[ch] = at + ch;
-                                    }
-                                }
-                                first = false;
+                        cells.clear();
+                        cells.extend(
+                            (y0..y1).flat_map(|iy| (x0..x1).map(move |ix| (iy * self.w + ix) * c)),
+                        );
+                        // The first maximum (a later cell takes over only when greater, or
+                        // when it is NaN and the maximum so far is not), without branches.
+                        top.copy_from_slice(&x[cells[0]..][..c]);
+                        best.fill(0);
+                        for (t, &at) in cells.iter().enumerate().skip(1) {
+                            let p = &x[at..][..c];
+                            for ((top, best), &v) in top.iter_mut().zip(&mut best).zip(p) {
+                                let take = (v > *top) | (v.is_nan() & !top.is_nan());
+                                *top = if take { v } else { *top };
+                                *best = if take { t as u32 } else { *best };
                             }
                         }
-                        for (&i, &g) in best.iter().zip(g) {
-                            dx[i] += g;
+                        // Each cell gets the gradient of the channels it holds the maximum
+                        // of (adding zero leaves the others exactly as they are).
+                        for (t, &at) in cells.iter().enumerate() {
+                            let d = &mut dx[at..][..c];
+                            for ((d, &b), &g) in d.iter_mut().zip(&best).zip(g) {
+                                *d += if b == t as u32 { g } else { 0.0 };
+                            }
                         }
                     } else {
                         let inv = 1.0 / ((y1 - y0) * (x1 - x0)) as f32;
@@ -179,7 +246,43 @@ impl TrainPool {
                     }
                 }
             }
-        });
-        dx
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// TensorFlow's max pool propagates NaN, and its gradient goes to the first NaN of the
+    /// window (the first maximum otherwise).
+    #[test]
+    fn max_pool_propagates_nan_and_its_gradient_reaches_the_first_nan() {
+        let t = TrainPool {
+            n: 1,
+            h: 2,
+            w: 2,
+            c: 2,
+            kh: 2,
+            kw: 2,
+            stride: [1, 1],
+            pads: [0; 4],
+            max: true,
+        };
+        let nan = f32::NAN;
+        // Pixels (row-major) of two channels: channel 0 reads 1, NaN, 3, NaN; channel 1
+        // reads 0.5, 2, NaN, 1.
+        let x = [1.0, 0.5, nan, 2.0, 3.0, nan, nan, 1.0];
+        let y = t.forward(&x);
+        assert!(y.len() == 2 && y[0].is_nan() && y[1].is_nan(), "{y:?}");
+        let dx = t.grad_input(&x, &[10.0, 20.0]);
+        assert_eq!(dx, [0.0, 0.0, 10.0, 0.0, 0.0, 20.0, 0.0, 0.0]);
+        // Without NaN: the first of equal maxima.
+        let x = [4.0, 1.0, 4.0, 7.0, 2.0, 7.0, 4.0, 0.0];
+        assert_eq!(t.forward(&x), [4.0, 7.0]);
+        assert_eq!(
+            t.grad_input(&x, &[10.0, 20.0]),
+            [10.0, 0.0, 0.0, 20.0, 0.0, 0.0, 0.0, 0.0]
+        );
     }
 }
