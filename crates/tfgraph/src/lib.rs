@@ -480,9 +480,11 @@ impl Model {
             slot_of.insert(i, slot);
         }
         let inference_rewrite = options.cpu_fast_path && !training && fast::applies_to(device);
-        if options.cpu_fast_path && !inference_rewrite {
+        if !inference_rewrite {
             // Batch norms with their activation wherever the inference rewrite does not run
-            // (training traces; inference traces on autodiff or other devices).
+            // (training traces; inference traces on autodiff or other devices), also without
+            // the CPU fast path: `KerasLayer` (and so `finetune`) loads its traces without it
+            // (they take variables), and the fusion computes exactly what the two ops do.
             plan.fuse_batch_norm_activations();
         }
         if inference_rewrite {
