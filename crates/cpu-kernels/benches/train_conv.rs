@@ -22,6 +22,20 @@ fn best(mut f: impl FnMut()) -> f64 {
         .fold(f64::INFINITY, f64::min)
 }
 
+/// One table row: `work / time / 1e9` per pass (GFLOP/s or GB/s), then the times in ms;
+/// the times added to `totals`.
+fn row(label: &str, work: f64, times: &[f64], totals: &mut [f64]) {
+    let rates: Vec<String> = times
+        .iter()
+        .map(|t| format!("{:>9.1}", work / t / 1e9))
+        .collect();
+    let ms: Vec<String> = times.iter().map(|t| format!("{:.1}", t * 1e3)).collect();
+    println!("{label:<18} {}  ({} ms)", rates.join(" "), ms.join(" / "));
+    for (tot, t) in totals.iter_mut().zip(times) {
+        *tot += t;
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let n: usize = args
@@ -88,18 +102,7 @@ fn main() {
             best(|| drop(std::hint::black_box(t.grad_input(&dy, &w)))),
             best(|| drop(std::hint::black_box(t.grad_filter(&x, &dy)))),
         ];
-        for (tot, tm) in totals.iter_mut().zip(times) {
-            *tot += tm;
-        }
-        println!(
-            "{label:<18} {:>9.1} {:>9.1} {:>9.1}  ({:.1} / {:.1} / {:.1} ms)",
-            flops / times[0] / 1e9,
-            flops / times[1] / 1e9,
-            flops / times[2] / 1e9,
-            times[0] * 1e3,
-            times[1] * 1e3,
-            times[2] * 1e3
-        );
+        row(label, flops, &times, &mut totals);
     }
     println!(
         "total ms: forward {:.1}, input grad {:.1}, filter grad {:.1}",
@@ -157,16 +160,7 @@ fn pools(n: usize, only: Option<&str>) {
             best(|| drop(std::hint::black_box(t.forward(&x)))),
             best(|| drop(std::hint::black_box(t.grad_input(&x, &dy)))),
         ];
-        for (tot, tm) in totals.iter_mut().zip(times) {
-            *tot += tm;
-        }
-        println!(
-            "{label:<18} {:>9.1} {:>9.1}  ({:.1} / {:.1} ms)",
-            bytes / times[0] / 1e9,
-            bytes / times[1] / 1e9,
-            times[0] * 1e3,
-            times[1] * 1e3
-        );
+        row(label, bytes, &times, &mut totals);
     }
     println!(
         "total ms: forward {:.1}, input grad {:.1}",
