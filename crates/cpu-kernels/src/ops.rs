@@ -355,7 +355,7 @@ pub fn gather_strided(src: &[f32], offset: usize, shape: &[usize], strides: &[us
             _ => axes.push((d, s)),
         }
     }
-    let mut out = vec![0f32; len];
+    let mut out = zeroed(len);
     if axes.is_empty() {
         out[0] = src[offset];
         return out;
