@@ -270,7 +270,19 @@ fn main() {
         );
         if conv.uses_winograd(n, ho, wo) {
             let d = time(&conv.clone().without_winograd());
-            print!("  (Winograd; direct {:.3} ms)", d * 1e3);
+            let seg = [ConvWeights {
+                hwio: &wts,
+                bias: None,
+                cout,
+                act: Act::Relu,
+            }];
+            let f4 = Conv2d::with_winograd_tile(isa, g, &seg, 4);
+            let t4 = time(&f4);
+            print!(
+                "  (Winograd; direct {:.3} ms, F(4x4) {:.3} ms)",
+                d * 1e3,
+                t4 * 1e3
+            );
         }
         println!();
     }

@@ -202,8 +202,9 @@ pub struct Conv2d {
     /// For convolutions with at most `DOT_OUTS` outputs in one segment: weights
     /// `[DOT_OUTS][k]` and biases for the dot kernels, used instead of the panels.
     dot: Option<(Vec<f32>, Vec<f32>)>,
-    /// For single-segment 3x3 stride-1 convolutions: the Winograd F(2x2, 3x3) weights,
-    /// used when the output has at least `WINOGRAD_MIN_TILES` tiles.
+    /// For single-segment 3x3 stride-1 convolutions: the Winograd F(2x2, 3x3) or F(4x4,
+    /// 3x3) weights, used when the output has at least `WINOGRAD_MIN_PIXELS` pixels' worth
+    /// of tiles.
     winograd: Option<Winograd>,
 }
 
@@ -211,8 +212,12 @@ pub struct Conv2d {
 /// (measured: a clear gain at 3 channels, a loss at 32).
 const PADDED_ROWS_BELOW: usize = 16;
 
-/// Output tiles (2x2) from which a 3x3 stride-1 convolution runs by Winograd.
-const WINOGRAD_MIN_TILES: usize = 64;
+/// Output pixels (counted over whole tiles) from which a 3x3 stride-1 convolution runs
+/// by Winograd: 64 tiles of 2x2.
+const WINOGRAD_MIN_PIXELS: usize = 256;
+
+/// The output tile side of the Winograd form [`Conv2d::new`] builds.
+const WINOGRAD_TILE: usize = 4;
 
 /// Output bytes from which full, line-aligned tile rows are stored non-temporally: far
 /// beyond the caches, a store that misses first reads the line it will overwrite (measured
@@ -304,15 +309,32 @@ impl Conv2d {
     /// weights [`Conv2d::without_winograd`] would build only to drop): for weights used once,
     /// as a training step's are.
     pub fn new_direct(geometry: ConvGeometry, segments: &[ConvWeights]) -> Conv2d {
-        Self::build(Isa::detect(), geometry, segments, false)
+        Self::build(Isa::detect(), geometry, segments, None)
     }
 
     /// Like [`Conv2d::new`] for a given instruction set (must be supported).
     pub fn with_isa(isa: Isa, geometry: ConvGeometry, segments: &[ConvWeights]) -> Conv2d {
-        Self::build(isa, geometry, segments, true)
+        Self::build(isa, geometry, segments, Some(WINOGRAD_TILE))
     }
 
-    fn build(isa: Isa, geometry: ConvGeometry, segments: &[ConvWeights], winograd: bool) -> Conv2d {
+    /// Like [`Conv2d::with_isa`], a 3x3 stride-1 convolution taking Winograd with output
+    /// tiles of `tile x tile` (2 or 4) where it takes Winograd at all.
+    pub fn with_winograd_tile(
+        isa: Isa,
+        geometry: ConvGeometry,
+        segments: &[ConvWeights],
+        tile: usize,
+    ) -> Conv2d {
+        assert!(tile == 2 || tile == 4, "Winograd tiles are 2x2 or 4x4");
+        Self::build(isa, geometry, segments, Some(tile))
+    }
+
+    fn build(
+        isa: Isa,
+        geometry: ConvGeometry,
+        segments: &[ConvWeights],
+        winograd: Option<usize>,
+    ) -> Conv2d {
         assert!(
             isa.is_supported(),
             "{isa:?} kernels are not supported by this CPU"
@@ -373,17 +395,18 @@ impl Conv2d {
             }
             (w, b)
         });
-        let winograd = (winograd
-            && segments.len() == 1
-            && geometry.kh == 3
-            && geometry.kw == 3
-            && geometry.stride == [1, 1]
-            && geometry.cin >= 16
-            && segments[0].cout > DOT_OUTS)
-            .then(|| {
-                let s = &segments[0];
-                Winograd::new(isa, s.hwio, geometry.cin, s.cout, s.bias, s.act)
-            });
+        let winograd = winograd.filter(|_| {
+            segments.len() == 1
+                && geometry.kh == 3
+                && geometry.kw == 3
+                && geometry.stride == [1, 1]
+                && geometry.cin >= 16
+                && segments[0].cout > DOT_OUTS
+        });
+        let winograd = winograd.map(|tile| {
+            let s = &segments[0];
+            Winograd::new(isa, s.hwio, (geometry.cin, s.cout), s.bias, s.act, tile)
+        });
         Conv2d {
             winograd,
             geometry,
@@ -457,7 +480,10 @@ impl Conv2d {
 
     /// Whether an output of `ho x wo` over `n` images is computed by Winograd.
     pub fn uses_winograd(&self, n: usize, ho: usize, wo: usize) -> bool {
-        self.winograd.is_some() && Winograd::tiles(n, ho, wo) >= WINOGRAD_MIN_TILES
+        self.winograd.as_ref().is_some_and(|w| {
+            let m = w.tile();
+            Winograd::tiles(m, n, ho, wo) * m * m >= WINOGRAD_MIN_PIXELS
+        })
     }
 
     pub fn geometry(&self) -> &ConvGeometry {

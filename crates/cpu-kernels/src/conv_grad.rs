@@ -46,7 +46,8 @@ const MAX_CHUNK_ROWS: usize = 256;
 /// Floats of gathered input-gradient columns computed before they are scattered.
 const COLUMN_BUDGET: usize = 16 << 20;
 /// A 3x3 stride-1 convolution of a training step (forward, or the flipped one of the input
-/// gradient) runs by Winograd F(2x2, 3x3) when `cin * cout` is at most this: 2.25x fewer
+/// gradient) runs by Winograd F(2x2, 3x3) (not inference's F(4x4, 3x3): a training step is
+/// checked against Keras' to 1e-5, and F(4x4)'s rounding is about ten times F(2x2)'s) when `cin * cout` is at most this: 2.25x fewer
 /// multiplies, and its 16 transformed weight matrices (here at most 2 MiB) stay in the
 /// cache across the blocks of tiles. Wider ones (Inception's 8x8 Mixed_7 448 -> 384) ran
 /// slower by Winograd than directly (`cargo bench -p cpu-kernels --bench train_conv`).
@@ -146,7 +147,7 @@ impl TrainConv {
     /// direct, without building Winograd weights it would not use.
     fn conv(g: ConvGeometry, seg: &ConvWeights) -> Conv2d {
         if g.kh == 3 && g.kw == 3 && g.cin * seg.cout <= WINOGRAD_MAX_WEIGHTS {
-            Conv2d::new(g, std::slice::from_ref(seg))
+            Conv2d::with_winograd_tile(Isa::detect(), g, std::slice::from_ref(seg), 2)
         } else {
             Conv2d::new_direct(g, std::slice::from_ref(seg))
         }

@@ -1,12 +1,13 @@
-//! 3x3 stride-1 convolution by Winograd's minimal filtering F(2x2, 3x3) (Lavin & Gray,
-//! "Fast Algorithms for Convolutional Neural Networks", 2015): each 2x2 block of outputs
-//! is `A^T [(G g G^T) . (B^T d B)] A` for its 4x4 input patch `d`, so the multiplies
-//! become 16 GEMMs of `cin x cout` over the tiles, 2.25 times fewer than the direct
-//! convolution's. Weights are transformed and packed once; inputs are gathered through
-//! the same padded-cell tables as the direct path (zero, SAME or reflection padding,
-//! nearest upsampling), in blocks of tiles that stay in L2 from input transform to
-//! output. Rounding differs from the direct sum by a few ulps (transforms use only
-//! additions and halvings).
+//! 3x3 stride-1 convolution by Winograd's minimal filtering (Lavin & Gray, "Fast
+//! Algorithms for Convolutional Neural Networks", 2015), F(2x2, 3x3) or F(4x4, 3x3): each
+//! `m x m` block of outputs is `A^T [(G g G^T) . (B^T d B)] A` for its `(m+2) x (m+2)`
+//! input patch `d`, so the multiplies become `(m+2)^2` GEMMs of `cin x cout` over the
+//! tiles: 2.25 (m = 2) or 4 (m = 4) times fewer than the direct convolution's. Weights are
+//! transformed and packed once; inputs are gathered through the same padded-cell tables
+//! as the direct path (zero, SAME or reflection padding, nearest upsampling), in blocks of
+//! tiles that stay in L2 from input transform to output. Rounding differs from the direct
+//! sum by a few ulps for F(2x2) (transforms use only additions and halvings), by some
+//! more for F(4x4) (its transforms scale by up to 8 and 1/24).
 
 // Index loops mirror the transform matrices.
 #![allow(clippy::needless_range_loop)]
@@ -14,62 +15,79 @@
 use crate::aligned::AlignedBuf;
 use crate::conv::{SendPtr, ITEMS_PER_THREAD};
 use crate::microkernel::{self, act_scalar, Act, Isa, Tile};
+use crate::simd::Simd;
 use crate::tensor::View;
 use rayon::prelude::*;
+
+/// `G` of F(2x2, 3x3): `[4][3]`.
+const G2: [[f64; 3]; 4] = [
+    [1.0, 0.0, 0.0],
+    [0.5, 0.5, 0.5],
+    [0.5, -0.5, 0.5],
+    [0.0, 0.0, 1.0],
+];
+
+/// `G` of F(4x4, 3x3) (interpolation points 0, -1, 1, -2, 2 and infinity): `[6][3]`.
+const G4: [[f64; 3]; 6] = [
+    [0.25, 0.0, 0.0],
+    [-1.0 / 6.0, -1.0 / 6.0, -1.0 / 6.0],
+    [-1.0 / 6.0, 1.0 / 6.0, -1.0 / 6.0],
+    [1.0 / 24.0, 1.0 / 12.0, 1.0 / 6.0],
+    [1.0 / 24.0, -1.0 / 12.0, 1.0 / 6.0],
+    [0.0, 0.0, 1.0],
+];
 
 /// Transformed, packed weights of one 3x3 convolution.
 #[derive(Debug, Clone)]
 pub(crate) struct Winograd {
+    /// Output tile side: 2 or 4.
+    m: usize,
     cin: usize,
     cout: usize,
     act: Act,
     panels: usize,
-    /// `[16][panels][cin][nr]`.
+    /// `[(m+2)^2][panels][cin][nr]`.
     packed: AlignedBuf,
     bias: Vec<f32>,
 }
 
 impl Winograd {
-    /// `hwio`: `[3][3][cin][cout]`.
+    /// `hwio`: `[3][3][cin][cout]`; `m`: the output tile side, 2 or 4.
     pub(crate) fn new(
         isa: Isa,
         hwio: &[f32],
-        cin: usize,
-        cout: usize,
+        (cin, cout): (usize, usize),
         bias: Option<&[f32]>,
         act: Act,
+        m: usize,
     ) -> Winograd {
+        assert!(m == 2 || m == 4, "Winograd tiles are 2x2 or 4x4");
+        let g_rows: &[[f64; 3]] = if m == 2 { &G2 } else { &G4 };
+        let alpha = m + 2;
         let nr = isa.nr();
         let panels = cout.div_ceil(nr);
-        let mut packed = AlignedBuf::zeros(16 * panels * cin * nr);
+        let mut packed = AlignedBuf::zeros(alpha * alpha * panels * cin * nr);
         let dst = packed.as_mut_slice();
-        const G: [[f64; 3]; 4] = [
-            [1.0, 0.0, 0.0],
-            [0.5, 0.5, 0.5],
-            [0.5, -0.5, 0.5],
-            [0.0, 0.0, 1.0],
-        ];
         for ci in 0..cin {
             for co in 0..cout {
                 let g = |y: usize, x: usize| hwio[((y * 3 + x) * cin + ci) * cout + co] as f64;
                 // U = G g G^T
-                let mut gg = [[0f64; 3]; 4];
-                for (i, row) in gg.iter_mut().enumerate() {
-                    for (x, v) in row.iter_mut().enumerate() {
-                        *v = (0..3).map(|y| G[i][y] * g(y, x)).sum();
-                    }
-                }
+                let gg: Vec<[f64; 3]> = g_rows
+                    .iter()
+                    .map(|gr| std::array::from_fn(|x| (0..3).map(|y| gr[y] * g(y, x)).sum()))
+                    .collect();
                 let (p, j) = (co / nr, co % nr);
-                for i in 0..4 {
-                    for l in 0..4 {
-                        let u: f64 = (0..3).map(|x| gg[i][x] * G[l][x]).sum();
-                        let xi = i * 4 + l;
+                for (i, row) in gg.iter().enumerate() {
+                    for (l, gl) in g_rows.iter().enumerate() {
+                        let u: f64 = (0..3).map(|x| row[x] * gl[x]).sum();
+                        let xi = i * alpha + l;
                         dst[((xi * panels + p) * cin + ci) * nr + j] = u as f32;
                     }
                 }
             }
         }
         Winograd {
+            m,
             cin,
             cout,
             act,
@@ -79,9 +97,14 @@ impl Winograd {
         }
     }
 
-    /// Number of 2x2 output tiles for an output of `ho x wo` over `n` images.
-    pub(crate) fn tiles(n: usize, ho: usize, wo: usize) -> usize {
-        n * ho.div_ceil(2) * wo.div_ceil(2)
+    /// The output tile side (2 or 4).
+    pub(crate) fn tile(&self) -> usize {
+        self.m
+    }
+
+    /// Number of `m x m` output tiles for an output of `ho x wo` over `n` images.
+    pub(crate) fn tiles(m: usize, n: usize, ho: usize, wo: usize) -> usize {
+        n * ho.div_ceil(m) * wo.div_ceil(m)
     }
 
     /// Computes the convolution of `x` into `out` (`n * ho * wo` rows `ldc` floats apart).
@@ -104,16 +127,19 @@ impl Winograd {
     ) {
         let (mr, nr) = (isa.mr(), isa.nr());
         let (cin, cout) = (self.cin, self.cout);
-        let (th, tw) = (ho.div_ceil(2), wo.div_ceil(2));
+        let m = self.m;
+        let alpha = m + 2;
+        let nx = alpha * alpha;
+        let (th, tw) = (ho.div_ceil(m), wo.div_ceil(m));
         let total = x.n * th * tw;
         if total == 0 {
             return;
         }
         let ldm = self.panels * nr;
         let threads = rayon::current_num_threads().max(1);
-        // Tiles per block: V and M of a block (16 * tb * (cin + ldm) floats) about 512 KiB,
+        // Tiles per block: V and M of a block (nx * tb * (cin + ldm) floats) about 512 KiB,
         // and enough blocks for every thread.
-        let tb_cache = (128 * 1024 / (16 * (cin + ldm))).max(mr);
+        let tb_cache = (128 * 1024 / (nx * (cin + ldm))).max(mr);
         let tb_spread = total.div_ceil(ITEMS_PER_THREAD * threads).max(mr);
         let tb = tb_cache.min(tb_spread).div_ceil(mr) * mr;
         let blocks = total.div_ceil(tb);
@@ -127,33 +153,40 @@ impl Winograd {
         let block = |bi: usize| {
             let t0 = bi * tb;
             let nt = tb.min(total - t0);
-            let mut v = vec![0f32; 16 * tb * cin];
-            let mut mbuf = vec![0f32; 16 * tb * ldm];
+            let mut v = vec![0f32; nx * tb * cin];
+            let mut mbuf = vec![0f32; nx * tb * ldm];
             // Input transform V[xi][t][c] = (B^T d B)[xi].
             for t in 0..nt {
                 let tile = t0 + t;
                 let (b, rem) = (tile / (th * tw), tile % (th * tw));
                 let (ty, tx) = (rem / tw, rem % tw);
-                let mut rows: [*const f32; 16] = [zeros.as_ptr(); 16];
-                for i in 0..4 {
-                    let sy = cell(2 * ty + i, ys);
-                    for j in 0..4 {
-                        let sx = cell(2 * tx + j, xs);
+                let mut rows: [*const f32; 36] = [zeros.as_ptr(); 36];
+                for i in 0..alpha {
+                    let sy = cell(m * ty + i, ys);
+                    for j in 0..alpha {
+                        let sx = cell(m * tx + j, xs);
                         if sy >= 0 && sx >= 0 {
-                            rows[i * 4 + j] = xbase
+                            rows[i * alpha + j] = xbase
                                 .get()
                                 .add(((b * x.h + sy as usize) * x.w + sx as usize) * x.stride);
                         }
                     }
                 }
-                let dst: [*mut f32; 16] =
-                    std::array::from_fn(|xi| v.as_mut_ptr().add((xi * tb + t) * cin));
-                input_tile(isa, &rows, dst, cin);
+                if m == 2 {
+                    let rows: [*const f32; 16] = std::array::from_fn(|i| rows[i]);
+                    let dst: [*mut f32; 16] =
+                        std::array::from_fn(|xi| v.as_mut_ptr().add((xi * tb + t) * cin));
+                    input_tile(isa, &rows, dst, cin);
+                } else {
+                    let dst: [*mut f32; 36] =
+                        std::array::from_fn(|xi| v.as_mut_ptr().add((xi * tb + t) * cin));
+                    input_tile4(isa, &rows, &dst, cin);
+                }
             }
-            // 16 GEMMs M[xi] = V[xi] U[xi].
+            // nx GEMMs M[xi] = V[xi] U[xi].
             let groups = nt.div_ceil(mr);
             let mut ptrs: Vec<*const f32> = vec![zeros.as_ptr(); mr];
-            for xi in 0..16 {
+            for xi in 0..nx {
                 for g in 0..groups {
                     for (r, p) in ptrs.iter_mut().enumerate() {
                         let t = g * mr + r;
@@ -189,17 +222,24 @@ impl Winograd {
                 let tile = t0 + t;
                 let (b, rem) = (tile / (th * tw), tile % (th * tw));
                 let (ty, tx) = (rem / tw, rem % tw);
-                let src: [*const f32; 16] =
-                    std::array::from_fn(|xi| mbuf.as_ptr().add((xi * tb + t) * ldm));
-                let (oy, ox) = (2 * ty, 2 * tx);
-                let (ny, nx) = ((ho - oy).min(2), (wo - ox).min(2));
-                let mut dst: [*mut f32; 4] = [std::ptr::null_mut(); 4];
+                let (oy, ox) = (m * ty, m * tx);
+                let (ny, nxo) = ((ho - oy).min(m), (wo - ox).min(m));
+                let mut dst: [*mut f32; 16] = [std::ptr::null_mut(); 16];
                 for a in 0..ny {
-                    for bb in 0..nx {
-                        dst[a * 2 + bb] = out.get().add(((b * ho + oy + a) * wo + ox + bb) * ldc);
+                    for bb in 0..nxo {
+                        dst[a * m + bb] = out.get().add(((b * ho + oy + a) * wo + ox + bb) * ldc);
                     }
                 }
-                output_tile(isa, &src, dst, cout, &self.bias, self.act);
+                if m == 2 {
+                    let src: [*const f32; 16] =
+                        std::array::from_fn(|xi| mbuf.as_ptr().add((xi * tb + t) * ldm));
+                    let dst: [*mut f32; 4] = std::array::from_fn(|i| dst[i]);
+                    output_tile(isa, &src, dst, cout, &self.bias, self.act);
+                } else {
+                    let src: [*const f32; 36] =
+                        std::array::from_fn(|xi| mbuf.as_ptr().add((xi * tb + t) * ldm));
+                    output_tile4(isa, &src, &dst, cout, &self.bias, self.act);
+                }
             }
         };
         if blocks == 1 || threads == 1 {
@@ -269,9 +309,128 @@ unsafe fn output_tile(
     }
 }
 
+/// `dst[xi][c] = (B^T d B)[xi]` of F(4x4, 3x3) for the 6x6 patch `d[i * 6 + j][c]`.
+unsafe fn input_tile4(isa: Isa, d: &[*const f32; 36], dst: &[*mut f32; 36], cin: usize) {
+    #[cfg(target_arch = "x86_64")]
+    match isa {
+        Isa::Avx512 => return x86::input_tile4_512(d, dst, cin),
+        Isa::Avx2 => return x86::input_tile4_256(d, dst, cin),
+        Isa::Portable => {}
+    }
+    let _ = isa;
+    input_tile4_with::<crate::simd::Portable>(d, dst, cin)
+}
+
+/// `Y = act(A^T M A + bias)` of F(4x4, 3x3) for the 36 transformed products `m[xi][c]`;
+/// `dst[a * 4 + b]` is output pixel `(a, b)` of the tile, null outside the output.
+unsafe fn output_tile4(
+    isa: Isa,
+    m: &[*const f32; 36],
+    dst: &[*mut f32; 16],
+    cout: usize,
+    bias: &[f32],
+    act: Act,
+) {
+    #[cfg(target_arch = "x86_64")]
+    match isa {
+        Isa::Avx512 => return x86::output_tile4_512(m, dst, cout, bias, act),
+        Isa::Avx2 => return x86::output_tile4_256(m, dst, cout, bias, act),
+        Isa::Portable => {}
+    }
+    let _ = isa;
+    output_tile4_with::<crate::simd::Portable>(m, dst, cout, bias, act)
+}
+
+/// `B^T d` for one column `d` of six vectors (F(4x4, 3x3)).
+#[inline(always)]
+unsafe fn bt4<S: Simd>(d: [S::V; 6]) -> [S::V; 6] {
+    let (four, two) = (S::splat(4.0), S::splat(2.0));
+    let (n4, n5, n2) = (S::splat(-4.0), S::splat(-5.0), S::splat(-2.0));
+    let d13 = S::sub(d[1], d[3]);
+    let d42 = S::sub(d[4], d[2]);
+    [
+        S::fma(four, d[0], S::fma(n5, d[2], d[4])),
+        S::fma(n4, S::add(d[1], d[2]), S::add(d[3], d[4])),
+        S::fma(four, S::sub(d[1], d[2]), S::sub(d[4], d[3])),
+        S::fma(n2, d13, d42),
+        S::fma(two, d13, d42),
+        S::fma(four, d[1], S::fma(n5, d[3], d[5])),
+    ]
+}
+
+/// `A^T m` for one column `m` of six vectors (F(4x4, 3x3)).
+#[inline(always)]
+unsafe fn at4<S: Simd>(m: [S::V; 6]) -> [S::V; 4] {
+    let (two, four, eight) = (S::splat(2.0), S::splat(4.0), S::splat(8.0));
+    let (s12, d12) = (S::add(m[1], m[2]), S::sub(m[1], m[2]));
+    let (s34, d34) = (S::add(m[3], m[4]), S::sub(m[3], m[4]));
+    [
+        S::add(S::add(m[0], s12), s34),
+        S::fma(two, d34, d12),
+        S::fma(four, s34, s12),
+        S::add(S::fma(eight, d34, d12), m[5]),
+    ]
+}
+
+#[inline(always)]
+unsafe fn input_tile4_with<S: Simd>(d: &[*const f32; 36], dst: &[*mut f32; 36], cin: usize) {
+    let mut c = 0;
+    while c < cin {
+        let k = S::mask(cin - c);
+        // Columns first: t[i][j] = (B^T d)[i][j].
+        let mut t = [[S::splat(0.0); 6]; 6];
+        for j in 0..6 {
+            let col = bt4::<S>(std::array::from_fn(|i| S::load_m(d[i * 6 + j].add(c), k)));
+            for i in 0..6 {
+                t[i][j] = col[i];
+            }
+        }
+        for i in 0..6 {
+            let row = bt4::<S>(t[i]);
+            for l in 0..6 {
+                S::store_m(dst[i * 6 + l].add(c), row[l], k);
+            }
+        }
+        c += S::LANES;
+    }
+}
+
+#[inline(always)]
+unsafe fn output_tile4_with<S: Simd>(
+    m: &[*const f32; 36],
+    dst: &[*mut f32; 16],
+    cout: usize,
+    bias: &[f32],
+    act: Act,
+) {
+    let mut c = 0;
+    while c < cout {
+        let k = S::mask(cout - c);
+        let b = S::load_m(bias.as_ptr().add(c), k);
+        let mut s = [[S::splat(0.0); 6]; 4];
+        for j in 0..6 {
+            let col = at4::<S>(std::array::from_fn(|i| S::load_m(m[i * 6 + j].add(c), k)));
+            for a in 0..4 {
+                s[a][j] = col[a];
+            }
+        }
+        for a in 0..4 {
+            let y = at4::<S>(s[a]);
+            for bb in 0..4 {
+                let p = dst[a * 4 + bb];
+                if !p.is_null() {
+                    S::store_m(p.add(c), S::act(S::add(y[bb], b), act), k);
+                }
+            }
+        }
+        c += S::LANES;
+    }
+}
+
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use super::Act;
+    use crate::simd::{Avx2, Avx512};
     use std::arch::x86_64::*;
 
     #[inline(always)]
@@ -343,5 +502,37 @@ mod x86 {
             }
             c += 16;
         }
+    }
+
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn input_tile4_512(d: &[*const f32; 36], dst: &[*mut f32; 36], cin: usize) {
+        super::input_tile4_with::<Avx512>(d, dst, cin)
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn input_tile4_256(d: &[*const f32; 36], dst: &[*mut f32; 36], cin: usize) {
+        super::input_tile4_with::<Avx2>(d, dst, cin)
+    }
+
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn output_tile4_512(
+        m: &[*const f32; 36],
+        dst: &[*mut f32; 16],
+        cout: usize,
+        bias: &[f32],
+        act: Act,
+    ) {
+        super::output_tile4_with::<Avx512>(m, dst, cout, bias, act)
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn output_tile4_256(
+        m: &[*const f32; 36],
+        dst: &[*mut f32; 16],
+        cout: usize,
+        bias: &[f32],
+        act: Act,
+    ) {
+        super::output_tile4_with::<Avx2>(m, dst, cout, bias, act)
     }
 }

@@ -109,6 +109,15 @@ fn gelu_tanh(x: f64) -> f64 {
     0.5 * x * (1.0 + (k * (x + 0.044715 * x * x * x)).tanh())
 }
 
+/// `max |got - want|` over `max(1, max |want|)`.
+fn max_rel_error(got: &[f32], want: &[f32]) -> f32 {
+    let scale = want.iter().fold(1f32, |m, v| m.max(v.abs()));
+    got.iter()
+        .zip(want)
+        .fold(0f32, |m, (g, w)| m.max((g - w).abs()))
+        / scale
+}
+
 fn assert_close(got: &[f32], want: &[f32], what: &str) {
     assert_eq!(got.len(), want.len(), "{what}: length");
     let scale = want.iter().fold(1f32, |m, v| m.max(v.abs()));
@@ -500,18 +509,22 @@ fn winograd_for_3x3_stride_1_matches_the_direct_sum() {
                 cout,
                 act,
             }];
-            let conv = Conv2d::with_isa(isa, g, &seg);
-            assert!(
-                conv.uses_winograd(n, want.h, want.w),
-                "case {i}: not Winograd"
-            );
-            poison(want.data.len());
-            let got = conv.forward(x.view());
-            assert_close(
-                &got.data,
-                &want.data,
-                &format!("{isa:?} Winograd case {i} {g:?}"),
-            );
+            for tile in [2, 4] {
+                let conv = Conv2d::with_winograd_tile(isa, g, &seg, tile);
+                assert!(
+                    conv.uses_winograd(n, want.h, want.w),
+                    "case {i}: not Winograd"
+                );
+                poison(want.data.len());
+                let got = conv.forward(x.view());
+                let err = max_rel_error(&got.data, &want.data);
+                println!("{isa:?} F({tile}x{tile}, 3x3) case {i}: {err:.2e} of max|output|");
+                assert_close(
+                    &got.data,
+                    &want.data,
+                    &format!("{isa:?} Winograd F({tile}x{tile}) case {i} {g:?}"),
+                );
+            }
             let direct = Conv2d::with_isa(isa, g, &seg).without_winograd();
             assert!(!direct.uses_winograd(n, want.h, want.w));
             assert_close(
