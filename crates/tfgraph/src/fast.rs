@@ -13,7 +13,10 @@
 //!
 //! The last node of such a chain runs the fused kernel on the chain's input; the nodes in
 //! between drop out of the plan. A chain only swallows nodes whose outputs nothing else
-//! reads. `MaxPool` / `AvgPool` of the common forms run NHWC on `cpu-kernels` too.
+//! reads. `MaxPool` / `AvgPool` of the common forms run NHWC on `cpu-kernels` too; a
+//! stride-1 SAME `AvgPool` whose only reader is a 1x1 convolution (Inception's pool
+//! branches) runs after it instead ([`FastOp::PooledConv`]: both are linear per pixel, so
+//! they commute, and the pooling then reads the convolution's fewer channels).
 //!
 //! A `MatMul` / `Einsum` by a constant is such a chain over the rows of its input (a
 //! `Reshape` that keeps the last axis, as Keras' `Tensordot` ends, may sit in it: it runs
@@ -344,6 +347,94 @@ pub(crate) enum FastOp {
     /// An inference batch norm no convolution absorbs (ResNet v2's pre-activations), the
     /// per-channel ops after it and an activation: `act(x * scale + shift)` per channel.
     ChannelAffine(Box<FusedAffine>),
+    /// A stride-1 SAME `AvgPool` and the fused 1x1 convolution that alone reads it, run in
+    /// the other order: the convolution without its bias and activation, then the pooling
+    /// with them (`act(avg(x W) + b) == act(avg(x) W + b)`).
+    PooledConv(Box<PooledConv>),
+}
+
+/// See [`FastOp::PooledConv`].
+pub(crate) struct PooledConv {
+    /// Packed without bias and activation.
+    conv: FusedConv,
+    /// The pooling window's side (odd).
+    k: usize,
+    bias: Vec<f32>,
+    act: Act,
+}
+
+impl PooledConv {
+    fn run(&self, x: Value, device: &Device) -> Result<Value, String> {
+        let y = with_nhwc(x, |x| match self.conv.kernel(x.c)? {
+            Kernel::Dense(k) => Ok(k.forward(x)),
+            Kernel::Grouped(k) => Ok(k.forward(x)),
+            Kernel::Depthwise(_) => Err("a pooled 1x1 convolution packed as depthwise".into()),
+        })?;
+        let mut out = Nhwc::zeros(y.n, y.h, y.w, y.c);
+        cpu_kernels::ops::avg_pool_same_into(
+            y.view(),
+            self.k,
+            &self.bias,
+            self.act,
+            &mut out.slot_all(),
+        );
+        Ok(nhwc_output(out, device))
+    }
+}
+
+/// Swaps each stride-1 SAME `AvgPool` with the fused 1x1 convolution that alone reads it
+/// (see [`FastOp::PooledConv`]).
+fn join_pooled_convs(g: &mut Graph, table: &mut HashMap<usize, FastOp>) {
+    let uses = Uses::new(g);
+    let ends: Vec<usize> = table.keys().copied().collect();
+    for end in ends {
+        let Some(FastOp::Conv(c)) = table.get(&end) else {
+            continue;
+        };
+        let one_by_one = matches!(c.raw_geometry, Geometry::Conv(geo)
+            if geo.kh == 1 && geo.kw == 1 && geo.stride == [1, 1]);
+        let Some(&x) = g.nodes[end].inputs.first() else {
+            continue;
+        };
+        if c.flat.is_some() || !one_by_one || x.index != 0 || uses.only_reader(x) != Some(end) {
+            continue;
+        }
+        let pool = &g.nodes[x.node];
+        let Some(Pool {
+            max: false,
+            same: true,
+            k,
+            s: 1,
+        }) = Pool::of(pool).filter(|_| pool.inputs.len() == 1 && is_float32(pool))
+        else {
+            continue;
+        };
+        if table.contains_key(&x.node) {
+            continue;
+        }
+        let Some(FastOp::Conv(conv)) = table.remove(&end) else {
+            unreachable!("checked to be a fused convolution")
+        };
+        let (bias, act) = {
+            let mut raw = conv.raw.lock().map_err(|_| ()).ok();
+            match raw.as_mut().and_then(|r| r.as_mut()) {
+                Some(r) => (
+                    r.bias.take().unwrap_or_else(|| vec![0.0; conv.cout]),
+                    std::mem::replace(&mut r.act, Act::Identity),
+                ),
+                None => {
+                    drop(raw);
+                    table.insert(end, FastOp::Conv(conv));
+                    continue;
+                }
+            }
+        };
+        g.nodes[end].inputs = vec![g.nodes[x.node].inputs[0]];
+        table.insert(
+            end,
+            FastOp::PooledConv(Box::new(PooledConv { conv, k, bias, act })),
+        );
+    }
 }
 
 /// See [`FastOp::ChannelAffine`].
@@ -383,6 +474,7 @@ impl FastOp {
             FastOp::SpatialMean { .. } => "Mean over height and width (cpu-kernels)",
             FastOp::LayerNorm(_) => "LayerNormalization (fused, cpu-kernels)",
             FastOp::ChannelAffine(_) => "FusedBatchNorm (+ activation) (host)",
+            FastOp::PooledConv(_) => "AvgPool + Conv2D 1x1, swapped (fused, cpu-kernels)",
         }
     }
     /// Graph nodes it computes.
@@ -394,6 +486,7 @@ impl FastOp {
             FastOp::Pool(_) | FastOp::ZeroPad { .. } | FastOp::SpatialMean { .. } => 1,
             FastOp::LayerNorm(l) => l.covers(),
             FastOp::ChannelAffine(a) => a.nodes,
+            FastOp::PooledConv(p) => p.conv.nodes.len() + 1,
         }
     }
     /// Runs on the node's inputs (one, but two for a residual: the convolution's input
@@ -420,6 +513,7 @@ impl FastOp {
             FastOp::Residual(r) => r.run(ins, device, op),
             FastOp::LayerNorm(l) => l.run(ins, device, op),
             FastOp::ChannelAffine(a) => a.run(first(ins)?, device),
+            FastOp::PooledConv(p) => p.run(first(ins)?, device),
             FastOp::Pool(p) => p.run(first(ins)?, device),
             FastOp::SpatialMean { keep_dims, .. } => with_nhwc(first(ins)?, |x| {
                 let m = cpu_kernels::ops::spatial_mean(x);
@@ -1399,6 +1493,7 @@ pub(crate) fn rewrite(g: &mut Graph, consts: &Consts) -> HashMap<usize, FastOp> 
     }
     join_blocks(g, &mut table);
     join_residuals(g, &mut table);
+    join_pooled_convs(g, &mut table);
     // Nodes no fused op has taken yet.
     let free = |t: &HashMap<usize, FastOp>, n: usize| !taken[n] && !t.contains_key(&n);
     let uses = Uses::new(g);

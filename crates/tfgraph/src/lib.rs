@@ -567,6 +567,16 @@ impl Model {
             .count()
     }
 
+    /// How many stride-1 SAME `AvgPool`s run after the 1x1 convolution that reads them,
+    /// swapped on the CPU fast path (Inception's pool branches).
+    pub fn fused_pooled_convs(&self) -> usize {
+        self.plan
+            .fast
+            .values()
+            .filter(|f| matches!(f, fast::FastOp::PooledConv(_)))
+            .count()
+    }
+
     /// Whether this is a `training=True` trace.
     pub fn is_training_trace(&self) -> bool {
         self.training

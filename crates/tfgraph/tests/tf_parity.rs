@@ -270,6 +270,26 @@ fn run_all_with(device: &Device, options: &Options, filter: &dyn Fn(&serde_json:
                 "{name}: {residuals} of its {adds} additions run in a convolution's store"
             ));
         }
+        // Inception's pool branches (a 3x3 stride-1 SAME average pooling read only by a 1x1
+        // convolution) run convolution first, pooling the fewer channels.
+        let same_avg_pools = model
+            .graph()
+            .nodes
+            .iter()
+            .filter(|n| {
+                n.op == "AvgPool"
+                    && n.attrs
+                        .get("padding")
+                        .and_then(|a| a.s.as_deref())
+                        .is_some_and(|p| p == b"SAME".as_slice())
+            })
+            .count();
+        let pooled = model.fused_pooled_convs();
+        if fast_expected && name.contains("inception") && pooled != same_avg_pools {
+            failures.push(format!(
+                "{name}: {pooled} of its {same_avg_pools} SAME average poolings run after their convolution"
+            ));
+        }
         // Dense layers on 3-D tensors take their BiasAdd through the Tensordot's Reshape,
         // and GELU (exact and tanh) runs in the product's store: none of those nodes is
         // left for the graph to run.
