@@ -347,6 +347,12 @@ pub(crate) enum FastOp {
     /// An inference batch norm no convolution absorbs (ResNet v2's pre-activations), the
     /// per-channel ops after it and an activation: `act(x * scale + shift)` per channel.
     ChannelAffine(Box<FusedAffine>),
+    /// A float32 `ConcatV2` along the last axis (Inception's block outputs): the 4-D flex
+    /// inputs read in place, the output's rows written in parallel; graph node `node` (run
+    /// as such on other inputs).
+    ChannelConcat {
+        node: usize,
+    },
     /// A stride-1 SAME `AvgPool` and the fused 1x1 convolution that alone reads it, run in
     /// the other order: the convolution without its bias and activation, then the pooling
     /// with them (`act(avg(x W) + b) == act(avg(x) W + b)`).
@@ -380,6 +386,57 @@ impl PooledConv {
         );
         Ok(nhwc_output(out, device))
     }
+}
+
+/// `ConcatV2` of 4-D float32 flex tensors of one `[n, h, w]` along the channels (the last
+/// input is the axis, checked at plan time); `None` for other inputs.
+fn concat_channels(ins: &[Value], device: &Device) -> Option<Value> {
+    use rayon::prelude::*;
+    let (_, parts) = ins.split_last()?;
+    let mut views: Vec<(&[f32], usize)> = Vec::with_capacity(parts.len());
+    let mut nhw: Option<[usize; 3]> = None;
+    for v in parts {
+        let Value::Dev(t) = v else { return None };
+        let data = dev::flex_f32(t)?;
+        let &[n, h, w, c] = &dev::shape(t)[..] else {
+            return None;
+        };
+        if nhw.is_some_and(|s| s != [n, h, w]) || data.len() != n * h * w * c {
+            return None;
+        }
+        nhw = Some([n, h, w]);
+        views.push((data, c));
+    }
+    let [n, h, w] = nhw?;
+    let total: usize = views.iter().map(|v| v.1).sum();
+    let rows = n * h * w;
+    crate::ops::checked_elements(&[n, h, w, total]).ok()?;
+    // Every element is written once below (no zeroing pass first).
+    let mut out: Vec<f32> = Vec::with_capacity(rows * total);
+    if total > 0 {
+        let per = rows
+            .div_ceil(4 * rayon::current_num_threads().max(1))
+            .max(1);
+        out.spare_capacity_mut()[..rows * total]
+            .par_chunks_mut(per * total)
+            .enumerate()
+            .for_each(|(i, chunk)| {
+                for (r, dst) in chunk.chunks_exact_mut(total).enumerate() {
+                    let row = i * per + r;
+                    let mut at = 0;
+                    for &(data, c) in &views {
+                        for (d, &v) in dst[at..at + c].iter_mut().zip(&data[row * c..][..c]) {
+                            d.write(v);
+                        }
+                        at += c;
+                    }
+                }
+            });
+    }
+    // SAFETY: the chunks cover all `rows * total` elements, each row's channel ranges
+    // (one per input, `total` in all) written above.
+    unsafe { out.set_len(rows * total) };
+    Some(Value::Dev(dev::upload(out, &[n, h, w, total], device)))
 }
 
 /// Swaps each stride-1 SAME `AvgPool` with the fused 1x1 convolution that alone reads it
@@ -475,6 +532,7 @@ impl FastOp {
             FastOp::LayerNorm(_) => "LayerNormalization (fused, cpu-kernels)",
             FastOp::ChannelAffine(_) => "FusedBatchNorm (+ activation) (host)",
             FastOp::PooledConv(_) => "AvgPool + Conv2D 1x1, swapped (fused, cpu-kernels)",
+            FastOp::ChannelConcat { .. } => "ConcatV2 along channels (host)",
         }
     }
     /// Graph nodes it computes.
@@ -483,7 +541,10 @@ impl FastOp {
             FastOp::Conv(c) => c.nodes.len(),
             FastOp::Block(b) => b.convs().map(|c| c.nodes.len()).sum(),
             FastOp::Residual(r) => r.conv.nodes.len() + 1 + r.relu.is_some() as usize,
-            FastOp::Pool(_) | FastOp::ZeroPad { .. } | FastOp::SpatialMean { .. } => 1,
+            FastOp::Pool(_)
+            | FastOp::ZeroPad { .. }
+            | FastOp::SpatialMean { .. }
+            | FastOp::ChannelConcat { .. } => 1,
             FastOp::LayerNorm(l) => l.covers(),
             FastOp::ChannelAffine(a) => a.nodes,
             FastOp::PooledConv(p) => p.conv.nodes.len() + 1,
@@ -514,6 +575,13 @@ impl FastOp {
             FastOp::LayerNorm(l) => l.run(ins, device, op),
             FastOp::ChannelAffine(a) => a.run(first(ins)?, device),
             FastOp::PooledConv(p) => p.run(first(ins)?, device),
+            FastOp::ChannelConcat { node } => match concat_channels(&ins, device) {
+                Some(y) => Ok(y),
+                None => op(*node, ins)?
+                    .into_iter()
+                    .next()
+                    .ok_or_else(|| "the op gave no output".into()),
+            },
             FastOp::Pool(p) => p.run(first(ins)?, device),
             FastOp::SpatialMean { keep_dims, .. } => with_nhwc(first(ins)?, |x| {
                 let m = cpu_kernels::ops::spatial_mean(x);
@@ -751,6 +819,18 @@ pub(crate) fn is_float32(n: &Node) -> bool {
         == Some(DType::F32)
 }
 
+/// A float32 `ConcatV2` of at least two tensors along axis 3 or -1 (4-D inputs on the
+/// fast path; other ranks, known at run time, run the graph's op).
+fn is_channel_concat(g: &Graph, consts: &Consts, n: &Node) -> bool {
+    if n.op != "ConcatV2" || n.inputs.len() < 3 || !is_float32(n) {
+        return false;
+    }
+    let axis = n.inputs[n.inputs.len() - 1];
+    consts(g, axis)
+        .and_then(|t| t.to_i64().ok())
+        .is_some_and(|a| a == [3] || a == [-1])
+}
+
 /// A float32 `Mean` over axes {1, 2} (or {-3, -2}): of a 4-D input on the fast path (other
 /// ranks, known at run time, run the graph's `Mean`).
 fn is_spatial_mean(g: &Graph, consts: &Consts, n: &Node) -> bool {
@@ -898,14 +978,20 @@ impl Pool {
         }
     }
 
+    /// The input is read in place (Inception's max pools read a block output that its
+    /// sibling branches read too: [`nhwc_input`] would copy it).
     fn run(&self, x: Value, device: &Device) -> Result<Value, String> {
-        let x = nhwc_input(x)?;
+        let y = with_nhwc(x, |x| self.pool(x))?;
+        Ok(nhwc_output(y, device))
+    }
+
+    fn pool(&self, x: View) -> Result<Nhwc, String> {
         let (n, h, w, c) = (x.n, x.h, x.w, x.c);
         let y = if self.same {
             let mut y = Nhwc::zeros(n, h, w, c);
             let zero = vec![0.0; c];
             cpu_kernels::ops::avg_pool_same_into(
-                x.view(),
+                x,
                 self.k,
                 &zero,
                 Act::Identity,
@@ -923,12 +1009,12 @@ impl Pool {
             cpu_kernels::ops::pool_valid_size(h, self.k, self.s).ok_or_else(small)?;
             cpu_kernels::ops::pool_valid_size(w, self.k, self.s).ok_or_else(small)?;
             if self.max {
-                cpu_kernels::ops::max_pool_valid(x.view(), self.k, self.s)
+                cpu_kernels::ops::max_pool_valid(x, self.k, self.s)
             } else {
-                cpu_kernels::ops::avg_pool_valid(x.view(), self.k, self.k, self.s)
+                cpu_kernels::ops::avg_pool_valid(x, self.k, self.k, self.s)
             }
         };
-        Ok(nhwc_output(y, device))
+        Ok(y)
     }
 }
 
@@ -1555,6 +1641,9 @@ pub(crate) fn rewrite(g: &mut Graph, consts: &Consts) -> HashMap<usize, FastOp> 
         if need[i] && !taken[i] {
             if let Some(pads) = zero_pads_hw(g, consts, n).filter(|_| is_float32(n)) {
                 table.insert(i, FastOp::ZeroPad { pads, node: i });
+            }
+            if is_channel_concat(g, consts, n) {
+                table.insert(i, FastOp::ChannelConcat { node: i });
             }
             if is_spatial_mean(g, consts, n) {
                 let keep_dims = n.attrs.get("keep_dims").and_then(|a| a.b).unwrap_or(false);

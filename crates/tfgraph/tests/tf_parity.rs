@@ -290,6 +290,24 @@ fn run_all_with(device: &Device, options: &Options, filter: &dyn Fn(&serde_json:
                 "{name}: {pooled} of its {same_avg_pools} SAME average poolings run after their convolution"
             ));
         }
+        // Their block outputs (channel concatenations) are joined on the host, reading the
+        // branches in place.
+        let concats: Vec<usize> = (0..model.graph().nodes.len())
+            .filter(|&i| model.graph().nodes[i].op == "ConcatV2")
+            .collect();
+        let fast_concats = concats
+            .iter()
+            .filter(|&&i| model.runs_on_fast_path(i))
+            .count();
+        if fast_expected
+            && name.contains("inception")
+            && (concats.is_empty() || fast_concats != concats.len())
+        {
+            failures.push(format!(
+                "{name}: {fast_concats} of its {} concatenations run on the host",
+                concats.len()
+            ));
+        }
         // Dense layers on 3-D tensors take their BiasAdd through the Tensordot's Reshape,
         // and GELU (exact and tanh) runs in the product's store: none of those nodes is
         // left for the graph to run.
