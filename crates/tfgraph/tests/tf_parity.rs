@@ -9,11 +9,14 @@ use std::path::{Path, PathBuf};
 use tfgraph::{EntryKind, HostData, HostTensor, Model, Options};
 
 /// The committed fixtures, or `TFGRAPH_FIXTURES` (e.g. the full-size exports that
-/// `tools/make_tfgraph_fixtures.py --full` writes to `tools/out/tfgraph`).
+/// `tools/make_tfgraph_fixtures.py --full` writes to `tools/out/tfgraph`; a relative path is
+/// taken from the repository root, where the command is typed, not from this crate's folder,
+/// where the test runs).
 fn fixtures_dir() -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     match std::env::var_os("TFGRAPH_FIXTURES") {
-        Some(d) => PathBuf::from(d),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/tfgraph"),
+        Some(d) => root.join(d),
+        None => root.join("tests/fixtures/tfgraph"),
     }
 }
 
