@@ -251,7 +251,7 @@ impl Winograd {
 }
 
 /// `dst[xi][c] = (B^T d B)[xi]` for the 4x4 patch `d[i * 4 + j][c]`, `c < cin`.
-unsafe fn input_tile(isa: Isa, d: &[*const f32; 16], dst: [*mut f32; 16], cin: usize) {
+pub(crate) unsafe fn input_tile(isa: Isa, d: &[*const f32; 16], dst: [*mut f32; 16], cin: usize) {
     #[cfg(target_arch = "x86_64")]
     if isa == Isa::Avx512 {
         return x86::input_tile(d, dst, cin);

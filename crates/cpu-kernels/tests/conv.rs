@@ -905,6 +905,9 @@ mod training {
         // sizes: partial tiles).
         check(conv(2, [16, 17], [24, 40], [3, 3], 1, [1, 1, 1, 1]));
         check(conv(1, [19, 21], [16, 20], [3, 3], 1, [0; 4]));
+        // The filter gradient by Winograd too: over more tiles than one chunk (128), with
+        // asymmetric padding (a 2-wide left border).
+        check(conv(3, [20, 23], [16, 24], [3, 3], 1, [1, 0, 2, 1]));
     }
 
     #[test]
