@@ -372,23 +372,38 @@ unsafe fn at4<S: Simd>(m: [S::V; 6]) -> [S::V; 4] {
     ]
 }
 
+/// `F e F^T` for a 6x6 patch and the 1-D transform `$f` (six vectors to `$r`): the columns
+/// first, then the rows; `$load` gives patch value `$e` (`i * 6 + j`). A macro, not a
+/// generic function taking closures: written that way the kernels ran 2.5x slower.
+macro_rules! separable {
+    ($S:ty, $r:literal, $f:ident, |$e:ident| $load:expr) => {{
+        let mut t = [[<$S>::splat(0.0); 6]; $r];
+        for j in 0..6 {
+            let col = $f::<$S>(std::array::from_fn(|i| {
+                let $e = i * 6 + j;
+                $load
+            }));
+            for i in 0..$r {
+                t[i][j] = col[i];
+            }
+        }
+        let mut out = [[<$S>::splat(0.0); $r]; $r];
+        for i in 0..$r {
+            out[i] = $f::<$S>(t[i]);
+        }
+        out
+    }};
+}
+
 #[inline(always)]
 unsafe fn input_tile4_with<S: Simd>(d: &[*const f32; 36], dst: &[*mut f32; 36], cin: usize) {
     let mut c = 0;
     while c < cin {
         let k = S::mask(cin - c);
-        // Columns first: t[i][j] = (B^T d)[i][j].
-        let mut t = [[S::splat(0.0); 6]; 6];
-        for j in 0..6 {
-            let col = bt4::<S>(std::array::from_fn(|i| S::load_m(d[i * 6 + j].add(c), k)));
-            for i in 0..6 {
-                t[i][j] = col[i];
-            }
-        }
+        let v = separable!(S, 6, bt4, |e| S::load_m(d[e].add(c), k));
         for i in 0..6 {
-            let row = bt4::<S>(t[i]);
             for l in 0..6 {
-                S::store_m(dst[i * 6 + l].add(c), row[l], k);
+                S::store_m(dst[i * 6 + l].add(c), v[i][l], k);
             }
         }
         c += S::LANES;
@@ -407,15 +422,8 @@ unsafe fn output_tile4_with<S: Simd>(
     while c < cout {
         let k = S::mask(cout - c);
         let b = S::load_m(bias.as_ptr().add(c), k);
-        let mut s = [[S::splat(0.0); 6]; 4];
-        for j in 0..6 {
-            let col = at4::<S>(std::array::from_fn(|i| S::load_m(m[i * 6 + j].add(c), k)));
-            for a in 0..4 {
-                s[a][j] = col[a];
-            }
-        }
-        for a in 0..4 {
-            let y = at4::<S>(s[a]);
+        let y = separable!(S, 4, at4, |e| S::load_m(m[e].add(c), k));
+        for (a, y) in y.iter().enumerate() {
             for bb in 0..4 {
                 let p = dst[a * 4 + bb];
                 if !p.is_null() {
