@@ -47,7 +47,8 @@ const MAX_CHUNK_ROWS: usize = 256;
 const COLUMN_BUDGET: usize = 16 << 20;
 /// A 3x3 stride-1 convolution of a training step (forward, or the flipped one of the input
 /// gradient) runs by Winograd F(2x2, 3x3) (not inference's F(4x4, 3x3): a training step is
-/// checked against Keras' to 1e-5, and F(4x4)'s rounding is about ten times F(2x2)'s) when `cin * cout` is at most this: 2.25x fewer
+/// checked against Keras' to 1e-5, and F(4x4)'s rounding is about ten times F(2x2)'s) when
+/// `cin * cout` is at most this: 2.25x fewer
 /// multiplies, and its 16 transformed weight matrices (here at most 2 MiB) stay in the
 /// cache across the blocks of tiles. Wider ones (Inception's 8x8 Mixed_7 448 -> 384) ran
 /// slower by Winograd than directly (`cargo bench -p cpu-kernels --bench train_conv`).
@@ -343,12 +344,7 @@ impl TrainConv {
     /// in f64. Tiles in chunks of [`WINOGRAD_CHUNK_TILES`], the chunks' sums added in a fixed
     /// order ([`ordered_accumulate`]).
     fn winograd_grad_filter(&self, x: &[f32], dy: &[f32], (oh, ow): (usize, usize)) -> Vec<f32> {
-        const G: [[f64; 3]; 4] = [
-            [1.0, 0.0, 0.0],
-            [0.5, 0.5, 0.5],
-            [0.5, -0.5, 0.5],
-            [0.0, 0.0, 1.0],
-        ];
+        use crate::winograd::G2 as G;
         let isa = Isa::detect();
         let (ci, co) = (self.cin, self.cout);
         let [top, _, left, _] = self.pads;

@@ -19,8 +19,8 @@ use crate::simd::Simd;
 use crate::tensor::View;
 use rayon::prelude::*;
 
-/// `G` of F(2x2, 3x3): `[4][3]`.
-const G2: [[f64; 3]; 4] = [
+/// `G` of F(2x2, 3x3): `[4][3]` (the training filter gradient's `dW = G^T dU G` too).
+pub(crate) const G2: [[f64; 3]; 4] = [
     [1.0, 0.0, 0.0],
     [0.5, 0.5, 0.5],
     [0.5, -0.5, 0.5],

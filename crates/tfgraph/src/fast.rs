@@ -194,6 +194,11 @@ impl FusedConv {
     }
 
     fn run_view(&self, x: View, device: &Device) -> Result<Value, String> {
+        Ok(nhwc_output(self.forward(x)?, device))
+    }
+
+    /// The convolution of an NHWC view on the host, its output size checked first.
+    fn forward(&self, x: View) -> Result<Nhwc, String> {
         let (n, h, w) = (x.n, x.h, x.w);
         let kernel = self.kernel(x.c)?;
         let hw = match kernel {
@@ -204,12 +209,11 @@ impl FusedConv {
         let (ho, wo) =
             hw.ok_or_else(|| format!("input {:?} is too small for the filter", [n, h, w, x.c]))?;
         crate::ops::checked_elements(&[n, ho, wo, self.cout])?;
-        let y = match kernel {
+        Ok(match kernel {
             Kernel::Dense(k) => k.forward(x),
             Kernel::Grouped(k) => k.forward(x),
             Kernel::Depthwise(k) => k.forward(x),
-        };
-        Ok(nhwc_output(y, device))
+        })
     }
 
     /// A matrix product: `[rows.., k..] x [k.., out..]` as a 1x1 convolution over `rows`
@@ -371,11 +375,7 @@ pub(crate) struct PooledConv {
 
 impl PooledConv {
     fn run(&self, x: Value, device: &Device) -> Result<Value, String> {
-        let y = with_nhwc(x, |x| match self.conv.kernel(x.c)? {
-            Kernel::Dense(k) => Ok(k.forward(x)),
-            Kernel::Grouped(k) => Ok(k.forward(x)),
-            Kernel::Depthwise(_) => Err("a pooled 1x1 convolution packed as depthwise".into()),
-        })?;
+        let y = with_nhwc(x, |x| self.conv.forward(x))?;
         let mut out = Nhwc::zeros(y.n, y.h, y.w, y.c);
         cpu_kernels::ops::avg_pool_same_into(
             y.view(),
@@ -559,13 +559,17 @@ impl FastOp {
         op: &GraphOp,
     ) -> Result<Value, String> {
         let first = |ins: Vec<Value>| ins.into_iter().next().ok_or("no input");
+        // The graph's own op for node `node` (inputs the fast op does not take).
+        let graph_op = |node: usize, ins: Vec<Value>| -> Result<Value, String> {
+            op(node, ins)?
+                .into_iter()
+                .next()
+                .ok_or_else(|| "the op gave no output".into())
+        };
         // Mean and Pad take device tensors of rank 4; the graph's own op runs the others.
         if let FastOp::SpatialMean { node, .. } | FastOp::ZeroPad { node, .. } = self {
             if !matches!(ins.first(), Some(Value::Dev(t)) if dev::shape(t).len() == 4) {
-                return op(*node, ins)?
-                    .into_iter()
-                    .next()
-                    .ok_or_else(|| "the op gave no output".into());
+                return graph_op(*node, ins);
             }
         }
         match self {
@@ -577,10 +581,7 @@ impl FastOp {
             FastOp::PooledConv(p) => p.run(first(ins)?, device),
             FastOp::ChannelConcat { node } => match concat_channels(&ins, device) {
                 Some(y) => Ok(y),
-                None => op(*node, ins)?
-                    .into_iter()
-                    .next()
-                    .ok_or_else(|| "the op gave no output".into()),
+                None => graph_op(*node, ins),
             },
             FastOp::Pool(p) => p.run(first(ins)?, device),
             FastOp::SpatialMean { keep_dims, .. } => with_nhwc(first(ins)?, |x| {
