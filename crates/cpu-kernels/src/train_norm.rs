@@ -74,7 +74,8 @@ fn inverse_std(moments: &[f32], c: usize, eps: f32) -> Vec<f32> {
 }
 
 /// The normalised, scaled and shifted `x` for the `moments` of [`channel_moments`],
-/// clamped to `[lo, hi]` (the activation after it; infinite bounds for none).
+/// clamped to `[lo, hi]` (the activation after it; infinite bounds for none):
+/// `(x - mean) * (gamma / sqrt(var + eps)) + beta`, as TensorFlow's fused batch norm.
 pub fn batch_norm(
     x: &[f32],
     moments: &[f32],
@@ -86,6 +87,8 @@ pub fn batch_norm(
     let c = gamma.len();
     assert!(c > 0 && x.len() % c == 0 && beta.len() == c && moments.len() == 2 * c);
     let inv = inverse_std(moments, c, eps);
+    let scale: Vec<f32> = gamma.iter().zip(&inv).map(|(g, i)| g * i).collect();
+    let mean = &moments[..c];
     // Written once in parallel, not zeroed first (a buffer the caching allocator hands back
     // would be cleared on the calling thread alone).
     let mut y = Vec::with_capacity(x.len());
@@ -94,13 +97,7 @@ pub fn batch_norm(
         .zip(x.par_chunks(c * BLOCK_ROWS))
         .for_each(|(y, x)| {
             for (y, x) in y.chunks_exact_mut(c).zip(x.chunks_exact(c)) {
-                for j in 0..c {
-                    y[j].write(
-                        ((x[j] - moments[j]) * inv[j] * gamma[j] + beta[j])
-                            .max(lo)
-                            .min(hi),
-                    );
-                }
+                forward_row(x, (mean, &scale, beta), (lo, hi), y);
             }
         });
     // SAFETY: the chunks cover all x.len() elements (a multiple of c, checked above) and
@@ -111,52 +108,49 @@ pub fn batch_norm(
 
 /// `(dx, dgamma, dbeta)` of [`batch_norm`]: in training mode (`frozen` false) the moments
 /// are the batch's and depend on `x`; frozen, they are constants (moving statistics) and
-/// `dx = gamma / sqrt(var + eps) * dy`. With an activation, `clamped` is its output `y` and
-/// bounds: the gradient passes where `lo < y < hi` (TensorFlow's `ReluGrad` / `Relu6Grad`).
+/// `dx = gamma / sqrt(var + eps) * dy`. With an activation clamping to `bounds`, the
+/// gradient passes where its input lies strictly inside them (TensorFlow's `ReluGrad` /
+/// `Relu6Grad` on the output): recomputed from `x`, `beta` and the moments as
+/// [`batch_norm`] computes it, so the output need not be kept or read.
+#[allow(clippy::too_many_arguments)]
 pub fn batch_norm_grad(
     x: &[f32],
     dy: &[f32],
     moments: &[f32],
     gamma: &[f32],
+    beta: &[f32],
     eps: f32,
-    clamped: Option<(&[f32], f32, f32)>,
+    bounds: Option<(f32, f32)>,
     frozen: bool,
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let c = gamma.len();
-    assert!(c > 0 && x.len() % c == 0 && dy.len() == x.len() && moments.len() == 2 * c);
-    if let Some((y, _, _)) = clamped {
-        assert_eq!(y.len(), x.len());
-    }
-    // Row r's gradient reaching the normalisation: dy, or zero where the activation clamped.
-    let masked = |r: usize, buf: &mut Vec<f32>| -> bool {
-        let Some((y, lo, hi)) = clamped else {
-            return false;
-        };
-        buf.clear();
-        buf.extend(y[r * c..][..c].iter().zip(&dy[r * c..][..c]).map(|(y, g)| {
-            if *y > lo && *y < hi {
-                *g
-            } else {
-                0.0
-            }
-        }));
-        true
-    };
+    assert!(
+        c > 0
+            && x.len() % c == 0
+            && dy.len() == x.len()
+            && beta.len() == c
+            && moments.len() == 2 * c
+    );
     let rows = x.len() / c;
     let inv = inverse_std(moments, c, eps);
+    let scale: Vec<f32> = gamma.iter().zip(&inv).map(|(g, i)| g * i).collect();
     let mean = &moments[..c];
-    let sums = channel_sums::<2>(rows, c, |r, s, buf| {
-        let g = if masked(r, buf) {
-            &buf[..]
-        } else {
-            &dy[r * c..][..c]
-        };
-        let x = &x[r * c..][..c];
+    let (masked, lo, hi) = match bounds {
+        Some((lo, hi)) => (true, lo, hi),
+        None => (false, 0.0, 0.0),
+    };
+    let p = Params {
+        mean,
+        scale: &scale,
+        beta,
+        inv: &inv,
+        lo,
+        hi,
+        masked,
+    };
+    let sums = channel_sums::<2>(rows, c, |r, s, _| {
         let (s0, s1) = s.split_at_mut(c);
-        for j in 0..c {
-            s0[j] += g[j];
-            s1[j] += g[j] * (x[j] - mean[j]) * inv[j];
-        }
+        grad_sums_row(&p, &x[r * c..][..c], &dy[r * c..][..c], s0, s1);
     });
     let dbeta: Vec<f32> = sums[..c].iter().map(|&s| s as f32).collect();
     let dgamma: Vec<f32> = sums[c..].iter().map(|&s| s as f32).collect();
@@ -169,31 +163,99 @@ pub fn batch_norm_grad(
             sums[c..].iter().map(|&s| (s / n) as f32).collect(),
         )
     };
-    let scale: Vec<f32> = gamma.iter().zip(&inv).map(|(g, i)| g * i).collect();
     // Written once in parallel, as batch_norm's output.
     let mut dx = Vec::with_capacity(x.len());
     dx.spare_capacity_mut()[..x.len()]
         .par_chunks_mut(c * BLOCK_ROWS)
         .enumerate()
         .for_each(|(b, dx)| {
-            let mut buf = Vec::with_capacity(c);
             for (k, dx) in dx.chunks_exact_mut(c).enumerate() {
                 let r = b * BLOCK_ROWS + k;
-                let g = if masked(r, &mut buf) {
-                    &buf[..]
-                } else {
-                    &dy[r * c..][..c]
-                };
-                let x = &x[r * c..][..c];
-                for j in 0..c {
-                    let xhat = (x[j] - mean[j]) * inv[j];
-                    dx[j].write(scale[j] * (g[j] - mdy[j] - xhat * mdyx[j]));
-                }
+                grad_input_row(&p, &x[r * c..][..c], &dy[r * c..][..c], (&mdy, &mdyx), dx);
             }
         });
     // SAFETY: as in batch_norm, every element was written.
     unsafe { dx.set_len(x.len()) };
     (dx, dgamma, dbeta)
+}
+
+/// Writes a row's `(x - mean) * scale + beta` clamped to `[lo, hi]`. Every slice is
+/// checked to be `c` long first, so the loop runs without bounds checks, vectorised. The
+/// expression before the clamp is [`passed`]'s, operation for operation.
+fn forward_row(
+    x: &[f32],
+    (mean, scale, beta): (&[f32], &[f32], &[f32]),
+    (lo, hi): (f32, f32),
+    y: &mut [std::mem::MaybeUninit<f32>],
+) {
+    let c = x.len();
+    let (mean, scale, beta, y) = (&mean[..c], &scale[..c], &beta[..c], &mut y[..c]);
+    for j in 0..c {
+        let d = x[j] - mean[j];
+        y[j].write((d * scale[j] + beta[j]).max(lo).min(hi));
+    }
+}
+
+/// A batch norm's per-channel constants for its gradient rows.
+struct Params<'a> {
+    mean: &'a [f32],
+    /// `gamma / sqrt(var + eps)`.
+    scale: &'a [f32],
+    beta: &'a [f32],
+    /// `1 / sqrt(var + eps)`.
+    inv: &'a [f32],
+    /// The activation's bounds, when `masked`.
+    lo: f32,
+    hi: f32,
+    masked: bool,
+}
+
+/// The gradient reaching the normalisation at channel `j` of a row: `dy`, or zero where the
+/// activation clamped its input `(x - mean) * scale + beta` (as [`forward_row`] computes it).
+/// Non-short-circuit `|` and `&`: a select the loops vectorise, not a branch.
+#[inline(always)]
+fn passed(p: &Params, j: usize, d: f32, dy: f32) -> f32 {
+    let pre = d * p.scale[j] + p.beta[j];
+    if !p.masked | ((pre > p.lo) & (pre < p.hi)) {
+        dy
+    } else {
+        0.0
+    }
+}
+
+/// Adds a row's `dy` and `dy * xhat` (masked) to the channel sums `s0`, `s1`. Every slice
+/// is checked to be `c` long first, so the loop runs without bounds checks, vectorised.
+fn grad_sums_row(p: &Params, x: &[f32], dy: &[f32], s0: &mut [f32], s1: &mut [f32]) {
+    let c = x.len();
+    let (dy, s0, s1) = (&dy[..c], &mut s0[..c], &mut s1[..c]);
+    let (mean, inv) = (&p.mean[..c], &p.inv[..c]);
+    let _ = (&p.scale[..c], &p.beta[..c]);
+    for j in 0..c {
+        let d = x[j] - mean[j];
+        let g = passed(p, j, d, dy[j]);
+        s0[j] += g;
+        s1[j] += g * (d * inv[j]);
+    }
+}
+
+/// Writes a row's input gradient `scale * (g - mean(g) - xhat * mean(g * xhat))`, `g` the
+/// masked `dy` (the means zero for frozen statistics).
+fn grad_input_row(
+    p: &Params,
+    x: &[f32],
+    dy: &[f32],
+    (mdy, mdyx): (&[f32], &[f32]),
+    dx: &mut [std::mem::MaybeUninit<f32>],
+) {
+    let c = x.len();
+    let (dy, dx, mdy, mdyx) = (&dy[..c], &mut dx[..c], &mdy[..c], &mdyx[..c]);
+    let (mean, inv, scale) = (&p.mean[..c], &p.inv[..c], &p.scale[..c]);
+    let _ = &p.beta[..c];
+    for j in 0..c {
+        let d = x[j] - mean[j];
+        let g = passed(p, j, d, dy[j]);
+        dx[j].write(scale[j] * (g - mdy[j] - d * inv[j] * mdyx[j]));
+    }
 }
 
 /// Elements per parallel piece at least of the elementwise maps (which collect straight

@@ -189,8 +189,8 @@ mod train_norm {
             assert!(y.iter().any(|&v| v == 0.0), "some values clamped");
         }
 
-        let clamped = lo.is_finite().then_some((&y[..], lo, hi));
-        let (dx, dg, db) = train_norm::batch_norm_grad(&x, &dy, &m, &g, eps, clamped, frozen);
+        let clamp = lo.is_finite().then_some((lo, hi));
+        let (dx, dg, db) = train_norm::batch_norm_grad(&x, &dy, &m, &g, &b, eps, clamp, frozen);
         let loss = |x: &[f64], g: &[f64], b: &[f64]| -> f64 {
             bn64(x, g, b, eps as f64, bounds, frozen)
                 .iter()

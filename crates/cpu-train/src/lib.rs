@@ -183,13 +183,15 @@ impl Backward<Flex, 2> for ConvBackward {
 struct BatchNormBackward;
 
 impl Backward<Flex, 3> for BatchNormBackward {
-    /// Input, gamma, moments, epsilon, the clamped output with its bounds, frozen.
+    /// Input, gamma, beta, moments, epsilon, the activation's bounds, frozen. The output is
+    /// not kept: the activation's mask is recomputed from the input.
     type State = (
         NodeId,
         NodeId,
         FlexTensor,
+        FlexTensor,
         f32,
-        Option<(FlexTensor, f32, f32)>,
+        Option<(f32, f32)>,
         bool,
     );
 
@@ -201,17 +203,17 @@ impl Backward<Flex, 3> for BatchNormBackward {
     ) {
         let [node_x, node_gamma, node_beta] = ops.parents;
         let dy = grads.consume::<Flex>(&ops.node);
-        let (x_state, gamma_state, moments, eps, clamped, frozen) = ops.state;
+        let (x_state, gamma_state, beta, moments, eps, bounds, frozen) = ops.state;
         let x = checkpointer.retrieve_node_output::<FlexTensor>(x_state);
         let gamma = checkpointer.retrieve_node_output::<FlexTensor>(gamma_state);
-        let y = clamped.as_ref().map(|(y, lo, hi)| (values(y), *lo, *hi));
         let (dx, dgamma, dbeta) = train_norm::batch_norm_grad(
             &values(&x),
             &values(&dy),
             &values(&moments),
             &values(&gamma),
+            &values(&beta),
             eps,
-            y.as_ref().map(|(y, lo, hi)| (&y[..], *lo, *hi)),
+            bounds,
             frozen,
         );
         if let Some(node) = node_x {
@@ -348,18 +350,22 @@ impl<C: CheckpointStrategy> CpuTrain for Autodiff<Flex, C> {
             OpsKind::Tracked(mut prep) => {
                 let x_state = prep.checkpoint(&x);
                 let gamma_state = prep.checkpoint(&gamma);
+                let beta = beta.into_primitive();
                 let y = Flex::batch_norm_train(
                     x.into_primitive(),
                     gamma.into_primitive(),
-                    beta.into_primitive(),
+                    beta.clone(),
                     moments.clone(),
                     eps,
                     lo,
                     hi,
                     frozen,
                 );
-                let clamped = (lo.is_finite() || hi.is_finite()).then(|| (y.clone(), lo, hi));
-                prep.finish((x_state, gamma_state, moments, eps, clamped, frozen), y)
+                let bounds = (lo.is_finite() || hi.is_finite()).then_some((lo, hi));
+                prep.finish(
+                    (x_state, gamma_state, beta, moments, eps, bounds, frozen),
+                    y,
+                )
             }
             OpsKind::UnTracked(prep) => prep.finish(Flex::batch_norm_train(
                 x.into_primitive(),
