@@ -1,6 +1,7 @@
 //! Training convolution throughput (not a test): `TrainConv`'s forward pass, input gradient
 //! and filter gradient on Inception-v3's layer shapes at 299x299 (batch 12 by default), the
-//! layers the whole-network fine-tuning benchmark spends its time in. Run:
+//! layers the whole-network fine-tuning benchmark spends its time in, then MobileNetV2's at
+//! 224x224 (`--only MNv2`). Run:
 //! `cargo bench -p cpu-kernels --bench train_conv [-- --batch N] [--only <label part>]`.
 //! GFLOP/s counts 2 flops per multiply-add of each pass; times are the best of 3 calls.
 //! Then Inception's pools (`TrainPool`: forward and input gradient, GB/s of input and
@@ -44,7 +45,8 @@ fn main() {
         .and_then(|i| args.get(i + 1)?.parse().ok())
         .unwrap_or(12);
     // (label, side, cin, cout, kh, kw, stride, pad top/left (SAME: symmetric))
-    let cases: [(&str, usize, usize, usize, usize, usize, usize, [usize; 2]); 13] = [
+    // MobileNetV2's (224x224) dense convolutions: its first, expansions and projections.
+    let cases: [(&str, usize, usize, usize, usize, usize, usize, [usize; 2]); 18] = [
         ("Conv2d_2a_3x3", 149, 32, 32, 3, 3, 1, [0, 0]),
         ("Conv2d_2b_3x3", 147, 32, 64, 3, 3, 1, [1, 1]),
         ("Conv2d_3b_1x1", 73, 64, 80, 1, 1, 1, [0, 0]),
@@ -58,6 +60,11 @@ fn main() {
         ("6e 7x1 192-192", 17, 192, 192, 7, 1, 1, [3, 0]),
         ("7b 1x1 1280-320", 8, 1280, 320, 1, 1, 1, [0, 0]),
         ("7b 3x3 448-384", 8, 448, 384, 3, 3, 1, [1, 1]),
+        ("MNv2 3x3/2 3-32", 224, 3, 32, 3, 3, 2, [0, 0]),
+        ("MNv2 1x1 16-96", 112, 16, 96, 1, 1, 1, [0, 0]),
+        ("MNv2 1x1 24-144", 56, 24, 144, 1, 1, 1, [0, 0]),
+        ("MNv2 1x1 144-24", 56, 144, 24, 1, 1, 1, [0, 0]),
+        ("MNv2 1x1 96-576", 14, 96, 576, 1, 1, 1, [0, 0]),
     ];
     // Optional: only the layers whose label contains `--only <text>`.
     let only = args

@@ -297,12 +297,16 @@ impl TrainConv {
         let direct =
             self.kh == 1 && self.kw == 1 && self.stride == [1, 1] && self.pads == [0, 0, 0, 0];
         let isa = Isa::detect();
-        // dW^T = dY^T X_col, summed over the chunks.
+        // Each chunk's product needs one of its operands transposed (both are row-major
+        // over the chunk's pixels): the narrower one, dY (`co` wide) or X_col (`k` wide).
+        // Transposing dY gives dW^T = dY^T X_col; transposing X_col gives dW = X_col^T dY
+        // in the filter's own layout. A MobileNetV2 expansion (24 -> 144) transposed 144
+        // values per pixel for 24 x 144 multiply-adds the first way, 24 the second. Each
+        // element is the same sum in the same order either way.
+        let transpose_x = k < co;
         let sum = ordered_accumulate(chunks, co * k, |ci, acc, first| {
             let (m0, m1) = (ci * chunk, ((ci + 1) * chunk).min(rows));
             let mc = m1 - m0;
-            let mut dyt = vec![0f32; co * mc];
-            transpose_into(&dy[m0 * co..m1 * co], mc, co, &mut dyt);
             let gathered;
             let (b, at) = if direct {
                 (x, m0 * k)
@@ -310,16 +314,21 @@ impl TrainConv {
                 gathered = self.gather_columns(x, m0, m1, (oh, ow));
                 (&gathered[..], 0)
             };
-            rows_times_matrix(
-                isa,
-                (&dyt, co, mc),
-                &b[at..at + mc * k],
-                k,
-                acc,
-                !first,
-                parallel,
-            );
+            let x_col = &b[at..at + mc * k];
+            let dy = &dy[m0 * co..m1 * co];
+            if transpose_x {
+                let mut xt = vec![0f32; k * mc];
+                transpose_into(x_col, mc, k, &mut xt);
+                rows_times_matrix(isa, (&xt, k, mc), dy, co, acc, !first, parallel);
+            } else {
+                let mut dyt = vec![0f32; co * mc];
+                transpose_into(dy, mc, co, &mut dyt);
+                rows_times_matrix(isa, (&dyt, co, mc), x_col, k, acc, !first, parallel);
+            }
         });
+        if transpose_x {
+            return sum;
+        }
         let mut dw = zeroed(k * co);
         transpose_into(&sum, co, k, &mut dw);
         dw

@@ -896,6 +896,9 @@ mod training {
         check(conv(2, [8, 8], [40, 2], [3, 1], 1, [2, 0, 0, 0]));
         check(conv(1, [5, 5], [2, 3], [5, 5], 1, [0; 4]));
         check(conv(3, [48, 40], [2, 5], [3, 3], 1, [1, 1, 1, 1]));
+        // Filter rows fewer than outputs (the filter gradient transposes its gathered input
+        // columns, not the output gradient), over several chunks.
+        check(conv(3, [24, 22], [4, 48], [3, 1], 1, [1, 1, 0, 0]));
         // Filters large enough to be packed and transposed in parallel (3 panels, the last
         // partial).
         check(conv(1, [6, 6], [96, 80], [3, 3], 1, [1, 1, 1, 1]));
