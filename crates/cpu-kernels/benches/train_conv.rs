@@ -46,7 +46,8 @@ fn main() {
         .unwrap_or(12);
     // (label, side, cin, cout, kh, kw, stride, pad top/left (SAME: symmetric))
     // MobileNetV2's (224x224) dense convolutions: its first, expansions and projections.
-    let cases: [(&str, usize, usize, usize, usize, usize, usize, [usize; 2]); 18] = [
+    // Labels with " dw " are depthwise (cin = cout channels, a filter per channel).
+    let cases: [(&str, usize, usize, usize, usize, usize, usize, [usize; 2]); 22] = [
         ("Conv2d_2a_3x3", 149, 32, 32, 3, 3, 1, [0, 0]),
         ("Conv2d_2b_3x3", 147, 32, 64, 3, 3, 1, [1, 1]),
         ("Conv2d_3b_1x1", 73, 64, 80, 1, 1, 1, [0, 0]),
@@ -65,6 +66,10 @@ fn main() {
         ("MNv2 1x1 24-144", 56, 24, 144, 1, 1, 1, [0, 0]),
         ("MNv2 1x1 144-24", 56, 144, 24, 1, 1, 1, [0, 0]),
         ("MNv2 1x1 96-576", 14, 96, 576, 1, 1, 1, [0, 0]),
+        ("MNv2 dw 3x3/2 96", 112, 96, 96, 3, 3, 2, [0, 0]),
+        ("MNv2 dw 3x3 144", 56, 144, 144, 3, 3, 1, [1, 1]),
+        ("MNv2 dw 3x3 576", 14, 576, 576, 3, 3, 1, [1, 1]),
+        ("EffB0 dw 5x5 240", 28, 240, 240, 5, 5, 1, [2, 2]),
     ];
     // Optional: only the layers whose label contains `--only <text>`.
     let only = args
@@ -91,19 +96,20 @@ fn main() {
             kw,
             stride: [s, s],
             pads: [pt, pt, pl, pl],
-            depthwise: false,
+            depthwise: label.contains(" dw "),
         };
         let (oh, ow) = t.output_hw().unwrap();
         let x: Vec<f32> = (0..n * side * side * cin)
             .map(|i| ((i % 97) as f32 - 48.0) / 97.0)
             .collect();
-        let w: Vec<f32> = (0..kh * kw * cin * cout)
+        let w: Vec<f32> = (0..t.sizes().1)
             .map(|i| ((i % 89) as f32 - 44.0) / 890.0)
             .collect();
         let dy: Vec<f32> = (0..n * oh * ow * cout)
             .map(|i| ((i % 83) as f32 - 41.0) / 83.0)
             .collect();
-        let flops = 2.0 * (n * oh * ow * cout * kh * kw * cin) as f64;
+        let per_output = if t.depthwise { kh * kw } else { kh * kw * cin };
+        let flops = 2.0 * (n * oh * ow * cout * per_output) as f64;
         let times = [
             best(|| drop(std::hint::black_box(t.forward(&x, &w)))),
             best(|| drop(std::hint::black_box(t.grad_input(&dy, &w)))),

@@ -13,6 +13,7 @@
 
 use crate::conv::{Conv2d, ConvGeometry, ConvWeights, Padding, SendPtr};
 use crate::depthwise::{DepthwiseConv2d, DepthwiseGeometry};
+use crate::depthwise_grad::{self, ColumnTaps, DwGrad};
 use crate::microkernel::{self, Act, Isa};
 use crate::ops::zeroed;
 use crate::ordered::{accumulate_groups, ordered_accumulate, ordered_sum, SUM_GROUPS};
@@ -481,20 +482,21 @@ impl TrainConv {
         cols
     }
 
-    /// Input row `iy`'s filter taps: `(kernel row, output row)` pairs.
-    fn taps(
-        i: usize,
-        pad: usize,
-        k: usize,
-        s: usize,
-        out: usize,
-    ) -> impl Iterator<Item = (usize, usize)> {
-        (0..k).filter_map(move |a| {
-            let t = (i + pad).checked_sub(a)?;
-            (t % s == 0 && t / s < out).then_some((a, t / s))
-        })
+    fn dw_grad(&self, (oh, ow): (usize, usize)) -> DwGrad {
+        DwGrad {
+            c: self.cin,
+            h: self.h,
+            w: self.w,
+            oh,
+            ow,
+            kh: self.kh,
+            kw: self.kw,
+            stride: self.stride,
+            pads: [self.pads[0], self.pads[2]],
+        }
     }
 
+    /// Every input row of `dx` written (by [`depthwise_grad::input_row`]), in parallel.
     fn depthwise_grad_input(
         &self,
         dy: &[f32],
@@ -502,24 +504,15 @@ impl TrainConv {
         dx: &mut [f32],
         (oh, ow): (usize, usize),
     ) {
-        let c = self.cin;
-        let [t, _, l, _] = self.pads;
-        let (h, w) = (self.h, self.w);
+        let g = self.dw_grad((oh, ow));
+        let cols = ColumnTaps::new(&g);
+        let isa = Isa::detect();
+        let (c, h, w) = (self.cin, self.h, self.w);
+        let per_image = oh * ow * c;
         dx.par_chunks_mut(w * c).enumerate().for_each(|(row, dxr)| {
             let (b, iy) = (row / h, row % h);
-            for (a, y) in Self::taps(iy, t, self.kh, self.stride[0], oh) {
-                let g_row = &dy[(b * oh + y) * ow * c..][..ow * c];
-                for ix in 0..w {
-                    let d = &mut dxr[ix * c..][..c];
-                    for (e, x) in Self::taps(ix, l, self.kw, self.stride[1], ow) {
-                        let f = &filter[(a * self.kw + e) * c..][..c];
-                        let g = &g_row[x * c..][..c];
-                        for ((d, g), f) in d.iter_mut().zip(g).zip(f) {
-                            *d += g * f;
-                        }
-                    }
-                }
-            }
+            let dy = &dy[b * per_image..][..per_image];
+            depthwise_grad::input_row(isa, &g, (dy, filter), iy, &cols, dxr);
         });
     }
 
@@ -532,21 +525,31 @@ impl TrainConv {
         }
         let image = self.h * self.w;
         let chunk = rows.div_ceil(SUM_GROUPS).max(1);
+        // 3x3 and 5x5 filters on vectors of channels, one accumulator per tap.
+        let vectors = depthwise_grad::filter_row_supported(self.kh, self.kw);
+        let g = self.dw_grad((oh, ow));
+        let isa = Isa::detect();
         ordered_sum(rows.div_ceil(chunk), |ci| {
             // Each output row's sums first, then added to the chunk's (the rounding
             // grows with `ow + rows`, not with their product).
             let mut acc = vec![0f32; taps * c];
             let mut row_acc = vec![0f32; taps * c];
             for row in ci * chunk..((ci + 1) * chunk).min(rows) {
-                row_acc.fill(0.0);
                 let (b, y) = (row / oh, row % oh);
-                for xo in 0..ow {
-                    let g = &dy[((b * oh + y) * ow + xo) * c..][..c];
-                    for (tap, pixel) in self.reads(y, xo) {
-                        let v = &x[(b * image + pixel) * c..][..c];
-                        let s = &mut row_acc[tap * c..][..c];
-                        for ((s, v), g) in s.iter_mut().zip(v).zip(g) {
-                            *s += v * g;
+                if vectors {
+                    let x = &x[b * image * c..][..image * c];
+                    let dy = &dy[(b * oh + y) * ow * c..][..ow * c];
+                    depthwise_grad::filter_row(isa, &g, x, dy, y, &mut row_acc);
+                } else {
+                    row_acc.fill(0.0);
+                    for xo in 0..ow {
+                        let g = &dy[((b * oh + y) * ow + xo) * c..][..c];
+                        for (tap, pixel) in self.reads(y, xo) {
+                            let v = &x[(b * image + pixel) * c..][..c];
+                            let s = &mut row_acc[tap * c..][..c];
+                            for ((s, v), g) in s.iter_mut().zip(v).zip(g) {
+                                *s += v * g;
+                            }
                         }
                     }
                 }

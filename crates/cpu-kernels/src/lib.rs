@@ -35,6 +35,7 @@ mod conv;
 mod conv_grad;
 mod denormals;
 mod depthwise;
+mod depthwise_grad;
 mod matmul;
 mod microkernel;
 pub mod ops;
