@@ -7,7 +7,7 @@
 //! biased variance, `y = (x - mean) / sqrt(var + eps) * gamma + beta`; its gradient is the
 //! closed form (`dx = gamma / sqrt(var + eps) * (dy - mean(dy) - xhat * mean(dy * xhat))`).
 
-use crate::ordered::ordered_sum;
+use crate::ordered::{ordered_sum, SUM_GROUPS};
 use rayon::prelude::*;
 
 /// Rows per block of the channel sums.
@@ -36,7 +36,11 @@ fn channel_sums<const K: usize>(
 }
 
 /// Per-channel mean and biased variance (`[mean..., var...]`, `2 * c` values) of `x`
-/// (rows of `c` channels).
+/// (rows of `c` channels), in one pass over memory: each block of rows is summed, then
+/// summed again about its own mean while it is in the cache (both in f32); the blocks'
+/// counts, means and squared deviations are merged in f64 (Chan et al.'s update), in
+/// consecutive groups on the thread pool, then the groups in order: the same result on
+/// every run.
 pub fn channel_moments(x: &[f32], c: usize) -> Vec<f32> {
     assert!(c > 0 && x.len() % c == 0, "rows of {c} channels");
     let rows = x.len() / c;
@@ -44,25 +48,118 @@ pub fn channel_moments(x: &[f32], c: usize) -> Vec<f32> {
     if rows == 0 {
         return out;
     }
-    let sums = channel_sums::<1>(rows, c, |r, s, _| {
-        for (s, v) in s.iter_mut().zip(&x[r * c..][..c]) {
-            *s += v;
-        }
-    });
-    for (m, s) in out[..c].iter_mut().zip(&sums) {
-        *m = (s / rows as f64) as f32;
+    let blocks = rows.div_ceil(BLOCK_ROWS);
+    let per_group = blocks.div_ceil(SUM_GROUPS).max(1);
+    let groups: Vec<Moments> = (0..blocks.div_ceil(per_group))
+        .into_par_iter()
+        .map(|g| {
+            let mut sum = vec![0f32; c];
+            let mut dev = vec![0f32; c];
+            let mut sq = vec![0f32; c];
+            let mut acc = Moments::empty(c);
+            for b in g * per_group..((g + 1) * per_group).min(blocks) {
+                let block = &x[b * BLOCK_ROWS * c..((b + 1) * BLOCK_ROWS).min(rows) * c];
+                acc.merge(&Moments::of_block(block, c, [&mut sum, &mut dev, &mut sq]));
+            }
+            acc
+        })
+        .collect();
+    let mut total = Moments::empty(c);
+    for g in &groups {
+        total.merge(g);
     }
-    let mean = &out[..c].to_vec();
-    let sq = channel_sums::<1>(rows, c, |r, s, _| {
-        for ((s, v), m) in s.iter_mut().zip(&x[r * c..][..c]).zip(mean) {
-            let d = v - m;
-            *s += d * d;
-        }
-    });
-    for (v, s) in out[c..].iter_mut().zip(&sq) {
-        *v = (s / rows as f64) as f32;
+    for j in 0..c {
+        out[j] = total.mean[j] as f32;
+        out[c + j] = (total.m2[j] / total.n) as f32;
     }
     out
+}
+
+/// A count of rows with their per-channel mean and sum of squared deviations from it.
+struct Moments {
+    n: f64,
+    mean: Vec<f64>,
+    m2: Vec<f64>,
+}
+
+impl Moments {
+    fn empty(c: usize) -> Moments {
+        Moments {
+            n: 0.0,
+            mean: vec![0.0; c],
+            m2: vec![0.0; c],
+        }
+    }
+
+    /// The moments of a block's rows (`scratch`: three `c`-long buffers to reuse).
+    fn of_block(block: &[f32], c: usize, [sum, dev, sq]: [&mut Vec<f32>; 3]) -> Moments {
+        let n = block.len() / c;
+        sum.fill(0.0);
+        for row in block.chunks_exact(c) {
+            add_row(sum, row);
+        }
+        let shift: Vec<f32> = sum.iter().map(|s| s / n as f32).collect();
+        dev.fill(0.0);
+        sq.fill(0.0);
+        for row in block.chunks_exact(c) {
+            deviations_row(row, &shift, dev, sq);
+        }
+        // About the exact block mean `shift + dev / n`: m2 = sq - dev^2 / n.
+        let nf = n as f64;
+        Moments {
+            n: nf,
+            mean: shift
+                .iter()
+                .zip(dev.iter())
+                .map(|(&m, &d)| m as f64 + d as f64 / nf)
+                .collect(),
+            m2: sq
+                .iter()
+                .zip(dev.iter())
+                .map(|(&q, &d)| (q as f64 - (d as f64) * (d as f64) / nf).max(0.0))
+                .collect(),
+        }
+    }
+
+    /// Adds `other`'s rows.
+    fn merge(&mut self, other: &Moments) {
+        if other.n == 0.0 {
+            return;
+        }
+        let n = self.n + other.n;
+        let (wa, wb) = (self.n * other.n / n, other.n / n);
+        for ((m, q), (om, oq)) in self
+            .mean
+            .iter_mut()
+            .zip(self.m2.iter_mut())
+            .zip(other.mean.iter().zip(&other.m2))
+        {
+            let delta = om - *m;
+            *m += delta * wb;
+            *q += oq + delta * delta * wa;
+        }
+        self.n = n;
+    }
+}
+
+/// `sum += row`, both `c` long (checked first: the loop runs without bounds checks).
+fn add_row(sum: &mut [f32], row: &[f32]) {
+    let c = row.len();
+    let sum = &mut sum[..c];
+    for j in 0..c {
+        sum[j] += row[j];
+    }
+}
+
+/// `dev += row - shift`, `sq += (row - shift)^2`, all `c` long.
+fn deviations_row(row: &[f32], shift: &[f32], dev: &mut [f32], sq: &mut [f32]) {
+    let c = row.len();
+    let (shift, dev, sq) = (&shift[..c], &mut dev[..c], &mut sq[..c]);
+    for j in 0..c {
+        let d = row[j] - shift[j];
+        dev[j] += d;
+        sq[j] += d * d;
+    }
 }
 
 /// `1 / sqrt(var + eps)` per channel.
