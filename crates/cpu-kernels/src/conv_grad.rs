@@ -18,6 +18,7 @@ use crate::microkernel::{self, Act, Isa};
 use crate::ops::zeroed;
 use crate::ordered::{accumulate_groups, ordered_accumulate, ordered_sum, SUM_GROUPS};
 use crate::tensor::View;
+use crate::transpose::transpose_into;
 use rayon::prelude::*;
 
 /// The shapes of a training convolution: input `[n, h, w, cin]`, filter `[kh, kw, cin,
@@ -561,39 +562,6 @@ impl TrainConv {
         })
     }
 }
-
-/// `dst` (`cols x rows`) = the transpose of the row-major `rows x cols` matrix `src`, in
-/// 16x16 blocks (going down a column at a time would write a cache line per element); bands
-/// of 16 destination rows in parallel when the matrix is large (whole filters are transposed
-/// on every training step).
-fn transpose_into(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
-    assert!(src.len() == rows * cols && dst.len() == rows * cols);
-    const BLOCK: usize = 16;
-    if rows == 0 || cols == 0 {
-        return;
-    }
-    // Destination rows c0..c0 + 16 (source columns), all source rows in blocks.
-    let band = |(b, dst): (usize, &mut [f32])| {
-        let c0 = b * BLOCK;
-        let width = dst.len() / rows;
-        for r0 in (0..rows).step_by(BLOCK) {
-            for r in r0..(r0 + BLOCK).min(rows) {
-                let row = &src[r * cols + c0..][..width];
-                for (c, &v) in row.iter().enumerate() {
-                    dst[c * rows + r] = v;
-                }
-            }
-        }
-    };
-    if rows * cols >= PARALLEL_TRANSPOSE {
-        dst.par_chunks_mut(BLOCK * rows).enumerate().for_each(band);
-    } else {
-        dst.chunks_mut(BLOCK * rows).enumerate().for_each(band);
-    }
-}
-
-/// Matrices of at least this many elements are transposed in parallel.
-const PARALLEL_TRANSPOSE: usize = 1 << 16;
 
 /// `c[m x n] = a[m x kc] b[kc x n]` (`+ c` when `accumulate`: the tile's sum over `kc` is
 /// added to `c` as one addition), all row-major, on the GEMM tiles: `b`'s full panels of

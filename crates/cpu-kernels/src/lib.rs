@@ -46,6 +46,7 @@ mod simd;
 mod tensor;
 pub mod train_norm;
 mod train_pool;
+mod transpose;
 mod winograd;
 
 pub use alloc::{retain_heap, CachingAllocator};
