@@ -91,7 +91,7 @@ impl Moments {
         }
     }
 
-    /// The moments of a block's rows (`scratch`: three `c`-long buffers to reuse).
+    /// The moments of a block's rows (`sum`, `dev`, `sq`: `c`-long buffers to reuse).
     fn of_block(block: &[f32], c: usize, [sum, dev, sq]: [&mut Vec<f32>; 3]) -> Moments {
         let n = block.len() / c;
         sum.fill(0.0);

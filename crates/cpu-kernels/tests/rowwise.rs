@@ -236,6 +236,36 @@ mod train_norm {
         }
     }
 
+    /// The one-pass moments (blocks of 64 rows merged in groups) against f64 two-pass sums:
+    /// more blocks than groups, a partial last block, a channel whose mean is 1000 times its
+    /// spread (where a sum of squares in f32 would cancel), and a constant channel.
+    #[test]
+    fn batch_moments_match_two_pass_f64_sums() {
+        let (rows, c) = (64 * 40 + 7, 4usize);
+        let mut x = values(rows * c, 21);
+        for r in 0..rows {
+            x[r * c + 1] = 1000.0 + x[r * c + 1];
+            x[r * c + 3] = -2.5;
+        }
+        let m = train_norm::channel_moments(&x, c);
+        for j in 0..c {
+            let col: Vec<f64> = (0..rows).map(|r| x[r * c + j] as f64).collect();
+            let mean = col.iter().sum::<f64>() / rows as f64;
+            let var = col.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / rows as f64;
+            assert!(
+                (m[j] as f64 - mean).abs() <= 1e-6 * mean.abs().max(1.0),
+                "mean[{j}] {} vs {mean}",
+                m[j]
+            );
+            assert!(
+                (m[c + j] as f64 - var).abs() <= 1e-5 * var.max(1e-6),
+                "var[{j}] {} vs {var}",
+                m[c + j]
+            );
+        }
+        assert_eq!(m[c + 3], 0.0, "a constant channel has no variance");
+    }
+
     #[test]
     fn clamps_pass_the_gradient_strictly_inside_their_range() {
         let x = [-1.0f32, 0.0, 0.5, 6.0, 7.0, 5.999];
