@@ -848,7 +848,7 @@ fn is_spatial_mean(g: &Graph, consts: &Consts, n: &Node) -> bool {
 
 /// `[top, bottom, left, right]` of a `Pad` / `PadV2` by zeros of only the middle two axes
 /// of a rank-4 tensor (constant paddings), or `None`.
-fn zero_pads_hw(g: &Graph, consts: &Consts, n: &Node) -> Option<[usize; 4]> {
+pub(crate) fn zero_pads_hw(g: &Graph, consts: &Consts, n: &Node) -> Option<[usize; 4]> {
     let zero_value = match n.op.as_str() {
         "Pad" => true,
         "PadV2" => n.inputs.get(2).and_then(|&r| scalar_const(g, consts, r)) == Some(0.0),

@@ -63,6 +63,11 @@ struct Plan {
     /// the activation nodes pass their input through (`passed`).
     bn_act: HashMap<usize, (f32, f32)>,
     passed: std::collections::HashSet<usize>,
+    /// `VALID` NHWC convolutions whose input a zero `Pad` (its only reader's) padded: they
+    /// read the unpadded input with these `[top, bottom, left, right]` pads instead, and
+    /// the `Pad` passes its input through (`passed`): no padded copy, and no strided slice
+    /// of its gradient (Keras' MobileNetV2 pads before each stride-2 depthwise convolution).
+    pad_conv: HashMap<usize, [usize; 4]>,
 }
 
 impl Plan {
@@ -89,6 +94,39 @@ impl Plan {
         }
     }
 
+    /// Finds the zero `Pad`s of the height and width read only by a `VALID` NHWC `Conv2D` /
+    /// `DepthwiseConv2dNative`, for [`Plan::pad_conv`].
+    fn fold_pads_into_convolutions(&mut self, consts: &fast::Consts) {
+        let uses = fast::Uses::new(&self.graph);
+        for (i, n) in self.graph.nodes.iter().enumerate() {
+            let conv = matches!(n.op.as_str(), "Conv2D" | "DepthwiseConv2dNative");
+            let attr_s = |k: &str| {
+                n.attrs
+                    .get(k)
+                    .and_then(|a| a.s.as_ref())
+                    .map(|s| String::from_utf8_lossy(s).into_owned())
+                    .unwrap_or_default()
+            };
+            if !conv
+                || attr_s("padding") != "VALID"
+                || attr_s("data_format") == "NCHW"
+                || n.inputs.is_empty()
+                || !n.subgraphs.is_empty()
+            {
+                continue;
+            }
+            let x = n.inputs[0];
+            let p = &self.graph.nodes[x.node];
+            if x.index != 0 || uses.only_reader(x) != Some(i) || !fast::is_float32(p) {
+                continue;
+            }
+            if let Some(pads) = fast::zero_pads_hw(&self.graph, consts, p) {
+                self.pad_conv.insert(i, pads);
+                self.passed.insert(x.node);
+            }
+        }
+    }
+
     fn new(mut graph: Graph, with_controls: bool) -> Plan {
         let subplans = std::mem::take(&mut graph.subgraphs)
             .into_iter()
@@ -103,6 +141,7 @@ impl Plan {
             with_controls,
             bn_act: HashMap::new(),
             passed: Default::default(),
+            pad_conv: HashMap::new(),
         };
         plan.schedule();
         plan
@@ -225,6 +264,9 @@ fn run_plan(plan: &Plan, env: &Env, inputs: &[Value], top: bool) -> Result<Vec<V
                     ins.into_iter().take(1).collect()
                 } else if let Some(&(lo, hi)) = plan.bn_act.get(&i) {
                     ops::run_batch_norm_act(&env.ctx(node), ins, lo, hi)
+                        .map_err(|msg| op_error(node, msg))?
+                } else if let Some(&pads) = plan.pad_conv.get(&i) {
+                    ops::run_conv_padded(&env.ctx(node), ins, pads)
                         .map_err(|msg| op_error(node, msg))?
                 } else if let Some(f) = plan.fast.get(&i) {
                     // The graph's own op, for a fused op that cannot take its input.
@@ -486,6 +528,8 @@ impl Model {
             // the CPU fast path: `KerasLayer` (and so `finetune`) loads its traces without it
             // (they take variables), and the fusion computes exactly what the two ops do.
             plan.fuse_batch_norm_activations();
+            let consts = |g: &Graph, r: graph::ValueRef| constant(g, r, &vars, &slot_of);
+            plan.fold_pads_into_convolutions(&consts);
         }
         if inference_rewrite {
             let consts = |g: &Graph, r: graph::ValueRef| constant(g, r, &vars, &slot_of);
@@ -575,6 +619,12 @@ impl Model {
             .values()
             .filter(|f| matches!(f, fast::FastOp::PooledConv(_)))
             .count()
+    }
+
+    /// How many zero `Pad`s were folded into the convolution reading them (graphs the
+    /// inference rewrite does not run on: training traces, other devices).
+    pub fn folded_pads(&self) -> usize {
+        self.plan.pad_conv.len()
     }
 
     /// Whether this is a `training=True` trace.

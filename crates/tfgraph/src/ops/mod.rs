@@ -212,6 +212,13 @@ pub(crate) fn run_batch_norm_act(ctx: &Ctx, inputs: Vec<Value>, lo: f32, hi: f32
     nn::batch_norm(ctx, &inputs, Some((lo, hi)))
 }
 
+/// A `VALID` `Conv2D` / `DepthwiseConv2dNative` whose input was zero-padded by `pads`
+/// (`[top, bottom, left, right]`) in a `Pad` node folded into it: `inputs[0]` is the
+/// unpadded input.
+pub(crate) fn run_conv_padded(ctx: &Ctx, inputs: Vec<Value>, pads: [usize; 4]) -> OpResult {
+    nn::conv2d_padded(ctx, &inputs, pads)
+}
+
 /// Runs op `node.op` on `inputs`.
 pub fn run(ctx: &Ctx, mut inputs: Vec<Value>) -> OpResult {
     let op = ctx.node.op.as_str();

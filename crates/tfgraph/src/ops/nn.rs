@@ -123,7 +123,20 @@ fn to_nhwc(t: FT) -> FT {
     dev::permute(t, &[0, 2, 3, 1])
 }
 
+/// [`conv2d`] of an NHWC `VALID` convolution (either kind) whose input is to be read as if
+/// zero-padded by `[top, bottom, left, right]` (a folded `Pad`).
+pub(super) fn conv2d_padded(ctx: &Ctx, inputs: &[Value], pads: [usize; 4]) -> OpResult {
+    let depthwise = ctx.node.op == "DepthwiseConv2dNative";
+    conv2d_with(ctx, inputs, depthwise, pads)
+}
+
 fn conv2d(ctx: &Ctx, inputs: &[Value], depthwise: bool) -> OpResult {
+    conv2d_with(ctx, inputs, depthwise, [0; 4])
+}
+
+/// The convolution, its input read with `extra` zero padding (`[top, bottom, left, right]`)
+/// besides its own.
+fn conv2d_with(ctx: &Ctx, inputs: &[Value], depthwise: bool, extra: [usize; 4]) -> OpResult {
     let x = ctx.float(arg(inputs, 0)?)?;
     let w = ctx.float(arg(inputs, 1)?)?;
     let (xs, ws) = (dev::shape(&x), dev::shape(&w));
@@ -132,7 +145,23 @@ fn conv2d(ctx: &Ctx, inputs: &[Value], depthwise: bool) -> OpResult {
             "expects 4-D input and filter, got {xs:?} and {ws:?}"
         ));
     }
-    let g = conv_geometry(ctx, &xs, ws[0], ws[1])?;
+    // The geometry of the padded input (its sizes representable, as for explicit
+    // paddings), then the extra padding added to the convolution's own.
+    let add = |a: usize, b: usize| {
+        a.checked_add(b)
+            .ok_or_else(|| format!("padding {extra:?} too large"))
+    };
+    let padded = [
+        xs[0],
+        add(add(xs[1], extra[0])?, extra[1])?,
+        add(add(xs[2], extra[2])?, extra[3])?,
+        xs[3],
+    ];
+    let mut g = conv_geometry(ctx, &padded, ws[0], ws[1])?;
+    g.pads = [
+        (add(g.pads[0].0, extra[0])?, add(g.pads[0].1, extra[1])?),
+        (add(g.pads[1].0, extra[2])?, add(g.pads[1].1, extra[3])?),
+    ];
     if let Some(spec) = kernel_conv(&g, &xs, &ws, depthwise)? {
         if cpu_train::runs_on_flex(&x) && cpu_train::runs_on_flex(&w) {
             return Ok(vec![Value::Dev(cpu_train::conv(x, w, spec))]);
