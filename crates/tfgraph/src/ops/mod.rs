@@ -391,6 +391,83 @@ mod tests {
         }
     }
 
+    /// A `VALID` convolution with a folded `Pad` (`run_conv_padded`): the same output as the
+    /// convolution of the zero-padded input, on flex (the CPU kernels) and ndarray (Burn's),
+    /// an input smaller than the kernel until padded included; paddings from a hostile graph
+    /// that overflow the padded size give an error.
+    #[test]
+    fn a_folded_pad_reads_as_the_padded_input() {
+        use savedmodel::proto::{AttrList, AttrValue};
+        let attrs = [
+            (
+                "strides".to_string(),
+                AttrValue {
+                    list: Some(AttrList {
+                        i: vec![1, 2, 2, 1],
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                },
+            ),
+            (
+                "padding".to_string(),
+                AttrValue {
+                    s: Some(b"VALID".to_vec()),
+                    ..Default::default()
+                },
+            ),
+        ];
+        let node = Node {
+            name: "dw".into(),
+            op: "DepthwiseConv2dNative".into(),
+            attrs: attrs.into_iter().collect(),
+            inputs: vec![],
+            controls: vec![],
+            function: "f".into(),
+            binding: None,
+            stateful: false,
+            subgraphs: vec![],
+        };
+        let (h, w, c) = (2usize, 3usize, 2usize);
+        let pads = [1usize, 2, 0, 1];
+        let xv: Vec<f32> = (0..h * w * c).map(|i| i as f32 * 0.5 - 1.0).collect();
+        let wv: Vec<f32> = (0..9 * c).map(|i| (i % 7) as f32 - 3.0).collect();
+        // The input zero-padded by hand: [1, 5, 4, c].
+        let (hp, wp) = (h + pads[0] + pads[1], w + pads[2] + pads[3]);
+        let mut padded = vec![0f32; hp * wp * c];
+        for y in 0..h {
+            for x in 0..w {
+                for k in 0..c {
+                    padded[((y + pads[0]) * wp + x + pads[2]) * c + k] = xv[(y * w + x) * c + k];
+                }
+            }
+        }
+        #[allow(deprecated)]
+        for device in [Device::flex(), Device::ndarray()] {
+            let ctx = Ctx {
+                device: &device,
+                node: &node,
+                vars: &[],
+                training: false,
+                assets: None,
+                assigned: None,
+            };
+            let filter = || Value::Dev(dev::upload(wv.clone(), &[3, 3, c, 1], &device));
+            let x = Value::Dev(dev::upload(xv.clone(), &[1, h, w, c], &device));
+            let got = run_conv_padded(&ctx, vec![x, filter()], pads).unwrap();
+            let xp = Value::Dev(dev::upload(padded.clone(), &[1, hp, wp, c], &device));
+            let want = run(&ctx, vec![xp, filter()]).unwrap();
+            let host = |v: &Value| match v {
+                Value::Dev(t) => dev::download(t.clone()).unwrap(),
+                _ => panic!("a device tensor"),
+            };
+            assert_eq!(host(&got[0]), host(&want[0]), "{device:?}");
+            let x = Value::Dev(dev::upload(xv.clone(), &[1, h, w, c], &device));
+            let err = run_conv_padded(&ctx, vec![x, filter()], [usize::MAX, 1, 0, 0]).unwrap_err();
+            assert!(err.contains("too large"), "{err}");
+        }
+    }
+
     #[test]
     fn sizes_from_the_graph_are_bounded() {
         assert_eq!(checked_elements(&[2, 3, 4]), Ok(24));
