@@ -172,9 +172,7 @@ impl TrainConv {
             return vec![0f32; len];
         }
         if self.depthwise {
-            let mut dx = zeroed(len);
-            self.depthwise_grad_input(dy, filter, &mut dx, (oh, ow));
-            return dx;
+            return self.depthwise_grad_input(dy, filter, (oh, ow));
         }
         let [t, b, l, r] = self.pads;
         let (kh, kw) = (self.kh, self.kw);
@@ -497,24 +495,31 @@ impl TrainConv {
         }
     }
 
-    /// Every input row of `dx` written (by [`depthwise_grad::input_row`]), in parallel.
+    /// The input gradient, every row written once (by [`depthwise_grad::input_row`]) in
+    /// parallel, not zeroed first.
     fn depthwise_grad_input(
         &self,
         dy: &[f32],
         filter: &[f32],
-        dx: &mut [f32],
         (oh, ow): (usize, usize),
-    ) {
+    ) -> Vec<f32> {
         let g = self.dw_grad((oh, ow));
         let cols = ColumnTaps::new(&g);
         let isa = Isa::detect();
         let (c, h, w) = (self.cin, self.h, self.w);
-        let per_image = oh * ow * c;
-        dx.par_chunks_mut(w * c).enumerate().for_each(|(row, dxr)| {
-            let (b, iy) = (row / h, row % h);
-            let dy = &dy[b * per_image..][..per_image];
-            depthwise_grad::input_row(isa, &g, (dy, filter), iy, &cols, dxr);
-        });
+        let (len, per_image) = (self.n * h * w * c, oh * ow * c);
+        let mut dx = Vec::with_capacity(len);
+        dx.spare_capacity_mut()[..len]
+            .par_chunks_mut(w * c)
+            .enumerate()
+            .for_each(|(row, dxr)| {
+                let (b, iy) = (row / h, row % h);
+                let dy = &dy[b * per_image..][..per_image];
+                depthwise_grad::input_row(isa, &g, (dy, filter), iy, &cols, dxr);
+            });
+        // SAFETY: the rows cover all `len` elements and input_row writes each of its row.
+        unsafe { dx.set_len(len) };
+        dx
     }
 
     fn depthwise_grad_filter(&self, x: &[f32], dy: &[f32], (oh, ow): (usize, usize)) -> Vec<f32> {

@@ -179,7 +179,8 @@ fn taps(
     })
 }
 
-/// Input row `iy`'s gradient, written to `dx` (`w * c`): for each pixel and channel the
+/// Input row `iy`'s gradient, written to every element of `dx` (`w * c`, uninitialised
+/// before): for each pixel and channel the
 /// sum over its kernel rows, then columns, of output gradient times filter. `dy` is the
 /// image's output gradient (`oh * ow * c`), `filter` the depthwise filter (`kh * kw * c`).
 pub(crate) fn input_row(
@@ -188,12 +189,12 @@ pub(crate) fn input_row(
     (dy, filter): (&[f32], &[f32]),
     iy: usize,
     cols: &ColumnTaps,
-    dx: &mut [f32],
+    dx: &mut [std::mem::MaybeUninit<f32>],
 ) {
     assert!(iy < g.h && dy.len() == g.oh * g.ow * g.c && filter.len() == g.kh * g.kw * g.c);
     assert!(dx.len() == g.w * g.c && cols.starts.len() == g.w + 1);
     let rows: Vec<(usize, usize)> = taps(iy, g.pads[0], g.kh, g.stride[0], g.oh).collect();
-    let (dy, filter, dx) = (dy.as_ptr(), filter.as_ptr(), dx.as_mut_ptr());
+    let (dy, filter, dx) = (dy.as_ptr(), filter.as_ptr(), dx.as_mut_ptr().cast::<f32>());
     // SAFETY: the ISA is the detected one; `taps` gives kernel rows / columns below `kh`,
     // `kw` and output rows / columns below `oh`, `ow`, so every read lies inside `dy` and
     // `filter`, and every write inside the row (lengths checked above; the last vector of
@@ -373,8 +374,10 @@ mod tests {
                     }
                 }
                 for iy in 0..h {
-                    let mut out = vec![f32::NAN; w * c];
+                    let mut out = vec![std::mem::MaybeUninit::new(f32::NAN); w * c];
                     input_row(isa, &g, (&dy, &f), iy, &cols, &mut out);
+                    // SAFETY: initialised (NaN before, so an element left unwritten fails).
+                    let out: Vec<f32> = out.iter().map(|v| unsafe { v.assume_init() }).collect();
                     for (i, o) in out.iter().enumerate() {
                         let want = dx[iy * w * c + i];
                         assert!(
