@@ -13,23 +13,21 @@ use rayon::prelude::*;
 /// Rows per block of the channel sums.
 const BLOCK_ROWS: usize = 64;
 
-/// Per-channel sums over all rows of what `f(row, sums, scratch)` adds to `sums` (`K`
-/// arrays of `c` channels, `[k * c + channel]`; `scratch` is the block's to reuse): each
-/// block's in f32, the blocks' in f64 in a fixed order ([`ordered_sum`]). Returns `K * c`
-/// sums.
+/// Per-channel sums over all rows of what `f(row, sums)` adds to `sums` (`K` arrays of `c`
+/// channels, `[k * c + channel]`): each block's in f32, the blocks' in f64 in a fixed order
+/// ([`ordered_sum`]). Returns `K * c` sums.
 fn channel_sums<const K: usize>(
     rows: usize,
     c: usize,
-    f: impl Fn(usize, &mut [f32], &mut Vec<f32>) + Sync,
+    f: impl Fn(usize, &mut [f32]) + Sync,
 ) -> Vec<f64> {
     if rows == 0 {
         return vec![0f64; K * c];
     }
     ordered_sum(rows.div_ceil(BLOCK_ROWS), |b| {
         let mut block = vec![0f32; K * c];
-        let mut scratch = Vec::new();
         for r in b * BLOCK_ROWS..((b + 1) * BLOCK_ROWS).min(rows) {
-            f(r, &mut block, &mut scratch);
+            f(r, &mut block);
         }
         block.iter().map(|&s| s as f64).collect()
     })
@@ -245,7 +243,7 @@ pub fn batch_norm_grad(
         hi,
         masked,
     };
-    let sums = channel_sums::<2>(rows, c, |r, s, _| {
+    let sums = channel_sums::<2>(rows, c, |r, s| {
         let (s0, s1) = s.split_at_mut(c);
         grad_sums_row(&p, &x[r * c..][..c], &dy[r * c..][..c], s0, s1);
     });

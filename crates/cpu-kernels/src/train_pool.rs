@@ -253,9 +253,20 @@ fn max_step(top: &[f32], p: &[f32], out: &mut [f32]) {
     let (p, out) = (&p[..c], &mut out[..c]);
     for j in 0..c {
         let (v, o) = (p[j], top[j]);
-        let take = (((v > o) as u32) | (v.is_nan() as u32)).wrapping_neg();
-        out[j] = f32::from_bits((v.to_bits() & take) | (o.to_bits() & !take));
+        out[j] = select(((v > o) as u32) | (v.is_nan() as u32), v, o);
     }
+}
+
+/// `a` where `take` is 1, else `b`, by masks (an `if` here became a branch per lane).
+#[inline(always)]
+fn select(take: u32, a: f32, b: f32) -> f32 {
+    f32::from_bits(select_u32(take, a.to_bits(), b.to_bits()))
+}
+
+#[inline(always)]
+fn select_u32(take: u32, a: u32, b: u32) -> u32 {
+    let mask = take.wrapping_neg();
+    (a & mask) | (b & !mask)
 }
 
 /// The running maximum and its cell index after cell `t` (values `p`): the first maximum
@@ -272,11 +283,9 @@ fn argmax_step(
     let (top_out, best_out) = (&mut top_out[..c], &mut best_out[..c]);
     for j in 0..c {
         let (v, o) = (p[j], top[j]);
-        // All ones where `v` takes over: bitwise selects, which the compiler vectorises
-        // (an `if` here became a branch per lane).
-        let take = (((v > o) as u32) | ((v.is_nan() & !o.is_nan()) as u32)).wrapping_neg();
-        top_out[j] = f32::from_bits((v.to_bits() & take) | (o.to_bits() & !take));
-        best_out[j] = (t & take) | (best[j] & !take);
+        let take = ((v > o) as u32) | ((v.is_nan() & !o.is_nan()) as u32);
+        top_out[j] = select(take, v, o);
+        best_out[j] = select_u32(take, t, best[j]);
     }
 }
 

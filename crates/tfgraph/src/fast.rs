@@ -1095,7 +1095,7 @@ fn bypass_identities(g: &mut Graph) {
     }
 }
 
-fn attr_s(n: &Node, k: &str) -> String {
+pub(crate) fn attr_s(n: &Node, k: &str) -> String {
     n.attrs
         .get(k)
         .and_then(|a| a.s.as_ref())

@@ -100,16 +100,9 @@ impl Plan {
         let uses = fast::Uses::new(&self.graph);
         for (i, n) in self.graph.nodes.iter().enumerate() {
             let conv = matches!(n.op.as_str(), "Conv2D" | "DepthwiseConv2dNative");
-            let attr_s = |k: &str| {
-                n.attrs
-                    .get(k)
-                    .and_then(|a| a.s.as_ref())
-                    .map(|s| String::from_utf8_lossy(s).into_owned())
-                    .unwrap_or_default()
-            };
             if !conv
-                || attr_s("padding") != "VALID"
-                || attr_s("data_format") == "NCHW"
+                || fast::attr_s(n, "padding") != "VALID"
+                || fast::attr_s(n, "data_format") == "NCHW"
                 || n.inputs.is_empty()
                 || !n.subgraphs.is_empty()
             {
@@ -522,17 +515,16 @@ impl Model {
             slot_of.insert(i, slot);
         }
         let inference_rewrite = options.cpu_fast_path && !training && fast::applies_to(device);
+        let consts = |g: &Graph, r: graph::ValueRef| constant(g, r, &vars, &slot_of);
         if !inference_rewrite {
             // Batch norms with their activation wherever the inference rewrite does not run
             // (training traces; inference traces on autodiff or other devices), also without
             // the CPU fast path: `KerasLayer` (and so `finetune`) loads its traces without it
             // (they take variables), and the fusion computes exactly what the two ops do.
             plan.fuse_batch_norm_activations();
-            let consts = |g: &Graph, r: graph::ValueRef| constant(g, r, &vars, &slot_of);
             plan.fold_pads_into_convolutions(&consts);
         }
         if inference_rewrite {
-            let consts = |g: &Graph, r: graph::ValueRef| constant(g, r, &vars, &slot_of);
             plan.fast = fast::rewrite(&mut plan.graph, &consts);
             plan.schedule();
             {

@@ -335,55 +335,71 @@ pub(crate) fn is_int(d: DType) -> bool {
 mod tests {
     use super::*;
 
-    /// A `Conv2D` whose explicit padding (from the graph) overflows the padded size: an
-    /// error naming the padding, on flex (the CPU kernels' path) and ndarray (Burn's).
-    #[test]
-    fn convolutions_refuse_padding_that_overflows() {
-        use savedmodel::proto::{AttrList, AttrValue};
-        let list = |i: Vec<i64>| AttrValue {
+    use savedmodel::proto::{AttrList, AttrValue};
+
+    fn ints(i: Vec<i64>) -> AttrValue {
+        AttrValue {
             list: Some(AttrList {
                 i,
                 ..Default::default()
             }),
             ..Default::default()
-        };
-        let huge = i64::MAX;
-        let node = Node {
-            name: "conv".into(),
-            op: "Conv2D".into(),
-            attrs: [
-                ("strides".to_string(), list(vec![1, 1, 1, 1])),
-                (
-                    "explicit_paddings".to_string(),
-                    list(vec![0, 0, huge, huge, 0, 0, 0, 0]),
-                ),
-                (
-                    "padding".to_string(),
-                    AttrValue {
-                        s: Some(b"EXPLICIT".to_vec()),
-                        ..Default::default()
-                    },
-                ),
-            ]
-            .into_iter()
-            .collect(),
+        }
+    }
+
+    fn string(s: &str) -> AttrValue {
+        AttrValue {
+            s: Some(s.as_bytes().to_vec()),
+            ..Default::default()
+        }
+    }
+
+    /// A node of op `op` with `attrs` and no inputs, for running ops directly.
+    fn node(op: &str, attrs: Vec<(&str, AttrValue)>) -> Node {
+        Node {
+            name: op.to_lowercase(),
+            op: op.into(),
+            attrs: attrs.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
             inputs: vec![],
             controls: vec![],
             function: "f".into(),
             binding: None,
             stateful: false,
             subgraphs: vec![],
-        };
+        }
+    }
+
+    /// An inference context for `node` on `device`.
+    fn ctx<'a>(device: &'a Device, node: &'a Node) -> Ctx<'a> {
+        Ctx {
+            device,
+            node,
+            vars: &[],
+            training: false,
+            assets: None,
+            assigned: None,
+        }
+    }
+
+    /// A `Conv2D` whose explicit padding (from the graph) overflows the padded size: an
+    /// error naming the padding, on flex (the CPU kernels' path) and ndarray (Burn's).
+    #[test]
+    fn convolutions_refuse_padding_that_overflows() {
+        let huge = i64::MAX;
+        let node = node(
+            "Conv2D",
+            vec![
+                ("strides", ints(vec![1, 1, 1, 1])),
+                (
+                    "explicit_paddings",
+                    ints(vec![0, 0, huge, huge, 0, 0, 0, 0]),
+                ),
+                ("padding", string("EXPLICIT")),
+            ],
+        );
         #[allow(deprecated)]
         for device in [Device::flex(), Device::ndarray()] {
-            let ctx = Ctx {
-                device: &device,
-                node: &node,
-                vars: &[],
-                training: false,
-                assets: None,
-                assigned: None,
-            };
+            let ctx = ctx(&device, &node);
             let x = dev::upload(vec![1.0; 2 * 2 * 3], &[1, 2, 2, 3], &device);
             let w = dev::upload(vec![1.0; 3 * 3 * 3 * 4], &[3, 3, 3, 4], &device);
             let err = run(&ctx, vec![Value::Dev(x), Value::Dev(w)]).unwrap_err();
@@ -397,37 +413,13 @@ mod tests {
     /// that overflow the padded size give an error.
     #[test]
     fn a_folded_pad_reads_as_the_padded_input() {
-        use savedmodel::proto::{AttrList, AttrValue};
-        let attrs = [
-            (
-                "strides".to_string(),
-                AttrValue {
-                    list: Some(AttrList {
-                        i: vec![1, 2, 2, 1],
-                        ..Default::default()
-                    }),
-                    ..Default::default()
-                },
-            ),
-            (
-                "padding".to_string(),
-                AttrValue {
-                    s: Some(b"VALID".to_vec()),
-                    ..Default::default()
-                },
-            ),
-        ];
-        let node = Node {
-            name: "dw".into(),
-            op: "DepthwiseConv2dNative".into(),
-            attrs: attrs.into_iter().collect(),
-            inputs: vec![],
-            controls: vec![],
-            function: "f".into(),
-            binding: None,
-            stateful: false,
-            subgraphs: vec![],
-        };
+        let node = node(
+            "DepthwiseConv2dNative",
+            vec![
+                ("strides", ints(vec![1, 2, 2, 1])),
+                ("padding", string("VALID")),
+            ],
+        );
         let (h, w, c) = (2usize, 3usize, 2usize);
         let pads = [1usize, 2, 0, 1];
         let xv: Vec<f32> = (0..h * w * c).map(|i| i as f32 * 0.5 - 1.0).collect();
@@ -444,14 +436,7 @@ mod tests {
         }
         #[allow(deprecated)]
         for device in [Device::flex(), Device::ndarray()] {
-            let ctx = Ctx {
-                device: &device,
-                node: &node,
-                vars: &[],
-                training: false,
-                assets: None,
-                assigned: None,
-            };
+            let ctx = ctx(&device, &node);
             let filter = || Value::Dev(dev::upload(wv.clone(), &[3, 3, c, 1], &device));
             let x = Value::Dev(dev::upload(xv.clone(), &[1, h, w, c], &device));
             let got = run_conv_padded(&ctx, vec![x, filter()], pads).unwrap();
