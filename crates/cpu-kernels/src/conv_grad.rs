@@ -16,7 +16,7 @@ use crate::depthwise::{DepthwiseConv2d, DepthwiseGeometry};
 use crate::depthwise_grad::{self, ColumnTaps, DwGrad};
 use crate::microkernel::{self, Act, Isa};
 use crate::ops::zeroed;
-use crate::ordered::{accumulate_groups, ordered_accumulate, ordered_sum, SUM_GROUPS};
+use crate::ordered::{accumulate_groups, balanced_chunks, ordered_accumulate, ordered_sum, SUM_GROUPS};
 use crate::tensor::View;
 use crate::transpose::transpose_into;
 use rayon::prelude::*;
@@ -291,8 +291,7 @@ impl TrainConv {
         // added to the running sum, so short chunks over wide filters (late layers: few
         // pixels, thousands of filter rows) cost more in memory traffic than in FLOPs. Few
         // groups of chunks (ordered_accumulate) run their panels in parallel instead.
-        let chunk = MAX_CHUNK_ROWS.min(rows);
-        let chunks = rows.div_ceil(chunk);
+        let (chunk, chunks) = balanced_chunks(rows, MAX_CHUNK_ROWS);
         let parallel = accumulate_groups(chunks) < 2 * rayon::current_num_threads();
         let direct =
             self.kh == 1 && self.kw == 1 && self.stride == [1, 1] && self.pads == [0, 0, 0, 0];
@@ -359,8 +358,7 @@ impl TrainConv {
         let [top, _, left, _] = self.pads;
         let (th, tw) = (oh.div_ceil(2), ow.div_ceil(2));
         let tiles = self.n * th * tw;
-        let chunk = WINOGRAD_CHUNK_TILES.min(tiles);
-        let chunks = tiles.div_ceil(chunk);
+        let (chunk, chunks) = balanced_chunks(tiles, WINOGRAD_CHUNK_TILES);
         let parallel = accumulate_groups(chunks) < 2 * rayon::current_num_threads();
         let zeros = vec![0f32; ci.max(co)];
         let image = self.h * self.w;
