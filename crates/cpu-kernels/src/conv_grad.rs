@@ -16,7 +16,10 @@ use crate::depthwise::{DepthwiseConv2d, DepthwiseGeometry};
 use crate::depthwise_grad::{self, ColumnTaps, DwGrad};
 use crate::microkernel::{self, Act, Isa};
 use crate::ops::zeroed;
-use crate::ordered::{accumulate_groups, balanced_chunks, ordered_accumulate, ordered_sum, SUM_GROUPS};
+use crate::ordered::{
+    accumulate_groups, balanced_chunks, ordered_accumulate, ordered_sum, SUM_GROUPS,
+};
+use crate::scratch::with_scratch;
 use crate::tensor::View;
 use crate::transpose::transpose_into;
 use rayon::prelude::*;
@@ -306,23 +309,29 @@ impl TrainConv {
         let sum = ordered_accumulate(chunks, co * k, |ci, acc, first| {
             let (m0, m1) = (ci * chunk, ((ci + 1) * chunk).min(rows));
             let mc = m1 - m0;
-            let gathered;
-            let (b, at) = if direct {
-                (x, m0 * k)
-            } else {
-                gathered = self.gather_columns(x, m0, m1, (oh, ow));
-                (&gathered[..], 0)
-            };
-            let x_col = &b[at..at + mc * k];
             let dy = &dy[m0 * co..m1 * co];
-            if transpose_x {
-                let mut xt = vec![0f32; k * mc];
-                transpose_into(x_col, mc, k, &mut xt);
-                rows_times_matrix(isa, (&xt, k, mc), dy, co, acc, !first, parallel);
+            // The chunk's columns (the input itself, or gathered into scratch slot 0) and
+            // the transposed operand (slot 1): both overwritten whole, never zeroed.
+            let product = |x_col: &[f32], acc: &mut [f32]| {
+                if transpose_x {
+                    with_scratch(1, k * mc, |xt| {
+                        transpose_into(x_col, mc, k, xt);
+                        rows_times_matrix(isa, (xt, k, mc), dy, co, acc, !first, parallel);
+                    });
+                } else {
+                    with_scratch(1, co * mc, |dyt| {
+                        transpose_into(dy, mc, co, dyt);
+                        rows_times_matrix(isa, (dyt, co, mc), x_col, k, acc, !first, parallel);
+                    });
+                }
+            };
+            if direct {
+                product(&x[m0 * k..m1 * k], acc);
             } else {
-                let mut dyt = vec![0f32; co * mc];
-                transpose_into(dy, mc, co, &mut dyt);
-                rows_times_matrix(isa, (&dyt, co, mc), x_col, k, acc, !first, parallel);
+                with_scratch(0, mc * k, |cols| {
+                    self.gather_columns(x, m0, m1, (oh, ow), cols);
+                    product(cols, acc);
+                });
             }
         });
         if transpose_x {
@@ -366,76 +375,84 @@ impl TrainConv {
             let (t0, t1) = (k * chunk, ((k + 1) * chunk).min(tiles));
             let nt = t1 - t0;
             // V [16][nt][ci], dM [16][nt][co].
-            let mut v = vec![0f32; 16 * nt * ci];
-            let mut dm = vec![0f32; 16 * nt * co];
-            let mut tile_dm = vec![0f32; 16 * co];
-            let vbase = v.as_mut_ptr();
-            for (j, tile) in (t0..t1).enumerate() {
-                let (b, rem) = (tile / (th * tw), tile % (th * tw));
-                let (ty, tx) = (rem / tw, rem % tw);
-                let mut rows = [zeros.as_ptr(); 16];
-                for i in 0..4 {
-                    let Some(iy) = (2 * ty + i).checked_sub(top).filter(|&y| y < self.h) else {
-                        continue;
-                    };
-                    for e in 0..4 {
-                        if let Some(ix) = (2 * tx + e).checked_sub(left).filter(|&v| v < self.w) {
-                            rows[i * 4 + e] = x[(b * image + iy * self.w + ix) * ci..].as_ptr();
+            // Scratch slots 0 and 1: every tile of every plane is written below.
+            with_scratch(0, 16 * nt * ci, |v| {
+                with_scratch(1, 16 * nt * co, |dm| {
+                    let mut tile_dm = vec![0f32; 16 * co];
+                    let vbase = v.as_mut_ptr();
+                    for (j, tile) in (t0..t1).enumerate() {
+                        let (b, rem) = (tile / (th * tw), tile % (th * tw));
+                        let (ty, tx) = (rem / tw, rem % tw);
+                        let mut rows = [zeros.as_ptr(); 16];
+                        for i in 0..4 {
+                            let Some(iy) = (2 * ty + i).checked_sub(top).filter(|&y| y < self.h)
+                            else {
+                                continue;
+                            };
+                            for e in 0..4 {
+                                if let Some(ix) =
+                                    (2 * tx + e).checked_sub(left).filter(|&v| v < self.w)
+                                {
+                                    rows[i * 4 + e] =
+                                        x[(b * image + iy * self.w + ix) * ci..].as_ptr();
+                                }
+                            }
+                        }
+                        // SAFETY: each row pointer holds `ci` floats (an input pixel or `zeros`);
+                        // each destination is `ci` floats inside `v` (tile `j < nt` of plane `xi`).
+                        unsafe {
+                            let dst: [*mut f32; 16] =
+                                std::array::from_fn(|xi| vbase.add((xi * nt + j) * ci));
+                            crate::winograd::input_tile(isa, &rows, dst, ci);
+                        }
+                        // dM = A dY A^T, A = [[1, 0], [1, 1], [1, -1], [0, -1]] (outputs past the
+                        // edge have no gradient).
+                        let g = |a: usize, e: usize| -> &[f32] {
+                            let (oy, ox) = (2 * ty + a, 2 * tx + e);
+                            if oy < oh && ox < ow {
+                                &dy[((b * oh + oy) * ow + ox) * co..][..co]
+                            } else {
+                                &zeros[..co]
+                            }
+                        };
+                        let (g00, g01, g10, g11) = (g(0, 0), g(0, 1), g(1, 0), g(1, 1));
+                        let mut out = tile_dm.chunks_exact_mut(co);
+                        let o: [&mut [f32]; 16] = std::array::from_fn(|_| out.next().unwrap());
+                        for c in 0..co {
+                            let r = [
+                                [g00[c], g01[c]],
+                                [g00[c] + g10[c], g01[c] + g11[c]],
+                                [g00[c] - g10[c], g01[c] - g11[c]],
+                                [-g10[c], -g11[c]],
+                            ];
+                            for (i, [r0, r1]) in r.into_iter().enumerate() {
+                                o[i * 4][c] = r0;
+                                o[i * 4 + 1][c] = r0 + r1;
+                                o[i * 4 + 2][c] = r0 - r1;
+                                o[i * 4 + 3][c] = -r1;
+                            }
+                        }
+                        for (xi, part) in tile_dm.chunks_exact(co).enumerate() {
+                            dm[(xi * nt + j) * co..][..co].copy_from_slice(part);
                         }
                     }
-                }
-                // SAFETY: each row pointer holds `ci` floats (an input pixel or `zeros`);
-                // each destination is `ci` floats inside `v` (tile `j < nt` of plane `xi`).
-                unsafe {
-                    let dst: [*mut f32; 16] =
-                        std::array::from_fn(|xi| vbase.add((xi * nt + j) * ci));
-                    crate::winograd::input_tile(isa, &rows, dst, ci);
-                }
-                // dM = A dY A^T, A = [[1, 0], [1, 1], [1, -1], [0, -1]] (outputs past the
-                // edge have no gradient).
-                let g = |a: usize, e: usize| -> &[f32] {
-                    let (oy, ox) = (2 * ty + a, 2 * tx + e);
-                    if oy < oh && ox < ow {
-                        &dy[((b * oh + oy) * ow + ox) * co..][..co]
-                    } else {
-                        &zeros[..co]
-                    }
-                };
-                let (g00, g01, g10, g11) = (g(0, 0), g(0, 1), g(1, 0), g(1, 1));
-                let mut out = tile_dm.chunks_exact_mut(co);
-                let o: [&mut [f32]; 16] = std::array::from_fn(|_| out.next().unwrap());
-                for c in 0..co {
-                    let r = [
-                        [g00[c], g01[c]],
-                        [g00[c] + g10[c], g01[c] + g11[c]],
-                        [g00[c] - g10[c], g01[c] - g11[c]],
-                        [-g10[c], -g11[c]],
-                    ];
-                    for (i, [r0, r1]) in r.into_iter().enumerate() {
-                        o[i * 4][c] = r0;
-                        o[i * 4 + 1][c] = r0 + r1;
-                        o[i * 4 + 2][c] = r0 - r1;
-                        o[i * 4 + 3][c] = -r1;
-                    }
-                }
-                for (xi, part) in tile_dm.chunks_exact(co).enumerate() {
-                    dm[(xi * nt + j) * co..][..co].copy_from_slice(part);
-                }
-            }
-            // dU[xi] (+)= V[xi]^T dM[xi].
-            let mut vt = vec![0f32; nt * ci];
-            for xi in 0..16 {
-                transpose_into(&v[xi * nt * ci..][..nt * ci], nt, ci, &mut vt);
-                rows_times_matrix(
-                    isa,
-                    (&vt, ci, nt),
-                    &dm[xi * nt * co..][..nt * co],
-                    co,
-                    &mut acc[xi * ci * co..][..ci * co],
-                    !first,
-                    parallel,
-                );
-            }
+                    // dU[xi] (+)= V[xi]^T dM[xi].
+                    with_scratch(2, nt * ci, |vt| {
+                        for xi in 0..16 {
+                            transpose_into(&v[xi * nt * ci..][..nt * ci], nt, ci, vt);
+                            rows_times_matrix(
+                                isa,
+                                (vt, ci, nt),
+                                &dm[xi * nt * co..][..nt * co],
+                                co,
+                                &mut acc[xi * ci * co..][..ci * co],
+                                !first,
+                                parallel,
+                            );
+                        }
+                    });
+                })
+            });
         });
         // dW[y][x] = sum_ij G[i][y] G[j][x] dU[i * 4 + j].
         let plane = ci * co;
@@ -456,27 +473,48 @@ impl TrainConv {
         dw
     }
 
-    /// The input cells output pixels `m0..m1` (counted over the batch) read, `[pixels, kh,
-    /// kw, cin]`, zeros where they read padding.
+    /// Writes the input cells output pixels `m0..m1` (counted over the batch) read into
+    /// `cols` (`[pixels, kh, kw, cin]`, every element: zeros where they read padding).
     fn gather_columns(
         &self,
         x: &[f32],
         m0: usize,
         m1: usize,
         (oh, ow): (usize, usize),
-    ) -> Vec<f32> {
+        cols: &mut [f32],
+    ) {
         let ci = self.cin;
         let k = self.kh * self.kw * ci;
         let image = self.h * self.w;
-        let mut cols = vec![0f32; (m1 - m0) * k];
+        let [t, _, l, _] = self.pads;
         for (i, m) in (m0..m1).enumerate() {
             let (b, y, xo) = (m / (oh * ow), (m / ow) % oh, m % ow);
-            for (tap, pixel) in self.reads(y, xo) {
-                cols[i * k + tap * ci..][..ci]
-                    .copy_from_slice(&x[(b * image + pixel) * ci..][..ci]);
+            let col = &mut cols[i * k..][..k];
+            for a in 0..self.kh {
+                let iy = (y * self.stride[0] + a)
+                    .checked_sub(t)
+                    .filter(|&v| v < self.h);
+                // A kernel row inside the input reads `kw` consecutive pixels: one copy.
+                let first = (xo * self.stride[1]).checked_sub(l);
+                if let (Some(iy), Some(ix)) = (iy, first.filter(|&v| v + self.kw <= self.w)) {
+                    col[a * self.kw * ci..][..self.kw * ci]
+                        .copy_from_slice(&x[(b * image + iy * self.w + ix) * ci..][..self.kw * ci]);
+                    continue;
+                }
+                for c in 0..self.kw {
+                    let dst = &mut col[(a * self.kw + c) * ci..][..ci];
+                    let ix = (xo * self.stride[1] + c)
+                        .checked_sub(l)
+                        .filter(|&v| v < self.w);
+                    match (iy, ix) {
+                        (Some(iy), Some(ix)) => {
+                            dst.copy_from_slice(&x[(b * image + iy * self.w + ix) * ci..][..ci])
+                        }
+                        _ => dst.fill(0.0),
+                    }
+                }
             }
         }
-        cols
     }
 
     fn dw_grad(&self, (oh, ow): (usize, usize)) -> DwGrad {

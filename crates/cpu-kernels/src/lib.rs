@@ -42,6 +42,7 @@ pub mod ops;
 pub mod optim;
 mod ordered;
 pub mod rowwise;
+mod scratch;
 mod simd;
 mod tensor;
 pub mod train_norm;
