@@ -196,13 +196,19 @@ mod tests {
         assert_eq!(balanced_chunks(768, 256), (256, 3));
         assert_eq!(balanced_chunks(100, 256), (100, 1));
         assert_eq!(balanced_chunks(259_308, 256), (256, 1013));
-        for items in [1, 255, 256, 257, 1025, 3468, 14_700, 16_385, 65_712, 300_000] {
+        for items in [
+            1, 255, 256, 257, 1025, 3468, 14_700, 16_385, 65_712, 300_000,
+        ] {
             for max in [128, 256] {
                 let (len, chunks) = balanced_chunks(items, max);
                 assert!(len <= max && len * chunks >= items && len * (chunks - 1) < items);
                 let groups = accumulate_groups(chunks);
                 if chunks > ACCUMULATE_PER_GROUP && chunks <= SUM_GROUPS * ACCUMULATE_PER_GROUP {
-                    assert_eq!(groups % 2, 0, "{items} items in chunks of {len}: {groups} groups");
+                    assert_eq!(
+                        groups % 2,
+                        0,
+                        "{items} items in chunks of {len}: {groups} groups"
+                    );
                 }
             }
         }
