@@ -87,6 +87,15 @@ fn values(t: &FlexTensor) -> Cow<'_, [f32]> {
     }
 }
 
+/// `t` itself when its values are contiguous, otherwise a contiguous copy of them.
+fn contiguous(t: FlexTensor) -> FlexTensor {
+    if t.as_slice::<f32>().is_some() {
+        return t;
+    }
+    let v = values(&t).into_owned();
+    flex(v, shape_of(&t))
+}
+
 fn flex(v: Vec<f32>, shape: Vec<usize>) -> FlexTensor {
     FlexTensor::from_data(TensorData::new(v, shape))
 }
@@ -154,7 +163,8 @@ impl CpuTrain for Flex {
 struct ConvBackward;
 
 impl Backward<Flex, 2> for ConvBackward {
-    type State = (NodeId, NodeId, TrainConv);
+    /// The input's checkpoint, the filter as the kernels read it (contiguous HWIO).
+    type State = (NodeId, FlexTensor, TrainConv);
 
     fn backward(
         self,
@@ -164,10 +174,9 @@ impl Backward<Flex, 2> for ConvBackward {
     ) {
         let [node_x, node_filter] = ops.parents;
         let dy = grads.consume::<Flex>(&ops.node);
-        let (x_state, filter_state, spec) = ops.state;
+        let (x_state, filter, spec) = ops.state;
         let dy = values(&dy);
         if let Some(node) = node_x {
-            let filter = checkpointer.retrieve_node_output::<FlexTensor>(filter_state);
             let dx = spec.grad_input(&dy, &values(&filter));
             grads.register::<Flex>(node.id, flex(dx, vec![spec.n, spec.h, spec.w, spec.cin]));
         }
@@ -315,9 +324,11 @@ impl<C: CheckpointStrategy> CpuTrain for Autodiff<Flex, C> {
         {
             OpsKind::Tracked(mut prep) => {
                 let x_state = prep.checkpoint(&x);
-                let filter_state = prep.checkpoint(&filter);
-                let y = Flex::nhwc_conv(x.into_primitive(), filter.into_primitive(), spec);
-                prep.finish((x_state, filter_state, spec), y)
+                // A model keeping Burn's [out, in, kh, kw] filters passes a permuted view:
+                // gathered once here for both passes, not again for the input gradient.
+                let filter = contiguous(filter.into_primitive());
+                let y = Flex::nhwc_conv(x.into_primitive(), filter.clone(), spec);
+                prep.finish((x_state, filter, spec), y)
             }
             OpsKind::UnTracked(prep) => prep.finish(Flex::nhwc_conv(
                 x.into_primitive(),
