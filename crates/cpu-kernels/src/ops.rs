@@ -277,7 +277,7 @@ pub fn channel_affine(src: &[f32], dst: &mut [f32], scale: &[f32], shift: &[f32]
     let c = scale.len();
     assert!(c > 0 && shift.len() == c, "one scale and shift per channel");
     assert!(
-        src.len() == dst.len() && src.len() % c == 0,
+        src.len() == dst.len() && src.len().is_multiple_of(c),
         "whole pixels of {c} channels"
     );
     let per_item = (16 * 1024usize).div_ceil(c) * c;

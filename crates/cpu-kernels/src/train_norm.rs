@@ -40,7 +40,7 @@ fn channel_sums<const K: usize>(
 /// consecutive groups on the thread pool, then the groups in order: the same result on
 /// every run.
 pub fn channel_moments(x: &[f32], c: usize) -> Vec<f32> {
-    assert!(c > 0 && x.len() % c == 0, "rows of {c} channels");
+    assert!(c > 0 && x.len().is_multiple_of(c), "rows of {c} channels");
     let rows = x.len() / c;
     let mut out = vec![0f32; 2 * c];
     if rows == 0 {
@@ -180,7 +180,7 @@ pub fn batch_norm(
     (lo, hi): (f32, f32),
 ) -> Vec<f32> {
     let c = gamma.len();
-    assert!(c > 0 && x.len() % c == 0 && beta.len() == c && moments.len() == 2 * c);
+    assert!(c > 0 && x.len().is_multiple_of(c) && beta.len() == c && moments.len() == 2 * c);
     let inv = inverse_std(moments, c, eps);
     let scale: Vec<f32> = gamma.iter().zip(&inv).map(|(g, i)| g * i).collect();
     let mean = &moments[..c];
@@ -221,7 +221,7 @@ pub fn batch_norm_grad(
     let c = gamma.len();
     assert!(
         c > 0
-            && x.len() % c == 0
+            && x.len().is_multiple_of(c)
             && dy.len() == x.len()
             && beta.len() == c
             && moments.len() == 2 * c
