@@ -17,41 +17,64 @@ pub(crate) fn transpose_into(src: &[f32], rows: usize, cols: usize, dst: &mut [f
     if rows == 0 || cols == 0 {
         return;
     }
-    let simd = cfg!(target_arch = "x86_64") && Isa::detect() != Isa::Portable;
     // Destination rows c0 .. c0 + width (source columns), all source rows.
     let band = |(b, dst): (usize, &mut [f32])| {
         let c0 = b * BAND;
         let width = dst.len() / rows;
-        let mut r0 = 0;
-        if simd && width == BAND {
-            while r0 + 8 <= rows {
-                // SAFETY: AVX is there (Isa::detect found AVX2 or AVX-512); the block reads
-                // rows r0 .. r0 + 8 of src at columns c0 .. c0 + 8 (inside: c0 + 8 <=
-                // cols as the band is full) and writes columns r0 .. r0 + 8 of the band's 8
-                // destination rows (r0 + 8 <= rows).
-                #[cfg(target_arch = "x86_64")]
-                unsafe {
-                    block8_avx(
-                        src.as_ptr().add(r0 * cols + c0),
-                        cols,
-                        dst.as_mut_ptr().add(r0),
-                        rows,
-                    )
-                };
-                r0 += 8;
-            }
-        }
-        for r in r0..rows {
-            let row = &src[r * cols + c0..][..width];
-            for (c, &v) in row.iter().enumerate() {
-                dst[c * rows + r] = v;
-            }
-        }
+        // SAFETY: the source rows `cols` apart hold columns c0 .. c0 + width (inside `src`,
+        // whose length was checked); the band's `width` destination rows of `rows` floats
+        // are `dst`.
+        unsafe {
+            transpose_block(
+                src.as_ptr().add(c0),
+                cols,
+                dst.as_mut_ptr(),
+                rows,
+                rows,
+                width,
+            )
+        };
     };
     if rows * cols >= PARALLEL_TRANSPOSE {
         dst.par_chunks_mut(BAND * rows).enumerate().for_each(band);
     } else {
         dst.chunks_mut(BAND * rows).enumerate().for_each(band);
+    }
+}
+
+/// `dst[c * ldd + r] = src[r * lds + c]` for `r < rows`, `c < cols`, one thread: 8x8
+/// blocks through AVX registers where the CPU has AVX, the edges element by element.
+///
+/// # Safety
+/// `src` must be readable at every `r * lds + c` and `dst` writable at every `c * ldd + r`,
+/// written by no one else during the call.
+pub(crate) unsafe fn transpose_block(
+    src: *const f32,
+    lds: usize,
+    dst: *mut f32,
+    ldd: usize,
+    rows: usize,
+    cols: usize,
+) {
+    let simd = cfg!(target_arch = "x86_64") && Isa::detect() != Isa::Portable;
+    for c0 in (0..cols).step_by(BAND) {
+        let width = BAND.min(cols - c0);
+        let mut r0 = 0;
+        if simd && width == BAND {
+            while r0 + 8 <= rows {
+                // SAFETY: AVX is there (Isa::detect found AVX2 or AVX-512); the block reads
+                // rows r0 .. r0 + 8 at columns c0 .. c0 + 8 and writes columns r0 .. r0 + 8
+                // of destination rows c0 .. c0 + 8, all inside the caller's ranges.
+                #[cfg(target_arch = "x86_64")]
+                block8_avx(src.add(r0 * lds + c0), lds, dst.add(c0 * ldd + r0), ldd);
+                r0 += 8;
+            }
+        }
+        for r in r0..rows {
+            for c in c0..c0 + width {
+                *dst.add(c * ldd + r) = *src.add(r * lds + c);
+            }
+        }
     }
 }
 
