@@ -364,78 +364,18 @@ impl TrainConv {
         use crate::winograd::G2 as G;
         let isa = Isa::detect();
         let (ci, co) = (self.cin, self.cout);
-        let [top, _, left, _] = self.pads;
         let (th, tw) = (oh.div_ceil(2), ow.div_ceil(2));
         let tiles = self.n * th * tw;
         let (chunk, chunks) = balanced_chunks(tiles, WINOGRAD_CHUNK_TILES);
         let parallel = accumulate_groups(chunks) < 2 * rayon::current_num_threads();
         let zeros = vec![0f32; ci.max(co)];
-        let image = self.h * self.w;
         let du = ordered_accumulate(chunks, 16 * ci * co, |k, acc, first| {
             let (t0, t1) = (k * chunk, ((k + 1) * chunk).min(tiles));
             let nt = t1 - t0;
-            // V [16][nt][ci], dM [16][nt][co].
-            // Scratch slots 0 and 1: every tile of every plane is written below.
+            // V [16][nt][ci], dM [16][nt][co] in scratch slots 0 and 1 (written whole).
             with_scratch(0, 16 * nt * ci, |v| {
                 with_scratch(1, 16 * nt * co, |dm| {
-                    let mut tile_dm = vec![0f32; 16 * co];
-                    let vbase = v.as_mut_ptr();
-                    for (j, tile) in (t0..t1).enumerate() {
-                        let (b, rem) = (tile / (th * tw), tile % (th * tw));
-                        let (ty, tx) = (rem / tw, rem % tw);
-                        let mut rows = [zeros.as_ptr(); 16];
-                        for i in 0..4 {
-                            let Some(iy) = (2 * ty + i).checked_sub(top).filter(|&y| y < self.h)
-                            else {
-                                continue;
-                            };
-                            for e in 0..4 {
-                                if let Some(ix) =
-                                    (2 * tx + e).checked_sub(left).filter(|&v| v < self.w)
-                                {
-                                    rows[i * 4 + e] =
-                                        x[(b * image + iy * self.w + ix) * ci..].as_ptr();
-                                }
-                            }
-                        }
-                        // SAFETY: each row pointer holds `ci` floats (an input pixel or `zeros`);
-                        // each destination is `ci` floats inside `v` (tile `j < nt` of plane `xi`).
-                        unsafe {
-                            let dst: [*mut f32; 16] =
-                                std::array::from_fn(|xi| vbase.add((xi * nt + j) * ci));
-                            crate::winograd::input_tile(isa, &rows, dst, ci);
-                        }
-                        // dM = A dY A^T, A = [[1, 0], [1, 1], [1, -1], [0, -1]] (outputs past the
-                        // edge have no gradient).
-                        let g = |a: usize, e: usize| -> &[f32] {
-                            let (oy, ox) = (2 * ty + a, 2 * tx + e);
-                            if oy < oh && ox < ow {
-                                &dy[((b * oh + oy) * ow + ox) * co..][..co]
-                            } else {
-                                &zeros[..co]
-                            }
-                        };
-                        let (g00, g01, g10, g11) = (g(0, 0), g(0, 1), g(1, 0), g(1, 1));
-                        let mut out = tile_dm.chunks_exact_mut(co);
-                        let o: [&mut [f32]; 16] = std::array::from_fn(|_| out.next().unwrap());
-                        for c in 0..co {
-                            let r = [
-                                [g00[c], g01[c]],
-                                [g00[c] + g10[c], g01[c] + g11[c]],
-                                [g00[c] - g10[c], g01[c] - g11[c]],
-                                [-g10[c], -g11[c]],
-                            ];
-                            for (i, [r0, r1]) in r.into_iter().enumerate() {
-                                o[i * 4][c] = r0;
-                                o[i * 4 + 1][c] = r0 + r1;
-                                o[i * 4 + 2][c] = r0 - r1;
-                                o[i * 4 + 3][c] = -r1;
-                            }
-                        }
-                        for (xi, part) in tile_dm.chunks_exact(co).enumerate() {
-                            dm[(xi * nt + j) * co..][..co].copy_from_slice(part);
-                        }
-                    }
+                    self.winograd_grad_tiles(isa, (x, dy), (oh, ow), t0..t1, &zeros, (v, dm));
                     // dU[xi] (+)= V[xi]^T dM[xi].
                     with_scratch(2, nt * ci, |vt| {
                         for xi in 0..16 {
@@ -473,6 +413,81 @@ impl TrainConv {
         dw
     }
 
+    /// One chunk of [`TrainConv::winograd_grad_filter`]'s tiles (`tiles`, counted over the
+    /// batch): each tile's transformed input patch `V = B^T d B` into `v` (`[16][tiles][cin]`)
+    /// and transformed output gradient `dM = A dY A^T` into `dm` (`[16][tiles][cout]`),
+    /// every element written; `zeros` (at least `max(cin, cout)`) stands for padding.
+    fn winograd_grad_tiles(
+        &self,
+        isa: Isa,
+        (x, dy): (&[f32], &[f32]),
+        (oh, ow): (usize, usize),
+        tiles: std::ops::Range<usize>,
+        zeros: &[f32],
+        (v, dm): (&mut [f32], &mut [f32]),
+    ) {
+        let (ci, co) = (self.cin, self.cout);
+        let [top, _, left, _] = self.pads;
+        let (th, tw) = (oh.div_ceil(2), ow.div_ceil(2));
+        let image = self.h * self.w;
+        let (t0, t1) = (tiles.start, tiles.end);
+        let nt = t1 - t0;
+        assert!(v.len() == 16 * nt * ci && dm.len() == 16 * nt * co && zeros.len() >= ci.max(co));
+        let mut tile_dm = vec![0f32; 16 * co];
+        let vbase = v.as_mut_ptr();
+        for (j, tile) in (t0..t1).enumerate() {
+            let (b, rem) = (tile / (th * tw), tile % (th * tw));
+            let (ty, tx) = (rem / tw, rem % tw);
+            let mut rows = [zeros.as_ptr(); 16];
+            for i in 0..4 {
+                let Some(iy) = (2 * ty + i).checked_sub(top).filter(|&y| y < self.h) else {
+                    continue;
+                };
+                for e in 0..4 {
+                    if let Some(ix) = (2 * tx + e).checked_sub(left).filter(|&v| v < self.w) {
+                        rows[i * 4 + e] = x[(b * image + iy * self.w + ix) * ci..].as_ptr();
+                    }
+                }
+            }
+            // SAFETY: each row pointer holds `ci` floats (an input pixel or `zeros`);
+            // each destination is `ci` floats inside `v` (tile `j < nt` of plane `xi`).
+            unsafe {
+                let dst: [*mut f32; 16] = std::array::from_fn(|xi| vbase.add((xi * nt + j) * ci));
+                crate::winograd::input_tile(isa, &rows, dst, ci);
+            }
+            // dM = A dY A^T, A = [[1, 0], [1, 1], [1, -1], [0, -1]] (outputs past the
+            // edge have no gradient).
+            let g = |a: usize, e: usize| -> &[f32] {
+                let (oy, ox) = (2 * ty + a, 2 * tx + e);
+                if oy < oh && ox < ow {
+                    &dy[((b * oh + oy) * ow + ox) * co..][..co]
+                } else {
+                    &zeros[..co]
+                }
+            };
+            let (g00, g01, g10, g11) = (g(0, 0), g(0, 1), g(1, 0), g(1, 1));
+            let mut out = tile_dm.chunks_exact_mut(co);
+            let o: [&mut [f32]; 16] = std::array::from_fn(|_| out.next().unwrap());
+            for c in 0..co {
+                let r = [
+                    [g00[c], g01[c]],
+                    [g00[c] + g10[c], g01[c] + g11[c]],
+                    [g00[c] - g10[c], g01[c] - g11[c]],
+                    [-g10[c], -g11[c]],
+                ];
+                for (i, [r0, r1]) in r.into_iter().enumerate() {
+                    o[i * 4][c] = r0;
+                    o[i * 4 + 1][c] = r0 + r1;
+                    o[i * 4 + 2][c] = r0 - r1;
+                    o[i * 4 + 3][c] = -r1;
+                }
+            }
+            for (xi, part) in tile_dm.chunks_exact(co).enumerate() {
+                dm[(xi * nt + j) * co..][..co].copy_from_slice(part);
+            }
+        }
+    }
+
     /// Writes the input cells output pixels `m0..m1` (counted over the batch) read into
     /// `cols` (`[pixels, kh, kw, cin]`, every element: zeros where they read padding).
     fn gather_columns(
@@ -487,30 +502,25 @@ impl TrainConv {
         let k = self.kh * self.kw * ci;
         let image = self.h * self.w;
         let [t, _, l, _] = self.pads;
+        let row = self.kw * ci;
         for (i, m) in (m0..m1).enumerate() {
             let (b, y, xo) = (m / (oh * ow), (m / ow) % oh, m % ow);
             let col = &mut cols[i * k..][..k];
-            for a in 0..self.kh {
-                let iy = (y * self.stride[0] + a)
-                    .checked_sub(t)
-                    .filter(|&v| v < self.h);
-                // A kernel row inside the input reads `kw` consecutive pixels: one copy.
-                let first = (xo * self.stride[1]).checked_sub(l);
-                if let (Some(iy), Some(ix)) = (iy, first.filter(|&v| v + self.kw <= self.w)) {
-                    col[a * self.kw * ci..][..self.kw * ci]
-                        .copy_from_slice(&x[(b * image + iy * self.w + ix) * ci..][..self.kw * ci]);
-                    continue;
+            let top = (y * self.stride[0]).checked_sub(t);
+            let left = (xo * self.stride[1]).checked_sub(l);
+            match (top, left) {
+                // The window inside the input: each kernel row reads `kw` consecutive
+                // pixels, one copy.
+                (Some(iy), Some(ix)) if iy + self.kh <= self.h && ix + self.kw <= self.w => {
+                    for (a, dst) in col.chunks_exact_mut(row).enumerate() {
+                        dst.copy_from_slice(&x[(b * image + (iy + a) * self.w + ix) * ci..][..row]);
+                    }
                 }
-                for c in 0..self.kw {
-                    let dst = &mut col[(a * self.kw + c) * ci..][..ci];
-                    let ix = (xo * self.stride[1] + c)
-                        .checked_sub(l)
-                        .filter(|&v| v < self.w);
-                    match (iy, ix) {
-                        (Some(iy), Some(ix)) => {
-                            dst.copy_from_slice(&x[(b * image + iy * self.w + ix) * ci..][..ci])
-                        }
-                        _ => dst.fill(0.0),
+                // On the border: zeros, then the taps inside the input.
+                _ => {
+                    col.fill(0.0);
+                    for (tap, pixel) in self.reads(y, xo) {
+                        col[tap * ci..][..ci].copy_from_slice(&x[(b * image + pixel) * ci..][..ci]);
                     }
                 }
             }
