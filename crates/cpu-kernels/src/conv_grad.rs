@@ -155,14 +155,16 @@ impl TrainConv {
         }
     }
 
-    /// A stride-1 or strided convolution of a training step: by Winograd where it pays
-    /// ([`WINOGRAD_MAX_WEIGHTS`]; [`Conv2d::new`] takes 3x3 stride-1 ones only), otherwise
-    /// direct, without building Winograd weights it would not use.
+    /// A stride-1 or strided convolution of a training step: a narrow 3x3 stride-1 one by
+    /// Winograd F(2x2, 3x3) ([`WINOGRAD_MAX_WEIGHTS`]), a stride-1 `1 x r` / `r x 1` one by
+    /// the line Winograd F(3, 3) ([`Conv2d::with_line_winograd`]), the others direct,
+    /// without building Winograd weights they would not use.
     fn conv(g: ConvGeometry, seg: &ConvWeights) -> Conv2d {
+        let segs = std::slice::from_ref(seg);
         if g.kh == 3 && g.kw == 3 && g.cin * seg.cout <= WINOGRAD_MAX_WEIGHTS {
-            Conv2d::with_winograd_tile(Isa::detect(), g, std::slice::from_ref(seg), 2)
+            Conv2d::with_winograd_tile(Isa::detect(), g, segs, 2)
         } else {
-            Conv2d::new_direct(g, std::slice::from_ref(seg))
+            Conv2d::with_line_winograd(Isa::detect(), g, segs)
         }
     }
 

@@ -49,6 +49,7 @@ pub mod train_norm;
 mod train_pool;
 mod transpose;
 mod winograd;
+mod winograd_line;
 
 pub use alloc::{retain_heap, CachingAllocator};
 pub use bottleneck::Bottleneck;

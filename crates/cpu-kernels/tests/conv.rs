@@ -551,6 +551,129 @@ fn winograd_for_3x3_stride_1_matches_the_direct_sum() {
 }
 
 #[test]
+fn line_winograd_for_1xr_and_rx1_matches_the_direct_sum() {
+    // 1x7 / 7x1 (two three-tap pieces and a last tap: six planes), 1x3 / 3x1 (one piece),
+    // 4 and 6 taps; output lengths off the 3-output tile, zero padding along the axis
+    // (symmetric, one-sided, none), biases and activations, batches; against the f64
+    // reference on every instruction set.
+    let cases = [
+        (
+            2,
+            17,
+            17,
+            24,
+            40,
+            ConvGeometry::new(1, 7, 24).padding(Padding::Zero([0, 0, 3, 3])),
+            Act::Relu,
+        ),
+        (
+            2,
+            17,
+            16,
+            24,
+            40,
+            ConvGeometry::new(7, 1, 24).padding(Padding::Zero([3, 3, 0, 0])),
+            Act::Identity,
+        ),
+        (
+            1,
+            14,
+            19,
+            16,
+            33,
+            ConvGeometry::new(1, 3, 16).padding(Padding::Zero([0, 0, 1, 1])),
+            Act::Relu6,
+        ),
+        (
+            1,
+            20,
+            13,
+            32,
+            70,
+            ConvGeometry::new(3, 1, 32).padding(Padding::Same),
+            Act::Identity,
+        ),
+        (
+            3,
+            14,
+            13,
+            16,
+            20,
+            ConvGeometry::new(1, 4, 16),
+            Act::Identity,
+        ),
+        (
+            1,
+            23,
+            12,
+            20,
+            24,
+            ConvGeometry::new(6, 1, 20).padding(Padding::Zero([4, 0, 0, 0])),
+            Act::Relu,
+        ),
+        (
+            1,
+            16,
+            16,
+            17,
+            17,
+            ConvGeometry::new(1, 7, 17).padding(Padding::Zero([0, 0, 1, 5])),
+            Act::Identity,
+        ),
+    ];
+    for (i, (n, h, w, cin, cout, g, act)) in cases.into_iter().enumerate() {
+        let x = Nhwc::from_vec(n, h, w, cin, values(n * h * w * cin, 70 + i as u64)).unwrap();
+        let wts = values(g.k() * cout, 80 + i as u64);
+        let bias = values(cout, 90 + i as u64);
+        let want = reference(&x, &g, &wts, &bias, cout, act);
+        for isa in Isa::all_supported() {
+            let seg = [ConvWeights {
+                hwio: &wts,
+                bias: Some(&bias),
+                cout,
+                act,
+            }];
+            let conv = Conv2d::with_line_winograd(isa, g, &seg);
+            assert!(
+                conv.uses_winograd(n, want.h, want.w),
+                "case {i}: not Winograd"
+            );
+            poison(want.data.len());
+            let got = conv.forward(x.view());
+            let err = max_rel_error(&got.data, &want.data);
+            println!("{isa:?} line F(3, 3) case {i}: {err:.2e} of max|output|");
+            assert_close(
+                &got.data,
+                &want.data,
+                &format!("{isa:?} line Winograd case {i} {g:?}"),
+            );
+        }
+    }
+    // Not this form: padding across the axis, strides, 5 taps, too few outputs.
+    fn seg(w: &[f32], cout: usize) -> [ConvWeights<'_>; 1] {
+        [ConvWeights {
+            hwio: w,
+            bias: None,
+            cout,
+            act: Act::Identity,
+        }]
+    }
+    let w = values(7 * 16 * 16, 1);
+    let line =
+        |g: ConvGeometry| Conv2d::with_line_winograd(Isa::detect(), g, &seg(&w[..g.k() * 16], 16));
+    assert!(
+        !line(ConvGeometry::new(1, 7, 16).padding(Padding::Zero([1, 0, 3, 3])))
+            .uses_winograd(1, 18, 17)
+    );
+    assert!(!line(ConvGeometry::new(1, 7, 16).stride(2)).uses_winograd(1, 17, 17));
+    assert!(!line(ConvGeometry::new(1, 5, 16)).uses_winograd(1, 17, 17));
+    assert!(!line(ConvGeometry::new(7, 1, 16)).uses_winograd(1, 6, 6));
+    assert!(line(ConvGeometry::new(7, 1, 16)).uses_winograd(1, 17, 17));
+    // Built any other way, the direct kernels.
+    assert!(!Conv2d::new(ConvGeometry::new(7, 1, 16), &seg(&w, 16)).uses_winograd(1, 17, 17));
+}
+
+#[test]
 fn small_inputs_with_large_weights_split_the_panels() {
     // Inputs under 1 MiB with over 32 KiB of weights run in few row chunks, each thread
     // over a share of the panels (ResNet's 3x3 convolutions at batch 1): row counts off the
@@ -911,6 +1034,11 @@ mod training {
         // The filter gradient by Winograd too: over more tiles than one chunk (128), with
         // asymmetric padding (a 2-wide left border).
         check(conv(3, [20, 23], [16, 24], [3, 3], 1, [1, 0, 2, 1]));
+        // 1x7 / 7x1 / 1x3 stride 1: the forward pass and the flipped-filter input gradient by
+        // the line Winograd F(3, 3) (partial tiles; the input gradient's padding mirrored).
+        check(conv(2, [17, 17], [24, 40], [1, 7], 1, [0, 0, 3, 3]));
+        check(conv(2, [16, 17], [40, 24], [7, 1], 1, [3, 3, 0, 0]));
+        check(conv(1, [8, 20], [32, 16], [1, 3], 1, [0, 0, 2, 0]));
     }
 
     #[test]

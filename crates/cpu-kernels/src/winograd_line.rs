@@ -1,0 +1,463 @@
+//! Stride-1 convolutions with a `1 x r` or `r x 1` kernel (Inception-v3's 1x7 / 7x1 and
+//! 1x3 / 3x1) by one-dimensional Winograd minimal filtering, F(3, 3), along the kernel's
+//! axis.
+//!
+//! The filter's taps are cut into pieces of three (taps 0-2, 3-5, ...) and, when
+//! `r % 3 == 1`, one last tap. Piece `q` is an F(3, 3) convolution of the input shifted by
+//! `3 q` cells: output tile `t` (outputs `3t .. 3t + 3`) of piece `q` reads input cells
+//! `3(t + q) .. 3(t + q) + 5`, the patch of tile `t + q`, so every input transform
+//! `B^T d` is computed once and shared by all pieces. `A^T [(G g) . (B^T d)]` is linear in
+//! the five products, so the pieces' products add up in the same five planes: plane `i`
+//! is one GEMM whose reduction runs over the pieces (an indirect row pointer per piece,
+//! the microkernel's taps) against the pieces' transformed weights. The last tap is a
+//! direct product: output 0's is a further reduction tap of plane 0 (only output 0 reads
+//! plane 0), output 2's of plane 4 (only output 2 reads it), output 1's a sixth plane.
+//! A 1x7 filter costs 13 `cin x cout` products per 3 outputs instead of 21 (1.6x fewer
+//! multiplies), a 1x3 one 5 instead of 9.
+//!
+//! Interpolation points 0, 1, -1, 2 and infinity: the input transform scales by at most 3
+//! and the output transform by 4, and the rounding, measured against f64 sums, is about
+//! twice the direct sum's (half that of the 2-D F(4x4, 3x3) inference uses).
+
+// Index loops mirror the transform matrices.
+#![allow(clippy::needless_range_loop)]
+
+use crate::aligned::AlignedBuf;
+use crate::conv::{SendPtr, ITEMS_PER_THREAD};
+use crate::microkernel::{self, Act, Isa, Tile};
+use crate::scratch::with_scratch;
+use crate::simd::Simd;
+use crate::tensor::View;
+use rayon::prelude::*;
+
+/// `G` of F(3, 3) with the points 0, 1, -1, 2 and infinity: `[5][3]`.
+const G3: [[f64; 3]; 5] = [
+    [0.5, 0.0, 0.0],
+    [-0.5, -0.5, -0.5],
+    [-1.0 / 6.0, 1.0 / 6.0, -1.0 / 6.0],
+    [1.0 / 6.0, 1.0 / 3.0, 2.0 / 3.0],
+    [0.0, 0.0, 1.0],
+];
+
+/// Outputs per tile.
+const M: usize = 3;
+/// Input cells per tile (`M + 2`), and transformed planes.
+const ALPHA: usize = 5;
+
+/// The axis a line convolution runs along.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LineAxis {
+    /// An `r x 1` kernel: along the height.
+    Rows,
+    /// A `1 x r` kernel: along the width.
+    Cols,
+}
+
+/// Transformed, packed weights of one `1 x r` / `r x 1` convolution.
+#[derive(Debug, Clone)]
+pub(crate) struct WinogradLine {
+    axis: LineAxis,
+    /// Three-tap pieces.
+    pieces: usize,
+    cin: usize,
+    cout: usize,
+    act: Act,
+    panels: usize,
+    /// Per plane: (offset into `packed`, reduction taps of `cin` rows).
+    planes: Vec<(usize, usize)>,
+    /// Per plane `[panels][taps][cin][nr]`.
+    packed: AlignedBuf,
+    bias: Vec<f32>,
+}
+
+impl WinogradLine {
+    /// Whether a kernel of `r` taps along one axis has this form: `r` a multiple of 3, or one
+    /// more than one.
+    pub(crate) fn supports(r: usize) -> bool {
+        r >= 3 && r % 3 <= 1
+    }
+
+    /// `hwio`: `[r][cin][cout]` (a `1 x r` or `r x 1` filter in TensorFlow's layout).
+    pub(crate) fn new(
+        isa: Isa,
+        axis: LineAxis,
+        hwio: &[f32],
+        (r, cin, cout): (usize, usize, usize),
+        bias: Option<&[f32]>,
+        act: Act,
+    ) -> WinogradLine {
+        assert!(
+            Self::supports(r),
+            "a line Winograd filter has 3p or 3p + 1 taps"
+        );
+        assert_eq!(hwio.len(), r * cin * cout, "weights must be [r, cin, cout]");
+        let (pieces, last) = (r / 3, r % 3 == 1);
+        let nr = isa.nr();
+        let panels = cout.div_ceil(nr);
+        let mut planes = Vec::new();
+        let mut offset = 0;
+        for i in 0..ALPHA + usize::from(last) {
+            let taps = match i {
+                0 | 4 => pieces + usize::from(last),
+                5 => 1,
+                _ => pieces,
+            };
+            planes.push((offset, taps));
+            offset += panels * taps * cin * nr;
+        }
+        let mut packed = AlignedBuf::zeros(offset);
+        // Every (plane, panel) is a contiguous `[taps][cin][nr]` block: transformed in
+        // parallel (Inception's 7x1 192 -> 192 has 0.5 M weights to transform each step).
+        let mut blocks = Vec::new();
+        let mut rest = packed.as_mut_slice();
+        for (i, &(_, taps)) in planes.iter().enumerate() {
+            for p in 0..panels {
+                let (block, tail) = std::mem::take(&mut rest).split_at_mut(taps * cin * nr);
+                blocks.push((i, p, taps, block));
+                rest = tail;
+            }
+        }
+        blocks.into_par_iter().for_each(|(i, p, taps, dst)| {
+            let cols = nr.min(cout - p * nr);
+            for tap in 0..taps {
+                for ci in 0..cin {
+                    let out = &mut dst[(tap * cin + ci) * nr..][..cols];
+                    if i == ALPHA || tap == pieces {
+                        // The last tap, untransformed.
+                        let src = &hwio[((3 * pieces) * cin + ci) * cout + p * nr..][..cols];
+                        out.copy_from_slice(src);
+                        continue;
+                    }
+                    let rows: [&[f32]; 3] = std::array::from_fn(|k| {
+                        &hwio[((3 * tap + k) * cin + ci) * cout + p * nr..][..cols]
+                    });
+                    let gi = G3[i];
+                    for (j, o) in out.iter_mut().enumerate() {
+                        let u = gi[0] * rows[0][j] as f64
+                            + gi[1] * rows[1][j] as f64
+                            + gi[2] * rows[2][j] as f64;
+                        *o = u as f32;
+                    }
+                }
+            }
+        });
+        WinogradLine {
+            axis,
+            pieces,
+            cin,
+            cout,
+            act,
+            panels,
+            planes,
+            packed,
+            bias: bias.map_or_else(|| vec![0.0; cout], <[f32]>::to_vec),
+        }
+    }
+
+    /// Output tiles of 3 for an output of `ho x wo` over `n` images.
+    pub(crate) fn tiles(&self, n: usize, ho: usize, wo: usize) -> usize {
+        match self.axis {
+            LineAxis::Rows => n * wo * ho.div_ceil(M),
+            LineAxis::Cols => n * ho * wo.div_ceil(M),
+        }
+    }
+
+    /// Computes the convolution of `x` into `out` (`n * ho * wo` rows `ldc` floats apart).
+    /// `ys` / `xs` map padded cells to input rows / columns (-1: zero padding).
+    ///
+    /// # Safety
+    /// `out` must be valid for writes of `cout` floats at every output row, and `isa`
+    /// supported.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) unsafe fn run(
+        &self,
+        isa: Isa,
+        x: View,
+        ys: &[i32],
+        xs: &[i32],
+        ho: usize,
+        wo: usize,
+        out: *mut f32,
+        ldc: usize,
+    ) {
+        let (mr, nr) = (isa.mr(), isa.nr());
+        let (cin, cout, pieces) = (self.cin, self.cout, self.pieces);
+        // A line: one output row (Cols) or column (Rows) of one image.
+        let (per_image, len, cells, across) = match self.axis {
+            LineAxis::Cols => (ho, wo, xs, ys),
+            LineAxis::Rows => (wo, ho, ys, xs),
+        };
+        let lines = x.n * per_image;
+        let tiles = len.div_ceil(M);
+        // Input transforms per line: the output tiles' and the next `pieces - 1`.
+        let vtiles = tiles + pieces - 1;
+        if lines == 0 || tiles == 0 {
+            return;
+        }
+        let ldm = self.panels * nr;
+        let nplanes = self.planes.len();
+        let threads = rayon::current_num_threads().max(1);
+        // Lines per block: V and M of a block about 512 KiB, and enough blocks for every
+        // thread.
+        let per_tile = ALPHA * cin + nplanes * ldm;
+        let lb_cache = (128 * 1024 / (per_tile * tiles)).max(1);
+        let lb_spread = lines.div_ceil(ITEMS_PER_THREAD * threads).max(1);
+        let lb = lb_cache.min(lb_spread);
+        let blocks = lines.div_ceil(lb);
+        let out = SendPtr(out);
+        let xbase = SendPtr(x.data.as_ptr().add(x.offset) as *mut f32);
+        let packed = SendPtr(self.packed.as_slice().as_ptr() as *mut f32);
+        let zero_bias = vec![0f32; nr];
+        let zeros = vec![0f32; cin];
+        // The input pixel at `cell` along the axis of `line` (zeros in the padding).
+        let pixel = |line: usize, cell: usize| -> *const f32 {
+            let (b, o) = (line / per_image, line % per_image);
+            let (src, other) = (cells.get(cell).copied().unwrap_or(-1), across[o]);
+            if src < 0 || other < 0 {
+                return zeros.as_ptr();
+            }
+            let (sy, sx) = match self.axis {
+                LineAxis::Cols => (other as usize, src as usize),
+                LineAxis::Rows => (src as usize, other as usize),
+            };
+            xbase.get().add(((b * x.h + sy) * x.w + sx) * x.stride)
+        };
+
+        let block = |bi: usize| {
+            let l0 = bi * lb;
+            let nl = lb.min(lines - l0);
+            let (nt, nv) = (nl * tiles, nl * vtiles);
+            // Scratch (not zero-filled): the transforms write all of V, the tiles all of M.
+            with_scratch(0, ALPHA * nv * cin, |v| {
+                with_scratch(1, nplanes * nt * ldm, |mbuf| {
+                    // Input transforms V[i][line][s] = (B^T d)[i] of cells 3s .. 3s + 5.
+                    for l in 0..nl {
+                        for s in 0..vtiles {
+                            let d: [*const f32; ALPHA] =
+                                std::array::from_fn(|j| pixel(l0 + l, M * s + j));
+                            let dst: [*mut f32; ALPHA] = std::array::from_fn(|i| {
+                                v.as_mut_ptr().add((i * nv + l * vtiles + s) * cin)
+                            });
+                            input_tile(isa, &d, &dst, cin);
+                        }
+                    }
+                    // One GEMM per plane over the block's output tiles.
+                    let groups = nt.div_ceil(mr);
+                    let mut ptrs: Vec<*const f32> = Vec::with_capacity((pieces + 1) * mr);
+                    for (i, &(off, taps)) in self.planes.iter().enumerate() {
+                        for g in 0..groups {
+                            ptrs.clear();
+                            for tap in 0..taps {
+                                for r in 0..mr {
+                                    let idx = g * mr + r;
+                                    ptrs.push(if idx >= nt {
+                                        zeros.as_ptr()
+                                    } else {
+                                        let (l, t) = (idx / tiles, idx % tiles);
+                                        if i < ALPHA && tap < pieces {
+                                            v.as_ptr().add((i * nv + l * vtiles + t + tap) * cin)
+                                        } else {
+                                            // The last tap of output 0 (plane 0), 1 (plane 5) or 2 (plane 4).
+                                            let j = match i {
+                                                0 => 0,
+                                                4 => 2,
+                                                _ => 1,
+                                            };
+                                            pixel(l0 + l, M * t + 3 * pieces + j)
+                                        }
+                                    });
+                                }
+                            }
+                            for p in 0..self.panels {
+                                let tile = Tile {
+                                    taps,
+                                    kc: cin,
+                                    a: ptrs.as_ptr(),
+                                    b: packed.get().add(off + p * taps * cin * nr),
+                                    ldb: nr,
+                                    bias: zero_bias.as_ptr(),
+                                    c: mbuf.as_mut_ptr().add((i * nt + g * mr) * ldm + p * nr),
+                                    ldc: ldm,
+                                    rows: (nt - g * mr).min(mr),
+                                    cols: nr,
+                                    act: Act::Identity,
+                                    stream: false,
+                                    res: std::ptr::null(),
+                                    ldr: 0,
+                                };
+                                microkernel::run(isa, &tile);
+                            }
+                        }
+                    }
+                    // Output transforms Y = A^T M (+ the last tap's plane), bias, activation.
+                    for l in 0..nl {
+                        let (b, o) = ((l0 + l) / per_image, (l0 + l) % per_image);
+                        for t in 0..tiles {
+                            let dst: [*mut f32; M] = std::array::from_fn(|j| {
+                                let c = M * t + j;
+                                if c >= len {
+                                    return std::ptr::null_mut();
+                                }
+                                let (oy, ox) = match self.axis {
+                                    LineAxis::Cols => (o, c),
+                                    LineAxis::Rows => (c, o),
+                                };
+                                out.get().add(((b * ho + oy) * wo + ox) * ldc)
+                            });
+                            let idx = l * tiles + t;
+                            let src: [*const f32; ALPHA + 1] = std::array::from_fn(|i| {
+                                if i < nplanes {
+                                    mbuf.as_ptr().add((i * nt + idx) * ldm)
+                                } else {
+                                    std::ptr::null()
+                                }
+                            });
+                            output_tile(isa, &src, &dst, cout, &self.bias, self.act);
+                        }
+                    }
+                })
+            })
+        };
+        if blocks == 1 || threads == 1 {
+            (0..blocks).for_each(block);
+        } else {
+            (0..blocks).into_par_iter().for_each(block);
+        }
+    }
+}
+
+/// `dst[i][c] = (B^T d)[i]` for the five cells `d[j][c]`, `c < cin`.
+unsafe fn input_tile(isa: Isa, d: &[*const f32; ALPHA], dst: &[*mut f32; ALPHA], cin: usize) {
+    #[cfg(target_arch = "x86_64")]
+    match isa {
+        Isa::Avx512 => return x86::input_tile_512(d, dst, cin),
+        Isa::Avx2 => return x86::input_tile_256(d, dst, cin),
+        Isa::Portable => {}
+    }
+    let _ = isa;
+    input_tile_with::<crate::simd::Portable>(d, dst, cin)
+}
+
+/// `Y = act(A^T m + bias)` for the planes `m[i][c]` (`m[5]` the last tap's plane, or
+/// null); `dst[j]` is output `j` of the tile, null where it falls outside the output.
+unsafe fn output_tile(
+    isa: Isa,
+    m: &[*const f32; ALPHA + 1],
+    dst: &[*mut f32; M],
+    cout: usize,
+    bias: &[f32],
+    act: Act,
+) {
+    #[cfg(target_arch = "x86_64")]
+    match isa {
+        Isa::Avx512 => return x86::output_tile_512(m, dst, cout, bias, act),
+        Isa::Avx2 => return x86::output_tile_256(m, dst, cout, bias, act),
+        Isa::Portable => {}
+    }
+    let _ = isa;
+    output_tile_with::<crate::simd::Portable>(m, dst, cout, bias, act)
+}
+
+#[inline(always)]
+unsafe fn input_tile_with<S: Simd>(d: &[*const f32; ALPHA], dst: &[*mut f32; ALPHA], cin: usize) {
+    let two = S::splat(2.0);
+    let mut c = 0;
+    while c < cin {
+        let k = S::mask(cin - c);
+        let e: [S::V; ALPHA] = std::array::from_fn(|j| S::load_m(d[j].add(c), k));
+        // B^T rows: [2, -1, -2, 1, 0], [0, -2, -1, 1, 0], [0, 2, -3, 1, 0], [0, -1, 0, 1, 0],
+        // [0, 2, -1, -2, 1].
+        let d31 = S::sub(e[3], e[1]);
+        let d32 = S::sub(e[3], e[2]);
+        let v = [
+            S::fma(two, S::sub(e[0], e[2]), d31),
+            S::fma(S::splat(-2.0), e[1], d32),
+            S::fma(two, S::sub(e[1], e[2]), d32),
+            d31,
+            S::fma(two, S::sub(e[1], e[3]), S::sub(e[4], e[2])),
+        ];
+        for i in 0..ALPHA {
+            S::store_m(dst[i].add(c), v[i], k);
+        }
+        c += S::LANES;
+    }
+}
+
+#[inline(always)]
+unsafe fn output_tile_with<S: Simd>(
+    m: &[*const f32; ALPHA + 1],
+    dst: &[*mut f32; M],
+    cout: usize,
+    bias: &[f32],
+    act: Act,
+) {
+    let mut c = 0;
+    while c < cout {
+        let k = S::mask(cout - c);
+        let b = S::load_m(bias.as_ptr().add(c), k);
+        let e: [S::V; ALPHA] = std::array::from_fn(|i| S::load_m(m[i].add(c), k));
+        // A^T rows: [1, 1, 1, 1, 0], [0, 1, -1, 2, 0], [0, 1, 1, 4, 1].
+        let s12 = S::add(e[1], e[2]);
+        let mut y1 = S::fma(S::splat(2.0), e[3], S::sub(e[1], e[2]));
+        if !m[ALPHA].is_null() {
+            y1 = S::add(y1, S::load_m(m[ALPHA].add(c), k));
+        }
+        let y = [
+            S::add(S::add(e[0], s12), e[3]),
+            y1,
+            S::add(S::fma(S::splat(4.0), e[3], s12), e[4]),
+        ];
+        for j in 0..M {
+            if !dst[j].is_null() {
+                S::store_m(dst[j].add(c), S::act(S::add(y[j], b), act), k);
+            }
+        }
+        c += S::LANES;
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::{Act, ALPHA, M};
+    use crate::simd::{Avx2, Avx512};
+
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn input_tile_512(
+        d: &[*const f32; ALPHA],
+        dst: &[*mut f32; ALPHA],
+        cin: usize,
+    ) {
+        super::input_tile_with::<Avx512>(d, dst, cin)
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn input_tile_256(
+        d: &[*const f32; ALPHA],
+        dst: &[*mut f32; ALPHA],
+        cin: usize,
+    ) {
+        super::input_tile_with::<Avx2>(d, dst, cin)
+    }
+
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn output_tile_512(
+        m: &[*const f32; ALPHA + 1],
+        dst: &[*mut f32; M],
+        cout: usize,
+        bias: &[f32],
+        act: Act,
+    ) {
+        super::output_tile_with::<Avx512>(m, dst, cout, bias, act)
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn output_tile_256(
+        m: &[*const f32; ALPHA + 1],
+        dst: &[*mut f32; M],
+        cout: usize,
+        bias: &[f32],
+        act: Act,
+    ) {
+        super::output_tile_with::<Avx2>(m, dst, cout, bias, act)
+    }
+}
