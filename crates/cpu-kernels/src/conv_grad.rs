@@ -22,6 +22,10 @@ use crate::ordered::{
 use crate::scratch::with_scratch;
 use crate::tensor::View;
 use crate::transpose::transpose_into;
+use crate::winograd_line::{
+    input_tile as line_input_tile, LineAxis, WinogradLine, ALPHA as LINE_ALPHA, G3 as LINE_G,
+    M as LINE_M,
+};
 use rayon::prelude::*;
 
 /// The shapes of a training convolution: input `[n, h, w, cin]`, filter `[kh, kw, cin,
@@ -292,6 +296,9 @@ impl TrainConv {
         if self.winograd_filter_gradient(oh, ow) {
             return self.winograd_grad_filter(x, dy, (oh, ow));
         }
+        if let Some(axis) = self.line_filter_gradient(oh, ow) {
+            return self.line_grad_filter(x, dy, (oh, ow), axis);
+        }
         // Chunks as long as the rounding allows: each chunk's product is written out and
         // added to the running sum, so short chunks over wide filters (late layers: few
         // pixels, thousands of filter rows) cost more in memory traffic than in FLOPs. Few
@@ -409,6 +416,186 @@ impl TrainConv {
                 *o = terms
                     .iter()
                     .map(|&(xi, c)| c * du[xi * plane + e] as f64)
+                    .sum::<f64>() as f32;
+            }
+        });
+        dw
+    }
+
+    /// The axis along which the filter gradient runs by the line Winograd F(3, 3) of the
+    /// forward pass ([`Conv2d::with_line_winograd`]): stride-1 `1 x r` / `r x 1` filters
+    /// (`r % 3 <= 1`) without padding across the axis, with at least
+    /// [`WINOGRAD_GRAD_MIN_TILES`] tiles.
+    fn line_filter_gradient(&self, oh: usize, ow: usize) -> Option<LineAxis> {
+        let [t, b, l, r] = self.pads;
+        let axis = match (self.kh, self.kw) {
+            (1, k) if t == 0 && b == 0 && WinogradLine::supports(k) => LineAxis::Cols,
+            (k, 1) if l == 0 && r == 0 && WinogradLine::supports(k) => LineAxis::Rows,
+            _ => return None,
+        };
+        let tiles = match axis {
+            LineAxis::Cols => self.n * oh * ow.div_ceil(LINE_M),
+            LineAxis::Rows => self.n * ow * oh.div_ceil(LINE_M),
+        };
+        (!self.depthwise
+            && self.stride == [1, 1]
+            && self.cin >= 16
+            && tiles >= WINOGRAD_GRAD_MIN_TILES)
+            .then_some(axis)
+    }
+
+    /// The filter gradient by the line Winograd F(3, 3), the adjoint of its forward pass:
+    /// for output tile `t` (3 outputs) and three-tap piece `q`, `V = B^T d` of the input
+    /// cells `3(t + q) .. 3(t + q) + 5` and `dM = A dY` of the tile's output gradient;
+    /// `dU[q][i] = sum over tiles of V[i]^T dM[i]` (5 products per piece, against 3 per
+    /// output for each of its 3 taps), then `dW[3q + k] = sum_i G[i][k] dU[q][i]` in f64. A
+    /// last tap (`r % 3 == 1`) is the direct sum of its input cells times the output
+    /// gradients. Tiles in chunks of [`WINOGRAD_CHUNK_TILES`], the chunks' sums added in a
+    /// fixed order.
+    fn line_grad_filter(
+        &self,
+        x: &[f32],
+        dy: &[f32],
+        (oh, ow): (usize, usize),
+        axis: LineAxis,
+    ) -> Vec<f32> {
+        let isa = Isa::detect();
+        let (ci, co) = (self.cin, self.cout);
+        let r = self.kh * self.kw;
+        let (pieces, last) = (r / 3, r % 3 == 1);
+        let (per_image, len) = match axis {
+            LineAxis::Cols => (oh, ow),
+            LineAxis::Rows => (ow, oh),
+        };
+        let per_line = len.div_ceil(LINE_M);
+        let tiles = self.n * per_image * per_line;
+        // Products: piece q of plane i at (q * LINE_ALPHA + i); the last tap's three (its
+        // cells for outputs 0, 1, 2 against dY's) after them.
+        let products = pieces * LINE_ALPHA + if last { 3 } else { 0 };
+        let (chunk, chunks) = balanced_chunks(tiles, WINOGRAD_CHUNK_TILES);
+        let parallel = accumulate_groups(chunks) < 2 * rayon::current_num_threads();
+        let zeros = vec![0f32; ci.max(co)];
+        let [top, _, left, _] = self.pads;
+        let image = self.h * self.w;
+        // The input pixel at padded `cell` along the axis of `line` (or zeros).
+        let pixel = |line: usize, cell: usize| -> &[f32] {
+            let (b, o) = (line / per_image, line % per_image);
+            let src = match axis {
+                LineAxis::Cols => cell
+                    .checked_sub(left)
+                    .filter(|&ix| ix < self.w)
+                    .map(|ix| o * self.w + ix),
+                LineAxis::Rows => cell
+                    .checked_sub(top)
+                    .filter(|&iy| iy < self.h)
+                    .map(|iy| iy * self.w + o),
+            };
+            match src {
+                Some(p) => &x[(b * image + p) * ci..][..ci],
+                None => &zeros[..ci],
+            }
+        };
+        let grad = |line: usize, o: usize| -> &[f32] {
+            if o >= len {
+                return &zeros[..co];
+            }
+            let (b, l) = (line / per_image, line % per_image);
+            let (oy, ox) = match axis {
+                LineAxis::Cols => (l, o),
+                LineAxis::Rows => (o, l),
+            };
+            &dy[((b * oh + oy) * ow + ox) * co..][..co]
+        };
+        let du = ordered_accumulate(chunks, products * ci * co, |k, acc, first| {
+            let (t0, t1) = (k * chunk, ((k + 1) * chunk).min(tiles));
+            let nt = t1 - t0;
+            // V [products][nt][ci] and dM [6][nt][co] in scratch (written whole).
+            with_scratch(0, products * nt * ci, |v| {
+                with_scratch(1, (LINE_ALPHA + 1) * nt * co, |dm| {
+                    let vbase = v.as_mut_ptr();
+                    for (j, tile) in (t0..t1).enumerate() {
+                        let (line, t) = (tile / per_line, tile % per_line);
+                        for q in 0..pieces {
+                            let d: [*const f32; LINE_ALPHA] =
+                                std::array::from_fn(|e| pixel(line, LINE_M * (t + q) + e).as_ptr());
+                            // SAFETY: each source holds `ci` floats (a pixel or `zeros`),
+                            // each destination is `ci` floats of `v` (tile j < nt).
+                            unsafe {
+                                let dst: [*mut f32; LINE_ALPHA] = std::array::from_fn(|i| {
+                                    vbase.add(((q * LINE_ALPHA + i) * nt + j) * ci)
+                                });
+                                line_input_tile(isa, &d, &dst, ci);
+                            }
+                        }
+                        if last {
+                            for e in 0..3 {
+                                let src = pixel(line, LINE_M * t + 3 * pieces + e);
+                                let p = pieces * LINE_ALPHA + e;
+                                v[(p * nt + j) * ci..][..ci].copy_from_slice(src);
+                            }
+                        }
+                        // dM = A dY: A^T's columns over the tile's 3 output gradients
+                        // (outputs past the end have none); plane 5 is output 1's.
+                        let (g0, g1, g2) = (
+                            grad(line, LINE_M * t),
+                            grad(line, LINE_M * t + 1),
+                            grad(line, LINE_M * t + 2),
+                        );
+                        let mut planes = dm.chunks_exact_mut(nt * co);
+                        let o: [&mut [f32]; LINE_ALPHA + 1] =
+                            std::array::from_fn(|_| &mut planes.next().unwrap()[j * co..][..co]);
+                        let [o0, o1, o2, o3, o4, o5] = o;
+                        for c in 0..co {
+                            let (a, b, e) = (g0[c], g1[c], g2[c]);
+                            o0[c] = a;
+                            o1[c] = a + b + e;
+                            o2[c] = a - b + e;
+                            o3[c] = a + 2.0 * b + 4.0 * e;
+                            o4[c] = e;
+                            o5[c] = b;
+                        }
+                    }
+                    // dU[p] (+)= V[p]^T dM[plane of p].
+                    with_scratch(2, nt * ci, |vt| {
+                        for p in 0..products {
+                            let plane = if p < pieces * LINE_ALPHA {
+                                p % LINE_ALPHA
+                            } else {
+                                // The last tap's cells of outputs 0, 1, 2: dY0, dY1, dY2.
+                                [0, 5, 4][p - pieces * LINE_ALPHA]
+                            };
+                            transpose_into(&v[p * nt * ci..][..nt * ci], nt, ci, vt);
+                            rows_times_matrix(
+                                isa,
+                                (vt, ci, nt),
+                                &dm[plane * nt * co..][..nt * co],
+                                co,
+                                &mut acc[p * ci * co..][..ci * co],
+                                !first,
+                                parallel,
+                            );
+                        }
+                    });
+                })
+            });
+        });
+        // dW[3q + k] = sum_i G[i][k] dU[q][i]; the last tap: its three sums.
+        let plane = ci * co;
+        let mut dw = vec![0f32; r * plane];
+        dw.par_chunks_mut(plane).enumerate().for_each(|(tap, out)| {
+            let terms: Vec<(usize, f64)> = if tap < 3 * pieces {
+                let (q, k) = (tap / 3, tap % 3);
+                (0..LINE_ALPHA)
+                    .map(|i| (q * LINE_ALPHA + i, LINE_G[i][k]))
+                    .filter(|&(_, c)| c != 0.0)
+                    .collect()
+            } else {
+                (0..3).map(|e| (pieces * LINE_ALPHA + e, 1.0)).collect()
+            };
+            for (e, o) in out.iter_mut().enumerate() {
+                *o = terms
+                    .iter()
+                    .map(|&(p, c)| c * du[p * plane + e] as f64)
                     .sum::<f64>() as f32;
             }
         });

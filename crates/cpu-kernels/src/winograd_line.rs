@@ -31,7 +31,7 @@ use crate::tensor::View;
 use rayon::prelude::*;
 
 /// `G` of F(3, 3) with the points 0, 1, -1, 2 and infinity: `[5][3]`.
-const G3: [[f64; 3]; 5] = [
+pub(crate) const G3: [[f64; 3]; 5] = [
     [0.5, 0.0, 0.0],
     [-0.5, -0.5, -0.5],
     [-1.0 / 6.0, 1.0 / 6.0, -1.0 / 6.0],
@@ -40,9 +40,9 @@ const G3: [[f64; 3]; 5] = [
 ];
 
 /// Outputs per tile.
-const M: usize = 3;
+pub(crate) const M: usize = 3;
 /// Input cells per tile (`M + 2`), and transformed planes.
-const ALPHA: usize = 5;
+pub(crate) const ALPHA: usize = 5;
 
 /// The axis a line convolution runs along.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -327,7 +327,12 @@ impl WinogradLine {
 }
 
 /// `dst[i][c] = (B^T d)[i]` for the five cells `d[j][c]`, `c < cin`.
-unsafe fn input_tile(isa: Isa, d: &[*const f32; ALPHA], dst: &[*mut f32; ALPHA], cin: usize) {
+pub(crate) unsafe fn input_tile(
+    isa: Isa,
+    d: &[*const f32; ALPHA],
+    dst: &[*mut f32; ALPHA],
+    cin: usize,
+) {
     #[cfg(target_arch = "x86_64")]
     match isa {
         Isa::Avx512 => return x86::input_tile_512(d, dst, cin),

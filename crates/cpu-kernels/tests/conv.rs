@@ -1034,11 +1034,13 @@ mod training {
         // The filter gradient by Winograd too: over more tiles than one chunk (128), with
         // asymmetric padding (a 2-wide left border).
         check(conv(3, [20, 23], [16, 24], [3, 3], 1, [1, 0, 2, 1]));
-        // 1x7 / 7x1 / 1x3 stride 1: the forward pass and the flipped-filter input gradient by
-        // the line Winograd F(3, 3) (partial tiles; the input gradient's padding mirrored).
+        // 1x7 / 7x1 / 1x3 stride 1: the forward pass, the flipped-filter input gradient and
+        // the filter gradient by the line Winograd F(3, 3) (partial tiles; the input
+        // gradient's padding mirrored; the 1x7 and 7x1 filter gradients over 2 chunks of
+        // tiles, with the 7th tap's direct sums).
         check(conv(2, [17, 17], [24, 40], [1, 7], 1, [0, 0, 3, 3]));
         check(conv(2, [16, 17], [40, 24], [7, 1], 1, [3, 3, 0, 0]));
-        check(conv(1, [8, 20], [32, 16], [1, 3], 1, [0, 0, 2, 0]));
+        check(conv(2, [8, 20], [32, 16], [1, 3], 1, [0, 0, 2, 0]));
     }
 
     #[test]
