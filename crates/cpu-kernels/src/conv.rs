@@ -331,7 +331,7 @@ impl Conv2d {
 
     /// Like [`Conv2d::new`] for a given instruction set (must be supported).
     pub fn with_isa(isa: Isa, geometry: ConvGeometry, segments: &[ConvWeights]) -> Conv2d {
-        Self::build(isa, geometry, segments, Some(WINOGRAD_TILE), false)
+        Self::build(isa, geometry, segments, Some(WINOGRAD_TILE), true)
     }
 
     /// Like [`Conv2d::with_isa`], a 3x3 stride-1 convolution taking Winograd with output

@@ -669,8 +669,11 @@ fn line_winograd_for_1xr_and_rx1_matches_the_direct_sum() {
     assert!(!line(ConvGeometry::new(1, 5, 16)).uses_winograd(1, 17, 17));
     assert!(!line(ConvGeometry::new(7, 1, 16)).uses_winograd(1, 6, 6));
     assert!(line(ConvGeometry::new(7, 1, 16)).uses_winograd(1, 17, 17));
-    // Built any other way, the direct kernels.
-    assert!(!Conv2d::new(ConvGeometry::new(7, 1, 16), &seg(&w, 16)).uses_winograd(1, 17, 17));
+    // Inference's constructor takes it too; the one for weights used once does not.
+    assert!(Conv2d::new(ConvGeometry::new(7, 1, 16), &seg(&w, 16)).uses_winograd(1, 17, 17));
+    assert!(
+        !Conv2d::new_direct(ConvGeometry::new(7, 1, 16), &seg(&w, 16)).uses_winograd(1, 17, 17)
+    );
 }
 
 #[test]
