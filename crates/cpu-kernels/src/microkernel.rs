@@ -335,6 +335,29 @@ mod x86 {
         }};
     }
 
+    /// [`tile!`] for a panel with at most `NR / 2` valid columns (the last panel of an
+    /// output channel count such as 48 or 80): only the first half of each weight row is
+    /// read and multiplied, the second half's accumulators stay zero (and unstored).
+    macro_rules! tile_half {
+        ($t:ident, $mr:expr, $zero:ident, $load:ident, $bcast:ident, $fma:ident,
+         $store:ident, $($r:literal => $p:ident $c0:ident),*) => {{
+            $( let mut $c0 = $zero(); )*
+            let mut b = $t.b;
+            for tap in 0..$t.taps {
+                let a = $t.a.add(tap * $mr);
+                $( let $p = *a.add($r); )*
+                for k in 0..$t.kc {
+                    let b0 = $load(b);
+                    $(
+                        $c0 = $fma($bcast($p.add(k)), b0, $c0);
+                    )*
+                    b = b.add($t.ldb);
+                }
+            }
+            $( if $r < $t.rows { $store($r, $c0, $zero()); } )*
+        }};
+    }
+
     #[inline(always)]
     unsafe fn bcast512(p: *const f32) -> __m512 {
         _mm512_set1_ps(*p)
@@ -377,6 +400,13 @@ mod x86 {
                 _mm512_mask_storeu_ps(c.add(16), m1, f(v1));
             }
         };
+        if t.cols <= 16 {
+            tile_half!(t, 12, _mm512_setzero_ps, _mm512_loadu_ps, bcast512, _mm512_fmadd_ps,
+                store, 0 => p0 c00, 1 => p1 c10, 2 => p2 c20, 3 => p3 c30, 4 => p4 c40,
+                5 => p5 c50, 6 => p6 c60, 7 => p7 c70, 8 => p8 c80, 9 => p9 c90, 10 => p10 ca0,
+                11 => p11 cb0);
+            return;
+        }
         tile!(t, 12, 32, _mm512_setzero_ps, _mm512_loadu_ps, bcast512, _mm512_fmadd_ps, store,
             0 => p0 c00 c01, 1 => p1 c10 c11, 2 => p2 c20 c21, 3 => p3 c30 c31,
             4 => p4 c40 c41, 5 => p5 c50 c51, 6 => p6 c60 c61, 7 => p7 c70 c71,

@@ -207,7 +207,7 @@ impl Winograd {
                             c: mbuf.as_mut_ptr().add((xi * tb + g * mr) * ldm + p * nr),
                             ldc: ldm,
                             rows: (nt - g * mr).min(mr),
-                            cols: nr,
+                            cols: nr.min(cout - p * nr),
                             act: Act::Identity,
                             stream: false,
                             res: std::ptr::null(),

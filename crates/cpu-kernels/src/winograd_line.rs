@@ -279,7 +279,7 @@ impl WinogradLine {
                                     c: mbuf.as_mut_ptr().add((i * nt + g * mr) * ldm + p * nr),
                                     ldc: ldm,
                                     rows: (nt - g * mr).min(mr),
-                                    cols: nr,
+                                    cols: nr.min(cout - p * nr),
                                     act: Act::Identity,
                                     stream: false,
                                     res: std::ptr::null(),
