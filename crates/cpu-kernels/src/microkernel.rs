@@ -336,8 +336,9 @@ mod x86 {
     }
 
     /// [`tile!`] for a panel with at most `NR / 2` valid columns (the last panel of an
-    /// output channel count such as 48 or 80): only the first half of each weight row is
-    /// read and multiplied, the second half's accumulators stay zero (and unstored).
+    /// output channel count such as 48 or 80 on AVX-512, 40 on AVX2): only the first half
+    /// of each weight row is read and multiplied; the second half is stored as zeros under
+    /// an empty mask (nothing written).
     macro_rules! tile_half {
         ($t:ident, $mr:expr, $zero:ident, $load:ident, $bcast:ident, $fma:ident,
          $store:ident, $($r:literal => $p:ident $c0:ident),*) => {{
@@ -472,6 +473,12 @@ mod x86 {
             _mm256_maskstore_ps(c, m0, f(v0));
             _mm256_maskstore_ps(c.add(8), m1, f(v1));
         };
+        if t.cols <= 8 {
+            tile_half!(t, 6, _mm256_setzero_ps, _mm256_loadu_ps, bcast256, _mm256_fmadd_ps,
+                store, 0 => p0 c00, 1 => p1 c10, 2 => p2 c20, 3 => p3 c30, 4 => p4 c40,
+                5 => p5 c50);
+            return;
+        }
         tile!(t, 6, 16, _mm256_setzero_ps, _mm256_loadu_ps, bcast256, _mm256_fmadd_ps, store,
             0 => p0 c00 c01, 1 => p1 c10 c11, 2 => p2 c20 c21, 3 => p3 c30 c31,
             4 => p4 c40 c41, 5 => p5 c50 c51);
