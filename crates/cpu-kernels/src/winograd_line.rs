@@ -227,7 +227,8 @@ impl WinogradLine {
             let l0 = bi * lb;
             let nl = lb.min(lines - l0);
             let (nt, nv) = (nl * tiles, nl * vtiles);
-            // Scratch (not zero-filled): the transforms write all of V, the tiles all of M.
+            // Scratch (not zero-filled): the transforms write all of V, the tiles every
+            // valid column of M (the output transform reads no other).
             with_scratch(0, ALPHA * nv * cin, |v| {
                 with_scratch(1, nplanes * nt * ldm, |mbuf| {
                     // Input transforms V[i][line][s] = (B^T d)[i] of cells 3s .. 3s + 5.
@@ -257,7 +258,8 @@ impl WinogradLine {
                                         if i < ALPHA && tap < pieces {
                                             v.as_ptr().add((i * nv + l * vtiles + t + tap) * cin)
                                         } else {
-                                            // The last tap of output 0 (plane 0), 1 (plane 5) or 2 (plane 4).
+                                            // The last tap of output 0 (plane 0), 1
+                                            // (plane 5) or 2 (plane 4).
                                             let j = match i {
                                                 0 => 0,
                                                 4 => 2,
