@@ -649,6 +649,39 @@ fn line_winograd_for_1xr_and_rx1_matches_the_direct_sum() {
             );
         }
     }
+    // Read from a channel slice of a wider tensor and written into a slot of another (as
+    // inference's Inception-v3 reads a block output and writes its branch of the next), the
+    // slot's other channels left alone.
+    let (n, h, w) = (2, 17, 17);
+    let x = Nhwc::from_vec(n, h, w, 40, values(n * h * w * 40, 77)).unwrap();
+    let g = ConvGeometry::new(7, 1, 24).padding(Padding::Zero([3, 3, 0, 0]));
+    let wts = values(g.k() * 20, 78);
+    let bias = values(20, 79);
+    let mut sliced = Nhwc::zeros(n, h, w, 24);
+    for p in 0..n * h * w {
+        sliced.data[p * 24..(p + 1) * 24].copy_from_slice(&x.data[p * 40 + 10..p * 40 + 34]);
+    }
+    let want = reference(&sliced, &g, &wts, &bias, 20, Act::Relu);
+    for isa in Isa::all_supported() {
+        let seg = [ConvWeights {
+            hwio: &wts,
+            bias: Some(&bias),
+            cout: 20,
+            act: Act::Relu,
+        }];
+        let conv = Conv2d::with_isa(isa, g, &seg);
+        assert!(conv.uses_winograd(n, h, w));
+        let mut o = Nhwc::from_vec(n, h, w, 25, vec![7.0; n * h * w * 25]).unwrap();
+        conv.forward_into(x.channels(10, 24), &mut [o.slot(5, 20)]);
+        for p in 0..n * h * w {
+            assert!(o.data[p * 25..p * 25 + 5].iter().all(|&v| v == 7.0));
+            assert_close(
+                &o.data[p * 25 + 5..p * 25 + 25],
+                &want.data[p * 20..p * 20 + 20],
+                &format!("{isa:?} line Winograd into a slot"),
+            );
+        }
+    }
     // Not this form: padding across the axis, strides, 5 taps, too few outputs.
     fn seg(w: &[f32], cout: usize) -> [ConvWeights<'_>; 1] {
         [ConvWeights {
