@@ -404,22 +404,12 @@ impl TrainConv {
             });
         });
         // dW[y][x] = sum_ij G[i][y] G[j][x] dU[i * 4 + j].
-        let plane = ci * co;
-        let mut dw = vec![0f32; 9 * plane];
-        dw.par_chunks_mut(plane).enumerate().for_each(|(tap, out)| {
+        combine_products(&du, ci * co, 9, |tap| {
             let (y, xx) = (tap / 3, tap % 3);
-            let terms: Vec<(usize, f64)> = (0..16)
+            (0..16)
                 .map(|xi| (xi, G[xi / 4][y] * G[xi % 4][xx]))
-                .filter(|&(_, c)| c != 0.0)
-                .collect();
-            for (e, o) in out.iter_mut().enumerate() {
-                *o = terms
-                    .iter()
-                    .map(|&(xi, c)| c * du[xi * plane + e] as f64)
-                    .sum::<f64>() as f32;
-            }
-        });
-        dw
+                .collect()
+        })
     }
 
     /// The axis along which the filter gradient runs by the line Winograd F(3, 3) of the
@@ -580,26 +570,16 @@ impl TrainConv {
             });
         });
         // dW[3q + k] = sum_i G[i][k] dU[q][i]; the last tap: its three sums.
-        let plane = ci * co;
-        let mut dw = vec![0f32; r * plane];
-        dw.par_chunks_mut(plane).enumerate().for_each(|(tap, out)| {
-            let terms: Vec<(usize, f64)> = if tap < 3 * pieces {
+        combine_products(&du, ci * co, r, |tap| {
+            if tap < 3 * pieces {
                 let (q, k) = (tap / 3, tap % 3);
                 (0..LINE_ALPHA)
                     .map(|i| (q * LINE_ALPHA + i, LINE_G[i][k]))
-                    .filter(|&(_, c)| c != 0.0)
                     .collect()
             } else {
                 (0..3).map(|e| (pieces * LINE_ALPHA + e, 1.0)).collect()
-            };
-            for (e, o) in out.iter_mut().enumerate() {
-                *o = terms
-                    .iter()
-                    .map(|&(p, c)| c * du[p * plane + e] as f64)
-                    .sum::<f64>() as f32;
             }
-        });
-        dw
+        })
     }
 
     /// One chunk of [`TrainConv::winograd_grad_filter`]'s tiles (`tiles`, counted over the
@@ -801,6 +781,28 @@ impl TrainConv {
             acc
         })
     }
+}
+
+/// A Winograd filter gradient from its transformed products: `taps` filter taps of `plane`
+/// elements each, tap `t`'s element `e` the f64 sum of `c * du[p * plane + e]` over the
+/// `(p, c)` of `terms(t)` (zero coefficients skipped), the taps in parallel.
+fn combine_products(
+    du: &[f32],
+    plane: usize,
+    taps: usize,
+    terms: impl Fn(usize) -> Vec<(usize, f64)> + Sync,
+) -> Vec<f32> {
+    let mut dw = vec![0f32; taps * plane];
+    dw.par_chunks_mut(plane).enumerate().for_each(|(tap, out)| {
+        let terms: Vec<(usize, f64)> = terms(tap).into_iter().filter(|&(_, c)| c != 0.0).collect();
+        for (e, o) in out.iter_mut().enumerate() {
+            *o = terms
+                .iter()
+                .map(|&(p, c)| c * du[p * plane + e] as f64)
+                .sum::<f64>() as f32;
+        }
+    });
+    dw
 }
 
 /// `c[m x n] = a[m x kc] b[kc x n]` (`+ c` when `accumulate`: the tile's sum over `kc` is

@@ -146,7 +146,6 @@ impl Winograd {
         let out = SendPtr(out);
         let xbase = SendPtr(x.data.as_ptr().add(x.offset) as *mut f32);
         let packed = SendPtr(self.packed.as_slice().as_ptr() as *mut f32);
-        let zero_bias = vec![0f32; nr];
         let zeros = vec![0f32; cin];
         let cell = |r: usize, len: &[i32]| -> i32 { len.get(r).copied().unwrap_or(-1) };
 
@@ -196,25 +195,13 @@ impl Winograd {
                             zeros.as_ptr()
                         };
                     }
-                    for p in 0..self.panels {
-                        let tile = Tile {
-                            taps: 1,
-                            kc: cin,
-                            a: ptrs.as_ptr(),
-                            b: packed.get().add((xi * self.panels + p) * cin * nr),
-                            ldb: nr,
-                            bias: zero_bias.as_ptr(),
-                            c: mbuf.as_mut_ptr().add((xi * tb + g * mr) * ldm + p * nr),
-                            ldc: ldm,
-                            rows: (nt - g * mr).min(mr),
-                            cols: nr.min(cout - p * nr),
-                            act: Act::Identity,
-                            stream: false,
-                            res: std::ptr::null(),
-                            ldr: 0,
-                        };
-                        microkernel::run(isa, &tile);
-                    }
+                    plane_product(
+                        isa,
+                        (&ptrs, 1, cin),
+                        packed.get().add(xi * self.panels * cin * nr),
+                        mbuf.as_mut_ptr().add((xi * tb + g * mr) * ldm),
+                        (ldm, (nt - g * mr).min(mr), cout),
+                    );
                 }
             }
             // Output transform Y = A^T M A, bias, activation.
@@ -247,6 +234,44 @@ impl Winograd {
         } else {
             (0..blocks).into_par_iter().for_each(block);
         }
+    }
+}
+
+/// One group of rows of a transformed plane's product (the Winograd forms' GEMMs): `c[r][j]
+/// = sum over taps and `kc` of a[tap][r] . b` for the `cout` columns, over the plane's
+/// panels (`b`: `[panels][taps][kc][nr]`, packed); `a` holds `taps * MR` row pointers,
+/// tap-major; rows `rows` of `c`, `ldc` apart, are stored, and only valid columns.
+///
+/// # Safety
+/// As [`microkernel::run`] for each panel's tile.
+pub(crate) unsafe fn plane_product(
+    isa: Isa,
+    (a, taps, kc): (&[*const f32], usize, usize),
+    b: *const f32,
+    c: *mut f32,
+    (ldc, rows, cout): (usize, usize, usize),
+) {
+    let nr = isa.nr();
+    let zero_bias = [0f32; 32];
+    debug_assert!(nr <= zero_bias.len() && a.len() >= taps * isa.mr());
+    for p in 0..cout.div_ceil(nr) {
+        let tile = Tile {
+            taps,
+            kc,
+            a: a.as_ptr(),
+            b: b.add(p * taps * kc * nr),
+            ldb: nr,
+            bias: zero_bias.as_ptr(),
+            c: c.add(p * nr),
+            ldc,
+            rows,
+            cols: nr.min(cout - p * nr),
+            act: Act::Identity,
+            stream: false,
+            res: std::ptr::null(),
+            ldr: 0,
+        };
+        microkernel::run(isa, &tile);
     }
 }
 

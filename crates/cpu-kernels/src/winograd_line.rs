@@ -24,10 +24,11 @@
 
 use crate::aligned::AlignedBuf;
 use crate::conv::{SendPtr, ITEMS_PER_THREAD};
-use crate::microkernel::{self, Act, Isa, Tile};
+use crate::microkernel::{Act, Isa};
 use crate::scratch::with_scratch;
 use crate::simd::Simd;
 use crate::tensor::View;
+use crate::winograd::plane_product;
 use rayon::prelude::*;
 
 /// `G` of F(3, 3) with the points 0, 1, -1, 2 and infinity: `[5][3]`.
@@ -207,7 +208,6 @@ impl WinogradLine {
         let out = SendPtr(out);
         let xbase = SendPtr(x.data.as_ptr().add(x.offset) as *mut f32);
         let packed = SendPtr(self.packed.as_slice().as_ptr() as *mut f32);
-        let zero_bias = vec![0f32; nr];
         let zeros = vec![0f32; cin];
         // The input pixel at `cell` along the axis of `line` (zeros in the padding).
         let pixel = |line: usize, cell: usize| -> *const f32 {
@@ -270,25 +270,13 @@ impl WinogradLine {
                                     });
                                 }
                             }
-                            for p in 0..self.panels {
-                                let tile = Tile {
-                                    taps,
-                                    kc: cin,
-                                    a: ptrs.as_ptr(),
-                                    b: packed.get().add(off + p * taps * cin * nr),
-                                    ldb: nr,
-                                    bias: zero_bias.as_ptr(),
-                                    c: mbuf.as_mut_ptr().add((i * nt + g * mr) * ldm + p * nr),
-                                    ldc: ldm,
-                                    rows: (nt - g * mr).min(mr),
-                                    cols: nr.min(cout - p * nr),
-                                    act: Act::Identity,
-                                    stream: false,
-                                    res: std::ptr::null(),
-                                    ldr: 0,
-                                };
-                                microkernel::run(isa, &tile);
-                            }
+                            plane_product(
+                                isa,
+                                (&ptrs, taps, cin),
+                                packed.get().add(off),
+                                mbuf.as_mut_ptr().add((i * nt + g * mr) * ldm),
+                                (ldm, (nt - g * mr).min(mr), cout),
+                            );
                         }
                     }
                     // Output transforms Y = A^T M (+ the last tap's plane), bias, activation.
