@@ -237,10 +237,11 @@ impl Winograd {
     }
 }
 
-/// One group of rows of a transformed plane's product (the Winograd forms' GEMMs): `c[r][j]
-/// = sum over taps and `kc` of a[tap][r] . b` for the `cout` columns, over the plane's
-/// panels (`b`: `[panels][taps][kc][nr]`, packed); `a` holds `taps * MR` row pointers,
-/// tap-major; rows `rows` of `c`, `ldc` apart, are stored, and only valid columns.
+/// One group of rows of a transformed plane's product (the Winograd forms' GEMMs): row `r`
+/// of `c` is the sum over the taps of row pointer `a[tap * MR + r]` (`kc` floats) times the
+/// tap's `kc` weight rows, for the `cout` columns of the plane's panels (`b`:
+/// `[panels][taps][kc][nr]`, packed). `rows` rows of `c`, `ldc` apart, are stored, and only
+/// their valid columns.
 ///
 /// # Safety
 /// As [`microkernel::run`] for each panel's tile.
