@@ -418,9 +418,11 @@ impl TrainConv {
     /// [`WINOGRAD_GRAD_MIN_TILES`] tiles.
     fn line_filter_gradient(&self, oh: usize, ow: usize) -> Option<LineAxis> {
         let [t, b, l, r] = self.pads;
+        // The filter gradient's form: 3p or 3p + 1 taps (one extra tap at most).
+        let fits = |k: usize| WinogradLine::supports(k) && k % 3 <= 1;
         let axis = match (self.kh, self.kw) {
-            (1, k) if t == 0 && b == 0 && WinogradLine::supports(k) => LineAxis::Cols,
-            (k, 1) if l == 0 && r == 0 && WinogradLine::supports(k) => LineAxis::Rows,
+            (1, k) if t == 0 && b == 0 && fits(k) => LineAxis::Cols,
+            (k, 1) if l == 0 && r == 0 && fits(k) => LineAxis::Rows,
             _ => return None,
         };
         let tiles = match axis {
@@ -912,8 +914,10 @@ mod tests {
         };
         assert!(conv(24, 40, 3, 1));
         assert!(conv(16, 20, 3, 1));
-        // Inception's Mixed_7 3x3 (448 -> 384): direct.
-        assert!(!conv(448, 384, 3, 1));
+        // Inception's Mixed_7 3x3 (448 -> 384), too wide for F(2x2)'s 16 planes in the
+        // cache, and 5x5: the line form along the width, one line per kernel row.
+        assert!(conv(448, 384, 3, 1));
+        assert!(conv(48, 64, 5, 1));
         assert!(!conv(24, 40, 3, 2));
         assert!(!conv(24, 40, 1, 1));
     }

@@ -13,7 +13,13 @@
 //! direct product: output 0's is a further reduction tap of plane 0 (only output 0 reads
 //! plane 0), output 2's of plane 4 (only output 2 reads it), output 1's a sixth plane.
 //! A 1x7 filter costs 13 `cin x cout` products per 3 outputs instead of 21 (1.6x fewer
-//! multiplies), a 1x3 one 5 instead of 9.
+//! multiplies), a 1x3 one 5 instead of 9. Taps past the last piece beyond one (a 1x5's two)
+//! are all direct products of those planes.
+//!
+//! A `kh x r` kernel (Inception's 5x5, a 3x3 too wide for the 2-D forms) runs along the
+//! width, one line convolution per kernel row: the input transforms are per input row,
+//! shared by the `kh` output rows that read it, and each plane's reduction runs over the
+//! kernel rows too (5x5: 55 products per 3 outputs instead of 75).
 //!
 //! Interpolation points 0, 1, -1, 2 and infinity: the input transform scales by at most 3
 //! and the output transform by 4, and the rounding, measured against f64 sums, is about
@@ -54,17 +60,23 @@ pub(crate) enum LineAxis {
     Cols,
 }
 
-/// Transformed, packed weights of one `1 x r` / `r x 1` convolution.
+/// Transformed, packed weights of one `1 x r` / `r x 1` convolution, or of a `kh x r` one
+/// along the width (each kernel row a line convolution of its input row).
 #[derive(Debug, Clone)]
 pub(crate) struct WinogradLine {
     axis: LineAxis,
-    /// Three-tap pieces.
+    /// Kernel rows across the axis: `kh` of a `kh x r` kernel along the width, 1 otherwise.
+    rows: usize,
+    /// Three-tap pieces per kernel row.
     pieces: usize,
+    /// Taps after the pieces (`r % 3`), direct products.
+    rem: usize,
     cin: usize,
     cout: usize,
     act: Act,
     panels: usize,
-    /// Per plane: (offset into `packed`, reduction taps of `cin` rows).
+    /// Per plane: (offset into `packed`, reduction taps of `cin` rows). A plane's taps run
+    /// over the kernel rows, each row's pieces then (planes 0, 4 and 5) its extra taps.
     planes: Vec<(usize, usize)>,
     /// Per plane `[panels][taps][cin][nr]`.
     packed: AlignedBuf,
@@ -72,37 +84,39 @@ pub(crate) struct WinogradLine {
 }
 
 impl WinogradLine {
-    /// Whether a kernel of `r` taps along one axis has this form: `r` a multiple of 3, or one
-    /// more than one.
+    /// Whether a kernel of `r` taps along the axis has this form (any `r` from 3: the taps
+    /// past the last piece are direct products).
     pub(crate) fn supports(r: usize) -> bool {
-        r >= 3 && r % 3 <= 1
+        r >= 3
     }
 
-    /// `hwio`: `[r][cin][cout]` (a `1 x r` or `r x 1` filter in TensorFlow's layout).
+    /// `hwio`: `[rows][r][cin][cout]` (TensorFlow's layout of a `rows x r` filter along the
+    /// width, or of an `r x 1` one along the height with `rows` 1).
     pub(crate) fn new(
         isa: Isa,
         axis: LineAxis,
         hwio: &[f32],
-        (r, cin, cout): (usize, usize, usize),
+        (rows, r, cin, cout): (usize, usize, usize, usize),
         bias: Option<&[f32]>,
         act: Act,
     ) -> WinogradLine {
         assert!(
             Self::supports(r),
-            "a line Winograd filter has 3p or 3p + 1 taps"
+            "a line Winograd filter has 3 taps or more"
         );
-        assert_eq!(hwio.len(), r * cin * cout, "weights must be [r, cin, cout]");
-        let (pieces, last) = (r / 3, r % 3 == 1);
+        assert!(rows >= 1 && (rows == 1 || axis == LineAxis::Cols));
+        assert_eq!(
+            hwio.len(),
+            rows * r * cin * cout,
+            "weights must be [rows, r, cin, cout]"
+        );
+        let (pieces, rem) = (r / 3, r % 3);
         let nr = isa.nr();
         let panels = cout.div_ceil(nr);
         let mut planes = Vec::new();
         let mut offset = 0;
-        for i in 0..ALPHA + usize::from(last) {
-            let taps = match i {
-                0 | 4 => pieces + usize::from(last),
-                5 => 1,
-                _ => pieces,
-            };
+        for i in 0..ALPHA + usize::from(rem > 0) {
+            let taps = rows * Self::row_taps(i, pieces, rem);
             planes.push((offset, taps));
             offset += panels * taps * cin * nr;
         }
@@ -118,25 +132,28 @@ impl WinogradLine {
                 rest = tail;
             }
         }
+        let per_row = |i: usize| Self::row_taps(i, pieces, rem);
         blocks.into_par_iter().for_each(|(i, p, taps, dst)| {
             let cols = nr.min(cout - p * nr);
+            let w = |a: usize, c: usize, ci: usize| {
+                &hwio[((a * r + c) * cin + ci) * cout + p * nr..][..cols]
+            };
             for tap in 0..taps {
+                let (a, q) = (tap / per_row(i), tap % per_row(i));
                 for ci in 0..cin {
                     let out = &mut dst[(tap * cin + ci) * nr..][..cols];
-                    if i == ALPHA || tap == pieces {
-                        // The last tap, untransformed.
-                        let src = &hwio[((3 * pieces) * cin + ci) * cout + p * nr..][..cols];
-                        out.copy_from_slice(src);
+                    if i == ALPHA || q >= pieces {
+                        // An extra tap, untransformed.
+                        let e = if i == ALPHA { q } else { q - pieces };
+                        out.copy_from_slice(w(a, 3 * pieces + e, ci));
                         continue;
                     }
-                    let rows: [&[f32]; 3] = std::array::from_fn(|k| {
-                        &hwio[((3 * tap + k) * cin + ci) * cout + p * nr..][..cols]
-                    });
+                    let k3: [&[f32]; 3] = std::array::from_fn(|k| w(a, 3 * q + k, ci));
                     let gi = G3[i];
                     for (j, o) in out.iter_mut().enumerate() {
-                        let u = gi[0] * rows[0][j] as f64
-                            + gi[1] * rows[1][j] as f64
-                            + gi[2] * rows[2][j] as f64;
+                        let u = gi[0] * k3[0][j] as f64
+                            + gi[1] * k3[1][j] as f64
+                            + gi[2] * k3[2][j] as f64;
                         *o = u as f32;
                     }
                 }
@@ -144,7 +161,9 @@ impl WinogradLine {
         });
         WinogradLine {
             axis,
+            rows,
             pieces,
+            rem,
             cin,
             cout,
             act,
@@ -152,6 +171,25 @@ impl WinogradLine {
             planes,
             packed,
             bias: bias.map_or_else(|| vec![0.0; cout], <[f32]>::to_vec),
+        }
+    }
+
+    /// Reduction taps of plane `i` per kernel row: the pieces, and for planes 0 and 4 (read
+    /// only by outputs 0 and 2) the extra taps of that output; plane 5 holds output 1's.
+    fn row_taps(i: usize, pieces: usize, rem: usize) -> usize {
+        match i {
+            0 | 4 => pieces + rem,
+            ALPHA => rem,
+            _ => pieces,
+        }
+    }
+
+    /// The output of a tile plane `i`'s extra taps belong to (0, 2 or 1).
+    fn extra_output(i: usize) -> usize {
+        match i {
+            0 => 0,
+            4 => 2,
+            _ => 1,
         }
     }
 
@@ -181,38 +219,43 @@ impl WinogradLine {
         out: *mut f32,
         ldc: usize,
     ) {
-        let (mr, nr) = (isa.mr(), isa.nr());
-        let (cin, cout, pieces) = (self.cin, self.cout, self.pieces);
-        // A line: one output row (Cols) or column (Rows) of one image.
+        let mr = isa.mr();
+        let (cin, cout, pieces, rows) = (self.cin, self.cout, self.pieces, self.rows);
+        // A line: one output row (Cols) or column (Rows) of one image. `across` maps the
+        // padded cells across the axis (the kernel rows' input rows) to input rows / columns.
         let (per_image, len, cells, across) = match self.axis {
             LineAxis::Cols => (ho, wo, xs, ys),
             LineAxis::Rows => (wo, ho, ys, xs),
         };
-        let lines = x.n * per_image;
         let tiles = len.div_ceil(M);
-        // Input transforms per line: the output tiles' and the next `pieces - 1`.
-        let vtiles = tiles + pieces - 1;
-        if lines == 0 || tiles == 0 {
+        // Input transforms per input line: the output tiles' and the next `pieces - 1`.
+        let vtiles = tiles + pieces.max(1) - 1;
+        if x.n * per_image == 0 || tiles == 0 {
             return;
         }
-        let ldm = self.panels * nr;
+        let ldm = self.panels * isa.nr();
         let nplanes = self.planes.len();
         let threads = rayon::current_num_threads().max(1);
-        // Lines per block: V and M of a block about 512 KiB, and enough blocks for every
-        // thread.
+        // Output lines per block (within one image; the block transforms its lines' input
+        // lines, `rows - 1` more): V and M of a block about 512 KiB, and enough blocks for
+        // every thread.
         let per_tile = ALPHA * cin + nplanes * ldm;
         let lb_cache = (128 * 1024 / (per_tile * tiles)).max(1);
-        let lb_spread = lines.div_ceil(ITEMS_PER_THREAD * threads).max(1);
-        let lb = lb_cache.min(lb_spread);
-        let blocks = lines.div_ceil(lb);
+        let lb_spread = (x.n * per_image)
+            .div_ceil(ITEMS_PER_THREAD * threads)
+            .max(1);
+        let lb = lb_cache.min(lb_spread).min(per_image);
+        let per_block_image = per_image.div_ceil(lb);
+        let blocks = x.n * per_block_image;
         let out = SendPtr(out);
         let xbase = SendPtr(x.data.as_ptr().add(x.offset) as *mut f32);
         let packed = SendPtr(self.packed.as_slice().as_ptr() as *mut f32);
         let zeros = vec![0f32; cin];
-        // The input pixel at `cell` along the axis of `line` (zeros in the padding).
-        let pixel = |line: usize, cell: usize| -> *const f32 {
-            let (b, o) = (line / per_image, line % per_image);
-            let (src, other) = (cells.get(cell).copied().unwrap_or(-1), across[o]);
+        // The input pixel of image `b` at padded cell `line` across the axis and `cell`
+        // along it (zeros in the padding).
+        let pixel = |b: usize, line: usize, cell: usize| -> *const f32 {
+            let src = cells.get(cell).copied().unwrap_or(-1);
+            let other = across.get(line).copied().unwrap_or(-1);
             if src < 0 || other < 0 {
                 return zeros.as_ptr();
             }
@@ -224,48 +267,50 @@ impl WinogradLine {
         };
 
         let block = |bi: usize| {
-            let l0 = bi * lb;
-            let nl = lb.min(lines - l0);
-            let (nt, nv) = (nl * tiles, nl * vtiles);
+            let (b, o0) = (bi / per_block_image, (bi % per_block_image) * lb);
+            let nl = lb.min(per_image - o0);
+            // Input lines o0 .. o0 + nl + rows - 1 (padded cells across the axis).
+            let vl = nl + rows - 1;
+            let (nt, nv) = (nl * tiles, vl * vtiles);
             // Scratch (not zero-filled): the transforms write all of V, the tiles every
             // valid column of M (the output transform reads no other).
             with_scratch(0, ALPHA * nv * cin, |v| {
                 with_scratch(1, nplanes * nt * ldm, |mbuf| {
                     // Input transforms V[i][line][s] = (B^T d)[i] of cells 3s .. 3s + 5.
-                    for l in 0..nl {
+                    for l in 0..vl {
                         for s in 0..vtiles {
                             let d: [*const f32; ALPHA] =
-                                std::array::from_fn(|j| pixel(l0 + l, M * s + j));
+                                std::array::from_fn(|j| pixel(b, o0 + l, M * s + j));
                             let dst: [*mut f32; ALPHA] = std::array::from_fn(|i| {
                                 v.as_mut_ptr().add((i * nv + l * vtiles + s) * cin)
                             });
                             input_tile(isa, &d, &dst, cin);
                         }
                     }
-                    // One GEMM per plane over the block's output tiles.
+                    // One GEMM per plane over the block's output tiles; tap (a, q) of a plane
+                    // reads kernel row a's input line.
                     let groups = nt.div_ceil(mr);
-                    let mut ptrs: Vec<*const f32> = Vec::with_capacity((pieces + 1) * mr);
+                    let mut ptrs: Vec<*const f32> = Vec::new();
                     for (i, &(off, taps)) in self.planes.iter().enumerate() {
+                        let per_row = Self::row_taps(i, pieces, self.rem);
                         for g in 0..groups {
                             ptrs.clear();
                             for tap in 0..taps {
+                                let (a, q) = (tap / per_row, tap % per_row);
                                 for r in 0..mr {
                                     let idx = g * mr + r;
                                     ptrs.push(if idx >= nt {
                                         zeros.as_ptr()
                                     } else {
                                         let (l, t) = (idx / tiles, idx % tiles);
-                                        if i < ALPHA && tap < pieces {
-                                            v.as_ptr().add((i * nv + l * vtiles + t + tap) * cin)
+                                        if i < ALPHA && q < pieces {
+                                            let line = (l + a) * vtiles + t + q;
+                                            v.as_ptr().add((i * nv + line) * cin)
                                         } else {
-                                            // The last tap of output 0 (plane 0), 1
-                                            // (plane 5) or 2 (plane 4).
-                                            let j = match i {
-                                                0 => 0,
-                                                4 => 2,
-                                                _ => 1,
-                                            };
-                                            pixel(l0 + l, M * t + 3 * pieces + j)
+                                            // Extra tap e of the plane's output.
+                                            let e = if i < ALPHA { q - pieces } else { q };
+                                            let c = M * t + 3 * pieces + Self::extra_output(i) + e;
+                                            pixel(b, o0 + l + a, c)
                                         }
                                     });
                                 }
@@ -279,9 +324,9 @@ impl WinogradLine {
                             );
                         }
                     }
-                    // Output transforms Y = A^T M (+ the last tap's plane), bias, activation.
+                    // Output transforms Y = A^T M (+ the extra taps' plane), bias, activation.
                     for l in 0..nl {
-                        let (b, o) = ((l0 + l) / per_image, (l0 + l) % per_image);
+                        let o = o0 + l;
                         for t in 0..tiles {
                             let dst: [*mut f32; M] = std::array::from_fn(|j| {
                                 let c = M * t + j;

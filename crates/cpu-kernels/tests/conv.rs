@@ -553,10 +553,56 @@ fn winograd_for_3x3_stride_1_matches_the_direct_sum() {
 #[test]
 fn line_winograd_for_1xr_and_rx1_matches_the_direct_sum() {
     // 1x7 / 7x1 (two three-tap pieces and a last tap: six planes), 1x3 / 3x1 (one piece),
-    // 4 and 6 taps; output lengths off the 3-output tile, zero padding along the axis
-    // (symmetric, one-sided, none), biases and activations, batches; against the f64
-    // reference on every instruction set.
+    // 4 and 6 taps, 1x5 (two extra taps); 2-D kernels along the width (3x3 and 5x5 SAME,
+    // 4x6), padding across the axis; output lengths off the 3-output tile, zero padding
+    // along the axis (symmetric, one-sided, none), biases and activations, batches; against
+    // the f64 reference on every instruction set.
     let cases = [
+        (
+            2,
+            12,
+            13,
+            20,
+            24,
+            ConvGeometry::new(3, 3, 20).padding(Padding::Same),
+            Act::Relu,
+        ),
+        (
+            1,
+            16,
+            17,
+            16,
+            40,
+            ConvGeometry::new(5, 5, 16).padding(Padding::Same),
+            Act::Identity,
+        ),
+        (
+            1,
+            16,
+            20,
+            17,
+            18,
+            ConvGeometry::new(4, 6, 17).padding(Padding::Zero([2, 1, 0, 3])),
+            Act::Relu6,
+        ),
+        (
+            2,
+            11,
+            16,
+            16,
+            20,
+            ConvGeometry::new(1, 5, 16).padding(Padding::Zero([1, 0, 2, 2])),
+            Act::Identity,
+        ),
+        (
+            1,
+            16,
+            13,
+            24,
+            30,
+            ConvGeometry::new(7, 1, 24).padding(Padding::Zero([3, 3, 2, 1])),
+            Act::Relu,
+        ),
         (
             2,
             17,
@@ -682,7 +728,7 @@ fn line_winograd_for_1xr_and_rx1_matches_the_direct_sum() {
             );
         }
     }
-    // Not this form: padding across the axis, strides, 5 taps, too few outputs.
+    // Not this form: strides, fewer than 3 taps along the width, too few outputs.
     fn seg(w: &[f32], cout: usize) -> [ConvWeights<'_>; 1] {
         [ConvWeights {
             hwio: w,
@@ -694,12 +740,8 @@ fn line_winograd_for_1xr_and_rx1_matches_the_direct_sum() {
     let w = values(7 * 16 * 16, 1);
     let line =
         |g: ConvGeometry| Conv2d::with_line_winograd(Isa::detect(), g, &seg(&w[..g.k() * 16], 16));
-    assert!(
-        !line(ConvGeometry::new(1, 7, 16).padding(Padding::Zero([1, 0, 3, 3])))
-            .uses_winograd(1, 18, 17)
-    );
     assert!(!line(ConvGeometry::new(1, 7, 16).stride(2)).uses_winograd(1, 17, 17));
-    assert!(!line(ConvGeometry::new(1, 5, 16)).uses_winograd(1, 17, 17));
+    assert!(!line(ConvGeometry::new(3, 2, 16)).uses_winograd(1, 17, 17));
     assert!(!line(ConvGeometry::new(7, 1, 16)).uses_winograd(1, 6, 6));
     assert!(line(ConvGeometry::new(7, 1, 16)).uses_winograd(1, 17, 17));
     // Inference's constructor takes it too; the one for weights used once does not.
@@ -1077,6 +1119,9 @@ mod training {
         check(conv(2, [17, 17], [24, 40], [1, 7], 1, [0, 0, 3, 3]));
         check(conv(2, [16, 17], [40, 24], [7, 1], 1, [3, 3, 0, 0]));
         check(conv(2, [8, 20], [32, 16], [1, 3], 1, [0, 0, 2, 0]));
+        // 5x5 SAME: the forward pass and the input gradient by the line form along the width,
+        // one line per kernel row (two extra taps past the piece).
+        check(conv(2, [12, 12], [16, 24], [5, 5], 1, [2, 2, 2, 2]));
     }
 
     #[test]
