@@ -63,6 +63,14 @@ const COLUMN_BUDGET: usize = 16 << 20;
 /// slower by Winograd than directly (`cargo bench -p cpu-kernels --bench train_conv`).
 const WINOGRAD_MAX_WEIGHTS: usize = 1 << 15;
 
+/// A 3x3 stride-1 convolution of a training step with at most this many input and output
+/// channels runs by the line Winograd along the width (per plane a reduction over the 3
+/// kernel rows, `3 cin` long; 15 products per 3 outputs) rather than F(2x2, 3x3) (`cin`
+/// long; 16 per 4): with few channels the short reductions cost F(2x2) more than its fewer
+/// multiplies save (`cargo bench -p cpu-kernels --bench train_conv`: Conv2d_2b 32 -> 64 at
+/// batch 12 forward 40 -> 33 ms; Conv2d_4a's 80 -> 192 is faster by F(2x2), 44 against 46).
+const LINE_3X3_MAX_CHANNELS: usize = 96;
+
 /// 2x2 output tiles per chunk of the Winograd filter gradient (each element of a chunk's
 /// product is one sum over its tiles, as the direct path's over its `MAX_CHUNK_ROWS` pixels).
 const WINOGRAD_CHUNK_TILES: usize = 128;
@@ -160,12 +168,17 @@ impl TrainConv {
     }
 
     /// A stride-1 or strided convolution of a training step: a narrow 3x3 stride-1 one by
-    /// Winograd F(2x2, 3x3) ([`WINOGRAD_MAX_WEIGHTS`]), a stride-1 `1 x r` / `r x 1` one by
-    /// the line Winograd F(3, 3) ([`Conv2d::with_line_winograd`]), the others direct,
-    /// without building Winograd weights they would not use.
+    /// Winograd F(2x2, 3x3) ([`WINOGRAD_MAX_WEIGHTS`]) unless it is narrower still
+    /// ([`LINE_3X3_MAX_CHANNELS`]), the other stride-1 ones at least 3 taps wide by the line
+    /// Winograd F(3, 3) ([`Conv2d::with_line_winograd`]), the rest direct, without building
+    /// Winograd weights they would not use.
     fn conv(g: ConvGeometry, seg: &ConvWeights) -> Conv2d {
         let segs = std::slice::from_ref(seg);
-        if g.kh == 3 && g.kw == 3 && g.cin * seg.cout <= WINOGRAD_MAX_WEIGHTS {
+        if g.kh == 3
+            && g.kw == 3
+            && g.cin * seg.cout <= WINOGRAD_MAX_WEIGHTS
+            && g.cin.max(seg.cout) > LINE_3X3_MAX_CHANNELS
+        {
             Conv2d::with_winograd_tile(Isa::detect(), g, segs, 2)
         } else {
             Conv2d::with_line_winograd(Isa::detect(), g, segs)

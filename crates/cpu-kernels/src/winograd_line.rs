@@ -244,7 +244,9 @@ impl WinogradLine {
         let lb_spread = (x.n * per_image)
             .div_ceil(ITEMS_PER_THREAD * threads)
             .max(1);
-        let lb = lb_cache.min(lb_spread).min(per_image);
+        // A block also transforms its last output line's `rows - 1` further input lines:
+        // at least 4x as many output lines, so that those add at most a quarter.
+        let lb = lb_cache.max(4 * (rows - 1)).min(lb_spread).min(per_image);
         let per_block_image = per_image.div_ceil(lb);
         let blocks = x.n * per_block_image;
         let out = SendPtr(out);

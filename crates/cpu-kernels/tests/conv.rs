@@ -1105,10 +1105,12 @@ mod training {
         check(conv(1, [6, 6], [96, 80], [3, 3], 1, [1, 1, 1, 1]));
         check(conv(1, [7, 7], [96, 80], [3, 3], 2, [0; 4]));
         // 3x3 stride 1 with at least 16 inputs and 64 2x2 output tiles: the forward pass and
-        // the flipped-filter input gradient by Winograd F(2x2, 3x3) (SAME and VALID, odd
-        // sizes: partial tiles).
+        // the flipped-filter input gradient by the line Winograd along the width with at most
+        // 96 channels each way, by Winograd F(2x2, 3x3) with more (SAME and VALID, odd sizes:
+        // partial tiles).
         check(conv(2, [16, 17], [24, 40], [3, 3], 1, [1, 1, 1, 1]));
         check(conv(1, [19, 21], [16, 20], [3, 3], 1, [0; 4]));
+        check(conv(1, [16, 17], [24, 120], [3, 3], 1, [1, 1, 1, 1]));
         // The filter gradient by Winograd too: over more tiles than one chunk (128), with
         // asymmetric padding (a 2-wide left border).
         check(conv(3, [20, 23], [16, 24], [3, 3], 1, [1, 0, 2, 1]));
