@@ -372,6 +372,7 @@ impl TrainConv {
             && self.stride == [1, 1]
             && self.cin >= 16
             && self.cin * self.cout <= WINOGRAD_MAX_WEIGHTS
+            && self.cin.max(self.cout) > LINE_3X3_MAX_CHANNELS
             && self.n * oh.div_ceil(2) * ow.div_ceil(2) >= WINOGRAD_GRAD_MIN_TILES
     }
 
@@ -426,16 +427,13 @@ impl TrainConv {
     }
 
     /// The axis along which the filter gradient runs by the line Winograd F(3, 3) of the
-    /// forward pass ([`Conv2d::with_line_winograd`]): stride-1 `1 x r` / `r x 1` filters
-    /// (`r % 3 <= 1`) without padding across the axis, with at least
-    /// [`WINOGRAD_GRAD_MIN_TILES`] tiles.
+    /// forward pass ([`Conv2d::with_line_winograd`]): stride-1 filters at least 3 taps wide
+    /// (`1 x r` and `kh x r` along the width, `r x 1` along the height) that no F(2x2) takes,
+    /// with at least [`WINOGRAD_GRAD_MIN_TILES`] tiles.
     fn line_filter_gradient(&self, oh: usize, ow: usize) -> Option<LineAxis> {
-        let [t, b, l, r] = self.pads;
-        // The filter gradient's form: 3p or 3p + 1 taps (one extra tap at most).
-        let fits = |k: usize| WinogradLine::supports(k) && k % 3 <= 1;
         let axis = match (self.kh, self.kw) {
-            (1, k) if t == 0 && b == 0 && fits(k) => LineAxis::Cols,
-            (k, 1) if l == 0 && r == 0 && fits(k) => LineAxis::Rows,
+            (k, 1) if WinogradLine::supports(k) => LineAxis::Rows,
+            (_, k) if WinogradLine::supports(k) => LineAxis::Cols,
             _ => return None,
         };
         let tiles = match axis {
@@ -450,13 +448,13 @@ impl TrainConv {
     }
 
     /// The filter gradient by the line Winograd F(3, 3), the adjoint of its forward pass:
-    /// for output tile `t` (3 outputs) and three-tap piece `q`, `V = B^T d` of the input
-    /// cells `3(t + q) .. 3(t + q) + 5` and `dM = A dY` of the tile's output gradient;
-    /// `dU[q][i] = sum over tiles of V[i]^T dM[i]` (5 products per piece, against 3 per
-    /// output for each of its 3 taps), then `dW[3q + k] = sum_i G[i][k] dU[q][i]` in f64. A
-    /// last tap (`r % 3 == 1`) is the direct sum of its input cells times the output
-    /// gradients. Tiles in chunks of [`WINOGRAD_CHUNK_TILES`], the chunks' sums added in a
-    /// fixed order.
+    /// for output tile `t` (3 outputs), kernel row `a` and three-tap piece `q`, `V = B^T d`
+    /// of the input cells `3(t + q) .. 3(t + q) + 5` of row `a`'s input line and `dM = A dY`
+    /// of the tile's output gradient; `dU[a][q][i] = sum over tiles of V[i]^T dM[i]` (5
+    /// products per piece, against 3 per output for each of its 3 taps), then
+    /// `dW[a][3q + k] = sum_i G[i][k] dU[a][q][i]` in f64. The taps past the last piece
+    /// (`r % 3` of them) are the direct sums of their input cells times the output gradients.
+    /// Tiles in chunks of [`WINOGRAD_CHUNK_TILES`], the chunks' sums added in a fixed order.
     fn line_grad_filter(
         &self,
         x: &[f32],
@@ -466,34 +464,50 @@ impl TrainConv {
     ) -> Vec<f32> {
         let isa = Isa::detect();
         let (ci, co) = (self.cin, self.cout);
-        let r = self.kh * self.kw;
-        let (pieces, last) = (r / 3, r % 3 == 1);
+        // `rows` kernel rows across the axis, `r` taps along it.
+        let (rows, r) = match axis {
+            LineAxis::Cols => (self.kh, self.kw),
+            LineAxis::Rows => (1, self.kh),
+        };
+        let (pieces, rem) = (r / 3, r % 3);
         let (per_image, len) = match axis {
             LineAxis::Cols => (oh, ow),
             LineAxis::Rows => (ow, oh),
         };
         let per_line = len.div_ceil(LINE_M);
         let tiles = self.n * per_image * per_line;
-        // Products: piece q of plane i at (q * LINE_ALPHA + i); the last tap's three (its
-        // cells for outputs 0, 1, 2 against dY's) after them.
-        let products = pieces * LINE_ALPHA + if last { 3 } else { 0 };
+        // Products: (row a, piece q, plane i) at (a * pieces + q) * LINE_ALPHA + i, then the
+        // extra taps' (row a, tap e, output j) at `transformed + (a * rem + e) * 3 + j`.
+        let transformed = rows * pieces * LINE_ALPHA;
+        let products = transformed + rows * rem * 3;
         let (chunk, chunks) = balanced_chunks(tiles, WINOGRAD_CHUNK_TILES);
         let parallel = accumulate_groups(chunks) < 2 * rayon::current_num_threads();
         let zeros = vec![0f32; ci.max(co)];
         let [top, _, left, _] = self.pads;
         let image = self.h * self.w;
-        // The input pixel at padded `cell` along the axis of `line` (or zeros).
-        let pixel = |line: usize, cell: usize| -> &[f32] {
+        // The input pixel of output line `line`'s kernel row `a` at padded `cell` along the
+        // axis (or zeros).
+        let pixel = |line: usize, a: usize, cell: usize| -> &[f32] {
             let (b, o) = (line / per_image, line % per_image);
             let src = match axis {
-                LineAxis::Cols => cell
+                LineAxis::Cols => {
+                    (o + a)
+                        .checked_sub(top)
+                        .filter(|&iy| iy < self.h)
+                        .and_then(|iy| {
+                            cell.checked_sub(left)
+                                .filter(|&ix| ix < self.w)
+                                .map(|ix| iy * self.w + ix)
+                        })
+                }
+                LineAxis::Rows => o
                     .checked_sub(left)
                     .filter(|&ix| ix < self.w)
-                    .map(|ix| o * self.w + ix),
-                LineAxis::Rows => cell
-                    .checked_sub(top)
-                    .filter(|&iy| iy < self.h)
-                    .map(|iy| iy * self.w + o),
+                    .and_then(|ix| {
+                        cell.checked_sub(top)
+                            .filter(|&iy| iy < self.h)
+                            .map(|iy| iy * self.w + ix)
+                    }),
             };
             match src {
                 Some(p) => &x[(b * image + p) * ci..][..ci],
@@ -520,23 +534,28 @@ impl TrainConv {
                     let vbase = v.as_mut_ptr();
                     for (j, tile) in (t0..t1).enumerate() {
                         let (line, t) = (tile / per_line, tile % per_line);
-                        for q in 0..pieces {
-                            let d: [*const f32; LINE_ALPHA] =
-                                std::array::from_fn(|e| pixel(line, LINE_M * (t + q) + e).as_ptr());
-                            // SAFETY: each source holds `ci` floats (a pixel or `zeros`),
-                            // each destination is `ci` floats of `v` (tile j < nt).
-                            unsafe {
-                                let dst: [*mut f32; LINE_ALPHA] = std::array::from_fn(|i| {
-                                    vbase.add(((q * LINE_ALPHA + i) * nt + j) * ci)
+                        for a in 0..rows {
+                            for q in 0..pieces {
+                                let d: [*const f32; LINE_ALPHA] = std::array::from_fn(|e| {
+                                    pixel(line, a, LINE_M * (t + q) + e).as_ptr()
                                 });
-                                line_input_tile(isa, &d, &dst, ci);
+                                let first = (a * pieces + q) * LINE_ALPHA;
+                                // SAFETY: each source holds `ci` floats (a pixel or
+                                // `zeros`), each destination is `ci` floats of `v` (tile
+                                // j < nt).
+                                unsafe {
+                                    let dst: [*mut f32; LINE_ALPHA] = std::array::from_fn(|i| {
+                                        vbase.add(((first + i) * nt + j) * ci)
+                                    });
+                                    line_input_tile(isa, &d, &dst, ci);
+                                }
                             }
-                        }
-                        if last {
-                            for e in 0..3 {
-                                let src = pixel(line, LINE_M * t + 3 * pieces + e);
-                                let p = pieces * LINE_ALPHA + e;
-                                v[(p * nt + j) * ci..][..ci].copy_from_slice(src);
+                            for e in 0..rem {
+                                for o in 0..3 {
+                                    let src = pixel(line, a, LINE_M * t + 3 * pieces + o + e);
+                                    let p = transformed + (a * rem + e) * 3 + o;
+                                    v[(p * nt + j) * ci..][..ci].copy_from_slice(src);
+                                }
                             }
                         }
                         // dM = A dY: A^T's columns over the tile's 3 output gradients
@@ -563,11 +582,11 @@ impl TrainConv {
                     // dU[p] (+)= V[p]^T dM[plane of p].
                     with_scratch(2, nt * ci, |vt| {
                         for p in 0..products {
-                            let plane = if p < pieces * LINE_ALPHA {
+                            let plane = if p < transformed {
                                 p % LINE_ALPHA
                             } else {
-                                // The last tap's cells of outputs 0, 1, 2: dY0, dY1, dY2.
-                                [0, 5, 4][p - pieces * LINE_ALPHA]
+                                // An extra tap's cells of outputs 0, 1, 2: dY0, dY1, dY2.
+                                [0, 5, 4][(p - transformed) % 3]
                             };
                             transpose_into(&v[p * nt * ci..][..nt * ci], nt, ci, vt);
                             rows_times_matrix(
@@ -584,15 +603,19 @@ impl TrainConv {
                 })
             });
         });
-        // dW[3q + k] = sum_i G[i][k] dU[q][i]; the last tap: its three sums.
-        combine_products(&du, ci * co, r, |tap| {
-            if tap < 3 * pieces {
-                let (q, k) = (tap / 3, tap % 3);
+        // dW[a][3q + k] = sum_i G[i][k] dU[a][q][i]; an extra tap: its three sums.
+        combine_products(&du, ci * co, rows * r, |tap| {
+            let (a, c) = (tap / r, tap % r);
+            if c < 3 * pieces {
+                let (q, k) = (c / 3, c % 3);
                 (0..LINE_ALPHA)
-                    .map(|i| (q * LINE_ALPHA + i, LINE_G[i][k]))
+                    .map(|i| ((a * pieces + q) * LINE_ALPHA + i, LINE_G[i][k]))
                     .collect()
             } else {
-                (0..3).map(|e| (pieces * LINE_ALPHA + e, 1.0)).collect()
+                let e = c - 3 * pieces;
+                (0..3)
+                    .map(|o| (transformed + (a * rem + e) * 3 + o, 1.0))
+                    .collect()
             }
         })
     }
@@ -949,16 +972,25 @@ mod tests {
             pads: [1; 4],
             depthwise: false,
         };
-        // 16 x 17 outputs: 72 tiles per image.
-        assert!(t(1, 24, 40, 3, 1).winograd_filter_gradient(16, 17));
+        // 16 x 17 outputs: 72 tiles of 2x2 per image, 96 of 3 outputs. F(2x2) with more
+        // than 96 channels one way, the line form below that and for wide filters.
+        assert!(t(1, 24, 120, 3, 1).winograd_filter_gradient(16, 17));
+        assert!(!t(1, 24, 40, 3, 1).winograd_filter_gradient(16, 17));
+        assert!(t(1, 24, 40, 3, 1).line_filter_gradient(16, 17).is_some());
+        assert!(t(1, 448, 384, 3, 1).line_filter_gradient(16, 17).is_some());
         assert!(!t(1, 8, 40, 3, 1).winograd_filter_gradient(16, 17));
+        assert!(t(1, 8, 40, 3, 1).line_filter_gradient(16, 17).is_none());
         assert!(!t(1, 448, 384, 3, 1).winograd_filter_gradient(16, 17));
-        assert!(!t(1, 24, 40, 3, 2).winograd_filter_gradient(8, 9));
+        assert!(!t(1, 24, 120, 3, 2).winograd_filter_gradient(8, 9));
+        assert!(t(1, 24, 40, 3, 2).line_filter_gradient(8, 9).is_none());
         assert!(!t(1, 24, 40, 1, 1).winograd_filter_gradient(16, 17));
+        assert!(t(1, 24, 40, 1, 1).line_filter_gradient(16, 17).is_none());
         // Too few tiles: 4 x 5 outputs.
-        assert!(!t(2, 24, 40, 3, 1).winograd_filter_gradient(4, 5));
+        assert!(!t(2, 24, 120, 3, 1).winograd_filter_gradient(4, 5));
+        assert!(t(2, 24, 40, 3, 1).line_filter_gradient(4, 5).is_none());
         let mut d = t(1, 24, 24, 3, 1);
         d.depthwise = true;
         assert!(!d.winograd_filter_gradient(16, 17));
+        assert!(d.line_filter_gradient(16, 17).is_none());
     }
 }
