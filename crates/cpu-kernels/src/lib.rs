@@ -6,9 +6,9 @@
 //!   pass ([`ConvWeights`] segments), zero / TF-SAME / reflection padding, strides and
 //!   nearest upsampling of the input; register-tiled kernels for AVX-512 (12x32),
 //!   AVX2+FMA (6x16) and portable Rust (4x8), picked at run time ([`Isa`]); 3x3
-//!   stride-1 convolutions by Winograd F(4x4, 3x3) (training: F(2x2, 3x3)) and stride-1
-//!   `1 x r` / `r x 1` ones by a one-dimensional Winograd F(3, 3) along the kernel, on the
-//!   same kernels.
+//!   stride-1 convolutions by Winograd F(4x4, 3x3) (training: F(2x2, 3x3)) and the other
+//!   stride-1 ones at least 3 taps wide (`1 x r`, `r x 1`, 5x5, ...) by a one-dimensional
+//!   Winograd F(3, 3) along the kernel, one line per kernel row, on the same kernels.
 //!   [`GroupedConv2d`]: grouped convolutions as one `Conv2d` per group. [`TrainConv`]: a
 //!   convolution's forward pass and both gradients for training (regular and depthwise).
 //! - [`DepthwiseConv2d`]: depthwise convolution (TensorFlow filter layout, depth
