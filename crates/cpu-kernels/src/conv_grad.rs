@@ -23,8 +23,8 @@ use crate::scratch::with_scratch;
 use crate::tensor::View;
 use crate::transpose::transpose_into;
 use crate::winograd_line::{
-    input_tile as line_input_tile, LineAxis, WinogradLine, ALPHA as LINE_ALPHA, G3 as LINE_G,
-    M as LINE_M,
+    input_tile as line_input_tile, LineAxis, WinogradLine, ALPHA as LINE_ALPHA,
+    EXTRA_PLANES as LINE_EXTRA_PLANES, G3 as LINE_G, M as LINE_M,
 };
 use rayon::prelude::*;
 
@@ -174,11 +174,7 @@ impl TrainConv {
     /// Winograd weights they would not use.
     fn conv(g: ConvGeometry, seg: &ConvWeights) -> Conv2d {
         let segs = std::slice::from_ref(seg);
-        if g.kh == 3
-            && g.kw == 3
-            && g.cin * seg.cout <= WINOGRAD_MAX_WEIGHTS
-            && g.cin.max(seg.cout) > LINE_3X3_MAX_CHANNELS
-        {
+        if g.kh == 3 && g.kw == 3 && Self::f2x2_channels(g.cin, seg.cout) {
             Conv2d::with_winograd_tile(Isa::detect(), g, segs, 2)
         } else {
             Conv2d::with_line_winograd(Isa::detect(), g, segs)
@@ -364,6 +360,14 @@ impl TrainConv {
         dw
     }
 
+    /// Whether a 3x3 stride-1 convolution of `cin -> cout` channels takes F(2x2, 3x3) (its
+    /// forward pass and its filter gradient alike): narrow enough for its 16 planes
+    /// ([`WINOGRAD_MAX_WEIGHTS`]), but not so narrow that the line form is faster
+    /// ([`LINE_3X3_MAX_CHANNELS`]).
+    fn f2x2_channels(cin: usize, cout: usize) -> bool {
+        cin * cout <= WINOGRAD_MAX_WEIGHTS && cin.max(cout) > LINE_3X3_MAX_CHANNELS
+    }
+
     /// Whether the filter gradient runs by Winograd F(2x2, 3x3): the narrow 3x3 stride-1
     /// convolutions whose forward pass does, with at least [`WINOGRAD_GRAD_MIN_TILES`] tiles.
     fn winograd_filter_gradient(&self, oh: usize, ow: usize) -> bool {
@@ -371,8 +375,7 @@ impl TrainConv {
             && (self.kh, self.kw) == (3, 3)
             && self.stride == [1, 1]
             && self.cin >= 16
-            && self.cin * self.cout <= WINOGRAD_MAX_WEIGHTS
-            && self.cin.max(self.cout) > LINE_3X3_MAX_CHANNELS
+            && Self::f2x2_channels(self.cin, self.cout)
             && self.n * oh.div_ceil(2) * ow.div_ceil(2) >= WINOGRAD_GRAD_MIN_TILES
     }
 
@@ -585,8 +588,9 @@ impl TrainConv {
                             let plane = if p < transformed {
                                 p % LINE_ALPHA
                             } else {
-                                // An extra tap's cells of outputs 0, 1, 2: dY0, dY1, dY2.
-                                [0, 5, 4][(p - transformed) % 3]
+                                // An extra tap's cells of output o: the plane of
+                                // its direct products, A's column of dY_o alone.
+                                LINE_EXTRA_PLANES[(p - transformed) % 3]
                             };
                             transpose_into(&v[p * nt * ci..][..nt * ci], nt, ci, vt);
                             rows_times_matrix(

@@ -1,6 +1,6 @@
-//! Stride-1 convolutions with a `1 x r` or `r x 1` kernel (Inception-v3's 1x7 / 7x1 and
-//! 1x3 / 3x1) by one-dimensional Winograd minimal filtering, F(3, 3), along the kernel's
-//! axis.
+//! Stride-1 convolutions at least 3 taps wide (Inception-v3's 1x7 / 7x1 and 1x3 / 3x1,
+//! and below, 2-D kernels one line per kernel row) by one-dimensional Winograd minimal
+//! filtering, F(3, 3), along the kernel's axis.
 //!
 //! The filter's taps are cut into pieces of three (taps 0-2, 3-5, ...) and, when
 //! `r % 3 == 1`, one last tap. Piece `q` is an F(3, 3) convolution of the input shifted by
@@ -50,6 +50,9 @@ pub(crate) const G3: [[f64; 3]; 5] = [
 pub(crate) const M: usize = 3;
 /// Input cells per tile (`M + 2`), and transformed planes.
 pub(crate) const ALPHA: usize = 5;
+/// The plane holding output `j`'s extra (direct) taps: 0 and 4, which only outputs 0 and 2
+/// read, and a sixth plane for output 1.
+pub(crate) const EXTRA_PLANES: [usize; M] = [0, ALPHA, 4];
 
 /// The axis a line convolution runs along.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -184,15 +187,6 @@ impl WinogradLine {
         }
     }
 
-    /// The output of a tile plane `i`'s extra taps belong to (0, 2 or 1).
-    fn extra_output(i: usize) -> usize {
-        match i {
-            0 => 0,
-            4 => 2,
-            _ => 1,
-        }
-    }
-
     /// Output tiles of 3 for an output of `ho x wo` over `n` images.
     pub(crate) fn tiles(&self, n: usize, ho: usize, wo: usize) -> usize {
         match self.axis {
@@ -295,6 +289,8 @@ impl WinogradLine {
                     let mut ptrs: Vec<*const f32> = Vec::new();
                     for (i, &(off, taps)) in self.planes.iter().enumerate() {
                         let per_row = Self::row_taps(i, pieces, self.rem);
+                        // The output whose extra taps the plane holds (planes 1-3 have none).
+                        let extra_of = EXTRA_PLANES.iter().position(|&p| p == i).unwrap_or(0);
                         for g in 0..groups {
                             ptrs.clear();
                             for tap in 0..taps {
@@ -311,7 +307,7 @@ impl WinogradLine {
                                         } else {
                                             // Extra tap e of the plane's output.
                                             let e = if i < ALPHA { q - pieces } else { q };
-                                            let c = M * t + 3 * pieces + Self::extra_output(i) + e;
+                                            let c = M * t + 3 * pieces + extra_of + e;
                                             pixel(b, o0 + l + a, c)
                                         }
                                     });
