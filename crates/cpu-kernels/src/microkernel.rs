@@ -331,7 +331,7 @@ mod x86 {
                     b = b.add($t.ldb);
                 }
             }
-            $( if $r < $t.rows { $store($r, $c0, $c1); } )*
+            $( if $r < $t.rows { $store!($r, $c0, $c1); } )*
         }};
     }
 
@@ -355,7 +355,7 @@ mod x86 {
                     b = b.add($t.ldb);
                 }
             }
-            $( if $r < $t.rows { $store($r, $c0, $zero()); } )*
+            $( if $r < $t.rows { $store!($r, $c0, $zero()); } )*
         }};
     }
 
@@ -380,27 +380,31 @@ mod x86 {
         let m1 = mask(t.cols.saturating_sub(16));
         let act = t.act;
         let stream = t.stream && t.cols == 32;
-        let store = |r: usize, v0: __m512, v1: __m512| {
-            let c = t.c.add(r * t.ldc);
-            let (v0, v1) = (_mm512_add_ps(v0, bias0), _mm512_add_ps(v1, bias1));
-            let (v0, v1) = if t.res.is_null() {
-                (v0, v1)
-            } else {
-                let res = t.res.add(r * t.ldr);
-                (
-                    _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, res)),
-                    _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, res.add(16))),
-                )
-            };
-            let f = |v: __m512| crate::simd::act512(v, act);
-            if stream && (c as usize).is_multiple_of(64) {
-                _mm512_stream_ps(c, f(v0));
-                _mm512_stream_ps(c.add(16), f(v1));
-            } else {
-                _mm512_mask_storeu_ps(c, m0, f(v0));
-                _mm512_mask_storeu_ps(c.add(16), m1, f(v1));
-            }
-        };
+        // A macro, not a closure: a closure call per row spilled all 24 accumulators.
+        macro_rules! store {
+            ($r:expr, $v0:expr, $v1:expr) => {{
+                let (r, v0, v1): (usize, __m512, __m512) = ($r, $v0, $v1);
+                let c = t.c.add(r * t.ldc);
+                let (v0, v1) = (_mm512_add_ps(v0, bias0), _mm512_add_ps(v1, bias1));
+                let (v0, v1) = if t.res.is_null() {
+                    (v0, v1)
+                } else {
+                    let res = t.res.add(r * t.ldr);
+                    (
+                        _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, res)),
+                        _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, res.add(16))),
+                    )
+                };
+                let f = |v: __m512| crate::simd::act512(v, act);
+                if stream && (c as usize).is_multiple_of(64) {
+                    _mm512_stream_ps(c, f(v0));
+                    _mm512_stream_ps(c.add(16), f(v1));
+                } else {
+                    _mm512_mask_storeu_ps(c, m0, f(v0));
+                    _mm512_mask_storeu_ps(c.add(16), m1, f(v1));
+                }
+            }};
+        }
         if t.cols <= 16 {
             tile_half!(t, 12, _mm512_setzero_ps, _mm512_loadu_ps, bcast512, _mm512_fmadd_ps,
                 store, 0 => p0 c00, 1 => p1 c10, 2 => p2 c20, 3 => p3 c30, 4 => p4 c40,
@@ -457,22 +461,26 @@ mod x86 {
         let m0 = mask(t.cols);
         let m1 = mask(t.cols.saturating_sub(8));
         let act = t.act;
-        let store = |r: usize, v0: __m256, v1: __m256| {
-            let c = t.c.add(r * t.ldc);
-            let (v0, v1) = (_mm256_add_ps(v0, bias0), _mm256_add_ps(v1, bias1));
-            let (v0, v1) = if t.res.is_null() {
-                (v0, v1)
-            } else {
-                let res = t.res.add(r * t.ldr);
-                (
-                    _mm256_add_ps(v0, _mm256_maskload_ps(res, m0)),
-                    _mm256_add_ps(v1, _mm256_maskload_ps(res.add(8), m1)),
-                )
-            };
-            let f = |v: __m256| crate::simd::act256(v, act);
-            _mm256_maskstore_ps(c, m0, f(v0));
-            _mm256_maskstore_ps(c.add(8), m1, f(v1));
-        };
+        // A macro, not a closure: a closure call per row spilled all 24 accumulators.
+        macro_rules! store {
+            ($r:expr, $v0:expr, $v1:expr) => {{
+                let (r, v0, v1): (usize, __m256, __m256) = ($r, $v0, $v1);
+                let c = t.c.add(r * t.ldc);
+                let (v0, v1) = (_mm256_add_ps(v0, bias0), _mm256_add_ps(v1, bias1));
+                let (v0, v1) = if t.res.is_null() {
+                    (v0, v1)
+                } else {
+                    let res = t.res.add(r * t.ldr);
+                    (
+                        _mm256_add_ps(v0, _mm256_maskload_ps(res, m0)),
+                        _mm256_add_ps(v1, _mm256_maskload_ps(res.add(8), m1)),
+                    )
+                };
+                let f = |v: __m256| crate::simd::act256(v, act);
+                _mm256_maskstore_ps(c, m0, f(v0));
+                _mm256_maskstore_ps(c.add(8), m1, f(v1));
+            }};
+        }
         if t.cols <= 8 {
             tile_half!(t, 6, _mm256_setzero_ps, _mm256_loadu_ps, bcast256, _mm256_fmadd_ps,
                 store, 0 => p0 c00, 1 => p1 c10, 2 => p2 c20, 3 => p3 c30, 4 => p4 c40,
