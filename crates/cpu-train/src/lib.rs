@@ -412,15 +412,15 @@ pub fn runs_on_flex(t: &DispatchTensor) -> bool {
     on_flex && TensorMetadata::dtype(t) == DType::F32
 }
 
-/// The values of a float32 flex tensor (not tracked by autodiff) in row-major order, a
-/// strided view (a permuted filter's gradient) gathered on the thread pool; `None` for
-/// other tensors.
-pub fn host_values(t: &DispatchTensor) -> Option<Vec<f32>> {
+/// The values of a float32 flex tensor (not tracked by autodiff) in row-major order: its
+/// own storage when contiguous, else a strided view (a permuted filter's gradient) gathered
+/// on the thread pool; `None` for other tensors.
+pub fn host_values(t: &DispatchTensor) -> Option<Cow<'_, [f32]>> {
     match &t.kind {
         DispatchTensorKind::Flex(burn::backend::BackendTensor::Float(f))
             if f.dtype() == DType::F32 =>
         {
-            Some(values(f).into_owned())
+            Some(values(f))
         }
         _ => None,
     }

@@ -65,13 +65,15 @@ impl KerasAdam {
                     None => (vec![0f32; n], vec![0f32; n]),
                 };
                 let device = inner.device();
-                let mut p = host_values(inner.reshape([n]));
-                // A convolution's gradient is a permuted view: gathered in parallel, not
-                // made contiguous by `reshape` on one thread.
-                let g = cpu_train::host_values(&g.clone().into_dispatch())
-                    .unwrap_or_else(|| host_values(g.reshape([n])));
-                cpu_kernels::optim::keras_adam_step(
-                    &mut p,
+                // Read where they lie (a convolution's gradient, a permuted view, gathered
+                // in parallel), not copied out on this thread; the new values written once.
+                let (pd, gd) = (inner.clone().into_dispatch(), g.clone().into_dispatch());
+                let p = cpu_train::host_values(&pd)
+                    .unwrap_or_else(|| Cow::Owned(host_values(inner.reshape([n]))));
+                let g = cpu_train::host_values(&gd)
+                    .unwrap_or_else(|| Cow::Owned(host_values(g.reshape([n]))));
+                let p = cpu_kernels::optim::keras_adam_step(
+                    &p,
                     &g,
                     &mut m,
                     &mut v,
