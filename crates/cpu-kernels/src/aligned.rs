@@ -9,8 +9,10 @@ pub(crate) struct AlignedBuf {
 }
 
 impl AlignedBuf {
+    /// Zeroed on the thread pool when large: the training step packs every filter on the
+    /// main thread on every call.
     pub(crate) fn zeros(len: usize) -> AlignedBuf {
-        let buf = vec![0f32; len + 16];
+        let buf = crate::ops::zeroed(len + 16);
         let start = (buf.as_ptr() as usize).wrapping_neg() % 64 / 4;
         AlignedBuf { buf, start, len }
     }

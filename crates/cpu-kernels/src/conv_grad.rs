@@ -705,7 +705,7 @@ impl TrainConv {
             return dw;
         }
         // Each tap's cout x cin back to the filter's cin x cout.
-        let mut out = vec![0f32; dw.len()];
+        let mut out = zeroed(dw.len());
         for (src, dst) in dw.chunks_exact(ci * co).zip(out.chunks_exact_mut(ci * co)) {
             transpose_into(src, co, ci, dst);
         }
@@ -922,7 +922,7 @@ fn combine_products(
     taps: usize,
     terms: impl Fn(usize) -> Vec<(usize, f64)> + Sync,
 ) -> Vec<f32> {
-    let mut dw = vec![0f32; taps * plane];
+    let mut dw = zeroed(taps * plane);
     dw.par_chunks_mut(plane).enumerate().for_each(|(tap, out)| {
         let terms: Vec<(usize, f64)> = terms(tap).into_iter().filter(|&(_, c)| c != 0.0).collect();
         for (e, o) in out.iter_mut().enumerate() {
