@@ -23,8 +23,9 @@ use crate::scratch::with_scratch;
 use crate::tensor::View;
 use crate::transpose::transpose_into;
 use crate::winograd_line::{
-    input_tile as line_input_tile, LineAxis, WinogradLine, ALPHA as LINE_ALPHA,
-    EXTRA_PLANES as LINE_EXTRA_PLANES, G3 as LINE_G, M as LINE_M,
+    grad_output_tile as line_grad_output_tile, input_tile as line_input_tile, LineAxis,
+    WinogradLine, ALPHA as LINE_ALPHA, EXTRA_PLANES as LINE_EXTRA_PLANES, G3 as LINE_G,
+    M as LINE_M,
 };
 use rayon::prelude::*;
 
@@ -587,7 +588,7 @@ impl TrainConv {
             // V [products][nt][ci] and dM [6][nt][co] in scratch (written whole).
             with_scratch(0, products * nt * ci, |v| {
                 with_scratch(1, (LINE_ALPHA + 1) * nt * co, |dm| {
-                    let vbase = v.as_mut_ptr();
+                    let (vbase, dmbase) = (v.as_mut_ptr(), dm.as_mut_ptr());
                     for (j, tile) in (t0..t1).enumerate() {
                         let (line, t) = (tile / per_line, tile % per_line);
                         for a in 0..rows {
@@ -614,25 +615,16 @@ impl TrainConv {
                                 }
                             }
                         }
-                        // dM = A dY: A^T's columns over the tile's 3 output gradients
-                        // (outputs past the end have none); plane 5 is output 1's.
-                        let (g0, g1, g2) = (
-                            grad(line, LINE_M * t),
-                            grad(line, LINE_M * t + 1),
-                            grad(line, LINE_M * t + 2),
-                        );
-                        let mut planes = dm.chunks_exact_mut(nt * co);
-                        let o: [&mut [f32]; LINE_ALPHA + 1] =
-                            std::array::from_fn(|_| &mut planes.next().unwrap()[j * co..][..co]);
-                        let [o0, o1, o2, o3, o4, o5] = o;
-                        for c in 0..co {
-                            let (a, b, e) = (g0[c], g1[c], g2[c]);
-                            o0[c] = a;
-                            o1[c] = a + b + e;
-                            o2[c] = a - b + e;
-                            o3[c] = a + 2.0 * b + 4.0 * e;
-                            o4[c] = e;
-                            o5[c] = b;
+                        // dM = A dY over the tile's 3 output gradients (outputs past the
+                        // end have none); plane 5 is output 1's.
+                        let g: [*const f32; LINE_M] =
+                            std::array::from_fn(|o| grad(line, LINE_M * t + o).as_ptr());
+                        // SAFETY: each source holds `co` floats (an output gradient or
+                        // `zeros`), each destination is `co` floats of `dm` (tile j < nt).
+                        unsafe {
+                            let dst: [*mut f32; LINE_ALPHA + 1] =
+                                std::array::from_fn(|i| dmbase.add((i * nt + j) * co));
+                            line_grad_output_tile(isa, &g, &dst, co);
                         }
                     }
                     let plane_of = |p: usize| {
@@ -732,8 +724,7 @@ impl TrainConv {
         let (t0, t1) = (tiles.start, tiles.end);
         let nt = t1 - t0;
         assert!(v.len() == 16 * nt * ci && dm.len() == 16 * nt * co && zeros.len() >= ci.max(co));
-        let mut tile_dm = vec![0f32; 16 * co];
-        let vbase = v.as_mut_ptr();
+        let (vbase, dmbase) = (v.as_mut_ptr(), dm.as_mut_ptr());
         for (j, tile) in (t0..t1).enumerate() {
             let (b, rem) = (tile / (th * tw), tile % (th * tw));
             let (ty, tx) = (rem / tw, rem % tw);
@@ -754,35 +745,25 @@ impl TrainConv {
                 let dst: [*mut f32; 16] = std::array::from_fn(|xi| vbase.add((xi * nt + j) * ci));
                 crate::winograd::input_tile(isa, &rows, dst, ci);
             }
-            // dM = A dY A^T, A = [[1, 0], [1, 1], [1, -1], [0, -1]] (outputs past the
-            // edge have no gradient).
-            let g = |a: usize, e: usize| -> &[f32] {
+            // dM = A dY A^T (outputs past the edge have no gradient).
+            let g = |a: usize, e: usize| -> *const f32 {
                 let (oy, ox) = (2 * ty + a, 2 * tx + e);
                 if oy < oh && ox < ow {
-                    &dy[((b * oh + oy) * ow + ox) * co..][..co]
+                    dy[((b * oh + oy) * ow + ox) * co..][..co].as_ptr()
                 } else {
-                    &zeros[..co]
+                    zeros.as_ptr()
                 }
             };
-            let (g00, g01, g10, g11) = (g(0, 0), g(0, 1), g(1, 0), g(1, 1));
-            let mut out = tile_dm.chunks_exact_mut(co);
-            let o: [&mut [f32]; 16] = std::array::from_fn(|_| out.next().unwrap());
-            for c in 0..co {
-                let r = [
-                    [g00[c], g01[c]],
-                    [g00[c] + g10[c], g01[c] + g11[c]],
-                    [g00[c] - g10[c], g01[c] - g11[c]],
-                    [-g10[c], -g11[c]],
-                ];
-                for (i, [r0, r1]) in r.into_iter().enumerate() {
-                    o[i * 4][c] = r0;
-                    o[i * 4 + 1][c] = r0 + r1;
-                    o[i * 4 + 2][c] = r0 - r1;
-                    o[i * 4 + 3][c] = -r1;
-                }
-            }
-            for (xi, part) in tile_dm.chunks_exact(co).enumerate() {
-                dm[(xi * nt + j) * co..][..co].copy_from_slice(part);
+            // SAFETY: each source holds `co` floats (an output gradient or `zeros`), each
+            // destination is `co` floats inside `dm` (tile `j < nt` of plane `xi`).
+            unsafe {
+                let dst: [*mut f32; 16] = std::array::from_fn(|xi| dmbase.add((xi * nt + j) * co));
+                crate::winograd::grad_output_tile(
+                    isa,
+                    &[g(0, 0), g(0, 1), g(1, 0), g(1, 1)],
+                    &dst,
+                    co,
+                );
             }
         }
     }

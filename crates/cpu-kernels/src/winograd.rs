@@ -301,6 +301,49 @@ pub(crate) unsafe fn input_tile(isa: Isa, d: &[*const f32; 16], dst: [*mut f32; 
     }
 }
 
+/// The filter gradient's `dM = A dY A^T` of one 2x2 tile: `g[a * 2 + b]` is output pixel
+/// `(a, b)`'s gradient (`cout` floats; zeros past the edge), `dst[i * 4 + j]` plane `(i, j)`'s
+/// row, `A = [[1, 0], [1, 1], [1, -1], [0, -1]]`.
+pub(crate) unsafe fn grad_output_tile(
+    isa: Isa,
+    g: &[*const f32; 4],
+    dst: &[*mut f32; 16],
+    cout: usize,
+) {
+    #[cfg(target_arch = "x86_64")]
+    match isa {
+        Isa::Avx512 => return x86::grad_output_tile_512(g, dst, cout),
+        Isa::Avx2 => return x86::grad_output_tile_256(g, dst, cout),
+        Isa::Portable => {}
+    }
+    let _ = isa;
+    grad_output_tile_with::<crate::simd::Portable>(g, dst, cout)
+}
+
+#[inline(always)]
+unsafe fn grad_output_tile_with<S: Simd>(g: &[*const f32; 4], dst: &[*mut f32; 16], cout: usize) {
+    let mut c = 0;
+    while c < cout {
+        let k = S::mask(cout - c);
+        let [g00, g01, g10, g11]: [S::V; 4] = std::array::from_fn(|i| S::load_m(g[i].add(c), k));
+        let zero = S::splat(0.0);
+        // A's rows over the tile's rows, then over its columns.
+        let rows = [
+            (g00, g01),
+            (S::add(g00, g10), S::add(g01, g11)),
+            (S::sub(g00, g10), S::sub(g01, g11)),
+            (S::sub(zero, g10), S::sub(zero, g11)),
+        ];
+        for (i, (a, b)) in rows.into_iter().enumerate() {
+            S::store_m(dst[i * 4].add(c), a, k);
+            S::store_m(dst[i * 4 + 1].add(c), S::add(a, b), k);
+            S::store_m(dst[i * 4 + 2].add(c), S::sub(a, b), k);
+            S::store_m(dst[i * 4 + 3].add(c), S::sub(zero, b), k);
+        }
+        c += S::LANES;
+    }
+}
+
 /// `Y = act(A^T M A + bias)` for the 16 transformed products `m[xi][c]`; `dst[a * 2 + b]`
 /// is output pixel `(a, b)` of the tile, null where it falls outside the output.
 unsafe fn output_tile(
@@ -568,5 +611,59 @@ mod x86 {
         act: Act,
     ) {
         super::output_tile4_with::<Avx2>(m, dst, cout, bias, act)
+    }
+
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn grad_output_tile_512(
+        g: &[*const f32; 4],
+        dst: &[*mut f32; 16],
+        cout: usize,
+    ) {
+        super::grad_output_tile_with::<Avx512>(g, dst, cout)
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn grad_output_tile_256(
+        g: &[*const f32; 4],
+        dst: &[*mut f32; 16],
+        cout: usize,
+    ) {
+        super::grad_output_tile_with::<Avx2>(g, dst, cout)
+    }
+}
+
+#[cfg(test)]
+mod grad_tile_tests {
+    use super::*;
+
+    /// The F(2x2) filter gradient's tile transform on every instruction set the machine has,
+    /// against `A dY A^T` written out (a width with a partial vector at the end).
+    #[test]
+    fn grad_output_tile_is_a_dy_a_transposed() {
+        let cout = 21;
+        let g: Vec<Vec<f32>> = (0..4)
+            .map(|j| (0..cout).map(|c| ((c * 5 + j * 11) % 13) as f32 - 6.5).collect())
+            .collect();
+        let a = [[1.0f32, 0.0], [1.0, 1.0], [1.0, -1.0], [0.0, -1.0]];
+        for isa in Isa::all_supported() {
+            let mut out = vec![vec![f32::NAN; cout]; 16];
+            let src: [*const f32; 4] = std::array::from_fn(|j| g[j].as_ptr());
+            let dst: [*mut f32; 16] = std::array::from_fn(|i| out[i].as_mut_ptr());
+            // SAFETY: every row holds `cout` floats.
+            unsafe { grad_output_tile(isa, &src, &dst, cout) };
+            for c in 0..cout {
+                for i in 0..4 {
+                    for j in 0..4 {
+                        let mut want = 0.0f32;
+                        for p in 0..2 {
+                            for q in 0..2 {
+                                want += a[i][p] * g[p * 2 + q][c] * a[j][q];
+                            }
+                        }
+                        assert_eq!(out[i * 4 + j][c], want, "{isa:?} plane {i},{j} channel {c}");
+                    }
+                }
+            }
+        }
     }
 }

@@ -396,6 +396,53 @@ unsafe fn output_tile(
     output_tile_with::<crate::simd::Portable>(m, dst, cout, bias, act)
 }
 
+/// The filter gradient's `dM = A dY` of one tile: `g[j]` is output `j`'s gradient (`cout`
+/// floats; zeros past the end), `dst[i]` plane `i`'s row (A^T's columns), `dst[ALPHA]` the
+/// middle output's alone (for the extra taps).
+pub(crate) unsafe fn grad_output_tile(
+    isa: Isa,
+    g: &[*const f32; M],
+    dst: &[*mut f32; ALPHA + 1],
+    cout: usize,
+) {
+    #[cfg(target_arch = "x86_64")]
+    match isa {
+        Isa::Avx512 => return x86::grad_output_tile_512(g, dst, cout),
+        Isa::Avx2 => return x86::grad_output_tile_256(g, dst, cout),
+        Isa::Portable => {}
+    }
+    let _ = isa;
+    grad_output_tile_with::<crate::simd::Portable>(g, dst, cout)
+}
+
+#[inline(always)]
+unsafe fn grad_output_tile_with<S: Simd>(
+    g: &[*const f32; M],
+    dst: &[*mut f32; ALPHA + 1],
+    cout: usize,
+) {
+    let mut c = 0;
+    while c < cout {
+        let k = S::mask(cout - c);
+        let [a, b, e]: [S::V; M] = std::array::from_fn(|j| S::load_m(g[j].add(c), k));
+        // A^T's columns: [1, 0, 0], [1, 1, 1], [1, -1, 1], [1, 2, 4], [0, 0, 1] (2b and 4e
+        // as sums: exact).
+        let (b2, e2) = (S::add(b, b), S::add(e, e));
+        let v = [
+            a,
+            S::add(S::add(a, b), e),
+            S::add(S::sub(a, b), e),
+            S::add(S::add(a, b2), S::add(e2, e2)),
+            e,
+            b,
+        ];
+        for i in 0..=ALPHA {
+            S::store_m(dst[i].add(c), v[i], k);
+        }
+        c += S::LANES;
+    }
+}
+
 #[inline(always)]
 unsafe fn input_tile_with<S: Simd>(d: &[*const f32; ALPHA], dst: &[*mut f32; ALPHA], cin: usize) {
     let two = S::splat(2.0);
@@ -497,5 +544,52 @@ mod x86 {
         act: Act,
     ) {
         super::output_tile_with::<Avx2>(m, dst, cout, bias, act)
+    }
+
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn grad_output_tile_512(
+        g: &[*const f32; M],
+        dst: &[*mut f32; ALPHA + 1],
+        cout: usize,
+    ) {
+        super::grad_output_tile_with::<Avx512>(g, dst, cout)
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn grad_output_tile_256(
+        g: &[*const f32; M],
+        dst: &[*mut f32; ALPHA + 1],
+        cout: usize,
+    ) {
+        super::grad_output_tile_with::<Avx2>(g, dst, cout)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The filter gradient's tile transform on every instruction set the machine has, against
+    /// A^T's columns written out (a width with a partial vector at the end).
+    #[test]
+    fn grad_output_tile_is_a_times_dy() {
+        let cout = 37;
+        let g: Vec<Vec<f32>> = (0..M)
+            .map(|j| (0..cout).map(|c| ((c * 7 + j * 13) % 17) as f32 - 8.5).collect())
+            .collect();
+        for isa in Isa::all_supported() {
+            let mut out = vec![vec![f32::NAN; cout]; ALPHA + 1];
+            let src: [*const f32; M] = std::array::from_fn(|j| g[j].as_ptr());
+            let dst: [*mut f32; ALPHA + 1] = std::array::from_fn(|i| out[i].as_mut_ptr());
+            // SAFETY: every row holds `cout` floats.
+            unsafe { grad_output_tile(isa, &src, &dst, cout) };
+            for c in 0..cout {
+                let (a, b, e) = (g[0][c], g[1][c], g[2][c]);
+                let want = [a, a + b + e, a - b + e, a + 2.0 * b + 4.0 * e, e, b];
+                for i in 0..=ALPHA {
+                    assert_eq!(out[i][c], want[i], "{isa:?} plane {i} channel {c}");
+                }
+            }
+        }
     }
 }
