@@ -385,7 +385,9 @@ impl InceptionV3 {
 
     /// Hub convention `[B, H, W, 3]` in `[0, 1]` -> network input `[B, 3, H, W]` in `[-1, 1]`.
     pub fn preprocess(images: Tensor<4>) -> Tensor<4> {
-        images.permute([0, 3, 1, 2]).mul_scalar(2.0).sub_scalar(1.0)
+        // Scaled while contiguous (on flex a permuted view goes element by element), then
+        // viewed NCHW.
+        images.mul_scalar(2.0).sub_scalar(1.0).permute([0, 3, 1, 2])
     }
 
     /// The main entry point.
