@@ -198,18 +198,17 @@ impl TrainConv {
         if self.stride == [1, 1] && t < kh && b < kh && l < kw && r < kw {
             // dx = conv(dy, flipped filter with cin and cout swapped), padded by k-1-p.
             let (ci, co) = (self.cin, self.cout);
+            // The taps side by side: most are too small for transpose_into's own threads,
+            // and this runs on the training step's main thread for every convolution.
             let mut flipped = zeroed(filter.len());
-            for a in 0..kh {
-                for c in 0..kw {
+            flipped
+                .par_chunks_mut(ci * co)
+                .enumerate()
+                .for_each(|(tap, dst)| {
+                    let (a, c) = (tap / kw, tap % kw);
                     let src = &filter[((kh - 1 - a) * kw + (kw - 1 - c)) * ci * co..][..ci * co];
-                    transpose_into(
-                        src,
-                        ci,
-                        co,
-                        &mut flipped[(a * kw + c) * ci * co..][..ci * co],
-                    );
-                }
-            }
+                    transpose_into(src, ci, co, dst);
+                });
             let g = ConvGeometry::new(kh, kw, co).padding(Padding::Zero([
                 kh - 1 - t,
                 kh - 1 - b,

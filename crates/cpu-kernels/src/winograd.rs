@@ -642,7 +642,11 @@ mod grad_tile_tests {
     fn grad_output_tile_is_a_dy_a_transposed() {
         let cout = 21;
         let g: Vec<Vec<f32>> = (0..4)
-            .map(|j| (0..cout).map(|c| ((c * 5 + j * 11) % 13) as f32 - 6.5).collect())
+            .map(|j| {
+                (0..cout)
+                    .map(|c| ((c * 5 + j * 11) % 13) as f32 - 6.5)
+                    .collect()
+            })
             .collect();
         let a = [[1.0f32, 0.0], [1.0, 1.0], [1.0, -1.0], [0.0, -1.0]];
         for isa in Isa::all_supported() {

@@ -575,7 +575,11 @@ mod tests {
     fn grad_output_tile_is_a_times_dy() {
         let cout = 37;
         let g: Vec<Vec<f32>> = (0..M)
-            .map(|j| (0..cout).map(|c| ((c * 7 + j * 13) % 17) as f32 - 8.5).collect())
+            .map(|j| {
+                (0..cout)
+                    .map(|c| ((c * 7 + j * 13) % 17) as f32 - 8.5)
+                    .collect()
+            })
             .collect();
         for isa in Isa::all_supported() {
             let mut out = vec![vec![f32::NAN; cout]; ALPHA + 1];
