@@ -470,6 +470,25 @@ impl TrainConv {
         self.line_grad_filter_with(isa, x, dy, (oh, ow), axis, by_output)
     }
 
+    /// The line filter gradient's layout along `axis` (see [`LineGradShape`]).
+    fn line_grad_shape(&self, axis: LineAxis) -> LineGradShape {
+        let (rows, r) = match axis {
+            LineAxis::Cols => (self.kh, self.kw),
+            LineAxis::Rows => (1, self.kh),
+        };
+        let (pieces, rem) = (r / 3, r % 3);
+        let transformed = rows * pieces * LINE_ALPHA;
+        LineGradShape {
+            rows,
+            r,
+            pieces,
+            rem,
+            transformed,
+            products: transformed + rows * rem * 3,
+            planes: if rem > 0 { LINE_ALPHA + 1 } else { LINE_ALPHA },
+        }
+    }
+
     /// Which way round [`TrainConv::line_grad_filter`] multiplies each product: `false`,
     /// `dU[p] (cin x cout) = V[p]^T dM` with every product's `V` transposed; `true`,
     /// `dU[p]^T (cout x cin) = dM^T V[p]` with the (five or six) `dM` planes transposed
@@ -480,16 +499,9 @@ impl TrainConv {
     /// 8.1 -> 7.2 ms).
     fn line_grad_by_output(&self, isa: Isa, axis: LineAxis) -> bool {
         let (ci, co) = (self.cin, self.cout);
-        let (rows, r) = match axis {
-            LineAxis::Cols => (self.kh, self.kw),
-            LineAxis::Rows => (1, self.kh),
-        };
-        let products = rows * ((r / 3) * LINE_ALPHA + (r % 3) * 3);
-        let planes = if r % 3 > 0 {
-            LINE_ALPHA + 1
-        } else {
-            LINE_ALPHA
-        };
+        let LineGradShape {
+            products, planes, ..
+        } = self.line_grad_shape(axis);
         let (mr, nr) = (isa.mr(), isa.nr());
         // Rows in whole register tiles; columns in whole panels, a last one of at most half
         // a panel at half cost (the half-width tile).
@@ -518,24 +530,21 @@ impl TrainConv {
         by_output: bool,
     ) -> Vec<f32> {
         let (ci, co) = (self.cin, self.cout);
-        // `rows` kernel rows across the axis, `r` taps along it.
-        let (rows, r) = match axis {
-            LineAxis::Cols => (self.kh, self.kw),
-            LineAxis::Rows => (1, self.kh),
-        };
-        let (pieces, rem) = (r / 3, r % 3);
+        let LineGradShape {
+            rows,
+            r,
+            pieces,
+            rem,
+            transformed,
+            products,
+            planes,
+        } = self.line_grad_shape(axis);
         let (per_image, len) = match axis {
             LineAxis::Cols => (oh, ow),
             LineAxis::Rows => (ow, oh),
         };
         let per_line = len.div_ceil(LINE_M);
         let tiles = self.n * per_image * per_line;
-        // Products: (row a, piece q, plane i) at (a * pieces + q) * LINE_ALPHA + i, then the
-        // extra taps' (row a, tap e, output j) at `transformed + (a * rem + e) * 3 + j`.
-        let transformed = rows * pieces * LINE_ALPHA;
-        let products = transformed + rows * rem * 3;
-        // dM planes read: the sixth (the middle output's) only by extra taps.
-        let planes = if rem > 0 { LINE_ALPHA + 1 } else { LINE_ALPHA };
         let (chunk, chunks) = balanced_chunks(tiles, WINOGRAD_CHUNK_TILES);
         let parallel = accumulate_groups(chunks) < 2 * rayon::current_num_threads();
         let zeros = vec![0f32; ci.max(co)];
@@ -545,26 +554,13 @@ impl TrainConv {
         // axis (or zeros).
         let pixel = |line: usize, a: usize, cell: usize| -> &[f32] {
             let (b, o) = (line / per_image, line % per_image);
-            let src = match axis {
-                LineAxis::Cols => {
-                    (o + a)
-                        .checked_sub(top)
-                        .filter(|&iy| iy < self.h)
-                        .and_then(|iy| {
-                            cell.checked_sub(left)
-                                .filter(|&ix| ix < self.w)
-                                .map(|ix| iy * self.w + ix)
-                        })
-                }
-                LineAxis::Rows => o
-                    .checked_sub(left)
-                    .filter(|&ix| ix < self.w)
-                    .and_then(|ix| {
-                        cell.checked_sub(top)
-                            .filter(|&iy| iy < self.h)
-                            .map(|iy| iy * self.w + ix)
-                    }),
+            // Padded coordinate `v` inside `0..n` once its `pad` cells are taken off.
+            let inside = |v: usize, pad: usize, n: usize| v.checked_sub(pad).filter(|&u| u < n);
+            let (iy, ix) = match axis {
+                LineAxis::Cols => (inside(o + a, top, self.h), inside(cell, left, self.w)),
+                LineAxis::Rows => (inside(cell, top, self.h), inside(o, left, self.w)),
             };
+            let src = iy.zip(ix).map(|(iy, ix)| iy * self.w + ix);
             match src {
                 Some(p) => &x[(b * image + p) * ci..][..ci],
                 None => &zeros[..ci],
@@ -695,11 +691,11 @@ impl TrainConv {
         if !by_output {
             return dw;
         }
-        // Each tap's cout x cin back to the filter's cin x cout.
+        // Each tap's cout x cin back to the filter's cin x cout, the taps side by side.
         let mut out = zeroed(dw.len());
-        for (src, dst) in dw.chunks_exact(ci * co).zip(out.chunks_exact_mut(ci * co)) {
-            transpose_into(src, co, ci, dst);
-        }
+        out.par_chunks_mut(ci * co)
+            .zip(dw.par_chunks(ci * co))
+            .for_each(|(dst, src)| transpose_into(src, co, ci, dst));
         out
     }
 
@@ -891,6 +887,23 @@ impl TrainConv {
             acc
         })
     }
+}
+
+/// How [`TrainConv::line_grad_filter`] lays out its products.
+struct LineGradShape {
+    /// Kernel rows across the axis.
+    rows: usize,
+    /// Taps along the axis: `pieces` of three, then `rem` extra taps.
+    r: usize,
+    pieces: usize,
+    rem: usize,
+    /// The pieces' products: (row a, piece q, plane i) at `(a * pieces + q) * ALPHA + i`.
+    transformed: usize,
+    /// All of them: the extra taps' (row a, tap e, output j) after the pieces', at
+    /// `transformed + (a * rem + e) * 3 + j`.
+    products: usize,
+    /// The `dM` planes they read: the sixth (the middle output's) only by extra taps.
+    planes: usize,
 }
 
 /// A Winograd filter gradient from its transformed products: `taps` filter taps of `plane`

@@ -305,6 +305,15 @@ fn reflection_padding_and_nearest_upsampling() {
     );
 }
 
+/// Channels `start..start + len` of `x` as a tensor of their own.
+fn channel_copy(x: &Nhwc, start: usize, len: usize) -> Nhwc {
+    let mut out = Nhwc::zeros(x.n, x.h, x.w, len);
+    for p in 0..x.n * x.h * x.w {
+        out.data[p * len..(p + 1) * len].copy_from_slice(&x.data[p * x.c + start..][..len]);
+    }
+    out
+}
+
 #[test]
 fn segments_and_channel_slices() {
     // Two convs sharing one input, read from a channel slice of a wider tensor, written
@@ -317,10 +326,7 @@ fn segments_and_channel_slices() {
     let w2 = values(g.k() * 33, 14);
     let b2 = values(33, 15);
     // Reference on the sliced input.
-    let mut sliced = Nhwc::zeros(n, h, w, 24);
-    for p in 0..n * h * w {
-        sliced.data[p * 24..(p + 1) * 24].copy_from_slice(&x.data[p * 40 + 10..p * 40 + 34]);
-    }
+    let sliced = channel_copy(&x, 10, 24);
     let want1 = reference(&sliced, &g, &w1, &b1, 20, Act::Relu);
     let want2 = reference(&sliced, &g, &w2, &b2, 33, Act::Identity);
     for isa in Isa::all_supported() {
@@ -703,10 +709,7 @@ fn line_winograd_for_1xr_and_rx1_matches_the_direct_sum() {
     let g = ConvGeometry::new(7, 1, 24).padding(Padding::Zero([3, 3, 0, 0]));
     let wts = values(g.k() * 20, 78);
     let bias = values(20, 79);
-    let mut sliced = Nhwc::zeros(n, h, w, 24);
-    for p in 0..n * h * w {
-        sliced.data[p * 24..(p + 1) * 24].copy_from_slice(&x.data[p * 40 + 10..p * 40 + 34]);
-    }
+    let sliced = channel_copy(&x, 10, 24);
     let want = reference(&sliced, &g, &wts, &bias, 20, Act::Relu);
     for isa in Isa::all_supported() {
         let seg = [ConvWeights {
