@@ -377,9 +377,11 @@ impl Trainer {
         // Denormals flushed to zero through the forward pass, the gradients and the update,
         // as TensorFlow runs a training step (a gradient or activation near 1e-40 otherwise
         // costs a microcode assist per operation).
-        let _flushed = cpu_kernels::flush_denormals();
-        let (logits, updates) = self.model.forward(images)?;
-        Ok(self.apply(logits, labels, updates))
+        rayon::scope(|_| {
+            let _flushed = cpu_kernels::flush_denormals();
+            let (logits, updates) = self.model.forward(images)?;
+            Ok(self.apply(logits, labels, updates))
+        })
     }
 
     fn apply(
