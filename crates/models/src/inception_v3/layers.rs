@@ -214,6 +214,43 @@ impl BasicConv {
     /// [`BasicConv::forward`] on flex: the convolution, then the batch norm and the
     /// activation in one pass ([`cpu_train`]).
     fn forward_nhwc(&self, x: Tensor<4>) -> Tensor<4> {
+        self.forward_nhwc_with(x, |y| y)
+    }
+
+    /// The unit of a pool-first branch, `self(pool(x))`, for a 1x1 stride-1 convolution and
+    /// a `pool` that averages each channel over a window (stride 1, the map's size kept),
+    /// as `pool(conv(x))` before the batch norm: both are linear, the convolution per
+    /// pixel and the pool per channel, so they commute (an average's weights sum to one,
+    /// so a bias passes through too), and the pool then runs over the convolution's
+    /// outputs instead of its inputs (Mixed_7c: 192 channels instead of 2048). The CPU
+    /// inference engine runs these branches in the same order. NCHW layouts keep `pool`
+    /// first.
+    pub(super) fn forward_after_pool(
+        &self,
+        x: Tensor<4>,
+        layout: Layout,
+        pool: impl FnOnce(Tensor<4>) -> Tensor<4>,
+    ) -> Tensor<4> {
+        let [_, _, kh, kw] = self.conv.weight.dims();
+        let pointwise = [kh, kw] == [1, 1]
+            && self.conv.stride == [1, 1]
+            && matches!(
+                self.conv.padding,
+                PaddingConfig2d::Valid | PaddingConfig2d::Explicit(0, 0, 0, 0)
+            );
+        if layout == Layout::Nhwc && pointwise {
+            return self.forward_nhwc_with(x, pool);
+        }
+        self.forward(pool(x), layout)
+    }
+
+    /// [`BasicConv::forward_nhwc`] with `between` applied to the convolution's output (its
+    /// bias added) before the batch norm.
+    fn forward_nhwc_with(
+        &self,
+        x: Tensor<4>,
+        between: impl FnOnce(Tensor<4>) -> Tensor<4>,
+    ) -> Tensor<4> {
         let [n, h, w, cin] = x.dims();
         let [cout, _, kh, kw] = self.conv.weight.dims();
         let [top, left, bottom, right] = match self.conv.padding {
@@ -243,6 +280,8 @@ impl BasicConv {
         if let Some(bias) = &self.conv.bias {
             y = y + bias.val().reshape([1, 1, 1, cout]);
         }
+        let y = between(y);
+        let [n, h, w, _] = y.dims();
         let bounds = (0.0, if self.relu6 { 6.0 } else { f32::INFINITY });
         let Some(bn) = &self.bn else {
             return Tensor::from_dispatch(cpu_train::clamp_act(

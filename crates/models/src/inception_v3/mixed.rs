@@ -122,6 +122,13 @@ impl Mixed {
                 }
                 continue;
             }
+            if self.kind.pools_first(b) {
+                if let [conv] = convs {
+                    let pool = |t| avg_pool_3x3_same(t, layout);
+                    outputs.push(conv.forward_after_pool(x.clone(), layout, pool));
+                    continue;
+                }
+            }
             let input = if self.kind.pools_first(b) {
                 avg_pool_3x3_same(x.clone(), layout)
             } else {
