@@ -184,14 +184,33 @@ impl TrainConv {
 
     /// The gradient of the input, `[n, h, w, cin]`, from the output's gradient `dy`.
     pub fn grad_input(&self, dy: &[f32], filter: &[f32]) -> Vec<f32> {
+        self.grad_input_with(dy, filter, None)
+    }
+
+    /// [`TrainConv::grad_input`] plus `prior`, another gradient of the same input (`[n, h,
+    /// w, cin]`: the input feeds several operations), each element `dx + prior` as adding
+    /// the two afterwards gives. A stride-1 convolution whose input gradient runs directly
+    /// (Inception's 1x1 branch heads that read a Mixed block's input) adds `prior` in its
+    /// tiles' epilogue instead of in a pass of its own; the others add it on the thread
+    /// pool.
+    pub fn grad_input_onto(&self, dy: &[f32], filter: &[f32], prior: &[f32]) -> Vec<f32> {
+        assert_eq!(
+            prior.len(),
+            self.n * self.h * self.w * self.cin,
+            "prior input gradient size"
+        );
+        self.grad_input_with(dy, filter, Some(prior))
+    }
+
+    fn grad_input_with(&self, dy: &[f32], filter: &[f32], prior: Option<&[f32]>) -> Vec<f32> {
         let (oh, ow) = self.out_hw();
         self.check(self.n * self.h * self.w * self.cin, filter.len(), dy.len());
         let len = self.n * self.h * self.w * self.cin;
         if len == 0 || self.cout == 0 {
-            return vec![0f32; len];
+            return add_onto(vec![0f32; len], prior);
         }
         if self.depthwise {
-            return self.depthwise_grad_input(dy, filter, (oh, ow));
+            return add_onto(self.depthwise_grad_input(dy, filter, (oh, ow)), prior);
         }
         let [t, b, l, r] = self.pads;
         let (kh, kw) = (self.kh, self.kw);
@@ -222,9 +241,16 @@ impl TrainConv {
                 act: Act::Identity,
             };
             let conv = Self::conv(g, &seg);
-            let out = conv.forward(Self::view(dy, self.n, oh, ow, co));
+            let dyv = Self::view(dy, self.n, oh, ow, co);
+            if let Some(prior) = prior {
+                let pv = Self::view(prior, self.n, self.h, self.w, ci);
+                if let Some(out) = conv.forward_residual(dyv, pv, Act::Identity) {
+                    return out.data;
+                }
+            }
+            let out = conv.forward(dyv);
             debug_assert_eq!((out.h, out.w), (self.h, self.w));
-            return out.data;
+            return add_onto(out.data, prior);
         }
         // Columns dY W^T ([pixels, kh*kw*cin], a 1x1 convolution), scattered onto the input.
         let mut dx = zeroed(len);
@@ -250,7 +276,7 @@ impl TrainConv {
                 .zip(cols.par_chunks(per_image))
                 .for_each(|(dxi, col)| self.scatter_columns(col, dxi, (oh, ow)));
         }
-        dx
+        add_onto(dx, prior)
     }
 
     /// The input cells output pixel `(y, x)` reads: `(tap, pixel)` pairs, the tap
@@ -904,6 +930,22 @@ struct LineGradShape {
     products: usize,
     /// The `dM` planes they read: the sixth (the middle output's) only by extra taps.
     planes: usize,
+}
+
+/// `v + prior` element by element (`v` when there is no `prior`), on the thread pool.
+fn add_onto(mut v: Vec<f32>, prior: Option<&[f32]>) -> Vec<f32> {
+    const PIECE: usize = 1 << 15;
+    if let Some(prior) = prior {
+        assert_eq!(v.len(), prior.len());
+        v.par_chunks_mut(PIECE)
+            .zip(prior.par_chunks(PIECE))
+            .for_each(|(v, p)| {
+                for (v, &p) in v.iter_mut().zip(p) {
+                    *v += p;
+                }
+            });
+    }
+    v
 }
 
 /// A Winograd filter gradient from its transformed products: `taps` filter taps of `plane`

@@ -1051,11 +1051,16 @@ mod training {
         let dy = values(yl, 3);
         let (y, dx, dw) = reference(&t, &x, &w, &dy);
         close(&t.forward(&x, &w), &y, &format!("{t:?} forward"));
-        close(
-            &t.grad_input(&dy, &w),
-            &dx,
-            &format!("{t:?} input gradient"),
-        );
+        let dx_got = t.grad_input(&dy, &w);
+        close(&dx_got, &dx, &format!("{t:?} input gradient"));
+        // Onto another gradient of the same input (in the tiles' epilogue where the input
+        // gradient runs directly, else a pass of its own): the same bits as adding after.
+        let prior = values(xl, 4);
+        let onto = t.grad_input_onto(&dy, &w, &prior);
+        assert_eq!(onto.len(), xl, "{t:?} input gradient onto a prior");
+        for (i, ((&o, &d), &p)) in onto.iter().zip(&dx_got).zip(&prior).enumerate() {
+            assert_eq!(o.to_bits(), (d + p).to_bits(), "{t:?} onto a prior [{i}]");
+        }
         close(
             &t.grad_filter(&x, &dy),
             &dw,

@@ -159,6 +159,47 @@ impl CpuTrain for Flex {
     }
 }
 
+thread_local! {
+    /// The nodes (non-leaf) this thread's backward passes registered an input gradient for
+    /// through [`register_input_gradient`], not yet taken back: a node's gradient stays
+    /// registered until its own backward step consumes it, after every operation that read
+    /// the node has registered its part, so a node listed here still holds one.
+    static REGISTERED: std::cell::RefCell<std::collections::HashSet<u64>> =
+        Default::default();
+}
+
+/// Registers `grad` as (a part of) the gradient of the node `id` (a leaf when it has no
+/// parents), as `grads.register` does, and notes it for [`registered_before`].
+fn register_input_gradient(grads: &mut Gradients, id: NodeId, leaf: bool, grad: FlexTensor) {
+    grads.register::<Flex>(id, grad);
+    if leaf {
+        // A parameter: consuming its gradient does not remove it.
+        return;
+    }
+    REGISTERED.with(|r| {
+        let mut r = r.borrow_mut();
+        // Nodes consumed by Burn's own steps stay listed; forgetting one only means
+        // that its next part is added by Burn.
+        if r.len() >= 4096 {
+            r.clear();
+        }
+        r.insert(id.value);
+    });
+}
+
+/// Whether [`register_input_gradient`] registered a gradient for the node `id` (a tensor
+/// read by several operations) that is still there, forgetting it: the caller then
+/// consumes it from `grads`, adds its own part (in the kernels' epilogue, instead of
+/// Burn's add on one thread) and registers the sum.
+fn registered_before(id: NodeId) -> bool {
+    REGISTERED.with(|r| r.borrow_mut().remove(&id.value))
+}
+
+/// Forgets the node `id` once its own backward step consumed its gradient.
+fn consumed(id: NodeId) {
+    REGISTERED.with(|r| r.borrow_mut().remove(&id.value));
+}
+
 #[derive(Debug)]
 struct ConvBackward;
 
@@ -174,11 +215,18 @@ impl Backward<Flex, 2> for ConvBackward {
     ) {
         let [node_x, node_filter] = ops.parents;
         let dy = grads.consume::<Flex>(&ops.node);
+        consumed(ops.node.id);
         let (x_state, filter, spec) = ops.state;
         let dy = values(&dy);
         if let Some(node) = node_x {
-            let dx = spec.grad_input(&dy, &values(&filter));
-            grads.register::<Flex>(node.id, flex(dx, vec![spec.n, spec.h, spec.w, spec.cin]));
+            let dx = if registered_before(node.id) {
+                let prior = grads.consume::<Flex>(&node);
+                spec.grad_input_onto(&dy, &values(&filter), &values(&prior))
+            } else {
+                spec.grad_input(&dy, &values(&filter))
+            };
+            let dx = flex(dx, vec![spec.n, spec.h, spec.w, spec.cin]);
+            register_input_gradient(grads, node.id, node.parents.is_empty(), dx);
         }
         if let Some(node) = node_filter {
             let x = checkpointer.retrieve_node_output::<FlexTensor>(x_state);
@@ -212,6 +260,7 @@ impl Backward<Flex, 3> for BatchNormBackward {
     ) {
         let [node_x, node_gamma, node_beta] = ops.parents;
         let dy = grads.consume::<Flex>(&ops.node);
+        consumed(ops.node.id);
         let (x_state, gamma_state, beta, moments, eps, bounds, frozen) = ops.state;
         let x = checkpointer.retrieve_node_output::<FlexTensor>(x_state);
         let gamma = checkpointer.retrieve_node_output::<FlexTensor>(gamma_state);
@@ -226,7 +275,8 @@ impl Backward<Flex, 3> for BatchNormBackward {
             frozen,
         );
         if let Some(node) = node_x {
-            grads.register::<Flex>(node.id, flex(dx, shape_of(&x)));
+            let leaf = node.parents.is_empty();
+            register_input_gradient(grads, node.id, leaf, flex(dx, shape_of(&x)));
         }
         if let Some(node) = node_gamma {
             grads.register::<Flex>(node.id, flex(dgamma, shape_of(&gamma)));
@@ -284,10 +334,12 @@ impl<K: SingleInputOp> Backward<Flex, 1> for SingleInputBackward<K> {
     ) {
         let [node_x] = ops.parents;
         let dy = grads.consume::<Flex>(&ops.node);
+        consumed(ops.node.id);
         let (x_state, op) = ops.state;
         if let Some(node) = node_x {
             let x = checkpointer.retrieve_node_output::<FlexTensor>(x_state);
-            grads.register::<Flex>(node.id, op.grad_input(&x, &values(&dy)));
+            let dx = op.grad_input(&x, &values(&dy));
+            register_input_gradient(grads, node.id, node.parents.is_empty(), dx);
         }
     }
 }
@@ -495,4 +547,119 @@ pub fn pool(x: DispatchTensor, spec: TrainPool) -> DispatchTensor {
 /// `x` clamped to `[lo, hi]` on flex (checked by the caller with [`runs_on_flex`]).
 pub fn clamp_act(x: DispatchTensor, lo: f32, hi: f32) -> DispatchTensor {
     <Dispatch as CpuTrain>::clamp_act(x, lo, hi)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::module::conv2d;
+    use burn::tensor::ops::ConvOptions;
+    use burn::tensor::{Device, Tensor};
+
+    fn values(n: usize, seed: u32) -> Vec<f32> {
+        (0..n as u32)
+            .map(|i| {
+                let h = (i ^ seed.wrapping_mul(0x9e37_79b9)).wrapping_mul(0x85eb_ca6b);
+                ((h >> 8) % 2001) as f32 / 1000.0 - 1.0
+            })
+            .collect()
+    }
+
+    /// An input read by several convolutions (a Mixed block's branch heads) and a pool gets
+    /// the sum of their input gradients, whichever adds them (Burn, the kernels' epilogue,
+    /// a pass of their own): the same as Burn's own NCHW ops give.
+    #[test]
+    fn an_input_read_by_several_operations_gets_the_sum_of_their_gradients() {
+        let device = Device::flex().autodiff();
+        let (n, h, w, c) = (2, 9, 8, 12);
+        let x0 = values(n * h * w * c, 1);
+        // (kh, kw, cout, stride, pad): 1x1 heads (their input gradient runs directly,
+        // taking the previous part in its epilogue), a 3x3 SAME one, a strided 3x3.
+        let convs = [
+            (1, 1, 16, 1, 0),
+            (1, 1, 7, 1, 0),
+            (3, 3, 20, 1, 1),
+            (3, 3, 5, 2, 0),
+        ];
+        let filters: Vec<Vec<f32>> = convs
+            .iter()
+            .enumerate()
+            .map(|(i, &(kh, kw, co, ..))| values(kh * kw * c * co, 10 + i as u32))
+            .collect();
+        let grad = |ours: bool| -> Vec<f32> {
+            let leaf = Tensor::<4>::from_data(TensorData::new(x0.clone(), [n, h, w, c]), &device)
+                .require_grad();
+            // An operation's output, as a Mixed block's input is (a leaf's gradient is
+            // never taken back).
+            let x = leaf.clone().mul_scalar(1.0);
+            let mut total = Tensor::<1>::zeros([1], &device);
+            for (k, (&(kh, kw, co, s, p), f)) in convs.iter().zip(&filters).enumerate() {
+                let hwio =
+                    Tensor::<4>::from_data(TensorData::new(f.clone(), [kh, kw, c, co]), &device);
+                let y = if ours {
+                    let spec = TrainConv {
+                        n,
+                        h,
+                        w,
+                        cin: c,
+                        cout: co,
+                        kh,
+                        kw,
+                        stride: [s, s],
+                        pads: [p; 4],
+                        depthwise: false,
+                    };
+                    Tensor::<4>::from_dispatch(conv(
+                        x.clone().into_dispatch(),
+                        hwio.into_dispatch(),
+                        spec,
+                    ))
+                } else {
+                    let options = ConvOptions::new([s, s], [p, p], [1, 1], 1);
+                    let nchw = x.clone().permute([0, 3, 1, 2]);
+                    let oihw = hwio.permute([3, 2, 0, 1]);
+                    conv2d(nchw, oihw, None, options).permute([0, 2, 3, 1])
+                };
+                let weight = (k + 1) as f32;
+                total = total + (y.clone() * y).sum().mul_scalar(weight);
+            }
+            // The pool's part too (its gradient registered through the same path).
+            let pooled = if ours {
+                let spec = cpu_kernels::TrainPool {
+                    n,
+                    h,
+                    w,
+                    c,
+                    kh: 3,
+                    kw: 3,
+                    stride: [1, 1],
+                    pads: [1; 4],
+                    max: true,
+                };
+                Tensor::<4>::from_dispatch(pool(x.clone().into_dispatch(), spec))
+            } else {
+                let nchw = x.clone().permute([0, 3, 1, 2]);
+                let options = burn::tensor::ops::MaxPoolOptions {
+                    kernel_size: [3, 3],
+                    stride: [1, 1],
+                    padding: [(1, 1), (1, 1)],
+                    dilation: [1, 1],
+                    ceil_mode: false,
+                };
+                burn::tensor::module::max_pool2d(nchw, options).permute([0, 2, 3, 1])
+            };
+            total = total + pooled.sum();
+            let grads = total.backward();
+            leaf.grad(&grads)
+                .expect("a gradient for the input")
+                .into_data()
+                .try_into_vec::<f32>()
+                .unwrap()
+        };
+        let (got, want) = (grad(true), grad(false));
+        let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            assert!((g - w).abs() <= 1e-5 * scale, "[{i}]: {g} vs Burn's {w}");
+        }
+    }
 }
