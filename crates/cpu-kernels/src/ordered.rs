@@ -27,19 +27,24 @@ pub(crate) fn ordered_sum<T: Copy + AddAssign + Send + Sync>(
 /// [`accumulate_groups`] says): each group's running sum is a vector as long as a filter,
 /// zeroed, written and added once more at the end, which cost as much memory traffic as the
 /// products when a wide filter's few chunks each had their own group.
-pub(crate) fn ordered_accumulate<T: Copy + AddAssign + Send + Sync + Default>(
+///
+/// Each group's running sum is cleared on the thread pool ([`crate::ops::zeroed`]): a
+/// filter-wide block the caching allocator hands back must be, and with a single group
+/// (few chunks: the 8x8 layers' filter gradients, up to 6 MB) the calling thread cleared
+/// it alone.
+pub(crate) fn ordered_accumulate(
     chunks: usize,
     len: usize,
-    part: impl Fn(usize, &mut [T], bool) + Sync,
-) -> Vec<T> {
+    part: impl Fn(usize, &mut [f32], bool) + Sync,
+) -> Vec<f32> {
     in_groups(chunks, ACCUMULATE_PER_GROUP, |group| {
-        let mut acc = vec![T::default(); len];
+        let mut acc = crate::ops::zeroed(len);
         for (j, i) in group.enumerate() {
             part(i, &mut acc, j == 0);
         }
         acc
     })
-    .unwrap_or_else(|| vec![T::default(); len])
+    .unwrap_or_else(|| vec![0.0; len])
 }
 
 /// `a + b` element-wise, in `a`.

@@ -218,15 +218,66 @@ pub fn batch_norm_grad(
     bounds: Option<(f32, f32)>,
     frozen: bool,
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    assert_eq!(dy.len(), x.len());
+    let dy = Rows {
+        data: dy,
+        offset: 0,
+        stride: gamma.len(),
+    };
+    batch_norm_grad_rows(x, dy, moments, gamma, beta, eps, bounds, frozen)
+}
+
+/// Rows of `c` values `stride` apart from `offset` in `data`: a tensor's own rows
+/// (`stride == c`), or a channel slice of a wider one (a concatenation's gradient).
+#[derive(Debug, Clone, Copy)]
+pub struct Rows<'a> {
+    pub data: &'a [f32],
+    pub offset: usize,
+    pub stride: usize,
+}
+
+impl<'a> Rows<'a> {
+    /// Row `r`, `c` values.
+    #[inline]
+    fn row(&self, r: usize, c: usize) -> &'a [f32] {
+        &self.data[self.offset + r * self.stride..][..c]
+    }
+}
+
+/// [`batch_norm_grad`] with the output's gradient read as rows of `dy` (a slice of a
+/// concatenation's gradient where it lies, without gathering it first).
+///
+/// Panics when `dy` does not hold `x`'s rows of `c = gamma.len()` values.
+#[allow(clippy::too_many_arguments)]
+pub fn batch_norm_grad_rows(
+    x: &[f32],
+    dy: Rows,
+    moments: &[f32],
+    gamma: &[f32],
+    beta: &[f32],
+    eps: f32,
+    bounds: Option<(f32, f32)>,
+    frozen: bool,
+) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let c = gamma.len();
     assert!(
         c > 0
             && x.len().is_multiple_of(c)
-            && dy.len() == x.len()
             && beta.len() == c
             && moments.len() == 2 * c
+            && dy.stride >= c
     );
     let rows = x.len() / c;
+    if rows > 0 {
+        let end = dy
+            .offset
+            .checked_add((rows - 1).checked_mul(dy.stride).unwrap_or(usize::MAX));
+        assert!(
+            end.and_then(|e| e.checked_add(c))
+                .is_some_and(|e| e <= dy.data.len()),
+            "the output gradient's rows lie outside its data"
+        );
+    }
     let inv = inverse_std(moments, c, eps);
     let scale: Vec<f32> = gamma.iter().zip(&inv).map(|(g, i)| g * i).collect();
     let mean = &moments[..c];
@@ -245,7 +296,7 @@ pub fn batch_norm_grad(
     };
     let sums = channel_sums::<2>(rows, c, |r, s| {
         let (s0, s1) = s.split_at_mut(c);
-        grad_sums_row(&p, &x[r * c..][..c], &dy[r * c..][..c], s0, s1);
+        grad_sums_row(&p, &x[r * c..][..c], dy.row(r, c), s0, s1);
     });
     let dbeta: Vec<f32> = sums[..c].iter().map(|&s| s as f32).collect();
     let dgamma: Vec<f32> = sums[c..].iter().map(|&s| s as f32).collect();
@@ -266,7 +317,7 @@ pub fn batch_norm_grad(
         .for_each(|(b, dx)| {
             for (k, dx) in dx.chunks_exact_mut(c).enumerate() {
                 let r = b * BLOCK_ROWS + k;
-                grad_input_row(&p, &x[r * c..][..c], &dy[r * c..][..c], (&mdy, &mdyx), dx);
+                grad_input_row(&p, &x[r * c..][..c], dy.row(r, c), (&mdy, &mdyx), dx);
             }
         });
     // SAFETY: as in batch_norm, every element was written.

@@ -191,6 +191,26 @@ mod train_norm {
 
         let clamp = lo.is_finite().then_some((lo, hi));
         let (dx, dg, db) = train_norm::batch_norm_grad(&x, &dy, &m, &g, &b, eps, clamp, frozen);
+        // The same gradient read as a channel slice of a wider tensor (a concatenation's
+        // gradient, 3 channels before and 4 after): the same bits.
+        let wide: Vec<f32> = (0..rows)
+            .flat_map(|r| {
+                let row = &dy[r * c..][..c];
+                [vec![9.0; 3], row.to_vec(), vec![-9.0; 4]].concat()
+            })
+            .collect();
+        let rows_view = train_norm::Rows {
+            data: &wide,
+            offset: 3,
+            stride: c + 7,
+        };
+        let sliced =
+            train_norm::batch_norm_grad_rows(&x, rows_view, &m, &g, &b, eps, clamp, frozen);
+        assert_eq!(
+            (&sliced.0, &sliced.1, &sliced.2),
+            (&dx, &dg, &db),
+            "strided rows"
+        );
         let loss = |x: &[f64], g: &[f64], b: &[f64]| -> f64 {
             bn64(x, g, b, eps as f64, bounds, frozen)
                 .iter()

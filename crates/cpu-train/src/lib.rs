@@ -87,6 +87,37 @@ fn values(t: &FlexTensor) -> Cow<'_, [f32]> {
     }
 }
 
+/// A float32 flex tensor as rows of its last axis (`c` values each, contiguous), a fixed
+/// stride apart: its own rows, or a channel slice of a wider tensor (Burn hands on a
+/// concatenation's gradient as such slices); `None` for other layouts.
+fn channel_rows(t: &FlexTensor) -> Option<train_norm::Rows<'_>> {
+    let layout = t.layout();
+    let shape = shape_of(t);
+    let strides = layout.strides();
+    let d = shape.len();
+    let c = *shape.last()?;
+    if strides.len() != d || (c > 1 && strides[d - 1] != 1) {
+        return None;
+    }
+    let stride = match d {
+        1 => c,
+        _ => usize::try_from(strides[d - 2]).ok()?,
+    };
+    // Every outer axis steps over whole rows of the one inside it (size-1 axes aside).
+    let mut expected = stride;
+    for i in (0..d.saturating_sub(1)).rev() {
+        if shape[i] > 1 && usize::try_from(strides[i]).ok()? != expected {
+            return None;
+        }
+        expected = expected.checked_mul(shape[i])?;
+    }
+    (stride >= c).then(|| train_norm::Rows {
+        data: t.storage::<f32>(),
+        offset: layout.start_offset(),
+        stride,
+    })
+}
+
 /// `t` itself when its values are contiguous, otherwise a contiguous copy of them.
 fn contiguous(t: FlexTensor) -> FlexTensor {
     if t.as_slice::<f32>().is_some() {
@@ -264,9 +295,23 @@ impl Backward<Flex, 3> for BatchNormBackward {
         let (x_state, gamma_state, beta, moments, eps, bounds, frozen) = ops.state;
         let x = checkpointer.retrieve_node_output::<FlexTensor>(x_state);
         let gamma = checkpointer.retrieve_node_output::<FlexTensor>(gamma_state);
-        let (dx, dgamma, dbeta) = train_norm::batch_norm_grad(
+        // The output's gradient read where it lies when it is rows (a slice of the block's
+        // concatenation), not gathered into a tensor of its own first.
+        let gathered;
+        let dy_rows = match channel_rows(&dy) {
+            Some(rows) => rows,
+            None => {
+                gathered = values(&dy);
+                train_norm::Rows {
+                    data: &gathered,
+                    offset: 0,
+                    stride: channels(&dy),
+                }
+            }
+        };
+        let (dx, dgamma, dbeta) = train_norm::batch_norm_grad_rows(
             &values(&x),
-            &values(&dy),
+            dy_rows,
             &values(&moments),
             &values(&gamma),
             &values(&beta),
