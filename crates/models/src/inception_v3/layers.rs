@@ -2,7 +2,7 @@
 
 use super::table::{ConvSpec, Padding};
 use super::{Activation, InceptionV3Config};
-use burn::module::{Module, Param, RunningState};
+use burn::module::{Module, ModuleMapper, Param, RunningState};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::PaddingConfig2d;
 use burn::tensor::{Device, Tensor};
@@ -56,6 +56,23 @@ impl Layout {
     pub fn via_nchw(self, x: Tensor<4>, f: impl FnOnce(Tensor<4>) -> Tensor<4>) -> Tensor<4> {
         self.from_nchw(f(self.to_nchw(x)))
     }
+}
+
+/// Sets `state`'s value for every thread. Burn's `RunningState::update` keeps one value per
+/// thread and averages them at the next sync (for data-parallel replicas), and
+/// `value_sync` syncs only on a thread that updated: a training step run on a thread-pool
+/// worker, then the next on the other worker, read the moving averages as they were before
+/// the first.
+fn set_running(state: &RunningState<Tensor<1>>, value: Tensor<1>) {
+    struct SetTo(Tensor<1>);
+    impl ModuleMapper for SetTo {
+        fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+            let value = self.0.clone();
+            param.map(|old| value.reshape(old.shape()))
+        }
+    }
+    // The clone shares the state's value: setting it sets the model's.
+    let _ = state.clone().map(&mut SetTo(value));
 }
 
 /// slim `batch_norm` with `center=True, scale=False`: `beta` only, no `gamma`.
@@ -119,8 +136,8 @@ impl SlimBatchNorm {
             .to_device(&device)
             .mul_scalar(d)
             + unbiased.mul_scalar(1.0 - d);
-        self.moving_mean.update(mm.detach());
-        self.moving_variance.update(mv.detach());
+        set_running(&self.moving_mean, mm.detach());
+        set_running(&self.moving_variance, mv.detach());
     }
 
     /// `x`: `[B, C, H, W]`.
@@ -364,12 +381,20 @@ mod tests {
             [[[[1.0, 2.0]], [[0.0, 0.0]]], [[[3.0, 6.0]], [[0.0, 8.0]]]],
             &dev,
         );
+        // The first update on another thread (a training step on a thread-pool worker), the
+        // second on this one: each starts from the value the one before left, and this
+        // thread reads the last.
+        std::thread::scope(|s| {
+            s.spawn(|| drop(bn.forward(x.clone())));
+        });
         let _ = bn.forward(x);
         let got = |t: Tensor<1>| t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap();
-        let mean = got(bn.moving_mean.value_sync());
-        let var = got(bn.moving_variance.value_sync());
-        let want_mean = [0.9 * 1.0 + 0.1 * 3.0, 0.9 * -2.0 + 0.1 * 2.0];
-        let want_var = [0.9 * 4.0 + 0.1 * 14.0 / 3.0, 0.9 * 0.5 + 0.1 * 16.0];
+        let mean = got(bn.moving_mean.value());
+        let var = got(bn.moving_variance.value());
+        let twice = |old: f64, batch: f64| 0.9 * (0.9 * old + 0.1 * batch) + 0.1 * batch;
+        let want_mean = [twice(1.0, 3.0), twice(-2.0, 2.0)];
+        let want_var = [twice(4.0, 14.0 / 3.0), twice(0.5, 16.0)];
+        let (want_mean, want_var) = (want_mean.map(|v| v as f32), want_var.map(|v| v as f32));
         for i in 0..2 {
             assert!(
                 (mean[i] - want_mean[i]).abs() < 1e-5,
