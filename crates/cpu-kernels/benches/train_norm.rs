@@ -60,7 +60,7 @@ fn main() {
             best(|| {
                 drop(std::hint::black_box(train_norm::batch_norm_grad(
                     &x,
-                    &dy,
+                    train_norm::Rows::of(&dy, c),
                     &moments,
                     &gamma,
                     &beta,

@@ -201,32 +201,6 @@ pub fn batch_norm(
     y
 }
 
-/// `(dx, dgamma, dbeta)` of [`batch_norm`]: in training mode (`frozen` false) the moments
-/// are the batch's and depend on `x`; frozen, they are constants (moving statistics) and
-/// `dx = gamma / sqrt(var + eps) * dy`. With an activation clamping to `bounds`, the
-/// gradient passes where its input lies strictly inside them (TensorFlow's `ReluGrad` /
-/// `Relu6Grad` on the output): recomputed from `x`, `beta` and the moments as
-/// [`batch_norm`] computes it, so the output need not be kept or read.
-#[allow(clippy::too_many_arguments)]
-pub fn batch_norm_grad(
-    x: &[f32],
-    dy: &[f32],
-    moments: &[f32],
-    gamma: &[f32],
-    beta: &[f32],
-    eps: f32,
-    bounds: Option<(f32, f32)>,
-    frozen: bool,
-) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
-    assert_eq!(dy.len(), x.len());
-    let dy = Rows {
-        data: dy,
-        offset: 0,
-        stride: gamma.len(),
-    };
-    batch_norm_grad_rows(x, dy, moments, gamma, beta, eps, bounds, frozen)
-}
-
 /// Rows of `c` values `stride` apart from `offset` in `data`: a tensor's own rows
 /// (`stride == c`), or a channel slice of a wider one (a concatenation's gradient).
 #[derive(Debug, Clone, Copy)]
@@ -237,6 +211,15 @@ pub struct Rows<'a> {
 }
 
 impl<'a> Rows<'a> {
+    /// The rows of a tensor of `c` channels itself.
+    pub fn of(data: &'a [f32], c: usize) -> Self {
+        Rows {
+            data,
+            offset: 0,
+            stride: c,
+        }
+    }
+
     /// Row `r`, `c` values.
     #[inline]
     fn row(&self, r: usize, c: usize) -> &'a [f32] {
@@ -244,12 +227,19 @@ impl<'a> Rows<'a> {
     }
 }
 
-/// [`batch_norm_grad`] with the output's gradient read as rows of `dy` (a slice of a
+/// `(dx, dgamma, dbeta)` of [`batch_norm`]: in training mode (`frozen` false) the moments
+/// are the batch's and depend on `x`; frozen, they are constants (moving statistics) and
+/// `dx = gamma / sqrt(var + eps) * dy`. With an activation clamping to `bounds`, the
+/// gradient passes where its input lies strictly inside them (TensorFlow's `ReluGrad` /
+/// `Relu6Grad` on the output): recomputed from `x`, `beta` and the moments as
+/// [`batch_norm`] computes it, so the output need not be kept or read.
+///
+/// The output's gradient is read as rows of `dy` ([`Rows::of`] a tensor's own; a slice of a
 /// concatenation's gradient where it lies, without gathering it first).
 ///
 /// Panics when `dy` does not hold `x`'s rows of `c = gamma.len()` values.
 #[allow(clippy::too_many_arguments)]
-pub fn batch_norm_grad_rows(
+pub fn batch_norm_grad(
     x: &[f32],
     dy: Rows,
     moments: &[f32],

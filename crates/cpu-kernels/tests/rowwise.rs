@@ -190,7 +190,16 @@ mod train_norm {
         }
 
         let clamp = lo.is_finite().then_some((lo, hi));
-        let (dx, dg, db) = train_norm::batch_norm_grad(&x, &dy, &m, &g, &b, eps, clamp, frozen);
+        let (dx, dg, db) = train_norm::batch_norm_grad(
+            &x,
+            train_norm::Rows::of(&dy, c),
+            &m,
+            &g,
+            &b,
+            eps,
+            clamp,
+            frozen,
+        );
         // The same gradient read as a channel slice of a wider tensor (a concatenation's
         // gradient, 3 channels before and 4 after): the same bits.
         let wide: Vec<f32> = (0..rows)
@@ -204,8 +213,7 @@ mod train_norm {
             offset: 3,
             stride: c + 7,
         };
-        let sliced =
-            train_norm::batch_norm_grad_rows(&x, rows_view, &m, &g, &b, eps, clamp, frozen);
+        let sliced = train_norm::batch_norm_grad(&x, rows_view, &m, &g, &b, eps, clamp, frozen);
         assert_eq!(
             (&sliced.0, &sliced.1, &sliced.2),
             (&dx, &dg, &db),

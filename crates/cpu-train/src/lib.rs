@@ -302,14 +302,10 @@ impl Backward<Flex, 3> for BatchNormBackward {
             Some(rows) => rows,
             None => {
                 gathered = values(&dy);
-                train_norm::Rows {
-                    data: &gathered,
-                    offset: 0,
-                    stride: channels(&dy),
-                }
+                train_norm::Rows::of(&gathered, channels(&dy))
             }
         };
-        let (dx, dgamma, dbeta) = train_norm::batch_norm_grad_rows(
+        let (dx, dgamma, dbeta) = train_norm::batch_norm_grad(
             &values(&x),
             dy_rows,
             &values(&moments),
