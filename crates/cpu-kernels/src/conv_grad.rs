@@ -15,7 +15,7 @@ use crate::conv::{Conv2d, ConvGeometry, ConvWeights, Padding, SendPtr};
 use crate::depthwise::{DepthwiseConv2d, DepthwiseGeometry};
 use crate::depthwise_grad::{self, ColumnTaps, DwGrad};
 use crate::microkernel::{self, Act, Isa};
-use crate::ops::zeroed;
+use crate::ops::{add_inplace, zeroed};
 use crate::ordered::{
     accumulate_groups, balanced_chunks, ordered_accumulate, ordered_sum, SUM_GROUPS,
 };
@@ -932,18 +932,11 @@ struct LineGradShape {
     planes: usize,
 }
 
-/// `v + prior` element by element (`v` when there is no `prior`), on the thread pool.
+/// `v + prior` element by element (`v` when there is no `prior`), on the thread pool when
+/// large ([`add_inplace`]).
 fn add_onto(mut v: Vec<f32>, prior: Option<&[f32]>) -> Vec<f32> {
-    const PIECE: usize = 1 << 15;
     if let Some(prior) = prior {
-        assert_eq!(v.len(), prior.len());
-        v.par_chunks_mut(PIECE)
-            .zip(prior.par_chunks(PIECE))
-            .for_each(|(v, p)| {
-                for (v, &p) in v.iter_mut().zip(p) {
-                    *v += p;
-                }
-            });
+        add_inplace(&mut v, prior);
     }
     v
 }

@@ -259,12 +259,12 @@ pub fn batch_norm_grad(
     );
     let rows = x.len() / c;
     if rows > 0 {
-        let end = dy
-            .offset
-            .checked_add((rows - 1).checked_mul(dy.stride).unwrap_or(usize::MAX));
+        // One past the last row's last value.
+        let end = (rows - 1)
+            .checked_mul(dy.stride)
+            .and_then(|e| e.checked_add(dy.offset)?.checked_add(c));
         assert!(
-            end.and_then(|e| e.checked_add(c))
-                .is_some_and(|e| e <= dy.data.len()),
+            end.is_some_and(|e| e <= dy.data.len()),
             "the output gradient's rows lie outside its data"
         );
     }

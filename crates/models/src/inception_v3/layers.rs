@@ -274,7 +274,8 @@ impl BasicConv {
             PaddingConfig2d::Explicit(t, l, b, r) => [t, l, b, r],
             PaddingConfig2d::Valid => [0; 4],
             // Not built by this model (the table's SAME convs are explicit); Burn's ops
-            // handle it.
+            // handle it. Never with a `between` other than the identity:
+            // `forward_after_pool` comes here for unpadded 1x1s only.
             PaddingConfig2d::Same => {
                 return Layout::Nhwc.via_nchw(x, |x| self.forward(x, Layout::Nchw));
             }
