@@ -8,6 +8,7 @@
 //! closed form (`dx = gamma / sqrt(var + eps) * (dy - mean(dy) - xhat * mean(dy * xhat))`).
 
 use crate::ordered::{ordered_sum, SUM_GROUPS};
+use crate::simd::vectorised;
 use rayon::prelude::*;
 
 /// Rows per block of the channel sums.
@@ -26,9 +27,14 @@ fn channel_sums<const K: usize>(
     }
     ordered_sum(rows.div_ceil(BLOCK_ROWS), |b| {
         let mut block = vec![0f32; K * c];
-        for r in b * BLOCK_ROWS..((b + 1) * BLOCK_ROWS).min(rows) {
-            f(r, &mut block);
-        }
+        vectorised(
+            #[inline(always)]
+            || {
+                for r in b * BLOCK_ROWS..((b + 1) * BLOCK_ROWS).min(rows) {
+                    f(r, &mut block);
+                }
+            },
+        );
         block.iter().map(|&s| s as f64).collect()
     })
 }
@@ -57,7 +63,11 @@ pub fn channel_moments(x: &[f32], c: usize) -> Vec<f32> {
             let mut acc = Moments::empty(c);
             for b in g * per_group..((g + 1) * per_group).min(blocks) {
                 let block = &x[b * BLOCK_ROWS * c..((b + 1) * BLOCK_ROWS).min(rows) * c];
-                acc.merge(&Moments::of_block(block, c, [&mut sum, &mut dev, &mut sq]));
+                let m = vectorised(
+                    #[inline(always)]
+                    || Moments::of_block(block, c, [&mut sum, &mut dev, &mut sq]),
+                );
+                acc.merge(&m);
             }
             acc
         })
@@ -90,6 +100,7 @@ impl Moments {
     }
 
     /// The moments of a block's rows (`sum`, `dev`, `sq`: `c`-long buffers to reuse).
+    #[inline(always)]
     fn of_block(block: &[f32], c: usize, [sum, dev, sq]: [&mut Vec<f32>; 3]) -> Moments {
         let n = block.len() / c;
         sum.fill(0.0);
@@ -141,6 +152,7 @@ impl Moments {
 }
 
 /// `sum += row`, both `c` long (checked first: the loop runs without bounds checks).
+#[inline(always)]
 fn add_row(sum: &mut [f32], row: &[f32]) {
     let c = row.len();
     let sum = &mut sum[..c];
@@ -150,6 +162,7 @@ fn add_row(sum: &mut [f32], row: &[f32]) {
 }
 
 /// `dev += row - shift`, `sq += (row - shift)^2`, all `c` long.
+#[inline(always)]
 fn deviations_row(row: &[f32], shift: &[f32], dev: &mut [f32], sq: &mut [f32]) {
     let c = row.len();
     let (shift, dev, sq) = (&shift[..c], &mut dev[..c], &mut sq[..c]);
@@ -191,9 +204,14 @@ pub fn batch_norm(
         .par_chunks_mut(c * BLOCK_ROWS)
         .zip(x.par_chunks(c * BLOCK_ROWS))
         .for_each(|(y, x)| {
-            for (y, x) in y.chunks_exact_mut(c).zip(x.chunks_exact(c)) {
-                forward_row(x, (mean, &scale, beta), (lo, hi), y);
-            }
+            vectorised(
+                #[inline(always)]
+                || {
+                    for (y, x) in y.chunks_exact_mut(c).zip(x.chunks_exact(c)) {
+                        forward_row(x, (mean, &scale, beta), (lo, hi), y);
+                    }
+                },
+            )
         });
     // SAFETY: the chunks cover all x.len() elements (a multiple of c, checked above) and
     // each was written.
@@ -221,7 +239,7 @@ impl<'a> Rows<'a> {
     }
 
     /// Row `r`, `c` values.
-    #[inline]
+    #[inline(always)]
     fn row(&self, r: usize, c: usize) -> &'a [f32] {
         &self.data[self.offset + r * self.stride..][..c]
     }
@@ -284,10 +302,15 @@ pub fn batch_norm_grad(
         hi,
         masked,
     };
-    let sums = channel_sums::<2>(rows, c, |r, s| {
-        let (s0, s1) = s.split_at_mut(c);
-        grad_sums_row(&p, &x[r * c..][..c], dy.row(r, c), s0, s1);
-    });
+    let sums = channel_sums::<2>(
+        rows,
+        c,
+        #[inline(always)]
+        |r, s| {
+            let (s0, s1) = s.split_at_mut(c);
+            grad_sums_row(&p, &x[r * c..][..c], dy.row(r, c), s0, s1);
+        },
+    );
     let dbeta: Vec<f32> = sums[..c].iter().map(|&s| s as f32).collect();
     let dgamma: Vec<f32> = sums[c..].iter().map(|&s| s as f32).collect();
     let n = rows.max(1) as f64;
@@ -305,10 +328,15 @@ pub fn batch_norm_grad(
         .par_chunks_mut(c * BLOCK_ROWS)
         .enumerate()
         .for_each(|(b, dx)| {
-            for (k, dx) in dx.chunks_exact_mut(c).enumerate() {
-                let r = b * BLOCK_ROWS + k;
-                grad_input_row(&p, &x[r * c..][..c], dy.row(r, c), (&mdy, &mdyx), dx);
-            }
+            vectorised(
+                #[inline(always)]
+                || {
+                    for (k, dx) in dx.chunks_exact_mut(c).enumerate() {
+                        let r = b * BLOCK_ROWS + k;
+                        grad_input_row(&p, &x[r * c..][..c], dy.row(r, c), (&mdy, &mdyx), dx);
+                    }
+                },
+            )
         });
     // SAFETY: as in batch_norm, every element was written.
     unsafe { dx.set_len(x.len()) };
@@ -318,6 +346,7 @@ pub fn batch_norm_grad(
 /// Writes a row's `(x - mean) * scale + beta` clamped to `[lo, hi]`. Every slice is
 /// checked to be `c` long first, so the loop runs without bounds checks, vectorised. The
 /// expression before the clamp is [`passed`]'s, operation for operation.
+#[inline(always)]
 fn forward_row(
     x: &[f32],
     (mean, scale, beta): (&[f32], &[f32], &[f32]),
@@ -361,6 +390,7 @@ fn passed(p: &Params, j: usize, d: f32, dy: f32) -> f32 {
 
 /// Adds a row's `dy` and `dy * xhat` (masked) to the channel sums `s0`, `s1`. Every slice
 /// is checked to be `c` long first, so the loop runs without bounds checks, vectorised.
+#[inline(always)]
 fn grad_sums_row(p: &Params, x: &[f32], dy: &[f32], s0: &mut [f32], s1: &mut [f32]) {
     let c = x.len();
     let (dy, s0, s1) = (&dy[..c], &mut s0[..c], &mut s1[..c]);
@@ -376,6 +406,7 @@ fn grad_sums_row(p: &Params, x: &[f32], dy: &[f32], s0: &mut [f32], s1: &mut [f3
 
 /// Writes a row's input gradient `scale * (g - mean(g) - xhat * mean(g * xhat))`, `g` the
 /// masked `dy` (the means zero for frozen statistics).
+#[inline(always)]
 fn grad_input_row(
     p: &Params,
     x: &[f32],

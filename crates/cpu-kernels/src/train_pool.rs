@@ -9,6 +9,7 @@
 //! The images run in parallel; the gradient is scattered within one image, so a run
 //! repeats bit for bit.
 
+use crate::simd::vectorised;
 use rayon::prelude::*;
 use std::mem::MaybeUninit;
 
@@ -90,39 +91,46 @@ impl TrainPool {
             .par_chunks_mut(ow * c)
             .enumerate()
             .for_each(|(r, row)| {
-                let (b, oy) = (r / oh, r % oh);
-                let x = &x[b * image..][..image];
-                let (y0, y1) = Self::span(oy, self.stride[0], self.kh, self.pads[0], self.h);
-                let (mut o, mut spare) = (vec![0f32; c], vec![0f32; c]);
-                for (ox, out) in row.chunks_exact_mut(c).enumerate() {
-                    let (x0, x1) = Self::span(ox, self.stride[1], self.kw, self.pads[2], self.w);
-                    let mut first = true;
-                    for iy in y0..y1 {
-                        for ix in x0..x1 {
-                            let p = &x[(iy * self.w + ix) * c..][..c];
-                            if first {
-                                o.copy_from_slice(p);
-                                first = false;
-                            } else if self.max {
-                                max_step(&o, p, &mut spare);
-                                std::mem::swap(&mut o, &mut spare);
-                            } else {
-                                for (o, &v) in o.iter_mut().zip(p) {
-                                    *o += v;
+                vectorised(
+                    #[inline(always)]
+                    || {
+                        let (b, oy) = (r / oh, r % oh);
+                        let x = &x[b * image..][..image];
+                        let (y0, y1) =
+                            Self::span(oy, self.stride[0], self.kh, self.pads[0], self.h);
+                        let (mut o, mut spare) = (vec![0f32; c], vec![0f32; c]);
+                        for (ox, out) in row.chunks_exact_mut(c).enumerate() {
+                            let (x0, x1) =
+                                Self::span(ox, self.stride[1], self.kw, self.pads[2], self.w);
+                            let mut first = true;
+                            for iy in y0..y1 {
+                                for ix in x0..x1 {
+                                    let p = &x[(iy * self.w + ix) * c..][..c];
+                                    if first {
+                                        o.copy_from_slice(p);
+                                        first = false;
+                                    } else if self.max {
+                                        max_step(&o, p, &mut spare);
+                                        std::mem::swap(&mut o, &mut spare);
+                                    } else {
+                                        for (o, &v) in o.iter_mut().zip(p) {
+                                            *o += v;
+                                        }
+                                    }
                                 }
                             }
+                            if !self.max {
+                                // TF's average pool divides the sum (its gradient multiplies by the
+                                // reciprocal).
+                                let count = ((y1 - y0) * (x1 - x0)) as f32;
+                                o.iter_mut().for_each(|v| *v /= count);
+                            }
+                            for (out, &v) in out.iter_mut().zip(o.iter()) {
+                                out.write(v);
+                            }
                         }
-                    }
-                    if !self.max {
-                        // TF's average pool divides the sum (its gradient multiplies by the
-                        // reciprocal).
-                        let count = ((y1 - y0) * (x1 - x0)) as f32;
-                        o.iter_mut().for_each(|v| *v /= count);
-                    }
-                    for (out, &v) in out.iter_mut().zip(o.iter()) {
-                        out.write(v);
-                    }
-                }
+                    },
+                )
             });
         // SAFETY: the rows cover all `len` outputs, each written above.
         unsafe { y.set_len(len) };
@@ -150,22 +158,35 @@ impl TrainPool {
             .par_chunks_mut(image)
             .enumerate()
             .for_each(|(b, rows)| {
-                let mut ready = 0;
-                let mut zero_to = |rows: &mut [MaybeUninit<f32>], to: usize| -> usize {
-                    for v in &mut rows[ready * row..to * row] {
-                        v.write(0.0);
-                    }
-                    ready = ready.max(to);
-                    ready
-                };
-                self.image_grad(b, x, dy, (oh, ow), |y1| {
-                    let done = zero_to(rows, y1);
-                    // SAFETY: rows `0..done` were written above.
-                    unsafe {
-                        &mut *(&mut rows[..done * row] as *mut [MaybeUninit<f32>] as *mut [f32])
-                    }
-                });
-                zero_to(rows, self.h);
+                vectorised(
+                    #[inline(always)]
+                    || {
+                        let mut ready = 0;
+                        let mut zero_to = |rows: &mut [MaybeUninit<f32>], to: usize| -> usize {
+                            for v in &mut rows[ready * row..to * row] {
+                                v.write(0.0);
+                            }
+                            ready = ready.max(to);
+                            ready
+                        };
+                        self.image_grad(
+                            b,
+                            x,
+                            dy,
+                            (oh, ow),
+                            #[inline(always)]
+                            |y1| {
+                                let done = zero_to(rows, y1);
+                                // SAFETY: rows `0..done` were written above.
+                                unsafe {
+                                    &mut *(&mut rows[..done * row] as *mut [MaybeUninit<f32>]
+                                        as *mut [f32])
+                                }
+                            },
+                        );
+                        zero_to(rows, self.h);
+                    },
+                )
             });
         // SAFETY: every image's rows `0..h` were written (zeroed, then added to).
         unsafe { dx.set_len(len) };
@@ -174,6 +195,7 @@ impl TrainPool {
 
     /// Adds image `b`'s gradient onto its input rows: `rows(y1)` gives the image's gradient
     /// rows `0..y1`, zeroed the first time they are reached.
+    #[inline(always)]
     fn image_grad<'a>(
         &self,
         b: usize,
@@ -248,6 +270,7 @@ impl TrainPool {
 /// bitwise selects into another buffer than `top`, which the compiler vectorises: `if`s
 /// updating `top` in place compiled to a branch per lane, unpredictable on activations
 /// (the gradient ran 3.7x slower on Inception's real ones than on noise).
+#[inline(always)]
 fn max_step(top: &[f32], p: &[f32], out: &mut [f32]) {
     let c = top.len();
     let (p, out) = (&p[..c], &mut out[..c]);
@@ -272,6 +295,7 @@ fn select_u32(take: u32, a: u32, b: u32) -> u32 {
 /// The running maximum and its cell index after cell `t` (values `p`): the first maximum
 /// stays, the first NaN wins (the gradient of TensorFlow's max pool); written to other
 /// buffers, as [`max_step`].
+#[inline(always)]
 fn argmax_step(
     (top, best): (&[f32], &[u32]),
     p: &[f32],
