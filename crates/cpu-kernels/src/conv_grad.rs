@@ -20,6 +20,7 @@ use crate::ordered::{
     accumulate_groups, balanced_chunks, ordered_accumulate, ordered_sum, SUM_GROUPS,
 };
 use crate::scratch::with_scratch;
+use crate::simd::vectorised;
 use crate::tensor::View;
 use crate::transpose::transpose_into;
 use crate::winograd_line::{
@@ -950,14 +951,32 @@ fn combine_products(
     taps: usize,
     terms: impl Fn(usize) -> Vec<(usize, f64)> + Sync,
 ) -> Vec<f32> {
+    // Blocks of a tap's elements: each term adds its plane's block onto the block's f64
+    // sums (kept in L1), compiled for the CPU's widest vectors. Each element is the same sum
+    // in the same order as `terms.map(..).sum::<f64>()`, which starts from -0.0.
+    const BLOCK: usize = 512;
     let mut dw = zeroed(taps * plane);
     dw.par_chunks_mut(plane).enumerate().for_each(|(tap, out)| {
         let terms: Vec<(usize, f64)> = terms(tap).into_iter().filter(|&(_, c)| c != 0.0).collect();
-        for (e, o) in out.iter_mut().enumerate() {
-            *o = terms
-                .iter()
-                .map(|&(p, c)| c * du[p * plane + e] as f64)
-                .sum::<f64>() as f32;
+        let mut acc = [0f64; BLOCK];
+        for (b, out) in out.chunks_mut(BLOCK).enumerate() {
+            let (e0, n) = (b * BLOCK, out.len());
+            vectorised(
+                #[inline(always)]
+                || {
+                    let acc = &mut acc[..n];
+                    acc.fill(-0.0);
+                    for &(p, c) in &terms {
+                        let src = &du[p * plane + e0..][..n];
+                        for i in 0..n {
+                            acc[i] += c * src[i] as f64;
+                        }
+                    }
+                    for i in 0..n {
+                        out[i] = acc[i] as f32;
+                    }
+                },
+            );
         }
     });
     dw
