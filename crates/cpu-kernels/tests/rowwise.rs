@@ -147,6 +147,46 @@ mod train_norm {
         (0.1 + 0.2 * j as f64, 0.5 + j as f64)
     }
 
+    /// The normalisation and its gradient are the f32 formulas, operation for operation,
+    /// whatever vectors the kernels are compiled for (`simd::vectorised`): no contraction
+    /// into FMAs, no reordering. 37 channels: full vectors and a tail.
+    #[test]
+    fn batch_norm_is_its_f32_formula_bit_for_bit() {
+        let (rows, c, eps, (lo, hi)) = (130usize, 37usize, 1e-3f32, (0.0f32, 6.0f32));
+        let x: Vec<f32> = values(rows * c, 21).iter().map(|v| v * 3.0 + 1.0).collect();
+        let g: Vec<f32> = values(c, 22).iter().map(|v| v + 1.5).collect();
+        let b = values(c, 23);
+        let dy = values(rows * c, 24);
+        let m: Vec<f32> = (0..2 * c)
+            .map(|j| if j < c { 0.3 } else { 0.7 } + 0.01 * j as f32)
+            .collect();
+        let inv: Vec<f32> = m[c..].iter().map(|v| 1.0 / (v + eps).sqrt()).collect();
+        let scale: Vec<f32> = g.iter().zip(&inv).map(|(g, i)| g * i).collect();
+        let y = train_norm::batch_norm(&x, &m, &g, &b, eps, (lo, hi));
+        let (dx, _, _) = train_norm::batch_norm_grad(
+            &x,
+            train_norm::Rows::of(&dy, c),
+            &m,
+            &g,
+            &b,
+            eps,
+            Some((lo, hi)),
+            true,
+        );
+        let mut clamped = 0;
+        for i in 0..rows * c {
+            let j = i % c;
+            let d = x[i] - m[j];
+            let pre = d * scale[j] + b[j];
+            assert_eq!(y[i].to_bits(), pre.max(lo).min(hi).to_bits(), "y[{i}]");
+            let pass = pre > lo && pre < hi;
+            clamped += usize::from(!pass);
+            let want = scale[j] * ((if pass { dy[i] } else { 0.0 }) - 0.0 - d * inv[j] * 0.0);
+            assert_eq!(dx[i].to_bits(), want.to_bits(), "dx[{i}]");
+        }
+        assert!(clamped > 0 && clamped < rows * c / 2, "{clamped} clamped");
+    }
+
     /// Batch and frozen statistics, without an activation and with ReLU6 after it.
     #[test]
     fn batch_norm_and_its_gradient_match_the_definition() {
