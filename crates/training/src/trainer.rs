@@ -20,7 +20,7 @@ use models::inception_v3::{InceptionV3Config, MIN_INPUT_SIZE};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 /// Options of a fine-tuning run (saved in checkpoints).
@@ -132,11 +132,49 @@ pub struct Trainer {
     device: Device,
     /// Cached backbone features by item path (frozen backbone only).
     feature_cache: HashMap<PathBuf, Vec<f32>>,
+    /// Decoded, resized images by item path, kept between epochs up to
+    /// [`PIXEL_CACHE_BYTES`] (as `tf.data`'s `cache()`): a later epoch reads them from memory
+    /// instead of decoding the files again.
+    pixel_cache: Mutex<PixelCache>,
     /// How a frozen backbone's features are computed (chosen on first use).
     feature_engine: Option<FeatureEngine>,
     /// The checkpoint folder whose backbone files hold this run's frozen backbone: later
     /// checkpoints into the same folder link them instead of writing them again.
     frozen_backbone_saved: Mutex<Option<PathBuf>>,
+}
+
+/// Bytes of decoded images a [`Trainer`] keeps between epochs (about 900 images at 299x299).
+pub const PIXEL_CACHE_BYTES: usize = 1 << 30;
+
+/// Decoded images by path, for one image size, up to [`PIXEL_CACHE_BYTES`]; the first
+/// images read stay, later ones are decoded each time once it is full.
+#[derive(Default)]
+struct PixelCache {
+    size: usize,
+    bytes: usize,
+    images: HashMap<PathBuf, Arc<[f32]>>,
+}
+
+impl PixelCache {
+    fn get(&self, path: &Path, size: usize) -> Option<Arc<[f32]>> {
+        (self.size == size).then(|| self.images.get(path).cloned())?
+    }
+
+    fn insert(&mut self, path: &Path, size: usize, image: Arc<[f32]>) {
+        if self.size != size {
+            // Another image size: the images of the old one are of no use.
+            *self = PixelCache {
+                size,
+                ..PixelCache::default()
+            };
+        }
+        let bytes = image.len() * std::mem::size_of::<f32>();
+        if self.images.contains_key(path) || self.bytes + bytes > PIXEL_CACHE_BYTES {
+            return;
+        }
+        self.bytes += bytes;
+        self.images.insert(path.to_path_buf(), image);
+    }
 }
 
 /// The forward pass that fills the feature cache of a frozen backbone.
@@ -208,6 +246,7 @@ impl Trainer {
             epochs_done: 0,
             device: device.clone(),
             feature_cache: HashMap::new(),
+            pixel_cache: Mutex::default(),
             feature_engine: None,
             frozen_backbone_saved: Mutex::new(None),
         })
@@ -251,13 +290,26 @@ impl Trainer {
     fn load_pixels(&self, data: &ImageFolder, idx: &[usize]) -> Result<Vec<f32>, FinetuneError> {
         use rayon::prelude::*;
         let s = self.options.image_size;
+        let cached: Vec<Option<Arc<[f32]>>> = {
+            let cache = self.pixel_cache.lock().unwrap_or_else(|e| e.into_inner());
+            idx.iter()
+                .map(|&i| cache.get(&data.items[i].0, s))
+                .collect()
+        };
         let images = idx
             .par_iter()
-            .map(|&i| load_image(&data.items[i].0, s))
+            .zip(cached)
+            .map(|(&i, hit)| match hit {
+                Some(image) => Ok(image),
+                None => load_image(&data.items[i].0, s).map(Arc::from),
+            })
             .collect::<Vec<_>>();
         let mut pixels = Vec::with_capacity(idx.len() * s * s * 3);
-        for image in images {
-            pixels.extend(image?);
+        let mut cache = self.pixel_cache.lock().unwrap_or_else(|e| e.into_inner());
+        for (&i, image) in idx.iter().zip(images) {
+            let image = image?;
+            pixels.extend_from_slice(&image);
+            cache.insert(&data.items[i].0, s, image);
         }
         Ok(pixels)
     }
@@ -795,5 +847,27 @@ mod tests {
         };
         assert!(o.validate().is_err());
         assert!(FinetuneOptions::default().validate().is_ok());
+    }
+
+    /// Images are kept for their size, up to the byte budget, and dropped when the size
+    /// changes.
+    #[test]
+    fn the_pixel_cache_keeps_images_up_to_its_budget() {
+        let mut cache = PixelCache::default();
+        let (a, b) = (Path::new("a.png"), Path::new("b.png"));
+        let image = |v: f32, len: usize| -> Arc<[f32]> { vec![v; len].into() };
+        cache.insert(a, 4, image(1.0, 48));
+        assert_eq!(cache.get(a, 4).as_deref(), Some(&[1.0; 48][..]));
+        assert!(cache.get(a, 5).is_none(), "another size");
+        assert!(cache.get(b, 4).is_none());
+        // Past the budget: not kept.
+        cache.insert(b, 4, image(2.0, PIXEL_CACHE_BYTES / 4));
+        assert!(cache.get(b, 4).is_none());
+        assert_eq!(cache.bytes, 48 * 4);
+        // A new size starts over.
+        cache.insert(b, 5, image(3.0, 75));
+        assert!(cache.get(a, 4).is_none() && cache.get(a, 5).is_none());
+        assert_eq!(cache.get(b, 5).map(|v| v[0]), Some(3.0));
+        assert_eq!(cache.bytes, 75 * 4);
     }
 }
