@@ -163,16 +163,8 @@ mod train_norm {
         let inv: Vec<f32> = m[c..].iter().map(|v| 1.0 / (v + eps).sqrt()).collect();
         let scale: Vec<f32> = g.iter().zip(&inv).map(|(g, i)| g * i).collect();
         let y = train_norm::batch_norm(&x, &m, &g, &b, eps, (lo, hi));
-        let (dx, _, _) = train_norm::batch_norm_grad(
-            &x,
-            train_norm::Rows::of(&dy, c),
-            &m,
-            &g,
-            &b,
-            eps,
-            Some((lo, hi)),
-            true,
-        );
+        let (rows_of_dy, bounds) = (train_norm::Rows::of(&dy, c), Some((lo, hi)));
+        let (dx, _, _) = train_norm::batch_norm_grad(&x, rows_of_dy, &m, &g, &b, eps, bounds, true);
         let mut clamped = 0;
         for i in 0..rows * c {
             let j = i % c;
