@@ -335,11 +335,12 @@ mod x86 {
     }
 }
 
-/// Runs `f` compiled for the widest vectors this CPU has (AVX-512, else AVX2 with FMA, else
-/// the build's baseline, SSE2 on x86-64): the plain loops of the memory-bound passes (batch
-/// norms, clamps, pools, elementwise ops) are vectorised by the compiler, which without a
-/// target feature uses 4-lane SSE2 and was the bottleneck of those passes rather than
-/// memory (the batch norm's gradient at ~5 GB/s on one core).
+/// Runs `f` compiled for the widest vectors this CPU has (AVX-512F, else AVX2, else the
+/// build's baseline, SSE2 on x86-64): the plain loops of the training passes that wrap
+/// themselves in it (batch norms, pools, Keras' Adam, the Winograd filter gradients' final
+/// transform) are vectorised by the compiler, which without a target feature uses 4-lane
+/// SSE2 and was the bottleneck of those passes rather than memory (the batch norm's
+/// gradient at ~5 GB/s on one core). FMA is not enabled: nothing here should use it.
 ///
 /// `f` and what it calls must be inlined into the wrapper for its loops to be compiled with
 /// the wider vectors: keep it a closure over `#[inline(always)]` row functions. The values
