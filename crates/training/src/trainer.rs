@@ -133,8 +133,9 @@ pub struct Trainer {
     /// Cached backbone features by item path (frozen backbone only).
     feature_cache: HashMap<PathBuf, Vec<f32>>,
     /// Decoded, resized images by item path, kept between epochs up to
-    /// [`PIXEL_CACHE_BYTES`] (as `tf.data`'s `cache()`): a later epoch reads them from memory
-    /// instead of decoding the files again.
+    /// [`PIXEL_CACHE_BYTES`] (as `tf.data`'s `cache()`) when the backbone trains: a later
+    /// epoch reads them from memory instead of decoding the files again. A frozen backbone
+    /// reads each image once (its features are cached), so nothing is kept then.
     pixel_cache: Mutex<PixelCache>,
     /// How a frozen backbone's features are computed (chosen on first use).
     feature_engine: Option<FeatureEngine>,
@@ -290,6 +291,7 @@ impl Trainer {
     fn load_pixels(&self, data: &ImageFolder, idx: &[usize]) -> Result<Vec<f32>, FinetuneError> {
         use rayon::prelude::*;
         let s = self.options.image_size;
+        let keep = !self.options.frozen_backbone();
         let cached: Vec<Option<Arc<[f32]>>> = {
             let cache = self.pixel_cache.lock().unwrap_or_else(|e| e.into_inner());
             idx.iter()
@@ -309,7 +311,9 @@ impl Trainer {
         for (&i, image) in idx.iter().zip(images) {
             let image = image?;
             pixels.extend_from_slice(&image);
-            cache.insert(&data.items[i].0, s, image);
+            if keep {
+                cache.insert(&data.items[i].0, s, image);
+            }
         }
         Ok(pixels)
     }
