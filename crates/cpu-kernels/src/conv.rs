@@ -920,6 +920,7 @@ impl Conv2d {
                         r.base.get().add(row0 * r.stride + col0)
                     }),
                     ldr: residual.map_or(0, |r| r.stride),
+                    a_stride: 0,
                 }
             };
             if rows_outer {

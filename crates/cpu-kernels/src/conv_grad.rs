@@ -359,15 +359,9 @@ impl TrainConv {
             // the transposed operand (slot 1): both overwritten whole, never zeroed.
             let product = |x_col: &[f32], acc: &mut [f32]| {
                 if transpose_x {
-                    with_scratch(1, k * mc, |xt| {
-                        transpose_into(x_col, mc, k, xt);
-                        rows_times_matrix(isa, (xt, k, mc), dy, co, acc, !first, parallel);
-                    });
+                    transposed_times_matrix(isa, (x_col, mc, k), dy, co, acc, !first, parallel);
                 } else {
-                    with_scratch(1, co * mc, |dyt| {
-                        transpose_into(dy, mc, co, dyt);
-                        rows_times_matrix(isa, (dyt, co, mc), x_col, k, acc, !first, parallel);
-                    });
+                    transposed_times_matrix(isa, (dy, mc, co), x_col, k, acc, !first, parallel);
                 }
             };
             if direct {
@@ -430,20 +424,17 @@ impl TrainConv {
                 with_scratch(1, 16 * nt * co, |dm| {
                     self.winograd_grad_tiles(isa, (x, dy), (oh, ow), t0..t1, &zeros, (v, dm));
                     // dU[xi] (+)= V[xi]^T dM[xi].
-                    with_scratch(2, nt * ci, |vt| {
-                        for xi in 0..16 {
-                            transpose_into(&v[xi * nt * ci..][..nt * ci], nt, ci, vt);
-                            rows_times_matrix(
-                                isa,
-                                (vt, ci, nt),
-                                &dm[xi * nt * co..][..nt * co],
-                                co,
-                                &mut acc[xi * ci * co..][..ci * co],
-                                !first,
-                                parallel,
-                            );
-                        }
-                    });
+                    for xi in 0..16 {
+                        transposed_times_matrix(
+                            isa,
+                            (&v[xi * nt * ci..][..nt * ci], nt, ci),
+                            &dm[xi * nt * co..][..nt * co],
+                            co,
+                            &mut acc[xi * ci * co..][..ci * co],
+                            !first,
+                            parallel,
+                        );
+                    }
                 })
             });
         });
@@ -512,23 +503,17 @@ impl TrainConv {
             rem,
             transformed,
             products: transformed + rows * rem * 3,
-            planes: if rem > 0 { LINE_ALPHA + 1 } else { LINE_ALPHA },
         }
     }
 
     /// Which way round [`TrainConv::line_grad_filter`] multiplies each product: `false`,
-    /// `dU[p] (cin x cout) = V[p]^T dM` with every product's `V` transposed; `true`,
-    /// `dU[p]^T (cout x cin) = dM^T V[p]` with the (five or six) `dM` planes transposed
-    /// once and each `V` read where it lies. The same sums in the same order either way; the
-    /// cheaper by the register tiles' padded rows and columns plus the transposes, and only
-    /// where a chunk's `V`s stay in the core's cache between their input transforms and
-    /// their products (1x7 192 -> 192, 1.3 MB of them: 7.3 -> 8.2 ms; 3x3 64 -> 96, 0.5 MB:
-    /// 8.1 -> 7.2 ms).
+    /// `dU[p] (cin x cout) = V[p]^T dM`; `true`, `dU[p]^T (cout x cin) = dM^T V[p]`, the
+    /// taps transposed at the end. Both read their operands where they lie; the same sums in
+    /// the same order either way; the one with fewer padded rows and columns of the
+    /// register tiles.
     fn line_grad_by_output(&self, isa: Isa, axis: LineAxis) -> bool {
         let (ci, co) = (self.cin, self.cout);
-        let LineGradShape {
-            products, planes, ..
-        } = self.line_grad_shape(axis);
+        let LineGradShape { products, .. } = self.line_grad_shape(axis);
         let (mr, nr) = (isa.mr(), isa.nr());
         // Rows in whole register tiles; columns in whole panels, a last one of at most half
         // a panel at half cost (the half-width tile).
@@ -537,13 +522,8 @@ impl TrainConv {
             t if 2 * t <= nr => n - t + nr / 2,
             t => n - t + nr,
         };
-        // A transposed element costs about as much as a few multiply-adds.
-        const TRANSPOSE: usize = 4;
-        let cost = |m: usize, n: usize, transposed: usize| {
-            products * m.next_multiple_of(mr) * cols(n) + TRANSPOSE * transposed
-        };
-        let v_bytes = products * WINOGRAD_CHUNK_TILES * ci * std::mem::size_of::<f32>();
-        v_bytes <= 3 << 18 && cost(co, ci, planes * co) < cost(ci, co, products * ci)
+        let cost = |m: usize, n: usize| products * m.next_multiple_of(mr) * cols(n);
+        cost(co, ci) < cost(ci, co)
     }
 
     /// [`TrainConv::line_grad_filter`], each product's way round chosen by `by_output`.
@@ -564,7 +544,6 @@ impl TrainConv {
             rem,
             transformed,
             products,
-            planes,
         } = self.line_grad_shape(axis);
         let (per_image, len) = match axis {
             LineAxis::Cols => (oh, ow),
@@ -658,45 +637,36 @@ impl TrainConv {
                             LINE_EXTRA_PLANES[(p - transformed) % 3]
                         }
                     };
-                    if by_output {
-                        // dU[p]^T (+)= dM[plane of p]^T V[p].
-                        with_scratch(2, planes * nt * co, |dmt| {
-                            for (src, dst) in dm
-                                .chunks_exact(nt * co)
-                                .zip(dmt.chunks_exact_mut(nt * co))
-                                .take(planes)
-                            {
-                                transpose_into(src, nt, co, dst);
-                            }
-                            for p in 0..products {
-                                rows_times_matrix(
-                                    isa,
-                                    (&dmt[plane_of(p) * nt * co..][..nt * co], co, nt),
-                                    &v[p * nt * ci..][..nt * ci],
-                                    ci,
-                                    &mut acc[p * ci * co..][..ci * co],
-                                    !first,
-                                    parallel,
-                                );
-                            }
-                        });
-                        return;
-                    }
-                    // dU[p] (+)= V[p]^T dM[plane of p].
-                    with_scratch(2, nt * ci, |vt| {
-                        for p in 0..products {
-                            transpose_into(&v[p * nt * ci..][..nt * ci], nt, ci, vt);
-                            rows_times_matrix(
+                    for p in 0..products {
+                        let (v, dm) = (
+                            &v[p * nt * ci..][..nt * ci],
+                            &dm[plane_of(p) * nt * co..][..nt * co],
+                        );
+                        let acc = &mut acc[p * ci * co..][..ci * co];
+                        if by_output {
+                            // dU[p]^T (+)= dM[plane of p]^T V[p].
+                            transposed_times_matrix(
                                 isa,
-                                (vt, ci, nt),
-                                &dm[plane_of(p) * nt * co..][..nt * co],
+                                (dm, nt, co),
+                                v,
+                                ci,
+                                acc,
+                                !first,
+                                parallel,
+                            );
+                        } else {
+                            // dU[p] (+)= V[p]^T dM[plane of p].
+                            transposed_times_matrix(
+                                isa,
+                                (v, nt, ci),
+                                dm,
                                 co,
-                                &mut acc[p * ci * co..][..ci * co],
+                                acc,
                                 !first,
                                 parallel,
                             );
                         }
-                    });
+                    }
                 })
             });
         });
@@ -929,8 +899,6 @@ struct LineGradShape {
     /// All of them: the extra taps' (row a, tap e, output j) after the pieces', at
     /// `transformed + (a * rem + e) * 3 + j`.
     products: usize,
-    /// The `dM` planes they read: the sixth (the middle output's) only by extra taps.
-    planes: usize,
 }
 
 /// `v + prior` element by element (`v` when there is no `prior`), on the thread pool when
@@ -982,23 +950,24 @@ fn combine_products(
     dw
 }
 
-/// `c[m x n] = a[m x kc] b[kc x n]` (`+ c` when `accumulate`: the tile's sum over `kc` is
-/// added to `c` as one addition), all row-major, on the GEMM tiles: `b`'s full panels of
-/// `NR` columns are read where they lie (rows `n` floats apart), only the last, partial
-/// one is copied (zero-padded), so the filter gradient does not pack its input columns.
-/// Each element is one accumulator over `kc` in order, as [`Conv2d::matrix`]'s kernels sum.
+/// `c[m x n] = a^T b` for `a[kc x m]` (`+ c` when `accumulate`: the tile's sum over `kc` is
+/// added to `c` as one addition), all row-major, on the GEMM tiles: `a` is read by columns
+/// where it lies (no transposed copy; only the last group of fewer than `MR` columns is
+/// copied, zero-padded), `b`'s full panels of `NR` columns where they lie (rows `n` floats
+/// apart), only the last, partial one is copied (zero-padded). Each element is one
+/// accumulator over `kc` in order, as [`Conv2d::matrix`]'s kernels sum.
 /// `parallel`: the panels are shared out over the thread pool (for callers with few such
 /// products to run side by side).
-fn rows_times_matrix(
+fn transposed_times_matrix(
     isa: Isa,
-    (a, m, kc): (&[f32], usize, usize),
+    (a, kc, m): (&[f32], usize, usize),
     b: &[f32],
     n: usize,
     c: &mut [f32],
     accumulate: bool,
     parallel: bool,
 ) {
-    assert!(a.len() == m * kc && b.len() == kc * n && c.len() == m * n);
+    assert!(a.len() == kc * m && b.len() == kc * n && c.len() == m * n);
     if m == 0 || n == 0 {
         return;
     }
@@ -1011,29 +980,39 @@ fn rows_times_matrix(
             last[r * nr..][..tail].copy_from_slice(&row[full * nr..]);
         }
     }
+    // The columns of the last group when fewer than `MR` remain: the kernel reads `MR`
+    // values of each row of `a`, which past the last column would run off its end.
+    let groups = m.div_ceil(mr);
+    let short = m % mr;
+    let mut last_a = vec![0f32; if short > 0 { kc * mr } else { 0 }];
+    if short > 0 {
+        for (r, row) in a.chunks_exact(m).enumerate() {
+            last_a[r * mr..][..short].copy_from_slice(&row[m - short..]);
+        }
+    }
     let zero_bias = vec![0f32; nr];
     let c_base = SendPtr(c.as_mut_ptr());
     // Panels `p0..p1` (their own columns of `c`).
     let panels = |p0: usize, p1: usize| {
-        let mut ptrs: Vec<*const f32> = vec![a.as_ptr(); mr];
         for p in p0..p1 {
             let (panel, ldb) = if p < full {
                 (b[p * nr..].as_ptr(), n)
             } else {
                 (last.as_ptr(), nr)
             };
-            for g in 0..m.div_ceil(mr) {
-                for (r, ptr) in ptrs.iter_mut().enumerate() {
-                    // Rows past `m` repeat row 0: computed, not stored.
-                    let row = if g * mr + r < m { g * mr + r } else { 0 };
-                    *ptr = a[row * kc..].as_ptr();
-                }
+            for g in 0..groups {
+                let column: [*const f32; 1] = if short > 0 && g + 1 == groups {
+                    [last_a.as_ptr()]
+                } else {
+                    [a[g * mr..].as_ptr()]
+                };
+                let a_stride = if short > 0 && g + 1 == groups { mr } else { m };
                 // SAFETY: inside `c` (row `g * mr`, column `p * nr`).
                 let out = unsafe { c_base.get().add(g * mr * n + p * nr) };
                 let tile = microkernel::Tile {
                     taps: 1,
                     kc,
-                    a: ptrs.as_ptr(),
+                    a: column.as_ptr(),
                     b: panel,
                     ldb,
                     bias: zero_bias.as_ptr(),
@@ -1046,12 +1025,14 @@ fn rows_times_matrix(
                     // The kernel reads each row of the residual before storing that row.
                     res: if accumulate { out } else { std::ptr::null() },
                     ldr: n,
+                    a_stride,
                 };
-                // SAFETY: the row pointers hold `kc` floats each; the panel `kc` rows of
-                // `nr` floats `ldb` apart (a full panel ends inside `b`: its last row starts
-                // at `(kc - 1) * n + p * nr`, `nr` floats before the row's end or sooner);
-                // the tile's `rows` rows of `cols` outputs lie inside `c`, `n` apart, in
-                // this call's panels only.
+                // SAFETY: each of the `kc` rows of the column block holds `MR` readable
+                // floats from its start (`a`'s row `m` wide, `g * mr + MR <= m`, or the
+                // padded copy `MR` wide); the panel `kc` rows of `nr` floats `ldb` apart (a
+                // full panel ends inside `b`: its last row starts at `(kc - 1) * n + p * nr`,
+                // `nr` floats before the row's end or sooner); the tile's `rows` rows of
+                // `cols` outputs lie inside `c`, `n` apart, in this call's panels only.
                 unsafe { microkernel::run(isa, &tile) };
             }
         }
@@ -1072,6 +1053,59 @@ fn rows_times_matrix(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `a^T b` with `a` read by columns, on every kernel set: shapes with a last group of
+    /// fewer than `MR` columns of `a` (read from the padded copy) and a last panel of `b`
+    /// narrower than `NR` (half-width and wider), sequential and on the pool, written and
+    /// added to what `c` held.
+    #[test]
+    fn transposed_times_matrix_is_a_transposed_times_b_on_every_isa() {
+        for isa in Isa::all_supported() {
+            for (kc, m, n) in [
+                (1, 1, 1),
+                (7, 12, 32),
+                (19, 13, 40),
+                (33, 29, 57),
+                (5, 3, 70),
+            ] {
+                let a: Vec<f32> = (0..kc * m)
+                    .map(|i| ((i * 37 % 101) as f32 - 50.0) / 25.0)
+                    .collect();
+                let b: Vec<f32> = (0..kc * n)
+                    .map(|i| ((i * 53 % 97) as f32 - 48.0) / 24.0)
+                    .collect();
+                let prior: Vec<f32> = (0..m * n).map(|i| (i % 11) as f32 - 5.0).collect();
+                for (accumulate, parallel) in
+                    [(false, false), (true, false), (false, true), (true, true)]
+                {
+                    let mut c = if accumulate {
+                        prior.clone()
+                    } else {
+                        vec![f32::NAN; m * n]
+                    };
+                    transposed_times_matrix(isa, (&a, kc, m), &b, n, &mut c, accumulate, parallel);
+                    for i in 0..m {
+                        for j in 0..n {
+                            let sum: f64 = (0..kc)
+                                .map(|k| a[k * m + i] as f64 * b[k * n + j] as f64)
+                                .sum();
+                            let want = sum
+                                + if accumulate {
+                                    prior[i * n + j] as f64
+                                } else {
+                                    0.0
+                                };
+                            let got = c[i * n + j] as f64;
+                            assert!(
+                                (got - want).abs() <= 1e-5 * (1.0 + want.abs()),
+                                "{isa:?} kc {kc} m {m} n {n} accumulate {accumulate}: c[{i}][{j}] = {got}, want {want}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
 
     /// Which training convolutions take Winograd (`tests/conv.rs` checks their values).
     #[test]

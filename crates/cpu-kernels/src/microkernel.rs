@@ -172,6 +172,12 @@ pub(crate) struct Tile {
     /// `cols` floats.
     pub res: *const f32,
     pub ldr: usize,
+    /// 0: `a` holds row pointers, as above. Otherwise A is read by columns (`taps` is 1):
+    /// `a[0]` points at the tile's first row's first value, row `r`'s value `k` lies at
+    /// `a[0] + k * a_stride + r` (the tile's `MR` rows are consecutive columns of a
+    /// row-major matrix `a_stride` wide, `MR` of them readable at each `k`), so a product
+    /// `X^T Y` reads `X` where it lies instead of a transposed copy.
+    pub a_stride: usize,
 }
 
 /// Runs one tile with the kernels of `isa`.
@@ -231,7 +237,11 @@ unsafe fn tile_portable(t: &Tile) {
         for k in 0..t.kc {
             let bk = std::slice::from_raw_parts(b, NR);
             for r in 0..MR {
-                let av = *rows[r].add(k);
+                let av = if t.a_stride == 0 {
+                    *rows[r].add(k)
+                } else {
+                    *rows[0].add(k * t.a_stride + r)
+                };
                 for j in 0..NR {
                     acc[r][j] += av * bk[j];
                 }
@@ -317,18 +327,34 @@ mod x86 {
          $store:ident, $($r:literal => $p:ident $c0:ident $c1:ident),*) => {{
             $( let mut $c0 = $zero(); let mut $c1 = $zero(); )*
             let mut b = $t.b;
-            for tap in 0..$t.taps {
-                let a = $t.a.add(tap * $mr);
-                $( let $p = *a.add($r); )*
-                for k in 0..$t.kc {
+            if $t.a_stride == 0 {
+                for tap in 0..$t.taps {
+                    let a = $t.a.add(tap * $mr);
+                    $( let $p = *a.add($r); )*
+                    for k in 0..$t.kc {
+                        let b0 = $load(b);
+                        let b1 = $load(b.add($nr / 2));
+                        $(
+                            let av = $bcast($p.add(k));
+                            $c0 = $fma(av, b0, $c0);
+                            $c1 = $fma(av, b1, $c1);
+                        )*
+                        b = b.add($t.ldb);
+                    }
+                }
+            } else {
+                // By columns: the tile's rows are consecutive values of each row of A.
+                let mut q = *$t.a;
+                for _ in 0..$t.kc {
                     let b0 = $load(b);
                     let b1 = $load(b.add($nr / 2));
                     $(
-                        let av = $bcast($p.add(k));
+                        let av = $bcast(q.add($r));
                         $c0 = $fma(av, b0, $c0);
                         $c1 = $fma(av, b1, $c1);
                     )*
                     b = b.add($t.ldb);
+                    q = q.add($t.a_stride);
                 }
             }
             $( if $r < $t.rows { $store!($r, $c0, $c1); } )*
@@ -344,15 +370,27 @@ mod x86 {
          $store:ident, $($r:literal => $p:ident $c0:ident),*) => {{
             $( let mut $c0 = $zero(); )*
             let mut b = $t.b;
-            for tap in 0..$t.taps {
-                let a = $t.a.add(tap * $mr);
-                $( let $p = *a.add($r); )*
-                for k in 0..$t.kc {
+            if $t.a_stride == 0 {
+                for tap in 0..$t.taps {
+                    let a = $t.a.add(tap * $mr);
+                    $( let $p = *a.add($r); )*
+                    for k in 0..$t.kc {
+                        let b0 = $load(b);
+                        $(
+                            $c0 = $fma($bcast($p.add(k)), b0, $c0);
+                        )*
+                        b = b.add($t.ldb);
+                    }
+                }
+            } else {
+                let mut q = *$t.a;
+                for _ in 0..$t.kc {
                     let b0 = $load(b);
                     $(
-                        $c0 = $fma($bcast($p.add(k)), b0, $c0);
+                        $c0 = $fma($bcast(q.add($r)), b0, $c0);
                     )*
                     b = b.add($t.ldb);
+                    q = q.add($t.a_stride);
                 }
             }
             $( if $r < $t.rows { $store!($r, $c0, $zero()); } )*

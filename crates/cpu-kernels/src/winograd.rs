@@ -271,6 +271,7 @@ pub(crate) unsafe fn plane_product(
             stream: false,
             res: std::ptr::null(),
             ldr: 0,
+            a_stride: 0,
         };
         microkernel::run(isa, &tile);
     }
