@@ -344,13 +344,12 @@ impl TrainConv {
         let direct =
             self.kh == 1 && self.kw == 1 && self.stride == [1, 1] && self.pads == [0, 0, 0, 0];
         let isa = Isa::detect();
-        // Each chunk's product needs one of its operands transposed (both are row-major
-        // over the chunk's pixels): the narrower one, dY (`co` wide) or X_col (`k` wide).
-        // Transposing dY gives dW^T = dY^T X_col; transposing X_col gives dW = X_col^T dY
-        // in the filter's own layout. A MobileNetV2 expansion (24 -> 144) transposed 144
-        // values per pixel for 24 x 144 multiply-adds the first way, 24 the second. Each
+        // Each chunk's product is dW = X_col^T dY in the filter's own layout, or dW^T =
+        // dY^T X_col (transposed once at the end), both operands read where they lie: the
+        // way with fewer padded rows and columns of the register tiles (MobileNetV2's first
+        // expansion, 16 -> 96: 16 rows padded to 24 the first way, none the second). Each
         // element is the same sum in the same order either way.
-        let transpose_x = k < co;
+        let transpose_x = padded_work(isa, k, co) <= padded_work(isa, co, k);
         let sum = ordered_accumulate(chunks, co * k, |ci, acc, first| {
             let (m0, m1) = (ci * chunk, ((ci + 1) * chunk).min(rows));
             let mc = m1 - m0;
@@ -514,16 +513,7 @@ impl TrainConv {
     fn line_grad_by_output(&self, isa: Isa, axis: LineAxis) -> bool {
         let (ci, co) = (self.cin, self.cout);
         let LineGradShape { products, .. } = self.line_grad_shape(axis);
-        let (mr, nr) = (isa.mr(), isa.nr());
-        // Rows in whole register tiles; columns in whole panels, a last one of at most half
-        // a panel at half cost (the half-width tile).
-        let cols = |n: usize| match n % nr {
-            0 => n,
-            t if 2 * t <= nr => n - t + nr / 2,
-            t => n - t + nr,
-        };
-        let cost = |m: usize, n: usize| products * m.next_multiple_of(mr) * cols(n);
-        cost(co, ci) < cost(ci, co)
+        products * padded_work(isa, co, ci) < products * padded_work(isa, ci, co)
     }
 
     /// [`TrainConv::line_grad_filter`], each product's way round chosen by `by_output`.
@@ -899,6 +889,19 @@ struct LineGradShape {
     /// All of them: the extra taps' (row a, tap e, output j) after the pieces', at
     /// `transformed + (a * rem + e) * 3 + j`.
     products: usize,
+}
+
+/// The register tiles' work for an `m x n` product (per unit of its reduction): rows in
+/// whole tiles; columns in whole panels, a last one of at most half a panel at half cost
+/// (the half-width tile).
+fn padded_work(isa: Isa, m: usize, n: usize) -> usize {
+    let (mr, nr) = (isa.mr(), isa.nr());
+    let cols = match n % nr {
+        0 => n,
+        t if 2 * t <= nr => n - t + nr / 2,
+        t => n - t + nr,
+    };
+    m.next_multiple_of(mr) * cols
 }
 
 /// `v + prior` element by element (`v` when there is no `prior`), on the thread pool when
