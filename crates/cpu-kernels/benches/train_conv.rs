@@ -47,7 +47,7 @@ fn main() {
     // (label, side, cin, cout, kh, kw, stride, pad top/left (SAME: symmetric))
     // MobileNetV2's (224x224) dense convolutions: its first, expansions and projections.
     // Labels with " dw " are depthwise (cin = cout channels, a filter per channel).
-    let cases: [(&str, usize, usize, usize, usize, usize, usize, [usize; 2]); 22] = [
+    let cases: [(&str, usize, usize, usize, usize, usize, usize, [usize; 2]); 23] = [
         ("Conv2d_2a_3x3", 149, 32, 32, 3, 3, 1, [0, 0]),
         ("Conv2d_2b_3x3", 147, 32, 64, 3, 3, 1, [1, 1]),
         ("Conv2d_3b_1x1", 73, 64, 80, 1, 1, 1, [0, 0]),
@@ -60,6 +60,7 @@ fn main() {
         ("6b 1x7 128-128", 17, 128, 128, 1, 7, 1, [0, 3]),
         ("6e 7x1 192-192", 17, 192, 192, 7, 1, 1, [3, 0]),
         ("7b 1x1 1280-320", 8, 1280, 320, 1, 1, 1, [0, 0]),
+        ("7c 1x1 2048-448", 8, 2048, 448, 1, 1, 1, [0, 0]),
         ("7b 3x3 448-384", 8, 448, 384, 3, 3, 1, [1, 1]),
         ("MNv2 3x3/2 3-32", 224, 3, 32, 3, 3, 2, [0, 0]),
         ("MNv2 1x1 16-96", 112, 16, 96, 1, 1, 1, [0, 0]),

@@ -236,6 +236,21 @@ const ROWS_OUTER_MAX_WEIGHTS: usize = 32 * 1024;
 /// (see `Conv2d::run`).
 const SMALL_INPUT_BYTES: usize = 1 << 20;
 
+/// Reductions from this long (`kh * kw * cin`) over more than [`BLOCKED_MIN_WEIGHT_BYTES`] of
+/// packed weights run in blocks of the reduction (`Conv2d::run`). Measured at batch 12 (`cargo
+/// bench -p cpu-kernels --bench train_conv`, the fastest of alternating runs): Inception's
+/// 3x3 stride-2 288 -> 384 (2,592 long, 4 MB of weights) forward ~42 -> ~32 ms, the 8x8 1x1
+/// 2048 -> 448 ~10.5 -> ~8.8 ms; 1280 -> 320 and 768 -> 192 no faster.
+const BLOCKED_MIN_REDUCTION: usize = 1536;
+/// Packed weight bytes beyond which a long reduction is blocked (they no longer stay in L2
+/// between groups of rows).
+const BLOCKED_MIN_WEIGHT_BYTES: usize = 1 << 20;
+/// Reduction rows per block at most (whole taps when a tap's channels fit): a block of a
+/// 32-wide panel, 40 KB, stays in L1.
+const REDUCTION_BLOCK: usize = 320;
+/// Input floats a blocked chunk's rows read (about 1 MB, in L2).
+const BLOCKED_CHUNK_FLOATS: usize = 256 * 1024;
+
 /// Work items per thread below which the output channels are split too.
 pub(crate) const ITEMS_PER_THREAD: usize = 4;
 
@@ -781,10 +796,42 @@ impl Conv2d {
         let small_input = x.n * x.h * x.w * x.c * 4 <= SMALL_INPUT_BYTES
             && panels * k * nr * 4 > ROWS_OUTER_MAX_WEIGHTS
             && self.dot.is_none();
+        // Weights too large for L2 over a long reduction: the reduction runs in blocks
+        // ([`REDUCTION_BLOCK`]; each block's part of a panel stays in L1 while the chunk's
+        // groups of rows pass over it, the partial sums kept in the output) and the chunks of
+        // rows grow ([`BLOCKED_CHUNK_FLOATS`]) so that each panel, streamed from L3, serves
+        // many rows instead of one group.
+        let blocked = !small_input
+            && self.dot.is_none()
+            && k >= BLOCKED_MIN_REDUCTION
+            && panels * k * nr * 4 > BLOCKED_MIN_WEIGHT_BYTES;
+        let block_len = REDUCTION_BLOCK;
         let gpc = if small_input {
             groups.div_ceil((ITEMS_PER_THREAD * threads).div_ceil(panels).max(1))
+        } else if blocked {
+            (BLOCKED_CHUNK_FLOATS / k)
+                .clamp(mr, 64 * mr)
+                .div_ceil(mr)
+                .min(groups.div_ceil(ITEMS_PER_THREAD * threads).max(1))
         } else {
             (24 * 1024 / k).clamp(mr, 32 * mr).div_ceil(mr)
+        };
+        // The reduction's blocks: (first tap, taps, first channel, channels).
+        let blocks: Vec<(usize, usize, usize, usize)> = if !blocked {
+            vec![(0, kt, 0, kc)]
+        } else if kc > block_len {
+            let parts = kc.div_ceil(block_len);
+            (0..kt)
+                .flat_map(|t| {
+                    (0..parts)
+                        .map(move |i| (t, 1, i * kc / parts, (i + 1) * kc / parts - i * kc / parts))
+                })
+                .collect()
+        } else {
+            let per = (block_len / kc).max(1);
+            (0..kt.div_ceil(per))
+                .map(|i| (i * per, per.min(kt - i * per), 0, kc))
+                .collect()
         };
         let chunks = groups.div_ceil(gpc);
         let splits = if chunks >= ITEMS_PER_THREAD * threads || self.dot.is_some() {
@@ -898,16 +945,20 @@ impl Conv2d {
                 }
                 return;
             }
-            let tile = |p: usize, gi: usize| {
+            let block_tile = |p: usize,
+                              gi: usize,
+                              (t0, nt, c0, nc): (usize, usize, usize, usize),
+                              resume: bool,
+                              partial: bool| {
                 let seg = &self.segments[panel_seg[p]];
                 let (dst, ldc) = &targets[panel_seg[p]];
                 let col0 = (p - seg.first_panel) * nr;
                 let row0 = (g0 + gi) * mr;
                 Tile {
-                    taps: kt,
-                    kc,
-                    a: ptrs.as_ptr().add(gi * kt * mr),
-                    b: packed.get().add(p * k * nr),
+                    taps: nt,
+                    kc: nc,
+                    a: ptrs.as_ptr().add((gi * kt + t0) * mr),
+                    b: packed.get().add(p * k * nr + (t0 * kc + c0) * nr),
                     ldb: nr,
                     bias: self.bias.as_ptr().add(p * nr),
                     c: dst.get().add(row0 * ldc + col0),
@@ -921,18 +972,32 @@ impl Conv2d {
                     }),
                     ldr: residual.map_or(0, |r| r.stride),
                     a_stride: 0,
+                    a_off: c0,
+                    resume,
+                    partial,
                 }
             };
+            let tile = |p: usize, gi: usize| block_tile(p, gi, (0, kt, 0, kc), false, false);
             if rows_outer {
                 for gi in 0..ngroups {
                     for p in p0..p1 {
                         microkernel::run(isa, &tile(p, gi));
                     }
                 }
-            } else {
+            } else if blocks.len() == 1 {
                 for p in p0..p1 {
                     for gi in 0..ngroups {
                         microkernel::run(isa, &tile(p, gi));
+                    }
+                }
+            } else {
+                let last = blocks.len() - 1;
+                for p in p0..p1 {
+                    for (bi, &block) in blocks.iter().enumerate() {
+                        for gi in 0..ngroups {
+                            let t = block_tile(p, gi, block, bi > 0, bi < last);
+                            microkernel::run(isa, &t);
+                        }
                     }
                 }
             }

@@ -1029,6 +1029,9 @@ fn transposed_times_matrix(
                     res: if accumulate { out } else { std::ptr::null() },
                     ldr: n,
                     a_stride,
+                    a_off: 0,
+                    resume: false,
+                    partial: false,
                 };
                 // SAFETY: each of the `kc` rows of the column block holds `MR` readable
                 // floats from its start (`a`'s row `m` wide, `g * mr + MR <= m`, or the

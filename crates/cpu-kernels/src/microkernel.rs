@@ -178,6 +178,16 @@ pub(crate) struct Tile {
     /// row-major matrix `a_stride` wide, `MR` of them readable at each `k`), so a product
     /// `X^T Y` reads `X` where it lies instead of a transposed copy.
     pub a_stride: usize,
+    /// Floats skipped at the start of every row pointer (row-pointer mode): a block of
+    /// the reduction, channels `a_off .. a_off + kc` of each tap, when it is split.
+    pub a_off: usize,
+    /// Start from the `rows x cols` sums already in `c` (stored by a call with `partial`)
+    /// instead of zeros: the reduction goes on where that call stopped, each sum the same
+    /// as in one call (the same additions in the same order).
+    pub resume: bool,
+    /// Store the raw sums (no bias, residual or activation, never streamed) for a later
+    /// call with `resume`.
+    pub partial: bool,
 }
 
 /// Runs one tile with the kernels of `isa`.
@@ -230,10 +240,18 @@ unsafe fn tile_portable(t: &Tile) {
     const MR: usize = 4;
     const NR: usize = 8;
     let mut acc = [[0f32; NR]; MR];
+    if t.resume {
+        for (r, row) in acc.iter_mut().enumerate().take(t.rows) {
+            for (j, v) in row.iter_mut().enumerate().take(t.cols) {
+                *v = *t.c.add(r * t.ldc + j);
+            }
+        }
+    }
     let mut b = t.b;
     for tap in 0..t.taps {
         let a = t.a.add(tap * MR);
-        let rows: [*const f32; MR] = [*a, *a.add(1), *a.add(2), *a.add(3)];
+        let rows: [*const f32; MR] =
+            [*a, *a.add(1), *a.add(2), *a.add(3)].map(|p| p.wrapping_add(t.a_off));
         for k in 0..t.kc {
             let bk = std::slice::from_raw_parts(b, NR);
             for r in 0..MR {
@@ -253,6 +271,10 @@ unsafe fn tile_portable(t: &Tile) {
     for (r, row) in acc.iter().enumerate().take(t.rows) {
         let c = t.c.add(r * t.ldc);
         for j in 0..t.cols {
+            if t.partial {
+                *c.add(j) = row[j];
+                continue;
+            }
             let mut v = row[j] + bias[j];
             if !t.res.is_null() {
                 v += *t.res.add(r * t.ldr + j);
@@ -324,13 +346,16 @@ mod x86 {
     /// so that they live in registers for the whole reduction.
     macro_rules! tile {
         ($t:ident, $mr:expr, $nr:expr, $zero:ident, $load:ident, $bcast:ident, $fma:ident,
-         $store:ident, $($r:literal => $p:ident $c0:ident $c1:ident),*) => {{
+         $store:ident, $resume:ident, $($r:literal => $p:ident $c0:ident $c1:ident),*) => {{
             $( let mut $c0 = $zero(); let mut $c1 = $zero(); )*
+            if $t.resume {
+                $( if $r < $t.rows { ($c0, $c1) = $resume!($r); } )*
+            }
             let mut b = $t.b;
             if $t.a_stride == 0 {
                 for tap in 0..$t.taps {
                     let a = $t.a.add(tap * $mr);
-                    $( let $p = *a.add($r); )*
+                    $( let $p = (*a.add($r)).wrapping_add($t.a_off); )*
                     for k in 0..$t.kc {
                         let b0 = $load(b);
                         let b1 = $load(b.add($nr / 2));
@@ -367,13 +392,16 @@ mod x86 {
     /// an empty mask (nothing written).
     macro_rules! tile_half {
         ($t:ident, $mr:expr, $zero:ident, $load:ident, $bcast:ident, $fma:ident,
-         $store:ident, $($r:literal => $p:ident $c0:ident),*) => {{
+         $store:ident, $resume:ident, $($r:literal => $p:ident $c0:ident),*) => {{
             $( let mut $c0 = $zero(); )*
+            if $t.resume {
+                $( if $r < $t.rows { $c0 = $resume!($r).0; } )*
+            }
             let mut b = $t.b;
             if $t.a_stride == 0 {
                 for tap in 0..$t.taps {
                     let a = $t.a.add(tap * $mr);
-                    $( let $p = *a.add($r); )*
+                    $( let $p = (*a.add($r)).wrapping_add($t.a_off); )*
                     for k in 0..$t.kc {
                         let b0 = $load(b);
                         $(
@@ -417,40 +445,55 @@ mod x86 {
         let m0 = mask(t.cols);
         let m1 = mask(t.cols.saturating_sub(16));
         let act = t.act;
-        let stream = t.stream && t.cols == 32;
+        let stream = t.stream && t.cols == 32 && !t.partial;
         // A macro, not a closure: a closure call per row spilled all 24 accumulators.
         macro_rules! store {
             ($r:expr, $v0:expr, $v1:expr) => {{
                 let (r, v0, v1): (usize, __m512, __m512) = ($r, $v0, $v1);
                 let c = t.c.add(r * t.ldc);
-                let (v0, v1) = (_mm512_add_ps(v0, bias0), _mm512_add_ps(v1, bias1));
-                let (v0, v1) = if t.res.is_null() {
-                    (v0, v1)
+                if t.partial {
+                    _mm512_mask_storeu_ps(c, m0, v0);
+                    _mm512_mask_storeu_ps(c.add(16), m1, v1);
                 } else {
-                    let res = t.res.add(r * t.ldr);
-                    (
-                        _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, res)),
-                        _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, res.add(16))),
-                    )
-                };
-                let f = |v: __m512| crate::simd::act512(v, act);
-                if stream && (c as usize).is_multiple_of(64) {
-                    _mm512_stream_ps(c, f(v0));
-                    _mm512_stream_ps(c.add(16), f(v1));
-                } else {
-                    _mm512_mask_storeu_ps(c, m0, f(v0));
-                    _mm512_mask_storeu_ps(c.add(16), m1, f(v1));
+                    let (v0, v1) = (_mm512_add_ps(v0, bias0), _mm512_add_ps(v1, bias1));
+                    let (v0, v1) = if t.res.is_null() {
+                        (v0, v1)
+                    } else {
+                        let res = t.res.add(r * t.ldr);
+                        (
+                            _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, res)),
+                            _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, res.add(16))),
+                        )
+                    };
+                    let f = |v: __m512| crate::simd::act512(v, act);
+                    if stream && (c as usize).is_multiple_of(64) {
+                        _mm512_stream_ps(c, f(v0));
+                        _mm512_stream_ps(c.add(16), f(v1));
+                    } else {
+                        _mm512_mask_storeu_ps(c, m0, f(v0));
+                        _mm512_mask_storeu_ps(c.add(16), m1, f(v1));
+                    }
                 }
+            }};
+        }
+        // The sums a partial call left in row `r` of `c` (zeros past `cols`).
+        macro_rules! resume {
+            ($r:expr) => {{
+                let c = t.c.add($r * t.ldc);
+                (
+                    _mm512_maskz_loadu_ps(m0, c),
+                    _mm512_maskz_loadu_ps(m1, c.add(16)),
+                )
             }};
         }
         if t.cols <= 16 {
             tile_half!(t, 12, _mm512_setzero_ps, _mm512_loadu_ps, bcast512, _mm512_fmadd_ps,
-                store, 0 => p0 c00, 1 => p1 c10, 2 => p2 c20, 3 => p3 c30, 4 => p4 c40,
+                store, resume, 0 => p0 c00, 1 => p1 c10, 2 => p2 c20, 3 => p3 c30, 4 => p4 c40,
                 5 => p5 c50, 6 => p6 c60, 7 => p7 c70, 8 => p8 c80, 9 => p9 c90, 10 => p10 ca0,
                 11 => p11 cb0);
             return;
         }
-        tile!(t, 12, 32, _mm512_setzero_ps, _mm512_loadu_ps, bcast512, _mm512_fmadd_ps, store,
+        tile!(t, 12, 32, _mm512_setzero_ps, _mm512_loadu_ps, bcast512, _mm512_fmadd_ps, store, resume,
             0 => p0 c00 c01, 1 => p1 c10 c11, 2 => p2 c20 c21, 3 => p3 c30 c31,
             4 => p4 c40 c41, 5 => p5 c50 c51, 6 => p6 c60 c61, 7 => p7 c70 c71,
             8 => p8 c80 c81, 9 => p9 c90 c91, 10 => p10 ca0 ca1, 11 => p11 cb0 cb1);
@@ -504,28 +547,40 @@ mod x86 {
             ($r:expr, $v0:expr, $v1:expr) => {{
                 let (r, v0, v1): (usize, __m256, __m256) = ($r, $v0, $v1);
                 let c = t.c.add(r * t.ldc);
-                let (v0, v1) = (_mm256_add_ps(v0, bias0), _mm256_add_ps(v1, bias1));
-                let (v0, v1) = if t.res.is_null() {
-                    (v0, v1)
+                if t.partial {
+                    _mm256_maskstore_ps(c, m0, v0);
+                    _mm256_maskstore_ps(c.add(8), m1, v1);
                 } else {
-                    let res = t.res.add(r * t.ldr);
-                    (
-                        _mm256_add_ps(v0, _mm256_maskload_ps(res, m0)),
-                        _mm256_add_ps(v1, _mm256_maskload_ps(res.add(8), m1)),
-                    )
-                };
-                let f = |v: __m256| crate::simd::act256(v, act);
-                _mm256_maskstore_ps(c, m0, f(v0));
-                _mm256_maskstore_ps(c.add(8), m1, f(v1));
+                    let (v0, v1) = (_mm256_add_ps(v0, bias0), _mm256_add_ps(v1, bias1));
+                    let (v0, v1) = if t.res.is_null() {
+                        (v0, v1)
+                    } else {
+                        let res = t.res.add(r * t.ldr);
+                        (
+                            _mm256_add_ps(v0, _mm256_maskload_ps(res, m0)),
+                            _mm256_add_ps(v1, _mm256_maskload_ps(res.add(8), m1)),
+                        )
+                    };
+                    let f = |v: __m256| crate::simd::act256(v, act);
+                    _mm256_maskstore_ps(c, m0, f(v0));
+                    _mm256_maskstore_ps(c.add(8), m1, f(v1));
+                }
+            }};
+        }
+        // The sums a partial call left in row `r` of `c` (zeros past `cols`).
+        macro_rules! resume {
+            ($r:expr) => {{
+                let c = t.c.add($r * t.ldc);
+                (_mm256_maskload_ps(c, m0), _mm256_maskload_ps(c.add(8), m1))
             }};
         }
         if t.cols <= 8 {
             tile_half!(t, 6, _mm256_setzero_ps, _mm256_loadu_ps, bcast256, _mm256_fmadd_ps,
-                store, 0 => p0 c00, 1 => p1 c10, 2 => p2 c20, 3 => p3 c30, 4 => p4 c40,
+                store, resume, 0 => p0 c00, 1 => p1 c10, 2 => p2 c20, 3 => p3 c30, 4 => p4 c40,
                 5 => p5 c50);
             return;
         }
-        tile!(t, 6, 16, _mm256_setzero_ps, _mm256_loadu_ps, bcast256, _mm256_fmadd_ps, store,
+        tile!(t, 6, 16, _mm256_setzero_ps, _mm256_loadu_ps, bcast256, _mm256_fmadd_ps, store, resume,
             0 => p0 c00 c01, 1 => p1 c10 c11, 2 => p2 c20 c21, 3 => p3 c30 c31,
             4 => p4 c40 c41, 5 => p5 c50 c51);
     }

@@ -272,6 +272,9 @@ pub(crate) unsafe fn plane_product(
             res: std::ptr::null(),
             ldr: 0,
             a_stride: 0,
+            a_off: 0,
+            resume: false,
+            partial: false,
         };
         microkernel::run(isa, &tile);
     }

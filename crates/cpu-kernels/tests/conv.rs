@@ -195,6 +195,37 @@ fn one_by_one_convs_of_every_tile_remainder() {
     check(3, 5, 7, 24, 40, ConvGeometry::new(1, 1, 24), Act::Relu, 9);
 }
 
+/// Long reductions over weights too large for L2 run in blocks, the partial sums kept in the
+/// output between them (`Conv2d::run`): whole taps per block (3x3 stride 2, 192 -> 200,
+/// 1,728 long, 1.5 MB packed), and a tap's channels cut in blocks (1x1 2048 -> 150); inputs
+/// over 1 MB (smaller ones run another way), row counts that leave a partial group, bias
+/// and activation after the last block only.
+#[test]
+fn long_reductions_over_large_weights_run_in_blocks() {
+    check(
+        2,
+        27,
+        27,
+        192,
+        200,
+        ConvGeometry::new(3, 3, 192)
+            .stride(2)
+            .padding(Padding::Same),
+        Act::Relu,
+        41,
+    );
+    check(
+        1,
+        9,
+        15,
+        2048,
+        150,
+        ConvGeometry::new(1, 1, 2048),
+        Act::Relu6,
+        43,
+    );
+}
+
 #[test]
 fn same_and_valid_padding_with_strides() {
     for (h, w, k, s) in [
