@@ -346,7 +346,7 @@ mod x86 {
     /// so that they live in registers for the whole reduction.
     macro_rules! tile {
         ($t:ident, $mr:expr, $nr:expr, $zero:ident, $load:ident, $bcast:ident, $fma:ident,
-         $store:ident, $resume:ident, $($r:literal => $p:ident $c0:ident $c1:ident),*) => {{
+         $store:ident, $raw:ident, $resume:ident, $($r:literal => $p:ident $c0:ident $c1:ident),*) => {{
             $( let mut $c0 = $zero(); let mut $c1 = $zero(); )*
             if $t.resume {
                 $( if $r < $t.rows { ($c0, $c1) = $resume!($r); } )*
@@ -382,7 +382,11 @@ mod x86 {
                     q = q.add($t.a_stride);
                 }
             }
-            $( if $r < $t.rows { $store!($r, $c0, $c1); } )*
+            if $t.partial {
+                $( if $r < $t.rows { $raw!($r, $c0, $c1); } )*
+            } else {
+                $( if $r < $t.rows { $store!($r, $c0, $c1); } )*
+            }
         }};
     }
 
@@ -392,7 +396,7 @@ mod x86 {
     /// an empty mask (nothing written).
     macro_rules! tile_half {
         ($t:ident, $mr:expr, $zero:ident, $load:ident, $bcast:ident, $fma:ident,
-         $store:ident, $resume:ident, $($r:literal => $p:ident $c0:ident),*) => {{
+         $store:ident, $raw:ident, $resume:ident, $($r:literal => $p:ident $c0:ident),*) => {{
             $( let mut $c0 = $zero(); )*
             if $t.resume {
                 $( if $r < $t.rows { $c0 = $resume!($r).0; } )*
@@ -421,7 +425,11 @@ mod x86 {
                     q = q.add($t.a_stride);
                 }
             }
-            $( if $r < $t.rows { $store!($r, $c0, $zero()); } )*
+            if $t.partial {
+                $( if $r < $t.rows { $raw!($r, $c0, $zero()); } )*
+            } else {
+                $( if $r < $t.rows { $store!($r, $c0, $zero()); } )*
+            }
         }};
     }
 
@@ -445,38 +453,41 @@ mod x86 {
         let m0 = mask(t.cols);
         let m1 = mask(t.cols.saturating_sub(16));
         let act = t.act;
-        let stream = t.stream && t.cols == 32 && !t.partial;
+        let stream = t.stream && t.cols == 32;
         // A macro, not a closure: a closure call per row spilled all 24 accumulators.
         macro_rules! store {
             ($r:expr, $v0:expr, $v1:expr) => {{
                 let (r, v0, v1): (usize, __m512, __m512) = ($r, $v0, $v1);
                 let c = t.c.add(r * t.ldc);
-                if t.partial {
-                    _mm512_mask_storeu_ps(c, m0, v0);
-                    _mm512_mask_storeu_ps(c.add(16), m1, v1);
+                let (v0, v1) = (_mm512_add_ps(v0, bias0), _mm512_add_ps(v1, bias1));
+                let (v0, v1) = if t.res.is_null() {
+                    (v0, v1)
                 } else {
-                    let (v0, v1) = (_mm512_add_ps(v0, bias0), _mm512_add_ps(v1, bias1));
-                    let (v0, v1) = if t.res.is_null() {
-                        (v0, v1)
-                    } else {
-                        let res = t.res.add(r * t.ldr);
-                        (
-                            _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, res)),
-                            _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, res.add(16))),
-                        )
-                    };
-                    let f = |v: __m512| crate::simd::act512(v, act);
-                    if stream && (c as usize).is_multiple_of(64) {
-                        _mm512_stream_ps(c, f(v0));
-                        _mm512_stream_ps(c.add(16), f(v1));
-                    } else {
-                        _mm512_mask_storeu_ps(c, m0, f(v0));
-                        _mm512_mask_storeu_ps(c.add(16), m1, f(v1));
-                    }
+                    let res = t.res.add(r * t.ldr);
+                    (
+                        _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, res)),
+                        _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, res.add(16))),
+                    )
+                };
+                let f = |v: __m512| crate::simd::act512(v, act);
+                if stream && (c as usize).is_multiple_of(64) {
+                    _mm512_stream_ps(c, f(v0));
+                    _mm512_stream_ps(c.add(16), f(v1));
+                } else {
+                    _mm512_mask_storeu_ps(c, m0, f(v0));
+                    _mm512_mask_storeu_ps(c.add(16), m1, f(v1));
                 }
             }};
         }
-        // The sums a partial call left in row `r` of `c` (zeros past `cols`).
+        // A partial call's raw sums of row `r`, and their reading back by the next call
+        // (zeros past `cols`).
+        macro_rules! raw {
+            ($r:expr, $v0:expr, $v1:expr) => {{
+                let c = t.c.add($r * t.ldc);
+                _mm512_mask_storeu_ps(c, m0, $v0);
+                _mm512_mask_storeu_ps(c.add(16), m1, $v1);
+            }};
+        }
         macro_rules! resume {
             ($r:expr) => {{
                 let c = t.c.add($r * t.ldc);
@@ -488,12 +499,12 @@ mod x86 {
         }
         if t.cols <= 16 {
             tile_half!(t, 12, _mm512_setzero_ps, _mm512_loadu_ps, bcast512, _mm512_fmadd_ps,
-                store, resume, 0 => p0 c00, 1 => p1 c10, 2 => p2 c20, 3 => p3 c30, 4 => p4 c40,
+                store, raw, resume, 0 => p0 c00, 1 => p1 c10, 2 => p2 c20, 3 => p3 c30, 4 => p4 c40,
                 5 => p5 c50, 6 => p6 c60, 7 => p7 c70, 8 => p8 c80, 9 => p9 c90, 10 => p10 ca0,
                 11 => p11 cb0);
             return;
         }
-        tile!(t, 12, 32, _mm512_setzero_ps, _mm512_loadu_ps, bcast512, _mm512_fmadd_ps, store, resume,
+        tile!(t, 12, 32, _mm512_setzero_ps, _mm512_loadu_ps, bcast512, _mm512_fmadd_ps, store, raw, resume,
             0 => p0 c00 c01, 1 => p1 c10 c11, 2 => p2 c20 c21, 3 => p3 c30 c31,
             4 => p4 c40 c41, 5 => p5 c50 c51, 6 => p6 c60 c61, 7 => p7 c70 c71,
             8 => p8 c80 c81, 9 => p9 c90 c91, 10 => p10 ca0 ca1, 11 => p11 cb0 cb1);
@@ -547,27 +558,30 @@ mod x86 {
             ($r:expr, $v0:expr, $v1:expr) => {{
                 let (r, v0, v1): (usize, __m256, __m256) = ($r, $v0, $v1);
                 let c = t.c.add(r * t.ldc);
-                if t.partial {
-                    _mm256_maskstore_ps(c, m0, v0);
-                    _mm256_maskstore_ps(c.add(8), m1, v1);
+                let (v0, v1) = (_mm256_add_ps(v0, bias0), _mm256_add_ps(v1, bias1));
+                let (v0, v1) = if t.res.is_null() {
+                    (v0, v1)
                 } else {
-                    let (v0, v1) = (_mm256_add_ps(v0, bias0), _mm256_add_ps(v1, bias1));
-                    let (v0, v1) = if t.res.is_null() {
-                        (v0, v1)
-                    } else {
-                        let res = t.res.add(r * t.ldr);
-                        (
-                            _mm256_add_ps(v0, _mm256_maskload_ps(res, m0)),
-                            _mm256_add_ps(v1, _mm256_maskload_ps(res.add(8), m1)),
-                        )
-                    };
-                    let f = |v: __m256| crate::simd::act256(v, act);
-                    _mm256_maskstore_ps(c, m0, f(v0));
-                    _mm256_maskstore_ps(c.add(8), m1, f(v1));
-                }
+                    let res = t.res.add(r * t.ldr);
+                    (
+                        _mm256_add_ps(v0, _mm256_maskload_ps(res, m0)),
+                        _mm256_add_ps(v1, _mm256_maskload_ps(res.add(8), m1)),
+                    )
+                };
+                let f = |v: __m256| crate::simd::act256(v, act);
+                _mm256_maskstore_ps(c, m0, f(v0));
+                _mm256_maskstore_ps(c.add(8), m1, f(v1));
             }};
         }
-        // The sums a partial call left in row `r` of `c` (zeros past `cols`).
+        // A partial call's raw sums of row `r`, and their reading back by the next call
+        // (zeros past `cols`).
+        macro_rules! raw {
+            ($r:expr, $v0:expr, $v1:expr) => {{
+                let c = t.c.add($r * t.ldc);
+                _mm256_maskstore_ps(c, m0, $v0);
+                _mm256_maskstore_ps(c.add(8), m1, $v1);
+            }};
+        }
         macro_rules! resume {
             ($r:expr) => {{
                 let c = t.c.add($r * t.ldc);
@@ -576,11 +590,11 @@ mod x86 {
         }
         if t.cols <= 8 {
             tile_half!(t, 6, _mm256_setzero_ps, _mm256_loadu_ps, bcast256, _mm256_fmadd_ps,
-                store, resume, 0 => p0 c00, 1 => p1 c10, 2 => p2 c20, 3 => p3 c30, 4 => p4 c40,
+                store, raw, resume, 0 => p0 c00, 1 => p1 c10, 2 => p2 c20, 3 => p3 c30, 4 => p4 c40,
                 5 => p5 c50);
             return;
         }
-        tile!(t, 6, 16, _mm256_setzero_ps, _mm256_loadu_ps, bcast256, _mm256_fmadd_ps, store, resume,
+        tile!(t, 6, 16, _mm256_setzero_ps, _mm256_loadu_ps, bcast256, _mm256_fmadd_ps, store, raw, resume,
             0 => p0 c00 c01, 1 => p1 c10 c11, 2 => p2 c20 c21, 3 => p3 c30 c31,
             4 => p4 c40 c41, 5 => p5 c50 c51);
     }
