@@ -354,8 +354,8 @@ impl TrainConv {
             let (m0, m1) = (ci * chunk, ((ci + 1) * chunk).min(rows));
             let mc = m1 - m0;
             let dy = &dy[m0 * co..m1 * co];
-            // The chunk's columns (the input itself, or gathered into scratch slot 0) and
-            // the transposed operand (slot 1): both overwritten whole, never zeroed.
+            // The chunk's columns: the input itself, or gathered into scratch slot 0
+            // (overwritten whole, never zeroed).
             let product = |x_col: &[f32], acc: &mut [f32]| {
                 if transpose_x {
                     transposed_times_matrix(isa, (x_col, mc, k), dy, co, acc, !first, parallel);
