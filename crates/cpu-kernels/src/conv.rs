@@ -805,7 +805,6 @@ impl Conv2d {
             && self.dot.is_none()
             && k >= BLOCKED_MIN_REDUCTION
             && panels * k * nr * 4 > BLOCKED_MIN_WEIGHT_BYTES;
-        let block_len = REDUCTION_BLOCK;
         let gpc = if small_input {
             groups.div_ceil((ITEMS_PER_THREAD * threads).div_ceil(panels).max(1))
         } else if blocked {
@@ -819,8 +818,8 @@ impl Conv2d {
         // The reduction's blocks: (first tap, taps, first channel, channels).
         let blocks: Vec<(usize, usize, usize, usize)> = if !blocked {
             vec![(0, kt, 0, kc)]
-        } else if kc > block_len {
-            let parts = kc.div_ceil(block_len);
+        } else if kc > REDUCTION_BLOCK {
+            let parts = kc.div_ceil(REDUCTION_BLOCK);
             (0..kt)
                 .flat_map(|t| {
                     (0..parts)
@@ -828,7 +827,7 @@ impl Conv2d {
                 })
                 .collect()
         } else {
-            let per = (block_len / kc).max(1);
+            let per = (REDUCTION_BLOCK / kc).max(1);
             (0..kt.div_ceil(per))
                 .map(|i| (i * per, per.min(kt - i * per), 0, kc))
                 .collect()

@@ -51,8 +51,8 @@ pub struct TrainConv {
 /// Output pixels per chunk of the filter gradient (fewer in the last): each chunk's sum runs in one
 /// accumulator per element, the chunks' sums are added pairwise, so the rounding error
 /// grows with this length (2048 put MobileNetV2's first filter gradient 1.6e-5 from
-/// TensorFlow's, 256 keeps it at TensorFlow's own spread); the chunk's gathered input and
-/// transposed gradient stay small.
+/// TensorFlow's, 256 keeps it at TensorFlow's own spread); the chunk's gathered input stays
+/// small.
 const MAX_CHUNK_ROWS: usize = 256;
 /// Floats of gathered input-gradient columns computed before they are scattered.
 const COLUMN_BUDGET: usize = 16 << 20;
@@ -484,7 +484,7 @@ impl TrainConv {
         axis: LineAxis,
     ) -> Vec<f32> {
         let isa = Isa::detect();
-        let by_output = self.line_grad_by_output(isa, axis);
+        let by_output = self.line_grad_by_output(isa);
         self.line_grad_filter_with(isa, x, dy, (oh, ow), axis, by_output)
     }
 
@@ -511,10 +511,9 @@ impl TrainConv {
     /// taps transposed at the end. Both read their operands where they lie; the same sums in
     /// the same order either way; the one with fewer padded rows and columns of the
     /// register tiles.
-    fn line_grad_by_output(&self, isa: Isa, axis: LineAxis) -> bool {
+    fn line_grad_by_output(&self, isa: Isa) -> bool {
         let (ci, co) = (self.cin, self.cout);
-        let LineGradShape { products, .. } = self.line_grad_shape(axis);
-        products * padded_work(isa, co, ci) < products * padded_work(isa, ci, co)
+        padded_work(isa, co, ci) < padded_work(isa, ci, co)
     }
 
     /// [`TrainConv::line_grad_filter`], each product's way round chosen by `by_output`.
@@ -1005,12 +1004,11 @@ fn transposed_times_matrix(
                 (last.as_ptr(), nr)
             };
             for g in 0..groups {
-                let column: [*const f32; 1] = if short > 0 && g + 1 == groups {
-                    [last_a.as_ptr()]
+                let (column, a_stride): ([*const f32; 1], usize) = if short > 0 && g + 1 == groups {
+                    ([last_a.as_ptr()], mr)
                 } else {
-                    [a[g * mr..].as_ptr()]
+                    ([a[g * mr..].as_ptr()], m)
                 };
-                let a_stride = if short > 0 && g + 1 == groups { mr } else { m };
                 // SAFETY: inside `c` (row `g * mr`, column `p * nr`).
                 let out = unsafe { c_base.get().add(g * mr * n + p * nr) };
                 let tile = microkernel::Tile {
@@ -1214,7 +1212,7 @@ mod tests {
             assert!(a.iter().any(|&v| v != 0.0));
             let same = a.iter().zip(&b).all(|(p, q)| p.to_bits() == q.to_bits());
             assert!(same, "{kh}x{kw} {cin}->{cout}: the two ways differ");
-            chosen[t.line_grad_by_output(isa, axis) as usize] = true;
+            chosen[t.line_grad_by_output(isa) as usize] = true;
         }
         assert_eq!(chosen, [true, true], "each way is chosen for some shape");
     }
