@@ -2,8 +2,11 @@
 //! and filter gradient on Inception-v3's layer shapes at 299x299 (batch 12 by default), the
 //! layers the whole-network fine-tuning benchmark spends its time in, then MobileNetV2's at
 //! 224x224 (`--only MNv2`). Run:
-//! `cargo bench -p cpu-kernels --bench train_conv [-- --batch N] [--only <label part>]`.
+//! `cargo bench -p cpu-kernels --bench train_conv [-- --batch N] [--only <label part>] [--cold]`.
 //! GFLOP/s counts 2 flops per multiply-add of each pass; times are the best of 3 calls.
+//! `dx+dw`: both gradients by one call (`TrainConv::grad_input_and_filter`, the flops of
+//! both). `--cold`: the caches are flushed before each call (a 320 MB buffer written), as a
+//! training step finds its activations and gradients in memory.
 //! Then Inception's pools (`TrainPool`: forward and input gradient, GB/s of input and
 //! output read and written once).
 
@@ -13,9 +16,14 @@ use std::time::Instant;
 #[global_allocator]
 static ALLOC: cpu_kernels::CachingAllocator = cpu_kernels::CachingAllocator::new();
 
-fn best(mut f: impl FnMut()) -> f64 {
+fn best(cold: bool, mut f: impl FnMut()) -> f64 {
+    let mut junk = vec![0u8; if cold { 320 << 20 } else { 0 }];
     (0..3)
-        .map(|_| {
+        .map(|i| {
+            for b in junk.iter_mut().step_by(64) {
+                *b = i as u8;
+            }
+            std::hint::black_box(&junk);
             let t = Instant::now();
             f();
             t.elapsed().as_secs_f64()
@@ -25,10 +33,11 @@ fn best(mut f: impl FnMut()) -> f64 {
 
 /// One table row: `work / time / 1e9` per pass (GFLOP/s or GB/s), then the times in ms;
 /// the times added to `totals`.
-fn row(label: &str, work: f64, times: &[f64], totals: &mut [f64]) {
+fn row(label: &str, works: &[f64], times: &[f64], totals: &mut [f64]) {
     let rates: Vec<String> = times
         .iter()
-        .map(|t| format!("{:>9.1}", work / t / 1e9))
+        .zip(works)
+        .map(|(t, work)| format!("{:>9.1}", work / t / 1e9))
         .collect();
     let ms: Vec<String> = times.iter().map(|t| format!("{:.1}", t * 1e3)).collect();
     println!("{label:<18} {}  ({} ms)", rates.join(" "), ms.join(" / "));
@@ -44,6 +53,7 @@ fn main() {
         .position(|a| a == "--batch")
         .and_then(|i| args.get(i + 1)?.parse().ok())
         .unwrap_or(12);
+    let cold = args.iter().any(|a| a == "--cold");
     // (label, side, cin, cout, kh, kw, stride, pad top/left (SAME: symmetric))
     // MobileNetV2's (224x224) dense convolutions: its first, expansions and projections.
     // Labels with " dw " are depthwise (cin = cout channels, a filter per channel).
@@ -79,10 +89,10 @@ fn main() {
         .and_then(|i| args.get(i + 1).cloned());
     println!("{} threads, batch {n}", rayon::current_num_threads());
     println!(
-        "{:<18} {:>9} {:>9} {:>9}  (GFLOP/s: forward, input grad, filter grad)",
-        "layer", "fwd", "dx", "dw"
+        "{:<18} {:>9} {:>9} {:>9} {:>9}  (GFLOP/s: forward, input grad, filter grad, both)",
+        "layer", "fwd", "dx", "dw", "dx+dw"
     );
-    let mut totals = [0f64; 3];
+    let mut totals = [0f64; 4];
     for (label, side, cin, cout, kh, kw, s, [pt, pl]) in cases {
         if only.as_ref().is_some_and(|o| !label.contains(o.as_str())) {
             continue;
@@ -112,23 +122,34 @@ fn main() {
         let per_output = if t.depthwise { kh * kw } else { kh * kw * cin };
         let flops = 2.0 * (n * oh * ow * cout * per_output) as f64;
         let times = [
-            best(|| drop(std::hint::black_box(t.forward(&x, &w)))),
-            best(|| drop(std::hint::black_box(t.grad_input(&dy, &w)))),
-            best(|| drop(std::hint::black_box(t.grad_filter(&x, &dy)))),
+            best(cold, || drop(std::hint::black_box(t.forward(&x, &w)))),
+            best(cold, || drop(std::hint::black_box(t.grad_input(&dy, &w)))),
+            best(cold, || drop(std::hint::black_box(t.grad_filter(&x, &dy)))),
+            best(cold, || {
+                drop(std::hint::black_box(
+                    t.grad_input_and_filter(&x, &dy, &w, None),
+                ))
+            }),
         ];
-        row(label, flops, &times, &mut totals);
+        row(
+            label,
+            &[flops, flops, flops, 2.0 * flops],
+            &times,
+            &mut totals,
+        );
     }
     println!(
-        "total ms: forward {:.1}, input grad {:.1}, filter grad {:.1}",
+        "total ms: forward {:.1}, input grad {:.1}, filter grad {:.1}, both {:.1}",
         totals[0] * 1e3,
         totals[1] * 1e3,
-        totals[2] * 1e3
+        totals[2] * 1e3,
+        totals[3] * 1e3
     );
-    pools(n, only.as_deref());
+    pools(n, only.as_deref(), cold);
 }
 
 /// Inception-v3's pools at 299x299: (label, side, channels, max, stride, pad).
-fn pools(n: usize, only: Option<&str>) {
+fn pools(n: usize, only: Option<&str>, cold: bool) {
     let cases: [(&str, usize, usize, bool, usize, usize); 6] = [
         ("MaxPool_3a 3x3/2", 147, 64, true, 2, 0),
         ("MaxPool_5a 3x3/2", 71, 192, true, 2, 0),
@@ -171,10 +192,10 @@ fn pools(n: usize, only: Option<&str>) {
             .collect();
         let bytes = 4.0 * (x.len() + dy.len()) as f64;
         let times = [
-            best(|| drop(std::hint::black_box(t.forward(&x)))),
-            best(|| drop(std::hint::black_box(t.grad_input(&x, &dy)))),
+            best(cold, || drop(std::hint::black_box(t.forward(&x)))),
+            best(cold, || drop(std::hint::black_box(t.grad_input(&x, &dy)))),
         ];
-        row(label, bytes, &times, &mut totals);
+        row(label, &[bytes, bytes], &times, &mut totals);
     }
     println!(
         "total ms: forward {:.1}, input grad {:.1}",

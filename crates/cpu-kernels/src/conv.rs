@@ -651,9 +651,7 @@ impl Conv2d {
     pub fn forward_residual(&self, x: View, residual: View, act: Act) -> Option<Nhwc> {
         let (ho, wo) = self.output_hw(x.h, x.w)?;
         let cout = self.cout();
-        if self.segments.len() != 1
-            || self.dot.is_some()
-            || self.uses_winograd(x.n, ho, wo)
+        if !self.takes_residual(x.n, ho, wo)
             || (residual.n, residual.h, residual.w, residual.c) != (x.n, ho, wo, cout)
         {
             return None;
@@ -681,6 +679,44 @@ impl Conv2d {
     pub(crate) unsafe fn run_on_this_thread(&self, x: View, dst: *mut f32, ldc: usize) {
         debug_assert_eq!(self.segments.len(), 1);
         unsafe { self.run(x, &[(SendPtr(dst), ldc)], false, None) };
+    }
+
+    /// Runs a one-segment convolution on the calling thread writing pixel `p` at `dst + p *
+    /// ldc`, plus `residual` (the output's shape) added in the tiles' epilogue as
+    /// [`Conv2d::forward_residual`] adds it. `false` (nothing written) for a convolution
+    /// whose kernels take no residual ([`Conv2d::takes_residual`]).
+    ///
+    /// # Safety
+    /// As [`Conv2d::run_on_this_thread`].
+    pub(crate) unsafe fn run_with_residual_on_this_thread(
+        &self,
+        x: View,
+        dst: *mut f32,
+        ldc: usize,
+        residual: View,
+    ) -> bool {
+        let Some((ho, wo)) = self.output_hw(x.h, x.w) else {
+            return false;
+        };
+        if !self.takes_residual(x.n, ho, wo)
+            || (residual.n, residual.h, residual.w, residual.c) != (x.n, ho, wo, self.cout())
+        {
+            return false;
+        }
+        residual.check();
+        let r = Residual {
+            base: SendPtr(residual.data[residual.offset..].as_ptr() as *mut f32),
+            stride: residual.stride,
+            act: Act::Identity,
+        };
+        unsafe { self.run(x, &[(SendPtr(dst), ldc)], false, Some(&r)) };
+        true
+    }
+
+    /// Whether the kernels add a residual in their epilogue for an output of `n x ho x wo`:
+    /// one segment, neither the dot kernels nor Winograd.
+    pub(crate) fn takes_residual(&self, n: usize, ho: usize, wo: usize) -> bool {
+        self.segments.len() == 1 && self.dot.is_none() && !self.uses_winograd(n, ho, wo)
     }
 
     /// # Safety

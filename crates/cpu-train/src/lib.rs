@@ -249,6 +249,21 @@ impl Backward<Flex, 2> for ConvBackward {
         consumed(ops.node.id);
         let (x_state, filter, spec) = ops.state;
         let dy = values(&dy);
+        if let (Some(nx), Some(nf)) = (&node_x, &node_filter) {
+            // Both gradients in one call (a 1x1 convolution's read `dy` once).
+            let prior = registered_before(nx.id).then(|| grads.consume::<Flex>(nx));
+            let x = checkpointer.retrieve_node_output::<FlexTensor>(x_state);
+            let (dx, dw) = spec.grad_input_and_filter(
+                &values(&x),
+                &dy,
+                &values(&filter),
+                prior.as_ref().map(values).as_deref(),
+            );
+            let dx = flex(dx, vec![spec.n, spec.h, spec.w, spec.cin]);
+            register_input_gradient(grads, nx.id, nx.parents.is_empty(), dx);
+            grads.register::<Flex>(nf.id, flex(dw, filter_shape(&spec)));
+            return;
+        }
         if let Some(node) = node_x {
             let dx = if registered_before(node.id) {
                 let prior = grads.consume::<Flex>(&node);
