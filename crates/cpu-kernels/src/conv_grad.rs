@@ -366,9 +366,9 @@ impl TrainConv {
     }
 
     /// [`TrainConv::grad_input_and_filter`]'s single pass, or `None` where it does not apply:
-    /// not an unpadded 1x1 stride-1 convolution to more channels, or too few chunks of pixels for the filter
-    /// gradient's groups to keep the threads busy (the chunks' products then share out
-    /// their panels instead, and a chunk's `dx` rows would run on one thread).
+    /// not an unpadded 1x1 stride-1 convolution to more channels, or too few chunks of pixels
+    /// for the filter gradient's groups to keep the threads busy (the chunks' products then
+    /// share out their panels instead, and a chunk's `dx` rows would run on one thread).
     fn pointwise_grads_in_one_pass(
         &self,
         x: &[f32],
