@@ -22,6 +22,7 @@ use crate::ordered::{
 use crate::scratch::with_scratch;
 use crate::simd::vectorised;
 use crate::tensor::View;
+use crate::train_norm::BatchNormGrad;
 use crate::transpose::transpose_into;
 use crate::winograd_line::{
     grad_output_tile as line_grad_output_tile, input_tile as line_input_tile, LineAxis,
@@ -335,7 +336,7 @@ impl TrainConv {
         if let Some(axis) = self.line_filter_gradient(oh, ow) {
             return self.line_grad_filter(x, dy, (oh, ow), axis);
         }
-        self.pixel_chunks_grad_filter(x, dy, (oh, ow), |_, _| {})
+        self.pixel_chunks_grad_filter(x, DyRows::Tensor(dy), (oh, ow), |_, _, _| {})
     }
 
     /// Both gradients of a training step's convolution, `(dx, dw)`: [`TrainConv::grad_input`]
@@ -356,13 +357,33 @@ impl TrainConv {
         filter: &[f32],
         prior: Option<&[f32]>,
     ) -> (Vec<f32>, Vec<f32>) {
-        if let Some(both) = self.pointwise_grads_in_one_pass(x, dy, filter, prior) {
+        if let Some(both) = self.pointwise_grads_in_one_pass(x, DyRows::Tensor(dy), filter, prior) {
             return both;
         }
         (
             self.grad_input_with(dy, filter, prior),
             self.grad_filter(x, dy),
         )
+    }
+
+    /// [`TrainConv::grad_input_and_filter`] of a convolution whose output a training batch
+    /// norm reads: `dy` is that batch norm's input gradient, `bn` (its channel sums taken).
+    /// Where the single pass applies, each chunk of pixels makes its rows of `dy` into a
+    /// scratch block and both gradients read them there: `dy` is never written out whole
+    /// nor read back from memory. Otherwise it is made whole first, as the batch norm's
+    /// backward pass would. The same values either way.
+    pub fn grad_input_and_filter_after(
+        &self,
+        x: &[f32],
+        bn: &BatchNormGrad,
+        filter: &[f32],
+        prior: Option<&[f32]>,
+    ) -> (Vec<f32>, Vec<f32>) {
+        if let Some(both) = self.pointwise_grads_in_one_pass(x, DyRows::Made(bn), filter, prior) {
+            return both;
+        }
+        let dy = bn.input_gradient();
+        self.grad_input_and_filter(x, &dy, filter, prior)
     }
 
     /// [`TrainConv::grad_input_and_filter`]'s single pass, or `None` where it does not apply:
@@ -372,7 +393,7 @@ impl TrainConv {
     fn pointwise_grads_in_one_pass(
         &self,
         x: &[f32],
-        dy: &[f32],
+        dy: DyRows,
         filter: &[f32],
         prior: Option<&[f32]>,
     ) -> Option<(Vec<f32>, Vec<f32>)> {
@@ -385,8 +406,12 @@ impl TrainConv {
             return None;
         }
         let (oh, ow) = self.out_hw();
-        let (_, filter_len, _) = self.sizes();
-        self.check(x.len(), filter_len, dy.len());
+        let (_, filter_len, dy_len) = self.sizes();
+        if let DyRows::Tensor(dy) = dy {
+            self.check(x.len(), filter_len, dy.len());
+        } else {
+            self.check(x.len(), filter_len, dy_len);
+        }
         let (ci, co) = (self.cin, self.cout);
         let rows = self.n * oh * ow;
         if let Some(prior) = prior {
@@ -418,9 +443,9 @@ impl TrainConv {
         }
         let mut dx: Vec<f32> = Vec::with_capacity(rows * ci);
         let dx_base = SendPtr(dx.as_mut_ptr());
-        let dw = self.pixel_chunks_grad_filter(x, dy, (oh, ow), |m0, m1| {
+        let dw = self.pixel_chunks_grad_filter(x, dy, (oh, ow), |m0, m1, dy| {
             let mc = m1 - m0;
-            let dyv = Self::view(&dy[m0 * co..m1 * co], 1, 1, mc, co);
+            let dyv = Self::view(dy, 1, 1, mc, co);
             // SAFETY: rows `m0..m1` of `dx` (within its capacity), written by this chunk
             // alone: every row, all `ci` values (the tiles store whole rows).
             unsafe {
@@ -446,9 +471,9 @@ impl TrainConv {
     fn pixel_chunks_grad_filter(
         &self,
         x: &[f32],
-        dy: &[f32],
+        dy: DyRows,
         (oh, ow): (usize, usize),
-        before_chunk: impl Fn(usize, usize) + Sync,
+        before_chunk: impl Fn(usize, usize, &[f32]) + Sync,
     ) -> Vec<f32> {
         let (k, co) = (self.kh * self.kw * self.cin, self.cout);
         let rows = self.n * oh * ow;
@@ -470,25 +495,34 @@ impl TrainConv {
         let transpose_x = k < co;
         let sum = ordered_accumulate(chunks, co * k, |ci, acc, first| {
             let (m0, m1) = (ci * chunk, ((ci + 1) * chunk).min(rows));
-            before_chunk(m0, m1);
             let mc = m1 - m0;
-            let dy = &dy[m0 * co..m1 * co];
-            // The chunk's columns: the input itself, or gathered into scratch slot 0
-            // (overwritten whole, never zeroed).
-            let product = |x_col: &[f32], acc: &mut [f32]| {
-                if transpose_x {
-                    transposed_times_matrix(isa, (x_col, mc, k), dy, co, acc, !first, parallel);
+            let chunk_product = |dy: &[f32], acc: &mut [f32]| {
+                before_chunk(m0, m1, dy);
+                // The chunk's columns: the input itself, or gathered into scratch slot 0
+                // (overwritten whole, never zeroed).
+                let product = |x_col: &[f32], acc: &mut [f32]| {
+                    if transpose_x {
+                        transposed_times_matrix(isa, (x_col, mc, k), dy, co, acc, !first, parallel);
+                    } else {
+                        transposed_times_matrix(isa, (dy, mc, co), x_col, k, acc, !first, parallel);
+                    }
+                };
+                if direct {
+                    product(&x[m0 * k..m1 * k], acc);
                 } else {
-                    transposed_times_matrix(isa, (dy, mc, co), x_col, k, acc, !first, parallel);
+                    with_scratch(0, mc * k, |cols| {
+                        self.gather_columns(x, m0, m1, (oh, ow), cols);
+                        product(cols, acc);
+                    });
                 }
             };
-            if direct {
-                product(&x[m0 * k..m1 * k], acc);
-            } else {
-                with_scratch(0, mc * k, |cols| {
-                    self.gather_columns(x, m0, m1, (oh, ow), cols);
-                    product(cols, acc);
-                });
+            match dy {
+                DyRows::Tensor(dy) => chunk_product(&dy[m0 * co..m1 * co], acc),
+                // The chunk's rows made into scratch slot 1 (written whole).
+                DyRows::Made(bn) => with_scratch(1, mc * co, |dy| {
+                    bn.rows(m0, dy);
+                    chunk_product(dy, acc);
+                }),
             }
         });
         if transpose_x {
@@ -995,6 +1029,15 @@ impl TrainConv {
 }
 
 /// How [`TrainConv::line_grad_filter`] lays out its products.
+/// Where the filter gradient's chunks of pixels read the output's gradient: a whole tensor,
+/// or a batch norm's input gradient made chunk by chunk (see
+/// [`TrainConv::grad_input_and_filter_after`]).
+#[derive(Clone, Copy)]
+enum DyRows<'a, 'b> {
+    Tensor(&'a [f32]),
+    Made(&'a BatchNormGrad<'b>),
+}
+
 struct LineGradShape {
     /// Kernel rows across the axis.
     rows: usize,
@@ -1279,7 +1322,8 @@ mod tests {
                 let prior: Vec<f32> = (0..lx).map(|i| (i % 13) as f32 - 6.0).collect();
                 let prior = with_prior.then_some(prior.as_slice());
                 assert_eq!(
-                    t.pointwise_grads_in_one_pass(&x, &dy, &f, prior).is_some(),
+                    t.pointwise_grads_in_one_pass(&x, DyRows::Tensor(&dy), &f, prior)
+                        .is_some(),
                     fused,
                     "{ci} -> {co}, {kk}x{kk}, prior {with_prior}"
                 );
@@ -1314,6 +1358,78 @@ mod tests {
                             .sum();
                         assert!((got - want).abs() <= 1e-6 * scale, "dw {got} {want}");
                     }
+                }
+            }
+        });
+    }
+
+    /// Both gradients of a convolution under a training batch norm, its input gradient made
+    /// chunk by chunk (single pass) or whole: the values of the batch norm's gradient
+    /// followed by the convolution's, bit for bit (a ReLU6 mask, a prior, a 1x1 to more
+    /// channels, one to fewer, a 3x3).
+    #[test]
+    fn gradients_after_a_batch_norm_equal_the_two_steps() {
+        use crate::train_norm::{self, BatchNormGrad, Rows};
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            for (ci, co, kk) in [(16, 40, 1), (40, 24, 1), (8, 12, 3)] {
+                let t = TrainConv {
+                    n: 2,
+                    h: 48,
+                    w: 48,
+                    cin: ci,
+                    cout: co,
+                    kh: kk,
+                    kw: kk,
+                    stride: [1, 1],
+                    pads: [kk / 2; 4],
+                    depthwise: false,
+                };
+                let (lx, lf, ly) = t.sizes();
+                let x: Vec<f32> = (0..lx)
+                    .map(|i| ((i * 37 % 101) as f32 - 50.0) / 25.0)
+                    .collect();
+                let f: Vec<f32> = (0..lf)
+                    .map(|i| ((i * 53 % 97) as f32 - 48.0) / 24.0)
+                    .collect();
+                // The convolution's output, the batch norm's input.
+                let y = t.forward(&x, &f);
+                let d_out: Vec<f32> = (0..ly)
+                    .map(|i| ((i * 29 % 89) as f32 - 44.0) / 44.0)
+                    .collect();
+                let moments = train_norm::channel_moments(&y, co);
+                let gamma: Vec<f32> = (0..co).map(|j| 0.5 + j as f32 / co as f32).collect();
+                let beta: Vec<f32> = (0..co).map(|j| j as f32 / co as f32 - 0.3).collect();
+                let prior: Vec<f32> = (0..lx).map(|i| (i % 13) as f32 - 6.0).collect();
+                let args = (&moments[..], &gamma[..], &beta[..], 1e-3, Some((0.0, 6.0)));
+                let (dy, dgamma, dbeta) = train_norm::batch_norm_grad(
+                    &y,
+                    Rows::of(&d_out, co),
+                    args.0,
+                    args.1,
+                    args.2,
+                    args.3,
+                    args.4,
+                    false,
+                );
+                let bn = BatchNormGrad::new(
+                    &y,
+                    Rows::of(&d_out, co),
+                    args.0,
+                    args.1,
+                    args.2,
+                    args.3,
+                    args.4,
+                    false,
+                );
+                assert_eq!((&bn.dgamma, &bn.dbeta), (&dgamma, &dbeta));
+                assert_eq!(bn.input_gradient(), dy);
+                for prior in [None, Some(&prior[..])] {
+                    let want = t.grad_input_and_filter(&x, &dy, &f, prior);
+                    assert_eq!(t.grad_input_and_filter_after(&x, &bn, &f, prior), want);
                 }
             }
         });

@@ -267,80 +267,162 @@ pub fn batch_norm_grad(
     bounds: Option<(f32, f32)>,
     frozen: bool,
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
-    let c = gamma.len();
-    assert!(
-        c > 0
-            && x.len().is_multiple_of(c)
-            && beta.len() == c
-            && moments.len() == 2 * c
-            && dy.stride >= c
-    );
-    let rows = x.len() / c;
-    if rows > 0 {
-        // One past the last row's last value.
-        let end = (rows - 1)
-            .checked_mul(dy.stride)
-            .and_then(|e| e.checked_add(dy.offset)?.checked_add(c));
+    let g = BatchNormGrad::new(x, dy, moments, gamma, beta, eps, bounds, frozen);
+    let dx = g.input_gradient();
+    (dx, g.dgamma, g.dbeta)
+}
+
+/// [`batch_norm_grad`] in two steps, for a caller that consumes the input gradient a block
+/// of rows at a time (the convolution before the batch norm, [`crate::TrainConv`]): the
+/// channel sums (one pass over `x` and `dy`) on construction, then any rows of `dx`
+/// ([`BatchNormGrad::rows`]), each value as [`batch_norm_grad`] computes it.
+pub struct BatchNormGrad<'a> {
+    /// The scale's gradient (the sums of `dy * xhat`).
+    pub dgamma: Vec<f32>,
+    /// The offset's gradient (the sums of `dy`).
+    pub dbeta: Vec<f32>,
+    x: &'a [f32],
+    dy: Rows<'a>,
+    mean: &'a [f32],
+    beta: &'a [f32],
+    scale: Vec<f32>,
+    inv: Vec<f32>,
+    bounds: Option<(f32, f32)>,
+    /// `mean(g)`, `mean(g * xhat)` (zeros for frozen statistics).
+    mdy: Vec<f32>,
+    mdyx: Vec<f32>,
+}
+
+impl<'a> BatchNormGrad<'a> {
+    /// The channel sums of [`batch_norm_grad`]'s arguments. Panics as it does.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        x: &'a [f32],
+        dy: Rows<'a>,
+        moments: &'a [f32],
+        gamma: &[f32],
+        beta: &'a [f32],
+        eps: f32,
+        bounds: Option<(f32, f32)>,
+        frozen: bool,
+    ) -> Self {
+        let c = gamma.len();
         assert!(
-            end.is_some_and(|e| e <= dy.data.len()),
-            "the output gradient's rows lie outside its data"
+            c > 0
+                && x.len().is_multiple_of(c)
+                && beta.len() == c
+                && moments.len() == 2 * c
+                && dy.stride >= c
         );
-    }
-    let inv = inverse_std(moments, c, eps);
-    let scale: Vec<f32> = gamma.iter().zip(&inv).map(|(g, i)| g * i).collect();
-    let mean = &moments[..c];
-    let (masked, lo, hi) = match bounds {
-        Some((lo, hi)) => (true, lo, hi),
-        None => (false, 0.0, 0.0),
-    };
-    let p = Params {
-        mean,
-        scale: &scale,
-        beta,
-        inv: &inv,
-        lo,
-        hi,
-        masked,
-    };
-    let sums = channel_sums::<2>(
-        rows,
-        c,
-        #[inline(always)]
-        |r, s| {
-            let (s0, s1) = s.split_at_mut(c);
-            grad_sums_row(&p, &x[r * c..][..c], dy.row(r, c), s0, s1);
-        },
-    );
-    let dbeta: Vec<f32> = sums[..c].iter().map(|&s| s as f32).collect();
-    let dgamma: Vec<f32> = sums[c..].iter().map(|&s| s as f32).collect();
-    let n = rows.max(1) as f64;
-    let (mdy, mdyx): (Vec<f32>, Vec<f32>) = if frozen {
-        (vec![0.0; c], vec![0.0; c])
-    } else {
-        (
-            sums[..c].iter().map(|&s| (s / n) as f32).collect(),
-            sums[c..].iter().map(|&s| (s / n) as f32).collect(),
-        )
-    };
-    // Written once in parallel, as batch_norm's output.
-    let mut dx = Vec::with_capacity(x.len());
-    dx.spare_capacity_mut()[..x.len()]
-        .par_chunks_mut(c * BLOCK_ROWS)
-        .enumerate()
-        .for_each(|(b, dx)| {
-            vectorised(
-                #[inline(always)]
-                || {
-                    for (k, dx) in dx.chunks_exact_mut(c).enumerate() {
-                        let r = b * BLOCK_ROWS + k;
-                        grad_input_row(&p, &x[r * c..][..c], dy.row(r, c), (&mdy, &mdyx), dx);
-                    }
-                },
+        let rows = x.len() / c;
+        if rows > 0 {
+            // One past the last row's last value.
+            let end = (rows - 1)
+                .checked_mul(dy.stride)
+                .and_then(|e| e.checked_add(dy.offset)?.checked_add(c));
+            assert!(
+                end.is_some_and(|e| e <= dy.data.len()),
+                "the output gradient's rows lie outside its data"
+            );
+        }
+        let inv = inverse_std(moments, c, eps);
+        let scale: Vec<f32> = gamma.iter().zip(&inv).map(|(g, i)| g * i).collect();
+        let mut g = BatchNormGrad {
+            dgamma: Vec::new(),
+            dbeta: Vec::new(),
+            x,
+            dy,
+            mean: &moments[..c],
+            beta,
+            scale,
+            inv,
+            bounds,
+            mdy: Vec::new(),
+            mdyx: Vec::new(),
+        };
+        let p = g.params();
+        let sums = channel_sums::<2>(
+            rows,
+            c,
+            #[inline(always)]
+            |r, s| {
+                let (s0, s1) = s.split_at_mut(c);
+                grad_sums_row(&p, &x[r * c..][..c], dy.row(r, c), s0, s1);
+            },
+        );
+        let n = rows.max(1) as f64;
+        let (mdy, mdyx) = if frozen {
+            (vec![0.0; c], vec![0.0; c])
+        } else {
+            (
+                sums[..c].iter().map(|&s| (s / n) as f32).collect(),
+                sums[c..].iter().map(|&s| (s / n) as f32).collect(),
             )
-        });
-    // SAFETY: as in batch_norm, every element was written.
-    unsafe { dx.set_len(x.len()) };
-    (dx, dgamma, dbeta)
+        };
+        g.dbeta = sums[..c].iter().map(|&s| s as f32).collect();
+        g.dgamma = sums[c..].iter().map(|&s| s as f32).collect();
+        (g.mdy, g.mdyx) = (mdy, mdyx);
+        g
+    }
+
+    fn params(&self) -> Params<'_> {
+        let (masked, lo, hi) = match self.bounds {
+            Some((lo, hi)) => (true, lo, hi),
+            None => (false, 0.0, 0.0),
+        };
+        Params {
+            mean: self.mean,
+            scale: &self.scale,
+            beta: self.beta,
+            inv: &self.inv,
+            lo,
+            hi,
+            masked,
+        }
+    }
+
+    /// Rows of the input gradient from row `r0` on, as many as `dx` holds (whole rows of
+    /// `c` values), each written.
+    fn write_rows(&self, r0: usize, dx: &mut [std::mem::MaybeUninit<f32>]) {
+        let c = self.scale.len();
+        let p = self.params();
+        vectorised(
+            #[inline(always)]
+            || {
+                for (k, dx) in dx.chunks_exact_mut(c).enumerate() {
+                    let r = r0 + k;
+                    let x = &self.x[r * c..][..c];
+                    grad_input_row(&p, x, self.dy.row(r, c), (&self.mdy, &self.mdyx), dx);
+                }
+            },
+        )
+    }
+
+    /// The whole input gradient, written once in parallel (as [`batch_norm`]'s output).
+    pub fn input_gradient(&self) -> Vec<f32> {
+        let (len, c) = (self.x.len(), self.scale.len());
+        let mut dx = Vec::with_capacity(len);
+        dx.spare_capacity_mut()[..len]
+            .par_chunks_mut(c * BLOCK_ROWS)
+            .enumerate()
+            .for_each(|(b, dx)| self.write_rows(b * BLOCK_ROWS, dx));
+        // SAFETY: the blocks cover all `len` elements, each written by write_rows.
+        unsafe { dx.set_len(len) };
+        dx
+    }
+
+    /// [`BatchNormGrad::write_rows`] into initialised memory.
+    pub fn rows(&self, r0: usize, dx: &mut [f32]) {
+        // SAFETY: f32 and MaybeUninit<f32> have the same layout; only initialised values
+        // are written.
+        let dx = unsafe {
+            std::slice::from_raw_parts_mut(
+                dx.as_mut_ptr() as *mut std::mem::MaybeUninit<f32>,
+                dx.len(),
+            )
+        };
+        self.write_rows(r0, dx);
+    }
 }
 
 /// Writes a row's `(x - mean) * scale + beta` clamped to `[lo, hi]`. Every slice is
