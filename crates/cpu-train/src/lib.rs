@@ -56,6 +56,24 @@ pub trait CpuTrain: Backend {
         hi: f32,
         frozen: bool,
     ) -> FloatTensor<Self>;
+    /// [`CpuTrain::batch_norm_train`] in training mode of `y`, the convolution `spec` of `x`
+    /// with `filter` (computed by the caller, not tracked), `moments` its
+    /// [`CpuTrain::channel_moments`]: one op whose gradient reaches `x` and `filter` through
+    /// the convolution's backward pass, which makes the batch norm's input gradient chunk by
+    /// chunk where it can ([`TrainConv::grad_input_and_filter_after`]).
+    #[allow(clippy::too_many_arguments)]
+    fn conv_batch_norm_train(
+        x: FloatTensor<Self>,
+        filter: FloatTensor<Self>,
+        y: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        moments: FloatTensor<Self>,
+        spec: TrainConv,
+        eps: f32,
+        lo: f32,
+        hi: f32,
+    ) -> FloatTensor<Self>;
     /// `x` clamped to `[lo, hi]` (ReLU, ReLU6).
     fn clamp_act(x: FloatTensor<Self>, lo: f32, hi: f32) -> FloatTensor<Self>;
     /// A max or average pool (see [`TrainPool`]) of an NHWC input: `[n, oh, ow, c]`.
@@ -175,6 +193,21 @@ impl CpuTrain for Flex {
             (lo, hi),
         );
         flex(y, shape_of(&x))
+    }
+
+    fn conv_batch_norm_train(
+        _x: FlexTensor,
+        _filter: FlexTensor,
+        y: FlexTensor,
+        gamma: FlexTensor,
+        beta: FlexTensor,
+        moments: FlexTensor,
+        _spec: TrainConv,
+        eps: f32,
+        lo: f32,
+        hi: f32,
+    ) -> FlexTensor {
+        Flex::batch_norm_train(y, gamma, beta, moments, eps, lo, hi, false)
     }
 
     fn clamp_act(x: FlexTensor, lo: f32, hi: f32) -> FlexTensor {
@@ -343,6 +376,89 @@ impl Backward<Flex, 3> for BatchNormBackward {
     }
 }
 
+#[derive(Debug)]
+struct ConvBatchNormBackward;
+
+impl Backward<Flex, 4> for ConvBatchNormBackward {
+    /// The convolution's input checkpoint, its filter (contiguous HWIO) and output (the
+    /// batch norm's input), gamma's checkpoint, beta, the moments, the convolution, epsilon,
+    /// the activation's bounds.
+    type State = (
+        NodeId,
+        FlexTensor,
+        FlexTensor,
+        NodeId,
+        FlexTensor,
+        FlexTensor,
+        TrainConv,
+        f32,
+        Option<(f32, f32)>,
+    );
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 4>,
+        grads: &mut Gradients,
+        checkpointer: &mut Checkpointer,
+    ) {
+        let [node_x, node_filter, node_gamma, node_beta] = ops.parents;
+        let d_out = grads.consume::<Flex>(&ops.node);
+        consumed(ops.node.id);
+        let (x_state, filter, y, gamma_state, beta, moments, spec, eps, bounds) = ops.state;
+        let gamma = checkpointer.retrieve_node_output::<FlexTensor>(gamma_state);
+        let gathered;
+        let d_rows = match channel_rows(&d_out) {
+            Some(rows) => rows,
+            None => {
+                gathered = values(&d_out);
+                train_norm::Rows::of(&gathered, channels(&d_out))
+            }
+        };
+        let (y_v, moments_v, gamma_v, beta_v) =
+            (values(&y), values(&moments), values(&gamma), values(&beta));
+        let bn = train_norm::BatchNormGrad::new(
+            &y_v, d_rows, &moments_v, &gamma_v, &beta_v, eps, bounds, false,
+        );
+        if let Some(node) = node_gamma {
+            grads.register::<Flex>(node.id, flex(bn.dgamma.clone(), shape_of(&gamma)));
+        }
+        if let Some(node) = node_beta {
+            grads.register::<Flex>(node.id, flex(bn.dbeta.clone(), shape_of(&gamma)));
+        }
+        let filter_v = values(&filter);
+        let x_shape = vec![spec.n, spec.h, spec.w, spec.cin];
+        if let (Some(nx), Some(nf)) = (&node_x, &node_filter) {
+            let prior = registered_before(nx.id).then(|| grads.consume::<Flex>(nx));
+            let x = checkpointer.retrieve_node_output::<FlexTensor>(x_state);
+            let (dx, dw) = spec.grad_input_and_filter_after(
+                &values(&x),
+                &bn,
+                &filter_v,
+                prior.as_ref().map(values).as_deref(),
+            );
+            register_input_gradient(grads, nx.id, nx.parents.is_empty(), flex(dx, x_shape));
+            grads.register::<Flex>(nf.id, flex(dw, filter_shape(&spec)));
+            return;
+        }
+        // One gradient only (the first convolution reads the untracked image).
+        let dy = bn.input_gradient();
+        if let Some(node) = node_x {
+            let dx = if registered_before(node.id) {
+                let prior = grads.consume::<Flex>(&node);
+                spec.grad_input_onto(&dy, &filter_v, &values(&prior))
+            } else {
+                spec.grad_input(&dy, &filter_v)
+            };
+            register_input_gradient(grads, node.id, node.parents.is_empty(), flex(dx, x_shape));
+        }
+        if let Some(node) = node_filter {
+            let x = checkpointer.retrieve_node_output::<FlexTensor>(x_state);
+            let dw = spec.grad_filter(&values(&x), &dy);
+            grads.register::<Flex>(node.id, flex(dw, filter_shape(&spec)));
+        }
+    }
+}
+
 /// An op of one input whose gradient needs that input: ReLU / ReLU6 clamps and pools.
 trait SingleInputOp: Copy + Send + Sync + std::fmt::Debug + 'static {
     fn forward(self, x: FlexTensor) -> FlexTensor;
@@ -499,6 +615,68 @@ impl<C: CheckpointStrategy> CpuTrain for Autodiff<Flex, C> {
         }
     }
 
+    fn conv_batch_norm_train(
+        x: FloatTensor<Self>,
+        filter: FloatTensor<Self>,
+        y: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        moments: FloatTensor<Self>,
+        spec: TrainConv,
+        eps: f32,
+        lo: f32,
+        hi: f32,
+    ) -> FloatTensor<Self> {
+        let (y, moments) = (y.into_primitive(), moments.into_primitive());
+        match ConvBatchNormBackward
+            .prepare::<C>([x.node(), filter.node(), gamma.node(), beta.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(mut prep) => {
+                let x_state = prep.checkpoint(&x);
+                let gamma_state = prep.checkpoint(&gamma);
+                let filter = contiguous(filter.into_primitive());
+                let beta = beta.into_primitive();
+                let out = Flex::batch_norm_train(
+                    y.clone(),
+                    gamma.into_primitive(),
+                    beta.clone(),
+                    moments.clone(),
+                    eps,
+                    lo,
+                    hi,
+                    false,
+                );
+                let bounds = (lo.is_finite() || hi.is_finite()).then_some((lo, hi));
+                prep.finish(
+                    (
+                        x_state,
+                        filter,
+                        y,
+                        gamma_state,
+                        beta,
+                        moments,
+                        spec,
+                        eps,
+                        bounds,
+                    ),
+                    out,
+                )
+            }
+            OpsKind::UnTracked(prep) => prep.finish(Flex::batch_norm_train(
+                y,
+                gamma.into_primitive(),
+                beta.into_primitive(),
+                moments,
+                eps,
+                lo,
+                hi,
+                false,
+            )),
+        }
+    }
+
     fn clamp_act(x: FloatTensor<Self>, lo: f32, hi: f32) -> FloatTensor<Self> {
         single_input::<C, _>(x, Clamp(lo, hi))
     }
@@ -561,11 +739,54 @@ pub fn batch_norm_train(
         hi,
         false,
     );
+    let (mean, var) = mean_and_variance(moments);
+    (y, mean, var)
+}
+
+/// The convolution `spec` of `x` with `filter` (checked as for [`conv`]), then
+/// [`batch_norm_train`] of its output: `(y, batch mean, biased batch variance)`, the same
+/// values, as one op whose backward pass hands the batch norm's input gradient to the
+/// convolution's a block of pixels at a time where it can, instead of writing it whole and
+/// reading it back (an unpadded 1x1 convolution to more channels over many pixels: [`TrainConv::grad_input_and_filter_after`]).
+pub fn conv_batch_norm_train(
+    x: DispatchTensor,
+    filter: DispatchTensor,
+    spec: TrainConv,
+    gamma: DispatchTensor,
+    beta: DispatchTensor,
+    eps: f32,
+    (lo, hi): (f32, f32),
+) -> (DispatchTensor, DispatchTensor, DispatchTensor) {
+    // The convolution's output, not tracked: the op below differentiates it.
+    let y = <Dispatch as CpuTrain>::nhwc_conv(
+        Dispatch::float_detach(x.clone()),
+        Dispatch::float_detach(filter.clone()),
+        spec,
+    );
+    let moments = <Dispatch as CpuTrain>::channel_moments(y.clone());
+    let out = <Dispatch as CpuTrain>::conv_batch_norm_train(
+        x,
+        filter,
+        y,
+        gamma,
+        beta,
+        moments.clone(),
+        spec,
+        eps,
+        lo,
+        hi,
+    );
+    let (mean, var) = mean_and_variance(moments);
+    (out, mean, var)
+}
+
+/// The mean and variance rows of `[2, c]` moments, each `[c]`.
+fn mean_and_variance(moments: DispatchTensor) -> (DispatchTensor, DispatchTensor) {
     let c = TensorMetadata::shape(&moments)[1];
     let both = Dispatch::float_reshape(moments, Shape::from([2 * c]));
     let mean = Dispatch::float_slice(both.clone(), &[Slice::new(0, Some(c as isize), 1)]);
     let var = Dispatch::float_slice(both, &[Slice::new(c as isize, Some(2 * c as isize), 1)]);
-    (y, mean, var)
+    (mean, var)
 }
 
 /// Inference-mode batch normalisation of `x` over its last axis with the moving `mean`

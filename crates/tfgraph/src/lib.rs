@@ -68,6 +68,12 @@ struct Plan {
     /// the `Pad` passes its input through (`passed`): no padded copy, and no strided slice
     /// of its gradient (Keras' MobileNetV2 pads before each stride-2 depthwise convolution).
     pad_conv: HashMap<usize, [usize; 4]>,
+    /// Batch norms (training mode, NHWC) whose input is a `Conv2D` read by nothing else:
+    /// the batch norm node runs both as one op (`ops::run_conv_batch_norm`), whose backward
+    /// pass hands the batch norm's input gradient to the convolution's a block of pixels at
+    /// a time; the convolution node only passes its input and filter on (`deferred`).
+    conv_bn: HashMap<usize, usize>,
+    deferred: std::collections::HashSet<usize>,
 }
 
 impl Plan {
@@ -91,6 +97,37 @@ impl Plan {
                 self.bn_act.insert(i, bounds);
                 self.passed.insert(reader);
             }
+        }
+    }
+
+    /// Finds the training-mode NHWC `FusedBatchNorm*` nodes whose input is the output of a
+    /// `Conv2D` (NHWC, its input not a folded `Pad`) that nothing else reads, for
+    /// [`Plan::conv_bn`]. Runs after [`Plan::fold_pads_into_convolutions`].
+    fn fuse_convolutions_into_batch_norms(&mut self) {
+        let uses = fast::Uses::new(&self.graph);
+        for (i, n) in self.graph.nodes.iter().enumerate() {
+            if !n.op.starts_with("FusedBatchNorm") || n.inputs.is_empty() || !n.subgraphs.is_empty()
+            {
+                continue;
+            }
+            let training = n.attrs.get("is_training").and_then(|a| a.b).unwrap_or(true);
+            let x = n.inputs[0];
+            let p = &self.graph.nodes[x.node];
+            if !training
+                || fast::attr_s(n, "data_format") == "NCHW"
+                || p.op != "Conv2D"
+                || p.inputs.len() != 2
+                || !p.subgraphs.is_empty()
+                || fast::attr_s(p, "data_format") == "NCHW"
+                || x.index != 0
+                || uses.only_reader(x) != Some(i)
+                || self.pad_conv.contains_key(&x.node)
+                || self.deferred.contains(&x.node)
+            {
+                continue;
+            }
+            self.conv_bn.insert(i, x.node);
+            self.deferred.insert(x.node);
         }
     }
 
@@ -135,6 +172,8 @@ impl Plan {
             bn_act: HashMap::new(),
             passed: Default::default(),
             pad_conv: HashMap::new(),
+            conv_bn: HashMap::new(),
+            deferred: Default::default(),
         };
         plan.schedule();
         plan
@@ -245,6 +284,19 @@ fn run_plan(plan: &Plan, env: &Env, inputs: &[Value], top: bool) -> Result<Vec<V
                         v.clone()
                     });
                 }
+                // A fused convolution's filter (its second output, read by nobody else).
+                let conv_filter = match plan.conv_bn.get(&i) {
+                    Some(&c) => Some(
+                        values[c]
+                            .as_mut()
+                            .and_then(|o| o.get_mut(1))
+                            .map(|v| std::mem::replace(v, Value::Var(usize::MAX)))
+                            .ok_or_else(|| {
+                                op_error(node, "the fused convolution's filter is missing".into())
+                            })?,
+                    ),
+                    None => None,
+                };
                 // Values read for the last time are dropped before the op runs, so that
                 // the op holds the only reference to them.
                 for r in &node.inputs {
@@ -255,6 +307,20 @@ fn run_plan(plan: &Plan, env: &Env, inputs: &[Value], top: bool) -> Result<Vec<V
                 let start = env.profile.map(|_| std::time::Instant::now());
                 let outs = if plan.passed.contains(&i) {
                     ins.into_iter().take(1).collect()
+                } else if plan.deferred.contains(&i) {
+                    // Input and filter, for the batch norm that runs this convolution.
+                    ins
+                } else if let (Some(&c), Some(filter)) = (plan.conv_bn.get(&i), conv_filter) {
+                    let mut ins = ins;
+                    let x = std::mem::replace(&mut ins[0], Value::Var(usize::MAX));
+                    ops::run_conv_batch_norm(
+                        &env.ctx(&nodes[c]),
+                        vec![x, filter],
+                        &env.ctx(node),
+                        ins,
+                        plan.bn_act.get(&i).copied(),
+                    )
+                    .map_err(|msg| op_error(node, msg))?
                 } else if let Some(&(lo, hi)) = plan.bn_act.get(&i) {
                     ops::run_batch_norm_act(&env.ctx(node), ins, lo, hi)
                         .map_err(|msg| op_error(node, msg))?
@@ -523,6 +589,7 @@ impl Model {
             // (they take variables), and the fusion computes exactly what the two ops do.
             plan.fuse_batch_norm_activations();
             plan.fold_pads_into_convolutions(&consts);
+            plan.fuse_convolutions_into_batch_norms();
         }
         if inference_rewrite {
             plan.fast = fast::rewrite(&mut plan.graph, &consts);
@@ -617,6 +684,12 @@ impl Model {
     /// inference rewrite does not run on: training traces, other devices).
     pub fn folded_pads(&self) -> usize {
         self.plan.pad_conv.len()
+    }
+
+    /// How many `Conv2D` nodes run with the batch norm that alone reads them as one op
+    /// (training traces; see `Plan::conv_bn`).
+    pub fn fused_conv_batch_norms(&self) -> usize {
+        self.plan.conv_bn.len()
     }
 
     /// Whether this is a `training=True` trace.

@@ -406,6 +406,19 @@ fn run_all_with(device: &Device, options: &Options, filter: &dyn Fn(&serde_json:
                         m.folded_pads()
                     ));
                 }
+                // Each of its Conv2D nodes (the first, the expansions and projections, the
+                // last) runs with its batch norm as one op.
+                let convs = (m.graph().nodes.iter())
+                    .filter(|n| n.op == "Conv2D")
+                    .count();
+                if name.starts_with("mobilenet_v2")
+                    && (convs == 0 || m.fused_conv_batch_norms() != convs)
+                {
+                    failures.push(format!(
+                        "{name}: training trace: {} of {convs} Conv2D nodes run with their batch norm",
+                        m.fused_conv_batch_norms()
+                    ));
+                }
                 m.run_host(inputs.clone())
             });
             match r {

@@ -231,7 +231,7 @@ impl BasicConv {
     /// [`BasicConv::forward`] on flex: the convolution, then the batch norm and the
     /// activation in one pass ([`cpu_train`]).
     fn forward_nhwc(&self, x: Tensor<4>) -> Tensor<4> {
-        self.forward_nhwc_with(x, |y| y)
+        self.forward_nhwc_with(x, None::<fn(Tensor<4>) -> Tensor<4>>)
     }
 
     /// The unit of a pool-first branch, `self(pool(x))`, for a 1x1 stride-1 convolution and
@@ -256,17 +256,17 @@ impl BasicConv {
                 PaddingConfig2d::Valid | PaddingConfig2d::Explicit(0, 0, 0, 0)
             );
         if layout == Layout::Nhwc && pointwise {
-            return self.forward_nhwc_with(x, pool);
+            return self.forward_nhwc_with(x, Some(pool));
         }
         self.forward(pool(x), layout)
     }
 
-    /// [`BasicConv::forward_nhwc`] with `between` applied to the convolution's output (its
-    /// bias added) before the batch norm.
+    /// [`BasicConv::forward_nhwc`] with `between` (if any) applied to the convolution's
+    /// output (its bias added) before the batch norm.
     fn forward_nhwc_with(
         &self,
         x: Tensor<4>,
-        between: impl FnOnce(Tensor<4>) -> Tensor<4>,
+        between: Option<impl FnOnce(Tensor<4>) -> Tensor<4>>,
     ) -> Tensor<4> {
         let [n, h, w, cin] = x.dims();
         let [cout, _, kh, kw] = self.conv.weight.dims();
@@ -294,13 +294,43 @@ impl BasicConv {
         };
         // Burn's [out, in, kh, kw] as TensorFlow's HWIO, which the kernels read.
         let filter = self.conv.weight.val().permute([2, 3, 1, 0]).into_dispatch();
+        let bounds = (0.0, if self.relu6 { 6.0 } else { f32::INFINITY });
+        let device = x.device();
+        if let Some(bn) = &self.bn {
+            if bn.train_stats
+                && device.is_autodiff()
+                && self.conv.bias.is_none()
+                && between.is_none()
+            {
+                // The convolution and its batch norm as one op (one backward pass).
+                let gamma = Tensor::<1>::ones([cout], &device).into_dispatch();
+                let (out, mean, var) = cpu_train::conv_batch_norm_train(
+                    x.into_dispatch(),
+                    filter,
+                    spec,
+                    gamma,
+                    bn.beta.val().into_dispatch(),
+                    bn.epsilon as f32,
+                    bounds,
+                );
+                let (oh, ow) = spec.output_hw().expect("checked above");
+                bn.update_moving(
+                    Tensor::from_dispatch(mean),
+                    Tensor::from_dispatch(var),
+                    n * oh * ow,
+                );
+                return Tensor::from_dispatch(out);
+            }
+        }
         let mut y = Tensor::<4>::from_dispatch(cpu_train::conv(x.into_dispatch(), filter, spec));
         if let Some(bias) = &self.conv.bias {
             y = y + bias.val().reshape([1, 1, 1, cout]);
         }
-        let y = between(y);
+        let y = match between {
+            Some(f) => f(y),
+            None => y,
+        };
         let [n, h, w, _] = y.dims();
-        let bounds = (0.0, if self.relu6 { 6.0 } else { f32::INFINITY });
         let Some(bn) = &self.bn else {
             return Tensor::from_dispatch(cpu_train::clamp_act(
                 y.into_dispatch(),
@@ -308,7 +338,6 @@ impl BasicConv {
                 bounds.1,
             ));
         };
-        let device = y.device();
         let gamma = Tensor::<1>::ones([cout], &device).into_dispatch();
         if bn.train_stats && device.is_autodiff() {
             let (out, mean, var) = cpu_train::batch_norm_train(

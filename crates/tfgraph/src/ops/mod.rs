@@ -212,6 +212,19 @@ pub(crate) fn run_batch_norm_act(ctx: &Ctx, inputs: Vec<Value>, lo: f32, hi: f32
     nn::batch_norm(ctx, &inputs, Some((lo, hi)))
 }
 
+/// A `Conv2D` (`conv`, its input and filter) and the `FusedBatchNorm*` that alone reads its
+/// output (`bn`, its inputs but for the first), with the activation after it if fused
+/// (see `Plan::conv_bn`).
+pub(crate) fn run_conv_batch_norm(
+    conv: &Ctx,
+    conv_inputs: Vec<Value>,
+    bn: &Ctx,
+    bn_inputs: Vec<Value>,
+    act: Option<(f32, f32)>,
+) -> OpResult {
+    nn::conv_batch_norm(conv, &conv_inputs, bn, bn_inputs, act)
+}
+
 /// A `VALID` `Conv2D` / `DepthwiseConv2dNative` whose input was zero-padded by `pads`
 /// (`[top, bottom, left, right]`) in a `Pad` node folded into it: `inputs[0]` is the
 /// unpadded input.

@@ -194,8 +194,64 @@ fn conv2d_with(ctx: &Ctx, inputs: &[Value], depthwise: bool, extra: [usize; 4]) 
 /// `FusedBatchNorm*`; in training, `act` clamps its output to `[lo, hi]` (a ReLU / ReLU6
 /// that reads only this output, fused by the training plan).
 pub(super) fn batch_norm(ctx: &Ctx, inputs: &[Value], act: Option<(f32, f32)>) -> OpResult {
+    batch_norm_after(ctx, inputs, act, None)
+}
+
+/// A training trace's `Conv2D` (`conv`: its node, `conv_inputs` its input and filter) and
+/// the `FusedBatchNorm*` that alone reads its output (`bn`, `bn_inputs` but for the first),
+/// fused by the training plan: on flex, in training mode, NHWC, one op of the CPU kernels
+/// ([`cpu_train::conv_batch_norm_train`], the same values as the two); otherwise the
+/// convolution, then the batch norm.
+pub(super) fn conv_batch_norm(
+    conv: &Ctx,
+    conv_inputs: &[Value],
+    bn: &Ctx,
+    mut bn_inputs: Vec<Value>,
+    act: Option<(f32, f32)>,
+) -> OpResult {
+    let x = conv.float(arg(conv_inputs, 0)?)?;
+    let w = conv.float(arg(conv_inputs, 1)?)?;
+    let (xs, ws) = (dev::shape(&x), dev::shape(&w));
+    let training = bn.attr("is_training").and_then(|a| a.b).unwrap_or(true);
+    if training && xs.len() == 4 && ws.len() == 4 && bn.attr_s("data_format") != "NCHW" {
+        let g = conv_geometry(conv, &xs, ws[0], ws[1])?;
+        if let Some(spec) = kernel_conv(&g, &xs, &ws, false)? {
+            if cpu_train::runs_on_flex(&x) && cpu_train::runs_on_flex(&w) {
+                if bn_inputs.is_empty() {
+                    return Err("expects an input".into());
+                }
+                bn_inputs[0] = Value::Dev(x);
+                return batch_norm_after(bn, &bn_inputs, act, Some((w, spec)));
+            }
+        }
+    }
+    let y = conv2d(conv, conv_inputs, false)?;
+    match (bn_inputs.first_mut(), y.into_iter().next()) {
+        (Some(first), Some(y)) => *first = y,
+        _ => return Err("expects an input".into()),
+    }
+    batch_norm(bn, &bn_inputs, act)
+}
+
+/// [`batch_norm`], its input `x` the input of the convolution `conv` (filter, geometry)
+/// when given (see [`conv_batch_norm`]).
+fn batch_norm_after(
+    ctx: &Ctx,
+    inputs: &[Value],
+    act: Option<(f32, f32)>,
+    conv: Option<(FT, cpu_kernels::TrainConv)>,
+) -> OpResult {
     let x = ctx.float(arg(inputs, 0)?)?;
-    let xs = dev::shape(&x);
+    let xs = match &conv {
+        // The batch norm's input is the convolution's output.
+        Some((_, spec)) => {
+            let (oh, ow) = spec
+                .output_hw()
+                .ok_or("convolution larger than its input")?;
+            vec![spec.n, oh, ow, spec.cout]
+        }
+        None => dev::shape(&x),
+    };
     if xs.len() != 4 {
         return Err(format!("expects a 4-D input, got {xs:?}"));
     }
@@ -221,6 +277,9 @@ pub(super) fn batch_norm(ctx: &Ctx, inputs: &[Value], act: Option<(f32, f32)>) -
     let offset = vec_of(2)?;
     // `is_training` defaults to true in the OpDef (stripped from nodes when true).
     let training = ctx.attr("is_training").and_then(|a| a.b).unwrap_or(true);
+    if !training && conv.is_some() {
+        return Err("a convolution fused into an inference-mode batch norm".into());
+    }
     if !training {
         let mean = vec_of(3)?;
         let var = vec_of(4)?;
@@ -266,10 +325,22 @@ pub(super) fn batch_norm(ctx: &Ctx, inputs: &[Value], act: Option<(f32, f32)>) -
     let on_flex = [&x, &scale, &offset]
         .iter()
         .all(|t| cpu_train::runs_on_flex(t));
+    // A fused convolution the kernels' op cannot take here runs first.
+    let (x, conv) = match conv {
+        Some((w, spec)) if nchw || !on_flex => (cpu_train::conv(x, w, spec), None),
+        conv => (x, conv),
+    };
     let (y, mean, var) = if !nchw && on_flex {
         let (scale, offset) = (dev::reshape(scale, &[c]), dev::reshape(offset, &[c]));
         let bounds = act.unwrap_or((f32::NEG_INFINITY, f32::INFINITY));
-        cpu_train::batch_norm_train(x, scale, offset, eps, bounds)
+        match conv {
+            // The convolution that produced `x` (not run yet: `x` is its input) and this
+            // batch norm as one op.
+            Some((w, spec)) => {
+                cpu_train::conv_batch_norm_train(x, w, spec, scale, offset, eps, bounds)
+            }
+            None => cpu_train::batch_norm_train(x, scale, offset, eps, bounds),
+        }
     } else {
         let (y, mean, var) = batch_norm_composite(x, scale, offset, &axes, n, eps);
         (activate(y, act), mean, var)
