@@ -5,7 +5,9 @@
 //! `cargo bench -p cpu-kernels --bench train_conv [-- --batch N] [--only <label part>] [--cold]`.
 //! GFLOP/s counts 2 flops per multiply-add of each pass; times are the best of 3 calls.
 //! `dx+dw`: both gradients by one call (`TrainConv::grad_input_and_filter`, the flops of
-//! both). `--cold`: the caches are flushed before each call (a 320 MB buffer written), as a
+//! both). Then the backward pass of a convolution and the training batch norm after it
+//! (ReLU6) on MobileNetV2's 1x1 layers: the batch norm's gradient written whole, then the
+//! convolution's, against `TrainConv::grad_input_and_filter_after` (ms). `--cold`: the caches are flushed before each call (a 320 MB buffer written), as a
 //! training step finds its activations and gradients in memory.
 //! Then Inception's pools (`TrainPool`: forward and input gradient, GB/s of input and
 //! output read and written once).
@@ -145,7 +147,87 @@ fn main() {
         totals[2] * 1e3,
         totals[3] * 1e3
     );
+    conv_batch_norms(n, only.as_deref(), cold);
     pools(n, only.as_deref(), cold);
+}
+
+/// MobileNetV2's 1x1 convolutions with their batch norms: (label, side, cin, cout).
+fn conv_batch_norms(n: usize, only: Option<&str>, cold: bool) {
+    use cpu_kernels::train_norm::{self, BatchNormGrad, Rows};
+    let cases: [(&str, usize, usize, usize); 4] = [
+        ("MNv2 1x1+BN 16-96", 112, 16, 96),
+        ("MNv2 1x1+BN 24-144", 56, 24, 144),
+        ("MNv2 1x1+BN 144-24", 56, 144, 24),
+        ("MNv2 1x1+BN 96-576", 14, 96, 576),
+    ];
+    println!(
+        "{:<18} {:>9} {:>9}  (ms: two steps, one op)",
+        "conv + batch norm", "apart", "fused"
+    );
+    for (label, side, cin, cout) in cases {
+        if only.is_some_and(|o| !label.contains(o)) {
+            continue;
+        }
+        let t = TrainConv {
+            n,
+            h: side,
+            w: side,
+            cin,
+            cout,
+            kh: 1,
+            kw: 1,
+            stride: [1, 1],
+            pads: [0; 4],
+            depthwise: false,
+        };
+        let x: Vec<f32> = (0..n * side * side * cin)
+            .map(|i| ((i % 97) as f32 - 48.0) / 97.0)
+            .collect();
+        let w: Vec<f32> = (0..cin * cout)
+            .map(|i| ((i % 89) as f32 - 44.0) / 89.0)
+            .collect();
+        let y = t.forward(&x, &w);
+        let d_out: Vec<f32> = (0..y.len())
+            .map(|i| ((i % 83) as f32 - 41.0) / 83.0)
+            .collect();
+        let moments = train_norm::channel_moments(&y, cout);
+        let (gamma, beta) = (vec![1.0f32; cout], vec![0.1f32; cout]);
+        let bn = |y| {
+            let rows = Rows::of(&d_out, cout);
+            BatchNormGrad::new(
+                y,
+                rows,
+                &moments,
+                &gamma,
+                &beta,
+                1e-3,
+                Some((0.0, 6.0)),
+                false,
+            )
+        };
+        let apart = best(cold, || {
+            let (dy, _, _) = train_norm::batch_norm_grad(
+                &y,
+                Rows::of(&d_out, cout),
+                &moments,
+                &gamma,
+                &beta,
+                1e-3,
+                Some((0.0, 6.0)),
+                false,
+            );
+            drop(std::hint::black_box(
+                t.grad_input_and_filter(&x, &dy, &w, None),
+            ));
+        });
+        let fused = best(cold, || {
+            let g = bn(&y);
+            drop(std::hint::black_box(
+                t.grad_input_and_filter_after(&x, &g, &w, None),
+            ));
+        });
+        println!("{label:<18} {:>9.1} {:>9.1}", apart * 1e3, fused * 1e3);
+    }
 }
 
 /// Inception-v3's pools at 299x299: (label, side, channels, max, stride, pad).
