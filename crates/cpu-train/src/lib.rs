@@ -282,35 +282,71 @@ impl Backward<Flex, 2> for ConvBackward {
         consumed(ops.node.id);
         let (x_state, filter, spec) = ops.state;
         let dy = values(&dy);
-        if let (Some(nx), Some(nf)) = (&node_x, &node_filter) {
-            // Both gradients in one call (a 1x1 convolution's read `dy` once).
-            let prior = registered_before(nx.id).then(|| grads.consume::<Flex>(nx));
-            let x = checkpointer.retrieve_node_output::<FlexTensor>(x_state);
-            let (dx, dw) = spec.grad_input_and_filter(
-                &values(&x),
-                &dy,
-                &values(&filter),
-                prior.as_ref().map(values).as_deref(),
-            );
-            let dx = flex(dx, vec![spec.n, spec.h, spec.w, spec.cin]);
-            register_input_gradient(grads, nx.id, nx.parents.is_empty(), dx);
-            grads.register::<Flex>(nf.id, flex(dw, filter_shape(&spec)));
-            return;
+        let filter = values(&filter);
+        conv_gradients!(
+            grads,
+            checkpointer,
+            [node_x, node_filter],
+            x_state,
+            spec,
+            &filter,
+            both: |x: &[f32], prior| spec.grad_input_and_filter(x, &dy, &filter, prior),
+            dy: dy
+        );
+    }
+}
+
+/// A convolution's gradients for its parents `node_x`, `node_filter` (`x_state` the input's
+/// checkpoint): where both are tracked, by one call, `both(x, prior)` (the input and the
+/// part of its gradient other ops registered); otherwise each from the whole output
+/// gradient `dy` (a slice, evaluated only then). A macro: the autodiff graph's node type
+/// cannot be named outside Burn.
+macro_rules! conv_gradients {
+    ($grads:ident, $checkpointer:ident, [$node_x:ident, $node_filter:ident], $x_state:expr,
+     $spec:expr, $filter:expr, both: $both:expr, dy: $dy:expr) => {{
+        let spec: TrainConv = $spec;
+        let filter: &[f32] = $filter;
+        let x_shape = vec![spec.n, spec.h, spec.w, spec.cin];
+        if let (Some(nx), Some(nf)) = (&$node_x, &$node_filter) {
+            let prior = registered_before(nx.id).then(|| $grads.consume::<Flex>(nx));
+            let x = $checkpointer.retrieve_node_output::<FlexTensor>($x_state);
+            let (dx, dw) = $both(&values(&x), prior.as_ref().map(values).as_deref());
+            register_input_gradient($grads, nx.id, nx.parents.is_empty(), flex(dx, x_shape));
+            $grads.register::<Flex>(nf.id, flex(dw, filter_shape(&spec)));
+        } else {
+            let dy = $dy;
+            if let Some(node) = $node_x {
+                let dx = if registered_before(node.id) {
+                    let prior = $grads.consume::<Flex>(&node);
+                    spec.grad_input_onto(&dy, filter, &values(&prior))
+                } else {
+                    spec.grad_input(&dy, filter)
+                };
+                register_input_gradient(
+                    $grads,
+                    node.id,
+                    node.parents.is_empty(),
+                    flex(dx, x_shape),
+                );
+            }
+            if let Some(node) = $node_filter {
+                let x = $checkpointer.retrieve_node_output::<FlexTensor>($x_state);
+                let dw = spec.grad_filter(&values(&x), &dy);
+                $grads.register::<Flex>(node.id, flex(dw, filter_shape(&spec)));
+            }
         }
-        if let Some(node) = node_x {
-            let dx = if registered_before(node.id) {
-                let prior = grads.consume::<Flex>(&node);
-                spec.grad_input_onto(&dy, &values(&filter), &values(&prior))
-            } else {
-                spec.grad_input(&dy, &values(&filter))
-            };
-            let dx = flex(dx, vec![spec.n, spec.h, spec.w, spec.cin]);
-            register_input_gradient(grads, node.id, node.parents.is_empty(), dx);
-        }
-        if let Some(node) = node_filter {
-            let x = checkpointer.retrieve_node_output::<FlexTensor>(x_state);
-            let dw = spec.grad_filter(&values(&x), &dy);
-            grads.register::<Flex>(node.id, flex(dw, filter_shape(&spec)));
+    }};
+}
+use conv_gradients;
+
+/// The rows of an output gradient `dy` for `f`: where they lie (a channel slice of a
+/// concatenation's gradient), or gathered into a tensor of their own first.
+fn with_gradient_rows<R>(dy: &FlexTensor, f: impl FnOnce(train_norm::Rows) -> R) -> R {
+    match channel_rows(dy) {
+        Some(rows) => f(rows),
+        None => {
+            let gathered = values(dy);
+            f(train_norm::Rows::of(&gathered, channels(dy)))
         }
     }
 }
@@ -343,26 +379,18 @@ impl Backward<Flex, 3> for BatchNormBackward {
         let (x_state, gamma_state, beta, moments, eps, bounds, frozen) = ops.state;
         let x = checkpointer.retrieve_node_output::<FlexTensor>(x_state);
         let gamma = checkpointer.retrieve_node_output::<FlexTensor>(gamma_state);
-        // The output's gradient read where it lies when it is rows (a slice of the block's
-        // concatenation), not gathered into a tensor of its own first.
-        let gathered;
-        let dy_rows = match channel_rows(&dy) {
-            Some(rows) => rows,
-            None => {
-                gathered = values(&dy);
-                train_norm::Rows::of(&gathered, channels(&dy))
-            }
-        };
-        let (dx, dgamma, dbeta) = train_norm::batch_norm_grad(
-            &values(&x),
-            dy_rows,
-            &values(&moments),
-            &values(&gamma),
-            &values(&beta),
-            eps,
-            bounds,
-            frozen,
-        );
+        let (dx, dgamma, dbeta) = with_gradient_rows(&dy, |dy_rows| {
+            train_norm::batch_norm_grad(
+                &values(&x),
+                dy_rows,
+                &values(&moments),
+                &values(&gamma),
+                &values(&beta),
+                eps,
+                bounds,
+                frozen,
+            )
+        });
         if let Some(node) = node_x {
             let leaf = node.parents.is_empty();
             register_input_gradient(grads, node.id, leaf, flex(dx, shape_of(&x)));
@@ -406,56 +434,33 @@ impl Backward<Flex, 4> for ConvBatchNormBackward {
         consumed(ops.node.id);
         let (x_state, filter, y, gamma_state, beta, moments, spec, eps, bounds) = ops.state;
         let gamma = checkpointer.retrieve_node_output::<FlexTensor>(gamma_state);
-        let gathered;
-        let d_rows = match channel_rows(&d_out) {
-            Some(rows) => rows,
-            None => {
-                gathered = values(&d_out);
-                train_norm::Rows::of(&gathered, channels(&d_out))
-            }
-        };
         let (y_v, moments_v, gamma_v, beta_v) =
             (values(&y), values(&moments), values(&gamma), values(&beta));
-        let bn = train_norm::BatchNormGrad::new(
-            &y_v, d_rows, &moments_v, &gamma_v, &beta_v, eps, bounds, false,
-        );
-        if let Some(node) = node_gamma {
-            grads.register::<Flex>(node.id, flex(bn.dgamma.clone(), shape_of(&gamma)));
-        }
-        if let Some(node) = node_beta {
-            grads.register::<Flex>(node.id, flex(bn.dbeta.clone(), shape_of(&gamma)));
-        }
-        let filter_v = values(&filter);
-        let x_shape = vec![spec.n, spec.h, spec.w, spec.cin];
-        if let (Some(nx), Some(nf)) = (&node_x, &node_filter) {
-            let prior = registered_before(nx.id).then(|| grads.consume::<Flex>(nx));
-            let x = checkpointer.retrieve_node_output::<FlexTensor>(x_state);
-            let (dx, dw) = spec.grad_input_and_filter_after(
-                &values(&x),
-                &bn,
-                &filter_v,
-                prior.as_ref().map(values).as_deref(),
+        let filter = values(&filter);
+        with_gradient_rows(&d_out, |d_rows| {
+            let bn = train_norm::BatchNormGrad::new(
+                &y_v, d_rows, &moments_v, &gamma_v, &beta_v, eps, bounds, false,
             );
-            register_input_gradient(grads, nx.id, nx.parents.is_empty(), flex(dx, x_shape));
-            grads.register::<Flex>(nf.id, flex(dw, filter_shape(&spec)));
-            return;
-        }
-        // One gradient only (the first convolution reads the untracked image).
-        let dy = bn.input_gradient();
-        if let Some(node) = node_x {
-            let dx = if registered_before(node.id) {
-                let prior = grads.consume::<Flex>(&node);
-                spec.grad_input_onto(&dy, &filter_v, &values(&prior))
-            } else {
-                spec.grad_input(&dy, &filter_v)
-            };
-            register_input_gradient(grads, node.id, node.parents.is_empty(), flex(dx, x_shape));
-        }
-        if let Some(node) = node_filter {
-            let x = checkpointer.retrieve_node_output::<FlexTensor>(x_state);
-            let dw = spec.grad_filter(&values(&x), &dy);
-            grads.register::<Flex>(node.id, flex(dw, filter_shape(&spec)));
-        }
+            if let Some(node) = node_gamma {
+                grads.register::<Flex>(node.id, flex(bn.dgamma.clone(), shape_of(&gamma)));
+            }
+            if let Some(node) = node_beta {
+                grads.register::<Flex>(node.id, flex(bn.dbeta.clone(), shape_of(&gamma)));
+            }
+            // The batch norm's input gradient made block by block for the convolution's
+            // (whole, where only one of its gradients is wanted: the first convolution
+            // reads the untracked image).
+            conv_gradients!(
+                grads,
+                checkpointer,
+                [node_x, node_filter],
+                x_state,
+                spec,
+                &filter,
+                both: |x: &[f32], prior| spec.grad_input_and_filter_after(x, &bn, &filter, prior),
+                dy: bn.input_gradient()
+            );
+        });
     }
 }
 
