@@ -1273,6 +1273,42 @@ mod tests {
         }
     }
 
+    /// A stride-1 `kk x kk` convolution padded to keep the size, `n` images of `side x side`,
+    /// with an input, a filter, an output gradient and a prior input gradient of varied
+    /// values: `(spec, x, filter, dy, prior)`.
+    #[allow(clippy::type_complexity)]
+    fn same_padded_case(
+        n: usize,
+        side: usize,
+        (ci, co): (usize, usize),
+        kk: usize,
+    ) -> (TrainConv, Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>) {
+        let t = TrainConv {
+            n,
+            h: side,
+            w: side,
+            cin: ci,
+            cout: co,
+            kh: kk,
+            kw: kk,
+            stride: [1, 1],
+            pads: [kk / 2; 4],
+            depthwise: false,
+        };
+        let (lx, lf, ly) = t.sizes();
+        let x = (0..lx)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) / 25.0)
+            .collect();
+        let f = (0..lf)
+            .map(|i| ((i * 53 % 97) as f32 - 48.0) / 24.0)
+            .collect();
+        let dy = (0..ly)
+            .map(|i| ((i * 29 % 89) as f32 - 44.0) / 44.0)
+            .collect();
+        let prior = (0..lx).map(|i| (i % 13) as f32 - 6.0).collect();
+        (t, x, f, dy, prior)
+    }
+
     /// Both gradients of a 1x1 convolution in one pass: on a pool of two threads (where the
     /// pixels' chunks make enough groups) the single pass runs and gives the values of the
     /// separate gradients bit for bit, within rounding of float64 sums; with the prior
@@ -1296,30 +1332,8 @@ mod tests {
                 (2, 48, 8, 12, 3, false, false),
                 (1, 9, 16, 40, 1, true, false),
             ] {
-                let pad = kk / 2;
-                let t = TrainConv {
-                    n,
-                    h: side,
-                    w: side,
-                    cin: ci,
-                    cout: co,
-                    kh: kk,
-                    kw: kk,
-                    stride: [1, 1],
-                    pads: [pad; 4],
-                    depthwise: false,
-                };
-                let (lx, lf, ly) = t.sizes();
-                let x: Vec<f32> = (0..lx)
-                    .map(|i| ((i * 37 % 101) as f32 - 50.0) / 25.0)
-                    .collect();
-                let f: Vec<f32> = (0..lf)
-                    .map(|i| ((i * 53 % 97) as f32 - 48.0) / 24.0)
-                    .collect();
-                let dy: Vec<f32> = (0..ly)
-                    .map(|i| ((i * 29 % 89) as f32 - 44.0) / 44.0)
-                    .collect();
-                let prior: Vec<f32> = (0..lx).map(|i| (i % 13) as f32 - 6.0).collect();
+                let (t, x, f, dy, prior) = same_padded_case(n, side, (ci, co), kk);
+                let lx = x.len();
                 let prior = with_prior.then_some(prior.as_slice());
                 assert_eq!(
                     t.pointwise_grads_in_one_pass(&x, DyRows::Tensor(&dy), &f, prior)
@@ -1376,34 +1390,12 @@ mod tests {
             .unwrap();
         pool.install(|| {
             for (ci, co, kk) in [(16, 40, 1), (40, 24, 1), (8, 12, 3)] {
-                let t = TrainConv {
-                    n: 2,
-                    h: 48,
-                    w: 48,
-                    cin: ci,
-                    cout: co,
-                    kh: kk,
-                    kw: kk,
-                    stride: [1, 1],
-                    pads: [kk / 2; 4],
-                    depthwise: false,
-                };
-                let (lx, lf, ly) = t.sizes();
-                let x: Vec<f32> = (0..lx)
-                    .map(|i| ((i * 37 % 101) as f32 - 50.0) / 25.0)
-                    .collect();
-                let f: Vec<f32> = (0..lf)
-                    .map(|i| ((i * 53 % 97) as f32 - 48.0) / 24.0)
-                    .collect();
+                let (t, x, f, d_out, prior) = same_padded_case(2, 48, (ci, co), kk);
                 // The convolution's output, the batch norm's input.
                 let y = t.forward(&x, &f);
-                let d_out: Vec<f32> = (0..ly)
-                    .map(|i| ((i * 29 % 89) as f32 - 44.0) / 44.0)
-                    .collect();
                 let moments = train_norm::channel_moments(&y, co);
                 let gamma: Vec<f32> = (0..co).map(|j| 0.5 + j as f32 / co as f32).collect();
                 let beta: Vec<f32> = (0..co).map(|j| j as f32 / co as f32 - 0.3).collect();
-                let prior: Vec<f32> = (0..lx).map(|i| (i % 13) as f32 - 6.0).collect();
                 let args = (&moments[..], &gamma[..], &beta[..], 1e-3, Some((0.0, 6.0)));
                 let (dy, dgamma, dbeta) = train_norm::batch_norm_grad(
                     &y,
