@@ -7,6 +7,9 @@
 //! - training-mode batch normalisation over the channels (`FusedBatchNormV3` with
 //!   `is_training`: batch moments, normalisation, closed-form gradient) in three passes
 //!   instead of some twenty Burn ops and their backward ops;
+//! - a convolution and the training batch norm that alone reads it as one op
+//!   ([`conv_batch_norm_train`]): the batch norm's input gradient goes to the convolution's
+//!   gradients a block of pixels at a time where it can, never written whole;
 //! - ReLU / ReLU6 (TensorFlow's gradient: `dy` where `lo < x < hi`) in one pass each way;
 //! - max and average pooling ([`cpu_kernels::TrainPool`]) without NCHW permutes.
 //!
