@@ -204,6 +204,38 @@ impl TrainConv {
         self.grad_input_with(dy, filter, Some(prior))
     }
 
+    /// The input gradient of a stride-1 convolution (pads below the kernel's size) as a
+    /// convolution of `dy`: the flipped filter with `cin` and `cout` swapped, padded by
+    /// `k - 1 - p`.
+    fn input_gradient_conv(&self, filter: &[f32]) -> Conv2d {
+        let [t, b, l, r] = self.pads;
+        let (kh, kw, ci, co) = (self.kh, self.kw, self.cin, self.cout);
+        // The taps side by side: most are too small for transpose_into's own threads,
+        // and this runs on the training step's main thread for every convolution.
+        let mut flipped = zeroed(filter.len());
+        flipped
+            .par_chunks_mut(ci * co)
+            .enumerate()
+            .for_each(|(tap, dst)| {
+                let (a, c) = (tap / kw, tap % kw);
+                let src = &filter[((kh - 1 - a) * kw + (kw - 1 - c)) * ci * co..][..ci * co];
+                transpose_into(src, ci, co, dst);
+            });
+        let g = ConvGeometry::new(kh, kw, co).padding(Padding::Zero([
+            kh - 1 - t,
+            kh - 1 - b,
+            kw - 1 - l,
+            kw - 1 - r,
+        ]));
+        let seg = ConvWeights {
+            hwio: &flipped,
+            bias: None,
+            cout: ci,
+            act: Act::Identity,
+        };
+        Self::conv(g, &seg)
+    }
+
     fn grad_input_with(&self, dy: &[f32], filter: &[f32], prior: Option<&[f32]>) -> Vec<f32> {
         let (oh, ow) = self.out_hw();
         self.check(self.n * self.h * self.w * self.cin, filter.len(), dy.len());
@@ -217,32 +249,8 @@ impl TrainConv {
         let [t, b, l, r] = self.pads;
         let (kh, kw) = (self.kh, self.kw);
         if self.stride == [1, 1] && t < kh && b < kh && l < kw && r < kw {
-            // dx = conv(dy, flipped filter with cin and cout swapped), padded by k-1-p.
             let (ci, co) = (self.cin, self.cout);
-            // The taps side by side: most are too small for transpose_into's own threads,
-            // and this runs on the training step's main thread for every convolution.
-            let mut flipped = zeroed(filter.len());
-            flipped
-                .par_chunks_mut(ci * co)
-                .enumerate()
-                .for_each(|(tap, dst)| {
-                    let (a, c) = (tap / kw, tap % kw);
-                    let src = &filter[((kh - 1 - a) * kw + (kw - 1 - c)) * ci * co..][..ci * co];
-                    transpose_into(src, ci, co, dst);
-                });
-            let g = ConvGeometry::new(kh, kw, co).padding(Padding::Zero([
-                kh - 1 - t,
-                kh - 1 - b,
-                kw - 1 - l,
-                kw - 1 - r,
-            ]));
-            let seg = ConvWeights {
-                hwio: &flipped,
-                bias: None,
-                cout: ci,
-                act: Act::Identity,
-            };
-            let conv = Self::conv(g, &seg);
+            let conv = self.input_gradient_conv(filter);
             let dyv = Self::view(dy, self.n, oh, ow, co);
             if let Some(prior) = prior {
                 let pv = Self::view(prior, self.n, self.h, self.w, ci);
@@ -382,8 +390,12 @@ impl TrainConv {
         if let Some(both) = self.pointwise_grads_in_one_pass(x, DyRows::Made(bn), filter, prior) {
             return both;
         }
+        // Apart (the single pass does not apply to the whole `dy` either).
         let dy = bn.input_gradient();
-        self.grad_input_and_filter(x, &dy, filter, prior)
+        (
+            self.grad_input_with(&dy, filter, prior),
+            self.grad_filter(x, &dy),
+        )
     }
 
     /// [`TrainConv::grad_input_and_filter`]'s single pass, or `None` where it does not apply:
@@ -406,12 +418,11 @@ impl TrainConv {
             return None;
         }
         let (oh, ow) = self.out_hw();
-        let (_, filter_len, dy_len) = self.sizes();
-        if let DyRows::Tensor(dy) = dy {
-            self.check(x.len(), filter_len, dy.len());
-        } else {
-            self.check(x.len(), filter_len, dy_len);
-        }
+        let dy_len = match dy {
+            DyRows::Tensor(dy) => dy.len(),
+            DyRows::Made(bn) => bn.len(),
+        };
+        self.check(x.len(), self.sizes().1, dy_len);
         let (ci, co) = (self.cin, self.cout);
         let rows = self.n * oh * ow;
         if let Some(prior) = prior {
@@ -426,18 +437,7 @@ impl TrainConv {
             return None;
         }
         // dx = dY W^T, the 1x1 convolution of `co -> ci` channels that grad_input runs.
-        let mut wt = zeroed(ci * co);
-        transpose_into(filter, ci, co, &mut wt);
-        let seg = ConvWeights {
-            hwio: &wt,
-            bias: None,
-            cout: ci,
-            act: Act::Identity,
-        };
-        let conv = Self::conv(
-            ConvGeometry::new(1, 1, co).padding(Padding::Zero([0; 4])),
-            &seg,
-        );
+        let conv = self.input_gradient_conv(filter);
         if prior.is_some() && !conv.takes_residual(1, 1, MAX_CHUNK_ROWS) {
             return None;
         }

@@ -398,6 +398,16 @@ impl<'a> BatchNormGrad<'a> {
         )
     }
 
+    /// Elements of the input gradient (as of the batch norm's input).
+    pub fn len(&self) -> usize {
+        self.x.len()
+    }
+
+    /// Whether the batch norm's input is empty.
+    pub fn is_empty(&self) -> bool {
+        self.x.is_empty()
+    }
+
     /// The whole input gradient, written once in parallel (as [`batch_norm`]'s output).
     pub fn input_gradient(&self) -> Vec<f32> {
         let (len, c) = (self.x.len(), self.scale.len());

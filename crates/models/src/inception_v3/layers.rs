@@ -313,13 +313,14 @@ impl BasicConv {
                     bn.epsilon as f32,
                     bounds,
                 );
-                let (oh, ow) = spec.output_hw().expect("checked above");
+                let out = Tensor::<4>::from_dispatch(out);
+                let [n, oh, ow, _] = out.dims();
                 bn.update_moving(
                     Tensor::from_dispatch(mean),
                     Tensor::from_dispatch(var),
                     n * oh * ow,
                 );
-                return Tensor::from_dispatch(out);
+                return out;
             }
         }
         let mut y = Tensor::<4>::from_dispatch(cpu_train::conv(x.into_dispatch(), filter, spec));

@@ -199,9 +199,9 @@ pub(super) fn batch_norm(ctx: &Ctx, inputs: &[Value], act: Option<(f32, f32)>) -
 
 /// A training trace's `Conv2D` (`conv`: its node, `conv_inputs` its input and filter) and
 /// the `FusedBatchNorm*` that alone reads its output (`bn`, `bn_inputs` but for the first),
-/// fused by the training plan: on flex, in training mode, NHWC, one op of the CPU kernels
-/// ([`cpu_train::conv_batch_norm_train`], the same values as the two); otherwise the
-/// convolution, then the batch norm.
+/// fused by the training plan: where the CPU kernels run the convolution (on flex, NHWC),
+/// the batch norm takes it ([`batch_norm_after`]); otherwise the convolution runs, then the
+/// batch norm.
 pub(super) fn conv_batch_norm(
     conv: &Ctx,
     conv_inputs: &[Value],
@@ -212,8 +212,7 @@ pub(super) fn conv_batch_norm(
     let x = conv.float(arg(conv_inputs, 0)?)?;
     let w = conv.float(arg(conv_inputs, 1)?)?;
     let (xs, ws) = (dev::shape(&x), dev::shape(&w));
-    let training = bn.attr("is_training").and_then(|a| a.b).unwrap_or(true);
-    if training && xs.len() == 4 && ws.len() == 4 && bn.attr_s("data_format") != "NCHW" {
+    if xs.len() == 4 && ws.len() == 4 {
         let g = conv_geometry(conv, &xs, ws[0], ws[1])?;
         if let Some(spec) = kernel_conv(&g, &xs, &ws, false)? {
             if cpu_train::runs_on_flex(&x) && cpu_train::runs_on_flex(&w) {
@@ -233,8 +232,9 @@ pub(super) fn conv_batch_norm(
     batch_norm(bn, &bn_inputs, act)
 }
 
-/// [`batch_norm`], its input `x` the input of the convolution `conv` (filter, geometry)
-/// when given (see [`conv_batch_norm`]).
+/// [`batch_norm`], its input `x` the input of the convolution `conv` (filter, geometry on
+/// the CPU kernels) when given (see [`conv_batch_norm`]): one op with a training-mode NHWC
+/// batch norm on flex, otherwise the convolution runs first.
 fn batch_norm_after(
     ctx: &Ctx,
     inputs: &[Value],
@@ -277,9 +277,14 @@ fn batch_norm_after(
     let offset = vec_of(2)?;
     // `is_training` defaults to true in the OpDef (stripped from nodes when true).
     let training = ctx.attr("is_training").and_then(|a| a.b).unwrap_or(true);
-    if !training && conv.is_some() {
-        return Err("a convolution fused into an inference-mode batch norm".into());
-    }
+    let on_flex = [&x, &scale, &offset]
+        .iter()
+        .all(|t| cpu_train::runs_on_flex(t));
+    // A convolution the one op cannot take here runs first.
+    let (x, conv) = match conv {
+        Some((w, spec)) if !training || nchw || !on_flex => (cpu_train::conv(x, w, spec), None),
+        conv => (x, conv),
+    };
     if !training {
         let mean = vec_of(3)?;
         let var = vec_of(4)?;
@@ -322,14 +327,6 @@ fn batch_norm_after(
     // moving average), as FusedBatchNormV3 does.
     let axes: [usize; 3] = if nchw { [0, 2, 3] } else { [0, 1, 2] };
     let n: usize = axes.iter().map(|&a| xs[a]).product();
-    let on_flex = [&x, &scale, &offset]
-        .iter()
-        .all(|t| cpu_train::runs_on_flex(t));
-    // A fused convolution the kernels' op cannot take here runs first.
-    let (x, conv) = match conv {
-        Some((w, spec)) if nchw || !on_flex => (cpu_train::conv(x, w, spec), None),
-        conv => (x, conv),
-    };
     let (y, mean, var) = if !nchw && on_flex {
         let (scale, offset) = (dev::reshape(scale, &[c]), dev::reshape(offset, &[c]));
         let bounds = act.unwrap_or((f32::NEG_INFINITY, f32::INFINITY));
