@@ -6,11 +6,13 @@
 
 use std::cell::RefCell;
 
-/// Slots: buffers one computation holds at the same time.
-pub(crate) const SLOTS: usize = 3;
+/// Slots: buffers one computation holds at the same time (the filter gradients: 0 gathered
+/// columns or transformed inputs, 1 output-gradient rows, 2 and 3 a product's packed
+/// operands).
+pub(crate) const SLOTS: usize = 4;
 
 thread_local! {
-    static BUFFERS: RefCell<[Vec<f32>; SLOTS]> = const { RefCell::new([Vec::new(), Vec::new(), Vec::new()]) };
+    static BUFFERS: RefCell<[Vec<f32>; SLOTS]> = const { RefCell::new([const { Vec::new() }; SLOTS]) };
 }
 
 /// Runs `f` on `len` floats of this thread's buffer `slot`, holding whatever an earlier
