@@ -1148,83 +1148,87 @@ fn transposed_times_matrix(
     let pack_a = count > 1 || !m.is_multiple_of(mr);
     let pack_b = groups > 1 || !n.is_multiple_of(nr);
     let block_a = kc * mr;
-    with_scratch(2, if pack_a { groups * block_a + ALIGN } else { 0 }, |a_buf| {
-        let packed_a = aligned(a_buf);
-        if pack_a {
-            pack_columns(a, m, mr, &mut packed_a[..groups * block_a], parallel);
-        }
-        let packed_a = &*packed_a;
-        let zero_bias = vec![0f32; nr];
-        let c_base = SendPtr(c.as_mut_ptr());
-        // Panels `p0..p1` (their own columns of `c`).
-        let panels = |p0: usize, p1: usize| {
-            with_scratch(3, if pack_b { kc * nr + ALIGN } else { 0 }, |b_buf| {
-                let packed_b = aligned(b_buf);
-                for p in p0..p1 {
-                    let cols = (n - p * nr).min(nr);
-                    let (panel, ldb) = if pack_b {
-                        let panel = &mut packed_b[..kc * nr];
-                        for (dst, row) in panel.chunks_exact_mut(nr).zip(b.chunks_exact(n)) {
-                            dst[..cols].copy_from_slice(&row[p * nr..p * nr + cols]);
-                            dst[cols..].fill(0.0);
-                        }
-                        (panel.as_ptr(), nr)
-                    } else {
-                        (b[p * nr..].as_ptr(), n)
-                    };
-                    for g in 0..groups {
-                        let (column, a_stride): ([*const f32; 1], usize) = if pack_a {
-                            ([packed_a[g * block_a..].as_ptr()], mr)
+    with_scratch(
+        2,
+        if pack_a { groups * block_a + ALIGN } else { 0 },
+        |a_buf| {
+            let packed_a = aligned(a_buf);
+            if pack_a {
+                pack_columns(a, m, mr, &mut packed_a[..groups * block_a], parallel);
+            }
+            let packed_a = &*packed_a;
+            let zero_bias = vec![0f32; nr];
+            let c_base = SendPtr(c.as_mut_ptr());
+            // Panels `p0..p1` (their own columns of `c`).
+            let panels = |p0: usize, p1: usize| {
+                with_scratch(3, if pack_b { kc * nr + ALIGN } else { 0 }, |b_buf| {
+                    let packed_b = aligned(b_buf);
+                    for p in p0..p1 {
+                        let cols = (n - p * nr).min(nr);
+                        let (panel, ldb) = if pack_b {
+                            let panel = &mut packed_b[..kc * nr];
+                            for (dst, row) in panel.chunks_exact_mut(nr).zip(b.chunks_exact(n)) {
+                                dst[..cols].copy_from_slice(&row[p * nr..p * nr + cols]);
+                                dst[cols..].fill(0.0);
+                            }
+                            (panel.as_ptr(), nr)
                         } else {
-                            ([a[g * mr..].as_ptr()], m)
+                            (b[p * nr..].as_ptr(), n)
                         };
-                        // SAFETY: inside `c` (row `g * mr`, column `p * nr`).
-                        let out = unsafe { c_base.get().add(g * mr * n + p * nr) };
-                        let tile = microkernel::Tile {
-                            taps: 1,
-                            kc,
-                            a: column.as_ptr(),
-                            b: panel,
-                            ldb,
-                            bias: zero_bias.as_ptr(),
-                            c: out,
-                            ldc: n,
-                            rows: (m - g * mr).min(mr),
-                            cols,
-                            act: Act::Identity,
-                            stream: false,
-                            // The kernel reads each row of the residual before storing that
-                            // row.
-                            res: if accumulate { out } else { std::ptr::null() },
-                            ldr: n,
-                            a_stride,
-                            a_off: 0,
-                            resume: false,
-                            partial: false,
-                        };
-                        // SAFETY: each of the `kc` rows of the column block holds `MR`
-                        // readable floats from its start (the packed block `MR` wide, or
-                        // `a`'s row `m` wide with `g * mr + MR <= m`: unpacked only when
-                        // `MR` divides `m`); the panel `kc` rows of `NR` floats `ldb` apart
-                        // (packed, or a full panel of `b` ending inside it: unpacked only
-                        // when `NR` divides `n`); the tile's `rows` rows of `cols` outputs
-                        // lie inside `c`, `n` apart, in this call's panels only.
-                        unsafe { microkernel::run(isa, &tile) };
+                        for g in 0..groups {
+                            let (column, a_stride): ([*const f32; 1], usize) = if pack_a {
+                                ([packed_a[g * block_a..].as_ptr()], mr)
+                            } else {
+                                ([a[g * mr..].as_ptr()], m)
+                            };
+                            // SAFETY: inside `c` (row `g * mr`, column `p * nr`).
+                            let out = unsafe { c_base.get().add(g * mr * n + p * nr) };
+                            let tile = microkernel::Tile {
+                                taps: 1,
+                                kc,
+                                a: column.as_ptr(),
+                                b: panel,
+                                ldb,
+                                bias: zero_bias.as_ptr(),
+                                c: out,
+                                ldc: n,
+                                rows: (m - g * mr).min(mr),
+                                cols,
+                                act: Act::Identity,
+                                stream: false,
+                                // The kernel reads each row of the residual before storing that
+                                // row.
+                                res: if accumulate { out } else { std::ptr::null() },
+                                ldr: n,
+                                a_stride,
+                                a_off: 0,
+                                resume: false,
+                                partial: false,
+                            };
+                            // SAFETY: each of the `kc` rows of the column block holds `MR`
+                            // readable floats from its start (the packed block `MR` wide, or
+                            // `a`'s row `m` wide with `g * mr + MR <= m`: unpacked only when
+                            // `MR` divides `m`); the panel `kc` rows of `NR` floats `ldb` apart
+                            // (packed, or a full panel of `b` ending inside it: unpacked only
+                            // when `NR` divides `n`); the tile's `rows` rows of `cols` outputs
+                            // lie inside `c`, `n` apart, in this call's panels only.
+                            unsafe { microkernel::run(isa, &tile) };
+                        }
                     }
-                }
-            })
-        };
-        if parallel && count > 1 {
-            // Each element's sum is computed by one tile whichever thread runs it: the same
-            // result as the sequential loop.
-            let per = count.div_ceil(rayon::current_num_threads() * 4).max(1);
-            (0..count.div_ceil(per))
-                .into_par_iter()
-                .for_each(|i| panels(i * per, ((i + 1) * per).min(count)));
-        } else {
-            panels(0, count);
-        }
-    });
+                })
+            };
+            if parallel && count > 1 {
+                // Each element's sum is computed by one tile whichever thread runs it: the same
+                // result as the sequential loop.
+                let per = count.div_ceil(rayon::current_num_threads() * 4).max(1);
+                (0..count.div_ceil(per))
+                    .into_par_iter()
+                    .for_each(|i| panels(i * per, ((i + 1) * per).min(count)));
+            } else {
+                panels(0, count);
+            }
+        },
+    );
 }
 
 /// Floats of slack for a 64-byte aligned start in a scratch buffer.
