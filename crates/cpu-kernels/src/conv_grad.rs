@@ -502,9 +502,27 @@ impl TrainConv {
                 // (overwritten whole, never zeroed).
                 let product = |x_col: &[f32], acc: &mut [f32]| {
                     if transpose_x {
-                        transposed_times_matrix(isa, (x_col, mc, k), dy, co, acc, !first, parallel);
+                        transposed_times_matrix(
+                            isa,
+                            (x_col, mc, k),
+                            dy,
+                            co,
+                            acc,
+                            !first,
+                            parallel,
+                            Operands::Packed,
+                        );
                     } else {
-                        transposed_times_matrix(isa, (dy, mc, co), x_col, k, acc, !first, parallel);
+                        transposed_times_matrix(
+                            isa,
+                            (dy, mc, co),
+                            x_col,
+                            k,
+                            acc,
+                            !first,
+                            parallel,
+                            Operands::Packed,
+                        );
                     }
                 };
                 if direct {
@@ -585,6 +603,7 @@ impl TrainConv {
                             &mut acc[xi * ci * co..][..ci * co],
                             !first,
                             parallel,
+                            Operands::InPlace,
                         );
                     }
                 })
@@ -795,6 +814,7 @@ impl TrainConv {
                                 acc,
                                 !first,
                                 parallel,
+                                Operands::InPlace,
                             );
                         } else {
                             // dU[p] (+)= V[p]^T dM[plane of p].
@@ -806,6 +826,7 @@ impl TrainConv {
                                 acc,
                                 !first,
                                 parallel,
+                                Operands::InPlace,
                             );
                         }
                     }
@@ -1114,16 +1135,30 @@ fn combine_products(
     dw
 }
 
+/// How [`transposed_times_matrix`] reads its operands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Operands {
+    /// Where they lie; only the last, partial group of `MR` columns of `a` and panel of `NR`
+    /// columns of `b` are copied (zero-padded). For the small products of the Winograd
+    /// filter gradients (a plane's `cin x cout` over at most 128 tiles), which packing made
+    /// slower (Conv2d_2b 3x3 32 -> 64 at batch 12: 46 -> 52 ms).
+    InPlace,
+    /// Packed where reused: all of `a`'s groups `[kc][MR]` once when several panels read
+    /// them, each panel of `b` `[kc][NR]` (by the thread that runs it) when it is strided
+    /// (`n > NR`) and several groups read it. Read where they lie, a tile's `kc` rows `m` or
+    /// `n` floats apart fall into a few cache sets: the direct filter gradients over
+    /// 256-pixel chunks (Inception-v3's 6a 3x3/2 288 -> 384: 27.8 -> 24.5 ms; 7c 1x1
+    /// 2048 -> 448: 6.8 -> 5.4 ms).
+    Packed,
+}
+
 /// `c[m x n] = a^T b` for `a[kc x m]` (`+ c` when `accumulate`: the tile's sum over `kc` is
-/// added to `c` as one addition), all row-major, on the GEMM tiles, from packed copies: `a`'s
-/// groups of `MR` columns `[kc][MR]` (when more than one panel reads them), each panel of `NR`
-/// columns of `b` `[kc][NR]` by the thread that runs it (when more than one group reads it),
-/// the last ones zero-padded. Read where they lie, rows `m` or `n` floats apart, a tile's
-/// `kc` rows of `a` or `b` fall into a few cache sets (Inception-v3's filter gradients ran at
-/// about two thirds of the tile's speed on packed operands). Each element is one accumulator
-/// over `kc` in order, as [`Conv2d::matrix`]'s kernels sum.
+/// added to `c` as one addition), all row-major, on the GEMM tiles, `a` read by columns
+/// (no transposed copy), as [`Operands`] says. Each element is one accumulator over `kc` in
+/// order, as [`Conv2d::matrix`]'s kernels sum.
 /// `parallel`: the panels are shared out over the thread pool (for callers with few such
 /// products to run side by side).
+#[allow(clippy::too_many_arguments)] // one GEMM's operands and modes
 fn transposed_times_matrix(
     isa: Isa,
     (a, kc, m): (&[f32], usize, usize),
@@ -1132,103 +1167,108 @@ fn transposed_times_matrix(
     c: &mut [f32],
     accumulate: bool,
     parallel: bool,
+    operands: Operands,
 ) {
     assert!(a.len() == kc * m && b.len() == kc * n && c.len() == m * n);
-    if m == 0 || n == 0 || kc == 0 {
-        if kc == 0 && !accumulate {
-            c.fill(0.0);
-        }
+    if m == 0 || n == 0 {
         return;
     }
     let (mr, nr) = (isa.mr(), isa.nr());
     let groups = m.div_ceil(mr);
     let count = n.div_ceil(nr);
-    // `a` packed when several panels read it, or when its last group has fewer than `MR`
+    let packing = operands == Operands::Packed;
+    // The groups of `a` read from a packed copy: all, or only a last one of fewer than `MR`
     // columns (the kernel reads `MR` values of each row, which would run off `a`'s end).
-    let pack_a = count > 1 || !m.is_multiple_of(mr);
-    let pack_b = groups > 1 || !n.is_multiple_of(nr);
+    let first_packed = if packing && count > 1 {
+        0
+    } else if !m.is_multiple_of(mr) {
+        groups - 1
+    } else {
+        groups
+    };
+    let pack_b = packing && groups > 1 && n > nr;
     let block_a = kc * mr;
-    with_scratch(
-        2,
-        if pack_a { groups * block_a + ALIGN } else { 0 },
-        |a_buf| {
-            let packed_a = aligned(a_buf);
-            if pack_a {
-                pack_columns(a, m, mr, &mut packed_a[..groups * block_a], parallel);
-            }
-            let packed_a = &*packed_a;
-            let zero_bias = vec![0f32; nr];
-            let c_base = SendPtr(c.as_mut_ptr());
-            // Panels `p0..p1` (their own columns of `c`).
-            let panels = |p0: usize, p1: usize| {
-                with_scratch(3, if pack_b { kc * nr + ALIGN } else { 0 }, |b_buf| {
-                    let packed_b = aligned(b_buf);
-                    for p in p0..p1 {
-                        let cols = (n - p * nr).min(nr);
-                        let (panel, ldb) = if pack_b {
-                            let panel = &mut packed_b[..kc * nr];
-                            for (dst, row) in panel.chunks_exact_mut(nr).zip(b.chunks_exact(n)) {
-                                dst[..cols].copy_from_slice(&row[p * nr..p * nr + cols]);
-                                dst[cols..].fill(0.0);
-                            }
-                            (panel.as_ptr(), nr)
-                        } else {
-                            (b[p * nr..].as_ptr(), n)
-                        };
-                        for g in 0..groups {
-                            let (column, a_stride): ([*const f32; 1], usize) = if pack_a {
-                                ([packed_a[g * block_a..].as_ptr()], mr)
-                            } else {
-                                ([a[g * mr..].as_ptr()], m)
-                            };
-                            // SAFETY: inside `c` (row `g * mr`, column `p * nr`).
-                            let out = unsafe { c_base.get().add(g * mr * n + p * nr) };
-                            let tile = microkernel::Tile {
-                                taps: 1,
-                                kc,
-                                a: column.as_ptr(),
-                                b: panel,
-                                ldb,
-                                bias: zero_bias.as_ptr(),
-                                c: out,
-                                ldc: n,
-                                rows: (m - g * mr).min(mr),
-                                cols,
-                                act: Act::Identity,
-                                stream: false,
-                                // The kernel reads each row of the residual before storing that
-                                // row.
-                                res: if accumulate { out } else { std::ptr::null() },
-                                ldr: n,
-                                a_stride,
-                                a_off: 0,
-                                resume: false,
-                                partial: false,
-                            };
-                            // SAFETY: each of the `kc` rows of the column block holds `MR`
-                            // readable floats from its start (the packed block `MR` wide, or
-                            // `a`'s row `m` wide with `g * mr + MR <= m`: unpacked only when
-                            // `MR` divides `m`); the panel `kc` rows of `NR` floats `ldb` apart
-                            // (packed, or a full panel of `b` ending inside it: unpacked only
-                            // when `NR` divides `n`); the tile's `rows` rows of `cols` outputs
-                            // lie inside `c`, `n` apart, in this call's panels only.
-                            unsafe { microkernel::run(isa, &tile) };
+    let packed_len = (groups - first_packed) * block_a;
+    with_scratch(2, packed_len + ALIGN, |a_buf| {
+        let packed_a = aligned(a_buf);
+        pack_columns(
+            a,
+            m,
+            (mr, first_packed),
+            &mut packed_a[..packed_len],
+            parallel,
+        );
+        let packed_a = &*packed_a;
+        let zero_bias = vec![0f32; nr];
+        let c_base = SendPtr(c.as_mut_ptr());
+        // Panels `p0..p1` (their own columns of `c`).
+        let panels = |p0: usize, p1: usize| {
+            with_scratch(3, kc * nr + ALIGN, |b_buf| {
+                let packed_b = &mut aligned(b_buf)[..kc * nr];
+                for p in p0..p1 {
+                    let cols = (n - p * nr).min(nr);
+                    let (panel, ldb) = if pack_b || cols < nr {
+                        for (dst, row) in packed_b.chunks_exact_mut(nr).zip(b.chunks_exact(n)) {
+                            dst[..cols].copy_from_slice(&row[p * nr..p * nr + cols]);
+                            dst[cols..].fill(0.0);
                         }
+                        (packed_b.as_ptr(), nr)
+                    } else {
+                        (b[p * nr..].as_ptr(), n)
+                    };
+                    for g in 0..groups {
+                        let (column, a_stride): ([*const f32; 1], usize) = if g >= first_packed {
+                            ([packed_a[(g - first_packed) * block_a..].as_ptr()], mr)
+                        } else {
+                            ([a[g * mr..].as_ptr()], m)
+                        };
+                        // SAFETY: inside `c` (row `g * mr`, column `p * nr`).
+                        let out = unsafe { c_base.get().add(g * mr * n + p * nr) };
+                        let tile = microkernel::Tile {
+                            taps: 1,
+                            kc,
+                            a: column.as_ptr(),
+                            b: panel,
+                            ldb,
+                            bias: zero_bias.as_ptr(),
+                            c: out,
+                            ldc: n,
+                            rows: (m - g * mr).min(mr),
+                            cols,
+                            act: Act::Identity,
+                            stream: false,
+                            // The kernel reads each row of the residual before storing that
+                            // row.
+                            res: if accumulate { out } else { std::ptr::null() },
+                            ldr: n,
+                            a_stride,
+                            a_off: 0,
+                            resume: false,
+                            partial: false,
+                        };
+                        // SAFETY: each of the `kc` rows of the column block holds `MR`
+                        // readable floats from its start (a packed block `MR` wide, or `a`'s
+                        // row `m` wide with `g * mr + MR <= m`: groups with fewer columns are
+                        // packed); the panel `kc` rows of `NR` floats `ldb` apart (packed, or
+                        // a full panel of `b` ending inside it); the tile's `rows` rows of
+                        // `cols` outputs lie inside `c`, `n` apart, in this call's panels
+                        // only.
+                        unsafe { microkernel::run(isa, &tile) };
                     }
-                })
-            };
-            if parallel && count > 1 {
-                // Each element's sum is computed by one tile whichever thread runs it: the same
-                // result as the sequential loop.
-                let per = count.div_ceil(rayon::current_num_threads() * 4).max(1);
-                (0..count.div_ceil(per))
-                    .into_par_iter()
-                    .for_each(|i| panels(i * per, ((i + 1) * per).min(count)));
-            } else {
-                panels(0, count);
-            }
-        },
-    );
+                }
+            })
+        };
+        if parallel && count > 1 {
+            // Each element's sum is computed by one tile whichever thread runs it: the same
+            // result as the sequential loop.
+            let per = count.div_ceil(rayon::current_num_threads() * 4).max(1);
+            (0..count.div_ceil(per))
+                .into_par_iter()
+                .for_each(|i| panels(i * per, ((i + 1) * per).min(count)));
+        } else {
+            panels(0, count);
+        }
+    });
 }
 
 /// Floats of slack for a 64-byte aligned start in a scratch buffer.
@@ -1240,13 +1280,16 @@ fn aligned(buf: &mut [f32]) -> &mut [f32] {
     &mut buf[skip..]
 }
 
-/// `a[kc x m]` (row-major) as `m.div_ceil(mr)` blocks `[kc][mr]` of its consecutive
-/// columns, the last zero-padded: `out[g][k][r] = a[k][g * mr + r]`.
-fn pack_columns(a: &[f32], m: usize, mr: usize, out: &mut [f32], parallel: bool) {
-    let kc = a.len() / m;
-    let block = kc * mr;
-    let pack = |(g, dst): (usize, &mut [f32])| {
-        let (c0, w) = (g * mr, (m - g * mr).min(mr));
+/// The groups of `mr` consecutive columns from `first` on of `a[kc x m]` (row-major) as
+/// blocks `[kc][mr]`, the last zero-padded: `out[g - first][k][r] = a[k][g * mr + r]`.
+fn pack_columns(a: &[f32], m: usize, (mr, first): (usize, usize), out: &mut [f32], parallel: bool) {
+    let block = a.len() / m * mr;
+    if block == 0 {
+        return;
+    }
+    let pack = |(i, dst): (usize, &mut [f32])| {
+        let c0 = (first + i) * mr;
+        let w = (m - c0).min(mr);
         for (d, row) in dst.chunks_exact_mut(mr).zip(a.chunks_exact(m)) {
             d[..w].copy_from_slice(&row[c0..c0 + w]);
             d[w..].fill(0.0);
@@ -1276,7 +1319,7 @@ mod tests {
                 (19, 13, 40),
                 (33, 29, 57),
                 (5, 3, 70),
-                // Several groups, one full panel (only the panel packed); one full group,
+                // Packed: several groups, one full panel (`b` in place); one full group,
                 // two panels (only `a` packed); both packed; an empty reduction.
                 (9, 24, 32),
                 (9, 12, 64),
@@ -1292,15 +1335,26 @@ mod tests {
                     .map(|i| ((i * 53 % 97) as f32 - 48.0) / 24.0)
                     .collect();
                 let prior: Vec<f32> = (0..m * n).map(|i| (i % 11) as f32 - 5.0).collect();
-                for (accumulate, parallel) in
-                    [(false, false), (true, false), (false, true), (true, true)]
-                {
+                for (accumulate, parallel, operands) in [false, true].into_iter().flat_map(|acc| {
+                    [false, true].into_iter().flat_map(move |par| {
+                        [Operands::InPlace, Operands::Packed].map(|o| (acc, par, o))
+                    })
+                }) {
                     let mut c = if accumulate {
                         prior.clone()
                     } else {
                         vec![f32::NAN; m * n]
                     };
-                    transposed_times_matrix(isa, (&a, kc, m), &b, n, &mut c, accumulate, parallel);
+                    transposed_times_matrix(
+                        isa,
+                        (&a, kc, m),
+                        &b,
+                        n,
+                        &mut c,
+                        accumulate,
+                        parallel,
+                        operands,
+                    );
                     for i in 0..m {
                         for j in 0..n {
                             let sum: f64 = (0..kc)
@@ -1315,7 +1369,7 @@ mod tests {
                             let got = c[i * n + j] as f64;
                             assert!(
                                 (got - want).abs() <= 1e-5 * (1.0 + want.abs()),
-                                "{isa:?} kc {kc} m {m} n {n} accumulate {accumulate}: c[{i}][{j}] = {got}, want {want}"
+                                "{isa:?} kc {kc} m {m} n {n} accumulate {accumulate} {operands:?}: c[{i}][{j}] = {got}, want {want}"
                             );
                         }
                     }
