@@ -60,23 +60,23 @@ pub trait CpuTrain: Backend {
         frozen: bool,
     ) -> FloatTensor<Self>;
     /// [`CpuTrain::batch_norm_train`] in training mode of `y`, the convolution `spec` of `x`
-    /// with `filter` (computed by the caller, not tracked), `moments` its
-    /// [`CpuTrain::channel_moments`]: one op whose gradient reaches `x` and `filter` through
-    /// the convolution's backward pass, which makes the batch norm's input gradient chunk by
-    /// chunk where it can ([`TrainConv::grad_input_and_filter_after`]).
+    /// with `filter`: `(output, moments)`, the moments (`[2, c]`, not differentiated) those
+    /// of `y` ([`CpuTrain::channel_moments`]). One op, which gathers a strided filter (a
+    /// model's permuted view) once for the convolution and its backward pass, and whose
+    /// gradient reaches `x` and `filter` through the convolution's backward pass, which makes
+    /// the batch norm's input gradient chunk by chunk where it can
+    /// ([`TrainConv::grad_input_and_filter_after`]).
     #[allow(clippy::too_many_arguments)]
     fn conv_batch_norm_train(
         x: FloatTensor<Self>,
         filter: FloatTensor<Self>,
-        y: FloatTensor<Self>,
         gamma: FloatTensor<Self>,
         beta: FloatTensor<Self>,
-        moments: FloatTensor<Self>,
         spec: TrainConv,
         eps: f32,
         lo: f32,
         hi: f32,
-    ) -> FloatTensor<Self>;
+    ) -> (FloatTensor<Self>, FloatTensor<Self>);
     /// `x` clamped to `[lo, hi]` (ReLU, ReLU6).
     fn clamp_act(x: FloatTensor<Self>, lo: f32, hi: f32) -> FloatTensor<Self>;
     /// A max or average pool (see [`TrainPool`]) of an NHWC input: `[n, oh, ow, c]`.
@@ -199,18 +199,19 @@ impl CpuTrain for Flex {
     }
 
     fn conv_batch_norm_train(
-        _x: FlexTensor,
-        _filter: FlexTensor,
-        y: FlexTensor,
+        x: FlexTensor,
+        filter: FlexTensor,
         gamma: FlexTensor,
         beta: FlexTensor,
-        moments: FlexTensor,
-        _spec: TrainConv,
+        spec: TrainConv,
         eps: f32,
         lo: f32,
         hi: f32,
-    ) -> FlexTensor {
-        Flex::batch_norm_train(y, gamma, beta, moments, eps, lo, hi, false)
+    ) -> (FlexTensor, FlexTensor) {
+        let y = Flex::nhwc_conv(x, filter, spec);
+        let moments = Flex::channel_moments(y.clone());
+        let out = Flex::batch_norm_train(y, gamma, beta, moments.clone(), eps, lo, hi, false);
+        (out, moments)
     }
 
     fn clamp_act(x: FlexTensor, lo: f32, hi: f32) -> FlexTensor {
@@ -626,16 +627,13 @@ impl<C: CheckpointStrategy> CpuTrain for Autodiff<Flex, C> {
     fn conv_batch_norm_train(
         x: FloatTensor<Self>,
         filter: FloatTensor<Self>,
-        y: FloatTensor<Self>,
         gamma: FloatTensor<Self>,
         beta: FloatTensor<Self>,
-        moments: FloatTensor<Self>,
         spec: TrainConv,
         eps: f32,
         lo: f32,
         hi: f32,
-    ) -> FloatTensor<Self> {
-        let (y, moments) = (y.into_primitive(), moments.into_primitive());
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
         match ConvBatchNormBackward
             .prepare::<C>([x.node(), filter.node(), gamma.node(), beta.node()])
             .compute_bound()
@@ -644,7 +642,11 @@ impl<C: CheckpointStrategy> CpuTrain for Autodiff<Flex, C> {
             OpsKind::Tracked(mut prep) => {
                 let x_state = prep.checkpoint(&x);
                 let gamma_state = prep.checkpoint(&gamma);
+                // A model keeping Burn's [out, in, kh, kw] filters passes a permuted view:
+                // gathered once here for both passes.
                 let filter = contiguous(filter.into_primitive());
+                let y = Flex::nhwc_conv(x.into_primitive(), filter.clone(), spec);
+                let moments = Flex::channel_moments(y.clone());
                 let beta = beta.into_primitive();
                 let out = Flex::batch_norm_train(
                     y.clone(),
@@ -657,31 +659,35 @@ impl<C: CheckpointStrategy> CpuTrain for Autodiff<Flex, C> {
                     false,
                 );
                 let bounds = (lo.is_finite() || hi.is_finite()).then_some((lo, hi));
-                prep.finish(
+                let out = prep.finish(
                     (
                         x_state,
                         filter,
                         y,
                         gamma_state,
                         beta,
-                        moments,
+                        moments.clone(),
                         spec,
                         eps,
                         bounds,
                     ),
                     out,
-                )
+                );
+                (out, <FloatTensor<Self>>::new(moments))
             }
-            OpsKind::UnTracked(prep) => prep.finish(Flex::batch_norm_train(
-                y,
-                gamma.into_primitive(),
-                beta.into_primitive(),
-                moments,
-                eps,
-                lo,
-                hi,
-                false,
-            )),
+            OpsKind::UnTracked(prep) => {
+                let (out, moments) = Flex::conv_batch_norm_train(
+                    x.into_primitive(),
+                    filter.into_primitive(),
+                    gamma.into_primitive(),
+                    beta.into_primitive(),
+                    spec,
+                    eps,
+                    lo,
+                    hi,
+                );
+                (prep.finish(out), <FloatTensor<Self>>::new(moments))
+            }
         }
     }
 
@@ -765,24 +771,8 @@ pub fn conv_batch_norm_train(
     eps: f32,
     (lo, hi): (f32, f32),
 ) -> (DispatchTensor, DispatchTensor, DispatchTensor) {
-    // The convolution's output, not tracked: the op below differentiates it.
-    let y = <Dispatch as CpuTrain>::nhwc_conv(
-        Dispatch::float_detach(x.clone()),
-        Dispatch::float_detach(filter.clone()),
-        spec,
-    );
-    let moments = <Dispatch as CpuTrain>::channel_moments(y.clone());
-    let out = <Dispatch as CpuTrain>::conv_batch_norm_train(
-        x,
-        filter,
-        y,
-        gamma,
-        beta,
-        moments.clone(),
-        spec,
-        eps,
-        lo,
-        hi,
+    let (out, moments) = <Dispatch as CpuTrain>::conv_batch_norm_train(
+        x, filter, gamma, beta, spec, eps, lo, hi,
     );
     let (mean, var) = mean_and_variance(moments);
     (out, mean, var)
