@@ -771,9 +771,8 @@ pub fn conv_batch_norm_train(
     eps: f32,
     (lo, hi): (f32, f32),
 ) -> (DispatchTensor, DispatchTensor, DispatchTensor) {
-    let (out, moments) = <Dispatch as CpuTrain>::conv_batch_norm_train(
-        x, filter, gamma, beta, spec, eps, lo, hi,
-    );
+    let (out, moments) =
+        <Dispatch as CpuTrain>::conv_batch_norm_train(x, filter, gamma, beta, spec, eps, lo, hi);
     let (mean, var) = mean_and_variance(moments);
     (out, mean, var)
 }
