@@ -8,12 +8,28 @@ pub(crate) struct AlignedBuf {
     len: usize,
 }
 
+/// Floats of slack a buffer needs for a 64-byte aligned start somewhere in its first line.
+pub(crate) const SLACK: usize = 16;
+
+/// The index of the first 64-byte aligned float of `buf` (below [`SLACK`]; at most its
+/// length).
+fn aligned_start(buf: &[f32]) -> usize {
+    ((buf.as_ptr() as usize).wrapping_neg() % 64 / 4).min(buf.len())
+}
+
+/// The part of `buf` from its first 64-byte aligned float (a scratch buffer [`SLACK`]
+/// floats longer than what it must hold).
+pub(crate) fn aligned_mut(buf: &mut [f32]) -> &mut [f32] {
+    let start = aligned_start(buf);
+    &mut buf[start..]
+}
+
 impl AlignedBuf {
     /// Zeroed on the thread pool when large: the training step packs every filter on the
     /// main thread on every call.
     pub(crate) fn zeros(len: usize) -> AlignedBuf {
-        let buf = crate::ops::zeroed(len + 16);
-        let start = (buf.as_ptr() as usize).wrapping_neg() % 64 / 4;
+        let buf = crate::ops::zeroed(len + SLACK);
+        let start = aligned_start(&buf);
         AlignedBuf { buf, start, len }
     }
 

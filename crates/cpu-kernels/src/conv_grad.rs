@@ -11,6 +11,7 @@
 //!
 //! Depthwise gradients are direct loops over the channels (vectorised by the compiler).
 
+use crate::aligned::{aligned_mut, SLACK};
 use crate::conv::{Conv2d, ConvGeometry, ConvWeights, Padding, SendPtr};
 use crate::depthwise::{DepthwiseConv2d, DepthwiseGeometry};
 use crate::depthwise_grad::{self, ColumnTaps, DwGrad};
@@ -1049,7 +1050,6 @@ impl TrainConv {
     }
 }
 
-/// How [`TrainConv::line_grad_filter`] lays out its products.
 /// Where the filter gradient's chunks of pixels read the output's gradient: a whole tensor,
 /// or a batch norm's input gradient made chunk by chunk (see
 /// [`TrainConv::grad_input_and_filter_after`]).
@@ -1059,6 +1059,7 @@ enum DyRows<'a, 'b> {
     Made(&'a BatchNormGrad<'b>),
 }
 
+/// How [`TrainConv::line_grad_filter`] lays out its products.
 struct LineGradShape {
     /// Kernel rows across the axis.
     rows: usize,
@@ -1147,8 +1148,8 @@ enum Operands {
     /// them, each panel of `b` `[kc][NR]` (by the thread that runs it) when it is strided
     /// (`n > NR`) and several groups read it. Read where they lie, a tile's `kc` rows `m` or
     /// `n` floats apart fall into a few cache sets: the direct filter gradients over
-    /// 256-pixel chunks (Inception-v3's 6a 3x3/2 288 -> 384: 27.8 -> 24.5 ms; 7c 1x1
-    /// 2048 -> 448: 6.8 -> 5.4 ms).
+    /// 256-pixel chunks (batch 12, 25 cold calls: Inception-v3's 6a 3x3/2 288 -> 384
+    /// 29.9 -> 26.2 ms; 7c 1x1 2048 -> 448 7.2 -> 5.6 ms).
     Packed,
 }
 
@@ -1189,8 +1190,8 @@ fn transposed_times_matrix(
     let pack_b = packing && groups > 1 && n > nr;
     let block_a = kc * mr;
     let packed_len = (groups - first_packed) * block_a;
-    with_scratch(2, packed_len + ALIGN, |a_buf| {
-        let packed_a = aligned(a_buf);
+    with_scratch(2, packed_len + SLACK, |a_buf| {
+        let packed_a = aligned_mut(a_buf);
         pack_columns(
             a,
             m,
@@ -1199,12 +1200,14 @@ fn transposed_times_matrix(
             parallel,
         );
         let packed_a = &*packed_a;
-        let zero_bias = vec![0f32; nr];
+        // The tiles' biases (`NR` of them, at most 32): none.
+        let zero_bias = [0f32; 32];
+        debug_assert!(nr <= zero_bias.len());
         let c_base = SendPtr(c.as_mut_ptr());
         // Panels `p0..p1` (their own columns of `c`).
         let panels = |p0: usize, p1: usize| {
-            with_scratch(3, kc * nr + ALIGN, |b_buf| {
-                let packed_b = &mut aligned(b_buf)[..kc * nr];
+            with_scratch(3, kc * nr + SLACK, |b_buf| {
+                let packed_b = &mut aligned_mut(b_buf)[..kc * nr];
                 for p in p0..p1 {
                     let cols = (n - p * nr).min(nr);
                     let (panel, ldb) = if pack_b || cols < nr {
@@ -1269,15 +1272,6 @@ fn transposed_times_matrix(
             panels(0, count);
         }
     });
-}
-
-/// Floats of slack for a 64-byte aligned start in a scratch buffer.
-const ALIGN: usize = 16;
-
-/// The part of `buf` from its first 64-byte aligned float.
-fn aligned(buf: &mut [f32]) -> &mut [f32] {
-    let skip = ((buf.as_ptr() as usize).wrapping_neg() % 64 / 4).min(buf.len());
-    &mut buf[skip..]
 }
 
 /// The groups of `mr` consecutive columns from `first` on of `a[kc x m]` (row-major) as
