@@ -148,6 +148,32 @@ fn contiguous(t: FlexTensor) -> FlexTensor {
     flex(v, shape_of(&t))
 }
 
+/// The convolution `spec` of `x` with `filter`, its moments and the training batch norm
+/// of it clamped to `[lo, hi]`: `(y, moments, output)`, the forward pass of
+/// [`CpuTrain::conv_batch_norm_train`] (untracked, and under its tracked op).
+#[allow(clippy::too_many_arguments)]
+fn conv_batch_norm_forward(
+    x: FlexTensor,
+    filter: FlexTensor,
+    gamma: FlexTensor,
+    beta: FlexTensor,
+    spec: TrainConv,
+    eps: f32,
+    lo: f32,
+    hi: f32,
+) -> (FlexTensor, FlexTensor, FlexTensor) {
+    let y = Flex::nhwc_conv(x, filter, spec);
+    let moments = Flex::channel_moments(y.clone());
+    let out = Flex::batch_norm_train(y.clone(), gamma, beta, moments.clone(), eps, lo, hi, false);
+    (y, moments, out)
+}
+
+/// A batch norm's clamp `[lo, hi]` as its backward pass takes it: `None` when both bounds
+/// are infinite (no activation).
+fn clamp_bounds(lo: f32, hi: f32) -> Option<(f32, f32)> {
+    (lo.is_finite() || hi.is_finite()).then_some((lo, hi))
+}
+
 fn flex(v: Vec<f32>, shape: Vec<usize>) -> FlexTensor {
     FlexTensor::from_data(TensorData::new(v, shape))
 }
@@ -208,9 +234,7 @@ impl CpuTrain for Flex {
         lo: f32,
         hi: f32,
     ) -> (FlexTensor, FlexTensor) {
-        let y = Flex::nhwc_conv(x, filter, spec);
-        let moments = Flex::channel_moments(y.clone());
-        let out = Flex::batch_norm_train(y, gamma, beta, moments.clone(), eps, lo, hi, false);
+        let (_, moments, out) = conv_batch_norm_forward(x, filter, gamma, beta, spec, eps, lo, hi);
         (out, moments)
     }
 
@@ -605,7 +629,7 @@ impl<C: CheckpointStrategy> CpuTrain for Autodiff<Flex, C> {
                     hi,
                     frozen,
                 );
-                let bounds = (lo.is_finite() || hi.is_finite()).then_some((lo, hi));
+                let bounds = clamp_bounds(lo, hi);
                 prep.finish(
                     (x_state, gamma_state, beta, moments, eps, bounds, frozen),
                     y,
@@ -645,20 +669,18 @@ impl<C: CheckpointStrategy> CpuTrain for Autodiff<Flex, C> {
                 // A model keeping Burn's [out, in, kh, kw] filters passes a permuted view:
                 // gathered once here for both passes.
                 let filter = contiguous(filter.into_primitive());
-                let y = Flex::nhwc_conv(x.into_primitive(), filter.clone(), spec);
-                let moments = Flex::channel_moments(y.clone());
                 let beta = beta.into_primitive();
-                let out = Flex::batch_norm_train(
-                    y.clone(),
+                let (y, moments, out) = conv_batch_norm_forward(
+                    x.into_primitive(),
+                    filter.clone(),
                     gamma.into_primitive(),
                     beta.clone(),
-                    moments.clone(),
+                    spec,
                     eps,
                     lo,
                     hi,
-                    false,
                 );
-                let bounds = (lo.is_finite() || hi.is_finite()).then_some((lo, hi));
+                let bounds = clamp_bounds(lo, hi);
                 let out = prep.finish(
                     (
                         x_state,
