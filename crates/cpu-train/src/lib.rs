@@ -7,9 +7,10 @@
 //! - training-mode batch normalisation over the channels (`FusedBatchNormV3` with
 //!   `is_training`: batch moments, normalisation, closed-form gradient) in three passes
 //!   instead of some twenty Burn ops and their backward ops;
-//! - a convolution and the training batch norm that alone reads it as one op
-//!   ([`conv_batch_norm_train`]): the batch norm's input gradient goes to the convolution's
-//!   gradients a block of pixels at a time where it can, never written whole;
+//! - a convolution and the batch norm that alone reads it as one op, with batch statistics
+//!   ([`conv_batch_norm_train`]) or frozen ones ([`conv_batch_norm_frozen`]): the batch
+//!   norm's input gradient goes to the convolution's gradients a block of pixels at a time
+//!   where it can, never written whole, and a permuted filter is gathered once;
 //! - ReLU / ReLU6 (TensorFlow's gradient: `dy` where `lo < x < hi`) in one pass each way;
 //! - max and average pooling ([`cpu_kernels::TrainPool`]) without NCHW permutes.
 //!
@@ -77,6 +78,21 @@ pub trait CpuTrain: Backend {
         lo: f32,
         hi: f32,
     ) -> (FloatTensor<Self>, FloatTensor<Self>);
+    /// [`CpuTrain::conv_batch_norm_train`] with frozen `moments` (`[2, c]`: the moving mean
+    /// and variance, constants of the op): the convolution and the inference-mode batch norm
+    /// of its output as one op (`finetune`'s default with a trained backbone).
+    #[allow(clippy::too_many_arguments)]
+    fn conv_batch_norm_frozen(
+        x: FloatTensor<Self>,
+        filter: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        moments: FloatTensor<Self>,
+        spec: TrainConv,
+        eps: f32,
+        lo: f32,
+        hi: f32,
+    ) -> FloatTensor<Self>;
     /// `x` clamped to `[lo, hi]` (ReLU, ReLU6).
     fn clamp_act(x: FloatTensor<Self>, lo: f32, hi: f32) -> FloatTensor<Self>;
     /// A max or average pool (see [`TrainPool`]) of an NHWC input: `[n, oh, ow, c]`.
@@ -148,23 +164,34 @@ fn contiguous(t: FlexTensor) -> FlexTensor {
     flex(v, shape_of(&t))
 }
 
-/// The convolution `spec` of `x` with `filter`, its moments and the training batch norm
-/// of it clamped to `[lo, hi]`: `(y, moments, output)`, the forward pass of
-/// [`CpuTrain::conv_batch_norm_train`] (untracked, and under its tracked op).
+/// The convolution `spec` of `x` with `filter`, its moments (`frozen`: those given) and
+/// the batch norm of it clamped to `[lo, hi]`: `(y, moments, output)`, the forward pass of
+/// [`CpuTrain::conv_batch_norm_train`] and [`CpuTrain::conv_batch_norm_frozen`]
+/// (untracked, and under their tracked op).
 #[allow(clippy::too_many_arguments)]
 fn conv_batch_norm_forward(
     x: FlexTensor,
     filter: FlexTensor,
     gamma: FlexTensor,
     beta: FlexTensor,
+    frozen: Option<FlexTensor>,
     spec: TrainConv,
     eps: f32,
-    lo: f32,
-    hi: f32,
+    (lo, hi): (f32, f32),
 ) -> (FlexTensor, FlexTensor, FlexTensor) {
     let y = Flex::nhwc_conv(x, filter, spec);
-    let moments = Flex::channel_moments(y.clone());
-    let out = Flex::batch_norm_train(y.clone(), gamma, beta, moments.clone(), eps, lo, hi, false);
+    let is_frozen = frozen.is_some();
+    let moments = frozen.unwrap_or_else(|| Flex::channel_moments(y.clone()));
+    let out = Flex::batch_norm_train(
+        y.clone(),
+        gamma,
+        beta,
+        moments.clone(),
+        eps,
+        lo,
+        hi,
+        is_frozen,
+    );
     (y, moments, out)
 }
 
@@ -234,8 +261,23 @@ impl CpuTrain for Flex {
         lo: f32,
         hi: f32,
     ) -> (FlexTensor, FlexTensor) {
-        let (_, moments, out) = conv_batch_norm_forward(x, filter, gamma, beta, spec, eps, lo, hi);
+        let (_, moments, out) =
+            conv_batch_norm_forward(x, filter, gamma, beta, None, spec, eps, (lo, hi));
         (out, moments)
+    }
+
+    fn conv_batch_norm_frozen(
+        x: FlexTensor,
+        filter: FlexTensor,
+        gamma: FlexTensor,
+        beta: FlexTensor,
+        moments: FlexTensor,
+        spec: TrainConv,
+        eps: f32,
+        lo: f32,
+        hi: f32,
+    ) -> FlexTensor {
+        conv_batch_norm_forward(x, filter, gamma, beta, Some(moments), spec, eps, (lo, hi)).2
     }
 
     fn clamp_act(x: FlexTensor, lo: f32, hi: f32) -> FlexTensor {
@@ -438,7 +480,7 @@ struct ConvBatchNormBackward;
 impl Backward<Flex, 4> for ConvBatchNormBackward {
     /// The convolution's input checkpoint, its filter (contiguous HWIO) and output (the
     /// batch norm's input), gamma's checkpoint, beta, the moments, the convolution, epsilon,
-    /// the activation's bounds.
+    /// the activation's bounds, whether the moments are frozen.
     type State = (
         NodeId,
         FlexTensor,
@@ -449,6 +491,7 @@ impl Backward<Flex, 4> for ConvBatchNormBackward {
         TrainConv,
         f32,
         Option<(f32, f32)>,
+        bool,
     );
 
     fn backward(
@@ -460,14 +503,14 @@ impl Backward<Flex, 4> for ConvBatchNormBackward {
         let [node_x, node_filter, node_gamma, node_beta] = ops.parents;
         let d_out = grads.consume::<Flex>(&ops.node);
         consumed(ops.node.id);
-        let (x_state, filter, y, gamma_state, beta, moments, spec, eps, bounds) = ops.state;
+        let (x_state, filter, y, gamma_state, beta, moments, spec, eps, bounds, frozen) = ops.state;
         let gamma = checkpointer.retrieve_node_output::<FlexTensor>(gamma_state);
         let (y_v, moments_v, gamma_v, beta_v) =
             (values(&y), values(&moments), values(&gamma), values(&beta));
         let filter = values(&filter);
         with_gradient_rows(&d_out, |d_rows| {
             let bn = train_norm::BatchNormGrad::new(
-                &y_v, d_rows, &moments_v, &gamma_v, &beta_v, eps, bounds, false,
+                &y_v, d_rows, &moments_v, &gamma_v, &beta_v, eps, bounds, frozen,
             );
             if let Some(node) = node_gamma {
                 grads.register::<Flex>(node.id, flex(bn.dgamma.clone(), shape_of(&gamma)));
@@ -658,59 +701,24 @@ impl<C: CheckpointStrategy> CpuTrain for Autodiff<Flex, C> {
         lo: f32,
         hi: f32,
     ) -> (FloatTensor<Self>, FloatTensor<Self>) {
-        match ConvBatchNormBackward
-            .prepare::<C>([x.node(), filter.node(), gamma.node(), beta.node()])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(mut prep) => {
-                let x_state = prep.checkpoint(&x);
-                let gamma_state = prep.checkpoint(&gamma);
-                // A model keeping Burn's [out, in, kh, kw] filters passes a permuted view:
-                // gathered once here for both passes.
-                let filter = contiguous(filter.into_primitive());
-                let beta = beta.into_primitive();
-                let (y, moments, out) = conv_batch_norm_forward(
-                    x.into_primitive(),
-                    filter.clone(),
-                    gamma.into_primitive(),
-                    beta.clone(),
-                    spec,
-                    eps,
-                    lo,
-                    hi,
-                );
-                let bounds = clamp_bounds(lo, hi);
-                let out = prep.finish(
-                    (
-                        x_state,
-                        filter,
-                        y,
-                        gamma_state,
-                        beta,
-                        moments.clone(),
-                        spec,
-                        eps,
-                        bounds,
-                    ),
-                    out,
-                );
-                (out, <FloatTensor<Self>>::new(moments))
-            }
-            OpsKind::UnTracked(prep) => {
-                let (out, moments) = Flex::conv_batch_norm_train(
-                    x.into_primitive(),
-                    filter.into_primitive(),
-                    gamma.into_primitive(),
-                    beta.into_primitive(),
-                    spec,
-                    eps,
-                    lo,
-                    hi,
-                );
-                (prep.finish(out), <FloatTensor<Self>>::new(moments))
-            }
-        }
+        let (out, moments) =
+            conv_batch_norm_tracked::<C>(x, filter, gamma, beta, None, spec, eps, (lo, hi));
+        (out, <FloatTensor<Self>>::new(moments))
+    }
+
+    fn conv_batch_norm_frozen(
+        x: FloatTensor<Self>,
+        filter: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        moments: FloatTensor<Self>,
+        spec: TrainConv,
+        eps: f32,
+        lo: f32,
+        hi: f32,
+    ) -> FloatTensor<Self> {
+        let moments = Some(moments.into_primitive());
+        conv_batch_norm_tracked::<C>(x, filter, gamma, beta, moments, spec, eps, (lo, hi)).0
     }
 
     fn clamp_act(x: FloatTensor<Self>, lo: f32, hi: f32) -> FloatTensor<Self> {
@@ -719,6 +727,74 @@ impl<C: CheckpointStrategy> CpuTrain for Autodiff<Flex, C> {
 
     fn nhwc_pool(x: FloatTensor<Self>, spec: TrainPool) -> FloatTensor<Self> {
         single_input::<C, _>(x, spec)
+    }
+}
+
+/// The autodiff op of [`CpuTrain::conv_batch_norm_train`] (`frozen` `None`: the batch's
+/// moments) and [`CpuTrain::conv_batch_norm_frozen`] (`frozen`: the given moments, no
+/// gradient through them): the output and the moments.
+#[allow(clippy::too_many_arguments)]
+fn conv_batch_norm_tracked<C: CheckpointStrategy>(
+    x: FloatTensor<Autodiff<Flex, C>>,
+    filter: FloatTensor<Autodiff<Flex, C>>,
+    gamma: FloatTensor<Autodiff<Flex, C>>,
+    beta: FloatTensor<Autodiff<Flex, C>>,
+    frozen: Option<FlexTensor>,
+    spec: TrainConv,
+    eps: f32,
+    (lo, hi): (f32, f32),
+) -> (FloatTensor<Autodiff<Flex, C>>, FlexTensor) {
+    match ConvBatchNormBackward
+        .prepare::<C>([x.node(), filter.node(), gamma.node(), beta.node()])
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(mut prep) => {
+            let x_state = prep.checkpoint(&x);
+            let gamma_state = prep.checkpoint(&gamma);
+            // A model keeping Burn's [out, in, kh, kw] filters passes a permuted view:
+            // gathered once here for both passes.
+            let filter = contiguous(filter.into_primitive());
+            let beta = beta.into_primitive();
+            let is_frozen = frozen.is_some();
+            let (y, moments, out) = conv_batch_norm_forward(
+                x.into_primitive(),
+                filter.clone(),
+                gamma.into_primitive(),
+                beta.clone(),
+                frozen,
+                spec,
+                eps,
+                (lo, hi),
+            );
+            let bounds = clamp_bounds(lo, hi);
+            let state = (
+                x_state,
+                filter,
+                y,
+                gamma_state,
+                beta,
+                moments.clone(),
+                spec,
+                eps,
+                bounds,
+                is_frozen,
+            );
+            (prep.finish(state, out), moments)
+        }
+        OpsKind::UnTracked(prep) => {
+            let (_, moments, out) = conv_batch_norm_forward(
+                x.into_primitive(),
+                filter.into_primitive(),
+                gamma.into_primitive(),
+                beta.into_primitive(),
+                frozen,
+                spec,
+                eps,
+                (lo, hi),
+            );
+            (prep.finish(out), moments)
+        }
     }
 }
 
@@ -819,10 +895,37 @@ pub fn batch_norm_frozen(
     eps: f32,
     (lo, hi): (f32, f32),
 ) -> DispatchTensor {
-    let c = TensorMetadata::shape(&mean)[0];
-    let moments =
-        Dispatch::float_reshape(Dispatch::float_cat(vec![mean, var], 0), Shape::from([2, c]));
+    let moments = frozen_moments(mean, var);
     <Dispatch as CpuTrain>::batch_norm_train(x, gamma, beta, moments, eps, lo, hi, true)
+}
+
+/// The convolution `spec` of `x` with `filter` (checked as for [`conv`]), then
+/// [`batch_norm_frozen`] of its output with the moving `mean` and `var`: the same values,
+/// as one op whose backward pass hands the batch norm's input gradient to the
+/// convolution's a block of pixels at a time where it can (see [`conv_batch_norm_train`]),
+/// and which gathers a permuted filter once for both passes.
+#[allow(clippy::too_many_arguments)]
+pub fn conv_batch_norm_frozen(
+    x: DispatchTensor,
+    filter: DispatchTensor,
+    spec: TrainConv,
+    gamma: DispatchTensor,
+    beta: DispatchTensor,
+    mean: DispatchTensor,
+    var: DispatchTensor,
+    eps: f32,
+    (lo, hi): (f32, f32),
+) -> DispatchTensor {
+    let moments = frozen_moments(mean, var);
+    <Dispatch as CpuTrain>::conv_batch_norm_frozen(
+        x, filter, gamma, beta, moments, spec, eps, lo, hi,
+    )
+}
+
+/// The moving `mean` and `var` (`[c]` each) as the `[2, c]` moments the ops take.
+fn frozen_moments(mean: DispatchTensor, var: DispatchTensor) -> DispatchTensor {
+    let c = TensorMetadata::shape(&mean)[0];
+    Dispatch::float_reshape(Dispatch::float_cat(vec![mean, var], 0), Shape::from([2, c]))
 }
 
 /// The range `Relu` / `Relu6` clamp to, `None` for other ops.

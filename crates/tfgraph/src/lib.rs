@@ -68,10 +68,11 @@ struct Plan {
     /// the `Pad` passes its input through (`passed`): no padded copy, and no strided slice
     /// of its gradient (Keras' MobileNetV2 pads before each stride-2 depthwise convolution).
     pad_conv: HashMap<usize, [usize; 4]>,
-    /// Batch norms (training mode, NHWC) whose input is a `Conv2D` read by nothing else:
-    /// the batch norm node runs both as one op (`ops::run_conv_batch_norm`), whose backward
-    /// pass hands the batch norm's input gradient to the convolution's a block of pixels at
-    /// a time; the convolution node only passes its input and filter on (`deferred`).
+    /// Batch norms (NHWC; batch or frozen statistics) whose input is a `Conv2D` read by
+    /// nothing else: the batch norm node runs both as one op (`ops::run_conv_batch_norm`),
+    /// whose backward pass hands the batch norm's input gradient to the convolution's a
+    /// block of pixels at a time; the convolution node only passes its input and filter on
+    /// (`deferred`).
     conv_bn: HashMap<usize, usize>,
     deferred: std::collections::HashSet<usize>,
 }
@@ -100,9 +101,10 @@ impl Plan {
         }
     }
 
-    /// Finds the training-mode NHWC `FusedBatchNorm*` nodes whose input is the output of a
-    /// `Conv2D` (NHWC, its input not a folded `Pad`) that nothing else reads, for
-    /// [`Plan::conv_bn`]. Runs after [`Plan::fold_pads_into_convolutions`].
+    /// Finds the NHWC `FusedBatchNorm*` nodes (training mode, or frozen statistics in a
+    /// trace that is differentiated) whose input is the output of a `Conv2D` (NHWC, its
+    /// input not a folded `Pad`) that nothing else reads, for [`Plan::conv_bn`]. Runs after
+    /// [`Plan::fold_pads_into_convolutions`].
     fn fuse_convolutions_into_batch_norms(&mut self) {
         let uses = fast::Uses::new(&self.graph);
         for (i, n) in self.graph.nodes.iter().enumerate() {
@@ -110,11 +112,9 @@ impl Plan {
             {
                 continue;
             }
-            let training = n.attrs.get("is_training").and_then(|a| a.b).unwrap_or(true);
             let x = n.inputs[0];
             let p = &self.graph.nodes[x.node];
-            if !training
-                || fast::attr_s(n, "data_format") == "NCHW"
+            if fast::attr_s(n, "data_format") == "NCHW"
                 || p.op != "Conv2D"
                 || p.inputs.len() != 2
                 || !p.subgraphs.is_empty()
@@ -687,7 +687,7 @@ impl Model {
     }
 
     /// How many `Conv2D` nodes run with the batch norm that alone reads them as one op
-    /// (training traces; see `Plan::conv_bn`).
+    /// (wherever the inference rewrite does not run; see `Plan::conv_bn`).
     pub fn fused_conv_batch_norms(&self) -> usize {
         self.plan.conv_bn.len()
     }

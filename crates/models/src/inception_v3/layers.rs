@@ -297,11 +297,25 @@ impl BasicConv {
         let bounds = (0.0, if self.relu6 { 6.0 } else { f32::INFINITY });
         let device = x.device();
         if let Some(bn) = &self.bn {
-            if bn.train_stats
-                && device.is_autodiff()
-                && self.conv.bias.is_none()
-                && between.is_none()
-            {
+            let one_op = device.is_autodiff() && self.conv.bias.is_none() && between.is_none();
+            if one_op && !bn.train_stats {
+                // The convolution and its frozen batch norm as one op.
+                let stat =
+                    |s: &RunningState<Tensor<1>>| s.value_sync().to_device(&device).into_dispatch();
+                let gamma = Tensor::<1>::ones([cout], &device).into_dispatch();
+                return Tensor::from_dispatch(cpu_train::conv_batch_norm_frozen(
+                    x.into_dispatch(),
+                    filter,
+                    spec,
+                    gamma,
+                    bn.beta.val().into_dispatch(),
+                    stat(&bn.moving_mean),
+                    stat(&bn.moving_variance),
+                    bn.epsilon as f32,
+                    bounds,
+                ));
+            }
+            if one_op && bn.train_stats {
                 // The convolution and its batch norm as one op (one backward pass).
                 let gamma = Tensor::<1>::ones([cout], &device).into_dispatch();
                 let (out, mean, var) = cpu_train::conv_batch_norm_train(

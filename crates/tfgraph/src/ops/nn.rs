@@ -280,31 +280,51 @@ fn batch_norm_after(
     let on_flex = [&x, &scale, &offset]
         .iter()
         .all(|t| cpu_train::runs_on_flex(t));
+    let (mean, var) = if training {
+        (None, None)
+    } else {
+        (Some(vec_of(3)?), Some(vec_of(4)?))
+    };
+    let on_flex = on_flex
+        && [&mean, &var]
+            .iter()
+            .all(|t| t.as_ref().is_none_or(cpu_train::runs_on_flex));
     // A convolution the one op cannot take here runs first.
     let (x, conv) = match conv {
-        Some((w, spec)) if !training || nchw || !on_flex => (cpu_train::conv(x, w, spec), None),
+        Some((w, spec)) if nchw || !on_flex => (cpu_train::conv(x, w, spec), None),
         conv => (x, conv),
     };
-    if !training {
-        let mean = vec_of(3)?;
-        let var = vec_of(4)?;
-        let on_flex = [&x, &scale, &offset, &mean, &var]
-            .iter()
-            .all(|t| cpu_train::runs_on_flex(t));
+    if let (Some(mean), Some(var)) = (mean, var) {
         let r = |t: FT| dev::reshape(t, &[c]);
         let (y, m, v) = if !nchw && on_flex {
             // The kernels' pass (a gradient through Burn's broadcast ops otherwise).
             let (m, v) = (r(mean), r(var));
+            let (scale, offset) = (r(scale), r(offset));
             let bounds = act.unwrap_or((f32::NEG_INFINITY, f32::INFINITY));
-            let y = cpu_train::batch_norm_frozen(
-                x,
-                r(scale),
-                r(offset),
-                m.clone(),
-                v.clone(),
-                eps,
-                bounds,
-            );
+            let y = match conv {
+                // The convolution that produced `x` (not run yet: `x` is its input) and
+                // this batch norm as one op.
+                Some((w, spec)) => cpu_train::conv_batch_norm_frozen(
+                    x,
+                    w,
+                    spec,
+                    scale,
+                    offset,
+                    m.clone(),
+                    v.clone(),
+                    eps,
+                    bounds,
+                ),
+                None => cpu_train::batch_norm_frozen(
+                    x,
+                    scale,
+                    offset,
+                    m.clone(),
+                    v.clone(),
+                    eps,
+                    bounds,
+                ),
+            };
             (y, m, v)
         } else {
             let factor = dev::mul(
