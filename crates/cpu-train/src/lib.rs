@@ -1061,4 +1061,100 @@ mod tests {
             assert!((g - w).abs() <= 1e-5 * scale, "[{i}]: {g} vs Burn's {w}");
         }
     }
+
+    /// A convolution and its frozen batch norm as one op gives the gradients Burn's own
+    /// ops give for the same computation (NCHW convolution, broadcast batch norm, clamp), for
+    /// the input, the filter, gamma and beta; the moving statistics get none.
+    #[test]
+    fn a_convolution_with_its_frozen_batch_norm_gets_burns_gradients() {
+        let device = Device::flex().autodiff();
+        let (n, h, w, c) = (2, 9, 8, 12);
+        // (kh, kw, cout, stride, pad, clamp): a 1x1 with ReLU6 (both gradients in one pass
+        // over the batch norm's blocks), a 3x3 SAME with ReLU, a strided 3x3 without.
+        let cases = [
+            (1, 1, 40, 1, 0, (0.0, 6.0)),
+            (3, 3, 20, 1, 1, (0.0, f32::INFINITY)),
+            (3, 3, 5, 2, 0, (f32::NEG_INFINITY, f32::INFINITY)),
+        ];
+        for (case, &(kh, kw, co, s, p, (lo, hi))) in cases.iter().enumerate() {
+            let f0 = values(kh * kw * c * co, 20 + case as u32);
+            let x0 = values(n * h * w * c, 1);
+            let up = values(n * h * w * co, 7);
+            let run = |ours: bool| -> Vec<Vec<f32>> {
+                let t4 = |v: &[f32], shape: [usize; 4]| {
+                    Tensor::<4>::from_data(TensorData::new(v.to_vec(), shape), &device)
+                };
+                let t1 = |v: Vec<f32>| {
+                    let k = v.len();
+                    Tensor::<1>::from_data(TensorData::new(v, [k]), &device)
+                };
+                let x = t4(&x0, [n, h, w, c]).require_grad();
+                let hwio = t4(&f0, [kh, kw, c, co]).require_grad();
+                let gamma = t1(values(co, 5).iter().map(|v| v + 1.5).collect()).require_grad();
+                let beta = t1(values(co, 6)).require_grad();
+                let mean = t1(values(co, 3));
+                let var = t1(values(co, 4).iter().map(|v| v.abs() + 0.5).collect());
+                let spec = TrainConv {
+                    n,
+                    h,
+                    w,
+                    cin: c,
+                    cout: co,
+                    kh,
+                    kw,
+                    stride: [s, s],
+                    pads: [p; 4],
+                    depthwise: false,
+                };
+                let y: Tensor<4> = if ours {
+                    Tensor::from_dispatch(conv_batch_norm_frozen(
+                        x.clone().into_dispatch(),
+                        hwio.clone().into_dispatch(),
+                        spec,
+                        gamma.clone().into_dispatch(),
+                        beta.clone().into_dispatch(),
+                        mean.into_dispatch(),
+                        var.into_dispatch(),
+                        1e-3,
+                        (lo, hi),
+                    ))
+                } else {
+                    let options = ConvOptions::new([s, s], [p, p], [1, 1], 1);
+                    let z = conv2d(
+                        x.clone().permute([0, 3, 1, 2]),
+                        hwio.clone().permute([3, 2, 0, 1]),
+                        None,
+                        options,
+                    )
+                    .permute([0, 2, 3, 1]);
+                    let scale = gamma.clone() / var.add_scalar(1e-3).sqrt();
+                    let u = (z - mean.reshape([1, 1, 1, co])) * scale.reshape([1, 1, 1, co])
+                        + beta.clone().reshape([1, 1, 1, co]);
+                    u.clamp(lo.max(-1e30), hi.min(1e30))
+                };
+                let [_, oh, ow, _] = y.dims();
+                let weights = t4(&up[..n * oh * ow * co], [n, oh, ow, co]);
+                let grads = (y * weights).sum().backward();
+                let v4 = |g: Option<Tensor<4>>| g.unwrap().into_data().try_into_vec().unwrap();
+                let v1 = |g: Option<Tensor<1>>| g.unwrap().into_data().try_into_vec().unwrap();
+                vec![
+                    v4(x.grad(&grads)),
+                    v4(hwio.grad(&grads)),
+                    v1(gamma.grad(&grads)),
+                    v1(beta.grad(&grads)),
+                ]
+            };
+            let (got, want) = (run(true), run(false));
+            for (k, (g, w)) in got.iter().zip(&want).enumerate() {
+                let scale = w.iter().fold(0f32, |m, v| m.max(v.abs()));
+                assert!(scale > 0.0, "case {case}: gradient {k} all zeros");
+                for (i, (a, b)) in g.iter().zip(w).enumerate() {
+                    assert!(
+                        (a - b).abs() <= 1e-5 * scale,
+                        "case {case}, gradient {k} [{i}]: {a} vs Burn's {b}"
+                    );
+                }
+            }
+        }
+    }
 }
