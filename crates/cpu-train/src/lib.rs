@@ -8,7 +8,7 @@
 //!   `is_training`: batch moments, normalisation, closed-form gradient) in three passes
 //!   instead of some twenty Burn ops and their backward ops;
 //! - a convolution and the batch norm that alone reads it as one op, with batch statistics
-//!   ([`conv_batch_norm_train`]) or frozen ones ([`conv_batch_norm_frozen`]): the batch
+//!   ([`conv_batch_norm_train`]) or frozen ones ([`batch_norm_frozen`]): the batch
 //!   norm's input gradient goes to the convolution's gradients a block of pixels at a time
 //!   where it can, never written whole, and a permuted filter is gathered once;
 //! - ReLU / ReLU6 (TensorFlow's gradient: `dy` where `lo < x < hi`) in one pass each way;
@@ -884,10 +884,16 @@ fn mean_and_variance(moments: DispatchTensor) -> (DispatchTensor, DispatchTensor
     (mean, var)
 }
 
-/// Inference-mode batch normalisation of `x` over its last axis with the moving `mean`
-/// and `var` (all `[c]`, on flex; no gradient reaches them), clamped to `[lo, hi]`.
+/// Inference-mode batch normalisation over the last axis with the moving `mean` and `var`
+/// (all `[c]`, on flex; no gradient reaches them), clamped to `[lo, hi]`: of `x`, or, with
+/// `conv` (a filter and its convolution, checked as for [`conv`]), of the convolution of `x`,
+/// the same values as one op whose backward pass hands the batch norm's input gradient to
+/// the convolution's a block of pixels at a time where it can (see
+/// [`conv_batch_norm_train`]) and which gathers a permuted filter once for both passes.
+#[allow(clippy::too_many_arguments)]
 pub fn batch_norm_frozen(
     x: DispatchTensor,
+    conv: Option<(DispatchTensor, TrainConv)>,
     gamma: DispatchTensor,
     beta: DispatchTensor,
     mean: DispatchTensor,
@@ -895,37 +901,17 @@ pub fn batch_norm_frozen(
     eps: f32,
     (lo, hi): (f32, f32),
 ) -> DispatchTensor {
-    let moments = frozen_moments(mean, var);
-    <Dispatch as CpuTrain>::batch_norm_train(x, gamma, beta, moments, eps, lo, hi, true)
-}
-
-/// The convolution `spec` of `x` with `filter` (checked as for [`conv`]), then
-/// [`batch_norm_frozen`] of its output with the moving `mean` and `var`: the same values,
-/// as one op whose backward pass hands the batch norm's input gradient to the
-/// convolution's a block of pixels at a time where it can (see [`conv_batch_norm_train`]),
-/// and which gathers a permuted filter once for both passes.
-#[allow(clippy::too_many_arguments)]
-pub fn conv_batch_norm_frozen(
-    x: DispatchTensor,
-    filter: DispatchTensor,
-    spec: TrainConv,
-    gamma: DispatchTensor,
-    beta: DispatchTensor,
-    mean: DispatchTensor,
-    var: DispatchTensor,
-    eps: f32,
-    (lo, hi): (f32, f32),
-) -> DispatchTensor {
-    let moments = frozen_moments(mean, var);
-    <Dispatch as CpuTrain>::conv_batch_norm_frozen(
-        x, filter, gamma, beta, moments, spec, eps, lo, hi,
-    )
-}
-
-/// The moving `mean` and `var` (`[c]` each) as the `[2, c]` moments the ops take.
-fn frozen_moments(mean: DispatchTensor, var: DispatchTensor) -> DispatchTensor {
     let c = TensorMetadata::shape(&mean)[0];
-    Dispatch::float_reshape(Dispatch::float_cat(vec![mean, var], 0), Shape::from([2, c]))
+    let moments =
+        Dispatch::float_reshape(Dispatch::float_cat(vec![mean, var], 0), Shape::from([2, c]));
+    match conv {
+        Some((filter, spec)) => <Dispatch as CpuTrain>::conv_batch_norm_frozen(
+            x, filter, gamma, beta, moments, spec, eps, lo, hi,
+        ),
+        None => {
+            <Dispatch as CpuTrain>::batch_norm_train(x, gamma, beta, moments, eps, lo, hi, true)
+        }
+    }
 }
 
 /// The range `Relu` / `Relu6` clamp to, `None` for other ops.
@@ -964,6 +950,37 @@ mod tests {
             .collect()
     }
 
+    /// A convolution of `[n, h, w, c]` inputs: `(kh, kw, cout, stride, pad)`, pads alike.
+    fn spec(
+        [n, h, w, c]: [usize; 4],
+        (kh, kw, cout, s, p): (usize, usize, usize, usize, usize),
+    ) -> TrainConv {
+        TrainConv {
+            n,
+            h,
+            w,
+            cin: c,
+            cout,
+            kh,
+            kw,
+            stride: [s, s],
+            pads: [p; 4],
+            depthwise: false,
+        }
+    }
+
+    /// The same convolution by Burn's own NCHW op, NHWC in and out (the reference).
+    fn burn_conv(x: Tensor<4>, hwio: Tensor<4>, s: usize, p: usize) -> Tensor<4> {
+        let options = ConvOptions::new([s, s], [p, p], [1, 1], 1);
+        conv2d(
+            x.permute([0, 3, 1, 2]),
+            hwio.permute([3, 2, 0, 1]),
+            None,
+            options,
+        )
+        .permute([0, 2, 3, 1])
+    }
+
     /// An input read by several convolutions (a Mixed block's branch heads) and a pool gets
     /// the sum of their input gradients, whichever adds them (Burn, the kernels' epilogue,
     /// a pass of their own): the same as Burn's own NCHW ops give.
@@ -996,28 +1013,13 @@ mod tests {
                 let hwio =
                     Tensor::<4>::from_data(TensorData::new(f.clone(), [kh, kw, c, co]), &device);
                 let y = if ours {
-                    let spec = TrainConv {
-                        n,
-                        h,
-                        w,
-                        cin: c,
-                        cout: co,
-                        kh,
-                        kw,
-                        stride: [s, s],
-                        pads: [p; 4],
-                        depthwise: false,
-                    };
                     Tensor::<4>::from_dispatch(conv(
                         x.clone().into_dispatch(),
                         hwio.into_dispatch(),
-                        spec,
+                        spec([n, h, w, c], (kh, kw, co, s, p)),
                     ))
                 } else {
-                    let options = ConvOptions::new([s, s], [p, p], [1, 1], 1);
-                    let nchw = x.clone().permute([0, 3, 1, 2]);
-                    let oihw = hwio.permute([3, 2, 0, 1]);
-                    conv2d(nchw, oihw, None, options).permute([0, 2, 3, 1])
+                    burn_conv(x.clone(), hwio, s, p)
                 };
                 let weight = (k + 1) as f32;
                 total = total + (y.clone() * y).sum().mul_scalar(weight);
@@ -1094,23 +1096,13 @@ mod tests {
                 let beta = t1(values(co, 6)).require_grad();
                 let mean = t1(values(co, 3));
                 let var = t1(values(co, 4).iter().map(|v| v.abs() + 0.5).collect());
-                let spec = TrainConv {
-                    n,
-                    h,
-                    w,
-                    cin: c,
-                    cout: co,
-                    kh,
-                    kw,
-                    stride: [s, s],
-                    pads: [p; 4],
-                    depthwise: false,
-                };
                 let y: Tensor<4> = if ours {
-                    Tensor::from_dispatch(conv_batch_norm_frozen(
+                    Tensor::from_dispatch(batch_norm_frozen(
                         x.clone().into_dispatch(),
-                        hwio.clone().into_dispatch(),
-                        spec,
+                        Some((
+                            hwio.clone().into_dispatch(),
+                            spec([n, h, w, c], (kh, kw, co, s, p)),
+                        )),
                         gamma.clone().into_dispatch(),
                         beta.clone().into_dispatch(),
                         mean.into_dispatch(),
@@ -1119,14 +1111,7 @@ mod tests {
                         (lo, hi),
                     ))
                 } else {
-                    let options = ConvOptions::new([s, s], [p, p], [1, 1], 1);
-                    let z = conv2d(
-                        x.clone().permute([0, 3, 1, 2]),
-                        hwio.clone().permute([3, 2, 0, 1]),
-                        None,
-                        options,
-                    )
-                    .permute([0, 2, 3, 1]);
+                    let z = burn_conv(x.clone(), hwio.clone(), s, p);
                     let scale = gamma.clone() / var.add_scalar(1e-3).sqrt();
                     let u = (z - mean.reshape([1, 1, 1, co])) * scale.reshape([1, 1, 1, co])
                         + beta.clone().reshape([1, 1, 1, co]);

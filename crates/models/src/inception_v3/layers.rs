@@ -296,56 +296,45 @@ impl BasicConv {
         let filter = self.conv.weight.val().permute([2, 3, 1, 0]).into_dispatch();
         let bounds = (0.0, if self.relu6 { 6.0 } else { f32::INFINITY });
         let device = x.device();
-        if let Some(bn) = &self.bn {
-            let one_op = device.is_autodiff() && self.conv.bias.is_none() && between.is_none();
-            if one_op && !bn.train_stats {
-                // The convolution and its frozen batch norm as one op.
-                let stat =
-                    |s: &RunningState<Tensor<1>>| s.value_sync().to_device(&device).into_dispatch();
-                let gamma = Tensor::<1>::ones([cout], &device).into_dispatch();
-                return Tensor::from_dispatch(cpu_train::conv_batch_norm_frozen(
-                    x.into_dispatch(),
-                    filter,
-                    spec,
-                    gamma,
-                    bn.beta.val().into_dispatch(),
-                    stat(&bn.moving_mean),
-                    stat(&bn.moving_variance),
-                    bn.epsilon as f32,
-                    bounds,
-                ));
-            }
-            if one_op && bn.train_stats {
-                // The convolution and its batch norm as one op (one backward pass).
-                let gamma = Tensor::<1>::ones([cout], &device).into_dispatch();
-                let (out, mean, var) = cpu_train::conv_batch_norm_train(
-                    x.into_dispatch(),
-                    filter,
-                    spec,
-                    gamma,
-                    bn.beta.val().into_dispatch(),
-                    bn.epsilon as f32,
-                    bounds,
-                );
-                let out = Tensor::<4>::from_dispatch(out);
-                let [n, oh, ow, _] = out.dims();
-                bn.update_moving(
-                    Tensor::from_dispatch(mean),
-                    Tensor::from_dispatch(var),
-                    n * oh * ow,
-                );
-                return out;
-            }
+        let gamma = || Tensor::<1>::ones([cout], &device).into_dispatch();
+        // The convolution and its batch norm as one op (one backward pass) where the
+        // convolution has no bias and nothing runs between the two.
+        let one_op = device.is_autodiff() && self.conv.bias.is_none() && between.is_none();
+        if let Some(bn) = self.bn.as_ref().filter(|bn| one_op && bn.train_stats) {
+            let (out, mean, var) = cpu_train::conv_batch_norm_train(
+                x.into_dispatch(),
+                filter,
+                spec,
+                gamma(),
+                bn.beta.val().into_dispatch(),
+                bn.epsilon as f32,
+                bounds,
+            );
+            let out = Tensor::<4>::from_dispatch(out);
+            let [n, oh, ow, _] = out.dims();
+            bn.update_moving(
+                Tensor::from_dispatch(mean),
+                Tensor::from_dispatch(var),
+                n * oh * ow,
+            );
+            return out;
         }
-        let mut y = Tensor::<4>::from_dispatch(cpu_train::conv(x.into_dispatch(), filter, spec));
-        if let Some(bias) = &self.conv.bias {
-            y = y + bias.val().reshape([1, 1, 1, cout]);
-        }
-        let y = match between {
-            Some(f) => f(y),
-            None => y,
+        // The batch norm's input, or with frozen statistics as one op, the convolution's
+        // (`conv`: its filter and geometry).
+        let (y, conv) = if one_op && self.bn.is_some() {
+            (x, Some((filter, spec)))
+        } else {
+            let mut y =
+                Tensor::<4>::from_dispatch(cpu_train::conv(x.into_dispatch(), filter, spec));
+            if let Some(bias) = &self.conv.bias {
+                y = y + bias.val().reshape([1, 1, 1, cout]);
+            }
+            let y = match between {
+                Some(f) => f(y),
+                None => y,
+            };
+            (y, None)
         };
-        let [n, h, w, _] = y.dims();
         let Some(bn) = &self.bn else {
             return Tensor::from_dispatch(cpu_train::clamp_act(
                 y.into_dispatch(),
@@ -353,11 +342,11 @@ impl BasicConv {
                 bounds.1,
             ));
         };
-        let gamma = Tensor::<1>::ones([cout], &device).into_dispatch();
         if bn.train_stats && device.is_autodiff() {
+            let [n, h, w, _] = y.dims();
             let (out, mean, var) = cpu_train::batch_norm_train(
                 y.into_dispatch(),
-                gamma,
+                gamma(),
                 bn.beta.val().into_dispatch(),
                 bn.epsilon as f32,
                 bounds,
@@ -372,7 +361,8 @@ impl BasicConv {
         let stat = |s: &RunningState<Tensor<1>>| s.value_sync().to_device(&device).into_dispatch();
         Tensor::from_dispatch(cpu_train::batch_norm_frozen(
             y.into_dispatch(),
-            gamma,
+            conv,
+            gamma(),
             bn.beta.val().into_dispatch(),
             stat(&bn.moving_mean),
             stat(&bn.moving_variance),

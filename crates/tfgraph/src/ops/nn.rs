@@ -301,30 +301,18 @@ fn batch_norm_after(
             let (m, v) = (r(mean), r(var));
             let (scale, offset) = (r(scale), r(offset));
             let bounds = act.unwrap_or((f32::NEG_INFINITY, f32::INFINITY));
-            let y = match conv {
-                // The convolution that produced `x` (not run yet: `x` is its input) and
-                // this batch norm as one op.
-                Some((w, spec)) => cpu_train::conv_batch_norm_frozen(
-                    x,
-                    w,
-                    spec,
-                    scale,
-                    offset,
-                    m.clone(),
-                    v.clone(),
-                    eps,
-                    bounds,
-                ),
-                None => cpu_train::batch_norm_frozen(
-                    x,
-                    scale,
-                    offset,
-                    m.clone(),
-                    v.clone(),
-                    eps,
-                    bounds,
-                ),
-            };
+            // With the convolution that produced `x` (not run yet: `x` is its input) as
+            // one op.
+            let y = cpu_train::batch_norm_frozen(
+                x,
+                conv,
+                scale,
+                offset,
+                m.clone(),
+                v.clone(),
+                eps,
+                bounds,
+            );
             (y, m, v)
         } else {
             let factor = dev::mul(
