@@ -101,10 +101,10 @@ impl Plan {
         }
     }
 
-    /// Finds the NHWC `FusedBatchNorm*` nodes (training mode, or frozen statistics in a
-    /// trace that is differentiated) whose input is the output of a `Conv2D` (NHWC, its
-    /// input not a folded `Pad`) that nothing else reads, for [`Plan::conv_bn`]. Runs after
-    /// [`Plan::fold_pads_into_convolutions`].
+    /// Finds the NHWC `FusedBatchNorm*` nodes (batch or frozen statistics) whose input is
+    /// the output of a `Conv2D` (NHWC, its input not a folded `Pad`) that nothing else reads,
+    /// for [`Plan::conv_bn`]. Runs after [`Plan::fold_pads_into_convolutions`], on plans the
+    /// inference rewrite does not take.
     fn fuse_convolutions_into_batch_norms(&mut self) {
         let uses = fast::Uses::new(&self.graph);
         for (i, n) in self.graph.nodes.iter().enumerate() {

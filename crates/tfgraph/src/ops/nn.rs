@@ -277,24 +277,22 @@ fn batch_norm_after(
     let offset = vec_of(2)?;
     // `is_training` defaults to true in the OpDef (stripped from nodes when true).
     let training = ctx.attr("is_training").and_then(|a| a.b).unwrap_or(true);
-    let on_flex = [&x, &scale, &offset]
-        .iter()
-        .all(|t| cpu_train::runs_on_flex(t));
-    let (mean, var) = if training {
-        (None, None)
+    // The moving mean and variance, with frozen statistics.
+    let moving = if training {
+        None
     } else {
-        (Some(vec_of(3)?), Some(vec_of(4)?))
+        Some((vec_of(3)?, vec_of(4)?))
     };
-    let on_flex = on_flex
-        && [&mean, &var]
-            .iter()
-            .all(|t| t.as_ref().is_none_or(cpu_train::runs_on_flex));
+    let on_flex = [&x, &scale, &offset]
+        .into_iter()
+        .chain(moving.iter().flat_map(|(m, v)| [m, v]))
+        .all(cpu_train::runs_on_flex);
     // A convolution the one op cannot take here runs first.
     let (x, conv) = match conv {
         Some((w, spec)) if nchw || !on_flex => (cpu_train::conv(x, w, spec), None),
         conv => (x, conv),
     };
-    if let (Some(mean), Some(var)) = (mean, var) {
+    if let Some((mean, var)) = moving {
         let r = |t: FT| dev::reshape(t, &[c]);
         let (y, m, v) = if !nchw && on_flex {
             // The kernels' pass (a gradient through Burn's broadcast ops otherwise).
