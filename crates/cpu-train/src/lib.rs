@@ -798,6 +798,63 @@ fn conv_batch_norm_tracked<C: CheckpointStrategy>(
     }
 }
 
+/// A float32 flex tensor (not tracked by autodiff) whose elements fill a block of its
+/// storage once, in some order of its axes: `(the block, the axes outermost first)`. A
+/// contiguous tensor's order is `0..rank`; a filter Burn keeps as `[out, in, kh, kw]` over
+/// TensorFlow's HWIO block (a convolution's filter gradient here) is `[2, 3, 1, 0]`. `None`
+/// for other layouts (strided slices, broadcasts, flips) and other tensors.
+pub fn storage_order(t: &DispatchTensor) -> Option<(&[f32], Vec<usize>)> {
+    let DispatchTensorKind::Flex(burn::backend::BackendTensor::Float(f)) = &t.kind else {
+        return None;
+    };
+    if f.dtype() != DType::F32 {
+        return None;
+    }
+    let layout = f.layout();
+    let shape: &[usize] = layout.shape();
+    let n: usize = shape.iter().product();
+    let storage = f.storage::<f32>();
+    let block = storage.get(layout.start_offset()..layout.start_offset().checked_add(n)?)?;
+    if layout.is_contiguous() {
+        return Some((block, (0..shape.len()).collect()));
+    }
+    let strides = layout.strides();
+    // Axes of one element first (their strides say nothing), then by falling stride.
+    let mut axes: Vec<usize> = (0..shape.len()).collect();
+    axes.sort_by_key(|&a| (shape[a] != 1, std::cmp::Reverse(strides[a]), a));
+    let mut expected = 1usize;
+    for &a in axes.iter().rev() {
+        if shape[a] != 1 && usize::try_from(strides[a]).ok()? != expected {
+            return None;
+        }
+        expected *= shape[a];
+    }
+    Some((block, axes))
+}
+
+/// `values` of a tensor of `shape` laid out with its axes in the order `from` (outermost
+/// first, as [`storage_order`] gives them), laid out in the order `to` (gathered on the
+/// thread pool; a copy when the orders are the same).
+pub fn reorder(values: &[f32], shape: &[usize], from: &[usize], to: &[usize]) -> Vec<f32> {
+    assert_eq!(
+        values.len(),
+        shape.iter().product::<usize>(),
+        "values of the shape"
+    );
+    if from == to {
+        return values.to_vec();
+    }
+    let mut stride = vec![0usize; shape.len()];
+    let mut s = 1;
+    for &a in from.iter().rev() {
+        stride[a] = s;
+        s *= shape[a];
+    }
+    let dims: Vec<usize> = to.iter().map(|&a| shape[a]).collect();
+    let strides: Vec<usize> = to.iter().map(|&a| stride[a]).collect();
+    cpu_kernels::ops::gather_strided(values, 0, &dims, &strides)
+}
+
 /// Whether a float32 tensor lives on flex (with or without autodiff), where [`CpuTrain`]
 /// runs.
 pub fn runs_on_flex(t: &DispatchTensor) -> bool {

@@ -59,19 +59,35 @@ impl KerasAdam {
             let slot = self.slots.remove(key);
             let new = if cpu_train::runs_on_flex(&inner.clone().into_dispatch()) {
                 // On the CPU: one parallel pass over the parameter, its gradient and its
-                // moments (kept on the host), each element's operations in Keras' order.
+                // moments (kept on the host), each element's operations in Keras' order,
+                // over the values in the order the gradient holds them: a convolution's
+                // filter gradient is its HWIO block under Burn's [out, in, kh, kw] view, and
+                // the moments and the new parameter are kept in that order too, so that
+                // neither this update nor the next forward pass gathers a permuted filter.
+                let dims: Vec<usize> = shape.dims::<D>().to_vec();
+                let logical: Vec<usize> = (0..D).collect();
+                let device = inner.device();
+                let (pd, gd) = (inner.clone().into_dispatch(), g.clone().into_dispatch());
+                let (g, order) = match cpu_train::storage_order(&gd) {
+                    Some((values, order)) => (Cow::Borrowed(values), order),
+                    None => (Cow::Owned(host_values(g.reshape([n]))), logical.clone()),
+                };
+                let p = match cpu_train::storage_order(&pd) {
+                    Some((values, o)) if o == order => Cow::Borrowed(values),
+                    _ => {
+                        let values = cpu_train::host_values(&pd)
+                            .unwrap_or_else(|| Cow::Owned(host_values(inner.reshape([n]))));
+                        if order == logical {
+                            values
+                        } else {
+                            Cow::Owned(cpu_train::reorder(&values, &dims, &logical, &order))
+                        }
+                    }
+                };
                 let (mut m, mut v) = match slot {
-                    Some(s) => s.into_host(),
+                    Some(s) => s.into_host(&dims, &order),
                     None => (vec![0f32; n], vec![0f32; n]),
                 };
-                let device = inner.device();
-                // Read where they lie (a convolution's gradient, a permuted view, gathered
-                // in parallel), not copied out on this thread; the new values written once.
-                let (pd, gd) = (inner.clone().into_dispatch(), g.clone().into_dispatch());
-                let p = cpu_train::host_values(&pd)
-                    .unwrap_or_else(|| Cow::Owned(host_values(inner.reshape([n]))));
-                let g = cpu_train::host_values(&gd)
-                    .unwrap_or_else(|| Cow::Owned(host_values(g.reshape([n]))));
                 let p = cpu_kernels::optim::keras_adam_step(
                     &p,
                     &g,
@@ -79,8 +95,26 @@ impl KerasAdam {
                     &mut v,
                     (b1, b2, eps, alpha),
                 );
-                self.slots.insert(key.to_string(), Moments::Host(m, v));
-                Tensor::from_data(TensorData::new(p, shape.clone()), &device)
+                self.slots.insert(
+                    key.to_string(),
+                    Moments::Host {
+                        m,
+                        v,
+                        shape: dims.clone(),
+                        order: order.clone(),
+                    },
+                );
+                if order == logical {
+                    Tensor::from_data(TensorData::new(p, shape.clone()), &device)
+                } else {
+                    // The block in storage order, viewed in the parameter's axes.
+                    let block: Vec<usize> = order.iter().map(|&a| dims[a]).collect();
+                    let mut axes = [0usize; D];
+                    for (q, &a) in order.iter().enumerate() {
+                        axes[a] = q;
+                    }
+                    Tensor::<D>::from_data(TensorData::new(p, block), &device).permute(axes)
+                }
             } else {
                 let (m, v) = match slot {
                     Some(s) => s.into_device(&g.device()),
@@ -268,36 +302,71 @@ pub fn param_ids<M: Module>(module: &M) -> BTreeMap<String, usize> {
 }
 
 /// Adam's moments of one parameter: on the host for parameters on flex (updated by
-/// [`cpu_kernels::optim::keras_adam_step`]), else tensors on the parameter's device.
+/// [`cpu_kernels::optim::keras_adam_step`]) in the axis order `order` of the parameter's
+/// `shape` (outermost first: the order its gradient holds its values in), else tensors
+/// on the parameter's device (row-major).
 enum Moments {
-    Host(Vec<f32>, Vec<f32>),
+    Host {
+        m: Vec<f32>,
+        v: Vec<f32>,
+        shape: Vec<usize>,
+        order: Vec<usize>,
+    },
     Device(Tensor<1>, Tensor<1>),
 }
 
 impl Moments {
-    fn into_host(self) -> (Vec<f32>, Vec<f32>) {
-        match self {
-            Moments::Host(m, v) => (m, v),
-            Moments::Device(m, v) => (host_values(m), host_values(v)),
-        }
+    /// On the host, in the axis `order` of `shape`.
+    fn into_host(self, shape: &[usize], order: &[usize]) -> (Vec<f32>, Vec<f32>) {
+        let (m, v, from) = match self {
+            Moments::Host {
+                m,
+                v,
+                shape: s,
+                order: from,
+            } => {
+                if from == order {
+                    return (m, v);
+                }
+                assert_eq!(s, shape, "a parameter keeps its shape");
+                (m, v, from)
+            }
+            Moments::Device(m, v) => (host_values(m), host_values(v), (0..shape.len()).collect()),
+        };
+        (
+            cpu_train::reorder(&m, shape, &from, order),
+            cpu_train::reorder(&v, shape, &from, order),
+        )
     }
 
     fn into_device(self, device: &Device) -> (Tensor<1>, Tensor<1>) {
         match self {
             Moments::Device(m, v) => (m, v),
-            Moments::Host(m, v) => {
-                let t = |x: Vec<f32>| {
+            host => {
+                let (m, v) = host.to_host();
+                let t = |x: Cow<'_, [f32]>| {
                     let n = x.len();
-                    Tensor::from_data(TensorData::new(x, [n]), device)
+                    Tensor::from_data(TensorData::new(x.into_owned(), [n]), device)
                 };
                 (t(m), t(v))
             }
         }
     }
 
+    /// Row-major (the checkpoints' order).
     fn to_host(&self) -> (Cow<'_, [f32]>, Cow<'_, [f32]>) {
         match self {
-            Moments::Host(m, v) => (Cow::Borrowed(m), Cow::Borrowed(v)),
+            Moments::Host { m, v, shape, order } => {
+                let logical: Vec<usize> = (0..shape.len()).collect();
+                if *order == logical {
+                    (Cow::Borrowed(m), Cow::Borrowed(v))
+                } else {
+                    (
+                        Cow::Owned(cpu_train::reorder(m, shape, order, &logical)),
+                        Cow::Owned(cpu_train::reorder(v, shape, order, &logical)),
+                    )
+                }
+            }
             Moments::Device(m, v) => (
                 Cow::Owned(host_values(m.clone())),
                 Cow::Owned(host_values(v.clone())),

@@ -536,3 +536,80 @@ fn optimizer_state_round_trips_and_foreign_state_is_refused() {
     );
     std::fs::remove_dir_all(&root).ok();
 }
+
+/// A filter kept as Burn's `[out, in, kh, kw]` and used as TensorFlow's HWIO (a permuted
+/// view, as Inception-v3's convolutions read it): Adam updates it in the order its
+/// gradient holds its values (the HWIO block) and keeps it there, and the values are
+/// Keras' rule element by element in the parameter's own order, step after step, and
+/// after the moments went through a checkpoint.
+#[test]
+fn adam_keeps_a_permuted_filter_in_its_gradient_order() {
+    use burn::module::Param;
+    use training::keras_adam::{param_ids, KerasAdam};
+
+    #[derive(Module, Debug)]
+    struct Filter {
+        w: Param<Tensor<4>>,
+    }
+    let device = Device::flex().autodiff();
+    let dims = [4usize, 3, 2, 5]; // [out, in, kh, kw]
+    let n: usize = dims.iter().product();
+    let wave = |i: usize, k: f32| ((i as f32) * k).sin();
+    let w0: Vec<f32> = (0..n).map(|i| wave(i, 0.37)).collect();
+    let mut f = Filter {
+        w: Param::from_tensor(Tensor::from_data(
+            TensorData::new(w0.clone(), dims),
+            &device,
+        )),
+    };
+    // d loss / d hwio = c (HWIO, row-major), so the gradient is c under the OIHW view.
+    let hwio = [dims[2], dims[3], dims[1], dims[0]];
+    let c: Vec<f32> = (0..n).map(|i| wave(i, 1.3) + 0.01).collect();
+    let loss = |f: &Filter| {
+        let cw = Tensor::<4>::from_data(TensorData::new(c.clone(), hwio), &device);
+        (f.w.val().permute([2, 3, 1, 0]) * cw).sum()
+    };
+    // The gradient in OIHW order: element (o, i, y, x) is c[y, x, i, o].
+    let g: Vec<f32> = (0..n)
+        .map(|j| {
+            let (o, r) = (
+                j / (dims[1] * dims[2] * dims[3]),
+                j % (dims[1] * dims[2] * dims[3]),
+            );
+            let (i, r) = (r / (dims[2] * dims[3]), r % (dims[2] * dims[3]));
+            let (y, x) = (r / dims[3], r % dims[3]);
+            c[((y * dims[3] + x) * dims[1] + i) * dims[0] + o]
+        })
+        .collect();
+    let mut opt = KerasAdam::new(0.01);
+    let (mut p, mut m, mut v) = (w0, vec![0f32; n], vec![0f32; n]);
+    let path = tmp("adam_order").join("optimizer.safetensors");
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    for step in 1..=3 {
+        if step == 3 {
+            // The moments through a checkpoint (row-major there) and back.
+            opt.save(&path).unwrap();
+            opt = KerasAdam::new(0.01)
+                .load(&path, &param_ids(&f), &Device::flex())
+                .unwrap();
+        }
+        let grads = loss(&f).backward();
+        let alpha = 0.01 * (1.0 - 0.999f32.powi(step)).sqrt() / (1.0 - 0.9f32.powi(step));
+        f = opt.step_module(f, &grads);
+        for j in 0..n {
+            m[j] += (g[j] - m[j]) * (1.0 - 0.9);
+            v[j] += (g[j] * g[j] - v[j]) * (1.0 - 0.999);
+            p[j] -= (m[j] * alpha) / (v[j].sqrt() + 1e-7);
+        }
+        let inner = f.w.val().inner().into_dispatch();
+        let (_, order) = cpu_train::storage_order(&inner).expect("a block of its storage");
+        assert_eq!(
+            order,
+            [2, 3, 1, 0],
+            "step {step}: kept as its HWIO gradient"
+        );
+        let got = f.w.val().inner().into_data().try_into_vec::<f32>().unwrap();
+        assert_eq!(got, p, "step {step}");
+    }
+    std::fs::remove_dir_all(path.parent().unwrap()).ok();
+}
