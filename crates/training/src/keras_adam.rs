@@ -70,7 +70,11 @@ impl KerasAdam {
                 let (pd, gd) = (inner.clone().into_dispatch(), g.clone().into_dispatch());
                 let (g, order) = match cpu_train::storage_order(&gd) {
                     Some((values, order)) => (Cow::Borrowed(values), order),
-                    None => (Cow::Owned(host_values(g.reshape([n]))), logical.clone()),
+                    None => (
+                        cpu_train::host_values(&gd)
+                            .unwrap_or_else(|| Cow::Owned(host_values(g.reshape([n])))),
+                        logical.clone(),
+                    ),
                 };
                 let p = match cpu_train::storage_order(&pd) {
                     Some((values, o)) if o == order => Cow::Borrowed(values),
