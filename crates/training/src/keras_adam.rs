@@ -76,17 +76,19 @@ impl KerasAdam {
                         logical.clone(),
                     ),
                 };
-                let p = match cpu_train::storage_order(&pd) {
-                    Some((values, o)) if o == order => Cow::Borrowed(values),
-                    _ => {
-                        let values = cpu_train::host_values(&pd)
-                            .unwrap_or_else(|| Cow::Owned(host_values(inner.reshape([n]))));
-                        if order == logical {
-                            values
-                        } else {
-                            Cow::Owned(cpu_train::reorder(&values, &dims, &logical, &order))
-                        }
-                    }
+                let (p, from) = match cpu_train::storage_order(&pd) {
+                    Some((values, from)) => (Cow::Borrowed(values), from),
+                    None => (
+                        cpu_train::host_values(&pd)
+                            .unwrap_or_else(|| Cow::Owned(host_values(inner.reshape([n])))),
+                        logical.clone(),
+                    ),
+                };
+                // A parameter not yet in its gradient's order (the first step): one gather.
+                let p = if from == order {
+                    p
+                } else {
+                    Cow::Owned(cpu_train::reorder(&p, &dims, &from, &order))
                 };
                 let (mut m, mut v) = match slot {
                     Some(s) => s.into_host(&dims, &order),
@@ -329,14 +331,16 @@ impl Moments {
                 shape: s,
                 order: from,
             } => {
-                if from == order {
-                    return (m, v);
+                if from != order {
+                    assert_eq!(s, shape, "a parameter keeps its shape");
                 }
-                assert_eq!(s, shape, "a parameter keeps its shape");
                 (m, v, from)
             }
             Moments::Device(m, v) => (host_values(m), host_values(v), (0..shape.len()).collect()),
         };
+        if from == order {
+            return (m, v);
+        }
         (
             cpu_train::reorder(&m, shape, &from, order),
             cpu_train::reorder(&v, shape, &from, order),
