@@ -198,6 +198,9 @@ pub struct Conv2d {
     packed: AlignedBuf,
     /// `panels * nr` biases.
     bias: Vec<f32>,
+    /// `panels * nr` scales and shifts applied after the bias, before the activation
+    /// ([`Conv2d::with_channel_affine`]; the Winograd forms hold their own).
+    affine: Option<(Vec<f32>, Vec<f32>)>,
     /// Run over a padded copy of the input, one pointer per kernel row (see module docs).
     padded_rows: bool,
     /// For convolutions with at most `DOT_OUTS` outputs in one segment: weights
@@ -480,10 +483,44 @@ impl Conv2d {
             segments: segs,
             packed,
             bias,
+            affine: None,
             // The dot kernels reload pointers per tap: give them one per kernel row.
             padded_rows: (geometry.cin < PADDED_ROWS_BELOW || dot.is_some()) && geometry.kw > 1,
             dot,
         }
+    }
+
+    /// This convolution with every output channel `j` of its single segment scaled and
+    /// shifted after the bias, before the activation: `act((sum + bias[j]) * scale[j] +
+    /// shift[j])`, a multiply then an add, in every form it runs in (direct tiles, Winograd
+    /// output transforms). A training convolution followed by an inference-mode batch norm
+    /// (its bias `-mean`) computes the batch norm's output in the convolution's epilogue,
+    /// each value as the separate pass computes it. The dot kernels are dropped (they have
+    /// no such epilogue).
+    ///
+    /// Panics unless the convolution has one segment and `scale` and `shift` one value per
+    /// output channel.
+    pub(crate) fn with_channel_affine(mut self, scale: &[f32], shift: &[f32]) -> Conv2d {
+        assert_eq!(self.segments.len(), 1, "one segment");
+        let cout = self.segments[0].cout;
+        assert!(
+            scale.len() == cout && shift.len() == cout,
+            "one scale and shift per channel"
+        );
+        let padded = |v: &[f32]| {
+            let mut p = vec![0f32; self.segments[0].panels * self.isa.nr()];
+            p[..cout].copy_from_slice(v);
+            p
+        };
+        self.affine = Some((padded(scale), padded(shift)));
+        if let Some(w) = &mut self.winograd {
+            w.set_channel_affine(scale, shift);
+        }
+        if let Some(l) = &mut self.line {
+            l.set_channel_affine(scale, shift);
+        }
+        self.dot = None;
+        self
     }
 
     /// A matrix product `x (rows of k) * b` as a 1x1 convolution, `b`'s element `(kk, j)`
@@ -534,6 +571,7 @@ impl Conv2d {
             }],
             packed,
             bias: vec![0f32; panels * nr],
+            affine: None,
             padded_rows: false,
             dot: None,
         }
@@ -996,6 +1034,14 @@ impl Conv2d {
                     b: packed.get().add(p * k * nr + (t0 * kc + c0) * nr),
                     ldb: nr,
                     bias: self.bias.as_ptr().add(p * nr),
+                    scale: self
+                        .affine
+                        .as_ref()
+                        .map_or(std::ptr::null(), |(s, _)| s.as_ptr().add(p * nr)),
+                    shift: self
+                        .affine
+                        .as_ref()
+                        .map_or(std::ptr::null(), |(_, h)| h.as_ptr().add(p * nr)),
                     c: dst.get().add(row0 * ldc + col0),
                     ldc: *ldc,
                     rows: (m - row0).min(mr),

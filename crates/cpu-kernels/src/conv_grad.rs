@@ -171,6 +171,63 @@ impl TrainConv {
         }
     }
 
+    /// The convolution and the inference-mode batch norm of its output, clamped to `[lo, hi]`,
+    /// in one pass: `clamp((conv(x, filter) - mean) * scale + beta)` (`scale` as
+    /// [`crate::train_norm::frozen_scale`] makes it), each value as
+    /// [`crate::train_norm::batch_norm`] computes it from [`TrainConv::forward`]'s output: the
+    /// kernels' epilogue adds `-mean` as the bias, then multiplies and adds per channel
+    /// ([`Conv2d::with_channel_affine`]). The convolution's output is never written. `None`
+    /// for a depthwise convolution or bounds that are no activation of the kernels (none,
+    /// ReLU, ReLU6).
+    pub fn forward_batch_norm(
+        &self,
+        x: &[f32],
+        filter: &[f32],
+        (mean, scale, beta): (&[f32], &[f32], &[f32]),
+        (lo, hi): (f32, f32),
+    ) -> Option<Vec<f32>> {
+        let act = match (lo, hi) {
+            (f32::NEG_INFINITY, f32::INFINITY) => Act::Identity,
+            (0.0, f32::INFINITY) => Act::Relu,
+            (0.0, 6.0) => Act::Relu6,
+            _ => return None,
+        };
+        if self.depthwise {
+            return None;
+        }
+        let (oh, ow) = self.out_hw();
+        self.check(x.len(), filter.len(), self.n * oh * ow * self.cout);
+        let c = self.cout;
+        assert!(
+            mean.len() == c && scale.len() == c && beta.len() == c,
+            "one value per channel"
+        );
+        if self.n == 0 || self.cin == 0 || c == 0 {
+            // No sums: the batch norm of zeros.
+            let row: Vec<f32> = (0..c)
+                .map(|j| ((0.0 - mean[j]) * scale[j] + beta[j]).max(lo).min(hi))
+                .collect();
+            return Some(row.repeat(self.n * oh * ow));
+        }
+        let xv = Self::view(x, self.n, self.h, self.w, self.cin);
+        let g = ConvGeometry::new(self.kh, self.kw, self.cin)
+            .strides(self.stride)
+            .padding(Padding::Zero(self.pads));
+        let neg_mean: Vec<f32> = mean.iter().map(|m| -m).collect();
+        let seg = ConvWeights {
+            hwio: filter,
+            bias: Some(&neg_mean),
+            cout: c,
+            act,
+        };
+        Some(
+            Self::conv(g, &seg)
+                .with_channel_affine(scale, beta)
+                .forward(xv)
+                .data,
+        )
+    }
+
     /// A stride-1 or strided convolution of a training step: a narrow 3x3 stride-1 one by
     /// Winograd F(2x2, 3x3) ([`WINOGRAD_MAX_WEIGHTS`]) unless it is narrower still
     /// ([`LINE_3X3_MAX_CHANNELS`]), the other stride-1 ones at least 3 taps wide by the line
@@ -1234,6 +1291,8 @@ fn transposed_times_matrix(
                             b: panel,
                             ldb,
                             bias: zero_bias.as_ptr(),
+                            scale: std::ptr::null(),
+                            shift: std::ptr::null(),
                             c: out,
                             ldc: n,
                             rows: (m - g * mr).min(mr),
@@ -1513,6 +1572,105 @@ mod tests {
                 }
             }
         });
+    }
+
+    /// The convolution with the inference-mode batch norm in its epilogue gives the values
+    /// of the two steps (`forward`, then `train_norm::batch_norm` with the moving moments),
+    /// and the batch norm's gradient from that output the values of the gradient from its
+    /// input: through the direct tiles (a 1x1; a 3x3 stride 2 over few channels, the padded
+    /// rows; a reduction long and wide enough to run in blocks), Winograd F(2x2) (3x3, 128
+    /// channels) and the line Winograd (1x7; a narrow 3x3), with no activation, ReLU and
+    /// ReLU6, and channel counts that leave a partial panel.
+    #[test]
+    fn convolution_with_a_frozen_batch_norm_equals_the_two_steps() {
+        use crate::train_norm::{self, BatchNormGrad, Rows};
+        let cases = [
+            // (n, side, cin, cout, kh, kw, stride, pads)
+            (2, 9, 24, 40, 1, 1, 1, [0; 4]),
+            (2, 17, 3, 32, 3, 3, 2, [0; 4]),
+            (2, 10, 1600, 700, 1, 1, 1, [0; 4]),
+            (2, 18, 128, 128, 3, 3, 1, [1; 4]),
+            (2, 17, 32, 36, 1, 7, 1, [0, 0, 3, 3]),
+            (2, 20, 32, 64, 3, 3, 1, [1; 4]),
+        ];
+        for (n, side, ci, co, kh, kw, stride, pads) in cases {
+            let t = TrainConv {
+                n,
+                h: side,
+                w: side,
+                cin: ci,
+                cout: co,
+                kh,
+                kw,
+                stride: [stride; 2],
+                pads,
+                depthwise: false,
+            };
+            let (lx, lf, ly) = t.sizes();
+            let x: Vec<f32> = (0..lx)
+                .map(|i| ((i * 37 % 101) as f32 - 50.0) / 25.0)
+                .collect();
+            let f: Vec<f32> = (0..lf)
+                .map(|i| ((i * 53 % 97) as f32 - 48.0) / 240.0)
+                .collect();
+            let d_out: Vec<f32> = (0..ly)
+                .map(|i| ((i * 29 % 89) as f32 - 44.0) / 44.0)
+                .collect();
+            let y = t.forward(&x, &f);
+            // Moving statistics unlike the batch's, so that every bound clamps somewhere.
+            let mut moments = train_norm::channel_moments(&y, co);
+            for j in 0..co {
+                moments[j] += (j % 5) as f32 * 0.1 - 0.2;
+                moments[co + j] *= 0.5 + (j % 3) as f32 * 0.5;
+            }
+            let gamma = vec![1f32; co];
+            let beta: Vec<f32> = (0..co).map(|j| j as f32 / co as f32 - 0.3).collect();
+            let eps = 1e-3;
+            let scale = train_norm::frozen_scale(&moments, &gamma, eps);
+            for bounds in [
+                (f32::NEG_INFINITY, f32::INFINITY),
+                (0.0, f32::INFINITY),
+                (0.0, 6.0),
+            ] {
+                let want = train_norm::batch_norm(&y, &moments, &gamma, &beta, eps, bounds);
+                let got = t
+                    .forward_batch_norm(&x, &f, (&moments[..co], &scale, &beta), bounds)
+                    .unwrap();
+                assert_eq!(got, want, "{kh}x{kw}/{stride} {ci} -> {co}, {bounds:?}");
+                let clamp = bounds.0.is_finite().then_some(bounds);
+                let from_input = BatchNormGrad::new(
+                    &y,
+                    Rows::of(&d_out, co),
+                    &moments,
+                    &gamma,
+                    &beta,
+                    eps,
+                    clamp,
+                    true,
+                );
+                let from_output = BatchNormGrad::frozen_from_output(
+                    &got,
+                    Rows::of(&d_out, co),
+                    &moments,
+                    &gamma,
+                    &beta,
+                    eps,
+                    clamp,
+                );
+                assert_eq!(from_output.input_gradient(), from_input.input_gradient());
+                assert_eq!(from_output.dbeta, from_input.dbeta);
+                assert!(from_output.dgamma.is_empty());
+                // The gradient passes somewhere and is stopped somewhere.
+                if clamp.is_some() {
+                    let dx = from_output.input_gradient();
+                    assert!(dx.contains(&0.0) && dx.iter().any(|&v| v != 0.0));
+                }
+            }
+            // A clamp the kernels do not apply.
+            assert!(t
+                .forward_batch_norm(&x, &f, (&moments[..co], &scale, &beta), (-1.0, 1.0))
+                .is_none());
+        }
     }
 
     /// Which training convolutions take Winograd (`tests/conv.rs` checks their values).

@@ -146,6 +146,43 @@ fn gelu_scalar(x: f32) -> f32 {
     pos - 0.5 * pos * r + 0.5 * neg * r
 }
 
+/// `row[j] = act(row[j] * scale[j] + shift[j])`, the multiply and the add rounded apart:
+/// the per-channel scale and shift of [`Tile::scale`] for an output pixel a Winograd output
+/// transform has written (bias added, no activation yet), each value as the tile kernels
+/// compute it in their epilogue. `scale` and `shift` hold at least `row.len()` values.
+pub(crate) fn channel_affine_row(row: &mut [f32], scale: &[f32], shift: &[f32], act: Act) {
+    let n = row.len();
+    let (scale, shift) = (&scale[..n], &shift[..n]);
+    let clamp = match act {
+        Act::Relu => Some((0.0, f32::INFINITY)),
+        Act::Relu6 => Some((0.0, 6.0)),
+        _ => None,
+    };
+    match (act, clamp) {
+        (_, Some((lo, hi))) => crate::simd::vectorised(
+            #[inline(always)]
+            || {
+                for j in 0..n {
+                    row[j] = (row[j] * scale[j] + shift[j]).max(lo).min(hi);
+                }
+            },
+        ),
+        (Act::Identity, None) => crate::simd::vectorised(
+            #[inline(always)]
+            || {
+                for j in 0..n {
+                    row[j] = row[j] * scale[j] + shift[j];
+                }
+            },
+        ),
+        (act, None) => {
+            for j in 0..n {
+                row[j] = act_scalar(row[j] * scale[j] + shift[j], act);
+            }
+        }
+    }
+}
+
 /// Arguments of one kernel call (see the module docs).
 pub(crate) struct Tile {
     pub taps: usize,
@@ -157,6 +194,11 @@ pub(crate) struct Tile {
     pub ldb: usize,
     /// `NR` biases.
     pub bias: *const f32,
+    /// A per-column scale and shift after the bias and residual, before the activation
+    /// (null: none): `(v * scale[j]) + shift[j]`, a multiply then an add (two roundings,
+    /// as an inference-mode batch norm of the sums computes it). `NR` floats each.
+    pub scale: *const f32,
+    pub shift: *const f32,
     /// Output: row `r` starts at `c + r * ldc`.
     pub c: *mut f32,
     pub ldc: usize,
@@ -278,6 +320,9 @@ unsafe fn tile_portable(t: &Tile) {
             let mut v = row[j] + bias[j];
             if !t.res.is_null() {
                 v += *t.res.add(r * t.ldr + j);
+            }
+            if !t.scale.is_null() {
+                v = v * *t.scale.add(j) + *t.shift.add(j);
             }
             *c.add(j) = act_scalar(v, t.act);
         }
@@ -469,6 +514,20 @@ mod x86 {
                         _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, res.add(16))),
                     )
                 };
+                let (v0, v1) = if t.scale.is_null() {
+                    (v0, v1)
+                } else {
+                    (
+                        _mm512_add_ps(
+                            _mm512_mul_ps(v0, _mm512_loadu_ps(t.scale)),
+                            _mm512_loadu_ps(t.shift),
+                        ),
+                        _mm512_add_ps(
+                            _mm512_mul_ps(v1, _mm512_loadu_ps(t.scale.add(16))),
+                            _mm512_loadu_ps(t.shift.add(16)),
+                        ),
+                    )
+                };
                 let f = |v: __m512| crate::simd::act512(v, act);
                 if stream && (c as usize).is_multiple_of(64) {
                     _mm512_stream_ps(c, f(v0));
@@ -566,6 +625,20 @@ mod x86 {
                     (
                         _mm256_add_ps(v0, _mm256_maskload_ps(res, m0)),
                         _mm256_add_ps(v1, _mm256_maskload_ps(res.add(8), m1)),
+                    )
+                };
+                let (v0, v1) = if t.scale.is_null() {
+                    (v0, v1)
+                } else {
+                    (
+                        _mm256_add_ps(
+                            _mm256_mul_ps(v0, _mm256_loadu_ps(t.scale)),
+                            _mm256_loadu_ps(t.shift),
+                        ),
+                        _mm256_add_ps(
+                            _mm256_mul_ps(v1, _mm256_loadu_ps(t.scale.add(8))),
+                            _mm256_loadu_ps(t.shift.add(8)),
+                        ),
                     )
                 };
                 let f = |v: __m256| crate::simd::act256(v, act);

@@ -181,6 +181,15 @@ fn inverse_std(moments: &[f32], c: usize, eps: f32) -> Vec<f32> {
         .collect()
 }
 
+/// `gamma / sqrt(var + eps)` per channel for `moments` (`[2, c]`: mean, variance), as
+/// [`batch_norm`] scales: what [`crate::TrainConv::forward_batch_norm`] takes.
+pub fn frozen_scale(moments: &[f32], gamma: &[f32], eps: f32) -> Vec<f32> {
+    let c = gamma.len();
+    assert_eq!(moments.len(), 2 * c, "mean and variance per channel");
+    let inv = inverse_std(moments, c, eps);
+    gamma.iter().zip(&inv).map(|(g, i)| g * i).collect()
+}
+
 /// The normalised, scaled and shifted `x` for the `moments` of [`channel_moments`],
 /// clamped to `[lo, hi]` (the activation after it; infinite bounds for none):
 /// `(x - mean) * (gamma / sqrt(var + eps)) + beta`, as TensorFlow's fused batch norm.
@@ -291,6 +300,8 @@ pub struct BatchNormGrad<'a> {
     /// `mean(g)`, `mean(g * xhat)` (zeros for frozen statistics).
     mdy: Vec<f32>,
     mdyx: Vec<f32>,
+    /// `x` is the batch norm's clamped output ([`BatchNormGrad::frozen_from_output`]).
+    from_output: bool,
 }
 
 impl<'a> BatchNormGrad<'a> {
@@ -305,6 +316,39 @@ impl<'a> BatchNormGrad<'a> {
         eps: f32,
         bounds: Option<(f32, f32)>,
         frozen: bool,
+    ) -> Self {
+        Self::build(x, dy, moments, gamma, beta, eps, bounds, frozen, false)
+    }
+
+    /// [`BatchNormGrad::new`] with frozen statistics from the batch norm's clamped output
+    /// `out` (as [`crate::TrainConv::forward_batch_norm`] returns it) instead of its input:
+    /// the activation passes the gradient where `lo < out < hi`, exactly where its input
+    /// lay strictly inside the bounds. The same input gradient and `dbeta`, values and
+    /// order of sums; `dgamma` is left empty (it needs the input): for a batch norm whose
+    /// scale is a constant. Panics as [`BatchNormGrad::new`] does.
+    pub fn frozen_from_output(
+        out: &'a [f32],
+        dy: Rows<'a>,
+        moments: &'a [f32],
+        gamma: &[f32],
+        beta: &'a [f32],
+        eps: f32,
+        bounds: Option<(f32, f32)>,
+    ) -> Self {
+        Self::build(out, dy, moments, gamma, beta, eps, bounds, true, true)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn build(
+        x: &'a [f32],
+        dy: Rows<'a>,
+        moments: &'a [f32],
+        gamma: &[f32],
+        beta: &'a [f32],
+        eps: f32,
+        bounds: Option<(f32, f32)>,
+        frozen: bool,
+        from_output: bool,
     ) -> Self {
         let c = gamma.len();
         assert!(
@@ -339,8 +383,21 @@ impl<'a> BatchNormGrad<'a> {
             bounds,
             mdy: Vec::new(),
             mdyx: Vec::new(),
+            from_output,
         };
         let p = g.params();
+        if from_output {
+            // dbeta alone: the sums of the passed dy, as below.
+            let sums = channel_sums::<1>(
+                rows,
+                c,
+                #[inline(always)]
+                |r, s0| output_sums_row(&p, &x[r * c..][..c], dy.row(r, c), s0),
+            );
+            g.dbeta = sums.iter().map(|&s| s as f32).collect();
+            (g.mdy, g.mdyx) = (vec![0.0; c], vec![0.0; c]);
+            return g;
+        }
         let sums = channel_sums::<2>(
             rows,
             c,
@@ -378,6 +435,7 @@ impl<'a> BatchNormGrad<'a> {
             lo,
             hi,
             masked,
+            from_output: self.from_output,
         }
     }
 
@@ -392,7 +450,11 @@ impl<'a> BatchNormGrad<'a> {
                 for (k, dx) in dx.chunks_exact_mut(c).enumerate() {
                     let r = r0 + k;
                     let x = &self.x[r * c..][..c];
-                    grad_input_row(&p, x, self.dy.row(r, c), (&self.mdy, &self.mdyx), dx);
+                    if p.from_output {
+                        output_input_row(&p, x, self.dy.row(r, c), dx);
+                    } else {
+                        grad_input_row(&p, x, self.dy.row(r, c), (&self.mdy, &self.mdyx), dx);
+                    }
                 }
             },
         )
@@ -465,15 +527,30 @@ struct Params<'a> {
     lo: f32,
     hi: f32,
     masked: bool,
+    /// The rows read are the batch norm's clamped output, not its input (frozen statistics,
+    /// [`BatchNormGrad::frozen_from_output`]).
+    from_output: bool,
 }
 
 /// The gradient reaching the normalisation at channel `j` of a row: `dy`, or zero where the
 /// activation clamped its input `(x - mean) * scale + beta` (as [`forward_row`] computes it).
 /// Non-short-circuit `|` and `&`: a select the loops vectorise, not a branch.
+/// From the output `out` (`from_output`), the same test on it: a value strictly inside the
+/// bounds is the unclamped `pre` itself, and a clamped one equals a bound.
 #[inline(always)]
 fn passed(p: &Params, j: usize, d: f32, dy: f32) -> f32 {
     let pre = d * p.scale[j] + p.beta[j];
     if !p.masked | ((pre > p.lo) & (pre < p.hi)) {
+        dy
+    } else {
+        0.0
+    }
+}
+
+/// [`passed`] of an output value.
+#[inline(always)]
+fn passed_output(p: &Params, out: f32, dy: f32) -> f32 {
+    if !p.masked | ((out > p.lo) & (out < p.hi)) {
         dy
     } else {
         0.0
@@ -493,6 +570,27 @@ fn grad_sums_row(p: &Params, x: &[f32], dy: &[f32], s0: &mut [f32], s1: &mut [f3
         let g = passed(p, j, d, dy[j]);
         s0[j] += g;
         s1[j] += g * (d * inv[j]);
+    }
+}
+
+/// [`grad_sums_row`]'s `dy` sums from a row of the clamped output (frozen statistics).
+#[inline(always)]
+fn output_sums_row(p: &Params, out: &[f32], dy: &[f32], s0: &mut [f32]) {
+    let c = out.len();
+    let (dy, s0) = (&dy[..c], &mut s0[..c]);
+    for j in 0..c {
+        s0[j] += passed_output(p, out[j], dy[j]);
+    }
+}
+
+/// [`grad_input_row`] with frozen statistics from a row of the clamped output: `scale * g`
+/// (the means are zero there, `g - 0 - xhat * 0` is `g`).
+#[inline(always)]
+fn output_input_row(p: &Params, out: &[f32], dy: &[f32], dx: &mut [std::mem::MaybeUninit<f32>]) {
+    let c = out.len();
+    let (dy, dx, scale) = (&dy[..c], &mut dx[..c], &p.scale[..c]);
+    for j in 0..c {
+        dx[j].write(scale[j] * passed_output(p, out[j], dy[j]));
     }
 }
 

@@ -10,7 +10,10 @@
 //! - a convolution and the batch norm that alone reads it as one op, with batch statistics
 //!   ([`conv_batch_norm_train`]) or frozen ones ([`batch_norm_frozen`]): the batch
 //!   norm's input gradient goes to the convolution's gradients a block of pixels at a time
-//!   where it can, never written whole, and a permuted filter is gathered once;
+//!   where it can, never written whole, and a permuted filter is gathered once; with
+//!   frozen statistics and a constant scale (Inception-v3's batch norms) the batch norm runs
+//!   in the convolution's epilogue ([`cpu_kernels::TrainConv::forward_batch_norm`]), the
+//!   convolution's output is never written, and the backward pass reads the op's output;
 //! - ReLU / ReLU6 (TensorFlow's gradient: `dy` where `lo < x < hi`) in one pass each way;
 //! - max and average pooling ([`cpu_kernels::TrainPool`]) without NCHW permutes.
 //!
@@ -80,7 +83,9 @@ pub trait CpuTrain: Backend {
     ) -> (FloatTensor<Self>, FloatTensor<Self>);
     /// [`CpuTrain::conv_batch_norm_train`] with frozen `moments` (`[2, c]`: the moving mean
     /// and variance, constants of the op): the convolution and the inference-mode batch norm
-    /// of its output as one op (`finetune`'s default with a trained backbone).
+    /// of its output as one op (`finetune`'s default with a trained backbone). When `gamma`
+    /// is a constant (not tracked), the batch norm runs in the convolution's epilogue and
+    /// the convolution's output is neither written nor kept.
     #[allow(clippy::too_many_arguments)]
     fn conv_batch_norm_frozen(
         x: FloatTensor<Self>,
@@ -195,6 +200,35 @@ fn conv_batch_norm_forward(
     (y, moments, out)
 }
 
+/// The convolution `spec` of `x` with `filter` and the inference-mode batch norm (`moments`
+/// the moving ones) of its output clamped to `[lo, hi]` in one pass, the batch norm in the
+/// kernels' epilogue ([`TrainConv::forward_batch_norm`]): the output of
+/// [`conv_batch_norm_forward`] with frozen moments, the same values, without writing the
+/// convolution's output. `None` where the kernels do not apply the clamp.
+#[allow(clippy::too_many_arguments)]
+fn conv_frozen_batch_norm_fused(
+    x: &FlexTensor,
+    filter: &FlexTensor,
+    gamma: &FlexTensor,
+    beta: &FlexTensor,
+    moments: &FlexTensor,
+    spec: TrainConv,
+    eps: f32,
+    bounds: (f32, f32),
+) -> Option<FlexTensor> {
+    let (moments, gamma, beta) = (values(moments), values(gamma), values(beta));
+    let c = gamma.len();
+    let scale = train_norm::frozen_scale(&moments, &gamma, eps);
+    let (oh, ow) = spec.output_hw().expect("checked by the caller");
+    let out = spec.forward_batch_norm(
+        &values(x),
+        &values(filter),
+        (&moments[..c], &scale, &beta),
+        bounds,
+    )?;
+    Some(flex(out, vec![spec.n, oh, ow, spec.cout]))
+}
+
 /// A batch norm's clamp `[lo, hi]` as its backward pass takes it: `None` when both bounds
 /// are infinite (no activation).
 fn clamp_bounds(lo: f32, hi: f32) -> Option<(f32, f32)> {
@@ -277,6 +311,11 @@ impl CpuTrain for Flex {
         lo: f32,
         hi: f32,
     ) -> FlexTensor {
+        if let Some(out) =
+            conv_frozen_batch_norm_fused(&x, &filter, &gamma, &beta, &moments, spec, eps, (lo, hi))
+        {
+            return out;
+        }
         conv_batch_norm_forward(x, filter, gamma, beta, Some(moments), spec, eps, (lo, hi)).2
     }
 
@@ -477,10 +516,23 @@ impl Backward<Flex, 3> for BatchNormBackward {
 #[derive(Debug)]
 struct ConvBatchNormBackward;
 
+/// Which moments a [`ConvBatchNormBackward`] normalised with, and which tensor it kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Moments {
+    /// The batch's; the convolution's output (the batch norm's input) kept.
+    Batch,
+    /// Frozen; the convolution's output kept (gamma is tracked: its gradient needs it).
+    Frozen,
+    /// Frozen, the batch norm's clamped output kept instead (gamma is a constant, the
+    /// convolution's output was never written: [`conv_frozen_batch_norm_fused`]).
+    FrozenOutputKept,
+}
+
 impl Backward<Flex, 4> for ConvBatchNormBackward {
-    /// The convolution's input checkpoint, its filter (contiguous HWIO) and output (the
-    /// batch norm's input), gamma's checkpoint, beta, the moments, the convolution, epsilon,
-    /// the activation's bounds, whether the moments are frozen.
+    /// The convolution's input checkpoint, its filter (contiguous HWIO), the convolution's
+    /// output (the batch norm's input) or with [`Moments::FrozenOutputKept`] the op's
+    /// output, gamma's checkpoint, beta, the moments, the convolution, epsilon, the
+    /// activation's bounds, which moments.
     type State = (
         NodeId,
         FlexTensor,
@@ -491,7 +543,7 @@ impl Backward<Flex, 4> for ConvBatchNormBackward {
         TrainConv,
         f32,
         Option<(f32, f32)>,
-        bool,
+        Moments,
     );
 
     fn backward(
@@ -503,16 +555,35 @@ impl Backward<Flex, 4> for ConvBatchNormBackward {
         let [node_x, node_filter, node_gamma, node_beta] = ops.parents;
         let d_out = grads.consume::<Flex>(&ops.node);
         consumed(ops.node.id);
-        let (x_state, filter, y, gamma_state, beta, moments, spec, eps, bounds, frozen) = ops.state;
+        let (x_state, filter, kept, gamma_state, beta, moments, spec, eps, bounds, stats) =
+            ops.state;
         let gamma = checkpointer.retrieve_node_output::<FlexTensor>(gamma_state);
-        let (y_v, moments_v, gamma_v, beta_v) =
-            (values(&y), values(&moments), values(&gamma), values(&beta));
+        let (kept_v, moments_v, gamma_v, beta_v) = (
+            values(&kept),
+            values(&moments),
+            values(&gamma),
+            values(&beta),
+        );
         let filter = values(&filter);
         with_gradient_rows(&d_out, |d_rows| {
-            let bn = train_norm::BatchNormGrad::new(
-                &y_v, d_rows, &moments_v, &gamma_v, &beta_v, eps, bounds, frozen,
-            );
-            if let Some(node) = node_gamma {
+            let bn = match stats {
+                Moments::FrozenOutputKept => train_norm::BatchNormGrad::frozen_from_output(
+                    &kept_v, d_rows, &moments_v, &gamma_v, &beta_v, eps, bounds,
+                ),
+                _ => train_norm::BatchNormGrad::new(
+                    &kept_v,
+                    d_rows,
+                    &moments_v,
+                    &gamma_v,
+                    &beta_v,
+                    eps,
+                    bounds,
+                    stats == Moments::Frozen,
+                ),
+            };
+            // Only a constant gamma keeps the output (`conv_batch_norm_tracked`).
+            debug_assert!(stats != Moments::FrozenOutputKept || node_gamma.is_none());
+            if let Some(node) = node_gamma.filter(|_| stats != Moments::FrozenOutputKept) {
                 grads.register::<Flex>(node.id, flex(bn.dgamma.clone(), shape_of(&gamma)));
             }
             if let Some(node) = node_beta {
@@ -730,6 +801,18 @@ impl<C: CheckpointStrategy> CpuTrain for Autodiff<Flex, C> {
     }
 }
 
+/// Whether autodiff tracks `t`: a parameter, or computed from one (a gradient would reach
+/// it), as an op reading it alone would be recorded.
+fn is_tracked<C: CheckpointStrategy>(t: &FloatTensor<Autodiff<Flex, C>>) -> bool {
+    matches!(
+        SingleInputBackward::<Clamp>(std::marker::PhantomData)
+            .prepare::<C>([t.node()])
+            .compute_bound()
+            .stateful(),
+        OpsKind::Tracked(_)
+    )
+}
+
 /// The autodiff op of [`CpuTrain::conv_batch_norm_train`] (`frozen` `None`: the batch's
 /// moments) and [`CpuTrain::conv_batch_norm_frozen`] (`frozen`: the given moments, no
 /// gradient through them): the output and the moments.
@@ -756,43 +839,72 @@ fn conv_batch_norm_tracked<C: CheckpointStrategy>(
             // gathered once here for both passes.
             let filter = contiguous(filter.into_primitive());
             let beta = beta.into_primitive();
-            let is_frozen = frozen.is_some();
-            let (y, moments, out) = conv_batch_norm_forward(
-                x.into_primitive(),
-                filter.clone(),
-                gamma.into_primitive(),
-                beta.clone(),
-                frozen,
-                spec,
-                eps,
-                (lo, hi),
-            );
             let bounds = clamp_bounds(lo, hi);
+            // Frozen moments and a constant gamma (no gradient needs the convolution's
+            // output): the batch norm in the convolution's epilogue, its backward pass
+            // from the output.
+            let constant_gamma = !is_tracked::<C>(&gamma);
+            let (x, gamma) = (x.into_primitive(), gamma.into_primitive());
+            let fused = match &frozen {
+                Some(m) if constant_gamma => {
+                    conv_frozen_batch_norm_fused(&x, &filter, &gamma, &beta, m, spec, eps, (lo, hi))
+                }
+                _ => None,
+            };
+            let (kept, moments, out, stats) = match (fused, frozen) {
+                (Some(out), Some(m)) => (out.clone(), m, out, Moments::FrozenOutputKept),
+                (_, frozen) => {
+                    let stats = match frozen {
+                        Some(_) => Moments::Frozen,
+                        None => Moments::Batch,
+                    };
+                    let (y, moments, out) = conv_batch_norm_forward(
+                        x,
+                        filter.clone(),
+                        gamma,
+                        beta.clone(),
+                        frozen,
+                        spec,
+                        eps,
+                        (lo, hi),
+                    );
+                    (y, moments, out, stats)
+                }
+            };
             let state = (
                 x_state,
                 filter,
-                y,
+                kept,
                 gamma_state,
                 beta,
                 moments.clone(),
                 spec,
                 eps,
                 bounds,
-                is_frozen,
+                stats,
             );
             (prep.finish(state, out), moments)
         }
         OpsKind::UnTracked(prep) => {
-            let (_, moments, out) = conv_batch_norm_forward(
-                x.into_primitive(),
-                filter.into_primitive(),
-                gamma.into_primitive(),
-                beta.into_primitive(),
-                frozen,
-                spec,
-                eps,
-                (lo, hi),
-            );
+            let (x, filter) = (x.into_primitive(), filter.into_primitive());
+            let (gamma, beta) = (gamma.into_primitive(), beta.into_primitive());
+            if let Some(m) = &frozen {
+                let fused = conv_frozen_batch_norm_fused(
+                    &x,
+                    &filter,
+                    &gamma,
+                    &beta,
+                    m,
+                    spec,
+                    eps,
+                    (lo, hi),
+                );
+                if let Some(out) = fused {
+                    return (prep.finish(out), m.clone());
+                }
+            }
+            let (_, moments, out) =
+                conv_batch_norm_forward(x, filter, gamma, beta, frozen, spec, eps, (lo, hi));
             (prep.finish(out), moments)
         }
     }
