@@ -1570,6 +1570,34 @@ mod tests {
                     let want = t.grad_input_and_filter(&x, &dy, &f, prior);
                     assert_eq!(t.grad_input_and_filter_after(&x, &bn, &f, prior), want);
                 }
+                // Frozen statistics: the parameters' gradients summed as the chunks make
+                // their rows, against the separate backward pass's.
+                let frozen = || {
+                    BatchNormGrad::new(
+                        &y,
+                        Rows::of(&d_out, co),
+                        &moments,
+                        &gamma,
+                        &beta,
+                        1e-3,
+                        Some((0.0, 6.0)),
+                        true,
+                    )
+                };
+                let (_, want_g, want_b) = train_norm::batch_norm_grad(
+                    &y,
+                    Rows::of(&d_out, co),
+                    &moments,
+                    &gamma,
+                    &beta,
+                    1e-3,
+                    Some((0.0, 6.0)),
+                    true,
+                );
+                let bn = frozen();
+                let want = t.grad_input_and_filter(&x, &frozen().input_gradient(), &f, None);
+                assert_eq!(t.grad_input_and_filter_after(&x, &bn, &f, None), want);
+                assert_eq!(bn.parameter_gradients(), (want_g, want_b));
             }
         });
     }
@@ -1658,8 +1686,9 @@ mod tests {
                     clamp,
                 );
                 assert_eq!(from_output.input_gradient(), from_input.input_gradient());
-                assert_eq!(from_output.dbeta, from_input.dbeta);
-                assert!(from_output.dgamma.is_empty());
+                let (dgamma, dbeta) = from_output.parameter_gradients();
+                assert_eq!(dbeta, from_input.parameter_gradients().1);
+                assert!(dgamma.is_empty());
                 // The gradient passes somewhere and is stopped somewhere.
                 if clamp.is_some() {
                     let dx = from_output.input_gradient();

@@ -278,7 +278,8 @@ pub fn batch_norm_grad(
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let g = BatchNormGrad::new(x, dy, moments, gamma, beta, eps, bounds, frozen);
     let dx = g.input_gradient();
-    (dx, g.dgamma, g.dbeta)
+    let (dgamma, dbeta) = g.parameter_gradients();
+    (dx, dgamma, dbeta)
 }
 
 /// [`batch_norm_grad`] in two steps, for a caller that consumes the input gradient a block
@@ -286,10 +287,17 @@ pub fn batch_norm_grad(
 /// channel sums (one pass over `x` and `dy`) on construction, then any rows of `dx`
 /// ([`BatchNormGrad::rows`]), each value as [`batch_norm_grad`] computes it.
 pub struct BatchNormGrad<'a> {
-    /// The scale's gradient (the sums of `dy * xhat`).
-    pub dgamma: Vec<f32>,
-    /// The offset's gradient (the sums of `dy`).
-    pub dbeta: Vec<f32>,
+    /// The scale's gradient (the sums of `dy * xhat`), taken on construction; with frozen
+    /// statistics, empty until [`BatchNormGrad::parameter_gradients`].
+    dgamma: Vec<f32>,
+    /// The offset's gradient (the sums of `dy`), as `dgamma`.
+    dbeta: Vec<f32>,
+    /// Frozen statistics: the f32 channel sums (`[dbeta.., dgamma..]`) of each
+    /// [`BLOCK_ROWS`] block of rows that a call making rows of the input gradient covered
+    /// whole (the input gradient does not need them, so they are taken in the same pass
+    /// over `x` and `dy`); the blocks [`channel_sums`] sums.
+    block_sums: Vec<std::sync::OnceLock<Vec<f32>>>,
+    frozen: bool,
     x: &'a [f32],
     dy: Rows<'a>,
     mean: &'a [f32],
@@ -384,20 +392,21 @@ impl<'a> BatchNormGrad<'a> {
             mdy: Vec::new(),
             mdyx: Vec::new(),
             from_output,
+            block_sums: if frozen {
+                (0..rows.div_ceil(BLOCK_ROWS))
+                    .map(|_| Default::default())
+                    .collect()
+            } else {
+                Vec::new()
+            },
+            frozen,
         };
-        let p = g.params();
-        if from_output {
-            // dbeta alone: the sums of the passed dy, as below.
-            let sums = channel_sums::<1>(
-                rows,
-                c,
-                #[inline(always)]
-                |r, s0| output_sums_row(&p, &x[r * c..][..c], dy.row(r, c), s0),
-            );
-            g.dbeta = sums.iter().map(|&s| s as f32).collect();
+        if frozen {
+            // The input gradient needs no sums: they are taken as its rows are made.
             (g.mdy, g.mdyx) = (vec![0.0; c], vec![0.0; c]);
             return g;
         }
+        let p = g.params();
         let sums = channel_sums::<2>(
             rows,
             c,
@@ -408,14 +417,10 @@ impl<'a> BatchNormGrad<'a> {
             },
         );
         let n = rows.max(1) as f64;
-        let (mdy, mdyx) = if frozen {
-            (vec![0.0; c], vec![0.0; c])
-        } else {
-            (
-                sums[..c].iter().map(|&s| (s / n) as f32).collect(),
-                sums[c..].iter().map(|&s| (s / n) as f32).collect(),
-            )
-        };
+        let (mdy, mdyx) = (
+            sums[..c].iter().map(|&s| (s / n) as f32).collect(),
+            sums[c..].iter().map(|&s| (s / n) as f32).collect(),
+        );
         g.dbeta = sums[..c].iter().map(|&s| s as f32).collect();
         g.dgamma = sums[c..].iter().map(|&s| s as f32).collect();
         (g.mdy, g.mdyx) = (mdy, mdyx);
@@ -444,20 +449,115 @@ impl<'a> BatchNormGrad<'a> {
     fn write_rows(&self, r0: usize, dx: &mut [std::mem::MaybeUninit<f32>]) {
         let c = self.scale.len();
         let p = self.params();
+        if self.frozen {
+            return self.write_rows_summed(&p, r0, dx);
+        }
         vectorised(
             #[inline(always)]
             || {
                 for (k, dx) in dx.chunks_exact_mut(c).enumerate() {
                     let r = r0 + k;
                     let x = &self.x[r * c..][..c];
-                    if p.from_output {
-                        output_input_row(&p, x, self.dy.row(r, c), dx);
-                    } else {
-                        grad_input_row(&p, x, self.dy.row(r, c), (&self.mdy, &self.mdyx), dx);
-                    }
+                    grad_input_row(&p, x, self.dy.row(r, c), (&self.mdy, &self.mdyx), dx);
                 }
             },
         )
+    }
+
+    /// [`BatchNormGrad::write_rows`] with frozen statistics: the rows of `dx` and, in the
+    /// same pass, the channel sums of each [`BLOCK_ROWS`] block they cover whole (summed in
+    /// f32 from zeros in row order, as [`channel_sums`] sums a block).
+    fn write_rows_summed(&self, p: &Params, r0: usize, dx: &mut [std::mem::MaybeUninit<f32>]) {
+        let c = self.scale.len();
+        let k = if p.from_output { 1 } else { 2 };
+        let end = r0 + dx.len() / c;
+        let mut r = r0;
+        while r < end {
+            let b = r / BLOCK_ROWS;
+            let stop = ((b + 1) * BLOCK_ROWS).min(end);
+            let whole = r == b * BLOCK_ROWS && stop == ((b + 1) * BLOCK_ROWS).min(self.x.len() / c);
+            let mut block = vec![0f32; k * c];
+            let dx = &mut dx[(r - r0) * c..(stop - r0) * c];
+            vectorised(
+                #[inline(always)]
+                || {
+                    for (i, dx) in dx.chunks_exact_mut(c).enumerate() {
+                        let row = r + i;
+                        let x = &self.x[row * c..][..c];
+                        let dy = self.dy.row(row, c);
+                        if p.from_output {
+                            output_row_summed(p, x, dy, &mut block, dx);
+                        } else {
+                            let (s0, s1) = block.split_at_mut(c);
+                            frozen_row_summed(p, x, dy, (s0, s1), dx);
+                        }
+                    }
+                },
+            );
+            if whole {
+                // A block made twice has the same sums both times.
+                let _ = self.block_sums[b].set(block);
+            }
+            r = stop;
+        }
+    }
+
+    /// The f32 channel sums of block `b` by themselves (a block no call made whole).
+    fn block_sums_alone(&self, p: &Params, b: usize) -> Vec<f32> {
+        let c = self.scale.len();
+        let k = if p.from_output { 1 } else { 2 };
+        let rows = self.x.len() / c;
+        let mut block = vec![0f32; k * c];
+        let mut dx = vec![std::mem::MaybeUninit::new(0f32); c];
+        vectorised(
+            #[inline(always)]
+            || {
+                for row in b * BLOCK_ROWS..((b + 1) * BLOCK_ROWS).min(rows) {
+                    let x = &self.x[row * c..][..c];
+                    let dy = self.dy.row(row, c);
+                    if p.from_output {
+                        output_row_summed(p, x, dy, &mut block, &mut dx);
+                    } else {
+                        let (s0, s1) = block.split_at_mut(c);
+                        frozen_row_summed(p, x, dy, (s0, s1), &mut dx);
+                    }
+                }
+            },
+        );
+        block
+    }
+
+    /// `(dgamma, dbeta)`. With frozen statistics, the sums of the blocks the input
+    /// gradient's rows were made in ([`BatchNormGrad::input_gradient`],
+    /// [`BatchNormGrad::rows`]), the others summed now, all added as [`channel_sums`] adds
+    /// its blocks: the same values as summed on construction, whichever rows were made.
+    /// `dgamma` is empty from [`BatchNormGrad::frozen_from_output`].
+    pub fn parameter_gradients(&self) -> (Vec<f32>, Vec<f32>) {
+        if !self.frozen {
+            return (self.dgamma.clone(), self.dbeta.clone());
+        }
+        let c = self.scale.len();
+        let k = if self.from_output { 1 } else { 2 };
+        let p = self.params();
+        let sums = if self.block_sums.is_empty() {
+            vec![0f64; k * c]
+        } else {
+            crate::ordered::ordered_sum(self.block_sums.len(), |b| {
+                let made = self.block_sums[b].get();
+                let alone;
+                let block = match made {
+                    Some(v) => v,
+                    None => {
+                        alone = self.block_sums_alone(&p, b);
+                        &alone
+                    }
+                };
+                block.iter().map(|&s| s as f64).collect()
+            })
+        };
+        let dbeta = sums[..c].iter().map(|&s| s as f32).collect();
+        let dgamma = sums[c..].iter().map(|&s| s as f32).collect();
+        (dgamma, dbeta)
     }
 
     /// Elements of the input gradient (as of the batch norm's input).
@@ -573,24 +673,45 @@ fn grad_sums_row(p: &Params, x: &[f32], dy: &[f32], s0: &mut [f32], s1: &mut [f3
     }
 }
 
-/// [`grad_sums_row`]'s `dy` sums from a row of the clamped output (frozen statistics).
+/// A row of the input gradient with frozen statistics, as [`grad_input_row`] writes it
+/// (the means zero), and its part of [`grad_sums_row`]'s sums added to `s0`, `s1`.
 #[inline(always)]
-fn output_sums_row(p: &Params, out: &[f32], dy: &[f32], s0: &mut [f32]) {
-    let c = out.len();
-    let (dy, s0) = (&dy[..c], &mut s0[..c]);
+fn frozen_row_summed(
+    p: &Params,
+    x: &[f32],
+    dy: &[f32],
+    (s0, s1): (&mut [f32], &mut [f32]),
+    dx: &mut [std::mem::MaybeUninit<f32>],
+) {
+    let c = x.len();
+    let (dy, dx, s0, s1) = (&dy[..c], &mut dx[..c], &mut s0[..c], &mut s1[..c]);
+    let (mean, inv, scale) = (&p.mean[..c], &p.inv[..c], &p.scale[..c]);
+    let _ = &p.beta[..c];
     for j in 0..c {
-        s0[j] += passed_output(p, out[j], dy[j]);
+        let d = x[j] - mean[j];
+        let g = passed(p, j, d, dy[j]);
+        s0[j] += g;
+        s1[j] += g * (d * inv[j]);
+        dx[j].write(scale[j] * (g - 0.0 - d * inv[j] * 0.0));
     }
 }
 
-/// [`grad_input_row`] with frozen statistics from a row of the clamped output: `scale * g`
-/// (the means are zero there, `g - 0 - xhat * 0` is `g`).
+/// [`frozen_row_summed`] from a row of the clamped output: `dx = scale * g`, `g` added to
+/// `s0` (no `dgamma`).
 #[inline(always)]
-fn output_input_row(p: &Params, out: &[f32], dy: &[f32], dx: &mut [std::mem::MaybeUninit<f32>]) {
+fn output_row_summed(
+    p: &Params,
+    out: &[f32],
+    dy: &[f32],
+    s0: &mut [f32],
+    dx: &mut [std::mem::MaybeUninit<f32>],
+) {
     let c = out.len();
-    let (dy, dx, scale) = (&dy[..c], &mut dx[..c], &p.scale[..c]);
+    let (dy, dx, s0, scale) = (&dy[..c], &mut dx[..c], &mut s0[..c], &p.scale[..c]);
     for j in 0..c {
-        dx[j].write(scale[j] * passed_output(p, out[j], dy[j]));
+        let g = passed_output(p, out[j], dy[j]);
+        s0[j] += g;
+        dx[j].write(scale[j] * g);
     }
 }
 

@@ -296,6 +296,84 @@ mod train_norm {
         }
     }
 
+    /// With frozen statistics gamma's and beta's gradients are summed as the input
+    /// gradient's rows are made: the same sums, bit for bit, whether the rows are made
+    /// whole, in chunks that cut the 64-row blocks, twice, or not at all (a pass of their
+    /// own); from the output as from the input.
+    #[test]
+    fn frozen_parameter_gradients_do_not_depend_on_how_the_rows_are_made() {
+        let (rows, c, eps, bounds) = (700usize, 19usize, 1e-3f32, Some((0.0f32, 6.0f32)));
+        let x: Vec<f32> = values(rows * c, 31).iter().map(|v| v * 4.0).collect();
+        let g = vec![1f32; c];
+        let b = values(c, 32);
+        let dy = values(rows * c, 33);
+        let m: Vec<f32> = (0..c)
+            .map(|j| frozen_moments(j).0 as f32)
+            .chain((0..c).map(|j| frozen_moments(j).1 as f32))
+            .collect();
+        let new = || {
+            train_norm::BatchNormGrad::new(
+                &x,
+                train_norm::Rows::of(&dy, c),
+                &m,
+                &g,
+                &b,
+                eps,
+                bounds,
+                true,
+            )
+        };
+        let whole = new();
+        let dx = whole.input_gradient();
+        let (dg, db) = whole.parameter_gradients();
+        // In uneven chunks (not multiples of 64 rows).
+        let chunked = new();
+        let mut dx2 = vec![0f32; rows * c];
+        for (i, chunk) in dx2.chunks_mut(250 * c).enumerate() {
+            chunked.rows(i * 250, chunk);
+        }
+        assert_eq!(dx2, dx);
+        assert_eq!(chunked.parameter_gradients(), (dg.clone(), db.clone()));
+        // As the separate backward pass sums them.
+        let (_, want_g, want_b) = train_norm::batch_norm_grad(
+            &x,
+            train_norm::Rows::of(&dy, c),
+            &m,
+            &g,
+            &b,
+            eps,
+            bounds,
+            true,
+        );
+        assert_eq!((&dg, &db), (&want_g, &want_b));
+        // Not made: the same blocks as whole, summed by themselves.
+        assert_eq!(new().parameter_gradients(), (dg.clone(), db.clone()));
+        // Made twice: summed by themselves.
+        let twice = new();
+        let _ = (twice.input_gradient(), twice.input_gradient());
+        assert_eq!(twice.parameter_gradients(), (dg.clone(), db.clone()));
+        // From the clamped output: the same input gradient and beta's gradient.
+        let y = train_norm::batch_norm(&x, &m, &g, &b, eps, bounds.unwrap());
+        let from_out = train_norm::BatchNormGrad::frozen_from_output(
+            &y,
+            train_norm::Rows::of(&dy, c),
+            &m,
+            &g,
+            &b,
+            eps,
+            bounds,
+        );
+        assert_eq!(from_out.input_gradient(), dx);
+        let (dg3, db3) = from_out.parameter_gradients();
+        assert!(dg3.is_empty());
+        assert_eq!(db3, db);
+        let nonzero = |v: &[f32]| v.iter().filter(|v| **v != 0.0).count();
+        assert!(
+            nonzero(&db) > c / 2 && nonzero(&dg) > c / 2,
+            "{db:?} {dg:?}"
+        );
+    }
+
     /// The one-pass moments (blocks of 64 rows merged in groups) against f64 two-pass sums:
     /// more blocks than groups, a partial last block, a channel whose mean is 1000 times its
     /// spread (where a sum of squares in f32 would cancel), and a constant channel.

@@ -581,17 +581,10 @@ impl Backward<Flex, 4> for ConvBatchNormBackward {
                     stats == Moments::Frozen,
                 ),
             };
-            // Only a constant gamma keeps the output (`conv_batch_norm_tracked`).
-            debug_assert!(stats != Moments::FrozenOutputKept || node_gamma.is_none());
-            if let Some(node) = node_gamma.filter(|_| stats != Moments::FrozenOutputKept) {
-                grads.register::<Flex>(node.id, flex(bn.dgamma.clone(), shape_of(&gamma)));
-            }
-            if let Some(node) = node_beta {
-                grads.register::<Flex>(node.id, flex(bn.dbeta.clone(), shape_of(&gamma)));
-            }
             // The batch norm's input gradient made block by block for the convolution's
             // (whole, where only one of its gradients is wanted: the first convolution
-            // reads the untracked image).
+            // reads the untracked image); with frozen statistics its channel sums are taken
+            // in the same pass, so gamma's and beta's gradients come after.
             conv_gradients!(
                 grads,
                 checkpointer,
@@ -602,6 +595,15 @@ impl Backward<Flex, 4> for ConvBatchNormBackward {
                 both: |x: &[f32], prior| spec.grad_input_and_filter_after(x, &bn, &filter, prior),
                 dy: bn.input_gradient()
             );
+            let (dgamma, dbeta) = bn.parameter_gradients();
+            // Only a constant gamma keeps the output (`conv_batch_norm_tracked`).
+            debug_assert!(stats != Moments::FrozenOutputKept || node_gamma.is_none());
+            if let Some(node) = node_gamma.filter(|_| stats != Moments::FrozenOutputKept) {
+                grads.register::<Flex>(node.id, flex(dgamma, shape_of(&gamma)));
+            }
+            if let Some(node) = node_beta {
+                grads.register::<Flex>(node.id, flex(dbeta, shape_of(&gamma)));
+            }
         });
     }
 }
