@@ -635,22 +635,10 @@ struct Params<'a> {
 /// The gradient reaching the normalisation at channel `j` of a row: `dy`, or zero where the
 /// activation clamped its input `(x - mean) * scale + beta` (as [`forward_row`] computes it).
 /// Non-short-circuit `|` and `&`: a select the loops vectorise, not a branch.
-/// From the output `out` (`from_output`), the same test on it: a value strictly inside the
-/// bounds is the unclamped `pre` itself, and a clamped one equals a bound.
 #[inline(always)]
 fn passed(p: &Params, j: usize, d: f32, dy: f32) -> f32 {
     let pre = d * p.scale[j] + p.beta[j];
     if !p.masked | ((pre > p.lo) & (pre < p.hi)) {
-        dy
-    } else {
-        0.0
-    }
-}
-
-/// [`passed`] of an output value.
-#[inline(always)]
-fn passed_output(p: &Params, out: f32, dy: f32) -> f32 {
-    if !p.masked | ((out > p.lo) & (out < p.hi)) {
         dy
     } else {
         0.0
@@ -685,11 +673,19 @@ fn frozen_row_summed(
 ) {
     let c = x.len();
     let (dy, dx, s0, s1) = (&dy[..c], &mut dx[..c], &mut s0[..c], &mut s1[..c]);
-    let (mean, inv, scale) = (&p.mean[..c], &p.inv[..c], &p.scale[..c]);
-    let _ = &p.beta[..c];
+    let (mean, inv, scale, beta) = (&p.mean[..c], &p.inv[..c], &p.scale[..c], &p.beta[..c]);
+    // Constants in registers (read through `p` they were reloaded every element, and the
+    // loop ran on scalars).
+    let (lo, hi, masked) = (p.lo, p.hi, p.masked);
     for j in 0..c {
         let d = x[j] - mean[j];
-        let g = passed(p, j, d, dy[j]);
+        // `passed`, operation for operation.
+        let pre = d * scale[j] + beta[j];
+        let g = if !masked | ((pre > lo) & (pre < hi)) {
+            dy[j]
+        } else {
+            0.0
+        };
         s0[j] += g;
         s1[j] += g * (d * inv[j]);
         dx[j].write(scale[j] * (g - 0.0 - d * inv[j] * 0.0));
@@ -708,8 +704,15 @@ fn output_row_summed(
 ) {
     let c = out.len();
     let (dy, dx, s0, scale) = (&dy[..c], &mut dx[..c], &mut s0[..c], &p.scale[..c]);
+    let (lo, hi, masked) = (p.lo, p.hi, p.masked);
     for j in 0..c {
-        let g = passed_output(p, out[j], dy[j]);
+        // [`passed`]'s test on the output: a value strictly inside the bounds is the
+        // unclamped `pre` itself, a clamped one equals a bound.
+        let g = if !masked | ((out[j] > lo) & (out[j] < hi)) {
+            dy[j]
+        } else {
+            0.0
+        };
         s0[j] += g;
         dx[j].write(scale[j] * g);
     }
