@@ -183,6 +183,38 @@ pub(crate) fn channel_affine_row(row: &mut [f32], scale: &[f32], shift: &[f32], 
     }
 }
 
+/// A per-channel scale and shift after the bias, then the activation, for the output pixels
+/// a Winograd output transform wrote with the bias alone ([`crate::Conv2d::with_channel_affine`]).
+#[derive(Debug, Clone)]
+pub(crate) struct ChannelAffine {
+    scale: Vec<f32>,
+    shift: Vec<f32>,
+    act: Act,
+}
+
+impl ChannelAffine {
+    pub(crate) fn new(scale: &[f32], shift: &[f32], act: Act) -> Self {
+        assert_eq!(scale.len(), shift.len(), "one scale and shift per channel");
+        ChannelAffine {
+            scale: scale.to_vec(),
+            shift: shift.to_vec(),
+            act,
+        }
+    }
+
+    /// [`channel_affine_row`] on each of the output pixels `dst` (null: outside the
+    /// output), each `scale.len()` channels.
+    ///
+    /// # Safety
+    /// Every non-null pointer must be valid for that many floats.
+    pub(crate) unsafe fn finish(&self, dst: &[*mut f32]) {
+        for &p in dst.iter().filter(|p| !p.is_null()) {
+            let row = std::slice::from_raw_parts_mut(p, self.scale.len());
+            channel_affine_row(row, &self.scale, &self.shift, self.act);
+        }
+    }
+}
+
 /// Arguments of one kernel call (see the module docs).
 pub(crate) struct Tile {
     pub taps: usize,

@@ -477,23 +477,7 @@ impl<'a> BatchNormGrad<'a> {
             let stop = ((b + 1) * BLOCK_ROWS).min(end);
             let whole = r == b * BLOCK_ROWS && stop == ((b + 1) * BLOCK_ROWS).min(self.x.len() / c);
             let mut block = vec![0f32; k * c];
-            let dx = &mut dx[(r - r0) * c..(stop - r0) * c];
-            vectorised(
-                #[inline(always)]
-                || {
-                    for (i, dx) in dx.chunks_exact_mut(c).enumerate() {
-                        let row = r + i;
-                        let x = &self.x[row * c..][..c];
-                        let dy = self.dy.row(row, c);
-                        if p.from_output {
-                            output_row_summed(p, x, dy, &mut block, dx);
-                        } else {
-                            let (s0, s1) = block.split_at_mut(c);
-                            frozen_row_summed(p, x, dy, (s0, s1), dx);
-                        }
-                    }
-                },
-            );
+            self.rows_summed(p, r, &mut dx[(r - r0) * c..(stop - r0) * c], &mut block);
             if whole {
                 // A block made twice has the same sums both times.
                 let _ = self.block_sums[b].set(block);
@@ -507,24 +491,39 @@ impl<'a> BatchNormGrad<'a> {
         let c = self.scale.len();
         let k = if p.from_output { 1 } else { 2 };
         let rows = self.x.len() / c;
+        let n = BLOCK_ROWS.min(rows - b * BLOCK_ROWS);
         let mut block = vec![0f32; k * c];
-        let mut dx = vec![std::mem::MaybeUninit::new(0f32); c];
+        let mut dx = vec![std::mem::MaybeUninit::new(0f32); n * c];
+        self.rows_summed(p, b * BLOCK_ROWS, &mut dx, &mut block);
+        block
+    }
+
+    /// The rows of the input gradient from row `r` on (as many as `dx` holds) with frozen
+    /// statistics, their channel sums added to `block` (`[dbeta.., dgamma..]`) in row order.
+    fn rows_summed(
+        &self,
+        p: &Params,
+        r: usize,
+        dx: &mut [std::mem::MaybeUninit<f32>],
+        block: &mut [f32],
+    ) {
+        let c = self.scale.len();
         vectorised(
             #[inline(always)]
             || {
-                for row in b * BLOCK_ROWS..((b + 1) * BLOCK_ROWS).min(rows) {
+                for (i, dx) in dx.chunks_exact_mut(c).enumerate() {
+                    let row = r + i;
                     let x = &self.x[row * c..][..c];
                     let dy = self.dy.row(row, c);
                     if p.from_output {
-                        output_row_summed(p, x, dy, &mut block, &mut dx);
+                        output_row_summed(p, x, dy, block, dx);
                     } else {
                         let (s0, s1) = block.split_at_mut(c);
-                        frozen_row_summed(p, x, dy, (s0, s1), &mut dx);
+                        frozen_row_summed(p, x, dy, (s0, s1), dx);
                     }
                 }
             },
-        );
-        block
+        )
     }
 
     /// `(dgamma, dbeta)`. With frozen statistics, the sums of the blocks the input

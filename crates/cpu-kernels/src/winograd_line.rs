@@ -30,7 +30,7 @@
 
 use crate::aligned::AlignedBuf;
 use crate::conv::{SendPtr, ITEMS_PER_THREAD};
-use crate::microkernel::{channel_affine_row, Act, Isa};
+use crate::microkernel::{Act, ChannelAffine, Isa};
 use crate::scratch::with_scratch;
 use crate::simd::Simd;
 use crate::tensor::View;
@@ -86,28 +86,17 @@ pub(crate) struct WinogradLine {
     bias: Vec<f32>,
     /// A per-channel scale and shift after the bias and the activation they come before
     /// (`act` is then the identity): [`crate::Conv2d::with_channel_affine`].
-    affine: Option<(Vec<f32>, Vec<f32>, Act)>,
+    affine: Option<ChannelAffine>,
 }
 
 impl WinogradLine {
     /// Scales and shifts every output channel after the bias, before the activation
     /// ([`crate::Conv2d::with_channel_affine`]): the output transforms then store the biased
-    /// sums and each pixel is finished by [`channel_affine_row`] while it is in the cache.
+    /// sums and each pixel is finished by [`ChannelAffine::finish`] while it is in the cache.
     pub(crate) fn set_channel_affine(&mut self, scale: &[f32], shift: &[f32]) {
         assert!(scale.len() == self.cout && shift.len() == self.cout);
         let act = std::mem::take(&mut self.act);
-        self.affine = Some((scale.to_vec(), shift.to_vec(), act));
-    }
-
-    /// [`Self::set_channel_affine`]'s scale, shift and activation on the output pixels
-    /// `dst` (null: outside the output) of `cout` channels.
-    unsafe fn finish_pixels(&self, dst: &[*mut f32]) {
-        if let Some((scale, shift, act)) = &self.affine {
-            for &p in dst.iter().filter(|p| !p.is_null()) {
-                let row = std::slice::from_raw_parts_mut(p, self.cout);
-                channel_affine_row(row, scale, shift, *act);
-            }
-        }
+        self.affine = Some(ChannelAffine::new(scale, shift, act));
     }
 
     /// Whether a kernel of `r` taps along the axis has this form (any `r` from 3: the taps
@@ -370,7 +359,9 @@ impl WinogradLine {
                                 }
                             });
                             output_tile(isa, &src, &dst, cout, &self.bias, self.act);
-                            self.finish_pixels(&dst);
+                            if let Some(a) = &self.affine {
+                                a.finish(&dst);
+                            }
                         }
                     }
                 })
