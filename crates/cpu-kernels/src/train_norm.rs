@@ -285,7 +285,9 @@ pub fn batch_norm_grad(
 /// [`batch_norm_grad`] in two steps, for a caller that consumes the input gradient a block
 /// of rows at a time (the convolution before the batch norm, [`crate::TrainConv`]): the
 /// channel sums (one pass over `x` and `dy`) on construction, then any rows of `dx`
-/// ([`BatchNormGrad::rows`]), each value as [`batch_norm_grad`] computes it.
+/// ([`BatchNormGrad::rows`]), each value as [`batch_norm_grad`] computes it. With frozen
+/// statistics the rows need no sums, so they are taken while the rows are made, and gamma's
+/// and beta's gradients are read after them ([`BatchNormGrad::parameter_gradients`]).
 pub struct BatchNormGrad<'a> {
     /// The scale's gradient (the sums of `dy * xhat`), taken on construction; with frozen
     /// statistics, empty until [`BatchNormGrad::parameter_gradients`].
