@@ -6,13 +6,17 @@ and by phase (forward, gradients, update).
 
 Set-up: `tools/setup-python.sh --bench`. Usage:
     tools/.venv/bin/python tools/profile_keras_finetune.py [--model DIR] [--size 299]
-        [--batch 12] [--steps 6] [--mode frozen|whole]
+        [--batch 12] [--steps 6] [--mode frozen|whole] [--by-name 20]
 
 `frozen` calls the trainable layer with training=False (the batch norms on their moving
 statistics, `finetune --train-backbone`'s default); `whole` with batch statistics. Times are
 summed over TensorFlow's inter-op threads (`tf_Compute`), which run two operations at a time on
 a 2-vCPU machine, so "per step, both threads halved" is comparable to a wall-clock phase of a
-tfhub-rs step. The profiler itself slows the step by ~15 %.
+tfhub-rs step. The profiler itself slows the step by ~15 %. That halving holds where two
+operations run side by side; an operation alone in the graph (the stem's convolutions in the
+forward pass) runs on both threads of TensorFlow's intra-op pool. `--by-name N` lists the N
+longest operations by name (layer) with their milliseconds per call, which tells the two apart
+against TensorFlow's isolated one- and two-thread times (`tools/compare_train_conv.py`).
 """
 
 import argparse
@@ -42,6 +46,7 @@ def main():
     ap.add_argument("--batch", type=int, default=12)
     ap.add_argument("--steps", type=int, default=6)
     ap.add_argument("--mode", choices=["frozen", "whole"], default="frozen")
+    ap.add_argument("--by-name", type=int, default=0, metavar="N")
     a = ap.parse_args()
 
     import tensorflow as tf
@@ -77,6 +82,8 @@ def main():
     names = plane.event_metadata
     by_type = collections.Counter()
     calls = collections.Counter()
+    by_name = collections.Counter()
+    name_calls = collections.Counter()
     for line in plane.lines:
         if not line.name.startswith("tf_Compute"):
             continue
@@ -86,12 +93,21 @@ def main():
                 continue
             by_type[name] += ev.duration_ps / 1e9
             calls[name] += 1
+            full = names[ev.metadata_id].name
+            by_name[(name, full)] += ev.duration_ps / 1e9
+            name_calls[(name, full)] += 1
     total = sum(by_type.values())
     print(f"{a.mode} batch norms, batch {a.batch}, {a.steps} steps under the profiler: "
           f"{wall:.2f} s, {wall / n:.3f} s per image")
     print(f"operation time over the inter-op threads: {total:.0f} ms")
     for name, ms in by_type.most_common(20):
         print(f"  {ms:9.1f} ms {100 * ms / total:5.1f} %  {calls[name]:6d} calls  {name}")
+    if a.by_name:
+        print(f"longest {a.by_name} operations by name (ms per call, calls):")
+        for (kind, full), ms in by_name.most_common(a.by_name):
+            layer = full.split("/module/")[-1] if "/module/" in full else full
+            n_calls = name_calls[(kind, full)]
+            print(f"  {ms / n_calls:8.1f} ms x {n_calls:3d}  {kind:32s} {layer[:90]}")
     phase = collections.Counter()
     for name, ms in by_type.items():
         phase["forward" if name in FORWARD else "update" if name in UPDATE else "gradients"] += ms
