@@ -173,7 +173,7 @@ impl TrainConv {
 
     /// The convolution and the inference-mode batch norm of its output, clamped to `[lo, hi]`,
     /// in one pass: `clamp((conv(x, filter) - mean) * scale + beta)` (`scale` as
-    /// [`crate::train_norm::frozen_scale`] makes it), each value as
+    /// [`crate::train_norm::batch_norm_scale`] makes it), each value as
     /// [`crate::train_norm::batch_norm`] computes it from [`TrainConv::forward`]'s output: the
     /// kernels' epilogue adds `-mean` as the bias, then multiplies and adds per channel
     /// ([`Conv2d::with_channel_affine`]). The convolution's output is never written. `None`
@@ -1644,7 +1644,7 @@ mod tests {
             let gamma = vec![1f32; co];
             let beta: Vec<f32> = (0..co).map(|j| j as f32 / co as f32 - 0.3).collect();
             let eps = 1e-3;
-            let scale = train_norm::frozen_scale(&moments, &gamma, eps);
+            let scale = train_norm::batch_norm_scale(&moments, &gamma, eps);
             for bounds in [
                 (f32::NEG_INFINITY, f32::INFINITY),
                 (0.0, f32::INFINITY),

@@ -181,9 +181,9 @@ fn inverse_std(moments: &[f32], c: usize, eps: f32) -> Vec<f32> {
         .collect()
 }
 
-/// `gamma / sqrt(var + eps)` per channel for `moments` (`[2, c]`: mean, variance), as
-/// [`batch_norm`] scales: what [`crate::TrainConv::forward_batch_norm`] takes.
-pub fn frozen_scale(moments: &[f32], gamma: &[f32], eps: f32) -> Vec<f32> {
+/// `gamma / sqrt(var + eps)` per channel for `moments` (`[2, c]`: mean, variance): the scale
+/// of [`batch_norm`], and what [`crate::TrainConv::forward_batch_norm`] takes.
+pub fn batch_norm_scale(moments: &[f32], gamma: &[f32], eps: f32) -> Vec<f32> {
     let c = gamma.len();
     assert_eq!(moments.len(), 2 * c, "mean and variance per channel");
     let inv = inverse_std(moments, c, eps);
@@ -203,8 +203,7 @@ pub fn batch_norm(
 ) -> Vec<f32> {
     let c = gamma.len();
     assert!(c > 0 && x.len().is_multiple_of(c) && beta.len() == c && moments.len() == 2 * c);
-    let inv = inverse_std(moments, c, eps);
-    let scale: Vec<f32> = gamma.iter().zip(&inv).map(|(g, i)| g * i).collect();
+    let scale = batch_norm_scale(moments, gamma, eps);
     let mean = &moments[..c];
     // Written once in parallel, not zeroed first (a buffer the caching allocator hands back
     // would be cleared on the calling thread alone).

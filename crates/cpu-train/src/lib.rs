@@ -218,7 +218,7 @@ fn conv_frozen_batch_norm_fused(
 ) -> Option<FlexTensor> {
     let (moments, gamma, beta) = (values(moments), values(gamma), values(beta));
     let c = gamma.len();
-    let scale = train_norm::frozen_scale(&moments, &gamma, eps);
+    let scale = train_norm::batch_norm_scale(&moments, &gamma, eps);
     let (oh, ow) = spec.output_hw().expect("checked by the caller");
     let out = spec.forward_batch_norm(
         &values(x),
@@ -847,12 +847,9 @@ fn conv_batch_norm_tracked<C: CheckpointStrategy>(
             // from the output.
             let constant_gamma = !is_tracked::<C>(&gamma);
             let (x, gamma) = (x.into_primitive(), gamma.into_primitive());
-            let fused = match &frozen {
-                Some(m) if constant_gamma => {
-                    conv_frozen_batch_norm_fused(&x, &filter, &gamma, &beta, m, spec, eps, (lo, hi))
-                }
-                _ => None,
-            };
+            let fused = frozen.as_ref().filter(|_| constant_gamma).and_then(|m| {
+                conv_frozen_batch_norm_fused(&x, &filter, &gamma, &beta, m, spec, eps, (lo, hi))
+            });
             let (kept, moments, out, stats) = match (fused, frozen) {
                 (Some(out), Some(m)) => (out.clone(), m, out, Moments::FrozenOutputKept),
                 (_, frozen) => {
@@ -888,25 +885,26 @@ fn conv_batch_norm_tracked<C: CheckpointStrategy>(
             (prep.finish(state, out), moments)
         }
         OpsKind::UnTracked(prep) => {
+            // Untracked: the flex ops themselves (the frozen one fused where it can be).
             let (x, filter) = (x.into_primitive(), filter.into_primitive());
             let (gamma, beta) = (gamma.into_primitive(), beta.into_primitive());
-            if let Some(m) = &frozen {
-                let fused = conv_frozen_batch_norm_fused(
-                    &x,
-                    &filter,
-                    &gamma,
-                    &beta,
+            let (out, moments) = match frozen {
+                Some(m) => (
+                    Flex::conv_batch_norm_frozen(
+                        x,
+                        filter,
+                        gamma,
+                        beta,
+                        m.clone(),
+                        spec,
+                        eps,
+                        lo,
+                        hi,
+                    ),
                     m,
-                    spec,
-                    eps,
-                    (lo, hi),
-                );
-                if let Some(out) = fused {
-                    return (prep.finish(out), m.clone());
-                }
-            }
-            let (_, moments, out) =
-                conv_batch_norm_forward(x, filter, gamma, beta, frozen, spec, eps, (lo, hi));
+                ),
+                None => Flex::conv_batch_norm_train(x, filter, gamma, beta, spec, eps, lo, hi),
+            };
             (prep.finish(out), moments)
         }
     }

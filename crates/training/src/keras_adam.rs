@@ -68,22 +68,8 @@ impl KerasAdam {
                 let logical: Vec<usize> = (0..D).collect();
                 let device = inner.device();
                 let (pd, gd) = (inner.clone().into_dispatch(), g.clone().into_dispatch());
-                let (g, order) = match cpu_train::storage_order(&gd) {
-                    Some((values, order)) => (Cow::Borrowed(values), order),
-                    None => (
-                        cpu_train::host_values(&gd)
-                            .unwrap_or_else(|| Cow::Owned(host_values(g.reshape([n])))),
-                        logical.clone(),
-                    ),
-                };
-                let (p, from) = match cpu_train::storage_order(&pd) {
-                    Some((values, from)) => (Cow::Borrowed(values), from),
-                    None => (
-                        cpu_train::host_values(&pd)
-                            .unwrap_or_else(|| Cow::Owned(host_values(inner.reshape([n])))),
-                        logical.clone(),
-                    ),
-                };
+                let (g, order) = stored_values(&gd, || host_values(g.reshape([n])));
+                let (p, from) = stored_values(&pd, || host_values(inner.reshape([n])));
                 // A parameter not yet in its gradient's order (the first step): one gather.
                 let p = if from == order {
                     p
@@ -384,6 +370,23 @@ impl Moments {
 }
 
 /// A float tensor's values, row-major.
+/// A parameter's or gradient's values and the order of its axes they lie in: its storage
+/// block where it fills one ([`cpu_train::storage_order`]), else row-major (read on the
+/// thread pool where [`cpu_train::host_values`] can, otherwise by `row_major`).
+fn stored_values<'a>(
+    t: &'a burn::backend::DispatchTensor,
+    row_major: impl FnOnce() -> Vec<f32>,
+) -> (Cow<'a, [f32]>, Vec<usize>) {
+    match cpu_train::storage_order(t) {
+        Some((values, order)) => (Cow::Borrowed(values), order),
+        None => {
+            let rank = burn::backend::TensorMetadata::shape(t).len();
+            let values = cpu_train::host_values(t).unwrap_or_else(|| Cow::Owned(row_major()));
+            (values, (0..rank).collect())
+        }
+    }
+}
+
 fn host_values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
     t.into_data()
         .convert::<f32>()
